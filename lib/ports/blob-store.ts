@@ -1,0 +1,24 @@
+/**
+ * Blob store port (S3): state snapshots, checkpoint manifests, sink staging and output, S3 sources.
+ * Keys are object keys inside the one configured bucket.
+ */
+export interface BlobInfo {
+  key: string;
+  size: number;
+}
+
+export interface BlobStore {
+  /** The bucket (or equivalent) this store writes to, for messages and manifests. */
+  readonly location: string;
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** The whole object, or undefined when it does not exist. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Bytes [start, endExclusive) of an object (clamped to its size). */
+  getRange(key: string, start: number, endExclusive: number): Promise<Uint8Array>;
+  head(key: string): Promise<BlobInfo | undefined>;
+  /** Every object under the prefix, in key order. */
+  list(prefix: string): Promise<BlobInfo[]>;
+  copy(fromKey: string, toKey: string): Promise<void>;
+  /** Deletes these keys; missing ones are ignored. */
+  delete(keys: readonly string[]): Promise<void>;
+}

@@ -1,0 +1,4 @@
+export * from './channels';
+export * from './blob-store';
+export * from './metadata-store';
+export * from './clock';

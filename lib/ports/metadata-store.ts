@@ -1,0 +1,43 @@
+/**
+ * Metadata store port (DynamoDB): job, task, region, checkpoint metadata and the availability
+ * flags of sub-partitions. Items are addressed by a partition key and a sort key; values are plain
+ * JSON-like data (string, number, boolean, null, arrays, nested objects).
+ *
+ * Conditions make writes safe between processes: an attempt number written with
+ * `{ attr: 'attempt', op: '<', value: newAttempt }` is a fencing token.
+ */
+export type MetaValue = string | number | boolean | null | MetaValue[] | { [k: string]: MetaValue };
+export type MetaItem = { [attr: string]: MetaValue };
+
+export type Condition =
+  | { attr: string; op: '=' | '<>' | '<' | '<=' | '>' | '>='; value: string | number | boolean }
+  | { attr: string; op: 'exists' | 'notExists' };
+
+export interface ItemChanges {
+  /** Attributes to set (overwrite). */
+  set?: MetaItem;
+  /** Numeric attributes to add to (created at 0 when missing). */
+  add?: Record<string, number>;
+  /** Attributes to remove. */
+  remove?: string[];
+}
+
+export interface StoredItem {
+  pk: string;
+  sk: string;
+  item: MetaItem;
+}
+
+export interface MetadataStore {
+  get(pk: string, sk: string): Promise<MetaItem | undefined>;
+  /** Writes the whole item. Returns false (and writes nothing) when a condition does not hold. */
+  put(pk: string, sk: string, item: MetaItem, conditions?: readonly Condition[]): Promise<boolean>;
+  /**
+   * Changes some attributes, creating the item if needed. Returns the item after the change, or
+   * undefined (and changes nothing) when a condition does not hold.
+   */
+  update(pk: string, sk: string, changes: ItemChanges, conditions?: readonly Condition[]): Promise<MetaItem | undefined>;
+  /** Every item of a partition whose sort key starts with the prefix, in sort-key order. */
+  query(pk: string, skPrefix?: string): Promise<StoredItem[]>;
+  delete(pk: string, sk: string): Promise<void>;
+}
