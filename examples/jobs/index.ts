@@ -1,0 +1,5 @@
+/** The jobs this installation can run, by name. Add your own definitions here. */
+import { JobRegistry } from '../../lib/api/registry';
+import { demoJob } from './demo';
+
+export const jobRegistry = new JobRegistry([demoJob]);

@@ -1,0 +1,87 @@
+/**
+ * The functions a user writes: sources, transformations, keyed process functions and sinks.
+ * Records are plain JSON-serialisable values: they cross SQS queues between tasks.
+ */
+import type { BlobStore } from '../ports/blob-store';
+
+export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+/** Where a function runs: which subtask of which operator. */
+export interface RuntimeContext {
+  jobId: string;
+  operatorId: string;
+  subtaskIndex: number;
+  parallelism: number;
+  /** Attempt of this subtask (grows with every restart). */
+  attempt: number;
+  /** The job's blob store (S3), for sources and sinks that read or write objects. */
+  blobs: BlobStore;
+}
+
+// ---- sources -------------------------------------------------------------------------------
+
+export interface SourceBatch<O> {
+  records: O[];
+  /** Event time up to which this subtask has emitted everything (watermark), if it tracks one. */
+  watermark?: number;
+  /** True when this subtask has no more input (bounded source). */
+  done: boolean;
+}
+
+/**
+ * A replayable source. Each subtask reads its own partitions; offsets are its state, so a
+ * checkpoint can rewind it.
+ */
+export interface SourceFunction<O> {
+  open(ctx: RuntimeContext): Promise<void>;
+  /** Reads up to `max` records. May wait briefly when rate-limited. */
+  poll(max: number): Promise<SourceBatch<O>>;
+  /** Current read positions, to be checkpointed. */
+  snapshotOffsets(): Json;
+  restoreOffsets(offsets: Json): void;
+  close?(): Promise<void>;
+}
+
+// ---- keyed processing ----------------------------------------------------------------------
+
+/** Value state scoped to the current key. */
+export interface KeyedValueState {
+  get<T extends Json>(name: string): T | undefined;
+  set(name: string, value: Json): void;
+  clear(name: string): void;
+}
+
+export interface KeyedProcessContext<O> {
+  readonly key: string;
+  /** Which input the record came from (0 for single-input operators, 0/1 for connected streams). */
+  readonly input: number;
+  readonly state: KeyedValueState;
+  /** Largest event time known to be complete across all inputs. */
+  readonly watermark: number;
+  /** Calls onTimer(timestamp) for this key once the watermark passes the timestamp. */
+  registerEventTimeTimer(timestamp: number): void;
+  emit(record: O): void;
+}
+
+export interface KeyedProcessFunction<I, O> {
+  processElement(record: I, ctx: KeyedProcessContext<O>): void;
+  onTimer?(timestamp: number, ctx: KeyedProcessContext<O>): void;
+}
+
+// ---- sinks ---------------------------------------------------------------------------------
+
+/**
+ * A two-phase sink: records are written into a pending transaction; `prepare` stages them
+ * durably (not yet visible) and returns a handle; `commit` makes staged handles visible. Commit
+ * must be idempotent: after a failure the same handle may be committed again.
+ */
+export interface SinkFunction<I> {
+  open(ctx: RuntimeContext): Promise<void>;
+  write(record: I): void;
+  /** Stages everything written since the last prepare, under this transaction id. */
+  prepare(transactionId: string): Promise<Json>;
+  commit(staged: Json): Promise<void>;
+  /** Drops a staged transaction that will never commit. */
+  abort(staged: Json): Promise<void>;
+  close?(): Promise<void>;
+}

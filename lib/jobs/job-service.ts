@@ -1,0 +1,199 @@
+/**
+ * The job service: submit, inspect, complete and cancel jobs. The API handlers, the local
+ * runtime and the CLI all go through it. Starting task units is the launcher's business
+ * (child processes locally, Lambda or Fargate in the cloud).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Json } from '../api/functions';
+import type { JobRegistry } from '../api/registry';
+import { buildExecutionGraph, controlQueue, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { JobSpecError } from '../graph/job-graph';
+import type { ChannelTransport } from '../ports/channels';
+import type { ControlMessage } from '../runtime/messages';
+import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord } from './job-store';
+
+export interface UnitLauncher {
+  /** Starts the given attempt of a unit. */
+  launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void>;
+  /** Stops a unit at once (best effort; it may already be gone). */
+  stop(jobId: string, unitId: string): Promise<void>;
+}
+
+export interface SubmitRequest {
+  job: string;
+  params?: { [k: string]: Json };
+  failover?: FailoverStrategy;
+  heartbeatTimeoutSeconds?: number;
+  checkpoint?: Partial<JobSettings['checkpoint']>;
+}
+
+export const DEFAULT_SETTINGS: JobSettings = {
+  failover: 'region',
+  heartbeatTimeoutMs: 10_000,
+  checkpoint: { handle: 'regional', intervalSeconds: 0, timeoutSeconds: 60, maxFailedRegionRatio: 0.5, maxConsecutiveRegionFailures: 3 },
+};
+
+const FAILOVER: FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered'];
+
+export interface JobTotals {
+  /** Records read by the sources. */
+  recordsIn: number;
+  /** Records written by the sinks. */
+  recordsOut: number;
+  /** Records dropped for unavailable sub-partitions. */
+  dropped: number;
+  requests: Record<string, number>;
+}
+
+export interface JobView {
+  job: JobRecord;
+  units: UnitRecord[];
+  totals: JobTotals;
+}
+
+export class JobService {
+  private readonly graphs = new Map<string, ExecutionGraph>();
+
+  constructor(
+    private readonly deps: {
+      jobs: JobStore;
+      channels: ChannelTransport;
+      registry: JobRegistry;
+      queuePrefix: string;
+      launcher: UnitLauncher;
+    },
+  ) {}
+
+  async submit(request: SubmitRequest): Promise<JobRecord> {
+    const settings = resolveSettings(request);
+    const { graph: logical, params } = this.deps.registry.build(request.job, request.params ?? {});
+    const graph = buildExecutionGraph(logical);
+    const jobId = `${request.job}-${randomBytes(4).toString('hex').slice(0, 6)}`;
+    const { queuePrefix } = this.deps;
+
+    const units: UnitPlacement[] = graph.subtasks.map((s, n) => ({
+      unitId: `${s.taskId}-${s.index}`,
+      subtasks: [s.id],
+      controlQueue: controlQueue(queuePrefix, jobId, n),
+    }));
+    const queues = [
+      ...graph.edges.flatMap((e) => {
+        const consumers = graph.tasks.find((t) => t.id === e.to)!.parallelism;
+        return Array.from({ length: consumers }, (_, j) => subPartitionQueue(queuePrefix, jobId, e.id, j));
+      }),
+      ...units.map((u) => u.controlQueue),
+    ];
+    await this.deps.channels.createQueues(queues);
+
+    const job: JobRecord = {
+      jobId,
+      name: request.job,
+      params,
+      settings,
+      status: 'RUNNING',
+      createdAt: Date.now(),
+      units,
+      regions: graph.regions,
+      queues,
+    };
+    await this.deps.jobs.createJob(job);
+    this.graphs.set(jobId, graph);
+    for (const unit of units) {
+      await this.deps.jobs.startUnitAttempt(jobId, unit.unitId, unit.subtasks, 0);
+      await this.deps.launcher.launch(job, unit, 0);
+    }
+    return job;
+  }
+
+  /** The execution graph of a job, rebuilt from its registered name and parameters. */
+  async graphOf(jobId: string): Promise<ExecutionGraph> {
+    let graph = this.graphs.get(jobId);
+    if (!graph) {
+      const job = await this.deps.jobs.getJob(jobId);
+      graph = buildExecutionGraph(this.deps.registry.build(job.name, job.params).graph);
+      this.graphs.set(jobId, graph);
+    }
+    return graph;
+  }
+
+  async view(jobId: string): Promise<JobView> {
+    const [job, units] = await Promise.all([this.deps.jobs.getJob(jobId), this.deps.jobs.getUnits(jobId)]);
+    const graph = await this.graphOf(jobId);
+    const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+    const sinks = new Set(graph.tasks.filter((t) => t.operators.at(-1)!.kind === 'sink').map((t) => t.id));
+    const totals: JobTotals = { recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} };
+    for (const unit of units) {
+      for (const [id, s] of Object.entries(unit.stats ?? {})) {
+        const taskId = id.slice(0, id.lastIndexOf('#'));
+        if (sources.has(taskId)) totals.recordsIn += s.recordsIn;
+        if (sinks.has(taskId)) totals.recordsOut += s.recordsOut;
+        totals.dropped += s.dropped;
+      }
+      for (const [service, n] of Object.entries(unit.requests ?? {})) totals.requests[service] = (totals.requests[service] ?? 0) + n;
+    }
+    return { job, units, totals };
+  }
+
+  list() {
+    return this.deps.jobs.listJobs();
+  }
+
+  /** Marks a job finished once every unit has finished, and deletes its queues. */
+  async completeIfDone(jobId: string): Promise<boolean> {
+    const units = await this.deps.jobs.getUnits(jobId);
+    const job = await this.deps.jobs.getJob(jobId);
+    if (units.length < job.units.length || units.some((u) => u.status !== 'FINISHED')) return false;
+    await this.deps.channels.deleteQueues(job.queues);
+    return this.deps.jobs.setJobStatus(jobId, 'FINISHED');
+  }
+
+  /** Ends a job that cannot go on: stops its units and deletes its queues. */
+  async fail(jobId: string, reason: string): Promise<void> {
+    if (!(await this.deps.jobs.setJobStatus(jobId, 'FAILED', reason))) return;
+    await this.stopAll(jobId);
+  }
+
+  /** Cancels a running job: stops its units, deletes its queues, keeps its checkpoints. */
+  async cancel(jobId: string): Promise<JobRecord> {
+    const job = await this.deps.jobs.getJob(jobId);
+    if (job.status !== 'RUNNING') throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
+    await this.deps.jobs.setJobStatus(jobId, 'CANCELLED');
+    await this.stopAll(jobId);
+    return this.deps.jobs.getJob(jobId);
+  }
+
+  /** Sends a control message to units of a job. */
+  async sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void> {
+    const body = JSON.stringify(message);
+    const targets = job.units.filter((u) => unitIds.includes(u.unitId));
+    const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
+    await Promise.all(targets.map((u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }])));
+  }
+
+  private async stopAll(jobId: string): Promise<void> {
+    const job = await this.deps.jobs.getJob(jobId);
+    await this.sendControl(job, job.units.map((u) => u.unitId), { type: 'cancel' }).catch(() => undefined);
+    await Promise.all(job.units.map((u) => this.deps.launcher.stop(jobId, u.unitId)));
+    await this.deps.channels.deleteQueues(job.queues);
+  }
+}
+
+export function resolveSettings(request: SubmitRequest): JobSettings {
+  const failover = request.failover ?? DEFAULT_SETTINGS.failover;
+  if (!FAILOVER.includes(failover)) throw new JobSpecError(`failover must be one of ${FAILOVER.join(', ')}, got '${failover}'`);
+  const heartbeat = request.heartbeatTimeoutSeconds;
+  if (heartbeat !== undefined && !(heartbeat >= 1 && heartbeat <= 900)) {
+    throw new JobSpecError(`heartbeatTimeoutSeconds must be from 1 to 900, got ${heartbeat}`);
+  }
+  const checkpoint = { ...DEFAULT_SETTINGS.checkpoint, ...(request.checkpoint ?? {}) };
+  if (!['global', 'regional'].includes(checkpoint.handle)) throw new JobSpecError(`checkpoint.handle must be 'global' or 'regional', got '${checkpoint.handle}'`);
+  if (!(checkpoint.intervalSeconds >= 0)) throw new JobSpecError(`checkpoint.intervalSeconds must be 0 or more, got ${checkpoint.intervalSeconds}`);
+  if (!(checkpoint.timeoutSeconds > 0)) throw new JobSpecError(`checkpoint.timeoutSeconds must be more than 0, got ${checkpoint.timeoutSeconds}`);
+  if (!(checkpoint.maxFailedRegionRatio >= 0 && checkpoint.maxFailedRegionRatio <= 1)) {
+    throw new JobSpecError(`checkpoint.maxFailedRegionRatio must be from 0 to 1, got ${checkpoint.maxFailedRegionRatio}`);
+  }
+  if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
+    throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
+  }
+  return { failover, heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000, checkpoint };
+}

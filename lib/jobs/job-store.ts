@@ -1,0 +1,138 @@
+/**
+ * Typed job and task-unit records over the metadata store (one DynamoDB table).
+ *
+ *   pk JOBS            sk <jobId>          job summary, for listing
+ *   pk JOB#<jobId>     sk META             the job: name, params, settings, units, regions, status
+ *   pk JOB#<jobId>     sk UNIT#<unitId>    a task unit: subtasks, attempt, status, heartbeat, counters
+ *
+ * Unit writes carry the unit's attempt as a fencing token: a unit of an older attempt cannot
+ * overwrite the record of its replacement.
+ */
+import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
+import type { Json } from '../api/functions';
+import type { Region } from '../graph/execution-graph';
+
+export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
+export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
+export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered';
+
+export interface JobSettings {
+  failover: FailoverStrategy;
+  /** Heartbeats older than this fail a unit. */
+  heartbeatTimeoutMs: number;
+  checkpoint: {
+    handle: 'global' | 'regional';
+    /** Seconds between checkpoints; 0 turns periodic checkpoints off. */
+    intervalSeconds: number;
+    timeoutSeconds: number;
+    maxFailedRegionRatio: number;
+    maxConsecutiveRegionFailures: number;
+  };
+}
+
+export interface UnitPlacement {
+  unitId: string;
+  subtasks: string[];
+  controlQueue: string;
+}
+
+export interface JobRecord {
+  jobId: string;
+  name: string;
+  params: { [k: string]: Json };
+  settings: JobSettings;
+  status: JobStatus;
+  createdAt: number;
+  endedAt?: number;
+  /** Task units: which subtasks each hosts, and its control queue. */
+  units: UnitPlacement[];
+  regions: Region[];
+  queues: string[];
+  error?: string;
+}
+
+export interface SubtaskStats {
+  status: string;
+  recordsIn: number;
+  recordsOut: number;
+  dropped: number;
+  duplicates: number;
+  fenced: number;
+}
+
+export interface UnitRecord {
+  unitId: string;
+  subtasks: string[];
+  attempt: number;
+  status: UnitStatus;
+  startedAt: number;
+  heartbeatAt: number;
+  stats: { [subtaskId: string]: SubtaskStats };
+  /** AWS requests this attempt made, by service. */
+  requests: { [service: string]: number };
+  error?: string;
+}
+
+export class UnknownJobError extends Error {
+  override name = 'UnknownJobError';
+  constructor(readonly jobId: string) {
+    super(`unknown job '${jobId}'`);
+  }
+}
+
+const jobPk = (jobId: string) => `JOB#${jobId}`;
+const asItem = (value: object) => value as unknown as MetaItem;
+
+export class JobStore {
+  constructor(readonly metadata: MetadataStore) {}
+
+  async createJob(job: JobRecord): Promise<void> {
+    const created = await this.metadata.put(jobPk(job.jobId), 'META', asItem(job), [{ attr: 'jobId', op: 'notExists' }]);
+    if (!created) throw new Error(`job '${job.jobId}' already exists`);
+    await this.metadata.put('JOBS', job.jobId, { name: job.name, createdAt: job.createdAt, status: job.status });
+  }
+
+  async getJob(jobId: string): Promise<JobRecord> {
+    const item = await this.metadata.get(jobPk(jobId), 'META');
+    if (!item) throw new UnknownJobError(jobId);
+    return item as unknown as JobRecord;
+  }
+
+  async listJobs(): Promise<{ jobId: string; name: string; createdAt: number; status: JobStatus }[]> {
+    const items = await this.metadata.query('JOBS');
+    return items.map(({ sk, item }) => ({ jobId: sk, ...(item as { name: string; createdAt: number; status: JobStatus }) }));
+  }
+
+  /** Sets the job's status; a finished, failed or cancelled job keeps its final status. */
+  async setJobStatus(jobId: string, status: JobStatus, error?: string): Promise<boolean> {
+    const set: MetaItem = { status, ...(status !== 'RUNNING' ? { endedAt: Date.now() } : {}), ...(error ? { error } : {}) };
+    const updated = await this.metadata.update(jobPk(jobId), 'META', { set }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
+    if (updated) await this.metadata.update('JOBS', jobId, { set: { status } });
+    return updated !== undefined;
+  }
+
+  async updateSettings(jobId: string, settings: JobSettings): Promise<void> {
+    await this.metadata.update(jobPk(jobId), 'META', { set: { settings: asItem(settings) } }, [{ attr: 'jobId', op: 'exists' }]);
+  }
+
+  /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
+  async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
+    const now = Date.now();
+    const record: UnitRecord = { unitId, subtasks, attempt, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
+    return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
+      async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
+    );
+  }
+
+  /** A unit's heartbeat or status change, fenced by its attempt. False: a newer attempt exists. */
+  async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>): Promise<boolean> {
+    const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }];
+    const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
+    return updated !== undefined;
+  }
+
+  async getUnits(jobId: string): Promise<UnitRecord[]> {
+    const items = await this.metadata.query(jobPk(jobId), 'UNIT#');
+    return items.map(({ item }) => item as unknown as UnitRecord);
+  }
+}

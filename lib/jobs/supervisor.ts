@@ -1,0 +1,103 @@
+/**
+ * The supervisor watches a running job: it sees a task unit fail (its process exits without
+ * finishing, it reports an error, or its heartbeat goes stale), hands the failure to the job's
+ * failure handler, and completes the job once every unit has finished.
+ */
+import type { Clock } from '../ports/clock';
+import { systemClock } from '../ports/clock';
+import type { JobService, JobView } from './job-service';
+import type { UnitRecord } from './job-store';
+
+export interface UnitFailure {
+  unitId: string;
+  attempt: number;
+  subtasks: string[];
+  reason: string;
+  /** When the failure happened (exit time, or last heartbeat for a stale unit). */
+  failedAt: number;
+  /** When the supervisor noticed it. */
+  detectedAt: number;
+}
+
+export interface UnitExitEvent {
+  jobId: string;
+  unitId: string;
+  attempt: number;
+  code: number | null;
+  signal: string | null;
+  at: number;
+}
+
+/** Decides what a failure means for the job; the default fails the whole job. */
+export type FailureHandler = (failure: UnitFailure, view: JobView) => Promise<void>;
+
+export interface SupervisorOptions {
+  service: JobService;
+  clock?: Clock;
+  pollMs?: number;
+  onFailure?: FailureHandler;
+  onProgress?: (view: JobView) => void;
+}
+
+export class Supervisor {
+  private readonly exits: UnitExitEvent[] = [];
+  private readonly handled = new Set<string>();
+  readonly failures: UnitFailure[] = [];
+
+  constructor(private readonly options: SupervisorOptions) {}
+
+  /** Reports a unit's process exit (from a launcher that can see processes). */
+  unitExited(event: UnitExitEvent): void {
+    this.exits.push(event);
+  }
+
+  /** Watches the job until it is no longer running; returns its final view. */
+  async watch(jobId: string): Promise<JobView> {
+    const clock = this.options.clock ?? systemClock;
+    for (;;) {
+      const view = await this.options.service.view(jobId);
+      if (view.job.status !== 'RUNNING') return view;
+      this.options.onProgress?.(view);
+      for (const failure of this.detect(view, clock.now())) {
+        this.failures.push(failure);
+        await (this.options.onFailure ?? this.failJob)(failure, view);
+      }
+      if (await this.options.service.completeIfDone(jobId)) continue;
+      await clock.sleep(this.options.pollMs ?? 500);
+    }
+  }
+
+  private readonly failJob: FailureHandler = async (failure, view) => {
+    await this.options.service.fail(
+      view.job.jobId,
+      `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`,
+    );
+  };
+
+  /** Failures not seen before: exits without finishing, reported errors, stale heartbeats. */
+  detect(view: JobView, now: number): UnitFailure[] {
+    const found: UnitFailure[] = [];
+    const timeout = view.job.settings.heartbeatTimeoutMs;
+    for (const unit of view.units) {
+      const key = `${unit.unitId}#${unit.attempt}`;
+      if (this.handled.has(key) || unit.status === 'FINISHED' || unit.status === 'CANCELLED') continue;
+      const reason = this.reasonFor(view.job.jobId, unit, now, timeout);
+      if (!reason) continue;
+      this.handled.add(key);
+      found.push({ unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason });
+    }
+    return found;
+  }
+
+  private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number): { reason: string; failedAt: number } | undefined {
+    if (unit.status === 'FAILED') return { reason: unit.error ?? 'reported an error', failedAt: unit.heartbeatAt };
+    const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt);
+    if (exit && !(exit.code === 0 && exit.signal === null)) {
+      return { reason: exit.signal ? `process killed by ${exit.signal}` : `process exited with code ${exit.code}`, failedAt: exit.at };
+    }
+    if (now - unit.heartbeatAt > timeoutMs) {
+      return { reason: `no heartbeat for ${Math.round((now - unit.heartbeatAt) / 1000)} s`, failedAt: unit.heartbeatAt };
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The local runtime: the same job service, supervisor and task units as in the cloud, with task
+ * units as child processes and AWS reached at the configured endpoint (the embedded emulator,
+ * LocalStack, or real AWS).
+ */
+import type { JobRegistry } from '../api/registry';
+import { createAwsPorts, ensureInfrastructure, type AwsPorts } from '../aws';
+import { configToEnv, type SluiceConfig } from '../config';
+import { JobService } from '../jobs/job-service';
+import { JobStore } from '../jobs/job-store';
+import { Supervisor, type FailureHandler } from '../jobs/supervisor';
+import type { JobView } from '../jobs/job-service';
+import { ProcessLauncher } from './process-launcher';
+
+export class LocalRuntime {
+  readonly ports: AwsPorts;
+  readonly jobs: JobStore;
+  readonly launcher: ProcessLauncher;
+  readonly service: JobService;
+
+  constructor(
+    readonly config: SluiceConfig,
+    registry: JobRegistry,
+  ) {
+    this.ports = createAwsPorts(config);
+    this.jobs = new JobStore(this.ports.metadata);
+    this.launcher = new ProcessLauncher({ env: configToEnv(config) });
+    this.service = new JobService({
+      jobs: this.jobs,
+      channels: this.ports.channels,
+      registry,
+      queuePrefix: config.queuePrefix,
+      launcher: this.launcher,
+    });
+  }
+
+  /** Creates the table and bucket if they are missing (fails clearly if AWS is unreachable). */
+  async prepare(): Promise<void> {
+    await ensureInfrastructure(this.config, this.ports.clients);
+  }
+
+  /** A supervisor for one job, told about every unit process that exits. */
+  supervisor(options: { onProgress?: (view: JobView) => void; onFailure?: FailureHandler; pollMs?: number } = {}): Supervisor {
+    const supervisor = new Supervisor({ service: this.service, ...options });
+    this.launcher.onExit((exit) => supervisor.unitExited(exit));
+    return supervisor;
+  }
+
+  close(): void {
+    this.launcher.killAll();
+    this.ports.clients.destroy();
+  }
+}

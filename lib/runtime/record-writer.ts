@@ -1,0 +1,188 @@
+/**
+ * Record writer: the producer side of one edge in one subtask. Routes records to channels
+ * (forward, hash, rebalance, broadcast), packs them into size-bounded messages, and sends them
+ * to the sub-partition queues in batches.
+ *
+ * A sub-partition marked unavailable (its consumer failed, under single-point recovery) gets no
+ * records: they are dropped and counted per channel, so the loss is measured, never silent.
+ */
+import type { Json } from '../api/functions';
+import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
+import type { ExecutionEdge } from '../graph/execution-graph';
+import type { ChannelEvent, ChannelMessage } from './messages';
+
+/** Tells a writer whether a consumer sub-partition takes records now. */
+export interface SubPartitionGate {
+  isAvailable(edgeId: string, consumer: number): boolean;
+}
+
+export const alwaysAvailable: SubPartitionGate = { isAvailable: () => true };
+
+export interface RecordWriterOptions {
+  edge: ExecutionEdge;
+  producerIndex: number;
+  consumerParallelism: number;
+  attempt: number;
+  /** Queue name of consumer j's sub-partition on this edge. */
+  queueOf: (consumer: number) => string;
+  transport: ChannelTransport;
+  gate?: SubPartitionGate;
+  /** Records are packed into messages up to this many bytes. */
+  maxMessageBytes?: number;
+}
+
+interface ChannelBuffer {
+  parts: string[];
+  bytes: number;
+  /** Watermark to attach to the next sealed message. */
+  watermark: number | undefined;
+}
+
+const ENVELOPE_BYTES = 96;
+
+export class RecordWriter {
+  readonly edgeId: string;
+  private readonly buffers: ChannelBuffer[];
+  private readonly sequence: number[];
+  private readonly outbox = new Map<number, OutboundMessage[]>();
+  private readonly maxBytes: number;
+  private readonly gate: SubPartitionGate;
+  private roundRobin: number;
+  /** Records dropped per consumer because its sub-partition was unavailable. */
+  readonly dropped: number[];
+  recordsWritten = 0;
+  messagesSent = 0;
+
+  constructor(private readonly options: RecordWriterOptions) {
+    this.edgeId = options.edge.id;
+    const n = options.consumerParallelism;
+    this.buffers = Array.from({ length: n }, () => ({ parts: [], bytes: 0, watermark: undefined }));
+    this.sequence = new Array<number>(n).fill(0);
+    this.dropped = new Array<number>(n).fill(0);
+    this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES;
+    this.gate = options.gate ?? alwaysAvailable;
+    this.roundRobin = options.producerIndex % n;
+  }
+
+  /** Routes one record to its channel(s). */
+  emit(record: Json): void {
+    const { edge } = this.options;
+    switch (edge.kind) {
+      case 'forward':
+        return this.append(this.options.producerIndex, record);
+      case 'hash':
+        return this.append(hashPartition(edge.key!(record), this.buffers.length), record);
+      case 'rebalance':
+        this.roundRobin = (this.roundRobin + 1) % this.buffers.length;
+        return this.append(this.roundRobin, record);
+      case 'broadcast':
+        for (let c = 0; c < this.buffers.length; c++) this.append(c, record);
+    }
+  }
+
+  /** Attaches a watermark to every channel; it travels with the next message of each. */
+  emitWatermark(watermark: number): void {
+    for (const buffer of this.buffers) buffer.watermark = watermark;
+  }
+
+  /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
+  emitEvent(event: Exclude<ChannelEvent, { t: 'd' }>): void {
+    for (const c of this.channels()) {
+      this.seal(c);
+      if (this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
+    }
+  }
+
+  /** True when sealed messages wait to be sent or a buffer is worth sealing. */
+  hasPending(): boolean {
+    return this.outbox.size > 0 || this.buffers.some((b) => b.parts.length > 0 || b.watermark !== undefined);
+  }
+
+  /** True when full messages wait to be sent. */
+  hasSealed(): boolean {
+    return this.outbox.size > 0;
+  }
+
+  /**
+   * Sends the sealed messages, one batched call sequence per queue; with `partial` (the linger
+   * time passed, or a control event follows) it first seals the partly filled buffers too.
+   */
+  async flush(partial = true): Promise<void> {
+    if (partial) for (const c of this.channels()) this.seal(c);
+    const sends = [...this.outbox.entries()].map(([consumer, messages]) =>
+      this.options.transport.send(this.options.queueOf(consumer), messages),
+    );
+    this.messagesSent += [...this.outbox.values()].reduce((n, m) => n + m.length, 0);
+    this.outbox.clear();
+    await Promise.all(sends);
+  }
+
+  /** Consumers this producer writes to on this edge. */
+  private channels(): number[] {
+    return this.options.edge.pointwise ? [this.options.producerIndex] : this.buffers.map((_, c) => c);
+  }
+
+  private append(consumer: number, record: Json): void {
+    if (!this.gate.isAvailable(this.edgeId, consumer)) {
+      this.dropped[consumer]!++;
+      return;
+    }
+    const part = JSON.stringify(record);
+    const size = Buffer.byteLength(part) + 1;
+    if (size > this.maxBytes) {
+      throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);
+    }
+    const buffer = this.buffers[consumer]!;
+    if (buffer.bytes + size > this.maxBytes && buffer.parts.length > 0) this.seal(consumer);
+    buffer.parts.push(part);
+    buffer.bytes += size;
+    this.recordsWritten++;
+  }
+
+  /** Turns a channel's buffered records (and watermark) into one message in the outbox. */
+  private seal(consumer: number): void {
+    const buffer = this.buffers[consumer]!;
+    if (buffer.parts.length === 0 && buffer.watermark === undefined) return;
+    const watermark = buffer.watermark;
+    buffer.watermark = undefined;
+    if (!this.gate.isAvailable(this.edgeId, consumer)) {
+      buffer.parts = [];
+      buffer.bytes = 0;
+      return;
+    }
+    if (buffer.parts.length === 0) {
+      this.enqueue(consumer, { t: 'w', w: watermark! });
+      return;
+    }
+    // Records are already JSON; splice them in rather than stringify twice.
+    const records = `[${buffer.parts.join(',')}]`;
+    buffer.parts = [];
+    buffer.bytes = 0;
+    this.enqueueRaw(consumer, 'd', `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`);
+  }
+
+  private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' }>): void {
+    const { t, ...rest } = event;
+    const fields = Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
+    this.enqueueRaw(consumer, t, fields);
+  }
+
+  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string): void {
+    const seq = this.sequence[consumer]!++;
+    const { producerIndex: p, attempt: a } = this.options;
+    const body = `{"p":${p},"a":${a},"s":${seq},"t":"${type}"${fields ? `,${fields}` : ''}}`;
+    const list = this.outbox.get(consumer) ?? [];
+    list.push({ groupId: String(p), dedupId: `${p}-${a}-${seq}`, body });
+    this.outbox.set(consumer, list);
+  }
+}
+
+/** Stable string hash (FNV-1a, 32 bit) mapped onto the consumer subtasks. */
+export function hashPartition(key: string, parallelism: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % parallelism;
+}
