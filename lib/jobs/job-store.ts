@@ -9,7 +9,7 @@
  * overwrite the record of its replacement.
  */
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
-import type { Json } from '../api/functions';
+import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
 
 export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
@@ -39,7 +39,7 @@ export interface UnitPlacement {
 export interface JobRecord {
   jobId: string;
   name: string;
-  params: { [k: string]: Json };
+  params: JobParams;
   settings: JobSettings;
   status: JobStatus;
   createdAt: number;

@@ -42,8 +42,6 @@ export interface InputGateOptions {
   minAttempt?: (edgeId: string, producer: number) => number;
   waitSeconds?: number;
   visibilityTimeoutSeconds?: number;
-  /** Stop receiving while this many messages wait in the buffer (backpressure). */
-  maxBuffered?: number;
   /** Called when a poller fails (queue deleted, endpoint gone). */
   onError: (error: unknown) => void;
 }
@@ -53,6 +51,8 @@ export class InputGate {
   private readonly buffer: Received[] = [];
   private readonly waiters: (() => void)[] = [];
   private readonly pollers: Promise<void>[] = [];
+  /** Per queue: resolves when the messages last received from it have been acknowledged. */
+  private readonly unacknowledged = new Map<string, () => void>();
   private running = false;
   duplicates = 0;
   fenced = 0;
@@ -80,6 +80,7 @@ export class InputGate {
   async stop(): Promise<void> {
     this.running = false;
     this.wake();
+    for (const release of this.unacknowledged.values()) release();
     await Promise.allSettled(this.pollers);
   }
 
@@ -127,6 +128,10 @@ export class InputGate {
 
   async acknowledge(receipts: Map<string, string[]>): Promise<void> {
     await Promise.all([...receipts].map(([queue, list]) => this.options.transport.delete(queue, list)));
+    for (const queue of receipts.keys()) {
+      this.unacknowledged.get(queue)?.();
+      this.unacknowledged.delete(queue);
+    }
   }
 
   /** Smallest watermark over channels still open; END when all have ended. */
@@ -143,12 +148,7 @@ export class InputGate {
 
   private async poll(edge: ExecutionEdge): Promise<void> {
     const queue = this.options.queueOf(edge);
-    const maxBuffered = this.options.maxBuffered ?? 40;
     while (this.running) {
-      if (this.buffer.length >= maxBuffered) {
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
       try {
         const messages = await this.options.transport.receive(queue, {
           max: 10,
@@ -156,8 +156,13 @@ export class InputGate {
           visibilityTimeoutSeconds: this.options.visibilityTimeoutSeconds ?? 300,
         });
         if (!this.running) return; // stopping: leave them for the next attempt
+        if (messages.length === 0) continue;
+        // Receive again only once these are acknowledged: while a channel's messages are in
+        // flight its message group is blocked anyway (FIFO), and this bounds what is buffered.
+        const acknowledged = new Promise<void>((resolve) => this.unacknowledged.set(queue, resolve));
         for (const message of messages) this.buffer.push({ queue, edge, message });
-        if (messages.length > 0) this.wake();
+        this.wake();
+        await acknowledged;
       } catch (error) {
         if (!this.running) return;
         this.running = false;

@@ -1,0 +1,159 @@
+/**
+ * `npm run demo`: runs the demo job end to end on the local runtime.
+ *
+ * Starts the embedded AWS emulator unless AWS_ENDPOINT_URL names one (LocalStack, say), creates
+ * the table and bucket, submits the demo job (generator -> parse -> keyBy(user) -> hourly
+ * aggregate -> S3) with task units as child processes, shows progress, prints a summary, and
+ * checks every aggregate in S3 against the expected value.
+ *
+ *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--kill-after SECONDS]
+ */
+import { parseArgs } from 'node:util';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { requestCounts } from '../lib/aws';
+import { loadConfig } from '../lib/config';
+import { resolveEndpoint } from '../lib/local/emulator';
+import { LocalRuntime } from '../lib/local/local-runtime';
+import type { JobView } from '../lib/jobs/job-service';
+import { jobRegistry } from '../examples/jobs';
+import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../examples/jobs/demo';
+
+const { values: args } = parseArgs({
+  options: {
+    records: { type: 'string', default: '1000000' },
+    parallelism: { type: 'string', default: '4' },
+    users: { type: 'string', default: '1000' },
+    hours: { type: 'string', default: '6' },
+    'kill-after': { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (args.help) {
+  console.log('usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--kill-after SECONDS]');
+  process.exit(0);
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const endpoint = await resolveEndpoint();
+  console.log(endpoint.started ? `AWS emulator (moto) started at ${endpoint.endpoint}` : `using AWS endpoint ${endpoint.endpoint}`);
+  const config = loadConfig();
+  const runtime = new LocalRuntime(config, jobRegistry);
+  try {
+    await runtime.prepare();
+    const params = {
+      records: Number(args.records),
+      parallelism: Number(args.parallelism),
+      users: Number(args.users),
+      hours: Number(args.hours),
+    };
+    const job = await runtime.service.submit({ job: 'demo', params });
+    const units = job.units.length;
+    console.log(`job ${job.jobId}: ${fmt(params.records)} records, parallelism ${params.parallelism}, ${units} task units (child processes), ${job.queues.length} queues`);
+    console.log(`  table ${config.table}, bucket ${config.bucket}, unit logs in .sluice/logs/${job.jobId}/`);
+
+    const runStart = Date.now();
+    let lastIn = 0;
+    let lastAt = runStart;
+    const supervisor = runtime.supervisor({
+      pollMs: 1000,
+      onProgress: (view) => {
+        const now = Date.now();
+        if (now - lastAt < 2000) return;
+        const rate = ((view.totals.recordsIn - lastIn) * 1000) / (now - lastAt);
+        lastIn = view.totals.recordsIn;
+        lastAt = now;
+        const running = view.units.filter((u) => u.status === 'RUNNING').length;
+        const finished = view.units.filter((u) => u.status === 'FINISHED').length;
+        const pct = ((100 * view.totals.recordsIn) / params.records).toFixed(0);
+        console.log(
+          `  [${((now - runStart) / 1000).toFixed(0).padStart(4)} s] read ${fmt(view.totals.recordsIn)} (${pct} %, ${fmt(rate)}/s)  aggregates out ${fmt(view.totals.recordsOut)}  units running ${running}, finished ${finished}`,
+        );
+      },
+    });
+
+    if (args['kill-after'] !== undefined) {
+      const victim = job.units.find((u) => u.unitId.startsWith('hourly-aggregate')) ?? job.units[0]!;
+      setTimeout(() => {
+        const killed = runtime.launcher.kill(job.jobId, victim.unitId);
+        console.log(`  killing task unit ${victim.unitId} (pid ${runtime.launcher.pid(job.jobId, victim.unitId) ?? '?'}) with SIGKILL: ${killed ? 'sent' : 'unit not running'}`);
+      }, Number(args['kill-after']) * 1000).unref();
+    }
+
+    const view = await supervisor.watch(job.jobId);
+    const seconds = (Date.now() - runStart) / 1000;
+    for (const f of supervisor.failures) {
+      console.log(`  failure seen: unit ${f.unitId} attempt ${f.attempt} — ${f.reason} (detected after ${fmt(f.detectedAt - f.failedAt)} ms)`);
+    }
+    return await summarize(view, seconds, runtime, started);
+  } finally {
+    runtime.close();
+    await endpoint.stop();
+  }
+}
+
+async function summarize(view: JobView, seconds: number, runtime: LocalRuntime, started: number): Promise<number> {
+  const { job, totals } = view;
+  const driver = requestCounts();
+  const unitRequests = totals.requests.total ?? 0;
+  const requests = unitRequests + driver.total;
+  console.log('');
+  console.log(`job ${job.jobId} ${job.status}${job.error ? `: ${job.error}` : ''}`);
+  console.log(`  records in         ${fmt(totals.recordsIn)}`);
+  console.log(`  aggregates out     ${fmt(totals.recordsOut)}`);
+  console.log(`  time               ${seconds.toFixed(1)} s (job), ${((Date.now() - started) / 1000).toFixed(1)} s (total, with setup)`);
+  console.log(`  throughput         ${fmt(totals.recordsIn / seconds)} records/s`);
+  console.log(
+    `  AWS requests       ${fmt(requests)} (SQS ${fmt((totals.requests.sqs ?? 0) + driver.sqs)}, DynamoDB ${fmt((totals.requests.dynamodb ?? 0) + driver.dynamodb)}, S3 ${fmt((totals.requests.s3 ?? 0) + driver.s3)}): ${(requests / (totals.recordsIn / 1000)).toFixed(2)} per 1000 records`,
+  );
+  if (job.status !== 'FINISHED') return 1;
+
+  // Check the output independently: read every object under the job's prefix with the S3 client.
+  const expected = expectedAggregates(demoShape(job.params));
+  const actual = await readOutput(runtime, `output/${job.jobId}/`);
+  let wrong = 0;
+  for (const [key, want] of expected) {
+    const got = actual.rows.get(key);
+    if (!got || JSON.stringify(got) !== JSON.stringify(want)) wrong++;
+  }
+  const extra = [...actual.rows.keys()].filter((k) => !expected.has(k)).length;
+  const ok = wrong === 0 && extra === 0 && actual.duplicates === 0;
+  console.log(
+    `  output check       ${ok ? 'OK' : 'MISMATCH'}: ${fmt(actual.rows.size)} aggregates in ${actual.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(expected.size)} expected, ${wrong} wrong or missing, ${extra} unexpected, ${actual.duplicates} duplicated`,
+  );
+  return ok ? 0 : 1;
+}
+
+async function readOutput(runtime: LocalRuntime, prefix: string) {
+  const s3 = runtime.ports.clients.s3;
+  const rows = new Map<string, HourlyAggregate>();
+  let duplicates = 0;
+  let files = 0;
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: runtime.config.bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) {
+      files++;
+      const body = await s3.send(new GetObjectCommand({ Bucket: runtime.config.bucket, Key: object.Key! }));
+      for (const line of (await body.Body!.transformToString()).split('\n')) {
+        if (!line) continue;
+        const row = JSON.parse(line) as HourlyAggregate;
+        if (rows.has(aggregateKey(row))) duplicates++;
+        rows.set(aggregateKey(row), row);
+      }
+    }
+    token = page.NextContinuationToken;
+  } while (token);
+  return { rows, duplicates, files };
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);
