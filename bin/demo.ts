@@ -9,14 +9,13 @@
  *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--kill-after SECONDS]
  */
 import { parseArgs } from 'node:util';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
 import type { JobView } from '../lib/jobs/job-service';
 import { jobRegistry } from '../examples/jobs';
-import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../examples/jobs/demo';
+import { checkDemoOutput } from '../examples/jobs/demo-check';
 
 const { values: args } = parseArgs({
   options: {
@@ -111,43 +110,12 @@ async function summarize(view: JobView, seconds: number, runtime: LocalRuntime, 
   );
   if (job.status !== 'FINISHED') return 1;
 
-  // Check the output independently: read every object under the job's prefix with the S3 client.
-  const expected = expectedAggregates(demoShape(job.params));
-  const actual = await readOutput(runtime, `output/${job.jobId}/`);
-  let wrong = 0;
-  for (const [key, want] of expected) {
-    const got = actual.rows.get(key);
-    if (!got || JSON.stringify(got) !== JSON.stringify(want)) wrong++;
-  }
-  const extra = [...actual.rows.keys()].filter((k) => !expected.has(k)).length;
-  const ok = wrong === 0 && extra === 0 && actual.duplicates === 0;
+  // Check the output independently: every object under the job's prefix, read with the S3 client.
+  const check = await checkDemoOutput(runtime.ports.clients.s3, runtime.config.bucket, job.jobId, job.params);
   console.log(
-    `  output check       ${ok ? 'OK' : 'MISMATCH'}: ${fmt(actual.rows.size)} aggregates in ${actual.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(expected.size)} expected, ${wrong} wrong or missing, ${extra} unexpected, ${actual.duplicates} duplicated`,
+    `  output check       ${check.ok ? 'OK' : 'MISMATCH'}: ${fmt(check.found)} aggregates in ${check.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(check.expected)} expected, ${check.wrong.length} wrong or missing, ${check.unexpected.length} unexpected, ${check.duplicated.length} duplicated`,
   );
-  return ok ? 0 : 1;
-}
-
-async function readOutput(runtime: LocalRuntime, prefix: string) {
-  const s3 = runtime.ports.clients.s3;
-  const rows = new Map<string, HourlyAggregate>();
-  let duplicates = 0;
-  let files = 0;
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: runtime.config.bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const object of page.Contents ?? []) {
-      files++;
-      const body = await s3.send(new GetObjectCommand({ Bucket: runtime.config.bucket, Key: object.Key! }));
-      for (const line of (await body.Body!.transformToString()).split('\n')) {
-        if (!line) continue;
-        const row = JSON.parse(line) as HourlyAggregate;
-        if (rows.has(aggregateKey(row))) duplicates++;
-        rows.set(aggregateKey(row), row);
-      }
-    }
-    token = page.NextContinuationToken;
-  } while (token);
-  return { rows, duplicates, files };
+  return check.ok ? 0 : 1;
 }
 
 main().then(
