@@ -93,12 +93,13 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   }
 
   snapshotOffsets(): Json {
-    return { offsets: [...this.offsets.entries()], lastEventTime: [...this.lastEventTime.entries()] };
+    return { offsets: [...this.offsets.entries()], lastEventTime: [...this.lastEventTime.entries()], cursor: this.cursor };
   }
 
   restoreOffsets(snapshot: Json): void {
-    const s = snapshot as { offsets: [number, number][]; lastEventTime: [number, number][] };
+    const s = snapshot as { offsets: [number, number][]; lastEventTime: [number, number][]; cursor: number };
     this.offsets = new Map(s.offsets);
     this.lastEventTime = new Map(s.lastEventTime);
+    this.cursor = s.cursor;
   }
 }

@@ -1,0 +1,104 @@
+/** The in-memory ports: the port contracts, plus request counts and what only they promise. */
+import { describe, expect, it } from 'vitest';
+import { MemoryBlobStore, MemoryChannelTransport, MemoryMetadataStore, createMemoryPorts, memoryRequestCounts } from '../../lib/memory';
+import { blobStoreContract } from '../contracts/blobs.contract';
+import { channelTransportContract } from '../contracts/channels.contract';
+import { metadataStoreContract } from '../contracts/metadata.contract';
+
+channelTransportContract('memory', async () => new MemoryChannelTransport());
+metadataStoreContract('memory', async () => new MemoryMetadataStore());
+blobStoreContract('memory', async () => new MemoryBlobStore());
+
+describe('memory ports beyond the contract', () => {
+  it('counts the requests the AWS adapters would make', async () => {
+    const ports = createMemoryPorts();
+    const { channels, metadata, blobs } = ports;
+    await channels.createQueues(['a', 'b']); // 2 CreateQueue
+    await channels.send('a', Array.from({ length: 25 }, (_, i) => ({ groupId: String(i), dedupId: String(i), body: 'x' }))); // 3 batches
+    const got = await channels.receive('a', { max: 10, waitSeconds: 0 }); // 1
+    await channels.delete('a', got.map((m) => m.receipt)); // 1
+    expect(channels.requests).toBe(7);
+    await metadata.put('p', 's', { a: 1 });
+    await metadata.update('p', 's', { add: { a: 1 } });
+    await metadata.query('p');
+    expect(metadata.requests).toBe(3);
+    await blobs.put('k', 'v');
+    await blobs.delete(Array.from({ length: 1500 }, (_, i) => `k${i}`)); // 2 DeleteObjects
+    expect(blobs.requests).toBe(3);
+    expect(memoryRequestCounts(ports)).toEqual({ sqs: 7, dynamodb: 3, s3: 3, total: 13 });
+  });
+
+  it('keeps dedup ids for 5 minutes even after the first copy was deleted (as SQS does)', async () => {
+    const t = new MemoryChannelTransport();
+    await t.createQueues(['q']);
+    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'one' }]);
+    const [m] = await t.receive('q', { max: 1, waitSeconds: 0 });
+    await t.delete('q', [m!.receipt]);
+    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'again' }]);
+    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
+  });
+
+  it('ignores a stale receipt once the message was received again (FIFO semantics)', async () => {
+    const t = new MemoryChannelTransport();
+    await t.createQueues(['q']);
+    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'one' }]);
+    const [first] = await t.receive('q', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 0.05 });
+    const [second] = await t.receive('q', { max: 1, waitSeconds: 1 });
+    expect(second!.body).toBe('one');
+    await t.delete('q', [first!.receipt]);
+    // Still in flight under the newer receipt; the group stays blocked until that one is deleted.
+    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
+    await t.delete('q', [second!.receipt]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
+  });
+
+  it('wakes a long poll when a group is unblocked by a delete', async () => {
+    const t = new MemoryChannelTransport();
+    await t.createQueues(['q']);
+    await t.send('q', [1, 2].map((i) => ({ groupId: '0', dedupId: String(i), body: String(i) })));
+    const [first] = await t.receive('q', { max: 1, waitSeconds: 0 });
+    const started = Date.now();
+    const pending = t.receive('q', { max: 10, waitSeconds: 10 });
+    setTimeout(() => void t.delete('q', [first!.receipt]), 50);
+    expect((await pending).map((m) => m.body)).toEqual(['2']);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('ends a long poll with the queue error when the queue is deleted meanwhile', async () => {
+    const t = new MemoryChannelTransport();
+    await t.createQueues(['q']);
+    const pending = t.receive('q', { max: 1, waitSeconds: 10 });
+    await t.deleteQueues(['q']);
+    await expect(pending).rejects.toMatchObject({ kind: 'missing-queue' });
+  });
+
+  it('moves 10k messages and 20k metadata updates quickly', async () => {
+    const t = new MemoryChannelTransport();
+    await t.createQueues(['fast']);
+    const started = Date.now();
+    const groups = 20;
+    let seq = 0;
+    for (let round = 0; round < 1_000; round++) {
+      await t.send(
+        'fast',
+        Array.from({ length: 10 }, (_, i) => ({ groupId: String((round + i) % groups), dedupId: String(seq++), body: 'r'.repeat(100) })),
+      );
+    }
+    let received = 0;
+    for (;;) {
+      const got = await t.receive('fast', { max: 10, waitSeconds: 0 });
+      if (got.length === 0) break;
+      received += got.length;
+      await t.delete('fast', got.map((m) => m.receipt));
+    }
+    expect(received).toBe(10_000);
+    expect(Date.now() - started).toBeLessThan(2_000);
+
+    const m = new MemoryMetadataStore();
+    const t0 = Date.now();
+    for (let i = 0; i < 20_000; i++) await m.update('job', `task#${i % 500}`, { add: { n: 1 }, set: { at: i } }, [{ attr: 'at', op: '<>', value: -1 }]);
+    expect((await m.query('job', 'task#')).length).toBe(500);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+});
