@@ -24,6 +24,7 @@ export async function runUnit(event: TaskUnitEvent) {
       queuePrefix: config.queuePrefix,
       channels: ports.channels,
       blobs: ports.blobs,
+      metadata: ports.metadata,
       jobs: new JobStore(ports.metadata),
       registry: jobRegistry,
       requestCounts: () => ({ ...requestCounts() }),

@@ -1,5 +1,6 @@
 /** The jobs this installation can run, by name. Add your own definitions here. */
 import { JobRegistry } from '../../lib/api/registry';
 import { demoJob } from './demo';
+import { ingestJob } from './ingest';
 
-export const jobRegistry = new JobRegistry([demoJob]);
+export const jobRegistry = new JobRegistry([demoJob, ingestJob]);

@@ -42,6 +42,8 @@ export interface SupervisorOptions {
 export class Supervisor {
   private readonly exits: UnitExitEvent[] = [];
   private readonly handled = new Set<string>();
+  /** Regions whose sinks were told to commit their last output. */
+  private readonly released = new Set<string>();
   readonly failures: UnitFailure[] = [];
 
   constructor(private readonly options: SupervisorOptions) {}
@@ -62,8 +64,29 @@ export class Supervisor {
         this.failures.push(failure);
         await (this.options.onFailure ?? this.failJob)(failure, view);
       }
+      await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
       await clock.sleep(this.options.pollMs ?? 500);
+    }
+  }
+
+  /**
+   * A region whose subtasks have all reached end of input can no longer be restarted, so its
+   * sinks may make their last staged output visible.
+   */
+  private async releaseEndedRegions(view: JobView): Promise<void> {
+    const status = new Map<string, string>();
+    const unitOf = new Map<string, string>();
+    for (const unit of view.units) {
+      for (const [id, s] of Object.entries(unit.stats ?? {})) status.set(id, s.status);
+      for (const id of unit.subtasks) unitOf.set(id, unit.unitId);
+    }
+    for (const region of view.job.regions) {
+      if (this.released.has(region.id)) continue;
+      if (!region.subtasks.every((id) => status.get(id) === 'ended' || status.get(id) === 'finished')) continue;
+      this.released.add(region.id);
+      const units = [...new Set(region.subtasks.map((id) => unitOf.get(id)!))];
+      await this.options.service.sendControl(view.job, units, { type: 'commitFinal', subtasks: region.subtasks });
     }
   }
 

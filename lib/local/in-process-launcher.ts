@@ -7,13 +7,14 @@ import type { JobRecord, JobStore, UnitPlacement, UnitStatus } from '../jobs/job
 import type { UnitLauncher } from '../jobs/job-service';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
+import type { MetadataStore } from '../ports/metadata-store';
 import { hostUnit } from '../runtime/unit-host';
 
 export class InProcessLauncher implements UnitLauncher {
   readonly results = new Map<string, Promise<UnitStatus>>();
 
   constructor(
-    private readonly deps: { channels: ChannelTransport; blobs: BlobStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string },
+    private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string },
   ) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {

@@ -11,6 +11,7 @@ import { JobStore } from '../jobs/job-store';
 import { Supervisor, type FailureHandler } from '../jobs/supervisor';
 import type { JobView } from '../jobs/job-service';
 import { ProcessLauncher } from './process-launcher';
+import { JobController, type ControllerOptions } from '../jobs/job-controller';
 
 export class LocalRuntime {
   readonly ports: AwsPorts;
@@ -37,6 +38,13 @@ export class LocalRuntime {
   /** Creates the table and bucket if they are missing (fails clearly if AWS is unreachable). */
   async prepare(): Promise<void> {
     await ensureInfrastructure(this.config, this.ports.clients);
+  }
+
+  /** The control plane of one job (supervisor, checkpoints, failover), told about unit exits. */
+  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> = {}): JobController {
+    const controller = new JobController({ ...options, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
+    this.launcher.onExit((exit) => controller.unitExited(exit));
+    return controller;
   }
 
   /** A supervisor for one job, told about every unit process that exits. */

@@ -49,4 +49,6 @@ export type ControlMessage =
   | { type: 'triggerCheckpoint'; checkpointId: number; subtasks: string[] }
   | { type: 'checkpointComplete'; checkpointId: number; subtasks: string[] }
   | { type: 'checkpointAborted'; checkpointId: number; subtasks: string[] }
+  /** Every subtask of these subtasks' region has ended: sinks may commit their last output. */
+  | { type: 'commitFinal'; subtasks: string[] }
   | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number };

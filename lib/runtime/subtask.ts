@@ -1,17 +1,28 @@
 /**
  * One running subtask: reads its source or its input gate, pushes records through its operator
- * chain, writes to its record writers, and passes end of input on when every input has ended.
+ * chain, writes to its record writers, and takes part in checkpoints:
+ *
+ * - a source takes a trigger between two polls: it snapshots its offsets, then sends barrier N;
+ * - any other subtask aligns barrier N across its open input channels (events that arrive on a
+ *   channel after its barrier wait in memory), snapshots, forwards the barrier, then goes on;
+ * - a sink stages its output under N and commits every staged transaction up to N when the
+ *   coordinator says N is complete for its region.
+ *
+ * At end of input a sink stages its last output and waits for `commitFinal`, sent once every
+ * subtask of its region has ended, so no output becomes visible that a region restart would
+ * produce again.
  */
 import type { Json, RuntimeContext, SourceFunction } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
 import { subPartitionQueue, subtaskId } from '../graph/execution-graph';
-import { InputGate, type GateEvent } from './input-gate';
+import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
+import { InputGate, channelKey, type GateEvent } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
 
-export type SubtaskStatus = 'created' | 'running' | 'finished' | 'failed' | 'cancelled';
+export type SubtaskStatus = 'created' | 'running' | 'ended' | 'finished' | 'failed' | 'cancelled';
 
 export interface SubtaskEnvironment {
   jobId: string;
@@ -23,6 +34,12 @@ export interface SubtaskEnvironment {
   channels: ChannelTransport;
   blobs: BlobStore;
   gate?: SubPartitionGate;
+  /** Snapshots and acknowledgements; without it barriers pass through unaligned. */
+  checkpoints?: CheckpointIO;
+  /** State to start from (the region's restore point). */
+  restore?: SubtaskSnapshot;
+  /** Lowest producer attempt accepted per input channel. */
+  minAttempt?: (edgeId: string, producer: number) => number;
   /** Records a source reads per poll. */
   sourceBatchSize?: number;
   /** Longest time records wait in a writer buffer before they are sent. */
@@ -35,6 +52,7 @@ export interface SubtaskCounters {
   dropped: number;
   duplicates: number;
   fenced: number;
+  lastCheckpoint: number;
 }
 
 export class SubtaskRunner {
@@ -48,6 +66,18 @@ export class SubtaskRunner {
   private recordsIn = 0;
   private cancelled = false;
   private lastFlush = Date.now();
+  /** Checkpoints triggered at this source and not yet taken. */
+  private readonly triggers: number[] = [];
+  /** Checkpoints the coordinator declared complete, to commit between two batches. */
+  private readonly completed: number[] = [];
+  /** Sink transactions staged and not yet committed, by checkpoint id. */
+  private sinkPending: { checkpointId: number; staged: Json }[] = [];
+  private lastCheckpoint = 0;
+  /** Barrier alignment in progress: the checkpoint and the channels whose barrier has arrived. */
+  private aligning: { checkpointId: number; arrived: Set<string> } | undefined;
+  private blocked: GateEvent[] = [];
+  private finalCommit: (() => void) | undefined;
+  private finalCommitRequested = false;
 
   constructor(private readonly env: SubtaskEnvironment) {
     const { task, index, graph } = env;
@@ -77,11 +107,34 @@ export class SubtaskRunner {
       dropped: this.writers.reduce((n, w) => n + w.dropped.reduce((a, b) => a + b, 0), 0),
       duplicates: this.inputGate?.duplicates ?? 0,
       fenced: this.inputGate?.fenced ?? 0,
+      lastCheckpoint: this.lastCheckpoint,
     };
+  }
+
+  /** Records dropped per (edge, consumer) for unavailable sub-partitions. */
+  droppedByChannel(): { edgeId: string; consumer: number; dropped: number }[] {
+    return this.writers.flatMap((w) => w.dropped.map((dropped, consumer) => ({ edgeId: w.edgeId, consumer, dropped })).filter((d) => d.dropped > 0));
   }
 
   cancel(): void {
     this.cancelled = true;
+    this.finalCommit?.();
+  }
+
+  /** Source subtasks: take checkpoint N at the next opportunity. */
+  triggerCheckpoint(checkpointId: number): void {
+    if (this.source && checkpointId > this.lastCheckpoint) this.triggers.push(checkpointId);
+  }
+
+  /** The coordinator completed N for this subtask's region: commit staged output up to N. */
+  checkpointComplete(checkpointId: number): void {
+    this.completed.push(checkpointId);
+  }
+
+  /** Every subtask of this region has ended: the last staged output may become visible. */
+  commitFinal(): void {
+    this.finalCommitRequested = true;
+    this.finalCommit?.();
   }
 
   async run(): Promise<SubtaskStatus> {
@@ -89,11 +142,13 @@ export class SubtaskRunner {
     try {
       const ctx = this.context();
       await this.chain.open(ctx);
-      if (this.source) await this.runSource(ctx);
+      if (this.source) await this.source.open(ctx);
+      if (this.env.restore) await this.restore(this.env.restore);
+      if (this.source) await this.runSource();
       else await this.runInputs();
       if (this.cancelled) return (this.status = 'cancelled');
       await this.finish();
-      return (this.status = 'finished');
+      return (this.status = this.cancelled ? 'cancelled' : 'finished');
     } catch (error) {
       this.error = error;
       return (this.status = 'failed');
@@ -115,11 +170,22 @@ export class SubtaskRunner {
     };
   }
 
-  private async runSource(ctx: RuntimeContext): Promise<void> {
+  /** Restores state from the snapshot; staged output of the restored checkpoint is committed. */
+  private async restore(snapshot: SubtaskSnapshot): Promise<void> {
+    if (snapshot.source !== undefined) this.source?.restoreOffsets(snapshot.source);
+    if (snapshot.keyed) this.chain.keyedState?.restore(snapshot.keyed);
+    if (snapshot.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(snapshot.watermark);
+    this.lastCheckpoint = snapshot.checkpointId;
+    // The restored checkpoint completed, so everything staged up to it belongs in the output.
+    for (const pending of snapshot.sinkPending ?? []) await this.chain.sink!.commit(pending.staged);
+  }
+
+  private async runSource(): Promise<void> {
     const source = this.source!;
-    await source.open(ctx);
     const batchSize = this.env.sourceBatchSize ?? 2000;
     while (!this.cancelled) {
+      while (this.triggers.length > 0) await this.checkpoint(this.triggers.shift()!);
+      await this.commitCompleted();
       const batch = await source.poll(batchSize);
       for (const record of batch.records) this.chain.push(record);
       this.recordsIn += batch.records.length;
@@ -139,25 +205,33 @@ export class SubtaskRunner {
       producerParallelism: (taskId) => parallelism.get(taskId)!,
       queueOf: (edge: ExecutionEdge) => subPartitionQueue(env.queuePrefix, env.jobId, edge.id, env.index),
       transport: env.channels,
+      minAttempt: env.minAttempt,
       onError: (error) => (failure = error),
     });
     this.inputGate = gate;
     gate.start();
-    while (!this.cancelled && !gate.allEnded()) {
-      const { events, receipts } = await gate.next(500);
+    while (!this.cancelled && !(gate.allEnded() && !this.aligning)) {
+      const { events, receipts } = await gate.next(200);
       if (failure) throw failure;
-      for (const event of events) this.handle(event);
+      for (const event of events) await this.handle(event);
       if (!gate.allEnded()) {
         const watermark = gate.combinedWatermark();
         if (watermark > this.chain.currentWatermark) this.chain.advanceWatermark(watermark);
       }
+      await this.commitCompleted();
       // Input is deleted only after what it produced is safely in the next queues.
       if (events.length > 0) await this.flush();
       if (receipts.size > 0) await gate.acknowledge(receipts);
     }
   }
 
-  private handle({ channel, message }: GateEvent): void {
+  private async handle(event: GateEvent): Promise<void> {
+    const { channel, message } = event;
+    const key = channelKey(channel.edge.id, channel.producer);
+    if (this.aligning?.arrived.has(key)) {
+      this.blocked.push(event); // after this channel's barrier: wait for the others
+      return;
+    }
     switch (message.t) {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);
@@ -169,24 +243,91 @@ export class SubtaskRunner {
         return;
       case 'e':
         channel.ended = true;
-        return;
+        return this.maybeAligned();
       case 'b':
-        // Barriers are aligned by the checkpoint layer; without it they carry no work here.
-        return;
+        return this.onBarrier(key, message.c);
     }
   }
 
-  /** End of input: fire every timer, commit the sink's output, tell the consumers. */
+  private async onBarrier(key: string, checkpointId: number): Promise<void> {
+    if (!this.env.checkpoints || checkpointId <= this.lastCheckpoint) return; // stale or unmanaged
+    if (this.aligning && checkpointId > this.aligning.checkpointId) {
+      // A newer barrier overtook the one being aligned (its producer never sent the older one,
+      // e.g. it restarted): give the older checkpoint up and align the newer one.
+      await this.env.checkpoints.decline(this.aligning.checkpointId, this.id, `barrier ${checkpointId} arrived before barrier ${this.aligning.checkpointId} was aligned`);
+      await this.releaseBlocked(checkpointId);
+    }
+    if (this.aligning && checkpointId < this.aligning.checkpointId) return;
+    this.aligning ??= { checkpointId, arrived: new Set() };
+    this.aligning.arrived.add(key);
+    await this.maybeAligned();
+  }
+
+  /** Takes the checkpoint once every open channel has delivered its barrier. */
+  private async maybeAligned(): Promise<void> {
+    const aligning = this.aligning;
+    if (!aligning) return;
+    for (const [key, channel] of this.inputGate!.channels) if (!channel.ended && !aligning.arrived.has(key)) return;
+    await this.checkpoint(aligning.checkpointId);
+    await this.releaseBlocked(undefined);
+  }
+
+  /** Ends the current alignment and processes what waited behind it (possibly starting the next). */
+  private async releaseBlocked(next: number | undefined): Promise<void> {
+    const waiting = this.blocked;
+    this.blocked = [];
+    this.aligning = next === undefined ? undefined : { checkpointId: next, arrived: new Set() };
+    for (const event of waiting) await this.handle(event);
+  }
+
+  /** Snapshot, acknowledge, forward the barrier. */
+  private async checkpoint(checkpointId: number): Promise<void> {
+    const io = this.env.checkpoints;
+    if (!io || checkpointId <= this.lastCheckpoint) return;
+    const sink = this.chain.sink;
+    if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}`) });
+    const handle = await io.writeSnapshot({
+      checkpointId,
+      subtask: this.id,
+      watermark: this.chain.currentWatermark,
+      ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
+      ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+      ...(sink ? { sinkPending: this.sinkPending } : {}),
+    });
+    this.lastCheckpoint = checkpointId;
+    for (const w of this.writers) w.emitEvent({ t: 'b', c: checkpointId });
+    await this.flush();
+    await io.acknowledge(checkpointId, this.id, [handle]);
+  }
+
+  private async commitCompleted(): Promise<void> {
+    if (this.completed.length === 0) return;
+    const upTo = Math.max(...this.completed.splice(0));
+    const sink = this.chain.sink;
+    if (!sink) return;
+    const due = this.sinkPending.filter((p) => p.checkpointId <= upTo);
+    this.sinkPending = this.sinkPending.filter((p) => p.checkpointId > upTo);
+    for (const p of due) await sink.commit(p.staged);
+  }
+
+  /**
+   * End of input: fire every timer and tell the consumers. A sink stages its last output and
+   * commits it (with anything still pending) once its whole region has ended.
+   */
   private async finish(): Promise<void> {
     this.chain.advanceWatermark(END_OF_TIME);
-    const sink = this.chain.sink;
-    if (sink) {
-      const staged = await sink.prepare(`final-a${this.env.attempt}`);
-      await sink.commit(staged);
-      await sink.close?.();
-    }
     for (const w of this.writers) w.emitEvent({ t: 'e' });
     await this.flush();
+    const sink = this.chain.sink;
+    if (!sink) return;
+    const last = await sink.prepare('final');
+    this.status = 'ended';
+    if (!this.finalCommitRequested) await new Promise<void>((resolve) => (this.finalCommit = resolve));
+    if (this.cancelled) return;
+    for (const p of this.sinkPending) await sink.commit(p.staged);
+    this.sinkPending = [];
+    await sink.commit(last);
+    await sink.close?.();
   }
 
   /** Sends full messages at once and partial ones after the linger time. */

@@ -8,6 +8,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
 import type { JobStore, SubtaskStats, UnitStatus } from '../jobs/job-store';
+import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ControlMessage } from './messages';
 import type { SubPartitionGate } from './record-writer';
 import { SubtaskRunner, type SubtaskStatus } from './subtask';
@@ -24,6 +25,11 @@ export interface TaskUnitOptions {
   blobs: BlobStore;
   jobs: JobStore;
   gate?: SubPartitionGate;
+  checkpoints?: CheckpointIO;
+  /** Snapshot to restore per subtask id. */
+  restore?: Map<string, SubtaskSnapshot>;
+  /** Lowest producer attempt accepted per input channel. */
+  minAttempt?: (edgeId: string, producer: number) => number;
   heartbeatMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
   requestCounts?: () => Record<string, number>;
@@ -56,6 +62,9 @@ export class TaskUnit {
         channels: options.channels,
         blobs: options.blobs,
         gate: options.gate,
+        checkpoints: options.checkpoints,
+        restore: options.restore?.get(id),
+        minAttempt: options.minAttempt,
       });
     });
   }
@@ -91,7 +100,7 @@ export class TaskUnit {
 
   private async heartbeatLoop(): Promise<void> {
     const { jobs, jobId, unitId, attempt } = this.options;
-    const every = this.options.heartbeatMs ?? 2000;
+    const every = this.options.heartbeatMs ?? 1000;
     while (!this.stopped) {
       await sleepUnless(every, () => this.stopped);
       if (this.stopped) return;
@@ -109,12 +118,24 @@ export class TaskUnit {
     const { channels, controlQueue: queue } = this.options;
     while (!this.stopped) {
       const messages = await channels.receive(queue, { max: 10, waitSeconds: 1 }).catch(() => []);
-      for (const m of messages) {
-        const message = JSON.parse(m.body) as ControlMessage;
-        if (message.type === 'cancel') this.cancel();
-        else await this.options.onControl?.(message);
-      }
+      for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
+    }
+  }
+
+  private async onControl(message: ControlMessage): Promise<void> {
+    const targets = (ids: string[]) => this.runners.filter((r) => ids.includes(r.id));
+    switch (message.type) {
+      case 'cancel':
+        return this.cancel();
+      case 'triggerCheckpoint':
+        return targets(message.subtasks).forEach((r) => r.triggerCheckpoint(message.checkpointId));
+      case 'checkpointComplete':
+        return targets(message.subtasks).forEach((r) => r.checkpointComplete(message.checkpointId));
+      case 'commitFinal':
+        return targets(message.subtasks).forEach((r) => r.commitFinal());
+      default:
+        return this.options.onControl?.(message);
     }
   }
 }

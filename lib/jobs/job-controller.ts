@@ -1,0 +1,90 @@
+/**
+ * Runs the control plane of one job in this process (the local runtime's equivalent of the
+ * supervisor Lambda, the Step Functions coordinator and its schedule): the supervisor watches
+ * units, the checkpoint driver is triggered on the job's schedule and polled for acknowledgements,
+ * and a unit failure goes to the checkpoint coordinator (its region fails pending checkpoints)
+ * and to the failover handler.
+ */
+import type { Clock } from '../ports/clock';
+import { systemClock } from '../ports/clock';
+import type { BlobStore } from '../ports/blob-store';
+import type { MetadataStore } from '../ports/metadata-store';
+import { CheckpointDriver } from './checkpoint-driver';
+import type { JobService, JobView } from './job-service';
+import { Supervisor, type FailureHandler, type UnitExitEvent } from './supervisor';
+
+export interface ControllerOptions {
+  service: JobService;
+  metadata: MetadataStore;
+  blobs: BlobStore;
+  clock?: Clock;
+  /** What a unit failure means beyond the checkpoint coordinator; default: the job fails. */
+  onFailure?: FailureHandler;
+  onProgress?: (view: JobView) => void;
+  pollMs?: number;
+  /** Overrides the job's checkpoint interval (ms); 0 or undefined: the job's own setting. */
+  checkpointEveryMs?: number;
+}
+
+export class JobController {
+  readonly supervisor: Supervisor;
+  driver: CheckpointDriver | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ControllerOptions) {
+    this.supervisor = new Supervisor({
+      service: options.service,
+      clock: options.clock,
+      pollMs: options.pollMs,
+      onProgress: options.onProgress,
+      onFailure: async (failure, view) => {
+        await this.driver?.taskFailed(failure.subtasks, `unit ${failure.unitId}: ${failure.reason}`);
+        if (options.onFailure) {
+          await options.onFailure(failure, view);
+          await this.driver?.taskRecovered(failure.subtasks);
+        } else {
+          await options.service.fail(view.job.jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
+        }
+      },
+    });
+  }
+
+  unitExited(event: UnitExitEvent): void {
+    this.supervisor.unitExited(event);
+  }
+
+  /** Supervises the job and takes its checkpoints until it is no longer running. */
+  async run(jobId: string): Promise<JobView> {
+    const { service, metadata, blobs } = this.options;
+    const clock = this.options.clock ?? systemClock;
+    const job = (await service.view(jobId)).job;
+    this.driver = await CheckpointDriver.create({ job, graph: await service.graphOf(jobId), metadata, blobs, control: service });
+    const every = this.options.checkpointEveryMs || job.settings.checkpoint.intervalSeconds * 1000;
+    const checkpoints = this.checkpointLoop(clock, every);
+    try {
+      return await this.supervisor.watch(jobId);
+    } finally {
+      this.stopped = true;
+      await checkpoints;
+    }
+  }
+
+  /** Triggers on the interval (if any) and polls acknowledgements of pending checkpoints. */
+  private async checkpointLoop(clock: Clock, everyMs: number): Promise<void> {
+    let next = everyMs > 0 ? clock.now() + everyMs : Infinity;
+    while (!this.stopped) {
+      const driver = this.driver!;
+      try {
+        if (clock.now() >= next) {
+          next = clock.now() + everyMs;
+          await driver.trigger();
+        }
+        await driver.poll();
+      } catch (error) {
+        // A failed poll (queue deleted at job end, a throttled call) is retried on the next round.
+        if (!this.stopped) driver.log.push(`checkpoint loop: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      await clock.sleep(200);
+    }
+  }
+}

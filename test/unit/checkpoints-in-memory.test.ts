@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryPorts } from '../../lib/memory';
+import { JobStore } from '../../lib/jobs/job-store';
+import { JobService } from '../../lib/jobs/job-service';
+import { JobController } from '../../lib/jobs/job-controller';
+import { InProcessLauncher } from '../../lib/local/in-process-launcher';
+import { jobRegistry } from '../../examples/jobs';
+import { expectedIngestIds } from '../../examples/jobs/ingest';
+import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../../examples/jobs/demo';
+
+function setup() {
+  const ports = createMemoryPorts();
+  const jobs = new JobStore(ports.metadata);
+  const launcher = new InProcessLauncher({ ...ports, jobs, registry: jobRegistry, queuePrefix: 'test' });
+  const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: 'test', launcher });
+  return { ports, service };
+}
+
+async function outputLines(ports: ReturnType<typeof createMemoryPorts>, jobId: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const f of await ports.blobs.list(`output/${jobId}/`)) {
+    lines.push(...Buffer.from((await ports.blobs.get(f.key))!).toString('utf8').trim().split('\n'));
+  }
+  return lines;
+}
+
+describe('aligned checkpoints on in-memory ports', () => {
+  it('ingest job: regional checkpoints complete per pipeline region, output committed per checkpoint, exactly once', async () => {
+    const { ports, service } = setup();
+    const params = { parallelism: 3, partitions: 6, recordsPerPartition: 3000, rate: 4000 };
+    const job = await service.submit({ job: 'ingest', params, checkpoint: { handle: 'regional', intervalSeconds: 1 } });
+    expect(job.regions).toHaveLength(3);
+    const controller = new JobController({ service, metadata: ports.metadata, blobs: ports.blobs, pollMs: 50, checkpointEveryMs: 300 });
+    const view = await controller.run(job.jobId);
+    expect(view.job.status).toBe('FINISHED');
+
+    const history = await controller.driver!.history();
+    const completed = history.filter((h) => h.outcome.status === 'completed');
+    expect(completed.length).toBeGreaterThanOrEqual(2);
+    for (const h of completed) expect(h.regions.completed).toBe(3);
+    // Committed files per checkpoint transaction, plus the final one per sink subtask.
+    const files = (await ports.blobs.list(`output/${job.jobId}/`)).map((f) => f.key);
+    expect(files.some((k) => /part-\d-c\d+\.jsonl$/.test(k))).toBe(true);
+    expect(files.some((k) => /part-\d-final\.jsonl$/.test(k))).toBe(true);
+
+    const ids = (await outputLines(ports, job.jobId)).map((l) => (JSON.parse(l) as { id: string }).id);
+    expect(ids.length).toBe(18_000);
+    expect(new Set(ids)).toEqual(expectedIngestIds(view.job.params));
+    expect(await ports.blobs.list(`staging/${job.jobId}/`)).toEqual([]);
+  });
+
+  it('demo job under the global handle: keyed state snapshots and the output stays exact', async () => {
+    const { ports, service } = setup();
+    const params = { parallelism: 2, records: 40_000, users: 40, hours: 3, partitions: 4, rate: 8000 };
+    const job = await service.submit({ job: 'demo', params, checkpoint: { handle: 'global', intervalSeconds: 1 } });
+    const controller = new JobController({ service, metadata: ports.metadata, blobs: ports.blobs, pollMs: 50, checkpointEveryMs: 250 });
+    const view = await controller.run(job.jobId);
+    expect(view.job.status).toBe('FINISHED');
+    const history = await controller.driver!.history();
+    expect(history.filter((h) => h.outcome.status === 'completed').length).toBeGreaterThanOrEqual(2);
+    const manifest = await controller.driver!.catalog.loadLatest();
+    expect(manifest!.regions).toHaveLength(1);
+    const snapshot = manifest!.regions[0]!.subtasks.find((s) => s.subtask.startsWith('hourly-aggregate'))!;
+    expect(snapshot.state[0]!.bytes).toBeGreaterThan(0);
+
+    const expected = expectedAggregates(demoShape(view.job.params));
+    const rows = (await outputLines(ports, job.jobId)).map((l) => JSON.parse(l) as HourlyAggregate);
+    expect(rows.length).toBe(expected.size);
+    for (const row of rows) expect(row).toEqual(expected.get(aggregateKey(row)));
+  });
+});
