@@ -31,6 +31,8 @@ export interface DriverDeps {
   blobs: BlobStore;
   control: ControlSender;
   clock?: Clock;
+  /** First checkpoint id to use (default: after the latest completed one). */
+  nextCheckpointId?: number;
 }
 
 export class CheckpointDriver {
@@ -67,12 +69,24 @@ export class CheckpointDriver {
       },
       topology: { regions: job.regions, sources },
       restored,
+      ...(deps.nextCheckpointId !== undefined ? { nextCheckpointId: deps.nextCheckpointId } : {}),
     });
   }
 
+  /**
+   * A driver for the job, restored from its catalog. Checkpoint ids continue after every id the
+   * job has used, completed or not, so a failed checkpoint's snapshots and acks are never reused.
+   */
   static async create(deps: DriverDeps): Promise<CheckpointDriver> {
     const catalog = new PortCheckpointCatalog(deps.job.jobId, deps.metadata, deps.blobs);
-    return new CheckpointDriver(deps, await catalog.loadRetained());
+    const [retained, history] = await Promise.all([catalog.loadRetained(), catalog.loadHistory()]);
+    const used = Math.max(0, ...history.map((h) => h.checkpointId), ...retained.map((m) => m.checkpointId));
+    return new CheckpointDriver({ nextCheckpointId: used + 1, ...deps }, retained);
+  }
+
+  /** Acknowledgements (and declines) of N stored so far, oldest first. */
+  acksOf(checkpointId: number) {
+    return this.io.acks(checkpointId).then((acks) => acks.sort((a, b) => a.at - b.at));
   }
 
   /** Starts a checkpoint now; returns its id, or undefined when it was refused or queued. */
@@ -118,10 +132,37 @@ export class CheckpointDriver {
     return this.catalog.loadHistory();
   }
 
+  /**
+   * Rebuilds the coordinator's view of checkpoint N from what is stored (its trigger time and its
+   * acknowledgements) and returns the effects, without carrying any out. The Step Functions steps
+   * use this: each step is a fresh process, and the coordinator is a pure function of its events.
+   */
+  async replay(checkpointId: number, triggerTime: number): Promise<CheckpointEffect[]> {
+    const effects: CheckpointEffect[] = [];
+    const started = this.coordinator.trigger(triggerTime);
+    if (!started.some((e) => e.type === 'triggerSources' && e.checkpointId === checkpointId)) {
+      throw new Error(`checkpoint ${checkpointId} cannot be replayed: the coordinator would start ${this.coordinator.pendingCheckpoints().join(', ') || 'nothing'}`);
+    }
+    for (const ack of await this.acksOf(checkpointId)) {
+      effects.push(
+        ...(ack.declined !== undefined
+          ? this.coordinator.decline(ack.subtask, checkpointId, ack.declined, ack.at)
+          : this.coordinator.acknowledge(ack.subtask, checkpointId, ack.state, ack.at)),
+      );
+    }
+    effects.push(...this.coordinator.tick(this.clock.now()));
+    return effects;
+  }
+
   /** Storage effects first (a manifest is durable before any notify), then messages to units. */
-  private async apply(effects: readonly CheckpointEffect[]): Promise<void> {
+  async apply(effects: readonly CheckpointEffect[]): Promise<void> {
     if (effects.length === 0) return;
     await this.persistence.apply(effects);
+    await this.send(effects);
+  }
+
+  /** Sends the triggers and "checkpoint complete" notifications among these effects. */
+  async send(effects: readonly CheckpointEffect[]): Promise<void> {
     const { job, control } = this.deps;
     for (const e of effects) {
       switch (e.type) {
@@ -140,6 +181,11 @@ export class CheckpointDriver {
           break;
       }
     }
+  }
+
+  /** Persists finalized checkpoints and deletes discarded snapshots among these effects. */
+  persist(effects: readonly CheckpointEffect[]): Promise<void> {
+    return this.persistence.apply(effects);
   }
 
   private unitsOf(subtasks: readonly string[]): string[] {

@@ -30,13 +30,18 @@ export class JobController {
   readonly supervisor: Supervisor;
   driver: CheckpointDriver | undefined;
   private stopped = false;
+  /** Subtasks reported to the coordinator as finished (end of input): not waited for. */
+  private readonly finished = new Set<string>();
 
   constructor(private readonly options: ControllerOptions) {
     this.supervisor = new Supervisor({
       service: options.service,
       clock: options.clock,
       pollMs: options.pollMs,
-      onProgress: options.onProgress,
+      onProgress: (view) => {
+        this.noteFinished(view);
+        options.onProgress?.(view);
+      },
       onFailure: async (failure, view) => {
         await this.driver?.taskFailed(failure.subtasks, `unit ${failure.unitId}: ${failure.reason}`);
         if (options.onFailure) {
@@ -47,6 +52,19 @@ export class JobController {
         }
       },
     });
+  }
+
+  /** Subtasks past end of input take no more checkpoints; the coordinator must not wait for them. */
+  private noteFinished(view: JobView): void {
+    const ended: string[] = [];
+    for (const unit of view.units) {
+      for (const [id, s] of Object.entries(unit.stats ?? {})) {
+        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push(id);
+      }
+    }
+    if (ended.length === 0 || !this.driver) return;
+    for (const id of ended) this.finished.add(id);
+    void this.driver.subtaskFinished(ended).catch(() => undefined);
   }
 
   unitExited(event: UnitExitEvent): void {

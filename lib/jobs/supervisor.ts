@@ -81,10 +81,13 @@ export class Supervisor {
       for (const [id, s] of Object.entries(unit.stats ?? {})) status.set(id, s.status);
       for (const id of unit.subtasks) unitOf.set(id, unit.unitId);
     }
+    const attempts = new Map(view.units.flatMap((u) => u.subtasks.map((s) => [s, u.attempt] as const)));
     for (const region of view.job.regions) {
-      if (this.released.has(region.id)) continue;
+      // Keyed by the region's attempts: a region restarted by failover ends (and is released) anew.
+      const key = `${region.id}@${region.subtasks.map((s) => attempts.get(s) ?? 0).join(',')}`;
+      if (this.released.has(key)) continue;
       if (!region.subtasks.every((id) => status.get(id) === 'ended' || status.get(id) === 'finished')) continue;
-      this.released.add(region.id);
+      this.released.add(key);
       const units = [...new Set(region.subtasks.map((id) => unitOf.get(id)!))];
       await this.options.service.sendControl(view.job, units, { type: 'commitFinal', subtasks: region.subtasks });
     }
