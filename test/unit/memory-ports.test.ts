@@ -28,16 +28,6 @@ describe('memory ports beyond the contract', () => {
     expect(memoryRequestCounts(ports)).toEqual({ sqs: 7, dynamodb: 3, s3: 3, total: 13 });
   });
 
-  it('keeps dedup ids for 5 minutes even after the first copy was deleted (as SQS does)', async () => {
-    const t = new MemoryChannelTransport();
-    await t.createQueues(['q']);
-    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'one' }]);
-    const [m] = await t.receive('q', { max: 1, waitSeconds: 0 });
-    await t.delete('q', [m!.receipt]);
-    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'again' }]);
-    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
-  });
-
   it('ignores a stale receipt once the message was received again (FIFO semantics)', async () => {
     const t = new MemoryChannelTransport();
     await t.createQueues(['q']);
@@ -51,18 +41,6 @@ describe('memory ports beyond the contract', () => {
     await t.delete('q', [second!.receipt]);
     await new Promise((r) => setTimeout(r, 80));
     expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
-  });
-
-  it('wakes a long poll when a group is unblocked by a delete', async () => {
-    const t = new MemoryChannelTransport();
-    await t.createQueues(['q']);
-    await t.send('q', [1, 2].map((i) => ({ groupId: '0', dedupId: String(i), body: String(i) })));
-    const [first] = await t.receive('q', { max: 1, waitSeconds: 0 });
-    const started = Date.now();
-    const pending = t.receive('q', { max: 10, waitSeconds: 10 });
-    setTimeout(() => void t.delete('q', [first!.receipt]), 50);
-    expect((await pending).map((m) => m.body)).toEqual(['2']);
-    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   it('ends a long poll with the queue error when the queue is deleted meanwhile', async () => {

@@ -1,0 +1,217 @@
+/**
+ * ChannelTransport on SQS FIFO queues. One logical queue name maps to `<name>.fifo`; the caller
+ * owns naming (the adapter adds no prefix). Deduplication is explicit (MessageDeduplicationId),
+ * never content-based, so two identical record batches are never merged.
+ */
+import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  DeleteQueueCommand,
+  GetQueueUrlCommand,
+  ListQueuesCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  type BatchResultErrorEntry,
+} from '@aws-sdk/client-sqs';
+import type { ChannelTransport, InboundMessage, OutboundMessage, ReceiveOptions } from '../ports/channels';
+// The in-memory transport is the reference for names, batching and limits; share its helpers.
+import { fifoQueueName, logicalQueueName, splitIntoBatches, validateReceiveOptions } from '../memory/channels';
+import type { AwsClients } from './clients';
+import { SluiceAwsError, callAws, isMissingQueueError, missingQueueError, type AwsErrorContext } from './errors';
+
+export { fifoQueueName, logicalQueueName };
+
+export interface SqsChannelOptions {
+  /** Queues created or deleted at once (default 8). */
+  concurrency?: number;
+  /** Attempts for batch entries SQS reports as failed (default 5). */
+  entryAttempts?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs `task` over items with at most `limit` running at a time. */
+async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export class SqsChannelTransport implements ChannelTransport {
+  private readonly urls = new Map<string, string>();
+  private readonly concurrency: number;
+  private readonly entryAttempts: number;
+
+  constructor(
+    private readonly clients: AwsClients,
+    options: SqsChannelOptions = {},
+  ) {
+    this.concurrency = options.concurrency ?? 8;
+    this.entryAttempts = options.entryAttempts ?? 5;
+  }
+
+  private context(queue: string | undefined, operation: string): AwsErrorContext {
+    const { endpoint, region } = this.clients.config;
+    return { service: 'sqs', endpoint, region, operation, ...(queue !== undefined ? { queue } : {}) };
+  }
+
+  /** Queue URL, looked up once per process (one GetQueueUrl) and cached. */
+  private async url(queue: string): Promise<string> {
+    const physical = fifoQueueName(queue);
+    const cached = this.urls.get(physical);
+    if (cached) return cached;
+    const { QueueUrl } = await callAws(this.context(queue, 'GetQueueUrl'), () =>
+      this.clients.sqs.send(new GetQueueUrlCommand({ QueueName: physical })),
+    );
+    this.urls.set(physical, QueueUrl!);
+    return QueueUrl!;
+  }
+
+  /** A call on a cached URL; a vanished queue drops the cache entry so a re-created one is found. */
+  private async onQueue<T>(queue: string, operation: string, call: (url: string) => Promise<T>): Promise<T> {
+    const url = await this.url(queue);
+    try {
+      return await callAws(this.context(queue, operation), () => call(url));
+    } catch (err) {
+      if (isMissingQueueError(err)) this.urls.delete(fifoQueueName(queue));
+      throw err;
+    }
+  }
+
+  async createQueues(names: readonly string[]): Promise<void> {
+    await forEachLimited(names, this.concurrency, async (name) => {
+      const physical = fifoQueueName(name);
+      const { QueueUrl } = await callAws(this.context(name, 'CreateQueue'), () =>
+        this.clients.sqs.send(
+          new CreateQueueCommand({
+            QueueName: physical,
+            Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' },
+          }),
+        ),
+      );
+      this.urls.set(physical, QueueUrl!);
+    });
+  }
+
+  async deleteQueues(names: readonly string[]): Promise<void> {
+    await forEachLimited(names, this.concurrency, async (name) => {
+      try {
+        await this.onQueue(name, 'DeleteQueue', (url) => this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url })));
+      } catch (err) {
+        if (!isMissingQueueError(err)) throw err;
+      }
+      this.urls.delete(fifoQueueName(name));
+    });
+  }
+
+  async listQueues(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await callAws(this.context(undefined, 'ListQueues'), () =>
+        this.clients.sqs.send(new ListQueuesCommand({ QueueNamePrefix: prefix, MaxResults: 1000, NextToken: token })),
+      );
+      for (const url of page.QueueUrls ?? []) {
+        const physical = url.slice(url.lastIndexOf('/') + 1);
+        if (physical.endsWith('.fifo')) names.push(logicalQueueName(physical));
+      }
+      token = page.NextToken;
+    } while (token);
+    return names.sort();
+  }
+
+  async send(queue: string, messages: readonly OutboundMessage[]): Promise<void> {
+    // Batches go one after another: FIFO order across batches is the order of the calls.
+    for (const batch of splitIntoBatches(queue, messages)) {
+      const entries = batch.map((m, i) => ({
+        Id: String(i),
+        MessageBody: m.body,
+        MessageGroupId: m.groupId,
+        MessageDeduplicationId: m.dedupId,
+      }));
+      await this.batchCall(queue, 'SendMessageBatch', entries, (Entries, QueueUrl) =>
+        this.clients.sqs.send(new SendMessageBatchCommand({ QueueUrl, Entries })),
+      );
+    }
+  }
+
+  async receive(queue: string, options: ReceiveOptions): Promise<InboundMessage[]> {
+    validateReceiveOptions(options);
+    const result = await this.onQueue(queue, 'ReceiveMessage', (url) =>
+      this.clients.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: url,
+          MaxNumberOfMessages: options.max,
+          WaitTimeSeconds: Math.ceil(options.waitSeconds),
+          ...(options.visibilityTimeoutSeconds !== undefined
+            ? { VisibilityTimeout: Math.ceil(options.visibilityTimeoutSeconds) }
+            : {}),
+          MessageSystemAttributeNames: ['MessageGroupId'],
+        }),
+        // The long poll itself may take waitSeconds; allow that plus the usual request time.
+        { requestTimeout: (options.waitSeconds + 10) * 1000 },
+      ),
+    );
+    return (result.Messages ?? []).map((m) => ({
+      body: m.Body ?? '',
+      groupId: m.Attributes?.MessageGroupId ?? '',
+      receipt: m.ReceiptHandle!,
+    }));
+  }
+
+  async delete(queue: string, receipts: readonly string[]): Promise<void> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < receipts.length; i += 10) chunks.push(receipts.slice(i, i + 10));
+    await Promise.all(
+      chunks.map((chunk) =>
+        this.batchCall(
+          queue,
+          'DeleteMessageBatch',
+          chunk.map((ReceiptHandle, i) => ({ Id: String(i), ReceiptHandle })),
+          (Entries, QueueUrl) => this.clients.sqs.send(new DeleteMessageBatchCommand({ QueueUrl, Entries })),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * One batch call, then again for the entries SQS reports in `Failed` (backoff, bounded). A
+   * re-sent message keeps its dedup id, so an entry that did land is not delivered twice.
+   * Caveat: an entry that fails while later entries of its group succeed lands after them; SQS
+   * offers no way to keep the order then. Entries failing for the sender's fault are not retried.
+   */
+  private async batchCall<E extends { Id: string }>(
+    queue: string,
+    operation: string,
+    entries: E[],
+    call: (entries: E[], url: string) => Promise<{ Failed?: BatchResultErrorEntry[] }>,
+  ): Promise<void> {
+    let pending = entries;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const current = pending;
+      const { Failed: failed = [] } = await this.onQueue(queue, operation, (url) => call(current, url));
+      if (failed.length === 0) return;
+      const senderFault = failed.filter((f) => f.SenderFault);
+      if (senderFault.length > 0 || attempt >= this.entryAttempts) {
+        const sample = (senderFault[0] ?? failed[0])!;
+        if (sample.Code && isMissingQueueError({ name: sample.Code })) throw missingQueueError(queue);
+        const why = senderFault.length > 0 ? 'SQS rejected them' : `still failing after ${attempt} attempts`;
+        throw new SluiceAwsError(
+          `${operation} on queue '${queue}': ${failed.length} entr${failed.length === 1 ? 'y' : 'ies'} failed, ${why} (${sample.Code}: ${sample.Message ?? ''})`,
+          'aws',
+          'sqs',
+        );
+      }
+      const failedIds = new Set(failed.map((f) => f.Id));
+      pending = current.filter((e) => failedIds.has(e.Id));
+      await sleep(backoffMs(attempt));
+    }
+  }
+}
+
+/** Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms ... capped at 2 s. */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(2_000, 50 * 2 ** attempt);
+}

@@ -1,0 +1,295 @@
+/**
+ * The embedded AWS emulator: moto's server (SQS, DynamoDB, S3 on one port) in a project-local
+ * Python virtualenv, for people without Docker/LocalStack. Used by the demo and the tests.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MOTO_VERSION = '5.2.5';
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface EmulatorPaths {
+  venv: string;
+  python: string;
+  /** Written after a successful install of the pinned moto; its presence is the fast path. */
+  marker: string;
+  lock: string;
+}
+
+export function emulatorPaths(root = REPO_ROOT): EmulatorPaths {
+  const venv = join(root, '.venv');
+  return {
+    venv,
+    python: join(venv, 'bin', 'python'),
+    marker: join(venv, `.sluice-moto-${MOTO_VERSION}`),
+    lock: join(root, '.sluice', 'moto-install.lock'),
+  };
+}
+
+function run(cmd: string, args: string[], what: string): string {
+  const res = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (res.error || res.status !== 0) {
+    const detail = (res.error?.message ?? res.stderr ?? '').trim().split('\n').slice(-5).join('\n');
+    throw new Error(`${what} failed (${cmd} ${args.join(' ')}):\n${detail}`);
+  }
+  return res.stdout;
+}
+
+/** Holds an exclusive lock file while `body` runs; waits for another holder, breaks a dead one's. */
+async function withLock<T>(lock: string, body: () => T): Promise<T> {
+  mkdirSync(join(lock, '..'), { recursive: true });
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (isStaleLock(lock)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock} (remove it if no install is running)`);
+      await sleep(250);
+    }
+  }
+  try {
+    return body();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function isStaleLock(lock: string): boolean {
+  try {
+    const pid = Number(readFileSync(lock, 'utf8'));
+    if (!pid) return Date.now() - statSync(lock).mtimeMs > 5_000; // still being written, or garbage
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    // ESRCH: the holder died; ENOENT: released meanwhile (retry at once).
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
+/**
+ * Creates `<repo>/.venv` and installs the pinned `moto[server]` into it, once. Safe when several
+ * processes call it at once (a lock file); fast (one stat) when it is already done.
+ */
+export async function ensureMotoInstalled(options: { root?: string; log?: (line: string) => void } = {}): Promise<EmulatorPaths> {
+  const paths = emulatorPaths(options.root);
+  if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
+  const log = options.log ?? ((line: string) => console.error(line));
+  return withLock(paths.lock, () => {
+    if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
+    // An existing venv may already hold the right moto (and the server extras): then no install.
+    const hasVenv = existsSync(paths.python);
+    const probe = hasVenv
+      ? spawnSync(paths.python, ['-c', "import importlib.metadata as m, flask, flask_cors; print(m.version('moto'))"], { encoding: 'utf8' })
+      : undefined;
+    if (probe?.status !== 0 || probe.stdout.trim() !== MOTO_VERSION) {
+      log(`sluice: installing moto[server]==${MOTO_VERSION} into ${paths.venv} for the embedded AWS emulator (one time; takes a minute or two)`);
+      if (!hasVenv) {
+        const python = process.env.SLUICE_PYTHON || 'python3';
+        run(python, ['-m', 'venv', paths.venv], `creating the virtualenv (needs Python 3.9+ as '${python}'; set SLUICE_PYTHON to another interpreter)`);
+      }
+      run(paths.python, ['-m', 'pip', 'install', '--disable-pip-version-check', '--quiet', `moto[server]==${MOTO_VERSION}`], 'installing moto');
+    }
+    writeFileSync(paths.marker, `moto[server]==${MOTO_VERSION}\n`);
+    return paths;
+  });
+}
+
+/**
+ * Runs moto's server (moto.server.main, what `moto_server` runs: werkzeug with threaded=True, one
+ * thread per request, so concurrent long polls do not block each other). Additions:
+ * - request logging is off (one stderr line per request otherwise);
+ * - the server exits when its stdin closes, i.e. when the parent process is gone however it died;
+ * - three fixes to moto's SQS on FIFO queues (moto 5.2.5, checked against its source):
+ *   1. it waits "until some message is visible", which returns at once when the only visible
+ *      messages belong to a group blocked by an in-flight message: the poll spins a core (and the
+ *      GIL) for its whole wait. We wait for a new message or 100 ms instead.
+ *   2. it takes the set of blocked groups once per call, so a group unblocked by a delete during
+ *      the poll stays blocked until the poll ends (up to 20 s of stall). We poll in 250 ms slices,
+ *      each taking a fresh set.
+ *   3. it deduplicates only against messages still in the queue; SQS remembers a deduplication id
+ *      for 5 minutes even after the message was deleted. We keep that 5-minute memory.
+ */
+const SERVER_SCRIPT = `
+import logging, os, sys, threading, time
+logging.getLogger('werkzeug').setLevel(logging.WARNING)
+from moto.sqs import models as sqs_models
+def wait_for_messages(self, timeout):
+    with self._messages_lock:
+        self._messages_lock.wait(timeout=min(timeout, 0.1))
+sqs_models.Queue.wait_for_messages = wait_for_messages
+original_receive = sqs_models.SQSBackend.receive_message
+def receive_message(self, queue_name, count, wait_seconds_timeout, *args, **kwargs):
+    deadline = time.time() + wait_seconds_timeout
+    while True:
+        remaining = deadline - time.time()
+        step = min(0.25, remaining) if remaining > 0 else 0
+        result = original_receive(self, queue_name, count, step, *args, **kwargs)
+        if result or remaining <= 0.25:
+            return result
+sqs_models.SQSBackend.receive_message = receive_message
+original_add = sqs_models.Queue.add_message
+def add_message(self, message):
+    if self.fifo_queue and message.deduplication_id:
+        seen = self.__dict__.setdefault('_sluice_dedup', {})
+        now = time.time()
+        while seen:
+            oldest = next(iter(seen))
+            if now - seen[oldest] < 300:
+                break
+            del seen[oldest]
+        if message.deduplication_id in seen:
+            return
+        seen[message.deduplication_id] = now
+    original_add(self, message)
+sqs_models.Queue.add_message = add_message
+def watch_parent():
+    try:
+        while sys.stdin.buffer.read(1):
+            pass
+    finally:
+        os._exit(0)
+threading.Thread(target=watch_parent, daemon=True).start()
+from moto.server import main
+main(sys.argv[1:])
+`;
+
+export interface Emulator {
+  /** e.g. http://127.0.0.1:43817 */
+  endpoint: string;
+  port: number;
+  /** The server process. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface StartOptions {
+  /** Fixed port; default: a free loopback port. */
+  port?: number;
+  root?: string;
+  /** Milliseconds to wait for the server to answer (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+/**
+ * Starts the emulator on 127.0.0.1 and resolves once it answers HTTP. The child does not keep this
+ * process alive and ends with it; call stop() to end it earlier.
+ */
+export async function startEmulator(options: StartOptions = {}): Promise<Emulator> {
+  const paths = await ensureMotoInstalled(options.root !== undefined ? { root: options.root } : {});
+  // A free port can be taken between picking and binding: retry a few times when we picked it.
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    try {
+      return await launch(paths, port, options.startTimeoutMs ?? 30_000);
+    } catch (err) {
+      if (options.port !== undefined || attempt >= 3 || !/in use/i.test(String(err))) throw err;
+    }
+  }
+}
+
+async function launch(paths: EmulatorPaths, port: number, timeoutMs: number): Promise<Emulator> {
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child: ChildProcess = spawn(paths.python, ['-c', SERVER_SCRIPT, '-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
+  let stderrTail = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    stderrTail = (stderrTail + chunk).slice(-4000);
+  });
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exitPromise = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve();
+    }),
+  );
+  child.on('error', () => {}); // reported through 'exit' / the readiness check
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  // Neither the child nor its pipes keep the event loop alive.
+  child.unref();
+  for (const stream of [child.stdin, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
+
+  const stop = async () => {
+    process.off('exit', killOnExit);
+    if (exited) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+    await exitPromise;
+    clearTimeout(timer);
+  };
+
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exited) {
+      await stop();
+      throw new Error(`the AWS emulator (moto ${MOTO_VERSION}) exited at start (code ${exited.code}):\n${stderrTail.trim()}`);
+    }
+    try {
+      const res = await fetch(`${endpoint}/moto-api/`, { signal: AbortSignal.timeout(1_000) });
+      await res.arrayBuffer();
+      if (res.ok) return { endpoint, port, pid: child.pid!, stop };
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the AWS emulator did not answer at ${endpoint} within ${timeoutMs / 1000} s:\n${stderrTail.trim()}`);
+    }
+    await sleep(100);
+  }
+}
+
+export interface ResolvedEndpoint {
+  endpoint: string;
+  /** True when this call started the embedded emulator. */
+  started: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * AWS_ENDPOINT_URL when set (LocalStack, a running emulator): nothing is started. Otherwise starts
+ * the embedded emulator and sets AWS_ENDPOINT_URL in this process so loadConfig() and child
+ * processes use it (stop() unsets it again).
+ */
+export async function resolveEndpoint(options: StartOptions = {}): Promise<ResolvedEndpoint> {
+  const configured = process.env.AWS_ENDPOINT_URL?.trim();
+  if (configured) return { endpoint: configured, started: false, stop: async () => {} };
+  const emulator = await startEmulator(options);
+  process.env.AWS_ENDPOINT_URL = emulator.endpoint;
+  return {
+    endpoint: emulator.endpoint,
+    started: true,
+    async stop() {
+      if (process.env.AWS_ENDPOINT_URL === emulator.endpoint) delete process.env.AWS_ENDPOINT_URL;
+      await emulator.stop();
+    },
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Contract of ChannelTransport (SQS FIFO semantics), run against every implementation.
+ * `make` returns a transport; every test uses its own queues.
+ */
+import { describe, expect, it } from 'vitest';
+import { MAX_MESSAGE_BYTES, type ChannelTransport, type InboundMessage, type OutboundMessage } from '../../lib/ports/channels';
+import { uniqueName } from './names';
+
+const msg = (groupId: string, n: number, body = `${groupId}:${n}`): OutboundMessage => ({ groupId, dedupId: `${groupId}-${n}`, body });
+
+/** Receives (and deletes) until `count` messages arrived or the deadline passed. */
+async function drain(t: ChannelTransport, queue: string, count: number, timeoutMs = 15_000): Promise<InboundMessage[]> {
+  const out: InboundMessage[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < count && Date.now() < deadline) {
+    const got = await t.receive(queue, { max: 10, waitSeconds: 1 });
+    out.push(...got);
+    if (got.length) await t.delete(queue, got.map((m) => m.receipt));
+  }
+  return out;
+}
+
+export function channelTransportContract(label: string, make: () => Promise<ChannelTransport>): void {
+  describe(`ChannelTransport contract: ${label}`, () => {
+    async function setup(queues = 1) {
+      const t = await make();
+      const names = Array.from({ length: queues }, () => uniqueName('q'));
+      await t.createQueues(names);
+      return { t, names, q: names[0]! };
+    }
+
+    it('creates queues idempotently, lists them by prefix and deletes them (ignoring missing ones)', async () => {
+      const t = await make();
+      const prefix = uniqueName('lst');
+      const names = [`${prefix}-b`, `${prefix}-a`, `${prefix}-c`];
+      await t.createQueues(names);
+      await t.createQueues(names.slice(0, 2));
+      expect(await t.listQueues(prefix)).toEqual([`${prefix}-a`, `${prefix}-b`, `${prefix}-c`]);
+      expect(await t.listQueues(`${prefix}-a`)).toEqual([`${prefix}-a`]);
+      await t.deleteQueues([`${prefix}-a`, `${prefix}-never-created`]);
+      expect(await t.listQueues(prefix)).toEqual([`${prefix}-b`, `${prefix}-c`]);
+      // A name with the suffix names the same queue.
+      await t.deleteQueues([`${prefix}-b.fifo`, `${prefix}-c`]);
+      expect(await t.listQueues(prefix)).toEqual([]);
+    });
+
+    it('refuses queue names SQS would refuse, with a clear message', async () => {
+      const t = await make();
+      await expect(t.createQueues(['x'.repeat(76)])).rejects.toThrow(/81 characters with '.fifo'; SQS allows 80/);
+      await expect(t.createQueues(['bad name'])).rejects.toThrow(/letters, digits, hyphens and underscores/);
+      const longest = uniqueName('l').padEnd(75, 'x');
+      await t.createQueues([longest]);
+      expect(await t.listQueues(longest)).toEqual([longest]);
+    });
+
+    it('keeps order per message group across many batches and reports the group', async () => {
+      const { t, q } = await setup();
+      const a = Array.from({ length: 23 }, (_, i) => msg('0', i));
+      const b = Array.from({ length: 7 }, (_, i) => msg('1', i));
+      // Interleaved in one send call: the adapter splits it into several batches.
+      await t.send(q, [...a.slice(0, 12), ...b, ...a.slice(12)]);
+      const got = await drain(t, q, 30);
+      expect(got).toHaveLength(30);
+      expect(got.filter((m) => m.groupId === '0').map((m) => m.body)).toEqual(a.map((m) => m.body));
+      expect(got.filter((m) => m.groupId === '1').map((m) => m.body)).toEqual(b.map((m) => m.body));
+    });
+
+    it('splits by payload size, not only by count, and rejects an oversized message before sending', async () => {
+      const { t, q } = await setup();
+      const big = Array.from({ length: 12 }, (_, i) => msg('0', i, `${i}:`.padEnd(60 * 1024, 'x')));
+      await t.send(q, big);
+      const got = await drain(t, q, 12);
+      expect(got.map((m) => m.body.split(':')[0])).toEqual(big.map((_, i) => String(i)));
+      await expect(t.send(q, [msg('0', 100), msg('0', 101, 'y'.repeat(MAX_MESSAGE_BYTES + 1))])).rejects.toThrow(/bytes; the limit is/);
+      // Nothing of the refused call was sent.
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+    });
+
+    it('blocks a message group while one of its messages is in flight, not other groups', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [msg('A', 1), msg('A', 2), msg('B', 1)]);
+      const first = await t.receive(q, { max: 1, waitSeconds: 1 });
+      expect(first).toHaveLength(1);
+      const blocked = first[0]!.groupId;
+      // Only the other group can be served while the first is in flight.
+      const second = await t.receive(q, { max: 10, waitSeconds: 0 });
+      expect(second.length).toBeGreaterThan(0);
+      expect(second.every((m) => m.groupId !== blocked)).toBe(true);
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+      await t.delete(q, [...first, ...second].map((m) => m.receipt));
+      const rest = await drain(t, q, 3 - first.length - second.length);
+      const all = [...first, ...second, ...rest];
+      expect(all.filter((m) => m.groupId === 'A').map((m) => m.body)).toEqual(['A:1', 'A:2']);
+      expect(all.filter((m) => m.groupId === 'B').map((m) => m.body)).toEqual(['B:1']);
+    });
+
+    it('makes a message visible again after its visibility timeout, still first in its group', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [msg('0', 1), msg('0', 2)]);
+      const first = await t.receive(q, { max: 1, waitSeconds: 1, visibilityTimeoutSeconds: 1 });
+      expect(first.map((m) => m.body)).toEqual(['0:1']);
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+      const started = Date.now();
+      const again = await t.receive(q, { max: 1, waitSeconds: 5 });
+      expect(again.map((m) => m.body)).toEqual(['0:1']);
+      expect(Date.now() - started).toBeLessThan(4_500);
+      await t.delete(q, again.map((m) => m.receipt));
+      expect((await drain(t, q, 1)).map((m) => m.body)).toEqual(['0:2']);
+    });
+
+    it('drops a message whose dedup id was already sent to the queue', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [{ groupId: '0', dedupId: 'd1', body: 'first' }]);
+      await t.send(q, [{ groupId: '0', dedupId: 'd1', body: 'retry of first' }, { groupId: '0', dedupId: 'd2', body: 'second' }]);
+      const got = await drain(t, q, 2);
+      expect(got.map((m) => m.body)).toEqual(['first', 'second']);
+      // Also after the first copy was received and deleted (SQS keeps ids for 5 minutes).
+      await t.send(q, [{ groupId: '0', dedupId: 'd1', body: 'late retry of first' }]);
+      expect(await t.receive(q, { max: 10, waitSeconds: 1 })).toEqual([]);
+    });
+
+    it('returns from a long poll as soon as a message arrives', async () => {
+      const { t, q } = await setup();
+      const started = Date.now();
+      const pending = t.receive(q, { max: 10, waitSeconds: 10 });
+      await new Promise((r) => setTimeout(r, 300));
+      await t.send(q, [msg('0', 1)]);
+      const got = await pending;
+      expect(got.map((m) => m.body)).toEqual(['0:1']);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    });
+
+    it('returns from a long poll when the in-flight message blocking a group is deleted', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [msg('0', 1), msg('0', 2)]);
+      const [first] = await t.receive(q, { max: 1, waitSeconds: 1 });
+      const started = Date.now();
+      const pending = t.receive(q, { max: 10, waitSeconds: 10 });
+      await new Promise((r) => setTimeout(r, 300));
+      await t.delete(q, [first!.receipt]);
+      expect((await pending).map((m) => m.body)).toEqual(['0:2']);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    });
+
+    it('waits the whole long poll on an empty queue', async () => {
+      const { t, q } = await setup();
+      const started = Date.now();
+      expect(await t.receive(q, { max: 10, waitSeconds: 1 })).toEqual([]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    });
+
+    it('deletes more than 10 receipts in one call', async () => {
+      const { t, q } = await setup();
+      await t.send(q, Array.from({ length: 25 }, (_, i) => msg(String(i), 0)));
+      const receipts: string[] = [];
+      for (let i = 0; i < 10 && receipts.length < 25; i++) {
+        const got = await t.receive(q, { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: 2 });
+        receipts.push(...got.map((m) => m.receipt));
+      }
+      expect(receipts).toHaveLength(25);
+      await t.delete(q, receipts);
+      await new Promise((r) => setTimeout(r, 2_200));
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+    });
+
+    it('names a missing queue in the error and validates receive options', async () => {
+      const { t, q } = await setup();
+      const missing = uniqueName('gone');
+      await expect(t.send(missing, [msg('0', 1)])).rejects.toMatchObject({
+        name: 'SluiceAwsError',
+        kind: 'missing-queue',
+        message: `queue '${missing}' no longer exists (deleted while the job ran?)`,
+      });
+      await expect(t.receive(missing, { max: 1, waitSeconds: 0 })).rejects.toMatchObject({ kind: 'missing-queue' });
+      await expect(t.receive(q, { max: 11, waitSeconds: 0 })).rejects.toThrow(/max must be an integer from 1 to 10/);
+      await expect(t.receive(q, { max: 1, waitSeconds: 21 })).rejects.toThrow(/waitSeconds must be from 0 to 20/);
+    });
+  });
+}
