@@ -78,8 +78,12 @@ export interface KeyedProcessFunction<I, O> {
 export interface SinkFunction<I> {
   open(ctx: RuntimeContext): Promise<void>;
   write(record: I): void;
-  /** Stages everything written since the last prepare, under this transaction id. */
-  prepare(transactionId: string): Promise<Json>;
+  /**
+   * Stages everything written since the last prepare, under this transaction id. `watermark` is
+   * the event time this subtask has completed when the transaction closes (END_OF_TIME at end of
+   * input), so a sink can tell when a time partition is complete.
+   */
+  prepare(transactionId: string, progress: { watermark: number }): Promise<Json>;
   commit(staged: Json): Promise<void>;
   /** Drops a staged transaction that will never commit. */
   abort(staged: Json): Promise<void>;

@@ -285,7 +285,7 @@ export class SubtaskRunner {
     const io = this.env.checkpoints;
     if (!io || checkpointId <= this.lastCheckpoint) return;
     const sink = this.chain.sink;
-    if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}`) });
+    if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}`, { watermark: this.chain.currentWatermark }) });
     const handle = await io.writeSnapshot({
       checkpointId,
       subtask: this.id,
@@ -320,7 +320,7 @@ export class SubtaskRunner {
     await this.flush();
     const sink = this.chain.sink;
     if (!sink) return;
-    const last = await sink.prepare('final');
+    const last = await sink.prepare('final', { watermark: END_OF_TIME });
     this.status = 'ended';
     if (!this.finalCommitRequested) await new Promise<void>((resolve) => (this.finalCommit = resolve));
     if (this.cancelled) return;
