@@ -1,4 +1,13 @@
-import { CheckpointCoordinator, type CheckpointConfig, type CheckpointEffect, type CheckpointRegion, type SnapshotHandle } from '../../../lib/checkpoint';
+import {
+  CheckpointCoordinator,
+  MANIFEST_FORMAT,
+  type CheckpointConfig,
+  type CheckpointEffect,
+  type CheckpointManifest,
+  type CheckpointRegion,
+  type ManifestRegion,
+  type SnapshotHandle,
+} from '../../../lib/checkpoint';
 
 /** Regions `r0..r{n-1}`; region i has sizes[i] subtasks `t<i>#<j>`; the first of each is its source. */
 export function regions(sizes: readonly number[]): { regions: CheckpointRegion[]; sources: string[] } {
@@ -28,4 +37,15 @@ export function ackAll(c: CheckpointCoordinator, id: number, now: number, only?:
     for (const s of c.topology.regionSubtasks[r]!) out.push(...c.acknowledge(s, id, snap(s, id), now));
   });
   return out;
+}
+
+/** A manifest from restore points per region (region i has one subtask `s<i>`). */
+export function manifest(id: number, restore: (number | null)[]): CheckpointManifest {
+  const regions: ManifestRegion[] = restore.map((c, i) => ({
+    regionId: `r${i}`,
+    restoreFrom: c,
+    subtasks: c === null ? [] : [{ subtask: `s${i}`, state: [{ key: `k/${c}/s${i}`, bytes: 1 }] }],
+    finished: [],
+  }));
+  return { format: MANIFEST_FORMAT, jobId: 'job', checkpointId: id, handle: 'regional', triggerTime: id, completedTime: id, regions };
 }

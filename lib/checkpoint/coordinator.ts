@@ -1,0 +1,469 @@
+import { resolveCheckpointConfig } from './config';
+import { RegionFailureManager } from './failure-manager';
+import { PendingCheckpoint } from './pending';
+import { CheckpointPlanner, R_COMPLETED, R_FAILED, R_UNDECIDED, S_FINISHED, S_WAITING } from './plan';
+import { historyEntry, CheckpointStatsTracker } from './stats';
+import { CompletedCheckpointStore } from './store';
+import { CheckpointTopology } from './topology';
+import {
+  MANIFEST_FORMAT,
+  type CheckpointConfig,
+  type CheckpointEffect,
+  type CheckpointFailure,
+  type CheckpointManifest,
+  type CheckpointTopologyInput,
+  type ManifestRegion,
+  type RegionFailure,
+  type RegionFailureRecord,
+  type ResolvedCheckpointConfig,
+  type SnapshotHandle,
+  type SubtaskId,
+} from './types';
+
+export interface CoordinatorOptions {
+  config: CheckpointConfig;
+  topology: CheckpointTopologyInput;
+  /** Completed checkpoints read back from the catalog (any order); the latest gives the restore points. */
+  restored?: readonly CheckpointManifest[];
+  /** First checkpoint id to use (default: latest restored + 1, or 1). */
+  nextCheckpointId?: number;
+}
+
+const NONE: readonly CheckpointEffect[] = Object.freeze([]);
+
+/** Keys of `state` that `original` does not have. */
+function keysNotIn(state: readonly SnapshotHandle[], original: readonly SnapshotHandle[] | undefined): string[] {
+  const known = new Set(original?.map((h) => h.key));
+  return state.filter((h) => !known.has(h.key)).map((h) => h.key);
+}
+
+/**
+ * The checkpoint coordinator: composes the plan, the pending checkpoints, the failure manager,
+ * the completed checkpoint store and the stats. Pure and effect-based: every call takes `now` and
+ * returns what must be done, in order. It has no timers; call `tick(now)` at `nextDeadline()`.
+ *
+ * Rules (see docs/checkpoints.md):
+ * - Checkpoints finalize in id order. A completed checkpoint's manifest comes out as a
+ *   `checkpointFinalized` effect, and the `notifyComplete` effects for it follow that effect in the
+ *   same list: notifies happen only after the manifest is persisted, never before N is finalized.
+ * - A checkpoint that fails as a whole is decided at once (fail fast): its snapshots are discarded,
+ *   its slot freed; only its consecutive-failure counting waits for the older checkpoints.
+ */
+export class CheckpointCoordinator {
+  readonly config: ResolvedCheckpointConfig;
+  readonly topology: CheckpointTopology;
+  readonly store: CompletedCheckpointStore;
+  readonly stats: CheckpointStatsTracker;
+  private readonly planner: CheckpointPlanner;
+  private readonly failures: RegionFailureManager;
+  /** Triggered and not yet retired from this list (in id order); aborted ones stay until oldest. */
+  private readonly pending: PendingCheckpoint[] = [];
+  /** Pending checkpoints not failed as a whole: they hold a concurrency slot. */
+  private active = 0;
+  private queue = 0;
+  private nextId: number;
+  private minDeadline = Infinity;
+  /** Each region's entry in the latest manifest (undefined: none yet). */
+  private readonly restoreEntries: (ManifestRegion | undefined)[];
+  private out: CheckpointEffect[] | null = null;
+
+  constructor(options: CoordinatorOptions) {
+    this.config = resolveCheckpointConfig(options.config);
+    this.topology = new CheckpointTopology(options.topology.regions);
+    this.planner = new CheckpointPlanner(this.topology, options.topology.sources, options.topology.finished ?? []);
+    this.failures = new RegionFailureManager(this.topology.regionCount, this.config);
+    this.store = new CompletedCheckpointStore(this.config.retained, options.restored ?? []);
+    this.stats = new CheckpointStatsTracker(this.config.historySize);
+    const latest = this.store.latest();
+    const byId = new Map((latest?.regions ?? []).map((e) => [e.regionId, e]));
+    this.restoreEntries = this.topology.regionIds.map((id) => byId.get(id));
+    const minNext = (latest?.checkpointId ?? 0) + 1;
+    this.nextId = options.nextCheckpointId ?? minNext;
+    if (!Number.isInteger(this.nextId) || this.nextId < minNext) {
+      throw new Error(`nextCheckpointId must be an integer >= ${minNext}, got ${options.nextCheckpointId}`);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Events.
+
+  /** Start checkpoint N at the sources of every live region, or queue / refuse the trigger. */
+  trigger(now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    if (this.active < this.config.maxConcurrent && this.queue === 0) {
+      this.start(now);
+      this.settle(now);
+    } else if (this.config.whenBusy === 'refuse') {
+      this.stats.refused();
+      this.emit({ type: 'triggerRefused', reason: 'busy', pending: this.pendingCheckpoints() });
+    } else if (this.queue < this.config.maxQueued) {
+      this.queue++;
+      this.stats.queued();
+      this.emit({ type: 'triggerQueued', queued: this.queue });
+    } else {
+      this.stats.refused();
+      this.emit({ type: 'triggerRefused', reason: 'queue-full', pending: this.pendingCheckpoints() });
+    }
+    return this.finish();
+  }
+
+  /** A subtask snapshotted N: `state` lists the objects it wrote (empty when stateless). */
+  acknowledge(subtask: SubtaskId, checkpointId: number, state: readonly SnapshotHandle[], now: number): readonly CheckpointEffect[] {
+    if (now >= this.minDeadline) this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    const p = this.find(checkpointId);
+    if (i < 0 || p === undefined) {
+      this.discardLate(checkpointId, i, state);
+      return this.finish();
+    }
+    switch (p.acknowledge(i, state)) {
+      case 'accepted':
+        break;
+      case 'region-completed':
+        if (p.decided) this.settle(now);
+        break;
+      case 'duplicate': {
+        const extra = keysNotIn(state, p.snapshotOf(i));
+        if (extra.length > 0) this.emitDiscard(checkpointId, this.topology.regionIds[this.topology.regionOf[i]!]!, extra);
+        break;
+      }
+      case 'rejected':
+        this.discardLate(checkpointId, i, state);
+        break;
+    }
+    return this.finish();
+  }
+
+  /** A subtask could not snapshot N. */
+  decline(subtask: SubtaskId, checkpointId: number, reason: string, now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    const p = this.find(checkpointId);
+    if (i >= 0 && p !== undefined && !p.aborted && p.subtaskState(i) !== S_FINISHED) {
+      const r = this.topology.regionOf[i]!;
+      if (p.regionState(r) === R_UNDECIDED) {
+        this.failRegion(p, r, { reason: 'declined', message: `subtask ${subtask} declined checkpoint ${checkpointId}: ${reason}`, subtask }, now);
+        this.settle(now);
+      }
+    }
+    return this.finish();
+  }
+
+  /**
+   * A subtask failed. Its region fails every checkpoint not yet finalized — also one it had
+   * completed, since it will restart from the latest finalized manifest — and is not triggered
+   * again until `taskRecovered`.
+   */
+  taskFailed(subtask: SubtaskId, now: number, message = 'task failed'): readonly CheckpointEffect[] {
+    this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    if (i >= 0) {
+      this.planner.markDown(i);
+      const r = this.topology.regionOf[i]!;
+      for (const p of this.pending) {
+        if (p.aborted || p.regionState(r) === R_FAILED) continue;
+        this.failRegion(p, r, { reason: 'task-failed', message: `subtask ${subtask}: ${message}`, subtask }, now);
+      }
+      this.settle(now);
+    }
+    return this.finish();
+  }
+
+  /** A failed subtask runs again (restored); its region takes part in the next trigger. */
+  taskRecovered(subtask: SubtaskId, now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    if (i >= 0) this.planner.markUp(i);
+    return this.finish();
+  }
+
+  /** A subtask's bounded input ended and it finished: it is not waited for any more. */
+  subtaskFinished(subtask: SubtaskId, now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    if (i >= 0 && this.planner.markFinished(i)) {
+      let decided = false;
+      for (const p of this.pending) if (p.finish(i) && p.decided) decided = true;
+      if (decided) this.settle(now);
+    }
+    return this.finish();
+  }
+
+  /** Changes which subtasks receive the trigger (e.g. when sources finished), from the next trigger on. */
+  setSources(sources: readonly SubtaskId[], now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    this.planner.setSources(sources);
+    return this.finish();
+  }
+
+  /** Lets timeouts pass (`now >= triggerTime + timeoutMs`). */
+  tick(now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    return this.finish();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Queries.
+
+  /** When `tick` must be called next for a timeout to pass; undefined when nothing is pending. */
+  nextDeadline(): number | undefined {
+    return this.minDeadline === Infinity ? undefined : this.minDeadline;
+  }
+
+  /** Ids of the checkpoints in flight (not failed as a whole, not finalized). */
+  pendingCheckpoints(): number[] {
+    const ids: number[] = [];
+    for (const p of this.pending) if (!p.aborted) ids.push(p.id);
+    return ids;
+  }
+
+  queuedTriggers(): number {
+    return this.queue;
+  }
+
+  /** The id the next trigger will use. */
+  peekNextCheckpointId(): number {
+    return this.nextId;
+  }
+
+  latestManifest(): CheckpointManifest | undefined {
+    return this.store.latest();
+  }
+
+  /** The checkpoint a region restores from now (null: none). */
+  restorePoint(regionId: string): number | null {
+    const r = this.topology.regionIndex(regionId);
+    if (r < 0) throw new Error(`unknown region '${regionId}'`);
+    return this.restoreEntries[r]?.restoreFrom ?? null;
+  }
+
+  consecutiveFailures(regionId: string): number {
+    const r = this.topology.regionIndex(regionId);
+    if (r < 0) throw new Error(`unknown region '${regionId}'`);
+    return this.failures.consecutiveFailures(r);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Internals.
+
+  private emit(effect: CheckpointEffect): void {
+    (this.out ??= []).push(effect);
+  }
+
+  private finish(): readonly CheckpointEffect[] {
+    const out = this.out;
+    this.out = null;
+    return out ?? NONE;
+  }
+
+  private find(id: number): PendingCheckpoint | undefined {
+    for (const p of this.pending) if (p.id === id) return p;
+    return undefined;
+  }
+
+  private emitDiscard(checkpointId: number, regionId: string | null, keys: string[]): void {
+    this.emit({ type: 'discardSnapshots', checkpointId, regionId, keys });
+  }
+
+  /** A snapshot nobody will reference (late, unknown, or for a failed region): discard it. */
+  private discardLate(checkpointId: number, subtask: number, state: readonly SnapshotHandle[]): void {
+    if (state.length === 0) return;
+    const regionId = subtask < 0 ? null : this.topology.regionIds[this.topology.regionOf[subtask]!]!;
+    this.emitDiscard(checkpointId, regionId, state.map((h) => h.key));
+  }
+
+  private start(now: number): void {
+    const plan = this.planner.plan();
+    const p = new PendingCheckpoint(this.nextId++, now, this.config.timeoutMs, plan, this.topology);
+    this.pending.push(p);
+    this.active++;
+    this.stats.triggered();
+    const isHead = this.pending[0] === p;
+    p.headChecked = isHead;
+    if (plan.initialFailures.length > 0) {
+      const failed: number[] = [];
+      for (const f of plan.initialFailures) {
+        p.failRegion(f.region, f.failure);
+        failed.push(f.region);
+      }
+      const whole = this.failures.judge(p, failed, this.topology.regionIds, isHead);
+      if (whole) {
+        this.abortWhole(p, whole, now, false);
+        return;
+      }
+    }
+    if (plan.triggers.length > 0) {
+      this.emit({ type: 'triggerSources', checkpointId: p.id, triggerTime: now, deadline: p.deadline, subtasks: plan.triggers });
+    }
+    if (p.deadline < this.minDeadline) this.minDeadline = p.deadline;
+  }
+
+  /** Fails one region of `p` and applies the handle and the limits. */
+  private failRegion(p: PendingCheckpoint, r: number, failure: RegionFailure, now: number): void {
+    if (!this.recordRegionFailure(p, r, failure)) return;
+    const whole = this.failures.judge(p, [r], this.topology.regionIds, p.headChecked);
+    if (whole) this.abortWhole(p, whole, now, true);
+  }
+
+  private recordRegionFailure(p: PendingCheckpoint, r: number, failure: RegionFailure): boolean {
+    const keys = p.failRegion(r, failure);
+    if (keys === undefined) return false;
+    const regionId = this.topology.regionIds[r]!;
+    if (this.config.handle === 'regional') {
+      this.emit({ type: 'abortCheckpoint', checkpointId: p.id, regionId, subtasks: this.topology.regionSubtasks[r]!, reason: failure.reason });
+    }
+    if (keys.length > 0) this.emitDiscard(p.id, regionId, keys);
+    return true;
+  }
+
+  private abortWhole(p: PendingCheckpoint, failure: CheckpointFailure, now: number, triggered: boolean): void {
+    const keys = p.abort(failure, now);
+    this.active--;
+    if (triggered) this.emit({ type: 'abortCheckpoint', checkpointId: p.id, regionId: null, subtasks: this.topology.subtasks, reason: failure.reason });
+    if (keys.length > 0) this.emitDiscard(p.id, null, keys);
+    const history = historyEntry({
+      checkpointId: p.id,
+      handle: this.config.handle,
+      triggerTime: p.triggerTime,
+      endTime: now,
+      failure,
+      regionsTotal: this.topology.regionCount,
+      participating: p.plan.participating,
+      completedRegions: p.completedRegions,
+      failedRegions: this.failureRecords(p),
+      bytesWritten: p.bytesWritten,
+      bytesKept: 0,
+    });
+    this.stats.record(history);
+    this.emit({ type: 'checkpointFinalized', checkpointId: p.id, outcome: 'failed', failure, history });
+    this.recomputeDeadline();
+  }
+
+  private failureRecords(p: PendingCheckpoint): RegionFailureRecord[] {
+    return p.failedRegions.map((r) => ({
+      regionId: this.topology.regionIds[r]!,
+      ...p.regionFailures.get(r)!,
+      fallback: this.restoreEntries[r]?.restoreFrom ?? null,
+    }));
+  }
+
+  private expire(now: number): void {
+    if (now >= this.minDeadline) {
+      for (const p of this.pending) if (!p.aborted && p.deadline <= now) this.timeout(p, now);
+      this.recomputeDeadline();
+    }
+    this.settle(now);
+  }
+
+  private timeout(p: PendingCheckpoint, now: number): void {
+    const t = this.topology;
+    const failed: number[] = [];
+    for (let r = 0; r < t.regionCount; r++) {
+      if (p.regionState(r) !== R_UNDECIDED) continue;
+      const waiting: SubtaskId[] = [];
+      for (const i of t.regionMembers[r]!) if (p.subtaskState(i) === S_WAITING) waiting.push(t.subtasks[i]!);
+      const shown = waiting.slice(0, 3).join(', ') + (waiting.length > 3 ? ` (+${waiting.length - 3} more)` : '');
+      const message = `checkpoint ${p.id} timed out after ${this.config.timeoutMs} ms waiting for ${shown}`;
+      this.recordRegionFailure(p, r, { reason: 'timeout', message });
+      failed.push(r);
+    }
+    const whole = this.failures.judge(p, failed, t.regionIds, p.headChecked);
+    if (whole) this.abortWhole(p, whole, now, true);
+  }
+
+  /** Finalizes what can be, oldest first, and starts queued triggers when slots free up. */
+  private settle(now: number): void {
+    for (;;) {
+      const head = this.pending[0];
+      if (head !== undefined) {
+        if (head.aborted) {
+          this.failures.applyFinalized(head);
+          this.pending.shift();
+          continue;
+        }
+        if (!head.headChecked) {
+          head.headChecked = true;
+          const whole = this.failures.judge(head, head.failedRegions, this.topology.regionIds, true);
+          if (whole) {
+            this.abortWhole(head, whole, now, true);
+            continue;
+          }
+        }
+        if (head.decided) {
+          this.finalizeCompleted(head, now);
+          this.pending.shift();
+          continue;
+        }
+      }
+      if (this.queue > 0 && this.active < this.config.maxConcurrent) {
+        this.queue--;
+        this.start(now);
+        continue;
+      }
+      return;
+    }
+  }
+
+  private finalizeCompleted(p: PendingCheckpoint, now: number): void {
+    const t = this.topology;
+    const failedRegions = this.failureRecords(p);
+    const regions: ManifestRegion[] = new Array(t.regionCount);
+    for (let r = 0; r < t.regionCount; r++) {
+      if (p.regionState(r) === R_COMPLETED) {
+        const entry = p.manifestEntry(r);
+        regions[r] = entry;
+        this.restoreEntries[r] = entry;
+      } else {
+        regions[r] = this.restoreEntries[r] ?? { regionId: t.regionIds[r]!, restoreFrom: null, subtasks: [], finished: [] };
+      }
+    }
+    p.endTime = now;
+    const manifest: CheckpointManifest = {
+      format: MANIFEST_FORMAT,
+      jobId: this.config.jobId,
+      checkpointId: p.id,
+      handle: this.config.handle,
+      triggerTime: p.triggerTime,
+      completedTime: now,
+      regions,
+    };
+    this.failures.applyFinalized(p);
+    const retired = this.store.add(manifest);
+    this.active--;
+    const history = historyEntry({
+      checkpointId: p.id,
+      handle: this.config.handle,
+      triggerTime: p.triggerTime,
+      endTime: now,
+      failure: undefined,
+      regionsTotal: t.regionCount,
+      participating: p.plan.participating,
+      completedRegions: p.completedRegions,
+      failedRegions,
+      bytesWritten: p.bytesWritten,
+      bytesKept: p.bytesKept,
+    });
+    this.stats.record(history);
+    this.emit({
+      type: 'checkpointFinalized',
+      checkpointId: p.id,
+      outcome: 'completed',
+      manifest,
+      history,
+      retained: this.store.all().map((m) => m.checkpointId),
+    });
+    if (retired.checkpointIds.length > 0) this.emit({ type: 'retireCheckpoints', checkpointIds: retired.checkpointIds, keys: retired.keys });
+    for (let r = 0; r < t.regionCount; r++) {
+      if (p.regionState(r) !== R_COMPLETED) continue;
+      const subtasks = p.ackedSubtasks(r);
+      if (subtasks.length > 0) this.emit({ type: 'notifyComplete', checkpointId: p.id, regionId: t.regionIds[r]!, subtasks });
+    }
+    this.recomputeDeadline();
+  }
+
+  private recomputeDeadline(): void {
+    let min = Infinity;
+    for (const p of this.pending) if (!p.aborted && !p.decided && p.endTime === undefined && p.deadline < min) min = p.deadline;
+    this.minDeadline = min;
+  }
+}

@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CheckpointCoordinator,
+  CheckpointPersistence,
+  MAX_FAILED_REGIONS_PER_ITEM,
+  PortCheckpointCatalog,
+  StaleCheckpointError,
+  checkpointSk,
+  historyEntry,
+  historyToItem,
+  itemToHistory,
+  type CheckpointEffect,
+  type CheckpointHistoryEntry,
+} from '../../../lib/checkpoint';
+import { MemoryBlobStore, MemoryMetadataStore } from '../../../lib/memory';
+import { manifest, regions } from './helpers';
+
+const history = (id: number, failed = false, failedRegions = 1): CheckpointHistoryEntry =>
+  historyEntry({
+    checkpointId: id,
+    handle: 'regional',
+    triggerTime: id * 10,
+    endTime: id * 10 + 3,
+    failure: failed ? { reason: 'too-many-consecutive-failures', message: 'r0 failed 3 in a row' } : undefined,
+    regionsTotal: 2,
+    participating: 2,
+    completedRegions: 1,
+    failedRegions: Array.from({ length: failedRegions }, (_, i) => ({ regionId: `r${i}`, reason: 'timeout' as const, message: 'slow', fallback: null })),
+    bytesWritten: 2,
+    bytesKept: failed ? 0 : 1,
+  });
+
+function ports() {
+  const metadata = new MemoryMetadataStore();
+  const blobs = new MemoryBlobStore();
+  return { metadata, blobs, catalog: new PortCheckpointCatalog('job', metadata, blobs) };
+}
+
+describe('PortCheckpointCatalog', () => {
+  it('writes the manifest to S3, the history item and the latest pointer to DynamoDB, and reads them back', async () => {
+    const { metadata, blobs, catalog } = ports();
+    expect(await catalog.loadLatest()).toBeUndefined();
+    expect(await catalog.loadRetained()).toEqual([]);
+    const m1 = manifest(1, [1, null]);
+    await catalog.saveCompleted(m1, history(1), [1]);
+    expect(blobs.requests).toBe(1);
+    // 2 pointer lookups above, the history item, the pointer (`<` fails on a missing item), the pointer again (notExists).
+    expect(metadata.requests).toBe(5);
+    const m2 = manifest(2, [2, 2]);
+    blobs.requests = 0;
+    metadata.requests = 0;
+    await catalog.saveCompleted(m2, history(2), [1, 2]);
+    expect([blobs.requests, metadata.requests]).toEqual([1, 2]);
+    expect(await blobs.head('checkpoints/job/2/manifest.json')).toBeDefined();
+    expect(await metadata.get('JOB#job', 'CKPT#000000000002')).toMatchObject({ status: 'completed', manifestKey: 'checkpoints/job/2/manifest.json' });
+    expect(await catalog.loadLatest()).toEqual(m2);
+    expect((await catalog.loadRetained()).map((m) => m.checkpointId)).toEqual([1, 2]);
+  });
+
+  it('never moves the latest pointer back', async () => {
+    const { catalog } = ports();
+    await catalog.saveCompleted(manifest(5, [5]), history(5), [5]);
+    await expect(catalog.saveCompleted(manifest(4, [4]), history(4), [4])).rejects.toThrow(StaleCheckpointError);
+    expect((await catalog.loadLatest())!.checkpointId).toBe(5);
+  });
+
+  it('keeps a history item per finalized checkpoint, in id order', async () => {
+    const { catalog } = ports();
+    await catalog.saveFailed(history(10, true));
+    await catalog.saveCompleted(manifest(9, [9, 9]), history(9), [9]);
+    const h = await catalog.loadHistory();
+    expect(h.map((x) => [x.checkpointId, x.outcome.status])).toEqual([
+      [9, 'completed'],
+      [10, 'failed'],
+    ]);
+    expect(h[1]).toEqual(history(10, true));
+    expect(checkpointSk(10)).toBe('CKPT#000000000010');
+  });
+
+  it('caps the failed regions stored in one item and keeps their count', () => {
+    const entry = history(3, false, MAX_FAILED_REGIONS_PER_ITEM + 50);
+    const back = itemToHistory(historyToItem(entry));
+    expect(back.failedRegions).toHaveLength(MAX_FAILED_REGIONS_PER_ITEM);
+    expect(back.regions.failed).toBe(MAX_FAILED_REGIONS_PER_ITEM + 50);
+  });
+
+  it('deletes retired manifests', async () => {
+    const { blobs, catalog } = ports();
+    await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);
+    await catalog.deleteManifests([1]);
+    expect(await blobs.head('checkpoints/job/1/manifest.json')).toBeUndefined();
+  });
+});
+
+describe('CheckpointPersistence', () => {
+  it('persists before returning, batches deletes, and flushes at each finalized checkpoint', async () => {
+    const calls: string[] = [];
+    const catalog = {
+      saveCompleted: async (m: { checkpointId: number }) => void calls.push(`completed ${m.checkpointId}`),
+      saveFailed: async (h: CheckpointHistoryEntry) => void calls.push(`failed ${h.checkpointId}`),
+      deleteManifests: async (ids: readonly number[]) => void calls.push(`manifests ${ids.join(',')}`),
+      loadLatest: async () => undefined,
+      loadRetained: async () => [],
+      loadHistory: async () => [],
+    };
+    const blobs = new MemoryBlobStore();
+    const origDelete = blobs.delete.bind(blobs);
+    blobs.delete = async (keys) => {
+      calls.push(`delete ${keys.join(',')}`);
+      return origDelete(keys);
+    };
+    const p = new CheckpointPersistence(catalog, blobs, { deleteBatchSize: 2 });
+    const m = manifest(2, [2]);
+    const effects: CheckpointEffect[] = [
+      { type: 'discardSnapshots', checkpointId: 2, regionId: 'r1', keys: ['a'] },
+      { type: 'checkpointFinalized', checkpointId: 2, outcome: 'completed', manifest: m, history: history(2), retained: [1, 2] },
+      { type: 'retireCheckpoints', checkpointIds: [1], keys: ['b', 'c', 'd'] },
+      { type: 'notifyComplete', checkpointId: 2, regionId: 'r0', subtasks: ['s0'] },
+    ];
+    await p.apply(effects);
+    expect(calls).toEqual(['completed 2', 'manifests 1', 'delete a,b', 'delete c,d']);
+    await p.apply([{ type: 'discardSnapshots', checkpointId: 3, regionId: null, keys: ['e'] }]);
+    expect(p.pendingDeletes).toBe(1);
+    await p.flush();
+    expect(calls.at(-1)).toBe('delete e');
+    expect(() => new CheckpointPersistence(catalog, blobs, { deleteBatchSize: 1001 })).toThrow(/deleteBatchSize/);
+  });
+
+  it('with the coordinator: storage ends up holding exactly the snapshots and manifests retained, and a new coordinator resumes from it', async () => {
+    const { metadata, blobs, catalog } = ports();
+    const t = regions([2, 1, 1]);
+    const config = { jobId: 'job', handle: 'regional' as const, timeoutMs: 100, retained: 2 };
+    const c = new CheckpointCoordinator({ config, topology: t });
+    const persistence = new CheckpointPersistence(catalog, blobs);
+    let now = 0;
+    for (let id = 1; id <= 6; id++) {
+      await persistence.apply(c.trigger(now));
+      for (const r of t.regions) {
+        for (const s of r.subtasks) {
+          const key = `snap/${id}/${s}`;
+          if (r.id === 'r1' && id % 2 === 0) {
+            await persistence.apply(c.decline(s, id, 'nope', now + 1));
+          } else {
+            await blobs.put(key, 'x');
+            await persistence.apply(c.acknowledge(s, id, [{ key, bytes: 1 }], now + 1));
+          }
+        }
+      }
+      now += 10;
+    }
+    await persistence.flush();
+    const retained = await catalog.loadRetained();
+    expect(retained.map((m) => m.checkpointId)).toEqual([5, 6]);
+    const referenced = new Set(retained.flatMap((m) => m.regions.flatMap((r) => r.subtasks.flatMap((s) => s.state.map((h) => h.key)))));
+    const stored = (await blobs.list('snap/')).map((b) => b.key);
+    expect(stored.sort()).toEqual([...referenced].sort());
+    expect((await blobs.list('checkpoints/job/')).map((b) => b.key)).toEqual(['checkpoints/job/5/manifest.json', 'checkpoints/job/6/manifest.json']);
+    expect((await catalog.loadHistory()).length).toBe(6);
+    expect(metadata.requests).toBeGreaterThan(0);
+
+    const resumed = new CheckpointCoordinator({ config, topology: t, restored: retained });
+    expect(resumed.restorePoint('r1')).toBe(5);
+    expect(resumed.restorePoint('r0')).toBe(6);
+    expect(resumed.peekNextCheckpointId()).toBe(7);
+  });
+});
