@@ -173,6 +173,10 @@ export class CheckpointDriver {
         case 'notifyComplete':
           await control.sendControl(job, this.unitsOf(e.subtasks), { type: 'checkpointComplete', checkpointId: e.checkpointId, subtasks: [...e.subtasks] });
           break;
+        case 'abortCheckpoint':
+          // Advisory: subtasks still aligning N stop waiting (e.g. for a dead producer's barrier).
+          await control.sendControl(job, this.unitsOf(e.subtasks), { type: 'checkpointAborted', checkpointId: e.checkpointId, subtasks: [...e.subtasks] });
+          break;
         case 'checkpointFinalized':
           this.seen.delete(e.checkpointId);
           this.log.push(`checkpoint ${e.checkpointId} ${e.outcome}`);

@@ -8,6 +8,9 @@ import { systemClock } from '../ports/clock';
 import type { JobService, JobView } from './job-service';
 import type { UnitRecord } from './job-store';
 
+/** How long a unit may take from launch to its first heartbeat. */
+export const STARTUP_TIMEOUT_MS = 60_000;
+
 export interface UnitFailure {
   unitId: string;
   attempt: number;
@@ -121,7 +124,9 @@ export class Supervisor {
     if (exit && !(exit.code === 0 && exit.signal === null)) {
       return { reason: exit.signal ? `process killed by ${exit.signal}` : `process exited with code ${exit.code}`, failedAt: exit.at };
     }
-    if (now - unit.heartbeatAt > timeoutMs) {
+    // A unit still starting (process spawn, module load, restore) gets a longer grace period.
+    const limit = unit.status === 'STARTING' ? Math.max(timeoutMs, STARTUP_TIMEOUT_MS) : timeoutMs;
+    if (now - unit.heartbeatAt > limit) {
       return { reason: `no heartbeat for ${Math.round((now - unit.heartbeatAt) / 1000)} s`, failedAt: unit.heartbeatAt };
     }
     return undefined;

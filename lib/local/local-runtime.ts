@@ -12,6 +12,8 @@ import { Supervisor, type FailureHandler } from '../jobs/supervisor';
 import type { JobView } from '../jobs/job-service';
 import { ProcessLauncher } from './process-launcher';
 import { JobController, type ControllerOptions } from '../jobs/job-controller';
+import { PortCheckpointCatalog } from '../checkpoint/catalog';
+import { createFailoverHandler } from '../recovery/failover-handler';
 
 export class LocalRuntime {
   readonly ports: AwsPorts;
@@ -40,9 +42,23 @@ export class LocalRuntime {
     await ensureInfrastructure(this.config, this.ports.clients);
   }
 
-  /** The control plane of one job (supervisor, checkpoints, failover), told about unit exits. */
-  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> = {}): JobController {
-    const controller = new JobController({ ...options, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
+  /**
+   * The control plane of one job (supervisor, checkpoints, failover by the job's strategy), told
+   * about unit exits. `failover: false` fails the job at the first unit failure instead.
+   */
+  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean } = {}): JobController {
+    const { failover = true, ...rest } = options;
+    const onFailure =
+      rest.onFailure ??
+      (failover
+        ? createFailoverHandler({
+            jobs: this.jobs,
+            service: this.service,
+            launcher: this.launcher,
+            latestManifest: (jobId) => new PortCheckpointCatalog(jobId, this.ports.metadata, this.ports.blobs).loadLatest(),
+          })
+        : undefined);
+    const controller = new JobController({ ...rest, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
     this.launcher.onExit((exit) => controller.unitExited(exit));
     return controller;
   }

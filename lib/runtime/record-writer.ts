@@ -172,7 +172,9 @@ export class RecordWriter {
     const { producerIndex: p, attempt: a } = this.options;
     const body = `{"p":${p},"a":${a},"s":${seq},"t":"${type}"${fields ? `,${fields}` : ''}}`;
     const list = this.outbox.get(consumer) ?? [];
-    list.push({ groupId: String(p), dedupId: `${p}-${a}-${seq}`, body });
+    // One message group per producer attempt: messages a dead consumer left in flight block only
+    // their own (old) group until their visibility timeout, never the new attempt's channel.
+    list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body });
     this.outbox.set(consumer, list);
   }
 }

@@ -70,6 +70,8 @@ export class SubtaskRunner {
   private readonly triggers: number[] = [];
   /** Checkpoints the coordinator declared complete, to commit between two batches. */
   private readonly completed: number[] = [];
+  /** Checkpoints the coordinator aborted, to drop from alignment between two batches. */
+  private readonly aborted: number[] = [];
   /** Sink transactions staged and not yet committed, by checkpoint id. */
   private sinkPending: { checkpointId: number; staged: Json }[] = [];
   private lastCheckpoint = 0;
@@ -129,6 +131,11 @@ export class SubtaskRunner {
   /** The coordinator completed N for this subtask's region: commit staged output up to N. */
   checkpointComplete(checkpointId: number): void {
     this.completed.push(checkpointId);
+  }
+
+  /** The coordinator gave checkpoint N up for this region: stop aligning it. */
+  abortCheckpoint(checkpointId: number): void {
+    this.aborted.push(checkpointId);
   }
 
   /** Every subtask of this region has ended: the last staged output may become visible. */
@@ -219,6 +226,7 @@ export class SubtaskRunner {
         if (watermark > this.chain.currentWatermark) this.chain.advanceWatermark(watermark);
       }
       await this.commitCompleted();
+      await this.dropAborted();
       // Input is deleted only after what it produced is safely in the next queues.
       if (events.length > 0) await this.flush();
       if (receipts.size > 0) await gate.acknowledge(receipts);
@@ -298,6 +306,16 @@ export class SubtaskRunner {
     for (const w of this.writers) w.emitEvent({ t: 'b', c: checkpointId });
     await this.flush();
     await io.acknowledge(checkpointId, this.id, [handle]);
+  }
+
+  /** An aborted alignment lets its blocked channels go on (a dead producer's barrier never comes). */
+  private async dropAborted(): Promise<void> {
+    if (this.aborted.length === 0) return;
+    const aborted = new Set(this.aborted.splice(0));
+    if (this.aligning && aborted.has(this.aligning.checkpointId)) {
+      this.lastCheckpoint = Math.max(this.lastCheckpoint, this.aligning.checkpointId);
+      await this.releaseBlocked(undefined);
+    }
   }
 
   private async commitCompleted(): Promise<void> {

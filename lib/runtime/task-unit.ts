@@ -134,6 +134,8 @@ export class TaskUnit {
         return targets(message.subtasks).forEach((r) => r.checkpointComplete(message.checkpointId));
       case 'commitFinal':
         return targets(message.subtasks).forEach((r) => r.commitFinal());
+      case 'checkpointAborted':
+        return targets(message.subtasks).forEach((r) => r.abortCheckpoint(message.checkpointId));
       default:
         return this.options.onControl?.(message);
     }

@@ -13,7 +13,8 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointIO, type SubtaskSnapshot } from './checkpoint-io';
-import type { SubPartitionGate } from './record-writer';
+import { announceAvailable } from '../recovery/failover-handler';
+import { loadAvailabilityView } from '../recovery/availability';
 import { TaskUnit } from './task-unit';
 
 export interface UnitHostOptions {
@@ -26,7 +27,6 @@ export interface UnitHostOptions {
   metadata: MetadataStore;
   jobs: JobStore;
   registry: JobRegistry;
-  gate?: SubPartitionGate;
   requestCounts?: () => Record<string, number>;
   log?: (line: string) => void;
 }
@@ -56,6 +56,19 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
   for (const unit of await options.jobs.getUnits(job.jobId)) for (const s of unit.subtasks) attempts.set(s, unit.attempt);
   const producerTask = new Map(graph.edges.map((e) => [e.id, e.from]));
 
+  // Single-point recovery: writers drop records bound for unavailable sub-partitions; a restarted
+  // unit marks its own input sub-partitions available again once its state is restored.
+  const availability = await loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks });
+  const announced = await announceAvailable({
+    metadata: options.metadata,
+    channels: options.channels,
+    job,
+    graph,
+    unitId: placement.unitId,
+    attempt: options.attempt,
+  });
+  if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
+
   const unit = new TaskUnit({
     jobId: job.jobId,
     unitId: placement.unitId,
@@ -67,7 +80,10 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     channels: options.channels,
     blobs: options.blobs,
     jobs: options.jobs,
-    gate: options.gate,
+    gate: availability,
+    onControl: async (message) => {
+      availability.handleControl(message);
+    },
     checkpoints: io,
     restore,
     minAttempt: (edgeId, producer) => attempts.get(subtaskId(producerTask.get(edgeId)!, producer)) ?? 0,
