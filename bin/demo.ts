@@ -6,14 +6,16 @@
  * aggregate -> S3) with task units as child processes, shows progress, prints a summary, and
  * checks every aggregate in S3 against the expected value.
  *
- *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--kill-after SECONDS]
+ *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H]
+ *                   [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered]
+ *                   [--kill-after SECONDS]
  */
 import { parseArgs } from 'node:util';
 import { requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
-import type { JobView } from '../lib/jobs/job-service';
+import type { JobView, SubmitRequest } from '../lib/jobs/job-service';
 import { jobRegistry } from '../examples/jobs';
 import { checkDemoOutput } from '../examples/jobs/demo-check';
 
@@ -24,12 +26,16 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '1000' },
     hours: { type: 'string', default: '6' },
     'kill-after': { type: 'string' },
+    'checkpoint-every': { type: 'string', default: '3' },
+    failover: { type: 'string', default: 'region' },
     help: { type: 'boolean', default: false },
   },
 });
 
 if (args.help) {
-  console.log('usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--kill-after SECONDS]');
+  console.log(
+    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered] [--kill-after SECONDS]',
+  );
   process.exit(0);
 }
 
@@ -49,7 +55,12 @@ async function main(): Promise<number> {
       users: Number(args.users),
       hours: Number(args.hours),
     };
-    const job = await runtime.service.submit({ job: 'demo', params });
+    const job = await runtime.service.submit({
+      job: 'demo',
+      params,
+      failover: args.failover as SubmitRequest['failover'],
+      checkpoint: { handle: 'regional', intervalSeconds: Number(args['checkpoint-every']) },
+    });
     const units = job.units.length;
     console.log(`job ${job.jobId}: ${fmt(params.records)} records, parallelism ${params.parallelism}, ${units} task units (child processes), ${job.queues.length} queues`);
     console.log(`  table ${config.table}, bucket ${config.bucket}, unit logs in .sluice/logs/${job.jobId}/`);
@@ -57,7 +68,7 @@ async function main(): Promise<number> {
     const runStart = Date.now();
     let lastIn = 0;
     let lastAt = runStart;
-    const supervisor = runtime.supervisor({
+    const controller = runtime.controller({
       pollMs: 1000,
       onProgress: (view) => {
         const now = Date.now();
@@ -82,11 +93,17 @@ async function main(): Promise<number> {
       }, Number(args['kill-after']) * 1000).unref();
     }
 
-    const view = await supervisor.watch(job.jobId);
+    const view = await controller.run(job.jobId);
     const seconds = (Date.now() - runStart) / 1000;
-    for (const f of supervisor.failures) {
-      console.log(`  failure seen: unit ${f.unitId} attempt ${f.attempt} — ${f.reason} (detected after ${fmt(f.detectedAt - f.failedAt)} ms)`);
+    for (const f of controller.supervisor.failures) {
+      console.log(`  failure: unit ${f.unitId} attempt ${f.attempt} — ${f.reason}; detected after ${fmt(f.detectedAt - f.failedAt)} ms; failover '${job.settings.failover}'`);
     }
+    const history = await controller.driver!.history();
+    const completed = history.filter((h) => h.outcome.status === 'completed');
+    console.log(
+      `  checkpoints: ${completed.length} completed, ${history.length - completed.length} failed` +
+        (completed.length ? `; last: ${completed.at(-1)!.checkpointId} (${completed.at(-1)!.durationMs} ms, ${fmt(completed.at(-1)!.bytesWritten)} bytes)` : ''),
+    );
     return await summarize(view, seconds, runtime, started);
   } finally {
     runtime.close();

@@ -2,5 +2,6 @@
 import { JobRegistry } from '../../lib/api/registry';
 import { demoJob } from './demo';
 import { ingestJob } from './ingest';
+import { recommendationJoinJob } from './recommendation-join';
 
-export const jobRegistry = new JobRegistry([demoJob, ingestJob]);
+export const jobRegistry = new JobRegistry([demoJob, ingestJob, recommendationJoinJob]);

@@ -1,0 +1,296 @@
+/**
+ * Availability flags of sub-partitions, for single-point recovery.
+ *
+ * A sub-partition is one queue: every channel of one edge that ends at one consumer subtask. While
+ * its consumer is down (strategy `single`), the sub-partition is UNAVAILABLE and producers drop the
+ * records bound for it (RecordWriter counts them).
+ *
+ * Stored flags (metadata store, one item per sub-partition that was ever marked):
+ *
+ *   pk JOB#<jobId>   sk SUBPART#<edgeId>#<consumer>
+ *   { edgeId, consumer, available, attempt, version, updatedAt }
+ *
+ * `attempt` is the consumer subtask's attempt and is the fencing token. The writes are ordered by
+ * `version = 2 * attempt + (available ? 0 : 1)`: "attempt a failed" (unavailable, 2a+1) beats
+ * "attempt a is up" (available, 2a), and "attempt a+1 is up" (2a+2) beats both. A write whose version
+ * is lower than the stored one is refused, so a late write of an older attempt never undoes a newer
+ * one. Writes are compare-and-set on the stored version (read, then a put conditioned on it).
+ *
+ * No item means available: items are created only when a sub-partition is first marked unavailable,
+ * so a job that never failed has none, and a unit start reads only the few that exist.
+ *
+ * `AvailabilityView` is the in-memory copy a producer's record writers consult on every record.
+ */
+import type { Clock } from '../ports/clock';
+import { systemClock } from '../ports/clock';
+import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
+import type { ExecutionGraph } from '../graph/execution-graph';
+import { parseSubtaskId } from '../graph/execution-graph';
+import type { ControlMessage } from '../runtime/messages';
+import type { SubPartitionGate } from '../runtime/record-writer';
+
+/** One sub-partition: the queue of (edge, consumer subtask index). */
+export interface SubPartitionRef {
+  edgeId: string;
+  consumer: number;
+}
+
+export interface SubPartitionFlag extends SubPartitionRef {
+  available: boolean;
+  /** The consumer subtask's attempt this flag speaks for (fencing token). */
+  attempt: number;
+  /** Write order: 2 * attempt + (available ? 0 : 1). */
+  version: number;
+  updatedAt: number;
+}
+
+/** The `availability` control message a producer unit receives. */
+export type AvailabilityMessage = Extract<ControlMessage, { type: 'availability' }>;
+
+export interface AvailabilityUpdate extends SubPartitionRef {
+  available: boolean;
+  attempt: number;
+}
+
+/** Order of availability writes and messages for one sub-partition. */
+export const flagVersion = (available: boolean, attempt: number): number => attempt * 2 + (available ? 0 : 1);
+
+export const subPartitionSk = (edgeId: string, consumer: number): string => `SUBPART#${edgeId}#${consumer}`;
+
+/** `e3/17`: a short printable key of a sub-partition. */
+export const subPartitionKey = (ref: SubPartitionRef): string => `${ref.edgeId}/${ref.consumer}`;
+
+const jobPk = (jobId: string) => `JOB#${jobId}`;
+
+export type MarkOutcome =
+  /** Written, and the effective availability changed (a missing item counts as available). */
+  | 'changed'
+  /** The stored flag already said this (or was rewritten with the same availability, newer attempt). */
+  | 'unchanged'
+  /** A newer attempt's flag is stored: nothing written. */
+  | 'fenced'
+  /** No item and the call does not create one (markAvailable): nothing to undo. */
+  | 'skipped';
+
+export interface MarkResult {
+  /** Sub-partitions whose availability flipped: their producers must be told. */
+  changed: SubPartitionRef[];
+  unchanged: SubPartitionRef[];
+  /** Refused because a newer attempt already wrote a flag: the caller is superseded. */
+  fenced: SubPartitionRef[];
+  skipped: SubPartitionRef[];
+}
+
+/** The stored availability flags of one job. */
+export class AvailabilityRegistry {
+  constructor(
+    readonly metadata: MetadataStore,
+    readonly jobId: string,
+    private readonly options: { clock?: Clock; concurrency?: number } = {},
+  ) {}
+
+  /** The consumer of these sub-partitions failed in `failedAttempt`: producers must drop. */
+  markUnavailable(subPartitions: readonly SubPartitionRef[], failedAttempt: number): Promise<MarkResult> {
+    return this.markAll(subPartitions, false, failedAttempt, true);
+  }
+
+  /**
+   * The consumer's attempt `newAttempt` has restored its state: producers may send again. Only
+   * sub-partitions that have an item are written (no item already means available).
+   */
+  markAvailable(subPartitions: readonly SubPartitionRef[], newAttempt: number): Promise<MarkResult> {
+    return this.markAll(subPartitions, true, newAttempt, false);
+  }
+
+  async get(ref: SubPartitionRef): Promise<SubPartitionFlag | undefined> {
+    const item = await this.metadata.get(jobPk(this.jobId), subPartitionSk(ref.edgeId, ref.consumer));
+    return item && toFlag(item);
+  }
+
+  /** Every stored flag of the job, or of these edges only (one query per edge). */
+  async list(edgeIds?: Iterable<string>): Promise<SubPartitionFlag[]> {
+    const pk = jobPk(this.jobId);
+    if (edgeIds === undefined) return (await this.metadata.query(pk, 'SUBPART#')).map(({ item }) => toFlag(item));
+    const out: SubPartitionFlag[] = [];
+    for (const edgeId of new Set(edgeIds)) {
+      for (const { item } of await this.metadata.query(pk, `SUBPART#${edgeId}#`)) out.push(toFlag(item));
+    }
+    return out;
+  }
+
+  private async markAll(refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean): Promise<MarkResult> {
+    if (!Number.isInteger(attempt) || attempt < 0) throw new Error(`availability attempt must be a whole number >= 0, got ${attempt}`);
+    const result: MarkResult = { changed: [], unchanged: [], fenced: [], skipped: [] };
+    const outcomes = await mapLimit(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create));
+    refs.forEach((ref, i) => result[outcomes[i]!].push(ref));
+    return result;
+  }
+
+  /** Compare-and-set of one flag on its stored version. */
+  private async mark(ref: SubPartitionRef, available: boolean, attempt: number, create: boolean): Promise<MarkOutcome> {
+    const pk = jobPk(this.jobId);
+    const sk = subPartitionSk(ref.edgeId, ref.consumer);
+    const version = flagVersion(available, attempt);
+    for (let tries = 0; tries < 10; tries++) {
+      const current = await this.metadata.get(pk, sk);
+      if (!current && !create) return 'skipped';
+      const stored = current ? Number(current.version) : -1;
+      if (stored > version) return 'fenced';
+      const wasAvailable = current ? current.available === true : true;
+      if (stored === version) return 'unchanged';
+      const item: MetaItem = {
+        edgeId: ref.edgeId,
+        consumer: ref.consumer,
+        available,
+        attempt,
+        version,
+        updatedAt: (this.options.clock ?? systemClock).now(),
+      };
+      const condition: Condition = current ? { attr: 'version', op: '=', value: stored } : { attr: 'version', op: 'notExists' };
+      if (await this.metadata.put(pk, sk, item, [condition])) return wasAvailable === available ? 'unchanged' : 'changed';
+      // Someone wrote in between: read again and decide again.
+    }
+    throw new Error(`availability flag ${subPartitionKey(ref)} of job '${this.jobId}' keeps changing; gave up after 10 tries`);
+  }
+}
+
+function toFlag(item: MetaItem): SubPartitionFlag {
+  return {
+    edgeId: String(item.edgeId),
+    consumer: Number(item.consumer),
+    available: item.available === true,
+    attempt: Number(item.attempt),
+    version: Number(item.version),
+    updatedAt: Number(item.updatedAt ?? 0),
+  };
+}
+
+/**
+ * The availability of sub-partitions as one producer unit knows it: what its record writers consult
+ * on every record (`isAvailable` is a counter check while nothing is down, two hash lookups otherwise).
+ *
+ * Updated from `availability` control messages; a message older than what the view holds for that
+ * sub-partition (lower version, see `flagVersion`) is ignored, so messages may arrive in any order.
+ */
+export class AvailabilityView implements SubPartitionGate {
+  /** Version last applied, per `edgeId/consumer`. */
+  private readonly versions = new Map<string, number>();
+  /** Unavailable consumers per edge. */
+  private readonly down = new Map<string, Set<number>>();
+  private downCount = 0;
+  private readonly edges: Set<string> | undefined;
+
+  constructor(
+    options: {
+      /** Only these edges matter to this unit (its output edges); updates for others are ignored. */
+      edges?: Iterable<string>;
+      /** Called after every update that flipped a sub-partition. */
+      onChange?: (update: AvailabilityUpdate) => void;
+    } = {},
+  ) {
+    this.edges = options.edges ? new Set(options.edges) : undefined;
+    this.onChange = options.onChange;
+  }
+
+  private readonly onChange: ((update: AvailabilityUpdate) => void) | undefined;
+
+  isAvailable(edgeId: string, consumer: number): boolean {
+    if (this.downCount === 0) return true;
+    const consumers = this.down.get(edgeId);
+    return consumers === undefined || !consumers.has(consumer);
+  }
+
+  /** Applies one update; false when it is older than (or the same as) what the view holds, or off its edges. */
+  apply(update: AvailabilityUpdate): boolean {
+    if (this.edges && !this.edges.has(update.edgeId)) return false;
+    const key = `${update.edgeId}/${update.consumer}`;
+    const version = flagVersion(update.available, update.attempt);
+    const known = this.versions.get(key);
+    if (known !== undefined && known >= version) return false;
+    this.versions.set(key, version);
+    let consumers = this.down.get(update.edgeId);
+    const wasDown = consumers?.has(update.consumer) ?? false;
+    if (update.available && wasDown) {
+      consumers!.delete(update.consumer);
+      if (consumers!.size === 0) this.down.delete(update.edgeId);
+      this.downCount--;
+    } else if (!update.available && !wasDown) {
+      if (!consumers) this.down.set(update.edgeId, (consumers = new Set()));
+      consumers.add(update.consumer);
+      this.downCount++;
+    }
+    if (wasDown === update.available) this.onChange?.(update);
+    return true;
+  }
+
+  /**
+   * For a task unit's control loop: applies an `availability` message and returns true; returns
+   * false for every other message type (the caller handles those).
+   */
+  handleControl(message: ControlMessage): boolean {
+    if (message.type !== 'availability') return false;
+    this.apply(message);
+    return true;
+  }
+
+  /** Initialises (or refreshes) the view from stored flags. */
+  load(flags: Iterable<AvailabilityUpdate>): void {
+    for (const flag of flags) this.apply(flag);
+  }
+
+  /** The attempt of the last update applied for a sub-partition (undefined: none). */
+  attemptOf(edgeId: string, consumer: number): number | undefined {
+    const v = this.versions.get(`${edgeId}/${consumer}`);
+    return v === undefined ? undefined : Math.floor(v / 2);
+  }
+
+  get unavailableCount(): number {
+    return this.downCount;
+  }
+
+  unavailable(): SubPartitionRef[] {
+    const out: SubPartitionRef[] = [];
+    for (const [edgeId, consumers] of this.down) for (const consumer of consumers) out.push({ edgeId, consumer });
+    return out.sort((a, b) => (a.edgeId === b.edgeId ? a.consumer - b.consumer : a.edgeId < b.edgeId ? -1 : 1));
+  }
+}
+
+/** The output edges of a unit's subtasks: the edges its record writers write. */
+export function outputEdgesOf(graph: ExecutionGraph, subtasks: Iterable<string>): string[] {
+  const tasks = new Map(graph.tasks.map((t) => [t.id, t]));
+  const edges = new Set<string>();
+  for (const s of subtasks) for (const e of tasks.get(parseSubtaskId(s).taskId)?.outputs ?? []) edges.add(e.id);
+  return [...edges];
+}
+
+/**
+ * The view a unit starts with: the stored flags of its output edges (one query per edge). Pass it
+ * as `gate` to the unit's record writers and feed it the unit's availability control messages.
+ */
+export async function loadAvailabilityView(options: {
+  metadata: MetadataStore;
+  jobId: string;
+  graph: ExecutionGraph;
+  /** The unit's subtasks. */
+  subtasks: readonly string[];
+  onChange?: (update: AvailabilityUpdate) => void;
+}): Promise<AvailabilityView> {
+  const edges = outputEdgesOf(options.graph, options.subtasks);
+  const view = new AvailabilityView({ edges, onChange: options.onChange });
+  if (edges.length > 0) view.load(await new AvailabilityRegistry(options.metadata, options.jobId).list(edges));
+  return view;
+}
+
+/** Runs `fn` over items with at most `limit` calls in flight; results in item order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return out;
+}

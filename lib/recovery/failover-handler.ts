@@ -1,0 +1,312 @@
+/**
+ * The failover handler: what the supervisor does with a failed task unit (its `FailureHandler`).
+ *
+ * single:           bump the failed unit's attempt -> mark its input sub-partitions UNAVAILABLE
+ *                   with the failed attempt -> tell the producer units (availability control
+ *                   messages, in chunks, stopping once the flag has moved on) -> launch the new
+ *                   attempt (without waiting for the fan-out). The new attempt restores its state and
+ *                   calls `announceAvailable`, which marks the sub-partitions AVAILABLE with its
+ *                   attempt and tells the producer units again.
+ * single-buffered:  bump -> launch; nothing is marked, producers keep writing into the queues.
+ * region / full:    stop the old attempts of every unit of the plan -> bump each -> launch each.
+ *
+ * Every step is fenced by attempts: the bump is a conditional write (`JobStore.startUnitAttempt`),
+ * so of two supervisors handling the same failure only one goes on; availability flags are
+ * written with attempts as fencing tokens (see availability.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../ports/clock';
+import { systemClock } from '../ports/clock';
+import type { ChannelTransport } from '../ports/channels';
+import type { MetadataStore } from '../ports/metadata-store';
+import type { ExecutionGraph } from '../graph/execution-graph';
+import type { JobView, UnitLauncher } from '../jobs/job-service';
+import type { FailoverStrategy, JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
+import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
+import type { ControlMessage } from '../runtime/messages';
+import { AvailabilityRegistry, flagVersion, mapLimit, subPartitionKey, type AvailabilityMessage, type SubPartitionRef } from './availability';
+import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
+import { RecoveryMetrics, type FailureEvent } from './recovery-metrics';
+
+/** What the handler needs from the job service (`JobService` has all three). */
+export interface FailoverService {
+  sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void>;
+  graphOf(jobId: string): Promise<ExecutionGraph>;
+  fail(jobId: string, reason: string): Promise<void>;
+}
+
+export interface FailoverHandlerOptions {
+  jobs: JobStore;
+  service: FailoverService;
+  launcher: UnitLauncher;
+  /** Failure events are recorded here (default: a RecoveryMetrics over the job store's metadata). */
+  metrics?: RecoveryMetrics;
+  /** The job's latest completed checkpoint manifest (restore points); none: restart fresh. */
+  latestManifest?: (jobId: string) => Promise<RestoreManifest | undefined>;
+  /** Overrides the job's `settings.failover`. */
+  strategy?: (job: JobRecord) => FailoverStrategy;
+  /** A unit whose new attempt would reach this number fails the job instead (default 10). */
+  maxAttempts?: number;
+  /** Calls to the store, launcher and queues in flight at once (default 32). */
+  concurrency?: number;
+  /** Unavailability notices go out in chunks of this many units per sub-partition (default 100). */
+  noticeChunk?: number;
+  clock?: Clock;
+  log?: (line: string) => void;
+}
+
+export type FailoverStep = 'planned' | 'stopped' | 'attempts' | 'unavailable' | 'notified' | 'launched';
+
+export interface FailoverOutcome {
+  status:
+    /** New attempts launched. */
+    | 'recovering'
+    /** The failure is of an attempt already replaced: nothing done. */
+    | 'stale'
+    /** Another handler bumped the failed unit first: nothing more done. */
+    | 'superseded'
+    /** Too many attempts: the job was failed. */
+    | 'gave-up';
+  plan?: FailoverPlan;
+  event?: FailureEvent;
+  /** When each step ended (clock time), in order. */
+  steps: { step: FailoverStep; at: number }[];
+  /** Availability control messages sent (one per producer unit and sub-partition). */
+  controlMessages: number;
+  /** Messages not sent because the restarted unit was available again before the fan-out got there. */
+  controlMessagesSkipped?: number;
+}
+
+export class FailoverHandler {
+  private readonly metrics: RecoveryMetrics;
+  private readonly clock: Clock;
+
+  constructor(private readonly options: FailoverHandlerOptions) {
+    this.metrics = options.metrics ?? new RecoveryMetrics(options.jobs.metadata, { clock: options.clock });
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** The supervisor hook: `new Supervisor({ ..., onFailure: handler.onFailure })`. */
+  readonly onFailure: FailureHandler = async (failure, view) => {
+    await this.handle(failure, view);
+  };
+
+  async handle(failure: UnitFailure, view: JobView): Promise<FailoverOutcome> {
+    const { jobs, service, launcher } = this.options;
+    const job = view.job;
+    const steps: FailoverOutcome['steps'] = [];
+    const step = (s: FailoverStep) => steps.push({ step: s, at: this.clock.now() });
+    const limit = this.options.concurrency ?? 32;
+
+    const records = new Map(view.units.map((u) => [u.unitId, u]));
+    const current = records.get(failure.unitId);
+    if (current && current.attempt > failure.attempt) return { status: 'stale', steps, controlMessages: 0 };
+
+    const maxAttempts = this.options.maxAttempts ?? 10;
+    if (failure.attempt + 1 >= maxAttempts) {
+      const reason = `task unit ${failure.unitId} failed ${failure.attempt + 1} times (last: ${failure.reason}); giving up`;
+      const event = await this.metrics.begin({ job, failure, status: 'GAVE_UP' });
+      await service.fail(job.jobId, reason);
+      this.options.log?.(reason);
+      return { status: 'gave-up', event, steps, controlMessages: 0 };
+    }
+
+    const strategy = this.options.strategy?.(job) ?? job.settings.failover;
+    const graph = await service.graphOf(job.jobId);
+    const manifest = await this.options.latestManifest?.(job.jobId);
+    const attempts = new Map(view.units.map((u) => [u.unitId, u.attempt]));
+    attempts.set(failure.unitId, Math.max(attempts.get(failure.unitId) ?? 0, failure.attempt));
+    const plan = planFailover({ graph, units: job.units, attempts, failedUnit: failure.unitId, strategy, manifest });
+    step('planned');
+
+    // Old attempts that may still run are stopped first. A unit that reported FAILED has ended
+    // (stopping it would only leave a cancel in its control queue for the new attempt).
+    const mayRun = (unitId: string) => {
+      const status = records.get(unitId)?.status;
+      return status !== 'FAILED' && status !== 'FINISHED' && status !== 'CANCELLED';
+    };
+    const toStop = plan.restarts.filter((r) => mayRun(r.unitId));
+    await mapLimit(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId).catch(() => undefined));
+    step('stopped');
+
+    // Bump: the failed unit first, so a second handler of the same failure stops here.
+    const [first, ...others] = plan.restarts;
+    if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt))) {
+      return { status: 'superseded', plan, steps, controlMessages: 0 };
+    }
+    const bumped = await mapLimit(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt));
+    const launching = [first!, ...others.filter((_, i) => bumped[i])];
+    step('attempts');
+
+    const event = await this.metrics.begin({ job, failure, plan, graph, view });
+
+    // The flags are written before the new attempt is launched: its announceAvailable must find
+    // them (it does not create items). The notices are sent before the launch too, but the launch
+    // does not wait for the whole fan-out (thousands of sends at high parallelism): a producer
+    // view orders messages by attempt, so an "available" of the new attempt that overtakes the
+    // "unavailable" of the old one wins anyway.
+    let notifying: Promise<NoticeCount> = Promise.resolve({ sent: 0, skipped: 0 });
+    if (plan.unavailable.length > 0) {
+      const registry = new AvailabilityRegistry(jobs.metadata, job.jobId, { clock: this.clock });
+      const marked = await registry.markUnavailable(plan.unavailable, failure.attempt);
+      step('unavailable');
+      // A sub-partition fenced here already carries a newer attempt's flag: do not announce it.
+      const fenced = new Set(marked.fenced.map(subPartitionKey));
+      const notices = fenced.size === 0 ? plan.notify : filterNotices(plan.notify, fenced);
+      // Between chunks, check the flag: once the new attempt has announced itself, the rest of the
+      // fan-out would only make producers drop records for a consumer that is back.
+      const failedVersion = flagVersion(false, failure.attempt);
+      const stillDown = async (sp: SubPartitionRef) => (await registry.get(sp))?.version === failedVersion;
+      notifying = sendNotices(notices, false, failure.attempt, (unitIds, message) => service.sendControl(job, unitIds, message), limit, {
+        chunk: this.options.noticeChunk ?? 100,
+        before: stillDown,
+      }).then((count) => {
+        step('notified');
+        return count;
+      });
+    }
+
+    const placements = new Map(job.units.map((u) => [u.unitId, u]));
+    const launched = mapLimit(launching, limit, (r) => launcher.launch(job, placements.get(r.unitId)!, r.attempt)).then(async () => {
+      step('launched');
+      await this.metrics.restarted(job.jobId, event.seq);
+    });
+    const [notices] = await Promise.all([notifying, launched]);
+    this.options.log?.(
+      `failover (${strategy}) of ${failure.unitId} attempt ${failure.attempt}: ${launching.length} unit(s) restarted, ` +
+        `${plan.unavailable.length} sub-partition(s) unavailable, ${notices.sent} control message(s)` +
+        (notices.skipped > 0 ? ` (${notices.skipped} not sent: the unit was back first)` : ''),
+    );
+    return { status: 'recovering', plan, event, steps, controlMessages: notices.sent, controlMessagesSkipped: notices.skipped };
+  }
+}
+
+/** Shorthand: the supervisor's `onFailure` for these options. */
+export function createFailoverHandler(options: FailoverHandlerOptions): FailureHandler {
+  return new FailoverHandler(options).onFailure;
+}
+
+function filterNotices(notices: ProducerNotice[], drop: Set<string>): ProducerNotice[] {
+  return notices
+    .map((n) => ({ unitId: n.unitId, subPartitions: n.subPartitions.filter((sp) => !drop.has(subPartitionKey(sp))) }))
+    .filter((n) => n.subPartitions.length > 0);
+}
+
+interface NoticeCount {
+  sent: number;
+  skipped: number;
+}
+
+/**
+ * Sends one availability message per (producer unit, sub-partition): grouped by sub-partition (the
+ * groups concurrently), one `send(unitIds, message)` call per sub-partition, or per chunk of units
+ * when `chunked` is given; then `before(sp)` is checked ahead of each chunk but the first, and a false stops that
+ * sub-partition's fan-out.
+ */
+async function sendNotices(
+  notices: readonly ProducerNotice[],
+  available: boolean,
+  attempt: number,
+  send: (unitIds: string[], message: AvailabilityMessage) => Promise<void>,
+  limit: number,
+  chunked?: { chunk: number; before: (sp: SubPartitionRef) => Promise<boolean> },
+): Promise<NoticeCount> {
+  const bySubPartition = new Map<string, { sp: SubPartitionRef; units: string[] }>();
+  for (const n of notices) {
+    for (const sp of n.subPartitions) {
+      const key = subPartitionKey(sp);
+      let entry = bySubPartition.get(key);
+      if (!entry) bySubPartition.set(key, (entry = { sp, units: [] }));
+      entry.units.push(n.unitId);
+    }
+  }
+  const groups = [...bySubPartition.values()];
+  const count: NoticeCount = { sent: 0, skipped: 0 };
+  await mapLimit(groups, limit, async ({ sp, units }) => {
+    const message: AvailabilityMessage = { type: 'availability', edgeId: sp.edgeId, consumer: sp.consumer, available, attempt };
+    const size = chunked ? Math.max(1, chunked.chunk) : units.length;
+    for (let i = 0; i < units.length; i += size) {
+      // The first chunk goes out at once (the flag was just written), ahead of the launch.
+      if (chunked && i > 0 && !(await chunked.before(sp))) {
+        count.skipped += units.length - i;
+        return;
+      }
+      const part = units.slice(i, i + size);
+      await send(part, message);
+      count.sent += part.length;
+    }
+  });
+  return count;
+}
+
+/**
+ * Sends a control message to units' control queues, in the body format `JobService.sendControl`
+ * uses (for task units, which have the transport but not the job service).
+ */
+export async function sendControlDirect(
+  channels: ChannelTransport,
+  units: readonly UnitPlacement[],
+  unitIds: readonly string[],
+  message: ControlMessage,
+  limit = 32,
+): Promise<void> {
+  const wanted = new Set(unitIds);
+  const body = JSON.stringify(message);
+  const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
+  const targets = units.filter((u) => wanted.has(u.unitId));
+  await mapLimit(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
+}
+
+export interface AnnounceOptions {
+  metadata: MetadataStore;
+  channels: ChannelTransport;
+  job: Pick<JobRecord, 'jobId' | 'units'>;
+  graph: ExecutionGraph;
+  unitId: string;
+  /** The starting attempt (the one `hostUnit` runs). */
+  attempt: number;
+  /** Where to record "available again" (default: a RecoveryMetrics over `metadata`; false: nowhere). */
+  metrics?: RecoveryMetrics | false;
+  clock?: Clock;
+}
+
+export interface AnnounceResult {
+  /** The unit's input sub-partitions. */
+  subPartitions: SubPartitionRef[];
+  /** Those that were unavailable and are available now (their producers were told). */
+  changed: SubPartitionRef[];
+  /** True when a newer attempt of this unit already wrote its flags: this attempt must stop. */
+  superseded: boolean;
+  /** Availability messages sent (one per producer unit and changed sub-partition). */
+  messages: number;
+  /** The failure event this restart belongs to, when there is one. */
+  event?: FailureEvent;
+}
+
+/**
+ * Called by a task unit once it has restored its state, before it reads its inputs: marks its
+ * input sub-partitions AVAILABLE with its attempt, tells the units hosting their producers (only
+ * for sub-partitions that were unavailable), and records "available again" in the recovery
+ * metrics. A first attempt (0) has nothing to announce and returns at once.
+ */
+export async function announceAvailable(options: AnnounceOptions): Promise<AnnounceResult> {
+  const { job, graph, unitId, attempt } = options;
+  const placement = job.units.find((u) => u.unitId === unitId);
+  if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${unitId}'`);
+  const subPartitions = inputSubPartitions(graph, placement.subtasks);
+  if (attempt === 0) return { subPartitions, changed: [], superseded: false, messages: 0 };
+
+  const clock = options.clock ?? systemClock;
+  const registry = new AvailabilityRegistry(options.metadata, job.jobId, { clock });
+  const marked = await registry.markAvailable(subPartitions, attempt);
+  if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
+
+  let messages = 0;
+  if (marked.changed.length > 0) {
+    const notices = producerNotices(graph, job.units, marked.changed, new Set([unitId]));
+    messages = (await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message), 32)).sent;
+  }
+  const metrics = options.metrics === false ? undefined : (options.metrics ?? new RecoveryMetrics(options.metadata, { clock }));
+  const event = await metrics?.unitAvailable(job.jobId, unitId, attempt, clock.now());
+  return { subPartitions, changed: marked.changed, superseded: false, messages, event };
+}

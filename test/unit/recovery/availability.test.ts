@@ -1,0 +1,206 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { MemoryMetadataStore } from '../../../lib/memory';
+import {
+  AvailabilityRegistry,
+  AvailabilityView,
+  flagVersion,
+  loadAvailabilityView,
+  outputEdgesOf,
+  subPartitionSk,
+  type AvailabilityUpdate,
+} from '../../../lib/recovery/availability';
+import { RecordWriter, hashPartition } from '../../../lib/runtime/record-writer';
+import type { ChannelTransport, OutboundMessage } from '../../../lib/ports/channels';
+import { joinGraph } from './helpers';
+
+const sp = (edgeId: string, consumer: number) => ({ edgeId, consumer });
+
+describe('AvailabilityRegistry (stored flags)', () => {
+  it('stores one item per sub-partition under JOB#<jobId> / SUBPART#<edgeId>#<consumer>', async () => {
+    const metadata = new MemoryMetadataStore();
+    const registry = new AvailabilityRegistry(metadata, 'job-1', { clock: { now: () => 1234, sleep: async () => undefined } });
+    const result = await registry.markUnavailable([sp('e0', 3), sp('e1', 3)], 0);
+    expect(result.changed).toEqual([sp('e0', 3), sp('e1', 3)]);
+    expect(await metadata.get('JOB#job-1', subPartitionSk('e0', 3))).toEqual({
+      edgeId: 'e0',
+      consumer: 3,
+      available: false,
+      attempt: 0,
+      version: 1,
+      updatedAt: 1234,
+    });
+    expect((await registry.list()).map((f) => [f.edgeId, f.consumer, f.available, f.attempt])).toEqual([
+      ['e0', 3, false, 0],
+      ['e1', 3, false, 0],
+    ]);
+    expect(await registry.list(['e1'])).toHaveLength(1);
+  });
+
+  it('fences: an older attempt never overwrites a newer one, and "attempt a failed" beats "attempt a is up"', async () => {
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    await registry.markUnavailable([sp('e0', 1)], 0);
+    expect((await registry.markAvailable([sp('e0', 1)], 1)).changed).toEqual([sp('e0', 1)]);
+    // A late "attempt 0 failed" from a slow supervisor is refused.
+    expect((await registry.markUnavailable([sp('e0', 1)], 0)).fenced).toEqual([sp('e0', 1)]);
+    expect(await registry.get(sp('e0', 1))).toMatchObject({ available: true, attempt: 1 });
+    // Attempt 1 fails: unavailable at attempt 1; a late "attempt 1 is up" cannot undo that.
+    expect((await registry.markUnavailable([sp('e0', 1)], 1)).changed).toHaveLength(1);
+    expect((await registry.markAvailable([sp('e0', 1)], 1)).fenced).toHaveLength(1);
+    expect(await registry.get(sp('e0', 1))).toMatchObject({ available: false, attempt: 1 });
+    // Repeating a write is harmless.
+    expect((await registry.markUnavailable([sp('e0', 1)], 1)).unchanged).toHaveLength(1);
+    expect((await registry.markAvailable([sp('e0', 1)], 2)).changed).toHaveLength(1);
+    expect((await registry.markAvailable([sp('e0', 1)], 2)).unchanged).toHaveLength(1);
+  });
+
+  it('markAvailable creates nothing for a sub-partition that was never marked (no item = available)', async () => {
+    const metadata = new MemoryMetadataStore();
+    const registry = new AvailabilityRegistry(metadata, 'j');
+    const result = await registry.markAvailable([sp('e0', 0), sp('e0', 1)], 4);
+    expect(result.skipped).toHaveLength(2);
+    expect(await metadata.query('JOB#j', 'SUBPART#')).toEqual([]);
+  });
+
+  it('refuses a negative or fractional attempt', async () => {
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    await expect(registry.markUnavailable([sp('e0', 0)], -1)).rejects.toThrow(/whole number/);
+    await expect(registry.markAvailable([sp('e0', 0)], 1.5)).rejects.toThrow(/whole number/);
+  });
+
+  it('converges under racing writers: the highest version wins whatever the interleaving', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ available: fc.boolean(), attempt: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 12 }),
+        async (writes) => {
+          const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+          // The first failure creates the item (version 1); then every write races (their get and
+          // conditional put steps interleave on the event loop).
+          await registry.markUnavailable([sp('e0', 0)], 0);
+          await Promise.all(writes.map((w) => (w.available ? registry.markAvailable([sp('e0', 0)], w.attempt) : registry.markUnavailable([sp('e0', 0)], w.attempt))));
+          const newest = Math.max(1, ...writes.map((w) => flagVersion(w.available, w.attempt)));
+          const flag = await registry.get(sp('e0', 0));
+          expect(flag!.version).toBe(newest);
+          expect(flag!.available).toBe(newest % 2 === 0);
+          expect(flag!.attempt).toBe(Math.floor(newest / 2));
+        },
+      ),
+      { numRuns: 200, seed: 7 },
+    );
+  });
+
+  it('relies on the handler\'s order for a sub-partition without an item: mark unavailable before the new attempt starts', async () => {
+    // markAvailable does not create items (no item = available; a full restart would otherwise
+    // create one per sub-partition). So "attempt 0 failed" must be stored before attempt 1 can
+    // announce itself; FailoverHandler marks only after winning the attempt bump and before it
+    // launches. Written the other way round, the late write would win:
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    expect((await registry.markAvailable([sp('e0', 0)], 1)).skipped).toHaveLength(1);
+    expect((await registry.markUnavailable([sp('e0', 0)], 0)).changed).toHaveLength(1);
+    expect(await registry.get(sp('e0', 0))).toMatchObject({ available: false, attempt: 0 });
+  });
+});
+
+describe('AvailabilityView (producer-side gate)', () => {
+  it('starts all-available, and applies control messages in version order only', () => {
+    const changes: AvailabilityUpdate[] = [];
+    const view = new AvailabilityView({ onChange: (u) => changes.push(u) });
+    expect(view.isAvailable('e0', 7)).toBe(true);
+    expect(view.handleControl({ type: 'availability', edgeId: 'e0', consumer: 7, available: false, attempt: 2 })).toBe(true);
+    expect(view.isAvailable('e0', 7)).toBe(false);
+    expect(view.isAvailable('e0', 6)).toBe(true);
+    expect(view.isAvailable('e1', 7)).toBe(true);
+    // Older attempt: ignored (still unavailable).
+    expect(view.apply({ edgeId: 'e0', consumer: 7, available: true, attempt: 1 })).toBe(false);
+    // Same attempt "up" is older than "attempt 2 failed": ignored.
+    expect(view.apply({ edgeId: 'e0', consumer: 7, available: true, attempt: 2 })).toBe(false);
+    expect(view.isAvailable('e0', 7)).toBe(false);
+    expect(view.apply({ edgeId: 'e0', consumer: 7, available: true, attempt: 3 })).toBe(true);
+    expect(view.isAvailable('e0', 7)).toBe(true);
+    expect(view.attemptOf('e0', 7)).toBe(3);
+    expect(view.unavailableCount).toBe(0);
+    expect(changes.map((c) => c.available)).toEqual([false, true]);
+    expect(view.handleControl({ type: 'cancel' })).toBe(false);
+  });
+
+  it('ignores edges it was not built for', () => {
+    const view = new AvailabilityView({ edges: ['e1'] });
+    view.apply({ edgeId: 'e0', consumer: 0, available: false, attempt: 0 });
+    expect(view.isAvailable('e0', 0)).toBe(true);
+    view.apply({ edgeId: 'e1', consumer: 0, available: false, attempt: 0 });
+    expect(view.unavailable()).toEqual([sp('e1', 0)]);
+  });
+
+  it('ends in the state of the newest update whatever order the messages arrive in', () => {
+    const update = fc.record({
+      edgeId: fc.constantFrom('e0', 'e1'),
+      consumer: fc.integer({ min: 0, max: 3 }),
+      available: fc.boolean(),
+      attempt: fc.integer({ min: 0, max: 4 }),
+    });
+    fc.assert(
+      fc.property(fc.array(update, { maxLength: 40 }), fc.infiniteStream(fc.nat()), (updates, randoms) => {
+        const inOrder = new AvailabilityView();
+        const shuffled = [...updates];
+        const it = randoms[Symbol.iterator]();
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          const j = it.next().value % (i + 1);
+          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+        }
+        const sorted = [...updates].sort((a, b) => flagVersion(a.available, a.attempt) - flagVersion(b.available, b.attempt));
+        inOrder.load(sorted);
+        const anyOrder = new AvailabilityView();
+        anyOrder.load(shuffled);
+        expect(anyOrder.unavailable()).toEqual(inOrder.unavailable());
+        for (const u of updates) {
+          const newest = updates
+            .filter((x) => x.edgeId === u.edgeId && x.consumer === u.consumer)
+            .reduce((a, b) => (flagVersion(b.available, b.attempt) > flagVersion(a.available, a.attempt) ? b : a));
+          expect(anyOrder.isAvailable(u.edgeId, u.consumer)).toBe(newest.available);
+        }
+      }),
+      { numRuns: 300, seed: 11 },
+    );
+  });
+
+  it('loads the stored flags of a unit\'s output edges only', async () => {
+    const metadata = new MemoryMetadataStore();
+    const graph = joinGraph(4);
+    const registry = new AvailabilityRegistry(metadata, 'j');
+    const [e0, e1] = graph.edges.map((e) => e.id) as [string, string];
+    await registry.markUnavailable([sp(e0, 2), sp(e1, 2)], 0);
+    expect(outputEdgesOf(graph, ['a#1'])).toEqual([e0]);
+    const view = await loadAvailabilityView({ metadata, jobId: 'j', graph, subtasks: ['a#1'] });
+    expect(view.unavailable()).toEqual([sp(e0, 2)]);
+    expect(view.isAvailable(e1, 2)).toBe(true); // not this unit's edge
+    const joinView = await loadAvailabilityView({ metadata, jobId: 'j', graph, subtasks: ['join#0'] });
+    expect(joinView.unavailableCount).toBe(0);
+  });
+
+  it('drives RecordWriter: records to an unavailable consumer are dropped and counted, then flow again', async () => {
+    const graph = joinGraph(4);
+    const edge = graph.edges[0]!;
+    const sent = new Map<string, number>();
+    const transport = {
+      send: async (queue: string, messages: readonly OutboundMessage[]) => {
+        for (const m of messages) sent.set(queue, (sent.get(queue) ?? 0) + (JSON.parse(m.body) as { r?: unknown[] }).r!.length);
+      },
+    } as unknown as ChannelTransport;
+    const view = new AvailabilityView();
+    const writer = new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 4, attempt: 0, queueOf: (c) => `q${c}`, transport, gate: view });
+    const keys = Array.from({ length: 400 }, (_, i) => `k${i}`);
+    const to = (k: string) => hashPartition(k, 4); // the writer's routing
+    const toTwo = keys.filter((k) => to(k) === 2).length;
+    view.apply({ edgeId: edge.id, consumer: 2, available: false, attempt: 0 });
+    for (const k of keys) writer.emit(k);
+    await writer.flush();
+    expect(writer.dropped).toEqual([0, 0, toTwo, 0]);
+    expect(sent.get('q2')).toBeUndefined();
+    view.apply({ edgeId: edge.id, consumer: 2, available: true, attempt: 1 });
+    for (const k of keys) writer.emit(k);
+    await writer.flush();
+    expect(sent.get('q2')).toBe(toTwo);
+    expect(writer.dropped[2]).toBe(toTwo);
+    expect([...sent.values()].reduce((a, b) => a + b, 0)).toBe(800 - toTwo);
+  });
+});

@@ -1,0 +1,345 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { MemoryChannelTransport, MemoryMetadataStore } from '../../../lib/memory';
+import { DEFAULT_SETTINGS, type JobView, type UnitLauncher } from '../../../lib/jobs/job-service';
+import { JobStore, type JobRecord, type FailoverStrategy, type UnitPlacement } from '../../../lib/jobs/job-store';
+import type { UnitFailure } from '../../../lib/jobs/supervisor';
+import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
+import type { ControlMessage } from '../../../lib/runtime/messages';
+import type { MetaItem, Condition } from '../../../lib/ports/metadata-store';
+import { AvailabilityRegistry } from '../../../lib/recovery/availability';
+import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverService } from '../../../lib/recovery/failover-handler';
+import { RecoveryMetrics, failureSk } from '../../../lib/recovery/recovery-metrics';
+import { joinGraph } from './helpers';
+
+/** Every side effect of the handler, in order. */
+type Call = [string, ...unknown[]];
+
+class LoggingJobStore extends JobStore {
+  constructor(
+    metadata: MemoryMetadataStore,
+    private readonly log: Call[],
+  ) {
+    super(metadata);
+  }
+  override async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
+    const ok = await super.startUnitAttempt(jobId, unitId, subtasks, attempt);
+    this.log.push(['attempt', unitId, attempt, ok]);
+    return ok;
+  }
+}
+
+/** Logs the availability flag writes. */
+class LoggingMetadata extends MemoryMetadataStore {
+  constructor(private readonly log: Call[]) {
+    super();
+  }
+  override async put(pk: string, sk: string, item: MetaItem, conditions?: readonly Condition[]): Promise<boolean> {
+    const ok = await super.put(pk, sk, item, conditions);
+    if (ok && sk.startsWith('SUBPART#')) this.log.push(['flag', sk.slice(8), item.available, item.attempt]);
+    return ok;
+  }
+}
+
+interface Fixture {
+  log: Call[];
+  metadata: LoggingMetadata;
+  jobs: LoggingJobStore;
+  graph: ExecutionGraph;
+  job: JobRecord;
+  channels: MemoryChannelTransport;
+  service: FailoverService & { failed: string[] };
+  launcher: UnitLauncher;
+  view(): Promise<JobView>;
+  failure(unitId: string, attempt?: number): UnitFailure;
+  handler(options?: { maxAttempts?: number }): FailoverHandler;
+}
+
+async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
+  const log: Call[] = [];
+  const metadata = new LoggingMetadata(log);
+  const jobs = new LoggingJobStore(metadata, log);
+  const graph = joinGraph(p);
+  const units: UnitPlacement[] = graph.subtasks.map((s, n) => ({ unitId: `${s.taskId}-${s.index}`, subtasks: [s.id], controlQueue: `t-job-c${n}` }));
+  const channels = new MemoryChannelTransport();
+  await channels.createQueues(units.map((u) => u.controlQueue));
+  const job: JobRecord = {
+    jobId: 'job',
+    name: 'join-shape',
+    params: {},
+    settings: { ...DEFAULT_SETTINGS, failover: strategy },
+    status: 'RUNNING',
+    createdAt: Date.now(),
+    units,
+    regions: graph.regions,
+    queues: [],
+  };
+  await jobs.createJob(job);
+  for (const u of units) {
+    await jobs.startUnitAttempt('job', u.unitId, u.subtasks, 0);
+    await jobs.reportUnit('job', u.unitId, 0, { status: 'RUNNING' });
+  }
+  log.length = 0;
+  const failed: string[] = [];
+  const service: Fixture['service'] = {
+    failed,
+    sendControl: async (_job, unitIds, message) => {
+      log.push(['control', [...unitIds], message]);
+    },
+    graphOf: async () => graph,
+    fail: async (jobId, reason) => {
+      failed.push(reason);
+      log.push(['fail', jobId]);
+    },
+  };
+  const launcher: UnitLauncher = {
+    launch: async (_job, unit, attempt) => {
+      log.push(['launch', unit.unitId, attempt]);
+    },
+    stop: async (_jobId, unitId) => {
+      log.push(['stop', unitId]);
+    },
+  };
+  const view = async (): Promise<JobView> => ({
+    job: await jobs.getJob('job'),
+    units: await jobs.getUnits('job'),
+    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} },
+  });
+  const failure = (unitId: string, attempt = 0): UnitFailure => ({
+    unitId,
+    attempt,
+    subtasks: units.find((u) => u.unitId === unitId)!.subtasks,
+    reason: 'process exited with code 1',
+    failedAt: 1000,
+    detectedAt: 1600,
+  });
+  const handler = (options: { maxAttempts?: number } = {}) => new FailoverHandler({ jobs, service, launcher, ...options });
+  return { log, metadata, jobs, graph, job, channels, service, launcher, view, failure, handler };
+}
+
+const kinds = (log: Call[]) => log.map((c) => c[0]);
+
+describe('FailoverHandler, strategy single', () => {
+  let f: Fixture;
+  beforeEach(async () => {
+    f = await fixture('single');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED', error: 'boom' });
+  });
+
+  it('bumps the attempt, marks both input sub-partitions unavailable, tells each producer unit, then launches', async () => {
+    const outcome = await f.handler().handle(f.failure('join-1'), await f.view());
+    expect(outcome.status).toBe('recovering');
+    expect(f.log).toEqual([
+      ['attempt', 'join-1', 1, true],
+      ['flag', 'e0#1', false, 0],
+      ['flag', 'e1#1', false, 0],
+      ['control', ['a-0', 'a-1', 'a-2'], { type: 'availability', edgeId: 'e0', consumer: 1, available: false, attempt: 0 }],
+      ['control', ['b-0', 'b-1', 'b-2'], { type: 'availability', edgeId: 'e1', consumer: 1, available: false, attempt: 0 }],
+      ['launch', 'join-1', 1],
+    ]);
+    expect(outcome.controlMessages).toBe(6);
+    const steps = outcome.steps.map((s) => s.step);
+    expect(steps.slice(0, 4)).toEqual(['planned', 'stopped', 'attempts', 'unavailable']);
+    expect(steps.slice(4).sort()).toEqual(['launched', 'notified']);
+    // No other unit got a new attempt.
+    const attempts = Object.fromEntries((await f.jobs.getUnits('job')).map((u) => [u.unitId, u.attempt]));
+    expect(Object.entries(attempts).filter(([, a]) => a !== 0)).toEqual([['join-1', 1]]);
+  });
+
+  it('records the failure event under JOB#<jobId> / FAILURE#<seq>', async () => {
+    await f.handler().handle(f.failure('join-1'), await f.view());
+    const item = await f.metadata.get('JOB#job', failureSk(1));
+    expect(failureSk(1)).toBe('FAILURE#00000001');
+    expect(item).toMatchObject({
+      seq: 1,
+      unitId: 'join-1',
+      attempt: 0,
+      newAttempt: 1,
+      strategy: 'single',
+      failedAt: 1000,
+      detectedAt: 1600,
+      detectionMs: 600,
+      unitsRestarted: 1,
+      unavailable: ['e0/1', 'e1/1'],
+      status: 'RECOVERING',
+      availableAgainAt: null,
+    });
+    expect(typeof item!.restartedAt).toBe('number');
+    expect((await new RecoveryMetrics(f.metadata).list('job')).map((e) => e.seq)).toEqual([1]);
+  });
+
+  it('ignores a failure of an attempt that was already replaced', async () => {
+    const handler = f.handler();
+    await handler.handle(f.failure('join-1'), await f.view());
+    f.log.length = 0;
+    const again = await handler.handle(f.failure('join-1'), await f.view());
+    expect(again.status).toBe('stale');
+    expect(f.log).toEqual([]);
+  });
+
+  it('lets only one of two racing handlers recover the same failure', async () => {
+    const view = await f.view();
+    const outcomes = await Promise.all([f.handler().handle(f.failure('join-1'), view), f.handler().handle(f.failure('join-1'), view)]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['recovering', 'superseded']);
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
+    expect(f.log.filter((c) => c[0] === 'control')).toHaveLength(2);
+  });
+
+  it('stops a unit that may still run (stale heartbeat) before it bumps its attempt', async () => {
+    await f.jobs.reportUnit('job', 'join-2', 0, { status: 'RUNNING' });
+    await f.handler().handle({ ...f.failure('join-2'), reason: 'no heartbeat for 12 s' }, await f.view());
+    expect(kinds(f.log).slice(0, 2)).toEqual(['stop', 'attempt']);
+    expect(f.log[0]).toEqual(['stop', 'join-2']);
+  });
+
+  it('stops the unavailability fan-out once the restarted unit has announced itself', async () => {
+    const big = await fixture('single', 250);
+    await big.jobs.reportUnit('job', 'join-7', 0, { status: 'FAILED' });
+    const chunks: number[] = [];
+    const service: FailoverService = {
+      ...big.service,
+      sendControl: async (_job, unitIds, message) => {
+        chunks.push(unitIds.length);
+        // The new attempt comes back while the first chunk of e0 is being sent.
+        if (message.type === 'availability' && message.edgeId === 'e0' && chunks.length === 1) {
+          await announceAvailable({ metadata: big.metadata, channels: big.channels, job: big.job, graph: big.graph, unitId: 'join-7', attempt: 1 });
+        }
+      },
+    };
+    const outcome = await new FailoverHandler({ jobs: big.jobs, service, launcher: big.launcher, noticeChunk: 100 }).handle(big.failure('join-7'), await big.view());
+    // Each sub-partition has 250 producer units; e0 stopped after one chunk, e1 after its first too
+    // (the announce marked both sub-partitions available).
+    expect(outcome.controlMessages).toBe(200);
+    expect(outcome.controlMessagesSkipped).toBe(300);
+    expect(chunks).toEqual([100, 100]);
+  });
+
+  it('gives up and fails the job when the unit reaches maxAttempts', async () => {
+    const outcome = await f.handler({ maxAttempts: 3 }).handle(f.failure('join-1', 2), await f.view());
+    expect(outcome.status).toBe('gave-up');
+    expect(kinds(f.log)).toEqual(['fail']);
+    expect(f.service.failed[0]).toMatch(/join-1 failed 3 times/);
+    expect(outcome.event).toMatchObject({ status: 'GAVE_UP', unitsRestarted: 0 });
+  });
+
+  it('createFailoverHandler returns the supervisor hook', async () => {
+    const onFailure = createFailoverHandler({ jobs: f.jobs, service: f.service, launcher: f.launcher });
+    await onFailure(f.failure('join-1'), await f.view());
+    expect(f.log.at(-1)).toEqual(['launch', 'join-1', 1]);
+  });
+});
+
+describe('announceAvailable (called by the restarted unit after its restore)', () => {
+  it('marks the sub-partitions available with the new attempt, tells the producers, and closes the outage in the metrics', async () => {
+    const f = await fixture('single');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    await f.handler().handle(f.failure('join-1'), await f.view());
+
+    const result = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1 });
+    expect(result.superseded).toBe(false);
+    expect(result.changed).toEqual([{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }]);
+    expect(result.messages).toBe(6);
+    const flags = await new AvailabilityRegistry(f.metadata, 'job').list();
+    expect(flags.map((x) => [x.edgeId, x.consumer, x.available, x.attempt])).toEqual([
+      ['e0', 1, true, 1],
+      ['e1', 1, true, 1],
+    ]);
+    // The producer units' control queues got the message; the join units' did not.
+    const a0 = f.job.units.find((u) => u.unitId === 'a-0')!.controlQueue;
+    const received = await f.channels.receive(a0, { max: 10, waitSeconds: 0 });
+    expect(received.map((m) => JSON.parse(m.body) as ControlMessage)).toEqual([{ type: 'availability', edgeId: 'e0', consumer: 1, available: true, attempt: 1 }]);
+    const join0 = f.job.units.find((u) => u.unitId === 'join-0')!.controlQueue;
+    expect(await f.channels.receive(join0, { max: 10, waitSeconds: 0 })).toEqual([]);
+    expect(result.event).toMatchObject({ status: 'AVAILABLE', pendingUnits: 0 });
+    const event = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
+    expect(event.availableAgainAt).toBeGreaterThan(0);
+    expect(event.failedUnitAvailableAt).toBe(event.availableAgainAt);
+    expect(event.recoveryMs).toBe(event.availableAgainAt! - 1000);
+    // Announcing twice changes nothing and sends nothing.
+    const again = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1 });
+    expect(again).toMatchObject({ changed: [], messages: 0, superseded: false, event: undefined });
+  });
+
+  it('is a no-op for a first attempt, and reports a superseded attempt', async () => {
+    const f = await fixture('single');
+    const first = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-0', attempt: 0 });
+    expect(first).toMatchObject({ changed: [], messages: 0, superseded: false });
+    expect(await f.metadata.query('JOB#job', 'SUBPART#')).toEqual([]);
+    // Attempt 2 has already failed and been marked; a slow attempt 1 must stop.
+    await new AvailabilityRegistry(f.metadata, 'job').markUnavailable([{ edgeId: 'e0', consumer: 0 }], 2);
+    const late = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-0', attempt: 1 });
+    expect(late.superseded).toBe(true);
+  });
+});
+
+describe('FailoverHandler, strategies region and full', () => {
+  it('region (join: one region): stops every old attempt that may run, then bumps all, then launches all; nothing marked', async () => {
+    const f = await fixture('region');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    const outcome = await f.handler().handle(f.failure('join-1'), await f.view());
+    expect(outcome.status).toBe('recovering');
+    const k = kinds(f.log);
+    expect(k.filter((x) => x === 'stop')).toHaveLength(8); // not the FAILED one
+    expect(f.log.some((c) => c[0] === 'stop' && c[1] === 'join-1')).toBe(false);
+    expect(k.lastIndexOf('stop')).toBeLessThan(k.indexOf('attempt'));
+    expect(k.lastIndexOf('attempt')).toBeLessThan(k.indexOf('launch'));
+    expect(f.log.filter((c) => c[0] === 'launch')).toHaveLength(9);
+    expect(f.log.filter((c) => c[0] === 'launch' && c[2] !== 1)).toEqual([]);
+    expect(k).not.toContain('flag');
+    expect(k).not.toContain('control');
+    expect(outcome.plan!.fence).toHaveLength(6);
+    expect(outcome.event).toMatchObject({ unitsRestarted: 9, pendingUnits: 9 });
+
+    // Available again once every restarted unit has announced itself.
+    const metrics = new RecoveryMetrics(f.metadata);
+    for (const u of f.job.units.filter((x) => x.unitId !== 'b-2')) await metrics.unitAvailable('job', u.unitId, 1, 5000);
+    expect((await metrics.get('job', 1))!.availableAgainAt).toBeNull();
+    expect((await metrics.get('job', 1))!.failedUnitAvailableAt).toBe(5000);
+    await metrics.unitAvailable('job', 'b-2', 1, 7000);
+    expect(await metrics.get('job', 1)).toMatchObject({ availableAgainAt: 7000, recoveryMs: 6000, status: 'AVAILABLE', pendingUnits: 0 });
+  });
+
+  it('full: every unit restarts with its own next attempt', async () => {
+    const f = await fixture('full');
+    await f.jobs.startUnitAttempt('job', 'a-0', ['a#0'], 4);
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    f.log.length = 0;
+    await f.handler().handle(f.failure('join-1'), await f.view());
+    const launched = Object.fromEntries(f.log.filter((c) => c[0] === 'launch').map((c) => [c[1], c[2]]));
+    expect(Object.keys(launched)).toHaveLength(9);
+    expect(launched['a-0']).toBe(5);
+    expect(launched['join-1']).toBe(1);
+  });
+});
+
+describe('RecoveryMetrics.observe', () => {
+  it('counts the producers\' drops and the rest of the job\'s records from detection until settled', async () => {
+    const f = await fixture('single');
+    const stats = (recordsIn: number, dropped: number) => ({ status: 'running', recordsIn, recordsOut: recordsIn, dropped, duplicates: 0, fenced: 0 });
+    for (const u of f.job.units) await f.jobs.reportUnit('job', u.unitId, 0, { stats: { [u.subtasks[0]!]: stats(100, 5) } });
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    let now = 10_000;
+    const clock = { now: () => now, sleep: async () => undefined };
+    const metrics = new RecoveryMetrics(f.metadata, { clock, settleMs: 1000 });
+    await new FailoverHandler({ jobs: f.jobs, service: f.service, launcher: f.launcher, metrics, clock }).handle(f.failure('join-1'), await f.view());
+
+    // Producers dropped 7 more each; the other joins read 50 more; the failed one's counters do not count.
+    for (const u of f.job.units.filter((x) => x.unitId !== 'join-1')) {
+      await f.jobs.reportUnit('job', u.unitId, 0, { heartbeatAt: 11_000, stats: { [u.subtasks[0]!]: stats(150, u.unitId.startsWith('join') ? 0 : 12) } });
+    }
+    let [event] = await metrics.observe(await f.view());
+    expect(event).toMatchObject({ recordsDropped: 42, recordsProcessed: 8 * 50, status: 'RECOVERING' });
+
+    now = 12_000;
+    await metrics.unitAvailable('job', 'join-1', 1);
+    // Heartbeats older than available + settle: not closed yet.
+    [event] = await metrics.observe(await f.view());
+    expect(event ?? (await metrics.get('job', 1))).toMatchObject({ status: 'AVAILABLE' });
+    for (const u of f.job.units.filter((x) => x.unitId !== 'join-1')) {
+      await f.jobs.reportUnit('job', u.unitId, 0, { heartbeatAt: 13_500, stats: { [u.subtasks[0]!]: stats(400, u.unitId.startsWith('join') ? 0 : 13) } });
+    }
+    [event] = await metrics.observe(await f.view());
+    // Processed froze when the unit was back; drops count until the producers heard of it.
+    expect(event).toMatchObject({ status: 'CLOSED', recordsDropped: 48, recordsProcessed: 400, availableAgainAt: 12_000, recoveryMs: 11_000 });
+    expect(await metrics.observe(await f.view())).toEqual([]);
+  });
+});
