@@ -6,15 +6,26 @@
  * `commit` copies each staged file to its final, deterministic key and removes the staging copy.
  * Committing the same transaction again rewrites the same keys, so commit is idempotent and a
  * transaction that is never committed never becomes visible.
+ *
+ * With `successMarkers: true`, an hourly partition also gets `<prefix>/dt=…/hour=HH/_SUCCESS` (an
+ * empty object) once every subtask of the sink has committed a transaction whose watermark is at or
+ * past the end of the hour (see partition-markers.ts; bookkeeping under sinks/<jobId>/<operatorId>/).
+ * Readers of the output then see an empty `_SUCCESS` object among the data files.
  */
 import type { Json, RuntimeContext, SinkFunction } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
+import { PartitionMarkers, partitionOfFile } from './partition-markers';
 
 export interface S3PartitionedSinkOptions<I> {
   /** Output prefix; `{jobId}` is replaced by the job id. */
   prefix: string;
   /** Event time (ms) that picks the hourly partition of a record. */
   eventTime(record: I): number;
+  /**
+   * Write `_SUCCESS` into an hour partition once every sink subtask has committed past its end
+   * (default false: readers that parse every object as JSON lines must skip empty objects first).
+   */
+  successMarkers?: boolean;
 }
 
 export interface StagedFile {
@@ -26,6 +37,8 @@ export interface StagedFile {
 export interface StagedTransaction {
   transaction: string;
   files: StagedFile[];
+  /** Event time the subtask had completed when the transaction closed (absent: staged without one). */
+  watermark?: number;
 }
 
 export function hourPartition(eventTime: number): string {
@@ -40,6 +53,7 @@ export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
   private subtask = 0;
   /** Pending lines per hourly partition, since the last prepare. */
   private pending = new Map<string, string[]>();
+  private markers: PartitionMarkers | undefined;
   recordsCommitted = 0;
 
   constructor(private readonly options: S3PartitionedSinkOptions<I>) {}
@@ -49,6 +63,20 @@ export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
     this.prefix = this.options.prefix.replaceAll('{jobId}', ctx.jobId).replace(/\/+$/, '');
     this.stagingPrefix = `staging/${ctx.jobId}/${ctx.operatorId}/${ctx.subtaskIndex}`;
     this.subtask = ctx.subtaskIndex;
+    if (this.options.successMarkers) {
+      this.markers = new PartitionMarkers(ctx.blobs, {
+        jobId: ctx.jobId,
+        operatorId: ctx.operatorId,
+        subtaskIndex: ctx.subtaskIndex,
+        parallelism: ctx.parallelism,
+        outputPrefix: this.prefix,
+      });
+    }
+  }
+
+  /** `_SUCCESS` markers this subtask has written (0 without `successMarkers`). */
+  get markersWritten(): number {
+    return this.markers?.written ?? 0;
   }
 
   write(record: I): void {
@@ -58,7 +86,7 @@ export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
     lines.push(JSON.stringify(record));
   }
 
-  async prepare(transaction: string): Promise<Json> {
+  async prepare(transaction: string, progress?: { watermark: number }): Promise<Json> {
     const files: StagedFile[] = [];
     const writes: Promise<void>[] = [];
     for (const [partition, lines] of [...this.pending.entries()].sort()) {
@@ -69,12 +97,12 @@ export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
     }
     await Promise.all(writes);
     this.pending.clear();
-    const staged: StagedTransaction = { transaction, files };
+    const staged: StagedTransaction = { transaction, files, ...(progress ? { watermark: progress.watermark } : {}) };
     return staged as unknown as Json;
   }
 
   async commit(staged: Json): Promise<void> {
-    const { files } = staged as unknown as StagedTransaction;
+    const { files, watermark } = staged as unknown as StagedTransaction;
     await Promise.all(
       files.map(async (f) => {
         // Already committed (a retried commit after a restore): the final key is there.
@@ -87,6 +115,8 @@ export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
         this.recordsCommitted += f.records;
       }),
     );
+    // Every file is in place: record progress and mark the hours every subtask has passed.
+    if (this.markers) await this.markers.committed(files.map((f) => partitionOfFile(f.final)!), watermark);
   }
 
   async abort(staged: Json): Promise<void> {

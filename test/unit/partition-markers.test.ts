@@ -1,0 +1,191 @@
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import type { RuntimeContext } from '../../lib/api/functions';
+import {
+  PartitionMarkers,
+  committedWatermarks,
+  hourPartitionEnd,
+  minimumCommitted,
+  parseProgressKey,
+  partitionOfFile,
+  progressPrefix,
+} from '../../lib/connectors/partition-markers';
+import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
+import { MemoryBlobStore } from '../../lib/memory';
+import type { BlobStore } from '../../lib/ports/blob-store';
+import { readOutputLines } from '../../examples/jobs/output-check';
+
+type Rec = { t: number; v: number };
+const H = (hour: number, minute = 0) => Date.UTC(2026, 0, 1, hour, minute);
+const END_OF_TIME = Number.MAX_SAFE_INTEGER;
+
+async function openSink(blobs: BlobStore, subtaskIndex: number, parallelism: number, successMarkers = true) {
+  const ctx: RuntimeContext = { jobId: 'job-m', operatorId: 'sink', subtaskIndex, parallelism, attempt: 0, blobs };
+  const sink = new S3PartitionedSink<Rec>({ prefix: 'output/{jobId}', eventTime: (r) => r.t, successMarkers });
+  await sink.open(ctx);
+  return sink;
+}
+
+/** Writes records, prepares with a watermark, commits. */
+async function step(sink: S3PartitionedSink<Rec>, tx: string, watermark: number, times: number[]) {
+  for (const t of times) sink.write({ t, v: t });
+  const staged = await sink.prepare(tx, { watermark });
+  await sink.commit(staged);
+  return staged;
+}
+
+const markers = async (blobs: BlobStore) => (await blobs.list('output/')).map((b) => b.key).filter((k) => k.endsWith('/_SUCCESS'));
+
+describe('partition marker helpers', () => {
+  it('parses hour partitions, file keys and progress keys', () => {
+    expect(hourPartitionEnd('dt=2026-01-01/hour=05')).toBe(H(6));
+    expect(hourPartitionEnd('dt=2026-01-01/hour=23')).toBe(Date.UTC(2026, 0, 2, 0));
+    expect(hourPartitionEnd('dt=2026-01-01')).toBeUndefined();
+    expect(partitionOfFile('output/j/dt=2026-01-01/hour=05/part-0-c1.jsonl')).toBe('dt=2026-01-01/hour=05');
+    const prefix = progressPrefix('j', 'op');
+    expect(prefix).toBe('sinks/j/op/progress/');
+    expect(parseProgressKey(prefix, `${prefix}3/-9007199254740991.json`)).toEqual({ subtask: 3, watermark: Number.MIN_SAFE_INTEGER });
+    expect(parseProgressKey(prefix, `${prefix}12/${END_OF_TIME}.json`)).toEqual({ subtask: 12, watermark: END_OF_TIME });
+    expect(parseProgressKey(prefix, `${prefix}x/1.json`)).toBeUndefined();
+    expect(minimumCommitted([5, 3, 9])).toBe(3);
+    expect(minimumCommitted([5, undefined, 9])).toBeUndefined();
+  });
+});
+
+describe('S3 partitioned sink with _SUCCESS markers', () => {
+  it('marks an hour only once both subtasks have committed past its end', async () => {
+    const blobs = new MemoryBlobStore();
+    const [s0, s1] = [await openSink(blobs, 0, 2), await openSink(blobs, 1, 2)];
+
+    // s0 is past 06:30, s1 has committed nothing: nothing is complete.
+    await step(s0, 'c1', H(6, 30), [H(5, 10), H(5, 50)]);
+    expect(await markers(blobs)).toEqual([]);
+    // s1 at 05:30: the minimum is 05:30, hour 05 ends at 06:00.
+    await step(s1, 'c1', H(5, 30), [H(5, 20)]);
+    expect(await markers(blobs)).toEqual([]);
+    // s1 reaches exactly 06:00 with data in hour 06: hour 05 is done, hour 06 (ends 07:00) is not.
+    await step(s1, 'c2', H(6), [H(6, 5)]);
+    expect(await markers(blobs)).toEqual(['output/job-m/dt=2026-01-01/hour=05/_SUCCESS']);
+    expect((await blobs.head('output/job-m/dt=2026-01-01/hour=05/_SUCCESS'))!.size).toBe(0);
+    expect(s1.markersWritten).toBe(1);
+    expect(s0.markersWritten).toBe(0);
+    // s0 moves on to 07:10 (an empty transaction): s1 is still at 06:00.
+    await step(s0, 'c2', H(7, 10), []);
+    expect(await markers(blobs)).toHaveLength(1);
+    // s1 reaches 07:00: hour 06 is done, whoever notices it.
+    await step(s1, 'c3', H(7), []);
+    expect(await markers(blobs)).toEqual([
+      'output/job-m/dt=2026-01-01/hour=05/_SUCCESS',
+      'output/job-m/dt=2026-01-01/hour=06/_SUCCESS',
+    ]);
+
+    // Bookkeeping is outside the output prefix; one progress object per subtask; no staging left.
+    expect(await committedWatermarks(blobs, 'job-m', 'sink', 2)).toEqual([H(7, 10), H(7)]);
+    expect((await blobs.list('sinks/job-m/sink/progress/')).map((b) => b.key)).toEqual([
+      `sinks/job-m/sink/progress/0/${H(7, 10)}.json`,
+      `sinks/job-m/sink/progress/1/${H(7)}.json`,
+    ]);
+    expect(await blobs.list('sinks/job-m/sink/hours/')).toEqual([]); // every indexed hour was marked
+    expect(await blobs.list('staging/')).toEqual([]);
+    const output = (await blobs.list('output/')).map((b) => b.key).filter((k) => !k.endsWith('_SUCCESS'));
+    expect(output.every((k) => /part-\d-c\d\.jsonl$/.test(k))).toBe(true);
+  });
+
+  it('end of input marks every hour that has data, and no hour without', async () => {
+    const blobs = new MemoryBlobStore();
+    const sinks = [await openSink(blobs, 0, 3), await openSink(blobs, 1, 3), await openSink(blobs, 2, 3)];
+    await step(sinks[0]!, 'c1', H(1), [H(0, 1)]); // hour 00: data from subtask 0 only, committed early
+    await step(sinks[1]!, 'c1', H(0), [H(3, 0)]);
+    await step(sinks[2]!, 'c1', Number.MIN_SAFE_INTEGER, []); // no watermark yet
+    expect(await markers(blobs)).toEqual([]);
+    await step(sinks[0]!, 'final', END_OF_TIME, [H(4, 59)]);
+    await step(sinks[1]!, 'final', END_OF_TIME, []);
+    expect(await markers(blobs)).toEqual([]); // subtask 2 is still behind
+    await step(sinks[2]!, 'final', END_OF_TIME, [H(2, 30), H(2, 31)]);
+    expect(await markers(blobs)).toEqual(['00', '02', '03', '04'].map((h) => `output/job-m/dt=2026-01-01/hour=${h}/_SUCCESS`));
+    // Every marked hour has a data file next to its marker.
+    const keys = (await blobs.list('output/')).map((b) => b.key);
+    for (const m of await markers(blobs)) expect(keys.some((k) => k.startsWith(m.replace('_SUCCESS', 'part-')))).toBe(true);
+  });
+
+  it('repeated and concurrent commits neither duplicate markers nor fail, and progress never goes back', async () => {
+    const mem = new MemoryBlobStore();
+    let markerPuts = 0;
+    const blobs: BlobStore = Object.assign(Object.create(mem) as MemoryBlobStore, {
+      put: async (key: string, body: Uint8Array | string) => {
+        if (key.endsWith('/_SUCCESS')) markerPuts++;
+        return mem.put(key, body);
+      },
+    });
+    const [s0, s1] = [await openSink(blobs, 0, 2), await openSink(blobs, 1, 2)];
+    const old0 = await step(s0, 'c1', H(5, 30), [H(5)]);
+    s0.write({ t: H(5, 40), v: 1 });
+    s1.write({ t: H(5, 45), v: 2 });
+    const [a, b] = [await s0.prepare('c2', { watermark: H(8) }), await s1.prepare('c1', { watermark: H(8) })];
+    await Promise.all([s0.commit(a), s1.commit(b)]); // both may see hour 05 due at once
+    expect(await markers(mem)).toEqual(['output/job-m/dt=2026-01-01/hour=05/_SUCCESS']);
+    const putsAfterFirst = markerPuts;
+    expect(putsAfterFirst).toBeGreaterThanOrEqual(1);
+    expect(putsAfterFirst).toBeLessThanOrEqual(2);
+    // Commit everything again (as after a restore), including an older transaction.
+    await s1.commit(b);
+    await s0.commit(a);
+    await s0.commit(old0);
+    expect(markerPuts).toBe(putsAfterFirst); // the marker exists: not written again
+    expect(await markers(mem)).toHaveLength(1);
+    expect(await committedWatermarks(mem, 'job-m', 'sink', 2)).toEqual([H(8), H(8)]);
+    // A restarted subtask (a new sink instance) re-committing its restored, older transaction.
+    const restarted = await openSink(blobs, 0, 2);
+    await restarted.commit(old0);
+    expect(await committedWatermarks(mem, 'job-m', 'sink', 2)).toEqual([H(8), H(8)]);
+    expect((await mem.list('sinks/job-m/sink/progress/0/')).map((x) => x.key)).toEqual([`sinks/job-m/sink/progress/0/${H(8)}.json`]);
+    expect(markerPuts).toBe(putsAfterFirst);
+  });
+
+  it('the marker logic itself: a lagging subtask blocks, a subtask with no progress blocks', async () => {
+    const blobs = new MemoryBlobStore();
+    const scope = (i: number) => ({ jobId: 'j', operatorId: 'op', subtaskIndex: i, parallelism: 3, outputPrefix: 'out/j' });
+    const m = [0, 1, 2].map((i) => new PartitionMarkers(blobs, scope(i)));
+    expect(await m[0]!.committed(['dt=2026-01-01/hour=05'], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] });
+    expect(await m[1]!.committed([], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] }); // subtask 2: nothing yet
+    expect(await m[2]!.committed([], H(5, 59))).toEqual({ committed: H(5, 59), marked: [] }); // its own progress rules it out
+    expect(await m[0]!.committed([], H(9))).toEqual({ committed: H(9), minimum: H(5, 59), marked: [] });
+    expect(await m[2]!.committed([], H(6))).toEqual({ committed: H(6), minimum: H(6), marked: ['dt=2026-01-01/hour=05'] });
+    expect(await blobs.head('out/j/dt=2026-01-01/hour=05/_SUCCESS')).toEqual({ key: 'out/j/dt=2026-01-01/hour=05/_SUCCESS', size: 0 });
+    await expect(m[0]!.committed(['hour=5'], H(9))).rejects.toThrow(/not an hour partition/);
+    expect(() => new PartitionMarkers(blobs, { ...scope(0), outputPrefix: 'out/' })).toThrow(/must not end with/);
+  });
+
+  it('is off by default: no markers and no bookkeeping, the watermark is only kept in the staged transaction', async () => {
+    const blobs = new MemoryBlobStore();
+    const sink = await openSink(blobs, 0, 1, false);
+    const staged = await step(sink, 'final', END_OF_TIME, [H(5)]);
+    expect((staged as { watermark: number }).watermark).toBe(END_OF_TIME);
+    expect((await blobs.list('')).map((b) => b.key)).toEqual(['output/job-m/dt=2026-01-01/hour=05/part-0-final.jsonl']);
+    expect(sink.markersWritten).toBe(0);
+  });
+
+  it("the repo's output checker reads the lines and skips the empty marker (it still counts it as a file)", async () => {
+    const blobs = new MemoryBlobStore();
+    const sink = await openSink(blobs, 0, 1);
+    await step(sink, 'final', END_OF_TIME, [H(5), H(5, 1), H(6)]);
+    expect(await markers(blobs)).toHaveLength(2);
+    // A minimal S3 client over the memory store: ListObjectsV2 and GetObject, what the checker sends.
+    const s3 = {
+      send: async (command: unknown) => {
+        if (command instanceof ListObjectsV2Command) {
+          const items = await blobs.list(command.input.Prefix ?? '');
+          return { Contents: items.map((b) => ({ Key: b.key, Size: b.size })), IsTruncated: false };
+        }
+        if (command instanceof GetObjectCommand) {
+          const body = (await blobs.get(command.input.Key!))!;
+          return { Body: { transformToString: async () => Buffer.from(body).toString('utf8') } };
+        }
+        throw new Error('unexpected command');
+      },
+    } as unknown as S3Client;
+    const { lines, files } = await readOutputLines(s3, 'bucket', 'output/job-m/');
+    expect(lines.map((l) => (JSON.parse(l) as Rec).t)).toEqual([H(5), H(5, 1), H(6)]);
+    expect(files).toBe(4); // 2 data files + 2 markers
+  });
+});
