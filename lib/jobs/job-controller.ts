@@ -12,6 +12,7 @@ import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointDriver } from './checkpoint-driver';
 import type { JobService, JobView } from './job-service';
 import { Supervisor, type FailureHandler, type UnitExitEvent } from './supervisor';
+import type { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export interface ControllerOptions {
   service: JobService;
@@ -22,6 +23,8 @@ export interface ControllerOptions {
   onFailure?: FailureHandler;
   onProgress?: (view: JobView) => void;
   pollMs?: number;
+  /** Failure events to keep up to date (records dropped and processed meanwhile, recovery times). */
+  metrics?: RecoveryMetrics;
   /** Overrides the job's checkpoint interval (ms); 0 or undefined: the job's own setting. */
   checkpointEveryMs?: number;
 }
@@ -40,6 +43,7 @@ export class JobController {
       pollMs: options.pollMs,
       onProgress: (view) => {
         this.noteFinished(view);
+        void options.metrics?.observe(view).catch(() => undefined);
         options.onProgress?.(view);
       },
       onFailure: async (failure, view) => {
@@ -80,7 +84,9 @@ export class JobController {
     const every = this.options.checkpointEveryMs || job.settings.checkpoint.intervalSeconds * 1000;
     const checkpoints = this.checkpointLoop(clock, every);
     try {
-      return await this.supervisor.watch(jobId);
+      const view = await this.supervisor.watch(jobId);
+      await this.options.metrics?.observe(view).catch(() => undefined);
+      return view;
     } finally {
       this.stopped = true;
       await checkpoints;

@@ -10,6 +10,7 @@ import { buildExecutionGraph, controlQueue, subPartitionQueue, type ExecutionGra
 import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
+import { mapLimit } from '../recovery/availability';
 import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord } from './job-store';
 
 export interface UnitLauncher {
@@ -165,9 +166,10 @@ export class JobService {
   /** Sends a control message to units of a job. */
   async sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void> {
     const body = JSON.stringify(message);
-    const targets = job.units.filter((u) => unitIds.includes(u.unitId));
+    const wanted = new Set(unitIds);
+    const targets = job.units.filter((u) => wanted.has(u.unitId));
     const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
-    await Promise.all(targets.map((u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }])));
+    await mapLimit(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
   }
 
   private async stopAll(jobId: string): Promise<void> {

@@ -14,6 +14,7 @@ import { ProcessLauncher } from './process-launcher';
 import { JobController, type ControllerOptions } from '../jobs/job-controller';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { createFailoverHandler } from '../recovery/failover-handler';
+import { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export class LocalRuntime {
   readonly ports: AwsPorts;
@@ -48,6 +49,7 @@ export class LocalRuntime {
    */
   controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean } = {}): JobController {
     const { failover = true, ...rest } = options;
+    const metrics = rest.metrics ?? new RecoveryMetrics(this.ports.metadata);
     const onFailure =
       rest.onFailure ??
       (failover
@@ -55,10 +57,11 @@ export class LocalRuntime {
             jobs: this.jobs,
             service: this.service,
             launcher: this.launcher,
+            metrics,
             latestManifest: (jobId) => new PortCheckpointCatalog(jobId, this.ports.metadata, this.ports.blobs).loadLatest(),
           })
         : undefined);
-    const controller = new JobController({ ...rest, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
+    const controller = new JobController({ ...rest, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
     this.launcher.onExit((exit) => controller.unitExited(exit));
     return controller;
   }

@@ -153,7 +153,7 @@ export class InputGate {
         const messages = await this.options.transport.receive(queue, {
           max: 10,
           waitSeconds: this.options.waitSeconds ?? 2,
-          visibilityTimeoutSeconds: this.options.visibilityTimeoutSeconds ?? 30,
+          visibilityTimeoutSeconds: this.options.visibilityTimeoutSeconds ?? 15,
         });
         if (!this.running) return; // stopping: leave them for the next attempt
         if (messages.length === 0) continue;

@@ -45,7 +45,8 @@ export function decodeChannelMessage(body: string): ChannelMessage {
 
 /** Control messages to a task unit (its control queue). */
 export type ControlMessage =
-  | { type: 'cancel' }
+  /** Stop the unit; with `attempt`, only that attempt (a replacement ignores it). */
+  | { type: 'cancel'; attempt?: number }
   | { type: 'triggerCheckpoint'; checkpointId: number; subtasks: string[] }
   | { type: 'checkpointComplete'; checkpointId: number; subtasks: string[] }
   | { type: 'checkpointAborted'; checkpointId: number; subtasks: string[] }

@@ -89,7 +89,9 @@ export class RecordWriter {
   emitEvent(event: Exclude<ChannelEvent, { t: 'd' }>): void {
     for (const c of this.channels()) {
       this.seal(c);
-      if (this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
+      // End of input always goes out: the queue is durable, and a consumer restarting after an
+      // outage must still see its producers end. Barriers to an unavailable consumer are useless.
+      if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
     }
   }
 

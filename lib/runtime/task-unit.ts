@@ -127,7 +127,8 @@ export class TaskUnit {
     const targets = (ids: string[]) => this.runners.filter((r) => ids.includes(r.id));
     switch (message.type) {
       case 'cancel':
-        return this.cancel();
+        if (message.attempt === undefined || message.attempt === this.options.attempt) this.cancel();
+        return;
       case 'triggerCheckpoint':
         return targets(message.subtasks).forEach((r) => r.triggerCheckpoint(message.checkpointId));
       case 'checkpointComplete':
