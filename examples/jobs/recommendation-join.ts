@@ -170,7 +170,11 @@ export function buildRecommendationJoin(params: JobParams, options: Recommendati
   events
     .connect(features)
     .process<Recommendation>('join', options.join ?? (() => new RecommendationJoin()))
-    .sink('s3-sink', () => new S3PartitionedSink<Recommendation>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts }));
+    .sink('s3-sink', () => new S3PartitionedSink<Recommendation>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts }), {
+      // Unchained, the join's output is in the sink's queue as soon as it is produced: a failed
+      // join subtask then loses only what its producers dropped while it was down.
+      chaining: params.chainSink !== false,
+    });
   return job.build();
 }
 
@@ -185,6 +189,7 @@ export const recommendationJoinJob: JobDefinition = {
     partitions: { type: 'number', default: 64, integer: true, min: 1, max: 100_000, description: 'generator partitions of each source' },
     minutes: { type: 'number', default: 120, integer: true, min: 1, max: 60 * 24 * 365, description: 'event-time span of both inputs' },
     rate: { type: 'number', default: 0, min: 0, description: 'behaviour events per second per source subtask (0: unlimited); feature updates are paced to the same span' },
+    chainSink: { type: 'boolean', default: true, description: 'chain the sink to the join (false: a queue between them)' },
   },
   build: (params) => buildRecommendationJoin(params),
 };

@@ -131,11 +131,18 @@ def wait_for_messages(self, timeout):
         self._messages_lock.wait(timeout=min(timeout, 0.1))
 sqs_models.Queue.wait_for_messages = wait_for_messages
 original_receive = sqs_models.SQSBackend.receive_message
+def release_expired(backend, queue_name):
+    # Messages whose visibility timeout passed are no longer in flight: unblock their FIFO group
+    # before the scan, or moto skips the group's oldest messages and delivers out of order.
+    queue = backend.get_queue(queue_name)
+    for message in [m for m in queue.pending_messages if m.visible]:
+        queue.pending_messages.discard(message)
 def receive_message(self, queue_name, count, wait_seconds_timeout, *args, **kwargs):
     deadline = time.time() + wait_seconds_timeout
     while True:
         remaining = deadline - time.time()
         step = min(0.25, remaining) if remaining > 0 else 0
+        release_expired(self, queue_name)
         result = original_receive(self, queue_name, count, step, *args, **kwargs)
         if result or remaining <= 0.25:
             return result

@@ -25,10 +25,11 @@ export class LocalRuntime {
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
+    options: { restartDelayMs?: number } = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);
-    this.launcher = new ProcessLauncher({ env: configToEnv(config) });
+    this.launcher = new ProcessLauncher({ env: configToEnv(config), ...options });
     this.service = new JobService({
       jobs: this.jobs,
       channels: this.ports.channels,

@@ -25,6 +25,11 @@ export interface ProcessLauncherOptions {
   env: Record<string, string>;
   logDir?: string;
   entry?: string;
+  /**
+   * Extra wait before starting a restarted attempt (attempt > 0), to model a slow restart (a
+   * Lambda cold start, a Fargate task placement) in local tests and demos.
+   */
+  restartDelayMs?: number;
 }
 
 export class ProcessLauncher implements UnitLauncher {
@@ -35,6 +40,7 @@ export class ProcessLauncher implements UnitLauncher {
   constructor(private readonly options: ProcessLauncherOptions) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
+    if (attempt > 0 && this.options.restartDelayMs) await new Promise((r) => setTimeout(r, this.options.restartDelayMs));
     const key = `${job.jobId}/${unit.unitId}`;
     const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });

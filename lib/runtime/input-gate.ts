@@ -4,8 +4,12 @@
  * channel events from it in channel order and deletes the messages once their effects are safe
  * downstream.
  *
- * Per channel (edge, producer) the gate keeps the producer's attempt and last sequence number:
- * a message of an older attempt is fenced off, a repeated sequence number is a duplicate.
+ * Per channel (edge, producer) the gate keeps the lowest producer attempt it accepts and the last
+ * sequence number per attempt: a message of an attempt below the fence is dropped (after a
+ * region or full restart the consumer fences everything its producers sent before), a repeated
+ * sequence number is a duplicate. Messages of an older attempt above the fence are data the
+ * producer sent before it failed, and still count (single-point recovery: the consumer did not
+ * restart, and the producer's replacement does not send them again).
  */
 import type { ChannelTransport, InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
@@ -15,8 +19,12 @@ import { decodeChannelMessage, type ChannelMessage } from './messages';
 export interface ChannelState {
   edge: ExecutionEdge;
   producer: number;
+  /** Lowest producer attempt accepted. */
+  minAttempt: number;
+  /** Highest producer attempt seen. */
   attempt: number;
-  lastSeq: number;
+  /** Last sequence number per producer attempt (each attempt numbers its messages from 0). */
+  lastSeq: Map<number, number>;
   watermark: number;
   ended: boolean;
 }
@@ -24,6 +32,9 @@ export interface ChannelState {
 export interface GateEvent {
   channel: ChannelState;
   message: ChannelMessage;
+  /** Where the message came from, to delete it once its effects are safe downstream. */
+  queue: string;
+  receipt: string;
 }
 
 interface Received {
@@ -63,8 +74,9 @@ export class InputGate {
         this.channels.set(channelKey(edge.id, p), {
           edge,
           producer: p,
+          minAttempt: options.minAttempt?.(edge.id, p) ?? 0,
           attempt: options.minAttempt?.(edge.id, p) ?? 0,
-          lastSeq: -1,
+          lastSeq: new Map(),
           watermark: Number.MIN_SAFE_INTEGER,
           ended: false,
         });
@@ -85,10 +97,11 @@ export class InputGate {
   }
 
   /**
-   * Waits up to `timeoutMs` for messages and returns the accepted events in arrival order, with
-   * the receipts to delete once they are processed (fenced and duplicate messages included).
+   * Waits up to `timeoutMs` for messages and returns the accepted events in arrival order (each
+   * to be acknowledged once processed), and the receipts of fenced and duplicate messages (to be
+   * deleted at once). Call `release()` when done with the batch: the pollers receive again.
    */
-  async next(timeoutMs: number): Promise<{ events: GateEvent[]; receipts: Map<string, string[]> }> {
+  async next(timeoutMs: number): Promise<{ events: GateEvent[]; discarded: Map<string, string[]> }> {
     if (this.buffer.length === 0 && timeoutMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
@@ -100,38 +113,51 @@ export class InputGate {
     }
     const taken = this.buffer.splice(0, this.buffer.length);
     const events: GateEvent[] = [];
-    const receipts = new Map<string, string[]>();
+    const discarded = new Map<string, string[]>();
+    const discard = (queue: string, receipt: string) => discarded.set(queue, [...(discarded.get(queue) ?? []), receipt]);
     for (const { queue, edge, message } of taken) {
-      receipts.set(queue, [...(receipts.get(queue) ?? []), message.receipt]);
       const decoded = decodeChannelMessage(message.body);
       const channel = this.channels.get(channelKey(edge.id, decoded.p));
       if (!channel) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
-      if (decoded.a < channel.attempt) {
+      if (decoded.a < channel.minAttempt) {
         this.fenced++;
+        discard(queue, message.receipt);
         continue;
       }
       if (decoded.a > channel.attempt) {
-        // The producer restarted: its sequence starts over.
+        // The producer restarted: its new attempt numbers messages from 0 and has not ended.
         channel.attempt = decoded.a;
-        channel.lastSeq = -1;
         channel.ended = false;
       }
-      if (decoded.s <= channel.lastSeq) {
+      if (decoded.s <= (channel.lastSeq.get(decoded.a) ?? -1)) {
         this.duplicates++;
+        discard(queue, message.receipt);
         continue;
       }
-      channel.lastSeq = decoded.s;
-      events.push({ channel, message: decoded });
+      channel.lastSeq.set(decoded.a, decoded.s);
+      // An old attempt's end of input does not end the channel once a newer attempt writes to it.
+      if (decoded.t === 'e' && decoded.a < channel.attempt) {
+        discard(queue, message.receipt);
+        continue;
+      }
+      events.push({ channel, message: decoded, queue, receipt: message.receipt });
     }
-    return { events, receipts };
+    return { events, discarded };
   }
 
+  /** Deletes processed messages from their queues. */
   async acknowledge(receipts: Map<string, string[]>): Promise<void> {
-    await Promise.all([...receipts].map(([queue, list]) => this.options.transport.delete(queue, list)));
-    for (const queue of receipts.keys()) {
-      this.unacknowledged.get(queue)?.();
-      this.unacknowledged.delete(queue);
-    }
+    await Promise.all([...receipts].filter(([, list]) => list.length > 0).map(([queue, list]) => this.options.transport.delete(queue, list)));
+  }
+
+  /**
+   * The last batch is dealt with: the pollers may receive again. Messages still held (a channel
+   * blocked for barrier alignment) stay in flight, so SQS FIFO holds back the rest of their
+   * channel meanwhile, while the other channels of the same queue keep flowing.
+   */
+  release(): void {
+    for (const resolve of this.unacknowledged.values()) resolve();
+    this.unacknowledged.clear();
   }
 
   /** Smallest watermark over channels still open; END when all have ended. */
@@ -157,8 +183,8 @@ export class InputGate {
         });
         if (!this.running) return; // stopping: leave them for the next attempt
         if (messages.length === 0) continue;
-        // Receive again only once these are acknowledged: while a channel's messages are in
-        // flight its message group is blocked anyway (FIFO), and this bounds what is buffered.
+        // Receive again only once the subtask has dealt with these (release): this bounds what is
+        // buffered, and a channel whose messages are still in flight is held back by FIFO.
         const acknowledged = new Promise<void>((resolve) => this.unacknowledged.set(queue, resolve));
         for (const message of messages) this.buffer.push({ queue, edge, message });
         this.wake();

@@ -147,11 +147,8 @@ export class RecordWriter {
     if (buffer.parts.length === 0 && buffer.watermark === undefined) return;
     const watermark = buffer.watermark;
     buffer.watermark = undefined;
-    if (!this.gate.isAvailable(this.edgeId, consumer)) {
-      buffer.parts = [];
-      buffer.bytes = 0;
-      return;
-    }
+    // Records buffered while the sub-partition was available still go out (the queue is
+    // durable); only records that arrive while it is unavailable are dropped, and counted.
     if (buffer.parts.length === 0) {
       this.enqueue(consumer, { t: 'w', w: watermark! });
       return;

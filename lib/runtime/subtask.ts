@@ -78,6 +78,8 @@ export class SubtaskRunner {
   /** Barrier alignment in progress: the checkpoint and the channels whose barrier has arrived. */
   private aligning: { checkpointId: number; arrived: Set<string> } | undefined;
   private blocked: GateEvent[] = [];
+  /** Receipts of input messages whose effects are done, to delete after the next flush. */
+  private acks = new Map<string, string[]>();
   private finalCommit: (() => void) | undefined;
   private finalCommitRequested = false;
 
@@ -218,8 +220,9 @@ export class SubtaskRunner {
     this.inputGate = gate;
     gate.start();
     while (!this.cancelled && !(gate.allEnded() && !this.aligning)) {
-      const { events, receipts } = await gate.next(200);
+      const { events, discarded } = await gate.next(200);
       if (failure) throw failure;
+      for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
       for (const event of events) await this.handle(event);
       if (!gate.allEnded()) {
         const watermark = gate.combinedWatermark();
@@ -227,9 +230,15 @@ export class SubtaskRunner {
       }
       await this.commitCompleted();
       await this.dropAborted();
-      // Input is deleted only after what it produced is safely in the next queues.
+      // Input is deleted only after what it produced is safely in the next queues; input held
+      // back by barrier alignment is deleted once it has been processed.
       if (events.length > 0) await this.flush();
-      if (receipts.size > 0) await gate.acknowledge(receipts);
+      if (this.acks.size > 0) {
+        const acks = this.acks;
+        this.acks = new Map();
+        await gate.acknowledge(acks);
+      }
+      gate.release();
     }
   }
 
@@ -240,6 +249,7 @@ export class SubtaskRunner {
       this.blocked.push(event); // after this channel's barrier: wait for the others
       return;
     }
+    this.acks.set(event.queue, [...(this.acks.get(event.queue) ?? []), event.receipt]);
     switch (message.t) {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);

@@ -82,7 +82,9 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     jobs: options.jobs,
     gate: availability,
     onControl: async (message) => {
-      availability.handleControl(message);
+      if (message.type === 'availability' && availability.handleControl(message)) {
+        options.log?.(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`);
+      }
     },
     checkpoints: io,
     restore,

@@ -108,6 +108,16 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       expect((await drain(t, q, 1)).map((m) => m.body)).toEqual(['0:2']);
     });
 
+    it('redelivers a whole expired batch in order (a consumer that died holding several messages)', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [1, 2, 3, 4, 5, 6, 7].map((i) => msg('0', i)));
+      const held = await t.receive(q, { max: 4, waitSeconds: 1, visibilityTimeoutSeconds: 1 });
+      expect(held.map((m) => m.body)).toEqual(['0:1', '0:2', '0:3', '0:4']);
+      await new Promise((r) => setTimeout(r, 1_300));
+      const again = await t.receive(q, { max: 10, waitSeconds: 2 });
+      expect(again.map((m) => m.body)).toEqual(['0:1', '0:2', '0:3', '0:4', '0:5', '0:6', '0:7']);
+    });
+
     it('drops a message whose dedup id was already sent to the queue', async () => {
       const { t, q } = await setup();
       await t.send(q, [{ groupId: '0', dedupId: 'd1', body: 'first' }]);

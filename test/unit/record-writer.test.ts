@@ -81,12 +81,15 @@ describe('record writer', () => {
     gate.start();
     const records: unknown[] = [];
     for (let i = 0; i < 20 && records.length < 3; i++) {
-      const { events, receipts } = await gate.next(100);
+      const { events, discarded } = await gate.next(100);
       for (const e of events) if (e.message.t === 'd') records.push(...e.message.r);
-      await gate.acknowledge(receipts);
+      await gate.acknowledge(discarded);
+      await gate.acknowledge(new Map([['in', events.map((e) => e.receipt)]]));
+      gate.release();
     }
     await gate.stop();
     expect(records).toEqual(['1/0', '1/1', '2/0']);
+    expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]); // all deleted
     expect(gate.duplicates).toBe(1);
     expect(gate.fenced).toBe(1);
   });

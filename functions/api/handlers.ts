@@ -1,0 +1,154 @@
+/**
+ * The job API handlers (API Gateway REST proxy events), written with middy. Each one parses its
+ * input with zod, calls one service and answers JSON. Errors become JSON `{ error, field? }`:
+ * bad input 400 (naming the field), unknown job 404, a job in the wrong state 409.
+ */
+import middy from '@middy/core';
+import httpErrorHandler from '@middy/http-error-handler';
+import httpJsonBodyParser from '@middy/http-json-body-parser';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { z } from 'zod';
+import { JobSpecError } from '../../lib/graph/job-graph';
+import { UnknownJobError, type JobRecord } from '../../lib/jobs/job-store';
+import { SluiceAwsError } from '../../lib/aws/errors';
+import { ScheduleError } from '../../lib/schedule';
+import { ROUTES, matchRoute, type RouteName } from './routes';
+import { describeZodError, pathSchema, scheduleBodySchema, submitSchema } from './schemas';
+import { ConflictError, type ApiServices } from './services';
+
+export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+export type ServicesProvider = ApiServices | (() => ApiServices | Promise<ApiServices>);
+
+/** An error with an HTTP status and a JSON body, rendered by @middy/http-error-handler. */
+export class ApiError extends Error {
+  readonly expose = true;
+  constructor(
+    readonly statusCode: number,
+    readonly body: { error: string; field?: string },
+  ) {
+    super(JSON.stringify(body));
+  }
+}
+
+/** The field a JobSpecError message is about, when it says (unknown job, a parameter, a setting). */
+export function fieldOfSpecError(message: string): string | undefined {
+  if (/^unknown job '/.test(message)) return 'job';
+  const param = /parameter '([^']+)'/.exec(message);
+  if (param) return `params.${param[1]}`;
+  const setting = /^(failover|heartbeatTimeoutSeconds|checkpoint\.[A-Za-z]+) /.exec(message);
+  if (setting) return setting[1];
+  return undefined;
+}
+
+/** Maps what services throw to ApiError. */
+export function toApiError(error: unknown): ApiError | undefined {
+  if (error instanceof ApiError) return error;
+  if (error instanceof z.ZodError) return new ApiError(400, describeZodError(error));
+  if (error instanceof ScheduleError) return new ApiError(400, { error: error.message, field: error.field.startsWith('checkpoint.') || error.field.startsWith('schedule') ? error.field : `schedule.${error.field}` });
+  if (error instanceof UnknownJobError) return new ApiError(404, { error: error.message, field: 'id' });
+  if (error instanceof ConflictError) return new ApiError(409, { error: error.message });
+  if (error instanceof JobSpecError) {
+    const field = fieldOfSpecError(error.message);
+    return new ApiError(400, { error: error.message, ...(field ? { field } : {}) });
+  }
+  // AWS unreachable, a missing table or bucket: say so (the message names the endpoint and resource).
+  if (error instanceof SluiceAwsError) return new ApiError(error.kind === 'aws' ? 502 : 503, { error: error.message });
+  const e = error as { statusCode?: number; message?: string; cause?: { package?: string } } | null;
+  if (e && typeof e.statusCode === 'number' && e.statusCode < 500) {
+    // Errors of middy middlewares (the JSON body parser's 422 for malformed JSON).
+    if (e.cause?.package === '@middy/http-json-body-parser') return new ApiError(400, { error: 'the request body is not valid JSON', field: 'body' });
+    return new ApiError(e.statusCode, { error: e.message ?? 'bad request' });
+  }
+  return undefined;
+}
+
+/** onError middleware: known errors become JSON ApiErrors; http-error-handler renders them. */
+const jsonErrors = (): middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> => ({
+  onError: (request) => {
+    const mapped = toApiError(request.error);
+    if (mapped) request.error = mapped;
+  },
+});
+
+const json = (statusCode: number, body: unknown): APIGatewayProxyResult => ({
+  statusCode,
+  headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+function jobId(event: APIGatewayProxyEvent): string {
+  return pathSchema.parse(event.pathParameters ?? {}).id;
+}
+
+function summary(job: JobRecord) {
+  return { jobId: job.jobId, name: job.name, status: job.status, createdAt: job.createdAt, params: job.params, settings: job.settings };
+}
+
+type Core = (event: APIGatewayProxyEvent, services: ApiServices) => Promise<APIGatewayProxyResult>;
+
+const CORE: Record<RouteName, Core> = {
+  async submitJob(event, services) {
+    const body = submitSchema.parse(event.body ?? undefined);
+    const job = await services.jobs.submit(body);
+    return json(201, { job: summary(job), links: { self: `/jobs/${job.jobId}` } });
+  },
+  async listJobs(_event, services) {
+    return json(200, { jobs: await services.jobs.list() });
+  },
+  async getJob(event, services) {
+    return json(200, await services.jobs.details(jobId(event)));
+  },
+  async cancelJob(event, services) {
+    const job = await services.jobs.cancel(jobId(event));
+    return json(200, { job: { jobId: job.jobId, status: job.status, endedAt: job.endedAt } });
+  },
+  async triggerCheckpoint(event, services) {
+    const id = jobId(event);
+    const { checkpointId } = await services.checkpoints.trigger(id);
+    return json(202, { jobId: id, checkpointId });
+  },
+  async listCheckpoints(event, services) {
+    const id = jobId(event);
+    return json(200, { jobId: id, checkpoints: await services.checkpoints.history(id) });
+  },
+  async putSchedule(event, services) {
+    const id = jobId(event);
+    const body = scheduleBodySchema.parse(event.body ?? undefined);
+    return json(200, await services.schedules.set(id, body.schedule));
+  },
+};
+
+function logServerErrors(error: unknown): void {
+  const status = (error as { statusCode?: number } | null)?.statusCode;
+  if (status === undefined || status >= 500) console.error(error);
+}
+
+/** One middy handler per route, over the given services (or a provider, called once). */
+export function createApiHandlers(provider: ServicesProvider): Record<RouteName, ApiHandler> {
+  let services: Promise<ApiServices> | undefined;
+  const get = () => (services ??= Promise.resolve(typeof provider === 'function' ? provider() : provider));
+  const handlers = {} as Record<RouteName, ApiHandler>;
+  for (const route of ROUTES) {
+    const core = CORE[route.name];
+    let handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>().use(
+      httpErrorHandler({ logger: logServerErrors, fallbackMessage: JSON.stringify({ error: 'internal error' }) }),
+    );
+    handler = handler.use(jsonErrors());
+    // The body parser runs before the handler; its errors go through jsonErrors too.
+    if (route.body) handler = handler.use(httpJsonBodyParser({ disableContentTypeCheck: true }) as middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult>);
+    const done = handler.handler(async (event) => core(event, await get()));
+    handlers[route.name] = (event, context) => done(event, context);
+  }
+  return handlers;
+}
+
+/** A handler for every route at once: routes by method and path (the local server, tests). */
+export function createApiRouter(provider: ServicesProvider): ApiHandler {
+  const handlers = createApiHandlers(provider);
+  return async (event, context) => {
+    const match = matchRoute(event.httpMethod, event.path);
+    if (!match) return json(404, { error: `no route for ${event.httpMethod} ${event.path}` });
+    if ('allowed' in match) return { ...json(405, { error: `${event.httpMethod} is not allowed on ${event.path}; use ${match.allowed.join(', ')}` }), headers: { 'Content-Type': 'application/json', Allow: match.allowed.join(', ') } };
+    return handlers[match.route.name]({ ...event, resource: match.route.resource, pathParameters: match.pathParameters }, context);
+  };
+}

@@ -1,0 +1,17 @@
+/**
+ * Lambda entry of the job API: one exported handler per route (see routes.ts), each a middy
+ * handler over the AWS services (cloud.ts), built once per container on first use.
+ */
+import { loadConfig } from '../../lib/config';
+import { createCloudApiServices } from './cloud';
+import { createApiHandlers } from './handlers';
+
+const handlers = createApiHandlers(() => createCloudApiServices(loadConfig()));
+
+export const submitJob = handlers.submitJob;
+export const listJobs = handlers.listJobs;
+export const getJob = handlers.getJob;
+export const cancelJob = handlers.cancelJob;
+export const triggerCheckpoint = handlers.triggerCheckpoint;
+export const listCheckpoints = handlers.listCheckpoints;
+export const putSchedule = handlers.putSchedule;

@@ -1,0 +1,128 @@
+/**
+ * Single-point recovery of the recommendation join on child-process task units and the AWS
+ * emulator. One join unit is killed with SIGKILL while the job runs:
+ * - single: only that unit restarts; producers drop what is bound for it while it is down, and the
+ *   output loss equals their drop counters;
+ * - single-buffered: producers keep writing into the durable queue; nothing is lost;
+ * - full (for comparison, same run): every unit restarts from the checkpoint; exactly once, but the
+ *   whole job stops for the recovery.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../lib/config';
+import { LocalRuntime } from '../../lib/local/local-runtime';
+import { RecoveryMetrics } from '../../lib/recovery/recovery-metrics';
+import type { FailoverStrategy } from '../../lib/jobs/job-store';
+import { jobRegistry } from '../../examples/jobs';
+import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
+import { readOutputLines } from '../../examples/jobs/output-check';
+
+const config = { ...loadConfig(), table: 'sluice-e2e-spr', bucket: 'sluice-e2e-spr', queuePrefix: 'e2espr' };
+let runtime: LocalRuntime;
+const results: string[] = [];
+
+beforeAll(async () => {
+  // A restart takes 3 s more than a local process start, like a cold start in the cloud: long
+  // enough for the producers to hear that the failed consumer is gone.
+  runtime = new LocalRuntime(config, jobRegistry, { restartDelayMs: 3000 });
+  await runtime.prepare();
+});
+afterAll(() => {
+  runtime.close();
+  console.log(['', 'single-point recovery, one join unit killed (SIGKILL):', ...results].join('\n'));
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const params = { parallelism: 3, events: 45_000, featureUpdates: 4_500, users: 300, partitions: 6, minutes: 60, rate: 1500, chainSink: false };
+
+async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1') {
+  const job = await runtime.service.submit({ job: 'recommendation-join', params, failover, heartbeatTimeoutSeconds: 5, checkpoint: { intervalSeconds: 1, timeoutSeconds: 10 } });
+  const metrics = new RecoveryMetrics(runtime.ports.metadata);
+  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics });
+  const running = controller.run(job.jobId);
+
+  // Kill once the job is well under way and a checkpoint has completed.
+  for (let i = 0; i < 300; i++) {
+    const view = await runtime.service.view(job.jobId);
+    if (view.totals.recordsIn > 12_000 && controller.driver?.log.some((l) => l.endsWith('completed'))) break;
+    await sleep(100);
+  }
+  const before = (await runtime.service.view(job.jobId)).totals;
+  expect(runtime.launcher.kill(job.jobId, victim)).toBe(true);
+  const killedAt = Date.now();
+
+  const view = await running;
+  const events = await metrics.list(job.jobId);
+  const { lines } = await readOutputLines(runtime.ports.clients.s3, config.bucket, `output/${job.jobId}/`);
+  const check = checkRecommendations(joinShape(view.job.params), lines.map((l) => JSON.parse(l) as Recommendation));
+  return { job, view, events, check, before, killedAt, controller };
+}
+
+describe('single-point recovery of the recommendation join', () => {
+  it('single: only the failed unit restarts, the job never stops, and the output loss equals the dropped records', async () => {
+    const { view, events, check, controller } = await runWithOneKill('single');
+    expect(view.job.status).toBe('FINISHED');
+    // Only the killed unit has a new attempt; no other unit restarted.
+    expect(view.units.filter((u) => u.attempt > 0).map((u) => u.unitId)).toEqual(['join-1']);
+    expect(controller.supervisor.failures.map((f) => f.unitId)).toEqual(['join-1']);
+
+    const dropped = view.totals.dropped;
+    // Output records are one per behaviour event: the loss to compare is the events dropped (the
+    // feature updates dropped change only which feature version an output carries).
+    const eventsDropped = view.units.filter((u) => u.unitId.startsWith('events-')).reduce((n, u) => n + Object.values(u.stats).reduce((m, s) => m + s.dropped, 0), 0);
+    expect(eventsDropped).toBeGreaterThan(0);
+    expect(events).toHaveLength(1);
+    const event = events[0]!;
+    expect(event.unitsRestarted).toBe(1);
+    expect(event.unavailableCount).toBeGreaterThan(0);
+    expect(event.availableAgainAt).not.toBeNull();
+    // Approximate: input the dead attempt had processed but not yet deleted is read again by its
+    // replacement (at most one receive batch); reported, and bounded here.
+    expect(check.duplicates.length).toBeLessThan(0.05 * check.expected);
+    expect(check.unexpected).toEqual([]);
+    expect(check.wrong).toEqual([]);
+    // Every record lost is one a producer dropped (and counted) while the join subtask was down.
+    if (check.missing.length !== eventsDropped) {
+      const ids = check.missing.map((id) => Number(id.slice(3))).sort((a, b) => a - b);
+      const byProducer = [0, 1, 2].map((p) => ids.filter((i) => (i % params.partitions) % params.parallelism === p).length);
+      console.log(`missing ${ids.length} by producer ${byProducer}; dropped by producer ${view.units.filter((u) => u.unitId.startsWith('events-')).map((u) => Object.values(u.stats)[0]!.dropped)}; first ${ids.slice(0, 5)} last ${ids.slice(-5)}; event ${JSON.stringify(event)}`);
+      for (const u of view.units) console.log(u.unitId, u.attempt, JSON.stringify(u.stats));
+    }
+    expect(check.missing.length).toBe(eventsDropped);
+    expect(event.recordsDropped).toBe(dropped);
+    results.push(
+      `  single           loss ${check.missing.length} of ${check.expected} events (${((100 * check.missing.length) / check.expected).toFixed(3)} %), ` +
+        `events dropped ${eventsDropped} (all records dropped ${dropped}), duplicates ${check.duplicates.length}; detection ${event.detectionMs} ms, available again after ${event.recoveryMs} ms; ` +
+        `records processed meanwhile by the rest of the job ${event.recordsProcessed}; units restarted 1`,
+    );
+  });
+
+  it('single-buffered: nothing is dropped and nothing sent after the failure is lost', async () => {
+    const { view, events, check } = await runWithOneKill('single-buffered');
+    expect(view.job.status).toBe('FINISHED');
+    expect(view.units.filter((u) => u.attempt > 0).map((u) => u.unitId)).toEqual(['join-1']);
+    expect(view.totals.dropped).toBe(0);
+    expect(check.missing).toEqual([]);
+    expect(check.unexpected).toEqual([]);
+    expect(check.duplicates.length).toBeLessThan(0.05 * check.expected);
+    const event = events[0]!;
+    results.push(
+      `  single-buffered  loss ${check.missing.length} of ${check.expected} events; duplicates ${check.duplicates.length}; ` +
+        `detection ${event.detectionMs} ms, back after ${event.recoveryMs} ms; units restarted 1`,
+    );
+  });
+
+  it('full (comparison): every unit restarts from the checkpoint; exactly once, but the whole job was down', async () => {
+    const { view, events, check, killedAt } = await runWithOneKill('full');
+    expect(view.job.status).toBe('FINISHED');
+    expect(view.units.every((u) => u.attempt === 1)).toBe(true);
+    expect(check.missing).toEqual([]);
+    expect(check.duplicates).toEqual([]);
+    const event = events[0]!;
+    expect(event.unitsRestarted).toBe(view.units.length);
+    const downMs = (event.availableAgainAt ?? Date.now()) - killedAt;
+    results.push(
+      `  full             loss 0, duplicates 0; all ${view.units.length} units restarted; job down ${downMs} ms ` +
+        `(detection ${event.detectionMs} ms); restored from checkpoint ${event.restoreFrom}`,
+    );
+  });
+});

@@ -1,0 +1,328 @@
+/**
+ * Synthesizes the CDK app (with esbuild bundling of the functions, no Docker) and checks the
+ * resources, the state machine, the API, least-privilege IAM and that cdk-nag (AwsSolutions)
+ * reports nothing unacknowledged.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../infra/app';
+import { ROUTES } from '../../functions/api/routes';
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function synth(context: Record<string, unknown> = {}) {
+  const app = new App({ context });
+  const { stack } = buildApp(app);
+  const started = Date.now();
+  const assembly = app.synth();
+  const ms = Date.now() - started;
+  const template = Template.fromJSON(assembly.getStackByName(stack.stackName).template);
+  const reportFile = join(assembly.directory, 'validation-report.json');
+  const report = existsSync(reportFile) ? JSON.parse(readFileSync(reportFile, 'utf8')) : { pluginReports: [] };
+  return { app, stack, template, report, ms, directory: assembly.directory };
+}
+
+/** Every IAM statement in the template, with the logical id of the policy or role holding it. */
+function statements(template: Template): { holder: string; roles: string[]; s: Json }[] {
+  const out: { holder: string; roles: string[]; s: Json }[] = [];
+  for (const [id, p] of Object.entries<Json>(template.findResources('AWS::IAM::Policy'))) {
+    const roles = (p.Properties.Roles ?? []).map((r: Json) => r.Ref);
+    for (const s of p.Properties.PolicyDocument.Statement) out.push({ holder: id, roles, s });
+  }
+  for (const [id, r] of Object.entries<Json>(template.findResources('AWS::IAM::Role'))) {
+    for (const p of r.Properties.Policies ?? []) for (const s of p.PolicyDocument.Statement) out.push({ holder: id, roles: [id], s });
+  }
+  return out;
+}
+
+const arr = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+
+/** The actions each role may take (all its statements). */
+function actionsOf(template: Template, roleId: string): Set<string> {
+  return new Set(statements(template).filter((x) => x.roles.includes(roleId)).flatMap((x) => arr<string>(x.s.Action)));
+}
+
+function roleOf(template: Template, functionId: string): string {
+  return template.findResources('AWS::Lambda::Function')[functionId]!.Properties.Role['Fn::GetAtt'][0];
+}
+
+function logicalId(stack: Stack, path: string): string {
+  const node = stack.node.findAll().find((c) => c.node.path === path);
+  if (!node) throw new Error(`no construct at ${path}`);
+  return stack.getLogicalId(node.node.defaultChild as never ?? (node as never));
+}
+
+/** The state machine definition as JSON; CloudFormation tokens become `TOKEN<n>`, resolved by `tokens`. */
+function definition(template: Template): { def: Json; tokens: Record<string, Json> } {
+  const sm = Object.values<Json>(template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+  const raw = sm.Properties.DefinitionString;
+  const tokens: Record<string, Json> = {};
+  const text =
+    typeof raw === 'string'
+      ? raw
+      : raw['Fn::Join'][1]
+          .map((p: Json, i: number) => {
+            if (typeof p === 'string') return p;
+            tokens[`TOKEN${i}`] = p;
+            return `TOKEN${i}`;
+          })
+          .join('');
+  return { def: JSON.parse(text), tokens };
+}
+
+describe('SluiceStack (default: Lambda task units)', () => {
+  let s: ReturnType<typeof synth>;
+  beforeAll(() => {
+    s = synth();
+  }, 120_000);
+
+  it('synthesizes with esbuild bundling (no Docker) in reasonable time', () => {
+    expect(s.ms).toBeLessThan(60_000);
+    const assets = JSON.parse(readFileSync(join(s.directory, `${s.stack.stackName}.assets.json`), 'utf8'));
+    const dirs = Object.values<Json>(assets.files).map((f) => f.source.path as string).filter((p) => p.startsWith('asset.'));
+    expect(dirs.length).toBeGreaterThanOrEqual(4); // task unit, supervisor, coordinator, API bundles
+    for (const d of dirs) expect(existsSync(join(s.directory, d, 'index.mjs')), `${d}/index.mjs`).toBe(true);
+    expect(assets.dockerImages ?? {}).toEqual({});
+  });
+
+  it('has the metadata table: pk/sk strings, on demand, point-in-time recovery', () => {
+    s.template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    s.template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    });
+  });
+
+  it('has a private, encrypted, TLS-only data bucket with lifecycle rules', () => {
+    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const bucket = s.template.findResources('AWS::S3::Bucket')[dataId]!.Properties;
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
+    expect(bucket.LoggingConfiguration.DestinationBucketName).toBeDefined();
+    const rules = bucket.LifecycleConfiguration.Rules;
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Prefix: 'checkpoints/', ExpirationInDays: 30, Status: 'Enabled' }),
+        expect.objectContaining({ Prefix: 'staging/', ExpirationInDays: 1, Status: 'Enabled' }),
+        expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+      ]),
+    );
+    s.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: dataId },
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+
+  it('runs every function on nodejs22.x; the task unit for 15 minutes and may re-invoke itself', () => {
+    const fns = s.template.findResources('AWS::Lambda::Function');
+    const ours = Object.entries<Json>(fns).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
+    expect(ours.length).toBe(1 + 1 + 4 + ROUTES.length);
+    for (const [, f] of ours) expect(f.Properties.Runtime).toBe('nodejs22.x');
+    const taskUnitId = logicalId(s.stack, `${s.stack.stackName}/Sluice/TaskUnit`);
+    expect(fns[taskUnitId]!.Properties).toMatchObject({ Timeout: 900, Handler: 'index.handler' });
+    const handlers = ours.map(([, f]) => f.Properties.Handler).sort();
+    for (const r of ROUTES) expect(handlers).toContain(`index.${r.name}`);
+    for (const h of ['trigger', 'poll', 'finalize', 'notify']) expect(handlers).toContain(`index.${h}`);
+    const self = statements(s.template).find((x) => x.roles.includes(roleOf(s.template, taskUnitId)) && arr(x.s.Action).includes('lambda:InvokeFunction'));
+    expect(self?.s.Resource).toEqual({ 'Fn::GetAtt': [taskUnitId, 'Arn'] });
+    // The supervisor runs every minute.
+    s.template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 minute)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(s.stack, `${s.stack.stackName}/Sluice/Supervisor`), 'Arn'] } })],
+    });
+  });
+
+  it('has the coordinator state machine: Trigger → Wait → Poll → Choice → Finalize → Notify, with timeouts and retries', () => {
+    const { def, tokens } = definition(s.template);
+    const functions = s.template.findResources('AWS::Lambda::Function');
+    expect(def.StartAt).toBe('Trigger');
+    expect(def.TimeoutSeconds).toBeGreaterThan(900);
+    const states = def.States;
+    for (const name of ['Trigger', 'Wait', 'Poll', 'Finalize', 'Notify', 'Decided?']) expect(states, name).toHaveProperty([name]);
+    for (const name of ['Trigger', 'Poll', 'Finalize', 'Notify']) {
+      const t = states[name];
+      expect(t.Type).toBe('Task');
+      // Invokes its coordinator function (handler trigger/poll/finalize/notify) directly.
+      const target = tokens[t.Resource]['Fn::GetAtt'][0];
+      expect(functions[target]!.Properties.Handler).toBe(`index.${name.toLowerCase()}`);
+      if (name === 'Trigger') expect(t.Parameters).toBeUndefined(); // the input { jobId, checkpointId? } as is
+      else expect(t.Parameters).toEqual({ 'jobId.$': '$.jobId', 'checkpointId.$': '$.checkpointId' });
+      expect(t.TimeoutSeconds, `${name} timeout`).toBe(90);
+      expect(t.Retry.map((r: Json) => r.ErrorEquals).flat()).toEqual(expect.arrayContaining(['States.Timeout', 'States.TaskFailed', 'Lambda.ServiceException']));
+      expect(t.Catch[0]).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'CoordinatorError' });
+    }
+    expect(states.Trigger.Next).toBe('Triggered?');
+    expect(states['Triggered?'].Default).toBe('Prepare');
+    expect(states.Prepare.Next).toBe('Wait');
+    expect(states.Wait).toMatchObject({ Type: 'Wait', Seconds: 2, Next: 'Poll' });
+    expect(states.Poll.Next).toBe('CountPoll');
+    expect(states.CountPoll.Parameters['polls.$']).toBe('States.MathAdd($.polls, 1)');
+    const decided = states['Decided?'];
+    expect(decided.Type).toBe('Choice');
+    expect(decided.Default).toBe('Wait');
+    expect(decided.Choices[0].Next).toBe('Finalize');
+    expect(JSON.stringify(decided.Choices[0])).toContain('"NumericGreaterThanEquals":450');
+    expect(states.Finalize.Next).toBe('Finalized?');
+    expect(states.Notify.Next).toBe('CheckpointCompleted');
+    s.template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
+    });
+  });
+
+  it('has the job schedule group and a scheduler role that may only start the state machine', () => {
+    s.template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
+    const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+    const roleId = logicalId(s.stack, `${s.stack.stackName}/Sluice/SchedulerRole`);
+    const role = s.template.findResources('AWS::IAM::Role')[roleId]!.Properties;
+    expect(role.AssumeRolePolicyDocument.Statement[0]).toMatchObject({
+      Principal: { Service: 'scheduler.amazonaws.com' },
+      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+    });
+    const granted = statements(s.template).filter((x) => x.roles.includes(roleId));
+    expect(granted.map((x) => x.s)).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Resource: { Ref: smId } })]);
+    // The API passes that role to Scheduler, for schedules named sluice-* in the group only.
+    const submitRole = roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`));
+    const pass = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('iam:PassRole'));
+    expect(pass?.s).toMatchObject({ Resource: { 'Fn::GetAtt': [roleId, 'Arn'] }, Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } } });
+    const sched = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('scheduler:CreateSchedule'));
+    expect(JSON.stringify(sched?.s.Resource)).toMatch(/:schedule\/.*\/sluice-\*/);
+  });
+
+  it('has the REST API: one method per route, IAM auth, Lambda proxy integration, request validation', () => {
+    const methods = Object.values<Json>(s.template.findResources('AWS::ApiGateway::Method'));
+    expect(methods.length).toBe(ROUTES.length);
+    const validators = s.template.findResources('AWS::ApiGateway::RequestValidator');
+    expect(Object.keys(validators).length).toBe(2);
+    for (const m of methods) {
+      expect(m.Properties.AuthorizationType).toBe('AWS_IAM');
+      expect(m.Properties.Integration.Type).toBe('AWS_PROXY');
+      expect(Object.keys(validators)).toContain(m.Properties.RequestValidatorId.Ref);
+    }
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(ROUTES.map((r) => r.method).sort());
+    const withBody = methods.filter((m) => m.Properties.RequestModels);
+    expect(withBody.map((m) => m.Properties.HttpMethod).sort()).toEqual(['POST', 'PUT']);
+    s.template.hasResourceProperties('AWS::ApiGateway::Model', { Name: 'SubmitJob', Schema: Match.objectLike({ required: ['job'] }) });
+    s.template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
+      MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO' })],
+      TracingEnabled: true,
+    });
+  });
+
+  it('scopes IAM to the table, the bucket prefixes, the queue prefix, the state machine; no * except documented', () => {
+    const tableId = Object.keys(s.template.findResources('AWS::DynamoDB::Table'))[0]!;
+    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+    const queueArn = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sqs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':sluice-*']] };
+    const documentedStar = /^(logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)|xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets)|ecr:GetAuthorizationToken)$/;
+    const all = statements(s.template);
+    expect(all.length).toBeGreaterThan(20);
+    for (const { holder, s: st } of all) {
+      const actions = arr<string>(st.Action);
+      for (const a of actions) expect(a.includes('*'), `${holder}: action ${a}`).toBe(false);
+      const resources = arr<Json>(st.Resource);
+      if (resources.includes('*')) for (const a of actions) expect(a, `${holder}: ${a} on *`).toMatch(documentedStar);
+      if (actions.some((a) => a.startsWith('dynamodb:'))) expect(resources, holder).toEqual([{ 'Fn::GetAtt': [tableId, 'Arn'] }]);
+      if (actions.some((a) => a.startsWith('sqs:'))) expect(resources, holder).toEqual([queueArn]);
+      if (actions.includes('states:StartExecution')) expect(resources, holder).toEqual([{ Ref: smId }]);
+      if (actions.some((a) => /^s3:(Get|Put|Delete)Object$/.test(a))) {
+        for (const r of resources) expect(JSON.stringify(r), holder).toMatch(new RegExp(`"${dataId}","Arn"\\]\\},"/(checkpoints|staging|output|input)/\\*"`));
+      }
+      if (actions.includes('s3:ListBucket')) expect(st.Condition.StringLike['s3:prefix'].length, holder).toBeGreaterThan(0);
+    }
+    // Least privilege per function.
+    const fn = (name: string) => roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/${name}`));
+    const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents'];
+    for (const name of ['ApiListJobs', 'ApiGetJob', 'ApiListCheckpoints']) expect([...actionsOf(s.template, fn(name))].sort()).toEqual([...readOnly].sort());
+    const submit = actionsOf(s.template, fn('ApiSubmitJob'));
+    for (const a of ['sqs:CreateQueue', 'lambda:InvokeFunction', 'scheduler:CreateSchedule', 'dynamodb:PutItem']) expect(submit).toContain(a);
+    expect(submit).not.toContain('states:StartExecution');
+    const trigger = actionsOf(s.template, fn('ApiTriggerCheckpoint'));
+    expect(trigger).toContain('states:StartExecution');
+    expect(trigger).not.toContain('sqs:CreateQueue');
+    expect(trigger).not.toContain('lambda:InvokeFunction');
+    const cancel = actionsOf(s.template, fn('ApiCancelJob'));
+    expect(cancel).toContain('sqs:DeleteQueue');
+    expect(cancel).toContain('scheduler:DeleteSchedule');
+    expect(cancel).not.toContain('scheduler:CreateSchedule');
+    const taskUnit = actionsOf(s.template, fn('TaskUnit'));
+    for (const a of ['sqs:ReceiveMessage', 'sqs:SendMessage', 's3:PutObject', 'dynamodb:UpdateItem']) expect(taskUnit).toContain(a);
+    expect(taskUnit).not.toContain('sqs:CreateQueue');
+    expect(taskUnit).not.toContain('scheduler:CreateSchedule');
+  });
+
+  it('passes cdk-nag AwsSolutions: nothing unacknowledged, every acknowledgement with a reason', () => {
+    const errors = (s.report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+    expect(Annotations.fromStack(s.stack).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'))).toEqual([]);
+    // The acknowledgements are on the constructs, each with a reason.
+    const acks = s.stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules').map((m) => m.data as Record<string, string>));
+    const ids = acks.flatMap((a) => Object.keys(a));
+    expect(ids.some((id) => /AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:sluice-\*\]/.test(id))).toBe(true);
+    expect(ids.some((id) => id.endsWith('AwsSolutions-L1'))).toBe(true);
+    for (const a of acks) for (const reason of Object.values(a)) expect(String(reason).length).toBeGreaterThan(20);
+  });
+
+  it('fails the nag check for a wildcard that has no documented reason', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const { stack } = buildApp(app);
+    stack.sluice.taskUnit.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: ['arn:aws:sqs:*:*:*'] }));
+    expect(() => app.synth()).toThrow(/AwsSolutions-IAM5/);
+  });
+});
+
+describe('SluiceStack with Fargate task units (context sluice:fargate=true)', () => {
+  let s: ReturnType<typeof synth>;
+  beforeAll(() => {
+    s = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:fargate': 'true', 'sluice:launcher': 'fargate' });
+  }, 120_000);
+
+  it('defines the task unit as a Fargate task from infra/docker, with no Docker needed to synthesize', () => {
+    s.template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['FARGATE'],
+      ContainerDefinitions: [
+        Match.objectLike({
+          Name: 'task-unit',
+          Image: Match.objectLike({ 'Fn::Sub': Match.stringLikeRegexp('container-assets') }),
+          LogConfiguration: Match.objectLike({ LogDriver: 'awslogs' }),
+        }),
+      ],
+    });
+    const assets = JSON.parse(readFileSync(join(s.directory, `${s.stack.stackName}.assets.json`), 'utf8'));
+    const images = Object.values<Json>(assets.dockerImages);
+    expect(images).toHaveLength(1);
+    expect(images[0].source.dockerFile).toBe('infra/docker/task-unit.Dockerfile');
+    expect(existsSync(join(s.directory, images[0].source.directory, 'node_modules'))).toBe(false);
+    s.template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
+  });
+
+  it('lets the API start and stop Fargate units (RunTask on the task definition, PassRole to ECS only)', () => {
+    const submit = s.template.findResources('AWS::Lambda::Function')[logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`)]!;
+    expect(submit.Properties.Environment.Variables.SLUICE_LAUNCHER).toBe('fargate');
+    const taskDefId = Object.keys(s.template.findResources('AWS::ECS::TaskDefinition'))[0]!;
+    const run = statements(s.template).find((x) => arr(x.s.Action).includes('ecs:RunTask'));
+    expect(run?.s.Resource).toEqual({ Ref: taskDefId });
+    const pass = statements(s.template).find((x) => arr(x.s.Action).includes('iam:PassRole') && JSON.stringify(x.s.Condition).includes('ecs-tasks'));
+    expect(pass).toBeDefined();
+  });
+
+  it('passes cdk-nag AwsSolutions too', () => {
+    const errors = (s.report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+  });
+});

@@ -1,0 +1,207 @@
+import { describe, expect, it } from 'vitest';
+import { createApiHandlers } from '../../../functions/api/handlers';
+import { historyToItem } from '../../../lib/checkpoint/catalog';
+import { historyEntry } from '../../../lib/checkpoint/stats';
+import { apiEvent, CloudLikeSchedulerPort, lambdaContext, memoryApi } from './helpers';
+
+const demo = { job: 'demo', params: { records: 2000, parallelism: 2 } };
+
+describe('job API handlers on memory ports', () => {
+  it('submits a job: stores it, creates its queues, launches its units and installs its schedule', async () => {
+    const api = memoryApi();
+    const res = await api.call('POST', '/jobs', { ...demo, failover: 'single', checkpoint: { schedule: { kind: 'rate', seconds: 300 }, timeoutSeconds: 30 } });
+    expect(res.status).toBe(201);
+    const { jobId } = res.body.job;
+    expect(jobId).toMatch(/^demo-[0-9a-f]{6}$/);
+    expect(res.body.links.self).toBe(`/jobs/${jobId}`);
+
+    const meta = await api.ports.metadata.get(`JOB#${jobId}`, 'META');
+    expect(meta).toMatchObject({ status: 'RUNNING', name: 'demo', settings: { failover: 'single', checkpoint: { intervalSeconds: 300, timeoutSeconds: 30, schedule: { kind: 'rate', seconds: 300 } } } });
+    const queues = await api.ports.channels.listQueues(`apitest-${jobId}`);
+    expect(queues.length).toBeGreaterThan(0);
+    expect(queues.sort()).toEqual([...(meta!.queues as string[])].sort());
+    expect(api.launcher.launched.map((l) => l.attempt)).toEqual((meta!.units as unknown[]).map(() => 0));
+    expect(api.scheduler.schedules.get(jobId)).toEqual({ kind: 'rate', seconds: 300 });
+  });
+
+  it('accepts a cron schedule in a time zone and mirrors it as intervalSeconds', async () => {
+    const api = memoryApi();
+    const res = await api.call('POST', '/jobs', { ...demo, checkpoint: { schedule: { kind: 'cron', expression: '0 * * * ? *', timeZone: 'Asia/Kolkata' } } });
+    expect(res.status).toBe(201);
+    expect(res.body.job.settings.checkpoint).toMatchObject({
+      intervalSeconds: 3600,
+      schedule: { kind: 'cron', expression: 'cron(0 * * * ? *)', timeZone: 'Asia/Kolkata' },
+    });
+    const got = await api.call('GET', `/jobs/${res.body.job.jobId}`);
+    expect(got.body.schedule.description).toBe('cron(0 * * * ? *) in Asia/Kolkata');
+    expect(got.body.schedule.nextFireTimes).toHaveLength(3);
+    for (const t of got.body.schedule.nextFireTimes) expect(t).toMatch(/T\d\d:30:00\.000Z$/);
+  });
+
+  it('lists jobs and shows one with units, attempts, regions, availability flags and totals', async () => {
+    const api = memoryApi();
+    const a = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const b = (await api.call('POST', '/jobs', { job: 'demo', params: { parallelism: 1 } })).body.job.jobId;
+    const list = await api.call('GET', '/jobs');
+    expect(list.status).toBe(200);
+    expect(list.body.jobs.map((j: { jobId: string }) => j.jobId).sort()).toEqual([a, b].sort());
+    expect(list.body.jobs[0]).toMatchObject({ name: 'demo', status: 'RUNNING' });
+
+    await api.ports.metadata.put(`JOB#${a}`, 'SUBPART#e1-0', { status: 'UNAVAILABLE', attempt: 1 });
+    const res = await api.call('GET', `/jobs/${a}`);
+    expect(res.status).toBe(200);
+    expect(res.body.job).toMatchObject({ jobId: a, status: 'RUNNING', params: { records: 2000, parallelism: 2 } });
+    expect(res.body.units.length).toBe(api.launcher.launched.filter((l) => l.jobId === a).length);
+    for (const u of res.body.units) expect(u).toMatchObject({ attempt: 0, status: 'STARTING' });
+    expect(res.body.regions.length).toBeGreaterThan(0);
+    expect(res.body.availability).toEqual([{ subPartition: 'e1-0', status: 'UNAVAILABLE', attempt: 1 }]);
+    expect(res.body.totals).toEqual({ recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} });
+    expect(res.body.schedule).toEqual({ jobId: a, schedule: null, description: 'off', nextFireTimes: [] });
+  });
+
+  it('triggers a checkpoint through the coordinator steps and lists the history', async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const first = await api.call('POST', `/jobs/${jobId}/checkpoints`);
+    expect(first).toMatchObject({ status: 202, body: { jobId, checkpointId: 1 } });
+    expect(api.started).toEqual([{ jobId, checkpointId: 1 }]);
+    // The trigger step wrote its pending marker and sent the trigger to the source units.
+    expect(await api.ports.metadata.get(`JOB#${jobId}`, 'CKPT_PENDING#000000000001')).toMatchObject({ checkpointId: 1 });
+    const meta = (await api.ports.metadata.get(`JOB#${jobId}`, 'META'))! as any;
+    const controlMessages = await Promise.all(
+      meta.units.map((u: { controlQueue: string }) => api.ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })),
+    );
+    expect(controlMessages.flat().map((m) => JSON.parse(m.body).type)).toContain('triggerCheckpoint');
+
+    // One pending checkpoint at a time: a second trigger is refused with 409.
+    const busy = await api.call('POST', `/jobs/${jobId}/checkpoints`);
+    expect(busy.status).toBe(409);
+    expect(busy.body.error).toMatch(/checkpoint 1 is still pending/);
+    expect((await api.call('GET', `/jobs/${jobId}/checkpoints`)).body.checkpoints).toMatchObject([{ checkpointId: 1, status: 'pending' }]);
+
+    // What finalize stores: the history entry, and the pending marker goes.
+    const entry = historyEntry({
+      checkpointId: 1, handle: 'regional', triggerTime: 1000, endTime: 1400, failure: undefined,
+      regionsTotal: 2, participating: 2, completedRegions: 2, failedRegions: [], bytesWritten: 10, bytesKept: 10,
+    });
+    await api.ports.metadata.put(`JOB#${jobId}`, 'CKPT#000000000001', historyToItem(entry, 'checkpoints/x/1/manifest.json'));
+    await api.ports.metadata.delete(`JOB#${jobId}`, 'CKPT_PENDING#000000000001');
+    const second = await api.call('POST', `/jobs/${jobId}/checkpoints`);
+    expect(second).toMatchObject({ status: 202, body: { checkpointId: 2 } });
+    const history = await api.call('GET', `/jobs/${jobId}/checkpoints`);
+    expect(history.status).toBe(200);
+    expect(history.body.checkpoints).toMatchObject([
+      { checkpointId: 1, status: 'completed', durationMs: 400, regionsTotal: 2, completedRegions: 2, failedRegionCount: 0, manifestKey: 'checkpoints/x/1/manifest.json' },
+      { checkpointId: 2, status: 'pending' },
+    ]);
+  });
+
+  it('changes the schedule of a running job: settings and scheduler', async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', { ...demo, checkpoint: { intervalSeconds: 3600 } })).body.job.jobId;
+    expect(api.scheduler.schedules.get(jobId)).toEqual({ kind: 'rate', seconds: 3600 });
+
+    const res = await api.call('PUT', `/jobs/${jobId}/schedule`, { schedule: { kind: 'cron', expression: 'cron(0/15 * * * ? *)', timeZone: 'Europe/Berlin' } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ jobId, description: 'cron(0/15 * * * ? *) in Europe/Berlin' });
+    const settings = (await api.ports.metadata.get(`JOB#${jobId}`, 'META'))!.settings as any;
+    expect(settings.checkpoint.schedule).toEqual({ kind: 'cron', expression: 'cron(0/15 * * * ? *)', timeZone: 'Europe/Berlin' });
+    expect(settings.checkpoint.intervalSeconds).toBe(900);
+    expect(api.scheduler.schedules.get(jobId)).toEqual(settings.checkpoint.schedule);
+
+    const viaString = await api.call('PUT', `/jobs/${jobId}/schedule`, { schedule: 'rate(5 minutes)' });
+    expect(viaString.body.schedule).toEqual({ kind: 'rate', seconds: 300 });
+    const off = await api.call('PUT', `/jobs/${jobId}/schedule`, { schedule: null });
+    expect(off.body).toMatchObject({ schedule: null, description: 'off' });
+    expect(api.scheduler.schedules.has(jobId)).toBe(false);
+    expect(((await api.ports.metadata.get(`JOB#${jobId}`, 'META'))!.settings as any).checkpoint).toMatchObject({ schedule: null, intervalSeconds: 0 });
+  });
+
+  it('cancels: stops units, deletes queues, removes the schedule, keeps checkpoints', async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', { ...demo, checkpoint: { schedule: 'rate(1 minute)' } })).body.job.jobId;
+    await api.call('POST', `/jobs/${jobId}/checkpoints`);
+    const res = await api.call('DELETE', `/jobs/${jobId}`);
+    expect(res).toMatchObject({ status: 200, body: { job: { jobId, status: 'CANCELLED' } } });
+    expect(await api.ports.channels.listQueues(`apitest-${jobId}`)).toEqual([]);
+    expect(api.launcher.stopped.filter((s) => s.jobId === jobId).length).toBe(api.launcher.launched.filter((l) => l.jobId === jobId).length);
+    expect(api.scheduler.schedules.has(jobId)).toBe(false);
+    expect((await api.call('GET', `/jobs/${jobId}/checkpoints`)).body.checkpoints).toMatchObject([{ checkpointId: 1 }]);
+    expect((await api.call('GET', '/jobs')).body.jobs[0]).toMatchObject({ jobId, status: 'CANCELLED' });
+
+    const again = await api.call('DELETE', `/jobs/${jobId}`);
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatch(/CANCELLED, not running/);
+    expect((await api.call('POST', `/jobs/${jobId}/checkpoints`)).status).toBe(409);
+    expect((await api.call('PUT', `/jobs/${jobId}/schedule`, { schedule: 'rate(5 minutes)' })).status).toBe(409);
+  });
+
+  it.each([
+    [{}, 'job', /job is required/],
+    [{ job: 'nope' }, 'job', /unknown job 'nope'/],
+    [{ job: 'demo', params: { records: 0 } }, 'params.records', /at least 1/],
+    [{ job: 'demo', params: { bogus: 1 } }, 'params.bogus', /no parameter 'bogus'/],
+    [{ job: 'demo', params: { records: [1] } }, 'params.records', /params\.records/],
+    [{ job: 'demo', failover: 'sometimes' }, 'failover', /failover/],
+    [{ job: 'demo', extra: true }, 'extra', /unknown field 'extra'/],
+    [{ job: 'demo', checkpoint: { maxFailedRegionRatio: 2 } }, 'checkpoint.maxFailedRegionRatio', /checkpoint\.maxFailedRegionRatio/],
+    [{ job: 'demo', checkpoint: { schedule: { kind: 'cron', expression: '0 * * *' } } }, 'checkpoint.schedule.expression', /6 fields/],
+    [{ job: 'demo', checkpoint: { schedule: { kind: 'cron', expression: '0 * * * ? *', timeZone: 'Nowhere/Land' } } }, 'checkpoint.schedule.timeZone', /IANA/],
+    [{ job: 'demo', checkpoint: { schedule: { kind: 'rate', seconds: 90 } } }, 'checkpoint.schedule.seconds', /whole minutes/],
+    [{ job: 'demo', checkpoint: { intervalSeconds: 45 } }, 'checkpoint.intervalSeconds', /whole minutes/],
+  ])('refuses a bad submission %j with 400 naming %s', async (body, field, message) => {
+    const api = memoryApi({ scheduler: new CloudLikeSchedulerPort() });
+    const res = await api.call('POST', '/jobs', body);
+    expect(res.status).toBe(400);
+    expect(res.body.field).toBe(field);
+    expect(res.body.error).toMatch(message);
+    expect(res.headers['Content-Type']).toBe('application/json');
+    expect(api.launcher.launched).toEqual([]);
+  });
+
+  it('answers malformed JSON, unknown jobs, bad ids, unknown routes and methods', async () => {
+    const api = memoryApi();
+    const malformed = await api.call('POST', '/jobs', undefined, '{"job": ');
+    expect(malformed).toMatchObject({ status: 400, body: { field: 'body' } });
+    expect(await api.call('POST', '/jobs', undefined, '[1,2]')).toMatchObject({ status: 400, body: { field: 'body' } });
+    for (const [method, path, body] of [
+      ['GET', '/jobs/demo-000000'],
+      ['DELETE', '/jobs/demo-000000'],
+      ['POST', '/jobs/demo-000000/checkpoints'],
+      ['GET', '/jobs/demo-000000/checkpoints'],
+      ['PUT', '/jobs/demo-000000/schedule', { schedule: 'rate(5 minutes)' }],
+    ] as const) {
+      const res = await api.call(method, path, body);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(res.body).toEqual({ error: "unknown job 'demo-000000'", field: 'id' });
+    }
+    expect(await api.call('GET', '/jobs/bad%20id!')).toMatchObject({ status: 400, body: { field: 'id' } });
+    expect(await api.call('PUT', '/jobs/demo-000000/schedule', {})).toMatchObject({ status: 400, body: { field: 'schedule' } });
+    expect(await api.call('PUT', '/jobs/demo-000000/schedule', { schedule: { kind: 'cron', expression: '99 * * * ? *' } })).toMatchObject({
+      status: 400,
+      body: { field: 'schedule.expression' },
+    });
+    expect((await api.call('GET', '/nothing')).status).toBe(404);
+    const wrongMethod = await api.call('PATCH', '/jobs');
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.Allow).toBe('POST, GET');
+  });
+
+  it('works as separate Lambda handlers with API Gateway path parameters', async () => {
+    const api = memoryApi();
+    const handlers = createApiHandlers(() => api.services);
+    const submitted = await handlers.submitJob(apiEvent('POST', '/jobs', demo), lambdaContext);
+    expect(submitted.statusCode).toBe(201);
+    const jobId = JSON.parse(submitted.body).job.jobId;
+    const event = { ...apiEvent('GET', `/jobs/${jobId}`), resource: '/jobs/{id}', pathParameters: { id: jobId } };
+    const got = await handlers.getJob(event, lambdaContext);
+    expect(got.statusCode).toBe(200);
+    expect(JSON.parse(got.body).job.jobId).toBe(jobId);
+    const boom = createApiHandlers(() => {
+      throw new Error('secret detail');
+    });
+    const failed = await boom.listJobs(apiEvent('GET', '/jobs'), lambdaContext);
+    expect(failed.statusCode).toBe(500);
+    expect(JSON.parse(failed.body)).toEqual({ error: 'internal error' });
+  });
+});
