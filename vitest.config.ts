@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/emulator.global.ts'],
     reporters: ['default', './test/setup/summary-reporter.ts'],
-    testTimeout: 120_000,
+    testTimeout: 300_000,
     hookTimeout: 180_000,
     pool: 'forks',
     fileParallelism: true,

@@ -4,10 +4,12 @@
  * channel events from it in channel order and deletes the messages once their effects are safe
  * downstream.
  *
- * Per channel (edge, producer) the gate keeps the lowest producer attempt it accepts and the last
- * sequence number per attempt: a message of an attempt below the fence is dropped (after a
- * region or full restart the consumer fences everything its producers sent before), a repeated
- * sequence number is a duplicate. Messages of an older attempt above the fence are data the
+ * Per channel (edge, producer) the gate keeps the lowest producer attempt it accepts and the
+ * sequence numbers it has seen per attempt: a message of an attempt below the fence is dropped
+ * (after a region or full restart the consumer fences everything its producers sent before), a
+ * sequence number seen before is a duplicate (SQS delivers at least once). An older sequence
+ * number not seen before is still processed: SQS may deliver a channel out of order after a
+ * partial batch failure, and dropping it would lose data. Messages of an older attempt above the fence are data the
  * producer sent before it failed, and still count (single-point recovery: the consumer did not
  * restart, and the producer's replacement does not send them again).
  */
@@ -23,8 +25,8 @@ export interface ChannelState {
   minAttempt: number;
   /** Highest producer attempt seen. */
   attempt: number;
-  /** Last sequence number per producer attempt (each attempt numbers its messages from 0). */
-  lastSeq: Map<number, number>;
+  /** Sequence numbers seen, per producer attempt (each attempt numbers its messages from 0). */
+  seen: Map<number, SeenSequences>;
   watermark: number;
   ended: boolean;
 }
@@ -76,7 +78,7 @@ export class InputGate {
           producer: p,
           minAttempt: options.minAttempt?.(edge.id, p) ?? 0,
           attempt: options.minAttempt?.(edge.id, p) ?? 0,
-          lastSeq: new Map(),
+          seen: new Map(),
           watermark: Number.MIN_SAFE_INTEGER,
           ended: false,
         });
@@ -129,12 +131,13 @@ export class InputGate {
         channel.attempt = decoded.a;
         channel.ended = false;
       }
-      if (decoded.s <= (channel.lastSeq.get(decoded.a) ?? -1)) {
+      let seen = channel.seen.get(decoded.a);
+      if (!seen) channel.seen.set(decoded.a, (seen = new SeenSequences()));
+      if (!seen.add(decoded.s)) {
         this.duplicates++;
         discard(queue, message.receipt);
         continue;
       }
-      channel.lastSeq.set(decoded.a, decoded.s);
       // An old attempt's end of input does not end the channel once a newer attempt writes to it.
       if (decoded.t === 'e' && decoded.a < channel.attempt) {
         discard(queue, message.receipt);
@@ -201,6 +204,31 @@ export class InputGate {
 
   private wake(): void {
     for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+/**
+ * The sequence numbers one producer attempt's messages carried, as seen by this consumer: every
+ * number up to `floor`, plus the ones above it. Numbers far below the newest are forgotten, so
+ * memory stays bounded (SQS reorders, if at all, over a few messages).
+ */
+export class SeenSequences {
+  private floor = -1;
+  private readonly above = new Set<number>();
+
+  /** Records `seq`; false when it was seen before. */
+  add(seq: number): boolean {
+    if (seq <= this.floor || this.above.has(seq)) return false;
+    this.above.add(seq);
+    while (this.above.delete(this.floor + 1)) this.floor++;
+    if (this.above.size > 4096) {
+      // A gap that never fills (messages the previous consumer attempt processed): move past it.
+      const sorted = [...this.above].sort((a, b) => a - b);
+      this.floor = sorted[2047]!;
+      for (const s of sorted.slice(0, 2048)) this.above.delete(s);
+      while (this.above.delete(this.floor + 1)) this.floor++;
+    }
+    return true;
   }
 }
 

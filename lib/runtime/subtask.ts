@@ -254,10 +254,10 @@ export class SubtaskRunner {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);
         this.recordsIn += message.r.length;
-        if (message.w !== undefined) channel.watermark = message.w;
+        if (message.w !== undefined) channel.watermark = Math.max(channel.watermark, message.w);
         return;
       case 'w':
-        channel.watermark = message.w;
+        channel.watermark = Math.max(channel.watermark, message.w);
         return;
       case 'e':
         channel.ended = true;

@@ -90,7 +90,7 @@ describe('exactly-once output under random task-unit kills', () => {
     const seed = Number(process.env.SLUICE_CHAOS_SEED ?? Date.now() % 100_000);
     const params = { parallelism: 3, partitions: 6, recordsPerPartition: 8000, rate: 1500 };
     const { job, view, chaotic, controller, history } = await runWithKills(
-      { job: 'ingest', params, failover: 'region', heartbeatTimeoutSeconds: 5, checkpoint: { handle: 'regional', timeoutSeconds: 10 } },
+      { job: 'ingest', params, failover: 'region', heartbeatTimeoutSeconds: 20, checkpoint: { handle: 'regional', timeoutSeconds: 10 } },
       seed,
       3,
     );
@@ -116,7 +116,7 @@ describe('exactly-once output under random task-unit kills', () => {
     const seed = Number(process.env.SLUICE_CHAOS_SEED ?? (Date.now() + 1) % 100_000);
     const params = { parallelism: 2, partitions: 4, recordsPerPartition: 8000, rate: 1500 };
     const { job, view, chaotic } = await runWithKills(
-      { job: 'ingest', params, failover: 'region', heartbeatTimeoutSeconds: 5, checkpoint: { handle: 'global', timeoutSeconds: 10 } },
+      { job: 'ingest', params, failover: 'region', heartbeatTimeoutSeconds: 20, checkpoint: { handle: 'global', timeoutSeconds: 10 } },
       seed,
       2,
     );
@@ -132,7 +132,7 @@ describe('exactly-once output under random task-unit kills', () => {
     const seed = Number(process.env.SLUICE_CHAOS_SEED ?? (Date.now() + 2) % 100_000);
     const params = { records: 60_000, parallelism: 2, users: 100, hours: 4, partitions: 4, rate: 4000 };
     const { job, view, chaotic } = await runWithKills(
-      { job: 'demo', params, failover: 'region', heartbeatTimeoutSeconds: 5, checkpoint: { handle: 'regional', timeoutSeconds: 10 } },
+      { job: 'demo', params, failover: 'region', heartbeatTimeoutSeconds: 20, checkpoint: { handle: 'regional', timeoutSeconds: 10 } },
       seed,
       2,
     );

@@ -35,7 +35,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const params = { parallelism: 3, events: 45_000, featureUpdates: 4_500, users: 300, partitions: 6, minutes: 60, rate: 1500, chainSink: false };
 
 async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1') {
-  const job = await runtime.service.submit({ job: 'recommendation-join', params, failover, heartbeatTimeoutSeconds: 5, checkpoint: { intervalSeconds: 1, timeoutSeconds: 10 } });
+  const job = await runtime.service.submit({ job: 'recommendation-join', params, failover, heartbeatTimeoutSeconds: 20, checkpoint: { intervalSeconds: 1, timeoutSeconds: 10 } });
   const metrics = new RecoveryMetrics(runtime.ports.metadata);
   const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics });
   const running = controller.run(job.jobId);

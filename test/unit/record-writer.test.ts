@@ -94,3 +94,15 @@ describe('record writer', () => {
     expect(gate.fenced).toBe(1);
   });
 });
+
+describe('seen sequence numbers', () => {
+  it('flags repeats, accepts late older numbers once, and stays bounded across a gap that never fills', async () => {
+    const { SeenSequences } = await import('../../lib/runtime/input-gate');
+    const seen = new SeenSequences();
+    expect([13, 9, 10, 13, 9].map((s) => seen.add(s))).toEqual([true, true, true, false, false]);
+    // 0..8 went to a previous consumer attempt and never come: thousands of later numbers still work.
+    for (let s = 14; s < 20_000; s++) expect(seen.add(s)).toBe(true);
+    expect(seen.add(19_999)).toBe(false);
+    expect(seen.add(5)).toBe(false); // far below the newest: forgotten as seen
+  });
+});
