@@ -130,7 +130,7 @@ async function summarize(view: JobView, seconds: number, runtime: LocalRuntime, 
   // Check the output independently: every object under the job's prefix, read with the S3 client.
   const check = await checkDemoOutput(runtime.ports.clients.s3, runtime.config.bucket, job.jobId, job.params);
   console.log(
-    `  output check       ${check.ok ? 'OK' : 'MISMATCH'}: ${fmt(check.found)} aggregates in ${check.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(check.expected)} expected, ${check.wrong.length} wrong or missing, ${check.unexpected.length} unexpected, ${check.duplicated.length} duplicated`,
+    `  output check       ${check.ok ? 'OK' : 'MISMATCH'}: ${fmt(check.found)} aggregates in ${check.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(check.expected)} expected, ${check.wrong.length} wrong or missing, ${check.unexpected.length} unexpected, ${check.duplicated.length} duplicated, ${check.unmarked.length} hourly partitions without _SUCCESS`,
   );
   return check.ok ? 0 : 1;
 }

@@ -153,7 +153,7 @@ export const demoJob: JobDefinition = {
       .map('parse', parseAndEnrich)
       .keyBy((e) => e.user)
       .process('hourly-aggregate', () => new HourlyAggregateFunction())
-      .sink('s3-sink', () => new S3PartitionedSink<HourlyAggregate>({ prefix: 'output/{jobId}', eventTime: (a) => a.hourStart }));
+      .sink('s3-sink', () => new S3PartitionedSink<HourlyAggregate>({ prefix: 'output/{jobId}', eventTime: (a) => a.hourStart, successMarkers: true }));
     return job.build();
   },
 };

@@ -54,7 +54,7 @@ export const ingestJob: JobDefinition = {
         eventTime: (_line, _p, o) => INGEST_START + o * (params.msPerRecord as number),
       }))
       .map('parse', parseIngest)
-      .sink('s3-sink', () => new S3PartitionedSink<IngestRecord>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts }), { chaining: false });
+      .sink('s3-sink', () => new S3PartitionedSink<IngestRecord>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts, successMarkers: true }), { chaining: false });
     return job.build();
   },
 };

@@ -13,20 +13,25 @@ export interface IdCheck {
   files: number;
 }
 
-export async function readOutputLines(s3: S3Client, bucket: string, prefix: string): Promise<{ lines: string[]; files: number }> {
+export async function readOutputLines(s3: S3Client, bucket: string, prefix: string): Promise<{ lines: string[]; files: number; markers: string[] }> {
   const lines: string[] = [];
+  const markers: string[] = [];
   let files = 0;
   let token: string | undefined;
   do {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
     for (const object of page.Contents ?? []) {
+      if (object.Key!.endsWith('/_SUCCESS')) {
+        markers.push(object.Key!); // partition completion markers carry no records
+        continue;
+      }
       files++;
       const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key! }));
       for (const line of (await body.Body!.transformToString()).split('\n')) if (line) lines.push(line);
     }
     token = page.NextContinuationToken;
   } while (token);
-  return { lines, files };
+  return { lines, files, markers };
 }
 
 export async function checkOutputIds(s3: S3Client, bucket: string, jobId: string, expected: Set<string>, idOf: (row: Record<string, unknown>) => string): Promise<IdCheck> {

@@ -170,7 +170,7 @@ export function buildRecommendationJoin(params: JobParams, options: Recommendati
   events
     .connect(features)
     .process<Recommendation>('join', options.join ?? (() => new RecommendationJoin()))
-    .sink('s3-sink', () => new S3PartitionedSink<Recommendation>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts }), {
+    .sink('s3-sink', () => new S3PartitionedSink<Recommendation>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts, successMarkers: true }), {
       // Unchained, the join's output is in the sink's queue as soon as it is produced: a failed
       // join subtask then loses only what its producers dropped while it was down.
       chaining: params.chainSink !== false,

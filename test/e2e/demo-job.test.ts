@@ -38,6 +38,7 @@ describe('demo job on child-process units and the AWS emulator', () => {
     expect(check.wrong).toEqual([]);
     expect(check.unexpected).toEqual([]);
     expect(check.duplicated).toEqual([]);
+    expect(check.unmarked).toEqual([]); // every hourly partition has its _SUCCESS marker
     expect(check.found).toBe(check.expected);
     expect(view.totals.recordsOut).toBe(check.expected);
     expect(view.units.every((u) => u.status === 'FINISHED' && u.attempt === 0)).toBe(true);

@@ -19,6 +19,7 @@ function setup() {
 async function outputLines(ports: ReturnType<typeof createMemoryPorts>, jobId: string): Promise<string[]> {
   const lines: string[] = [];
   for (const f of await ports.blobs.list(`output/${jobId}/`)) {
+    if (f.key.endsWith('/_SUCCESS')) continue;
     lines.push(...Buffer.from((await ports.blobs.get(f.key))!).toString('utf8').trim().split('\n'));
   }
   return lines;

@@ -23,8 +23,13 @@ describe('demo job on in-memory ports', () => {
     const expected = expectedAggregates(demoShape(view.job.params));
     const files = await ports.blobs.list(`output/${job.jobId}/`);
     const actual = new Map<string, HourlyAggregate>();
+    const markers: string[] = [];
     for (const f of files) {
       const text = Buffer.from((await ports.blobs.get(f.key))!).toString('utf8');
+      if (f.key.endsWith('/_SUCCESS')) {
+        markers.push(f.key);
+        continue;
+      }
       for (const line of text.trim().split('\n')) {
         const a = JSON.parse(line) as HourlyAggregate;
         expect(actual.has(aggregateKey(a))).toBe(false);
@@ -33,6 +38,9 @@ describe('demo job on in-memory ports', () => {
       }
     }
     expect(actual.size).toBe(expected.size);
+    // Every hourly partition with data is marked complete once the job has ended.
+    const hours = new Set([...actual.values()].map((a) => `dt=${a.hour.slice(0, 10)}/hour=${a.hour.slice(11, 13)}`));
+    expect(markers.map((k) => k.split('/').slice(2, 4).join('/')).sort()).toEqual([...hours].sort());
     for (const [key, a] of expected) expect(actual.get(key)).toEqual(a);
     expect(view.totals.recordsOut).toBe(expected.size);
     expect(await ports.blobs.list(`staging/${job.jobId}/`)).toEqual([]);
