@@ -1,7 +1,7 @@
 /**
  * The supervisor Lambda, run every minute by a schedule: one supervision pass over the running
- * jobs. A unit that reported an error or whose heartbeat is stale fails its job (Supervisor.detect
- * and the default failure handling); a region whose subtasks have all reached end of input gets
+ * jobs. A unit that reported an error or whose heartbeat is stale is failed over by its job's
+ * strategy (single, region, full; lib/recovery/failover-handler.ts); a region whose subtasks have all reached end of input gets
  * `commitFinal` (its sinks publish their last output; what Supervisor.watch does in process, kept
  * stateless here: sent again each pass until the sinks have finished); a job whose units have all
  * finished is completed (queues deleted). A job that ended loses its checkpoint schedule.
@@ -11,31 +11,26 @@ import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
-import { Supervisor } from '../lib/jobs/supervisor';
+import { Supervisor, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
 import { launcherFromEnv } from './api/cloud';
+import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
+import { createFailoverHandler } from '../lib/recovery/failover-handler';
 
 export interface SupervisionReport {
   running: number;
   failed: string[];
+  /** Unit failures handed to failover, as `<jobId>/<unitId>`. */
+  recovered: string[];
   finished: string[];
   /** Regions told to commit their final output, as `<jobId>/<regionId>`. */
   released: string[];
   errors: string[];
 }
 
-/** Sends commitFinal to the regions whose subtasks have all ended and whose sinks have not finished. */
+/** Sends commitFinal to the regions whose subtasks have all ended (again each pass: commits are idempotent). */
 export async function releaseEndedRegions(service: JobService, view: JobView): Promise<string[]> {
-  const status = new Map<string, string>();
-  const unitOf = new Map<string, string>();
-  for (const unit of view.units) {
-    for (const [id, st] of Object.entries(unit.stats ?? {})) status.set(id, st.status);
-    for (const id of unit.subtasks) unitOf.set(id, unit.unitId);
-  }
   const released: string[] = [];
-  for (const region of view.job.regions) {
-    const states = region.subtasks.map((id) => status.get(id));
-    if (!states.every((st) => st === 'ended' || st === 'finished') || !states.includes('ended')) continue;
-    const units = [...new Set(region.subtasks.map((id) => unitOf.get(id)!))];
+  for (const { region, units } of regionsReadyForFinalCommit(view)) {
     await service.sendControl(view.job, units, { type: 'commitFinal', subtasks: region.subtasks });
     released.push(`${view.job.jobId}/${region.id}`);
   }
@@ -43,8 +38,14 @@ export async function releaseEndedRegions(service: JobService, view: JobView): P
 }
 
 /** One pass over the running jobs; `onEnded` is told about each job that ended in it. */
-export async function supervise(service: JobService, jobs: JobStore, now: number, onEnded?: (jobId: string) => Promise<void>): Promise<SupervisionReport> {
-  const report: SupervisionReport = { running: 0, failed: [], finished: [], released: [], errors: [] };
+export async function supervise(
+  service: JobService,
+  jobs: JobStore,
+  now: number,
+  onEnded?: (jobId: string) => Promise<void>,
+  onFailure?: FailureHandler,
+): Promise<SupervisionReport> {
+  const report: SupervisionReport = { running: 0, failed: [], recovered: [], finished: [], released: [], errors: [] };
   const running = (await jobs.listJobs()).filter((j) => j.status === 'RUNNING');
   report.running = running.length;
   for (const { jobId } of running) {
@@ -52,6 +53,17 @@ export async function supervise(service: JobService, jobs: JobStore, now: number
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
       const [failure] = new Supervisor({ service }).detect(view, now);
+      if (failure && onFailure) {
+        // Failover by the job's strategy (single, region, full); the handler fails the job only
+        // when a unit has failed too often.
+        await onFailure(failure, view);
+        report.recovered.push(`${jobId}/${failure.unitId}`);
+        if ((await jobs.getJob(jobId)).status !== 'RUNNING') {
+          report.failed.push(jobId);
+          await onEnded?.(jobId);
+        }
+        continue;
+      }
       if (failure) {
         await service.fail(jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
         report.failed.push(jobId);
@@ -74,7 +86,8 @@ export const handler = async (): Promise<SupervisionReport> => {
   const config = loadConfig();
   const ports = createAwsPorts(config);
   const jobs = new JobStore(ports.metadata);
-  const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: config.queuePrefix, launcher: launcherFromEnv(config, process.env) });
+  const launcher = launcherFromEnv(config, process.env);
+  const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: config.queuePrefix, launcher });
   let removeSchedule: ((jobId: string) => Promise<void>) | undefined;
   const group = process.env.SLUICE_SCHEDULE_GROUP;
   if (group) {
@@ -88,7 +101,13 @@ export const handler = async (): Promise<SupervisionReport> => {
     };
   }
   try {
-    const report = await supervise(service, jobs, Date.now(), removeSchedule);
+    const onFailure = createFailoverHandler({
+      jobs,
+      service,
+      launcher,
+      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, ports.metadata, ports.blobs).loadLatest(),
+    });
+    const report = await supervise(service, jobs, Date.now(), removeSchedule, onFailure);
     console.log(JSON.stringify({ supervision: report }));
     return report;
   } finally {

@@ -7,6 +7,7 @@ import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { JobService, JobView } from './job-service';
 import type { UnitRecord } from './job-store';
+import type { Region } from '../graph/execution-graph';
 
 /** How long a unit may take from launch to its first heartbeat. */
 export const STARTUP_TIMEOUT_MS = 60_000;
@@ -40,6 +41,34 @@ export interface SupervisorOptions {
   pollMs?: number;
   onFailure?: FailureHandler;
   onProgress?: (view: JobView) => void;
+}
+
+/**
+ * Regions whose subtasks have all reached end of input (some still waiting to commit): they can no
+ * longer be restarted, so their sinks may make their last staged output visible. `key` names the
+ * region with its attempts, so a region restarted by failover is released anew.
+ */
+export function regionsReadyForFinalCommit(view: JobView): { region: Region; units: string[]; key: string }[] {
+  const status = new Map<string, string>();
+  const unitOf = new Map<string, string>();
+  const attempts = new Map<string, number>();
+  for (const unit of view.units) {
+    for (const [id, s] of Object.entries(unit.stats ?? {})) status.set(id, s.status);
+    for (const id of unit.subtasks) {
+      unitOf.set(id, unit.unitId);
+      attempts.set(id, unit.attempt);
+    }
+  }
+  return view.job.regions
+    .filter((region) => {
+      const states = region.subtasks.map((id) => status.get(id));
+      return states.every((s) => s === 'ended' || s === 'finished') && states.includes('ended');
+    })
+    .map((region) => ({
+      region,
+      units: [...new Set(region.subtasks.map((id) => unitOf.get(id)!))],
+      key: `${region.id}@${region.subtasks.map((s) => attempts.get(s) ?? 0).join(',')}`,
+    }));
 }
 
 export class Supervisor {
@@ -78,21 +107,10 @@ export class Supervisor {
    * sinks may make their last staged output visible.
    */
   private async releaseEndedRegions(view: JobView): Promise<void> {
-    const status = new Map<string, string>();
-    const unitOf = new Map<string, string>();
-    for (const unit of view.units) {
-      for (const [id, s] of Object.entries(unit.stats ?? {})) status.set(id, s.status);
-      for (const id of unit.subtasks) unitOf.set(id, unit.unitId);
-    }
-    const attempts = new Map(view.units.flatMap((u) => u.subtasks.map((s) => [s, u.attempt] as const)));
-    for (const region of view.job.regions) {
-      // Keyed by the region's attempts: a region restarted by failover ends (and is released) anew.
-      const key = `${region.id}@${region.subtasks.map((s) => attempts.get(s) ?? 0).join(',')}`;
-      if (this.released.has(key)) continue;
-      if (!region.subtasks.every((id) => status.get(id) === 'ended' || status.get(id) === 'finished')) continue;
-      this.released.add(key);
-      const units = [...new Set(region.subtasks.map((id) => unitOf.get(id)!))];
-      await this.options.service.sendControl(view.job, units, { type: 'commitFinal', subtasks: region.subtasks });
+    for (const ready of regionsReadyForFinalCommit(view)) {
+      if (this.released.has(ready.key)) continue;
+      this.released.add(ready.key);
+      await this.options.service.sendControl(view.job, ready.units, { type: 'commitFinal', subtasks: ready.region.subtasks });
     }
   }
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { jobRegistry } from '../../../examples/jobs';
 import { finalize, notify, poll, trigger, useSteps } from '../../../functions/checkpoint-coordinator';
+import { createFailoverHandler } from '../../../lib/recovery/failover-handler';
 import { supervise } from '../../../functions/supervisor';
 import type { CheckpointStepInput, CheckpointStepResult, CheckpointWorkflowSteps } from '../../../functions/api/services';
 import { runCheckpointWorkflow } from '../../../lib/api-server/checkpoint-workflow';
@@ -116,7 +117,7 @@ describe('supervisor pass', () => {
     for (const u of healthy.units) await jobs.reportUnit(healthy.jobId, u.unitId, 0, { status: 'RUNNING', heartbeatAt: now });
     const ended: string[] = [];
     const report = await supervise(service, jobs, now, async (id) => void ended.push(id));
-    expect(report).toEqual({ running: 3, failed: [stale.jobId], finished: [done.jobId], released: [], errors: [] });
+    expect(report).toEqual({ running: 3, failed: [stale.jobId], recovered: [], finished: [done.jobId], released: [], errors: [] });
     expect(ended.sort()).toEqual([stale.jobId, done.jobId].sort());
     expect((await jobs.getJob(stale.jobId)).status).toBe('FAILED');
     expect((await jobs.getJob(stale.jobId)).error).toMatch(/no heartbeat/);
@@ -134,5 +135,19 @@ describe('supervisor pass', () => {
     expect(next.released.sort()).toEqual(healthy.regions.map((r) => `${healthy.jobId}/${r.id}`).sort());
     const control = await Promise.all(healthy.units.map((u) => ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })));
     expect(control.flat().map((m) => JSON.parse(m.body).type)).toContain('commitFinal');
+  });
+
+  it('hands a silent unit to the failover handler: the unit restarts with a new attempt and the job goes on', async () => {
+    const { jobs, launcher, service } = memoryJobs();
+    const job = await service.submit({ job: 'demo', params: { parallelism: 2, records: 10 }, failover: 'single', heartbeatTimeoutSeconds: 5 });
+    const now = Date.now() + 6_000;
+    for (const u of job.units) await jobs.reportUnit(job.jobId, u.unitId, 0, { status: 'RUNNING', heartbeatAt: u.unitId === 'hourly-aggregate-1' ? now - 6_000 : now });
+    const onFailure = createFailoverHandler({ jobs, service, launcher });
+    const report = await supervise(service, jobs, now, async () => undefined, onFailure);
+    expect(report.recovered).toEqual([`${job.jobId}/hourly-aggregate-1`]);
+    expect(report.failed).toEqual([]);
+    expect((await jobs.getJob(job.jobId)).status).toBe('RUNNING');
+    const units = await jobs.getUnits(job.jobId);
+    expect(units.filter((u) => u.attempt === 1).map((u) => u.unitId)).toEqual(['hourly-aggregate-1']);
   });
 });
