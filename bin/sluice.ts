@@ -256,7 +256,7 @@ function sumStats(stats: Record<string, any> | undefined, key: string): number {
 }
 
 export function renderStatus(body: any, now: number = Date.now()): string {
-  const { job, units = [], regions = [], availability = [], totals = {}, schedule } = body;
+  const { job, units = [], regions = [], availability = [], failures = [], totals = {}, schedule } = body;
   const lines = [
     `job        ${job.jobId} (${job.name})`,
     `status     ${job.status}${job.error ? `: ${job.error}` : ''}`,
@@ -292,6 +292,26 @@ export function renderStatus(body: any, now: number = Date.now()): string {
       formatTable(
         ['SUB-PARTITION', 'STATUS', 'ATTEMPT'],
         availability.map((a: any) => [a.subPartition, a.status ?? (a.available === false ? 'UNAVAILABLE' : a.available === true ? 'AVAILABLE' : '-'), a.attempt]),
+      ),
+    );
+  }
+  if (failures.length > 0) {
+    lines.push(
+      '',
+      formatTable(
+        ['FAILURE', 'UNIT', 'ATTEMPT', 'STRATEGY', 'REASON', 'DETECTED', 'AVAILABLE AGAIN', 'UNITS RESTARTED', 'DROPPED', 'PROCESSED MEANWHILE'],
+        failures.map((f: any) => [
+          f.seq,
+          f.unitId,
+          `${f.attempt} -> ${f.newAttempt ?? '-'}`,
+          f.strategy,
+          f.reason,
+          `${f.detectionMs} ms`,
+          f.recoveryMs === null || f.recoveryMs === undefined ? 'not yet' : `${f.recoveryMs} ms`,
+          f.unitsRestarted,
+          f.recordsDropped,
+          f.recordsProcessed,
+        ]),
       ),
     );
   }

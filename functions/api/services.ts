@@ -9,6 +9,7 @@
  * - schedules: the job's checkpoint schedule, stored in its settings and applied to a
  *   SchedulerPort (EventBridge Scheduler in the cloud, the local scheduler in the dev server).
  */
+import { RecoveryMetrics, type FailureEvent } from '../../lib/recovery/recovery-metrics';
 import type { JobRegistry } from '../../lib/api/registry';
 import type { Json } from '../../lib/api/functions';
 import { JobService, type SubmitRequest, type UnitLauncher, type JobTotals } from '../../lib/jobs/job-service';
@@ -310,6 +311,8 @@ export interface JobDetails {
   regions: Region[];
   /** Availability flags of sub-partitions (items `SUBPART#<id>` of the job), as stored. */
   availability: ({ subPartition: string } & MetaItem)[];
+  /** Unit failures and their recovery: detection time, time until available again, records dropped. */
+  failures: FailureEvent[];
   totals: JobTotals;
 }
 
@@ -372,7 +375,11 @@ export class JobApiService implements JobApi {
   }
 
   async details(jobId: string): Promise<JobDetails> {
-    const [view, flags] = await Promise.all([this.deps.service.view(jobId), this.deps.metadata.query(jobPk(jobId), 'SUBPART#')]);
+    const [view, flags, failures] = await Promise.all([
+      this.deps.service.view(jobId),
+      this.deps.metadata.query(jobPk(jobId), 'SUBPART#'),
+      new RecoveryMetrics(this.deps.metadata).list(jobId),
+    ]);
     const { job } = view;
     const registered = new Map(view.units.map((u) => [u.unitId, u]));
     const units: UnitView[] = job.units.map((placement) => {
@@ -404,6 +411,7 @@ export class JobApiService implements JobApi {
       units,
       regions: job.regions,
       availability: flags.map(({ sk, item }) => ({ ...item, subPartition: sk.slice('SUBPART#'.length) })),
+      failures,
       totals: view.totals,
     };
   }

@@ -12,6 +12,8 @@ import type { JobRegistry } from '../api/registry';
 import { loadConfig, type SluiceConfig } from '../config';
 import { UnknownJobError } from '../jobs/job-store';
 import { Supervisor } from '../jobs/supervisor';
+import { PortCheckpointCatalog } from '../checkpoint/catalog';
+import { createFailoverHandler } from '../recovery/failover-handler';
 import { LocalRuntime } from '../local/local-runtime';
 import type { Clock } from '../ports/clock';
 import { LocalCheckpointScheduler, type CheckpointSchedule } from '../schedule';
@@ -141,7 +143,15 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
       workflows.add(run);
     },
     onSubmitted: (job) => {
-      const supervisor = new Supervisor({ service: runtime.service, clock: supervisionClock, pollMs: options.supervisePollMs ?? 500 });
+      // A failed unit is failed over by the job's strategy, as the cloud supervisor does; a
+      // checkpoint pending at the time fails that region at its timeout.
+      const onFailure = createFailoverHandler({
+        jobs: runtime.jobs,
+        service: runtime.service,
+        launcher: runtime.launcher,
+        latestManifest: (jobId) => new PortCheckpointCatalog(jobId, runtime.ports.metadata, runtime.ports.blobs).loadLatest(),
+      });
+      const supervisor = new Supervisor({ service: runtime.service, clock: supervisionClock, pollMs: options.supervisePollMs ?? 500, onFailure });
       runtime.launcher.onExit((exit) => supervisor.unitExited(exit));
       const watch = supervisor
         .watch(job.jobId)
