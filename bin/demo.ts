@@ -100,9 +100,11 @@ async function main(): Promise<number> {
     }
     const history = await controller.driver!.history();
     const completed = history.filter((h) => h.outcome.status === 'completed');
+    // The last checkpoints of a bounded job may find every subtask finished (nothing to write).
+    const withState = completed.filter((h) => h.bytesWritten > 0).at(-1);
     console.log(
       `  checkpoints: ${completed.length} completed, ${history.length - completed.length} failed` +
-        (completed.length ? `; last: ${completed.at(-1)!.checkpointId} (${completed.at(-1)!.durationMs} ms, ${fmt(completed.at(-1)!.bytesWritten)} bytes)` : ''),
+        (withState ? `; last with state: ${withState.checkpointId} (${withState.durationMs} ms, ${fmt(withState.bytesWritten)} bytes in S3)` : ''),
     );
     return await summarize(view, seconds, runtime, started);
   } finally {

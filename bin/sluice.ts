@@ -28,7 +28,7 @@ commands:
   submit <job> [--param k=v]... [--params JSON] [--failover full|region|single|single-buffered]
          [--schedule EXPR [--tz ZONE]] [--checkpoint-timeout S] [--handle global|regional]
                                          submit a registered job
-  status <jobId>                         a job: units, attempts, regions, availability, totals
+  status <jobId>                         a job: units, attempts, regions, availability, failures, totals
   checkpoints <jobId> [--now]            checkpoint history (--now: trigger one first)
   schedule <jobId> <EXPR|off> [--tz ZONE]
                                          change the checkpoint schedule without a restart;
