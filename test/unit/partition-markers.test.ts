@@ -165,7 +165,7 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
     expect(sink.markersWritten).toBe(0);
   });
 
-  it("the repo's output checker reads the lines and skips the empty marker (it still counts it as a file)", async () => {
+  it("the repo's output checker reads the lines and reports the markers apart from the data files", async () => {
     const blobs = new MemoryBlobStore();
     const sink = await openSink(blobs, 0, 1);
     await step(sink, 'final', END_OF_TIME, [H(5), H(5, 1), H(6)]);
@@ -184,8 +184,9 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
         throw new Error('unexpected command');
       },
     } as unknown as S3Client;
-    const { lines, files } = await readOutputLines(s3, 'bucket', 'output/job-m/');
+    const { lines, files, markers: found } = await readOutputLines(s3, 'bucket', 'output/job-m/');
     expect(lines.map((l) => (JSON.parse(l) as Rec).t)).toEqual([H(5), H(5, 1), H(6)]);
-    expect(files).toBe(4); // 2 data files + 2 markers
+    expect(files).toBe(2);
+    expect(found.map((k) => k.split('/').slice(-3).join('/'))).toEqual(['dt=2026-01-01/hour=05/_SUCCESS', 'dt=2026-01-01/hour=06/_SUCCESS']);
   });
 });
