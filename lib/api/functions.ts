@@ -3,6 +3,7 @@
  * Records are plain JSON-serialisable values: they cross SQS queues between tasks.
  */
 import type { BlobStore } from '../ports/blob-store';
+import type { UnionListState } from '../runtime/union-state';
 
 export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
 
@@ -16,6 +17,24 @@ export interface RuntimeContext {
   attempt: number;
   /** The job's blob store (S3), for sources and sinks that read or write objects. */
   blobs: BlobStore;
+  /**
+   * Union (operator) list state of this subtask, by name: created empty on first use, checkpointed
+   * with the subtask, and after a restore holding the entries of EVERY subtask of the task (the
+   * union, subtask 0's first) as of the restored checkpoint. The operators chained in one task share
+   * one set of names. Keep only what this subtask owns (`replace`) or the next checkpoint writes the
+   * whole union again from every subtask.
+   *
+   * The runtime always provides it (sources, sinks and keyed process functions get it at open). It is
+   * optional in the type only so that contexts built by hand (tests) need not; `unionStateOf(ctx, name)`
+   * reads it with a clear error when it is missing.
+   */
+  unionState?<T extends Json>(name: string): UnionListState<T>;
+}
+
+/** `ctx.unionState(name)`, or an error naming the operator when the context has no union state. */
+export function unionStateOf<T extends Json>(ctx: RuntimeContext, name: string): UnionListState<T> {
+  if (!ctx.unionState) throw new Error(`operator '${ctx.operatorId}' subtask ${ctx.subtaskIndex}: this runtime context provides no union state`);
+  return ctx.unionState<T>(name);
 }
 
 // ---- sources -------------------------------------------------------------------------------
@@ -64,6 +83,11 @@ export interface KeyedProcessContext<O> {
 }
 
 export interface KeyedProcessFunction<I, O> {
+  /**
+   * Called once per subtask before the first record (after a restore: with union state already
+   * restored, keyed state not yet). No key is current here: use it for union state and set-up.
+   */
+  open?(ctx: RuntimeContext): void | Promise<void>;
   processElement(record: I, ctx: KeyedProcessContext<O>): void;
   onTimer?(timestamp: number, ctx: KeyedProcessContext<O>): void;
 }

@@ -1,14 +1,30 @@
 /**
  * What a subtask writes at a checkpoint, and how it tells the coordinator:
  *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.json
+ *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.json  (only when the
+ *             subtask has union list state: see union-state.ts)
  *   ack       DynamoDB pk JOB#<jobId>, sk ACK#<N, zero-padded>#<subtaskId>  (state handles, or a decline)
  * The coordinator (local driver or Step Functions poll step) reads the acks of N with one query.
+ * The acknowledged handles are the snapshot first, then the union object if there is one; the
+ * manifest keeps them all, so retention and discarding cover the union objects too.
  */
 import type { Json } from '../api/functions';
 import type { SnapshotHandle } from '../checkpoint/types';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
 import type { KeyedStateSnapshot } from './keyed-state';
+import {
+  DEFAULT_UNION_RESTORE_CONCURRENCY,
+  UnionStateError,
+  decodeUnionPart,
+  mapWithConcurrency,
+  restoreUnionState,
+  unionStateKey,
+  writeUnionSnapshot,
+  type PoolStats,
+  type UnionRestoreResult,
+  type UnionStateBackend,
+} from './union-state';
 
 export interface SubtaskSnapshot {
   checkpointId: number;
@@ -20,6 +36,26 @@ export interface SubtaskSnapshot {
   keyed?: KeyedStateSnapshot;
   /** Sink transactions staged up to and including this checkpoint and not yet committed. */
   sinkPending?: { checkpointId: number; staged: Json }[];
+  /**
+   * True when the subtask wrote a union state object for this checkpoint (it had at least one
+   * union state name, even an empty one); its key is among the acknowledged handles.
+   */
+  union?: boolean;
+}
+
+/** Where one subtask's union object of a task is, for a restore. */
+export interface UnionObjectRef {
+  /** The checkpoint it was written at (under regional checkpoints: its region's restore point). */
+  checkpointId: number;
+  key: string;
+}
+
+/** The union of one task, read for a restore. */
+export interface TaskUnionRead extends UnionRestoreResult {
+  taskId: string;
+  parallelism: number;
+  /** Subtask indexes that contributed no object (their region restores nothing, or they wrote none). */
+  absent: number[];
 }
 
 export interface AckRecord {
@@ -46,6 +82,76 @@ export class CheckpointIO {
     const body = JSON.stringify(snapshot);
     await this.blobs.put(key, body);
     return { key, bytes: Buffer.byteLength(body) };
+  }
+
+  /** Key of the union object of subtask `subtaskIndex` of task `taskId` at checkpoint N. */
+  unionKey(checkpointId: number, taskId: string, subtaskIndex: number): string {
+    return unionStateKey({ jobId: this.jobId, checkpointId, operatorId: taskId }, subtaskIndex);
+  }
+
+  /** Writes one subtask's union list states for checkpoint N (the task id names the operator). */
+  async writeUnion(
+    target: { checkpointId: number; taskId: string; subtaskIndex: number; parallelism: number },
+    backend: UnionStateBackend,
+  ): Promise<SnapshotHandle> {
+    const { checkpointId, taskId, subtaskIndex, parallelism } = target;
+    return writeUnionSnapshot(this.blobs, { jobId: this.jobId, checkpointId, operatorId: taskId, subtaskIndex, parallelism }, backend);
+  }
+
+  /**
+   * Reads the union of task `taskId` for a restore: `refs[j]` is subtask j's object (from the
+   * checkpoint its region restores from), or undefined when j contributes nothing. At most
+   * `concurrency` reads are in flight (default 32). When every subtask has an object this is
+   * `restoreUnionState` over the keys; otherwise the objects there are read the same way (bounded,
+   * decoded as they arrive, each checked to be subtask j's of this task, checkpoint and parallelism)
+   * and the union is of those, in subtask order.
+   */
+  async readUnion(taskId: string, parallelism: number, refs: readonly (UnionObjectRef | undefined)[], options: { concurrency?: number } = {}): Promise<TaskUnionRead> {
+    const concurrency = options.concurrency ?? DEFAULT_UNION_RESTORE_CONCURRENCY;
+    if (refs.length !== parallelism) throw new UnionStateError(`union state of task '${taskId}': ${refs.length} object references for parallelism ${parallelism}`);
+    const absent = refs.flatMap((r, j) => (r ? [] : [j]));
+    if (absent.length === 0) {
+      const result = await restoreUnionState(this.blobs, refs.map((r) => r!.key), { concurrency });
+      return { ...result, taskId, parallelism, absent };
+    }
+
+    const started = performance.now();
+    const present = refs.flatMap((r, j) => (r ? [{ ...r, subtask: j }] : []));
+    const pool: PoolStats = { maxInFlight: 0 };
+    let bytes = 0;
+    const parts = await mapWithConcurrency(
+      present,
+      concurrency,
+      async (ref) => {
+        const body = await this.blobs.get(ref.key);
+        if (!body) throw new UnionStateError(`union state object ${this.blobs.location}/${ref.key} is missing (operator '${taskId}', subtask ${ref.subtask}, checkpoint ${ref.checkpointId})`, ref.key);
+        bytes += body.length;
+        const part = decodeUnionPart(ref.key, body);
+        if (part.subtask !== ref.subtask || part.operatorId !== taskId || part.checkpointId !== ref.checkpointId || part.parallelism !== parallelism) {
+          throw new UnionStateError(
+            `union state object ${ref.key} holds operator '${part.operatorId}', subtask ${part.subtask} of ${part.parallelism}, checkpoint ${part.checkpointId}; expected '${taskId}', subtask ${ref.subtask} of ${parallelism}, checkpoint ${ref.checkpointId}`,
+            ref.key,
+          );
+        }
+        return { key: ref.key, bytes: body.length, part };
+      },
+      pool,
+    );
+    const states: Record<string, Json[]> = {};
+    for (const { part } of parts) {
+      for (const name of Object.keys(part.states).sort()) {
+        const into = (states[name] ??= []);
+        for (const entry of part.states[name]!) into.push(entry);
+      }
+    }
+    return {
+      taskId,
+      parallelism,
+      absent,
+      states,
+      parts: parts.map((p) => ({ key: p.key, subtask: p.part.subtask, bytes: p.bytes, counts: p.part.counts })),
+      stats: { objects: parts.length, bytes, ms: performance.now() - started, concurrency, maxInFlight: pool.maxInFlight },
+    };
   }
 
   async readSnapshot(key: string): Promise<SubtaskSnapshot> {

@@ -62,8 +62,14 @@ export class OperatorChain {
     }
   }
 
+  /**
+   * Opens the keyed head (if it has `open`) and the sink, each with its own operator id. The
+   * context's union state is the subtask's: every operator of the chain shares it.
+   */
   async open(ctx: RuntimeContext): Promise<void> {
+    const head = this.task.operators[0]!;
     const tail = this.task.operators[this.task.operators.length - 1]!;
+    if (this.keyed?.open) await this.keyed.open({ ...ctx, operatorId: head.id });
     await this.sink?.open({ ...ctx, operatorId: tail.id });
   }
 

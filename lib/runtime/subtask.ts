@@ -21,6 +21,7 @@ import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { InputGate, channelKey, type GateEvent } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
+import { UnionStateBackend } from './union-state';
 
 export type SubtaskStatus = 'created' | 'running' | 'ended' | 'finished' | 'failed' | 'cancelled';
 
@@ -38,6 +39,12 @@ export interface SubtaskEnvironment {
   checkpoints?: CheckpointIO;
   /** State to start from (the region's restore point). */
   restore?: SubtaskSnapshot;
+  /**
+   * Union list state to start from: name -> the entries of every subtask of this task at their
+   * regions' restore points (see unit-host). Restored before any operator opens. May be shared by
+   * the subtasks of one unit: each subtask restores a copy.
+   */
+  restoreUnion?: Record<string, Json[]>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
   /** Records a source reads per poll. */
@@ -62,6 +69,8 @@ export class SubtaskRunner {
   private readonly writers: RecordWriter[];
   private readonly chain: OperatorChain;
   private readonly source: SourceFunction<Json> | undefined;
+  /** Union list state of this subtask, shared by the operators of its chain. */
+  private readonly union = new UnionStateBackend();
   private inputGate: InputGate | undefined;
   private recordsIn = 0;
   private cancelled = false;
@@ -149,6 +158,8 @@ export class SubtaskRunner {
   async run(): Promise<SubtaskStatus> {
     this.status = 'running';
     try {
+      // Union state first: operators read it when they open. A copy, since the union may be shared.
+      if (this.env.restoreUnion) this.union.restore(structuredClone(this.env.restoreUnion));
       const ctx = this.context();
       await this.chain.open(ctx);
       if (this.source) await this.source.open(ctx);
@@ -176,6 +187,7 @@ export class SubtaskRunner {
       parallelism: env.task.parallelism,
       attempt: env.attempt,
       blobs: env.blobs,
+      unionState: <T extends Json>(name: string) => this.union.state<T>(name),
     };
   }
 
@@ -304,18 +316,27 @@ export class SubtaskRunner {
     if (!io || checkpointId <= this.lastCheckpoint) return;
     const sink = this.chain.sink;
     if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}`, { watermark: this.chain.currentWatermark }) });
-    const handle = await io.writeSnapshot({
-      checkpointId,
-      subtask: this.id,
-      watermark: this.chain.currentWatermark,
-      ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
-      ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
-      ...(sink ? { sinkPending: this.sinkPending } : {}),
-    });
+    // A union object only when some union state name exists (even empty): a subtask that never
+    // asked for union state writes none. Both writes take their state before their first await.
+    const union = this.union.names.length > 0;
+    const { task, index } = this.env;
+    const [handle, unionHandle] = await Promise.all([
+      io.writeSnapshot({
+        checkpointId,
+        subtask: this.id,
+        watermark: this.chain.currentWatermark,
+        ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
+        ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+        ...(sink ? { sinkPending: this.sinkPending } : {}),
+        ...(union ? { union: true } : {}),
+      }),
+      union ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
+    ]);
     this.lastCheckpoint = checkpointId;
     for (const w of this.writers) w.emitEvent({ t: 'b', c: checkpointId });
     await this.flush();
-    await io.acknowledge(checkpointId, this.id, [handle]);
+    // The snapshot first (restore reads it), then the union object: retention and discard cover both.
+    await io.acknowledge(checkpointId, this.id, unionHandle ? [handle, unionHandle] : [handle]);
   }
 
   /** An aborted alignment lets its blocked channels go on (a dead producer's barrier never comes). */

@@ -3,6 +3,7 @@
  * more subtasks of a job. It heartbeats its status and counters into the metadata store, listens
  * on its control queue, and ends when its subtasks end.
  */
+import type { Json } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
@@ -28,6 +29,8 @@ export interface TaskUnitOptions {
   checkpoints?: CheckpointIO;
   /** Snapshot to restore per subtask id. */
   restore?: Map<string, SubtaskSnapshot>;
+  /** Union list state to restore per subtask id (subtasks of one task may share one object). */
+  restoreUnion?: Map<string, Record<string, Json[]>>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
   heartbeatMs?: number;
@@ -64,6 +67,7 @@ export class TaskUnit {
         gate: options.gate,
         checkpoints: options.checkpoints,
         restore: options.restore?.get(id),
+        restoreUnion: options.restoreUnion?.get(id),
         minAttempt: options.minAttempt,
       });
     });

@@ -1,18 +1,20 @@
 /**
  * Hosts one attempt of a task unit in the current process: loads the job, rebuilds its execution
  * graph from the registry, restores each subtask from its region's entry in the latest checkpoint
- * manifest, and runs the unit's subtasks. Child processes, Lambda and Fargate entrypoints all call
- * this.
+ * manifest (and its task's union list state from every subtask's region entry), and runs the
+ * unit's subtasks. Child processes, Lambda and Fargate entrypoints all call this.
  */
+import type { Json } from '../api/functions';
 import type { JobRegistry } from '../api/registry';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
-import { regionRestore } from '../checkpoint/manifest';
-import { buildExecutionGraph, subtaskId } from '../graph/execution-graph';
+import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
+import type { CheckpointManifest } from '../checkpoint/types';
+import { buildExecutionGraph, parseSubtaskId, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
 import type { JobStore, UnitStatus } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
-import { CheckpointIO, type SubtaskSnapshot } from './checkpoint-io';
+import { CheckpointIO, snapshotKey, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
 import { announceAvailable } from '../recovery/failover-handler';
 import { loadAvailabilityView } from '../recovery/availability';
 import { TaskUnit } from './task-unit';
@@ -28,7 +30,98 @@ export interface UnitHostOptions {
   jobs: JobStore;
   registry: JobRegistry;
   requestCounts?: () => Record<string, number>;
+  /** Most union state objects read at once per task (default 32). */
+  unionRestoreConcurrency?: number;
   log?: (line: string) => void;
+}
+
+export interface UnitRestore {
+  /** Snapshot per restored subtask id. */
+  snapshots: Map<string, SubtaskSnapshot>;
+  /** Union list state per restored subtask id; the subtasks of one task share one object. */
+  union: Map<string, Record<string, Json[]>>;
+  /** One read per task with restored subtasks whose union state exists. */
+  unionReads: (TaskUnionRead & { subtasks: string[]; checkpoints: (number | null)[] })[];
+}
+
+/**
+ * What the subtasks of one unit restore from the manifest.
+ *
+ * Snapshots: every subtask of a region from the same checkpoint id, the region's manifest entry; a
+ * subtask of a region that never completed a checkpoint (or that had finished) restores nothing.
+ *
+ * Union list state, per task with a restored subtask in the unit: subtask j of the task contributes
+ * the union object it acknowledged at ITS region's restore point (regions may restore from
+ * different checkpoints under the regional handle): key = unionKey(checkpoint of j's region, task,
+ * j), taken when j's handles in the manifest list it. Subtasks of a region without a restore point,
+ * subtasks that had finished, and subtasks that never used union state contribute nothing. The
+ * union is read once per task (at most `unionConcurrency` reads in flight, default 32) and given to
+ * every restored subtask of that task in the unit. A task none of whose subtasks wrote union state
+ * reads nothing.
+ */
+export async function loadUnitRestore(args: {
+  jobId: string;
+  graph: ExecutionGraph;
+  regions: readonly Region[];
+  /** The unit's subtask ids. */
+  subtasks: readonly string[];
+  manifest: CheckpointManifest | undefined;
+  io: CheckpointIO;
+  unionConcurrency?: number;
+}): Promise<UnitRestore> {
+  const { jobId, graph, manifest, io } = args;
+  const out: UnitRestore = { snapshots: new Map(), union: new Map(), unionReads: [] };
+  if (!manifest) return out;
+
+  const regionOf = new Map<string, string>();
+  for (const r of args.regions) for (const id of r.subtasks) regionOf.set(id, r.id);
+  const points = new Map<string, RegionRestore>();
+  const pointOf = (id: string): RegionRestore => {
+    const regionId = regionOf.get(id);
+    if (regionId === undefined) throw new Error(`job ${jobId}: subtask ${id} is in no checkpoint region`);
+    let point = points.get(regionId);
+    if (!point) points.set(regionId, (point = regionRestore(manifest, regionId)));
+    return point;
+  };
+
+  for (const id of args.subtasks) {
+    const point = pointOf(id);
+    const handles = point.state.get(id);
+    if (point.checkpointId === null || !handles?.length) continue;
+    const own = snapshotKey(jobId, point.checkpointId, id);
+    const handle = handles.find((h) => h.key === own) ?? handles[0]!;
+    out.snapshots.set(id, await io.readSnapshot(handle.key));
+  }
+
+  const restoredByTask = new Map<string, string[]>();
+  for (const id of out.snapshots.keys()) {
+    const { taskId } = parseSubtaskId(id);
+    restoredByTask.set(taskId, [...(restoredByTask.get(taskId) ?? []), id]);
+  }
+  for (const [taskId, restored] of restoredByTask) {
+    const task = graph.tasks.find((t) => t.id === taskId);
+    if (!task) throw new Error(`job ${jobId}: the execution graph has no task '${taskId}'`);
+    const checkpoints: (number | null)[] = [];
+    const refs: (UnionObjectRef | undefined)[] = [];
+    for (let j = 0; j < task.parallelism; j++) {
+      const id = subtaskId(taskId, j);
+      const point = pointOf(id);
+      checkpoints.push(point.checkpointId);
+      const key = point.checkpointId === null ? undefined : io.unionKey(point.checkpointId, taskId, j);
+      const acknowledged = key !== undefined && (point.state.get(id) ?? []).some((h) => h.key === key);
+      refs.push(acknowledged ? { checkpointId: point.checkpointId!, key: key! } : undefined);
+    }
+    for (const id of restored) {
+      if (out.snapshots.get(id)!.union && !refs[parseSubtaskId(id).index]) {
+        throw new Error(`job ${jobId}: the snapshot of ${id} says it wrote union state, but the manifest lists no union object for it`);
+      }
+    }
+    if (refs.every((r) => r === undefined)) continue;
+    const read = await io.readUnion(taskId, task.parallelism, refs, { concurrency: args.unionConcurrency });
+    out.unionReads.push({ ...read, subtasks: restored, checkpoints });
+    for (const id of restored) out.union.set(id, read.states);
+  }
+  return out;
 }
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
@@ -38,17 +131,26 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
   const io = new CheckpointIO(job.jobId, options.blobs, options.metadata);
 
-  // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry.
-  const restore = new Map<string, SubtaskSnapshot>();
+  // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
+  // union list state from every subtask of the task, each at its own region's entry.
   const manifest = await new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest();
-  if (manifest) {
-    for (const id of placement.subtasks) {
-      const region = job.regions.find((r) => r.subtasks.includes(id))!;
-      const point = regionRestore(manifest, region.id);
-      const handle = point.state.get(id)?.[0];
-      if (point.checkpointId !== null && handle) restore.set(id, await io.readSnapshot(handle.key));
-    }
-    if (restore.size > 0) options.log?.(`restoring ${[...restore.values()].map((s) => `${s.subtask} from checkpoint ${s.checkpointId}`).join(', ')}`);
+  const restored = await loadUnitRestore({
+    jobId: job.jobId,
+    graph,
+    regions: job.regions,
+    subtasks: placement.subtasks,
+    manifest,
+    io,
+    unionConcurrency: options.unionRestoreConcurrency,
+  });
+  const restore = restored.snapshots;
+  if (restore.size > 0) options.log?.(`restoring ${[...restore.values()].map((s) => `${s.subtask} from checkpoint ${s.checkpointId}`).join(', ')}`);
+  for (const r of restored.unionReads) {
+    options.log?.(
+      `union state of task '${r.taskId}' for ${r.subtasks.join(', ')}: ${r.stats.objects} of ${r.parallelism} objects ` +
+        `(checkpoints ${r.checkpoints.map((c) => c ?? '-').join(',')}), ${r.stats.bytes} bytes, ` +
+        `at most ${r.stats.maxInFlight} reads in flight (bound ${r.stats.concurrency}), ${r.stats.ms.toFixed(0)} ms`,
+    );
   }
 
   // Fencing: accept on each input channel only the producer's current attempt or a newer one.
@@ -88,6 +190,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     },
     checkpoints: io,
     restore,
+    restoreUnion: restored.union,
     minAttempt: (edgeId, producer) => attempts.get(subtaskId(producerTask.get(edgeId)!, producer)) ?? 0,
     requestCounts: options.requestCounts,
     log: options.log,
