@@ -60,6 +60,10 @@ export interface SubtaskCounters {
   duplicates: number;
   fenced: number;
   lastCheckpoint: number;
+  /** A barrier alignment in progress: the checkpoint, the channels it still waits for, events held. */
+  aligning?: { checkpointId: number; waitingFor: string[]; held: number };
+  /** Channels (edge/producer) still open. */
+  openChannels?: number;
 }
 
 export class SubtaskRunner {
@@ -121,6 +125,16 @@ export class SubtaskRunner {
       duplicates: this.inputGate?.duplicates ?? 0,
       fenced: this.inputGate?.fenced ?? 0,
       lastCheckpoint: this.lastCheckpoint,
+      ...(this.aligning
+        ? {
+            aligning: {
+              checkpointId: this.aligning.checkpointId,
+              waitingFor: [...this.inputGate!.channels].filter(([k, c]) => !c.ended && !this.aligning!.arrived.has(k)).map(([k]) => k),
+              held: this.blocked.length,
+            },
+          }
+        : {}),
+      ...(this.inputGate ? { openChannels: [...this.inputGate.channels.values()].filter((c) => !c.ended).length } : {}),
     };
   }
 
@@ -287,6 +301,8 @@ export class SubtaskRunner {
       await this.env.checkpoints.decline(this.aligning.checkpointId, this.id, `barrier ${checkpointId} arrived before barrier ${this.aligning.checkpointId} was aligned`);
       await this.releaseBlocked(checkpointId);
     }
+    // Replaying what waited may already have completed this checkpoint: never align it again.
+    if (checkpointId <= this.lastCheckpoint) return;
     if (this.aligning && checkpointId < this.aligning.checkpointId) return;
     this.aligning ??= { checkpointId, arrived: new Set() };
     this.aligning.arrived.add(key);
