@@ -639,6 +639,7 @@ export class Sluice extends Construct {
               timeoutSeconds: { type: apigw.JsonSchemaType.NUMBER, minimum: 0 },
               maxFailedRegionRatio: { type: apigw.JsonSchemaType.NUMBER, minimum: 0, maximum: 1 },
               maxConsecutiveRegionFailures: { type: apigw.JsonSchemaType.INTEGER, minimum: 1 },
+              whenBusy: { type: apigw.JsonSchemaType.STRING, enum: ['refuse', 'queue'] },
               schedule,
             },
           },

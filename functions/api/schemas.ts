@@ -19,6 +19,7 @@ export const checkpointSettingsSchema = z.strictObject({
   timeoutSeconds: z.number().positive().max(86_400).optional(),
   maxFailedRegionRatio: z.number().min(0).max(1).optional(),
   maxConsecutiveRegionFailures: z.number().int().min(1).optional(),
+  whenBusy: z.enum(['refuse', 'queue']).optional(),
   schedule: scheduleInput.optional(),
 });
 

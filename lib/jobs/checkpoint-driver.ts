@@ -65,7 +65,8 @@ export class CheckpointDriver {
         timeoutMs: c.timeoutSeconds * 1000,
         maxFailedRegionRatio: c.maxFailedRegionRatio,
         maxConsecutiveRegionFailures: c.maxConsecutiveRegionFailures,
-        whenBusy: 'refuse',
+        // Refused by default: the schedule fires again; 'queue' starts it once the pending one is decided.
+        whenBusy: c.whenBusy ?? 'refuse',
       },
       topology: { regions: job.regions, sources },
       restored,

@@ -31,7 +31,7 @@ export interface SubmitRequest {
 export const DEFAULT_SETTINGS: JobSettings = {
   failover: 'region',
   heartbeatTimeoutMs: 10_000,
-  checkpoint: { handle: 'regional', intervalSeconds: 0, timeoutSeconds: 60, maxFailedRegionRatio: 0.5, maxConsecutiveRegionFailures: 3 },
+  checkpoint: { handle: 'regional', intervalSeconds: 0, timeoutSeconds: 60, maxFailedRegionRatio: 0.5, maxConsecutiveRegionFailures: 3, whenBusy: 'refuse' },
 };
 
 const FAILOVER: FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered'];
@@ -193,6 +193,9 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (!(checkpoint.timeoutSeconds > 0)) throw new JobSpecError(`checkpoint.timeoutSeconds must be more than 0, got ${checkpoint.timeoutSeconds}`);
   if (!(checkpoint.maxFailedRegionRatio >= 0 && checkpoint.maxFailedRegionRatio <= 1)) {
     throw new JobSpecError(`checkpoint.maxFailedRegionRatio must be from 0 to 1, got ${checkpoint.maxFailedRegionRatio}`);
+  }
+  if (checkpoint.whenBusy !== undefined && !['refuse', 'queue'].includes(checkpoint.whenBusy)) {
+    throw new JobSpecError(`checkpoint.whenBusy must be 'refuse' or 'queue', got '${checkpoint.whenBusy}'`);
   }
   if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);

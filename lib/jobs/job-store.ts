@@ -27,6 +27,8 @@ export interface JobSettings {
     timeoutSeconds: number;
     maxFailedRegionRatio: number;
     maxConsecutiveRegionFailures: number;
+    /** A trigger while a checkpoint is pending: refused, or queued until it is decided. */
+    whenBusy?: 'refuse' | 'queue';
   };
 }
 

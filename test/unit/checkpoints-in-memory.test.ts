@@ -3,6 +3,7 @@ import { createMemoryPorts } from '../../lib/memory';
 import { JobStore } from '../../lib/jobs/job-store';
 import { JobService } from '../../lib/jobs/job-service';
 import { JobController } from '../../lib/jobs/job-controller';
+import { CheckpointDriver } from '../../lib/jobs/checkpoint-driver';
 import { InProcessLauncher } from '../../lib/local/in-process-launcher';
 import { jobRegistry } from '../../examples/jobs';
 import { expectedIngestIds } from '../../examples/jobs/ingest';
@@ -68,5 +69,22 @@ describe('aligned checkpoints on in-memory ports', () => {
     const rows = (await outputLines(ports, job.jobId)).map((l) => JSON.parse(l) as HourlyAggregate);
     expect(rows.length).toBe(expected.size);
     for (const row of rows) expect(row).toEqual(expected.get(aggregateKey(row)));
+  });
+});
+
+describe('concurrent checkpoint triggers', () => {
+  it("are refused by default and queued with whenBusy 'queue'", async () => {
+    for (const whenBusy of ['refuse', 'queue'] as const) {
+      // No units run: only the coordinator's answer to a second trigger matters here.
+      const ports = createMemoryPorts();
+      const jobs = new JobStore(ports.metadata);
+      const idle = { launch: async () => {}, stop: async () => {} };
+      const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: 'test', launcher: idle });
+      const job = await service.submit({ job: 'ingest', params: { parallelism: 2 }, checkpoint: { whenBusy } });
+      const driver = await CheckpointDriver.create({ job, graph: await service.graphOf(job.jobId), metadata: ports.metadata, blobs: ports.blobs, control: service });
+      expect(await driver.trigger()).toBe(1);
+      expect(await driver.trigger()).toBeUndefined(); // checkpoint 1 is still pending
+      expect(driver.coordinator.queuedTriggers()).toBe(whenBusy === 'queue' ? 1 : 0);
+    }
   });
 });
