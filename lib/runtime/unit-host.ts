@@ -153,9 +153,13 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     );
   }
 
-  // Fencing: accept on each input channel only the producer's current attempt or a newer one.
+  // Fencing: after a region or full restart every producer replays from the same checkpoint, so
+  // what their older attempts sent is refused; under single-point recovery the producers did not
+  // restart and what they sent before still counts.
   const attempts = new Map<string, number>();
-  for (const unit of await options.jobs.getUnits(job.jobId)) for (const s of unit.subtasks) attempts.set(s, unit.attempt);
+  if (job.settings.failover === 'region' || job.settings.failover === 'full') {
+    for (const unit of await options.jobs.getUnits(job.jobId)) for (const s of unit.subtasks) attempts.set(s, unit.attempt);
+  }
   const producerTask = new Map(graph.edges.map((e) => [e.id, e.from]));
 
   // Single-point recovery: writers drop records bound for unavailable sub-partitions; a restarted
