@@ -18,6 +18,7 @@ import {
   UnionStateError,
   decodeUnionPart,
   mapWithConcurrency,
+  mergeUnionParts,
   restoreUnionState,
   unionStateKey,
   writeUnionSnapshot,
@@ -137,13 +138,7 @@ export class CheckpointIO {
       },
       pool,
     );
-    const states: Record<string, Json[]> = {};
-    for (const { part } of parts) {
-      for (const name of Object.keys(part.states).sort()) {
-        const into = (states[name] ??= []);
-        for (const entry of part.states[name]!) into.push(entry);
-      }
-    }
+    const states = mergeUnionParts(parts.map((p) => p.part));
     return {
       taskId,
       parallelism,

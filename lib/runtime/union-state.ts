@@ -365,13 +365,7 @@ export async function restoreUnionState(
     throw new UnionStateError(`union state: ${parts.length} objects for parallelism ${parallelism}`);
   }
 
-  const states: Record<string, Json[]> = {};
-  for (const { part } of parts) {
-    for (const name of Object.keys(part.states).sort()) {
-      const into = (states[name] ??= []);
-      for (const entry of part.states[name]!) into.push(entry);
-    }
-  }
+  const states = mergeUnionParts(parts.map((p) => p.part));
   return {
     states,
     parts: parts.map((p) => ({ key: p.key, subtask: p.part.subtask, bytes: p.bytes, counts: p.part.counts })),
@@ -381,4 +375,16 @@ export async function restoreUnionState(
 
 function isKeyList(from: UnionRestoreSource | readonly string[]): from is readonly string[] {
   return Array.isArray(from);
+}
+
+/** The union of the parts' lists, name by name, in the parts' (subtask) order. */
+export function mergeUnionParts(parts: readonly { states: Record<string, Json[]> }[]): Record<string, Json[]> {
+  const states: Record<string, Json[]> = {};
+  for (const part of parts) {
+    for (const name of Object.keys(part.states).sort()) {
+      const into = (states[name] ??= []);
+      for (const entry of part.states[name]!) into.push(entry);
+    }
+  }
+  return states;
 }
