@@ -5,7 +5,7 @@
  * record writers.
  */
 import type { Json, KeyedProcessContext, KeyedProcessFunction, RuntimeContext, SinkFunction } from '../api/functions';
-import type { ExecutionEdge, TaskVertex } from '../graph/execution-graph';
+import type { TaskVertex } from '../graph/execution-graph';
 import { KeyedStateBackend } from './keyed-state';
 import type { RecordWriter } from './record-writer';
 
@@ -110,9 +110,4 @@ export class OperatorChain {
       emit: this.afterHead,
     };
   }
-}
-
-/** Which input edges a task reads, keyed by edge id. */
-export function inputsById(task: TaskVertex): Map<string, ExecutionEdge> {
-  return new Map(task.inputs.map((e) => [e.id, e]));
 }

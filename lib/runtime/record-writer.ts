@@ -51,7 +51,6 @@ export class RecordWriter {
   /** Records dropped per consumer because its sub-partition was unavailable. */
   readonly dropped: number[];
   recordsWritten = 0;
-  messagesSent = 0;
 
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
@@ -75,8 +74,11 @@ export class RecordWriter {
       case 'rebalance':
         this.roundRobin = (this.roundRobin + 1) % this.buffers.length;
         return this.append(this.roundRobin, record);
-      case 'broadcast':
-        for (let c = 0; c < this.buffers.length; c++) this.append(c, record);
+      case 'broadcast': {
+        // Serialized once, appended to every channel.
+        const part = JSON.stringify(record);
+        for (let c = 0; c < this.buffers.length; c++) this.append(c, record, part);
+      }
     }
   }
 
@@ -114,7 +116,6 @@ export class RecordWriter {
     const sends = [...this.outbox.entries()].map(([consumer, messages]) =>
       this.options.transport.send(this.options.queueOf(consumer), messages),
     );
-    this.messagesSent += [...this.outbox.values()].reduce((n, m) => n + m.length, 0);
     this.outbox.clear();
     await Promise.all(sends);
   }
@@ -124,12 +125,13 @@ export class RecordWriter {
     return this.options.edge.pointwise ? [this.options.producerIndex] : this.buffers.map((_, c) => c);
   }
 
-  private append(consumer: number, record: Json): void {
+  /** `serialized`: the record as JSON, when the caller already has it (broadcast). */
+  private append(consumer: number, record: Json, serialized?: string): void {
     if (!this.gate.isAvailable(this.edgeId, consumer)) {
       this.dropped[consumer]!++;
       return;
     }
-    const part = JSON.stringify(record);
+    const part = serialized ?? JSON.stringify(record);
     const size = Buffer.byteLength(part) + 1;
     if (size > this.maxBytes) {
       throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);

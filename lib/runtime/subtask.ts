@@ -138,11 +138,6 @@ export class SubtaskRunner {
     };
   }
 
-  /** Records dropped per (edge, consumer) for unavailable sub-partitions. */
-  droppedByChannel(): { edgeId: string; consumer: number; dropped: number }[] {
-    return this.writers.flatMap((w) => w.dropped.map((dropped, consumer) => ({ edgeId: w.edgeId, consumer, dropped })).filter((d) => d.dropped > 0));
-  }
-
   cancel(): void {
     this.cancelled = true;
     this.finalCommit?.();

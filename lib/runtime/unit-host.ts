@@ -17,6 +17,7 @@ import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointIO, snapshotKey, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
 import { announceAvailable } from '../recovery/failover-handler';
 import { loadAvailabilityView } from '../recovery/availability';
+import { producerAttemptFence } from '../recovery/failover-planner';
 import { TaskUnit } from './task-unit';
 
 export interface UnitHostOptions {
@@ -158,9 +159,8 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
   // restart and what they sent before still counts.
   const attempts = new Map<string, number>();
   if (job.settings.failover === 'region' || job.settings.failover === 'full') {
-    for (const unit of await options.jobs.getUnits(job.jobId)) for (const s of unit.subtasks) attempts.set(s, unit.attempt);
+    for (const unit of await options.jobs.getUnits(job.jobId)) attempts.set(unit.unitId, unit.attempt);
   }
-  const producerTask = new Map(graph.edges.map((e) => [e.id, e.from]));
 
   // Single-point recovery: writers drop records bound for unavailable sub-partitions; a restarted
   // unit marks its own input sub-partitions available again once its state is restored.
@@ -195,7 +195,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     checkpoints: io,
     restore,
     restoreUnion: restored.union,
-    minAttempt: (edgeId, producer) => attempts.get(subtaskId(producerTask.get(edgeId)!, producer)) ?? 0,
+    minAttempt: producerAttemptFence(graph, job.units, attempts),
     requestCounts: options.requestCounts,
     log: options.log,
   });
