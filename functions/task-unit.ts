@@ -1,11 +1,19 @@
 /**
  * Task unit entrypoint. As a child process (local runtime) or a Fargate task it reads its job,
  * unit and attempt from the environment; as a Lambda function, from the event.
+ *
+ * A Lambda invocation ends after 15 minutes at most, so a Lambda unit hands over before then
+ * (lib/runtime/handover.ts): its subtasks stop at a safe point, their live state goes to S3, and
+ * the function invokes itself for the same attempt with `resume: true`. A child process hands
+ * over when SLUICE_HANDOVER_AFTER_MS is set (to try the same path locally) by exiting with code 75;
+ * the process launcher then starts the next invocation.
  */
 import { pathToFileURL } from 'node:url';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobStore } from '../lib/jobs/job-store';
+import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/runtime/unit-host';
 import { jobRegistry } from '../examples/jobs';
 
@@ -13,9 +21,14 @@ export interface TaskUnitEvent {
   jobId: string;
   unitId: string;
   attempt: number;
+  /** Continue from the hand-over of this attempt's previous invocation. */
+  resume?: boolean;
 }
 
-export async function runUnit(event: TaskUnitEvent) {
+/** Time left at hand-over: quiescing (alignment grace 20 s), writing the state, invoking the next. */
+export const LAMBDA_HANDOVER_MARGIN_MS = 60_000;
+
+export async function runUnit(event: TaskUnitEvent, handoverAt?: number) {
   const config = loadConfig();
   const ports = createAwsPorts(config);
   try {
@@ -29,24 +42,62 @@ export async function runUnit(event: TaskUnitEvent) {
       registry: jobRegistry,
       requestCounts: () => ({ ...requestCounts() }),
       log: (line) => console.log(`[${event.unitId}#${event.attempt}] ${line}`),
+      ...(handoverAt !== undefined ? { handoverAt } : {}),
     });
   } finally {
     ports.clients.destroy();
   }
 }
 
-export const handler = async (event: TaskUnitEvent) => ({ status: await runUnit(event) });
+/** What the handler needs of the Lambda context (a subset of aws-lambda's Context). */
+export interface InvocationContext {
+  functionName: string;
+  getRemainingTimeInMillis(): number;
+}
+
+/** Invokes the task unit function asynchronously with this event. */
+export type SelfInvoke = (functionName: string, event: TaskUnitEvent) => Promise<void>;
+
+export function lambdaSelfInvoke(lambda: LambdaClient = new LambdaClient({})): SelfInvoke {
+  return async (functionName, event) => {
+    await lambda.send(new InvokeCommand({ FunctionName: functionName, InvocationType: 'Event', Payload: new TextEncoder().encode(JSON.stringify(event)) }));
+  };
+}
+
+/**
+ * The Lambda handler, with its two dependencies as parameters (the unit run, the self-invoke) so
+ * the hand-over decision is testable without Lambda.
+ */
+export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; marginMs?: number }) {
+  return async (event: TaskUnitEvent, context: InvocationContext) => {
+    const handoverAt = Date.now() + context.getRemainingTimeInMillis() - (deps.marginMs ?? LAMBDA_HANDOVER_MARGIN_MS);
+    const outcome = await deps.run(event, handoverAt);
+    if (outcome === 'HANDED_OVER') {
+      const next: TaskUnitEvent = { jobId: event.jobId, unitId: event.unitId, attempt: event.attempt, resume: true };
+      // If this invoke fails the unit's heartbeat goes stale, and the supervisor restarts it from its checkpoint.
+      await deps.invoke(context.functionName, next);
+    }
+    return { status: outcome };
+  };
+}
+
+export const handler = makeHandler({ run: runUnit, invoke: lambdaSelfInvoke() });
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt } = process.env;
+  const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = process.env;
   if (!jobId || !unitId) {
     console.error('task unit: set SLUICE_JOB_ID and SLUICE_UNIT_ID (and SLUICE_ATTEMPT)');
     process.exit(2);
   }
-  runUnit({ jobId, unitId, attempt: Number(attempt ?? 0) }).then(
+  const handoverAfterMs = after ? Number(after) : undefined;
+  if (handoverAfterMs !== undefined && !(handoverAfterMs > 0)) {
+    console.error(`task unit: SLUICE_HANDOVER_AFTER_MS must be a positive number of milliseconds, got '${after}'`);
+    process.exit(2);
+  }
+  runUnit({ jobId, unitId, attempt: Number(attempt ?? 0), resume: resume === '1' }, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs).then(
     (status) => {
       console.log(`unit ${unitId} ended: ${status}`);
-      process.exit(status === 'FAILED' ? 1 : 0);
+      process.exit(status === 'FAILED' ? 1 : status === 'HANDED_OVER' ? HANDED_OVER_EXIT_CODE : 0);
     },
     (error: unknown) => {
       console.error(`unit ${unitId} failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -73,6 +73,16 @@ export interface UnitRecord {
   /** AWS requests this attempt made, by service. */
   requests: { [service: string]: number };
   error?: string;
+  /** Invocation of this attempt that runs now (0 first; +1 per hand-over). Fences hand-overs. */
+  generation?: number;
+  /** The last hand-over: the invocation that continues from it and its state in S3. */
+  handover?: UnitHandoverPointer;
+}
+
+export interface UnitHandoverPointer {
+  generation: number;
+  key: string;
+  at: number;
 }
 
 export class UnknownJobError extends Error {
@@ -120,7 +130,7 @@ export class JobStore {
   /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
-    const record: UnitRecord = { unitId, subtasks, attempt, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
+    const record: UnitRecord = { unitId, subtasks, attempt, generation: 0, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
     return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
       async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
     );
@@ -131,6 +141,38 @@ export class JobStore {
     const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }];
     const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
     return updated !== undefined;
+  }
+
+  /**
+   * A unit hands over: points its record at the state for invocation `generation`, and counts as
+   * starting again (the supervisor gives it the startup grace). False: a newer attempt exists.
+   */
+  async recordHandover(jobId: string, unitId: string, attempt: number, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean> {
+    const now = Date.now();
+    const handover: UnitHandoverPointer = { generation, key, at: now };
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'generation', op: '=', value: generation - 1 },
+    ];
+    const set = asItem({ ...report, handover, status: 'STARTING', heartbeatAt: now });
+    return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set }, fence)) !== undefined;
+  }
+
+  /**
+   * The next invocation claims the hand-over of its attempt: exactly one claim succeeds (a
+   * duplicated Lambda event, or a relaunch racing a failover, gets undefined and must not run).
+   */
+  async claimHandover(jobId: string, unitId: string, attempt: number): Promise<UnitHandoverPointer | undefined> {
+    const item = await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`);
+    const unit = item as unknown as UnitRecord | undefined;
+    const handover = unit?.handover;
+    if (!unit || !handover || unit.attempt !== attempt || (unit.generation ?? 0) !== handover.generation - 1) return undefined;
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'generation', op: '=', value: handover.generation - 1 },
+    ];
+    const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { generation: handover.generation, heartbeatAt: Date.now() } }, fence);
+    return claimed === undefined ? undefined : handover;
   }
 
   async getUnits(jobId: string): Promise<UnitRecord[]> {

@@ -1,29 +1,63 @@
 /**
  * Runs task units inside this process, for unit tests and simulations on in-memory ports.
- * Stopping a unit cancels its subtasks (there is no process to kill).
+ * Stopping a unit cancels its subtasks (there is no process to kill). With `handoverAfterMs`
+ * each invocation hands over to the next after that long, as a Lambda unit does before its
+ * time limit.
  */
 import type { JobRegistry } from '../api/registry';
-import type { JobRecord, JobStore, UnitPlacement, UnitStatus } from '../jobs/job-store';
+import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { UnitLauncher } from '../jobs/job-service';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import type { ControlMessage } from '../runtime/messages';
+import type { UnitOutcome } from '../runtime/task-unit';
 import { hostUnit } from '../runtime/unit-host';
 
-export class InProcessLauncher implements UnitLauncher {
-  readonly results = new Map<string, Promise<UnitStatus>>();
-  private readonly attempts = new Map<string, number>();
+export interface InProcessLauncherDeps {
+  channels: ChannelTransport;
+  blobs: BlobStore;
+  metadata: MetadataStore;
+  jobs: JobStore;
+  registry: JobRegistry;
+  queuePrefix: string;
+  /** Each invocation hands over to the next after this long (default: never). */
+  handoverAfterMs?: number;
+  handoverGraceMs?: number;
+}
 
-  constructor(
-    private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string },
-  ) {}
+export class InProcessLauncher implements UnitLauncher {
+  readonly results = new Map<string, Promise<UnitOutcome>>();
+  private readonly attempts = new Map<string, number>();
+  /** Hand-overs per unit attempt (`<jobId>/<unitId>#<attempt>`). */
+  readonly handovers = new Map<string, number>();
+
+  constructor(private readonly deps: InProcessLauncherDeps) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
-    const run = hostUnit({ ...this.deps, jobId: job.jobId, unitId: unit.unitId, attempt });
+    const run = this.invocations(job.jobId, unit.unitId, attempt);
     run.catch(() => undefined);
     this.results.set(`${job.jobId}/${unit.unitId}#${attempt}`, run);
     this.attempts.set(`${job.jobId}/${unit.unitId}`, attempt);
+  }
+
+  /** One attempt: its first invocation, then one more per hand-over. */
+  private async invocations(jobId: string, unitId: string, attempt: number): Promise<UnitOutcome> {
+    const { handoverAfterMs, handoverGraceMs, ...deps } = this.deps;
+    const key = `${jobId}/${unitId}#${attempt}`;
+    for (let resume = false; ; resume = true) {
+      const outcome = await hostUnit({
+        ...deps,
+        jobId,
+        unitId,
+        attempt,
+        resume,
+        ...(handoverAfterMs !== undefined ? { handoverAt: Date.now() + handoverAfterMs } : {}),
+        ...(handoverGraceMs !== undefined ? { handoverGraceMs } : {}),
+      });
+      if (outcome !== 'HANDED_OVER') return outcome;
+      this.handovers.set(key, (this.handovers.get(key) ?? 0) + 1);
+    }
   }
 
   /** Cancels the attempt launched last (the control queue outlives attempts: name the attempt). */
@@ -39,7 +73,7 @@ export class InProcessLauncher implements UnitLauncher {
   }
 
   /** Resolves when every launched unit has ended. */
-  async settled(): Promise<UnitStatus[]> {
+  async settled(): Promise<UnitOutcome[]> {
     return Promise.all(this.results.values());
   }
 }

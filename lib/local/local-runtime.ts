@@ -25,7 +25,7 @@ export class LocalRuntime {
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
-    options: { restartDelayMs?: number } = {},
+    options: { restartDelayMs?: number; handoverAfterMs?: number } = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);

@@ -1,6 +1,10 @@
 /**
  * Starts task units as child processes of the local runtime, so killing one is a real kill.
  * Each unit's output goes to its own log file under .sluice/logs/<jobId>/.
+ *
+ * A unit that hands over (exit code 75, see lib/runtime/handover.ts) is started again at once as
+ * the next invocation of the same attempt, as the Lambda function re-invokes itself; that exit is
+ * not a failure and is not reported to exit listeners.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
@@ -8,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobRecord, UnitPlacement } from '../jobs/job-store';
 import type { UnitLauncher } from '../jobs/job-service';
+import { HANDED_OVER_EXIT_CODE } from '../runtime/handover';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -30,17 +35,28 @@ export interface ProcessLauncherOptions {
    * Lambda cold start, a Fargate task placement) in local tests and demos.
    */
   restartDelayMs?: number;
+  /** Each invocation hands over to the next after this long, as a Lambda unit before its time limit. */
+  handoverAfterMs?: number;
 }
 
 export class ProcessLauncher implements UnitLauncher {
   private readonly running = new Map<string, { child: ChildProcess; attempt: number }>();
   private readonly listeners: ((exit: UnitExit) => void)[] = [];
   readonly exits: UnitExit[] = [];
+  /** Hand-overs per unit attempt (`<jobId>/<unitId>#<attempt>`). */
+  readonly handovers = new Map<string, number>();
+  /** Units being stopped: a hand-over exit does not start a next invocation. */
+  private readonly stopping = new Set<string>();
 
   constructor(private readonly options: ProcessLauncherOptions) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (attempt > 0 && this.options.restartDelayMs) await new Promise((r) => setTimeout(r, this.options.restartDelayMs));
+    this.stopping.delete(`${job.jobId}/${unit.unitId}`);
+    this.spawnInvocation(job, unit, attempt, false);
+  }
+
+  private spawnInvocation(job: JobRecord, unit: UnitPlacement, attempt: number, resume: boolean): void {
     const key = `${job.jobId}/${unit.unitId}`;
     const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });
@@ -48,18 +64,33 @@ export class ProcessLauncher implements UnitLauncher {
     const entry = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
     const child = spawn(process.execPath, ['--import', 'tsx', entry], {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...this.options.env, SLUICE_JOB_ID: job.jobId, SLUICE_UNIT_ID: unit.unitId, SLUICE_ATTEMPT: String(attempt) },
+      env: {
+        ...process.env,
+        ...this.options.env,
+        SLUICE_JOB_ID: job.jobId,
+        SLUICE_UNIT_ID: unit.unitId,
+        SLUICE_ATTEMPT: String(attempt),
+        ...(resume ? { SLUICE_RESUME: '1' } : {}),
+        ...(this.options.handoverAfterMs ? { SLUICE_HANDOVER_AFTER_MS: String(this.options.handoverAfterMs) } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     this.running.set(key, { child, attempt });
     child.on('exit', (code, signal) => {
-      if (this.running.get(key)?.child === child) this.running.delete(key);
+      const current = this.running.get(key)?.child === child;
+      if (current) this.running.delete(key);
+      setTimeout(() => log.end(), 100);
+      if (code === HANDED_OVER_EXIT_CODE && current && !this.stopping.has(key)) {
+        const invocation = `${key}#${attempt}`;
+        this.handovers.set(invocation, (this.handovers.get(invocation) ?? 0) + 1);
+        this.spawnInvocation(job, unit, attempt, true);
+        return;
+      }
       const exit = { jobId: job.jobId, unitId: unit.unitId, attempt, code, signal, at: Date.now() };
       this.exits.push(exit);
       for (const l of this.listeners) l(exit);
-      setTimeout(() => log.end(), 100);
     });
   }
 
@@ -78,6 +109,7 @@ export class ProcessLauncher implements UnitLauncher {
   }
 
   async stop(jobId: string, unitId: string): Promise<void> {
+    this.stopping.add(`${jobId}/${unitId}`);
     const entry = this.running.get(`${jobId}/${unitId}`);
     if (!entry) return;
     const exited = new Promise((r) => entry.child.once('exit', r));
@@ -89,6 +121,7 @@ export class ProcessLauncher implements UnitLauncher {
 
   /** Kills every unit still running (on shutdown of the local runtime). */
   killAll(): void {
+    for (const key of this.running.keys()) this.stopping.add(key);
     for (const { child } of this.running.values()) child.kill('SIGKILL');
     this.running.clear();
   }

@@ -16,6 +16,7 @@
 import type { ChannelTransport, InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import { producersOf } from '../graph/execution-graph';
+import type { ChannelHandover } from './handover';
 import { decodeChannelMessage, type ChannelMessage } from './messages';
 
 export interface ChannelState {
@@ -67,6 +68,8 @@ export class InputGate {
   /** Per queue: resolves when the messages last received from it have been acknowledged. */
   private readonly unacknowledged = new Map<string, () => void>();
   private running = false;
+  /** Stopping for a hand-over: what in-flight receives return is still buffered, to be processed. */
+  private draining = false;
   duplicates = 0;
   fenced = 0;
 
@@ -96,6 +99,49 @@ export class InputGate {
     this.wake();
     for (const release of this.unacknowledged.values()) release();
     await Promise.allSettled(this.pollers);
+  }
+
+  /**
+   * Stops receiving, for a hand-over: no new receive starts; messages that receives already in
+   * flight return are buffered (the subtask processes them before it hands over), so nothing is
+   * left hidden in flight for the successor to wait out.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.running = false;
+    this.release();
+    await Promise.allSettled(this.pollers);
+    this.pollers.length = 0;
+  }
+
+  /** True when messages are buffered and not yet taken. */
+  get buffered(): boolean {
+    return this.buffer.length > 0;
+  }
+
+  /** Channel state for the next invocation of this attempt (after `drain` and the last batch). */
+  handoverState(): ChannelHandover[] {
+    return [...this.channels].map(([key, c]) => ({
+      key,
+      minAttempt: c.minAttempt,
+      attempt: c.attempt,
+      seen: [...c.seen].map(([attempt, seen]) => ({ attempt, ...seen.toJSON() })),
+      watermark: c.watermark,
+      ended: c.ended,
+    }));
+  }
+
+  /** Continues from a predecessor's channel state (before `start`). */
+  resume(state: readonly ChannelHandover[]): void {
+    for (const h of state) {
+      const c = this.channels.get(h.key);
+      if (!c) throw new Error(`hand-over names input channel ${h.key}, which this subtask does not read`);
+      c.minAttempt = h.minAttempt;
+      c.attempt = h.attempt;
+      c.seen = new Map(h.seen.map((s) => [s.attempt, SeenSequences.from(s)]));
+      c.watermark = h.watermark;
+      c.ended = h.ended;
+    }
   }
 
   /**
@@ -184,8 +230,13 @@ export class InputGate {
           waitSeconds: this.options.waitSeconds ?? 2,
           visibilityTimeoutSeconds: this.options.visibilityTimeoutSeconds ?? 15,
         });
-        if (!this.running) return; // stopping: leave them for the next attempt
+        if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
         if (messages.length === 0) continue;
+        if (!this.running) {
+          for (const message of messages) this.buffer.push({ queue, edge, message });
+          this.wake();
+          return;
+        }
         // Receive again only once the subtask has dealt with these (release): this bounds what is
         // buffered, and a channel whose messages are still in flight is held back by FIFO.
         const acknowledged = new Promise<void>((resolve) => this.unacknowledged.set(queue, resolve));
@@ -215,6 +266,17 @@ export class InputGate {
 export class SeenSequences {
   private floor = -1;
   private readonly above = new Set<number>();
+
+  toJSON(): { floor: number; above: number[] } {
+    return { floor: this.floor, above: [...this.above] };
+  }
+
+  static from(state: { floor: number; above: readonly number[] }): SeenSequences {
+    const seen = new SeenSequences();
+    seen.floor = state.floor;
+    for (const s of state.above) seen.above.add(s);
+    return seen;
+  }
 
   /** Records `seq`; false when it was seen before. */
   add(seq: number): boolean {

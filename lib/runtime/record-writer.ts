@@ -9,6 +9,7 @@
 import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
+import type { WriterHandover } from './handover';
 import type { ChannelEvent, ChannelMessage } from './messages';
 
 /** Tells a writer whether a consumer sub-partition takes records now. */
@@ -63,6 +64,22 @@ export class RecordWriter {
     this.roundRobin = options.producerIndex % n;
   }
 
+  /** Sequence numbers and counters, for the next invocation of this attempt (call after a flush). */
+  handoverState(): WriterHandover {
+    if (this.hasPending()) throw new Error(`writer of edge ${this.edgeId}: hand-over with unsent messages`);
+    return { edgeId: this.edgeId, sequence: [...this.sequence], dropped: [...this.dropped], roundRobin: this.roundRobin };
+  }
+
+  /** Continues a predecessor's channels: same message group, next sequence numbers. */
+  resume(state: WriterHandover): void {
+    if (state.edgeId !== this.edgeId || state.sequence.length !== this.sequence.length) {
+      throw new Error(`writer of edge ${this.edgeId} (${this.sequence.length} channels) cannot resume the hand-over of edge ${state.edgeId} (${state.sequence.length} channels)`);
+    }
+    state.sequence.forEach((s, c) => (this.sequence[c] = s));
+    state.dropped.forEach((d, c) => (this.dropped[c] = d));
+    this.roundRobin = state.roundRobin;
+  }
+
   /** Routes one record to its channel(s). */
   emit(record: Json): void {
     const { edge } = this.options;
@@ -84,7 +101,9 @@ export class RecordWriter {
 
   /** Attaches a watermark to every channel; it travels with the next message of each. */
   emitWatermark(watermark: number): void {
-    for (const buffer of this.buffers) buffer.watermark = watermark;
+    // Only the channels this producer writes to (a pointwise edge has one): an idle buffer's
+    // watermark would never be sent and would keep the writer "pending" forever.
+    for (const c of this.channels()) this.buffers[c]!.watermark = watermark;
   }
 
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */

@@ -18,12 +18,13 @@ import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
 import { subPartitionQueue, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
+import type { SubtaskHandover } from './handover';
 import { InputGate, channelKey, type GateEvent } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
 import { UnionStateBackend } from './union-state';
 
-export type SubtaskStatus = 'created' | 'running' | 'ended' | 'finished' | 'failed' | 'cancelled';
+export type SubtaskStatus = 'created' | 'running' | 'ended' | 'finished' | 'failed' | 'cancelled' | 'handed-over';
 
 export interface SubtaskEnvironment {
   jobId: string;
@@ -39,6 +40,10 @@ export interface SubtaskEnvironment {
   checkpoints?: CheckpointIO;
   /** State to start from (the region's restore point). */
   restore?: SubtaskSnapshot;
+  /** Live state handed over by the previous invocation of this attempt (instead of `restore`). */
+  resume?: SubtaskHandover;
+  /** Invocation of this attempt (0 first; +1 per hand-over). */
+  generation?: number;
   /**
    * Union list state to start from: name -> the entries of every subtask of this task at their
    * regions' restore points (see unit-host). Restored before any operator opens. May be shared by
@@ -95,6 +100,10 @@ export class SubtaskRunner {
   private acks = new Map<string, string[]>();
   private finalCommit: (() => void) | undefined;
   private finalCommitRequested = false;
+  /** Hand-over asked for: stop at the next safe point, waiting at most until `deadline` for an alignment. */
+  private handover: { deadline: number } | undefined;
+  /** The state left for the next invocation, once handed over. */
+  private handedOver: SubtaskHandover | undefined;
 
   constructor(private readonly env: SubtaskEnvironment) {
     const { task, index, graph } = env;
@@ -158,6 +167,33 @@ export class SubtaskRunner {
     this.aborted.push(checkpointId);
   }
 
+  /**
+   * The unit must end soon: stop at the next safe point and keep the live state for the next
+   * invocation. A barrier alignment in progress may finish within `graceMs`; after that its
+   * checkpoint is declined (the region's next checkpoint covers it).
+   */
+  requestHandover(graceMs: number): void {
+    this.handover = { deadline: Date.now() + graceMs };
+    this.finalCommit?.();
+  }
+
+  /** What the next invocation continues from (after `run` resolved 'handed-over' or 'finished'). */
+  handoverState(): SubtaskHandover {
+    if (this.handedOver) return this.handedOver;
+    if (this.status !== 'finished') throw new Error(`subtask ${this.id} is ${this.status}: nothing to hand over`);
+    return {
+      subtask: this.id,
+      status: 'finished',
+      lastCheckpoint: this.lastCheckpoint,
+      watermark: this.chain.currentWatermark,
+      sinkPending: [],
+      triggers: [],
+      writers: [],
+      channels: [],
+      counters: this.handoverCounters(),
+    };
+  }
+
   /** Every subtask of this region has ended: the last staged output may become visible. */
   commitFinal(): void {
     this.finalCommitRequested = true;
@@ -168,15 +204,29 @@ export class SubtaskRunner {
     this.status = 'running';
     try {
       // Union state first: operators read it when they open. A copy, since the union may be shared.
-      if (this.env.restoreUnion) this.union.restore(structuredClone(this.env.restoreUnion));
+      // A hand-over carries this subtask's live union state instead.
+      const union = this.env.resume ? this.env.resume.union : this.env.restoreUnion;
+      if (union) this.union.restore(structuredClone(union));
       const ctx = this.context();
       await this.chain.open(ctx);
       if (this.source) await this.source.open(ctx);
-      if (this.env.restore) await this.restore(this.env.restore);
-      if (this.source) await this.runSource();
-      else await this.runInputs();
-      if (this.cancelled) return (this.status = 'cancelled');
-      await this.finish();
+      const resume = this.env.resume;
+      if (resume) this.resume(resume);
+      else if (this.env.restore) await this.restore(this.env.restore);
+      if (resume?.status === 'finished') return (this.status = 'finished');
+      if (resume?.status === 'ended') {
+        this.status = 'ended';
+        await this.awaitFinalCommit(resume.finalStaged);
+      } else {
+        const quiesced = this.source ? await this.runSource() : await this.runInputs();
+        if (this.cancelled) return (this.status = 'cancelled');
+        if (quiesced) {
+          await this.keepForHandover('running');
+          return (this.status = 'handed-over');
+        }
+        await this.finish();
+      }
+      if (this.handedOver) return (this.status = 'handed-over');
       return (this.status = this.cancelled ? 'cancelled' : 'finished');
     } catch (error) {
       this.error = error;
@@ -210,22 +260,82 @@ export class SubtaskRunner {
     for (const pending of snapshot.sinkPending ?? []) await this.chain.sink!.commit(pending.staged);
   }
 
-  private async runSource(): Promise<void> {
+  /** Resumes a previous invocation's live state (see handover.ts). */
+  private resume(h: SubtaskHandover): void {
+    if (h.subtask !== this.id) throw new Error(`subtask ${this.id} given the hand-over of ${h.subtask}`);
+    for (const w of h.writers) {
+      const writer = this.writers.find((x) => x.edgeId === w.edgeId);
+      if (!writer) throw new Error(`hand-over of ${this.id} names output edge ${w.edgeId}, which the subtask does not have`);
+      writer.resume(w);
+    }
+    if (h.source !== undefined) this.source?.restoreOffsets(h.source);
+    if (h.keyed) this.chain.keyedState?.restore(h.keyed);
+    // Timers up to it have fired already (they are gone from the keyed state): nothing fires twice.
+    if (h.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(h.watermark);
+    this.lastCheckpoint = h.lastCheckpoint;
+    this.sinkPending = [...h.sinkPending];
+    this.triggers.push(...h.triggers);
+    this.recordsIn = h.counters.recordsIn;
+    this.chain.recordsOut = h.counters.recordsOut;
+  }
+
+  private handoverCounters(): SubtaskHandover['counters'] {
+    return { recordsIn: this.recordsIn, recordsOut: this.chain.recordsOut, duplicates: this.inputGate?.duplicates ?? 0, fenced: this.inputGate?.fenced ?? 0 };
+  }
+
+  /**
+   * Keeps the live state for the next invocation. What a sink received since its last checkpoint
+   * is staged as its own transaction under the next checkpoint id: it commits with that
+   * checkpoint (it precedes its barrier), and is never committed if the region restores instead.
+   */
+  private async keepForHandover(status: 'running' | 'ended', finalStaged?: Json): Promise<void> {
+    const sink = this.chain.sink;
+    if (sink && status === 'running') {
+      const next = this.lastCheckpoint + 1;
+      const staged = await sink.prepare(`h${next}-a${this.env.attempt}-g${this.env.generation ?? 0}`, { watermark: this.chain.currentWatermark });
+      this.sinkPending.push({ checkpointId: next, staged });
+    }
+    const union = this.union.names.length > 0;
+    this.handedOver = {
+      subtask: this.id,
+      status,
+      lastCheckpoint: this.lastCheckpoint,
+      watermark: this.chain.currentWatermark,
+      ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
+      ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+      ...(union ? { union: this.union.snapshot() } : {}),
+      sinkPending: this.sinkPending,
+      ...(finalStaged !== undefined ? { finalStaged } : {}),
+      triggers: [...this.triggers],
+      writers: this.writers.map((w) => w.handoverState()),
+      channels: this.inputGate?.handoverState() ?? [],
+      counters: this.handoverCounters(),
+    };
+  }
+
+  /** Returns true when it stopped for a hand-over. */
+  private async runSource(): Promise<boolean> {
     const source = this.source!;
     const batchSize = this.env.sourceBatchSize ?? 2000;
     while (!this.cancelled) {
       while (this.triggers.length > 0) await this.checkpoint(this.triggers.shift()!);
       await this.commitCompleted();
+      if (this.handover) {
+        await this.flush();
+        return true;
+      }
       const batch = await source.poll(batchSize);
       for (const record of batch.records) this.chain.push(record);
       this.recordsIn += batch.records.length;
       if (batch.watermark !== undefined) this.chain.advanceWatermark(batch.watermark);
-      if (batch.done) return;
+      if (batch.done) return false;
       await this.maybeFlush();
     }
+    return false;
   }
 
-  private async runInputs(): Promise<void> {
+  /** Returns true when it stopped for a hand-over. */
+  private async runInputs(): Promise<boolean> {
     const { env } = this;
     const parallelism = new Map(env.graph.tasks.map((t) => [t.id, t.parallelism]));
     let failure: unknown;
@@ -239,6 +349,11 @@ export class SubtaskRunner {
       onError: (error) => (failure = error),
     });
     this.inputGate = gate;
+    if (env.resume) {
+      gate.resume(env.resume.channels);
+      gate.duplicates = env.resume.counters.duplicates;
+      gate.fenced = env.resume.counters.fenced;
+    }
     gate.start();
     while (!this.cancelled && !(gate.allEnded() && !this.aligning)) {
       const { events, discarded } = await gate.next(200);
@@ -254,13 +369,49 @@ export class SubtaskRunner {
       // Input is deleted only after what it produced is safely in the next queues; input held
       // back by barrier alignment is deleted once it has been processed.
       if (events.length > 0) await this.flush();
-      if (this.acks.size > 0) {
-        const acks = this.acks;
-        this.acks = new Map();
-        await gate.acknowledge(acks);
-      }
+      await this.acknowledgeInput();
       gate.release();
+      if (this.handover && (!this.aligning || Date.now() >= this.handover.deadline)) {
+        await this.quiesceInputs(gate);
+        return true;
+      }
     }
+    return false;
+  }
+
+  private async acknowledgeInput(): Promise<void> {
+    if (this.acks.size === 0) return;
+    const acks = this.acks;
+    this.acks = new Map();
+    await this.inputGate!.acknowledge(acks);
+  }
+
+  /**
+   * Hand-over of a consumer: no new receives, what is already received gets processed, an
+   * alignment still open is declined (its blocked input is then processed like an aborted one),
+   * output flushed, input deleted. Nothing stays in flight for the successor to wait out.
+   */
+  private async quiesceInputs(gate: InputGate): Promise<void> {
+    await gate.drain();
+    while (gate.buffered) {
+      const { events, discarded } = await gate.next(0);
+      for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
+      for (const event of events) await this.handle(event);
+    }
+    await this.commitCompleted();
+    await this.dropAborted();
+    if (this.aligning) {
+      const { checkpointId } = this.aligning;
+      await this.env.checkpoints?.decline(checkpointId, this.id, `task unit handed over to its next invocation while aligning checkpoint ${checkpointId}`);
+      this.lastCheckpoint = Math.max(this.lastCheckpoint, checkpointId);
+      await this.releaseBlocked(undefined);
+    }
+    if (!gate.allEnded()) {
+      const watermark = gate.combinedWatermark();
+      if (watermark > this.chain.currentWatermark) this.chain.advanceWatermark(watermark);
+    }
+    await this.flush();
+    await this.acknowledgeInput();
   }
 
   private async handle(event: GateEvent): Promise<void> {
@@ -382,11 +533,18 @@ export class SubtaskRunner {
     if (!sink) return;
     const last = await sink.prepare('final', { watermark: END_OF_TIME });
     this.status = 'ended';
-    if (!this.finalCommitRequested) await new Promise<void>((resolve) => (this.finalCommit = resolve));
+    await this.awaitFinalCommit(last);
+  }
+
+  /** An ended sink: commits everything once its region has ended, or keeps it for a hand-over. */
+  private async awaitFinalCommit(last: Json | undefined): Promise<void> {
+    const sink = this.chain.sink!;
+    if (!this.finalCommitRequested && !this.handover) await new Promise<void>((resolve) => (this.finalCommit = resolve));
     if (this.cancelled) return;
+    if (!this.finalCommitRequested) return this.keepForHandover('ended', last);
     for (const p of this.sinkPending) await sink.commit(p.staged);
     this.sinkPending = [];
-    await sink.commit(last);
+    if (last !== undefined) await sink.commit(last);
     await sink.close?.();
   }
 

@@ -10,6 +10,7 @@ import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
 import type { JobStore, SubtaskStats, UnitStatus } from '../jobs/job-store';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
+import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
 import type { ControlMessage } from './messages';
 import type { SubPartitionGate } from './record-writer';
 import { SubtaskRunner, type SubtaskStatus } from './subtask';
@@ -33,6 +34,14 @@ export interface TaskUnitOptions {
   restoreUnion?: Map<string, Record<string, Json[]>>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /** Invocation of this attempt (0 first; +1 per hand-over). */
+  generation?: number;
+  /** Live state per subtask handed over by the previous invocation (instead of `restore`). */
+  resume?: Map<string, SubtaskHandover>;
+  /** Time (ms since the epoch) to hand over to the next invocation; none: run to the end. */
+  handoverAt?: number;
+  /** Longest wait for a barrier alignment in progress at hand-over time (default 20 s). */
+  handoverGraceMs?: number;
   heartbeatMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
   requestCounts?: () => Record<string, number>;
@@ -45,9 +54,16 @@ export class ZombieUnitError extends Error {
   override name = 'ZombieUnitError';
 }
 
+/** How a unit's run ends: a final status, or handed over to its next invocation. */
+export type UnitOutcome = UnitStatus | 'HANDED_OVER';
+
 export class TaskUnit {
   readonly runners: SubtaskRunner[];
   private stopped = false;
+  /** Control messages are no longer read (a hand-over has begun: the successor reads them). */
+  private controlClosed = false;
+  private control: Promise<void> = Promise.resolve();
+  private handingOver = false;
 
   constructor(private readonly options: TaskUnitOptions) {
     const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
@@ -68,28 +84,70 @@ export class TaskUnit {
         checkpoints: options.checkpoints,
         restore: options.restore?.get(id),
         restoreUnion: options.restoreUnion?.get(id),
+        resume: options.resume?.get(id),
+        generation: options.generation ?? 0,
         minAttempt: options.minAttempt,
       });
     });
   }
 
-  /** Runs every subtask to its end; resolves with the unit's final status. */
-  async run(): Promise<UnitStatus> {
+  /** Runs every subtask to its end, or to a hand-over; resolves with how the unit ended. */
+  async run(): Promise<UnitOutcome> {
     const { jobs, jobId, unitId, attempt } = this.options;
     if (!(await jobs.reportUnit(jobId, unitId, attempt, { status: 'RUNNING', heartbeatAt: Date.now() }))) {
       throw new ZombieUnitError(`unit ${unitId} attempt ${attempt} was superseded before it started`);
     }
     const heartbeat = this.heartbeatLoop();
-    const control = this.controlLoop();
+    this.control = this.controlLoop();
+    const { handoverAt } = this.options;
+    const timer = handoverAt === undefined ? undefined : setTimeout(() => void this.beginHandover(), Math.max(0, handoverAt - Date.now()));
     const results = await Promise.all(this.runners.map((r) => r.run()));
+    clearTimeout(timer);
     this.stopped = true;
+    await Promise.allSettled([heartbeat, this.control]);
     const failed = this.runners.find((r) => r.status === 'failed');
+    if (!failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished')) {
+      return this.handOver();
+    }
     const status: UnitStatus = failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED';
     const error = failed ? describe(failed.error) : undefined;
-    await Promise.allSettled([heartbeat, control]);
     await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) });
     if (failed) this.options.log?.(`subtask ${failed.id} failed: ${error}`);
     return status;
+  }
+
+  /**
+   * Starts the hand-over: control messages stay in the queue for the successor from now on (the
+   * ones already received are applied first), then every subtask stops at its next safe point.
+   */
+  async beginHandover(): Promise<void> {
+    if (this.handingOver || this.stopped) return;
+    this.handingOver = true;
+    this.controlClosed = true;
+    await this.control;
+    this.options.log?.(`handing over to the next invocation`);
+    for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 20_000);
+  }
+
+  /** Writes the live state, points the unit record at it, and ends this invocation. */
+  private async handOver(): Promise<UnitOutcome> {
+    const { jobs, jobId, unitId, attempt, blobs } = this.options;
+    const generation = (this.options.generation ?? 0) + 1;
+    const key = await writeHandover(blobs, {
+      format: HANDOVER_FORMAT,
+      jobId,
+      unitId,
+      attempt,
+      generation,
+      at: Date.now(),
+      subtasks: this.runners.map((r) => r.handoverState()),
+    });
+    if (!(await jobs.recordHandover(jobId, unitId, attempt, generation, key, this.report()))) {
+      this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
+      return 'CANCELLED';
+    }
+    this.options.log?.(`handed over to invocation ${generation} (${key})`);
+    return 'HANDED_OVER';
   }
 
   cancel(): void {
@@ -98,7 +156,11 @@ export class TaskUnit {
 
   private report(): { heartbeatAt: number; stats: Record<string, SubtaskStats>; requests: Record<string, number> } {
     const stats: Record<string, SubtaskStats> = {};
-    for (const r of this.runners) stats[r.id] = { status: r.status as SubtaskStatus, ...r.counters() };
+    for (const r of this.runners) {
+      // Handed over: what the next invocation continues as (the supervisor waits for 'ended' sinks).
+      const status: SubtaskStatus = r.status === 'handed-over' ? r.handoverState().status : r.status;
+      stats[r.id] = { status, ...r.counters() };
+    }
     return { heartbeatAt: Date.now(), stats, requests: this.options.requestCounts?.() ?? {} };
   }
 
@@ -120,7 +182,7 @@ export class TaskUnit {
 
   private async controlLoop(): Promise<void> {
     const { channels, controlQueue: queue } = this.options;
-    while (!this.stopped) {
+    while (!this.stopped && !this.controlClosed) {
       const messages = await channels.receive(queue, { max: 10, waitSeconds: 1 }).catch(() => []);
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);

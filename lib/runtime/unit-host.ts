@@ -10,7 +10,7 @@ import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
 import { buildExecutionGraph, parseSubtaskId, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
-import type { JobStore, UnitStatus } from '../jobs/job-store';
+import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
@@ -18,7 +18,8 @@ import { CheckpointIO, snapshotKey, type SubtaskSnapshot, type TaskUnionRead, ty
 import { announceAvailable } from '../recovery/failover-handler';
 import { loadAvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
-import { TaskUnit } from './task-unit';
+import { readHandover, type SubtaskHandover } from './handover';
+import { TaskUnit, type UnitOutcome } from './task-unit';
 
 export interface UnitHostOptions {
   jobId: string;
@@ -33,6 +34,12 @@ export interface UnitHostOptions {
   requestCounts?: () => Record<string, number>;
   /** Most union state objects read at once per task (default 32). */
   unionRestoreConcurrency?: number;
+  /** Continue from the hand-over of this attempt's previous invocation instead of a checkpoint. */
+  resume?: boolean;
+  /** Time (ms since the epoch) to hand over to the next invocation (Lambda: before its time limit). */
+  handoverAt?: number;
+  /** Longest wait for a barrier alignment in progress at hand-over time. */
+  handoverGraceMs?: number;
   log?: (line: string) => void;
 }
 
@@ -125,12 +132,13 @@ export async function loadUnitRestore(args: {
   return out;
 }
 
-export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
+export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const job = await options.jobs.getJob(options.jobId);
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
   const io = new CheckpointIO(job.jobId, options.blobs, options.metadata);
+  if (options.resume) return resumeUnit(options, job, placement, graph, io);
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
   // union list state from every subtask of the task, each at its own region's entry.
@@ -196,8 +204,56 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitStatus> {
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
+    ...handoverOptions(options),
+  });
+  return unit.run();
+}
+
+function handoverOptions(options: UnitHostOptions) {
+  return {
     requestCounts: options.requestCounts,
     log: options.log,
+    ...(options.handoverAt !== undefined ? { handoverAt: options.handoverAt } : {}),
+    ...(options.handoverGraceMs !== undefined ? { handoverGraceMs: options.handoverGraceMs } : {}),
+  };
+}
+
+/**
+ * The next invocation of an attempt that handed over: claims the hand-over (one invocation only),
+ * and continues every subtask from its live state. No checkpoint restore, no availability
+ * announcement: to the rest of the job nothing happened.
+ */
+async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
+  const { jobId, unitId, attempt } = options;
+  const pointer = await options.jobs.claimHandover(jobId, unitId, attempt);
+  if (!pointer) {
+    options.log?.(`no hand-over of unit ${unitId} attempt ${attempt} to claim (another invocation took it, or a newer attempt runs): ending`);
+    return 'CANCELLED';
+  }
+  const state = await readHandover(options.blobs, pointer.key, { jobId, unitId, attempt, generation: pointer.generation });
+  const resume = new Map<string, SubtaskHandover>(state.subtasks.map((s) => [s.subtask, s]));
+  for (const id of placement.subtasks) if (!resume.has(id)) throw new Error(`hand-over ${pointer.key} has no state for subtask ${id}`);
+  options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
+  const availability = await loadAvailabilityView({ metadata: options.metadata, jobId, graph, subtasks: placement.subtasks });
+  const unit = new TaskUnit({
+    jobId,
+    unitId,
+    attempt,
+    generation: pointer.generation,
+    graph,
+    subtasks: placement.subtasks,
+    controlQueue: placement.controlQueue,
+    queuePrefix: options.queuePrefix,
+    channels: options.channels,
+    blobs: options.blobs,
+    jobs: options.jobs,
+    gate: availability,
+    onControl: async (message) => {
+      if (message.type === 'availability') availability.handleControl(message);
+    },
+    checkpoints: io,
+    resume,
+    ...handoverOptions(options),
   });
   return unit.run();
 }

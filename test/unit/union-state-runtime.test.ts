@@ -21,7 +21,7 @@ import { MANIFEST_FORMAT, type CheckpointManifest, type ManifestRegion } from '.
 import { buildExecutionGraph, subtaskId } from '../../lib/graph/execution-graph';
 import { JobController } from '../../lib/jobs/job-controller';
 import { JobService, type UnitLauncher } from '../../lib/jobs/job-service';
-import { JobStore, type JobRecord, type UnitPlacement, type UnitStatus } from '../../lib/jobs/job-store';
+import { JobStore, type JobRecord, type UnitPlacement } from '../../lib/jobs/job-store';
 import { createMemoryPorts, type MemoryPorts } from '../../lib/memory';
 import type { BlobInfo, BlobStore } from '../../lib/ports/blob-store';
 import { createFailoverHandler } from '../../lib/recovery/failover-handler';
@@ -30,6 +30,7 @@ import type { ControlMessage } from '../../lib/runtime/messages';
 import { OperatorChain } from '../../lib/runtime/operator-chain';
 import { UnionStateBackend, type UnionListState } from '../../lib/runtime/union-state';
 import { hostUnit, loadUnitRestore } from '../../lib/runtime/unit-host';
+import type { UnitOutcome } from '../../lib/runtime/task-unit';
 import { ingestJob, expectedIngestIds } from '../../examples/jobs/ingest';
 import {
   FINISHED_STATE,
@@ -107,7 +108,7 @@ class WatchedBlobs implements BlobStore {
 
 /** Runs each unit attempt in this process through `hostUnit`, as the runtime does. */
 class HostingLauncher implements UnitLauncher {
-  readonly runs: Promise<UnitStatus>[] = [];
+  readonly runs: Promise<UnitOutcome>[] = [];
   readonly log: string[] = [];
   private readonly attempts = new Map<string, number>();
 

@@ -9,10 +9,10 @@ import { createMemoryPorts, type MemoryPorts } from '../../../lib/memory';
 import { JobRegistry } from '../../../lib/api/registry';
 import { buildExecutionGraph } from '../../../lib/graph/execution-graph';
 import { JobService, type UnitLauncher } from '../../../lib/jobs/job-service';
-import { JobStore, type JobRecord, type UnitPlacement, type UnitStatus } from '../../../lib/jobs/job-store';
+import { JobStore, type JobRecord, type UnitPlacement } from '../../../lib/jobs/job-store';
 import { Supervisor } from '../../../lib/jobs/supervisor';
 import type { ChannelTransport, ReceiveOptions } from '../../../lib/ports/channels';
-import { TaskUnit } from '../../../lib/runtime/task-unit';
+import { TaskUnit, type UnitOutcome } from '../../../lib/runtime/task-unit';
 import { hashPartition } from '../../../lib/runtime/record-writer';
 import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
 import { FailoverHandler, announceAvailable } from '../../../lib/recovery/failover-handler';
@@ -73,7 +73,7 @@ function shortVisibility(inner: ChannelTransport, seconds: number): ChannelTrans
 
 /** Runs units in-process with the recovery wiring; a restarted attempt takes `restartMs` to come up. */
 class RecoveryWiredLauncher implements UnitLauncher {
-  readonly runs: Promise<UnitStatus>[] = [];
+  readonly runs: Promise<UnitOutcome>[] = [];
   readonly announced: { unitId: string; attempt: number; messages: number }[] = [];
 
   constructor(

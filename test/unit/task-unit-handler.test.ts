@@ -1,0 +1,45 @@
+/**
+ * The task unit's Lambda handler: it asks the unit to hand over a margin before the invocation's
+ * time limit, and invokes the function again for the same attempt only when the unit handed over.
+ */
+import { describe, expect, it } from 'vitest';
+import { LAMBDA_HANDOVER_MARGIN_MS, makeHandler, type TaskUnitEvent } from '../../functions/task-unit';
+import type { UnitOutcome } from '../../lib/runtime/task-unit';
+
+function harness(outcome: UnitOutcome) {
+  const runs: { event: TaskUnitEvent; handoverAt: number | undefined }[] = [];
+  const invokes: { functionName: string; event: TaskUnitEvent }[] = [];
+  const handler = makeHandler({
+    run: async (event, handoverAt) => {
+      runs.push({ event, handoverAt });
+      return outcome;
+    },
+    invoke: async (functionName, event) => {
+      invokes.push({ functionName, event });
+    },
+  });
+  return { handler, runs, invokes };
+}
+
+const context = { functionName: 'sluice-TaskUnit', getRemainingTimeInMillis: () => 900_000 };
+
+describe('task unit Lambda handler', () => {
+  it('hands over a margin before the time limit and re-invokes itself for the same attempt', async () => {
+    const { handler, runs, invokes } = harness('HANDED_OVER');
+    const before = Date.now();
+    const result = await handler({ jobId: 'j', unitId: 'u-1', attempt: 2 }, context);
+    expect(result).toEqual({ status: 'HANDED_OVER' });
+    const at = runs[0]!.handoverAt!;
+    expect(at).toBeGreaterThanOrEqual(before + 900_000 - LAMBDA_HANDOVER_MARGIN_MS);
+    expect(at).toBeLessThanOrEqual(Date.now() + 900_000 - LAMBDA_HANDOVER_MARGIN_MS);
+    expect(invokes).toEqual([{ functionName: 'sluice-TaskUnit', event: { jobId: 'j', unitId: 'u-1', attempt: 2, resume: true } }]);
+  });
+
+  it('does not re-invoke when the unit finished, failed or was cancelled', async () => {
+    for (const outcome of ['FINISHED', 'FAILED', 'CANCELLED'] as const) {
+      const { handler, invokes } = harness(outcome);
+      expect(await handler({ jobId: 'j', unitId: 'u-1', attempt: 0, resume: true }, context)).toEqual({ status: outcome });
+      expect(invokes).toEqual([]);
+    }
+  });
+});
