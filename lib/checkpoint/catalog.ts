@@ -61,6 +61,8 @@ const historySchema = z.object({
   failedRegions: z.array(failedRegionSchema),
   bytesWritten: z.number(),
   bytesKept: z.number(),
+  // Absent in items written before counters were persisted.
+  consecutiveFailures: z.record(z.string(), z.number().int().nonnegative()).optional(),
 });
 const pointerSchema = z.object({ checkpointId: z.number(), manifestKey: z.string(), retained: z.array(z.number()) });
 
@@ -92,6 +94,9 @@ export function historyToItem(entry: CheckpointHistoryEntry, manifest?: string):
     item.reason = entry.outcome.reason;
     item.message = clip(entry.outcome.message);
   }
+  // All of them, never capped like failedRegions: the limit needs every count. At most one number
+  // per region (5000 regions with 16-character ids: ~100 KB).
+  if (entry.consecutiveFailures !== undefined) item.consecutiveFailures = { ...entry.consecutiveFailures };
   if (manifest !== undefined) item.manifestKey = manifest;
   return item;
 }
@@ -110,6 +115,7 @@ export function itemToHistory(item: MetaItem): CheckpointHistoryEntry {
     failedRegions: h.failedRegions.map((f) => ({ ...f })),
     bytesWritten: h.bytesWritten,
     bytesKept: h.bytesKept,
+    ...(h.consecutiveFailures !== undefined ? { consecutiveFailures: h.consecutiveFailures } : {}),
   };
 }
 

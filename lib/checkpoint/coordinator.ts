@@ -27,6 +27,12 @@ export interface CoordinatorOptions {
   restored?: readonly CheckpointManifest[];
   /** First checkpoint id to use (default: latest restored + 1, or 1). */
   nextCheckpointId?: number;
+  /**
+   * Each region's consecutive failed checkpoints before `nextCheckpointId`: the newest history
+   * entry's `consecutiveFailures` (missing regions: 0). Ids of regions the topology does not have
+   * are ignored, since nothing of theirs can be judged.
+   */
+  consecutiveFailures?: Readonly<Record<string, number>>;
 }
 
 const NONE: readonly CheckpointEffect[] = Object.freeze([]);
@@ -48,6 +54,9 @@ function keysNotIn(state: readonly SnapshotHandle[], original: readonly Snapshot
  *   same list: notifies happen only after the manifest is persisted, never before N is finalized.
  * - A checkpoint that fails as a whole is decided at once (fail fast): its snapshots are discarded,
  *   its slot freed; only its consecutive-failure counting waits for the older checkpoints.
+ * - The consecutive-failure counters go out in the history entries and come back through
+ *   `consecutiveFailures`: a coordinator rebuilt from the catalog judges the limit as one that
+ *   lived on would.
  */
 export class CheckpointCoordinator {
   readonly config: ResolvedCheckpointConfig;
@@ -72,6 +81,10 @@ export class CheckpointCoordinator {
     this.topology = new CheckpointTopology(options.topology.regions);
     this.planner = new CheckpointPlanner(this.topology, options.topology.sources, options.topology.finished ?? []);
     this.failures = new RegionFailureManager(this.topology.regionCount, this.config);
+    for (const [regionId, count] of Object.entries(options.consecutiveFailures ?? {})) {
+      const r = this.topology.regionIndex(regionId);
+      if (r >= 0) this.failures.restore(r, count);
+    }
     this.store = new CompletedCheckpointStore(this.config.retained, options.restored ?? []);
     this.stats = new CheckpointStatsTracker(this.config.historySize);
     const latest = this.store.latest();
@@ -333,10 +346,26 @@ export class CheckpointCoordinator {
       failedRegions: this.failureRecords(p),
       bytesWritten: p.bytesWritten,
       bytesKept: 0,
+      consecutiveFailures: this.countersWith(p),
     });
     this.stats.record(history);
     this.emit({ type: 'checkpointFinalized', checkpointId: p.id, outcome: 'failed', failure, history });
     this.recomputeDeadline();
+  }
+
+  /**
+   * The counters for the history entry of `p` (just finalized): as they stand once `p` is counted
+   * along with the run of failed-as-whole checkpoints at the head that `settle` counts next.
+   * Undefined when `p` failed as a whole behind a checkpoint still in flight: it cannot be counted yet.
+   */
+  private countersWith(p: PendingCheckpoint): Record<string, number> | undefined {
+    // A completed `p` is the head and already counted.
+    const start = p.aborted ? 0 : 1;
+    let end = start;
+    while (end < this.pending.length && this.pending[end]!.aborted) end++;
+    const run = this.pending.slice(start, end);
+    if (p.aborted && !run.includes(p)) return undefined;
+    return this.failures.countersAfter(run, this.topology.regionIds);
   }
 
   private failureRecords(p: PendingCheckpoint): RegionFailureRecord[] {
@@ -442,6 +471,7 @@ export class CheckpointCoordinator {
       failedRegions,
       bytesWritten: p.bytesWritten,
       bytesKept: p.bytesKept,
+      consecutiveFailures: this.countersWith(p),
     });
     this.stats.record(history);
     this.emit({

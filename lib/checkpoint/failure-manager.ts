@@ -16,7 +16,9 @@ export interface FailurePolicy {
  * more; a region that completed N, when N completed, goes back to 0; a region that completed its
  * part of a checkpoint that failed as a whole keeps its count (its restore point did not move).
  * The consecutive limit therefore can only be judged for the oldest pending checkpoint, whose
- * predecessors are all counted; the ratio limit can be judged at any time.
+ * predecessors are all counted; the ratio limit can be judged at any time. The counters are
+ * persisted with the history entries (`countersAfter`) and restored (`restore`) by every new
+ * coordinator, so the limit holds across processes.
  */
 export class RegionFailureManager {
   private readonly consecutive: Int32Array;
@@ -31,6 +33,25 @@ export class RegionFailureManager {
   /** Consecutive failed checkpoints of a region, as of the last finalized checkpoint. */
   consecutiveFailures(region: number): number {
     return this.consecutive[region]!;
+  }
+
+  /** Sets a region's count, read back from the catalog (before any checkpoint is finalized). */
+  restore(region: number, count: number): void {
+    if (!(region >= 0 && region < this.consecutive.length)) throw new RangeError(`region index ${region} out of range`);
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`consecutive failure count must be a whole number >= 0, got ${count}`);
+    this.consecutive[region] = count;
+  }
+
+  /**
+   * The non-zero counts by region id once these finalized checkpoints (in id order, not yet
+   * applied) are counted too. The counters themselves do not move.
+   */
+  countersAfter(finalized: readonly PendingCheckpoint[], regionIds: readonly string[]): Record<string, number> {
+    const counts = finalized.length === 0 ? this.consecutive : this.consecutive.slice();
+    for (const p of finalized) applyTo(counts, p);
+    const out: Record<string, number> = {};
+    for (let r = 0; r < counts.length; r++) if (counts[r]! > 0) out[regionIds[r]!] = counts[r]!;
+    return out;
   }
 
   /** Most regions that may fail N without failing it as a whole (global handle: 0). */
@@ -86,10 +107,14 @@ export class RegionFailureManager {
 
   /** Moves the counters for a finalized checkpoint (call in checkpoint id order). */
   applyFinalized(p: PendingCheckpoint): void {
-    for (const r of p.failedRegions) this.consecutive[r]!++;
-    if (p.aborted) return;
-    for (let r = 0; r < this.consecutive.length; r++) {
-      if (p.regionState(r) === R_COMPLETED) this.consecutive[r] = 0;
-    }
+    applyTo(this.consecutive, p);
+  }
+}
+
+function applyTo(counts: Int32Array, p: PendingCheckpoint): void {
+  for (const r of p.failedRegions) counts[r]!++;
+  if (p.aborted) return;
+  for (let r = 0; r < counts.length; r++) {
+    if (p.regionState(r) === R_COMPLETED) counts[r] = 0;
   }
 }

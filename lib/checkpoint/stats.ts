@@ -13,10 +13,12 @@ export interface FinalizedCheckpointInfo {
   failedRegions: RegionFailureRecord[];
   bytesWritten: number;
   bytesKept: number;
+  /** See `CheckpointHistoryEntry.consecutiveFailures`; undefined when not known yet. */
+  consecutiveFailures?: Record<string, number> | undefined;
 }
 
 export function historyEntry(info: FinalizedCheckpointInfo): CheckpointHistoryEntry {
-  return {
+  const entry: CheckpointHistoryEntry = {
     checkpointId: info.checkpointId,
     handle: info.handle,
     triggerTime: info.triggerTime,
@@ -33,6 +35,8 @@ export function historyEntry(info: FinalizedCheckpointInfo): CheckpointHistoryEn
     bytesWritten: info.bytesWritten,
     bytesKept: info.bytesKept,
   };
+  if (info.consecutiveFailures !== undefined) entry.consecutiveFailures = info.consecutiveFailures;
+  return entry;
 }
 
 /** Outcome of one region in a history entry. */

@@ -157,6 +157,15 @@ export interface CheckpointHistoryEntry {
   bytesWritten: number;
   /** Bytes of the snapshots of N referenced by its manifest (0 when N failed as a whole). */
   bytesKept: number;
+  /**
+   * Each region's consecutive failed checkpoints (non-zero ones only) once N is counted, with the
+   * checkpoints counted in the same step: older ones and, with `maxConcurrent > 1`, later ones
+   * that had already failed as a whole. A new coordinator restores the counters from the newest
+   * entry that has them. Absent when N failed as a whole while an older checkpoint was still in
+   * flight (N is counted after it; the next entry that has counters includes N), and in entries
+   * written before counters were persisted.
+   */
+  consecutiveFailures?: Record<string, number>;
 }
 
 export interface CheckpointCounters {

@@ -49,6 +49,7 @@ export class CheckpointDriver {
   private constructor(
     private readonly deps: DriverDeps,
     restored: CheckpointManifest[],
+    consecutiveFailures: Readonly<Record<string, number>> | undefined,
   ) {
     const { job, graph } = deps;
     this.clock = deps.clock ?? systemClock;
@@ -71,18 +72,27 @@ export class CheckpointDriver {
       topology: { regions: job.regions, sources },
       restored,
       ...(deps.nextCheckpointId !== undefined ? { nextCheckpointId: deps.nextCheckpointId } : {}),
+      ...(consecutiveFailures !== undefined ? { consecutiveFailures } : {}),
     });
   }
 
   /**
    * A driver for the job, restored from its catalog. Checkpoint ids continue after every id the
    * job has used, completed or not, so a failed checkpoint's snapshots and acks are never reused.
+   * The consecutive-failure counters come from the newest history entry before the first id, so
+   * `maxConsecutiveRegionFailures` holds across Step Functions steps and controller restarts (and
+   * a step that replays an already persisted checkpoint does not count it twice).
    */
   static async create(deps: DriverDeps): Promise<CheckpointDriver> {
     const catalog = new PortCheckpointCatalog(deps.job.jobId, deps.metadata, deps.blobs);
     const [retained, history] = await Promise.all([catalog.loadRetained(), catalog.loadHistory()]);
     const used = Math.max(0, ...history.map((h) => h.checkpointId), ...retained.map((m) => m.checkpointId));
-    return new CheckpointDriver({ nextCheckpointId: used + 1, ...deps }, retained);
+    const next = deps.nextCheckpointId ?? used + 1;
+    let counted: CheckpointHistoryEntry | undefined;
+    for (const h of history) {
+      if (h.consecutiveFailures !== undefined && h.checkpointId < next && (counted === undefined || h.checkpointId > counted.checkpointId)) counted = h;
+    }
+    return new CheckpointDriver({ ...deps, nextCheckpointId: next }, retained, counted?.consecutiveFailures);
   }
 
   /** Acknowledgements (and declines) of N stored so far, oldest first. */

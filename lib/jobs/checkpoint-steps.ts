@@ -3,7 +3,9 @@
  * Step Functions state machine (each step is one Lambda invocation) and for anything else that
  * drives a checkpoint from outside the job's process. Between steps only the job id and the
  * checkpoint id travel; the rest is read back: a pending marker (trigger time, deadline) and the
- * acknowledgements in DynamoDB, replayed through a fresh coordinator.
+ * acknowledgements in DynamoDB, replayed through a fresh coordinator built from the catalog
+ * (retained manifests, and the consecutive-failure counters of the newest history entry, so
+ * `maxConsecutiveRegionFailures` holds from one run to the next).
  */
 import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';

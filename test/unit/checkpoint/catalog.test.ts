@@ -84,6 +84,36 @@ describe('PortCheckpointCatalog', () => {
     expect(back.regions.failed).toBe(MAX_FAILED_REGIONS_PER_ITEM + 50);
   });
 
+  it('round-trips the consecutive-failure counters, in full even when the failed-region list is capped', async () => {
+    const failedRegions = MAX_FAILED_REGIONS_PER_ITEM + 50;
+    const counters = Object.fromEntries(Array.from({ length: failedRegions }, (_, i) => [`r${i}`, 1 + (i % 4)]));
+    const entry: CheckpointHistoryEntry = { ...history(4, true, failedRegions), consecutiveFailures: counters };
+    const item = historyToItem(entry);
+    expect(itemToHistory(item).consecutiveFailures).toEqual(counters);
+    const { catalog } = ports();
+    await catalog.saveFailed(entry);
+    await catalog.saveCompleted(manifest(5, [5, 5]), { ...history(5), consecutiveFailures: {} }, [5]);
+    const [h4, h5] = await catalog.loadHistory();
+    expect(h4!.consecutiveFailures).toEqual(counters);
+    expect(h4!.failedRegions).toHaveLength(MAX_FAILED_REGIONS_PER_ITEM);
+    expect(h5!.consecutiveFailures).toEqual({});
+  });
+
+  it('reads items written before counters were persisted, and refuses counts that are not whole numbers >= 0', () => {
+    const old = historyToItem(history(6));
+    expect(old).not.toHaveProperty('consecutiveFailures');
+    expect(itemToHistory(old)).not.toHaveProperty('consecutiveFailures');
+    expect(() => itemToHistory({ ...old, consecutiveFailures: { r0: -1 } })).toThrow();
+    expect(() => itemToHistory({ ...old, consecutiveFailures: { r0: 'two' } })).toThrow();
+  });
+
+  it('keeps an item with every region counted well under the 400 KB DynamoDB limit', () => {
+    const regions = 5000;
+    const counters = Object.fromEntries(Array.from({ length: regions }, (_, i) => [`pipeline-${String(i).padStart(6, '0')}`, 99]));
+    const item = historyToItem({ ...history(7, true, regions), consecutiveFailures: counters });
+    expect(Buffer.byteLength(JSON.stringify(item))).toBeLessThan(300_000);
+  });
+
   it('deletes retired manifests', async () => {
     const { blobs, catalog } = ports();
     await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);

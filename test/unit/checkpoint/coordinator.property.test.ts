@@ -65,6 +65,8 @@ interface Run {
   coordinator: CheckpointCoordinator;
   regionOf: Map<string, string>;
   regionSubtasks: Map<string, readonly string[]>;
+  /** Calls after which the newest history entry with counters disagreed with the live counters. */
+  counterMismatches: string[];
   config: Required<Pick<CheckpointConfig, 'handle' | 'maxFailedRegionRatio' | 'maxConsecutiveRegionFailures'>>;
 }
 
@@ -85,8 +87,11 @@ function simulate(s: Scenario): Run {
     coordinator: c,
     regionOf,
     regionSubtasks,
+    counterMismatches: [],
     config: s.config,
   };
+  // What a coordinator rebuilt now would restore: the newest entry's counters.
+  let newest: { id: number; counters: Record<string, number> } | undefined;
   let now = 0;
   let seq = 0;
   const outstanding: { subtask: string; id: number }[] = [];
@@ -101,6 +106,13 @@ function simulate(s: Scenario): Run {
           for (const x of r.subtasks) if (!run.finishedAt.has(x)) outstanding.push({ subtask: x, id: e.checkpointId });
         }
       }
+      if (e.type === 'checkpointFinalized' && e.history.consecutiveFailures && (newest === undefined || e.checkpointId > newest.id)) {
+        newest = { id: e.checkpointId, counters: e.history.consecutiveFailures };
+      }
+    }
+    for (const r of regions) {
+      const expected = newest?.counters[r.id] ?? 0;
+      if (c.consecutiveFailures(r.id) !== expected) run.counterMismatches.push(`log ${run.log.length}: ${r.id} is ${c.consecutiveFailures(r.id)}, newest entry says ${expected}`);
     }
   };
   const take = (pick: number) => (outstanding.length === 0 ? undefined : outstanding.splice(pick % outstanding.length, 1)[0]!);
@@ -271,6 +283,8 @@ function check(run: Run): void {
     }
   }
   for (const [r, n] of consecutive) expect(c.consecutiveFailures(r)).toBe(n);
+  // After every call, the newest history entry with counters holds the live counters.
+  expect(run.counterMismatches).toEqual([]);
 
   // (6) Discarded keys are exactly the snapshots not kept (failed regions of N, N failed as a whole,
   // late), and never a key a manifest references.
