@@ -273,10 +273,11 @@ export function renderStatus(body: any, now: number = Date.now()): string {
       .join(' ') || '-'}`,
     '',
     formatTable(
-      ['UNIT', 'ATTEMPT', 'STATUS', 'HEARTBEAT', 'IN', 'OUT', 'DROPPED', 'ERROR'],
+      ['UNIT', 'ATTEMPT', 'INVOCATION', 'STATUS', 'HEARTBEAT', 'IN', 'OUT', 'DROPPED', 'ERROR'],
       units.map((u: any) => [
         u.unitId,
         u.attempt,
+        u.invocation ?? 0,
         u.status,
         formatAgo(u.heartbeatAt, now),
         sumStats(u.stats, 'recordsIn'),

@@ -7,8 +7,8 @@
  * - S3 bucket (private, encrypted, TLS only, access-logged): snapshots and manifests under
  *   `checkpoints/` (expire after `checkpointRetentionDays`), sink staging under `staging/` (1 day),
  *   output under `output/`, inputs under `input/`; incomplete multipart uploads are aborted.
- * - The task unit as a Lambda function (15 min per invocation; hand-over to a new invocation is not
- *   implemented yet, so long jobs use Fargate) and,
+ * - The task unit as a Lambda function (15 min per invocation; a unit hands over its live state to
+ *   the next invocation of the same attempt, which the function starts by invoking itself) and,
  *   optionally, as a Fargate task definition built from infra/docker/task-unit.Dockerfile.
  * - The supervisor function, every minute.
  * - The checkpoint coordinator: a Step Functions state machine Trigger → Wait → Poll →
@@ -172,7 +172,7 @@ export class Sluice extends Construct {
       timeout: Duration.minutes(15),
       memorySize: props.taskUnitMemoryMiB ?? 1024,
       environment: configEnv,
-      description: 'Sluice task unit: runs subtasks, long-polls their queues (up to 15 min per invocation)',
+      description: 'Sluice task unit: runs subtasks, long-polls their queues; hands over to its next invocation before 15 min',
     });
     this.grantTaskUnitData(this.taskUnit.role!, 'TaskUnit');
     // Self re-invocation, in its own policy: the function's default policy cannot name the function (cycle).

@@ -287,6 +287,8 @@ export interface UnitView {
   unitId: string;
   subtasks: string[];
   attempt: number;
+  /** Invocation of the attempt (Lambda hand-overs; 0 for the first). */
+  invocation: number;
   status: string;
   startedAt?: number;
   heartbeatAt?: number;
@@ -384,11 +386,12 @@ export class JobApiService implements JobApi {
     const registered = new Map(view.units.map((u) => [u.unitId, u]));
     const units: UnitView[] = job.units.map((placement) => {
       const u = registered.get(placement.unitId);
-      if (!u) return { unitId: placement.unitId, subtasks: placement.subtasks, attempt: 0, status: 'PENDING', stats: {} };
+      if (!u) return { unitId: placement.unitId, subtasks: placement.subtasks, attempt: 0, invocation: 0, status: 'PENDING', stats: {} };
       return {
         unitId: u.unitId,
         subtasks: u.subtasks,
         attempt: u.attempt,
+        invocation: u.generation ?? 0,
         status: u.status,
         startedAt: u.startedAt,
         heartbeatAt: u.heartbeatAt,

@@ -70,6 +70,8 @@ export interface UnitHandover {
   generation: number;
   at: number;
   subtasks: SubtaskHandover[];
+  /** AWS requests of the attempt's invocations so far, by service (the unit reports the attempt's total). */
+  requests: Record<string, number>;
 }
 
 export const handoverKey = (jobId: string, unitId: string, attempt: number, generation: number): string =>

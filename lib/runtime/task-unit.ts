@@ -45,6 +45,8 @@ export interface TaskUnitOptions {
   heartbeatMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
   requestCounts?: () => Record<string, number>;
+  /** Requests of the attempt's earlier invocations (from the hand-over), added to this process's. */
+  requestsBefore?: Record<string, number>;
   /** Handles control messages the unit itself does not know (checkpoints, availability). */
   onControl?: (message: ControlMessage) => Promise<void>;
   log?: (line: string) => void;
@@ -141,6 +143,7 @@ export class TaskUnit {
       generation,
       at: Date.now(),
       subtasks: this.runners.map((r) => r.handoverState()),
+      requests: this.requests(),
     });
     if (!(await jobs.recordHandover(jobId, unitId, attempt, generation, key, this.report()))) {
       this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
@@ -161,7 +164,13 @@ export class TaskUnit {
       const status: SubtaskStatus = r.status === 'handed-over' ? r.handoverState().status : r.status;
       stats[r.id] = { status, ...r.counters() };
     }
-    return { heartbeatAt: Date.now(), stats, requests: this.options.requestCounts?.() ?? {} };
+    return { heartbeatAt: Date.now(), stats, requests: this.requests() };
+  }
+
+  private requests(): Record<string, number> {
+    const total = { ...this.options.requestsBefore };
+    for (const [service, n] of Object.entries(this.options.requestCounts?.() ?? {})) total[service] = (total[service] ?? 0) + n;
+    return total;
   }
 
   private async heartbeatLoop(): Promise<void> {

@@ -253,6 +253,7 @@ async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: U
     },
     checkpoints: io,
     resume,
+    requestsBefore: state.requests,
     ...handoverOptions(options),
   });
   return unit.run();

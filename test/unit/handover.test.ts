@@ -91,7 +91,7 @@ describe('hand-over to the next invocation of the same attempt', () => {
     const jobId = 'claim';
     await jobs.startUnitAttempt(jobId, 'u0', ['a#0'], 0);
     expect(await jobs.claimHandover(jobId, 'u0', 0)).toBeUndefined(); // nothing handed over yet
-    await ports.blobs.put(handoverKey(jobId, 'u0', 0, 1), JSON.stringify({ format: 'sluice.handover/v1', jobId, unitId: 'u0', attempt: 0, generation: 1, at: 1, subtasks: [] }));
+    await ports.blobs.put(handoverKey(jobId, 'u0', 0, 1), JSON.stringify({ format: 'sluice.handover/v1', jobId, unitId: 'u0', attempt: 0, generation: 1, at: 1, subtasks: [], requests: {} }));
     expect(await jobs.recordHandover(jobId, 'u0', 0, 1, handoverKey(jobId, 'u0', 0, 1), {})).toBe(true);
     const first = await jobs.claimHandover(jobId, 'u0', 0);
     expect(first).toMatchObject({ generation: 1, key: handoverKey(jobId, 'u0', 0, 1) });

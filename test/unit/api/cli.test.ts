@@ -56,7 +56,7 @@ describe('CLI tables', () => {
         job: { jobId: 'demo-abc123', name: 'demo', status: 'RUNNING', createdAt: now - 60_000, params: { parallelism: 2 }, settings: { failover: 'single', checkpoint: { handle: 'regional' } } },
         schedule: { description: 'every 5 minutes', nextFireTimes: ['2026-01-01T12:05:00.000Z'] },
         units: [
-          { unitId: 'source-0', attempt: 1, status: 'RUNNING', heartbeatAt: now - 3000, stats: { 'source#0': { recordsIn: 10, recordsOut: 9, dropped: 1 } } },
+          { unitId: 'source-0', attempt: 1, invocation: 3, status: 'RUNNING', heartbeatAt: now - 3000, stats: { 'source#0': { recordsIn: 10, recordsOut: 9, dropped: 1 } } },
           { unitId: 'sink-0', attempt: 0, status: 'STARTING', heartbeatAt: now - 300_000, stats: {} },
         ],
         regions: [{ id: 'r0' }, { id: 'r1' }],
@@ -69,8 +69,8 @@ describe('CLI tables', () => {
     expect(status).toContain('checkpoints: regional handle, every 5 minutes (next 2026-01-01 12:05:00Z)');
     expect(status).toContain('regions    2');
     expect(status).toContain('totals     in 10   out 9   dropped 1   requests sqs=5');
-    expect(status).toMatch(/source-0\s+1\s+RUNNING\s+3s ago\s+10\s+9\s+1/);
-    expect(status).toMatch(/sink-0\s+0\s+STARTING\s+5m ago\s+0\s+0\s+0/);
+    expect(status).toMatch(/source-0\s+1\s+3\s+RUNNING\s+3s ago\s+10\s+9\s+1/);
+    expect(status).toMatch(/sink-0\s+0\s+0\s+STARTING\s+5m ago\s+0\s+0\s+0/);
     expect(status).toMatch(/e1-0\s+UNAVAILABLE\s+1/);
     expect(renderCheckpoints({ jobId: 'j', checkpoints: [] })).toBe('no checkpoints for j');
     const history = renderCheckpoints(

@@ -52,7 +52,7 @@ describe('job API handlers on memory ports', () => {
     expect(res.status).toBe(200);
     expect(res.body.job).toMatchObject({ jobId: a, status: 'RUNNING', params: { records: 2000, parallelism: 2 } });
     expect(res.body.units.length).toBe(api.launcher.launched.filter((l) => l.jobId === a).length);
-    for (const u of res.body.units) expect(u).toMatchObject({ attempt: 0, status: 'STARTING' });
+    for (const u of res.body.units) expect(u).toMatchObject({ attempt: 0, invocation: 0, status: 'STARTING' });
     expect(res.body.regions.length).toBeGreaterThan(0);
     expect(res.body.availability).toEqual([{ subPartition: 'e1-0', status: 'UNAVAILABLE', attempt: 1 }]);
     expect(res.body.totals).toEqual({ recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} });
