@@ -51,10 +51,15 @@ export class CheckpointSteps {
     const job = await this.deps.jobs.getJob(jobId);
     if (job.status !== 'RUNNING') return { jobId, checkpointId: null, done: true, outcome: 'job-not-running', message: `job is ${job.status}` };
     const now = this.clock.now();
-    const open = (await this.markers(jobId)).filter((m) => m.deadline > now);
+    const markers = await this.markers(jobId);
+    const open = markers.filter((m) => m.deadline > now);
     if (open.length > 0) {
       return { jobId, checkpointId: null, done: true, outcome: 'refused', message: `checkpoint ${open[0]!.checkpointId} is still pending` };
     }
+    // A checkpoint whose workflow died before finalize (an execution failed or was stopped): decide
+    // it now (past its deadline it times out) so its id is used up and its acks are never read as
+    // those of the next checkpoint.
+    for (const m of markers.sort((a, b) => a.checkpointId - b.checkpointId)) await this.finalize({ jobId, checkpointId: m.checkpointId });
     const driver = await this.driver(jobId);
     const id = await driver.trigger();
     if (id === undefined) return { jobId, checkpointId: null, done: true, outcome: 'refused', message: 'the coordinator refused the trigger' };

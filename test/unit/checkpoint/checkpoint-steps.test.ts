@@ -134,3 +134,23 @@ describe('CheckpointSteps: the consecutive-failure limit across steps', () => {
     expect((await driver()).coordinator.consecutiveFailures(c)).toBe(2);
   });
 });
+
+describe('CheckpointSteps: a workflow that died before finalize', () => {
+  it('the next trigger decides the abandoned checkpoint first, so its id and acknowledgements are not reused', async () => {
+    const { job, steps, regionIds, history, run } = await setup(3);
+    const abandoned = await steps.trigger({ jobId: job.jobId });
+    expect(abandoned).toMatchObject({ checkpointId: 1, outcome: 'pending' });
+    // Still within its deadline: a new trigger is refused.
+    expect(await steps.trigger({ jobId: job.jobId })).toMatchObject({ outcome: 'refused', message: 'checkpoint 1 is still pending' });
+    // The execution dies here (no poll, no finalize). Past the deadline the next run starts afresh.
+    const { clock } = steps as unknown as { clock: { advance(ms: number): Promise<void> } };
+    await clock.advance(11_000);
+    const next = await run({});
+    expect(next).toMatchObject({ id: 2, finalized: { outcome: 'completed' }, notified: true });
+    const h = await history();
+    // 1 was decided as timed out in every region (ratio 1 here: a completed checkpoint of fallbacks).
+    expect(h.map((e) => e.checkpointId)).toEqual([1, 2]);
+    expect(h[0]!.failedRegions.map((f) => f.reason)).toEqual(regionIds.map(() => 'timeout'));
+    expect(h[1]!.failedRegions).toEqual([]);
+  });
+});
