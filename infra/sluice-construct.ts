@@ -6,6 +6,7 @@
  *   checkpoints, availability flags.
  * - S3 bucket (private, encrypted, TLS only, access-logged): snapshots and manifests under
  *   `checkpoints/` (expire after `checkpointRetentionDays`), sink staging under `staging/` (1 day),
+ *   task unit hand-overs under `handover/` (2 days),
  *   output under `output/`, inputs under `input/`; incomplete multipart uploads are aborted.
  * - The task unit as a Lambda function (15 min per invocation; a unit hands over its live state to
  *   the next invocation of the same attempt, which the function starts by invoking itself) and,
@@ -82,7 +83,7 @@ const NODE_RUNTIME_REASON =
   'Sluice runs on Node.js 22 everywhere (package.json engines, the local child-process task units, the Fargate image); the functions move to a newer runtime together with the project.';
 
 /** The S3 prefixes Sluice uses. */
-export const PREFIXES = { checkpoints: 'checkpoints/', staging: 'staging/', output: 'output/', input: 'input/' } as const;
+export const PREFIXES = { checkpoints: 'checkpoints/', staging: 'staging/', output: 'output/', input: 'input/', handover: 'handover/' } as const;
 
 export class Sluice extends Construct {
   readonly table: dynamodb.Table;
@@ -153,6 +154,8 @@ export class Sluice extends Construct {
       lifecycleRules: [
         { id: 'expire-checkpoints', prefix: PREFIXES.checkpoints, expiration: Duration.days(props.checkpointRetentionDays ?? 30) },
         { id: 'expire-staging', prefix: PREFIXES.staging, expiration: Duration.days(1) },
+        // A hand-over is read within seconds by the next invocation; older ones are history.
+        { id: 'expire-handover', prefix: PREFIXES.handover, expiration: Duration.days(2) },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
     });
@@ -175,6 +178,8 @@ export class Sluice extends Construct {
       description: 'Sluice task unit: runs subtasks, long-polls their queues; hands over to its next invocation before 15 min',
     });
     this.grantTaskUnitData(this.taskUnit.role!, 'TaskUnit');
+    // Only the Lambda unit hands over (a Fargate task has no time limit).
+    this.grantObjects(this.taskUnit.role!, 'TaskUnitHandover', [PREFIXES.handover], ['s3:GetObject', 's3:PutObject']);
     // Self re-invocation, in its own policy: the function's default policy cannot name the function (cycle).
     new iam.Policy(this, 'TaskUnitSelfInvoke', {
       roles: [this.taskUnit.role!],

@@ -116,6 +116,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
       expect.arrayContaining([
         expect.objectContaining({ Prefix: 'checkpoints/', ExpirationInDays: 30, Status: 'Enabled' }),
         expect.objectContaining({ Prefix: 'staging/', ExpirationInDays: 1, Status: 'Enabled' }),
+        expect.objectContaining({ Prefix: 'handover/', ExpirationInDays: 2, Status: 'Enabled' }),
         expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
       ]),
     );
@@ -239,7 +240,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
       if (actions.some((a) => a.startsWith('sqs:'))) expect(resources, holder).toEqual([queueArn]);
       if (actions.includes('states:StartExecution')) expect(resources, holder).toEqual([{ Ref: smId }]);
       if (actions.some((a) => /^s3:(Get|Put|Delete)Object$/.test(a))) {
-        for (const r of resources) expect(JSON.stringify(r), holder).toMatch(new RegExp(`"${dataId}","Arn"\\]\\},"/(checkpoints|staging|output|input)/\\*"`));
+        for (const r of resources) expect(JSON.stringify(r), holder).toMatch(new RegExp(`"${dataId}","Arn"\\]\\},"/(checkpoints|staging|output|input|handover)/\\*"`));
       }
       if (actions.includes('s3:ListBucket')) expect(st.Condition.StringLike['s3:prefix'].length, holder).toBeGreaterThan(0);
     }
@@ -261,6 +262,10 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const taskUnit = actionsOf(s.template, fn('TaskUnit'));
     for (const a of ['sqs:ReceiveMessage', 'sqs:SendMessage', 's3:PutObject', 'dynamodb:UpdateItem']) expect(taskUnit).toContain(a);
     expect(taskUnit).not.toContain('sqs:CreateQueue');
+    // Only the Lambda task unit reads and writes hand-overs, and only under handover/.
+    const handover = statements(s.template).filter((x) => JSON.stringify(x.s.Resource).includes('/handover/*'));
+    expect(handover.map((x) => x.roles)).toEqual([[fn('TaskUnit')]]);
+    expect(arr(handover[0]!.s.Action).sort()).toEqual(['s3:GetObject', 's3:PutObject']);
     expect(taskUnit).not.toContain('scheduler:CreateSchedule');
   });
 
