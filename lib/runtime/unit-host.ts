@@ -10,16 +10,16 @@ import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
 import { buildExecutionGraph, parseSubtaskId, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
-import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
+import type { JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointIO, snapshotKey, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
 import { announceAvailable } from '../recovery/failover-handler';
-import { loadAvailabilityView } from '../recovery/availability';
+import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from './handover';
-import { TaskUnit, type UnitOutcome } from './task-unit';
+import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from './task-unit';
 
 export interface UnitHostOptions {
   jobId: string;
@@ -138,7 +138,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
   const io = new CheckpointIO(job.jobId, options.blobs, options.metadata);
-  if (options.resume) return resumeUnit(options, job, placement, graph, io);
+  if (options.resume) return resumeUnit(options, placement, graph, io);
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
   // union list state from every subtask of the task, each at its own region's entry.
@@ -184,7 +184,18 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
 
   const unit = new TaskUnit({
-    jobId: job.jobId,
+    ...unitOptions(options, placement, graph, io, availability),
+    restore,
+    restoreUnion: restored.union,
+    minAttempt: producerAttemptFence(graph, job.units, attempts),
+  });
+  return unit.run();
+}
+
+/** What a unit's invocations share, whether they restore from a checkpoint or resume a hand-over. */
+function unitOptions(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO, availability: AvailabilityView): TaskUnitOptions {
+  return {
+    jobId: options.jobId,
     unitId: placement.unitId,
     attempt: options.attempt,
     graph,
@@ -201,16 +212,6 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
       }
     },
     checkpoints: io,
-    restore,
-    restoreUnion: restored.union,
-    minAttempt: producerAttemptFence(graph, job.units, attempts),
-    ...handoverOptions(options),
-  });
-  return unit.run();
-}
-
-function handoverOptions(options: UnitHostOptions) {
-  return {
     requestCounts: options.requestCounts,
     log: options.log,
     ...(options.handoverAt !== undefined ? { handoverAt: options.handoverAt } : {}),
@@ -223,7 +224,7 @@ function handoverOptions(options: UnitHostOptions) {
  * and continues every subtask from its live state. No checkpoint restore, no availability
  * announcement: to the rest of the job nothing happened.
  */
-async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
+async function resumeUnit(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
   const { jobId, unitId, attempt } = options;
   const pointer = await options.jobs.claimHandover(jobId, unitId, attempt);
   if (!pointer) {
@@ -236,25 +237,10 @@ async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: U
   options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
   const availability = await loadAvailabilityView({ metadata: options.metadata, jobId, graph, subtasks: placement.subtasks });
   const unit = new TaskUnit({
-    jobId,
-    unitId,
-    attempt,
+    ...unitOptions(options, placement, graph, io, availability),
     generation: pointer.generation,
-    graph,
-    subtasks: placement.subtasks,
-    controlQueue: placement.controlQueue,
-    queuePrefix: options.queuePrefix,
-    channels: options.channels,
-    blobs: options.blobs,
-    jobs: options.jobs,
-    gate: availability,
-    onControl: async (message) => {
-      if (message.type === 'availability') availability.handleControl(message);
-    },
-    checkpoints: io,
     resume,
     requestsBefore: state.requests,
-    ...handoverOptions(options),
   });
   return unit.run();
 }
