@@ -36,7 +36,9 @@ describe('hand-over to the next invocation (child processes, exit code 75)', () 
     const view = await controller.run(job.jobId);
     const handovers = handoversOf(job.jobId);
     const history = await controller.driver!.history();
+    const failed = history.flatMap((h) => (h.outcome.status === 'failed' ? [`${h.checkpointId}: ${h.outcome.message}`] : h.failedRegions.map((f) => `${h.checkpointId} (${f.regionId}): ${f.message}`)));
     console.log(`hand-overs: ${[...handovers].map(([u, n]) => `${u} ${n}`).join(', ')}; checkpoints ${history.filter((h) => h.outcome.status === 'completed').length} completed / ${history.length}`);
+    if (failed.length > 0) console.log(`checkpoint failures (a hand-over in the middle of one declines or delays it):\n  ${failed.join('\n  ')}`);
     expect(view.job.status).toBe('FINISHED');
     expect(controller.supervisor.failures).toEqual([]);
     expect(view.units.every((u) => u.attempt === 0)).toBe(true);
