@@ -68,14 +68,24 @@ export function lambdaSelfInvoke(lambda: LambdaClient = new LambdaClient({})): S
  * The Lambda handler, with its two dependencies as parameters (the unit run, the self-invoke) so
  * the hand-over decision is testable without Lambda.
  */
-export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; marginMs?: number }) {
+export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; marginMs?: number; retryDelayMs?: number }) {
   return async (event: TaskUnitEvent, context: InvocationContext) => {
     const handoverAt = Date.now() + context.getRemainingTimeInMillis() - (deps.marginMs ?? LAMBDA_HANDOVER_MARGIN_MS);
     const outcome = await deps.run(event, handoverAt);
     if (outcome === 'HANDED_OVER') {
       const next: TaskUnitEvent = { jobId: event.jobId, unitId: event.unitId, attempt: event.attempt, resume: true };
-      // If this invoke fails the unit's heartbeat goes stale, and the supervisor restarts it from its checkpoint.
-      await deps.invoke(context.functionName, next);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await deps.invoke(context.functionName, next);
+          break;
+        } catch (error) {
+          // Never fail the invocation: Lambda would retry the event and run this attempt again.
+          // Without a successor the heartbeat goes stale and the supervisor restarts the unit.
+          console.error(`[${event.unitId}#${event.attempt}] invoking the next invocation failed (try ${attempt}): ${error instanceof Error ? error.message : String(error)}`);
+          if (attempt === 3) return { status: 'HANDOVER_LOST' as const };
+          await new Promise((r) => setTimeout(r, (deps.retryDelayMs ?? 1000) * attempt));
+        }
+      }
     }
     return { status: outcome };
   };

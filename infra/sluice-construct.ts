@@ -173,6 +173,9 @@ export class Sluice extends Construct {
       entry: 'functions/task-unit.ts',
       handler: 'handler',
       timeout: Duration.minutes(15),
+      // No automatic retry of an event: a rerun of an attempt would restart it behind its own back
+      // (the invocation owner fence refuses it anyway); failures are the supervisor's to handle.
+      retryAttempts: 0,
       memorySize: props.taskUnitMemoryMiB ?? 1024,
       environment: configEnv,
       description: 'Sluice task unit: runs subtasks, long-polls their queues; hands over to its next invocation before 15 min',
@@ -428,6 +431,8 @@ export class Sluice extends Construct {
       environment: Record<string, string>;
       role?: iam.Role;
       description: string;
+      /** Retries of a failed asynchronous invocation (Lambda's default: 2). */
+      retryAttempts?: number;
     },
   ): nodejs.NodejsFunction {
     const role = options.role ?? this.lambdaRole(`${id}Role`, options.description);
@@ -452,6 +457,7 @@ export class Sluice extends Construct {
       logGroup,
       environment: options.environment,
       description: options.description,
+      ...(options.retryAttempts !== undefined ? { retryAttempts: options.retryAttempts } : {}),
       bundling: {
         format: nodejs.OutputFormat.ESM,
         target: 'node22',

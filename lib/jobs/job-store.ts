@@ -73,8 +73,10 @@ export interface UnitRecord {
   /** AWS requests this attempt made, by service. */
   requests: { [service: string]: number };
   error?: string;
-  /** Invocation of this attempt that runs now (0 first; +1 per hand-over). Fences hand-overs. */
+  /** Invocation of this attempt that runs now (0 first; +1 per hand-over). */
   generation?: number;
+  /** Token of the invocation that owns the record now; its writes are fenced by it. */
+  owner?: string;
   /** The last hand-over: the invocation that continues from it and its state in S3. */
   handover?: UnitHandoverPointer;
 }
@@ -83,6 +85,8 @@ export interface UnitHandoverPointer {
   generation: number;
   key: string;
   at: number;
+  /** Owner token of the invocation that handed over: the claim is conditional on it. */
+  from: string;
 }
 
 export class UnknownJobError extends Error {
@@ -130,49 +134,66 @@ export class JobStore {
   /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
-    const record: UnitRecord = { unitId, subtasks, attempt, generation: 0, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
+    const record: UnitRecord = { unitId, subtasks, attempt, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
     return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
       async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
     );
   }
 
-  /** A unit's heartbeat or status change, fenced by its attempt. False: a newer attempt exists. */
-  async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>): Promise<boolean> {
+  /**
+   * A unit's heartbeat or status change, fenced by its attempt (and, from a running invocation, by
+   * its owner token). False: a newer attempt, or another invocation, owns the record.
+   */
+  async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean> {
     const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }];
+    if (owner !== undefined) fence.push({ attr: 'owner', op: '=', value: owner });
     const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
     return updated !== undefined;
   }
 
   /**
-   * A unit hands over: points its record at the state for invocation `generation`, and counts as
-   * starting again (the supervisor gives it the startup grace). False: a newer attempt exists.
+   * The first invocation of an attempt takes the record: only one can (a duplicated launch event,
+   * or a retried invocation after a hand-over, finds an owner and must not run).
    */
-  async recordHandover(jobId: string, unitId: string, attempt: number, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean> {
-    const now = Date.now();
-    const handover: UnitHandoverPointer = { generation, key, at: now };
+  async startInvocation(jobId: string, unitId: string, attempt: number, owner: string): Promise<boolean> {
     const fence: Condition[] = [
       { attr: 'attempt', op: '=', value: attempt },
-      { attr: 'generation', op: '=', value: generation - 1 },
+      { attr: 'owner', op: 'notExists' },
     ];
-    const set = asItem({ ...report, handover, status: 'STARTING', heartbeatAt: now });
+    const set = asItem({ status: 'RUNNING', heartbeatAt: Date.now(), owner, generation: 0 });
     return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set }, fence)) !== undefined;
   }
 
   /**
-   * The next invocation claims the hand-over of its attempt: exactly one claim succeeds (a
-   * duplicated Lambda event, or a relaunch racing a failover, gets undefined and must not run).
+   * An invocation hands over: points its record at the state for invocation `generation`, and
+   * counts as starting again (the supervisor gives it the startup grace). False: it no longer owns
+   * the record (a newer attempt exists).
    */
-  async claimHandover(jobId: string, unitId: string, attempt: number): Promise<UnitHandoverPointer | undefined> {
-    const item = await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`);
-    const unit = item as unknown as UnitRecord | undefined;
+  async recordHandover(jobId: string, unitId: string, attempt: number, owner: string, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean> {
+    const now = Date.now();
+    const handover: UnitHandoverPointer = { generation, key, at: now, from: owner };
+    const set = asItem({ ...report, handover, status: 'STARTING', heartbeatAt: now });
+    return this.reportUnit(jobId, unitId, attempt, set as Partial<UnitRecord>, owner);
+  }
+
+  /**
+   * The next invocation claims the hand-over of its attempt, becoming the record's owner: exactly one
+   * claim succeeds (a duplicated Lambda event, or a relaunch racing a failover, gets undefined and
+   * must not run). A claim whose response was lost and is retried sees itself as the owner.
+   */
+  async claimHandover(jobId: string, unitId: string, attempt: number, owner: string): Promise<UnitHandoverPointer | undefined> {
+    const read = async () => (await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`)) as unknown as UnitRecord | undefined;
+    const mine = (u: UnitRecord | undefined) => (u?.attempt === attempt && u.owner === owner && u.handover ? u.handover : undefined);
+    const unit = await read();
     const handover = unit?.handover;
-    if (!unit || !handover || unit.attempt !== attempt || (unit.generation ?? 0) !== handover.generation - 1) return undefined;
+    if (!unit || !handover || unit.attempt !== attempt) return undefined;
+    if (unit.owner !== handover.from) return mine(unit);
     const fence: Condition[] = [
       { attr: 'attempt', op: '=', value: attempt },
-      { attr: 'generation', op: '=', value: handover.generation - 1 },
+      { attr: 'owner', op: '=', value: handover.from },
     ];
-    const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { generation: handover.generation, heartbeatAt: Date.now() } }, fence);
-    return claimed === undefined ? undefined : handover;
+    const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
+    return claimed !== undefined ? handover : mine(await read());
   }
 
   async getUnits(jobId: string): Promise<UnitRecord[]> {

@@ -289,6 +289,8 @@ export class SubtaskRunner {
    * checkpoint (it precedes its barrier), and is never committed if the region restores instead.
    */
   private async keepForHandover(status: 'running' | 'ended', finalStaged?: Json): Promise<void> {
+    // Held events would be lost: their sequence numbers are in the handed-over channel state.
+    if (this.aligning || this.blocked.length > 0) throw new Error(`subtask ${this.id}: hand-over with an alignment open (${this.blocked.length} events held)`);
     const sink = this.chain.sink;
     if (sink && status === 'running') {
       const next = this.lastCheckpoint + 1;
@@ -400,7 +402,9 @@ export class SubtaskRunner {
     }
     await this.commitCompleted();
     await this.dropAborted();
-    if (this.aligning) {
+    // Processing what an alignment held back may open the next one (its barrier was held too):
+    // decline until nothing is held, so no event stays unprocessed behind the hand-over.
+    while (this.aligning) {
       const { checkpointId } = this.aligning;
       await this.env.checkpoints?.decline(checkpointId, this.id, `task unit handed over to its next invocation while aligning checkpoint ${checkpointId}`);
       this.lastCheckpoint = Math.max(this.lastCheckpoint, checkpointId);

@@ -3,6 +3,7 @@
  * more subtasks of a job. It heartbeats its status and counters into the metadata store, listens
  * on its control queue, and ends when its subtasks end.
  */
+import { randomUUID } from 'node:crypto';
 import type { Json } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
@@ -36,11 +37,19 @@ export interface TaskUnitOptions {
   minAttempt?: (edgeId: string, producer: number) => number;
   /** Invocation of this attempt (0 first; +1 per hand-over). */
   generation?: number;
+  /**
+   * This invocation's owner token (default: a new one). A resumed invocation has already claimed
+   * the record with it; a first invocation takes the record with it at start.
+   */
+  owner?: string;
   /** Live state per subtask handed over by the previous invocation (instead of `restore`). */
   resume?: Map<string, SubtaskHandover>;
   /** Time (ms since the epoch) to hand over to the next invocation; none: run to the end. */
   handoverAt?: number;
-  /** Longest wait for a barrier alignment in progress at hand-over time (default 20 s). */
+  /**
+   * Longest wait for a barrier alignment in progress at hand-over time (default 10 s: below the
+   * input gate's 15 s visibility timeout, so the events held back are not delivered again meanwhile).
+   */
   handoverGraceMs?: number;
   heartbeatMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
@@ -66,8 +75,13 @@ export class TaskUnit {
   private controlClosed = false;
   private control: Promise<void> = Promise.resolve();
   private handingOver = false;
+  private readonly owner: string;
+  /** This process's request counts when the unit started (a warm Lambda container keeps counting). */
+  private readonly requestsAtStart: Record<string, number>;
 
   constructor(private readonly options: TaskUnitOptions) {
+    this.owner = options.owner ?? randomUUID();
+    this.requestsAtStart = { ...options.requestCounts?.() };
     const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
     this.runners = options.subtasks.map((id) => {
       const { taskId, index } = parseSubtaskId(id);
@@ -96,24 +110,26 @@ export class TaskUnit {
   /** Runs every subtask to its end, or to a hand-over; resolves with how the unit ended. */
   async run(): Promise<UnitOutcome> {
     const { jobs, jobId, unitId, attempt } = this.options;
-    if (!(await jobs.reportUnit(jobId, unitId, attempt, { status: 'RUNNING', heartbeatAt: Date.now() }))) {
-      throw new ZombieUnitError(`unit ${unitId} attempt ${attempt} was superseded before it started`);
-    }
+    const started = this.options.resume
+      ? await jobs.reportUnit(jobId, unitId, attempt, { status: 'RUNNING', heartbeatAt: Date.now() }, this.owner)
+      : await jobs.startInvocation(jobId, unitId, attempt, this.owner);
+    if (!started) throw new ZombieUnitError(`unit ${unitId} attempt ${attempt} was superseded (or is run by another invocation) before it started`);
     const heartbeat = this.heartbeatLoop();
     this.control = this.controlLoop();
     const { handoverAt } = this.options;
     const timer = handoverAt === undefined ? undefined : setTimeout(() => void this.beginHandover(), Math.max(0, handoverAt - Date.now()));
     const results = await Promise.all(this.runners.map((r) => r.run()));
     clearTimeout(timer);
+    const failed = this.runners.find((r) => r.status === 'failed');
+    const handingOver = !failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished');
+    // The heartbeat goes on while the state is written: a large state must not look like a dead unit.
+    const handedOver = handingOver ? await this.handOver() : undefined;
     this.stopped = true;
     await Promise.allSettled([heartbeat, this.control]);
-    const failed = this.runners.find((r) => r.status === 'failed');
-    if (!failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished')) {
-      return this.handOver();
-    }
+    if (handedOver) return handedOver;
     const status: UnitStatus = failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED';
     const error = failed ? describe(failed.error) : undefined;
-    await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) });
+    await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
     if (failed) this.options.log?.(`subtask ${failed.id} failed: ${error}`);
     return status;
   }
@@ -128,7 +144,7 @@ export class TaskUnit {
     this.controlClosed = true;
     await this.control;
     this.options.log?.(`handing over to the next invocation`);
-    for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 20_000);
+    for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 10_000);
   }
 
   /** Writes the live state, points the unit record at it, and ends this invocation. */
@@ -145,7 +161,7 @@ export class TaskUnit {
       subtasks: this.runners.map((r) => r.handoverState()),
       requests: this.requests(),
     });
-    if (!(await jobs.recordHandover(jobId, unitId, attempt, generation, key, this.report()))) {
+    if (!(await jobs.recordHandover(jobId, unitId, attempt, this.owner, generation, key, this.report()))) {
       this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
       return 'CANCELLED';
     }
@@ -169,7 +185,7 @@ export class TaskUnit {
 
   private requests(): Record<string, number> {
     const total = { ...this.options.requestsBefore };
-    for (const [service, n] of Object.entries(this.options.requestCounts?.() ?? {})) total[service] = (total[service] ?? 0) + n;
+    for (const [service, n] of Object.entries(this.options.requestCounts?.() ?? {})) total[service] = (total[service] ?? 0) + n - (this.requestsAtStart[service] ?? 0);
     return total;
   }
 
@@ -179,7 +195,7 @@ export class TaskUnit {
     while (!this.stopped) {
       await sleepUnless(every, () => this.stopped);
       if (this.stopped) return;
-      const current = await jobs.reportUnit(jobId, unitId, attempt, this.report());
+      const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
       if (!current) {
         // A newer attempt of this unit exists: stop writing anything.
         this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded; stopping`);

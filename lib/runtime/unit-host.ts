@@ -4,6 +4,7 @@
  * manifest (and its task's union list state from every subtask's region entry), and runs the
  * unit's subtasks. Child processes, Lambda and Fargate entrypoints all call this.
  */
+import { randomUUID } from 'node:crypto';
 import type { Json } from '../api/functions';
 import type { JobRegistry } from '../api/registry';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
@@ -226,18 +227,25 @@ function unitOptions(options: UnitHostOptions, placement: UnitPlacement, graph: 
  */
 async function resumeUnit(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
   const { jobId, unitId, attempt } = options;
-  const pointer = await options.jobs.claimHandover(jobId, unitId, attempt);
-  if (!pointer) {
+  const unclaimed = () => {
     options.log?.(`no hand-over of unit ${unitId} attempt ${attempt} to claim (another invocation took it, or a newer attempt runs): ending`);
-    return 'CANCELLED';
-  }
-  const state = await readHandover(options.blobs, pointer.key, { jobId, unitId, attempt, generation: pointer.generation });
+    return 'CANCELLED' as const;
+  };
+  // Everything that can fail is read before the claim: a claimed hand-over nobody runs costs a failover.
+  const record = (await options.jobs.getUnits(jobId)).find((u) => u.unitId === unitId);
+  const offered = record?.attempt === attempt ? record.handover : undefined;
+  if (!offered) return unclaimed();
+  const state = await readHandover(options.blobs, offered.key, { jobId, unitId, attempt, generation: offered.generation });
   const resume = new Map<string, SubtaskHandover>(state.subtasks.map((s) => [s.subtask, s]));
-  for (const id of placement.subtasks) if (!resume.has(id)) throw new Error(`hand-over ${pointer.key} has no state for subtask ${id}`);
-  options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
+  for (const id of placement.subtasks) if (!resume.has(id)) throw new Error(`hand-over ${offered.key} has no state for subtask ${id}`);
   const availability = await loadAvailabilityView({ metadata: options.metadata, jobId, graph, subtasks: placement.subtasks });
+  const owner = randomUUID();
+  const pointer = await options.jobs.claimHandover(jobId, unitId, attempt, owner);
+  if (!pointer || pointer.key !== offered.key) return unclaimed();
+  options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
   const unit = new TaskUnit({
     ...unitOptions(options, placement, graph, io, availability),
+    owner,
     generation: pointer.generation,
     resume,
     requestsBefore: state.requests,

@@ -136,6 +136,8 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const handlers = ours.map(([, f]) => f.Properties.Handler).sort();
     for (const r of ROUTES) expect(handlers).toContain(`index.${r.name}`);
     for (const h of ['trigger', 'poll', 'finalize', 'notify']) expect(handlers).toContain(`index.${h}`);
+    // A failed event is not retried by Lambda: a rerun would restart the attempt.
+    s.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: taskUnitId }, MaximumRetryAttempts: 0 });
     const self = statements(s.template).find((x) => x.roles.includes(roleOf(s.template, taskUnitId)) && arr(x.s.Action).includes('lambda:InvokeFunction'));
     expect(self?.s.Resource).toEqual({ 'Fn::GetAtt': [taskUnitId, 'Arn'] });
     // The supervisor runs every minute.

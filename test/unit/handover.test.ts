@@ -15,6 +15,11 @@ import { expectedIngestIds } from '../../examples/jobs/ingest';
 import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../../examples/jobs/demo';
 import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
 import { handoverKey, readHandover } from '../../lib/runtime/handover';
+import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions';
+import { JobBuilder } from '../../lib/api/job';
+import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
+import { CheckpointIO } from '../../lib/runtime/checkpoint-io';
+import { SubtaskRunner } from '../../lib/runtime/subtask';
 import { readOutput } from './recovery/helpers';
 
 function setup(handoverAfterMs: number) {
@@ -86,26 +91,104 @@ describe('hand-over to the next invocation of the same attempt', () => {
     expect(check).toMatchObject({ expected: 12_000, seen: 12_000, missing: [], duplicates: [], unexpected: [], wrong: [] });
   });
 
-  it('a hand-over is claimed once: a duplicate invocation and a superseded attempt get nothing', async () => {
+  it('an invocation owns its unit record: one first start, one claim per hand-over, a lost claim response is its own', async () => {
     const { ports, jobs } = setup(0);
     const jobId = 'claim';
+    const owner = async () => (await jobs.getUnits(jobId))[0]!.owner;
     await jobs.startUnitAttempt(jobId, 'u0', ['a#0'], 0);
-    expect(await jobs.claimHandover(jobId, 'u0', 0)).toBeUndefined(); // nothing handed over yet
-    await ports.blobs.put(handoverKey(jobId, 'u0', 0, 1), JSON.stringify({ format: 'sluice.handover/v1', jobId, unitId: 'u0', attempt: 0, generation: 1, at: 1, subtasks: [], requests: {} }));
-    expect(await jobs.recordHandover(jobId, 'u0', 0, 1, handoverKey(jobId, 'u0', 0, 1), {})).toBe(true);
-    const first = await jobs.claimHandover(jobId, 'u0', 0);
-    expect(first).toMatchObject({ generation: 1, key: handoverKey(jobId, 'u0', 0, 1) });
-    expect(await jobs.claimHandover(jobId, 'u0', 0)).toBeUndefined();
-    // Once claimed, generation 0 can no longer hand over (it would be a zombie).
-    expect(await jobs.recordHandover(jobId, 'u0', 0, 1, 'other', {})).toBe(false);
-    const doc = await readHandover(ports.blobs, first!.key, { jobId, unitId: 'u0', attempt: 0, generation: 1 });
+    // A duplicated launch event: only one first invocation starts; heartbeats are fenced by the owner.
+    expect(await jobs.startInvocation(jobId, 'u0', 0, 'first')).toBe(true);
+    expect(await jobs.startInvocation(jobId, 'u0', 0, 'duplicate')).toBe(false);
+    expect(await jobs.reportUnit(jobId, 'u0', 0, { heartbeatAt: 1 }, 'duplicate')).toBe(false);
+    expect(await jobs.reportUnit(jobId, 'u0', 0, { heartbeatAt: 1 }, 'first')).toBe(true);
+    expect(await jobs.claimHandover(jobId, 'u0', 0, 'next')).toBeUndefined(); // nothing handed over yet
+
+    const key = handoverKey(jobId, 'u0', 0, 1);
+    await ports.blobs.put(key, JSON.stringify({ format: 'sluice.handover/v1', jobId, unitId: 'u0', attempt: 0, generation: 1, at: 1, subtasks: [], requests: {} }));
+    expect(await jobs.recordHandover(jobId, 'u0', 0, 'duplicate', 1, key, {})).toBe(false); // not the owner
+    expect(await jobs.recordHandover(jobId, 'u0', 0, 'first', 1, key, {})).toBe(true);
+    expect((await jobs.getUnits(jobId))[0]).toMatchObject({ status: 'STARTING', handover: { generation: 1, key, from: 'first' } });
+    // A retried first event after the hand-over cannot start the attempt again.
+    expect(await jobs.startInvocation(jobId, 'u0', 0, 'retry')).toBe(false);
+
+    const claimed = await jobs.claimHandover(jobId, 'u0', 0, 'second');
+    expect(claimed).toMatchObject({ generation: 1, key });
+    expect(await owner()).toBe('second');
+    expect((await jobs.getUnits(jobId))[0]!.generation).toBe(1);
+    // A duplicate resume event gets nothing; the claimer retrying (lost response) gets its own claim back.
+    expect(await jobs.claimHandover(jobId, 'u0', 0, 'other')).toBeUndefined();
+    expect(await jobs.claimHandover(jobId, 'u0', 0, 'second')).toMatchObject({ generation: 1, key });
+    // The predecessor is fenced off from now on.
+    expect(await jobs.reportUnit(jobId, 'u0', 0, { heartbeatAt: 2 }, 'first')).toBe(false);
+    expect(await jobs.recordHandover(jobId, 'u0', 0, 'first', 2, 'k', {})).toBe(false);
+    const doc = await readHandover(ports.blobs, key, { jobId, unitId: 'u0', attempt: 0, generation: 1 });
     expect(doc.subtasks).toEqual([]);
-    await expect(readHandover(ports.blobs, first!.key, { jobId, unitId: 'u0', attempt: 0, generation: 2 })).rejects.toThrow(/generation 1, expected 2/);
+    await expect(readHandover(ports.blobs, key, { jobId, unitId: 'u0', attempt: 0, generation: 2 })).rejects.toThrow(/generation 1, expected 2/);
 
     // Generation 1 hands over again, then the supervisor starts attempt 1 (failover): the claim fails.
-    expect(await jobs.recordHandover(jobId, 'u0', 0, 2, 'k2', {})).toBe(true);
+    expect(await jobs.recordHandover(jobId, 'u0', 0, 'second', 2, 'k2', {})).toBe(true);
     expect(await jobs.startUnitAttempt(jobId, 'u0', ['a#0'], 1)).toBe(true);
-    expect(await jobs.claimHandover(jobId, 'u0', 0)).toBeUndefined();
-    expect(await jobs.recordHandover(jobId, 'u0', 0, 3, 'k3', {})).toBe(false);
+    expect(await jobs.claimHandover(jobId, 'u0', 0, 'third')).toBeUndefined();
+    expect(await jobs.recordHandover(jobId, 'u0', 0, 'second', 3, 'k3', {})).toBe(false);
+    expect(await jobs.startInvocation(jobId, 'u0', 1, 'attempt-1')).toBe(true);
+  });
+});
+
+describe('hand-over in the middle of a barrier alignment', () => {
+  it('declines every alignment its held events open, processes them all, and hands over nothing held', async () => {
+    const ports = createMemoryPorts();
+    const written: Json[] = [];
+    const staged: { txn: string; records: Json[] }[] = [];
+    let pending: Json[] = [];
+    const sink = (): SinkFunction<Json> => ({
+      open: async () => undefined,
+      write: (r) => void pending.push(r),
+      prepare: async (txn) => {
+        staged.push({ txn, records: pending });
+        written.push(...pending);
+        pending = [];
+        return txn;
+      },
+      commit: async () => undefined,
+      abort: async () => undefined,
+    });
+    const source = (): SourceFunction<Json> => ({ open: async () => undefined, poll: async () => ({ records: [], done: true }), snapshotOffsets: () => null, restoreOffsets: () => undefined });
+    const builder = new JobBuilder('align', { parallelism: 2 });
+    builder.source('src', source).rebalance().sink('out', sink, { parallelism: 1 });
+    const graph = buildExecutionGraph(builder.build());
+    const task = graph.tasks.find((t) => t.operators.some((o) => o.kind === 'sink'))!;
+    const edge = task.inputs[0]!;
+    const queue = subPartitionQueue('al', 'job-a', edge.id, 0);
+    await ports.channels.createQueues([queue]);
+    const send = (p: number, s: number, body: object) =>
+      ports.channels.send(queue, [{ groupId: `${p}.0`, dedupId: `${p}-0-${s}`, body: JSON.stringify({ p, a: 0, s, ...body }) }]);
+    // Producer 0 is ahead: barrier 1, a record, barrier 2, a record. Producer 1 never sends barrier 1.
+    await send(0, 0, { t: 'd', r: ['a0'] });
+    await send(0, 1, { t: 'b', c: 1 });
+    await send(0, 2, { t: 'd', r: ['a1'] });
+    await send(0, 3, { t: 'b', c: 2 });
+    await send(0, 4, { t: 'd', r: ['a2'] });
+    await send(1, 0, { t: 'd', r: ['b0'] });
+    const io = new CheckpointIO('job-a', ports.blobs, ports.metadata);
+    const runner = new SubtaskRunner({ jobId: 'job-a', graph, task, index: 0, attempt: 0, queuePrefix: 'al', channels: ports.channels, blobs: ports.blobs, checkpoints: io });
+    const run = runner.run();
+    // Wait until checkpoint 1 is aligning with events held behind producer 0's barrier.
+    for (let i = 0; i < 100 && !(runner.counters().aligning?.held ?? 0); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(runner.counters().aligning).toMatchObject({ checkpointId: 1, waitingFor: [`${edge.id}/1`] });
+    runner.requestHandover(0);
+    expect(await run).toBe('handed-over');
+
+    const state = runner.handoverState();
+    // Every record was processed (staged as the hand-over's own transaction), none is held.
+    expect([...written].sort()).toEqual(['a0', 'a1', 'a2', 'b0']);
+    expect(staged.map((s) => s.txn)).toEqual(['h3-a0-g0']);
+    expect(state).toMatchObject({ status: 'running', lastCheckpoint: 2, sinkPending: [{ checkpointId: 3, staged: 'h3-a0-g0' }] });
+    expect(runner.counters().aligning).toBeUndefined();
+    // Both alignments were declined; the queue is empty (every message processed and deleted).
+    expect((await io.acks(1)).map((a) => a.declined)).toEqual([expect.stringMatching(/handed over .* aligning checkpoint 1/)]);
+    expect((await io.acks(2)).map((a) => a.declined)).toEqual([expect.stringMatching(/aligning checkpoint 2/)]);
+    expect(await ports.channels.receive(queue, { max: 10, waitSeconds: 0 })).toEqual([]);
+    // The channel state carries every sequence number seen, so a redelivery is a duplicate.
+    expect(state.channels.find((c) => c.key === `${edge.id}/0`)!.seen).toEqual([{ attempt: 0, floor: 4, above: [] }]);
   });
 });

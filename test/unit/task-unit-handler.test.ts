@@ -6,16 +6,19 @@ import { describe, expect, it } from 'vitest';
 import { LAMBDA_HANDOVER_MARGIN_MS, makeHandler, type TaskUnitEvent } from '../../functions/task-unit';
 import type { UnitOutcome } from '../../lib/runtime/task-unit';
 
-function harness(outcome: UnitOutcome) {
+function harness(outcome: UnitOutcome, invokeFailures = 0) {
   const runs: { event: TaskUnitEvent; handoverAt: number | undefined }[] = [];
   const invokes: { functionName: string; event: TaskUnitEvent }[] = [];
+  let failures = invokeFailures;
   const handler = makeHandler({
+    retryDelayMs: 1,
     run: async (event, handoverAt) => {
       runs.push({ event, handoverAt });
       return outcome;
     },
     invoke: async (functionName, event) => {
       invokes.push({ functionName, event });
+      if (failures-- > 0) throw new Error('Rate exceeded');
     },
   });
   return { handler, runs, invokes };
@@ -41,5 +44,14 @@ describe('task unit Lambda handler', () => {
       expect(await handler({ jobId: 'j', unitId: 'u-1', attempt: 0, resume: true }, context)).toEqual({ status: outcome });
       expect(invokes).toEqual([]);
     }
+  });
+
+  it('retries a failed self-invoke, and never fails the invocation (Lambda would rerun the event)', async () => {
+    const flaky = harness('HANDED_OVER', 2);
+    expect(await flaky.handler({ jobId: 'j', unitId: 'u-1', attempt: 0 }, context)).toEqual({ status: 'HANDED_OVER' });
+    expect(flaky.invokes).toHaveLength(3);
+    const down = harness('HANDED_OVER', 10);
+    expect(await down.handler({ jobId: 'j', unitId: 'u-1', attempt: 0 }, context)).toEqual({ status: 'HANDOVER_LOST' });
+    expect(down.invokes).toHaveLength(3);
   });
 });
