@@ -26,7 +26,7 @@ export const USAGE = `usage: sluice <command> [options]
 commands:
   jobs                                   list jobs
   submit <job> [--param k=v]... [--params JSON] [--failover full|region|single|single-buffered]
-         [--schedule EXPR [--tz ZONE]] [--checkpoint-timeout S] [--handle global|regional]
+         [--run-on lambda|fargate] [--schedule EXPR [--tz ZONE]] [--checkpoint-timeout S] [--handle global|regional]
                                          submit a registered job
   status <jobId>                         a job: units, attempts, regions, availability, failures, totals
   checkpoints <jobId> [--now]            checkpoint history (--now: trigger one first)
@@ -92,6 +92,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
         param: { type: 'string', multiple: true },
         params: { type: 'string' },
         failover: { type: 'string' },
+        'run-on': { type: 'string' },
         schedule: { type: 'string' },
         tz: { type: 'string' },
         'checkpoint-timeout': { type: 'string' },
@@ -109,7 +110,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
   const cmd = command as CliCommand['command'];
   const allowed: Record<CliCommand['command'], string[]> = {
     jobs: [],
-    submit: ['param', 'params', 'failover', 'schedule', 'tz', 'checkpoint-timeout', 'handle'],
+    submit: ['param', 'params', 'failover', 'run-on', 'schedule', 'tz', 'checkpoint-timeout', 'handle'],
     status: [],
     checkpoints: ['now'],
     schedule: ['tz'],
@@ -183,6 +184,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       const body: Record<string, unknown> = { job: rest[0] };
       if (Object.keys(params).length > 0) body.params = params;
       if (o.failover !== undefined) body.failover = o.failover;
+      if (o['run-on'] !== undefined) body.runOn = o['run-on'];
       if (Object.keys(checkpoint).length > 0) body.checkpoint = checkpoint;
       requests = [{ method: 'POST', path: '/jobs', body }];
       break;
@@ -264,7 +266,7 @@ export function renderStatus(body: any, now: number = Date.now()): string {
     `params     ${Object.entries(job.params ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`,
-    `failover   ${job.settings?.failover ?? '-'}   checkpoints: ${job.settings?.checkpoint?.handle ?? '-'} handle, ${schedule?.description ?? 'off'}${
+    `failover   ${job.settings?.failover ?? '-'}   runs on: ${job.settings?.runOn ?? 'default'}   checkpoints: ${job.settings?.checkpoint?.handle ?? '-'} handle, ${schedule?.description ?? 'off'}${
       schedule?.nextFireTimes?.[0] ? ` (next ${formatTime(Date.parse(schedule.nextFireTimes[0]))})` : ''
     }`,
     `regions    ${regions.length}`,

@@ -641,6 +641,7 @@ export class Sluice extends Construct {
           job: { type: apigw.JsonSchemaType.STRING, minLength: 1 },
           params: { type: apigw.JsonSchemaType.OBJECT },
           failover: { type: apigw.JsonSchemaType.STRING, enum: ['full', 'region', 'single', 'single-buffered'] },
+          runOn: { type: apigw.JsonSchemaType.STRING, enum: ['lambda', 'fargate'] },
           heartbeatTimeoutSeconds: { type: apigw.JsonSchemaType.NUMBER, minimum: 1, maximum: 900 },
           checkpoint: {
             type: apigw.JsonSchemaType.OBJECT,

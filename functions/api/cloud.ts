@@ -5,7 +5,7 @@
  *
  * Configuration (environment, set by the CDK app):
  *   SLUICE_TABLE, SLUICE_BUCKET, SLUICE_QUEUE_PREFIX, AWS_REGION    see lib/config.ts
- *   SLUICE_LAUNCHER               lambda (default) | fargate
+ *   SLUICE_LAUNCHER               lambda (default) | fargate: where a job runs unless it says (runOn)
  *   SLUICE_TASK_UNIT_FUNCTION     task unit Lambda function name or ARN (lambda launcher)
  *   SLUICE_ECS_CLUSTER, SLUICE_TASK_DEFINITION, SLUICE_SUBNETS, SLUICE_SECURITY_GROUPS,
  *   SLUICE_CONTAINER_NAME         Fargate launcher (subnets and groups comma-separated)
@@ -21,8 +21,9 @@ import { jobRegistry } from '../../examples/jobs';
 import type { JobRegistry } from '../../lib/api/registry';
 import { createAwsPorts, isAwsErrorCode } from '../../lib/aws';
 import type { SluiceConfig } from '../../lib/config';
+import { JobSpecError } from '../../lib/graph/job-graph';
 import type { UnitLauncher } from '../../lib/jobs/job-service';
-import type { JobRecord, UnitPlacement } from '../../lib/jobs/job-store';
+import type { JobRecord, JobSettings, UnitPlacement, UnitRuntime } from '../../lib/jobs/job-store';
 import { nextFireTime, schedulerTimeZone, toSchedulerExpression, type CheckpointSchedule } from '../../lib/schedule';
 import { buildApiServices, type ApiServices, type SchedulerPort } from './services';
 
@@ -181,13 +182,50 @@ export function stateMachineStarter(sfn: SFNClient, stateMachineArn: string) {
   };
 }
 
-/** The unit launcher the environment asks for. */
-export function launcherFromEnv(config: SluiceConfig, env: Env): UnitLauncher {
+/**
+ * Starts each job's units where the job asks (`settings.runOn`), or where the deployment's default
+ * says; a runtime the deployment does not have is refused at submit, before anything is created.
+ */
+export class PerJobLauncher implements UnitLauncher {
+  constructor(
+    private readonly launchers: Partial<Record<UnitRuntime, UnitLauncher>>,
+    readonly defaultRunOn: UnitRuntime,
+  ) {}
+
+  accepts(settings: JobSettings): void {
+    const runOn = settings.runOn ?? this.defaultRunOn;
+    if (this.launchers[runOn]) return;
+    const how = runOn === 'fargate' ? 'deploy with -c sluice:fargate=true' : 'set SLUICE_TASK_UNIT_FUNCTION';
+    throw new JobSpecError(`runOn '${runOn}': this deployment has no ${runOn === 'fargate' ? 'Fargate' : 'Lambda'} task unit (${how})`);
+  }
+
+  launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
+    const runOn = job.settings.runOn ?? this.defaultRunOn;
+    const launcher = this.launchers[runOn];
+    if (!launcher) throw new Error(`job ${job.jobId} runs on ${runOn}, and this deployment has no ${runOn} task unit`);
+    return launcher.launch(job, unit, attempt);
+  }
+
+  /** The job's runtime is not known here: every configured launcher stops what it has of the unit. */
+  async stop(jobId: string, unitId: string): Promise<void> {
+    await Promise.all(Object.values(this.launchers).map((l) => l.stop(jobId, unitId)));
+  }
+}
+
+/**
+ * The unit launchers the environment configures: Lambda when SLUICE_TASK_UNIT_FUNCTION is set,
+ * Fargate when SLUICE_ECS_CLUSTER is; SLUICE_LAUNCHER names the default, which must be configured.
+ */
+export function launcherFromEnv(config: SluiceConfig, env: Env): PerJobLauncher {
   const kind = env.SLUICE_LAUNCHER?.trim() || 'lambda';
-  if (kind === 'lambda') return new LambdaUnitLauncher(new LambdaClient(clientConfig(config)), required(env, 'SLUICE_TASK_UNIT_FUNCTION', 'Lambda launcher'));
-  if (kind === 'fargate') {
+  if (kind !== 'lambda' && kind !== 'fargate') throw new Error(`SLUICE_LAUNCHER must be 'lambda' or 'fargate', got '${kind}'`);
+  const launchers: Partial<Record<UnitRuntime, UnitLauncher>> = {};
+  if (kind === 'lambda' || env.SLUICE_TASK_UNIT_FUNCTION?.trim()) {
+    launchers.lambda = new LambdaUnitLauncher(new LambdaClient(clientConfig(config)), required(env, 'SLUICE_TASK_UNIT_FUNCTION', 'Lambda launcher'));
+  }
+  if (kind === 'fargate' || env.SLUICE_ECS_CLUSTER?.trim()) {
     const list = (name: string) => required(env, name, 'Fargate launcher').split(',').map((s) => s.trim()).filter(Boolean);
-    return new FargateUnitLauncher(new ECSClient(clientConfig(config)), {
+    launchers.fargate = new FargateUnitLauncher(new ECSClient(clientConfig(config)), {
       cluster: required(env, 'SLUICE_ECS_CLUSTER', 'Fargate launcher'),
       taskDefinition: required(env, 'SLUICE_TASK_DEFINITION', 'Fargate launcher'),
       subnets: list('SLUICE_SUBNETS'),
@@ -195,7 +233,7 @@ export function launcherFromEnv(config: SluiceConfig, env: Env): UnitLauncher {
       containerName: env.SLUICE_CONTAINER_NAME?.trim() || 'task-unit',
     });
   }
-  throw new Error(`SLUICE_LAUNCHER must be 'lambda' or 'fargate', got '${kind}'`);
+  return new PerJobLauncher(launchers, kind);
 }
 
 /** Defers building a launcher until a unit is launched (read-only API functions never need one). */
@@ -210,6 +248,9 @@ class LazyLauncher implements UnitLauncher {
   }
   stop(jobId: string, unitId: string): Promise<void> {
     return this.get().stop(jobId, unitId);
+  }
+  accepts(settings: JobSettings): void {
+    this.get().accepts?.(settings);
   }
 }
 

@@ -11,19 +11,23 @@ import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapLimit } from '../recovery/availability';
-import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord } from './job-store';
+import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord, UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
   launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void>;
   /** Stops a unit at once (best effort; it may already be gone). */
   stop(jobId: string, unitId: string): Promise<void>;
+  /** Throws a JobSpecError when it cannot run a job with these settings (checked before anything is created). */
+  accepts?(settings: JobSettings): void;
 }
 
 export interface SubmitRequest {
   job: string;
   params?: { [k: string]: Json };
   failover?: FailoverStrategy;
+  /** Run the task units on Lambda (hand-over every 15 min) or Fargate (no time limit). */
+  runOn?: UnitRuntime;
   heartbeatTimeoutSeconds?: number;
   checkpoint?: Partial<JobSettings['checkpoint']>;
 }
@@ -67,6 +71,7 @@ export class JobService {
 
   async submit(request: SubmitRequest): Promise<JobRecord> {
     const settings = resolveSettings(request);
+    this.deps.launcher.accepts?.(settings);
     const { graph: logical, params } = this.deps.registry.build(request.job, request.params ?? {});
     const graph = buildExecutionGraph(logical);
     const jobId = `${request.job}-${randomBytes(4).toString('hex').slice(0, 6)}`;
@@ -183,6 +188,9 @@ export class JobService {
 export function resolveSettings(request: SubmitRequest): JobSettings {
   const failover = request.failover ?? DEFAULT_SETTINGS.failover;
   if (!FAILOVER.includes(failover)) throw new JobSpecError(`failover must be one of ${FAILOVER.join(', ')}, got '${failover}'`);
+  if (request.runOn !== undefined && !['lambda', 'fargate'].includes(request.runOn)) {
+    throw new JobSpecError(`runOn must be 'lambda' or 'fargate', got '${String(request.runOn)}'`);
+  }
   const heartbeat = request.heartbeatTimeoutSeconds;
   if (heartbeat !== undefined && !(heartbeat >= 1 && heartbeat <= 900)) {
     throw new JobSpecError(`heartbeatTimeoutSeconds must be from 1 to 900, got ${heartbeat}`);
@@ -200,5 +208,5 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
   }
-  return { failover, heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000, checkpoint };
+  return { failover, ...(request.runOn ? { runOn: request.runOn } : {}), heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000, checkpoint };
 }

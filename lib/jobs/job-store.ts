@@ -16,8 +16,13 @@ export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
 export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
 export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered';
 
+/** Where a job's task units run in the cloud (the local runtime runs child processes for both). */
+export type UnitRuntime = 'lambda' | 'fargate';
+
 export interface JobSettings {
   failover: FailoverStrategy;
+  /** Where the job's task units run; missing: the deployment's default (SLUICE_LAUNCHER). */
+  runOn?: UnitRuntime;
   /** Heartbeats older than this fail a unit. */
   heartbeatTimeoutMs: number;
   checkpoint: {

@@ -217,7 +217,10 @@ describe('SluiceStack (default: Lambda task units)', () => {
     expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(ROUTES.map((r) => r.method).sort());
     const withBody = methods.filter((m) => m.Properties.RequestModels);
     expect(withBody.map((m) => m.Properties.HttpMethod).sort()).toEqual(['POST', 'PUT']);
-    s.template.hasResourceProperties('AWS::ApiGateway::Model', { Name: 'SubmitJob', Schema: Match.objectLike({ required: ['job'] }) });
+    s.template.hasResourceProperties('AWS::ApiGateway::Model', {
+      Name: 'SubmitJob',
+      Schema: Match.objectLike({ required: ['job'], properties: Match.objectLike({ runOn: { type: 'string', enum: ['lambda', 'fargate'] } }) }),
+    });
     s.template.hasResourceProperties('AWS::ApiGateway::Stage', {
       AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
       MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO' })],

@@ -90,7 +90,7 @@ describe('CLI arguments', () => {
     expect(parseCli(['cancel', 'demo-abc123'], env).requests).toEqual([{ method: 'DELETE', path: '/jobs/demo-abc123' }]);
     expect(parseCli(['checkpoints', 'j', '--now'], env).requests.map((r) => r.method)).toEqual(['POST', 'GET']);
     const submit = parseCli(
-      ['submit', 'demo', '--param', 'records=2000', '--param', 'parallelism=2', '--param', 'label=x', '--failover', 'single', '--schedule', 'cron(0 * * * ? *)', '--tz', 'Europe/Berlin', '--checkpoint-timeout', '30'],
+      ['submit', 'demo', '--param', 'records=2000', '--param', 'parallelism=2', '--param', 'label=x', '--failover', 'single', '--run-on', 'fargate', '--schedule', 'cron(0 * * * ? *)', '--tz', 'Europe/Berlin', '--checkpoint-timeout', '30'],
       env,
     );
     expect(submit.requests[0]).toEqual({
@@ -100,6 +100,7 @@ describe('CLI arguments', () => {
         job: 'demo',
         params: { records: 2000, parallelism: 2, label: 'x' },
         failover: 'single',
+        runOn: 'fargate',
         checkpoint: { schedule: { kind: 'cron', expression: 'cron(0 * * * ? *)', timeZone: 'Europe/Berlin' }, timeoutSeconds: 30 },
       },
     });

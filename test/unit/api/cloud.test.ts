@@ -2,9 +2,13 @@ import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient, UpdateSc
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
-import { EventBridgeSchedulerPort, jobScheduleName, LambdaUnitLauncher, launcherFromEnv, stateMachineStarter } from '../../../functions/api/cloud';
+import { EventBridgeSchedulerPort, jobScheduleName, LambdaUnitLauncher, launcherFromEnv, PerJobLauncher, stateMachineStarter } from '../../../functions/api/cloud';
+import { jobRegistry } from '../../../examples/jobs';
 import { loadConfig } from '../../../lib/config';
-import type { JobRecord } from '../../../lib/jobs/job-store';
+import { JobSpecError } from '../../../lib/graph/job-graph';
+import { JobService } from '../../../lib/jobs/job-service';
+import { JobStore, type JobRecord, type JobSettings } from '../../../lib/jobs/job-store';
+import { createMemoryPorts } from '../../../lib/memory';
 import { ScheduleError } from '../../../lib/schedule';
 
 /** A client whose send records commands and answers from a script. */
@@ -82,5 +86,51 @@ describe('cloud launchers and the checkpoint starter', () => {
     expect(() => launcherFromEnv(config, {})).toThrow(/SLUICE_TASK_UNIT_FUNCTION is not set/);
     expect(() => launcherFromEnv(config, { SLUICE_LAUNCHER: 'fargate' })).toThrow(/SLUICE_ECS_CLUSTER is not set/);
     expect(() => launcherFromEnv(config, { SLUICE_LAUNCHER: 'k8s' })).toThrow(/'lambda' or 'fargate'/);
+  });
+});
+
+describe('where a job runs: Lambda or Fargate, per job', () => {
+  const job = (runOn?: 'lambda' | 'fargate') => ({ jobId: 'j-1', settings: { ...(runOn ? { runOn } : {}) } }) as unknown as JobRecord;
+  const unit = { unitId: 'u-0', subtasks: [], controlQueue: 'q' };
+
+  it('starts each job on the runtime it asks for, the default otherwise, and stops units on both', async () => {
+    const calls: string[] = [];
+    const fake = (name: string) => ({
+      launch: async (j: JobRecord, u: { unitId: string }, attempt: number) => void calls.push(`${name} launch ${j.jobId}/${u.unitId}#${attempt}`),
+      stop: async (jobId: string, unitId: string) => void calls.push(`${name} stop ${jobId}/${unitId}`),
+    });
+    const launcher = new PerJobLauncher({ lambda: fake('lambda'), fargate: fake('fargate') }, 'lambda');
+    await launcher.launch(job(), unit, 0);
+    await launcher.launch(job('fargate'), unit, 1);
+    await launcher.launch(job('lambda'), unit, 2);
+    await launcher.stop('j-1', 'u-0');
+    expect(calls).toEqual(['lambda launch j-1/u-0#0', 'fargate launch j-1/u-0#1', 'lambda launch j-1/u-0#2', 'lambda stop j-1/u-0', 'fargate stop j-1/u-0']);
+    expect(() => launcher.accepts({ runOn: 'fargate' } as JobSettings)).not.toThrow();
+  });
+
+  it('refuses, before anything is created, a job asking for a runtime the deployment lacks', async () => {
+    const config = loadConfig({});
+    const lambdaOnly = launcherFromEnv(config, { SLUICE_TASK_UNIT_FUNCTION: 'fn' });
+    expect(lambdaOnly.defaultRunOn).toBe('lambda');
+    expect(() => lambdaOnly.accepts({ runOn: 'fargate' } as JobSettings)).toThrow(JobSpecError);
+    expect(() => lambdaOnly.accepts({ runOn: 'fargate' } as JobSettings)).toThrow(/runOn 'fargate': this deployment has no Fargate task unit \(deploy with -c sluice:fargate=true\)/);
+    expect(() => lambdaOnly.accepts({} as JobSettings)).not.toThrow();
+    const both = launcherFromEnv(config, {
+      SLUICE_LAUNCHER: 'fargate',
+      SLUICE_TASK_UNIT_FUNCTION: 'fn',
+      SLUICE_ECS_CLUSTER: 'c',
+      SLUICE_TASK_DEFINITION: 'td',
+      SLUICE_SUBNETS: 's1,s2',
+      SLUICE_SECURITY_GROUPS: 'g',
+    });
+    expect(both.defaultRunOn).toBe('fargate');
+    expect(() => both.accepts({ runOn: 'lambda' } as JobSettings)).not.toThrow();
+    // Through the job service: the refusal comes before any queue or record exists.
+    const ports = createMemoryPorts();
+    const service = new JobService({ jobs: new JobStore(ports.metadata), channels: ports.channels, registry: jobRegistry, queuePrefix: 'ro', launcher: lambdaOnly });
+    await expect(service.submit({ job: 'demo', runOn: 'fargate' })).rejects.toThrow(/runOn 'fargate'/);
+    await expect(service.submit({ job: 'demo', runOn: 'k8s' as never })).rejects.toThrow(/runOn must be 'lambda' or 'fargate', got 'k8s'/);
+    expect(await ports.channels.listQueues('ro')).toEqual([]);
+    expect(await new JobStore(ports.metadata).listJobs()).toEqual([]);
   });
 });

@@ -143,6 +143,7 @@ describe('job API handlers on memory ports', () => {
     [{ job: 'demo', params: { bogus: 1 } }, 'params.bogus', /no parameter 'bogus'/],
     [{ job: 'demo', params: { records: [1] } }, 'params.records', /params\.records/],
     [{ job: 'demo', failover: 'sometimes' }, 'failover', /failover/],
+    [{ job: 'demo', runOn: 'k8s' }, 'runOn', /runOn/],
     [{ job: 'demo', extra: true }, 'extra', /unknown field 'extra'/],
     [{ job: 'demo', checkpoint: { maxFailedRegionRatio: 2 } }, 'checkpoint.maxFailedRegionRatio', /checkpoint\.maxFailedRegionRatio/],
     [{ job: 'demo', checkpoint: { schedule: { kind: 'cron', expression: '0 * * *' } } }, 'checkpoint.schedule.expression', /6 fields/],
