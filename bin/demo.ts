@@ -98,6 +98,10 @@ async function main(): Promise<number> {
     for (const f of controller.supervisor.failures) {
       console.log(`  failure: unit ${f.unitId} attempt ${f.attempt} — ${f.reason}; detected after ${fmt(f.detectedAt - f.failedAt)} ms; failover '${job.settings.failover}'`);
     }
+    const handovers = view.units.reduce((n, u) => n + (u.generation ?? 0), 0);
+    if (handovers > 0) {
+      console.log(`  hand-overs: ${handovers} (units continued in a next invocation of the same attempt; SLUICE_HANDOVER_AFTER_MS=${process.env.SLUICE_HANDOVER_AFTER_MS ?? '-'})`);
+    }
     const history = await controller.driver!.history();
     const completed = history.filter((h) => h.outcome.status === 'completed');
     // The last checkpoints of a bounded job may find every subtask finished (nothing to write).
