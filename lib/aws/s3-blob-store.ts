@@ -39,7 +39,8 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
     await callAws(this.context('PutObject', key), () =>
-      this.clients.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body })),
+      // An explicit length: the SDK cannot tell an empty body's (markers are empty) and warns.
+      this.clients.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength })),
     );
   }
 
