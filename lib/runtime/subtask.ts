@@ -131,8 +131,7 @@ export class SubtaskRunner {
       recordsIn: this.recordsIn,
       recordsOut: this.chain.recordsOut,
       dropped: this.writers.reduce((n, w) => n + w.dropped.reduce((a, b) => a + b, 0), 0),
-      duplicates: this.inputGate?.duplicates ?? 0,
-      fenced: this.inputGate?.fenced ?? 0,
+      ...this.gateCounters(),
       lastCheckpoint: this.lastCheckpoint,
       ...(this.aligning
         ? {
@@ -280,7 +279,13 @@ export class SubtaskRunner {
   }
 
   private handoverCounters(): SubtaskHandover['counters'] {
-    return { recordsIn: this.recordsIn, recordsOut: this.chain.recordsOut, duplicates: this.inputGate?.duplicates ?? 0, fenced: this.inputGate?.fenced ?? 0 };
+    return { recordsIn: this.recordsIn, recordsOut: this.chain.recordsOut, ...this.gateCounters() };
+  }
+
+  /** A subtask resumed as finished starts no input gate: its counters are the handed-over ones. */
+  private gateCounters(): { duplicates: number; fenced: number } {
+    const carried = this.env.resume?.counters;
+    return { duplicates: this.inputGate?.duplicates ?? carried?.duplicates ?? 0, fenced: this.inputGate?.fenced ?? carried?.fenced ?? 0 };
   }
 
   /**
