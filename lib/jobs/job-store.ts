@@ -177,8 +177,7 @@ export class JobStore {
   async recordHandover(jobId: string, unitId: string, attempt: number, owner: string, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean> {
     const now = Date.now();
     const handover: UnitHandoverPointer = { generation, key, at: now, from: owner };
-    const set = asItem({ ...report, handover, status: 'STARTING', heartbeatAt: now });
-    return this.reportUnit(jobId, unitId, attempt, set as Partial<UnitRecord>, owner);
+    return this.reportUnit(jobId, unitId, attempt, { ...report, handover, status: 'STARTING', heartbeatAt: now }, owner);
   }
 
   /**
@@ -187,7 +186,7 @@ export class JobStore {
    * must not run). A claim whose response was lost and is retried sees itself as the owner.
    */
   async claimHandover(jobId: string, unitId: string, attempt: number, owner: string): Promise<UnitHandoverPointer | undefined> {
-    const read = async () => (await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`)) as unknown as UnitRecord | undefined;
+    const read = () => this.getUnit(jobId, unitId);
     const mine = (u: UnitRecord | undefined) => (u?.attempt === attempt && u.owner === owner && u.handover ? u.handover : undefined);
     const unit = await read();
     const handover = unit?.handover;
@@ -199,6 +198,10 @@ export class JobStore {
     ];
     const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
     return claimed !== undefined ? handover : mine(await read());
+  }
+
+  async getUnit(jobId: string, unitId: string): Promise<UnitRecord | undefined> {
+    return (await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`)) as unknown as UnitRecord | undefined;
   }
 
   async getUnits(jobId: string): Promise<UnitRecord[]> {

@@ -71,9 +71,8 @@ export type UnitOutcome = UnitStatus | 'HANDED_OVER';
 export class TaskUnit {
   readonly runners: SubtaskRunner[];
   private stopped = false;
-  /** Control messages are no longer read (a hand-over has begun: the successor reads them). */
-  private controlClosed = false;
   private control: Promise<void> = Promise.resolve();
+  /** A hand-over has begun: control messages are no longer read (the successor reads them). */
   private handingOver = false;
   private readonly owner: string;
   /** This process's request counts when the unit started (a warm Lambda container keeps counting). */
@@ -141,7 +140,6 @@ export class TaskUnit {
   async beginHandover(): Promise<void> {
     if (this.handingOver || this.stopped) return;
     this.handingOver = true;
-    this.controlClosed = true;
     await this.control;
     this.options.log?.(`handing over to the next invocation`);
     for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 10_000);
@@ -207,7 +205,7 @@ export class TaskUnit {
 
   private async controlLoop(): Promise<void> {
     const { channels, controlQueue: queue } = this.options;
-    while (!this.stopped && !this.controlClosed) {
+    while (!this.stopped && !this.handingOver) {
       const messages = await channels.receive(queue, { max: 10, waitSeconds: 1 }).catch(() => []);
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);

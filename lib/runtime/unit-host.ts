@@ -232,7 +232,7 @@ async function resumeUnit(options: UnitHostOptions, placement: UnitPlacement, gr
     return 'CANCELLED' as const;
   };
   // Everything that can fail is read before the claim: a claimed hand-over nobody runs costs a failover.
-  const record = (await options.jobs.getUnits(jobId)).find((u) => u.unitId === unitId);
+  const record = await options.jobs.getUnit(jobId, unitId);
   const offered = record?.attempt === attempt ? record.handover : undefined;
   if (!offered) return unclaimed();
   const state = await readHandover(options.blobs, offered.key, { jobId, unitId, attempt, generation: offered.generation });
