@@ -11,7 +11,7 @@ import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
-import { Supervisor, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
+import { Supervisor, describeFailures, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
 import { launcherFromEnv } from './api/cloud';
 import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
 import { createFailoverHandler } from '../lib/recovery/failover-handler';
@@ -52,20 +52,21 @@ export async function supervise(
     try {
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
-      const [failure] = new Supervisor({ service }).detect(view, now);
-      if (failure && onFailure) {
-        // Failover by the job's strategy (single, region, full); the handler fails the job only
-        // when a unit has failed too often.
-        await onFailure(failure, view);
-        report.recovered.push(`${jobId}/${failure.unitId}`);
+      const failures = new Supervisor({ service }).detect(view, now);
+      if (failures.length > 0 && onFailure) {
+        // Every failure of the pass at once, by the job's strategy (single, region, full): units
+        // that failed together restart together. The handler fails the job only when its failure
+        // budget is used up.
+        await onFailure(failures, view);
+        report.recovered.push(...failures.map((f) => `${jobId}/${f.unitId}`));
         if ((await jobs.getJob(jobId)).status !== 'RUNNING') {
           report.failed.push(jobId);
           await onEnded?.(jobId);
         }
         continue;
       }
-      if (failure) {
-        await service.fail(jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
+      if (failures.length > 0) {
+        await service.fail(jobId, describeFailures(failures));
         report.failed.push(jobId);
         await onEnded?.(jobId);
         continue;

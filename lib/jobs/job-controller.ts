@@ -11,7 +11,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointDriver } from './checkpoint-driver';
 import type { JobService, JobView } from './job-service';
-import { Supervisor, type FailureHandler, type UnitExitEvent } from './supervisor';
+import { Supervisor, describeFailures, type FailureHandler, type UnitExitEvent } from './supervisor';
 import type { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export interface ControllerOptions {
@@ -46,13 +46,13 @@ export class JobController {
         void options.metrics?.observe(view).catch(() => undefined);
         options.onProgress?.(view);
       },
-      onFailure: async (failure, view) => {
-        await this.driver?.taskFailed(failure.subtasks, `unit ${failure.unitId}: ${failure.reason}`);
+      onFailure: async (failures, view) => {
+        for (const f of failures) await this.driver?.taskFailed(f.subtasks, `unit ${f.unitId}: ${f.reason}`);
         if (options.onFailure) {
-          await options.onFailure(failure, view);
-          await this.driver?.taskRecovered(failure.subtasks);
+          await options.onFailure(failures, view);
+          await this.driver?.taskRecovered(failures.flatMap((f) => f.subtasks));
         } else {
-          await options.service.fail(view.job.jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
+          await options.service.fail(view.job.jobId, describeFailures(failures));
         }
       },
     });

@@ -16,8 +16,11 @@ import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement,
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
   launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void>;
-  /** Stops a unit at once (best effort; it may already be gone). */
-  stop(jobId: string, unitId: string): Promise<void>;
+  /**
+   * Stops a unit at once (best effort; it may already be gone). With `attempt`, only that attempt
+   * or an older one: a failover stops what it planned to replace, never a newer attempt.
+   */
+  stop(jobId: string, unitId: string, attempt?: number): Promise<void>;
   /** Throws a JobSpecError when it cannot run a job with these settings (checked before anything is created). */
   accepts?(settings: JobSettings): void;
 }

@@ -30,10 +30,15 @@ export interface UnitExitEvent {
   code: number | null;
   signal: string | null;
   at: number;
+  /** Stopped by the system (a failover, a cancel): never a failure. */
+  stopped?: boolean;
 }
 
-/** Decides what a failure means for the job; the default fails the whole job. */
-export type FailureHandler = (failure: UnitFailure, view: JobView) => Promise<void>;
+/**
+ * Decides what failures mean for the job; the default fails the whole job. It gets every failure
+ * detected in one pass at once, so units that failed together are recovered together.
+ */
+export type FailureHandler = (failures: UnitFailure[], view: JobView) => Promise<void>;
 
 export interface SupervisorOptions {
   service: JobService;
@@ -71,6 +76,11 @@ export function regionsReadyForFinalCommit(view: JobView): { region: Region; uni
     }));
 }
 
+/** One sentence naming the failed units and why, for a job that fails on them. */
+export function describeFailures(failures: readonly UnitFailure[]): string {
+  return failures.map((f) => `task unit ${f.unitId} (subtasks ${f.subtasks.join(', ')}) failed: ${f.reason}`).join('; ');
+}
+
 export class Supervisor {
   private readonly exits: UnitExitEvent[] = [];
   private readonly handled = new Set<string>();
@@ -92,9 +102,11 @@ export class Supervisor {
       const view = await this.options.service.view(jobId);
       if (view.job.status !== 'RUNNING') return view;
       this.options.onProgress?.(view);
-      for (const failure of this.detect(view, clock.now())) {
-        this.failures.push(failure);
-        await (this.options.onFailure ?? this.failJob)(failure, view);
+      const failures = this.detect(view, clock.now());
+      if (failures.length > 0) {
+        this.failures.push(...failures);
+        await (this.options.onFailure ?? this.failJob)(failures, view);
+        continue; // a fresh view: the failover changed attempts and may have ended the job
       }
       await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
@@ -114,11 +126,8 @@ export class Supervisor {
     }
   }
 
-  private readonly failJob: FailureHandler = async (failure, view) => {
-    await this.options.service.fail(
-      view.job.jobId,
-      `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`,
-    );
+  private readonly failJob: FailureHandler = async (failures, view) => {
+    await this.options.service.fail(view.job.jobId, describeFailures(failures));
   };
 
   /** Failures not seen before: exits without finishing, reported errors, stale heartbeats. */
@@ -138,7 +147,7 @@ export class Supervisor {
 
   private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number): { reason: string; failedAt: number } | undefined {
     if (unit.status === 'FAILED') return { reason: unit.error ?? 'reported an error', failedAt: unit.heartbeatAt };
-    const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt);
+    const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt && !e.stopped);
     if (exit && !(exit.code === 0 && exit.signal === null)) {
       return { reason: exit.signal ? `process killed by ${exit.signal}` : `process exited with code ${exit.code}`, failedAt: exit.at };
     }

@@ -23,6 +23,8 @@ export interface UnitExit {
   code: number | null;
   signal: NodeJS.Signals | null;
   at: number;
+  /** The launcher stopped it (a failover, a cancel): the system's own stop, not a failure. */
+  stopped?: boolean;
 }
 
 export interface ProcessLauncherOptions {
@@ -40,7 +42,7 @@ export interface ProcessLauncherOptions {
 }
 
 export class ProcessLauncher implements UnitLauncher {
-  private readonly running = new Map<string, { child: ChildProcess; attempt: number }>();
+  private readonly running = new Map<string, { child: ChildProcess; attempt: number; stopped?: boolean }>();
   private readonly listeners: ((exit: UnitExit) => void)[] = [];
   readonly exits: UnitExit[] = [];
   /** Hand-overs per unit attempt (`<jobId>/<unitId>#<attempt>`). */
@@ -61,8 +63,8 @@ export class ProcessLauncher implements UnitLauncher {
     const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });
     const log = createWriteStream(join(logDir, `${unit.unitId}.log`), { flags: 'a' });
-    const entry = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    const script = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
       cwd: REPO_ROOT,
       env: {
         ...process.env,
@@ -77,7 +79,8 @@ export class ProcessLauncher implements UnitLauncher {
     });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
-    this.running.set(key, { child, attempt });
+    const running: { child: ChildProcess; attempt: number; stopped?: boolean } = { child, attempt };
+    this.running.set(key, running);
     child.on('exit', (code, signal) => {
       const current = this.running.get(key)?.child === child;
       if (current) this.running.delete(key);
@@ -88,7 +91,8 @@ export class ProcessLauncher implements UnitLauncher {
         this.spawnInvocation(job, unit, attempt, true);
         return;
       }
-      const exit = { jobId: job.jobId, unitId: unit.unitId, attempt, code, signal, at: Date.now() };
+      const stopped = running.stopped === true;
+      const exit: UnitExit = { jobId: job.jobId, unitId: unit.unitId, attempt, code, signal, at: Date.now(), ...(stopped ? { stopped } : {}) };
       this.exits.push(exit);
       for (const l of this.listeners) l(exit);
     });
@@ -108,10 +112,13 @@ export class ProcessLauncher implements UnitLauncher {
     return entry ? entry.child.kill(signal) : false;
   }
 
-  async stop(jobId: string, unitId: string): Promise<void> {
-    this.stopping.add(`${jobId}/${unitId}`);
+  async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
     const entry = this.running.get(`${jobId}/${unitId}`);
+    // A newer attempt than the one to stop is already running: leave it alone.
+    if (entry && attempt !== undefined && entry.attempt > attempt) return;
+    this.stopping.add(`${jobId}/${unitId}`);
     if (!entry) return;
+    entry.stopped = true;
     const exited = new Promise((r) => entry.child.once('exit', r));
     entry.child.kill('SIGTERM');
     const timer = setTimeout(() => entry.child.kill('SIGKILL'), 3000);

@@ -44,6 +44,8 @@ export interface FailureEvent {
   subtasks: string[];
   /** The attempt that failed. */
   attempt: number;
+  /** Units that failed at the same time and were recovered by the same failover. */
+  alsoFailed?: { unitId: string; attempt: number; reason: string; failedAt: number }[];
   /** The failed unit's new attempt (null: not restarted). */
   newAttempt: number | null;
   strategy: FailoverStrategy;
@@ -92,6 +94,8 @@ interface Baseline {
 export interface BeginInput {
   job: JobRecord;
   failure: UnitFailure;
+  /** Other failures recovered by the same failover. */
+  alsoFailed?: readonly UnitFailure[];
   /** The plan carried out; undefined when the job gives up instead. */
   plan?: FailoverPlan;
   graph?: ExecutionGraph;
@@ -129,6 +133,9 @@ export class RecoveryMetrics {
       unitId: failure.unitId,
       subtasks: [...failure.subtasks],
       attempt: failure.attempt,
+      ...(input.alsoFailed?.length
+        ? { alsoFailed: input.alsoFailed.map((f) => ({ unitId: f.unitId, attempt: f.attempt, reason: f.reason, failedAt: f.failedAt })) }
+        : {}),
       newAttempt: failedRestart?.attempt ?? null,
       strategy: plan?.strategy ?? job.settings.failover,
       reason: failure.reason,
