@@ -13,6 +13,7 @@ import { JobService, type JobView } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
 import { Supervisor, describeFailures, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
 import { launcherFromEnv } from './api/cloud';
+import { checkProgress, DEFAULT_STALL_TIMEOUT_MS } from '../lib/jobs/progress-watch';
 import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
 import { createFailoverHandler } from '../lib/recovery/failover-handler';
 
@@ -44,6 +45,7 @@ export async function supervise(
   now: number,
   onEnded?: (jobId: string) => Promise<void>,
   onFailure?: FailureHandler,
+  stallTimeoutMs = DEFAULT_STALL_TIMEOUT_MS,
 ): Promise<SupervisionReport> {
   const report: SupervisionReport = { running: 0, failed: [], recovered: [], finished: [], released: [], errors: [] };
   const running = (await jobs.listJobs()).filter((j) => j.status === 'RUNNING');
@@ -71,6 +73,17 @@ export async function supervise(
         await onEnded?.(jobId);
         continue;
       }
+      // A drained bounded job that stands still is stuck: fail it with what it waits for.
+      const graph = await service.graphOf(jobId);
+      const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+      const progress = checkProgress(view, sources, view.job.progress, now, stallTimeoutMs);
+      if (progress.stalled) {
+        await service.fail(jobId, `job is stuck: ${progress.stalled}`);
+        report.failed.push(jobId);
+        await onEnded?.(jobId);
+        continue;
+      }
+      if (progress.mark.signature !== view.job.progress?.signature) await jobs.setProgress(jobId, progress.mark);
       report.released.push(...(await releaseEndedRegions(service, view)));
       if (await service.completeIfDone(jobId)) {
         report.finished.push(jobId);

@@ -27,6 +27,8 @@ export interface ControllerOptions {
   metrics?: RecoveryMetrics;
   /** Overrides the job's checkpoint interval (ms); 0 or undefined: the job's own setting. */
   checkpointEveryMs?: number;
+  /** A drained job with no progress for this long fails as stuck (see progress-watch.ts). */
+  stallTimeoutMs?: number;
 }
 
 export class JobController {
@@ -41,6 +43,7 @@ export class JobController {
       service: options.service,
       clock: options.clock,
       pollMs: options.pollMs,
+      ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
       onProgress: (view) => {
         this.noteFinished(view);
         void options.metrics?.observe(view).catch(() => undefined);

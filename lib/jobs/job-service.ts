@@ -159,7 +159,7 @@ export class JobService {
   /** Ends a job that cannot go on: stops its units and deletes its queues. */
   async fail(jobId: string, reason: string): Promise<void> {
     if (!(await this.deps.jobs.setJobStatus(jobId, 'FAILED', reason))) return;
-    await this.stopAll(jobId);
+    await this.stopAll(jobId, 'stopped: the job failed');
   }
 
   /** Cancels a running job: stops its units, deletes its queues, keeps its checkpoints. */
@@ -167,7 +167,7 @@ export class JobService {
     const job = await this.deps.jobs.getJob(jobId);
     if (job.status !== 'RUNNING') throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
     await this.deps.jobs.setJobStatus(jobId, 'CANCELLED');
-    await this.stopAll(jobId);
+    await this.stopAll(jobId, 'stopped: the job was cancelled');
     return this.deps.jobs.getJob(jobId);
   }
 
@@ -180,11 +180,18 @@ export class JobService {
     await mapLimit(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
   }
 
-  private async stopAll(jobId: string): Promise<void> {
+  private async stopAll(jobId: string, reason: string): Promise<void> {
     const job = await this.deps.jobs.getJob(jobId);
     await this.sendControl(job, job.units.map((u) => u.unitId), { type: 'cancel' }).catch(() => undefined);
     await Promise.all(job.units.map((u) => this.deps.launcher.stop(jobId, u.unitId)));
     await this.deps.channels.deleteQueues(job.queues);
+    // What the launcher could not kill ends at its next heartbeat, which this refuses.
+    const units = await this.deps.jobs.getUnits(jobId);
+    await mapLimit(
+      units.filter((u) => u.status === 'STARTING' || u.status === 'RUNNING'),
+      32,
+      (u) => this.deps.jobs.markStopped(jobId, u.unitId, u.attempt, reason),
+    );
   }
 }
 

@@ -11,6 +11,7 @@
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
 import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
+import type { ProgressMark } from './progress-watch';
 
 export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
 export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
@@ -56,6 +57,8 @@ export interface JobRecord {
   regions: Region[];
   queues: string[];
   error?: string;
+  /** The supervisor's last look at the job's progress (the cloud supervisor is stateless between passes). */
+  progress?: ProgressMark;
 }
 
 export interface SubtaskStats {
@@ -84,6 +87,8 @@ export interface UnitRecord {
   owner?: string;
   /** The last hand-over: the invocation that continues from it and its state in S3. */
   handover?: UnitHandoverPointer;
+  /** When the job stopped the unit (cancel, or the job failed). */
+  stoppedAt?: number;
 }
 
 export interface UnitHandoverPointer {
@@ -132,6 +137,10 @@ export class JobStore {
     return updated !== undefined;
   }
 
+  async setProgress(jobId: string, mark: ProgressMark): Promise<void> {
+    await this.metadata.update(jobPk(jobId), 'META', { set: { progress: asItem(mark) } }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
+  }
+
   async updateSettings(jobId: string, settings: JobSettings): Promise<void> {
     await this.metadata.update(jobPk(jobId), 'META', { set: { settings: asItem(settings) } }, [{ attr: 'jobId', op: 'exists' }]);
   }
@@ -150,7 +159,11 @@ export class JobStore {
    * its owner token). False: a newer attempt, or another invocation, owns the record.
    */
   async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean> {
-    const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }];
+    // A unit the job stopped (cancel, failure) is shown stopped: a late heartbeat does not revive it.
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'status', op: '<>', value: 'CANCELLED' },
+    ];
     if (owner !== undefined) fence.push({ attr: 'owner', op: '=', value: owner });
     const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
     return updated !== undefined;
@@ -198,6 +211,20 @@ export class JobStore {
     ];
     const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
     return claimed !== undefined ? handover : mine(await read());
+  }
+
+  /**
+   * The job stopped this unit's attempt (cancel, or the job failed): its record says CANCELLED
+   * with the reason, unless it had ended on its own. Its later heartbeats are refused, so it stops
+   * (and is shown stopped) even where the launcher cannot kill it (a Lambda invocation).
+   */
+  async markStopped(jobId: string, unitId: string, attempt: number, reason: string): Promise<boolean> {
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'status', op: '<>', value: 'FINISHED' },
+      { attr: 'status', op: '<>', value: 'FAILED' },
+    ];
+    return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { status: 'CANCELLED', error: reason, stoppedAt: Date.now() } }, fence)) !== undefined;
   }
 
   async getUnit(jobId: string, unitId: string): Promise<UnitRecord | undefined> {

@@ -8,6 +8,7 @@ import { systemClock } from '../ports/clock';
 import type { JobService, JobView } from './job-service';
 import type { UnitRecord } from './job-store';
 import type { Region } from '../graph/execution-graph';
+import { checkProgress, DEFAULT_STALL_TIMEOUT_MS, type ProgressMark } from './progress-watch';
 
 /** How long a unit may take from launch to its first heartbeat. */
 export const STARTUP_TIMEOUT_MS = 60_000;
@@ -46,6 +47,11 @@ export interface SupervisorOptions {
   pollMs?: number;
   onFailure?: FailureHandler;
   onProgress?: (view: JobView) => void;
+  /**
+   * A job whose sources have all ended and that then makes no progress for this long is failed
+   * with what its subtasks wait for (default 3 minutes).
+   */
+  stallTimeoutMs?: number;
 }
 
 /**
@@ -98,10 +104,19 @@ export class Supervisor {
   /** Watches the job until it is no longer running; returns its final view. */
   async watch(jobId: string): Promise<JobView> {
     const clock = this.options.clock ?? systemClock;
+    const graph = await this.options.service.graphOf(jobId);
+    const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+    let mark: ProgressMark | undefined;
     for (;;) {
       const view = await this.options.service.view(jobId);
       if (view.job.status !== 'RUNNING') return view;
       this.options.onProgress?.(view);
+      const progress = checkProgress(view, sources, mark, clock.now(), this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
+      mark = progress.mark;
+      if (progress.stalled) {
+        await this.options.service.fail(jobId, `job is stuck: ${progress.stalled}`);
+        continue;
+      }
       const failures = this.detect(view, clock.now());
       if (failures.length > 0) {
         this.failures.push(...failures);

@@ -363,6 +363,21 @@ describe('FailoverHandler, strategies region and full', () => {
     expect(f.log).toEqual([]);
   });
 
+  it('a restarted unit that fails again before it is back supersedes the first event; the outage counts from the first failure', async () => {
+    const f = await fixture('region');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    const first = await f.handler().handle(f.failure('join-1'), await f.view());
+    const metrics = new RecoveryMetrics(f.metadata);
+    // Some units are back, then a restarted one dies before the region is.
+    await metrics.unitAvailable('job', 'a-0', 1, 2000);
+    await f.jobs.reportUnit('job', 'join-2', 1, { status: 'FAILED' });
+    const second = await f.handler().handle({ ...f.failure('join-2', 1), failedAt: 3000, detectedAt: 3100 }, await f.view());
+    expect(await metrics.get('job', first.event!.seq)).toMatchObject({ status: 'SUPERSEDED', supersededBy: second.event!.seq });
+    expect(second.event).toMatchObject({ supersedes: [first.event!.seq], outageStartedAt: 1000 });
+    for (const u of f.job.units) await metrics.unitAvailable('job', u.unitId, 2, 9000);
+    expect(await metrics.get('job', second.event!.seq)).toMatchObject({ status: 'AVAILABLE', recoveryMs: 8000 });
+  });
+
   it('full: every unit restarts with its own next attempt', async () => {
     const f = await fixture('full');
     await f.jobs.startUnitAttempt('job', 'a-0', ['a#0'], 4);
