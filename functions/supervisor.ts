@@ -54,7 +54,9 @@ export async function supervise(
     try {
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
-      const failures = new Supervisor({ service }).detect(view, now);
+      const supervisor = new Supervisor({ service });
+      const failures = supervisor.detect(view, now);
+      for (const unit of supervisor.takeFinished()) await service.finishUnit(jobId, unit.unitId, unit.attempt);
       if (failures.length > 0 && onFailure) {
         // Every failure of the pass at once, by the job's strategy (single, region, full): units
         // that failed together restart together. The handler fails the job only when its failure

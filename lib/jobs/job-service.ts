@@ -156,6 +156,11 @@ export class JobService {
     return this.deps.jobs.setJobStatus(jobId, 'FINISHED');
   }
 
+  /** Records a unit attempt FINISHED whose process died after all its subtasks had finished. */
+  async finishUnit(jobId: string, unitId: string, attempt: number): Promise<void> {
+    await this.deps.jobs.reportUnit(jobId, unitId, attempt, { status: 'FINISHED' });
+  }
+
   /** Ends a job that cannot go on: stops its units and deletes its queues. */
   async fail(jobId: string, reason: string): Promise<void> {
     if (!(await this.deps.jobs.setJobStatus(jobId, 'FAILED', reason))) return;

@@ -82,6 +82,11 @@ export function regionsReadyForFinalCommit(view: JobView): { region: Region; uni
     }));
 }
 
+/** True when the unit reported every one of its subtasks finished. */
+export function allFinished(unit: UnitRecord): boolean {
+  return unit.subtasks.length > 0 && unit.subtasks.every((id) => unit.stats?.[id]?.status === 'finished');
+}
+
 /** One sentence naming the failed units and why, for a job that fails on them. */
 export function describeFailures(failures: readonly UnitFailure[]): string {
   return failures.map((f) => `task unit ${f.unitId} (subtasks ${f.subtasks.join(', ')}) failed: ${f.reason}`).join('; ');
@@ -93,8 +98,15 @@ export class Supervisor {
   /** Regions whose sinks were told to commit their last output. */
   private readonly released = new Set<string>();
   readonly failures: UnitFailure[] = [];
+  /** Units that died after all their subtasks had finished: recorded FINISHED, not failed over. */
+  private readonly finishedUnits: UnitRecord[] = [];
 
   constructor(private readonly options: SupervisorOptions) {}
+
+  /** Units `detect` found dead after all their subtasks had finished (to record FINISHED), once each. */
+  takeFinished(): UnitRecord[] {
+    return this.finishedUnits.splice(0);
+  }
 
   /** Reports a unit's process exit (from a launcher that can see processes). */
   unitExited(event: UnitExitEvent): void {
@@ -118,6 +130,7 @@ export class Supervisor {
         continue;
       }
       const failures = this.detect(view, clock.now());
+      for (const unit of this.takeFinished()) await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
       if (failures.length > 0) {
         this.failures.push(...failures);
         await (this.options.onFailure ?? this.failJob)(failures, view);
@@ -155,6 +168,12 @@ export class Supervisor {
       const reason = this.reasonFor(view.job.jobId, unit, now, timeout);
       if (!reason) continue;
       this.handled.add(key);
+      // Every subtask had finished (end of input sent on) before the process died: there is
+      // nothing to recover, and a restart would only send its input again.
+      if (unit.status !== 'FAILED' && allFinished(unit)) {
+        this.finishedUnits.push(unit);
+        continue;
+      }
       found.push({ unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason });
     }
     return found;
