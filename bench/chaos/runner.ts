@@ -191,7 +191,9 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     checkpoint: { handle: 'regional', intervalSeconds: 1, timeoutSeconds: 15 },
   });
   const metrics = new RecoveryMetrics(runtime.ports.metadata);
-  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics });
+  // A kill planned at end of input finds the sinks there: they wait to commit until it has fired.
+  let holdFinal = schedule.kills.some((k) => k.moment === 'after-input');
+  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics, stallTimeoutMs: 60_000, mayReleaseFinal: () => !holdFinal });
   let ended = false;
   const running = controller.run(job.jobId).finally(() => (ended = true));
 
@@ -203,9 +205,11 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
   const kills: KillRecord[] = [];
   const killing = (async () => {
     for (const spec of schedule.kills) {
+      if (spec.moment !== 'after-input' && !schedule.kills.slice(kills.length).some((k) => k.moment === 'after-input')) holdFinal = false;
       const record: KillRecord = { spec, units: [], atMs: null };
       kills.push(record);
       const seen = await waitForMoment(spec, runtime, controller, metrics, job.jobId, request.input, sourceTasks, () => ended);
+      const releaseAfter = spec.moment === 'after-input' && !schedule.kills.slice(kills.length).some((k) => k.moment === 'after-input');
       if (!seen) {
         record.note = 'the job ended before the moment came';
         continue;
@@ -227,11 +231,14 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
       // Same instant: all signals are sent before anything else runs.
       for (const v of victims) if (runtime.launcher.kill(job.jobId, v.unitId)) record.units.push(`${v.unitId}#${v.attempt}`);
       log(`  kill ${record.units.join(' + ')} at ${(record.atMs / 1000).toFixed(1)} s (${spec.moment}, ${spec.role})`);
+      if (releaseAfter) holdFinal = false;
       // The next kill looks for its own moment from here on (a failover of this one, say).
       await sleep(300);
     }
   })();
 
+  // Whatever happens to the kills, the sinks are released once they are done.
+  void killing.finally(() => (holdFinal = false));
   const outcome = await watchForStall(running, runtime, job.jobId, options.stallMs ?? 90_000, options.timeoutMs ?? 300_000);
   ended = true;
   await killing;
@@ -282,8 +289,17 @@ async function waitForMoment(
   const pendingNow = () => controller.driver?.coordinator.pendingCheckpoints() ?? [];
   const triggers = () => controller.driver?.log.filter((l) => l.startsWith('trigger')).length ?? 0;
   const triggersBefore = triggers();
+  let inputEndedAt: number | undefined;
   for (;;) {
     if (ended()) return false;
+    // Past end of input a moment other than 'after-input' may never come (nothing left to
+    // checkpoint or to fail over): give up after a while, so held sinks are released.
+    if (spec.moment !== 'after-input') {
+      if (inputEndedAt === undefined) {
+        const view = await runtime.service.view(jobId).catch(() => undefined);
+        if (view && sourcesEnded(view, sourceTasks)) inputEndedAt = Date.now();
+      } else if (Date.now() - inputEndedAt > 15_000) return false;
+    }
     switch (spec.moment) {
       case 'running': {
         const view = await runtime.service.view(jobId).catch(() => undefined);

@@ -29,6 +29,8 @@ export interface ControllerOptions {
   checkpointEveryMs?: number;
   /** A drained job with no progress for this long fails as stuck (see progress-watch.ts). */
   stallTimeoutMs?: number;
+  /** See SupervisorOptions.mayReleaseFinal. */
+  mayReleaseFinal?: () => boolean;
 }
 
 export class JobController {
@@ -44,6 +46,7 @@ export class JobController {
       clock: options.clock,
       pollMs: options.pollMs,
       ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+      ...(options.mayReleaseFinal ? { mayReleaseFinal: options.mayReleaseFinal } : {}),
       onProgress: (view) => {
         this.noteFinished(view);
         void options.metrics?.observe(view).catch(() => undefined);
