@@ -5,7 +5,7 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { MAX_BODY_BYTES, serveProxy, type ProxyServer } from '../../../lib/api-server/http';
+import { MAX_BODY_BYTES, MAX_DRAINED_BYTES, serveProxy, type ProxyServer } from '../../../lib/api-server/http';
 
 let server: ProxyServer | undefined;
 afterEach(async () => {
@@ -89,5 +89,14 @@ describe('local API server: request bodies', () => {
     const ok = await rawPost(url, [small], { 'Content-Type': 'application/json', 'Content-Length': String(small.length), Expect: '100-continue' });
     expect(ok).toMatchObject({ status: 200, continued: true });
     expect(seen).toHaveLength(1);
+  });
+
+  it('cuts the connection of a body that goes on past what it is willing to drain, and keeps serving', async () => {
+    const { url, seen } = await recordingServer();
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    const chunks = Array.from({ length: (MAX_BODY_BYTES + MAX_DRAINED_BYTES) / chunk.length + 2 }, () => chunk);
+    await expect(rawPost(url, chunks, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' })).rejects.toThrow(/ECONNRESET|EPIPE|socket hang up/);
+    expect(seen).toEqual([]);
+    expect((await fetch(`${url}/jobs`)).status).toBe(200);
   });
 });
