@@ -21,6 +21,9 @@ export const MAX_DRAINED_BYTES = 16 * MAX_BODY_BYTES;
 
 const TOO_LARGE = Symbol('too large');
 
+/** readBody cut the connection of a body past MAX_DRAINED_BYTES (nothing to answer, nothing to log). */
+class ConnectionCut extends Error {}
+
 const tooLargeResult = (): APIGatewayProxyResult =>
   jsonResult(413, { error: `the request body is larger than ${MAX_BODY_BYTES} bytes`, field: 'body' });
 
@@ -33,7 +36,7 @@ function readBody(req: IncomingMessage): Promise<Buffer | typeof TOO_LARGE> {
       size += chunk.length;
       if (size > MAX_BODY_BYTES + MAX_DRAINED_BYTES) {
         req.destroy();
-        reject(new Error(`request body larger than ${MAX_BODY_BYTES + MAX_DRAINED_BYTES} bytes: connection cut`));
+        reject(new ConnectionCut());
       } else if (size > MAX_BODY_BYTES) chunks = [];
       else chunks.push(chunk);
     });
@@ -162,10 +165,10 @@ export async function serveProxy(handler: ProxyHandler, options: { port?: number
       }
     } catch (err) {
       result = jsonResult(500, { error: 'internal error' });
-      if (!req.destroyed) console.error(err);
+      if (!(err instanceof ConnectionCut)) console.error(err);
     }
     if (!res.destroyed) send(res, result);
-    options.log?.(`${req.method} ${req.url} -> ${res.destroyed && !res.writableFinished ? 'connection cut' : result.statusCode} (${Date.now() - started} ms)`);
+    options.log?.(`${req.method} ${req.url} -> ${res.destroyed && !res.writableFinished ? 'connection closed' : result.statusCode} (${Date.now() - started} ms)`);
   });
   // A client that waits for 100-continue is told at once when the declared body is too large, and
   // never sends it; others get their 100 Continue as Node would send it.

@@ -3,7 +3,7 @@
  * An oversized body must be answered with a 413 the client can read, however it sends the body.
  */
 import { request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { MAX_BODY_BYTES, MAX_DRAINED_BYTES, serveProxy, type ProxyServer } from '../../../lib/api-server/http';
 
@@ -98,5 +98,20 @@ describe('local API server: request bodies', () => {
     await expect(rawPost(url, chunks, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' })).rejects.toThrow(/ECONNRESET|EPIPE|socket hang up/);
     expect(seen).toEqual([]);
     expect((await fetch(`${url}/jobs`)).status).toBe(200);
+  });
+
+  it('answers a handler that throws with 500 and logs the error', async () => {
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      server = await serveProxy(async () => {
+        throw new Error('handler broke');
+      });
+      const res = await fetch(`${server.url}/jobs`, { method: 'POST', body: '{}', headers: { 'Content-Type': 'application/json' } });
+      expect(res.status).toBe(500);
+      expect(await res.json()).toEqual({ error: 'internal error' });
+      expect(logged.mock.calls.map((c) => String(c[0]))).toContain('Error: handler broke');
+    } finally {
+      logged.mockRestore();
+    }
   });
 });
