@@ -7,7 +7,7 @@
  *   single             never hangs; the loss is at most what the job reported dropped;
  *   single-buffered    never hangs; nothing lost.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -101,14 +101,33 @@ async function main(): Promise<number> {
         `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedDuplicates).padStart(12)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
     );
   }
+  // Beside the simulated recovery of bench:recovery (parallelism 4000, a latency model), if it ran.
+  const simulated = readSimulated();
+  if (simulated.size > 0) {
+    console.log('');
+    console.log('recovery (failure -> available again), measured here vs simulated by bench:recovery at parallelism 4000:');
+    for (const s of summary) {
+      const sim = simulated.get(s.strategy);
+      console.log(`  ${s.strategy.padEnd(16)} measured median ${s.recoveryMs.median ?? '-'} ms, worst ${s.recoveryMs.worst ?? '-'} ms (${s.recoveryMs.samples} failures); simulated ${sim === undefined ? '-' : `${Math.round(sim)} ms`}`);
+    }
+  }
   const broken = results.filter((r) => !verdict(r).ok);
   for (const r of broken) console.log(`broken: seed ${r.schedule.seed} (${r.schedule.strategy}, ${r.schedule.job}): ${verdict(r).why.join('; ')}`);
   const totalMs = Date.now() - started;
   console.log(`\n${results.length} schedules in ${(totalMs / 1000).toFixed(0)} s; rerun: ${command}`);
   mkdirSync(dirname(args.out!), { recursive: true });
-  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, results }, null, 2) + '\n');
+  const simulatedRecoveryMs = Object.fromEntries(simulated);
+  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, simulatedRecoveryMs, results }, null, 2) + '\n');
   console.log(`results: ${args.out}`);
   return broken.length === 0 ? 0 : 1;
+}
+
+/** Simulated recovery time per strategy from bench/results/recovery.json (empty when it is missing). */
+function readSimulated(): Map<string, number> {
+  const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'recovery.json');
+  if (!existsSync(file)) return new Map();
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { results?: { strategy: string; recoveryMs?: number }[] };
+  return new Map((data.results ?? []).filter((r) => typeof r.recoveryMs === 'number').map((r) => [r.strategy, r.recoveryMs!]));
 }
 
 function row(r: ChaosResult): string {
