@@ -18,7 +18,7 @@
  * two can be compared.
  */
 import type { Json } from '../../lib/api/functions';
-import type { FailoverStrategy } from '../../lib/jobs/job-store';
+import { countersWithCarried, type FailoverStrategy } from '../../lib/jobs/job-store';
 import type { JobView } from '../../lib/jobs/job-service';
 import type { LocalRuntime } from '../../lib/local/local-runtime';
 import type { JobController } from '../../lib/jobs/job-controller';
@@ -269,11 +269,9 @@ function describeEvent(e: FailureEvent) {
   return { unit: units, reason: e.reason, strategy: e.strategy, status: e.status, recoveryMs: e.recoveryMs, unitsRestarted: e.unitsRestarted };
 }
 
-/** A per-subtask counter summed over the job's last reported unit stats. */
+/** A per-subtask counter summed over the job's units, earlier attempts included. */
 function reportedCounter(view: JobView, name: 'missing' | 'replayed'): number {
-  let n = 0;
-  for (const u of view.units) for (const s of Object.values(u.stats ?? {})) n += Number((s as unknown as Record<string, unknown>)[name] ?? 0);
-  return n;
+  return view.units.reduce((n, u) => n + (countersWithCarried(u)[name] ?? 0), 0);
 }
 
 async function waitForMoment(

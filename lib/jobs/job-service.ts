@@ -11,7 +11,7 @@ import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapLimit } from '../recovery/availability';
-import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord, UnitRuntime } from './job-store';
+import { countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
@@ -48,7 +48,7 @@ export interface JobTotals {
   recordsIn: number;
   /** Records written by the sinks. */
   recordsOut: number;
-  /** Records dropped for unavailable sub-partitions. */
+  /** Records dropped for unavailable sub-partitions (every attempt's). */
   dropped: number;
   requests: Record<string, number>;
 }
@@ -136,8 +136,8 @@ export class JobService {
         const taskId = id.slice(0, id.lastIndexOf('#'));
         if (sources.has(taskId)) totals.recordsIn += s.recordsIn;
         if (sinks.has(taskId)) totals.recordsOut += s.recordsOut;
-        totals.dropped += s.dropped;
       }
+      totals.dropped += countersWithCarried(unit).dropped ?? 0;
       for (const [service, n] of Object.entries(unit.requests ?? {})) totals.requests[service] = (totals.requests[service] ?? 0) + n;
     }
     return { job, units, totals };

@@ -89,6 +89,23 @@ export interface UnitRecord {
   handover?: UnitHandoverPointer;
   /** When the job stopped the unit (cancel, or the job failed). */
   stoppedAt?: number;
+  /**
+   * Loss and duplicate counters of the unit's earlier attempts (their last report), summed: a
+   * restart starts its counters from 0, and what the dead attempt counted must still show.
+   */
+  carried?: { [counter: string]: number };
+}
+
+/** Counters that add up over attempts (records in and out are progress, counted per attempt). */
+const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'missing', 'replayed']);
+
+/** The carried counters of a record plus what its own stats say. */
+export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {
+  const out: { [counter: string]: number } = { ...unit.carried };
+  for (const stats of Object.values(unit.stats ?? {})) {
+    for (const [k, v] of Object.entries(stats)) if (CARRIED.has(k) && typeof v === 'number') out[k] = (out[k] ?? 0) + v;
+  }
+  return out;
 }
 
 export interface UnitHandoverPointer {
@@ -148,7 +165,19 @@ export class JobStore {
   /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
-    const record: UnitRecord = { unitId, subtasks, attempt, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
+    const previous = attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
+    const carried = previous && previous.attempt < attempt ? countersWithCarried(previous) : undefined;
+    const record: UnitRecord = {
+      unitId,
+      subtasks,
+      attempt,
+      status: 'STARTING',
+      startedAt: now,
+      heartbeatAt: now,
+      stats: {},
+      requests: {},
+      ...(carried && Object.keys(carried).length > 0 ? { carried } : {}),
+    };
     return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
       async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
     );

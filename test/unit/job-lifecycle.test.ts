@@ -43,6 +43,19 @@ describe('job lifecycle', () => {
     });
   }
 
+  it("a restarted unit's record carries its earlier attempts' loss counters, and the job totals count them", async () => {
+    const { jobs, service } = setup();
+    const job = await service.submit({ job: 'demo', params: { records: 100, parallelism: 1 } });
+    const unit = job.units[0]!;
+    const stats = (dropped: number) => ({ [unit.subtasks[0]!]: { status: 'running', recordsIn: 10, recordsOut: 10, dropped, duplicates: 1, fenced: 0 } });
+    await jobs.reportUnit(job.jobId, unit.unitId, 0, { status: 'RUNNING', stats: stats(7) });
+    expect(await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1)).toBe(true);
+    await jobs.reportUnit(job.jobId, unit.unitId, 1, { status: 'RUNNING', stats: stats(2) });
+    expect(await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 2)).toBe(true);
+    expect((await jobs.getUnit(job.jobId, unit.unitId))!.carried).toEqual({ dropped: 9, duplicates: 2, fenced: 0 });
+    expect((await service.view(job.jobId)).totals.dropped).toBe(9);
+  });
+
   it('an ended job keeps its schedule as a record but shows no next fire time', async () => {
     const { jobs, service } = setup();
     const schedules = new ScheduleService({ jobs, port: new RecordingSchedulerPort() });
