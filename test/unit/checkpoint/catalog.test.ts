@@ -51,8 +51,10 @@ describe('PortCheckpointCatalog', () => {
     metadata.requests = 0;
     await catalog.saveCompleted(m2, history(2), [1, 2]);
     expect([blobs.requests, metadata.requests]).toEqual([1, 2]);
-    expect(await blobs.head('checkpoints/job/2/manifest.json')).toBeDefined();
-    expect(await metadata.get('JOB#job', 'CKPT#000000000002')).toMatchObject({ status: 'completed', manifestKey: 'checkpoints/job/2/manifest.json' });
+    // The manifest under its writer's own key, which the decision item names.
+    const item = await metadata.get('JOB#job', 'CKPT#000000000002');
+    expect(item).toMatchObject({ status: 'completed', manifestKey: expect.stringMatching(/^checkpoints\/job\/2\/manifest-[0-9a-f-]{36}\.json$/) });
+    expect(await blobs.head(item!.manifestKey as string)).toBeDefined();
     expect(await catalog.loadLatest()).toEqual(m2);
     expect((await catalog.loadRetained()).map((m) => m.checkpointId)).toEqual([1, 2]);
   });
@@ -117,8 +119,9 @@ describe('PortCheckpointCatalog', () => {
   it('deletes retired manifests', async () => {
     const { blobs, catalog } = ports();
     await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);
+    expect(await blobs.list('checkpoints/job/1/')).toHaveLength(1);
     await catalog.deleteManifests([1]);
-    expect(await blobs.head('checkpoints/job/1/manifest.json')).toBeUndefined();
+    expect(await blobs.list('checkpoints/job/1/')).toEqual([]);
   });
 });
 
@@ -184,7 +187,7 @@ describe('CheckpointPersistence', () => {
     const referenced = new Set(retained.flatMap((m) => m.regions.flatMap((r) => r.subtasks.flatMap((s) => s.state.map((h) => h.key)))));
     const stored = (await blobs.list('snap/')).map((b) => b.key);
     expect(stored.sort()).toEqual([...referenced].sort());
-    expect((await blobs.list('checkpoints/job/')).map((b) => b.key)).toEqual(['checkpoints/job/5/manifest.json', 'checkpoints/job/6/manifest.json']);
+    expect((await blobs.list('checkpoints/job/')).map((b) => b.key.replace(/manifest-.*\.json$/, 'manifest-*.json'))).toEqual(['checkpoints/job/5/manifest-*.json', 'checkpoints/job/6/manifest-*.json']);
     expect((await catalog.loadHistory()).length).toBe(6);
     expect(metadata.requests).toBeGreaterThan(0);
 

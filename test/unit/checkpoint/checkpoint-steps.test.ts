@@ -35,7 +35,7 @@ async function setup(maxConsecutiveRegionFailures: number) {
     const record: AckRecord = { subtask, checkpointId: id, state: [], at: clock.now() };
     if (declined !== undefined) record.declined = declined;
     else {
-      const key = snapshotKey(job.jobId, id, subtask);
+      const key = snapshotKey(job.jobId, id, subtask, 0);
       await ports.blobs.put(key, '{}');
       record.state = [{ key, bytes: 2 }];
     }
