@@ -186,8 +186,10 @@ export class CheckpointDriver {
    * look at the acknowledgements, so none stays pending in the history.
    */
   async jobEnded(message: string): Promise<void> {
-    await this.poll().catch(() => undefined);
+    await this.poll().catch((error) => this.log.push(`last poll at the end: ${error instanceof Error ? error.message : String(error)}`));
     await this.persistence.apply(this.coordinator.jobEnded(this.clock.now(), message));
+    // Discards buffered since the last finalized checkpoint (late acknowledgements) go now: nothing comes after.
+    await this.persistence.flush();
   }
 
   /** One stored acknowledgement (or decline) as a coordinator event. */

@@ -5,6 +5,7 @@ import {
   MAX_FAILED_REGIONS_PER_ITEM,
   PortCheckpointCatalog,
   StaleCheckpointError,
+  CheckpointDecidedError,
   checkpointSk,
   historyEntry,
   historyToItem,
@@ -64,6 +65,45 @@ describe('PortCheckpointCatalog', () => {
     await catalog.saveCompleted(manifest(5, [5]), history(5), [5]);
     await expect(catalog.saveCompleted(manifest(4, [4]), history(4), [4])).rejects.toThrow(StaleCheckpointError);
     expect((await catalog.loadLatest())!.checkpointId).toBe(5);
+  });
+
+  it('decides N once: a stale or retried writer of N cannot replace manifest N, the pointer or the history entry', async () => {
+    const { metadata, blobs, catalog } = ports();
+    const good = manifest(1, [1, 1]);
+    await catalog.saveCompleted(good, history(1), [1]);
+    const pointer = await metadata.get('JOB#job', 'CKPT_LATEST');
+    const entry = await metadata.get('JOB#job', 'CKPT#000000000001');
+    // Another coordinator decided N differently (r1 failed), from a catalog of its own.
+    const stale = new PortCheckpointCatalog('job', metadata, blobs);
+    const err = await stale.saveCompleted(manifest(1, [1, null]), history(1, false, 1), [1]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CheckpointDecidedError);
+    expect(err).toBeInstanceOf(StaleCheckpointError);
+    expect((err as CheckpointDecidedError).decision).toMatchObject({ checkpointId: 1, manifestKey: pointer!.manifestKey });
+    await expect(stale.saveFailed(history(1, true))).rejects.toThrow(CheckpointDecidedError);
+    // Nothing moved, and the stale writer's manifest object is gone again.
+    expect(await metadata.get('JOB#job', 'CKPT_LATEST')).toEqual(pointer);
+    expect(await metadata.get('JOB#job', 'CKPT#000000000001')).toEqual(entry);
+    expect((await blobs.list('checkpoints/job/1/')).map((b) => b.key)).toEqual([pointer!.manifestKey]);
+    expect(await stale.loadLatest()).toEqual(good);
+  });
+
+  it('rolls the pointer forward to a completed decision whose pointer write was lost, and never back', async () => {
+    const { metadata, blobs, catalog } = ports();
+    await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);
+    // The writer of 2 dies between its decision and the pointer.
+    const put = metadata.put.bind(metadata);
+    metadata.put = async (pk, sk, item, conditions) => (sk === 'CKPT_LATEST' ? false : put(pk, sk, item, conditions));
+    await expect(catalog.saveCompleted(manifest(2, [2]), history(2), [1, 2])).rejects.toThrow(StaleCheckpointError);
+    metadata.put = put;
+    expect((await catalog.loadLatest())!.checkpointId).toBe(1);
+    const fresh = new PortCheckpointCatalog('job', metadata, blobs);
+    const decision = (await fresh.loadDecision(2))!;
+    expect(decision).toMatchObject({ checkpointId: 2, retained: [{ checkpointId: 1 }, { checkpointId: 2 }] });
+    expect(await fresh.rollForward(decision)).toBe(true);
+    expect(await fresh.rollForward(decision)).toBe(false);
+    expect((await fresh.loadRetained()).map((m) => m.checkpointId)).toEqual([1, 2]);
+    expect(await fresh.rollForward((await fresh.loadDecision(1))!)).toBe(false);
+    expect((await fresh.loadLatest())!.checkpointId).toBe(2);
   });
 
   it('keeps a history item per finalized checkpoint, in id order', async () => {
