@@ -22,6 +22,7 @@
  * headroom for catch-up, the dead attempt's SQS leases; and everything outside the simulated
  * window (rates x time).
  */
+import { seededRandom } from './lib/random';
 import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -107,17 +108,6 @@ function parseFlags(argv: string[]): Flags {
   return flags;
 }
 
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- the job ---------------------------------------------------------------------------------
 
@@ -138,7 +128,7 @@ const QUEUE_PREFIX = 'bench';
 const JOB_ID = 'recommendation-join-bench';
 
 function buildSetup(flags: Flags): Setup {
-  const rng = prng(flags.seed);
+  const rng = seededRandom(flags.seed);
   const P = flags.parallelism;
   const params = resolveParams(recommendationJoinJob, {
     parallelism: P,
@@ -319,7 +309,7 @@ async function simulateProducers(setup: Setup, deliveries: Map<string, Delivery[
     simulatedRecords: 0,
   };
   const tA = -flags.warmMs;
-  const phaseRng = prng(flags.seed ^ 0x51ed);
+  const phaseRng = seededRandom(flags.seed ^ 0x51ed);
   for (const edge of graph.edges) {
     const isEvents = edge.from === 'events';
     const rate = isEvents ? flags.eventRate : flags.featureRate;

@@ -11,8 +11,9 @@ import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
-import { Supervisor, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
+import { Supervisor, describeFailures, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
 import { launcherFromEnv } from './api/cloud';
+import { checkProgress, DEFAULT_STALL_TIMEOUT_MS } from '../lib/jobs/progress-watch';
 import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
 import { createFailoverHandler } from '../lib/recovery/failover-handler';
 
@@ -44,6 +45,7 @@ export async function supervise(
   now: number,
   onEnded?: (jobId: string) => Promise<void>,
   onFailure?: FailureHandler,
+  stallTimeoutMs = DEFAULT_STALL_TIMEOUT_MS,
 ): Promise<SupervisionReport> {
   const report: SupervisionReport = { running: 0, failed: [], recovered: [], finished: [], released: [], errors: [] };
   const running = (await jobs.listJobs()).filter((j) => j.status === 'RUNNING');
@@ -52,24 +54,38 @@ export async function supervise(
     try {
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
-      const [failure] = new Supervisor({ service }).detect(view, now);
-      if (failure && onFailure) {
-        // Failover by the job's strategy (single, region, full); the handler fails the job only
-        // when a unit has failed too often.
-        await onFailure(failure, view);
-        report.recovered.push(`${jobId}/${failure.unitId}`);
+      const supervisor = new Supervisor({ service });
+      const failures = supervisor.detect(view, now);
+      for (const unit of supervisor.takeFinished()) await service.finishUnit(jobId, unit.unitId, unit.attempt);
+      if (failures.length > 0 && onFailure) {
+        // Every failure of the pass at once, by the job's strategy (single, region, full): units
+        // that failed together restart together. The handler fails the job only when its failure
+        // budget is used up.
+        await onFailure(failures, view);
+        report.recovered.push(...failures.map((f) => `${jobId}/${f.unitId}`));
         if ((await jobs.getJob(jobId)).status !== 'RUNNING') {
           report.failed.push(jobId);
           await onEnded?.(jobId);
         }
         continue;
       }
-      if (failure) {
-        await service.fail(jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
+      if (failures.length > 0) {
+        await service.fail(jobId, describeFailures(failures));
         report.failed.push(jobId);
         await onEnded?.(jobId);
         continue;
       }
+      // A drained bounded job that stands still is stuck: fail it with what it waits for.
+      const graph = await service.graphOf(jobId);
+      const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+      const progress = checkProgress(view, sources, view.job.progress, now, stallTimeoutMs);
+      if (progress.stalled) {
+        await service.fail(jobId, `job is stuck: ${progress.stalled}`);
+        report.failed.push(jobId);
+        await onEnded?.(jobId);
+        continue;
+      }
+      if (progress.mark.signature !== view.job.progress?.signature) await jobs.setProgress(jobId, progress.mark);
       report.released.push(...(await releaseEndedRegions(service, view)));
       if (await service.completeIfDone(jobId)) {
         report.finished.push(jobId);

@@ -40,7 +40,10 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import type { z } from 'zod';
+import { apiGatewayModel, modelName } from '../functions/api/models';
 import { ROUTES, type RouteName } from '../functions/api/routes';
+import { bodySchemas } from '../functions/api/schemas';
 import { AcknowledgeWildcards, acknowledge, WildcardReasons } from './nag';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -396,7 +399,7 @@ export class Sluice extends Construct {
         authorizationType: apigw.AuthorizationType.IAM,
         requestValidator: route.body ? validators.body : validators.params,
         ...(hasId ? { requestParameters: { 'method.request.path.id': true } } : {}),
-        ...(route.body ? { requestModels: { 'application/json': route.name === 'submitJob' ? models.submit : models.schedule } } : {}),
+        ...(route.body ? { requestModels: { 'application/json': models[route.name]! } } : {}),
       });
       acknowledge(method, 'AwsSolutions-COG4', 'Every method uses IAM (SigV4) authorization instead of a Cognito user pool: callers are AWS principals (the CLI, other services).');
     }
@@ -619,59 +622,36 @@ export class Sluice extends Construct {
         "API Gateway's account-level CloudWatch role (needed for execution logging) uses the AWS managed push-to-logs policy, as AWS documents.",
       );
     }
+    // What API Gateway answers itself (a body the model refuses, auth failures, throttling, its own
+    // errors) comes as JSON `{ error, field? }`, as the handlers answer. Gateway response templates are
+    // not VTL: only variable substitution; messageString comes quoted and escaped.
+    api.addGatewayResponse('BadRequestBody', {
+      type: apigw.ResponseType.BAD_REQUEST_BODY,
+      statusCode: '400',
+      templates: { 'application/json': '{"error": "the request body does not match the API model: $context.error.validationErrorString", "field": "body"}' },
+    });
+    for (const [id, type] of [['Default4xx', apigw.ResponseType.DEFAULT_4XX], ['Default5xx', apigw.ResponseType.DEFAULT_5XX]] as const) {
+      api.addGatewayResponse(id, { type, templates: { 'application/json': '{"error": $context.error.messageString}' } });
+    }
     acknowledge(api.deploymentStage, 'AwsSolutions-APIG3', 'The API is private to AWS principals by IAM (SigV4) authorization on every method; attach a WAF web ACL to the stage if it is exposed further.');
     return api;
   }
 
-  private apiModels() {
-    const schedule: apigw.JsonSchema = {
-      description: "{ kind: 'rate', seconds } | { kind: 'cron', expression, timeZone } | 'rate(...)' | 'cron(...)' | null",
-      type: [apigw.JsonSchemaType.OBJECT, apigw.JsonSchemaType.STRING, apigw.JsonSchemaType.NULL],
-    };
-    const submit = this.api.addModel('SubmitJobModel', {
-      contentType: 'application/json',
-      modelName: 'SubmitJob',
-      schema: {
-        schema: apigw.JsonSchemaVersion.DRAFT4,
-        title: 'SubmitJob',
-        type: apigw.JsonSchemaType.OBJECT,
-        required: ['job'],
-        additionalProperties: false,
-        properties: {
-          job: { type: apigw.JsonSchemaType.STRING, minLength: 1 },
-          params: { type: apigw.JsonSchemaType.OBJECT },
-          failover: { type: apigw.JsonSchemaType.STRING, enum: ['full', 'region', 'single', 'single-buffered'] },
-          runOn: { type: apigw.JsonSchemaType.STRING, enum: ['lambda', 'fargate'] },
-          heartbeatTimeoutSeconds: { type: apigw.JsonSchemaType.NUMBER, minimum: 1, maximum: 900 },
-          checkpoint: {
-            type: apigw.JsonSchemaType.OBJECT,
-            additionalProperties: false,
-            properties: {
-              handle: { type: apigw.JsonSchemaType.STRING, enum: ['global', 'regional'] },
-              intervalSeconds: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
-              timeoutSeconds: { type: apigw.JsonSchemaType.NUMBER, minimum: 0 },
-              maxFailedRegionRatio: { type: apigw.JsonSchemaType.NUMBER, minimum: 0, maximum: 1 },
-              maxConsecutiveRegionFailures: { type: apigw.JsonSchemaType.INTEGER, minimum: 1 },
-              whenBusy: { type: apigw.JsonSchemaType.STRING, enum: ['refuse', 'queue'] },
-              schedule,
-            },
-          },
-        },
-      },
-    });
-    const scheduleModel = this.api.addModel('PutScheduleModel', {
-      contentType: 'application/json',
-      modelName: 'PutSchedule',
-      schema: {
-        schema: apigw.JsonSchemaVersion.DRAFT4,
-        title: 'PutSchedule',
-        type: apigw.JsonSchemaType.OBJECT,
-        required: ['schedule'],
-        additionalProperties: false,
-        properties: { schedule },
-      },
-    });
-    return { submit, schedule: scheduleModel };
+  /** One request model per route with a body, generated from its zod schema (functions/api/models.ts). */
+  private apiModels(): Partial<Record<RouteName, apigw.Model>> {
+    const models: Partial<Record<RouteName, apigw.Model>> = {};
+    for (const route of ROUTES.filter((r) => r.body)) {
+      const schema = (bodySchemas as Partial<Record<RouteName, z.ZodType>>)[route.name];
+      if (!schema) throw new Error(`route ${route.name} takes a body but functions/api/schemas.ts has no body schema for it`);
+      const name = modelName(route.name);
+      models[route.name] = this.api.addModel(`${name}Model`, {
+        contentType: 'application/json',
+        modelName: name,
+        // The generated schema is plain draft 4 (`$schema`, not CDK's `schema`), which CDK passes through as is.
+        schema: apiGatewayModel(schema, name) as apigw.JsonSchema,
+      });
+    }
+    return models;
   }
 
   /** Logical id of a resource of this construct (for tests and outputs). */

@@ -1,11 +1,11 @@
 /**
  * The job API handlers (API Gateway REST proxy events), written with middy. Each one parses its
  * input with zod, calls one service and answers JSON. Errors become JSON `{ error, field? }`:
- * bad input 400 (naming the field), unknown job 404, a job in the wrong state 409.
+ * bad input 400 (naming the field), unknown job 404, a job in the wrong state 409, a body that is
+ * not sent as JSON 415.
  */
 import middy from '@middy/core';
 import httpErrorHandler from '@middy/http-error-handler';
-import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
 import { JobSpecError } from '../../lib/graph/job-graph';
@@ -53,14 +53,67 @@ export function toApiError(error: unknown): ApiError | undefined {
   }
   // AWS unreachable, a missing table or bucket: say so (the message names the endpoint and resource).
   if (error instanceof SluiceAwsError) return new ApiError(error.kind === 'aws' ? 502 : 503, { error: error.message });
-  const e = error as { statusCode?: number; message?: string; cause?: { package?: string } } | null;
-  if (e && typeof e.statusCode === 'number' && e.statusCode < 500) {
-    // Errors of middy middlewares (the JSON body parser's 422 for malformed JSON).
-    if (e.cause?.package === '@middy/http-json-body-parser') return new ApiError(400, { error: 'the request body is not valid JSON', field: 'body' });
-    return new ApiError(e.statusCode, { error: e.message ?? 'bad request' });
+  const e = error as { statusCode?: number; message?: string } | null;
+  if (e && typeof e.statusCode === 'number' && e.statusCode < 500) return new ApiError(e.statusCode, { error: e.message ?? 'bad request' });
+  return undefined;
+}
+
+/** `application/json`, `application/<x>+json`, with parameters (`; charset=utf-8`); any case. */
+const JSON_CONTENT_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
+
+/** A header's value, whatever the case of its name (API Gateway passes names as the client sent them). */
+function header(event: APIGatewayProxyEvent, name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  for (const [k, v] of Object.entries(event.headers ?? {})) if (k.toLowerCase() === wanted && v !== undefined) return v;
+  return undefined;
+}
+
+/**
+ * The dotted path of the first key that could change an object's prototype when the parsed body is
+ * merged or copied: `__proto__` anywhere, `prototype` under `constructor`. JSON.parse itself makes
+ * them plain own properties; code further on (spreads into settings, param records) may not.
+ */
+function prototypeKey(value: unknown, path: string[] = []): string[] | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    if (k === '__proto__' || (k === 'prototype' && path[path.length - 1] === 'constructor')) return [...path, k];
+    const found = prototypeKey(v, [...path, k]);
+    if (found) return found;
   }
   return undefined;
 }
+
+/**
+ * Before middleware of the routes with a body: a non-empty body must be sent as JSON (415 otherwise,
+ * so a text/plain post never starts a job), must parse (400 saying where it breaks) and must not
+ * carry prototype keys (400 naming the key). An absent body is left to the route's zod schema.
+ */
+const jsonBody = (): middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> => ({
+  before: (request) => {
+    const event = request.event;
+    const raw = event.body == null ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+    if (raw === '') {
+      (event as { body: unknown }).body = undefined;
+      return;
+    }
+    const type = header(event, 'content-type');
+    if (!type || !JSON_CONTENT_TYPE.test(type)) {
+      throw new ApiError(415, { error: `the request body must be sent as Content-Type: application/json (got ${type || 'none'})`, field: 'content-type' });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch (err) {
+      throw new ApiError(400, { error: `the request body is not valid JSON: ${(err as Error).message}`, field: 'body' });
+    }
+    const key = prototypeKey(parsed);
+    if (key) {
+      const field = key.join('.');
+      throw new ApiError(400, { error: `the request body has the key '${key[key.length - 1]}' at ${field}, which is not allowed (it could change object prototypes)`, field });
+    }
+    (event as { body: unknown }).body = parsed;
+  },
+});
 
 /** onError middleware: known errors become JSON ApiErrors; http-error-handler renders them. */
 const jsonErrors = (): middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> => ({
@@ -135,7 +188,7 @@ export function createApiHandlers(provider: ServicesProvider): Record<RouteName,
     );
     handler = handler.use(jsonErrors());
     // The body parser runs before the handler; its errors go through jsonErrors too.
-    if (route.body) handler = handler.use(httpJsonBodyParser({ disableContentTypeCheck: true }) as middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult>);
+    if (route.body) handler = handler.use(jsonBody());
     const done = handler.handler(async (event) => core(event, await get()));
     handlers[route.name] = (event, context) => done(event, context);
   }

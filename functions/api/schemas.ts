@@ -3,6 +3,7 @@
  * and its parameters, failover names, schedule fields) by the services, which name the field too.
  */
 import { z } from 'zod';
+import type { RouteName } from './routes';
 
 export const jobIdSchema = z
   .string()
@@ -10,8 +11,14 @@ export const jobIdSchema = z
 
 export const pathSchema = z.object({ id: jobIdSchema });
 
-/** A schedule: { kind: 'rate', seconds } | { kind: 'cron', expression, timeZone? } | 'rate(5 minutes)' | 'cron(...)' | null (off). Checked by ScheduleService. */
-const scheduleInput = z.unknown();
+/**
+ * A schedule: { kind: 'rate', seconds } | { kind: 'cron', expression, timeZone? } | 'rate(5 minutes)' | 'cron(...)' | null (off).
+ * Checked by ScheduleService, which names the field; the metadata narrows the API Gateway model (models.ts) to those types.
+ */
+const scheduleInput = z.unknown().meta({
+  type: ['object', 'string', 'null'],
+  description: "{ kind: 'rate', seconds } | { kind: 'cron', expression, timeZone } | 'rate(...)' | 'cron(...)' | null",
+});
 
 export const checkpointSettingsSchema = z.strictObject({
   handle: z.enum(['global', 'regional']).optional(),
@@ -37,6 +44,12 @@ export type SubmitBody = z.infer<typeof submitSchema>;
 export const scheduleBodySchema = z.strictObject({
   schedule: scheduleInput.refine((v) => v !== undefined, 'schedule is required (null turns checkpoints off)'),
 });
+
+/** The JSON body of each route that takes one (routes.ts `body: true`); API Gateway's request models are generated from these. */
+export const bodySchemas = {
+  submitJob: submitSchema,
+  putSchedule: scheduleBodySchema,
+} as const satisfies Partial<Record<RouteName, z.ZodType>>;
 
 /** The first problem of a zod error as `{ error, field }`, the field as a dotted path. */
 export function describeZodError(error: z.ZodError, prefix?: string): { error: string; field?: string } {

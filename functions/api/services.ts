@@ -105,18 +105,19 @@ export class ScheduleService {
     return schedule;
   }
 
-  view(jobId: string, schedule: CheckpointSchedule | null): ScheduleView {
+  /** `running: false` (the job ended): the schedule is kept as a record, but it fires no more. */
+  view(jobId: string, schedule: CheckpointSchedule | null, running = true): ScheduleView {
     return {
       jobId,
       schedule,
-      description: describeSchedule(schedule),
-      nextFireTimes: schedule ? fireTimes(schedule, this.clock.now(), 3).map((t) => new Date(t).toISOString()) : [],
+      description: running ? describeSchedule(schedule) : `${describeSchedule(schedule)} (stopped: the job has ended)`,
+      nextFireTimes: schedule && running ? fireTimes(schedule, this.clock.now(), 3).map((t) => new Date(t).toISOString()) : [],
     };
   }
 
   async get(jobId: string): Promise<ScheduleView> {
     const job = await this.deps.jobs.getJob(jobId);
-    return this.view(jobId, scheduleOf(job.settings));
+    return this.view(jobId, scheduleOf(job.settings), job.status === 'RUNNING');
   }
 
   /** Changes a running job's schedule, without a restart: the scheduler first, then the settings. */

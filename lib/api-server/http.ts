@@ -12,22 +12,35 @@ export type ProxyHandler = (event: APIGatewayProxyEvent, context: Context) => Pr
 /** Largest request body accepted (API Gateway's limit is 10 MB; job submissions are small). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-class BodyTooLarge extends Error {}
+/**
+ * How much of an oversized body is still read (and dropped) so the client can read the 413: a
+ * server that closes a socket with unread input resets it, and the client loses the answer while it
+ * is still writing. Past this the connection is cut.
+ */
+export const MAX_DRAINED_BYTES = 16 * MAX_BODY_BYTES;
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+const TOO_LARGE = Symbol('too large');
+
+/** readBody cut the connection of a body past MAX_DRAINED_BYTES (nothing to answer, nothing to log). */
+class ConnectionCut extends Error {}
+
+const tooLargeResult = (): APIGatewayProxyResult =>
+  jsonResult(413, { error: `the request body is larger than ${MAX_BODY_BYTES} bytes`, field: 'body' });
+
+/** The body, or TOO_LARGE once it has been read to its end (or cut at MAX_DRAINED_BYTES: rejects). */
+function readBody(req: IncomingMessage): Promise<Buffer | typeof TOO_LARGE> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new BodyTooLarge());
+      if (size > MAX_BODY_BYTES + MAX_DRAINED_BYTES) {
         req.destroy();
-        return;
-      }
-      chunks.push(chunk);
+        reject(new ConnectionCut());
+      } else if (size > MAX_BODY_BYTES) chunks = [];
+      else chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('end', () => resolve(size > MAX_BODY_BYTES ? TOO_LARGE : Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
@@ -145,17 +158,28 @@ export async function serveProxy(handler: ProxyHandler, options: { port?: number
     let result: APIGatewayProxyResult;
     try {
       const body = await readBody(req);
-      const event = toProxyEvent(req, body);
-      result = await handler(event, localContext(event.requestContext.requestId));
+      if (body === TOO_LARGE) result = tooLargeResult();
+      else {
+        const event = toProxyEvent(req, body);
+        result = await handler(event, localContext(event.requestContext.requestId));
+      }
     } catch (err) {
-      result =
-        err instanceof BodyTooLarge
-          ? jsonResult(413, { error: `request body is larger than ${MAX_BODY_BYTES} bytes`, field: 'body' })
-          : jsonResult(500, { error: 'internal error' });
-      if (!(err instanceof BodyTooLarge)) console.error(err);
+      result = jsonResult(500, { error: 'internal error' });
+      if (!(err instanceof ConnectionCut)) console.error(err);
     }
     if (!res.destroyed) send(res, result);
-    options.log?.(`${req.method} ${req.url} -> ${result.statusCode} (${Date.now() - started} ms)`);
+    options.log?.(`${req.method} ${req.url} -> ${res.destroyed && !res.writableFinished ? 'connection closed' : result.statusCode} (${Date.now() - started} ms)`);
+  });
+  // A client that waits for 100-continue is told at once when the declared body is too large, and
+  // never sends it; others get their 100 Continue as Node would send it.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length']) > MAX_BODY_BYTES) {
+      send(res, { ...tooLargeResult(), headers: { 'Content-Type': 'application/json', Connection: 'close' } });
+      options.log?.(`${req.method} ${req.url} -> 413 (before 100-continue)`);
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -11,7 +11,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointDriver } from './checkpoint-driver';
 import type { JobService, JobView } from './job-service';
-import { Supervisor, type FailureHandler, type UnitExitEvent } from './supervisor';
+import { Supervisor, describeFailures, type FailureHandler, type UnitExitEvent } from './supervisor';
 import type { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export interface ControllerOptions {
@@ -27,6 +27,10 @@ export interface ControllerOptions {
   metrics?: RecoveryMetrics;
   /** Overrides the job's checkpoint interval (ms); 0 or undefined: the job's own setting. */
   checkpointEveryMs?: number;
+  /** A drained job with no progress for this long fails as stuck (see progress-watch.ts). */
+  stallTimeoutMs?: number;
+  /** See SupervisorOptions.mayReleaseFinal. */
+  mayReleaseFinal?: () => boolean;
 }
 
 export class JobController {
@@ -41,18 +45,20 @@ export class JobController {
       service: options.service,
       clock: options.clock,
       pollMs: options.pollMs,
+      ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+      ...(options.mayReleaseFinal ? { mayReleaseFinal: options.mayReleaseFinal } : {}),
       onProgress: (view) => {
         this.noteFinished(view);
         void options.metrics?.observe(view).catch(() => undefined);
         options.onProgress?.(view);
       },
-      onFailure: async (failure, view) => {
-        await this.driver?.taskFailed(failure.subtasks, `unit ${failure.unitId}: ${failure.reason}`);
+      onFailure: async (failures, view) => {
+        for (const f of failures) await this.driver?.taskFailed(f.subtasks, `unit ${f.unitId}: ${f.reason}`);
         if (options.onFailure) {
-          await options.onFailure(failure, view);
-          await this.driver?.taskRecovered(failure.subtasks);
+          await options.onFailure(failures, view);
+          await this.driver?.taskRecovered(failures.flatMap((f) => f.subtasks));
         } else {
-          await options.service.fail(view.job.jobId, `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`);
+          await options.service.fail(view.job.jobId, describeFailures(failures));
         }
       },
     });

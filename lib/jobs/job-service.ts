@@ -11,13 +11,16 @@ import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapLimit } from '../recovery/availability';
-import type { FailoverStrategy, JobRecord, JobSettings, JobStore, UnitPlacement, UnitRecord, UnitRuntime } from './job-store';
+import { countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
   launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void>;
-  /** Stops a unit at once (best effort; it may already be gone). */
-  stop(jobId: string, unitId: string): Promise<void>;
+  /**
+   * Stops a unit at once (best effort; it may already be gone). With `attempt`, only that attempt
+   * or an older one: a failover stops what it planned to replace, never a newer attempt.
+   */
+  stop(jobId: string, unitId: string, attempt?: number): Promise<void>;
   /** Throws a JobSpecError when it cannot run a job with these settings (checked before anything is created). */
   accepts?(settings: JobSettings): void;
 }
@@ -45,7 +48,7 @@ export interface JobTotals {
   recordsIn: number;
   /** Records written by the sinks. */
   recordsOut: number;
-  /** Records dropped for unavailable sub-partitions. */
+  /** Records dropped for unavailable sub-partitions (every attempt's). */
   dropped: number;
   requests: Record<string, number>;
 }
@@ -133,8 +136,8 @@ export class JobService {
         const taskId = id.slice(0, id.lastIndexOf('#'));
         if (sources.has(taskId)) totals.recordsIn += s.recordsIn;
         if (sinks.has(taskId)) totals.recordsOut += s.recordsOut;
-        totals.dropped += s.dropped;
       }
+      totals.dropped += countersWithCarried(unit).dropped ?? 0;
       for (const [service, n] of Object.entries(unit.requests ?? {})) totals.requests[service] = (totals.requests[service] ?? 0) + n;
     }
     return { job, units, totals };
@@ -153,10 +156,15 @@ export class JobService {
     return this.deps.jobs.setJobStatus(jobId, 'FINISHED');
   }
 
+  /** Records a unit attempt FINISHED whose process died after all its subtasks had finished. */
+  async finishUnit(jobId: string, unitId: string, attempt: number): Promise<void> {
+    await this.deps.jobs.reportUnit(jobId, unitId, attempt, { status: 'FINISHED' });
+  }
+
   /** Ends a job that cannot go on: stops its units and deletes its queues. */
   async fail(jobId: string, reason: string): Promise<void> {
     if (!(await this.deps.jobs.setJobStatus(jobId, 'FAILED', reason))) return;
-    await this.stopAll(jobId);
+    await this.stopAll(jobId, 'stopped: the job failed');
   }
 
   /** Cancels a running job: stops its units, deletes its queues, keeps its checkpoints. */
@@ -164,7 +172,7 @@ export class JobService {
     const job = await this.deps.jobs.getJob(jobId);
     if (job.status !== 'RUNNING') throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
     await this.deps.jobs.setJobStatus(jobId, 'CANCELLED');
-    await this.stopAll(jobId);
+    await this.stopAll(jobId, 'stopped: the job was cancelled');
     return this.deps.jobs.getJob(jobId);
   }
 
@@ -177,11 +185,18 @@ export class JobService {
     await mapLimit(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
   }
 
-  private async stopAll(jobId: string): Promise<void> {
+  private async stopAll(jobId: string, reason: string): Promise<void> {
     const job = await this.deps.jobs.getJob(jobId);
     await this.sendControl(job, job.units.map((u) => u.unitId), { type: 'cancel' }).catch(() => undefined);
     await Promise.all(job.units.map((u) => this.deps.launcher.stop(jobId, u.unitId)));
     await this.deps.channels.deleteQueues(job.queues);
+    // What the launcher could not kill ends at its next heartbeat, which this refuses.
+    const units = await this.deps.jobs.getUnits(jobId);
+    await mapLimit(
+      units.filter((u) => u.status === 'STARTING' || u.status === 'RUNNING'),
+      32,
+      (u) => this.deps.jobs.markStopped(jobId, u.unitId, u.attempt, reason),
+    );
   }
 }
 

@@ -11,6 +11,7 @@
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
 import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
+import type { ProgressMark } from './progress-watch';
 
 export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
 export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
@@ -56,6 +57,8 @@ export interface JobRecord {
   regions: Region[];
   queues: string[];
   error?: string;
+  /** The supervisor's last look at the job's progress (the cloud supervisor is stateless between passes). */
+  progress?: ProgressMark;
 }
 
 export interface SubtaskStats {
@@ -84,6 +87,25 @@ export interface UnitRecord {
   owner?: string;
   /** The last hand-over: the invocation that continues from it and its state in S3. */
   handover?: UnitHandoverPointer;
+  /** When the job stopped the unit (cancel, or the job failed). */
+  stoppedAt?: number;
+  /**
+   * Loss and duplicate counters of the unit's earlier attempts (their last report), summed: a
+   * restart starts its counters from 0, and what the dead attempt counted must still show.
+   */
+  carried?: { [counter: string]: number };
+}
+
+/** Counters that add up over attempts (records in and out are progress, counted per attempt). */
+const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'missing', 'replayed']);
+
+/** The carried counters of a record plus what its own stats say. */
+export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {
+  const out: { [counter: string]: number } = { ...unit.carried };
+  for (const stats of Object.values(unit.stats ?? {})) {
+    for (const [k, v] of Object.entries(stats)) if (CARRIED.has(k) && typeof v === 'number') out[k] = (out[k] ?? 0) + v;
+  }
+  return out;
 }
 
 export interface UnitHandoverPointer {
@@ -132,6 +154,10 @@ export class JobStore {
     return updated !== undefined;
   }
 
+  async setProgress(jobId: string, mark: ProgressMark): Promise<void> {
+    await this.metadata.update(jobPk(jobId), 'META', { set: { progress: asItem(mark) } }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
+  }
+
   async updateSettings(jobId: string, settings: JobSettings): Promise<void> {
     await this.metadata.update(jobPk(jobId), 'META', { set: { settings: asItem(settings) } }, [{ attr: 'jobId', op: 'exists' }]);
   }
@@ -139,7 +165,19 @@ export class JobStore {
   /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
-    const record: UnitRecord = { unitId, subtasks, attempt, status: 'STARTING', startedAt: now, heartbeatAt: now, stats: {}, requests: {} };
+    const previous = attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
+    const carried = previous && previous.attempt < attempt ? countersWithCarried(previous) : undefined;
+    const record: UnitRecord = {
+      unitId,
+      subtasks,
+      attempt,
+      status: 'STARTING',
+      startedAt: now,
+      heartbeatAt: now,
+      stats: {},
+      requests: {},
+      ...(carried && Object.keys(carried).length > 0 ? { carried } : {}),
+    };
     return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
       async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
     );
@@ -150,7 +188,11 @@ export class JobStore {
    * its owner token). False: a newer attempt, or another invocation, owns the record.
    */
   async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean> {
-    const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }];
+    // A unit the job stopped (cancel, failure) is shown stopped: a late heartbeat does not revive it.
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'status', op: '<>', value: 'CANCELLED' },
+    ];
     if (owner !== undefined) fence.push({ attr: 'owner', op: '=', value: owner });
     const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
     return updated !== undefined;
@@ -198,6 +240,20 @@ export class JobStore {
     ];
     const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
     return claimed !== undefined ? handover : mine(await read());
+  }
+
+  /**
+   * The job stopped this unit's attempt (cancel, or the job failed): its record says CANCELLED
+   * with the reason, unless it had ended on its own. Its later heartbeats are refused, so it stops
+   * (and is shown stopped) even where the launcher cannot kill it (a Lambda invocation).
+   */
+  async markStopped(jobId: string, unitId: string, attempt: number, reason: string): Promise<boolean> {
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'status', op: '<>', value: 'FINISHED' },
+      { attr: 'status', op: '<>', value: 'FAILED' },
+    ];
+    return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { status: 'CANCELLED', error: reason, stoppedAt: Date.now() } }, fence)) !== undefined;
   }
 
   async getUnit(jobId: string, unitId: string): Promise<UnitRecord | undefined> {

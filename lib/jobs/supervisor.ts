@@ -8,6 +8,7 @@ import { systemClock } from '../ports/clock';
 import type { JobService, JobView } from './job-service';
 import type { UnitRecord } from './job-store';
 import type { Region } from '../graph/execution-graph';
+import { checkProgress, DEFAULT_STALL_TIMEOUT_MS, type ProgressMark } from './progress-watch';
 
 /** How long a unit may take from launch to its first heartbeat. */
 export const STARTUP_TIMEOUT_MS = 60_000;
@@ -30,10 +31,15 @@ export interface UnitExitEvent {
   code: number | null;
   signal: string | null;
   at: number;
+  /** Stopped by the system (a failover, a cancel): never a failure. */
+  stopped?: boolean;
 }
 
-/** Decides what a failure means for the job; the default fails the whole job. */
-export type FailureHandler = (failure: UnitFailure, view: JobView) => Promise<void>;
+/**
+ * Decides what failures mean for the job; the default fails the whole job. It gets every failure
+ * detected in one pass at once, so units that failed together are recovered together.
+ */
+export type FailureHandler = (failures: UnitFailure[], view: JobView) => Promise<void>;
 
 export interface SupervisorOptions {
   service: JobService;
@@ -41,6 +47,16 @@ export interface SupervisorOptions {
   pollMs?: number;
   onFailure?: FailureHandler;
   onProgress?: (view: JobView) => void;
+  /**
+   * A job whose sources have all ended and that then makes no progress for this long is failed
+   * with what its subtasks wait for (default 3 minutes).
+   */
+  stallTimeoutMs?: number;
+  /**
+   * Asked before regions that have ended are told to commit their final output; false: not in
+   * this pass. A test keeps sinks waiting at end of input until it has done what it wants there.
+   */
+  mayReleaseFinal?: () => boolean;
 }
 
 /**
@@ -71,14 +87,31 @@ export function regionsReadyForFinalCommit(view: JobView): { region: Region; uni
     }));
 }
 
+/** True when the unit reported every one of its subtasks finished. */
+export function allFinished(unit: UnitRecord): boolean {
+  return unit.subtasks.length > 0 && unit.subtasks.every((id) => unit.stats?.[id]?.status === 'finished');
+}
+
+/** One sentence naming the failed units and why, for a job that fails on them. */
+export function describeFailures(failures: readonly UnitFailure[]): string {
+  return failures.map((f) => `task unit ${f.unitId} (subtasks ${f.subtasks.join(', ')}) failed: ${f.reason}`).join('; ');
+}
+
 export class Supervisor {
   private readonly exits: UnitExitEvent[] = [];
   private readonly handled = new Set<string>();
   /** Regions whose sinks were told to commit their last output. */
   private readonly released = new Set<string>();
   readonly failures: UnitFailure[] = [];
+  /** Units that died after all their subtasks had finished: recorded FINISHED, not failed over. */
+  private readonly finishedUnits: UnitRecord[] = [];
 
   constructor(private readonly options: SupervisorOptions) {}
+
+  /** Units `detect` found dead after all their subtasks had finished (to record FINISHED), once each. */
+  takeFinished(): UnitRecord[] {
+    return this.finishedUnits.splice(0);
+  }
 
   /** Reports a unit's process exit (from a launcher that can see processes). */
   unitExited(event: UnitExitEvent): void {
@@ -88,13 +121,25 @@ export class Supervisor {
   /** Watches the job until it is no longer running; returns its final view. */
   async watch(jobId: string): Promise<JobView> {
     const clock = this.options.clock ?? systemClock;
+    const graph = await this.options.service.graphOf(jobId);
+    const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+    let mark: ProgressMark | undefined;
     for (;;) {
       const view = await this.options.service.view(jobId);
       if (view.job.status !== 'RUNNING') return view;
       this.options.onProgress?.(view);
-      for (const failure of this.detect(view, clock.now())) {
-        this.failures.push(failure);
-        await (this.options.onFailure ?? this.failJob)(failure, view);
+      const progress = checkProgress(view, sources, mark, clock.now(), this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
+      mark = progress.mark;
+      if (progress.stalled) {
+        await this.options.service.fail(jobId, `job is stuck: ${progress.stalled}`);
+        continue;
+      }
+      const failures = this.detect(view, clock.now());
+      for (const unit of this.takeFinished()) await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
+      if (failures.length > 0) {
+        this.failures.push(...failures);
+        await (this.options.onFailure ?? this.failJob)(failures, view);
+        continue; // a fresh view: the failover changed attempts and may have ended the job
       }
       await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
@@ -107,6 +152,7 @@ export class Supervisor {
    * sinks may make their last staged output visible.
    */
   private async releaseEndedRegions(view: JobView): Promise<void> {
+    if (this.options.mayReleaseFinal && !this.options.mayReleaseFinal()) return;
     for (const ready of regionsReadyForFinalCommit(view)) {
       if (this.released.has(ready.key)) continue;
       this.released.add(ready.key);
@@ -114,11 +160,8 @@ export class Supervisor {
     }
   }
 
-  private readonly failJob: FailureHandler = async (failure, view) => {
-    await this.options.service.fail(
-      view.job.jobId,
-      `task unit ${failure.unitId} (subtasks ${failure.subtasks.join(', ')}) failed: ${failure.reason}`,
-    );
+  private readonly failJob: FailureHandler = async (failures, view) => {
+    await this.options.service.fail(view.job.jobId, describeFailures(failures));
   };
 
   /** Failures not seen before: exits without finishing, reported errors, stale heartbeats. */
@@ -131,6 +174,12 @@ export class Supervisor {
       const reason = this.reasonFor(view.job.jobId, unit, now, timeout);
       if (!reason) continue;
       this.handled.add(key);
+      // Every subtask had finished (end of input sent on) before the process died: there is
+      // nothing to recover, and a restart would only send its input again.
+      if (unit.status !== 'FAILED' && allFinished(unit)) {
+        this.finishedUnits.push(unit);
+        continue;
+      }
       found.push({ unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason });
     }
     return found;
@@ -138,7 +187,7 @@ export class Supervisor {
 
   private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number): { reason: string; failedAt: number } | undefined {
     if (unit.status === 'FAILED') return { reason: unit.error ?? 'reported an error', failedAt: unit.heartbeatAt };
-    const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt);
+    const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt && !e.stopped);
     if (exit && !(exit.code === 0 && exit.signal === null)) {
       return { reason: exit.signal ? `process killed by ${exit.signal}` : `process exited with code ${exit.code}`, failedAt: exit.at };
     }

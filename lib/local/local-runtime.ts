@@ -10,7 +10,7 @@ import { JobService } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import { Supervisor, type FailureHandler } from '../jobs/supervisor';
 import type { JobView } from '../jobs/job-service';
-import { ProcessLauncher } from './process-launcher';
+import { ProcessLauncher, type ProcessLauncherOptions } from './process-launcher';
 import { JobController, type ControllerOptions } from '../jobs/job-controller';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { createFailoverHandler } from '../recovery/failover-handler';
@@ -25,7 +25,7 @@ export class LocalRuntime {
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
-    options: { restartDelayMs?: number; handoverAfterMs?: number } = {},
+    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart'> = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);

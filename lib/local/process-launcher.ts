@@ -23,6 +23,8 @@ export interface UnitExit {
   code: number | null;
   signal: NodeJS.Signals | null;
   at: number;
+  /** The launcher stopped it (a failover, a cancel): the system's own stop, not a failure. */
+  stopped?: boolean;
 }
 
 export interface ProcessLauncherOptions {
@@ -35,12 +37,17 @@ export interface ProcessLauncherOptions {
    * Lambda cold start, a Fargate task placement) in local tests and demos.
    */
   restartDelayMs?: number;
+  /**
+   * Awaited before a restarted attempt (attempt > 0) starts: a test holds a restart until what it
+   * wants to observe has happened (producers dropping for the failed consumer, say).
+   */
+  beforeRestart?: (job: JobRecord, unit: UnitPlacement, attempt: number) => Promise<void>;
   /** Each invocation hands over to the next after this long, as a Lambda unit before its time limit. */
   handoverAfterMs?: number;
 }
 
 export class ProcessLauncher implements UnitLauncher {
-  private readonly running = new Map<string, { child: ChildProcess; attempt: number }>();
+  private readonly running = new Map<string, { child: ChildProcess; attempt: number; stopped?: boolean }>();
   private readonly listeners: ((exit: UnitExit) => void)[] = [];
   readonly exits: UnitExit[] = [];
   /** Hand-overs per unit attempt (`<jobId>/<unitId>#<attempt>`). */
@@ -52,6 +59,7 @@ export class ProcessLauncher implements UnitLauncher {
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (attempt > 0 && this.options.restartDelayMs) await new Promise((r) => setTimeout(r, this.options.restartDelayMs));
+    if (attempt > 0 && this.options.beforeRestart) await this.options.beforeRestart(job, unit, attempt);
     this.stopping.delete(`${job.jobId}/${unit.unitId}`);
     this.spawnInvocation(job, unit, attempt, false);
   }
@@ -61,8 +69,8 @@ export class ProcessLauncher implements UnitLauncher {
     const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });
     const log = createWriteStream(join(logDir, `${unit.unitId}.log`), { flags: 'a' });
-    const entry = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    const script = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
       cwd: REPO_ROOT,
       env: {
         ...process.env,
@@ -77,7 +85,8 @@ export class ProcessLauncher implements UnitLauncher {
     });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
-    this.running.set(key, { child, attempt });
+    const running: { child: ChildProcess; attempt: number; stopped?: boolean } = { child, attempt };
+    this.running.set(key, running);
     child.on('exit', (code, signal) => {
       const current = this.running.get(key)?.child === child;
       if (current) this.running.delete(key);
@@ -88,7 +97,8 @@ export class ProcessLauncher implements UnitLauncher {
         this.spawnInvocation(job, unit, attempt, true);
         return;
       }
-      const exit = { jobId: job.jobId, unitId: unit.unitId, attempt, code, signal, at: Date.now() };
+      const stopped = running.stopped === true;
+      const exit: UnitExit = { jobId: job.jobId, unitId: unit.unitId, attempt, code, signal, at: Date.now(), ...(stopped ? { stopped } : {}) };
       this.exits.push(exit);
       for (const l of this.listeners) l(exit);
     });
@@ -108,10 +118,13 @@ export class ProcessLauncher implements UnitLauncher {
     return entry ? entry.child.kill(signal) : false;
   }
 
-  async stop(jobId: string, unitId: string): Promise<void> {
-    this.stopping.add(`${jobId}/${unitId}`);
+  async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
     const entry = this.running.get(`${jobId}/${unitId}`);
+    // A newer attempt than the one to stop is already running: leave it alone.
+    if (entry && attempt !== undefined && entry.attempt > attempt) return;
+    this.stopping.add(`${jobId}/${unitId}`);
     if (!entry) return;
+    entry.stopped = true;
     const exited = new Promise((r) => entry.child.once('exit', r));
     entry.child.kill('SIGTERM');
     const timer = setTimeout(() => entry.child.kill('SIGKILL'), 3000);

@@ -45,8 +45,13 @@ export interface FailoverHandlerOptions {
   latestManifest?: (jobId: string) => Promise<RestoreManifest | undefined>;
   /** Overrides the job's `settings.failover`. */
   strategy?: (job: JobRecord) => FailoverStrategy;
-  /** A unit whose new attempt would reach this number fails the job instead (default 10). */
-  maxAttempts?: number;
+  /**
+   * Failure budget: more than `maxFailures` unit failures (default 10) within `failureWindowMs`
+   * (default 10 minutes) fail the job instead of recovering it. Only failures count: stops and
+   * restarts the system makes itself never do, and a failure of an attempt already replaced is stale.
+   */
+  maxFailures?: number;
+  failureWindowMs?: number;
   /** Calls to the store, launcher and queues in flight at once (default 32). */
   concurrency?: number;
   /** Unavailability notices go out in chunks of this many units per sub-partition (default 100). */
@@ -65,7 +70,7 @@ export interface FailoverOutcome {
     | 'stale'
     /** Another handler bumped the failed unit first: nothing more done. */
     | 'superseded'
-    /** Too many attempts: the job was failed. */
+    /** The failure budget is used up: the job was failed. */
     | 'gave-up';
   plan?: FailoverPlan;
   event?: FailureEvent;
@@ -87,46 +92,67 @@ export class FailoverHandler {
   }
 
   /** The supervisor hook: `new Supervisor({ ..., onFailure: handler.onFailure })`. */
-  readonly onFailure: FailureHandler = async (failure, view) => {
-    await this.handle(failure, view);
+  readonly onFailure: FailureHandler = async (failures, view) => {
+    await this.handleAll(failures, view);
   };
 
   async handle(failure: UnitFailure, view: JobView): Promise<FailoverOutcome> {
+    return this.handleAll([failure], view);
+  }
+
+  /**
+   * Recovers from every failure given at once with one plan: units that failed together (one
+   * supervision pass, a host that took several units down) restart once, a region once, from one
+   * checkpoint of the manifest, each at one new attempt. A failure of an attempt that is no longer
+   * the unit's current one (another failover replaced it meanwhile) is stale and ignored.
+   */
+  async handleAll(failures: readonly UnitFailure[], view: JobView): Promise<FailoverOutcome> {
     const { jobs, service, launcher } = this.options;
     const job = view.job;
     const steps: FailoverOutcome['steps'] = [];
     const step = (s: FailoverStep) => steps.push({ step: s, at: this.clock.now() });
     const limit = this.options.concurrency ?? 32;
 
-    const records = new Map(view.units.map((u) => [u.unitId, u]));
-    const current = records.get(failure.unitId);
-    if (current && current.attempt > failure.attempt) return { status: 'stale', steps, controlMessages: 0 };
+    // Attempts are read fresh: the view may predate a failover that ran since it was taken.
+    const records = new Map((await jobs.getUnits(job.jobId)).map((u) => [u.unitId, u]));
+    const byUnit = new Map<string, UnitFailure>();
+    for (const f of failures) {
+      const current = records.get(f.unitId)?.attempt ?? 0;
+      if (current > f.attempt) continue;
+      const seen = byUnit.get(f.unitId);
+      if (!seen || seen.attempt < f.attempt) byUnit.set(f.unitId, f);
+    }
+    const live = [...byUnit.values()];
+    if (live.length === 0) return { status: 'stale', steps, controlMessages: 0 };
+    const [failure, ...alsoFailed] = live as [UnitFailure, ...UnitFailure[]];
 
-    const maxAttempts = this.options.maxAttempts ?? 10;
-    if (failure.attempt + 1 >= maxAttempts) {
-      const reason = `task unit ${failure.unitId} failed ${failure.attempt + 1} times (last: ${failure.reason}); giving up`;
-      const event = await this.metrics.begin({ job, failure, status: 'GAVE_UP' });
-      await service.fail(job.jobId, reason);
-      this.options.log?.(reason);
+    const exhausted = await this.budgetExhausted(job.jobId, live);
+    if (exhausted) {
+      const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP' });
+      await service.fail(job.jobId, exhausted);
+      this.options.log?.(exhausted);
       return { status: 'gave-up', event, steps, controlMessages: 0 };
     }
 
     const strategy = this.options.strategy?.(job) ?? job.settings.failover;
     const graph = await service.graphOf(job.jobId);
     const manifest = await this.options.latestManifest?.(job.jobId);
-    const attempts = new Map(view.units.map((u) => [u.unitId, u.attempt]));
-    attempts.set(failure.unitId, Math.max(attempts.get(failure.unitId) ?? 0, failure.attempt));
-    const plan = planFailover({ graph, units: job.units, attempts, failedUnit: failure.unitId, strategy, manifest });
+    const attempts = new Map([...records.values()].map((u) => [u.unitId, u.attempt]));
+    for (const f of live) attempts.set(f.unitId, Math.max(attempts.get(f.unitId) ?? 0, f.attempt));
+    const plan = planFailover({ graph, units: job.units, attempts, failedUnit: failure.unitId, alsoFailed: alsoFailed.map((f) => f.unitId), strategy, manifest });
     step('planned');
 
-    // Old attempts that may still run are stopped first. A unit that reported FAILED has ended
-    // (stopping it would only leave a cancel in its control queue for the new attempt).
+    // Old attempts that may still run are stopped first, each only at the attempt planned from: a
+    // stop never reaches an attempt started after this plan was made. A unit that reported FAILED
+    // has ended (stopping it would only leave a cancel in its control queue for the new attempt).
     const mayRun = (unitId: string) => {
       const status = records.get(unitId)?.status;
       return status !== 'FAILED' && status !== 'FINISHED' && status !== 'CANCELLED';
     };
     const toStop = plan.restarts.filter((r) => mayRun(r.unitId));
-    await mapLimit(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId).catch(() => undefined));
+    // A unit the launcher cannot kill (a Lambda invocation) stops at its next heartbeat, which the
+    // bump below fences off.
+    await mapLimit(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId, r.previousAttempt).catch(() => undefined));
     step('stopped');
 
     // Bump: the failed unit first, so a second handler of the same failure stops here.
@@ -138,7 +164,7 @@ export class FailoverHandler {
     const launching = [first!, ...others.filter((_, i) => bumped[i])];
     step('attempts');
 
-    const event = await this.metrics.begin({ job, failure, plan, graph, view });
+    const event = await this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
 
     // The flags are written before the new attempt is launched: its announceAvailable must find
     // them (it does not create items). The notices are sent before the launch too, but the launch
@@ -172,12 +198,37 @@ export class FailoverHandler {
       await this.metrics.restarted(job.jobId, event.seq);
     });
     const [notices] = await Promise.all([notifying, launched]);
+    const failedNames = live.map((f) => `${f.unitId} attempt ${f.attempt}`).join(', ');
     this.options.log?.(
-      `failover (${strategy}) of ${failure.unitId} attempt ${failure.attempt}: ${launching.length} unit(s) restarted, ` +
+      `failover (${strategy}) of ${failedNames}: ${launching.length} unit(s) restarted, ` +
         `${plan.unavailable.length} sub-partition(s) unavailable, ${notices.sent} control message(s)` +
         (notices.skipped > 0 ? ` (${notices.skipped} not sent: the unit was back first)` : ''),
     );
     return { status: 'recovering', plan, event, steps, controlMessages: notices.sent, controlMessagesSkipped: notices.skipped };
+  }
+
+  /**
+   * The job's failure budget: the failures recorded within the window (each event counts every
+   * unit it recovered) plus these. Returns the reason to give up, naming the failures that used
+   * the budget up, or undefined while it lasts.
+   */
+  private async budgetExhausted(jobId: string, failures: readonly UnitFailure[]): Promise<string | undefined> {
+    const max = this.options.maxFailures ?? 10;
+    const windowMs = this.options.failureWindowMs ?? 10 * 60_000;
+    const since = this.clock.now() - windowMs;
+    const recent: { unitId: string; attempt: number; reason: string; failedAt: number }[] = [];
+    for (const e of await this.metrics.list(jobId)) {
+      if (e.status === 'GAVE_UP') continue;
+      for (const f of [e, ...(e.alsoFailed ?? [])]) if (f.failedAt >= since) recent.push(f);
+    }
+    recent.push(...failures);
+    if (recent.length <= max) return undefined;
+    recent.sort((a, b) => a.failedAt - b.failedAt);
+    const shown = recent.slice(-5).map((f) => `${f.unitId} attempt ${f.attempt}: ${f.reason}`);
+    return (
+      `${recent.length} task unit failures within ${Math.round(windowMs / 1000)} s, more than the budget of ${max}; giving up. ` +
+      `${recent.length > shown.length ? `The last ${shown.length}: ` : ''}${shown.join('; ')}`
+    );
   }
 }
 

@@ -65,6 +65,11 @@ export interface FailoverInput {
   /** Current attempt per unit id (missing: 0). */
   attempts: ReadonlyMap<string, number> | { readonly [unitId: string]: number };
   failedUnit: string;
+  /**
+   * Other units that failed at the same time (one supervision pass, or while this failover was
+   * planned): they are recovered by the same plan, so a region restarts once, not once per unit.
+   */
+  alsoFailed?: readonly string[];
   strategy: FailoverStrategy;
   /** The latest completed checkpoint, if any. */
   manifest?: RestoreManifest;
@@ -73,8 +78,10 @@ export interface FailoverInput {
 export interface FailoverPlan {
   strategy: FailoverStrategy;
   failedUnit: string;
+  /** Every failed unit of the plan, `failedUnit` first. */
+  failedUnits: string[];
   failedSubtasks: string[];
-  /** Units to start again, each with its new attempt (current + 1). The failed unit is first. */
+  /** Units to start again, each with its new attempt (current + 1). The failed units are first. */
   restarts: UnitRestart[];
   /** region/full: the regions restored and the checkpoint each restores from (null: fresh). */
   regions: { regionId: string; restoreFrom: number | null }[];
@@ -125,15 +132,22 @@ export function planFailover(input: FailoverInput): FailoverPlan {
   const { graph, units, strategy, manifest } = input;
   const index = new PlanIndex(graph, units);
   const attemptOf = attemptsLookup(input.attempts);
-  const failed = units.find((u) => u.unitId === input.failedUnit);
-  if (!failed) throw new FailoverPlanError(`the job has no task unit '${input.failedUnit}'`);
-  for (const s of failed.subtasks) index.task(s);
+  const failedIds = [...new Set([input.failedUnit, ...(input.alsoFailed ?? [])])];
+  const failedUnits = failedIds.map((id) => {
+    const unit = units.find((u) => u.unitId === id);
+    if (!unit) throw new FailoverPlanError(`the job has no task unit '${id}'`);
+    for (const s of unit.subtasks) index.task(s);
+    return unit;
+  });
+  const failed = failedUnits[0]!;
+  const failedSet = new Set(failedUnits);
 
   const restorer = new RestoreLookup(manifest, index);
   const plan: FailoverPlan = {
     strategy,
     failedUnit: failed.unitId,
-    failedSubtasks: [...failed.subtasks],
+    failedUnits: failedIds,
+    failedSubtasks: failedUnits.flatMap((u) => u.subtasks),
     restarts: [],
     regions: [],
     unavailable: [],
@@ -148,26 +162,26 @@ export function planFailover(input: FailoverInput): FailoverPlan {
   switch (strategy) {
     case 'single':
     case 'single-buffered': {
-      plan.restarts.push(restart(failed));
+      for (const u of failedUnits) plan.restarts.push(restart(u));
       if (strategy === 'single') {
-        plan.unavailable = inputSubPartitions(graph, failed.subtasks);
-        plan.notify = producerNotices(graph, units, plan.unavailable, new Set([failed.unitId]));
+        plan.unavailable = inputSubPartitions(graph, plan.failedSubtasks);
+        plan.notify = producerNotices(graph, units, plan.unavailable, new Set(failedIds));
       }
       return plan;
     }
     case 'region':
     case 'full': {
-      const restartUnits = strategy === 'full' ? [...units] : regionClosure(index, failed);
+      const restartUnits = strategy === 'full' ? [...units] : regionClosure(index, failedUnits);
       const regionIds = new Set<string>();
       for (const u of restartUnits) for (const s of u.subtasks) regionIds.add(index.regionOf.get(s)?.id ?? '');
       regionIds.delete('');
       plan.regions = graph.regions.filter((r) => regionIds.has(r.id)).map((r) => ({ regionId: r.id, restoreFrom: restorer.regionRestoreFrom(r.id) }));
-      // The failed unit first, then placement order; a unit whose subtasks all finished at the
-      // checkpoint restored has nothing to run (the failed unit always restarts).
-      const ordered = [failed, ...restartUnits.filter((u) => u !== failed)];
+      // The failed units first, then placement order; a unit whose subtasks all finished at the
+      // checkpoint restored has nothing to run (a failed unit always restarts).
+      const ordered = [...failedUnits, ...restartUnits.filter((u) => !failedSet.has(u))];
       for (const u of ordered) {
         const r = restart(u);
-        if (u !== failed && r.restore.every((p) => p.from === 'finished')) continue;
+        if (!failedSet.has(u) && r.restore.every((p) => p.from === 'finished')) continue;
         plan.restarts.push(r);
       }
       plan.fence = fencedQueues(index, new Set(plan.restarts.flatMap((r) => r.subtasks)));
@@ -178,11 +192,11 @@ export function planFailover(input: FailoverInput): FailoverPlan {
   }
 }
 
-/** Units that restart with `failed` under `region`: regions of its subtasks, closed over units. */
-function regionClosure(index: PlanIndex, failed: UnitPlacement): UnitPlacement[] {
+/** Units that restart with the failed ones under `region`: regions of their subtasks, closed over units. */
+function regionClosure(index: PlanIndex, failed: readonly UnitPlacement[]): UnitPlacement[] {
   const regions = new Set<string>();
-  const chosen = new Set<UnitPlacement>([failed]);
-  const pending = [...failed.subtasks];
+  const chosen = new Set<UnitPlacement>(failed);
+  const pending = failed.flatMap((u) => u.subtasks);
   while (pending.length > 0) {
     const s = pending.pop()!;
     const region = index.regionOf.get(s);

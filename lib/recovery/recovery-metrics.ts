@@ -35,7 +35,9 @@ export type FailureEventStatus =
   /** Final: counters settled. */
   | 'CLOSED'
   /** The unit failed too often; the job was failed instead of restarted. */
-  | 'GAVE_UP';
+  | 'GAVE_UP'
+  /** A unit it restarted failed again before it was back: a later event (`supersededBy`) goes on with the outage. */
+  | 'SUPERSEDED';
 
 export interface FailureEvent {
   jobId: string;
@@ -44,6 +46,8 @@ export interface FailureEvent {
   subtasks: string[];
   /** The attempt that failed. */
   attempt: number;
+  /** Units that failed at the same time and were recovered by the same failover. */
+  alsoFailed?: { unitId: string; attempt: number; reason: string; failedAt: number }[];
   /** The failed unit's new attempt (null: not restarted). */
   newAttempt: number | null;
   strategy: FailoverStrategy;
@@ -56,7 +60,7 @@ export interface FailureEvent {
   failedUnitAvailableAt: number | null;
   /** detectedAt - failedAt. */
   detectionMs: number;
-  /** availableAgainAt - failedAt. */
+  /** availableAgainAt - (outageStartedAt ?? failedAt). */
   recoveryMs: number | null;
   unitsRestarted: number;
   /** The restarted units (the first 100). */
@@ -72,6 +76,11 @@ export interface FailureEvent {
   recordsProcessed: number;
   status: FailureEventStatus;
   closedAt: number | null;
+  /** Earlier events whose restarts this one replaced before they were back (one outage). */
+  supersedes?: number[];
+  supersededBy?: number;
+  /** When the outage began: the earliest failure of the events it supersedes (else failedAt); recoveryMs counts from here. */
+  outageStartedAt?: number;
 }
 
 const LIST_LIMIT = 100;
@@ -92,6 +101,8 @@ interface Baseline {
 export interface BeginInput {
   job: JobRecord;
   failure: UnitFailure;
+  /** Other failures recovered by the same failover. */
+  alsoFailed?: readonly UnitFailure[];
   /** The plan carried out; undefined when the job gives up instead. */
   plan?: FailoverPlan;
   graph?: ExecutionGraph;
@@ -129,6 +140,9 @@ export class RecoveryMetrics {
       unitId: failure.unitId,
       subtasks: [...failure.subtasks],
       attempt: failure.attempt,
+      ...(input.alsoFailed?.length
+        ? { alsoFailed: input.alsoFailed.map((f) => ({ unitId: f.unitId, attempt: f.attempt, reason: f.reason, failedAt: f.failedAt })) }
+        : {}),
       newAttempt: failedRestart?.attempt ?? null,
       strategy: plan?.strategy ?? job.settings.failover,
       reason: failure.reason,
@@ -150,6 +164,19 @@ export class RecoveryMetrics {
       status: input.status ?? (plan ? 'RECOVERING' : 'GAVE_UP'),
       closedAt: null,
     };
+    // Restarted attempts of earlier events that are not back yet: those events are superseded, and
+    // this one carries on their outage (its recovery time counts from their first failure).
+    const pending = await mapLimit(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined));
+    const superseded = [...new Set(pending.filter((p): p is MetaItem => p !== undefined).map((p) => Number(p.seq)))].filter((s) => s !== seq);
+    if (superseded.length > 0) {
+      const earlier = await mapLimit(superseded, 32, (s) =>
+        this.metadata.update(jobPk(job.jobId), failureSk(s), { set: { status: 'SUPERSEDED', supersededBy: seq } }, [{ attr: 'status', op: '=', value: 'RECOVERING' }]),
+      );
+      const starts = earlier.filter((e): e is MetaItem => e !== undefined).map((e) => Number(e.outageStartedAt ?? e.failedAt));
+      event.supersedes = superseded;
+      event.outageStartedAt = Math.min(failure.failedAt, ...starts);
+      await mapLimit(restarts, 32, (r) => (r.previousAttempt > 0 ? this.metadata.delete(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : Promise.resolve()));
+    }
     await this.metadata.put(jobPk(job.jobId), failureSk(seq), event as unknown as MetaItem);
     await mapLimit(restarts, 32, (r) =>
       this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId }),
@@ -181,7 +208,7 @@ export class RecoveryMetrics {
     let item = await this.metadata.update(pk, failureSk(seq), { set, add: { pendingUnits: -1 } }, [{ attr: 'pendingUnits', op: '>', value: 0 }]);
     await this.metadata.delete(pk, pointerSk(unitId, attempt));
     if (item && Number(item.pendingUnits) === 0) {
-      const failedAt = Number(item.failedAt);
+      const failedAt = Number(item.outageStartedAt ?? item.failedAt);
       item = await this.metadata.update(pk, failureSk(seq), {
         set: { availableAgainAt: at, recoveryMs: at - failedAt, status: 'AVAILABLE' },
       }, [{ attr: 'status', op: '=', value: 'RECOVERING' }]) ?? item;
@@ -215,7 +242,7 @@ export class RecoveryMetrics {
     for (const seq of [...open]) {
       const event = await this.get(jobId, seq);
       const baseline = this.baselines.get(`${jobId}/${seq}`);
-      if (!event || !baseline || event.status === 'CLOSED' || event.status === 'GAVE_UP') {
+      if (!event || !baseline || event.status === 'CLOSED' || event.status === 'GAVE_UP' || event.status === 'SUPERSEDED') {
         open.delete(seq);
         continue;
       }

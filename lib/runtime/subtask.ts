@@ -98,6 +98,12 @@ export class SubtaskRunner {
   private blocked: GateEvent[] = [];
   /** Receipts of input messages whose effects are done, to delete after the next flush. */
   private acks = new Map<string, string[]>();
+  /**
+   * Receipts of end-of-input messages, deleted only once this subtask has finished: if it dies
+   * before (a sink waiting to commit, say), they come back for its next attempt, which would
+   * otherwise wait for an end of input its producers will never send again.
+   */
+  private readonly ends = new Map<string, string[]>();
   private finalCommit: (() => void) | undefined;
   private finalCommitRequested = false;
   /** Hand-over asked for: stop at the next safe point, waiting at most until `deadline` for an alignment. */
@@ -224,6 +230,7 @@ export class SubtaskRunner {
           return (this.status = 'handed-over');
         }
         await this.finish();
+        if (!this.handedOver && !this.cancelled) await this.deleteEnds();
       }
       if (this.handedOver) return (this.status = 'handed-over');
       return (this.status = this.cancelled ? 'cancelled' : 'finished');
@@ -430,7 +437,8 @@ export class SubtaskRunner {
       this.blocked.push(event); // after this channel's barrier: wait for the others
       return;
     }
-    this.acks.set(event.queue, [...(this.acks.get(event.queue) ?? []), event.receipt]);
+    const done = message.t === 'e' ? this.ends : this.acks;
+    done.set(event.queue, [...(done.get(event.queue) ?? []), event.receipt]);
     switch (message.t) {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);
@@ -555,6 +563,14 @@ export class SubtaskRunner {
     this.sinkPending = [];
     if (last !== undefined) await sink.commit(last);
     await sink.close?.();
+  }
+
+  /** The held end-of-input messages, once finished (a receipt that has expired meanwhile changes nothing). */
+  private async deleteEnds(): Promise<void> {
+    if (this.ends.size === 0 || !this.inputGate) return;
+    const ends = new Map(this.ends);
+    this.ends.clear();
+    await this.inputGate.acknowledge(ends).catch(() => undefined);
   }
 
   /** Sends full messages at once and partial ones after the linger time. */

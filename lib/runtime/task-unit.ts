@@ -117,7 +117,16 @@ export class TaskUnit {
     this.control = this.controlLoop();
     const { handoverAt } = this.options;
     const timer = handoverAt === undefined ? undefined : setTimeout(() => void this.beginHandover(), Math.max(0, handoverAt - Date.now()));
-    const results = await Promise.all(this.runners.map((r) => r.run()));
+    // A subtask that ends is reported at once, not at the next heartbeat: the supervisor must know
+    // that a unit killed right after its subtasks finished has nothing left to recover.
+    const results = await Promise.all(
+      this.runners.map((r) =>
+        r.run().then(async (status) => {
+          if (status === 'finished') await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner).catch(() => undefined);
+          return status;
+        }),
+      ),
+    );
     clearTimeout(timer);
     const failed = this.runners.find((r) => r.status === 'failed');
     const handingOver = !failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished');

@@ -12,6 +12,7 @@ import { jobRegistry } from '../../examples/jobs';
 import { expectedIngestIds } from '../../examples/jobs/ingest';
 import { checkOutputIds } from '../../examples/jobs/output-check';
 import { checkDemoOutput } from '../../examples/jobs/demo-check';
+import { seededRandom } from '../../bench/lib/random';
 
 const config = { ...loadConfig(), table: 'sluice-e2e-eo', bucket: 'sluice-e2e-eo', queuePrefix: 'e2eeo' };
 let runtime: LocalRuntime;
@@ -22,17 +23,6 @@ beforeAll(async () => {
 });
 afterAll(() => runtime.close());
 
-/** A small seeded PRNG, so a failing schedule can be replayed from the printed seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -70,7 +60,7 @@ async function chaos(jobId: string, controller: JobController, random: () => num
 }
 
 async function runWithKills(request: SubmitRequest, seed: number, kills: number) {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const job = await runtime.service.submit(request);
   const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 700 });
   let finished = false;

@@ -11,6 +11,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app';
 import { ROUTES } from '../../functions/api/routes';
+import { bodySchemas } from '../../functions/api/schemas';
+import { API_GATEWAY_MODEL_KEYWORDS, apiGatewayModel, modelName } from '../../functions/api/models';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -226,6 +228,60 @@ describe('SluiceStack (default: Lambda task units)', () => {
       MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO' })],
       TracingEnabled: true,
     });
+  });
+
+  it('generates the request models from the zod schemas, in the draft 4 subset API Gateway takes', () => {
+    const models = Object.values<Json>(s.template.findResources('AWS::ApiGateway::Model'));
+    expect(models.map((m) => m.Properties.Name).sort()).toEqual(Object.keys(bodySchemas).map(modelName).sort());
+    for (const [route, schema] of Object.entries(bodySchemas)) {
+      const model = models.find((m) => m.Properties.Name === modelName(route))!;
+      // Exactly what models.ts generates: CDK's schema mapping changed nothing.
+      expect(model.Properties.Schema, route).toEqual(apiGatewayModel(schema, modelName(route)));
+      expect(model.Properties.ContentType).toBe('application/json');
+      const used = new Set<string>();
+      const walk = (node: Json, top: boolean) => {
+        for (const [k, v] of Object.entries<Json>(node)) {
+          used.add(k);
+          if (k === '$schema') expect(top, '$schema only at the top').toBe(true);
+          if (k === 'properties') for (const sub of Object.values<Json>(v)) walk(sub, false);
+          else if ((k === 'additionalProperties' || k === 'items') && typeof v === 'object') walk(v, false);
+        }
+      };
+      walk(model.Properties.Schema, true);
+      expect([...used].filter((k) => !API_GATEWAY_MODEL_KEYWORDS.has(k)), route).toEqual([]);
+      expect(model.Properties.Schema.$schema).toBe('http://json-schema.org/draft-04/schema#');
+    }
+    // The copy that had drifted: zod allows at most a day.
+    const submit = models.find((m) => m.Properties.Name === 'SubmitJob')!;
+    expect(submit.Properties.Schema.properties.checkpoint.properties.timeoutSeconds).toEqual({ type: 'number', minimum: 0, maximum: 86_400 });
+    // Each body route validates against its own model.
+    const methods = Object.values<Json>(s.template.findResources('AWS::ApiGateway::Method'));
+    const modelIds = Object.fromEntries(Object.entries<Json>(s.template.findResources('AWS::ApiGateway::Model')).map(([id, m]) => [m.Properties.Name, id]));
+    for (const route of ROUTES.filter((r) => r.body)) {
+      const method = methods.find((m) => m.Properties.HttpMethod === route.method && m.Properties.RequestModels)!;
+      expect(method.Properties.RequestModels['application/json'].Ref, route.name).toBe(modelIds[modelName(route.name)]);
+    }
+  });
+
+  it('answers requests API Gateway refuses itself as JSON { error, field? }, like the handlers', () => {
+    const responses = Object.values<Json>(s.template.findResources('AWS::ApiGateway::GatewayResponse'));
+    const byType = Object.fromEntries(responses.map((r) => [r.Properties.ResponseType, r.Properties]));
+    expect(Object.keys(byType).sort()).toEqual(['BAD_REQUEST_BODY', 'DEFAULT_4XX', 'DEFAULT_5XX']);
+    expect(byType.BAD_REQUEST_BODY.StatusCode).toBe('400');
+    for (const r of responses) expect(Object.keys(r.Properties.ResponseTemplates)).toEqual(['application/json']);
+    // API Gateway substitutes the variables (no VTL): $context.error.messageString comes quoted and
+    // escaped; validationErrorString escaped, unquoted (AWS's own examples put it inside quotes).
+    const render = (template: string) =>
+      JSON.parse(
+        template
+          .replace(/\$context\.error\.messageString/g, JSON.stringify('Invalid request body'))
+          .replace(/\$context\.error\.validationErrorString/g, '[object has missing required properties ([\\"job\\"])]'),
+      );
+    expect(render(byType.BAD_REQUEST_BODY.ResponseTemplates['application/json'])).toEqual({
+      error: 'the request body does not match the API model: [object has missing required properties (["job"])]',
+      field: 'body',
+    });
+    for (const type of ['DEFAULT_4XX', 'DEFAULT_5XX']) expect(render(byType[type].ResponseTemplates['application/json'])).toEqual({ error: 'Invalid request body' });
   });
 
   it('scopes IAM to the table, the bucket prefixes, the queue prefix, the state machine; no * except documented', () => {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsPorts, type AwsPorts } from '../../lib/aws';
 import { loadConfig, type SluiceConfig } from '../../lib/config';
-import { startLocalApi, type LocalApi } from '../../lib/api-server';
+import { MAX_BODY_BYTES, startLocalApi, type LocalApi } from '../../lib/api-server';
 
 const suffix = randomBytes(3).toString('hex');
 let config: SluiceConfig;
@@ -96,6 +96,29 @@ describe('job API over HTTP (local server, emulator)', () => {
     expect(await aws.metadata.get(`JOB#${jobId}`, 'CKPT#000000000001')).toMatchObject({ status: 'completed' });
     expect((await http('GET', `/jobs/${jobId}`)).body.job.status).toBe('CANCELLED');
     expect((await http('DELETE', `/jobs/${jobId}`)).status).toBe(409);
+  });
+
+  it('answers an oversized body with 413 the client can read, and starts nothing', async () => {
+    const before = (await http('GET', '/jobs')).body.jobs.length;
+    // fetch writes the whole body; the server must let it finish and answer, not reset the connection.
+    const big = await http('POST', '/jobs', { job: 'demo', params: { pad: 'x'.repeat(MAX_BODY_BYTES) } });
+    expect(big).toMatchObject({ status: 413, type: 'application/json', body: { error: `the request body is larger than ${MAX_BODY_BYTES} bytes`, field: 'body' } });
+    expect((await http('GET', '/jobs')).body.jobs).toHaveLength(before);
+  });
+
+  it('answers a body not sent as application/json with 415, and starts nothing', async () => {
+    const before = (await http('GET', '/jobs')).body.jobs.length;
+    // fetch sends a string body as text/plain;charset=UTF-8 unless told otherwise.
+    const plain = await fetch(`${api.url}/jobs`, { method: 'POST', body: JSON.stringify({ job: 'demo', params: { records: 10 } }) });
+    expect(plain.status).toBe(415);
+    expect(await plain.json()).toEqual({ error: 'the request body must be sent as Content-Type: application/json (got text/plain;charset=UTF-8)', field: 'content-type' });
+    expect((await http('GET', '/jobs')).body.jobs).toHaveLength(before);
+  });
+
+  it('answers valid JSON with a __proto__ key with 400 saying so', async () => {
+    const proto = await http('POST', '/jobs', '{"job":"demo","params":{"__proto__":{"records":1}}}');
+    expect(proto).toMatchObject({ status: 400, body: { field: 'params.__proto__' } });
+    expect(proto.body.error).toMatch(/key '__proto__' at params\.__proto__, which is not allowed/);
   });
 
   it('answers bad input with 400 naming the field, and unknown jobs with 404', async () => {

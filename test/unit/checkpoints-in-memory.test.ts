@@ -53,17 +53,18 @@ describe('aligned checkpoints on in-memory ports', () => {
 
   it('demo job under the global handle: keyed state snapshots and the output stays exact', async () => {
     const { ports, service } = setup();
-    const params = { parallelism: 2, records: 40_000, users: 40, hours: 3, partitions: 4, rate: 8000 };
+    const params = { parallelism: 2, records: 40_000, users: 40, hours: 3, partitions: 4, rate: 4000 };
     const job = await service.submit({ job: 'demo', params, checkpoint: { handle: 'global', intervalSeconds: 1 } });
     const controller = new JobController({ service, metadata: ports.metadata, blobs: ports.blobs, pollMs: 50, checkpointEveryMs: 250 });
     const view = await controller.run(job.jobId);
     expect(view.job.status).toBe('FINISHED');
     const history = await controller.driver!.history();
     expect(history.filter((h) => h.outcome.status === 'completed').length).toBeGreaterThanOrEqual(2);
-    // While the job ran, completed checkpoints kept snapshots of every subtask of the one region.
-    const early = history.find((h) => h.outcome.status === 'completed')!;
-    expect(early.regions.total).toBe(1);
-    expect(early.bytesKept).toBeGreaterThan(0);
+    // While the job ran, a completed checkpoint wrote snapshots of the subtasks of the one region
+    // (the last ones may find every subtask finished, with nothing to write).
+    const withState = history.find((h) => h.outcome.status === 'completed' && h.bytesWritten > 0)!;
+    expect(withState.regions.total).toBe(1);
+    expect(withState.bytesWritten).toBeGreaterThan(0);
 
     const expected = expectedAggregates(demoShape(view.job.params));
     const rows = (await outputLines(ports, job.jobId)).map((l) => JSON.parse(l) as HourlyAggregate);

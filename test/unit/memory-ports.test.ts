@@ -51,10 +51,9 @@ describe('memory ports beyond the contract', () => {
     await expect(pending).rejects.toMatchObject({ kind: 'missing-queue' });
   });
 
-  it('moves 10k messages and 20k metadata updates quickly', async () => {
+  it('moves 10k messages and 20k metadata updates without losing any', async () => {
     const t = new MemoryChannelTransport();
     await t.createQueues(['fast']);
-    const started = Date.now();
     const groups = 20;
     let seq = 0;
     for (let round = 0; round < 1_000; round++) {
@@ -71,12 +70,10 @@ describe('memory ports beyond the contract', () => {
       await t.delete('fast', got.map((m) => m.receipt));
     }
     expect(received).toBe(10_000);
-    expect(Date.now() - started).toBeLessThan(2_000);
 
     const m = new MemoryMetadataStore();
-    const t0 = Date.now();
     for (let i = 0; i < 20_000; i++) await m.update('job', `task#${i % 500}`, { add: { n: 1 }, set: { at: i } }, [{ attr: 'at', op: '<>', value: -1 }]);
     expect((await m.query('job', 'task#')).length).toBe(500);
-    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect((await m.query('job', 'task#')).reduce((n, { item }) => n + Number(item.n), 0)).toBe(20_000);
   });
 });

@@ -188,6 +188,62 @@ describe('job API handlers on memory ports', () => {
     expect(wrongMethod.headers.Allow).toBe('POST, GET');
   });
 
+  it.each([
+    ['text/plain;charset=UTF-8', 'text/plain;charset=UTF-8'],
+    ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded'],
+    ['application/jsonp', 'application/jsonp'],
+    [undefined, 'none'],
+  ])('refuses a body sent as %s with 415 and starts nothing', async (type, shown) => {
+    const api = memoryApi();
+    const headers: Record<string, string> = type === undefined ? {} : { 'Content-Type': type };
+    const submitted = await api.call('POST', '/jobs', undefined, JSON.stringify(demo), headers);
+    expect(submitted).toMatchObject({ status: 415, body: { field: 'content-type' } });
+    expect(submitted.body.error).toBe(`the request body must be sent as Content-Type: application/json (got ${shown})`);
+    expect(submitted.headers['Content-Type']).toBe('application/json');
+    expect(api.launcher.launched).toEqual([]);
+    expect(await api.call('GET', '/jobs')).toMatchObject({ body: { jobs: [] } });
+    const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const schedule = await api.call('PUT', `/jobs/${jobId}/schedule`, undefined, JSON.stringify({ schedule: 'rate(5 minutes)' }), headers);
+    expect(schedule).toMatchObject({ status: 415, body: { field: 'content-type' } });
+    expect(api.scheduler.schedules.has(jobId)).toBe(false);
+  });
+
+  it('accepts JSON content types in any header case, with parameters, and +json types', async () => {
+    const api = memoryApi();
+    for (const headers of <Record<string, string>[]>[
+      { 'content-type': 'application/json' },
+      { 'Content-type': 'Application/JSON; charset=utf-8' },
+      { 'CONTENT-TYPE': 'application/vnd.sluice+json' },
+    ]) {
+      const res = await api.call('POST', '/jobs', undefined, JSON.stringify(demo), headers);
+      expect(res.status, JSON.stringify(headers)).toBe(201);
+    }
+    // Routes without a body do not look at the content type.
+    expect((await api.call('GET', '/jobs', undefined, undefined, { 'Content-Type': 'text/plain' })).status).toBe(200);
+  });
+
+  it.each([
+    ['{"job":"demo","__proto__":{"polluted":true}}', '__proto__'],
+    ['{"job":"demo","params":{"__proto__":{"records":1}}}', 'params.__proto__'],
+    ['{"job":"demo","checkpoint":{"constructor":{"prototype":{"x":1}}}}', 'checkpoint.constructor.prototype'],
+  ])('refuses valid JSON with a prototype key %s, naming the key', async (raw, field) => {
+    const api = memoryApi();
+    const res = await api.call('POST', '/jobs', undefined, raw);
+    expect(res.status).toBe(400);
+    expect(res.body.field).toBe(field);
+    expect(res.body.error).toMatch(new RegExp(`^the request body has the key '${field.split('.').pop()}' at ${field.replace(/\./g, '\\.')}, which is not allowed`));
+    expect(res.body.error).not.toMatch(/not valid JSON/);
+    expect(api.launcher.launched).toEqual([]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('says what is wrong with malformed JSON', async () => {
+    const api = memoryApi();
+    const res = await api.call('POST', '/jobs', undefined, '{"job": ');
+    expect(res).toMatchObject({ status: 400, body: { field: 'body' } });
+    expect(res.body.error).toMatch(/^the request body is not valid JSON: /);
+  });
+
   it('works as separate Lambda handlers with API Gateway path parameters', async () => {
     const api = memoryApi();
     const handlers = createApiHandlers(() => api.services);

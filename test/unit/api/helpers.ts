@@ -26,13 +26,14 @@ export class CloudLikeSchedulerPort extends RecordingSchedulerPort {
   }
 }
 
-export function apiEvent(method: string, path: string, body?: unknown, raw?: string): APIGatewayProxyEvent {
+/** An API Gateway proxy event; a body gets `Content-Type: application/json` unless `headers` are given. */
+export function apiEvent(method: string, path: string, body?: unknown, raw?: string, headers?: Record<string, string>): APIGatewayProxyEvent {
   return {
     httpMethod: method,
     path,
     resource: path,
     body: raw ?? (body === undefined ? null : JSON.stringify(body)),
-    headers: body !== undefined || raw !== undefined ? { 'Content-Type': 'application/json' } : {},
+    headers: headers ?? (body !== undefined || raw !== undefined ? { 'Content-Type': 'application/json' } : {}),
     multiValueHeaders: {},
     isBase64Encoded: false,
     pathParameters: null,
@@ -61,8 +62,8 @@ export function memoryApi(options: { scheduler?: RecordingSchedulerPort } = {}) 
     startCheckpoint: async (jobId: string, checkpointId: number) => void started.push({ jobId, checkpointId }),
   });
   const router = createApiRouter(services);
-  const call = async (method: string, path: string, body?: unknown, raw?: string) => {
-    const res: APIGatewayProxyResult = await router(apiEvent(method, path, body, raw), lambdaContext);
+  const call = async (method: string, path: string, body?: unknown, raw?: string, headers?: Record<string, string>) => {
+    const res: APIGatewayProxyResult = await router(apiEvent(method, path, body, raw, headers), lambdaContext);
     return { status: res.statusCode, body: JSON.parse(res.body) as any, headers: res.headers ?? {} };
   };
   return { ports, launcher, scheduler, started, services, call };

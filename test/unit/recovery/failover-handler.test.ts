@@ -51,7 +51,7 @@ interface Fixture {
   launcher: UnitLauncher;
   view(): Promise<JobView>;
   failure(unitId: string, attempt?: number): UnitFailure;
-  handler(options?: { maxAttempts?: number }): FailoverHandler;
+  handler(options?: { maxFailures?: number; failureWindowMs?: number; clock?: { now(): number; sleep(ms: number): Promise<void> } }): FailoverHandler;
 }
 
 async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
@@ -95,8 +95,8 @@ async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
     launch: async (_job, unit, attempt) => {
       log.push(['launch', unit.unitId, attempt]);
     },
-    stop: async (_jobId, unitId) => {
-      log.push(['stop', unitId]);
+    stop: async (_jobId, unitId, attempt) => {
+      log.push(['stop', unitId, attempt]);
     },
   };
   const view = async (): Promise<JobView> => ({
@@ -112,7 +112,7 @@ async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
     failedAt: 1000,
     detectedAt: 1600,
   });
-  const handler = (options: { maxAttempts?: number } = {}) => new FailoverHandler({ jobs, service, launcher, ...options });
+  const handler = (options: Parameters<Fixture['handler']>[0] = {}) => new FailoverHandler({ jobs, service, launcher, ...options });
   return { log, metadata, jobs, graph, job, channels, service, launcher, view, failure, handler };
 }
 
@@ -188,7 +188,7 @@ describe('FailoverHandler, strategy single', () => {
     await f.jobs.reportUnit('job', 'join-2', 0, { status: 'RUNNING' });
     await f.handler().handle({ ...f.failure('join-2'), reason: 'no heartbeat for 12 s' }, await f.view());
     expect(kinds(f.log).slice(0, 2)).toEqual(['stop', 'attempt']);
-    expect(f.log[0]).toEqual(['stop', 'join-2']);
+    expect(f.log[0]).toEqual(['stop', 'join-2', 0]);
   });
 
   it('stops the unavailability fan-out once the restarted unit has announced itself', async () => {
@@ -213,17 +213,64 @@ describe('FailoverHandler, strategy single', () => {
     expect(chunks).toEqual([100, 100]);
   });
 
-  it('gives up and fails the job when the unit reaches maxAttempts', async () => {
-    const outcome = await f.handler({ maxAttempts: 3 }).handle(f.failure('join-1', 2), await f.view());
+  it('gives up once the failures within the window exceed the budget, naming the failures that used it up', async () => {
+    let now = 100_000;
+    const clock = { now: () => now, sleep: async () => undefined };
+    const handler = f.handler({ maxFailures: 2, failureWindowMs: 60_000, clock });
+    const failAt = async (attempt: number, at: number) => {
+      now = at;
+      await f.jobs.reportUnit('job', 'join-1', attempt, { status: 'FAILED' });
+      return handler.handle({ ...f.failure('join-1', attempt), failedAt: at, detectedAt: at }, await f.view());
+    };
+    expect((await failAt(0, 100_000)).status).toBe('recovering');
+    expect((await failAt(1, 110_000)).status).toBe('recovering');
+    // Third failure within 60 s: over the budget of 2.
+    const outcome = await failAt(2, 120_000);
     expect(outcome.status).toBe('gave-up');
-    expect(kinds(f.log)).toEqual(['fail']);
-    expect(f.service.failed[0]).toMatch(/join-1 failed 3 times/);
+    expect(f.service.failed[0]).toMatch(/3 task unit failures within 60 s, more than the budget of 2/);
+    expect(f.service.failed[0]).toMatch(/join-1 attempt 0: process exited with code 1; join-1 attempt 1: .*; join-1 attempt 2/);
     expect(outcome.event).toMatchObject({ status: 'GAVE_UP', unitsRestarted: 0 });
+  });
+
+  it('counts only the failures inside the window: a failure long ago leaves the budget whole', async () => {
+    let now = 0;
+    const clock = { now: () => now, sleep: async () => undefined };
+    const handler = f.handler({ maxFailures: 1, failureWindowMs: 60_000, clock });
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    expect((await handler.handle({ ...f.failure('join-1', 0), failedAt: 0 }, await f.view())).status).toBe('recovering');
+    now = 200_000;
+    await f.jobs.reportUnit('job', 'join-1', 1, { status: 'FAILED' });
+    expect((await handler.handle({ ...f.failure('join-1', 1), failedAt: 200_000 }, await f.view())).status).toBe('recovering');
+  });
+
+  it('ignores a failure of an attempt another failover has replaced, even when the view it was detected in is older', async () => {
+    const view = await f.view();
+    expect((await f.handler().handle(f.failure('join-1'), view)).status).toBe('recovering');
+    f.log.length = 0;
+    // The same failure again, from the same (now stale) view: the store says attempt 1 runs.
+    expect((await f.handler().handle(f.failure('join-1'), view)).status).toBe('stale');
+    expect(f.log).toEqual([]);
+  });
+
+  it('two units failed together restart in one failover: each once, their sub-partitions marked together', async () => {
+    await f.jobs.reportUnit('job', 'join-2', 0, { status: 'FAILED' });
+    const outcome = await f.handler().handleAll([f.failure('join-1'), f.failure('join-2')], await f.view());
+    expect(outcome.status).toBe('recovering');
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([
+      ['launch', 'join-1', 1],
+      ['launch', 'join-2', 1],
+    ]);
+    expect(outcome.plan!.failedUnits).toEqual(['join-1', 'join-2']);
+    expect(outcome.plan!.unavailable).toHaveLength(4);
+    // Producers are told about both consumers; neither failed join is told about the other.
+    const told = f.log.filter((c) => c[0] === 'control').flatMap((c) => c[1] as string[]);
+    expect(told.every((u) => !u.startsWith('join'))).toBe(true);
+    expect(outcome.event).toMatchObject({ unitId: 'join-1', alsoFailed: [{ unitId: 'join-2', attempt: 0 }], unitsRestarted: 2 });
   });
 
   it('createFailoverHandler returns the supervisor hook', async () => {
     const onFailure = createFailoverHandler({ jobs: f.jobs, service: f.service, launcher: f.launcher });
-    await onFailure(f.failure('join-1'), await f.view());
+    await onFailure([f.failure('join-1')], await f.view());
     expect(f.log.at(-1)).toEqual(['launch', 'join-1', 1]);
   });
 });
@@ -288,6 +335,8 @@ describe('FailoverHandler, strategies region and full', () => {
     expect(k).not.toContain('control');
     expect(outcome.plan!.fence).toHaveLength(6);
     expect(outcome.event).toMatchObject({ unitsRestarted: 9, pendingUnits: 9 });
+    // Each stop names the attempt it replaces: a newer attempt launched meanwhile is left alone.
+    expect(f.log.filter((c) => c[0] === 'stop').every((c) => c[2] === 0)).toBe(true);
 
     // Available again once every restarted unit has announced itself.
     const metrics = new RecoveryMetrics(f.metadata);
@@ -296,6 +345,37 @@ describe('FailoverHandler, strategies region and full', () => {
     expect((await metrics.get('job', 1))!.failedUnitAvailableAt).toBe(5000);
     await metrics.unitAvailable('job', 'b-2', 1, 7000);
     expect(await metrics.get('job', 1)).toMatchObject({ availableAgainAt: 7000, recoveryMs: 6000, status: 'AVAILABLE', pendingUnits: 0 });
+  });
+
+  it('region: units of one region failed together (or while a failover ran) restart the region once', async () => {
+    const f = await fixture('region');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    const view = await f.view();
+    const outcome = await f.handler().handleAll([f.failure('join-1'), f.failure('a-0'), f.failure('b-2')], view);
+    expect(outcome.status).toBe('recovering');
+    const launched = f.log.filter((c) => c[0] === 'launch');
+    expect(launched).toHaveLength(9);
+    expect(new Set(launched.map((c) => c[1])).size).toBe(9);
+    expect(launched.every((c) => c[2] === 1)).toBe(true);
+    // A failure of the replaced attempt found in the next pass changes nothing.
+    f.log.length = 0;
+    expect((await f.handler().handleAll([f.failure('a-1')], view)).status).toBe('stale');
+    expect(f.log).toEqual([]);
+  });
+
+  it('a restarted unit that fails again before it is back supersedes the first event; the outage counts from the first failure', async () => {
+    const f = await fixture('region');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    const first = await f.handler().handle(f.failure('join-1'), await f.view());
+    const metrics = new RecoveryMetrics(f.metadata);
+    // Some units are back, then a restarted one dies before the region is.
+    await metrics.unitAvailable('job', 'a-0', 1, 2000);
+    await f.jobs.reportUnit('job', 'join-2', 1, { status: 'FAILED' });
+    const second = await f.handler().handle({ ...f.failure('join-2', 1), failedAt: 3000, detectedAt: 3100 }, await f.view());
+    expect(await metrics.get('job', first.event!.seq)).toMatchObject({ status: 'SUPERSEDED', supersededBy: second.event!.seq });
+    expect(second.event).toMatchObject({ supersedes: [first.event!.seq], outageStartedAt: 1000 });
+    for (const u of f.job.units) await metrics.unitAvailable('job', u.unitId, 2, 9000);
+    expect(await metrics.get('job', second.event!.seq)).toMatchObject({ status: 'AVAILABLE', recoveryMs: 8000 });
   });
 
   it('full: every unit restarts with its own next attempt', async () => {

@@ -1,0 +1,150 @@
+/**
+ * `npm run test:chaos -- --schedules N --seed S [--strategy region,full,single,single-buffered]
+ * [--jobs demo,join]`: randomized fault schedules against the emulator (see bench/chaos/runner.ts).
+ * One row per schedule, a summary per strategy, JSON in bench/results/chaos.json. Exits non-zero
+ * when a schedule breaks what its strategy promises:
+ *   region, full       FINISHED, nothing lost, nothing duplicated;
+ *   single             never hangs; the loss is at most what the job reported dropped;
+ *   single-buffered    never hangs; nothing lost.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../lib/config';
+import { resolveEndpoint } from '../lib/local/emulator';
+import { LocalRuntime } from '../lib/local/local-runtime';
+import type { FailoverStrategy } from '../lib/jobs/job-store';
+import { jobRegistry } from '../examples/jobs';
+import { planSchedule, runSchedule, type ChaosJob, type ChaosResult } from './chaos/runner';
+import { verdict } from './chaos/verdict';
+
+const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered'];
+const JOBS: ChaosJob[] = ['demo', 'join'];
+
+const { values: args } = parseArgs({
+  options: {
+    schedules: { type: 'string', default: '10' },
+    seed: { type: 'string', default: '1' },
+    strategy: { type: 'string', default: STRATEGIES.join(',') },
+    jobs: { type: 'string', default: JOBS.join(',') },
+    out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json') },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!allowed.includes(i as T)) throw new Error(`--${flag}: '${i}' is not one of ${allowed.join(', ')}`);
+  if (items.length === 0) throw new Error(`--${flag} names nothing`);
+  return items as T[];
+}
+
+const pct = (sorted: number[], q: number) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+
+async function main(): Promise<number> {
+  if (args.help) {
+    console.log('usage: npm run test:chaos -- [--schedules N] [--seed S] [--strategy region,full,single,single-buffered] [--jobs demo,join] [--out FILE]');
+    return 0;
+  }
+  const schedules = Number(args.schedules);
+  const seed = Number(args.seed);
+  if (!(Number.isInteger(schedules) && schedules >= 1)) throw new Error(`--schedules must be a whole number of at least 1, got '${args.schedules}'`);
+  if (!Number.isInteger(seed)) throw new Error(`--seed must be a whole number, got '${args.seed}'`);
+  const strategies = list(args.strategy!, STRATEGIES, 'strategy');
+  const jobs = list(args.jobs!, JOBS, 'jobs');
+  const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}`;
+
+  const endpoint = await resolveEndpoint();
+  const config = { ...loadConfig(), table: 'sluice-chaos', bucket: 'sluice-chaos', queuePrefix: 'chaos' };
+  const runtime = new LocalRuntime(config, jobRegistry);
+  const results: ChaosResult[] = [];
+  const started = Date.now();
+  try {
+    await runtime.prepare();
+    console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
+    console.log('seed  job   strategy         outcome   lost  dup  drops  rep.dup  recovery ms      time   kills');
+    for (let i = 0; i < schedules; i++) {
+      const schedule = planSchedule(seed + i, { strategies, jobs });
+      const result = await runSchedule(schedule, { runtime });
+      results.push(result);
+      console.log(row(result));
+      if (result.error && result.outcome !== 'FINISHED') console.log(`      ${result.error.slice(0, 400)}`);
+    }
+  } finally {
+    runtime.close();
+    await endpoint.stop();
+  }
+
+  const summary = strategies.map((strategy) => {
+    const runs = results.filter((r) => r.schedule.strategy === strategy);
+    const recovery = runs.flatMap((r) => r.failures.map((f) => f.recoveryMs).filter((ms): ms is number => ms !== null)).sort((a, b) => a - b);
+    return {
+      strategy,
+      runs: runs.length,
+      finished: runs.filter((r) => r.outcome === 'FINISHED').length,
+      failed: runs.filter((r) => r.outcome === 'FAILED').length,
+      hung: runs.filter((r) => r.outcome === 'HUNG').length,
+      broken: runs.filter((r) => !verdict(r).ok).length,
+      lost: runs.reduce((n, r) => n + r.lost, 0),
+      duplicated: runs.reduce((n, r) => n + r.duplicated, 0),
+      reportedDropped: runs.reduce((n, r) => n + r.reportedDropped, 0),
+      reportedDuplicates: runs.reduce((n, r) => n + r.reportedDuplicates, 0),
+      recoveryMs: { samples: recovery.length, median: pct(recovery, 0.5), worst: recovery.at(-1) ?? null },
+    };
+  });
+  console.log('');
+  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported dup  recovery median / worst (ms)');
+  for (const s of summary) {
+    console.log(
+      `${s.strategy.padEnd(17)} ${String(s.runs).padStart(4)}  ${String(s.finished).padStart(8)}  ${String(s.failed).padStart(6)}  ${String(s.hung).padStart(4)}  ${String(s.broken).padStart(6)}  ` +
+        `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedDuplicates).padStart(12)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
+    );
+  }
+  // Beside the simulated recovery of bench:recovery (parallelism 4000, a latency model), if it ran.
+  const simulated = readSimulated();
+  if (simulated.size > 0) {
+    console.log('');
+    console.log('recovery (failure -> available again), measured here vs simulated by bench:recovery at parallelism 4000:');
+    for (const s of summary) {
+      const sim = simulated.get(s.strategy);
+      console.log(`  ${s.strategy.padEnd(16)} measured median ${s.recoveryMs.median ?? '-'} ms, worst ${s.recoveryMs.worst ?? '-'} ms (${s.recoveryMs.samples} failures); simulated ${sim === undefined ? '-' : `${Math.round(sim)} ms`}`);
+    }
+  }
+  const broken = results.filter((r) => !verdict(r).ok);
+  for (const r of broken) console.log(`broken: seed ${r.schedule.seed} (${r.schedule.strategy}, ${r.schedule.job}): ${verdict(r).why.join('; ')}`);
+  const totalMs = Date.now() - started;
+  console.log(`\n${results.length} schedules in ${(totalMs / 1000).toFixed(0)} s; rerun: ${command}`);
+  mkdirSync(dirname(args.out!), { recursive: true });
+  const simulatedRecoveryMs = Object.fromEntries(simulated);
+  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, simulatedRecoveryMs, results }, null, 2) + '\n');
+  console.log(`results: ${args.out}`);
+  return broken.length === 0 ? 0 : 1;
+}
+
+/** Simulated recovery time per strategy from bench/results/recovery.json (empty when it is missing). */
+function readSimulated(): Map<string, number> {
+  const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'recovery.json');
+  if (!existsSync(file)) return new Map();
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { results?: { strategy: string; recoveryMs?: number }[] };
+  return new Map((data.results ?? []).filter((r) => typeof r.recoveryMs === 'number').map((r) => [r.strategy, r.recoveryMs!]));
+}
+
+function row(r: ChaosResult): string {
+  const kills = r.kills.map((k) => (k.units.length > 0 ? `${k.units.join('+')}@${((k.atMs ?? 0) / 1000).toFixed(1)}s(${k.spec.moment})` : `-(${k.spec.moment}: ${k.note})`)).join(' ');
+  const recovery = r.failures.map((f) => f.recoveryMs ?? '?').join(',') || '-';
+  const mark = verdict(r).ok ? ' ' : '!';
+  return (
+    `${String(r.schedule.seed).padEnd(5)} ${r.schedule.job.padEnd(5)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +
+    `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedDuplicates).padStart(8)}  ` +
+    `${recovery.padEnd(15)} ${(r.totalMs / 1000).toFixed(0).padStart(4)} s  ${kills}`
+  );
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`chaos failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,399 @@
+/**
+ * The chaos runner: runs one fault schedule against the local runtime (child-process task units on
+ * the emulator) and checks the committed S3 output against what the input says it must be.
+ *
+ * A schedule is a job (the demo or the recommendation join), a failover strategy and 1–3 kills.
+ * Each kill waits for an observed moment, never a timer alone:
+ *   running          a share of the input has been read;
+ *   after-trigger    a new checkpoint has just been triggered (the kill lands mid-checkpoint);
+ *   during-failover  a failover is in progress (a failure event is RECOVERING);
+ *   after-input      every source has reached end of input.
+ * and then SIGKILLs one unit, or two at the same instant, of a role (source, inner, sink). The
+ * plan is a pure function of the seed (`planSchedule`), so a seed reproduces its plan; when a
+ * kill lands still depends on the machine, and the result records when it did.
+ *
+ * What is measured comes from S3, read with the SDK: lost and duplicated events against the
+ * generator's formula (the demo: per-(user, hour) event counts; the join: one record per event).
+ * What the job reported (drops, duplicates discarded, failure events) is read separately, so the
+ * two can be compared.
+ */
+import type { Json } from '../../lib/api/functions';
+import { countersWithCarried, type FailoverStrategy } from '../../lib/jobs/job-store';
+import type { JobView } from '../../lib/jobs/job-service';
+import type { LocalRuntime } from '../../lib/local/local-runtime';
+import type { JobController } from '../../lib/jobs/job-controller';
+import { RecoveryMetrics, type FailureEvent } from '../../lib/recovery/recovery-metrics';
+import { readOutputLines } from '../../examples/jobs/output-check';
+import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../../examples/jobs/demo';
+import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
+import { seededRandom } from '../lib/random';
+
+export type ChaosJob = 'demo' | 'join';
+export type KillRole = 'source' | 'inner' | 'sink' | 'any';
+export type KillMoment = 'running' | 'after-trigger' | 'during-failover' | 'after-input';
+
+export interface KillSpec {
+  moment: KillMoment;
+  role: KillRole;
+  /** Units killed at the same instant. */
+  count: 1 | 2;
+  /** 'running': share of the input read before the kill. */
+  fraction?: number;
+  /** Wait after the moment is seen, before the kill. */
+  delayMs: number;
+}
+
+export interface Schedule {
+  seed: number;
+  job: ChaosJob;
+  strategy: FailoverStrategy;
+  parallelism: number;
+  kills: KillSpec[];
+}
+
+export interface KillRecord {
+  spec: KillSpec;
+  /** Units killed, as `<unitId>#<attempt>`; empty when the moment never came. */
+  units: string[];
+  /** Milliseconds after submit. */
+  atMs: number | null;
+  note?: string;
+}
+
+export type ChaosOutcome = 'FINISHED' | 'FAILED' | 'HUNG' | 'CANCELLED';
+
+export interface ChaosResult {
+  schedule: Schedule;
+  jobId: string;
+  outcome: ChaosOutcome;
+  error?: string;
+  kills: KillRecord[];
+  /** Events the input holds (what the output must account for). */
+  expected: number;
+  /** Measured from S3: events missing from the committed output, and events in it twice. */
+  lost: number;
+  duplicated: number;
+  /** Committed values that are wrong for another reason (the join: a feature of another user). */
+  wrong: number;
+  /** Reported by the job: records dropped for unavailable sub-partitions, duplicates discarded. */
+  reportedDropped: number;
+  /** Reported by consumers: records they never saw (sequence gaps) and records passed on twice. */
+  reportedMissing: number;
+  reportedDuplicates: number;
+  /** Failure events the job recorded, with their recovery times. */
+  failures: { unit: string; reason: string; strategy: string; status: string; recoveryMs: number | null; unitsRestarted: number }[];
+  /** Units whose attempt changed, as `<unitId>#<attempt>`. */
+  restarted: string[];
+  totalMs: number;
+}
+
+/** The plan for a seed: the job, the strategy and the kills. */
+export function planSchedule(seed: number, options: { strategies: readonly FailoverStrategy[]; jobs: readonly ChaosJob[] }): Schedule {
+  const random = seededRandom(seed);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  const job = pick(options.jobs);
+  const strategy = pick(options.strategies);
+  const n = 1 + Math.floor(random() * 3);
+  const kills: KillSpec[] = [];
+  for (let k = 0; k < n; k++) {
+    const moments: KillMoment[] = k === 0 ? ['running', 'running', 'after-trigger', 'after-input'] : ['running', 'after-trigger', 'during-failover', 'during-failover', 'after-input'];
+    const moment = pick(moments);
+    const role: KillRole = moment === 'after-input' ? pick(['inner', 'sink'] as const) : pick(['source', 'inner', 'sink', 'any'] as const);
+    kills.push({
+      moment,
+      role,
+      count: random() < 0.3 ? 2 : 1,
+      ...(moment === 'running' ? { fraction: 0.1 + random() * 0.5 } : {}),
+      delayMs: Math.floor(random() * (moment === 'after-trigger' ? 150 : 400)),
+    });
+  }
+  return { seed, job, strategy, parallelism: 2, kills };
+}
+
+export interface RunOptions {
+  runtime: LocalRuntime;
+  /** Seconds the sources take to emit their input (rate-limited), so kills have time to land. */
+  sourceSeconds?: number;
+  /** A job with no progress for this long is HUNG (cancelled and reported). */
+  stallMs?: number;
+  /** Longest run of one schedule. */
+  timeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function jobRequest(schedule: Schedule, sourceSeconds: number): { job: string; params: { [k: string]: Json }; input: number } {
+  const p = schedule.parallelism;
+  if (schedule.job === 'demo') {
+    const records = 60_000;
+    return {
+      job: 'demo',
+      params: { records, parallelism: p, users: 200, hours: 3, partitions: 8, rate: Math.ceil(records / p / sourceSeconds) },
+      input: records,
+    };
+  }
+  const events = 24_000;
+  return {
+    job: 'recommendation-join',
+    params: { parallelism: p, events, featureUpdates: 2_400, users: 200, partitions: 6, minutes: 60, rate: Math.ceil(events / p / sourceSeconds), chainSink: false },
+    input: events + 2_400,
+  };
+}
+
+/** Roles of a job's units, from its execution graph: sources have no input, sinks end in a sink. */
+async function unitRoles(runtime: LocalRuntime, jobId: string): Promise<Map<string, Set<KillRole>>> {
+  const graph = await runtime.service.graphOf(jobId);
+  const job = (await runtime.service.view(jobId)).job;
+  const roleOf = new Map<string, Set<KillRole>>();
+  for (const task of graph.tasks) {
+    const roles = new Set<KillRole>(['any']);
+    if (task.inputs.length === 0) roles.add('source');
+    else if (task.operators.at(-1)!.kind === 'sink') roles.add('sink');
+    else roles.add('inner');
+    // A sink chained behind an operator (the demo's aggregate) is an inner task too.
+    if (task.inputs.length > 0 && task.operators.length > 1) roles.add('inner');
+    roleOf.set(task.id, roles);
+  }
+  const out = new Map<string, Set<KillRole>>();
+  for (const u of job.units) {
+    const roles = new Set<KillRole>();
+    for (const s of u.subtasks) for (const r of roleOf.get(s.slice(0, s.lastIndexOf('#'))) ?? []) roles.add(r);
+    out.set(u.unitId, roles);
+  }
+  return out;
+}
+
+function sourcesEnded(view: JobView, sourceTasks: Set<string>): boolean {
+  let any = false;
+  for (const u of view.units) {
+    for (const [id, s] of Object.entries(u.stats ?? {})) {
+      if (!sourceTasks.has(id.slice(0, id.lastIndexOf('#')))) continue;
+      any = true;
+      if (s.status !== 'ended' && s.status !== 'finished') return false;
+    }
+  }
+  return any && view.units.filter((u) => u.subtasks.some((s) => sourceTasks.has(s.slice(0, s.lastIndexOf('#'))))).every((u) => Object.keys(u.stats ?? {}).length > 0);
+}
+
+/** Runs one schedule to its end and checks the output. */
+export async function runSchedule(schedule: Schedule, options: RunOptions): Promise<ChaosResult> {
+  const { runtime } = options;
+  const log = options.log ?? (() => undefined);
+  const sourceSeconds = options.sourceSeconds ?? 12;
+  const request = jobRequest(schedule, sourceSeconds);
+  const started = Date.now();
+  const job = await runtime.service.submit({
+    job: request.job,
+    params: request.params,
+    failover: schedule.strategy,
+    heartbeatTimeoutSeconds: 20,
+    checkpoint: { handle: 'regional', intervalSeconds: 1, timeoutSeconds: 15 },
+  });
+  const metrics = new RecoveryMetrics(runtime.ports.metadata);
+  // A kill planned at end of input finds the sinks there: they wait to commit until it has fired.
+  let holdFinal = schedule.kills.some((k) => k.moment === 'after-input');
+  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics, stallTimeoutMs: 60_000, mayReleaseFinal: () => !holdFinal });
+  let ended = false;
+  const running = controller.run(job.jobId).finally(() => (ended = true));
+
+  const roles = await unitRoles(runtime, job.jobId);
+  const graph = await runtime.service.graphOf(job.jobId);
+  const sourceTasks = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
+  const random = seededRandom(schedule.seed ^ 0x5bd1e995);
+
+  const kills: KillRecord[] = [];
+  const killing = (async () => {
+    for (const spec of schedule.kills) {
+      if (spec.moment !== 'after-input' && !schedule.kills.slice(kills.length).some((k) => k.moment === 'after-input')) holdFinal = false;
+      const record: KillRecord = { spec, units: [], atMs: null };
+      kills.push(record);
+      const seen = await waitForMoment(spec, runtime, controller, metrics, job.jobId, request.input, sourceTasks, () => ended);
+      const releaseAfter = spec.moment === 'after-input' && !schedule.kills.slice(kills.length).some((k) => k.moment === 'after-input');
+      if (!seen) {
+        record.note = 'the job ended before the moment came';
+        continue;
+      }
+      if (spec.delayMs > 0) await sleep(spec.delayMs);
+      const view = await runtime.service.view(job.jobId).catch(() => undefined);
+      if (!view || view.job.status !== 'RUNNING') {
+        record.note = 'the job ended before the kill';
+        continue;
+      }
+      const alive = view.units.filter((u) => roles.get(u.unitId)?.has(spec.role) && runtime.launcher.pid(job.jobId, u.unitId) !== undefined && u.status !== 'FINISHED');
+      const victims: typeof alive = [];
+      while (victims.length < spec.count && alive.length > 0) victims.push(...alive.splice(Math.floor(random() * alive.length), 1));
+      if (victims.length === 0) {
+        record.note = `no ${spec.role} unit was running`;
+        continue;
+      }
+      record.atMs = Date.now() - started;
+      // Same instant: all signals are sent before anything else runs.
+      for (const v of victims) if (runtime.launcher.kill(job.jobId, v.unitId)) record.units.push(`${v.unitId}#${v.attempt}`);
+      log(`  kill ${record.units.join(' + ')} at ${(record.atMs / 1000).toFixed(1)} s (${spec.moment}, ${spec.role})`);
+      if (releaseAfter) holdFinal = false;
+      // The next kill looks for its own moment from here on (a failover of this one, say).
+      await sleep(300);
+    }
+  })();
+
+  // Whatever happens to the kills, the sinks are released once they are done.
+  void killing.finally(() => (holdFinal = false));
+  const outcome = await watchForStall(running, runtime, job.jobId, options.stallMs ?? 90_000, options.timeoutMs ?? 300_000);
+  ended = true;
+  await killing;
+  const view = outcome.view;
+  const events = await metrics.list(job.jobId);
+  const measured = await measureOutput(runtime, schedule.job, job.jobId, request.params);
+  return {
+    schedule,
+    jobId: job.jobId,
+    outcome: outcome.outcome,
+    ...(outcome.error ? { error: outcome.error } : {}),
+    kills,
+    expected: measured.expected,
+    lost: measured.lost,
+    duplicated: measured.duplicated,
+    wrong: measured.wrong,
+    reportedDropped: view.totals.dropped,
+    reportedMissing: reportedCounter(view, 'missing'),
+    reportedDuplicates: reportedCounter(view, 'replayed'),
+    failures: events.map(describeEvent),
+    restarted: view.units.filter((u) => u.attempt > 0).map((u) => `${u.unitId}#${u.attempt}`),
+    totalMs: Date.now() - started,
+  };
+}
+
+function describeEvent(e: FailureEvent) {
+  const units = [e.unitId, ...(e.alsoFailed ?? []).map((f) => f.unitId)].join('+');
+  return { unit: units, reason: e.reason, strategy: e.strategy, status: e.status, recoveryMs: e.recoveryMs, unitsRestarted: e.unitsRestarted };
+}
+
+/** A per-subtask counter summed over the job's units, earlier attempts included. */
+function reportedCounter(view: JobView, name: 'missing' | 'replayed'): number {
+  return view.units.reduce((n, u) => n + (countersWithCarried(u)[name] ?? 0), 0);
+}
+
+async function waitForMoment(
+  spec: KillSpec,
+  runtime: LocalRuntime,
+  controller: JobController,
+  metrics: RecoveryMetrics,
+  jobId: string,
+  input: number,
+  sourceTasks: Set<string>,
+  ended: () => boolean,
+): Promise<boolean> {
+  const pendingNow = () => controller.driver?.coordinator.pendingCheckpoints() ?? [];
+  const triggers = () => controller.driver?.log.filter((l) => l.startsWith('trigger')).length ?? 0;
+  const triggersBefore = triggers();
+  let inputEndedAt: number | undefined;
+  for (;;) {
+    if (ended()) return false;
+    // Past end of input a moment other than 'after-input' may never come (nothing left to
+    // checkpoint or to fail over): give up after a while, so held sinks are released.
+    if (spec.moment !== 'after-input') {
+      if (inputEndedAt === undefined) {
+        const view = await runtime.service.view(jobId).catch(() => undefined);
+        if (view && sourcesEnded(view, sourceTasks)) inputEndedAt = Date.now();
+      } else if (Date.now() - inputEndedAt > 15_000) return false;
+    }
+    switch (spec.moment) {
+      case 'running': {
+        const view = await runtime.service.view(jobId).catch(() => undefined);
+        if (view && view.totals.recordsIn >= (spec.fraction ?? 0.3) * input) return true;
+        break;
+      }
+      case 'after-trigger':
+        if (triggers() > triggersBefore && pendingNow().length > 0) return true;
+        break;
+      case 'during-failover': {
+        const events = await metrics.list(jobId).catch(() => []);
+        if (events.some((e) => e.status === 'RECOVERING')) return true;
+        break;
+      }
+      case 'after-input': {
+        const view = await runtime.service.view(jobId).catch(() => undefined);
+        if (view && sourcesEnded(view, sourceTasks)) return true;
+        break;
+      }
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * Waits for the job to end. A job whose progress (records read and written, unit attempts and
+ * statuses) stands still for `stallMs` is HUNG: it is cancelled so the run can go on.
+ */
+async function watchForStall(
+  running: Promise<JobView>,
+  runtime: LocalRuntime,
+  jobId: string,
+  stallMs: number,
+  timeoutMs: number,
+): Promise<{ outcome: ChaosOutcome; view: JobView; error?: string }> {
+  let done: JobView | undefined;
+  let failed: unknown;
+  void running.then((v) => (done = v), (e: unknown) => (failed = e ?? new Error('controller failed')));
+  const started = Date.now();
+  let signature = '';
+  let movedAt = Date.now();
+  while (!done && !failed) {
+    await sleep(500);
+    const view = await runtime.service.view(jobId).catch(() => undefined);
+    if (!view) continue;
+    const now = JSON.stringify([
+      view.totals.recordsIn,
+      view.totals.recordsOut,
+      view.units.map((u) => [u.attempt, u.status, Object.values(u.stats ?? {}).map((s) => [s.status, s.recordsIn])]),
+    ]);
+    if (now !== signature) {
+      signature = now;
+      movedAt = Date.now();
+    }
+    const hung = Date.now() - movedAt > stallMs || Date.now() - started > timeoutMs;
+    if (hung && view.job.status === 'RUNNING') {
+      const waiting = view.units
+        .filter((u) => u.status !== 'FINISHED')
+        .map((u) => `${u.unitId}#${u.attempt} ${u.status} ${Object.entries(u.stats ?? {}).map(([id, s]) => `${id}:${s.status}`).join(',')}`)
+        .join('; ');
+      await runtime.service.cancel(jobId).catch(() => undefined);
+      await running.catch(() => undefined);
+      return { outcome: 'HUNG', view: await runtime.service.view(jobId), error: `no progress for ${Math.round((Date.now() - movedAt) / 1000)} s: ${waiting}` };
+    }
+  }
+  if (failed) throw failed;
+  const view = done!;
+  const status = view.job.status;
+  return { outcome: status === 'RUNNING' ? 'HUNG' : status, view, ...(view.job.error ? { error: view.job.error } : {}) };
+}
+
+/** Lost and duplicated events, measured from the committed output in S3 against the input. */
+async function measureOutput(runtime: LocalRuntime, kind: ChaosJob, jobId: string, params: Record<string, unknown>) {
+  const { lines } = await readOutputLines(runtime.ports.clients.s3, runtime.config.bucket, `output/${jobId}/`);
+  if (kind === 'demo') {
+    const expected = expectedAggregates(demoShape(params as never));
+    const found = new Map<string, number>();
+    let wrong = 0;
+    for (const line of lines) {
+      const row = JSON.parse(line) as HourlyAggregate;
+      const key = aggregateKey(row);
+      found.set(key, (found.get(key) ?? 0) + row.events);
+      if (!expected.has(key)) wrong++;
+    }
+    let lost = 0;
+    let duplicated = 0;
+    let total = 0;
+    for (const [key, want] of expected) {
+      total += want.events;
+      const got = found.get(key) ?? 0;
+      if (got < want.events) lost += want.events - got;
+      if (got > want.events) duplicated += got - want.events;
+    }
+    return { expected: total, lost, duplicated, wrong };
+  }
+  const shape = joinShape(params as never);
+  const check = checkRecommendations(shape, lines.map((l) => JSON.parse(l) as Recommendation));
+  return { expected: shape.events, lost: check.missing.length, duplicated: check.duplicates.length, wrong: check.wrong.length + check.unexpected.length };
+}
