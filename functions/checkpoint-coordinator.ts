@@ -13,6 +13,8 @@
  * - poll: done once the checkpoint is decided (completed, failed, or timed out).
  * - finalize: persists the manifest or the failure; done: false when not decided yet.
  * - notify: tells the regions that completed it (their sinks commit).
+ * Every handler may run again for the same input (a retry after a timeout or a kill, a replayed
+ * execution) and answers as the first run did: the decision on a checkpoint is stored once.
  */
 import { jobRegistry } from '../examples/jobs';
 import { createAwsPorts } from '../lib/aws';

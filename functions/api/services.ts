@@ -240,11 +240,15 @@ export class StepsCheckpointService implements CheckpointService {
   }
 
   async history(jobId: string): Promise<CheckpointHistoryItem[]> {
-    await this.deps.jobs.getJob(jobId); // 404 for an unknown job
-    const [done, pending] = await Promise.all([
-      this.deps.metadata.query(jobPk(jobId), 'CKPT#'),
-      this.deps.metadata.query(jobPk(jobId), PENDING_SK_PREFIX),
-    ]);
+    const job = await this.deps.jobs.getJob(jobId); // 404 for an unknown job
+    const read = () => Promise.all([this.deps.metadata.query(jobPk(jobId), 'CKPT#'), this.deps.metadata.query(jobPk(jobId), PENDING_SK_PREFIX)]);
+    let [done, pending] = await read();
+    if (job.status !== 'RUNNING' && pending.length > 0) {
+      // The job ended with a checkpoint pending and no workflow left to decide it: decide it now
+      // (finalize of an ended job fails it 'job-ended'). One that cannot be decided stays pending.
+      for (const { item } of pending) await this.deps.steps.finalize({ jobId, checkpointId: Number(item.checkpointId) }).catch(() => undefined);
+      [done, pending] = await read();
+    }
     const byId = new Map<number, CheckpointHistoryItem>();
     for (const { sk, item } of pending) {
       const h = toHistoryItem(sk.slice(PENDING_SK_PREFIX.length), item);

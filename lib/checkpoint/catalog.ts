@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore, MetaItem } from '../ports/metadata-store';
@@ -7,11 +8,15 @@ import type { CheckpointHistoryEntry, CheckpointManifest } from './types';
 /**
  * Where finalized checkpoints are persisted. `saveCompleted` must be durable before the
  * `notifyComplete` effects that follow the `checkpointFinalized` effect are sent.
+ *
+ * Every checkpoint id is decided once: the first `saveCompleted` or `saveFailed` of N wins, and any
+ * later one (a retried or replayed step, a stale coordinator) gets a `CheckpointDecidedError`
+ * carrying the decision that stands, and changes nothing.
  */
 export interface CheckpointCatalog {
-  /** A completed checkpoint: its manifest, its history entry, then the latest pointer (the commit point). */
+  /** A completed checkpoint: its manifest, its decision (history entry), then the latest pointer. */
   saveCompleted(manifest: CheckpointManifest, history: CheckpointHistoryEntry, retained: readonly number[]): Promise<void>;
-  /** A checkpoint that failed as a whole: its history entry. */
+  /** A checkpoint that failed as a whole: its decision (history entry). */
   saveFailed(history: CheckpointHistoryEntry): Promise<void>;
   /** The latest completed checkpoint, or undefined when there is none. */
   loadLatest(): Promise<CheckpointManifest | undefined>;
@@ -27,6 +32,26 @@ export class StaleCheckpointError extends Error {
   override name = 'StaleCheckpointError';
 }
 
+/** How checkpoint N was decided, as stored: what a retried step converges to. */
+export interface CheckpointDecision {
+  checkpointId: number;
+  history: CheckpointHistoryEntry;
+  /** Completed only: the manifest object the decision names. */
+  manifestKey?: string;
+  /** Completed only: the checkpoints retained once N was added, with their manifest keys, oldest first. */
+  retained?: { checkpointId: number; manifestKey: string }[];
+  /** Token of the writer that decided it. */
+  writer?: string;
+}
+
+/** N was already decided by another writer (or an earlier run of this step): `decision` stands. */
+export class CheckpointDecidedError extends StaleCheckpointError {
+  override name = 'CheckpointDecidedError';
+  constructor(readonly decision: CheckpointDecision) {
+    super(`checkpoint ${decision.checkpointId} was already decided (${decision.history.outcome.status}) by another writer`);
+  }
+}
+
 /** Most failed-region records stored in one history item (DynamoDB items are at most 400 KB). */
 export const MAX_FAILED_REGIONS_PER_ITEM = 200;
 const MAX_MESSAGE_CHARS = 300;
@@ -34,7 +59,10 @@ const MAX_MESSAGE_CHARS = 300;
 export const checkpointPk = (jobId: string): string => `JOB#${jobId}`;
 export const checkpointSk = (id: number): string => `CKPT#${String(id).padStart(12, '0')}`;
 export const LATEST_SK = 'CKPT_LATEST';
+/** Where manifests of catalogs before writer tokens were (still read for their pointers). */
 export const manifestKey = (jobId: string, id: number): string => `checkpoints/${jobId}/${id}/manifest.json`;
+/** Each writer of N puts its manifest under its own key, so none can replace another's. */
+export const writerManifestKey = (jobId: string, id: number, writer: string): string => `checkpoints/${jobId}/${id}/manifest-${writer}.json`;
 
 const failedRegionSchema = z.object({
   regionId: z.string(),
@@ -51,7 +79,7 @@ const historySchema = z.object({
   durationMs: z.number(),
   status: z.enum(['completed', 'failed']),
   reason: z
-    .enum(['declined', 'task-failed', 'timeout', 'unavailable', 'no-live-source', 'too-many-failed-regions', 'too-many-consecutive-failures'])
+    .enum(['declined', 'task-failed', 'timeout', 'unavailable', 'no-live-source', 'too-many-failed-regions', 'too-many-consecutive-failures', 'job-ended'])
     .optional(),
   message: z.string().optional(),
   regionsTotal: z.number(),
@@ -64,14 +92,27 @@ const historySchema = z.object({
   // Absent in items written before counters were persisted.
   consecutiveFailures: z.record(z.string(), z.number().int().nonnegative()).optional(),
 });
-const pointerSchema = z.object({ checkpointId: z.number(), manifestKey: z.string(), retained: z.array(z.number()) });
+const pointerSchema = z.object({
+  checkpointId: z.number(),
+  manifestKey: z.string(),
+  retained: z.array(z.number()),
+  // Absent in pointers written before writer tokens: the retained manifests are at `manifestKey(job, id)`.
+  retainedKeys: z.array(z.string()).optional(),
+});
+const decisionSchema = z.object({
+  manifestKey: z.string().optional(),
+  retained: z.array(z.number()).optional(),
+  retainedKeys: z.array(z.string()).optional(),
+  writer: z.string().optional(),
+});
 
 function clip(s: string): string {
   return s.length > MAX_MESSAGE_CHARS ? `${s.slice(0, MAX_MESSAGE_CHARS - 1)}…` : s;
 }
 
-export function historyToItem(entry: CheckpointHistoryEntry, manifest?: string): MetaItem {
+export function historyToItem(entry: CheckpointHistoryEntry, manifest?: string, extra?: MetaItem): MetaItem {
   const item: MetaItem = {
+    ...extra,
     checkpointId: entry.checkpointId,
     handle: entry.handle,
     triggerTime: entry.triggerTime,
@@ -120,16 +161,23 @@ export function itemToHistory(item: MetaItem): CheckpointHistoryEntry {
 }
 
 /**
- * The catalog over the ports: DynamoDB item `pk=JOB#<jobId>, sk=CKPT#<12-digit id>` per finalized
- * checkpoint (its history entry, plus `manifestKey` when it completed), S3 object
- * `checkpoints/<jobId>/<id>/manifest.json` per completed checkpoint, and a pointer item
- * `sk=CKPT_LATEST` (latest id, its manifest key, retained ids) written last, conditionally on the
- * id only going up, so a stale coordinator cannot move it back.
+ * The catalog over the ports, per job (`pk=JOB#<jobId>`):
+ * - S3 `checkpoints/<jobId>/<id>/manifest-<writer>.json`: a completed checkpoint's manifest, under
+ *   a key of its own per writer (a random token per save), so no writer can replace another's.
+ * - DynamoDB `sk=CKPT#<12-digit id>`: the decision on N (its history entry; when completed, the
+ *   manifest key and the retained checkpoints with their keys). Created only if absent: exactly one
+ *   writer decides N, and every retry or replay reads that decision back.
+ * - DynamoDB `sk=CKPT_LATEST`: the latest completed checkpoint (id, manifest key, retained ids and
+ *   keys), what recovery reads. Moved only forward (conditional on the id), after the decision; a
+ *   decision whose pointer write was lost is rolled forward by `rollForward` (the next step does).
  *
  * Requests: completed checkpoint 1 S3 PUT + 2 DynamoDB writes (3 for the job's first one);
  * failed checkpoint 1 DynamoDB write; retiring manifests 1 S3 delete per 1000.
  */
 export class PortCheckpointCatalog implements CheckpointCatalog {
+  /** Manifest keys of the completed checkpoints this catalog saved or read. */
+  private readonly keys = new Map<number, string>();
+
   constructor(
     readonly jobId: string,
     private readonly metadata: MetadataStore,
@@ -138,24 +186,115 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
 
   async saveCompleted(manifest: CheckpointManifest, history: CheckpointHistoryEntry, retained: readonly number[]): Promise<void> {
     if (manifest.jobId !== this.jobId) throw new Error(`manifest of job ${manifest.jobId} given to the catalog of job ${this.jobId}`);
-    const key = manifestKey(this.jobId, manifest.checkpointId);
+    const id = manifest.checkpointId;
+    const writer = randomUUID();
+    const key = writerManifestKey(this.jobId, id, writer);
+    const retainedKeys: { checkpointId: number; manifestKey: string }[] = [];
+    for (const r of [...retained].sort((a, b) => a - b)) retainedKeys.push({ checkpointId: r, manifestKey: r === id ? key : await this.keyOf(r) });
     await this.blobs.put(key, serializeManifest(manifest));
-    const pk = checkpointPk(this.jobId);
-    await this.metadata.put(pk, checkpointSk(manifest.checkpointId), historyToItem(history, key));
-    const pointer: MetaItem = { checkpointId: manifest.checkpointId, manifestKey: key, retained: [...retained] };
-    // DynamoDB: a comparison on a missing attribute is false, so the first pointer needs its own condition.
-    if (await this.metadata.put(pk, LATEST_SK, pointer, [{ attr: 'checkpointId', op: '<', value: manifest.checkpointId }])) return;
-    if (await this.metadata.put(pk, LATEST_SK, pointer, [{ attr: 'checkpointId', op: 'notExists' }])) return;
-    throw new StaleCheckpointError(`checkpoint ${manifest.checkpointId} of job ${this.jobId} is not newer than the latest one in the catalog`);
+    const decision: CheckpointDecision = { checkpointId: id, history, manifestKey: key, retained: retainedKeys, writer };
+    try {
+      await this.decide(decision);
+    } catch (e) {
+      // Not ours: nothing references the object just written.
+      if (e instanceof CheckpointDecidedError) await this.blobs.delete([key]);
+      throw e;
+    }
+    this.keys.set(id, key);
+    if (await this.rollForward(decision)) return;
+    const p = await this.pointer();
+    if (p?.checkpointId !== id || p.manifestKey !== key) {
+      throw new StaleCheckpointError(`checkpoint ${id} of job ${this.jobId} is not newer than the latest one in the catalog (${p?.checkpointId})`);
+    }
   }
 
   async saveFailed(history: CheckpointHistoryEntry): Promise<void> {
-    await this.metadata.put(checkpointPk(this.jobId), checkpointSk(history.checkpointId), historyToItem(history));
+    await this.decide({ checkpointId: history.checkpointId, history, writer: randomUUID() });
+  }
+
+  /** Creates the decision item of N unless one exists; throws CheckpointDecidedError with the one that stands. */
+  private async decide(d: CheckpointDecision): Promise<void> {
+    const extra: MetaItem = { writer: d.writer! };
+    if (d.retained) {
+      extra.retained = d.retained.map((r) => r.checkpointId);
+      extra.retainedKeys = d.retained.map((r) => r.manifestKey);
+    }
+    const item = historyToItem(d.history, d.manifestKey, extra);
+    if (await this.metadata.put(checkpointPk(this.jobId), checkpointSk(d.checkpointId), item, [{ attr: 'checkpointId', op: 'notExists' }])) return;
+    const standing = await this.loadDecision(d.checkpointId);
+    // Our own write, retried after a lost response, stands.
+    if (standing !== undefined && standing.writer === d.writer) return;
+    if (standing === undefined) throw new Error(`checkpoint ${d.checkpointId} of job ${this.jobId}: its decision item was refused but is not there`);
+    throw new CheckpointDecidedError(standing);
+  }
+
+  /** How N was decided, or undefined while it is not. */
+  async loadDecision(checkpointId: number): Promise<CheckpointDecision | undefined> {
+    const item = await this.metadata.get(checkpointPk(this.jobId), checkpointSk(checkpointId));
+    return item === undefined ? undefined : itemToDecision(item, this.jobId);
+  }
+
+  /**
+   * Moves the latest pointer to a completed decision if it is behind it; idempotent. False when the
+   * pointer is already at or past N (nothing to do).
+   */
+  async rollForward(d: CheckpointDecision): Promise<boolean> {
+    if (d.history.outcome.status !== 'completed' || d.manifestKey === undefined) return false;
+    const retained = d.retained ?? [{ checkpointId: d.checkpointId, manifestKey: d.manifestKey }];
+    const pointer: MetaItem = {
+      checkpointId: d.checkpointId,
+      manifestKey: d.manifestKey,
+      retained: retained.map((r) => r.checkpointId),
+      retainedKeys: retained.map((r) => r.manifestKey),
+    };
+    for (const r of retained) this.keys.set(r.checkpointId, r.manifestKey);
+    const pk = checkpointPk(this.jobId);
+    // DynamoDB: a comparison on a missing attribute is false, so the first pointer needs its own condition.
+    if (await this.metadata.put(pk, LATEST_SK, pointer, [{ attr: 'checkpointId', op: '<', value: d.checkpointId }])) return true;
+    if (await this.metadata.put(pk, LATEST_SK, pointer, [{ attr: 'checkpointId', op: 'notExists' }])) return true;
+    return false;
+  }
+
+  /**
+   * Rolls the pointer forward to the newest completed decision after it (one whose pointer write
+   * was lost: the writer died between the two).
+   */
+  async repair(): Promise<void> {
+    const latest = (await this.pointer())?.checkpointId ?? 0;
+    const items = await this.metadata.query(checkpointPk(this.jobId), 'CKPT#');
+    for (let i = items.length - 1; i >= 0; i--) {
+      const d = itemToDecision(items[i]!.item, this.jobId);
+      if (d.checkpointId <= latest) return;
+      if (d.history.outcome.status === 'completed') {
+        await this.rollForward(d);
+        return;
+      }
+    }
   }
 
   private async pointer(): Promise<z.infer<typeof pointerSchema> | undefined> {
     const item = await this.metadata.get(checkpointPk(this.jobId), LATEST_SK);
     return item === undefined ? undefined : pointerSchema.parse(item);
+  }
+
+  /** The manifest key of a retained checkpoint: known here, or from the pointer, or from its decision. */
+  private async keyOf(id: number): Promise<string> {
+    const known = this.keys.get(id);
+    if (known !== undefined) return known;
+    const p = await this.pointer();
+    if (p !== undefined) this.rememberPointer(p);
+    const fromPointer = this.keys.get(id);
+    if (fromPointer !== undefined) return fromPointer;
+    const d = await this.loadDecision(id);
+    return d?.manifestKey ?? manifestKey(this.jobId, id);
+  }
+
+  private rememberPointer(p: z.infer<typeof pointerSchema>): { checkpointId: number; key: string }[] {
+    const ids = [...new Set([...p.retained, p.checkpointId])].sort((a, b) => a - b);
+    const keyed = p.retainedKeys !== undefined && p.retainedKeys.length === p.retained.length ? new Map(p.retained.map((id, i) => [id, p.retainedKeys![i]!])) : undefined;
+    const out = ids.map((id) => ({ checkpointId: id, key: id === p.checkpointId ? p.manifestKey : (keyed?.get(id) ?? manifestKey(this.jobId, id)) }));
+    for (const r of out) this.keys.set(r.checkpointId, r.key);
+    return out;
   }
 
   private async manifestAt(key: string): Promise<CheckpointManifest> {
@@ -164,16 +303,24 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
     return parseManifest(new TextDecoder().decode(body));
   }
 
+  /** The manifest a decision names (undefined: failed, or its manifest was retired since). */
+  async manifestOf(d: CheckpointDecision): Promise<CheckpointManifest | undefined> {
+    if (d.manifestKey === undefined) return undefined;
+    const body = await this.blobs.get(d.manifestKey);
+    return body === undefined ? undefined : parseManifest(new TextDecoder().decode(body));
+  }
+
   async loadLatest(): Promise<CheckpointManifest | undefined> {
     const p = await this.pointer();
-    return p === undefined ? undefined : this.manifestAt(p.manifestKey);
+    if (p === undefined) return undefined;
+    this.rememberPointer(p);
+    return this.manifestAt(p.manifestKey);
   }
 
   async loadRetained(): Promise<CheckpointManifest[]> {
     const p = await this.pointer();
     if (p === undefined) return [];
-    const ids = [...new Set([...p.retained, p.checkpointId])].sort((a, b) => a - b);
-    return Promise.all(ids.map((id) => this.manifestAt(manifestKey(this.jobId, id))));
+    return Promise.all(this.rememberPointer(p).map((r) => this.manifestAt(r.key)));
   }
 
   async loadHistory(): Promise<CheckpointHistoryEntry[]> {
@@ -183,6 +330,25 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
 
   async deleteManifests(checkpointIds: readonly number[]): Promise<void> {
     if (checkpointIds.length === 0) return;
-    await this.blobs.delete(checkpointIds.map((id) => manifestKey(this.jobId, id)));
+    const keys: string[] = [];
+    for (const id of checkpointIds) {
+      keys.push(await this.keyOf(id));
+      this.keys.delete(id);
+    }
+    await this.blobs.delete(keys);
   }
+}
+
+function itemToDecision(item: MetaItem, jobId: string): CheckpointDecision {
+  const history = itemToHistory(item);
+  const d = decisionSchema.parse(item);
+  const out: CheckpointDecision = { checkpointId: history.checkpointId, history };
+  if (d.writer !== undefined) out.writer = d.writer;
+  if (d.manifestKey !== undefined) {
+    out.manifestKey = d.manifestKey;
+    const ids = d.retained ?? [history.checkpointId];
+    const keys = d.retainedKeys;
+    out.retained = ids.map((id, i) => ({ checkpointId: id, manifestKey: id === history.checkpointId ? d.manifestKey! : (keys?.[i] ?? manifestKey(jobId, id)) }));
+  }
+  return out;
 }

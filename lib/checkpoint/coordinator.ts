@@ -33,9 +33,19 @@ export interface CoordinatorOptions {
    * are ignored, since nothing of theirs can be judged.
    */
   consecutiveFailures?: Readonly<Record<string, number>>;
+  /**
+   * The attempt each subtask runs now (its task unit's attempt; missing: unknown). A checkpoint
+   * counts only acknowledgements of the attempt its subtask ran at the trigger.
+   */
+  attempts?: Readonly<Record<SubtaskId, number>>;
 }
 
 const NONE: readonly CheckpointEffect[] = Object.freeze([]);
+
+function checkAttempt(subtask: SubtaskId, attempt: number): number {
+  if (!Number.isInteger(attempt) || attempt < 0) throw new RangeError(`attempt of subtask ${subtask} must be a whole number >= 0, got ${attempt}`);
+  return attempt;
+}
 
 /** Keys of `state` that `original` does not have. */
 function keysNotIn(state: readonly SnapshotHandle[], original: readonly SnapshotHandle[] | undefined): string[] {
@@ -75,6 +85,8 @@ export class CheckpointCoordinator {
   /** Each region's entry in the latest manifest (undefined: none yet). */
   private readonly restoreEntries: (ManifestRegion | undefined)[];
   private out: CheckpointEffect[] | null = null;
+  /** The attempt each subtask runs, as far as told (-1: unknown). */
+  private readonly attempts: Int32Array;
 
   constructor(options: CoordinatorOptions) {
     this.config = resolveCheckpointConfig(options.config);
@@ -84,6 +96,11 @@ export class CheckpointCoordinator {
     for (const [regionId, count] of Object.entries(options.consecutiveFailures ?? {})) {
       const r = this.topology.regionIndex(regionId);
       if (r >= 0) this.failures.restore(r, count);
+    }
+    this.attempts = new Int32Array(this.topology.subtaskCount).fill(-1);
+    for (const [subtask, attempt] of Object.entries(options.attempts ?? {})) {
+      const i = this.topology.indexOf(subtask);
+      if (i >= 0) this.attempts[i] = checkAttempt(subtask, attempt);
     }
     this.store = new CompletedCheckpointStore(this.config.retained, options.restored ?? []);
     this.stats = new CheckpointStatsTracker(this.config.historySize);
@@ -120,12 +137,17 @@ export class CheckpointCoordinator {
     return this.finish();
   }
 
-  /** A subtask snapshotted N: `state` lists the objects it wrote (empty when stateless). */
-  acknowledge(subtask: SubtaskId, checkpointId: number, state: readonly SnapshotHandle[], now: number): readonly CheckpointEffect[] {
+  /**
+   * A subtask snapshotted N: `state` lists the objects it wrote (empty when stateless). With
+   * `attempt` (the subtask's task unit attempt that wrote it): an attempt older than the one N was
+   * triggered for is a dead attempt's, and is discarded; a newer one means the subtask restarted
+   * since the trigger, which fails its region for N (as `taskAttempt`).
+   */
+  acknowledge(subtask: SubtaskId, checkpointId: number, state: readonly SnapshotHandle[], now: number, attempt?: number): readonly CheckpointEffect[] {
     if (now >= this.minDeadline) this.expire(now);
     const i = this.topology.indexOf(subtask);
     const p = this.find(checkpointId);
-    if (i < 0 || p === undefined) {
+    if (i < 0 || p === undefined || !this.fromTriggeredAttempt(p, i, attempt, now)) {
       this.discardLate(checkpointId, i, state);
       return this.finish();
     }
@@ -147,12 +169,12 @@ export class CheckpointCoordinator {
     return this.finish();
   }
 
-  /** A subtask could not snapshot N. */
-  decline(subtask: SubtaskId, checkpointId: number, reason: string, now: number): readonly CheckpointEffect[] {
+  /** A subtask could not snapshot N (`attempt`: as for `acknowledge`). */
+  decline(subtask: SubtaskId, checkpointId: number, reason: string, now: number, attempt?: number): readonly CheckpointEffect[] {
     this.expire(now);
     const i = this.topology.indexOf(subtask);
     const p = this.find(checkpointId);
-    if (i >= 0 && p !== undefined && !p.aborted && p.subtaskState(i) !== S_FINISHED) {
+    if (i >= 0 && p !== undefined && !p.aborted && p.subtaskState(i) !== S_FINISHED && this.fromTriggeredAttempt(p, i, attempt, now)) {
       const r = this.topology.regionOf[i]!;
       if (p.regionState(r) === R_UNDECIDED) {
         this.failRegion(p, r, { reason: 'declined', message: `subtask ${subtask} declined checkpoint ${checkpointId}: ${reason}`, subtask }, now);
@@ -182,11 +204,49 @@ export class CheckpointCoordinator {
     return this.finish();
   }
 
-  /** A failed subtask runs again (restored); its region takes part in the next trigger. */
-  taskRecovered(subtask: SubtaskId, now: number): readonly CheckpointEffect[] {
+  /**
+   * A failed subtask runs again (restored); its region takes part in the next trigger. With
+   * `attempt`, the attempt it runs now (as `taskAttempt`).
+   */
+  taskRecovered(subtask: SubtaskId, now: number, attempt?: number): readonly CheckpointEffect[] {
     this.expire(now);
     const i = this.topology.indexOf(subtask);
-    if (i >= 0) this.planner.markUp(i);
+    if (i >= 0) {
+      if (attempt !== undefined) this.newAttempt(i, checkAttempt(subtask, attempt), now);
+      this.planner.markUp(i);
+      this.settle(now);
+    }
+    return this.finish();
+  }
+
+  /**
+   * The subtask runs `attempt` now (its task unit was restarted, or this is what the unit record
+   * says). A checkpoint triggered for an older attempt of it can no longer complete its region:
+   * the region fails it ('task-failed'), as it restarts from the latest finalized manifest. An
+   * attempt older than the one known is ignored.
+   */
+  taskAttempt(subtask: SubtaskId, attempt: number, now: number): readonly CheckpointEffect[] {
+    this.expire(now);
+    const i = this.topology.indexOf(subtask);
+    if (i >= 0) {
+      this.newAttempt(i, checkAttempt(subtask, attempt), now);
+      this.settle(now);
+    }
+    return this.finish();
+  }
+
+  /**
+   * The job ended (finished, failed or cancelled): every checkpoint still pending is decided now,
+   * failed as a whole with reason 'job-ended', and queued triggers are dropped. No abort is sent
+   * (the units are gone or going).
+   */
+  jobEnded(now: number, message = 'the job ended'): readonly CheckpointEffect[] {
+    this.expire(now);
+    this.queue = 0;
+    for (const p of this.pending) {
+      if (!p.aborted && p.endTime === undefined) this.abortWhole(p, { reason: 'job-ended', message: `checkpoint ${p.id} was pending when ${message}` }, now, false);
+    }
+    this.settle(now);
     return this.finish();
   }
 
@@ -259,6 +319,33 @@ export class CheckpointCoordinator {
   // ------------------------------------------------------------------------------------------
   // Internals.
 
+  /** Records attempt `a` of subtask `i`; fails its region in checkpoints triggered for an older one. */
+  private newAttempt(i: number, a: number, now: number): void {
+    if (a <= this.attempts[i]!) return;
+    this.attempts[i] = a;
+    const r = this.topology.regionOf[i]!;
+    const subtask = this.topology.subtasks[i]!;
+    for (const p of this.pending) {
+      const expected = p.attempts[i]!;
+      if (p.aborted || expected < 0 || expected >= a || p.regionState(r) === R_FAILED) continue;
+      this.failRegion(p, r, { reason: 'task-failed', message: `subtask ${subtask} restarted (attempt ${expected} -> ${a}) before checkpoint ${p.id} was finalized`, subtask }, now);
+    }
+  }
+
+  /**
+   * Whether a message of `attempt` from subtask `i` about `p` counts: yes when either attempt is
+   * unknown or they are the same. A newer attempt is also news of a restart (`newAttempt`).
+   */
+  private fromTriggeredAttempt(p: PendingCheckpoint, i: number, attempt: number | undefined, now: number): boolean {
+    const expected = p.attempts[i]!;
+    if (attempt === undefined || expected < 0 || attempt === expected) return true;
+    if (attempt > expected) {
+      this.newAttempt(i, attempt, now);
+      this.settle(now);
+    }
+    return false;
+  }
+
   private emit(effect: CheckpointEffect): void {
     (this.out ??= []).push(effect);
   }
@@ -287,7 +374,7 @@ export class CheckpointCoordinator {
 
   private start(now: number): void {
     const plan = this.planner.plan();
-    const p = new PendingCheckpoint(this.nextId++, now, this.config.timeoutMs, plan, this.topology);
+    const p = new PendingCheckpoint(this.nextId++, now, this.config.timeoutMs, plan, this.topology, this.attempts);
     this.pending.push(p);
     this.active++;
     this.stats.triggered();

@@ -12,13 +12,16 @@ export { ManifestError, manifestKeys, parseManifest, regionRestore, serializeMan
 export {
   PortCheckpointCatalog,
   StaleCheckpointError,
+  CheckpointDecidedError,
   checkpointPk,
   checkpointSk,
   historyToItem,
   itemToHistory,
   LATEST_SK,
   manifestKey,
+  writerManifestKey,
   MAX_FAILED_REGIONS_PER_ITEM,
   type CheckpointCatalog,
+  type CheckpointDecision,
 } from './catalog';
 export { CheckpointPersistence, type PersistenceOptions } from './persistence';

@@ -39,6 +39,8 @@ export class PendingCheckpoint {
   endTime: number | undefined;
   /** Set once the failure manager has looked at it as the oldest pending checkpoint. */
   headChecked = false;
+  /** The attempt each subtask ran at the trigger (-1: unknown); only that attempt's acknowledgement counts. */
+  readonly attempts: Int32Array;
 
   constructor(
     readonly id: number,
@@ -46,7 +48,9 @@ export class PendingCheckpoint {
     timeoutMs: number,
     readonly plan: CheckpointPlan,
     private readonly topology: CheckpointTopology,
+    attempts?: Int32Array,
   ) {
+    this.attempts = attempts ? attempts.slice() : new Int32Array(topology.subtaskCount).fill(-1);
     this.deadline = triggerTime + timeoutMs;
     this.status = plan.subtaskStatus.slice();
     this.state = new Array(topology.subtaskCount);

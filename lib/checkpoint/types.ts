@@ -75,7 +75,9 @@ export type RegionFailureReason =
 export type CheckpointFailureReason =
   | RegionFailureReason
   | 'too-many-failed-regions'
-  | 'too-many-consecutive-failures';
+  | 'too-many-consecutive-failures'
+  /** The job finished, failed or was cancelled while N was pending (`jobEnded`). */
+  | 'job-ended';
 
 export interface RegionFailure {
   reason: RegionFailureReason;

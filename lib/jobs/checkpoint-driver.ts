@@ -16,7 +16,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
-import { CheckpointIO } from '../runtime/checkpoint-io';
+import { CheckpointIO, type AckRecord } from '../runtime/checkpoint-io';
 import type { ControlMessage } from '../runtime/messages';
 import type { JobRecord } from './job-store';
 
@@ -33,6 +33,24 @@ export interface DriverDeps {
   clock?: Clock;
   /** First checkpoint id to use (default: after the latest completed one). */
   nextCheckpointId?: number;
+  /** The attempt of each task unit (by unit id) to start from; default: their unit records now. */
+  unitAttempts?: Readonly<Record<string, number>>;
+}
+
+/** `JOB#<id>/UNIT#<unit>` records' attempts, by unit id (units without a record are left out). */
+export async function readUnitAttempts(metadata: MetadataStore, jobId: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const { item } of await metadata.query(`JOB#${jobId}`, 'UNIT#')) {
+    if (typeof item.unitId === 'string' && typeof item.attempt === 'number') out[item.unitId] = item.attempt;
+  }
+  return out;
+}
+
+export interface ReplayOptions {
+  /** The units' attempts now (unit records): a unit restarted since the trigger fails its region. */
+  unitAttempts?: Readonly<Record<string, number>>;
+  /** The job is no longer running (this says how it ended): N, if still undecided, is decided 'job-ended'. */
+  jobEnded?: string;
 }
 
 export class CheckpointDriver {
@@ -48,12 +66,13 @@ export class CheckpointDriver {
 
   private constructor(
     private readonly deps: DriverDeps,
+    catalog: PortCheckpointCatalog,
     restored: CheckpointManifest[],
     consecutiveFailures: Readonly<Record<string, number>> | undefined,
   ) {
     const { job, graph } = deps;
     this.clock = deps.clock ?? systemClock;
-    this.catalog = new PortCheckpointCatalog(job.jobId, deps.metadata, deps.blobs);
+    this.catalog = catalog;
     this.io = new CheckpointIO(job.jobId, deps.blobs, deps.metadata);
     this.persistence = new CheckpointPersistence(this.catalog, deps.blobs);
     for (const u of job.units) for (const s of u.subtasks) this.unitOf.set(s, u.unitId);
@@ -73,7 +92,20 @@ export class CheckpointDriver {
       restored,
       ...(deps.nextCheckpointId !== undefined ? { nextCheckpointId: deps.nextCheckpointId } : {}),
       ...(consecutiveFailures !== undefined ? { consecutiveFailures } : {}),
+      attempts: this.subtaskAttempts(deps.unitAttempts ?? {}),
     });
+  }
+
+  /** Unit attempts as subtask attempts (what the coordinator counts acknowledgements by). */
+  private subtaskAttempts(units: Readonly<Record<string, number>>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const u of this.deps.job.units) if (units[u.unitId] !== undefined) for (const s of u.subtasks) out[s] = units[u.unitId]!;
+    return out;
+  }
+
+  /** Tells the coordinator which attempt each unit runs (a restarted one fails its region in pending checkpoints). */
+  async unitAttempts(units: Readonly<Record<string, number>>, at = this.clock.now()): Promise<void> {
+    for (const [s, a] of Object.entries(this.subtaskAttempts(units))) await this.apply(this.coordinator.taskAttempt(s, a, at));
   }
 
   /**
@@ -85,14 +117,27 @@ export class CheckpointDriver {
    */
   static async create(deps: DriverDeps): Promise<CheckpointDriver> {
     const catalog = new PortCheckpointCatalog(deps.job.jobId, deps.metadata, deps.blobs);
-    const [retained, history] = await Promise.all([catalog.loadRetained(), catalog.loadHistory()]);
+    const [loaded, history, unitAttempts] = await Promise.all([
+      catalog.loadRetained(),
+      catalog.loadHistory(),
+      deps.unitAttempts ?? readUnitAttempts(deps.metadata, deps.job.jobId),
+    ]);
+    let retained = loaded;
+    // A completed decision newer than the pointer: its writer died before moving the pointer.
+    const latest = retained.at(-1)?.checkpointId ?? 0;
+    const newest = history.filter((h) => h.outcome.status === 'completed').at(-1);
+    if (newest !== undefined && newest.checkpointId > latest) {
+      const decision = await catalog.loadDecision(newest.checkpointId);
+      // Never point at a manifest that is not there.
+      if (decision?.manifestKey !== undefined && (await deps.blobs.head(decision.manifestKey)) && (await catalog.rollForward(decision))) retained = await catalog.loadRetained();
+    }
     const used = Math.max(0, ...history.map((h) => h.checkpointId), ...retained.map((m) => m.checkpointId));
     const next = deps.nextCheckpointId ?? used + 1;
     let counted: CheckpointHistoryEntry | undefined;
     for (const h of history) {
       if (h.consecutiveFailures !== undefined && h.checkpointId < next && (counted === undefined || h.checkpointId > counted.checkpointId)) counted = h;
     }
-    return new CheckpointDriver({ ...deps, nextCheckpointId: next }, retained, counted?.consecutiveFailures);
+    return new CheckpointDriver({ ...deps, nextCheckpointId: next, unitAttempts }, catalog, retained, counted?.consecutiveFailures);
   }
 
   /** Acknowledgements (and declines) of N stored so far, oldest first. */
@@ -100,8 +145,13 @@ export class CheckpointDriver {
     return this.io.acks(checkpointId).then((acks) => acks.sort((a, b) => a.at - b.at));
   }
 
-  /** Starts a checkpoint now; returns its id, or undefined when it was refused or queued. */
+  /**
+   * Starts a checkpoint now; returns its id, or undefined when it was refused or queued. The
+   * units' attempts are read first: N counts only acknowledgements of the attempts it was
+   * triggered for.
+   */
   async trigger(): Promise<number | undefined> {
+    await this.unitAttempts(await readUnitAttempts(this.deps.metadata, this.deps.job.jobId));
     const effects = this.coordinator.trigger(this.clock.now());
     await this.apply(effects);
     const started = effects.find((e) => e.type === 'triggerSources');
@@ -114,14 +164,10 @@ export class CheckpointDriver {
       const seen = this.seen.get(id) ?? new Set<string>();
       this.seen.set(id, seen);
       for (const ack of await this.io.acks(id)) {
-        if (seen.has(ack.subtask)) continue;
-        seen.add(ack.subtask);
-        const now = this.clock.now();
-        await this.apply(
-          ack.declined !== undefined
-            ? this.coordinator.decline(ack.subtask, id, ack.declined, now)
-            : this.coordinator.acknowledge(ack.subtask, id, ack.state, now),
-        );
+        const key = `${ack.subtask}#${ack.attempt ?? 0}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        await this.apply(this.feed(id, ack, this.clock.now()));
       }
     }
     await this.apply(this.coordinator.tick(this.clock.now()));
@@ -131,8 +177,26 @@ export class CheckpointDriver {
     for (const s of subtasks) await this.apply(this.coordinator.taskFailed(s, this.clock.now(), message));
   }
 
-  async taskRecovered(subtasks: string[]): Promise<void> {
-    for (const s of subtasks) await this.apply(this.coordinator.taskRecovered(s, this.clock.now()));
+  async taskRecovered(subtasks: string[], attempt?: number): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.taskRecovered(s, this.clock.now(), attempt));
+  }
+
+  /**
+   * The job ended: decides every pending checkpoint (failed as a whole, 'job-ended'), after a last
+   * look at the acknowledgements, so none stays pending in the history.
+   */
+  async jobEnded(message: string): Promise<void> {
+    await this.poll().catch((error) => this.log.push(`last poll at the end: ${error instanceof Error ? error.message : String(error)}`));
+    await this.persistence.apply(this.coordinator.jobEnded(this.clock.now(), message));
+    // Discards buffered since the last finalized checkpoint (late acknowledgements) go now: nothing comes after.
+    await this.persistence.flush();
+  }
+
+  /** One stored acknowledgement (or decline) as a coordinator event. */
+  private feed(id: number, ack: AckRecord, now: number): readonly CheckpointEffect[] {
+    return ack.declined !== undefined
+      ? this.coordinator.decline(ack.subtask, id, ack.declined, now, ack.attempt)
+      : this.coordinator.acknowledge(ack.subtask, id, ack.state, now, ack.attempt);
   }
 
   async subtaskFinished(subtasks: string[]): Promise<void> {
@@ -148,20 +212,24 @@ export class CheckpointDriver {
    * acknowledgements) and returns the effects, without carrying any out. The Step Functions steps
    * use this: each step is a fresh process, and the coordinator is a pure function of its events.
    */
-  async replay(checkpointId: number, triggerTime: number): Promise<CheckpointEffect[]> {
+  async replay(checkpointId: number, triggerTime: number, options: ReplayOptions = {}): Promise<CheckpointEffect[]> {
     const effects: CheckpointEffect[] = [];
     const started = this.coordinator.trigger(triggerTime);
-    if (!started.some((e) => e.type === 'triggerSources' && e.checkpointId === checkpointId)) {
+    // Failed as a whole at its trigger (every region down, say) is a decision too.
+    const known = this.coordinator.pendingCheckpoints().includes(checkpointId) || started.some((e) => e.type === 'checkpointFinalized' && e.checkpointId === checkpointId);
+    if (!known) {
       throw new Error(`checkpoint ${checkpointId} cannot be replayed: the coordinator would start ${this.coordinator.pendingCheckpoints().join(', ') || 'nothing'}`);
     }
-    for (const ack of await this.acksOf(checkpointId)) {
-      effects.push(
-        ...(ack.declined !== undefined
-          ? this.coordinator.decline(ack.subtask, checkpointId, ack.declined, ack.at)
-          : this.coordinator.acknowledge(ack.subtask, checkpointId, ack.state, ack.at)),
-      );
+    effects.push(...started.filter((e) => e.type !== 'triggerSources'));
+    // A unit restarted since the trigger: its region cannot complete N (it restarts from the
+    // latest persisted manifest), whatever its dead attempt acknowledged.
+    if (options.unitAttempts) {
+      for (const [s, a] of Object.entries(this.subtaskAttempts(options.unitAttempts))) effects.push(...this.coordinator.taskAttempt(s, a, triggerTime));
     }
-    effects.push(...this.coordinator.tick(this.clock.now()));
+    for (const ack of await this.acksOf(checkpointId)) effects.push(...this.feed(checkpointId, ack, Math.max(ack.at, triggerTime)));
+    const now = this.clock.now();
+    effects.push(...this.coordinator.tick(now));
+    if (options.jobEnded !== undefined) effects.push(...this.coordinator.jobEnded(now, options.jobEnded));
     return effects;
   }
 

@@ -11,7 +11,9 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
-import { CheckpointDriver, type ControlSender } from './checkpoint-driver';
+import { CheckpointDecidedError, PortCheckpointCatalog, type CheckpointDecision } from '../checkpoint/catalog';
+import type { CheckpointEffect } from '../checkpoint/types';
+import { CheckpointDriver, readUnitAttempts, type ControlSender } from './checkpoint-driver';
 import type { JobService } from './job-service';
 import type { JobStore } from './job-store';
 
@@ -38,8 +40,17 @@ interface PendingMarker {
   checkpointId: number;
   triggerTime: number;
   deadline: number;
+  /** The task units' attempts at the trigger: N counts only their acknowledgements. */
+  attempts?: Record<string, number>;
+  /** False until the trigger was sent: a trigger step that died in between is taken over by the next. */
+  sent?: boolean;
 }
 
+/**
+ * Every step converges when run again (a Step Functions retry, a replayed execution, a second
+ * execution for the same checkpoint): the decision on N is stored once (the catalog's decision
+ * item) and every later step reads it back instead of deciding again.
+ */
 export class CheckpointSteps {
   private readonly clock: Clock;
 
@@ -49,52 +60,109 @@ export class CheckpointSteps {
 
   async trigger({ jobId }: StepInput): Promise<StepResult> {
     const job = await this.deps.jobs.getJob(jobId);
-    if (job.status !== 'RUNNING') return { jobId, checkpointId: null, done: true, outcome: 'job-not-running', message: `job is ${job.status}` };
+    const markers = (await this.markers(jobId)).sort((a, b) => a.checkpointId - b.checkpointId);
+    if (job.status !== 'RUNNING') {
+      // Nothing to trigger; a checkpoint left pending is decided ('job-ended').
+      for (const m of markers) await this.finalize({ jobId, checkpointId: m.checkpointId });
+      return { jobId, checkpointId: null, done: true, outcome: 'job-not-running', message: `job is ${job.status}` };
+    }
     const now = this.clock.now();
-    const markers = await this.markers(jobId);
     const open = markers.filter((m) => m.deadline > now);
+    const unsent = open.find((m) => m.sent === false);
+    if (unsent !== undefined) {
+      // The trigger step that wrote it died before (or while) sending: send it now, same id.
+      const driver = await this.driver(jobId, unsent.checkpointId, unsent.attempts);
+      await this.send(jobId, driver, unsent, driver.coordinator.trigger(unsent.triggerTime));
+      return { jobId, checkpointId: unsent.checkpointId, done: false, outcome: 'pending', waitSeconds: 1 };
+    }
     if (open.length > 0) {
       return { jobId, checkpointId: null, done: true, outcome: 'refused', message: `checkpoint ${open[0]!.checkpointId} is still pending` };
     }
     // A checkpoint whose workflow died before finalize (an execution failed or was stopped): decide
     // it now (past its deadline it times out) so its id is used up and its acks are never read as
     // those of the next checkpoint.
-    for (const m of markers.sort((a, b) => a.checkpointId - b.checkpointId)) await this.finalize({ jobId, checkpointId: m.checkpointId });
-    const driver = await this.driver(jobId);
-    const id = await driver.trigger();
-    if (id === undefined) return { jobId, checkpointId: null, done: true, outcome: 'refused', message: 'the coordinator refused the trigger' };
-    const deadline = now + job.settings.checkpoint.timeoutSeconds * 1000;
-    const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline };
+    for (const m of markers) await this.finalize({ jobId, checkpointId: m.checkpointId });
+    const attempts = await readUnitAttempts(this.deps.metadata, jobId);
+    const driver = await this.driver(jobId, undefined, attempts);
+    const effects = driver.coordinator.trigger(now);
+    const started = effects.find((e) => e.type === 'triggerSources');
+    if (started?.type !== 'triggerSources') {
+      await driver.persist(effects);
+      const failed = effects.find((e) => e.type === 'checkpointFinalized');
+      const message = failed?.type === 'checkpointFinalized' && failed.outcome === 'failed' ? `checkpoint ${failed.checkpointId} failed at its trigger: ${failed.failure.message}` : 'the coordinator refused the trigger';
+      return { jobId, checkpointId: null, done: true, outcome: 'refused', message };
+    }
+    const id = started.checkpointId;
+    // The marker before the trigger goes out: a checkpoint whose sources were told is always pending or decided.
+    const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline: started.deadline, attempts, sent: false };
     await this.deps.metadata.put(`JOB#${jobId}`, PENDING_PREFIX + pad(id), { ...marker });
+    await this.send(jobId, driver, marker, effects);
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
   }
 
+  /** Sends the trigger effects of N (sources ignore a trigger they already took) and marks it sent. */
+  private async send(jobId: string, driver: CheckpointDriver, marker: PendingMarker, effects: readonly CheckpointEffect[]): Promise<void> {
+    await driver.persist(effects);
+    await driver.send(effects.filter((e) => e.type === 'triggerSources' && e.checkpointId === marker.checkpointId));
+    await this.deps.metadata.update(`JOB#${jobId}`, PENDING_PREFIX + pad(marker.checkpointId), { set: { sent: true } }, [{ attr: 'checkpointId', op: 'exists' }]);
+  }
+
   async poll({ jobId, checkpointId }: StepInput): Promise<StepResult> {
-    const { id, marker } = await this.marker(jobId, checkpointId);
-    const effects = await (await this.driver(jobId, id)).replay(id, marker.triggerTime);
+    const id = requireId(checkpointId);
+    const decided = await this.catalog(jobId).loadDecision(id);
+    if (decided) return { jobId, checkpointId: id, done: true, outcome: decided.history.outcome.status };
+    const { marker } = await this.marker(jobId, id);
+    const effects = await this.replay(jobId, marker);
     const finalized = effects.find((e) => e.type === 'checkpointFinalized');
     if (finalized) return { jobId, checkpointId: id, done: true, outcome: finalized.outcome };
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
   }
 
-  /** Persists the manifest (or the failure) and clears the pending marker. */
+  /**
+   * Persists the decision (manifest or failure) and clears the pending marker. Run again — after it
+   * died anywhere in between, or by a second execution — it reads the stored decision, finishes
+   * what is left (the latest pointer, the marker) and answers the same.
+   */
   async finalize({ jobId, checkpointId }: StepInput): Promise<StepResult> {
-    const { id, marker } = await this.marker(jobId, checkpointId);
-    const driver = await this.driver(jobId, id);
-    const effects = await driver.replay(id, marker.triggerTime);
+    const id = requireId(checkpointId);
+    const catalog = this.catalog(jobId);
+    const decided = await catalog.loadDecision(id);
+    if (decided) return this.finished(jobId, catalog, decided);
+    const { marker } = await this.marker(jobId, id);
+    const driver = await this.driver(jobId, id, marker.attempts);
+    const effects = await this.replay(jobId, marker, driver);
     const finalized = effects.find((e) => e.type === 'checkpointFinalized');
     if (!finalized) return { jobId, checkpointId: id, done: false, outcome: 'pending', message: 'not decided yet' };
-    await driver.persist(effects);
+    try {
+      await driver.persist(effects);
+    } catch (e) {
+      // Decided meanwhile by another run of this step: that decision stands.
+      if (e instanceof CheckpointDecidedError) return this.finished(jobId, catalog, e.decision);
+      throw e;
+    }
     await this.deps.metadata.delete(`JOB#${jobId}`, PENDING_PREFIX + pad(id));
     return { jobId, checkpointId: id, done: true, outcome: finalized.outcome, ...(finalized.outcome === 'failed' ? { message: finalized.failure.message } : {}) };
   }
 
-  /** Tells the regions that completed N; their sinks commit. Safe to repeat (commits are idempotent). */
+  private async finished(jobId: string, catalog: PortCheckpointCatalog, d: CheckpointDecision): Promise<StepResult> {
+    await catalog.rollForward(d);
+    await this.deps.metadata.delete(`JOB#${jobId}`, PENDING_PREFIX + pad(d.checkpointId));
+    const o = d.history.outcome;
+    return { jobId, checkpointId: d.checkpointId, done: true, outcome: o.status, ...(o.status === 'failed' ? { message: o.message } : {}) };
+  }
+
+  /**
+   * Tells the regions that completed N (by N's own manifest); their sinks commit. Safe to repeat
+   * (commits are idempotent, and a subtask commits only what it staged up to N).
+   */
   async notify({ jobId, checkpointId }: StepInput): Promise<StepResult> {
     const id = requireId(checkpointId);
-    const driver = await this.driver(jobId);
-    const manifest = await driver.catalog.loadLatest();
-    if (!manifest || manifest.checkpointId < id) return { jobId, checkpointId: id, done: true, outcome: 'failed', message: `checkpoint ${id} has no manifest` };
+    const catalog = this.catalog(jobId);
+    const decided = await catalog.loadDecision(id);
+    if (!decided || decided.history.outcome.status !== 'completed') return { jobId, checkpointId: id, done: true, outcome: 'failed', message: `checkpoint ${id} has no manifest` };
+    const manifest = await catalog.manifestOf(decided);
+    // Retired already: a later checkpoint completed, and its notify commits everything up to it.
+    if (!manifest) return { jobId, checkpointId: id, done: true, outcome: 'completed', message: `checkpoint ${id} was superseded by a later one` };
     const job = await this.deps.jobs.getJob(jobId);
     for (const region of manifest.regions) {
       if (region.restoreFrom !== id) continue;
@@ -105,7 +173,21 @@ export class CheckpointSteps {
     return { jobId, checkpointId: id, done: true, outcome: 'completed' };
   }
 
-  private async driver(jobId: string, nextCheckpointId?: number): Promise<CheckpointDriver> {
+  /** N replayed from what is stored, with the units' attempts now and whether the job still runs. */
+  private async replay(jobId: string, marker: PendingMarker, driver?: CheckpointDriver): Promise<CheckpointEffect[]> {
+    const [job, now] = await Promise.all([this.deps.jobs.getJob(jobId), readUnitAttempts(this.deps.metadata, jobId)]);
+    const d = driver ?? (await this.driver(jobId, marker.checkpointId, marker.attempts));
+    return d.replay(marker.checkpointId, marker.triggerTime, {
+      unitAttempts: now,
+      ...(job.status !== 'RUNNING' ? { jobEnded: `the job was ${job.status}${job.error ? ` (${job.error})` : ''}` } : {}),
+    });
+  }
+
+  private catalog(jobId: string): PortCheckpointCatalog {
+    return new PortCheckpointCatalog(jobId, this.deps.metadata, this.deps.blobs);
+  }
+
+  private async driver(jobId: string, nextCheckpointId?: number, unitAttempts?: Record<string, number>): Promise<CheckpointDriver> {
     const job = await this.deps.jobs.getJob(jobId);
     const graph = await this.deps.service.graphOf(jobId);
     return CheckpointDriver.create({
@@ -115,6 +197,8 @@ export class CheckpointSteps {
       blobs: this.deps.blobs,
       control: this.deps.service,
       clock: this.clock,
+      // Markers written before attempts were recorded: attempts unknown, every acknowledgement counts.
+      unitAttempts: unitAttempts ?? {},
       ...(nextCheckpointId !== undefined ? { nextCheckpointId } : {}),
     });
   }

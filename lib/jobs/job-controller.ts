@@ -89,13 +89,18 @@ export class JobController {
     this.driver = await CheckpointDriver.create({ job, graph: await service.graphOf(jobId), metadata, blobs, control: service });
     const every = this.options.checkpointEveryMs || job.settings.checkpoint.intervalSeconds * 1000;
     const checkpoints = this.checkpointLoop(clock, every);
+    let ended = 'the job ended';
     try {
       const view = await this.supervisor.watch(jobId);
+      ended = `the job ended ${view.job.status}`;
       await this.options.metrics?.observe(view).catch(() => undefined);
       return view;
     } finally {
       this.stopped = true;
       await checkpoints;
+      // A checkpoint still pending is decided (failed, 'job-ended'), never left undecided in the history.
+      const driver = this.driver;
+      await driver.jobEnded(ended).catch((error) => driver.log.push(`deciding pending checkpoints at the end: ${error instanceof Error ? error.message : String(error)}`));
     }
   }
 

@@ -1,9 +1,13 @@
 /**
  * What a subtask writes at a checkpoint, and how it tells the coordinator:
- *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.json
+ *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.a<attempt>.json
  *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.json  (only when the
  *             subtask has union list state: see union-state.ts)
- *   ack       DynamoDB pk JOB#<jobId>, sk ACK#<N, zero-padded>#<subtaskId>  (state handles, or a decline)
+ *   ack       DynamoDB pk JOB#<jobId>, sk ACK#<N, zero-padded>#<subtaskId>#a<attempt>  (state
+ *             handles, or a decline; the record carries the attempt)
+ * `attempt` is the task unit's attempt: a restarted unit never rewrites another attempt's snapshot
+ * or acknowledgement, and the coordinator counts only the attempt a checkpoint was triggered for.
+ * The manifest records which snapshot key each subtask restores from (restore never derives it).
  * The coordinator (local driver or Step Functions poll step) reads the acks of N with one query.
  * The acknowledged handles are the snapshot first, then the union object if there is one; the
  * manifest keeps them all, so retention and discarding cover the union objects too.
@@ -65,21 +69,35 @@ export interface AckRecord {
   state: SnapshotHandle[];
   declined?: string;
   at: number;
+  /** The attempt of the subtask's task unit that wrote it (absent in records written before attempts: 0). */
+  attempt?: number;
 }
 
 const pad = (id: number) => String(id).padStart(12, '0');
 export const ackPrefix = (checkpointId: number) => `ACK#${pad(checkpointId)}#`;
-export const snapshotKey = (jobId: string, checkpointId: number, subtask: string) => `checkpoints/${jobId}/${checkpointId}/${subtask}.json`;
+export const ackSk = (checkpointId: number, subtask: string, attempt: number) => `${ackPrefix(checkpointId)}${subtask}#a${attempt}`;
+export const snapshotKey = (jobId: string, checkpointId: number, subtask: string, attempt: number) => `checkpoints/${jobId}/${checkpointId}/${subtask}.a${attempt}.json`;
+const SNAPSHOT_KEY = /^checkpoints\/.+\/\d+\/[^/]+\.json$/;
+
+/**
+ * The subtask snapshot among a subtask's acknowledged handles (the manifest names it; a union
+ * object, under `union/`, may follow it).
+ */
+export function snapshotHandleOf(handles: readonly SnapshotHandle[]): SnapshotHandle | undefined {
+  return handles.find((h) => SNAPSHOT_KEY.test(h.key) && !h.key.includes('/union/')) ?? handles[0];
+}
 
 export class CheckpointIO {
   constructor(
     private readonly jobId: string,
     private readonly blobs: BlobStore,
     private readonly metadata: MetadataStore,
+    /** The attempt of the task unit that writes through this (0 for readers). */
+    readonly attempt = 0,
   ) {}
 
   async writeSnapshot(snapshot: SubtaskSnapshot): Promise<SnapshotHandle> {
-    const key = snapshotKey(this.jobId, snapshot.checkpointId, snapshot.subtask);
+    const key = snapshotKey(this.jobId, snapshot.checkpointId, snapshot.subtask, this.attempt);
     const body = JSON.stringify(snapshot);
     await this.blobs.put(key, body);
     return { key, bytes: Buffer.byteLength(body) };
@@ -156,13 +174,13 @@ export class CheckpointIO {
   }
 
   async acknowledge(checkpointId: number, subtask: string, state: SnapshotHandle[]): Promise<void> {
-    const record: AckRecord = { subtask, checkpointId, state, at: Date.now() };
-    await this.metadata.put(`JOB#${this.jobId}`, ackPrefix(checkpointId) + subtask, record as unknown as Record<string, never>);
+    const record: AckRecord = { subtask, checkpointId, state, at: Date.now(), attempt: this.attempt };
+    await this.metadata.put(`JOB#${this.jobId}`, ackSk(checkpointId, subtask, this.attempt), record as unknown as Record<string, never>);
   }
 
   async decline(checkpointId: number, subtask: string, reason: string): Promise<void> {
-    const record: AckRecord = { subtask, checkpointId, state: [], declined: reason, at: Date.now() };
-    await this.metadata.put(`JOB#${this.jobId}`, ackPrefix(checkpointId) + subtask, record as unknown as Record<string, never>);
+    const record: AckRecord = { subtask, checkpointId, state: [], declined: reason, at: Date.now(), attempt: this.attempt };
+    await this.metadata.put(`JOB#${this.jobId}`, ackSk(checkpointId, subtask, this.attempt), record as unknown as Record<string, never>);
   }
 
   async acks(checkpointId: number): Promise<AckRecord[]> {

@@ -494,7 +494,7 @@ export class SubtaskRunner {
     const io = this.env.checkpoints;
     if (!io || checkpointId <= this.lastCheckpoint) return;
     const sink = this.chain.sink;
-    if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}`, { watermark: this.chain.currentWatermark }) });
+    if (sink) this.sinkPending.push({ checkpointId, staged: await sink.prepare(`c${checkpointId}-a${this.env.attempt}`, { watermark: this.chain.currentWatermark }) });
     // A union object only when some union state name exists (even empty): a subtask that never
     // asked for union state writes none. Both writes take their state before their first await.
     const union = this.union.names.length > 0;

@@ -15,7 +15,7 @@ import type { JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
-import { CheckpointIO, snapshotKey, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
+import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
 import { announceAvailable } from '../recovery/failover-handler';
 import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
@@ -97,9 +97,7 @@ export async function loadUnitRestore(args: {
     const point = pointOf(id);
     const handles = point.state.get(id);
     if (point.checkpointId === null || !handles?.length) continue;
-    const own = snapshotKey(jobId, point.checkpointId, id);
-    const handle = handles.find((h) => h.key === own) ?? handles[0]!;
-    out.snapshots.set(id, await io.readSnapshot(handle.key));
+    out.snapshots.set(id, await io.readSnapshot(snapshotHandleOf(handles)!.key));
   }
 
   const restoredByTask = new Map<string, string[]>();
@@ -138,7 +136,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
-  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata);
+  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt);
   if (options.resume) return resumeUnit(options, placement, graph, io);
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;

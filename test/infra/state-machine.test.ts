@@ -98,6 +98,45 @@ describe('checkpoint state machine (synthesized definition, run locally)', () =>
     expect(view.totals.recordsIn).toBe(4000);
   }, 60_000);
 
+  it('a Finalize killed after it persisted the checkpoint is retried and converges; the next checkpoint completes', async () => {
+    const ports = createMemoryPorts();
+    // Finalize dies between persisting the decision (manifest, history, pointer) and deleting the
+    // pending marker: the marker delete throws, once, as a killed Lambda would leave it.
+    let kills = 0;
+    const metadata: typeof ports.metadata = Object.create(ports.metadata);
+    metadata.delete = async (pk: string, sk: string) => {
+      if (sk.startsWith('CKPT_PENDING#') && kills++ === 0) throw new Error('Lambda killed after persisting');
+      return ports.metadata.delete(pk, sk);
+    };
+    const jobs = new JobStore(metadata);
+    const launcher = new InProcessLauncher({ ...ports, metadata, jobs, registry: jobRegistry, queuePrefix: 'smk' });
+    const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: 'smk', launcher });
+    coordinator.useSteps(new CheckpointSteps({ jobs, service, metadata, blobs: ports.blobs }));
+    const job = await service.submit({ job: 'demo', params: { parallelism: 2, records: 16000, rate: 1000 } });
+
+    const first = await run({ jobId: job.jobId }, coordinator as never, 100);
+    expect(kills).toBe(2); // the killed run and its retry
+    expect(first.visited.filter((s) => s === 'Finalize')).toHaveLength(2);
+    expect(first.visited.slice(-2)).toEqual(['Finalize', 'Notify']);
+    expect(first.result.finalize).toMatchObject({ checkpointId: 1, done: true, outcome: 'completed' });
+    expect(first.result.notify).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+
+    // The next scheduled execution: a new id, completed, committed.
+    const second = await run({ jobId: job.jobId }, coordinator as never, 100);
+    expect(second.result.finalize).toMatchObject({ checkpointId: 2, done: true, outcome: 'completed' });
+    expect(second.result.notify).toMatchObject({ done: true, outcome: 'completed' });
+    const history = await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT#');
+    expect(history.map((h) => [h.item.checkpointId, h.item.status])).toEqual([
+      [1, 'completed'],
+      [2, 'completed'],
+    ]);
+    expect(await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST')).toMatchObject({ checkpointId: 2, manifestKey: history[1]!.item.manifestKey });
+    const view = await new Supervisor({ service, pollMs: 100 }).watch(job.jobId);
+    expect(view.job.status).toBe('FINISHED');
+    expect(view.totals.recordsIn).toBe(16000);
+  }, 90_000);
+
   const scripted = (over: Partial<Record<'trigger' | 'poll' | 'finalize' | 'notify', Json>>) => {
     const calls: Record<string, number> = {};
     const step = (name: string) => async (e: Json) => {

@@ -42,7 +42,7 @@ describe('aligned checkpoints on in-memory ports', () => {
     for (const h of completed) expect(h.regions.completed).toBe(3);
     // Committed files per checkpoint transaction, plus the final one per sink subtask.
     const files = (await ports.blobs.list(`output/${job.jobId}/`)).map((f) => f.key);
-    expect(files.some((k) => /part-\d-c\d+\.jsonl$/.test(k))).toBe(true);
+    expect(files.some((k) => /part-\d-c\d+-a\d+\.jsonl$/.test(k))).toBe(true);
     expect(files.some((k) => /part-\d-final\.jsonl$/.test(k))).toBe(true);
 
     const ids = (await outputLines(ports, job.jobId)).map((l) => (JSON.parse(l) as { id: string }).id);

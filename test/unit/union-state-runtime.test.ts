@@ -71,8 +71,8 @@ class WatchedBlobs implements BlobStore {
   async put(key: string, body: Uint8Array | string): Promise<void> {
     const text = typeof body === 'string' ? body : decode(body);
     if (isUnionKey(key)) this.unionPuts.set(key, text);
-    if (/^checkpoints\/[^/]+\/\d+\/[^/]+#\d+\.json$/.test(key)) this.snapshotPuts.set(key, JSON.parse(text) as SubtaskSnapshot);
-    if (key.endsWith('/manifest.json')) this.manifests.push(JSON.parse(text) as CheckpointManifest);
+    if (/^checkpoints\/[^/]+\/\d+\/[^/]+#\d+\.a\d+\.json$/.test(key)) this.snapshotPuts.set(key, JSON.parse(text) as SubtaskSnapshot);
+    if (/\/manifest(-[^/]+)?\.json$/.test(key)) this.manifests.push(JSON.parse(text) as CheckpointManifest);
     return this.inner.put(key, body);
   }
 
@@ -308,7 +308,7 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
     expect(ledgerSnapshots.length).toBeGreaterThan(P);
     for (const [key, snapshot] of ledgerSnapshots) {
       expect(snapshot.union).toBe(true);
-      expect(blobs.unionPuts.has(key.replace(/ledger#(\d+)\.json$/, 'union/ledger/$1.json'))).toBe(true);
+      expect(blobs.unionPuts.has(key.replace(/ledger#(\d+)\.a\d+\.json$/, 'union/ledger/$1.json'))).toBe(true);
     }
   });
 

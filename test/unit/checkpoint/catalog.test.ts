@@ -5,6 +5,7 @@ import {
   MAX_FAILED_REGIONS_PER_ITEM,
   PortCheckpointCatalog,
   StaleCheckpointError,
+  CheckpointDecidedError,
   checkpointSk,
   historyEntry,
   historyToItem,
@@ -51,8 +52,10 @@ describe('PortCheckpointCatalog', () => {
     metadata.requests = 0;
     await catalog.saveCompleted(m2, history(2), [1, 2]);
     expect([blobs.requests, metadata.requests]).toEqual([1, 2]);
-    expect(await blobs.head('checkpoints/job/2/manifest.json')).toBeDefined();
-    expect(await metadata.get('JOB#job', 'CKPT#000000000002')).toMatchObject({ status: 'completed', manifestKey: 'checkpoints/job/2/manifest.json' });
+    // The manifest under its writer's own key, which the decision item names.
+    const item = await metadata.get('JOB#job', 'CKPT#000000000002');
+    expect(item).toMatchObject({ status: 'completed', manifestKey: expect.stringMatching(/^checkpoints\/job\/2\/manifest-[0-9a-f-]{36}\.json$/) });
+    expect(await blobs.head(item!.manifestKey as string)).toBeDefined();
     expect(await catalog.loadLatest()).toEqual(m2);
     expect((await catalog.loadRetained()).map((m) => m.checkpointId)).toEqual([1, 2]);
   });
@@ -62,6 +65,45 @@ describe('PortCheckpointCatalog', () => {
     await catalog.saveCompleted(manifest(5, [5]), history(5), [5]);
     await expect(catalog.saveCompleted(manifest(4, [4]), history(4), [4])).rejects.toThrow(StaleCheckpointError);
     expect((await catalog.loadLatest())!.checkpointId).toBe(5);
+  });
+
+  it('decides N once: a stale or retried writer of N cannot replace manifest N, the pointer or the history entry', async () => {
+    const { metadata, blobs, catalog } = ports();
+    const good = manifest(1, [1, 1]);
+    await catalog.saveCompleted(good, history(1), [1]);
+    const pointer = await metadata.get('JOB#job', 'CKPT_LATEST');
+    const entry = await metadata.get('JOB#job', 'CKPT#000000000001');
+    // Another coordinator decided N differently (r1 failed), from a catalog of its own.
+    const stale = new PortCheckpointCatalog('job', metadata, blobs);
+    const err = await stale.saveCompleted(manifest(1, [1, null]), history(1, false, 1), [1]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CheckpointDecidedError);
+    expect(err).toBeInstanceOf(StaleCheckpointError);
+    expect((err as CheckpointDecidedError).decision).toMatchObject({ checkpointId: 1, manifestKey: pointer!.manifestKey });
+    await expect(stale.saveFailed(history(1, true))).rejects.toThrow(CheckpointDecidedError);
+    // Nothing moved, and the stale writer's manifest object is gone again.
+    expect(await metadata.get('JOB#job', 'CKPT_LATEST')).toEqual(pointer);
+    expect(await metadata.get('JOB#job', 'CKPT#000000000001')).toEqual(entry);
+    expect((await blobs.list('checkpoints/job/1/')).map((b) => b.key)).toEqual([pointer!.manifestKey]);
+    expect(await stale.loadLatest()).toEqual(good);
+  });
+
+  it('rolls the pointer forward to a completed decision whose pointer write was lost, and never back', async () => {
+    const { metadata, blobs, catalog } = ports();
+    await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);
+    // The writer of 2 dies between its decision and the pointer.
+    const put = metadata.put.bind(metadata);
+    metadata.put = async (pk, sk, item, conditions) => (sk === 'CKPT_LATEST' ? false : put(pk, sk, item, conditions));
+    await expect(catalog.saveCompleted(manifest(2, [2]), history(2), [1, 2])).rejects.toThrow(StaleCheckpointError);
+    metadata.put = put;
+    expect((await catalog.loadLatest())!.checkpointId).toBe(1);
+    const fresh = new PortCheckpointCatalog('job', metadata, blobs);
+    const decision = (await fresh.loadDecision(2))!;
+    expect(decision).toMatchObject({ checkpointId: 2, retained: [{ checkpointId: 1 }, { checkpointId: 2 }] });
+    expect(await fresh.rollForward(decision)).toBe(true);
+    expect(await fresh.rollForward(decision)).toBe(false);
+    expect((await fresh.loadRetained()).map((m) => m.checkpointId)).toEqual([1, 2]);
+    expect(await fresh.rollForward((await fresh.loadDecision(1))!)).toBe(false);
+    expect((await fresh.loadLatest())!.checkpointId).toBe(2);
   });
 
   it('keeps a history item per finalized checkpoint, in id order', async () => {
@@ -117,8 +159,9 @@ describe('PortCheckpointCatalog', () => {
   it('deletes retired manifests', async () => {
     const { blobs, catalog } = ports();
     await catalog.saveCompleted(manifest(1, [1]), history(1), [1]);
+    expect(await blobs.list('checkpoints/job/1/')).toHaveLength(1);
     await catalog.deleteManifests([1]);
-    expect(await blobs.head('checkpoints/job/1/manifest.json')).toBeUndefined();
+    expect(await blobs.list('checkpoints/job/1/')).toEqual([]);
   });
 });
 
@@ -184,7 +227,7 @@ describe('CheckpointPersistence', () => {
     const referenced = new Set(retained.flatMap((m) => m.regions.flatMap((r) => r.subtasks.flatMap((s) => s.state.map((h) => h.key)))));
     const stored = (await blobs.list('snap/')).map((b) => b.key);
     expect(stored.sort()).toEqual([...referenced].sort());
-    expect((await blobs.list('checkpoints/job/')).map((b) => b.key)).toEqual(['checkpoints/job/5/manifest.json', 'checkpoints/job/6/manifest.json']);
+    expect((await blobs.list('checkpoints/job/')).map((b) => b.key.replace(/manifest-.*\.json$/, 'manifest-*.json'))).toEqual(['checkpoints/job/5/manifest-*.json', 'checkpoints/job/6/manifest-*.json']);
     expect((await catalog.loadHistory()).length).toBe(6);
     expect(metadata.requests).toBeGreaterThan(0);
 

@@ -11,7 +11,8 @@ import { CheckpointSteps, type StepResult } from '../../../lib/jobs/checkpoint-s
 import { JobService } from '../../../lib/jobs/job-service';
 import { JobStore } from '../../../lib/jobs/job-store';
 import { createMemoryPorts } from '../../../lib/memory';
-import { ackPrefix, snapshotKey, type AckRecord } from '../../../lib/runtime/checkpoint-io';
+import { ackPrefix, ackSk, snapshotKey, type AckRecord } from '../../../lib/runtime/checkpoint-io';
+import { StepsCheckpointService } from '../../../functions/api/services';
 import { RecordingLauncher } from '../api/helpers';
 import { FakeClock } from '../schedule/fake-clock';
 
@@ -31,15 +32,17 @@ async function setup(maxConsecutiveRegionFailures: number) {
   const steps = new CheckpointSteps({ jobs, service, metadata: ports.metadata, blobs: ports.blobs, clock });
   const regionIds = job.regions.map((r) => r.id);
 
-  const write = async (id: number, subtask: string, declined?: string) => {
+  const write = async (id: number, subtask: string, declined?: string, attempt?: number) => {
     const record: AckRecord = { subtask, checkpointId: id, state: [], at: clock.now() };
+    if (attempt !== undefined) record.attempt = attempt;
     if (declined !== undefined) record.declined = declined;
     else {
-      const key = snapshotKey(job.jobId, id, subtask);
+      const key = snapshotKey(job.jobId, id, subtask, attempt ?? 0);
       await ports.blobs.put(key, '{}');
       record.state = [{ key, bytes: 2 }];
     }
-    await ports.metadata.put(`JOB#${job.jobId}`, ackPrefix(id) + subtask, record as unknown as Record<string, never>);
+    const sk = attempt === undefined ? ackPrefix(id) + subtask : ackSk(id, subtask, attempt);
+    await ports.metadata.put(`JOB#${job.jobId}`, sk, record as unknown as Record<string, never>);
   };
 
   /** One run of the state machine: trigger → wait → poll … → finalize → notify (when completed). */
@@ -72,7 +75,7 @@ async function setup(maxConsecutiveRegionFailures: number) {
 
   const driver = async () => CheckpointDriver.create({ job, graph: await service.graphOf(job.jobId), metadata: ports.metadata, blobs: ports.blobs, control: service, clock });
   const history = async (): Promise<CheckpointHistoryEntry[]> => (await driver()).history();
-  return { ports, job, steps, regionIds, run, history, driver };
+  return { ports, jobs, service, clock, job, steps, regionIds, run, history, driver, write };
 }
 
 describe('CheckpointSteps: the consecutive-failure limit across steps', () => {
@@ -152,5 +155,128 @@ describe('CheckpointSteps: a workflow that died before finalize', () => {
     expect(h.map((e) => e.checkpointId)).toEqual([1, 2]);
     expect(h[0]!.failedRegions.map((f) => f.reason)).toEqual(regionIds.map(() => 'timeout'));
     expect(h[1]!.failedRegions).toEqual([]);
+  });
+});
+
+describe('CheckpointSteps: every step converges when run twice', () => {
+  it('a finalize killed after it persisted: the retry and a later trigger converge, and the next checkpoint completes', async () => {
+    const { ports, job, steps, clock, run, history, write } = await setup(3);
+    const started = await steps.trigger({ jobId: job.jobId });
+    const id = started.checkpointId!;
+    for (const r of job.regions) for (const s of r.subtasks) await write(id, s);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    // Killed between persisting and deleting the marker.
+    const del = ports.metadata.delete.bind(ports.metadata);
+    ports.metadata.delete = async () => {
+      throw new Error('killed');
+    };
+    await expect(steps.finalize({ jobId: job.jobId, checkpointId: id })).rejects.toThrow('killed');
+    ports.metadata.delete = del;
+    const pointer = await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST');
+    expect(pointer).toMatchObject({ checkpointId: id });
+    // The retry, a second poll, and a second notify all answer as the first run did.
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await steps.notify({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await steps.notify({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST')).toEqual(pointer);
+    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+    await clock.advance(1000);
+    expect(await run({})).toMatchObject({ id: 2, finalized: { outcome: 'completed' }, notified: true });
+    expect((await history()).map((h) => [h.checkpointId, h.outcome.status])).toEqual([
+      [1, 'completed'],
+      [2, 'completed'],
+    ]);
+  });
+
+  it('the next trigger finalizes a marker left by a killed finalize without throwing', async () => {
+    const { ports, job, steps, clock, run, write } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    for (const r of job.regions) for (const s of r.subtasks) await write(id, s);
+    const del = ports.metadata.delete.bind(ports.metadata);
+    ports.metadata.delete = async () => {
+      throw new Error('killed');
+    };
+    await expect(steps.finalize({ jobId: job.jobId, checkpointId: id })).rejects.toThrow('killed');
+    ports.metadata.delete = del;
+    await clock.advance(11_000); // the marker's deadline passes: the next trigger finalizes it first
+    expect(await run({})).toMatchObject({ id: 2, finalized: { outcome: 'completed' } });
+  });
+
+  it('a trigger step killed after its marker, before the trigger went out, is taken over by the next one with the same id', async () => {
+    const { ports, job, steps, service, run, write } = await setup(3);
+    const send = service.sendControl.bind(service);
+    service.sendControl = async () => {
+      throw new Error('killed');
+    };
+    await expect(steps.trigger({ jobId: job.jobId })).rejects.toThrow('killed');
+    service.sendControl = send;
+    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toMatchObject([{ item: { checkpointId: 1, sent: false } }]);
+    const again = await steps.trigger({ jobId: job.jobId });
+    expect(again).toMatchObject({ checkpointId: 1, done: false, outcome: 'pending' });
+    const messages = await Promise.all(job.units.map((u) => ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })));
+    expect(messages.flat().map((m) => JSON.parse(m.body))).toContainEqual(expect.objectContaining({ type: 'triggerCheckpoint', checkpointId: 1 }));
+    // Sent now: a third trigger is refused, and checkpoint 1 completes as usual.
+    expect(await steps.trigger({ jobId: job.jobId })).toMatchObject({ outcome: 'refused' });
+    for (const r of job.regions) for (const s of r.subtasks) await write(1, s);
+    expect(await steps.finalize({ jobId: job.jobId, checkpointId: 1 })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await run({})).toMatchObject({ id: 2, finalized: { outcome: 'completed' } });
+  });
+});
+
+describe('CheckpointSteps: acknowledgements carry the attempt', () => {
+  it("a unit restarted after acknowledging: its dead attempt's acknowledgement does not complete its region", async () => {
+    const { jobs, job, steps, regionIds, write, driver } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    for (const r of job.regions) for (const s of r.subtasks) await write(id, s, undefined, 0);
+    // Region 0's units restart (attempt 1) before N is finalized; attempt 1 acknowledges N too.
+    const restarted = job.units.filter((u) => u.subtasks.some((s) => job.regions[0]!.subtasks.includes(s)));
+    for (const u of restarted) await jobs.startUnitAttempt(job.jobId, u.unitId, u.subtasks, 1);
+    for (const s of job.regions[0]!.subtasks) await write(id, s, undefined, 1);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    const finalized = await steps.finalize({ jobId: job.jobId, checkpointId: id });
+    expect(finalized).toMatchObject({ done: true, outcome: 'completed' });
+    const latest = (await (await driver()).catalog.loadLatest())!;
+    expect(latest.regions.map((r) => [r.regionId, r.restoreFrom])).toEqual(regionIds.map((r, i) => [r, i === 0 ? null : id]));
+    const entry = (await (await driver()).history()).find((h) => h.checkpointId === id)!;
+    expect(entry.failedRegions).toEqual([expect.objectContaining({ regionId: regionIds[0], reason: 'task-failed' })]);
+    // The manifest names each restored subtask's snapshot, of the attempt that wrote it.
+    expect(latest.regions[1]!.subtasks.flatMap((s) => s.state.map((h) => h.key))).toEqual(job.regions[1]!.subtasks.map((s) => snapshotKey(job.jobId, id, s, 0)));
+  });
+});
+
+describe('CheckpointSteps: a checkpoint pending when the job ends is decided', () => {
+  it('the workflow in Wait/Poll decides it job-ended; the API history shows it failed, not pending', async () => {
+    const { job, steps, service, history } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    await service.cancel(job.jobId);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'failed' });
+    const finalized = await steps.finalize({ jobId: job.jobId, checkpointId: id });
+    expect(finalized).toMatchObject({ done: true, outcome: 'failed', message: expect.stringMatching(/pending when the job was CANCELLED/) });
+    expect((await history()).map((h) => [h.checkpointId, h.outcome])).toEqual([[id, expect.objectContaining({ status: 'failed', reason: 'job-ended' })]]);
+  });
+
+  it('with no workflow left to decide it, listing the history decides it', async () => {
+    const { ports, jobs, job, steps, service } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    await service.cancel(job.jobId);
+    const api = new StepsCheckpointService({ jobs, metadata: ports.metadata, steps });
+    expect(await api.history(job.jobId)).toEqual([expect.objectContaining({ checkpointId: id, status: 'failed', reason: 'job-ended' })]);
+    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+    // A trigger of the ended job decides nothing more and starts nothing.
+    expect(await steps.trigger({ jobId: job.jobId })).toMatchObject({ done: true, outcome: 'job-not-running' });
+  });
+
+  it('the local driver, when its job ends, decides the checkpoint it has pending after a last look at the acknowledgements', async () => {
+    const { job, driver, write, history } = await setup(3);
+    const local = await driver();
+    const id = (await local.trigger())!;
+    await write(id, job.regions[0]!.subtasks[0]!);
+    await local.jobEnded('the job ended FINISHED');
+    expect(local.coordinator.pendingCheckpoints()).toEqual([]);
+    const [entry] = await history();
+    expect(entry).toMatchObject({ checkpointId: id, outcome: { status: 'failed', reason: 'job-ended', message: `checkpoint ${id} was pending when the job ended FINISHED` } });
+    expect(entry!.bytesWritten).toBe(2); // the acknowledgement read at the end was counted (and its snapshot discarded)
   });
 });

@@ -406,3 +406,73 @@ describe('CheckpointCoordinator — finished subtasks and edge cases', () => {
     ).toThrow(/source 'y#0'/);
   });
 });
+
+describe('CheckpointCoordinator — attempts (acknowledgements keyed by attempt)', () => {
+  const withAttempts = (attempts: Record<string, number>) =>
+    new CheckpointCoordinator({ config: { jobId: 'job', handle: 'regional', timeoutMs: 1000 }, topology: regions([2, 1]), attempts });
+
+  it("a dead attempt's acknowledgement never completes a region that restarted: the region fails N and both attempts' snapshots are discarded", () => {
+    const c = withAttempts({ 't0#0': 0, 't0#1': 0, 't1#0': 0 });
+    c.trigger(0);
+    // t0#0 acknowledged as attempt 0, then its unit restarted as attempt 1.
+    expect(c.acknowledge('t0#0', 1, snap('t0#0', 1), 1, 0)).toEqual([]);
+    const restarted = c.taskAttempt('t0#0', 1, 2);
+    expect(ofType(restarted, 'discardSnapshots')).toEqual([{ type: 'discardSnapshots', checkpointId: 1, regionId: 'r0', keys: ['s/1/t0#0'] }]);
+    // The other subtask of r0 (still attempt 0) and r1 acknowledge: N completes without r0.
+    c.acknowledge('t0#1', 1, snap('t0#1', 1), 3, 0);
+    const done = c.acknowledge('t1#0', 1, snap('t1#0', 1), 4, 0);
+    const [f] = finalized(done);
+    expect(f).toMatchObject({ outcome: 'completed' });
+    if (f?.outcome !== 'completed') throw new Error('not completed');
+    expect(f.manifest.regions.map((r) => [r.regionId, r.restoreFrom])).toEqual([
+      ['r0', null],
+      ['r1', 1],
+    ]);
+    expect(f.history.failedRegions).toEqual([expect.objectContaining({ regionId: 'r0', reason: 'task-failed', message: expect.stringMatching(/t0#0 restarted \(attempt 0 -> 1\)/) })]);
+    expect(ofType(done, 'notifyComplete').map((n) => n.regionId)).toEqual(['r1']);
+  });
+
+  it('an acknowledgement of a newer attempt than N was triggered for fails the region; an older one is discarded and ignored', () => {
+    const c = withAttempts({ 't0#0': 2, 't0#1': 2, 't1#0': 0 });
+    c.trigger(0);
+    // A zombie of attempt 1: discarded, nothing else.
+    expect(c.acknowledge('t0#1', 1, snap('t0#1', 1), 1, 1)).toEqual([{ type: 'discardSnapshots', checkpointId: 1, regionId: 'r0', keys: ['s/1/t0#1'] }]);
+    expect(c.pendingCheckpoints()).toEqual([1]);
+    // Attempt 3 of t0#0 acknowledges N: t0#0 restarted after the trigger, so r0 fails N.
+    const newer = c.acknowledge('t0#0', 1, snap('t0#0', 1), 2, 3);
+    expect(ofType(newer, 'abortCheckpoint')).toEqual([expect.objectContaining({ regionId: 'r0', reason: 'task-failed' })]);
+    expect(ofType(newer, 'discardSnapshots').flatMap((d) => d.keys)).toEqual(['s/1/t0#0']);
+    // The next checkpoint is triggered for attempt 3, whose acknowledgements count.
+    const done = c.acknowledge('t1#0', 1, snap('t1#0', 1), 3, 0);
+    expect(finalized(done)).toHaveLength(1);
+    c.trigger(10);
+    for (const s of ['t0#0', 't0#1']) c.acknowledge(s, 2, snap(s, 2), 11, s === 't0#0' ? 3 : 2);
+    const [f2] = finalized(c.acknowledge('t1#0', 2, snap('t1#0', 2), 12, 0));
+    expect(f2).toMatchObject({ checkpointId: 2, outcome: 'completed', history: { failedRegions: [] } });
+  });
+
+  it('acknowledgements without an attempt, or of subtasks whose attempt is unknown, count as before', () => {
+    const c = withAttempts({});
+    c.trigger(0);
+    expect(finalized(ackAll(c, 1, 1))).toMatchObject([{ outcome: 'completed' }]);
+    expect(() => withAttempts({ 't0#0': -1 })).toThrow(/attempt of subtask t0#0/);
+  });
+});
+
+describe('CheckpointCoordinator — job ended', () => {
+  it('decides every pending checkpoint (failed as a whole, job-ended), drops queued triggers, and sends no abort', () => {
+    const c = coordinator([1, 1], { whenBusy: 'queue' });
+    c.trigger(0);
+    c.acknowledge('t0#0', 1, snap('t0#0', 1), 1);
+    expect(ofType(c.trigger(2), 'triggerQueued')).toHaveLength(1);
+    const effects = c.jobEnded(5, 'the job ended FINISHED');
+    expect(ofType(effects, 'abortCheckpoint')).toEqual([]);
+    expect(ofType(effects, 'discardSnapshots').flatMap((d) => d.keys)).toEqual(['s/1/t0#0']);
+    const [f] = finalized(effects);
+    expect(f).toMatchObject({ checkpointId: 1, outcome: 'failed', failure: { reason: 'job-ended', message: 'checkpoint 1 was pending when the job ended FINISHED' } });
+    expect(f!.history.outcome).toMatchObject({ status: 'failed', reason: 'job-ended' });
+    expect(c.pendingCheckpoints()).toEqual([]);
+    expect(c.queuedTriggers()).toBe(0);
+    expect(c.jobEnded(6)).toEqual([]);
+  });
+});
