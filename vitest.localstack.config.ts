@@ -4,6 +4,8 @@
  * Left out by file: test/integration/lambda-handover.test.ts invokes functions through the Lambda
  * Invoke API, and LocalStack's Lambda runs functions only in Docker (CreateFunction leaves them in
  * State=Failed, Invoke is refused); npm test runs it against moto. See localstack/README.md.
+ * One file at a time: LocalStack serves every request from one Python process, and two end-to-end
+ * jobs at once on a loaded 2-core machine timed out their 10 s checkpoints there (each passes alone).
  */
 import { configDefaults, defineConfig } from 'vitest/config';
 import base from './vitest.config';
@@ -19,5 +21,7 @@ export default defineConfig({
     ...base.test,
     include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
     exclude: [...configDefaults.exclude, 'test/integration/lambda-handover.test.ts'],
+    fileParallelism: false,
+    maxWorkers: 1,
   },
 });
