@@ -13,6 +13,7 @@ t_install=0 t_start=0 t_tests=0 started=0 vitest_pid="" tail_pid=""
 finish() {
   local rc=$? t_stop=$SECONDS
   trap - EXIT INT TERM
+  [ -z "$vitest_pid" ] || t_tests=$((SECONDS - t)) # interrupted while the tests ran
   if [ -n "$vitest_pid" ]; then kill -TERM "$vitest_pid" 2>/dev/null || true; wait "$vitest_pid" 2>/dev/null || true; fi
   [ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null || true
   [ "$started" = 0 ] || bash "$HOST" stop || true
