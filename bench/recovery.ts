@@ -264,6 +264,7 @@ function recordingControlTransport(into: { queue: string; message: ControlMessag
     listQueues: fail,
     receive: fail,
     delete: fail,
+    changeVisibility: fail,
     send: async (queue, messages) => {
       for (const m of messages) into.push({ queue, message: JSON.parse(m.body) as ControlMessage });
     },
