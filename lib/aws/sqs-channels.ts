@@ -223,8 +223,9 @@ export class SqsChannelTransport implements ChannelTransport {
       const byId = new Map(current.map((e) => [e.Id, e]));
       const failed: BatchResultErrorEntry[] = [];
       for (const f of all) {
-        if (operation !== 'SendMessageBatch' && isExpiredReceiptFailure(f)) expired.push(byId.get(f.Id!)!);
-        else failed.push(f);
+        if (operation !== 'SendMessageBatch' && (isExpiredReceiptFailure(f) || (operation === 'ChangeMessageVisibilityBatch' && isGoneFromFlight(f)))) {
+          expired.push(byId.get(f.Id!)!);
+        } else failed.push(f);
       }
       if (failed.length === 0) return expired;
       const senderFault = failed.filter((f) => f.SenderFault);
@@ -244,6 +245,14 @@ export class SqsChannelTransport implements ChannelTransport {
     }
     return expired;
   }
+}
+
+/**
+ * A visibility change for a message no longer in flight under that receipt: deleted meanwhile (a
+ * delete racing the extension round) or visible again. Nothing to extend; not a fault.
+ */
+function isGoneFromFlight(f: BatchResultErrorEntry): boolean {
+  return f.Code === 'ReceiptHandleIsInvalid' || /MessageNotInflight/.test(f.Code ?? '');
 }
 
 /** Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms ... capped at 2 s. */

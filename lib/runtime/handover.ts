@@ -26,8 +26,8 @@ export interface ChannelHandover {
   key: string;
   minAttempt: number;
   attempt: number;
-  /** Per producer attempt (message group): the next message sequence number to deliver. */
-  order: { attempt: number; next: number }[];
+  /** Per producer attempt (message group): the next message sequence number to deliver (null: start not known yet). */
+  order: { attempt: number; next: number | null }[];
   /** Messages that came before a gap in their group (already deleted from the queue). */
   early: { body: string; receiveCount?: number }[];
   /** Per lineage: the next record position. */

@@ -52,8 +52,13 @@ export interface ChannelState {
 }
 
 interface GroupOrder {
-  /** Next sequence number to deliver. */
-  next: number;
+  /**
+   * Next sequence number to deliver; undefined while the group's start is not known yet (its first
+   * message seen was not sequence 0: see `startGroup`).
+   */
+  next: number | undefined;
+  /** Clock time the group was first seen. */
+  since: number;
   /** Messages that came before `next` did, by sequence number (already deleted from the queue). */
   early: Map<number, Early>;
 }
@@ -110,6 +115,13 @@ export interface InputGateOptions {
 
 /** Most messages one group may hold back waiting for a gap to fill. */
 export const MAX_EARLY = 1000;
+/**
+ * A group first seen past its sequence 0 (a consumer that restarted mid-group, or a resent first
+ * entry) starts at the lowest sequence seen once this many messages or START_GRACE_MS have passed:
+ * a resent entry lands behind at most the rest of its batch (9 entries), one batch call at a time.
+ */
+const START_AFTER_MESSAGES = 10;
+const START_GRACE_MS = 2_000;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_GAP_TIMEOUT_MS = 120_000;
 
@@ -221,7 +233,7 @@ export class InputGate {
       key,
       minAttempt: c.minAttempt,
       attempt: c.attempt,
-      order: [...c.groups].map(([attempt, g]) => ({ attempt, next: g.next })),
+      order: [...c.groups].map(([attempt, g]) => ({ attempt, next: g.next ?? null })),
       early: [...c.groups.values()].flatMap((g) =>
         [...g.early.values()].map((e) => ({ body: e.message.body, ...(e.message.receiveCount !== undefined ? { receiveCount: e.message.receiveCount } : {}) })),
       ),
@@ -240,7 +252,7 @@ export class InputGate {
       if (!c) throw new Error(`hand-over names input channel ${h.key}, which this subtask does not read`);
       c.minAttempt = h.minAttempt;
       c.attempt = h.attempt;
-      c.groups = new Map(h.order.map((o) => [o.attempt, { next: o.next, early: new Map() }]));
+      c.groups = new Map(h.order.map((o) => [o.attempt, { next: o.next ?? undefined, since: now, early: new Map() }]));
       for (const e of h.early) {
         const decoded = decodeChannelMessage(e.body);
         const group = c.groups.get(decoded.a);
@@ -326,8 +338,18 @@ export class InputGate {
         for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, events, discard);
       }
       let group = channel.groups.get(decoded.a);
-      // The first message seen of a group starts it (the consumer may have restarted mid-group).
-      if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s, early: new Map() }));
+      if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s === 0 ? 0 : undefined, since: now, early: new Map() }));
+      if (group.next === undefined) {
+        // Start not known yet: wait in memory (off the queue, so the group's next messages come).
+        if (group.early.has(decoded.s)) {
+          this.duplicates++;
+        } else {
+          group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+        }
+        discard(queue, message.receipt);
+        if (decoded.s === 0 || group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
+        continue;
+      }
       if (decoded.s < group.next || group.early.has(decoded.s)) {
         this.duplicates++;
         discard(queue, message.receipt);
@@ -343,8 +365,17 @@ export class InputGate {
       }
       this.deliver(channel, group, { queue, message, decoded, receipt: message.receipt }, events, discard);
     }
-    this.checkGaps(now);
+    this.checkGaps(now, events, discard);
     return { events, discarded };
+  }
+
+  /** Starts a group whose start was not known at the lowest sequence number it has seen. */
+  private startGroup(channel: ChannelState, group: GroupOrder, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    if (group.early.size === 0) return;
+    const lowest = Math.min(...group.early.keys());
+    const first = group.early.get(lowest)!;
+    group.early.delete(lowest);
+    this.deliver(channel, group, { queue: first.queue, message: first.message, decoded: first.decoded, receipt: undefined }, events, discard);
   }
 
   /** Delivers the next message of a group, then the early ones it unblocks. */
@@ -369,19 +400,21 @@ export class InputGate {
 
   /** A group whose producer attempt is gone: what waited behind its gap is delivered (the gap is lost). */
   private giveUpGap(channel: ChannelState, group: GroupOrder, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
-    while (group.early.size > 0) {
-      const lowest = Math.min(...group.early.keys());
-      const early = group.early.get(lowest)!;
-      group.early.delete(lowest);
-      this.deliver(channel, group, { queue: early.queue, message: early.message, decoded: early.decoded, receipt: undefined }, events, discard);
-    }
+    while (group.early.size > 0) this.startGroup(channel, group, events, discard);
   }
 
-  /** Fails the consumer when a gap has stayed open too long (its poller reports it). */
-  private checkGaps(now: number): void {
+  /**
+   * Starts groups whose start grace has passed; fails the consumer when a gap has stayed open too
+   * long (an error naming the channel and the missing sequence number).
+   */
+  private checkGaps(now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
     const limit = this.options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     for (const channel of this.channels.values()) {
       for (const [attempt, group] of channel.groups) {
+        if (group.next === undefined) {
+          if (now - group.since >= START_GRACE_MS) this.startGroup(channel, group, events, discard);
+          continue;
+        }
         let oldest = Infinity;
         for (const e of group.early.values()) oldest = Math.min(oldest, e.at);
         if (now - oldest > limit) throw gapError(channel, attempt, group, now, `waiting for more than ${Math.round(limit / 1000)} s`);
@@ -419,8 +452,8 @@ export class InputGate {
       [...receipts]
         .filter(([, list]) => list.length > 0)
         .map(async ([queue, list]) => {
+          for (const r of list) this.inFlight.delete(r); // first: the next extension round skips them
           const { expired } = await this.options.transport.delete(queue, list);
-          for (const r of list) this.inFlight.delete(r);
           this.expiredReceipts += expired.length;
         }),
     );
@@ -465,15 +498,9 @@ export class InputGate {
     while (!stopped) {
       await Promise.race([this.clock.sleep(every), stop]);
       if (stopped) return;
-      try {
-        await this.extendHeld();
-      } catch (error) {
-        if (stopped) return;
-        this.running = false;
-        this.options.onError(error);
-        this.wake();
-        return;
-      }
+      // A failed round is not fatal: at worst a held message becomes visible, comes again and is
+      // dropped by its sequence number. Queue errors reach the consumer through its pollers.
+      await this.extendHeld().catch(() => undefined);
     }
   }
 
