@@ -335,7 +335,7 @@ export class InputGate {
         // The producer restarted: its new attempt has not ended, and the old one sends no more.
         channel.attempt = decoded.a;
         channel.ended = false;
-        for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, events, discard);
+        for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, decoded.l ?? decoded.a, events, discard);
       }
       let group = channel.groups.get(decoded.a);
       if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s === 0 ? 0 : undefined, since: now, early: new Map() }));
@@ -398,8 +398,17 @@ export class InputGate {
     }
   }
 
-  /** A group whose producer attempt is gone: what waited behind its gap is delivered (the gap is lost). */
-  private giveUpGap(channel: ChannelState, group: GroupOrder, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+  /**
+   * A group whose producer attempt is gone (a newer one writes to the channel, in `lineage`): what
+   * waited behind its gap is delivered and the gap is lost. Unless the new attempt continues the
+   * same lineage (a restored source): it re-sends those records, gap included, so they are dropped
+   * here and taken from the replay.
+   */
+  private giveUpGap(channel: ChannelState, group: GroupOrder, lineage: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    if (group.next !== undefined && group.early.size > 0 && [...group.early.values()].every((e) => (e.decoded.l ?? e.decoded.a) === lineage && e.decoded.n !== undefined)) {
+      group.early.clear();
+      return;
+    }
     while (group.early.size > 0) this.startGroup(channel, group, events, discard);
   }
 
