@@ -172,9 +172,9 @@ def receipt_expired(queue, handle):
     if not queue.fifo_queue or handle in queue.deleted_messages:
         return False
     for message in queue._messages:
-        if message.had_receipt_handle(handle):
-            return handle != message.receipt_handle or message.visible
-    return False
+        if message.receipt_handle == handle:
+            return message.visible
+    return any(handle in message._old_receipt_handles for message in queue._messages)
 def expired_message(handle):
     return f'Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.'
 def expired_entry(entry):
