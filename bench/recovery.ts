@@ -203,7 +203,7 @@ async function runHandler(setup: Setup, strategy: FailoverStrategy, sendControl?
   const view = async (): Promise<JobView> => ({
     job: await jobs.getJob(JOB_ID),
     units: await jobs.getUnits(JOB_ID),
-    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} },
+    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, requests: {} },
   });
   const sent: HandlerRun['sent'] = [];
   const launches: HandlerRun['launches'] = [];
@@ -254,6 +254,7 @@ function recordingControlTransport(into: { queue: string; message: ControlMessag
     listQueues: fail,
     receive: fail,
     delete: fail,
+    changeVisibility: fail,
     send: async (queue, messages) => {
       for (const m of messages) into.push({ queue, message: JSON.parse(m.body) as ControlMessage });
     },

@@ -256,8 +256,8 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     duplicated: measured.duplicated,
     wrong: measured.wrong,
     reportedDropped: view.totals.dropped,
-    reportedMissing: reportedCounter(view, 'missing'),
-    reportedDuplicates: reportedCounter(view, 'replayed'),
+    reportedMissing: reportedCounter(view, 'missingRecords'),
+    reportedDuplicates: reportedCounter(view, 'replayedRecords'),
     failures: events.map(describeEvent),
     restarted: view.units.filter((u) => u.attempt > 0).map((u) => `${u.unitId}#${u.attempt}`),
     totalMs: Date.now() - started,
@@ -270,7 +270,7 @@ function describeEvent(e: FailureEvent) {
 }
 
 /** A per-subtask counter summed over the job's units, earlier attempts included. */
-function reportedCounter(view: JobView, name: 'missing' | 'replayed'): number {
+function reportedCounter(view: JobView, name: 'missingRecords' | 'replayedRecords'): number {
   return view.units.reduce((n, u) => n + (countersWithCarried(u)[name] ?? 0), 0);
 }
 

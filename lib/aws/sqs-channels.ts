@@ -4,6 +4,7 @@
  * never content-based, so two identical record batches are never merged.
  */
 import {
+  ChangeMessageVisibilityBatchCommand,
   CreateQueueCommand,
   DeleteMessageBatchCommand,
   DeleteQueueCommand,
@@ -13,9 +14,17 @@ import {
   SendMessageBatchCommand,
   type BatchResultErrorEntry,
 } from '@aws-sdk/client-sqs';
-import type { ChannelTransport, InboundMessage, OutboundMessage, ReceiveOptions } from '../ports/channels';
+import type { ChannelTransport, InboundMessage, OutboundMessage, ReceiptResult, ReceiveOptions } from '../ports/channels';
 // The in-memory transport is the reference for names, batching and limits; share its helpers.
-import { fifoQueueName, logicalQueueName, splitIntoBatches, validateReceiveOptions } from '../memory/channels';
+import {
+  fifoQueueName,
+  isExpiredReceiptFailure,
+  logicalQueueName,
+  receiptBatches,
+  splitIntoBatches,
+  validateReceiveOptions,
+  validateVisibilityTimeout,
+} from '../memory/channels';
 import type { AwsClients } from './clients';
 import { SluiceAwsError, callAws, isMissingQueueError, missingQueueError, type AwsErrorContext } from './errors';
 
@@ -148,7 +157,7 @@ export class SqsChannelTransport implements ChannelTransport {
           ...(options.visibilityTimeoutSeconds !== undefined
             ? { VisibilityTimeout: Math.ceil(options.visibilityTimeoutSeconds) }
             : {}),
-          MessageSystemAttributeNames: ['MessageGroupId'],
+          MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'],
         }),
         // The long poll itself may take waitSeconds; allow that plus the usual request time.
         { requestTimeout: (options.waitSeconds + 10) * 1000 },
@@ -158,14 +167,13 @@ export class SqsChannelTransport implements ChannelTransport {
       body: m.Body ?? '',
       groupId: m.Attributes?.MessageGroupId ?? '',
       receipt: m.ReceiptHandle!,
+      ...(m.Attributes?.ApproximateReceiveCount ? { receiveCount: Number(m.Attributes.ApproximateReceiveCount) } : {}),
     }));
   }
 
-  async delete(queue: string, receipts: readonly string[]): Promise<void> {
-    const chunks: string[][] = [];
-    for (let i = 0; i < receipts.length; i += 10) chunks.push(receipts.slice(i, i + 10));
-    await Promise.all(
-      chunks.map((chunk) =>
+  async delete(queue: string, receipts: readonly string[]): Promise<ReceiptResult> {
+    const results = await Promise.all(
+      receiptBatches(receipts).map((chunk) =>
         this.batchCall(
           queue,
           'DeleteMessageBatch',
@@ -174,25 +182,52 @@ export class SqsChannelTransport implements ChannelTransport {
         ),
       ),
     );
+    return { expired: results.flatMap((r) => r.map((e) => e.ReceiptHandle)) };
+  }
+
+  async changeVisibility(queue: string, receipts: readonly string[], timeoutSeconds: number): Promise<ReceiptResult> {
+    validateVisibilityTimeout(timeoutSeconds);
+    const results = await Promise.all(
+      receiptBatches(receipts).map((chunk) =>
+        this.batchCall(
+          queue,
+          'ChangeMessageVisibilityBatch',
+          chunk.map((ReceiptHandle, i) => ({ Id: String(i), ReceiptHandle, VisibilityTimeout: Math.ceil(timeoutSeconds) })),
+          (Entries, QueueUrl) => this.clients.sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl, Entries })),
+        ),
+      ),
+    );
+    return { expired: results.flatMap((r) => r.map((e) => e.ReceiptHandle)) };
   }
 
   /**
    * One batch call, then again for the entries SQS reports in `Failed` (backoff, bounded). A
    * re-sent message keeps its dedup id, so an entry that did land is not delivered twice.
-   * Caveat: an entry that fails while later entries of its group succeed lands after them; SQS
-   * offers no way to keep the order then. Entries failing for the sender's fault are not retried.
+   * An entry that fails while later entries of its group succeed lands after them (SQS offers no
+   * way to keep the order then): consumers restore the order from the sequence numbers (see
+   * input-gate.ts). Entries failing for the sender's fault are not retried; an expired receipt
+   * handle (delete, visibility change) is not a fault: those entries are returned, the message
+   * comes again and its duplicate is dropped by sequence.
    */
   private async batchCall<E extends { Id: string }>(
     queue: string,
     operation: string,
     entries: E[],
     call: (entries: E[], url: string) => Promise<{ Failed?: BatchResultErrorEntry[] }>,
-  ): Promise<void> {
+  ): Promise<E[]> {
     let pending = entries;
+    const expired: E[] = [];
     for (let attempt = 1; pending.length > 0; attempt++) {
       const current = pending;
-      const { Failed: failed = [] } = await this.onQueue(queue, operation, (url) => call(current, url));
-      if (failed.length === 0) return;
+      const { Failed: all = [] } = await this.onQueue(queue, operation, (url) => call(current, url));
+      const byId = new Map(current.map((e) => [e.Id, e]));
+      const failed: BatchResultErrorEntry[] = [];
+      for (const f of all) {
+        if (operation !== 'SendMessageBatch' && (isExpiredReceiptFailure(f) || (operation === 'ChangeMessageVisibilityBatch' && isGoneFromFlight(f)))) {
+          expired.push(byId.get(f.Id!)!);
+        } else failed.push(f);
+      }
+      if (failed.length === 0) return expired;
       const senderFault = failed.filter((f) => f.SenderFault);
       if (senderFault.length > 0 || attempt >= this.entryAttempts) {
         const sample = (senderFault[0] ?? failed[0])!;
@@ -208,7 +243,16 @@ export class SqsChannelTransport implements ChannelTransport {
       pending = current.filter((e) => failedIds.has(e.Id));
       await sleep(backoffMs(attempt));
     }
+    return expired;
   }
+}
+
+/**
+ * A visibility change for a message no longer in flight under that receipt: deleted meanwhile (a
+ * delete racing the extension round) or visible again. Nothing to extend; not a fault.
+ */
+function isGoneFromFlight(f: BatchResultErrorEntry): boolean {
+  return f.Code === 'ReceiptHandleIsInvalid' || /MessageNotInflight/.test(f.Code ?? '');
 }
 
 /** Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms ... capped at 2 s. */

@@ -22,6 +22,12 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   private offsets = new Map<number, number>();
   private lastEventTime = new Map<number, number>();
   private cursor = 0;
+  /**
+   * Records left in the current run of partition `cursor`. Runs have a fixed length whatever the
+   * poll budget, so the order of the records is a function of the offsets alone: a source restored
+   * from a checkpoint emits the same records in the same order (its consumers dedupe by position).
+   */
+  private runLeft = 0;
   private startedAt = 0;
   private emitted = 0;
 
@@ -55,16 +61,20 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
     while (records.length < budget && open.length > 0) {
       this.cursor = this.cursor % open.length;
       const p = open[this.cursor]!;
+      if (this.runLeft <= 0) this.runLeft = run;
       let offset = this.offsets.get(p)!;
-      const end = Math.min(offset + run, this.limit(p), offset + budget - records.length);
+      const end = Math.min(offset + this.runLeft, this.limit(p), offset + budget - records.length);
+      this.runLeft -= end - offset;
       for (; offset < end; offset++) {
         const record = this.options.generate(p, offset);
         records.push(record);
         if (this.options.eventTime) this.lastEventTime.set(p, this.options.eventTime(record, p, offset));
       }
       this.offsets.set(p, offset);
-      if (this.exhausted(p)) open.splice(this.cursor, 1);
-      else this.cursor++;
+      if (this.exhausted(p)) {
+        open.splice(this.cursor, 1);
+        this.runLeft = 0;
+      } else if (this.runLeft === 0) this.cursor++;
     }
     this.emitted += records.length;
     return { records, watermark: this.watermark(), done: open.length === 0 };
@@ -93,13 +103,14 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   }
 
   snapshotOffsets(): Json {
-    return { offsets: [...this.offsets.entries()], lastEventTime: [...this.lastEventTime.entries()], cursor: this.cursor };
+    return { offsets: [...this.offsets.entries()], lastEventTime: [...this.lastEventTime.entries()], cursor: this.cursor, runLeft: this.runLeft };
   }
 
   restoreOffsets(snapshot: Json): void {
-    const s = snapshot as { offsets: [number, number][]; lastEventTime: [number, number][]; cursor: number };
+    const s = snapshot as { offsets: [number, number][]; lastEventTime: [number, number][]; cursor: number; runLeft?: number };
     this.offsets = new Map(s.offsets);
     this.lastEventTime = new Map(s.lastEventTime);
     this.cursor = s.cursor;
+    this.runLeft = s.runLeft ?? 0;
   }
 }

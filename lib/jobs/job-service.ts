@@ -50,6 +50,12 @@ export interface JobTotals {
   recordsOut: number;
   /** Records dropped for unavailable sub-partitions (every attempt's). */
   dropped: number;
+  /** Input records consumers never saw (sequence gaps: drops, or input a dead attempt consumed after its checkpoint). */
+  missing: number;
+  /** Input records processed again from messages received before (after a consumer's restart). */
+  replayed: number;
+  /** Input records discarded as already processed (a restored source's replay). */
+  duplicateRecords: number;
   requests: Record<string, number>;
 }
 
@@ -130,14 +136,18 @@ export class JobService {
     const graph = await this.graphOf(jobId);
     const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
     const sinks = new Set(graph.tasks.filter((t) => t.operators.at(-1)!.kind === 'sink').map((t) => t.id));
-    const totals: JobTotals = { recordsIn: 0, recordsOut: 0, dropped: 0, requests: {} };
+    const totals: JobTotals = { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, requests: {} };
     for (const unit of units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
         const taskId = id.slice(0, id.lastIndexOf('#'));
         if (sources.has(taskId)) totals.recordsIn += s.recordsIn;
         if (sinks.has(taskId)) totals.recordsOut += s.recordsOut;
       }
-      totals.dropped += countersWithCarried(unit).dropped ?? 0;
+      const counters = countersWithCarried(unit);
+      totals.dropped += counters.dropped ?? 0;
+      totals.missing += counters.missingRecords ?? 0;
+      totals.replayed += counters.replayedRecords ?? 0;
+      totals.duplicateRecords += counters.duplicateRecords ?? 0;
       for (const [service, n] of Object.entries(unit.requests ?? {})) totals.requests[service] = (totals.requests[service] ?? 0) + n;
     }
     return { job, units, totals };

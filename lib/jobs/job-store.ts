@@ -66,8 +66,21 @@ export interface SubtaskStats {
   recordsIn: number;
   recordsOut: number;
   dropped: number;
+  /** Input messages dropped as redeliveries (a sequence number already delivered). */
   duplicates: number;
   fenced: number;
+  /** Input records dropped as already processed (a restored source's replay). Absent from older units. */
+  duplicateRecords?: number;
+  /** Input records never seen (a channel's record position jumped). */
+  missingRecords?: number;
+  /** Input records re-read (messages received before: after this subtask's own restart). */
+  replayedRecords?: number;
+  /** Input deletes whose receipt had expired. */
+  expiredReceipts?: number;
+  /** Input messages that arrived out of order and waited for an earlier one. */
+  reordered?: number;
+  /** The three record counters per input channel (edge/producer), channels with any only. */
+  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number }>;
 }
 
 export interface UnitRecord {
@@ -97,7 +110,7 @@ export interface UnitRecord {
 }
 
 /** Counters that add up over attempts (records in and out are progress, counted per attempt). */
-const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'missing', 'replayed']);
+const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'duplicateRecords', 'missingRecords', 'replayedRecords', 'expiredReceipts']);
 
 /** The carried counters of a record plus what its own stats say. */
 export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {

@@ -112,7 +112,7 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  * thread per request, so concurrent long polls do not block each other). Additions:
  * - request logging is off (one stderr line per request otherwise);
  * - the server exits when its stdin closes, i.e. when the parent process is gone however it died;
- * - three fixes to moto's SQS on FIFO queues (moto 5.2.5, checked against its source):
+ * - five fixes to moto's SQS on FIFO queues (moto 5.2.5, checked against its source):
  *   1. it waits "until some message is visible", which returns at once when the only visible
  *      messages belong to a group blocked by an in-flight message: the poll spins a core (and the
  *      GIL) for its whole wait. We wait for a new message or 100 ms instead.
@@ -121,6 +121,10 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *      each taking a fresh set.
  *   3. it deduplicates only against messages still in the queue; SQS remembers a deduplication id
  *      for 5 minutes even after the message was deleted. We keep that 5-minute memory.
+ *   4. (release_expired) a message whose visibility timeout passed still blocks its group.
+ *   5. it accepts any receipt handle a message ever had, for delete and visibility changes, also
+ *      after the visibility timeout passed. On SQS FIFO such a receipt has expired: the entry fails
+ *      (sender fault, "The receipt handle has expired"). We refuse it the same way.
  */
 const SERVER_SCRIPT = `
 import logging, os, sys, threading, time
@@ -162,6 +166,46 @@ def add_message(self, message):
         seen[message.deduplication_id] = now
     original_add(self, message)
 sqs_models.Queue.add_message = add_message
+from moto.sqs.exceptions import InvalidParameterValue
+def receipt_expired(queue, handle):
+    # A receipt works only while its message is in flight under it (not superseded, not visible).
+    if not queue.fifo_queue or handle in queue.deleted_messages:
+        return False
+    for message in queue._messages:
+        if message.receipt_handle == handle:
+            return message.visible
+    return any(handle in message._old_receipt_handles for message in queue._messages)
+def expired_message(handle):
+    return f'Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.'
+def expired_entry(entry):
+    return {'Id': entry['Id'], 'SenderFault': True, 'Code': 'InvalidParameterValue', 'Message': expired_message(entry['ReceiptHandle'])}
+def strict_batch(original):
+    # Entry by entry, so an expiry (also one that happens during the call) fails only its entry.
+    def batch(self, queue_name, entries):
+        queue = self.get_queue(queue_name)
+        success, failed = [], []
+        for entry in entries:
+            try:
+                if receipt_expired(queue, entry['ReceiptHandle']):
+                    raise InvalidParameterValue(expired_message(entry['ReceiptHandle']))
+                ok, bad = original(self, queue_name, [entry])
+            except InvalidParameterValue as err:
+                message = str(getattr(err, 'message', err))
+                ok, bad = [], [expired_entry(entry) if 'expired' in message else {'Id': entry['Id'], 'SenderFault': True, 'Code': 'InvalidParameterValue', 'Message': message}]
+            success += ok
+            failed += bad
+        return success, failed
+    return batch
+def strict_single(original):
+    def single(self, queue_name, receipt_handle, *args, **kwargs):
+        if receipt_expired(self.get_queue(queue_name), receipt_handle):
+            raise InvalidParameterValue(expired_message(receipt_handle))
+        return original(self, queue_name, receipt_handle, *args, **kwargs)
+    return single
+sqs_models.SQSBackend.delete_message_batch = strict_batch(sqs_models.SQSBackend.delete_message_batch)
+sqs_models.SQSBackend.change_message_visibility_batch = strict_batch(sqs_models.SQSBackend.change_message_visibility_batch)
+sqs_models.SQSBackend.delete_message = strict_single(sqs_models.SQSBackend.delete_message)
+sqs_models.SQSBackend.change_message_visibility = strict_single(sqs_models.SQSBackend.change_message_visibility)
 def watch_parent():
     try:
         while sys.stdin.buffer.read(1):

@@ -16,8 +16,22 @@ export interface OutboundMessage {
 export interface InboundMessage {
   body: string;
   groupId: string;
-  /** Handle used to delete (acknowledge) the message. */
+  /**
+   * Handle used to delete (acknowledge) the message or change its visibility. It works only until
+   * the message's visibility timeout passes or the message is received again (SQS FIFO).
+   */
   receipt: string;
+  /** How many times the message has been received, this time included (SQS ApproximateReceiveCount). */
+  receiveCount?: number;
+}
+
+/**
+ * What a delete or visibility change did not do because the receipt handle had expired (SQS:
+ * "The receipt handle has expired"). The message is, or will be, received again under a new
+ * receipt: the caller must treat it as redelivered, never as an error.
+ */
+export interface ReceiptResult {
+  expired: string[];
 }
 
 export interface ReceiveOptions {
@@ -42,8 +56,20 @@ export interface ChannelTransport {
    */
   send(queue: string, messages: readonly OutboundMessage[]): Promise<void>;
   receive(queue: string, options: ReceiveOptions): Promise<InboundMessage[]>;
-  delete(queue: string, receipts: readonly string[]): Promise<void>;
+  /** Deletes received messages (any number; batched by 10). Expired receipts are reported, not thrown. */
+  delete(queue: string, receipts: readonly string[]): Promise<ReceiptResult>;
+  /**
+   * Sets the visibility timeout of received messages to `timeoutSeconds` from now (any number of
+   * receipts; batched by 10), to keep holding them. SQS caps a message's total visibility at
+   * MAX_VISIBILITY_SECONDS from its receive. Expired receipts are reported, not thrown.
+   */
+  changeVisibility(queue: string, receipts: readonly string[], timeoutSeconds: number): Promise<ReceiptResult>;
 }
+
+/** SQS limit on a message's visibility timeout, and on its total visibility since it was received. */
+export const MAX_VISIBILITY_SECONDS = 43_200;
+/** The entry error SQS gives for a receipt handle past its visibility timeout (or superseded). */
+export const RECEIPT_EXPIRED_MESSAGE = 'The receipt handle has expired.';
 
 /** Largest message body we put on a queue (SQS limit is 256 KiB per message and per batch). */
 export const MAX_MESSAGE_BYTES = 240 * 1024;

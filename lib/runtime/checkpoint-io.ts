@@ -16,7 +16,9 @@ import type { Json } from '../api/functions';
 import type { SnapshotHandle } from '../checkpoint/types';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
+import type { ChannelPositions } from './input-gate';
 import type { KeyedStateSnapshot } from './keyed-state';
+import type { WriterPositions } from './record-writer';
 import {
   DEFAULT_UNION_RESTORE_CONCURRENCY,
   UnionStateError,
@@ -46,6 +48,10 @@ export interface SubtaskSnapshot {
    * union state name, even an empty one); its key is among the acknowledged handles.
    */
   union?: boolean;
+  /** Record numbering of each output edge (a restored source continues it: see messages.ts). */
+  writers?: WriterPositions[];
+  /** Record positions per input channel (a restored consumer recognizes a replay by them). */
+  channels?: ChannelPositions[];
 }
 
 /** Where one subtask's union object of a task is, for a restore. */

@@ -26,10 +26,25 @@ export interface ChannelHandover {
   key: string;
   minAttempt: number;
   attempt: number;
-  /** Per producer attempt: every sequence number up to `floor`, plus `above`. */
-  seen: { attempt: number; floor: number; above: number[] }[];
+  /** Per producer attempt (message group): the next message sequence number to deliver (null: start not known yet). */
+  order: { attempt: number; next: number | null }[];
+  /** Messages that came before a gap in their group (already deleted from the queue). */
+  early: { body: string; receiveCount?: number }[];
+  /** Per lineage: the next record position. */
+  positions: [lineage: number, next: number][];
+  counters: ChannelCounters;
   watermark: number;
   ended: boolean;
+}
+
+/** Per input channel: what the consumer discarded, missed and re-read, in records. */
+export interface ChannelCounters {
+  /** Records below the channel position (already processed): dropped. */
+  duplicateRecords: number;
+  /** Records the position jumped over (never seen: lost upstream or by this consumer's restart). */
+  missingRecords: number;
+  /** Records processed from messages received before (ApproximateReceiveCount > 1). */
+  replayedRecords: number;
 }
 
 /** One record writer (one output edge) as the producer left it. */
@@ -39,6 +54,9 @@ export interface WriterHandover {
   sequence: number[];
   dropped: number[];
   roundRobin: number;
+  /** Lineage of the record numbering, and the next record position per consumer channel. */
+  lineage?: number;
+  position?: number[];
 }
 
 export interface SubtaskHandover {
@@ -58,7 +76,15 @@ export interface SubtaskHandover {
   triggers: number[];
   writers: WriterHandover[];
   channels: ChannelHandover[];
-  counters: { recordsIn: number; recordsOut: number; duplicates: number; fenced: number };
+  counters: { recordsIn: number; recordsOut: number; duplicates: number; fenced: number } & Partial<InputCounters>;
+}
+
+/** Input gate totals over all channels, besides `duplicates` (messages) and `fenced`. */
+export interface InputCounters extends ChannelCounters {
+  /** Deletes or visibility changes whose receipt had expired (the message came again). */
+  expiredReceipts: number;
+  /** Messages that arrived before an earlier one of their group and waited for it. */
+  reordered: number;
 }
 
 export interface UnitHandover {

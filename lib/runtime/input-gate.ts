@@ -4,19 +4,35 @@
  * channel events from it in channel order and deletes the messages once their effects are safe
  * downstream.
  *
- * Per channel (edge, producer) the gate keeps the lowest producer attempt it accepts and the
- * sequence numbers it has seen per attempt: a message of an attempt below the fence is dropped
- * (after a region or full restart the consumer fences everything its producers sent before), a
- * sequence number seen before is a duplicate (SQS delivers at least once). An older sequence
- * number not seen before is still processed: SQS may deliver a channel out of order after a
- * partial batch failure, and dropping it would lose data. Messages of an older attempt above the fence are data the
- * producer sent before it failed, and still count (single-point recovery: the consumer did not
- * restart, and the producer's replacement does not send them again).
+ * Per channel (edge, producer) the gate keeps (see messages.ts for the fields):
+ * - the lowest producer attempt it accepts: a message of an attempt below it is dropped (after a
+ *   region or full restart the consumer fences everything its producers sent before). Messages of
+ *   an older attempt above the fence are data the producer sent before it failed, and still count
+ *   (single-point recovery: the consumer did not restart);
+ * - per producer attempt (message group) the next sequence number to deliver. Each group is
+ *   delivered strictly in order: a message that comes early (SQS lands a resent batch entry after
+ *   later ones) waits in memory for the ones before it. It is deleted from the queue at once, or
+ *   the FIFO group would stay blocked behind it and the missing one could never come. A gap that
+ *   does not fill within `gapTimeoutMs` (or grows past MAX_EARLY messages) fails the consumer with
+ *   an error naming the channel and the missing sequence number; a gap in an older attempt's group
+ *   is given up once a newer attempt writes to the channel (the old producer is gone). A sequence
+ *   number below the next one is a redelivery: dropped. The first message a consumer sees of a
+ *   group starts it (a restarted consumer never sees what its dead attempt deleted);
+ * - per lineage the next record position: records below it are duplicates (a restored source
+ *   replaying what this consumer already processed), dropped and counted; a jump counts the
+ *   records skipped as missing. Records of a message received before (receive count > 1) count as
+ *   replayed.
+ *
+ * Every message received and not yet deleted (buffered, being processed, held back by a barrier
+ * alignment) has its visibility extended while the gate holds it, so an alignment of any length
+ * keeps its receipts valid (up to SQS's 12-hour cap). A delete whose receipt has expired anyway
+ * is not an error: the message comes again and is dropped by its sequence number.
  */
-import type { ChannelTransport, InboundMessage } from '../ports/channels';
+import type { Clock } from '../ports/clock';
+import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import { producersOf } from '../graph/execution-graph';
-import type { ChannelHandover } from './handover';
+import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
 import { decodeChannelMessage, type ChannelMessage } from './messages';
 
 export interface ChannelState {
@@ -26,10 +42,34 @@ export interface ChannelState {
   minAttempt: number;
   /** Highest producer attempt seen. */
   attempt: number;
-  /** Sequence numbers seen, per producer attempt (each attempt numbers its messages from 0). */
-  seen: Map<number, SeenSequences>;
+  /** Per producer attempt (message group): delivery order. */
+  groups: Map<number, GroupOrder>;
+  /** Per lineage: the next record position. */
+  positions: Map<number, number>;
+  counters: ChannelCounters;
   watermark: number;
   ended: boolean;
+}
+
+interface GroupOrder {
+  /**
+   * Next sequence number to deliver; undefined while the group's start is not known yet (its first
+   * message seen was not sequence 0: see `startGroup`).
+   */
+  next: number | undefined;
+  /** Clock time the group was first seen. */
+  since: number;
+  /** Messages that came before `next` did, by sequence number (already deleted from the queue). */
+  early: Map<number, Early>;
+}
+
+interface Early {
+  queue: string;
+  edge: ExecutionEdge;
+  message: InboundMessage;
+  decoded: ChannelMessage;
+  /** Clock time it arrived. */
+  at: number;
 }
 
 export interface GateEvent {
@@ -37,13 +77,20 @@ export interface GateEvent {
   message: ChannelMessage;
   /** Where the message came from, to delete it once its effects are safe downstream. */
   queue: string;
-  receipt: string;
+  /** Absent when the message was already deleted (it came early and waited in memory). */
+  receipt: string | undefined;
 }
 
 interface Received {
   queue: string;
   edge: ExecutionEdge;
   message: InboundMessage;
+}
+
+/** Channel positions a checkpoint keeps, so a restored consumer recognizes a replay. */
+export interface ChannelPositions {
+  key: string;
+  positions: [lineage: number, next: number][];
 }
 
 export interface InputGateOptions {
@@ -56,9 +103,35 @@ export interface InputGateOptions {
   minAttempt?: (edgeId: string, producer: number) => number;
   waitSeconds?: number;
   visibilityTimeoutSeconds?: number;
+  /** How often held messages get their visibility extended (default: a third of the timeout). */
+  extendEveryMs?: number;
+  /** Longest wait for a missing message of a group before the consumer fails (default 120 s). */
+  gapTimeoutMs?: number;
+  /** Time for visibility extension and gap timeouts (default: the system clock). */
+  clock?: Clock;
   /** Called when a poller fails (queue deleted, endpoint gone). */
   onError: (error: unknown) => void;
 }
+
+/** Most messages one group may hold back waiting for a gap to fill. */
+export const MAX_EARLY = 1000;
+/**
+ * A group first seen past its sequence 0 (a consumer that restarted mid-group, or a resent first
+ * entry) starts at the lowest sequence seen once this many messages or START_GRACE_MS have passed:
+ * a resent entry lands behind at most the rest of its batch (9 entries), one batch call at a time.
+ */
+const START_AFTER_MESSAGES = 10;
+const START_GRACE_MS = 2_000;
+const DEFAULT_VISIBILITY_SECONDS = 15;
+const DEFAULT_GAP_TIMEOUT_MS = 120_000;
+
+/** Default clock: its timers do not keep the process alive. */
+const unrefClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
+};
+
+const zeroCounters = (): ChannelCounters => ({ duplicateRecords: 0, missingRecords: 0, replayedRecords: 0 });
 
 export class InputGate {
   readonly channels = new Map<string, ChannelState>();
@@ -67,13 +140,24 @@ export class InputGate {
   private readonly pollers: Promise<void>[] = [];
   /** Per queue: resolves when the messages last received from it have been acknowledged. */
   private readonly unacknowledged = new Map<string, () => void>();
+  /** Messages received and not yet deleted, by receipt: their visibility is kept extended. */
+  private readonly inFlight = new Map<string, { queue: string; receivedAt: number }>();
+  private extender: Promise<void> | undefined;
+  private stopExtender: (() => void) | undefined;
   private running = false;
   /** Stopping for a hand-over: what in-flight receives return is still buffered, to be processed. */
   private draining = false;
+  private readonly clock: Clock;
+  private readonly visibilitySeconds: number;
+  /** Messages discarded as redeliveries of a sequence number already delivered. */
   duplicates = 0;
   fenced = 0;
+  expiredReceipts = 0;
+  reordered = 0;
 
   constructor(private readonly options: InputGateOptions) {
+    this.clock = options.clock ?? unrefClock;
+    this.visibilitySeconds = options.visibilityTimeoutSeconds ?? DEFAULT_VISIBILITY_SECONDS;
     for (const edge of options.inputs) {
       for (const p of producersOf(edge, options.consumerIndex, options.producerParallelism(edge.from))) {
         this.channels.set(channelKey(edge.id, p), {
@@ -81,7 +165,9 @@ export class InputGate {
           producer: p,
           minAttempt: options.minAttempt?.(edge.id, p) ?? 0,
           attempt: options.minAttempt?.(edge.id, p) ?? 0,
-          seen: new Map(),
+          groups: new Map(),
+          positions: new Map(),
+          counters: zeroCounters(),
           watermark: Number.MIN_SAFE_INTEGER,
           ended: false,
         });
@@ -92,13 +178,15 @@ export class InputGate {
   start(): void {
     this.running = true;
     for (const edge of this.options.inputs) this.pollers.push(this.poll(edge));
+    this.extender ??= this.extendLoop();
   }
 
   async stop(): Promise<void> {
     this.running = false;
     this.wake();
     for (const release of this.unacknowledged.values()) release();
-    await Promise.allSettled(this.pollers);
+    this.stopExtender?.();
+    await Promise.allSettled([...this.pollers, ...(this.extender ? [this.extender] : [])]);
   }
 
   /**
@@ -119,35 +207,103 @@ export class InputGate {
     return this.buffer.length > 0;
   }
 
+  /** Totals over all channels. */
+  counters(): InputCounters {
+    const total = { ...zeroCounters(), expiredReceipts: this.expiredReceipts, reordered: this.reordered };
+    for (const c of this.channels.values()) {
+      total.duplicateRecords += c.counters.duplicateRecords;
+      total.missingRecords += c.counters.missingRecords;
+      total.replayedRecords += c.counters.replayedRecords;
+    }
+    return total;
+  }
+
+  /** Counters of the channels with any, by channel key (edge/producer). */
+  channelCounters(): Record<string, ChannelCounters> {
+    const out: Record<string, ChannelCounters> = {};
+    for (const [key, c] of this.channels) {
+      if (c.counters.duplicateRecords || c.counters.missingRecords || c.counters.replayedRecords) out[key] = { ...c.counters };
+    }
+    return out;
+  }
+
   /** Channel state for the next invocation of this attempt (after `drain` and the last batch). */
   handoverState(): ChannelHandover[] {
     return [...this.channels].map(([key, c]) => ({
       key,
       minAttempt: c.minAttempt,
       attempt: c.attempt,
-      seen: [...c.seen].map(([attempt, seen]) => ({ attempt, ...seen.toJSON() })),
+      order: [...c.groups].map(([attempt, g]) => ({ attempt, next: g.next ?? null })),
+      early: [...c.groups.values()].flatMap((g) =>
+        [...g.early.values()].map((e) => ({ body: e.message.body, ...(e.message.receiveCount !== undefined ? { receiveCount: e.message.receiveCount } : {}) })),
+      ),
+      positions: [...c.positions],
+      counters: { ...c.counters },
       watermark: c.watermark,
       ended: c.ended,
     }));
   }
 
   /** Continues from a predecessor's channel state (before `start`). */
-  resume(state: readonly ChannelHandover[]): void {
+  resume(state: readonly ChannelHandover[], counters?: Partial<InputCounters>): void {
+    const now = this.clock.now();
     for (const h of state) {
       const c = this.channels.get(h.key);
       if (!c) throw new Error(`hand-over names input channel ${h.key}, which this subtask does not read`);
       c.minAttempt = h.minAttempt;
       c.attempt = h.attempt;
-      c.seen = new Map(h.seen.map((s) => [s.attempt, SeenSequences.from(s)]));
+      c.groups = new Map(h.order.map((o) => [o.attempt, { next: o.next ?? undefined, since: now, early: new Map() }]));
+      for (const e of h.early) {
+        const decoded = decodeChannelMessage(e.body);
+        const group = c.groups.get(decoded.a);
+        if (!group) throw new Error(`hand-over of channel ${h.key} holds a message of producer attempt ${decoded.a} without its order`);
+        const message: InboundMessage = { body: e.body, groupId: `${decoded.p}.${decoded.a}`, receipt: '', ...(e.receiveCount !== undefined ? { receiveCount: e.receiveCount } : {}) };
+        group.early.set(decoded.s, { queue: this.options.queueOf(c.edge), edge: c.edge, message, decoded, at: now });
+      }
+      c.positions = new Map(h.positions);
+      c.counters = { ...h.counters };
       c.watermark = h.watermark;
       c.ended = h.ended;
+    }
+    this.expiredReceipts = counters?.expiredReceipts ?? this.expiredReceipts;
+    this.reordered = counters?.reordered ?? this.reordered;
+  }
+
+  /**
+   * Record positions per channel, for a checkpoint snapshot. `held`: events delivered but not
+   * processed (held back by the alignment): the snapshot's state does not contain them, so their
+   * channel's position is where the first of them starts.
+   */
+  positions(held: readonly GateEvent[] = []): ChannelPositions[] {
+    const out = new Map<string, Map<number, number>>();
+    for (const [key, c] of this.channels) if (c.positions.size > 0) out.set(key, new Map(c.positions));
+    for (const { channel, message } of held) {
+      if (message.t !== 'd' || message.n === undefined) continue;
+      const positions = out.get(channelKey(channel.edge.id, channel.producer));
+      const lineage = message.l ?? message.a;
+      const at = positions?.get(lineage);
+      if (positions && at !== undefined) positions.set(lineage, Math.min(at, message.n));
+    }
+    return [...out].map(([key, positions]) => ({ key, positions: [...positions] }));
+  }
+
+  /**
+   * A consumer restored from a checkpoint: its state holds the records up to these positions, so
+   * a producer that replays them (a restored source) is recognized, and what its previous attempt
+   * processed after the checkpoint shows as missing records.
+   */
+  restorePositions(state: readonly ChannelPositions[]): void {
+    for (const { key, positions } of state) {
+      const c = this.channels.get(key);
+      if (c) for (const [lineage, next] of positions) c.positions.set(lineage, next);
     }
   }
 
   /**
-   * Waits up to `timeoutMs` for messages and returns the accepted events in arrival order (each
-   * to be acknowledged once processed), and the receipts of fenced and duplicate messages (to be
-   * deleted at once). Call `release()` when done with the batch: the pollers receive again.
+   * Waits up to `timeoutMs` for messages and returns the accepted events in channel order (each
+   * to be acknowledged once processed), and the receipts of messages to delete at once (fenced,
+   * duplicate, or waiting early in memory). Call `release()` when done with the batch: the
+   * pollers receive again.
    */
   async next(timeoutMs: number): Promise<{ events: GateEvent[]; discarded: Map<string, string[]> }> {
     if (this.buffer.length === 0 && timeoutMs > 0) {
@@ -162,7 +318,10 @@ export class InputGate {
     const taken = this.buffer.splice(0, this.buffer.length);
     const events: GateEvent[] = [];
     const discarded = new Map<string, string[]>();
-    const discard = (queue: string, receipt: string) => discarded.set(queue, [...(discarded.get(queue) ?? []), receipt]);
+    const discard = (queue: string, receipt: string | undefined) => {
+      if (receipt) discarded.set(queue, [...(discarded.get(queue) ?? []), receipt]);
+    };
+    const now = this.clock.now();
     for (const { queue, edge, message } of taken) {
       const decoded = decodeChannelMessage(message.body);
       const channel = this.channels.get(channelKey(edge.id, decoded.p));
@@ -173,30 +332,140 @@ export class InputGate {
         continue;
       }
       if (decoded.a > channel.attempt) {
-        // The producer restarted: its new attempt numbers messages from 0 and has not ended.
+        // The producer restarted: its new attempt has not ended, and the old one sends no more.
         channel.attempt = decoded.a;
         channel.ended = false;
+        for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, decoded.l ?? decoded.a, events, discard);
       }
-      let seen = channel.seen.get(decoded.a);
-      if (!seen) channel.seen.set(decoded.a, (seen = new SeenSequences()));
-      if (!seen.add(decoded.s)) {
+      let group = channel.groups.get(decoded.a);
+      if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s === 0 ? 0 : undefined, since: now, early: new Map() }));
+      if (group.next === undefined) {
+        // Start not known yet: wait in memory (off the queue, so the group's next messages come).
+        if (group.early.has(decoded.s)) {
+          this.duplicates++;
+        } else {
+          group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+        }
+        discard(queue, message.receipt);
+        if (decoded.s === 0 || group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
+        continue;
+      }
+      if (decoded.s < group.next || group.early.has(decoded.s)) {
         this.duplicates++;
         discard(queue, message.receipt);
         continue;
       }
-      // An old attempt's end of input does not end the channel once a newer attempt writes to it.
-      if (decoded.t === 'e' && decoded.a < channel.attempt) {
+      if (decoded.s > group.next) {
+        // Came early: wait in memory for the ones before it; off the queue, so they can come.
+        if (group.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, group, now, `${MAX_EARLY} later messages wait`);
+        group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+        this.reordered++;
         discard(queue, message.receipt);
         continue;
       }
-      events.push({ channel, message: decoded, queue, receipt: message.receipt });
+      this.deliver(channel, group, { queue, message, decoded, receipt: message.receipt }, events, discard);
     }
+    this.checkGaps(now, events, discard);
     return { events, discarded };
   }
 
-  /** Deletes processed messages from their queues. */
+  /** Starts a group whose start was not known at the lowest sequence number it has seen. */
+  private startGroup(channel: ChannelState, group: GroupOrder, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    if (group.early.size === 0) return;
+    const lowest = Math.min(...group.early.keys());
+    const first = group.early.get(lowest)!;
+    group.early.delete(lowest);
+    this.deliver(channel, group, { queue: first.queue, message: first.message, decoded: first.decoded, receipt: undefined }, events, discard);
+  }
+
+  /** Delivers the next message of a group, then the early ones it unblocks. */
+  private deliver(
+    channel: ChannelState,
+    group: GroupOrder,
+    first: { queue: string; message: InboundMessage; decoded: ChannelMessage; receipt: string | undefined },
+    events: GateEvent[],
+    discard: (queue: string, receipt: string | undefined) => void,
+  ): void {
+    let item: typeof first | undefined = first;
+    while (item) {
+      group.next = item.decoded.s + 1;
+      const event = this.accept(channel, item.decoded, item.message.receiveCount ?? 1);
+      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt });
+      else discard(item.queue, item.receipt);
+      const early = group.early.get(group.next);
+      if (early) group.early.delete(group.next);
+      item = early ? { queue: early.queue, message: early.message, decoded: early.decoded, receipt: undefined } : undefined;
+    }
+  }
+
+  /**
+   * A group whose producer attempt is gone (a newer one writes to the channel, in `lineage`): what
+   * waited behind its gap is delivered and the gap is lost. Unless the new attempt continues the
+   * same lineage (a restored source): it re-sends those records, gap included, so they are dropped
+   * here and taken from the replay.
+   */
+  private giveUpGap(channel: ChannelState, group: GroupOrder, lineage: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    if (group.next !== undefined && group.early.size > 0 && [...group.early.values()].every((e) => (e.decoded.l ?? e.decoded.a) === lineage && e.decoded.n !== undefined)) {
+      group.early.clear();
+      return;
+    }
+    while (group.early.size > 0) this.startGroup(channel, group, events, discard);
+  }
+
+  /**
+   * Starts groups whose start grace has passed; fails the consumer when a gap has stayed open too
+   * long (an error naming the channel and the missing sequence number).
+   */
+  private checkGaps(now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    const limit = this.options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
+    for (const channel of this.channels.values()) {
+      for (const [attempt, group] of channel.groups) {
+        if (group.next === undefined) {
+          if (now - group.since >= START_GRACE_MS) this.startGroup(channel, group, events, discard);
+          continue;
+        }
+        let oldest = Infinity;
+        for (const e of group.early.values()) oldest = Math.min(oldest, e.at);
+        if (now - oldest > limit) throw gapError(channel, attempt, group, now, `waiting for more than ${Math.round(limit / 1000)} s`);
+      }
+    }
+  }
+
+  /**
+   * The event to process for a message delivered in order, after the record-position check;
+   * undefined when nothing of it is new (its receipt is then deleted at once).
+   */
+  private accept(channel: ChannelState, m: ChannelMessage, receiveCount: number): ChannelMessage | undefined {
+    // An old attempt's end of input does not end the channel once a newer attempt writes to it.
+    if (m.t === 'e' && m.a < channel.attempt) return undefined;
+    if (m.n === undefined) return m;
+    const lineage = m.l ?? m.a;
+    const position = channel.positions.get(lineage) ?? m.n;
+    if (m.n > position) channel.counters.missingRecords += m.n - position;
+    if (m.t !== 'd') {
+      channel.positions.set(lineage, Math.max(position, m.n));
+      return m;
+    }
+    const end = m.n + m.r.length;
+    channel.positions.set(lineage, Math.max(position, end));
+    const skip = Math.max(0, Math.min(position - m.n, m.r.length));
+    channel.counters.duplicateRecords += skip;
+    if (skip === m.r.length) return undefined;
+    if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
+    return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
+  }
+
+  /** Deletes processed messages from their queues; an expired receipt means the message comes again. */
   async acknowledge(receipts: Map<string, string[]>): Promise<void> {
-    await Promise.all([...receipts].filter(([, list]) => list.length > 0).map(([queue, list]) => this.options.transport.delete(queue, list)));
+    await Promise.all(
+      [...receipts]
+        .filter(([, list]) => list.length > 0)
+        .map(async ([queue, list]) => {
+          for (const r of list) this.inFlight.delete(r); // first: the next extension round skips them
+          const { expired } = await this.options.transport.delete(queue, list);
+          this.expiredReceipts += expired.length;
+        }),
+    );
   }
 
   /**
@@ -221,6 +490,53 @@ export class InputGate {
     return true;
   }
 
+  /**
+   * Keeps every held message in flight: well inside the timeout, sets its visibility to the full
+   * timeout again (capped so its total stays within SQS's 12 hours; past that it lapses, comes
+   * again and is dropped as a redelivery).
+   */
+  private async extendLoop(): Promise<void> {
+    const every = this.options.extendEveryMs ?? (this.visibilitySeconds * 1000) / 3;
+    let stopped = false;
+    const stop = new Promise<void>((resolve) => {
+      this.stopExtender = () => {
+        stopped = true;
+        resolve();
+      };
+    });
+    while (!stopped) {
+      await Promise.race([this.clock.sleep(every), stop]);
+      if (stopped) return;
+      // A failed round is not fatal: at worst a held message becomes visible, comes again and is
+      // dropped by its sequence number. Queue errors reach the consumer through its pollers.
+      await this.extendHeld().catch(() => undefined);
+    }
+  }
+
+  /** One round of visibility extension, grouped by queue and timeout (batched by the transport). */
+  private async extendHeld(): Promise<void> {
+    const now = this.clock.now();
+    const byQueue = new Map<string, Map<number, string[]>>();
+    for (const [receipt, held] of this.inFlight) {
+      const left = MAX_VISIBILITY_SECONDS - Math.ceil((now - held.receivedAt) / 1000) - 60;
+      const seconds = Math.min(this.visibilitySeconds, left);
+      if (seconds <= 0) continue;
+      const q = byQueue.get(held.queue) ?? new Map<number, string[]>();
+      byQueue.set(held.queue, q);
+      q.set(seconds, [...(q.get(seconds) ?? []), receipt]);
+    }
+    await Promise.all(
+      [...byQueue].flatMap(([queue, bySeconds]) =>
+        [...bySeconds].map(async ([seconds, receipts]) => {
+          const { expired } = await this.options.transport.changeVisibility(queue, receipts, seconds);
+          // Already visible again (held too long before a round): it comes again, dropped by sequence.
+          for (const r of expired) this.inFlight.delete(r);
+          this.expiredReceipts += expired.length;
+        }),
+      ),
+    );
+  }
+
   private async poll(edge: ExecutionEdge): Promise<void> {
     const queue = this.options.queueOf(edge);
     while (this.running) {
@@ -228,10 +544,12 @@ export class InputGate {
         const messages = await this.options.transport.receive(queue, {
           max: 10,
           waitSeconds: this.options.waitSeconds ?? 2,
-          visibilityTimeoutSeconds: this.options.visibilityTimeoutSeconds ?? 15,
+          visibilityTimeoutSeconds: this.visibilitySeconds,
         });
         if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
         if (messages.length === 0) continue;
+        const receivedAt = this.clock.now();
+        for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
         if (!this.running) {
           for (const message of messages) this.buffer.push({ queue, edge, message });
           this.wake();
@@ -258,40 +576,14 @@ export class InputGate {
   }
 }
 
-/**
- * The sequence numbers one producer attempt's messages carried, as seen by this consumer: every
- * number up to `floor`, plus the ones above it. Numbers far below the newest are forgotten, so
- * memory stays bounded (SQS reorders, if at all, over a few messages).
- */
-export class SeenSequences {
-  private floor = -1;
-  private readonly above = new Set<number>();
-
-  toJSON(): { floor: number; above: number[] } {
-    return { floor: this.floor, above: [...this.above] };
-  }
-
-  static from(state: { floor: number; above: readonly number[] }): SeenSequences {
-    const seen = new SeenSequences();
-    seen.floor = state.floor;
-    for (const s of state.above) seen.above.add(s);
-    return seen;
-  }
-
-  /** Records `seq`; false when it was seen before. */
-  add(seq: number): boolean {
-    if (seq <= this.floor || this.above.has(seq)) return false;
-    this.above.add(seq);
-    while (this.above.delete(this.floor + 1)) this.floor++;
-    if (this.above.size > 4096) {
-      // A gap that never fills (messages the previous consumer attempt processed): move past it.
-      const sorted = [...this.above].sort((a, b) => a - b);
-      this.floor = sorted[2047]!;
-      for (const s of sorted.slice(0, 2048)) this.above.delete(s);
-      while (this.above.delete(this.floor + 1)) this.floor++;
-    }
-    return true;
-  }
+function gapError(channel: ChannelState, attempt: number, group: GroupOrder, now: number, why: string): Error {
+  const waiting = [...group.early.values()];
+  const oldest = Math.min(...waiting.map((e) => e.at));
+  const key = channelKey(channel.edge.id, channel.producer);
+  return new Error(
+    `input channel ${key} (producer attempt ${attempt}): message ${group.next} never arrived; ${waiting.length} later message(s) ` +
+      `(from ${Math.min(...group.early.keys())}) wait for it since ${Math.round((now - oldest) / 1000)} s (${why})`,
+  );
 }
 
 export const channelKey = (edgeId: string, producer: number): string => `${edgeId}/${producer}`;

@@ -1,7 +1,19 @@
 /**
- * Wire format of one SQS message on a channel. Every message carries the producer subtask, its
- * attempt (a fencing token: a consumer ignores messages of an older attempt) and a per-channel
- * sequence number (a consumer ignores a sequence number it has already seen).
+ * Wire format of one SQS message on a channel (edge, producer subtask -> consumer subtask).
+ *
+ * - `p` producer subtask, `a` producer attempt: the message group is `p.a`, so each attempt's
+ *   messages are one FIFO-ordered group; a consumer fences attempts below its `minAttempt`.
+ * - `s` message sequence within the group (from 0 per attempt; a hand-over continues it): the
+ *   consumer delivers each group strictly in `s` order (SQS may land a resent batch entry after
+ *   later ones) and drops an `s` already delivered (SQS delivers at least once).
+ * - `l` lineage and `n` record position: the channel's RECORDS are numbered from 0 per lineage;
+ *   `n` is the position of the message's first record (for a control event: of the next record).
+ *   A source restored from a checkpoint continues its lineage from the checkpointed positions, so
+ *   a replayed record has the same position as the first time (records, not messages, are
+ *   numbered: message boundaries depend on linger timing). Any other task starts a lineage of its
+ *   own (`l` = its attempt) at 0 on every start: its outputs are not regenerated identically.
+ *   Records dropped for an unavailable sub-partition still take their positions. A consumer skips
+ *   records below its position (duplicates) and counts a jump (missing records).
  */
 import type { Json } from '../api/functions';
 
@@ -22,6 +34,10 @@ export type ChannelMessage = ChannelEvent & {
   a: number;
   /** Sequence number on the channel, from 0 for each attempt. */
   s: number;
+  /** Lineage of the record numbering (absent: the attempt). */
+  l?: number;
+  /** Record position of the first record (data) or of the next record (control); absent: not numbered. */
+  n?: number;
 };
 
 export class MalformedMessageError extends Error {
@@ -40,6 +56,10 @@ export function decodeChannelMessage(body: string): ChannelMessage {
     throw new MalformedMessageError(`channel message lacks producer, attempt or sequence: ${body.slice(0, 80)}`);
   }
   if (!['d', 'b', 'w', 'e'].includes(m.t as string)) throw new MalformedMessageError(`unknown channel event '${String(m.t)}'`);
+  if ((m.n !== undefined && typeof m.n !== 'number') || (m.l !== undefined && typeof m.l !== 'number')) {
+    throw new MalformedMessageError(`channel message has a non-numeric lineage or record position: ${body.slice(0, 80)}`);
+  }
+  if (m.t === 'd' && !Array.isArray((m as { r?: unknown }).r)) throw new MalformedMessageError(`channel data message without records: ${body.slice(0, 80)}`);
   return m as ChannelMessage;
 }
 

@@ -4,7 +4,9 @@
  * to the sub-partition queues in batches.
  *
  * A sub-partition marked unavailable (its consumer failed, under single-point recovery) gets no
- * records: they are dropped and counted per channel, so the loss is measured, never silent.
+ * records: they are dropped and counted per channel, so the loss is measured, never silent. A
+ * dropped record still takes its record position (see messages.ts), so a replay numbers the same
+ * records the same way and the consumer sees the drop as a jump it can compare with this count.
  */
 import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
@@ -30,11 +32,24 @@ export interface RecordWriterOptions {
   gate?: SubPartitionGate;
   /** Records are packed into messages up to this many bytes. */
   maxMessageBytes?: number;
+  /** Lineage of the record numbering (default: the attempt; see messages.ts). */
+  lineage?: number;
+}
+
+/** What a checkpoint keeps of a writer, so a restored source numbers its records as before. */
+export interface WriterPositions {
+  edgeId: string;
+  lineage: number;
+  /** Next record position per consumer channel. */
+  position: number[];
+  roundRobin: number;
 }
 
 interface ChannelBuffer {
   parts: string[];
   bytes: number;
+  /** Record position of parts[0]. */
+  first: number;
   /** Watermark to attach to the next sealed message. */
   watermark: number | undefined;
 }
@@ -45,6 +60,9 @@ export class RecordWriter {
   readonly edgeId: string;
   private readonly buffers: ChannelBuffer[];
   private readonly sequence: number[];
+  /** Next record position per channel (records buffered, sent or dropped so far in this lineage). */
+  private readonly position: number[];
+  private lineage: number;
   private readonly outbox = new Map<number, OutboundMessage[]>();
   private readonly maxBytes: number;
   private readonly gate: SubPartitionGate;
@@ -56,8 +74,10 @@ export class RecordWriter {
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
     const n = options.consumerParallelism;
-    this.buffers = Array.from({ length: n }, () => ({ parts: [], bytes: 0, watermark: undefined }));
+    this.buffers = Array.from({ length: n }, () => ({ parts: [], bytes: 0, first: 0, watermark: undefined }));
     this.sequence = new Array<number>(n).fill(0);
+    this.position = new Array<number>(n).fill(0);
+    this.lineage = options.lineage ?? options.attempt;
     this.dropped = new Array<number>(n).fill(0);
     this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES;
     this.gate = options.gate ?? alwaysAvailable;
@@ -67,16 +87,44 @@ export class RecordWriter {
   /** Sequence numbers and counters, for the next invocation of this attempt (call after a flush). */
   handoverState(): WriterHandover {
     if (this.hasPending()) throw new Error(`writer of edge ${this.edgeId}: hand-over with unsent messages`);
-    return { edgeId: this.edgeId, sequence: [...this.sequence], dropped: [...this.dropped], roundRobin: this.roundRobin };
+    return {
+      edgeId: this.edgeId,
+      sequence: [...this.sequence],
+      dropped: [...this.dropped],
+      roundRobin: this.roundRobin,
+      lineage: this.lineage,
+      position: [...this.position],
+    };
   }
 
-  /** Continues a predecessor's channels: same message group, next sequence numbers. */
+  /** Continues a predecessor's channels: same message group, next sequence numbers and positions. */
   resume(state: WriterHandover): void {
     if (state.edgeId !== this.edgeId || state.sequence.length !== this.sequence.length) {
       throw new Error(`writer of edge ${this.edgeId} (${this.sequence.length} channels) cannot resume the hand-over of edge ${state.edgeId} (${state.sequence.length} channels)`);
     }
     state.sequence.forEach((s, c) => (this.sequence[c] = s));
     state.dropped.forEach((d, c) => (this.dropped[c] = d));
+    state.position?.forEach((n, c) => (this.position[c] = n));
+    if (state.lineage !== undefined) this.lineage = state.lineage;
+    this.roundRobin = state.roundRobin;
+  }
+
+  /** Lineage and record positions for a checkpoint (taken with the source offsets, before the barrier). */
+  positions(): WriterPositions {
+    return { edgeId: this.edgeId, lineage: this.lineage, position: [...this.position], roundRobin: this.roundRobin };
+  }
+
+  /**
+   * A source restored from a checkpoint: it re-reads from the checkpointed offsets, so its records
+   * get the positions they had then (same lineage). Sequence numbers stay per attempt (new group).
+   */
+  restorePositions(state: WriterPositions): void {
+    if (state.edgeId !== this.edgeId || state.position.length !== this.position.length) {
+      throw new Error(`writer of edge ${this.edgeId} (${this.position.length} channels) cannot restore the positions of edge ${state.edgeId} (${state.position.length} channels)`);
+    }
+    if (this.hasPending() || this.sequence.some((s) => s > 0)) throw new Error(`writer of edge ${this.edgeId}: positions restored after records were written`);
+    state.position.forEach((n, c) => (this.position[c] = n));
+    this.lineage = state.lineage;
     this.roundRobin = state.roundRobin;
   }
 
@@ -146,8 +194,12 @@ export class RecordWriter {
 
   /** `serialized`: the record as JSON, when the caller already has it (broadcast). */
   private append(consumer: number, record: Json, serialized?: string): void {
+    const buffer = this.buffers[consumer]!;
     if (!this.gate.isAvailable(this.edgeId, consumer)) {
+      // The records before it go out as one message: a message's records are consecutive positions.
+      if (buffer.parts.length > 0) this.seal(consumer);
       this.dropped[consumer]!++;
+      this.position[consumer]!++;
       return;
     }
     const part = serialized ?? JSON.stringify(record);
@@ -155,8 +207,9 @@ export class RecordWriter {
     if (size > this.maxBytes) {
       throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);
     }
-    const buffer = this.buffers[consumer]!;
     if (buffer.bytes + size > this.maxBytes && buffer.parts.length > 0) this.seal(consumer);
+    if (buffer.parts.length === 0) buffer.first = this.position[consumer]!;
+    this.position[consumer]!++;
     buffer.parts.push(part);
     buffer.bytes += size;
     this.recordsWritten++;
@@ -178,7 +231,7 @@ export class RecordWriter {
     const records = `[${buffer.parts.join(',')}]`;
     buffer.parts = [];
     buffer.bytes = 0;
-    this.enqueueRaw(consumer, 'd', `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`);
+    this.enqueueRaw(consumer, 'd', `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`, buffer.first);
   }
 
   private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' }>): void {
@@ -187,10 +240,11 @@ export class RecordWriter {
     this.enqueueRaw(consumer, t, fields);
   }
 
-  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string): void {
+  /** `first`: position of the message's first record (data); control events take the next position. */
+  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string, first = this.position[consumer]!): void {
     const seq = this.sequence[consumer]!++;
     const { producerIndex: p, attempt: a } = this.options;
-    const body = `{"p":${p},"a":${a},"s":${seq},"t":"${type}"${fields ? `,${fields}` : ''}}`;
+    const body = `{"p":${p},"a":${a},"s":${seq},"l":${this.lineage},"n":${first},"t":"${type}"${fields ? `,${fields}` : ''}}`;
     const list = this.outbox.get(consumer) ?? [];
     // One message group per producer attempt: messages a dead consumer left in flight block only
     // their own (old) group until their visibility timeout, never the new attempt's channel.

@@ -15,10 +15,11 @@
 import type { Json, RuntimeContext, SourceFunction } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
+import type { Clock } from '../ports/clock';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
 import { subPartitionQueue, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
-import type { SubtaskHandover } from './handover';
+import type { ChannelCounters, SubtaskHandover } from './handover';
 import { InputGate, channelKey, type GateEvent } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
@@ -56,14 +57,29 @@ export interface SubtaskEnvironment {
   sourceBatchSize?: number;
   /** Longest time records wait in a writer buffer before they are sent. */
   lingerMs?: number;
+  /** Time for the input gate's visibility extension and gap timeouts (tests move it). */
+  clock?: Clock;
 }
 
 export interface SubtaskCounters {
   recordsIn: number;
   recordsOut: number;
   dropped: number;
+  /** Input messages dropped as redeliveries of a sequence number already delivered. */
   duplicates: number;
   fenced: number;
+  /** Input records dropped as already processed (a restored source replaying them). */
+  duplicateRecords: number;
+  /** Input records never seen: a channel's record position jumped (see messages.ts). */
+  missingRecords: number;
+  /** Input records processed from messages received before (re-read after this subtask restarted). */
+  replayedRecords: number;
+  /** Input deletes whose receipt had expired (the message came again). */
+  expiredReceipts: number;
+  /** Input messages that came before an earlier one of their channel and waited for it. */
+  reordered: number;
+  /** Per input channel (edge/producer), the channels with non-zero record counters. */
+  channels?: Record<string, ChannelCounters>;
   lastCheckpoint: number;
   /** A barrier alignment in progress: the checkpoint, the channels it still waits for, events held. */
   aligning?: { checkpointId: number; waitingFor: string[]; held: number };
@@ -115,6 +131,7 @@ export class SubtaskRunner {
     const { task, index, graph } = env;
     this.id = subtaskId(task.id, index);
     const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
+    const head = task.operators[0]!;
     this.writers = task.outputs.map(
       (edge) =>
         new RecordWriter({
@@ -125,10 +142,12 @@ export class SubtaskRunner {
           queueOf: (consumer) => subPartitionQueue(env.queuePrefix, env.jobId, edge.id, consumer),
           transport: env.channels,
           gate: env.gate,
+          // A source's records are a function of its offsets: one lineage for all its attempts,
+          // continued from a checkpoint (restore). Other tasks number each attempt on its own.
+          lineage: head.kind === 'source' ? 0 : env.attempt,
         }),
     );
     this.chain = new OperatorChain(task, this.writers);
-    const head = task.operators[0]!;
     if (head.kind === 'source') this.source = head.source!();
   }
 
@@ -138,6 +157,7 @@ export class SubtaskRunner {
       recordsOut: this.chain.recordsOut,
       dropped: this.writers.reduce((n, w) => n + w.dropped.reduce((a, b) => a + b, 0), 0),
       ...this.gateCounters(),
+      ...(this.inputGate && Object.keys(this.inputGate.channelCounters()).length > 0 ? { channels: this.inputGate.channelCounters() } : {}),
       lastCheckpoint: this.lastCheckpoint,
       ...(this.aligning
         ? {
@@ -259,6 +279,14 @@ export class SubtaskRunner {
   /** Restores state from the snapshot; staged output of the restored checkpoint is committed. */
   private async restore(snapshot: SubtaskSnapshot): Promise<void> {
     if (snapshot.source !== undefined) this.source?.restoreOffsets(snapshot.source);
+    // A source re-reads from its offsets: its records take the positions they had (see messages.ts).
+    if (this.source) {
+      for (const w of snapshot.writers ?? []) {
+        const writer = this.writers.find((x) => x.edgeId === w.edgeId);
+        if (!writer) throw new Error(`snapshot of ${this.id} names output edge ${w.edgeId}, which the subtask does not have`);
+        writer.restorePositions(w);
+      }
+    }
     if (snapshot.keyed) this.chain.keyedState?.restore(snapshot.keyed);
     if (snapshot.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(snapshot.watermark);
     this.lastCheckpoint = snapshot.checkpointId;
@@ -290,9 +318,18 @@ export class SubtaskRunner {
   }
 
   /** A subtask resumed as finished starts no input gate: its counters are the handed-over ones. */
-  private gateCounters(): { duplicates: number; fenced: number } {
+  private gateCounters(): Omit<SubtaskCounters, 'recordsIn' | 'recordsOut' | 'dropped' | 'lastCheckpoint' | 'aligning' | 'openChannels' | 'channels'> {
     const carried = this.env.resume?.counters;
-    return { duplicates: this.inputGate?.duplicates ?? carried?.duplicates ?? 0, fenced: this.inputGate?.fenced ?? carried?.fenced ?? 0 };
+    const gate = this.inputGate?.counters();
+    return {
+      duplicates: this.inputGate?.duplicates ?? carried?.duplicates ?? 0,
+      fenced: this.inputGate?.fenced ?? carried?.fenced ?? 0,
+      duplicateRecords: gate?.duplicateRecords ?? carried?.duplicateRecords ?? 0,
+      missingRecords: gate?.missingRecords ?? carried?.missingRecords ?? 0,
+      replayedRecords: gate?.replayedRecords ?? carried?.replayedRecords ?? 0,
+      expiredReceipts: gate?.expiredReceipts ?? carried?.expiredReceipts ?? 0,
+      reordered: gate?.reordered ?? carried?.reordered ?? 0,
+    };
   }
 
   /**
@@ -360,13 +397,16 @@ export class SubtaskRunner {
       queueOf: (edge: ExecutionEdge) => subPartitionQueue(env.queuePrefix, env.jobId, edge.id, env.index),
       transport: env.channels,
       minAttempt: env.minAttempt,
+      ...(env.clock ? { clock: env.clock } : {}),
       onError: (error) => (failure = error),
     });
     this.inputGate = gate;
     if (env.resume) {
-      gate.resume(env.resume.channels);
+      gate.resume(env.resume.channels, env.resume.counters);
       gate.duplicates = env.resume.counters.duplicates;
       gate.fenced = env.resume.counters.fenced;
+    } else if (env.restore?.channels) {
+      gate.restorePositions(env.restore.channels);
     }
     gate.start();
     while (!this.cancelled && !(gate.allEnded() && !this.aligning)) {
@@ -437,8 +477,11 @@ export class SubtaskRunner {
       this.blocked.push(event); // after this channel's barrier: wait for the others
       return;
     }
-    const done = message.t === 'e' ? this.ends : this.acks;
-    done.set(event.queue, [...(done.get(event.queue) ?? []), event.receipt]);
+    // No receipt: the message came early and was deleted when the gate took it into memory.
+    if (event.receipt) {
+      const done = message.t === 'e' ? this.ends : this.acks;
+      done.set(event.queue, [...(done.get(event.queue) ?? []), event.receipt]);
+    }
     switch (message.t) {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);
@@ -508,6 +551,8 @@ export class SubtaskRunner {
         ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
         ...(sink ? { sinkPending: this.sinkPending } : {}),
         ...(union ? { union: true } : {}),
+        ...(this.writers.length > 0 ? { writers: this.writers.map((w) => w.positions()) } : {}),
+        ...(this.inputGate ? { channels: this.inputGate.positions(this.blocked) } : {}),
       }),
       union ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
     ]);

@@ -118,6 +118,52 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       expect(again.map((m) => m.body)).toEqual(['0:1', '0:2', '0:3', '0:4', '0:5', '0:6', '0:7']);
     });
 
+    it('expires a receipt with its visibility timeout: delete reports it, the message comes again', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [msg('0', 1), msg('0', 2)]);
+      const [first] = await t.receive(q, { max: 1, waitSeconds: 1, visibilityTimeoutSeconds: 1 });
+      expect(first!.body).toBe('0:1');
+      await new Promise((r) => setTimeout(r, 1_500));
+      // SQS FIFO: "The receipt handle has expired" (an entry failure), not a silent success.
+      expect(await t.delete(q, [first!.receipt])).toEqual({ expired: [first!.receipt] });
+      expect(await t.changeVisibility(q, [first!.receipt], 30)).toEqual({ expired: [first!.receipt] });
+      const again = await t.receive(q, { max: 1, waitSeconds: 2, visibilityTimeoutSeconds: 5 });
+      expect(again.map((m) => m.body)).toEqual(['0:1']);
+      expect(again[0]!.receiveCount).toBe(2);
+      // The old receipt stays expired once the message was received again; the new one works.
+      expect(await t.delete(q, [first!.receipt])).toEqual({ expired: [first!.receipt] });
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]); // still in flight
+      expect(await t.delete(q, [again[0]!.receipt])).toEqual({ expired: [] });
+      const rest = await drain(t, q, 1);
+      expect(rest.map((m) => [m.body, m.receiveCount])).toEqual([['0:2', 1]]);
+    });
+
+    it('keeps messages in flight past their first timeout when their visibility is extended', async () => {
+      const { t, q } = await setup();
+      await t.send(q, Array.from({ length: 12 }, (_, i) => msg(String(i), 0))); // 12 groups: all can be in flight
+      const held: InboundMessage[] = [];
+      for (let i = 0; i < 10 && held.length < 12; i++) held.push(...(await t.receive(q, { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: 2 })));
+      expect(held).toHaveLength(12);
+      // Twelve receipts: more than one ChangeMessageVisibilityBatch.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 1_000));
+        expect(await t.changeVisibility(q, held.map((m) => m.receipt), 2)).toEqual({ expired: [] });
+      }
+      // Three seconds after the receive, nothing came back, and every receipt still deletes.
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+      expect(await t.delete(q, held.map((m) => m.receipt))).toEqual({ expired: [] });
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
+    });
+
+    it('rejects a visibility timeout outside 0 to 12 hours', async () => {
+      const { t, q } = await setup();
+      await t.send(q, [msg('0', 1)]);
+      const [m] = await t.receive(q, { max: 1, waitSeconds: 1 });
+      await expect(t.changeVisibility(q, [m!.receipt], 43_201)).rejects.toThrow(/visibility timeout must be from 0 to 43200 seconds, got 43201/);
+      expect(await t.delete(q, [m!.receipt])).toEqual({ expired: [] });
+    });
+
     it('drops a message whose dedup id was already sent to the queue', async () => {
       const { t, q } = await setup();
       await t.send(q, [{ groupId: '0', dedupId: 'd1', body: 'first' }]);

@@ -44,6 +44,30 @@ describe('generator source', () => {
     expect(await readAll(replay)).toEqual(rest);
   });
 
+  it('emits the same record order whatever the poll sizes (a restored source numbers its records as before)', async () => {
+    const big = { ...options, recordsPerPartition: (p: number) => 150 + p };
+    const order = async (sizes: number[], restoreAfter?: number) => {
+      let source = new GeneratorSource(big);
+      await source.open(ctx());
+      const out: string[] = [];
+      for (let i = 0; ; i++) {
+        if (i === restoreAfter) {
+          const offsets = source.snapshotOffsets();
+          source = new GeneratorSource(big);
+          source.restoreOffsets(offsets);
+          await source.open(ctx());
+        }
+        const batch = await source.poll(sizes[i % sizes.length]!);
+        out.push(...batch.records);
+        if (batch.done) return out;
+      }
+    };
+    const reference = await order([64]);
+    expect(reference).toHaveLength(5 * 150 + 10);
+    expect(await order([7, 100, 13])).toEqual(reference);
+    expect(await order([30, 3], 5)).toEqual(reference);
+  });
+
   it('reports a watermark no open partition has passed, and none before every partition has started', async () => {
     const source = new GeneratorSource({ ...options, recordsPerPartition: 1000 });
     await source.open(ctx());

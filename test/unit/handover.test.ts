@@ -189,6 +189,6 @@ describe('hand-over in the middle of a barrier alignment', () => {
     expect((await io.acks(2)).map((a) => a.declined)).toEqual([expect.stringMatching(/aligning checkpoint 2/)]);
     expect(await ports.channels.receive(queue, { max: 10, waitSeconds: 0 })).toEqual([]);
     // The channel state carries every sequence number seen, so a redelivery is a duplicate.
-    expect(state.channels.find((c) => c.key === `${edge.id}/0`)!.seen).toEqual([{ attempt: 0, floor: 4, above: [] }]);
+    expect(state.channels.find((c) => c.key === `${edge.id}/0`)!.order).toEqual([{ attempt: 0, next: 5 }]);
   });
 });

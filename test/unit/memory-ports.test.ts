@@ -28,19 +28,30 @@ describe('memory ports beyond the contract', () => {
     expect(memoryRequestCounts(ports)).toEqual({ sqs: 7, dynamodb: 3, s3: 3, total: 13 });
   });
 
-  it('ignores a stale receipt once the message was received again (FIFO semantics)', async () => {
-    const t = new MemoryChannelTransport();
+  it('expires receipts on its clock: a message held for minutes without waiting for them', async () => {
+    let now = 1_000_000;
+    const t = new MemoryChannelTransport({ clock: { now: () => now } });
     await t.createQueues(['q']);
-    await t.send('q', [{ groupId: '0', dedupId: 'd', body: 'one' }]);
-    const [first] = await t.receive('q', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 0.05 });
-    const [second] = await t.receive('q', { max: 1, waitSeconds: 1 });
-    expect(second!.body).toBe('one');
-    await t.delete('q', [first!.receipt]);
-    // Still in flight under the newer receipt; the group stays blocked until that one is deleted.
-    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
-    await t.delete('q', [second!.receipt]);
-    await new Promise((r) => setTimeout(r, 80));
-    expect(await t.receive('q', { max: 1, waitSeconds: 0 })).toEqual([]);
+    await t.send('q', [{ groupId: '0', dedupId: 'd1', body: 'one' }, { groupId: '0', dedupId: 'd2', body: 'two' }]);
+    const [first] = await t.receive('q', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 15 });
+    // Extended every 5 s for 10 minutes: still in flight, its group still blocked.
+    for (let i = 0; i < 120; i++) {
+      now += 5_000;
+      expect(await t.changeVisibility('q', [first!.receipt], 15)).toEqual({ expired: [] });
+      expect(await t.receive('q', { max: 10, waitSeconds: 0 })).toEqual([]);
+    }
+    expect(await t.delete('q', [first!.receipt])).toEqual({ expired: [] });
+    const [second] = await t.receive('q', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 15 });
+    expect(second!.body).toBe('two');
+    now += 15_000;
+    expect(await t.delete('q', [second!.receipt])).toEqual({ expired: [second!.receipt] });
+    expect(t.expiredReceipts).toBe(1);
+    // Received again: counted as a redelivery; the total visibility of one receive stays within 12 h.
+    const [again] = await t.receive('q', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 43_200 });
+    expect([again!.body, again!.receiveCount, t.redeliveries]).toEqual(['two', 2, 1]);
+    now += 60_000;
+    await expect(t.changeVisibility('q', [again!.receipt], 43_200)).rejects.toThrow(/beyond the limit \[43200 seconds\]/);
+    expect(await t.changeVisibility('q', [again!.receipt], 43_200 - 60)).toEqual({ expired: [] });
   });
 
   it('ends a long poll with the queue error when the queue is deleted meanwhile', async () => {

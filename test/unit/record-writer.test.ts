@@ -46,6 +46,38 @@ describe('record writer', () => {
     expect(writer.recordsWritten).toBe(300);
   });
 
+  it('numbers the records of each channel: a message carries its first position, drops take theirs', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['q-0', 'q-1']);
+    let down = false;
+    const edge: ExecutionEdge = { ...hashEdge, kind: 'forward', pointwise: false, key: undefined };
+    const writer = new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 2, attempt: 3, lineage: 0, queueOf: (c) => `q-${c}`, transport, gate: { isAvailable: () => !down } });
+    for (let i = 0; i < 5; i++) writer.emit(i);
+    down = true;
+    for (let i = 5; i < 8; i++) writer.emit(i); // dropped: positions 5..7
+    down = false;
+    writer.emitEvent({ t: 'b', c: 1 });
+    for (let i = 8; i < 10; i++) writer.emit(i);
+    await writer.flush();
+    const messages = await drain(transport, 'q-0');
+    expect(messages.map((m) => [m.t, m.l, m.n, m.t === 'd' ? m.r : m.t === 'b' ? m.c : null])).toEqual([
+      ['d', 0, 0, [0, 1, 2, 3, 4]],
+      ['b', 0, 8, 1],
+      ['d', 0, 8, [8, 9]],
+    ]);
+    expect(messages.every((m) => m.a === 3)).toBe(true);
+    expect(writer.dropped).toEqual([3, 0]);
+    // A checkpoint keeps the numbering; a restored writer (new attempt, new group) continues it.
+    const kept = writer.positions();
+    expect(kept).toEqual({ edgeId: 'e0', lineage: 0, position: [10, 0], roundRobin: 0 });
+    const restored = new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 2, attempt: 4, queueOf: (c) => `q-${c}`, transport });
+    restored.restorePositions(kept);
+    restored.emit(10);
+    await restored.flush();
+    expect((await drain(transport, 'q-0')).map((m) => [m.a, m.s, m.l, m.n])).toEqual([[4, 0, 0, 10]]);
+    expect(() => restored.restorePositions(kept)).toThrow(/positions restored after records were written/);
+  });
+
   it('drops and counts records bound for an unavailable sub-partition', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['q-0', 'q-1']);
@@ -84,7 +116,7 @@ describe('record writer', () => {
       const { events, discarded } = await gate.next(100);
       for (const e of events) if (e.message.t === 'd') records.push(...e.message.r);
       await gate.acknowledge(discarded);
-      await gate.acknowledge(new Map([['in', events.map((e) => e.receipt)]]));
+      await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
       gate.release();
     }
     await gate.stop();
@@ -95,14 +127,133 @@ describe('record writer', () => {
   });
 });
 
-describe('seen sequence numbers', () => {
-  it('flags repeats, accepts late older numbers once, and stays bounded across a gap that never fills', async () => {
-    const { SeenSequences } = await import('../../lib/runtime/input-gate');
-    const seen = new SeenSequences();
-    expect([13, 9, 10, 13, 9].map((s) => seen.add(s))).toEqual([true, true, true, false, false]);
-    // 0..8 went to a previous consumer attempt and never come: thousands of later numbers still work.
-    for (let s = 14; s < 20_000; s++) expect(seen.add(s)).toBe(true);
-    expect(seen.add(19_999)).toBe(false);
-    expect(seen.add(5)).toBe(false); // far below the newest: forgotten as seen
+describe('input gate order and record positions', () => {
+  const edge: ExecutionEdge = { ...hashEdge, kind: 'forward', pointwise: true };
+  async function setup(options: { gapTimeoutMs?: number } = {}) {
+    let now = 1_000_000;
+    const clock = { now: () => now, sleep: () => new Promise<void>(() => undefined) };
+    const transport = new MemoryChannelTransport({ clock });
+    await transport.createQueues(['in']);
+    const send = (body: object) => {
+      const m = body as { a: number; s: number };
+      return transport.send('in', [{ groupId: `0.${m.a}`, dedupId: `${m.a}-${m.s}-${Math.random()}`, body: JSON.stringify({ p: 0, ...body }) }]);
+    };
+    const errors: unknown[] = [];
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, clock, waitSeconds: 0.2, onError: (e) => errors.push(e), ...options });
+    gate.start();
+    /** Takes what arrives within a few polls; acknowledges everything. */
+    const take = async () => {
+      const out: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const { events, discarded } = await gate.next(60);
+        for (const e of events) out.push(e.message.t === 'd' ? e.message.r.join('+') : e.message.t === 'b' ? `b${e.message.c}` : e.message.t);
+        await gate.acknowledge(discarded);
+        await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+        gate.release();
+      }
+      return out;
+    };
+    return { transport, send, gate, take, errors, advance: (ms: number) => (now += ms) };
+  }
+
+  it('delivers a channel in sequence order: a message that comes early waits for the one before it', async () => {
+    const { transport, send, gate, take } = await setup();
+    // What a resent batch entry does: sequence 2 lands after 3 and the barrier 4 behind it.
+    await send({ a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['r0'] });
+    await send({ a: 0, s: 1, l: 0, n: 1, t: 'd', r: ['r1'] });
+    await send({ a: 0, s: 3, l: 0, n: 3, t: 'd', r: ['r3'] });
+    await send({ a: 0, s: 4, l: 0, n: 4, t: 'b', c: 7 });
+    await send({ a: 0, s: 2, l: 0, n: 2, t: 'd', r: ['r2'] });
+    await send({ a: 0, s: 3, l: 0, n: 3, t: 'd', r: ['r3'] }); // redelivered
+    expect(await take()).toEqual(['r0', 'r1', 'r2', 'r3', 'b7']);
+    expect([gate.reordered, gate.duplicates]).toEqual([2, 1]);
+    expect(gate.counters()).toMatchObject({ duplicateRecords: 0, missingRecords: 0 });
+    await gate.stop();
+    expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]); // all deleted
+  });
+
+  it('treats a delete whose receipt expired as a redelivery: no error, the copy is dropped by sequence', async () => {
+    let now = 1_000_000;
+    const clock = { now: () => now, sleep: () => new Promise<void>(() => undefined) }; // never extends
+    const transport = new MemoryChannelTransport({ clock });
+    await transport.createQueues(['in']);
+    await transport.send('in', [{ groupId: '0.0', dedupId: 'm0', body: JSON.stringify({ p: 0, a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['x'] }) }]);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, clock, waitSeconds: 0.2, onError: (e) => { throw e; } });
+    gate.start();
+    const first = await gate.next(1_000);
+    expect(first.events.map((e) => e.message.t === 'd' && e.message.r)).toEqual([['x']]);
+    now += 20_000; // past the 15 s visibility timeout
+    await gate.acknowledge(new Map([['in', [first.events[0]!.receipt!]]]));
+    expect(gate.expiredReceipts).toBe(1);
+    gate.release();
+    const again = await gate.next(1_000);
+    expect(again.events).toEqual([]);
+    expect(gate.duplicates).toBe(1);
+    await gate.acknowledge(again.discarded);
+    await gate.stop();
+    expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]);
+  });
+
+  it('orders a group whose first message was resent behind later ones; starts a group seen mid-way after a grace', async () => {
+    const { send, take, advance } = await setup();
+    await send({ a: 0, s: 1, l: 0, n: 1, t: 'd', r: ['r1'] });
+    await send({ a: 0, s: 2, l: 0, n: 2, t: 'd', r: ['r2'] });
+    await send({ a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['r0'] });
+    expect(await take()).toEqual(['r0', 'r1', 'r2']);
+    // Attempt 1's group is first seen at sequence 5 (what came before went to a dead consumer).
+    await send({ a: 1, s: 5, l: 1, n: 50, t: 'd', r: ['x5'] });
+    await send({ a: 1, s: 6, l: 1, n: 51, t: 'd', r: ['x6'] });
+    expect(await take()).toEqual([]);
+    advance(2_000);
+    expect(await take()).toEqual(['x5', 'x6']);
+  });
+
+  it('fails with the channel and the missing sequence number when a gap never fills', async () => {
+    const { send, gate, take, advance } = await setup({ gapTimeoutMs: 60_000 });
+    await send({ a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['r0'] });
+    await send({ a: 0, s: 2, l: 0, n: 2, t: 'd', r: ['r2'] });
+    expect(await take()).toEqual(['r0']);
+    advance(61_000);
+    await expect(gate.next(0)).rejects.toThrow(/input channel e0\/0 \(producer attempt 0\): message 1 never arrived; 1 later message\(s\) \(from 2\) wait for it since 61 s/);
+    await gate.stop();
+  });
+
+  it('gives an old attempt\'s gap up once a newer attempt writes; skips replayed records by position', async () => {
+    const { send, gate, take } = await setup();
+    // Attempt 0 (lineage 0) sent records 0..5; its message 1 (records 2..3) never lands.
+    await send({ a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['r0', 'r1'] });
+    await send({ a: 0, s: 2, l: 0, n: 4, t: 'd', r: ['r4', 'r5'] });
+    expect(await take()).toEqual(['r0+r1']);
+    // Its replacement restored from a checkpoint at position 1: re-sends 1.. in a new group, so
+    // the old group's waiting message is dropped and its records come from the replay, gap included.
+    await send({ a: 1, s: 0, l: 0, n: 1, t: 'd', r: ['r1', 'r2', 'r3', 'r4'] });
+    await send({ a: 1, s: 1, l: 0, n: 5, t: 'd', r: ['r5', 'r6'] });
+    expect(await take()).toEqual(['r2+r3+r4', 'r5+r6']);
+    expect(gate.counters()).toMatchObject({ duplicateRecords: 1, missingRecords: 0, replayedRecords: 0 });
+    expect(gate.channelCounters()).toEqual({ 'e0/0': { duplicateRecords: 1, missingRecords: 0, replayedRecords: 0 } });
+    // An inner task's new attempt starts a lineage of its own: attempt 1's gap is then given up.
+    await send({ a: 1, s: 3, l: 0, n: 8, t: 'd', r: ['r8'] });
+    await send({ a: 2, s: 0, l: 2, n: 0, t: 'd', r: ['y0'] });
+    expect(await take()).toEqual(['r8', 'y0']);
+    expect(gate.counters()).toMatchObject({ duplicateRecords: 1, missingRecords: 1 });
+    await gate.stop();
+  });
+
+  it('counts records of a message received before as replayed; a restored position marks the rest missing', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    await transport.send('in', [{ groupId: '0.2', dedupId: 'x', body: JSON.stringify({ p: 0, a: 2, s: 7, l: 2, n: 30, t: 'd', r: ['a', 'b'] }) }]);
+    // A previous consumer attempt received it and died: it comes again (receive count 2).
+    const [first] = await transport.receive('in', { max: 1, waitSeconds: 0, visibilityTimeoutSeconds: 0 });
+    expect(first!.receiveCount).toBe(1);
+    const restarted = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, waitSeconds: 0.2, onError: (e) => { throw e; } });
+    restarted.restorePositions([{ key: 'e0/0', positions: [[2, 25]] }]);
+    restarted.start();
+    // Its group starts past sequence 0 (the consumer restarted mid-group): it starts after a grace.
+    const events = [];
+    for (let i = 0; i < 40 && events.length === 0; i++) events.push(...(await restarted.next(100)).events);
+    expect(events.map((e) => e.message.t === 'd' && e.message.r)).toEqual([['a', 'b']]);
+    expect(restarted.counters()).toMatchObject({ replayedRecords: 2, missingRecords: 5, duplicateRecords: 0 });
+    await restarted.stop();
   });
 });

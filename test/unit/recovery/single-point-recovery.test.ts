@@ -67,6 +67,7 @@ function shortVisibility(inner: ChannelTransport, seconds: number): ChannelTrans
     listQueues: (p) => inner.listQueues(p),
     send: (q, m) => inner.send(q, m),
     delete: (q, r) => inner.delete(q, r),
+    changeVisibility: (q, r, s) => inner.changeVisibility(q, r, s),
     receive: (q, o: ReceiveOptions) => inner.receive(q, { ...o, visibilityTimeoutSeconds: Math.min(o.visibilityTimeoutSeconds ?? seconds, seconds) }),
   };
 }
