@@ -120,6 +120,8 @@ export class SubtaskRunner {
    * otherwise wait for an end of input its producers will never send again.
    */
   private readonly ends = new Map<string, string[]>();
+  /** Events taken from the gate and not yet handled (a batch, or what an alignment released). */
+  private readonly unhandled: GateEvent[][] = [];
   private finalCommit: (() => void) | undefined;
   private finalCommitRequested = false;
   /** Hand-over asked for: stop at the next safe point, waiting at most until `deadline` for an alignment. */
@@ -413,7 +415,7 @@ export class SubtaskRunner {
       const { events, discarded } = await gate.next(200);
       if (failure) throw failure;
       for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
-      for (const event of events) await this.handle(event);
+      await this.handleAll(events);
       if (!gate.allEnded()) {
         const watermark = gate.combinedWatermark();
         if (watermark > this.chain.currentWatermark) this.chain.advanceWatermark(watermark);
@@ -450,7 +452,7 @@ export class SubtaskRunner {
     while (gate.buffered) {
       const { events, discarded } = await gate.next(0);
       for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
-      for (const event of events) await this.handle(event);
+      await this.handleAll(events);
     }
     await this.commitCompleted();
     await this.dropAborted();
@@ -468,6 +470,17 @@ export class SubtaskRunner {
     }
     await this.flush();
     await this.acknowledgeInput();
+  }
+
+  /** Handles events in order; the ones not handled yet stay visible to a checkpoint taken meanwhile. */
+  private async handleAll(events: readonly GateEvent[]): Promise<void> {
+    const rest = [...events];
+    this.unhandled.push(rest);
+    try {
+      while (rest.length > 0) await this.handle(rest.shift()!);
+    } finally {
+      this.unhandled.splice(this.unhandled.indexOf(rest), 1);
+    }
   }
 
   private async handle(event: GateEvent): Promise<void> {
@@ -529,7 +542,7 @@ export class SubtaskRunner {
     const waiting = this.blocked;
     this.blocked = [];
     this.aligning = next === undefined ? undefined : { checkpointId: next, arrived: new Set() };
-    for (const event of waiting) await this.handle(event);
+    await this.handleAll(waiting);
   }
 
   /** Snapshot, acknowledge, forward the barrier. */
@@ -552,7 +565,9 @@ export class SubtaskRunner {
         ...(sink ? { sinkPending: this.sinkPending } : {}),
         ...(union ? { union: true } : {}),
         ...(this.writers.length > 0 ? { writers: this.writers.map((w) => w.positions()) } : {}),
-        ...(this.inputGate ? { channels: this.inputGate.positions(this.blocked) } : {}),
+        // Events delivered and not yet processed are not in the state: neither those held by the
+        // alignment nor the rest of the batch that delivered the last barrier.
+        ...(this.inputGate ? { channels: this.inputGate.positions([...this.blocked, ...this.unhandled.flat()]) } : {}),
       }),
       union ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
     ]);
