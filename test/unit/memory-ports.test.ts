@@ -2,10 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBlobStore, MemoryChannelTransport, MemoryMetadataStore, createMemoryPorts, memoryRequestCounts } from '../../lib/memory';
 import { blobStoreContract } from '../contracts/blobs.contract';
-import { channelTransportContract } from '../contracts/channels.contract';
+import { channelTransportContract, receiptExpiryContract } from '../contracts/channels.contract';
 import { metadataStoreContract } from '../contracts/metadata.contract';
 
 channelTransportContract('memory', async () => new MemoryChannelTransport());
+receiptExpiryContract('memory', async () => new MemoryChannelTransport());
 metadataStoreContract('memory', async () => new MemoryMetadataStore());
 blobStoreContract('memory', async () => new MemoryBlobStore());
 
