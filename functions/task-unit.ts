@@ -14,7 +14,7 @@ import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobStore } from '../lib/jobs/job-store';
 import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
-import { hostUnit } from '../lib/runtime/unit-host';
+import { hostUnit } from '../lib/host/unit-host';
 import { jobRegistry } from '../examples/jobs';
 
 export interface TaskUnitEvent {

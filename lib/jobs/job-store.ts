@@ -12,9 +12,11 @@ import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store
 import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
 import type { ProgressMark } from './progress-watch';
+import type { UnitHandoverPointer, UnitRecord, UnitRecordStore } from '../ports/unit-records';
+
+export type { SubtaskStats, UnitHandoverPointer, UnitRecord, UnitStatus } from '../ports/unit-records';
 
 export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
-export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
 export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered';
 
 /** Where a job's task units run in the cloud (the local runtime runs child processes for both). */
@@ -61,54 +63,6 @@ export interface JobRecord {
   progress?: ProgressMark;
 }
 
-export interface SubtaskStats {
-  status: string;
-  recordsIn: number;
-  recordsOut: number;
-  dropped: number;
-  /** Input messages dropped as redeliveries (a sequence number already delivered). */
-  duplicates: number;
-  fenced: number;
-  /** Input records dropped as already processed (a restored source's replay). Absent from older units. */
-  duplicateRecords?: number;
-  /** Input records never seen (a channel's record position jumped). */
-  missingRecords?: number;
-  /** Input records re-read (messages received before: after this subtask's own restart). */
-  replayedRecords?: number;
-  /** Input deletes whose receipt had expired. */
-  expiredReceipts?: number;
-  /** Input messages that arrived out of order and waited for an earlier one. */
-  reordered?: number;
-  /** The three record counters per input channel (edge/producer), channels with any only. */
-  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number }>;
-}
-
-export interface UnitRecord {
-  unitId: string;
-  subtasks: string[];
-  attempt: number;
-  status: UnitStatus;
-  startedAt: number;
-  heartbeatAt: number;
-  stats: { [subtaskId: string]: SubtaskStats };
-  /** AWS requests this attempt made, by service. */
-  requests: { [service: string]: number };
-  error?: string;
-  /** Invocation of this attempt that runs now (0 first; +1 per hand-over). */
-  generation?: number;
-  /** Token of the invocation that owns the record now; its writes are fenced by it. */
-  owner?: string;
-  /** The last hand-over: the invocation that continues from it and its state in S3. */
-  handover?: UnitHandoverPointer;
-  /** When the job stopped the unit (cancel, or the job failed). */
-  stoppedAt?: number;
-  /**
-   * Loss and duplicate counters of the unit's earlier attempts (their last report), summed: a
-   * restart starts its counters from 0, and what the dead attempt counted must still show.
-   */
-  carried?: { [counter: string]: number };
-}
-
 /** Counters that add up over attempts (records in and out are progress, counted per attempt). */
 const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'duplicateRecords', 'missingRecords', 'replayedRecords', 'expiredReceipts']);
 
@@ -121,14 +75,6 @@ export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>)
   return out;
 }
 
-export interface UnitHandoverPointer {
-  generation: number;
-  key: string;
-  at: number;
-  /** Owner token of the invocation that handed over: the claim is conditional on it. */
-  from: string;
-}
-
 export class UnknownJobError extends Error {
   override name = 'UnknownJobError';
   constructor(readonly jobId: string) {
@@ -139,7 +85,7 @@ export class UnknownJobError extends Error {
 const jobPk = (jobId: string) => `JOB#${jobId}`;
 const asItem = (value: object) => value as unknown as MetaItem;
 
-export class JobStore {
+export class JobStore implements UnitRecordStore {
   constructor(readonly metadata: MetadataStore) {}
 
   async createJob(job: JobRecord): Promise<void> {

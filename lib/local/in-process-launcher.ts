@@ -12,7 +12,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import type { ControlMessage } from '../runtime/messages';
 import type { UnitOutcome } from '../runtime/task-unit';
-import { hostUnit } from '../runtime/unit-host';
+import { hostUnit } from '../host/unit-host';
 
 export interface InProcessLauncherDeps {
   channels: ChannelTransport;

@@ -9,7 +9,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
-import type { JobStore, SubtaskStats, UnitStatus } from '../jobs/job-store';
+import type { SubtaskStats, UnitRecordStore, UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
 import type { ControlMessage } from './messages';
@@ -26,7 +26,8 @@ export interface TaskUnitOptions {
   queuePrefix: string;
   channels: ChannelTransport;
   blobs: BlobStore;
-  jobs: JobStore;
+  /** Where the unit reports itself (the control plane's job store). */
+  jobs: UnitRecordStore;
   gate?: SubPartitionGate;
   checkpoints?: CheckpointIO;
   /** Snapshot to restore per subtask id. */

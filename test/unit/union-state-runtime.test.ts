@@ -29,7 +29,7 @@ import { CheckpointIO, type SubtaskSnapshot } from '../../lib/runtime/checkpoint
 import type { ControlMessage } from '../../lib/runtime/messages';
 import { OperatorChain } from '../../lib/runtime/operator-chain';
 import { UnionStateBackend, type UnionListState } from '../../lib/runtime/union-state';
-import { hostUnit, loadUnitRestore } from '../../lib/runtime/unit-host';
+import { hostUnit, loadUnitRestore } from '../../lib/host/unit-host';
 import type { UnitOutcome } from '../../lib/runtime/task-unit';
 import { ingestJob, expectedIngestIds } from '../../examples/jobs/ingest';
 import {

@@ -1,4 +1,8 @@
 /**
+ * The task unit's composition root, above both planes: it wires the data plane (lib/runtime: the
+ * TaskUnit and its subtasks) to the control plane's adapters (job store, availability flags,
+ * the "announce available" step, the producer-attempt fence), so lib/runtime imports neither.
+ *
  * Hosts one attempt of a task unit in the current process: loads the job, rebuilds its execution
  * graph from the registry, restores each subtask from its region's entry in the latest checkpoint
  * manifest (and its task's union list state from every subtask's region entry), and runs the
@@ -15,12 +19,12 @@ import type { JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
-import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from './checkpoint-io';
+import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable } from '../recovery/failover-handler';
 import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
-import { readHandover, type SubtaskHandover } from './handover';
-import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from './task-unit';
+import { readHandover, type SubtaskHandover } from '../runtime/handover';
+import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
 
 export interface UnitHostOptions {
   jobId: string;

@@ -1,0 +1,73 @@
+/**
+ * What a task unit writes about itself: its record (attempt, status, heartbeat, counters) and its
+ * hand-over, fenced by attempt and owner token. The data plane writes it through this port; the
+ * control plane's JobStore implements it over the metadata store and reads the same records.
+ */
+
+export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
+
+export interface SubtaskStats {
+  status: string;
+  recordsIn: number;
+  recordsOut: number;
+  dropped: number;
+  /** Input messages dropped as redeliveries (a sequence number already delivered). */
+  duplicates: number;
+  fenced: number;
+  /** Input records dropped as already processed (a restored source's replay). Absent from older units. */
+  duplicateRecords?: number;
+  /** Input records never seen (a channel's record position jumped). */
+  missingRecords?: number;
+  /** Input records re-read (messages received before: after this subtask's own restart). */
+  replayedRecords?: number;
+  /** Input deletes whose receipt had expired. */
+  expiredReceipts?: number;
+  /** Input messages that arrived out of order and waited for an earlier one. */
+  reordered?: number;
+  /** The three record counters per input channel (edge/producer), channels with any only. */
+  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number }>;
+}
+
+export interface UnitRecord {
+  unitId: string;
+  subtasks: string[];
+  attempt: number;
+  status: UnitStatus;
+  startedAt: number;
+  heartbeatAt: number;
+  stats: { [subtaskId: string]: SubtaskStats };
+  /** AWS requests this attempt made, by service. */
+  requests: { [service: string]: number };
+  error?: string;
+  /** Invocation of this attempt that runs now (0 first; +1 per hand-over). */
+  generation?: number;
+  /** Token of the invocation that owns the record now; its writes are fenced by it. */
+  owner?: string;
+  /** The last hand-over: the invocation that continues from it and its state in S3. */
+  handover?: UnitHandoverPointer;
+  /** When the job stopped the unit (cancel, or the job failed). */
+  stoppedAt?: number;
+  /**
+   * Loss and duplicate counters of the unit's earlier attempts (their last report), summed: a
+   * restart starts its counters from 0, and what the dead attempt counted must still show.
+   */
+  carried?: { [counter: string]: number };
+}
+
+export interface UnitHandoverPointer {
+  generation: number;
+  key: string;
+  at: number;
+  /** Owner token of the invocation that handed over: the claim is conditional on it. */
+  from: string;
+}
+
+/** The unit record writes a running unit makes (JobStore implements them). */
+export interface UnitRecordStore {
+  /** The first invocation of an attempt takes the record; false: another did, or a newer attempt exists. */
+  startInvocation(jobId: string, unitId: string, attempt: number, owner: string): Promise<boolean>;
+  /** A heartbeat or status change, fenced by attempt (and owner); false: the unit no longer owns its record. */
+  reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean>;
+  /** Points the record at a hand-over for invocation `generation`; false: superseded. */
+  recordHandover(jobId: string, unitId: string, attempt: number, owner: string, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean>;
+}
