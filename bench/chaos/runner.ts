@@ -27,6 +27,8 @@ import { readOutputLines } from '../../examples/jobs/output-check';
 import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } from '../../examples/jobs/demo';
 import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
 import { seededRandom } from '../lib/random';
+import { inputEnded, progressSignature } from '../../lib/jobs/progress-watch';
+import { parseSubtaskId } from '../../lib/graph/execution-graph';
 
 export type ChaosJob = 'demo' | 'join';
 export type KillRole = 'source' | 'inner' | 'sink' | 'any';
@@ -158,22 +160,10 @@ async function unitRoles(runtime: LocalRuntime, jobId: string): Promise<Map<stri
   const out = new Map<string, Set<KillRole>>();
   for (const u of job.units) {
     const roles = new Set<KillRole>();
-    for (const s of u.subtasks) for (const r of roleOf.get(s.slice(0, s.lastIndexOf('#'))) ?? []) roles.add(r);
+    for (const s of u.subtasks) for (const r of roleOf.get(parseSubtaskId(s).taskId) ?? []) roles.add(r);
     out.set(u.unitId, roles);
   }
   return out;
-}
-
-function sourcesEnded(view: JobView, sourceTasks: Set<string>): boolean {
-  let any = false;
-  for (const u of view.units) {
-    for (const [id, s] of Object.entries(u.stats ?? {})) {
-      if (!sourceTasks.has(id.slice(0, id.lastIndexOf('#')))) continue;
-      any = true;
-      if (s.status !== 'ended' && s.status !== 'finished') return false;
-    }
-  }
-  return any && view.units.filter((u) => u.subtasks.some((s) => sourceTasks.has(s.slice(0, s.lastIndexOf('#'))))).every((u) => Object.keys(u.stats ?? {}).length > 0);
 }
 
 /** Runs one schedule to its end and checks the output. */
@@ -295,7 +285,7 @@ async function waitForMoment(
     if (spec.moment !== 'after-input') {
       if (inputEndedAt === undefined) {
         const view = await runtime.service.view(jobId).catch(() => undefined);
-        if (view && sourcesEnded(view, sourceTasks)) inputEndedAt = Date.now();
+        if (view && inputEnded(view, sourceTasks)) inputEndedAt = Date.now();
       } else if (Date.now() - inputEndedAt > 15_000) return false;
     }
     switch (spec.moment) {
@@ -314,7 +304,7 @@ async function waitForMoment(
       }
       case 'after-input': {
         const view = await runtime.service.view(jobId).catch(() => undefined);
-        if (view && sourcesEnded(view, sourceTasks)) return true;
+        if (view && inputEnded(view, sourceTasks)) return true;
         break;
       }
     }
@@ -343,11 +333,7 @@ async function watchForStall(
     await sleep(500);
     const view = await runtime.service.view(jobId).catch(() => undefined);
     if (!view) continue;
-    const now = JSON.stringify([
-      view.totals.recordsIn,
-      view.totals.recordsOut,
-      view.units.map((u) => [u.attempt, u.status, Object.values(u.stats ?? {}).map((s) => [s.status, s.recordsIn])]),
-    ]);
+    const now = progressSignature(view);
     if (now !== signature) {
       signature = now;
       movedAt = Date.now();

@@ -6,6 +6,7 @@
  * leaving it RUNNING for good. While sources still read, a quiet job is just a quiet stream.
  */
 import { createHash } from 'node:crypto';
+import { parseSubtaskId } from '../graph/execution-graph';
 import type { JobView } from './job-service';
 
 export interface ProgressMark {
@@ -16,10 +17,6 @@ export interface ProgressMark {
 }
 
 export const DEFAULT_STALL_TIMEOUT_MS = 180_000;
-
-function taskOf(subtaskId: string): string {
-  return subtaskId.slice(0, subtaskId.lastIndexOf('#'));
-}
 
 /** The progress signature of a view (a digest: it is stored, and must not grow with the job). */
 export function progressSignature(view: JobView): string {
@@ -36,7 +33,7 @@ export function inputEnded(view: JobView, sourceTasks: ReadonlySet<string>): boo
   let sources = 0;
   for (const u of view.units) {
     for (const id of u.subtasks) {
-      if (!sourceTasks.has(taskOf(id))) continue;
+      if (!sourceTasks.has(parseSubtaskId(id).taskId)) continue;
       sources++;
       const status = u.stats?.[id]?.status;
       if (status !== 'ended' && status !== 'finished') return false;

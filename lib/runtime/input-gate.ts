@@ -28,6 +28,7 @@
  * keeps its receipts valid (up to SQS's 12-hour cap). A delete whose receipt has expired anyway
  * is not an error: the message comes again and is dropped by its sequence number.
  */
+import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
@@ -319,7 +320,7 @@ export class InputGate {
     const events: GateEvent[] = [];
     const discarded = new Map<string, string[]>();
     const discard = (queue: string, receipt: string | undefined) => {
-      if (receipt) discarded.set(queue, [...(discarded.get(queue) ?? []), receipt]);
+      if (receipt) appendTo(discarded, queue, receipt);
     };
     const now = this.clock.now();
     for (const { queue, edge, message } of taken) {
@@ -523,7 +524,7 @@ export class InputGate {
       if (seconds <= 0) continue;
       const q = byQueue.get(held.queue) ?? new Map<number, string[]>();
       byQueue.set(held.queue, q);
-      q.set(seconds, [...(q.get(seconds) ?? []), receipt]);
+      appendTo(q, seconds, receipt);
     }
     await Promise.all(
       [...byQueue].flatMap(([queue, bySeconds]) =>

@@ -21,6 +21,7 @@ import { subPartitionQueue, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ChannelCounters, SubtaskHandover } from './handover';
 import { InputGate, channelKey, type GateEvent } from './input-gate';
+import { appendTo } from './multimap';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
 import { UnionStateBackend } from './union-state';
@@ -414,7 +415,7 @@ export class SubtaskRunner {
     while (!this.cancelled && !(gate.allEnded() && !this.aligning)) {
       const { events, discarded } = await gate.next(200);
       if (failure) throw failure;
-      for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
+      for (const [queue, receipts] of discarded) appendTo(this.acks, queue, ...receipts);
       await this.handleAll(events);
       if (!gate.allEnded()) {
         const watermark = gate.combinedWatermark();
@@ -451,7 +452,7 @@ export class SubtaskRunner {
     await gate.drain();
     while (gate.buffered) {
       const { events, discarded } = await gate.next(0);
-      for (const [queue, receipts] of discarded) this.acks.set(queue, [...(this.acks.get(queue) ?? []), ...receipts]);
+      for (const [queue, receipts] of discarded) appendTo(this.acks, queue, ...receipts);
       await this.handleAll(events);
     }
     await this.commitCompleted();
@@ -492,8 +493,7 @@ export class SubtaskRunner {
     }
     // No receipt: the message came early and was deleted when the gate took it into memory.
     if (event.receipt) {
-      const done = message.t === 'e' ? this.ends : this.acks;
-      done.set(event.queue, [...(done.get(event.queue) ?? []), event.receipt]);
+      appendTo(message.t === 'e' ? this.ends : this.acks, event.queue, event.receipt);
     }
     switch (message.t) {
       case 'd':
