@@ -54,9 +54,8 @@ export async function supervise(
     try {
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
-      const supervisor = new Supervisor({ service });
-      const failures = supervisor.detect(view, now);
-      for (const unit of supervisor.takeFinished()) await service.finishUnit(jobId, unit.unitId, unit.attempt);
+      const { failures, finished } = new Supervisor({ service }).detectAll(view, now);
+      for (const unit of finished) await service.finishUnit(jobId, unit.unitId, unit.attempt);
       if (failures.length > 0 && onFailure) {
         // Every failure of the pass at once, by the job's strategy (single, region, full): units
         // that failed together restart together. The handler fails the job only when its failure

@@ -103,15 +103,8 @@ export class Supervisor {
   /** Regions whose sinks were told to commit their last output. */
   private readonly released = new Set<string>();
   readonly failures: UnitFailure[] = [];
-  /** Units that died after all their subtasks had finished: recorded FINISHED, not failed over. */
-  private readonly finishedUnits: UnitRecord[] = [];
 
   constructor(private readonly options: SupervisorOptions) {}
-
-  /** Units `detect` found dead after all their subtasks had finished (to record FINISHED), once each. */
-  takeFinished(): UnitRecord[] {
-    return this.finishedUnits.splice(0);
-  }
 
   /** Reports a unit's process exit (from a launcher that can see processes). */
   unitExited(event: UnitExitEvent): void {
@@ -134,8 +127,8 @@ export class Supervisor {
         await this.options.service.fail(jobId, `job is stuck: ${progress.stalled}`);
         continue;
       }
-      const failures = this.detect(view, clock.now());
-      for (const unit of this.takeFinished()) await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
+      const { failures, finished } = this.detectAll(view, clock.now());
+      for (const unit of finished) await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
       if (failures.length > 0) {
         this.failures.push(...failures);
         await (this.options.onFailure ?? this.failJob)(failures, view);
@@ -166,7 +159,17 @@ export class Supervisor {
 
   /** Failures not seen before: exits without finishing, reported errors, stale heartbeats. */
   detect(view: JobView, now: number): UnitFailure[] {
-    const found: UnitFailure[] = [];
+    return this.detectAll(view, now).failures;
+  }
+
+  /**
+   * The failures not seen before, and the units that died after every one of their subtasks had
+   * finished (end of input sent on): nothing to recover there, and a restart would only send their
+   * input again, so they are to be recorded FINISHED instead. Each (unit, attempt) comes once.
+   */
+  detectAll(view: JobView, now: number): { failures: UnitFailure[]; finished: UnitRecord[] } {
+    const failures: UnitFailure[] = [];
+    const finished: UnitRecord[] = [];
     const timeout = view.job.settings.heartbeatTimeoutMs;
     for (const unit of view.units) {
       const key = `${unit.unitId}#${unit.attempt}`;
@@ -174,15 +177,10 @@ export class Supervisor {
       const reason = this.reasonFor(view.job.jobId, unit, now, timeout);
       if (!reason) continue;
       this.handled.add(key);
-      // Every subtask had finished (end of input sent on) before the process died: there is
-      // nothing to recover, and a restart would only send its input again.
-      if (unit.status !== 'FAILED' && allFinished(unit)) {
-        this.finishedUnits.push(unit);
-        continue;
-      }
-      found.push({ unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason });
+      if (unit.status !== 'FAILED' && allFinished(unit)) finished.push(unit);
+      else failures.push({ unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason });
     }
-    return found;
+    return { failures, finished };
   }
 
   private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number): { reason: string; failedAt: number } | undefined {

@@ -47,9 +47,10 @@ describe('Supervisor.detect', () => {
   it('a unit killed after all its subtasks finished is recorded finished, not failed over', () => {
     const s = supervisor();
     s.unitExited(exit('a', 0));
-    expect(s.detect(view([unit('a', 0, 'finished')]), 2000)).toEqual([]);
-    expect(s.takeFinished().map((u) => u.unitId)).toEqual(['a']);
-    expect(s.takeFinished()).toEqual([]);
+    const first = s.detectAll(view([unit('a', 0, 'finished')]), 2000);
+    expect(first.failures).toEqual([]);
+    expect(first.finished.map((u) => u.unitId)).toEqual(['a']);
+    expect(s.detectAll(view([unit('a', 0, 'finished')]), 2100)).toEqual({ failures: [], finished: [] });
   });
 
   it('an ended sink (waiting to commit) that dies is a failure: its output is not committed yet', () => {
