@@ -63,7 +63,7 @@ async function main(): Promise<number> {
   try {
     await runtime.prepare();
     console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
-    console.log('seed  job   strategy         outcome   lost  dup  drops  rep.dup  recovery ms      time   kills');
+    console.log('seed  job   strategy         outcome   lost  dup  drops  rep.dup  recovery ms (sup: superseded) time   kills');
     for (let i = 0; i < schedules; i++) {
       const schedule = planSchedule(seed + i, { strategies, jobs });
       const result = await runSchedule(schedule, { runtime });
@@ -132,7 +132,7 @@ function readSimulated(): Map<string, number> {
 
 function row(r: ChaosResult): string {
   const kills = r.kills.map((k) => (k.units.length > 0 ? `${k.units.join('+')}@${((k.atMs ?? 0) / 1000).toFixed(1)}s(${k.spec.moment})` : `-(${k.spec.moment}: ${k.note})`)).join(' ');
-  const recovery = r.failures.map((f) => f.recoveryMs ?? '?').join(',') || '-';
+  const recovery = r.failures.map((f) => (f.status === 'SUPERSEDED' ? 'sup' : (f.recoveryMs ?? '?'))).join(',') || '-';
   const mark = verdict(r).ok ? ' ' : '!';
   return (
     `${String(r.schedule.seed).padEnd(5)} ${r.schedule.job.padEnd(5)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +

@@ -30,7 +30,7 @@ async function run(schedule: Schedule): Promise<ChaosResult> {
   rows.push(
     `  ${schedule.strategy.padEnd(16)} ${schedule.job.padEnd(5)} ${result.outcome}: lost ${result.lost}, duplicated ${result.duplicated}, ` +
       `reported dropped ${result.reportedDropped} missing ${result.reportedMissing} duplicated ${result.reportedDuplicates}; ` +
-      `recovery ${result.failures.map((f) => f.recoveryMs ?? '?').join(',')} ms; kills ${kills}`,
+      `recovery ${result.failures.map((f) => (f.status === 'SUPERSEDED' ? 'sup' : (f.recoveryMs ?? '?'))).join(',')} ms; kills ${kills}`,
   );
   const v = verdict(result);
   if (!v.ok) console.log(`schedule ${JSON.stringify(schedule)} broke: ${v.why.join('; ')}\n${JSON.stringify(result.kills)}\n${JSON.stringify(result.failures)}`);
