@@ -63,7 +63,7 @@ async function main(): Promise<number> {
   try {
     await runtime.prepare();
     console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
-    console.log('seed  job   strategy         outcome   lost  dup  drops  rep.dup  recovery ms (sup: superseded) time   kills');
+    console.log('seed  job   strategy         outcome   lost  dup  drops  missing  replayed  recovery ms (sup: superseded) time   kills');
     for (let i = 0; i < schedules; i++) {
       const schedule = planSchedule(seed + i, { strategies, jobs });
       const result = await runSchedule(schedule, { runtime });
@@ -89,16 +89,17 @@ async function main(): Promise<number> {
       lost: runs.reduce((n, r) => n + r.lost, 0),
       duplicated: runs.reduce((n, r) => n + r.duplicated, 0),
       reportedDropped: runs.reduce((n, r) => n + r.reportedDropped, 0),
+      reportedMissing: runs.reduce((n, r) => n + r.reportedMissing, 0),
       reportedDuplicates: runs.reduce((n, r) => n + r.reportedDuplicates, 0),
       recoveryMs: { samples: recovery.length, median: pct(recovery, 0.5), worst: recovery.at(-1) ?? null },
     };
   });
   console.log('');
-  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported dup  recovery median / worst (ms)');
+  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported missing  reported replayed  recovery median / worst (ms)');
   for (const s of summary) {
     console.log(
       `${s.strategy.padEnd(17)} ${String(s.runs).padStart(4)}  ${String(s.finished).padStart(8)}  ${String(s.failed).padStart(6)}  ${String(s.hung).padStart(4)}  ${String(s.broken).padStart(6)}  ` +
-        `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedDuplicates).padStart(12)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
+        `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedMissing).padStart(16)}  ${String(s.reportedDuplicates).padStart(17)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
     );
   }
   // Beside the simulated recovery of bench:recovery (parallelism 4000, a latency model), if it ran.
@@ -136,7 +137,7 @@ function row(r: ChaosResult): string {
   const mark = verdict(r).ok ? ' ' : '!';
   return (
     `${String(r.schedule.seed).padEnd(5)} ${r.schedule.job.padEnd(5)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +
-    `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedDuplicates).padStart(8)}  ` +
+    `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedMissing).padStart(8)} ${String(r.reportedDuplicates).padStart(9)}  ` +
     `${recovery.padEnd(15)} ${(r.totalMs / 1000).toFixed(0).padStart(4)} s  ${kills}`
   );
 }
