@@ -37,11 +37,6 @@ export interface ProcessLauncherOptions {
    * Lambda cold start, a Fargate task placement) in local tests and demos.
    */
   restartDelayMs?: number;
-  /**
-   * Awaited before a restarted attempt (attempt > 0) starts: a test holds a restart until what it
-   * wants to observe has happened (producers dropping for the failed consumer, say).
-   */
-  beforeRestart?: (job: JobRecord, unit: UnitPlacement, attempt: number) => Promise<void>;
   /** Each invocation hands over to the next after this long, as a Lambda unit before its time limit. */
   handoverAfterMs?: number;
 }
@@ -59,7 +54,6 @@ export class ProcessLauncher implements UnitLauncher {
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (attempt > 0 && this.options.restartDelayMs) await new Promise((r) => setTimeout(r, this.options.restartDelayMs));
-    if (attempt > 0 && this.options.beforeRestart) await this.options.beforeRestart(job, unit, attempt);
     this.stopping.delete(`${job.jobId}/${unit.unitId}`);
     this.spawnInvocation(job, unit, attempt, false);
   }
