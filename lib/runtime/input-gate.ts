@@ -441,7 +441,9 @@ export class InputGate {
     if (m.t === 'e' && m.a < channel.attempt) return undefined;
     if (m.n === undefined) return m;
     const lineage = m.l ?? m.a;
-    const position = channel.positions.get(lineage) ?? m.n;
+    // A lineage numbers its records from 0: a first message past 0 means records this consumer never saw
+    // (its dead attempt consumed them before the checkpoint it restored, if any, or they were dropped).
+    const position = channel.positions.get(lineage) ?? 0;
     if (m.n > position) channel.counters.missingRecords += m.n - position;
     if (m.t !== 'd') {
       channel.positions.set(lineage, Math.max(position, m.n));

@@ -256,4 +256,18 @@ describe('input gate order and record positions', () => {
     expect(restarted.counters()).toMatchObject({ replayedRecords: 2, missingRecords: 5, duplicateRecords: 0 });
     await restarted.stop();
   });
+
+  it('a consumer restarted with no checkpoint to restore counts a lineage first seen past position 0 as missing', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    // Its dead attempt consumed positions 0..29 of lineage 2; what is left starts at 30.
+    await transport.send('in', [{ groupId: '0.2', dedupId: 'y', body: JSON.stringify({ p: 0, a: 2, s: 7, l: 2, n: 30, t: 'd', r: ['a', 'b'] }) }]);
+    const fresh = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, waitSeconds: 0.2, onError: (e) => { throw e; } });
+    fresh.start();
+    const events = [];
+    for (let i = 0; i < 40 && events.length === 0; i++) events.push(...(await fresh.next(100)).events);
+    expect(events.map((e) => e.message.t === 'd' && e.message.r)).toEqual([['a', 'b']]);
+    expect(fresh.counters()).toMatchObject({ missingRecords: 30, duplicateRecords: 0 });
+    await fresh.stop();
+  });
 });
