@@ -291,6 +291,8 @@ async function launch(paths: EmulatorPaths, port: number, timeoutMs: number): Pr
   const stop = async () => {
     process.off('exit', killOnExit);
     if (exited) return;
+    // Waited for now: without a ref, a caller awaiting the stop could see its process end first.
+    child.ref();
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
     await exitPromise;
