@@ -18,7 +18,7 @@ import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointIO, type AckRecord } from '../runtime/checkpoint-io';
 import type { ControlMessage } from '../runtime/messages';
-import type { JobRecord } from './job-store';
+import { JobStore, type JobRecord } from './job-store';
 
 export interface ControlSender {
   sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void>;
@@ -39,11 +39,7 @@ export interface DriverDeps {
 
 /** `JOB#<id>/UNIT#<unit>` records' attempts, by unit id (units without a record are left out). */
 export async function readUnitAttempts(metadata: MetadataStore, jobId: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const { item } of await metadata.query(`JOB#${jobId}`, 'UNIT#')) {
-    if (typeof item.unitId === 'string' && typeof item.attempt === 'number') out[item.unitId] = item.attempt;
-  }
-  return out;
+  return Object.fromEntries((await new JobStore(metadata).getUnits(jobId)).map((u) => [u.unitId, u.attempt]));
 }
 
 export interface ReplayOptions {
