@@ -3,9 +3,11 @@
  * Records are plain JSON-serialisable values: they cross SQS queues between tasks.
  */
 import type { BlobStore } from '../ports/blob-store';
-import type { UnionListState } from '../runtime/union-state';
+import type { Json } from './json';
+import type { UnionListState } from './union-list-state';
 
-export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+export type { Json };
+export type { UnionListState };
 
 /** Where a function runs: which subtask of which operator. */
 export interface RuntimeContext {

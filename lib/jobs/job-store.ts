@@ -11,8 +11,15 @@
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
 import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
-import type { ProgressMark } from './progress-watch';
 import type { UnitHandoverPointer, UnitRecord, UnitRecordStore } from '../ports/unit-records';
+
+/** The progress watch's last look at a job (lib/jobs/progress-watch.ts), kept in the job item. */
+export interface ProgressMark {
+  /** What the job's progress looked like when it last changed. */
+  signature: string;
+  /** When it last changed (ms since the epoch). */
+  since: number;
+}
 
 export type { SubtaskStats, UnitHandoverPointer, UnitRecord, UnitStatus } from '../ports/unit-records';
 

@@ -8,13 +8,9 @@
 import { createHash } from 'node:crypto';
 import { parseSubtaskId } from '../graph/execution-graph';
 import type { JobView } from './job-service';
+import type { ProgressMark } from './job-store';
 
-export interface ProgressMark {
-  /** What the job's progress looked like when it last changed. */
-  signature: string;
-  /** When it last changed (ms since the epoch). */
-  since: number;
-}
+export type { ProgressMark };
 
 export const DEFAULT_STALL_TIMEOUT_MS = 180_000;
 

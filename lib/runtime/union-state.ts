@@ -14,53 +14,16 @@
  * flight (a small promise pool) and decodes each object as soon as it arrives. The result is the
  * same whatever the concurrency: the union in subtask order.
  */
-import type { Json } from '../api/functions';
+import type { Json } from '../api/json';
+import { UnionListState } from '../api/union-list-state';
 import type { BlobStore } from '../ports/blob-store';
+
+export { UnionListState };
 
 export const UNION_FORMAT = 'sluice.union.v1';
 export const DEFAULT_UNION_RESTORE_CONCURRENCY = 32;
 
 // ---- the state ---------------------------------------------------------------------------------
-
-/** One named list of JSON entries, held by one subtask; at restore it holds the union. */
-export class UnionListState<T extends Json = Json> {
-  private entries: T[];
-
-  constructor(entries: readonly T[] = []) {
-    this.entries = [...entries];
-  }
-
-  add(entry: T): void {
-    this.entries.push(entry);
-  }
-
-  addAll(entries: readonly T[]): void {
-    for (const e of entries) this.entries.push(e);
-  }
-
-  /** The entries, in insertion order (a copy of the list: changing it changes nothing here). */
-  get(): T[] {
-    return [...this.entries];
-  }
-
-  get size(): number {
-    return this.entries.length;
-  }
-
-  clear(): void {
-    this.entries = [];
-  }
-
-  /** Replaces every entry (typically: after a restore, keep only the entries this subtask owns). */
-  replace(entries: readonly T[]): void {
-    this.entries = [...entries];
-  }
-
-  /** The entries to checkpoint. Entries must be JSON values; they are serialised at once by the writer. */
-  snapshot(): T[] {
-    return [...this.entries];
-  }
-}
 
 /** The union list states of one operator subtask, by name: what `ctx.unionState(name)` hands out. */
 export class UnionStateBackend {
