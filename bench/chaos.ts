@@ -4,8 +4,10 @@
  * One row per schedule, a summary per strategy, JSON in bench/results/chaos.json. Exits non-zero
  * when a schedule breaks what its strategy promises:
  *   region, full       FINISHED, nothing lost, nothing duplicated;
- *   single             never hangs; the loss is at most what the job reported dropped;
- *   single-buffered    never hangs; nothing lost.
+ *   single             never hangs; loss and duplicates within what the consumers reported;
+ *                      no duplicates when only sources were killed;
+ *   single-buffered    the same, and nothing dropped, nothing lost (bench/chaos/verdict.ts).
+ * `--judge FILE` prints the rows and the summary of a saved run again, judged by today's verdict.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -29,6 +31,7 @@ const { values: args } = parseArgs({
     strategy: { type: 'string', default: STRATEGIES.join(',') },
     jobs: { type: 'string', default: JOBS.join(',') },
     out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json') },
+    judge: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -40,13 +43,17 @@ function list<T extends string>(value: string, allowed: readonly T[], flag: stri
   return items as T[];
 }
 
+const HEADER = 'seed  job   strategy         outcome   lost  dup  drops  missing  replayed  recovery ms (sup: superseded) time   kills';
+
 const pct = (sorted: number[], q: number) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
 
 async function main(): Promise<number> {
   if (args.help) {
     console.log('usage: npm run test:chaos -- [--schedules N] [--seed S] [--strategy region,full,single,single-buffered] [--jobs demo,join] [--out FILE]');
+    console.log('       npm run test:chaos -- --judge bench/results/chaos.json   (print a saved run again, judged by today\'s verdict)');
     return 0;
   }
+  if (args.judge) return judgeSaved(args.judge);
   const schedules = Number(args.schedules);
   const seed = Number(args.seed);
   if (!(Number.isInteger(schedules) && schedules >= 1)) throw new Error(`--schedules must be a whole number of at least 1, got '${args.schedules}'`);
@@ -63,7 +70,7 @@ async function main(): Promise<number> {
   try {
     await runtime.prepare();
     console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
-    console.log('seed  job   strategy         outcome   lost  dup  drops  missing  replayed  recovery ms (sup: superseded) time   kills');
+    console.log(HEADER);
     for (let i = 0; i < schedules; i++) {
       const schedule = planSchedule(seed + i, { strategies, jobs });
       const result = await runSchedule(schedule, { runtime });
@@ -76,6 +83,18 @@ async function main(): Promise<number> {
     await endpoint.stop();
   }
 
+  const totalMs = Date.now() - started;
+  const { summary, broken } = report(results, strategies);
+  console.log(`\n${results.length} schedules in ${(totalMs / 1000).toFixed(0)} s; rerun: ${command}`);
+  mkdirSync(dirname(args.out!), { recursive: true });
+  const simulatedRecoveryMs = Object.fromEntries(readSimulated());
+  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, simulatedRecoveryMs, results }, null, 2) + '\n');
+  console.log(`results: ${args.out}`);
+  return broken === 0 ? 0 : 1;
+}
+
+/** Prints the summary per strategy (and the broken schedules); returns it with the broken count. */
+function report(results: ChaosResult[], strategies: readonly FailoverStrategy[]) {
   const summary = strategies.map((strategy) => {
     const runs = results.filter((r) => r.schedule.strategy === strategy);
     const recovery = runs.flatMap((r) => r.failures.map((f) => f.recoveryMs).filter((ms): ms is number => ms !== null)).sort((a, b) => a - b);
@@ -114,15 +133,22 @@ async function main(): Promise<number> {
   }
   const broken = results.filter((r) => !verdict(r).ok);
   for (const r of broken) console.log(`broken: seed ${r.schedule.seed} (${r.schedule.strategy}, ${r.schedule.job}): ${verdict(r).why.join('; ')}`);
-  const totalMs = Date.now() - started;
-  console.log(`\n${results.length} schedules in ${(totalMs / 1000).toFixed(0)} s; rerun: ${command}`);
-  mkdirSync(dirname(args.out!), { recursive: true });
-  const simulatedRecoveryMs = Object.fromEntries(simulated);
-  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, simulatedRecoveryMs, results }, null, 2) + '\n');
-  console.log(`results: ${args.out}`);
-  return broken.length === 0 ? 0 : 1;
+  return { summary, broken: broken.length };
 }
 
+function judgeSaved(file: string): number {
+  if (!existsSync(file)) throw new Error(`--judge: ${file} does not exist`);
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { command?: string; at?: string; totalMs?: number; results?: ChaosResult[] };
+  if (!Array.isArray(saved.results)) throw new Error(`--judge: ${file} has no results array (not a chaos run's JSON)`);
+  const results = saved.results;
+  console.log(`chaos: ${results.length} schedules saved in ${file} (${saved.at ?? 'undated'}; ${saved.command ?? 'command unknown'}), judged again`);
+  console.log(HEADER);
+  for (const r of results) console.log(row(r));
+  const strategies = STRATEGIES.filter((s) => results.some((r) => r.schedule.strategy === s));
+  const { broken } = report(results, strategies);
+  if (saved.totalMs !== undefined) console.log(`\n${results.length} schedules in ${(saved.totalMs / 1000).toFixed(0)} s`);
+  return broken === 0 ? 0 : 1;
+}
 /** Simulated recovery time per strategy from bench/results/recovery.json (empty when it is missing). */
 function readSimulated(): Map<string, number> {
   const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'recovery.json');

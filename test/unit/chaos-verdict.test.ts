@@ -1,0 +1,53 @@
+/** The chaos suite's verdict: what each failover strategy promises (issue 9), on made-up results. */
+import { describe, expect, it } from 'vitest';
+import type { ChaosResult, KillRecord } from '../../bench/chaos/runner';
+import { verdict } from '../../bench/chaos/verdict';
+import type { FailoverStrategy } from '../../lib/jobs/job-store';
+
+const kill = (...units: string[]): KillRecord => ({ spec: { moment: 'running', role: 'any', count: 1, delayMs: 0 }, units, atMs: 1000 });
+
+function result(strategy: FailoverStrategy, fields: Partial<ChaosResult>): ChaosResult {
+  return {
+    schedule: { seed: 1, job: 'demo', strategy, parallelism: 2, kills: [] },
+    jobId: 'j',
+    outcome: 'FINISHED',
+    kills: [kill('hourly-aggregate-0#0')],
+    expected: 1000,
+    lost: 0,
+    duplicated: 0,
+    wrong: 0,
+    reportedDropped: 0,
+    reportedMissing: 0,
+    reportedDuplicates: 0,
+    failures: [],
+    restarted: [],
+    totalMs: 1,
+    ...fields,
+  };
+}
+
+describe('chaos verdict', () => {
+  it('region and full: any loss, duplicate, wrong value or unfinished job breaks the promise', () => {
+    expect(verdict(result('region', {})).ok).toBe(true);
+    expect(verdict(result('full', { lost: 1, reportedMissing: 5 })).why).toEqual(['1 events lost']);
+    expect(verdict(result('region', { duplicated: 2 })).why).toEqual(['2 events duplicated']);
+    expect(verdict(result('full', { outcome: 'HUNG', error: 'no progress' })).why).toEqual(['ended HUNG: no progress']);
+  });
+
+  it('single: loss and duplicates within what was reported; none at all from source restarts', () => {
+    expect(verdict(result('single', { lost: 10, reportedMissing: 10, duplicated: 3, reportedDuplicates: 4 })).ok).toBe(true);
+    expect(verdict(result('single', { lost: 11, reportedMissing: 10 })).why).toEqual(['11 events lost, more than the 10 records reported missing']);
+    expect(verdict(result('single', { duplicated: 5, reportedDuplicates: 4 })).ok).toBe(false);
+    const sourceOnly = { kills: [kill('generator-0#0', 'generator-1#0')], duplicated: 3, reportedDuplicates: 9 };
+    expect(verdict(result('single', sourceOnly)).why).toEqual(['3 events duplicated by source restarts']);
+    expect(verdict(result('single', { ...sourceOnly, kills: [kill('generator-0#0'), kill('hourly-aggregate-1#0')] })).ok).toBe(true);
+  });
+
+  it('single-buffered: nothing dropped and nothing lost, even when reported', () => {
+    expect(verdict(result('single-buffered', { duplicated: 3, reportedDuplicates: 3 })).ok).toBe(true);
+    expect(verdict(result('single-buffered', { reportedDropped: 2 })).why).toEqual(['2 records dropped under single-buffered']);
+    expect(verdict(result('single-buffered', { lost: 7, reportedMissing: 7 })).why).toEqual([
+      "7 events lost under single-buffered (input a restarted unit's dead attempt had consumed after its checkpoint)",
+    ]);
+  });
+});
