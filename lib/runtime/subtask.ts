@@ -122,7 +122,7 @@ export class SubtaskRunner {
    */
   private readonly ends = new Map<string, string[]>();
   /** Events taken from the gate and not yet handled (a batch, or what an alignment released). */
-  private readonly unhandled: GateEvent[][] = [];
+  private readonly unhandled: { events: readonly GateEvent[]; next: number }[] = [];
   private finalCommit: (() => void) | undefined;
   private finalCommitRequested = false;
   /** Hand-over asked for: stop at the next safe point, waiting at most until `deadline` for an alignment. */
@@ -475,10 +475,11 @@ export class SubtaskRunner {
 
   /** Handles events in order; the ones not handled yet stay visible to a checkpoint taken meanwhile. */
   private async handleAll(events: readonly GateEvent[]): Promise<void> {
-    const rest = [...events];
+    // An index, not shift(): a released alignment can hand over thousands of events at once.
+    const rest = { events, next: 0 };
     this.unhandled.push(rest);
     try {
-      while (rest.length > 0) await this.handle(rest.shift()!);
+      while (rest.next < events.length) await this.handle(events[rest.next++]!);
     } finally {
       this.unhandled.splice(this.unhandled.indexOf(rest), 1);
     }
@@ -567,7 +568,7 @@ export class SubtaskRunner {
         ...(this.writers.length > 0 ? { writers: this.writers.map((w) => w.positions()) } : {}),
         // Events delivered and not yet processed are not in the state: neither those held by the
         // alignment nor the rest of the batch that delivered the last barrier.
-        ...(this.inputGate ? { channels: this.inputGate.positions([...this.blocked, ...this.unhandled.flat()]) } : {}),
+        ...(this.inputGate ? { channels: this.inputGate.positions([...this.blocked, ...this.unhandled.flatMap((u) => u.events.slice(u.next))]) } : {}),
       }),
       union ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
     ]);
