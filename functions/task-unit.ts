@@ -8,6 +8,7 @@
  * over when SLUICE_HANDOVER_AFTER_MS is set (to try the same path locally) by exiting with code 75;
  * the process launcher then starts the next invocation.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { createAwsPorts, requestCounts } from '../lib/aws';
@@ -83,7 +84,7 @@ export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; mar
           // Without a successor the heartbeat goes stale and the supervisor restarts the unit.
           console.error(`[${event.unitId}#${event.attempt}] invoking the next invocation failed (try ${attempt}): ${error instanceof Error ? error.message : String(error)}`);
           if (attempt === 3) return { status: 'HANDOVER_LOST' as const };
-          await new Promise((r) => setTimeout(r, (deps.retryDelayMs ?? 1000) * attempt));
+          await sleep((deps.retryDelayMs ?? 1000) * attempt);
         }
       }
     }

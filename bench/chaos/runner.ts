@@ -17,6 +17,7 @@
  * What the job reported (drops, duplicates discarded, failure events) is read separately, so the
  * two can be compared.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Json } from '../../lib/api/functions';
 import { countersWithCarried, type FailoverStrategy } from '../../lib/jobs/job-store';
 import type { JobView } from '../../lib/jobs/job-service';
@@ -123,7 +124,6 @@ export interface RunOptions {
   log?: (line: string) => void;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function jobRequest(schedule: Schedule, sourceSeconds: number): { job: string; params: { [k: string]: Json }; input: number } {
   const p = schedule.parallelism;

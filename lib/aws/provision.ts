@@ -1,11 +1,11 @@
 /** Creates the table and bucket Sluice needs, and checks that the endpoint answers. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateTableCommand, DescribeTableCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { SluiceConfig } from '../config';
 import { createAwsClients, type AwsClients } from './clients';
 import { callAws, isAwsErrorCode, SluiceAwsError } from './errors';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Creates the metadata table (pk/sk strings, on demand) and the bucket when missing. Idempotent. */
 export async function ensureInfrastructure(config: SluiceConfig, clients: AwsClients): Promise<void> {

@@ -3,6 +3,7 @@
  * owns naming (the adapter adds no prefix). Deduplication is explicit (MessageDeduplicationId),
  * never content-based, so two identical record batches are never merged.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ChangeMessageVisibilityBatchCommand,
   CreateQueueCommand,
@@ -37,7 +38,6 @@ export interface SqsChannelOptions {
   entryAttempts?: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Runs `task` over items with at most `limit` running at a time. */
 async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {

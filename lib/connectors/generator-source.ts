@@ -4,6 +4,7 @@
  * record at (partition, offset) is always the same, so a rewind to checkpointed offsets replays
  * exactly the same input.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Json, RuntimeContext, SourceBatch, SourceFunction } from '../api/functions';
 
 export interface GeneratorOptions<O extends Json> {
@@ -49,7 +50,7 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
     if (rate) {
       const allowed = Math.floor(((Date.now() - this.startedAt) / 1000) * rate) - this.emitted;
       if (allowed <= 0) {
-        await new Promise((r) => setTimeout(r, Math.min(100, Math.ceil(1000 / rate))));
+        await sleep(Math.min(100, Math.ceil(1000 / rate)));
         return { records: [], watermark: this.watermark(), done: false };
       }
       budget = Math.min(budget, allowed);

@@ -10,7 +10,7 @@ import { buildExecutionGraph, controlQueue, subPartitionQueue, type ExecutionGra
 import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
-import { mapLimit } from '../recovery/availability';
+import { mapWithConcurrency } from '../util/concurrency';
 import { countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
@@ -192,7 +192,7 @@ export class JobService {
     const wanted = new Set(unitIds);
     const targets = job.units.filter((u) => wanted.has(u.unitId));
     const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
-    await mapLimit(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
+    await mapWithConcurrency(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
   }
 
   private async stopAll(jobId: string, reason: string): Promise<void> {
@@ -202,7 +202,7 @@ export class JobService {
     await this.deps.channels.deleteQueues(job.queues);
     // What the launcher could not kill ends at its next heartbeat, which this refuses.
     const units = await this.deps.jobs.getUnits(jobId);
-    await mapLimit(
+    await mapWithConcurrency(
       units.filter((u) => u.status === 'STARTING' || u.status === 'RUNNING'),
       32,
       (u) => this.deps.jobs.markStopped(jobId, u.unitId, u.attempt, reason),

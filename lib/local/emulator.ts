@@ -2,6 +2,7 @@
  * The embedded AWS emulator: moto's server (SQS, DynamoDB, S3 on one port) in a project-local
  * Python virtualenv, for people without Docker/LocalStack. Used by the demo and the tests.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -11,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 export const MOTO_VERSION = '5.2.5';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface EmulatorPaths {
   venv: string;

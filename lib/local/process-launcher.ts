@@ -6,6 +6,7 @@
  * the next invocation of the same attempt, as the Lambda function re-invokes itself; that exit is
  * not a failure and is not reported to exit listeners.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -53,7 +54,7 @@ export class ProcessLauncher implements UnitLauncher {
   constructor(private readonly options: ProcessLauncherOptions) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
-    if (attempt > 0 && this.options.restartDelayMs) await new Promise((r) => setTimeout(r, this.options.restartDelayMs));
+    if (attempt > 0 && this.options.restartDelayMs) await sleep(this.options.restartDelayMs);
     this.stopping.delete(`${job.jobId}/${unit.unitId}`);
     this.spawnInvocation(job, unit, attempt, false);
   }

@@ -21,6 +21,7 @@
  *
  * `AvailabilityView` is the in-memory copy a producer's record writers consult on every record.
  */
+import { mapWithConcurrency } from '../util/concurrency';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
@@ -121,7 +122,7 @@ export class AvailabilityRegistry {
   private async markAll(refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean): Promise<MarkResult> {
     if (!Number.isInteger(attempt) || attempt < 0) throw new Error(`availability attempt must be a whole number >= 0, got ${attempt}`);
     const result: MarkResult = { changed: [], unchanged: [], fenced: [], skipped: [] };
-    const outcomes = await mapLimit(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create));
+    const outcomes = await mapWithConcurrency(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create));
     refs.forEach((ref, i) => result[outcomes[i]!].push(ref));
     return result;
   }
@@ -279,18 +280,4 @@ export async function loadAvailabilityView(options: {
   const view = new AvailabilityView({ edges, onChange: options.onChange });
   if (edges.length > 0) view.load(await new AvailabilityRegistry(options.metadata, options.jobId).list(edges));
   return view;
-}
-
-/** Runs `fn` over items with at most `limit` calls in flight; results in item order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return out;
 }

@@ -24,7 +24,8 @@ import type { JobView, UnitLauncher } from '../jobs/job-service';
 import type { FailoverStrategy, JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import type { ControlMessage } from '../runtime/messages';
-import { AvailabilityRegistry, flagVersion, mapLimit, subPartitionKey, type AvailabilityMessage, type SubPartitionRef } from './availability';
+import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type SubPartitionRef } from './availability';
+import { mapWithConcurrency } from '../util/concurrency';
 import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
 import { RecoveryMetrics, type FailureEvent } from './recovery-metrics';
 
@@ -152,7 +153,7 @@ export class FailoverHandler {
     const toStop = plan.restarts.filter((r) => mayRun(r.unitId));
     // A unit the launcher cannot kill (a Lambda invocation) stops at its next heartbeat, which the
     // bump below fences off.
-    await mapLimit(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId, r.previousAttempt).catch(() => undefined));
+    await mapWithConcurrency(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId, r.previousAttempt).catch(() => undefined));
     step('stopped');
 
     // Bump: the failed unit first, so a second handler of the same failure stops here.
@@ -160,7 +161,7 @@ export class FailoverHandler {
     if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt))) {
       return { status: 'superseded', plan, steps, controlMessages: 0 };
     }
-    const bumped = await mapLimit(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt));
+    const bumped = await mapWithConcurrency(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt));
     const launching = [first!, ...others.filter((_, i) => bumped[i])];
     step('attempts');
 
@@ -193,7 +194,7 @@ export class FailoverHandler {
     }
 
     const placements = new Map(job.units.map((u) => [u.unitId, u]));
-    const launched = mapLimit(launching, limit, (r) => launcher.launch(job, placements.get(r.unitId)!, r.attempt)).then(async () => {
+    const launched = mapWithConcurrency(launching, limit, (r) => launcher.launch(job, placements.get(r.unitId)!, r.attempt)).then(async () => {
       step('launched');
       await this.metrics.restarted(job.jobId, event.seq);
     });
@@ -273,7 +274,7 @@ async function sendNotices(
   }
   const groups = [...bySubPartition.values()];
   const count: NoticeCount = { sent: 0, skipped: 0 };
-  await mapLimit(groups, limit, async ({ sp, units }) => {
+  await mapWithConcurrency(groups, limit, async ({ sp, units }) => {
     const message: AvailabilityMessage = { type: 'availability', edgeId: sp.edgeId, consumer: sp.consumer, available, attempt };
     const size = chunked ? Math.max(1, chunked.chunk) : units.length;
     for (let i = 0; i < units.length; i += size) {
@@ -305,7 +306,7 @@ export async function sendControlDirect(
   const body = JSON.stringify(message);
   const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
   const targets = units.filter((u) => wanted.has(u.unitId));
-  await mapLimit(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
+  await mapWithConcurrency(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
 }
 
 export interface AnnounceOptions {

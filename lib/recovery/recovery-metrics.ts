@@ -24,7 +24,8 @@ import { producersOf, subtaskId } from '../graph/execution-graph';
 import type { JobView } from '../jobs/job-service';
 import type { FailoverStrategy, JobRecord } from '../jobs/job-store';
 import type { UnitFailure } from '../jobs/supervisor';
-import { mapLimit, subPartitionKey } from './availability';
+import { subPartitionKey } from './availability';
+import { mapWithConcurrency } from '../util/concurrency';
 import type { FailoverPlan } from './failover-planner';
 
 export type FailureEventStatus =
@@ -166,19 +167,19 @@ export class RecoveryMetrics {
     };
     // Restarted attempts of earlier events that are not back yet: those events are superseded, and
     // this one carries on their outage (its recovery time counts from their first failure).
-    const pending = await mapLimit(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined));
+    const pending = await mapWithConcurrency(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined));
     const superseded = [...new Set(pending.filter((p): p is MetaItem => p !== undefined).map((p) => Number(p.seq)))].filter((s) => s !== seq);
     if (superseded.length > 0) {
-      const earlier = await mapLimit(superseded, 32, (s) =>
+      const earlier = await mapWithConcurrency(superseded, 32, (s) =>
         this.metadata.update(jobPk(job.jobId), failureSk(s), { set: { status: 'SUPERSEDED', supersededBy: seq } }, [{ attr: 'status', op: '=', value: 'RECOVERING' }]),
       );
       const starts = earlier.filter((e): e is MetaItem => e !== undefined).map((e) => Number(e.outageStartedAt ?? e.failedAt));
       event.supersedes = superseded;
       event.outageStartedAt = Math.min(failure.failedAt, ...starts);
-      await mapLimit(restarts, 32, (r) => (r.previousAttempt > 0 ? this.metadata.delete(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : Promise.resolve()));
+      await mapWithConcurrency(restarts, 32, (r) => (r.previousAttempt > 0 ? this.metadata.delete(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : Promise.resolve()));
     }
     await this.metadata.put(jobPk(job.jobId), failureSk(seq), event as unknown as MetaItem);
-    await mapLimit(restarts, 32, (r) =>
+    await mapWithConcurrency(restarts, 32, (r) =>
       this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId }),
     );
     if (plan && input.view) {

@@ -3,6 +3,7 @@
  * more subtasks of a job. It heartbeats its status and counters into the metadata store, listens
  * on its control queue, and ends when its subtasks end.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import type { Json } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
@@ -244,7 +245,7 @@ export class TaskUnit {
 
 async function sleepUnless(ms: number, stop: () => boolean): Promise<void> {
   const step = 100;
-  for (let waited = 0; waited < ms && !stop(); waited += step) await new Promise((r) => setTimeout(r, step));
+  for (let waited = 0; waited < ms && !stop(); waited += step) await sleep(step);
 }
 
 function describe(error: unknown): string {
