@@ -22,6 +22,7 @@ import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ChannelCounters, SubtaskHandover } from './handover';
 import { InputGate, channelKey, type GateEvent } from './input-gate';
 import { appendTo } from './multimap';
+import type { KeyedStateSnapshot } from './keyed-state';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
 import { UnionStateBackend } from './union-state';
@@ -354,9 +355,7 @@ export class SubtaskRunner {
       subtask: this.id,
       status,
       lastCheckpoint: this.lastCheckpoint,
-      watermark: this.chain.currentWatermark,
-      ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
-      ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+      ...this.operatorState(),
       ...(union ? { union: this.union.snapshot() } : {}),
       sinkPending: this.sinkPending,
       ...(finalStaged !== undefined ? { finalStaged } : {}),
@@ -546,6 +545,19 @@ export class SubtaskRunner {
     await this.handleAll(waiting);
   }
 
+  /**
+   * The operators' state that a checkpoint snapshot and a hand-over both carry (they differ in
+   * how they keep union state, writers and channels: a snapshot restores a new attempt, a
+   * hand-over continues the same one).
+   */
+  private operatorState(): { watermark: number; source?: Json; keyed?: KeyedStateSnapshot } {
+    return {
+      watermark: this.chain.currentWatermark,
+      ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
+      ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+    };
+  }
+
   /** Snapshot, acknowledge, forward the barrier. */
   private async checkpoint(checkpointId: number): Promise<void> {
     const io = this.env.checkpoints;
@@ -560,9 +572,7 @@ export class SubtaskRunner {
       io.writeSnapshot({
         checkpointId,
         subtask: this.id,
-        watermark: this.chain.currentWatermark,
-        ...(this.source ? { source: this.source.snapshotOffsets() } : {}),
-        ...(this.chain.keyedState ? { keyed: this.chain.keyedState.snapshot() } : {}),
+        ...this.operatorState(),
         ...(sink ? { sinkPending: this.sinkPending } : {}),
         ...(union ? { union: true } : {}),
         ...(this.writers.length > 0 ? { writers: this.writers.map((w) => w.positions()) } : {}),
