@@ -16,7 +16,7 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 export CDK_DEFAULT_ACCOUNT="${CDK_DEFAULT_ACCOUNT:-000000000000}"
 export CDK_DEFAULT_REGION="$AWS_REGION"
 
-if ! curl -sf "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null; then
+if ! curl -sf --max-time 5 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null; then
   echo "deploy-local: LocalStack does not answer at $AWS_ENDPOINT_URL." >&2
   echo "  Start it with: docker compose -f localstack/docker-compose.yml up -d" >&2
   exit 1

@@ -190,13 +190,13 @@ cmd_start() {
   for _ in $(seq 1 50); do [ -s "$PID_FILE" ] && break; sleep 0.1; done
   pid="$(cat "$PID_FILE" 2>/dev/null)" || die "LocalStack did not start; see $LOG"
   local deadline=$((SECONDS + ${LOCALSTACK_START_TIMEOUT:-180}))
-  until curl -sf "$endpoint/_localstack/health" >/dev/null 2>&1; do
+  until curl -sf --max-time 5 "$endpoint/_localstack/health" >/dev/null 2>&1; do
     if ! alive "$pid"; then tail -20 "$LOG" >&2; die "LocalStack exited at start; see $LOG"; fi
     if [ "$SECONDS" -ge "$deadline" ]; then tail -20 "$LOG" >&2; cmd_stop; die "LocalStack did not answer on $endpoint/_localstack/health within ${LOCALSTACK_START_TIMEOUT:-180} s; see $LOG"; fi
     sleep 1
   done
   # Every service it was asked for must be available or running (DynamoDB Local: started eagerly).
-  local health; health="$(curl -sf "$endpoint/_localstack/health")"
+  local health; health="$(curl -sf --max-time 5 "$endpoint/_localstack/health")"
   local bad; bad="$(printf '%s' "$health" | SERVICES="${LOCALSTACK_SERVICES:-$SERVICES_DEFAULT}" "$VENV/bin/python" -c '
 import json, os, sys
 s = json.load(sys.stdin)["services"]
