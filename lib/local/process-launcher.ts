@@ -50,6 +50,7 @@ export class ProcessLauncher implements UnitLauncher {
   readonly handovers = new Map<string, number>();
   /** Units being stopped: a hand-over exit does not start a next invocation. */
   private readonly stopping = new Set<string>();
+  private closed = false;
 
   constructor(private readonly options: ProcessLauncherOptions) {}
 
@@ -60,6 +61,9 @@ export class ProcessLauncher implements UnitLauncher {
   }
 
   private spawnInvocation(job: JobRecord, unit: UnitPlacement, attempt: number, resume: boolean): void {
+    // After killAll nothing starts: a restart that was waiting out its delay would otherwise leave
+    // a unit running, unsupervised, after its runtime (or test) has ended.
+    if (this.closed) return;
     const key = `${job.jobId}/${unit.unitId}`;
     const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });
@@ -127,8 +131,9 @@ export class ProcessLauncher implements UnitLauncher {
     clearTimeout(timer);
   }
 
-  /** Kills every unit still running (on shutdown of the local runtime). */
+  /** Kills every unit still running (on shutdown of the local runtime); no unit starts after it. */
   killAll(): void {
+    this.closed = true;
     for (const key of this.running.keys()) this.stopping.add(key);
     for (const { child } of this.running.values()) child.kill('SIGKILL');
     this.running.clear();
