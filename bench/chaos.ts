@@ -9,7 +9,7 @@
  *   single-buffered    the same, and nothing dropped, nothing lost (bench/chaos/verdict.ts).
  * `--judge FILE` prints the rows and the summary of a saved run again, judged by today's verdict.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import type { FailoverStrategy } from '../lib/jobs/job-store';
 import { jobRegistry } from '../examples/jobs';
 import { planSchedule, runSchedule, type ChaosJob, type ChaosResult } from './chaos/runner';
 import { verdict } from './chaos/verdict';
+import { describeMachine, machineInfo, writeResults } from './lib/results';
 
 const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered'];
 const JOBS: ChaosJob[] = ['demo', 'join'];
@@ -86,9 +87,10 @@ async function main(): Promise<number> {
   const totalMs = Date.now() - started;
   const { summary, broken } = report(results, strategies);
   console.log(`\n${results.length} schedules in ${(totalMs / 1000).toFixed(0)} s; rerun: ${command}`);
-  mkdirSync(dirname(args.out!), { recursive: true });
+  const machine = machineInfo();
+  console.log(describeMachine(machine));
   const simulatedRecoveryMs = Object.fromEntries(readSimulated());
-  writeFileSync(args.out!, JSON.stringify({ command, at: new Date().toISOString(), totalMs, summary, simulatedRecoveryMs, results }, null, 2) + '\n');
+  writeResults(args.out!, { command, at: new Date().toISOString(), machine, totalMs, summary, simulatedRecoveryMs, results });
   console.log(`results: ${args.out}`);
   return broken === 0 ? 0 : 1;
 }

@@ -18,7 +18,6 @@
  * CPU time of the coordinator is process.cpuUsage() around the coordinator calls of each
  * checkpoint only (the random draws, the snapshot handles and the persistence are outside it).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fork } from 'node:child_process';
 import path from 'node:path';
@@ -32,6 +31,7 @@ import {
   type SnapshotHandle,
 } from '../lib/checkpoint';
 import { MemoryBlobStore, MemoryMetadataStore } from '../lib/memory';
+import { describeMachine, machineInfo, writeResults } from './lib/results';
 
 // ------------------------------------------------------------------------------------------------
 // Arguments.
@@ -474,12 +474,7 @@ async function main(): Promise<void> {
     return;
   }
   const command = `npx tsx bench/checkpoints.ts --checkpoints ${o.checkpoints} --seed ${o.seed} --parallelism ${o.parallelism} --decline-probability ${o.declineProbability} --handles ${o.handles.join(',')} --max-failed-region-ratio ${o.maxFailedRegionRatio} --max-consecutive-region-failures ${o.maxConsecutiveRegionFailures} --jobs ${o.jobs}`;
-  const machine = {
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.cpus().length,
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  };
+  const machine = machineInfo();
   console.log(`checkpoint bench: parallelism ${o.parallelism} (one region per subtask), decline probability ${o.declineProbability}, ${o.checkpoints} checkpoints per handle, seed ${o.seed}`);
   const started = performance.now();
   const results = await runAll(o);
@@ -496,30 +491,25 @@ async function main(): Promise<void> {
     );
   }
   console.log('');
-  console.log(`machine: ${machine.cpu} (${machine.cores} cores), node ${machine.node}, ${machine.platform}`);
+  console.log(describeMachine(machine));
   console.log(`rerun:   ${command}   (or: npm run bench:checkpoints)`);
   const out = path.resolve(o.out);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(
+  writeResults(
     out,
-    `${JSON.stringify(
-      {
-        bench: 'checkpoints',
-        date: new Date().toISOString(),
-        command,
-        machine,
-        parameters: { ...o, worker: undefined, topology: 'ingest: source and sink chained, one region per subtask', retained: 2, maxConcurrent: 1 },
-        notes: [
-          'success = checkpoint N completes; for the regional handle some regions may fall back to an earlier checkpoint',
-          'region success = region checkpoints whose restore point moved to N, over checkpoints x regions',
-          'coordinator CPU = process.cpuUsage() around the coordinator calls of each checkpoint (trigger + every acknowledgement/decline), GC included',
-          'requests = DynamoDB / S3 requests made by CheckpointPersistence + PortCheckpointCatalog over the counting in-memory ports (S3 deletes per 1000 keys)',
-        ],
-        results,
-      },
-      null,
-      2,
-    )}\n`,
+    {
+      bench: 'checkpoints',
+      date: new Date().toISOString(),
+      command,
+      machine,
+      parameters: { ...o, worker: undefined, topology: 'ingest: source and sink chained, one region per subtask', retained: 2, maxConcurrent: 1 },
+      notes: [
+        'success = checkpoint N completes; for the regional handle some regions may fall back to an earlier checkpoint',
+        'region success = region checkpoints whose restore point moved to N, over checkpoints x regions',
+        'coordinator CPU = process.cpuUsage() around the coordinator calls of each checkpoint (trigger + every acknowledgement/decline), GC included',
+        'requests = DynamoDB / S3 requests made by CheckpointPersistence + PortCheckpointCatalog over the counting in-memory ports (S3 deletes per 1000 keys)',
+      ],
+      results,
+    },
   );
   console.log(`results: ${path.relative(process.cwd(), out)}`);
   if (results.some((r) => r.outcomeMismatches > 0)) {

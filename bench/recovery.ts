@@ -23,8 +23,7 @@
  * window (rates x time).
  */
 import { seededRandom } from './lib/random';
-import os from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { describeMachine, machineInfo, writeResults } from './lib/results';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveParams } from '../lib/api/registry';
@@ -603,11 +602,11 @@ function table(rows: string[][]): string {
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const wallStart = performance.now();
-  const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.arch()}` };
+  const machine = machineInfo();
   const args = process.argv.slice(2).join(' ');
   const command = args ? `npm run bench:recovery -- ${args}` : 'npm run bench:recovery';
   console.log('Sluice recovery benchmark (simulation)');
-  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ${machine.platform}, node ${machine.node}`);
+  console.log(describeMachine(machine));
   console.log(`rerun:   ${command}`);
 
   const setup = buildSetup(flags);
@@ -685,28 +684,23 @@ Reading the table:
 total wall time ${fmtS(performance.now() - wallStart)}`);
 
   const out = resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(
+  writeResults(
     out,
-    JSON.stringify(
-      {
-        benchmark: 'recovery',
-        generatedAt: new Date().toISOString(),
-        command,
-        machine,
-        flags,
-        failedSubtask: `join#${setup.failedIndex}`,
-        detectionMs: Math.round(setup.detectionMs),
-        checkpointAgeS: setup.ckptAgeS,
-        results: results.map(({ event, ...r }) => ({
-          ...r,
-          event: { detectedAt: event.detectedAt, restartedAt: event.restartedAt, availableAgainAt: event.availableAgainAt, recoveryMs: event.recoveryMs, recordsDropped: event.recordsDropped, status: event.status },
-        })),
-        wallSeconds: Math.round((performance.now() - wallStart) / 100) / 10,
-      },
-      null,
-      2,
-    ) + '\n',
+    {
+      benchmark: 'recovery',
+      generatedAt: new Date().toISOString(),
+      command,
+      machine,
+      flags,
+      failedSubtask: `join#${setup.failedIndex}`,
+      detectionMs: Math.round(setup.detectionMs),
+      checkpointAgeS: setup.ckptAgeS,
+      results: results.map(({ event, ...r }) => ({
+        ...r,
+        event: { detectedAt: event.detectedAt, restartedAt: event.restartedAt, availableAgainAt: event.availableAgainAt, recoveryMs: event.recoveryMs, recordsDropped: event.recordsDropped, status: event.status },
+      })),
+      wallSeconds: Math.round((performance.now() - wallStart) / 100) / 10,
+    },
   );
   console.log(`results written to ${flags.out}`);
 }

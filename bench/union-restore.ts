@@ -19,9 +19,8 @@
  * wrapper around the blob store) to model that; those rows are reported separately as MODELLED.
  */
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { machineInfo, writeResults } from './lib/results';
 import os from 'node:os';
-import path from 'node:path';
 import type { Json } from '../lib/api/functions';
 import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
@@ -226,7 +225,7 @@ async function main(): Promise<void> {
     await ports.clients.s3.send(new DeleteBucketCommand({ Bucket: config.bucket })).catch(() => undefined);
   }
 
-  const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.release()} ${os.arch()}`, loadavg1mBefore: loadBefore[0]!, loadavg1mAfter: round(os.loadavg()[0]!, 2) };
+  const machine = { ...machineInfo(), loadavg1mBefore: loadBefore[0]!, loadavg1mAfter: round(os.loadavg()[0]!, 2) };
   const counts = requestCounts();
   ports.clients.destroy();
   await endpoint.stop();
@@ -273,8 +272,7 @@ async function main(): Promise<void> {
     totalSeconds: round((performance.now() - benchStarted) / 1000),
     notes,
   };
-  mkdirSync(path.dirname(o.out), { recursive: true });
-  writeFileSync(o.out, JSON.stringify(out, null, 2) + '\n');
+  writeResults(o.out, out);
 
   console.log(`union state restore: one subtask reads every subtask's object (${o.entries} entries of ~${o.entryBytes} B each)`);
   console.log(line(header));
