@@ -250,13 +250,19 @@ export class CheckpointCoordinator {
     return this.finish();
   }
 
-  /** A subtask's bounded input ended and it finished: it is not waited for any more. */
-  subtaskFinished(subtask: SubtaskId, now: number): readonly CheckpointEffect[] {
+  /**
+   * A subtask's bounded input ended and it finished: it is not waited for any more, except by the
+   * checkpoints up to `lastCheckpoint`, the last one it took. Its acknowledgement of those is on
+   * its way (written before it reported finishing, and possibly read after): counting it finished
+   * there would record "finished" in place of its snapshot, and a restore from that checkpoint
+   * would not rerun it, losing what it sent after the barrier.
+   */
+  subtaskFinished(subtask: SubtaskId, now: number, lastCheckpoint = 0): readonly CheckpointEffect[] {
     this.expire(now);
     const i = this.topology.indexOf(subtask);
     if (i >= 0 && this.planner.markFinished(i)) {
       let decided = false;
-      for (const p of this.pending) if (p.finish(i) && p.decided) decided = true;
+      for (const p of this.pending) if (p.id > lastCheckpoint && p.finish(i) && p.decided) decided = true;
       if (decided) this.settle(now);
     }
     return this.finish();

@@ -195,8 +195,9 @@ export class CheckpointDriver {
       : this.coordinator.acknowledge(ack.subtask, id, ack.state, now, ack.attempt);
   }
 
-  async subtaskFinished(subtasks: string[]): Promise<void> {
-    for (const s of subtasks) await this.apply(this.coordinator.subtaskFinished(s, this.clock.now()));
+  /** Subtasks that finished, each with the last checkpoint it took (its acknowledgement may still be unread). */
+  async subtaskFinished(subtasks: readonly { subtask: string; lastCheckpoint: number }[]): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.subtaskFinished(s.subtask, this.clock.now(), s.lastCheckpoint));
   }
 
   history(): Promise<CheckpointHistoryEntry[]> {

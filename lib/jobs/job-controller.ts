@@ -66,14 +66,15 @@ export class JobController {
 
   /** Subtasks past end of input take no more checkpoints; the coordinator must not wait for them. */
   private noteFinished(view: JobView): void {
-    const ended: string[] = [];
+    const ended: { subtask: string; lastCheckpoint: number }[] = [];
     for (const unit of view.units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
-        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push(id);
+        const lastCheckpoint = (s as { lastCheckpoint?: number }).lastCheckpoint ?? 0;
+        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint });
       }
     }
     if (ended.length === 0 || !this.driver) return;
-    for (const id of ended) this.finished.add(id);
+    for (const e of ended) this.finished.add(e.subtask);
     void this.driver.subtaskFinished(ended).catch(() => undefined);
   }
 

@@ -307,6 +307,19 @@ describe('CheckpointCoordinator — finished subtasks and edge cases', () => {
     expect(ofType(e, 'notifyComplete').find((n) => n.regionId === 'r0')!.subtasks).toEqual(['t0#0']);
   });
 
+  it('waits for the acknowledgement of a subtask that took the checkpoint and then finished', () => {
+    // A source sent barrier 1, then the rest of its input and end of input; its "finished" is read
+    // before its acknowledgement. Marking it finished in checkpoint 1 would record no snapshot for
+    // it, and a restore from 1 would not rerun it: what it sent after the barrier would be lost.
+    const c = coordinator([2]);
+    c.trigger(0);
+    c.acknowledge('t0#1', 1, snap('t0#1', 1), 1);
+    expect(finalized(c.subtaskFinished('t0#0', 2, 1))).toEqual([]);
+    const f = finalized(c.acknowledge('t0#0', 1, snap('t0#0', 1), 3))[0]!;
+    if (f.outcome !== 'completed') throw new Error('expected completed');
+    expect(f.manifest.regions[0]).toMatchObject({ restoreFrom: 1, subtasks: [{ subtask: 't0#0' }, { subtask: 't0#1' }], finished: [] });
+  });
+
   it('completes a fully finished region at the trigger without notifying it', () => {
     const c = coordinator([1, 1], {}, ['t0#0']);
     const t = c.trigger(0);
