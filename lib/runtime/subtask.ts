@@ -61,6 +61,13 @@ export interface SubtaskEnvironment {
   lingerMs?: number;
   /** Time for the input gate's visibility extension and gap timeouts (tests move it). */
   clock?: Clock;
+  /**
+   * Called once the subtask has finished (status `finished`, output and end of input sent on) and
+   * before it deletes the end-of-input messages it held: the unit reports itself there, so a kill
+   * in between leaves a unit recorded finished, not one restarted into a queue whose end of input
+   * is gone (it would wait for it forever).
+   */
+  onFinished?: () => Promise<void>;
 }
 
 export interface SubtaskCounters {
@@ -254,7 +261,11 @@ export class SubtaskRunner {
           return (this.status = 'handed-over');
         }
         await this.finish();
-        if (!this.handedOver && !this.cancelled) await this.deleteEnds();
+        if (!this.handedOver && !this.cancelled) {
+          this.status = 'finished';
+          await this.env.onFinished?.();
+          await this.deleteEnds();
+        }
       }
       if (this.handedOver) return (this.status = 'handed-over');
       return (this.status = this.cancelled ? 'cancelled' : 'finished');

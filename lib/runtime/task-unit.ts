@@ -104,6 +104,7 @@ export class TaskUnit {
         resume: options.resume?.get(id),
         generation: options.generation ?? 0,
         minAttempt: options.minAttempt,
+        onFinished: () => this.reportFinished(),
       });
     });
   }
@@ -180,6 +181,12 @@ export class TaskUnit {
 
   cancel(): void {
     for (const r of this.runners) r.cancel();
+  }
+
+  /** A subtask finished: the unit's record says so before the subtask lets go of its end of input. */
+  private async reportFinished(): Promise<void> {
+    const { jobs, jobId, unitId, attempt } = this.options;
+    await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner).catch(() => undefined);
   }
 
   private report(): { heartbeatAt: number; stats: Record<string, SubtaskStats>; requests: Record<string, number> } {
