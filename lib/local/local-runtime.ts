@@ -25,7 +25,7 @@ export class LocalRuntime {
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
-    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs'> = {},
+    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart'> = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);

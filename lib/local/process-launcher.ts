@@ -38,6 +38,11 @@ export interface ProcessLauncherOptions {
    * Lambda cold start, a Fargate task placement) in local tests and demos.
    */
   restartDelayMs?: number;
+  /**
+   * Waited for before a restarted attempt (attempt > 0) starts, after `restartDelayMs`: a test
+   * holds a restart until it has observed what should happen while the unit is down.
+   */
+  beforeRestart?: (jobId: string, unitId: string, attempt: number) => Promise<void>;
   /** Each invocation hands over to the next after this long, as a Lambda unit before its time limit. */
   handoverAfterMs?: number;
 }
@@ -56,6 +61,7 @@ export class ProcessLauncher implements UnitLauncher {
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (attempt > 0 && this.options.restartDelayMs) await sleep(this.options.restartDelayMs);
+    if (attempt > 0 && this.options.beforeRestart) await this.options.beforeRestart(job.jobId, unit.unitId, attempt);
     this.stopping.delete(`${job.jobId}/${unit.unitId}`);
     this.spawnInvocation(job, unit, attempt, false);
   }
