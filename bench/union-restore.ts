@@ -26,7 +26,8 @@ import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import type { BlobInfo, BlobStore } from '../lib/ports/blob-store';
-import { mapWithConcurrency, restoreUnionState, unionStatePrefix, writeUnionSnapshot, type UnionRestoreResult } from '../lib/runtime/union-state';
+import { restoreUnionState, unionStatePrefix, writeUnionSnapshot, type UnionRestoreResult } from '../lib/runtime/union-state';
+import { mapWithConcurrency } from '../lib/util/concurrency';
 
 interface Options {
   parallelism: number[];

@@ -124,7 +124,6 @@ export interface RunOptions {
   log?: (line: string) => void;
 }
 
-
 function jobRequest(schedule: Schedule, sourceSeconds: number): { job: string; params: { [k: string]: Json }; input: number } {
   const p = schedule.parallelism;
   if (schedule.job === 'demo') {

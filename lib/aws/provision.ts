@@ -6,7 +6,6 @@ import type { SluiceConfig } from '../config';
 import { createAwsClients, type AwsClients } from './clients';
 import { callAws, isAwsErrorCode, SluiceAwsError } from './errors';
 
-
 /** Creates the metadata table (pk/sk strings, on demand) and the bucket when missing. Idempotent. */
 export async function ensureInfrastructure(config: SluiceConfig, clients: AwsClients): Promise<void> {
   await Promise.all([ensureTable(config, clients), ensureBucket(config, clients)]);

@@ -28,6 +28,7 @@ import {
 } from '../memory/channels';
 import type { AwsClients } from './clients';
 import { SluiceAwsError, callAws, isMissingQueueError, missingQueueError, type AwsErrorContext } from './errors';
+import { mapWithConcurrency } from '../util/concurrency';
 
 export { fifoQueueName, logicalQueueName };
 
@@ -36,16 +37,6 @@ export interface SqsChannelOptions {
   concurrency?: number;
   /** Attempts for batch entries SQS reports as failed (default 5). */
   entryAttempts?: number;
-}
-
-
-/** Runs `task` over items with at most `limit` running at a time. */
-async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await task(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 export class SqsChannelTransport implements ChannelTransport {
@@ -90,7 +81,7 @@ export class SqsChannelTransport implements ChannelTransport {
   }
 
   async createQueues(names: readonly string[]): Promise<void> {
-    await forEachLimited(names, this.concurrency, async (name) => {
+    await mapWithConcurrency(names, this.concurrency, async (name) => {
       const physical = fifoQueueName(name);
       const { QueueUrl } = await callAws(this.context(name, 'CreateQueue'), () =>
         this.clients.sqs.send(
@@ -105,7 +96,7 @@ export class SqsChannelTransport implements ChannelTransport {
   }
 
   async deleteQueues(names: readonly string[]): Promise<void> {
-    await forEachLimited(names, this.concurrency, async (name) => {
+    await mapWithConcurrency(names, this.concurrency, async (name) => {
       try {
         await this.onQueue(name, 'DeleteQueue', (url) => this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url })));
       } catch (err) {

@@ -69,8 +69,7 @@ export class JobController {
     const ended: { subtask: string; lastCheckpoint: number }[] = [];
     for (const unit of view.units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
-        const lastCheckpoint = (s as { lastCheckpoint?: number }).lastCheckpoint ?? 0;
-        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint });
+        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint: s.lastCheckpoint ?? 0 });
       }
     }
     if (ended.length === 0 || !this.driver) return;

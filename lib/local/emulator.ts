@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 export const MOTO_VERSION = '5.2.5';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-
 export interface EmulatorPaths {
   venv: string;
   python: string;

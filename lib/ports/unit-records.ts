@@ -8,6 +8,8 @@ export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCE
 
 export interface SubtaskStats {
   status: string;
+  /** The last checkpoint the subtask took (absent from older units). */
+  lastCheckpoint?: number;
   recordsIn: number;
   recordsOut: number;
   dropped: number;

@@ -23,15 +23,14 @@ import {
   DEFAULT_UNION_RESTORE_CONCURRENCY,
   UnionStateError,
   decodeUnionPart,
-  mapWithConcurrency,
   mergeUnionParts,
   restoreUnionState,
   unionStateKey,
   writeUnionSnapshot,
-  type PoolStats,
   type UnionRestoreResult,
   type UnionStateBackend,
 } from './union-state';
+import { mapWithConcurrency, type PoolStats } from '../util/concurrency';
 
 export interface SubtaskSnapshot {
   checkpointId: number;

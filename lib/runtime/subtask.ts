@@ -249,7 +249,11 @@ export class SubtaskRunner {
       const resume = this.env.resume;
       if (resume) this.resume(resume);
       else if (this.env.restore) await this.restore(this.env.restore);
-      if (resume?.status === 'finished') return (this.status = 'finished');
+      if (resume?.status === 'finished') {
+        this.status = 'finished';
+        await this.env.onFinished?.();
+        return this.status;
+      }
       if (resume?.status === 'ended') {
         this.status = 'ended';
         await this.awaitFinalCommit(resume.finalStaged);

@@ -120,16 +120,9 @@ export class TaskUnit {
     this.control = this.controlLoop();
     const { handoverAt } = this.options;
     const timer = handoverAt === undefined ? undefined : setTimeout(() => void this.beginHandover(), Math.max(0, handoverAt - Date.now()));
-    // A subtask that ends is reported at once, not at the next heartbeat: the supervisor must know
-    // that a unit killed right after its subtasks finished has nothing left to recover.
-    const results = await Promise.all(
-      this.runners.map((r) =>
-        r.run().then(async (status) => {
-          if (status === 'finished') await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner).catch(() => undefined);
-          return status;
-        }),
-      ),
-    );
+    // A subtask that finishes is reported at once (`onFinished`, before it lets go of its end of
+    // input), not at the next heartbeat: a unit killed right after has nothing left to recover.
+    const results = await Promise.all(this.runners.map((r) => r.run()));
     clearTimeout(timer);
     const failed = this.runners.find((r) => r.status === 'failed');
     const handingOver = !failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished');
@@ -183,7 +176,7 @@ export class TaskUnit {
     for (const r of this.runners) r.cancel();
   }
 
-  /** A subtask finished: the unit's record says so before the subtask lets go of its end of input. */
+  /** A subtask finished: the unit's record says so at once (before the subtask lets go of its end of input). */
   private async reportFinished(): Promise<void> {
     const { jobs, jobId, unitId, attempt } = this.options;
     await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner).catch(() => undefined);

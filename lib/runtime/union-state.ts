@@ -19,7 +19,7 @@ import { UnionListState } from '../api/union-list-state';
 import type { BlobStore } from '../ports/blob-store';
 import { mapWithConcurrency, type PoolStats } from '../util/concurrency';
 
-export { UnionListState, mapWithConcurrency, type PoolStats };
+export { UnionListState };
 
 export const UNION_FORMAT = 'sluice.union.v1';
 export const DEFAULT_UNION_RESTORE_CONCURRENCY = 32;
@@ -181,8 +181,6 @@ export function decodeUnionPart(key: string, body: Uint8Array): UnionStatePart {
   }
   return part;
 }
-
-// ---- a small promise pool ----------------------------------------------------------------------
 
 // ---- restore -----------------------------------------------------------------------------------
 

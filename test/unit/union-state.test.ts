@@ -6,11 +6,11 @@ import {
   UnionListState,
   UnionStateBackend,
   UnionStateError,
-  mapWithConcurrency,
   restoreUnionState,
   unionStateKey,
   writeUnionSnapshot,
 } from '../../lib/runtime/union-state';
+import { mapWithConcurrency } from '../../lib/util/concurrency';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
