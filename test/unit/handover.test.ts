@@ -60,7 +60,9 @@ describe('hand-over to the next invocation of the same attempt', () => {
 
   it('ingest job, regional checkpoints: every id exactly once; hand-over output commits with the next checkpoint', async () => {
     const { ports, launcher, service } = setup(300);
-    const params = { parallelism: 3, partitions: 6, recordsPerPartition: 3000, rate: 4000 };
+    // Paced to about 6 s per generator: a hand-over starts 300 ms in, plus up to one 1 s control poll
+    // before the subtasks are asked, so a generator must still be running then, however busy the machine.
+    const params = { parallelism: 3, partitions: 6, recordsPerPartition: 3000, rate: 1000 };
     const job = await service.submit({ job: 'ingest', params, checkpoint: { handle: 'regional', intervalSeconds: 1 } });
     const controller = new JobController({ service, metadata: ports.metadata, blobs: ports.blobs, pollMs: 50, checkpointEveryMs: 300 });
     const view = await controller.run(job.jobId);
