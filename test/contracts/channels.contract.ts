@@ -123,17 +123,19 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       const { t, q } = await setup();
       await t.send(q, Array.from({ length: 12 }, (_, i) => msg(String(i), 0))); // 12 groups: all can be in flight
       const held: InboundMessage[] = [];
-      for (let i = 0; i < 10 && held.length < 12; i++) held.push(...(await t.receive(q, { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: 2 })));
+      // A 4 s timeout extended every second: 3 s of margin per round, so a slow call on a busy
+      // machine does not let a receipt lapse (a 2 s timeout failed a loaded clean-clone run on moto).
+      for (let i = 0; i < 10 && held.length < 12; i++) held.push(...(await t.receive(q, { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: 4 })));
       expect(held).toHaveLength(12);
       // Twelve receipts: more than one ChangeMessageVisibilityBatch.
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 5; i++) {
         await new Promise((r) => setTimeout(r, 1_000));
-        expect(await t.changeVisibility(q, held.map((m) => m.receipt), 2)).toEqual({ expired: [] });
+        expect(await t.changeVisibility(q, held.map((m) => m.receipt), 4)).toEqual({ expired: [] });
       }
-      // Three seconds after the receive, nothing came back, and every receipt still deletes.
+      // Five seconds after the receive (past the first timeout), nothing came back, and every receipt still deletes.
       expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
       expect(await t.delete(q, held.map((m) => m.receipt))).toEqual({ expired: [] });
-      await new Promise((r) => setTimeout(r, 2_500));
+      await new Promise((r) => setTimeout(r, 4_500));
       expect(await t.receive(q, { max: 10, waitSeconds: 0 })).toEqual([]);
     });
 
