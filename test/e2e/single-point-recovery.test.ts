@@ -35,7 +35,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Set by a test to hold the killed unit's restart until a condition is seen. */
 let holdRestart: ((jobId: string) => Promise<void>) | undefined;
 type View = Awaited<ReturnType<typeof runtime.service.view>>;
-const eventsDroppedOf = (v: View) => v.units.filter((u) => u.unitId.startsWith('events-')).reduce((n, u) => n + Object.values(u.stats).reduce((m, s) => m + s.dropped, 0), 0);
+/** The behaviour sources' units, and a counter summed over their subtasks. */
+const eventSources = (v: View) => v.units.filter((u) => u.unitId.startsWith('events-'));
+const sumOverEventSources = (v: View, counter: 'dropped' | 'recordsOut') =>
+  eventSources(v).reduce((n, u) => n + Object.values(u.stats).reduce((m, s) => m + s[counter], 0), 0);
+const eventsDroppedOf = (v: View) => sumOverEventSources(v, 'dropped');
 const params = { parallelism: 3, events: 45_000, featureUpdates: 4_500, users: 300, partitions: 6, minutes: 60, rate: 800, chainSink: false };
 
 async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1') {
@@ -48,8 +52,7 @@ async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1') {
   // events. They are paced (params.rate per subtask), so however busy the machine, most of their
   // input (about 16 s at that rate, more when the machine is slow) is still ahead when the
   // consumer dies: the producers see it down and drop what is bound for it.
-  const sourceOut = (v: View) =>
-    v.units.filter((u) => u.unitId.startsWith('events-')).reduce((n, u) => n + Object.values(u.stats).reduce((m, s) => m + s.recordsOut, 0), 0);
+  const sourceOut = (v: View) => sumOverEventSources(v, 'recordsOut');
   for (let i = 0; ; i++) {
     const view = await runtime.service.view(job.jobId);
     const sent = sourceOut(view);
@@ -95,7 +98,7 @@ describe('single-point recovery of the recommendation join', () => {
       while (Date.now() < until) {
         const v = await runtime.service.view(jobId);
         if (eventsDroppedOf(v) > 0) return;
-        const sources = v.units.filter((u) => u.unitId.startsWith('events-'));
+        const sources = eventSources(v);
         if (sources.length > 0 && sources.every((u) => Object.values(u.stats).every((st) => st.status === 'finished'))) return;
         await sleep(100);
       }
@@ -127,7 +130,7 @@ describe('single-point recovery of the recommendation join', () => {
     if (check.missing.length !== eventsDropped) {
       const ids = check.missing.map((id) => Number(id.slice(3))).sort((a, b) => a - b);
       const byProducer = [0, 1, 2].map((p) => ids.filter((i) => (i % params.partitions) % params.parallelism === p).length);
-      console.log(`missing ${ids.length} by producer ${byProducer}; dropped by producer ${view.units.filter((u) => u.unitId.startsWith('events-')).map((u) => Object.values(u.stats)[0]!.dropped)}; first ${ids.slice(0, 5)} last ${ids.slice(-5)}; event ${JSON.stringify(event)}`);
+      console.log(`missing ${ids.length} by producer ${byProducer}; dropped by producer ${eventSources(view).map((u) => Object.values(u.stats)[0]!.dropped)}; first ${ids.slice(0, 5)} last ${ids.slice(-5)}; event ${JSON.stringify(event)}`);
       for (const u of view.units) console.log(u.unitId, u.attempt, JSON.stringify(u.stats));
     }
     expect(check.missing.length).toBe(eventsDropped);
