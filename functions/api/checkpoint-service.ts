@@ -4,6 +4,7 @@
  */
 import { JobStore } from '../../lib/jobs/job-store';
 import type { MetaItem, MetadataStore } from '../../lib/ports/metadata-store';
+import { catalogPk } from '../../lib/ports/metadata-keys';
 import { CheckpointRefusedError, JobNotRunningError } from './errors';
 
 export interface CheckpointHistoryItem {
@@ -55,7 +56,6 @@ export interface CheckpointWorkflowSteps {
   notify(input: CheckpointStepInput): Promise<CheckpointStepResult>;
 }
 
-const jobPk = (jobId: string) => `JOB#${jobId}`;
 /** Pending-checkpoint markers the trigger step writes (lib/jobs/checkpoint-steps.ts PENDING_PREFIX). */
 export const PENDING_SK_PREFIX = 'CKPT_PENDING#';
 
@@ -65,7 +65,7 @@ export const PENDING_SK_PREFIX = 'CKPT_PENDING#';
  * workflow — in the cloud a Step Functions execution with { jobId, checkpointId }, whose Trigger
  * state passes a given id through; locally the same poll/finalize/notify steps in this process.
  * `history` reads what the coordinator stores: the finalized entries `CKPT#<12-digit id>` of
- * pk `JOB#<jobId>` and the pending markers `CKPT_PENDING#<id>`.
+ * pk `JOB#<jobId>#CKPT` and the pending markers `CKPT_PENDING#<id>`.
  */
 export class StepsCheckpointService implements CheckpointService {
   constructor(
@@ -92,7 +92,7 @@ export class StepsCheckpointService implements CheckpointService {
 
   async history(jobId: string): Promise<CheckpointHistoryItem[]> {
     const job = await this.deps.jobs.getJob(jobId); // 404 for an unknown job
-    const read = () => Promise.all([this.deps.metadata.query(jobPk(jobId), 'CKPT#'), this.deps.metadata.query(jobPk(jobId), PENDING_SK_PREFIX)]);
+    const read = () => Promise.all([this.deps.metadata.query(catalogPk(jobId), 'CKPT#'), this.deps.metadata.query(catalogPk(jobId), PENDING_SK_PREFIX)]);
     let [done, pending] = await read();
     if (job.status !== 'RUNNING' && pending.length > 0) {
       // The job ended with a checkpoint pending and no workflow left to decide it: decide it now

@@ -1,6 +1,7 @@
 /** Creates the table and bucket Sluice needs, and checks that the endpoint answers. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CreateTableCommand, DescribeTableCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DescribeTimeToLiveCommand, ListTablesCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import { TTL_ATTRIBUTE } from '../ports/metadata-keys';
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { SluiceConfig } from '../config';
 import { createAwsClients, type AwsClients } from './clients';
@@ -23,7 +24,7 @@ async function ensureTable(config: SluiceConfig, clients: AwsClients, timeoutMs 
     }
   };
   let current = await callAws({ ...ctx, operation: 'DescribeTable' }, status);
-  if (current === 'ACTIVE') return;
+  if (current === 'ACTIVE') return ensureTtl(config, clients);
   if (current === undefined) {
     await callAws({ ...ctx, operation: 'CreateTable' }, async () => {
       try {
@@ -51,10 +52,26 @@ async function ensureTable(config: SluiceConfig, clients: AwsClients, timeoutMs 
   const deadline = Date.now() + timeoutMs;
   for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
     current = await callAws({ ...ctx, operation: 'DescribeTable' }, status);
-    if (current === 'ACTIVE') return;
+    if (current === 'ACTIVE') return ensureTtl(config, clients);
     if (Date.now() > deadline) throw new SluiceAwsError(`DynamoDB table '${config.table}' is still ${current ?? 'missing'} after ${timeoutMs / 1000} s`, 'aws', 'dynamodb');
     await sleep(delay);
   }
+}
+
+/** Turns on TTL for the table's expiry attribute (as the CDK stack does), when it is off. */
+async function ensureTtl(config: SluiceConfig, clients: AwsClients): Promise<void> {
+  const ctx = { service: 'dynamodb' as const, endpoint: config.endpoint, region: config.region, table: config.table };
+  const described = await callAws({ ...ctx, operation: 'DescribeTimeToLive' }, () => clients.dynamodb.send(new DescribeTimeToLiveCommand({ TableName: config.table })));
+  const ttl = described.TimeToLiveDescription;
+  if (ttl?.AttributeName === TTL_ATTRIBUTE && (ttl.TimeToLiveStatus === 'ENABLED' || ttl.TimeToLiveStatus === 'ENABLING')) return;
+  await callAws({ ...ctx, operation: 'UpdateTimeToLive' }, async () => {
+    try {
+      await clients.dynamodb.send(new UpdateTimeToLiveCommand({ TableName: config.table, TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true } }));
+    } catch (err) {
+      // Another process turned it on first (DynamoDB refuses a second change in progress).
+      if (!isAwsErrorCode(err, 'ValidationException')) throw err;
+    }
+  });
 }
 
 async function ensureBucket(config: SluiceConfig, clients: AwsClients): Promise<void> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore, MetaItem } from '../ports/metadata-store';
+import { catalogPk } from '../ports/metadata-keys';
 import { parseManifest, serializeManifest } from './manifest';
 import type { CheckpointHistoryEntry, CheckpointManifest } from './types';
 
@@ -56,7 +57,8 @@ export class CheckpointDecidedError extends StaleCheckpointError {
 export const MAX_FAILED_REGIONS_PER_ITEM = 200;
 const MAX_MESSAGE_CHARS = 300;
 
-export const checkpointPk = (jobId: string): string => `JOB#${jobId}`;
+/** The catalog's partition (see lib/ports/metadata-keys.ts). */
+export const checkpointPk = catalogPk;
 export const checkpointSk = (id: number): string => `CKPT#${String(id).padStart(12, '0')}`;
 export const LATEST_SK = 'CKPT_LATEST';
 /** Where manifests of catalogs before writer tokens were (still read for their pointers). */

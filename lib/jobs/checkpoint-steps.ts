@@ -11,6 +11,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
+import { catalogPk } from '../ports/metadata-keys';
 import { CheckpointDecidedError, PortCheckpointCatalog, type CheckpointDecision } from '../checkpoint/catalog';
 import type { CheckpointEffect } from '../checkpoint/types';
 import { CheckpointDriver, readUnitAttempts, type ControlSender } from './checkpoint-driver';
@@ -95,7 +96,7 @@ export class CheckpointSteps {
     const id = started.checkpointId;
     // The marker before the trigger goes out: a checkpoint whose sources were told is always pending or decided.
     const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline: started.deadline, attempts, sent: false };
-    await this.deps.metadata.put(`JOB#${jobId}`, PENDING_PREFIX + pad(id), { ...marker });
+    await this.deps.metadata.put(catalogPk(jobId), PENDING_PREFIX + pad(id), { ...marker });
     await this.send(jobId, driver, marker, effects);
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
   }
@@ -104,7 +105,7 @@ export class CheckpointSteps {
   private async send(jobId: string, driver: CheckpointDriver, marker: PendingMarker, effects: readonly CheckpointEffect[]): Promise<void> {
     await driver.persist(effects);
     await driver.send(effects.filter((e) => e.type === 'triggerSources' && e.checkpointId === marker.checkpointId));
-    await this.deps.metadata.update(`JOB#${jobId}`, PENDING_PREFIX + pad(marker.checkpointId), { set: { sent: true } }, [{ attr: 'checkpointId', op: 'exists' }]);
+    await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(marker.checkpointId), { set: { sent: true } }, [{ attr: 'checkpointId', op: 'exists' }]);
   }
 
   async poll({ jobId, checkpointId }: StepInput): Promise<StepResult> {
@@ -140,13 +141,13 @@ export class CheckpointSteps {
       if (e instanceof CheckpointDecidedError) return this.finished(jobId, catalog, e.decision);
       throw e;
     }
-    await this.deps.metadata.delete(`JOB#${jobId}`, PENDING_PREFIX + pad(id));
+    await this.deps.metadata.delete(catalogPk(jobId), PENDING_PREFIX + pad(id));
     return { jobId, checkpointId: id, done: true, outcome: finalized.outcome, ...(finalized.outcome === 'failed' ? { message: finalized.failure.message } : {}) };
   }
 
   private async finished(jobId: string, catalog: PortCheckpointCatalog, d: CheckpointDecision): Promise<StepResult> {
     await catalog.rollForward(d);
-    await this.deps.metadata.delete(`JOB#${jobId}`, PENDING_PREFIX + pad(d.checkpointId));
+    await this.deps.metadata.delete(catalogPk(jobId), PENDING_PREFIX + pad(d.checkpointId));
     const o = d.history.outcome;
     return { jobId, checkpointId: d.checkpointId, done: true, outcome: o.status, ...(o.status === 'failed' ? { message: o.message } : {}) };
   }
@@ -204,12 +205,12 @@ export class CheckpointSteps {
   }
 
   private async markers(jobId: string): Promise<PendingMarker[]> {
-    return (await this.deps.metadata.query(`JOB#${jobId}`, PENDING_PREFIX)).map((i) => i.item as unknown as PendingMarker);
+    return (await this.deps.metadata.query(catalogPk(jobId), PENDING_PREFIX)).map((i) => i.item as unknown as PendingMarker);
   }
 
   private async marker(jobId: string, checkpointId: number | null | undefined): Promise<{ id: number; marker: PendingMarker }> {
     const id = requireId(checkpointId);
-    const item = await this.deps.metadata.get(`JOB#${jobId}`, PENDING_PREFIX + pad(id));
+    const item = await this.deps.metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(id));
     if (!item) throw new Error(`checkpoint ${id} of job '${jobId}' is not pending`);
     return { id, marker: item as unknown as PendingMarker };
   }

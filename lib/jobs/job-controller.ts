@@ -53,11 +53,17 @@ export class JobController {
         options.onProgress?.(view);
       },
       onFailure: async (failures, view) => {
-        for (const f of failures) await this.driver?.taskFailed(f.subtasks, `unit ${f.unitId}: ${f.reason}`);
+        // The coordinator and the failover hear at once: a failover waits for nothing of the
+        // coordinator's (a pending checkpoint counts only the attempts it was triggered for, so
+        // no restarted attempt can complete it), and single-point recovery must tell producers fast.
+        const failing = (async () => {
+          for (const f of failures) await this.driver?.taskFailed(f.subtasks, `unit ${f.unitId}: ${f.reason}`);
+        })();
         if (options.onFailure) {
-          await options.onFailure(failures, view);
+          await Promise.all([failing, options.onFailure(failures, view)]);
           await this.driver?.taskRecovered(failures.flatMap((f) => f.subtasks));
         } else {
+          await failing;
           await options.service.fail(view.job.jobId, describeFailures(failures));
         }
       },

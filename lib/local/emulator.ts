@@ -124,9 +124,18 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   5. it accepts any receipt handle a message ever had, for delete and visibility changes, also
  *      after the visibility timeout passed. On SQS FIFO such a receipt has expired: the entry fails
  *      (sender fault, "The receipt handle has expired"). We refuse it the same way.
+ * - two fixes to moto's SQS cost (profiled with py-spy under the demo: a third of the emulator's
+ *   time): every send and receive reads the queue's attributes several times, and each read counts
+ *   every message of the queue three times (the ApproximateNumberOf… attributes); we count them only
+ *   for a GetQueueAttributes call. Its clock (unix_time) builds two datetimes per call, once per
+ *   message per scan; we read time.time().
+ * - one fix to moto's DynamoDB: a Query sorts every item of the table to find one partition's
+ *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
+ *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
+ *   a Query reads on DynamoDB; queries of an index are left as they are.
  */
 const SERVER_SCRIPT = `
-import logging, os, sys, threading, time
+import json, logging, os, sys, threading, time
 logging.getLogger('werkzeug').setLevel(logging.WARNING)
 from moto.sqs import models as sqs_models
 def wait_for_messages(self, timeout):
@@ -205,6 +214,59 @@ sqs_models.SQSBackend.delete_message_batch = strict_batch(sqs_models.SQSBackend.
 sqs_models.SQSBackend.change_message_visibility_batch = strict_batch(sqs_models.SQSBackend.change_message_visibility_batch)
 sqs_models.SQSBackend.delete_message = strict_single(sqs_models.SQSBackend.delete_message)
 sqs_models.SQSBackend.change_message_visibility = strict_single(sqs_models.SQSBackend.change_message_visibility)
+original_unix_time = sqs_models.unix_time
+sqs_models.unix_time = lambda dt=None: time.time() if dt is None else original_unix_time(dt)
+sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else original_unix_time(dt) * 1000.0
+from moto.sqs import responses as sqs_responses
+from moto.core.utils import camelcase_to_underscores
+wants_counts = threading.local()
+MESSAGE_COUNTS = ('ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible')
+original_attributes = sqs_models.Queue.attributes.fget
+def queue_attributes(self):
+    if getattr(wants_counts, 'on', False):
+        return original_attributes(self)
+    # moto's attributes, less the three message counts (each a pass over every message of the queue).
+    names = [a for a in self.BASE_ATTRIBUTES if a not in MESSAGE_COUNTS]
+    if self.fifo_queue:
+        names += self.FIFO_ATTRIBUTES
+    if self.kms_master_key_id:
+        names += self.KMS_ATTRIBUTES
+    result = {a: getattr(self, camelcase_to_underscores(a)) for a in names}
+    if self.policy:
+        result['Policy'] = self.policy
+    if self.redrive_policy:
+        result['RedrivePolicy'] = json.dumps(self.redrive_policy)
+    return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in result.items()}
+sqs_models.Queue.attributes = property(queue_attributes)
+original_get_queue_attributes = sqs_responses.SQSResponse.get_queue_attributes
+def get_queue_attributes_response(self, *args, **kwargs):
+    wants_counts.on = True
+    try:
+        return original_get_queue_attributes(self, *args, **kwargs)
+    finally:
+        wants_counts.on = False
+sqs_responses.SQSResponse.get_queue_attributes = get_queue_attributes_response
+from moto.dynamodb.models import table as ddb_table
+query_partition = threading.local()
+original_all_items = ddb_table.Table.all_items
+def all_items(self):
+    key = getattr(query_partition, 'key', None)
+    if key is None or not self.range_key_attr:
+        return original_all_items(self)
+    items = self.items[key] if key in self.items else {}
+    return sorted(items.values(), key=lambda item: item.range_key)
+ddb_table.Table.all_items = all_items
+original_query = ddb_table.Table.query
+def query(self, hash_key, *args, **kwargs):
+    index_name = args[6] if len(args) > 6 else kwargs.get('index_name')
+    if index_name or hash_key is None:
+        return original_query(self, hash_key, *args, **kwargs)
+    query_partition.key = hash_key
+    try:
+        return original_query(self, hash_key, *args, **kwargs)
+    finally:
+        query_partition.key = None
+ddb_table.Table.query = query
 def watch_parent():
     try:
         while sys.stdin.buffer.read(1):

@@ -48,8 +48,8 @@ export class LocalRuntime {
    * The control plane of one job (supervisor, checkpoints, failover by the job's strategy), told
    * about unit exits. `failover: false` fails the job at the first unit failure instead.
    */
-  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean } = {}): JobController {
-    const { failover = true, ...rest } = options;
+  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean; log?: (line: string) => void } = {}): JobController {
+    const { failover = true, log, ...rest } = options;
     const metrics = rest.metrics ?? new RecoveryMetrics(this.ports.metadata);
     const onFailure =
       rest.onFailure ??
@@ -60,6 +60,7 @@ export class LocalRuntime {
             launcher: this.launcher,
             metrics,
             latestManifest: (jobId) => new PortCheckpointCatalog(jobId, this.ports.metadata, this.ports.blobs).loadLatest(),
+            ...(log ? { log } : {}),
           })
         : undefined);
     const controller = new JobController({ ...rest, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });

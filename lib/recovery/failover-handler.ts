@@ -127,20 +127,30 @@ export class FailoverHandler {
     if (live.length === 0) return { status: 'stale', steps, controlMessages: 0 };
     const [failure, ...alsoFailed] = live as [UnitFailure, ...UnitFailure[]];
 
+    const strategy = this.options.strategy?.(job) ?? job.settings.failover;
+    const graph = await service.graphOf(job.jobId);
+    const attempts = new Map([...records.values()].map((u) => [u.unitId, u.attempt]));
+    for (const f of live) attempts.set(f.unitId, Math.max(attempts.get(f.unitId) ?? 0, f.attempt));
+    const planInput = { graph, units: job.units, attempts, failedUnit: failure.unitId, alsoFailed: alsoFailed.map((f) => f.unitId), strategy };
+
+    // Single-point recovery: the producers of the failed consumers hear first. Every second they
+    // do not, they send records a dead consumer will not read, and the restart must not overtake
+    // the notice. Nothing of it depends on the checkpoint manifest or the failure budget; marking
+    // and telling twice (a second handler of the same failure) changes nothing.
+    const marking = strategy === 'single' ? this.markUnavailable(job, graph, live, step) : Promise.resolve({ notified: Promise.resolve(NO_NOTICES) });
+    marking.catch(() => undefined); // awaited below; a failure surfaces there
+
     const exhausted = await this.budgetExhausted(job.jobId, live);
     if (exhausted) {
+      await marking.then((m) => m.notified).catch(() => undefined);
       const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP' });
       await service.fail(job.jobId, exhausted);
       this.options.log?.(exhausted);
       return { status: 'gave-up', event, steps, controlMessages: 0 };
     }
 
-    const strategy = this.options.strategy?.(job) ?? job.settings.failover;
-    const graph = await service.graphOf(job.jobId);
     const manifest = await this.options.latestManifest?.(job.jobId);
-    const attempts = new Map([...records.values()].map((u) => [u.unitId, u.attempt]));
-    for (const f of live) attempts.set(f.unitId, Math.max(attempts.get(f.unitId) ?? 0, f.attempt));
-    const plan = planFailover({ graph, units: job.units, attempts, failedUnit: failure.unitId, alsoFailed: alsoFailed.map((f) => f.unitId), strategy, manifest });
+    const plan = planFailover({ ...planInput, manifest });
     step('planned');
 
     // Old attempts that may still run are stopped first, each only at the attempt planned from: a
@@ -159,53 +169,73 @@ export class FailoverHandler {
     // Bump: the failed unit first, so a second handler of the same failure stops here.
     const [first, ...others] = plan.restarts;
     if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt))) {
+      await marking.then((m) => m.notified).catch(() => undefined);
       return { status: 'superseded', plan, steps, controlMessages: 0 };
     }
     const bumped = await mapWithConcurrency(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt));
     const launching = [first!, ...others.filter((_, i) => bumped[i])];
     step('attempts');
 
+    // The flags are written before the new attempts are launched: an attempt's announceAvailable
+    // must find them (it does not create items). The launch does not wait for the whole fan-out
+    // of notices (thousands of sends at high parallelism): a producer view orders messages by
+    // attempt, so an "available" of the new attempt that overtakes the "unavailable" wins anyway.
+    const { notified } = await marking;
     const event = await this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
-
-    // The flags are written before the new attempt is launched: its announceAvailable must find
-    // them (it does not create items). The notices are sent before the launch too, but the launch
-    // does not wait for the whole fan-out (thousands of sends at high parallelism): a producer
-    // view orders messages by attempt, so an "available" of the new attempt that overtakes the
-    // "unavailable" of the old one wins anyway.
-    let notifying: Promise<NoticeCount> = Promise.resolve({ sent: 0, skipped: 0 });
-    if (plan.unavailable.length > 0) {
-      const registry = new AvailabilityRegistry(jobs.metadata, job.jobId, { clock: this.clock });
-      const marked = await registry.markUnavailable(plan.unavailable, failure.attempt);
-      step('unavailable');
-      // A sub-partition fenced here already carries a newer attempt's flag: do not announce it.
-      const fenced = new Set(marked.fenced.map(subPartitionKey));
-      const notices = fenced.size === 0 ? plan.notify : filterNotices(plan.notify, fenced);
-      // Between chunks, check the flag: once the new attempt has announced itself, the rest of the
-      // fan-out would only make producers drop records for a consumer that is back.
-      const failedVersion = flagVersion(false, failure.attempt);
-      const stillDown = async (sp: SubPartitionRef) => (await registry.get(sp))?.version === failedVersion;
-      notifying = sendNotices(notices, false, failure.attempt, (unitIds, message) => service.sendControl(job, unitIds, message), limit, {
-        chunk: this.options.noticeChunk ?? 100,
-        before: stillDown,
-      }).then((count) => {
-        step('notified');
-        return count;
-      });
-    }
-
     const placements = new Map(job.units.map((u) => [u.unitId, u]));
     const launched = mapWithConcurrency(launching, limit, (r) => launcher.launch(job, placements.get(r.unitId)!, r.attempt)).then(async () => {
       step('launched');
       await this.metrics.restarted(job.jobId, event.seq);
     });
-    const [notices] = await Promise.all([notifying, launched]);
+    const [notices] = await Promise.all([notified, launched]);
     const failedNames = live.map((f) => `${f.unitId} attempt ${f.attempt}`).join(', ');
     this.options.log?.(
       `failover (${strategy}) of ${failedNames}: ${launching.length} unit(s) restarted, ` +
         `${plan.unavailable.length} sub-partition(s) unavailable, ${notices.sent} control message(s)` +
-        (notices.skipped > 0 ? ` (${notices.skipped} not sent: the unit was back first)` : ''),
+        (notices.skipped > 0 ? ` (${notices.skipped} not sent: the unit was back first)` : '') +
+        `; steps after detection: ${steps.map((s) => `${s.step} +${s.at - failure.detectedAt} ms`).join(', ')}`,
     );
     return { status: 'recovering', plan, event, steps, controlMessages: notices.sent, controlMessagesSkipped: notices.skipped };
+  }
+
+  /**
+   * Marks each failed unit's input sub-partitions UNAVAILABLE with that unit's failed attempt (the
+   * fencing token: an older failure never hides a newer attempt that is up), then tells the units
+   * hosting their producers, in chunks, stopping a sub-partition's fan-out once its flag has moved
+   * on (the new attempt announced itself). Failed units are not told: they restart.
+   */
+  private async markUnavailable(
+    job: JobRecord,
+    graph: ExecutionGraph,
+    failed: readonly UnitFailure[],
+    step: (s: FailoverStep) => void,
+  ): Promise<{ notified: Promise<NoticeCount> }> {
+    const limit = this.options.concurrency ?? 32;
+    const registry = new AvailabilityRegistry(this.options.jobs.metadata, job.jobId, { clock: this.clock });
+    const failedIds = new Set(failed.map((f) => f.unitId));
+    const marked = await mapWithConcurrency(failed, limit, async (f) => {
+      const subPartitions = inputSubPartitions(graph, f.subtasks);
+      const result = await registry.markUnavailable(subPartitions, f.attempt);
+      // A sub-partition fenced here already carries a newer attempt's flag: do not announce it.
+      const fenced = new Set(result.fenced.map(subPartitionKey));
+      return { attempt: f.attempt, subPartitions: subPartitions.filter((sp) => !fenced.has(subPartitionKey(sp))) };
+    });
+    step('unavailable');
+    const notified = mapWithConcurrency(marked, limit, ({ attempt, subPartitions }) => {
+      const failedVersion = flagVersion(false, attempt);
+      const stillDown = async (sp: SubPartitionRef) => (await registry.get(sp))?.version === failedVersion;
+      const notices = producerNotices(graph, job.units, subPartitions, failedIds);
+      return sendNotices(notices, false, attempt, (unitIds, message) => this.options.service.sendControl(job, unitIds, message), limit, {
+        chunk: this.options.noticeChunk ?? 100,
+        before: stillDown,
+      });
+    }).then((counts) => {
+      step('notified');
+      return counts.reduce((a, b) => ({ sent: a.sent + b.sent, skipped: a.skipped + b.skipped }), NO_NOTICES);
+    });
+    // Awaited by the caller after the launch; a failure surfaces there, not as an unhandled rejection.
+    notified.catch(() => undefined);
+    return { notified };
   }
 
   /**
@@ -238,16 +268,11 @@ export function createFailoverHandler(options: FailoverHandlerOptions): FailureH
   return new FailoverHandler(options).onFailure;
 }
 
-function filterNotices(notices: ProducerNotice[], drop: Set<string>): ProducerNotice[] {
-  return notices
-    .map((n) => ({ unitId: n.unitId, subPartitions: n.subPartitions.filter((sp) => !drop.has(subPartitionKey(sp))) }))
-    .filter((n) => n.subPartitions.length > 0);
-}
-
 interface NoticeCount {
   sent: number;
   skipped: number;
 }
+const NO_NOTICES: NoticeCount = { sent: 0, skipped: 0 };
 
 /**
  * Sends one availability message per (producer unit, sub-partition): grouped by sub-partition (the

@@ -3,7 +3,7 @@
  *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.a<attempt>.json
  *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.json  (only when the
  *             subtask has union list state: see union-state.ts)
- *   ack       DynamoDB pk JOB#<jobId>, sk ACK#<N, zero-padded>#<subtaskId>#a<attempt>  (state
+ *   ack       DynamoDB pk JOB#<jobId>#ACK#<N, zero-padded>, sk <subtaskId>#a<attempt>  (state
  *             handles, or a decline; the record carries the attempt)
  * `attempt` is the task unit's attempt: a restarted unit never rewrites another attempt's snapshot
  * or acknowledgement, and the coordinator counts only the attempt a checkpoint was triggered for.
@@ -16,6 +16,7 @@ import type { Json } from '../api/functions';
 import type { SnapshotHandle } from '../checkpoint/types';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
+import { ACK_TTL_SECONDS, TTL_ATTRIBUTE, ackPk, expiresAt } from '../ports/metadata-keys';
 import type { ChannelPositions } from './input-gate';
 import type { KeyedStateSnapshot } from './keyed-state';
 import type { WriterPositions } from './record-writer';
@@ -78,9 +79,8 @@ export interface AckRecord {
   attempt?: number;
 }
 
-const pad = (id: number) => String(id).padStart(12, '0');
-export const ackPrefix = (checkpointId: number) => `ACK#${pad(checkpointId)}#`;
-export const ackSk = (checkpointId: number, subtask: string, attempt: number) => `${ackPrefix(checkpointId)}${subtask}#a${attempt}`;
+/** Sort key of an acknowledgement in its checkpoint's partition (`ackPk`). */
+export const ackSk = (subtask: string, attempt: number) => `${subtask}#a${attempt}`;
 export const snapshotKey = (jobId: string, checkpointId: number, subtask: string, attempt: number) => `checkpoints/${jobId}/${checkpointId}/${subtask}.a${attempt}.json`;
 const SNAPSHOT_KEY = /^checkpoints\/.+\/\d+\/[^/]+\.json$/;
 
@@ -179,17 +179,24 @@ export class CheckpointIO {
   }
 
   async acknowledge(checkpointId: number, subtask: string, state: SnapshotHandle[]): Promise<void> {
-    const record: AckRecord = { subtask, checkpointId, state, at: Date.now(), attempt: this.attempt };
-    await this.metadata.put(`JOB#${this.jobId}`, ackSk(checkpointId, subtask, this.attempt), record as unknown as Record<string, never>);
+    await this.putAck({ subtask, checkpointId, state, at: Date.now(), attempt: this.attempt });
   }
 
   async decline(checkpointId: number, subtask: string, reason: string): Promise<void> {
-    const record: AckRecord = { subtask, checkpointId, state: [], declined: reason, at: Date.now(), attempt: this.attempt };
-    await this.metadata.put(`JOB#${this.jobId}`, ackSk(checkpointId, subtask, this.attempt), record as unknown as Record<string, never>);
+    await this.putAck({ subtask, checkpointId, state: [], declined: reason, at: Date.now(), attempt: this.attempt });
   }
 
+  /** Every acknowledgement of N in one query of N's own partition. */
   async acks(checkpointId: number): Promise<AckRecord[]> {
-    const items = await this.metadata.query(`JOB#${this.jobId}`, ackPrefix(checkpointId));
-    return items.map((i) => i.item as unknown as AckRecord);
+    const items = await this.metadata.query(ackPk(this.jobId, checkpointId));
+    return items.map((i) => {
+      const { [TTL_ATTRIBUTE]: _ttl, ...record } = i.item;
+      return record as unknown as AckRecord;
+    });
+  }
+
+  private async putAck(record: AckRecord): Promise<void> {
+    const item = { ...record, [TTL_ATTRIBUTE]: expiresAt(record.at, ACK_TTL_SECONDS) };
+    await this.metadata.put(ackPk(this.jobId, record.checkpointId), ackSk(record.subtask, this.attempt), item as unknown as Record<string, never>);
   }
 }

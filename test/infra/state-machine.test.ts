@@ -89,7 +89,7 @@ describe('checkpoint state machine (synthesized definition, run locally)', () =>
     expect(visited.slice(-2)).toEqual(['Finalize', 'Notify']);
     expect(result.finalize).toMatchObject({ jobId: job.jobId, checkpointId: 1, done: true, outcome: 'completed' });
     expect(result.notify).toMatchObject({ done: true, outcome: 'completed' });
-    const entry = await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT#000000000001');
+    const entry = await ports.metadata.get(`JOB#${job.jobId}#CKPT`, 'CKPT#000000000001');
     expect(entry).toMatchObject({ checkpointId: 1, status: 'completed' });
     expect(await ports.blobs.head(entry!.manifestKey as string)).toBeDefined();
     // The job then runs to its end under a supervisor (which releases the sinks' last output).
@@ -120,18 +120,18 @@ describe('checkpoint state machine (synthesized definition, run locally)', () =>
     expect(first.visited.slice(-2)).toEqual(['Finalize', 'Notify']);
     expect(first.result.finalize).toMatchObject({ checkpointId: 1, done: true, outcome: 'completed' });
     expect(first.result.notify).toMatchObject({ done: true, outcome: 'completed' });
-    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+    expect(await ports.metadata.query(`JOB#${job.jobId}#CKPT`, 'CKPT_PENDING#')).toEqual([]);
 
     // The next scheduled execution: a new id, completed, committed.
     const second = await run({ jobId: job.jobId }, coordinator as never, 100);
     expect(second.result.finalize).toMatchObject({ checkpointId: 2, done: true, outcome: 'completed' });
     expect(second.result.notify).toMatchObject({ done: true, outcome: 'completed' });
-    const history = await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT#');
+    const history = await ports.metadata.query(`JOB#${job.jobId}#CKPT`, 'CKPT#');
     expect(history.map((h) => [h.item.checkpointId, h.item.status])).toEqual([
       [1, 'completed'],
       [2, 'completed'],
     ]);
-    expect(await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST')).toMatchObject({ checkpointId: 2, manifestKey: history[1]!.item.manifestKey });
+    expect(await ports.metadata.get(`JOB#${job.jobId}#CKPT`, 'CKPT_LATEST')).toMatchObject({ checkpointId: 2, manifestKey: history[1]!.item.manifestKey });
     const view = await new Supervisor({ service, pollMs: 100 }).watch(job.jobId);
     expect(view.job.status).toBe('FINISHED');
     expect(view.totals.recordsIn).toBe(16000);

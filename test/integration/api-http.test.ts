@@ -83,7 +83,7 @@ describe('job API over HTTP (local server, emulator)', () => {
       history = await http('GET', `/jobs/${jobId}/checkpoints`);
     }
     expect(history.body.checkpoints[0]).toMatchObject({ checkpointId: 1, status: 'completed', completedRegions: history.body.checkpoints[0].regionsTotal });
-    const item = await aws.metadata.get(`JOB#${jobId}`, 'CKPT#000000000001');
+    const item = await aws.metadata.get(`JOB#${jobId}#CKPT`, 'CKPT#000000000001');
     expect(item).toMatchObject({ checkpointId: 1, status: 'completed' });
     expect(await aws.blobs.head(item!.manifestKey as string)).toBeDefined();
 
@@ -93,7 +93,7 @@ describe('job API over HTTP (local server, emulator)', () => {
     expect(await aws.channels.listQueues(`${config.queuePrefix}-${jobId}`)).toEqual([]);
     for (const u of meta!.units as { unitId: string }[]) expect(api.runtime.launcher.pid(jobId, u.unitId)).toBeUndefined();
     expect(api.scheduler.get(jobId)).toBeUndefined();
-    expect(await aws.metadata.get(`JOB#${jobId}`, 'CKPT#000000000001')).toMatchObject({ status: 'completed' });
+    expect(await aws.metadata.get(`JOB#${jobId}#CKPT`, 'CKPT#000000000001')).toMatchObject({ status: 'completed' });
     expect((await http('GET', `/jobs/${jobId}`)).body.job.status).toBe('CANCELLED');
     expect((await http('DELETE', `/jobs/${jobId}`)).status).toBe(409);
   });

@@ -66,7 +66,7 @@ describe('job API handlers on memory ports', () => {
     expect(first).toMatchObject({ status: 202, body: { jobId, checkpointId: 1 } });
     expect(api.started).toEqual([{ jobId, checkpointId: 1 }]);
     // The trigger step wrote its pending marker and sent the trigger to the source units.
-    expect(await api.ports.metadata.get(`JOB#${jobId}`, 'CKPT_PENDING#000000000001')).toMatchObject({ checkpointId: 1 });
+    expect(await api.ports.metadata.get(`JOB#${jobId}#CKPT`, 'CKPT_PENDING#000000000001')).toMatchObject({ checkpointId: 1 });
     const meta = (await api.ports.metadata.get(`JOB#${jobId}`, 'META'))! as any;
     const controlMessages = await Promise.all(
       meta.units.map((u: { controlQueue: string }) => api.ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })),
@@ -84,8 +84,8 @@ describe('job API handlers on memory ports', () => {
       checkpointId: 1, handle: 'regional', triggerTime: 1000, endTime: 1400, failure: undefined,
       regionsTotal: 2, participating: 2, completedRegions: 2, failedRegions: [], bytesWritten: 10, bytesKept: 10,
     });
-    await api.ports.metadata.put(`JOB#${jobId}`, 'CKPT#000000000001', historyToItem(entry, 'checkpoints/x/1/manifest.json'));
-    await api.ports.metadata.delete(`JOB#${jobId}`, 'CKPT_PENDING#000000000001');
+    await api.ports.metadata.put(`JOB#${jobId}#CKPT`, 'CKPT#000000000001', historyToItem(entry, 'checkpoints/x/1/manifest.json'));
+    await api.ports.metadata.delete(`JOB#${jobId}#CKPT`, 'CKPT_PENDING#000000000001');
     const second = await api.call('POST', `/jobs/${jobId}/checkpoints`);
     expect(second).toMatchObject({ status: 202, body: { checkpointId: 2 } });
     const history = await api.call('GET', `/jobs/${jobId}/checkpoints`);

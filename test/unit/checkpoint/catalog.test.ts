@@ -53,7 +53,7 @@ describe('PortCheckpointCatalog', () => {
     await catalog.saveCompleted(m2, history(2), [1, 2]);
     expect([blobs.requests, metadata.requests]).toEqual([1, 2]);
     // The manifest under its writer's own key, which the decision item names.
-    const item = await metadata.get('JOB#job', 'CKPT#000000000002');
+    const item = await metadata.get('JOB#job#CKPT', 'CKPT#000000000002');
     expect(item).toMatchObject({ status: 'completed', manifestKey: expect.stringMatching(/^checkpoints\/job\/2\/manifest-[0-9a-f-]{36}\.json$/) });
     expect(await blobs.head(item!.manifestKey as string)).toBeDefined();
     expect(await catalog.loadLatest()).toEqual(m2);
@@ -71,8 +71,8 @@ describe('PortCheckpointCatalog', () => {
     const { metadata, blobs, catalog } = ports();
     const good = manifest(1, [1, 1]);
     await catalog.saveCompleted(good, history(1), [1]);
-    const pointer = await metadata.get('JOB#job', 'CKPT_LATEST');
-    const entry = await metadata.get('JOB#job', 'CKPT#000000000001');
+    const pointer = await metadata.get('JOB#job#CKPT', 'CKPT_LATEST');
+    const entry = await metadata.get('JOB#job#CKPT', 'CKPT#000000000001');
     // Another coordinator decided N differently (r1 failed), from a catalog of its own.
     const stale = new PortCheckpointCatalog('job', metadata, blobs);
     const err = await stale.saveCompleted(manifest(1, [1, null]), history(1, false, 1), [1]).catch((e: unknown) => e);
@@ -81,8 +81,8 @@ describe('PortCheckpointCatalog', () => {
     expect((err as CheckpointDecidedError).decision).toMatchObject({ checkpointId: 1, manifestKey: pointer!.manifestKey });
     await expect(stale.saveFailed(history(1, true))).rejects.toThrow(CheckpointDecidedError);
     // Nothing moved, and the stale writer's manifest object is gone again.
-    expect(await metadata.get('JOB#job', 'CKPT_LATEST')).toEqual(pointer);
-    expect(await metadata.get('JOB#job', 'CKPT#000000000001')).toEqual(entry);
+    expect(await metadata.get('JOB#job#CKPT', 'CKPT_LATEST')).toEqual(pointer);
+    expect(await metadata.get('JOB#job#CKPT', 'CKPT#000000000001')).toEqual(entry);
     expect((await blobs.list('checkpoints/job/1/')).map((b) => b.key)).toEqual([pointer!.manifestKey]);
     expect(await stale.loadLatest()).toEqual(good);
   });

@@ -11,7 +11,8 @@ import { CheckpointSteps, type StepResult } from '../../../lib/jobs/checkpoint-s
 import { JobService } from '../../../lib/jobs/job-service';
 import { JobStore } from '../../../lib/jobs/job-store';
 import { createMemoryPorts } from '../../../lib/memory';
-import { ackPrefix, ackSk, snapshotKey, type AckRecord } from '../../../lib/runtime/checkpoint-io';
+import { ackSk, snapshotKey, type AckRecord } from '../../../lib/runtime/checkpoint-io';
+import { ackPk } from '../../../lib/ports/metadata-keys';
 import { StepsCheckpointService } from '../../../functions/api/services';
 import { RecordingLauncher } from '../api/helpers';
 import { FakeClock } from '../schedule/fake-clock';
@@ -41,8 +42,8 @@ async function setup(maxConsecutiveRegionFailures: number) {
       await ports.blobs.put(key, '{}');
       record.state = [{ key, bytes: 2 }];
     }
-    const sk = attempt === undefined ? ackPrefix(id) + subtask : ackSk(id, subtask, attempt);
-    await ports.metadata.put(`JOB#${job.jobId}`, sk, record as unknown as Record<string, never>);
+    const sk = attempt === undefined ? subtask : ackSk(subtask, attempt);
+    await ports.metadata.put(ackPk(job.jobId, id), sk, record as unknown as Record<string, never>);
   };
 
   /** One run of the state machine: trigger → wait → poll … → finalize → notify (when completed). */
@@ -131,7 +132,7 @@ describe('CheckpointSteps: the consecutive-failure limit across steps', () => {
     // A finalize retried after its write (the marker still there): the replay restores the counters
     // as of before 2, so it decides and writes the same entry.
     const marker = { checkpointId: 2, triggerTime: entry.triggerTime, deadline: entry.triggerTime + 10_000 };
-    await ports.metadata.put(`JOB#${job.jobId}`, `CKPT_PENDING#${String(2).padStart(12, '0')}`, marker);
+    await ports.metadata.put(`JOB#${job.jobId}#CKPT`, `CKPT_PENDING#${String(2).padStart(12, '0')}`, marker);
     expect(await steps.finalize({ jobId: job.jobId, checkpointId: 2 })).toMatchObject({ outcome: 'failed' });
     expect((await history()).find((e) => e.checkpointId === 2)!.consecutiveFailures).toEqual({ [c]: 2 });
     expect((await driver()).coordinator.consecutiveFailures(c)).toBe(2);
@@ -172,7 +173,7 @@ describe('CheckpointSteps: every step converges when run twice', () => {
     };
     await expect(steps.finalize({ jobId: job.jobId, checkpointId: id })).rejects.toThrow('killed');
     ports.metadata.delete = del;
-    const pointer = await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST');
+    const pointer = await ports.metadata.get(`JOB#${job.jobId}#CKPT`, 'CKPT_LATEST');
     expect(pointer).toMatchObject({ checkpointId: id });
     // The retry, a second poll, and a second notify all answer as the first run did.
     expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
@@ -180,8 +181,8 @@ describe('CheckpointSteps: every step converges when run twice', () => {
     expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
     expect(await steps.notify({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
     expect(await steps.notify({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
-    expect(await ports.metadata.get(`JOB#${job.jobId}`, 'CKPT_LATEST')).toEqual(pointer);
-    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+    expect(await ports.metadata.get(`JOB#${job.jobId}#CKPT`, 'CKPT_LATEST')).toEqual(pointer);
+    expect(await ports.metadata.query(`JOB#${job.jobId}#CKPT`, 'CKPT_PENDING#')).toEqual([]);
     await clock.advance(1000);
     expect(await run({})).toMatchObject({ id: 2, finalized: { outcome: 'completed' }, notified: true });
     expect((await history()).map((h) => [h.checkpointId, h.outcome.status])).toEqual([
@@ -212,7 +213,7 @@ describe('CheckpointSteps: every step converges when run twice', () => {
     };
     await expect(steps.trigger({ jobId: job.jobId })).rejects.toThrow('killed');
     service.sendControl = send;
-    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toMatchObject([{ item: { checkpointId: 1, sent: false } }]);
+    expect(await ports.metadata.query(`JOB#${job.jobId}#CKPT`, 'CKPT_PENDING#')).toMatchObject([{ item: { checkpointId: 1, sent: false } }]);
     const again = await steps.trigger({ jobId: job.jobId });
     expect(again).toMatchObject({ checkpointId: 1, done: false, outcome: 'pending' });
     const messages = await Promise.all(job.units.map((u) => ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })));
@@ -263,7 +264,7 @@ describe('CheckpointSteps: a checkpoint pending when the job ends is decided', (
     await service.cancel(job.jobId);
     const api = new StepsCheckpointService({ jobs, metadata: ports.metadata, steps });
     expect(await api.history(job.jobId)).toEqual([expect.objectContaining({ checkpointId: id, status: 'failed', reason: 'job-ended' })]);
-    expect(await ports.metadata.query(`JOB#${job.jobId}`, 'CKPT_PENDING#')).toEqual([]);
+    expect(await ports.metadata.query(`JOB#${job.jobId}#CKPT`, 'CKPT_PENDING#')).toEqual([]);
     // A trigger of the ended job decides nothing more and starts nothing.
     expect(await steps.trigger({ jobId: job.jobId })).toMatchObject({ done: true, outcome: 'job-not-running' });
   });

@@ -125,21 +125,24 @@ describe('FailoverHandler, strategy single', () => {
     await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED', error: 'boom' });
   });
 
-  it('bumps the attempt, marks both input sub-partitions unavailable, tells each producer unit, then launches', async () => {
+  it('marks both input sub-partitions unavailable and tells each producer unit first, bumps the attempt, then launches', async () => {
     const outcome = await f.handler().handle(f.failure('join-1'), await f.view());
     expect(outcome.status).toBe('recovering');
-    expect(f.log).toEqual([
-      ['attempt', 'join-1', 1, true],
+    // The producers hear before anything else is decided (the plan, the budget, the bump).
+    expect(f.log.slice(0, 4)).toEqual([
       ['flag', 'e0#1', false, 0],
       ['flag', 'e1#1', false, 0],
       ['control', ['a-0', 'a-1', 'a-2'], { type: 'availability', edgeId: 'e0', consumer: 1, available: false, attempt: 0 }],
       ['control', ['b-0', 'b-1', 'b-2'], { type: 'availability', edgeId: 'e1', consumer: 1, available: false, attempt: 0 }],
+    ]);
+    expect(f.log.slice(4)).toEqual([
+      ['attempt', 'join-1', 1, true],
       ['launch', 'join-1', 1],
     ]);
     expect(outcome.controlMessages).toBe(6);
     const steps = outcome.steps.map((s) => s.step);
-    expect(steps.slice(0, 4)).toEqual(['planned', 'stopped', 'attempts', 'unavailable']);
-    expect(steps.slice(4).sort()).toEqual(['launched', 'notified']);
+    expect(steps.indexOf('notified')).toBeLessThan(steps.indexOf('launched'));
+    expect(steps.filter((s) => s !== 'unavailable' && s !== 'notified')).toEqual(['planned', 'stopped', 'attempts', 'launched']);
     // No other unit got a new attempt.
     const attempts = Object.fromEntries((await f.jobs.getUnits('job')).map((u) => [u.unitId, u.attempt]));
     expect(Object.entries(attempts).filter(([, a]) => a !== 0)).toEqual([['join-1', 1]]);
@@ -181,14 +184,19 @@ describe('FailoverHandler, strategy single', () => {
     const outcomes = await Promise.all([f.handler().handle(f.failure('join-1'), view), f.handler().handle(f.failure('join-1'), view)]);
     expect(outcomes.map((o) => o.status).sort()).toEqual(['recovering', 'superseded']);
     expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
-    expect(f.log.filter((c) => c[0] === 'control')).toHaveLength(2);
+    // Both may tell the producers (the notices are idempotent: a view applies a version once);
+    // only one restarts the unit.
+    const notices = f.log.filter((c) => c[0] === 'control');
+    expect(notices.length === 2 || notices.length === 4).toBe(true);
+    expect(new Set(notices.map((c) => JSON.stringify(c))).size).toBe(2);
   });
 
   it('stops a unit that may still run (stale heartbeat) before it bumps its attempt', async () => {
     await f.jobs.reportUnit('job', 'join-2', 0, { status: 'RUNNING' });
     await f.handler().handle({ ...f.failure('join-2'), reason: 'no heartbeat for 12 s' }, await f.view());
-    expect(kinds(f.log).slice(0, 2)).toEqual(['stop', 'attempt']);
-    expect(f.log[0]).toEqual(['stop', 'join-2', 0]);
+    const lifecycle = f.log.filter((c) => c[0] === 'stop' || c[0] === 'attempt');
+    expect(kinds(lifecycle)).toEqual(['stop', 'attempt']);
+    expect(lifecycle[0]).toEqual(['stop', 'join-2', 0]);
   });
 
   it('stops the unavailability fan-out once the restarted unit has announced itself', async () => {
@@ -266,6 +274,24 @@ describe('FailoverHandler, strategy single', () => {
     const told = f.log.filter((c) => c[0] === 'control').flatMap((c) => c[1] as string[]);
     expect(told.every((u) => !u.startsWith('join'))).toBe(true);
     expect(outcome.event).toMatchObject({ unitId: 'join-1', alsoFailed: [{ unitId: 'join-2', attempt: 0 }], unitsRestarted: 2 });
+  });
+
+  it('two units failed together at different attempts: each marked unavailable with its own attempt, producers told of both', async () => {
+    // join-2 failed before and is back at attempt 1 (its flags say "attempt 1 is up").
+    await f.jobs.startUnitAttempt('job', 'join-2', ['join#2'], 1);
+    await f.jobs.reportUnit('job', 'join-2', 1, { status: 'FAILED' });
+    const registry = new AvailabilityRegistry(f.metadata, 'job');
+    await registry.markUnavailable([{ edgeId: 'e0', consumer: 2 }, { edgeId: 'e1', consumer: 2 }], 0);
+    await registry.markAvailable([{ edgeId: 'e0', consumer: 2 }, { edgeId: 'e1', consumer: 2 }], 1);
+    f.log.length = 0;
+    const outcome = await f.handler().handleAll([f.failure('join-1', 0), f.failure('join-2', 1)], await f.view());
+    expect(outcome.status).toBe('recovering');
+    // Marked with attempt 0 only, join-2's flags (attempt 1 up) would refuse the write and its
+    // producers would never hear that it is down.
+    expect(await registry.get({ edgeId: 'e0', consumer: 2 })).toMatchObject({ available: false, attempt: 1 });
+    expect(await registry.get({ edgeId: 'e0', consumer: 1 })).toMatchObject({ available: false, attempt: 0 });
+    const notices = f.log.filter((c) => c[0] === 'control').map((c) => c[2] as { consumer: number; attempt: number });
+    expect(notices.map((n) => `${n.consumer}@${n.attempt}`).sort()).toEqual(['1@0', '1@0', '2@1', '2@1']);
   });
 
   it('createFailoverHandler returns the supervisor hook', async () => {
