@@ -12,6 +12,7 @@
  * message group with the next sequence numbers, and consumers cannot tell the difference. A new
  * attempt would open a new message group that FIFO may deliver before the old one is drained.
  */
+import type { InflightLogState } from './inflight-log';
 import type { Json } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { KeyedStateSnapshot } from './keyed-state';
@@ -35,6 +36,11 @@ export interface ChannelHandover {
   counters: ChannelCounters;
   watermark: number;
   ended: boolean;
+  /**
+   * A replay still waited for (see replay.ts): its request, the next message of its group and the
+   * ones that came early. The live messages held for it were left in flight: they come again.
+   */
+  replay?: { consumerAttempt: number; request: number; next: number; early: string[] };
 }
 
 /** Per input channel: what the consumer discarded, missed and re-read, in records. */
@@ -57,6 +63,11 @@ export interface WriterHandover {
   /** Lineage of the record numbering, and the next record position per consumer channel. */
   lineage?: number;
   position?: number[];
+  /** The writer's in-flight log (kept under single-point recovery: see replay.ts). */
+  log?: InflightLogState;
+  /** The last watermark emitted, and whether end of input went out. */
+  lastWatermark?: number;
+  ended?: boolean;
 }
 
 export interface SubtaskHandover {

@@ -50,6 +50,21 @@ export interface ChannelState {
   counters: ChannelCounters;
   watermark: number;
   ended: boolean;
+  /** A replay this consumer asked for and waits for (see replay.ts). */
+  replay: ReplayWait | undefined;
+}
+
+/**
+ * A replay of one channel that the consumer waits for: the channel's live messages are held
+ * (received, kept in flight, not delivered) until the replay's end event, then delivered.
+ */
+interface ReplayWait {
+  consumerAttempt: number;
+  request: number;
+  /** Delivery order of the replay's own message group. */
+  order: GroupOrder;
+  /** Live messages received meanwhile, in arrival order. */
+  held: Received[];
 }
 
 interface GroupOrder {
@@ -155,6 +170,8 @@ export class InputGate {
   fenced = 0;
   expiredReceipts = 0;
   reordered = 0;
+  /** Replay messages of a request no longer waited for (answered twice, or superseded by a retry). */
+  staleReplays = 0;
 
   constructor(private readonly options: InputGateOptions) {
     this.clock = options.clock ?? unrefClock;
@@ -171,6 +188,7 @@ export class InputGate {
           counters: zeroCounters(),
           watermark: Number.MIN_SAFE_INTEGER,
           ended: false,
+          replay: undefined,
         });
       }
     }
@@ -242,6 +260,9 @@ export class InputGate {
       counters: { ...c.counters },
       watermark: c.watermark,
       ended: c.ended,
+      ...(c.replay
+        ? { replay: { consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, next: c.replay.order.next ?? 0, early: [...c.replay.order.early.values()].map((e) => e.message.body) } }
+        : {}),
     }));
   }
 
@@ -265,9 +286,48 @@ export class InputGate {
       c.counters = { ...h.counters };
       c.watermark = h.watermark;
       c.ended = h.ended;
+      if (h.replay) {
+        const order: GroupOrder = { next: h.replay.next, since: now, early: new Map() };
+        const queue = this.options.queueOf(c.edge);
+        for (const body of h.replay.early) {
+          const decoded = decodeChannelMessage(body);
+          order.early.set(decoded.s, { queue, edge: c.edge, message: { body, groupId: '', receipt: '' }, decoded, at: now });
+        }
+        c.replay = { consumerAttempt: h.replay.consumerAttempt, request: h.replay.request, order, held: [] };
+      }
     }
     this.expiredReceipts = counters?.expiredReceipts ?? this.expiredReceipts;
     this.reordered = counters?.reordered ?? this.reordered;
+  }
+
+  /**
+   * Waits for a replay of channel `key` (its request `request` of consumer attempt
+   * `consumerAttempt`; a later request replaces an earlier one): the channel's live messages are
+   * held from now until the replay's end event. Call before `start` for what a restart needs.
+   */
+  awaitReplay(key: string, consumerAttempt: number, request: number): void {
+    const channel = this.channels.get(key);
+    if (!channel) throw new Error(`no input channel ${key} to wait for a replay on`);
+    channel.replay = { consumerAttempt, request, order: { next: 0, since: this.clock.now(), early: new Map() }, held: channel.replay?.held ?? [] };
+  }
+
+  /** Channels still waiting for a replay, with the request they wait for. */
+  awaitedReplays(): { key: string; consumerAttempt: number; request: number }[] {
+    const out: { key: string; consumerAttempt: number; request: number }[] = [];
+    for (const [key, c] of this.channels) if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request });
+    return out;
+  }
+
+  /**
+   * A replay that did not come through the queue (read from a finished producer's log in S3):
+   * taken like replay messages received, with nothing to delete.
+   */
+  injectReplay(key: string, bodies: readonly string[]): void {
+    const channel = this.channels.get(key);
+    if (!channel) throw new Error(`no input channel ${key} to replay into`);
+    const queue = this.options.queueOf(channel.edge);
+    for (const body of bodies) this.buffer.push({ queue, edge: channel.edge, message: { body, groupId: '', receipt: '' } });
+    this.wake();
   }
 
   /**
@@ -323,51 +383,147 @@ export class InputGate {
       if (receipt) appendTo(discarded, queue, receipt);
     };
     const now = this.clock.now();
-    for (const { queue, edge, message } of taken) {
-      const decoded = decodeChannelMessage(message.body);
-      const channel = this.channels.get(channelKey(edge.id, decoded.p));
-      if (!channel) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
-      if (decoded.a < channel.minAttempt) {
-        this.fenced++;
-        discard(queue, message.receipt);
-        continue;
-      }
-      if (decoded.a > channel.attempt) {
-        // The producer restarted: its new attempt has not ended, and the old one sends no more.
-        channel.attempt = decoded.a;
-        channel.ended = false;
-        for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, decoded.l ?? decoded.a, events, discard);
-      }
-      let group = channel.groups.get(decoded.a);
-      if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s === 0 ? 0 : undefined, since: now, early: new Map() }));
-      if (group.next === undefined) {
-        // Start not known yet: wait in memory (off the queue, so the group's next messages come).
-        if (group.early.has(decoded.s)) {
-          this.duplicates++;
-        } else {
-          group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
-        }
-        discard(queue, message.receipt);
-        if (decoded.s === 0 || group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
-        continue;
-      }
-      if (decoded.s < group.next || group.early.has(decoded.s)) {
-        this.duplicates++;
-        discard(queue, message.receipt);
-        continue;
-      }
-      if (decoded.s > group.next) {
-        // Came early: wait in memory for the ones before it; off the queue, so they can come.
-        if (group.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, group, now, `${MAX_EARLY} later messages wait`);
-        group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
-        this.reordered++;
-        discard(queue, message.receipt);
-        continue;
-      }
-      this.deliver(channel, group, { queue, message, decoded, receipt: message.receipt }, events, discard);
-    }
+    for (const received of taken) this.take(received, now, events, discard);
     this.checkGaps(now, events, discard);
     return { events, discarded };
+  }
+
+  /** Sorts one received message: delivered in order, held, kept early, or discarded. */
+  private take(received: Received, now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
+    const { queue, edge, message } = received;
+    const decoded = decodeChannelMessage(message.body);
+    const channel = this.channels.get(channelKey(edge.id, decoded.p));
+    if (!channel) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
+    if (decoded.a < channel.minAttempt) {
+      this.fenced++;
+      discard(queue, message.receipt);
+      return;
+    }
+    if (decoded.ra !== undefined) return this.takeReplay(channel, received, decoded, now, events, discard);
+    if (channel.replay) {
+      // Waiting for a replay: live messages come after it. Kept in flight (their group waits).
+      channel.replay.held.push(received);
+      return;
+    }
+    if (decoded.a > channel.attempt) {
+      // The producer restarted: its new attempt has not ended, and the old one sends no more.
+      channel.attempt = decoded.a;
+      channel.ended = false;
+      for (const [attempt, group] of channel.groups) if (attempt < decoded.a) this.giveUpGap(channel, group, decoded.l ?? decoded.a, events, discard);
+    }
+    let group = channel.groups.get(decoded.a);
+    if (!group) channel.groups.set(decoded.a, (group = { next: decoded.s === 0 ? 0 : undefined, since: now, early: new Map() }));
+    if (group.next === undefined) {
+      // Start not known yet: wait in memory (off the queue, so the group's next messages come).
+      if (group.early.has(decoded.s)) {
+        this.duplicates++;
+      } else {
+        group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+      }
+      discard(queue, message.receipt);
+      if (decoded.s === 0 || group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
+      return;
+    }
+    if (decoded.s < group.next || group.early.has(decoded.s)) {
+      this.duplicates++;
+      discard(queue, message.receipt);
+      return;
+    }
+    if (decoded.s > group.next) {
+      // Came early: wait in memory for the ones before it; off the queue, so they can come.
+      if (group.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, group, now, `${MAX_EARLY} later messages wait`);
+      group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+      this.reordered++;
+      discard(queue, message.receipt);
+      return;
+    }
+    this.deliver(channel, group, { queue, message, decoded, receipt: message.receipt }, events, discard);
+  }
+
+  /**
+   * A replay message: delivered in its own group's order while its request is the one waited for
+   * (else stale: discarded). Its end event sets the channel position (what it skips counts as
+   * missing), ends the wait, and lets the held live messages through, in the order they came.
+   */
+  private takeReplay(
+    channel: ChannelState,
+    received: Received,
+    decoded: ChannelMessage,
+    now: number,
+    events: GateEvent[],
+    discard: (queue: string, receipt: string | undefined) => void,
+  ): void {
+    const { queue, edge, message } = received;
+    const wait = channel.replay;
+    if (!wait || wait.consumerAttempt !== decoded.ra || wait.request !== decoded.rq) {
+      this.staleReplays++;
+      discard(queue, message.receipt);
+      return;
+    }
+    const order = wait.order;
+    if (decoded.s < order.next! || order.early.has(decoded.s)) {
+      this.duplicates++;
+      discard(queue, message.receipt);
+      return;
+    }
+    if (decoded.s > order.next!) {
+      if (order.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, order, now, `${MAX_EARLY} later replay messages wait`);
+      order.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+      discard(queue, message.receipt);
+      return;
+    }
+    let item: { queue: string; message: InboundMessage; decoded: ChannelMessage; receipt: string | undefined } | undefined = { queue, message, decoded, receipt: message.receipt };
+    while (item) {
+      order.next = item.decoded.s + 1;
+      if (item.decoded.t === 'x') {
+        this.endReplay(channel, item.decoded, item, now, events, discard);
+        for (const held of wait.held) this.take(held, now, events, discard);
+        return;
+      }
+      const event = this.accept(channel, item.decoded, 1);
+      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt });
+      else discard(item.queue, item.receipt);
+      const early = order.early.get(order.next);
+      if (early) order.early.delete(order.next);
+      item = early ? { queue: early.queue, message: early.message, decoded: early.decoded, receipt: undefined } : undefined;
+    }
+  }
+
+  /**
+   * The end of a replay: the channel position moves to where the producer's live records go on
+   * (a jump counts missing), its watermark and end of input (an `e` event, kept until the subtask
+   * has finished like any end of input) are taken, and the producer's live group goes on at `ls`:
+   * everything of it before is in the replay.
+   */
+  private endReplay(
+    channel: ChannelState,
+    end: Extract<ChannelMessage, { t: 'x' }>,
+    from: { queue: string; receipt: string | undefined },
+    now: number,
+    events: GateEvent[],
+    discard: (queue: string, receipt: string | undefined) => void,
+  ): void {
+    channel.replay = undefined;
+    this.accept(channel, end, 1);
+    if (end.w !== undefined) channel.watermark = Math.max(channel.watermark, end.w);
+    if (end.a > channel.attempt) channel.attempt = end.a;
+    if (end.ls !== undefined) {
+      let group = channel.groups.get(end.a);
+      if (!group) channel.groups.set(end.a, (group = { next: end.ls, since: now, early: new Map() }));
+      group.next = Math.max(group.next ?? end.ls, end.ls);
+      for (const s of [...group.early.keys()]) if (s < group.next) group.early.delete(s);
+      const first = group.early.get(group.next);
+      if (first) {
+        group.early.delete(group.next);
+        this.deliver(channel, group, { queue: first.queue, message: first.message, decoded: first.decoded, receipt: undefined }, events, discard);
+      }
+    }
+    if (end.e) {
+      const { p, a, s, l, n } = end;
+      events.push({ channel, message: { t: 'e', p, a, s, ...(l !== undefined ? { l } : {}), ...(n !== undefined ? { n } : {}) }, queue: from.queue, receipt: from.receipt });
+    } else {
+      discard(from.queue, from.receipt);
+    }
   }
 
   /** Starts a group whose start was not known at the lowest sequence number it has seen. */

@@ -14,6 +14,9 @@
  *   own (`l` = its attempt) at 0 on every start: its outputs are not regenerated identically.
  *   Records dropped for an unavailable sub-partition still take their positions. A consumer skips
  *   records below its position (duplicates) and counts a jump (missing records).
+ * - `ra`, `rq` mark a replay (see replay.ts): messages a producer sends again from its in-flight
+ *   log to consumer attempt `ra`, for its request `rq`, in a message group of their own; the
+ *   replay ends with an `x` event whose `n` is where the producer's live messages go on.
  */
 import type { Json } from '../api/functions';
 
@@ -25,7 +28,12 @@ export type ChannelEvent =
   /** Watermark only. */
   | { t: 'w'; w: number }
   /** End of input on this channel. */
-  | { t: 'e' };
+  | { t: 'e' }
+  /**
+   * End of a replay: live messages continue from record position `n`, and with message `ls` of
+   * the producer's live group; `w` its watermark, `e` set when its end of input was sent.
+   */
+  | { t: 'x'; ls?: number; w?: number; e?: number };
 
 export type ChannelMessage = ChannelEvent & {
   /** Producer subtask index. */
@@ -38,6 +46,10 @@ export type ChannelMessage = ChannelEvent & {
   l?: number;
   /** Record position of the first record (data) or of the next record (control); absent: not numbered. */
   n?: number;
+  /** A replay: the consumer attempt that asked for it. */
+  ra?: number;
+  /** A replay: which of that attempt's requests it answers. */
+  rq?: number;
 };
 
 export class MalformedMessageError extends Error {
@@ -55,7 +67,7 @@ export function decodeChannelMessage(body: string): ChannelMessage {
   if (typeof m !== 'object' || m === null || typeof m.p !== 'number' || typeof m.a !== 'number' || typeof m.s !== 'number') {
     throw new MalformedMessageError(`channel message lacks producer, attempt or sequence: ${body.slice(0, 80)}`);
   }
-  if (!['d', 'b', 'w', 'e'].includes(m.t as string)) throw new MalformedMessageError(`unknown channel event '${String(m.t)}'`);
+  if (!['d', 'b', 'w', 'e', 'x'].includes(m.t as string)) throw new MalformedMessageError(`unknown channel event '${String(m.t)}'`);
   if ((m.n !== undefined && typeof m.n !== 'number') || (m.l !== undefined && typeof m.l !== 'number')) {
     throw new MalformedMessageError(`channel message has a non-numeric lineage or record position: ${body.slice(0, 80)}`);
   }
@@ -72,4 +84,21 @@ export type ControlMessage =
   | { type: 'checkpointAborted'; checkpointId: number; subtasks: string[] }
   /** Every subtask of these subtasks' region has ended: sinks may commit their last output. */
   | { type: 'commitFinal'; subtasks: string[] }
-  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number };
+  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number }
+  /**
+   * A restarted consumer asks the producer subtasks of one input edge hosted by this unit to send
+   * their in-flight log of its channel again, from its restored record positions (see replay.ts).
+   */
+  | { type: 'replay'; request: ReplayRequest };
+
+/** What a restarted consumer subtask asks of each producer subtask of one input edge. */
+export interface ReplayRequest {
+  edgeId: string;
+  /** Consumer subtask index. */
+  consumer: number;
+  /** Its attempt, and the number of this request (from 1 per attempt; a retry asks again with the next). */
+  consumerAttempt: number;
+  request: number;
+  /** Per producer subtask index: the restored record positions of its channel, [lineage, next]. */
+  from: Record<number, [lineage: number, next: number][]>;
+};

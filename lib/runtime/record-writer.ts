@@ -12,7 +12,9 @@ import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { WriterHandover } from './handover';
-import type { ChannelEvent, ChannelMessage } from './messages';
+import { InflightLog } from './inflight-log';
+import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
+import { positionIn, replayBodies, replayGroupId } from './replay';
 
 /** Tells a writer whether a consumer sub-partition takes records now. */
 export interface SubPartitionGate {
@@ -34,6 +36,11 @@ export interface RecordWriterOptions {
   maxMessageBytes?: number;
   /** Lineage of the record numbering (default: the attempt; see messages.ts). */
   lineage?: number;
+  /**
+   * Keep an in-flight log of what is sent on each channel until the consumers' next checkpoint
+   * completes (single-point recovery replays it to a restarted consumer: see replay.ts).
+   */
+  inflightLog?: boolean;
 }
 
 /** What a checkpoint keeps of a writer, so a restored source numbers its records as before. */
@@ -70,6 +77,13 @@ export class RecordWriter {
   /** Records dropped per consumer because its sub-partition was unavailable. */
   readonly dropped: number[];
   recordsWritten = 0;
+  /** What was sent per channel since the consumers' last completed checkpoint (when kept). */
+  readonly log: InflightLog | undefined;
+  /** Records sent again to restarted consumers. */
+  replayedRecords = 0;
+  /** The last watermark emitted, and whether end of input went out (what a replay's end tells). */
+  private lastWatermark: number | undefined;
+  private ended = false;
 
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
@@ -82,6 +96,7 @@ export class RecordWriter {
     this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES;
     this.gate = options.gate ?? alwaysAvailable;
     this.roundRobin = options.producerIndex % n;
+    this.log = options.inflightLog ? new InflightLog(n, this.lineage) : undefined;
   }
 
   /** Sequence numbers and counters, for the next invocation of this attempt (call after a flush). */
@@ -94,6 +109,9 @@ export class RecordWriter {
       roundRobin: this.roundRobin,
       lineage: this.lineage,
       position: [...this.position],
+      ...(this.log ? { log: this.log.state() } : {}),
+      ...(this.lastWatermark !== undefined ? { lastWatermark: this.lastWatermark } : {}),
+      ...(this.ended ? { ended: true } : {}),
     };
   }
 
@@ -107,6 +125,9 @@ export class RecordWriter {
     state.position?.forEach((n, c) => (this.position[c] = n));
     if (state.lineage !== undefined) this.lineage = state.lineage;
     this.roundRobin = state.roundRobin;
+    if (state.log) this.log?.resume(state.log);
+    this.lastWatermark = state.lastWatermark;
+    this.ended = state.ended === true;
   }
 
   /** Lineage and record positions for a checkpoint (taken with the source offsets, before the barrier). */
@@ -126,6 +147,7 @@ export class RecordWriter {
     state.position.forEach((n, c) => (this.position[c] = n));
     this.lineage = state.lineage;
     this.roundRobin = state.roundRobin;
+    this.log?.restart(this.lineage, this.position);
   }
 
   /** Routes one record to its channel(s). */
@@ -152,16 +174,48 @@ export class RecordWriter {
     // Only the channels this producer writes to (a pointwise edge has one): an idle buffer's
     // watermark would never be sent and would keep the writer "pending" forever.
     for (const c of this.channels()) this.buffers[c]!.watermark = watermark;
+    this.lastWatermark = watermark;
   }
 
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
-  emitEvent(event: Exclude<ChannelEvent, { t: 'd' }>): void {
+  emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
     for (const c of this.channels()) {
       this.seal(c);
       // End of input always goes out: the queue is durable, and a consumer restarting after an
       // outage must still see its producers end. Barriers to an unavailable consumer are useless.
       if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
     }
+    // Everything before the barrier is in the consumers' snapshots once its checkpoint completes.
+    if (event.t === 'b') this.log?.barrier(event.c, this.position);
+    if (event.t === 'e') this.ended = true;
+  }
+
+  /** Checkpoint N completed for this edge's region: the log keeps only what came after barrier N. */
+  trimLog(checkpointId: number): void {
+    this.log?.trim(checkpointId);
+  }
+
+  /**
+   * A restarted consumer asks for its channel again (see replay.ts): the logged messages from its
+   * position of this writer's lineage, then the end event, in a message group of their own.
+   * Without a log (a strategy that does not replay) only the end event goes: nothing to wait for.
+   */
+  replay(request: ReplayRequest): void {
+    const consumer = request.consumer;
+    if (!(consumer >= 0 && consumer < this.buffers.length)) throw new Error(`replay of edge ${this.edgeId} asks for consumer ${consumer}; the edge has ${this.buffers.length}`);
+    if (!this.channels().includes(consumer)) return;
+    // Sealed first: what is buffered now is in the log, so in the replay.
+    this.seal(consumer);
+    const position = positionIn(this.lineage, request.from[this.options.producerIndex]);
+    const address = { producer: this.options.producerIndex, attempt: this.options.attempt, consumerAttempt: request.consumerAttempt, request: request.request };
+    // Without a log nothing can be sent again: an empty replay, after which the live group goes on as it comes.
+    const excerpt = this.log?.excerpt(consumer, position) ?? { lineage: this.lineage, from: position, messages: [], barriers: [], end: position };
+    const tail = this.log ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended } : {};
+    const groupId = replayGroupId(address);
+    const list = this.outbox.get(consumer) ?? [];
+    replayBodies(excerpt, address, tail).forEach((body, s) => list.push({ groupId, dedupId: `${groupId}-${s}`, body }));
+    this.outbox.set(consumer, list);
+    this.replayedRecords += excerpt.messages.reduce((n, m) => n + m.count, 0);
   }
 
   /** True when sealed messages wait to be sent or a buffer is worth sealing. */
@@ -200,6 +254,7 @@ export class RecordWriter {
       if (buffer.parts.length > 0) this.seal(consumer);
       this.dropped[consumer]!++;
       this.position[consumer]!++;
+      this.log?.skipTo(consumer, this.position[consumer]!);
       return;
     }
     const part = serialized ?? JSON.stringify(record);
@@ -229,12 +284,14 @@ export class RecordWriter {
     }
     // Records are already JSON; splice them in rather than stringify twice.
     const records = `[${buffer.parts.join(',')}]`;
+    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`;
+    this.log?.append(consumer, { first: buffer.first, count: buffer.parts.length, fields });
     buffer.parts = [];
     buffer.bytes = 0;
-    this.enqueueRaw(consumer, 'd', `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`, buffer.first);
+    this.enqueueRaw(consumer, 'd', fields, buffer.first);
   }
 
-  private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' }>): void {
+  private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
     const { t, ...rest } = event;
     const fields = Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
     this.enqueueRaw(consumer, t, fields);

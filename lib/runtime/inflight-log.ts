@@ -1,0 +1,170 @@
+/**
+ * Upstream in-flight log of one output edge of a producer subtask: the data messages it sent on
+ * each channel since the consumer's last completed checkpoint. A consumer that restarts restores
+ * from that checkpoint; what its dead attempt consumed after it was deleted from the queue, so
+ * the producer replays it from here (see replay.ts for the protocol). Trimmed when a checkpoint
+ * completes: everything before that checkpoint's barrier is in the consumer's snapshot.
+ *
+ * One lineage per log (the writer's record numbering, see messages.ts): a writer that changes
+ * lineage (a source restored from a checkpoint) starts an empty log at its restored positions.
+ *
+ * Bounded: past `maxBytes` the oldest messages of the largest channel are given up and counted
+ * (`overflowRecords`); a replay that needs them says where its gap is, and the consumer counts
+ * the records it skips as missing. Nothing is lost silently.
+ */
+
+/** One sent data message: its records as JSON fields (`"r":[…]` and an optional `,"w":…`). */
+export interface LoggedMessage {
+  /** Record position of its first record. */
+  first: number;
+  /** Records in it. */
+  count: number;
+  fields: string;
+}
+
+export interface InflightLogState {
+  lineage: number;
+  /** Per consumer channel: the position the log covers from, and the messages after it. */
+  channels: { from: number; messages: LoggedMessage[] }[];
+  /** Record positions at each barrier not yet trimmed: [checkpointId, position per consumer]. */
+  barriers: [number, number[]][];
+  overflowRecords: number;
+}
+
+/** What a replay of one channel from a position gets. */
+export interface LogExcerpt {
+  lineage: number;
+  /** First position the excerpt covers: the requested one, or later when the log no longer has it (a gap). */
+  from: number;
+  messages: LoggedMessage[];
+  /** Barriers of checkpoints not completed yet, at or after `from`, with the record position they follow. */
+  barriers: { checkpointId: number; position: number }[];
+  /** Position after the last logged record: live messages from here on follow the replay. */
+  end: number;
+}
+
+export const DEFAULT_LOG_BYTES = 64 * 1024 * 1024;
+
+export class InflightLog {
+  private channels: { from: number; end: number; messages: LoggedMessage[]; bytes: number }[];
+  private readonly barriers = new Map<number, number[]>();
+  private bytes = 0;
+  /** Records given up past the bound (a replay that needed them reports a gap). */
+  overflowRecords = 0;
+
+  constructor(
+    consumers: number,
+    public lineage: number,
+    private readonly maxBytes = DEFAULT_LOG_BYTES,
+  ) {
+    this.channels = Array.from({ length: consumers }, () => ({ from: 0, end: 0, messages: [], bytes: 0 }));
+  }
+
+  /** A new lineage starting at these positions (a restored source): nothing before them is logged. */
+  restart(lineage: number, positions: readonly number[]): void {
+    this.lineage = lineage;
+    this.channels = positions.map((p) => ({ from: p, end: p, messages: [], bytes: 0 }));
+    this.barriers.clear();
+    this.bytes = 0;
+  }
+
+  /** A data message was sealed for sending on channel `consumer`. */
+  append(consumer: number, message: LoggedMessage): void {
+    const channel = this.channels[consumer]!;
+    channel.messages.push(message);
+    channel.end = message.first + message.count;
+    const size = message.fields.length + 32;
+    channel.bytes += size;
+    this.bytes += size;
+    while (this.bytes > this.maxBytes) this.shed();
+  }
+
+  /** Records up to `end` on channel `consumer` are accounted for without a message (dropped for an unavailable consumer). */
+  skipTo(consumer: number, end: number): void {
+    const channel = this.channels[consumer]!;
+    channel.end = Math.max(channel.end, end);
+  }
+
+  /** Barrier N left with these record positions (one per consumer channel). */
+  barrier(checkpointId: number, positions: readonly number[]): void {
+    this.barriers.set(checkpointId, [...positions]);
+  }
+
+  /**
+   * Checkpoint N completed for the region of this edge's consumers: their snapshots hold every
+   * record before barrier N, so the log keeps only what came after it.
+   */
+  trim(checkpointId: number): void {
+    const at = this.barriers.get(checkpointId);
+    for (const id of [...this.barriers.keys()]) if (id <= checkpointId) this.barriers.delete(id);
+    if (!at) return;
+    this.channels.forEach((channel, c) => {
+      const upTo = at[c]!;
+      if (upTo <= channel.from) return;
+      let drop = 0;
+      while (drop < channel.messages.length && channel.messages[drop]!.first + channel.messages[drop]!.count <= upTo) drop++;
+      this.remove(channel, drop);
+      channel.from = Math.max(channel.from, upTo);
+    });
+  }
+
+  /** What channel `consumer` needs again from record `position` of the log's lineage on. */
+  excerpt(consumer: number, position: number): LogExcerpt {
+    const channel = this.channels[consumer]!;
+    const messages = channel.messages.filter((m) => m.first + m.count > position);
+    const barriers = [...this.barriers]
+      .map(([checkpointId, at]) => ({ checkpointId, position: at[consumer]! }))
+      .filter((b) => b.position >= position)
+      .sort((a, b) => a.checkpointId - b.checkpointId);
+    return { lineage: this.lineage, from: Math.max(position, channel.from), messages, barriers, end: Math.max(channel.end, position) };
+  }
+
+  /** Messages and bytes held now (all channels). */
+  get size(): { messages: number; bytes: number } {
+    return { messages: this.channels.reduce((n, c) => n + c.messages.length, 0), bytes: this.bytes };
+  }
+
+  state(): InflightLogState {
+    return {
+      lineage: this.lineage,
+      channels: this.channels.map((c) => ({ from: c.from, messages: [...c.messages] })),
+      barriers: [...this.barriers],
+      overflowRecords: this.overflowRecords,
+    };
+  }
+
+  /** Continues a predecessor invocation's log (a hand-over). */
+  resume(state: InflightLogState): void {
+    if (state.channels.length !== this.channels.length) throw new Error(`in-flight log of ${this.channels.length} channels cannot resume one of ${state.channels.length}`);
+    this.lineage = state.lineage;
+    this.bytes = 0;
+    this.channels = state.channels.map((c) => {
+      const bytes = c.messages.reduce((n, m) => n + m.fields.length + 32, 0);
+      this.bytes += bytes;
+      const last = c.messages.at(-1);
+      return { from: c.from, end: last ? last.first + last.count : c.from, messages: [...c.messages], bytes };
+    });
+    this.barriers.clear();
+    for (const [id, at] of state.barriers) this.barriers.set(id, at);
+    this.overflowRecords = state.overflowRecords;
+  }
+
+  /** Gives up the oldest message of the largest channel. */
+  private shed(): void {
+    let largest = this.channels[0]!;
+    for (const c of this.channels) if (c.bytes > largest.bytes) largest = c;
+    const oldest = largest.messages[0];
+    if (!oldest) return;
+    this.overflowRecords += oldest.count;
+    this.remove(largest, 1);
+    largest.from = oldest.first + oldest.count;
+  }
+
+  private remove(channel: { messages: LoggedMessage[]; bytes: number }, count: number): void {
+    if (count === 0) return;
+    const removed = channel.messages.splice(0, count);
+    const bytes = removed.reduce((n, m) => n + m.fields.length + 32, 0);
+    channel.bytes -= bytes;
+    this.bytes -= bytes;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Replay from upstream in-flight logs: how a consumer subtask that restarted alone (strategies
+ * `single` and `single-buffered`) gets back the input its dead attempt had consumed after the
+ * checkpoint it restores from. That input was deleted from the queues; every producer still has
+ * it in its in-flight log (inflight-log.ts), trimmed only once a later checkpoint completes.
+ *
+ * 1. The restarted consumer restores its channel positions (per producer lineage) from its
+ *    snapshot, and for each input edge sends a `replay` control message to the units hosting the
+ *    edge's producers: consumer attempt `ra`, request number `rq`, positions per producer.
+ * 2. Each producer subtask sends its log of that channel from the consumer's position of its
+ *    current lineage (0 for a lineage the consumer never saw) as data messages in a message group
+ *    of their own (`<p>.<a>.r<ra>.<rq>`), with the barriers of checkpoints not completed yet in
+ *    their places, then an end event (`t: 'x'`): `n` the position its live messages continue
+ *    from, `ls` the sequence number of its next live message (everything of the live group before
+ *    it is in the replay: records, barriers; a watermark as `w`, its end of input as `e`). The
+ *    replay goes into the same queue as the live messages.
+ * 3. Until the end event arrives the consumer holds the channel's live messages (received, kept
+ *    in flight, not processed); then its live group goes on at `ls` (earlier messages of it are
+ *    dropped), at once: no waiting to learn where the group starts. Record positions the replay
+ *    skips (records dropped for an unavailable consumer, or given up by a full log) count missing.
+ * 4. A producer whose subtask finished (its unit may have exited) wrote its log to S3 at the end
+ *    (`finalLogKey`); the consumer reads it there when no replay came. A request that got no
+ *    answer is sent again with the next request number (the producer may have restarted: its new
+ *    attempt reads the same control queue and answers from its own log).
+ */
+import type { InflightLogState, LogExcerpt } from './inflight-log';
+
+/** Where a finished producer subtask leaves its in-flight log of one edge. */
+export const finalLogPrefix = (jobId: string, edgeId: string, producer: number): string => `inflight/${jobId}/${edgeId}/${producer}/`;
+export const finalLogKey = (jobId: string, edgeId: string, producer: number, attempt: number): string => `${finalLogPrefix(jobId, edgeId, producer)}a${attempt}.json`;
+
+/** The final log object: the writer's log state and the producer attempt that wrote it. */
+export interface FinalLog {
+  producer: number;
+  attempt: number;
+  log: InflightLogState;
+}
+
+export interface ReplayAddress {
+  /** Producer subtask index and attempt. */
+  producer: number;
+  attempt: number;
+  /** Consumer attempt and request number the replay answers. */
+  consumerAttempt: number;
+  request: number;
+}
+
+export const replayGroupId = (a: ReplayAddress): string => `${a.producer}.${a.attempt}.r${a.consumerAttempt}.${a.request}`;
+
+/** The consumer's position for the producer's lineage (0 for a lineage it never saw). */
+export function positionIn(lineage: number, from: readonly (readonly [number, number])[] | undefined): number {
+  return from?.find(([l]) => l === lineage)?.[1] ?? 0;
+}
+
+/** How the producer's live channel goes on after a replay (see the end event above). */
+export interface ReplayTail {
+  /** Sequence number of the next live message of the producer's group; absent: the consumer takes the live group as it comes. */
+  nextSequence?: number;
+  /** The producer's last watermark on the channel. */
+  watermark?: number;
+  /** The producer sent its end of input on the channel. */
+  ended?: boolean;
+}
+
+/**
+ * The message bodies of one replay, in order: the logged messages with the pending barriers in
+ * their places, then the end event. Sequence numbers count from 0 within the replay's own group.
+ */
+export function replayBodies(excerpt: LogExcerpt, address: ReplayAddress, tail: ReplayTail = {}): string[] {
+  const bodies: string[] = [];
+  const head = () => `{"p":${address.producer},"a":${address.attempt},"s":${bodies.length},"l":${excerpt.lineage},"ra":${address.consumerAttempt},"rq":${address.request}`;
+  let b = 0;
+  const barriersUpTo = (position: number) => {
+    for (; b < excerpt.barriers.length && excerpt.barriers[b]!.position <= position; b++) {
+      const barrier = excerpt.barriers[b]!;
+      bodies.push(`${head()},"n":${barrier.position},"t":"b","c":${barrier.checkpointId}}`);
+    }
+  };
+  for (const m of excerpt.messages) {
+    barriersUpTo(m.first);
+    bodies.push(`${head()},"n":${m.first},"t":"d",${m.fields}}`);
+  }
+  barriersUpTo(excerpt.end);
+  const extra = `${tail.nextSequence !== undefined ? `,"ls":${tail.nextSequence}` : ''}${tail.watermark !== undefined ? `,"w":${tail.watermark}` : ''}${tail.ended ? ',"e":1' : ''}`;
+  bodies.push(`${head()},"n":${excerpt.end},"t":"x"${extra}}`);
+  return bodies;
+}

@@ -1,0 +1,200 @@
+/**
+ * Replay from upstream in-flight logs (lib/runtime/replay.ts): the producer's log, its replay of a
+ * channel, and a restarted consumer's gate that waits for the replay before the live messages.
+ */
+import { describe, expect, it } from 'vitest';
+import { InflightLog } from '../../lib/runtime/inflight-log';
+import { RecordWriter } from '../../lib/runtime/record-writer';
+import { InputGate, channelKey, type ChannelPositions } from '../../lib/runtime/input-gate';
+import { decodeChannelMessage } from '../../lib/runtime/messages';
+import { replayBodies } from '../../lib/runtime/replay';
+import { MemoryChannelTransport } from '../../lib/memory';
+import type { ExecutionEdge } from '../../lib/graph/execution-graph';
+
+const msg = (first: number, count: number) => ({ first, count, fields: `"r":[${Array.from({ length: count }, (_, i) => first + i).join(',')}]` });
+
+describe('in-flight log', () => {
+  it('keeps what was sent after the last completed checkpoint, per channel', () => {
+    const log = new InflightLog(2, 7);
+    log.append(0, msg(0, 3));
+    log.append(1, msg(0, 2));
+    log.barrier(1, [3, 2]);
+    log.append(0, msg(3, 2));
+    log.barrier(2, [5, 2]);
+    log.append(1, msg(2, 4));
+    log.trim(1);
+    expect(log.excerpt(0, 0)).toEqual({ lineage: 7, from: 3, messages: [msg(3, 2)], barriers: [{ checkpointId: 2, position: 5 }], end: 5 });
+    expect(log.excerpt(1, 2)).toEqual({ lineage: 7, from: 2, messages: [msg(2, 4)], barriers: [{ checkpointId: 2, position: 2 }], end: 6 });
+    // A position inside a message: the message comes whole (the consumer skips what it has).
+    expect(log.excerpt(1, 4).messages).toEqual([msg(2, 4)]);
+    log.trim(2);
+    expect(log.excerpt(0, 0).messages).toEqual([]);
+    expect(log.excerpt(0, 0)).toMatchObject({ from: 5, end: 5 });
+    expect(log.size.messages).toBe(1);
+  });
+
+  it('gives up the oldest messages past its bound and says so (a replay then has a gap)', () => {
+    const log = new InflightLog(1, 0, 200);
+    for (let i = 0; i < 10; i++) log.append(0, msg(i * 5, 5));
+    expect(log.overflowRecords).toBeGreaterThan(0);
+    const excerpt = log.excerpt(0, 0);
+    expect(excerpt.from).toBe(log.overflowRecords);
+    expect(excerpt.messages[0]!.first).toBe(excerpt.from);
+    expect(excerpt.end).toBe(50);
+  });
+
+  it('counts dropped records in its end position, without messages', () => {
+    const log = new InflightLog(1, 0);
+    log.append(0, msg(0, 2));
+    log.skipTo(0, 5);
+    expect(log.excerpt(0, 0)).toEqual({ lineage: 0, from: 0, messages: [msg(0, 2)], barriers: [], end: 5 });
+  });
+
+  it('starts over at a restored source position, and survives a hand-over', () => {
+    const log = new InflightLog(2, 0);
+    log.append(0, msg(0, 4));
+    log.restart(0, [2, 9]);
+    expect(log.excerpt(0, 0)).toEqual({ lineage: 0, from: 2, messages: [], barriers: [], end: 2 });
+    log.append(1, msg(9, 1));
+    log.barrier(3, [2, 10]);
+    const next = new InflightLog(2, 0);
+    next.resume(log.state());
+    expect(next.excerpt(1, 0)).toEqual(log.excerpt(1, 0));
+    next.trim(3);
+    expect(next.excerpt(1, 0).messages).toEqual([]);
+  });
+});
+
+const edge: ExecutionEdge = { id: 'e0', kind: 'forward', from: 'a', to: 'b', toOperator: 'b', input: 0, pointwise: true };
+
+async function producer(transport: MemoryChannelTransport, attempt = 0) {
+  await transport.createQueues(['in']);
+  return new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 1, attempt, queueOf: () => 'in', transport, maxMessageBytes: 400, inflightLog: true });
+}
+
+/** Takes what the gate delivers within a few polls, acknowledging everything. */
+async function take(gate: InputGate, polls = 6): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < polls; i++) {
+    const { events, discarded } = await gate.next(50);
+    for (const e of events) out.push(e.message.t === 'd' ? (e.message.r as number[]).join(',') : e.message.t === 'b' ? `b${e.message.c}` : e.message.t);
+    await gate.acknowledge(discarded);
+    await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+    gate.release();
+  }
+  return out;
+}
+
+function consumer(transport: MemoryChannelTransport, restore?: ChannelPositions[]) {
+  const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+  if (restore) gate.restorePositions(restore);
+  return gate;
+}
+
+describe('replay to a restarted consumer', () => {
+  it('sends the logged messages from the consumer position in a group of their own, then the end', async () => {
+    const transport = new MemoryChannelTransport();
+    const writer = await producer(transport, 2);
+    for (let i = 0; i < 6; i++) writer.emit(i);
+    await writer.flush();
+    for (const m of await transport.receive('in', { max: 10, waitSeconds: 0 })) await transport.delete('in', [m.receipt]);
+    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[2, 3]] } });
+    await writer.flush();
+    const got = await transport.receive('in', { max: 10, waitSeconds: 0 });
+    expect(new Set(got.map((m) => m.groupId))).toEqual(new Set(['0.2.r1.1']));
+    const decoded = got.map((m) => decodeChannelMessage(m.body));
+    expect(decoded.at(-1)).toMatchObject({ t: 'x', n: 6, l: 2, ra: 1, rq: 1 });
+    expect(decoded.filter((m) => m.t === 'd').flatMap((m) => (m.t === 'd' ? m.r : []))).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(writer.replayedRecords).toBe(6);
+  });
+
+  it('replays what a dead consumer consumed after its checkpoint: nothing lost, nothing twice, live messages after the replay', async () => {
+    const transport = new MemoryChannelTransport();
+    const writer = await producer(transport);
+    // The first attempt of the consumer reads everything up to barrier 1, then 4 more records.
+    const first = consumer(transport);
+    first.start();
+    for (let i = 0; i < 3; i++) writer.emit(i);
+    writer.emitEvent({ t: 'b', c: 1 });
+    await writer.flush();
+    for (let i = 3; i < 7; i++) writer.emit(i);
+    await writer.flush();
+    expect((await take(first)).join(';')).toBe('0,1,2;b1;3,4,5,6');
+    const snapshotAt1: ChannelPositions[] = [{ key: channelKey('e0', 0), positions: [[0, 3]] }];
+    writer.trimLog(1); // checkpoint 1 completed
+    await first.stop(); // dies; its consumed input (3..6) is gone from the queue
+    // Meanwhile the producer goes on (live messages the restarted consumer must take after the replay).
+    for (let i = 7; i < 9; i++) writer.emit(i);
+    await writer.flush();
+
+    const restarted = consumer(transport, snapshotAt1);
+    restarted.awaitReplay(channelKey('e0', 0), 1, 1);
+    restarted.start();
+    expect(await take(restarted, 3)).toEqual([]); // live messages held: the replay has not come
+    expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1 }]);
+    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 3]] } });
+    await writer.flush();
+    for (let i = 9; i < 11; i++) writer.emit(i);
+    await writer.flush();
+    const raw = await take(restarted);
+    const after = raw.join(',').split(',').filter((x) => x !== '').map(Number);
+    expect(after).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(restarted.awaitedReplays()).toEqual([]);
+    expect(restarted.counters()).toMatchObject({ missingRecords: 0 });
+    await restarted.stop();
+  });
+
+  it('replays pending barriers in their places and the end of input, and the live group goes on after them at once', async () => {
+    const transport = new MemoryChannelTransport();
+    const writer = await producer(transport);
+    for (let i = 0; i < 2; i++) writer.emit(i);
+    writer.emitEvent({ t: 'b', c: 1 });
+    for (let i = 2; i < 4; i++) writer.emit(i);
+    writer.emitEvent({ t: 'b', c: 2 });
+    writer.emit(4);
+    writer.emitWatermark(77);
+    writer.emitEvent({ t: 'e' });
+    await writer.flush();
+    writer.trimLog(1);
+    // A consumer restored from checkpoint 1 (position 2): the whole live group is still queued.
+    const gate = consumer(transport, [{ key: channelKey('e0', 0), positions: [[0, 2]] }]);
+    gate.awaitReplay(channelKey('e0', 0), 1, 1);
+    gate.start();
+    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
+    await writer.flush();
+    expect(await take(gate)).toEqual(['2,3', 'b2', '4', 'e']);
+    expect([...gate.channels.values()][0]!.watermark).toBe(77);
+    // The live messages before the replay's end were dropped as already replayed; nothing left.
+    expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]);
+    await gate.stop();
+  });
+
+  it('drops a replay of a request no longer waited for, and counts a gap the log no longer has as missing', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = consumer(transport);
+    gate.awaitReplay(channelKey('e0', 0), 4, 2);
+    const send = (bodies: string[], group: string) => transport.send('in', bodies.map((body, s) => ({ groupId: group, dedupId: `${group}-${s}`, body })));
+    // An answer to request 1 (superseded by request 2): dropped.
+    await send(replayBodies({ lineage: 0, from: 0, messages: [msg(0, 2)], barriers: [], end: 2 }, { producer: 0, attempt: 0, consumerAttempt: 4, request: 1 }), '0.0.r4.1');
+    // The answer to request 2, whose log starts at 5 (0..4 given up): 5 records missing.
+    await send(replayBodies({ lineage: 0, from: 5, messages: [msg(5, 2)], barriers: [], end: 7 }, { producer: 0, attempt: 0, consumerAttempt: 4, request: 2 }), '0.0.r4.2');
+    gate.start();
+    expect(await take(gate)).toEqual(['5,6']);
+    expect(gate.staleReplays).toBe(2);
+    expect(gate.counters().missingRecords).toBe(5);
+    await gate.stop();
+  });
+
+  it('takes a replay injected from a finished producer log like one from the queue', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = consumer(transport, [{ key: channelKey('e0', 0), positions: [[0, 1]] }]);
+    gate.awaitReplay(channelKey('e0', 0), 1, 1);
+    gate.start();
+    gate.injectReplay(channelKey('e0', 0), replayBodies({ lineage: 0, from: 1, messages: [msg(0, 3)], barriers: [], end: 3 }, { producer: 0, attempt: 0, consumerAttempt: 1, request: 1 }));
+    expect(await take(gate)).toEqual(['1,2']);
+    expect(gate.counters().duplicateRecords).toBe(1);
+    await gate.stop();
+  });
+});
