@@ -52,7 +52,14 @@ export interface ChannelState {
   ended: boolean;
   /** A replay this consumer asked for and waits for (see replay.ts). */
   replay: ReplayWait | undefined;
+  /** Per lineage: record positions at the most recent barriers (checkpoint id -> position). */
+  barriers: Map<number, Map<number, number>>;
+  /** Per lineage superseded by a producer restart: the position from which its records come again. */
+  superseded: Map<number, number>;
 }
+
+/** Barrier positions kept per lineage (a producer restores from a recent checkpoint). */
+const BARRIERS_KEPT = 32;
 
 /**
  * A replay of one channel that the consumer waits for: the channel's live messages are held
@@ -147,7 +154,7 @@ const unrefClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
 };
 
-const zeroCounters = (): ChannelCounters => ({ duplicateRecords: 0, missingRecords: 0, replayedRecords: 0 });
+const zeroCounters = (): ChannelCounters => ({ duplicateRecords: 0, missingRecords: 0, replayedRecords: 0, regeneratedRecords: 0 });
 
 export class InputGate {
   readonly channels = new Map<string, ChannelState>();
@@ -189,6 +196,8 @@ export class InputGate {
           watermark: Number.MIN_SAFE_INTEGER,
           ended: false,
           replay: undefined,
+          barriers: new Map(),
+          superseded: new Map(),
         });
       }
     }
@@ -233,6 +242,7 @@ export class InputGate {
       total.duplicateRecords += c.counters.duplicateRecords;
       total.missingRecords += c.counters.missingRecords;
       total.replayedRecords += c.counters.replayedRecords;
+      total.regeneratedRecords! += c.counters.regeneratedRecords ?? 0;
     }
     return total;
   }
@@ -241,7 +251,7 @@ export class InputGate {
   channelCounters(): Record<string, ChannelCounters> {
     const out: Record<string, ChannelCounters> = {};
     for (const [key, c] of this.channels) {
-      if (c.counters.duplicateRecords || c.counters.missingRecords || c.counters.replayedRecords) out[key] = { ...c.counters };
+      if (c.counters.duplicateRecords || c.counters.missingRecords || c.counters.replayedRecords || c.counters.regeneratedRecords) out[key] = { ...c.counters };
     }
     return out;
   }
@@ -260,6 +270,8 @@ export class InputGate {
       counters: { ...c.counters },
       watermark: c.watermark,
       ended: c.ended,
+      barriers: [...c.barriers].map(([lineage, at]) => [lineage, [...at]] as [number, [number, number][]]),
+      superseded: [...c.superseded],
       ...(c.replay
         ? { replay: { consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, next: c.replay.order.next ?? 0, early: [...c.replay.order.early.values()].map((e) => e.message.body) } }
         : {}),
@@ -283,7 +295,9 @@ export class InputGate {
         group.early.set(decoded.s, { queue: this.options.queueOf(c.edge), edge: c.edge, message, decoded, at: now });
       }
       c.positions = new Map(h.positions);
-      c.counters = { ...h.counters };
+      c.counters = { ...zeroCounters(), ...h.counters };
+      c.barriers = new Map((h.barriers ?? []).map(([lineage, at]) => [lineage, new Map(at)]));
+      c.superseded = new Map(h.superseded ?? []);
       c.watermark = h.watermark;
       c.ended = h.ended;
       if (h.replay) {
@@ -353,10 +367,15 @@ export class InputGate {
    * a producer that replays them (a restored source) is recognized, and what its previous attempt
    * processed after the checkpoint shows as missing records.
    */
-  restorePositions(state: readonly ChannelPositions[]): void {
+  restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
     for (const { key, positions } of state) {
       const c = this.channels.get(key);
-      if (c) for (const [lineage, next] of positions) c.positions.set(lineage, next);
+      if (!c) continue;
+      for (const [lineage, next] of positions) {
+        c.positions.set(lineage, next);
+        // The snapshot was taken at the barrier: where a producer restarting from it goes on.
+        if (checkpointId !== undefined) this.noteBarrier(c, lineage, checkpointId, next);
+      }
     }
   }
 
@@ -597,12 +616,17 @@ export class InputGate {
     if (m.t === 'e' && m.a < channel.attempt) return undefined;
     if (m.n === undefined) return m;
     const lineage = m.l ?? m.a;
+    if (m.t === 'r') {
+      this.supersede(channel, lineage, m.c);
+      return undefined;
+    }
     // A lineage numbers its records from 0: a first message past 0 means records this consumer never saw
     // (its dead attempt consumed them before the checkpoint it restored, if any, or they were dropped).
     const position = channel.positions.get(lineage) ?? 0;
     if (m.n > position) channel.counters.missingRecords += m.n - position;
     if (m.t !== 'd') {
       channel.positions.set(lineage, Math.max(position, m.n));
+      if (m.t === 'b') this.noteBarrier(channel, lineage, m.c, m.n);
       return m;
     }
     const end = m.n + m.r.length;
@@ -611,7 +635,32 @@ export class InputGate {
     channel.counters.duplicateRecords += skip;
     if (skip === m.r.length) return undefined;
     if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
+    // Records of a lineage whose producer restarted from before them: it sends them again.
+    const regeneratedFrom = channel.superseded.get(lineage);
+    if (regeneratedFrom !== undefined) channel.counters.regeneratedRecords! += Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
     return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
+  }
+
+  private noteBarrier(channel: ChannelState, lineage: number, checkpointId: number, position: number): void {
+    let at = channel.barriers.get(lineage);
+    if (!at) channel.barriers.set(lineage, (at = new Map()));
+    at.set(checkpointId, position);
+    if (at.size > BARRIERS_KEPT) at.delete(Math.min(...at.keys()));
+  }
+
+  /**
+   * The producer restarted from checkpoint `from` in lineage `lineage`: what this consumer took of
+   * its older lineages after their barrier `from` (from their start when it restarted from
+   * scratch, or the barrier is unknown here) comes again, and so does what it takes of them from
+   * now on. Counted as regenerated.
+   */
+  private supersede(channel: ChannelState, lineage: number, from: number): void {
+    for (const [older, position] of channel.positions) {
+      if (older >= lineage || channel.superseded.has(older)) continue;
+      const start = from > 0 ? (channel.barriers.get(older)?.get(from) ?? 0) : 0;
+      channel.superseded.set(older, start);
+      channel.counters.regeneratedRecords! += Math.max(0, position - start);
+    }
   }
 
   /** Deletes processed messages from their queues; an expired receipt means the message comes again. */

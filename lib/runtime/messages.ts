@@ -33,7 +33,12 @@ export type ChannelEvent =
    * End of a replay: live messages continue from record position `n`, and with message `ls` of
    * the producer's live group; `w` its watermark, `e` set when its end of input was sent.
    */
-  | { t: 'x'; ls?: number; w?: number; e?: number };
+  | { t: 'x'; ls?: number; w?: number; e?: number }
+  /**
+   * The producer restarted from checkpoint `c` (0: from scratch) and starts lineage `l`: what it
+   * sent in its older lineages after barrier `c` it sends again (the consumer counts them).
+   */
+  | { t: 'r'; c: number };
 
 export type ChannelMessage = ChannelEvent & {
   /** Producer subtask index. */
@@ -67,7 +72,7 @@ export function decodeChannelMessage(body: string): ChannelMessage {
   if (typeof m !== 'object' || m === null || typeof m.p !== 'number' || typeof m.a !== 'number' || typeof m.s !== 'number') {
     throw new MalformedMessageError(`channel message lacks producer, attempt or sequence: ${body.slice(0, 80)}`);
   }
-  if (!['d', 'b', 'w', 'e', 'x'].includes(m.t as string)) throw new MalformedMessageError(`unknown channel event '${String(m.t)}'`);
+  if (!['d', 'b', 'w', 'e', 'x', 'r'].includes(m.t as string)) throw new MalformedMessageError(`unknown channel event '${String(m.t)}'`);
   if ((m.n !== undefined && typeof m.n !== 'number') || (m.l !== undefined && typeof m.l !== 'number')) {
     throw new MalformedMessageError(`channel message has a non-numeric lineage or record position: ${body.slice(0, 80)}`);
   }

@@ -178,7 +178,7 @@ export class RecordWriter {
   }
 
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
-  emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
+  emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' | 'r' }>): void {
     for (const c of this.channels()) {
       this.seal(c);
       // End of input always goes out: the queue is durable, and a consumer restarting after an
@@ -188,6 +188,17 @@ export class RecordWriter {
     // Everything before the barrier is in the consumers' snapshots once its checkpoint completes.
     if (event.t === 'b') this.log?.barrier(event.c, this.position);
     if (event.t === 'e') this.ended = true;
+  }
+
+  /**
+   * This subtask restarted from checkpoint N (0: from scratch) in a lineage of its own: the
+   * consumers learn that what its dead attempts sent after barrier N comes again, and count it.
+   */
+  announceRestart(checkpointId: number): void {
+    for (const c of this.channels()) {
+      this.seal(c);
+      this.enqueue(c, { t: 'r', c: checkpointId });
+    }
   }
 
   /** Checkpoint N completed for this edge's region: the log keeps only what came after barrier N. */

@@ -197,4 +197,30 @@ describe('replay to a restarted consumer', () => {
     expect(gate.counters().duplicateRecords).toBe(1);
     await gate.stop();
   });
+
+  it('counts what a restarted producer regenerates: its dead lineage after the restored barrier, taken before and after the notice', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const edgeOf = { ...edge };
+    const old = new RecordWriter({ edge: edgeOf, producerIndex: 0, consumerParallelism: 1, attempt: 0, queueOf: () => 'in', transport });
+    const gate = consumer(transport);
+    gate.start();
+    for (let i = 0; i < 3; i++) old.emit(`a${i}`);
+    old.emitEvent({ t: 'b', c: 4 });
+    for (let i = 3; i < 7; i++) old.emit(`a${i}`);
+    await old.flush();
+    await take(gate);
+    // The producer restarts from checkpoint 4 in lineage 1: a3..a6 (taken) come again.
+    const restarted = new RecordWriter({ edge: edgeOf, producerIndex: 0, consumerParallelism: 1, attempt: 1, queueOf: () => 'in', transport });
+    restarted.announceRestart(4);
+    await restarted.flush();
+    await take(gate);
+    expect(gate.counters().regeneratedRecords).toBe(4);
+    // A late message of the dead lineage still counts (it is regenerated too).
+    old.emit('a7');
+    await old.flush();
+    await take(gate);
+    expect(gate.counters().regeneratedRecords).toBe(5);
+    await gate.stop();
+  });
 });
