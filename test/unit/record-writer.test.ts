@@ -230,7 +230,7 @@ describe('input gate order and record positions', () => {
     await send({ a: 1, s: 1, l: 0, n: 5, t: 'd', r: ['r5', 'r6'] });
     expect(await take()).toEqual(['r2+r3+r4', 'r5+r6']);
     expect(gate.counters()).toMatchObject({ duplicateRecords: 1, missingRecords: 0, replayedRecords: 0 });
-    expect(gate.channelCounters()).toEqual({ 'e0/0': { duplicateRecords: 1, missingRecords: 0, replayedRecords: 0 } });
+    expect(gate.channelCounters()).toEqual({ 'e0/0': { duplicateRecords: 1, missingRecords: 0, replayedRecords: 0, regeneratedRecords: 0 } });
     // An inner task's new attempt starts a lineage of its own: attempt 1's gap is then given up.
     await send({ a: 1, s: 3, l: 0, n: 8, t: 'd', r: ['r8'] });
     await send({ a: 2, s: 0, l: 2, n: 0, t: 'd', r: ['y0'] });
