@@ -9,9 +9,9 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { SluiceConfig } from '../config';
+import { serviceEndpoint, type ServiceName, type SluiceConfig } from '../config';
 
-export type AwsService = 'sqs' | 'dynamodb' | 's3';
+export type AwsService = ServiceName;
 
 export interface RequestCounts {
   sqs: number;
@@ -82,20 +82,23 @@ export function createAwsClients(config: SluiceConfig, options: ClientOptions = 
     httpAgent: { maxSockets: options.maxSockets ?? 256, keepAlive: true },
     httpsAgent: { maxSockets: options.maxSockets ?? 256, keepAlive: true },
   });
-  const common = {
-    region: config.region,
-    maxAttempts: options.maxAttempts ?? 3,
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    ...(config.credentials ? { credentials: config.credentials } : {}),
+  const common = (service: ServiceName) => {
+    const endpoint = serviceEndpoint(config, service);
+    return {
+      region: config.region,
+      maxAttempts: options.maxAttempts ?? 3,
+      ...(endpoint ? { endpoint } : {}),
+      ...(config.credentials ? { credentials: config.credentials } : {}),
+    };
   };
-  const sqs = countRequests(new SQSClient({ ...common, requestHandler: handler(requestTimeout) }), 'sqs');
-  const dynamodb = countRequests(new DynamoDBClient({ ...common, requestHandler: handler(requestTimeout) }), 'dynamodb');
+  const sqs = countRequests(new SQSClient({ ...common('sqs'), requestHandler: handler(requestTimeout) }), 'sqs');
+  const dynamodb = countRequests(new DynamoDBClient({ ...common('dynamodb'), requestHandler: handler(requestTimeout) }), 'dynamodb');
   const s3 = countRequests(
     new S3Client({
-      ...common,
+      ...common('s3'),
       requestHandler: handler(Math.max(requestTimeout, 120_000)),
       // Emulators serve buckets by path, not by virtual host names.
-      forcePathStyle: config.endpoint !== undefined,
+      forcePathStyle: serviceEndpoint(config, 's3') !== undefined,
     }),
     's3',
   );

@@ -11,6 +11,7 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
+import { serviceEndpoint } from '../config';
 import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, StoredItem } from '../ports/metadata-store';
 import { validateChanges, validateConditions, validateItem, validateKeys } from '../memory/metadata-store';
 import type { AwsClients } from './clients';
@@ -102,7 +103,8 @@ export class DynamoMetadataStore implements MetadataStore {
   }
 
   private context(operation: string): AwsErrorContext {
-    const { endpoint, region } = this.clients.config;
+    const { region } = this.clients.config;
+    const endpoint = serviceEndpoint(this.clients.config, 'dynamodb');
     return { service: 'dynamodb', endpoint, region, operation, table: this.table };
   }
 

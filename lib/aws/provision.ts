@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateTableCommand, DescribeTableCommand, DescribeTimeToLiveCommand, ListTablesCommand, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { TTL_ATTRIBUTE } from '../ports/metadata-keys';
 import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
-import type { SluiceConfig } from '../config';
+import { serviceEndpoint, type SluiceConfig } from '../config';
 import { createAwsClients, type AwsClients } from './clients';
 import { callAws, isAwsErrorCode, SluiceAwsError } from './errors';
 
@@ -13,7 +13,7 @@ export async function ensureInfrastructure(config: SluiceConfig, clients: AwsCli
 }
 
 async function ensureTable(config: SluiceConfig, clients: AwsClients, timeoutMs = 120_000): Promise<void> {
-  const ctx = { service: 'dynamodb' as const, endpoint: config.endpoint, region: config.region, table: config.table };
+  const ctx = { service: 'dynamodb' as const, endpoint: serviceEndpoint(config, 'dynamodb'), region: config.region, table: config.table };
   const status = async () => {
     try {
       const res = await clients.dynamodb.send(new DescribeTableCommand({ TableName: config.table }));
@@ -60,7 +60,7 @@ async function ensureTable(config: SluiceConfig, clients: AwsClients, timeoutMs 
 
 /** Turns on TTL for the table's expiry attribute (as the CDK stack does), when it is off. */
 async function ensureTtl(config: SluiceConfig, clients: AwsClients): Promise<void> {
-  const ctx = { service: 'dynamodb' as const, endpoint: config.endpoint, region: config.region, table: config.table };
+  const ctx = { service: 'dynamodb' as const, endpoint: serviceEndpoint(config, 'dynamodb'), region: config.region, table: config.table };
   const described = await callAws({ ...ctx, operation: 'DescribeTimeToLive' }, () => clients.dynamodb.send(new DescribeTimeToLiveCommand({ TableName: config.table })));
   const ttl = described.TimeToLiveDescription;
   if (ttl?.AttributeName === TTL_ATTRIBUTE && (ttl.TimeToLiveStatus === 'ENABLED' || ttl.TimeToLiveStatus === 'ENABLING')) return;
@@ -75,7 +75,7 @@ async function ensureTtl(config: SluiceConfig, clients: AwsClients): Promise<voi
 }
 
 async function ensureBucket(config: SluiceConfig, clients: AwsClients): Promise<void> {
-  const ctx = { service: 's3' as const, endpoint: config.endpoint, region: config.region, bucket: config.bucket };
+  const ctx = { service: 's3' as const, endpoint: serviceEndpoint(config, 's3'), region: config.region, bucket: config.bucket };
   const exists = await callAws({ ...ctx, operation: 'HeadBucket' }, async () => {
     try {
       await clients.s3.send(new HeadBucketCommand({ Bucket: config.bucket }));
@@ -108,7 +108,7 @@ async function ensureBucket(config: SluiceConfig, clients: AwsClients): Promise<
 export async function checkEndpoint(config: SluiceConfig): Promise<void> {
   const clients = createAwsClients(config, { maxAttempts: 1, requestTimeoutMs: 3_000 });
   try {
-    await callAws({ service: 'dynamodb', endpoint: config.endpoint, region: config.region, operation: 'ListTables' }, () =>
+    await callAws({ service: 'dynamodb', endpoint: serviceEndpoint(config, 'dynamodb'), region: config.region, operation: 'ListTables' }, () =>
       clients.dynamodb.send(new ListTablesCommand({ Limit: 1 })),
     );
   } finally {

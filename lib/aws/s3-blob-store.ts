@@ -7,6 +7,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
+import { serviceEndpoint } from '../config';
 import type { BlobInfo, BlobStore } from '../ports/blob-store';
 import type { AwsClients } from './clients';
 import { SluiceAwsError, callAws, isAwsErrorCode, type AwsErrorContext } from './errors';
@@ -29,7 +30,8 @@ export class S3BlobStore implements BlobStore {
   }
 
   private context(operation: string, key?: string): AwsErrorContext {
-    const { endpoint, region } = this.clients.config;
+    const { region } = this.clients.config;
+    const endpoint = serviceEndpoint(this.clients.config, 's3');
     return { service: 's3', endpoint, region, operation, bucket: this.bucket, ...(key !== undefined ? { key } : {}) };
   }
 

@@ -3,6 +3,7 @@
  * owns naming (the adapter adds no prefix). Deduplication is explicit (MessageDeduplicationId),
  * never content-based, so two identical record batches are never merged.
  */
+import { serviceEndpoint } from '../config';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -53,7 +54,8 @@ export class SqsChannelTransport implements ChannelTransport {
   }
 
   private context(queue: string | undefined, operation: string): AwsErrorContext {
-    const { endpoint, region } = this.clients.config;
+    const { region } = this.clients.config;
+    const endpoint = serviceEndpoint(this.clients.config, 'sqs');
     return { service: 'sqs', endpoint, region, operation, ...(queue !== undefined ? { queue } : {}) };
   }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statS
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_ENDPOINT_VARS, type ServiceName } from '../config';
 
 export const MOTO_VERSION = '5.2.5';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -382,28 +383,52 @@ async function launch(paths: EmulatorPaths, port: number, timeoutMs: number): Pr
 }
 
 export interface ResolvedEndpoint {
+  /** The common endpoint (AWS_ENDPOINT_URL): every service without one of its own. */
   endpoint: string;
+  /** Per-service endpoints (AWS_ENDPOINT_URL_SQS and the like), when the services run apart. */
+  endpoints: Partial<Record<ServiceName, string>>;
   /** True when this call started the embedded emulator. */
   started: boolean;
   stop(): Promise<void>;
 }
 
 /**
+ * The embedded emulator as one moto process per busy service (SQS, DynamoDB, S3), each reached
+ * through the SDK's per-service endpoint variable: one Python process is bound to one core by its
+ * interpreter lock, and under a job SQS alone kept one busy. The DynamoDB process is also the
+ * common endpoint, for everything else (Lambda, Step Functions, Scheduler).
+ * SLUICE_EMULATOR_PROCESSES=1 runs one process for all.
+ */
+export async function startEmulators(options: StartOptions = {}): Promise<{ endpoint: string; endpoints: Partial<Record<ServiceName, string>>; emulators: Emulator[] }> {
+  if (process.env.SLUICE_EMULATOR_PROCESSES === '1') {
+    const one = await startEmulator(options);
+    return { endpoint: one.endpoint, endpoints: {}, emulators: [one] };
+  }
+  // Installed once first: the three starts would otherwise queue on the install lock.
+  await ensureMotoInstalled(options.root !== undefined ? { root: options.root } : {});
+  const [dynamodb, sqs, s3] = await Promise.all([startEmulator(options), startEmulator(options), startEmulator(options)]);
+  return { endpoint: dynamodb!.endpoint, endpoints: { dynamodb: dynamodb!.endpoint, sqs: sqs!.endpoint, s3: s3!.endpoint }, emulators: [dynamodb!, sqs!, s3!] };
+}
+
+/**
  * AWS_ENDPOINT_URL when set (LocalStack, a running emulator): nothing is started. Otherwise starts
- * the embedded emulator and sets AWS_ENDPOINT_URL in this process so loadConfig() and child
- * processes use it (stop() unsets it again).
+ * the embedded emulator and sets AWS_ENDPOINT_URL (and the per-service variables) in this process
+ * so loadConfig() and child processes use it (stop() unsets them again).
  */
 export async function resolveEndpoint(options: StartOptions = {}): Promise<ResolvedEndpoint> {
   const configured = process.env.AWS_ENDPOINT_URL?.trim();
-  if (configured) return { endpoint: configured, started: false, stop: async () => {} };
-  const emulator = await startEmulator(options);
-  process.env.AWS_ENDPOINT_URL = emulator.endpoint;
+  if (configured) return { endpoint: configured, endpoints: {}, started: false, stop: async () => {} };
+  const { endpoint, endpoints, emulators } = await startEmulators(options);
+  const vars: Record<string, string> = { AWS_ENDPOINT_URL: endpoint };
+  for (const [service, url] of Object.entries(endpoints) as [ServiceName, string][]) vars[SERVICE_ENDPOINT_VARS[service]] = url;
+  Object.assign(process.env, vars);
   return {
-    endpoint: emulator.endpoint,
+    endpoint,
+    endpoints,
     started: true,
     async stop() {
-      if (process.env.AWS_ENDPOINT_URL === emulator.endpoint) delete process.env.AWS_ENDPOINT_URL;
-      await emulator.stop();
+      for (const [name, value] of Object.entries(vars)) if (process.env[name] === value) delete process.env[name];
+      await Promise.all(emulators.map((e) => e.stop()));
     },
   };
 }

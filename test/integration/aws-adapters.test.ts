@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { loadConfig, type SluiceConfig } from '../../lib/config';
+import { loadConfig, withOneEndpoint, type SluiceConfig } from '../../lib/config';
 import { createAwsClients, createAwsPorts, ensureInfrastructure, requestCounts, resetRequestCounts, type AwsClients } from '../../lib/aws';
 import { blobStoreContract } from '../contracts/blobs.contract';
 import { channelTransportContract } from '../contracts/channels.contract';
@@ -128,7 +128,7 @@ describe('embedded emulator', () => {
   it('does not spin a core while a long poll waits behind a blocked message group', async () => {
     const emulator = await startEmulator();
     try {
-      const config = loadConfig({ ...process.env, AWS_ENDPOINT_URL: emulator.endpoint });
+      const config = loadConfig(withOneEndpoint(process.env, emulator.endpoint));
       const { channels, clients } = createAwsPorts(config);
       opened.push(clients);
       const q = uniqueName('spin');

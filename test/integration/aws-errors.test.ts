@@ -2,7 +2,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../lib/config';
+import { loadConfig, serviceEndpoint, withOneEndpoint } from '../../lib/config';
 import { SluiceAwsError, checkEndpoint, createAwsPorts, ensureInfrastructure, requestCounts, type AwsClients } from '../../lib/aws';
 import { freePort } from '../../lib/local/emulator';
 import { uniqueName } from '../contracts/names';
@@ -10,8 +10,9 @@ import { uniqueName } from '../contracts/names';
 const opened: AwsClients[] = [];
 afterAll(() => opened.forEach((c) => c.destroy()));
 
-function portsFor(env: Record<string, string>) {
-  const config = loadConfig({ ...process.env, SLUICE_TABLE: uniqueName('tbl'), SLUICE_BUCKET: uniqueName('bkt'), ...env });
+function portsFor(env: { AWS_ENDPOINT_URL?: string }) {
+  const base = { ...process.env, SLUICE_TABLE: uniqueName('tbl'), SLUICE_BUCKET: uniqueName('bkt') };
+  const config = loadConfig(env.AWS_ENDPOINT_URL ? withOneEndpoint(base, env.AWS_ENDPOINT_URL) : base);
   const ports = createAwsPorts(config);
   opened.push(ports.clients);
   return { config, ...ports };
@@ -52,7 +53,7 @@ describe('AWS errors', () => {
     };
     try {
       const hungEndpoint = await endpointOf(hung);
-      const config = loadConfig({ ...process.env, AWS_ENDPOINT_URL: hungEndpoint });
+      const config = loadConfig(withOneEndpoint(process.env, hungEndpoint));
       const ports = createAwsPorts(config, { requestTimeoutMs: 500, maxAttempts: 1 });
       opened.push(ports.clients);
       await expect(ports.metadata.get('p', 's')).rejects.toThrow(`cannot reach the AWS endpoint ${hungEndpoint} (dynamodb): timed out.`);
@@ -76,7 +77,7 @@ describe('AWS errors', () => {
 
   it('names a missing bucket', async () => {
     const { config, blobs } = portsFor({});
-    const expected = `S3 bucket '${config.bucket}' does not exist at ${config.endpoint}.`;
+    const expected = `S3 bucket '${config.bucket}' does not exist at ${serviceEndpoint(config, 's3')}.`;
     await expect(blobs.put('k', 'v')).rejects.toMatchObject({ kind: 'missing-bucket' });
     await expect(blobs.put('k', 'v')).rejects.toThrow(expected);
     // A read is an error too, not "no such object".
@@ -86,7 +87,7 @@ describe('AWS errors', () => {
 
   it('names a missing table, even for a conditional write', async () => {
     const { config, metadata } = portsFor({});
-    const expected = `DynamoDB table '${config.table}' does not exist at ${config.endpoint}.`;
+    const expected = `DynamoDB table '${config.table}' does not exist at ${serviceEndpoint(config, 'dynamodb')}.`;
     await expect(metadata.get('p', 's')).rejects.toMatchObject({ kind: 'missing-table', message: expect.stringContaining(expected) });
     await expect(metadata.put('p', 's', { a: 1 }, [{ attr: 'a', op: 'notExists' }])).rejects.toThrow(expected);
     await expect(metadata.update('p', 's', { add: { n: 1 } }, [{ attr: 'n', op: '<', value: 3 }])).rejects.toThrow(expected);
