@@ -12,7 +12,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
@@ -20,47 +19,31 @@ import type { FailoverStrategy } from '../lib/jobs/job-store';
 import { jobRegistry } from '../examples/jobs';
 import { planSchedule, runSchedule, type ChaosJob, type ChaosResult } from './chaos/runner';
 import { verdict } from './chaos/verdict';
+import { benchFlags, defineFlags } from './lib/flags';
+import { quantile } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 
 const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered'];
 const JOBS: ChaosJob[] = ['demo', 'join'];
 
-const { values: args } = parseArgs({
-  options: {
-    schedules: { type: 'string', default: '10' },
-    seed: { type: 'string', default: '1' },
-    strategy: { type: 'string', default: STRATEGIES.join(',') },
-    jobs: { type: 'string', default: JOBS.join(',') },
-    out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json') },
-    judge: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
-});
-
-function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const i of items) if (!allowed.includes(i as T)) throw new Error(`--${flag}: '${i}' is not one of ${allowed.join(', ')}`);
-  if (items.length === 0) throw new Error(`--${flag} names nothing`);
-  return items as T[];
-}
+const args = benchFlags(
+  'chaos',
+  "npm run test:chaos -- [flags]\n       npm run test:chaos -- --judge bench/results/chaos.json   (print a saved run again, judged by today's verdict)",
+  defineFlags({
+    schedules: { type: 'number', default: 10, integer: true, min: 1, help: 'fault schedules to run' },
+    seed: { type: 'number', default: 1, integer: true, help: 'seed of the first schedule (the next ones take seed + 1, ...)' },
+    strategy: { type: 'list', default: STRATEGIES, choices: STRATEGIES, help: 'failover strategies to draw from' },
+    jobs: { type: 'list', default: JOBS, choices: JOBS, help: 'jobs to draw from' },
+    out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json'), help: 'JSON results file' },
+    judge: { type: 'string', help: 'print the rows and summary of a saved run again, judged by the verdict of today (runs nothing)' },
+  }),
+);
 
 const HEADER = 'seed  job   strategy         outcome   lost  dup  drops  missing  replayed  recovery ms (sup: superseded) time   kills';
 
-const pct = (sorted: number[], q: number) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
-
 async function main(): Promise<number> {
-  if (args.help) {
-    console.log('usage: npm run test:chaos -- [--schedules N] [--seed S] [--strategy region,full,single,single-buffered] [--jobs demo,join] [--out FILE]');
-    console.log('       npm run test:chaos -- --judge bench/results/chaos.json   (print a saved run again, judged by today\'s verdict)');
-    return 0;
-  }
   if (args.judge) return judgeSaved(args.judge);
-  const schedules = Number(args.schedules);
-  const seed = Number(args.seed);
-  if (!(Number.isInteger(schedules) && schedules >= 1)) throw new Error(`--schedules must be a whole number of at least 1, got '${args.schedules}'`);
-  if (!Number.isInteger(seed)) throw new Error(`--seed must be a whole number, got '${args.seed}'`);
-  const strategies = list(args.strategy!, STRATEGIES, 'strategy');
-  const jobs = list(args.jobs!, JOBS, 'jobs');
+  const { schedules, seed, strategy: strategies, jobs } = args;
   const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}`;
 
   const endpoint = await resolveEndpoint();
@@ -90,7 +73,7 @@ async function main(): Promise<number> {
   const machine = machineInfo();
   console.log(describeMachine(machine));
   const simulatedRecoveryMs = Object.fromEntries(readSimulated());
-  writeResults(args.out!, { command, at: new Date().toISOString(), machine, totalMs, summary, simulatedRecoveryMs, results });
+  writeResults(args.out, { command, at: new Date().toISOString(), machine, totalMs, summary, simulatedRecoveryMs, results });
   console.log(`results: ${args.out}`);
   return broken === 0 ? 0 : 1;
 }
@@ -112,7 +95,7 @@ function report(results: ChaosResult[], strategies: readonly FailoverStrategy[])
       reportedDropped: runs.reduce((n, r) => n + r.reportedDropped, 0),
       reportedMissing: runs.reduce((n, r) => n + r.reportedMissing, 0),
       reportedDuplicates: runs.reduce((n, r) => n + r.reportedDuplicates, 0),
-      recoveryMs: { samples: recovery.length, median: pct(recovery, 0.5), worst: recovery.at(-1) ?? null },
+      recoveryMs: { samples: recovery.length, median: quantile(recovery, 0.5), worst: recovery.at(-1) ?? null },
     };
   });
   console.log('');

@@ -31,154 +31,28 @@ import {
   type SnapshotHandle,
 } from '../lib/checkpoint';
 import { MemoryBlobStore, MemoryMetadataStore } from '../lib/memory';
+import { benchFlags, commandWith, defineFlags, type FlagValues } from './lib/flags';
+import { Xoshiro128 } from './lib/random';
+import { markdownTable, percent } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
+import { SimClock } from './lib/sim-clock';
 
 // ------------------------------------------------------------------------------------------------
 // Arguments.
 
-interface Options {
-  checkpoints: number;
-  seed: number;
-  parallelism: number;
-  declineProbability: number;
-  handles: FailureHandle[];
-  maxFailedRegionRatio: number;
-  maxConsecutiveRegionFailures: number;
-  out: string;
-  /** Handles run at once, each in its own process (default: min(handles, cores)). */
-  jobs: number;
-  /** Internal: run the one handle given and send the result to the parent process. */
-  worker: boolean;
-}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    checkpoints: 20_000,
-    seed: 1,
-    parallelism: 5000,
-    declineProbability: 1e-4,
-    handles: ['global', 'regional'],
-    maxFailedRegionRatio: 0.5,
-    maxConsecutiveRegionFailures: 10,
-    out: 'bench/results/checkpoints.json',
-    jobs: Math.max(1, os.cpus().length),
-    worker: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [name, inline] = arg.includes('=') ? arg.split(/=(.*)/s, 2) : [arg, undefined];
-    const value = () => inline ?? argv[++i] ?? fail(`${name} needs a value`);
-    const num = () => {
-      const v = Number(value());
-      if (!Number.isFinite(v)) fail(`${name} needs a number`);
-      return v;
-    };
-    switch (name) {
-      case '--checkpoints':
-        o.checkpoints = num();
-        break;
-      case '--seed':
-        o.seed = num();
-        break;
-      case '--parallelism':
-        o.parallelism = num();
-        break;
-      case '--decline-probability':
-        o.declineProbability = num();
-        break;
-      case '--handles':
-        o.handles = value()
-          .split(',')
-          .map((h) => (h === 'global' || h === 'regional' ? h : fail(`unknown handle '${h}'`)));
-        break;
-      case '--max-failed-region-ratio':
-        o.maxFailedRegionRatio = num();
-        break;
-      case '--max-consecutive-region-failures':
-        o.maxConsecutiveRegionFailures = num();
-        break;
-      case '--out':
-        o.out = value();
-        break;
-      case '--jobs':
-        o.jobs = num();
-        break;
-      case '--worker':
-        o.worker = true;
-        break;
-      case '--help':
-      case '-h':
-        console.log(
-          'usage: npx tsx bench/checkpoints.ts [--checkpoints N] [--seed S] [--parallelism P] [--decline-probability p] [--handles global,regional] [--max-failed-region-ratio r] [--max-consecutive-region-failures c] [--jobs J] [--out file]',
-        );
-        process.exit(0);
-      // falls through (exit)
-      default:
-        fail(`unknown argument '${arg}'`);
-    }
-  }
-  if (!Number.isInteger(o.checkpoints) || o.checkpoints < 1) fail('--checkpoints must be a positive integer');
-  if (!Number.isInteger(o.parallelism) || o.parallelism < 1) fail('--parallelism must be a positive integer');
-  if (!(o.declineProbability >= 0 && o.declineProbability < 1)) fail('--decline-probability must be in [0, 1)');
-  return o;
-}
-
-function fail(message: string): never {
-  console.error(`bench/checkpoints: ${message}`);
-  process.exit(2);
-}
-
-// ------------------------------------------------------------------------------------------------
-// Seeded PRNG: xoshiro128** seeded through splitmix32.
-
-class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    let s = seed >>> 0;
-    const next = () => {
-      s = (s + 0x9e3779b9) >>> 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  u32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
-  }
-
-  /** Uniform in (0, 1]. */
-  unit(): number {
-    return (this.u32() + 1) / 4294967296;
-  }
-
-  /** Uniform integer in [0, n). */
-  below(n: number): number {
-    return Math.floor((this.u32() / 4294967296) * n);
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
+const FLAGS = defineFlags({
+  checkpoints: { type: 'number', default: 20_000, integer: true, min: 1, help: 'checkpoints per handle' },
+  seed: { type: 'number', default: 1, help: 'PRNG seed (declines, response order)' },
+  parallelism: { type: 'number', default: 5000, integer: true, min: 1, help: 'subtasks (one region each)' },
+  declineProbability: { type: 'number', default: 1e-4, min: 0, check: (p) => (p < 1 ? undefined : 'must be below 1'), help: 'probability that a subtask declines a checkpoint' },
+  handles: { type: 'list', default: ['global', 'regional'], choices: ['global', 'regional'], help: 'failure handles to run' },
+  maxFailedRegionRatio: { type: 'number', default: 0.5, help: 'regional: most regions that may fall back in one checkpoint (fraction)' },
+  maxConsecutiveRegionFailures: { type: 'number', default: 10, help: 'regional: checkpoints a region may decline in a row' },
+  out: { type: 'string', default: 'bench/results/checkpoints.json', help: 'JSON results file' },
+  jobs: { type: 'number', default: Math.max(1, os.cpus().length), integer: true, min: 1, help: 'handles run at once, each in its own process (default: the cores)' },
+  worker: { type: 'boolean', help: 'internal: run the one handle given and send the result to the parent process' },
+});
+type Options = FlagValues<typeof FLAGS>;
 
 // ------------------------------------------------------------------------------------------------
 // Statistics.
@@ -268,7 +142,7 @@ interface HandleResult {
 async function runHandle(handle: FailureHandle, o: Options): Promise<HandleResult> {
   const P = o.parallelism;
   const p = o.declineProbability;
-  const rng = new Rng(o.seed * 2 + (handle === 'global' ? 0 : 1));
+  const rng = new Xoshiro128(o.seed * 2 + (handle === 'global' ? 0 : 1));
   const subtasks = Array.from({ length: P }, (_, i) => `source-sink#${i}`);
   const regions = subtasks.map((s, i) => ({ id: `pipeline-${i}`, subtasks: [s] }));
   const jobId = `bench-${handle}`;
@@ -302,7 +176,7 @@ async function runHandle(handle: FailureHandle, o: Options): Promise<HandleResul
   let regionFellBack = 0;
   const failureReasons: Record<string, number> = {};
   const started = performance.now();
-  let now = Date.UTC(2026, 0, 1);
+  const clock = new SimClock(Date.UTC(2026, 0, 1));
   const batches: (readonly CheckpointEffect[])[] = [];
   const states: SnapshotHandle[][] = new Array(P);
 
@@ -329,9 +203,9 @@ async function runHandle(handle: FailureHandle, o: Options): Promise<HandleResul
     batches.length = 0;
     const cpu0 = process.cpuUsage();
     const wall0 = performance.now();
-    let effects = coordinator.trigger(now);
+    let effects = coordinator.trigger(clock.now());
     if (effects.length > 0) batches.push(effects);
-    const at = now + 1;
+    const at = clock.now() + 1;
     for (let k = 0; k < P; k++) {
       const i = order[k]!;
       effects = declines[i] ? coordinator.decline(subtasks[i]!, n, 'snapshot upload failed', at) : coordinator.acknowledge(subtasks[i]!, n, states[i]!, at);
@@ -365,7 +239,7 @@ async function runHandle(handle: FailureHandle, o: Options): Promise<HandleResul
     for (const b of batches) await persistence.apply(b);
     const pcpu = process.cpuUsage(pcpu0);
     persistMicros += pcpu.user + pcpu.system;
-    now += 60_000;
+    clock.advance(60_000);
   }
   const pcpu0 = process.cpuUsage();
   await persistence.flush();
@@ -406,7 +280,7 @@ async function runHandle(handle: FailureHandle, o: Options): Promise<HandleResul
 // ------------------------------------------------------------------------------------------------
 // Main.
 
-const pct = (x: number, digits = 2) => `${(x * 100).toFixed(digits)} %`;
+const pct = percent;
 
 function table(rows: HandleResult[]): string {
   const header = [
@@ -435,8 +309,7 @@ function table(rows: HandleResult[]): string {
     r.metadataRequestsPerCheckpoint.toFixed(2),
     r.blobRequestsPerCheckpoint.toFixed(2),
   ]);
-  const lines = [header, header.map(() => '---'), ...body];
-  return lines.map((l) => `| ${l.join(' | ')} |`).join('\n');
+  return markdownTable(header, body);
 }
 
 /** Runs one handle in a child process (same entry point, same loader) and returns its result. */
@@ -467,13 +340,13 @@ async function runAll(o: Options): Promise<HandleResult[]> {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = benchFlags('bench/checkpoints', 'npx tsx bench/checkpoints.ts [flags]   (or: npm run bench:checkpoints -- [flags])', FLAGS);
   if (o.worker) {
     const r = await runHandle(o.handles[0]!, o);
     await new Promise<void>((resolve) => process.send!(r, () => resolve()));
     return;
   }
-  const command = `npx tsx bench/checkpoints.ts --checkpoints ${o.checkpoints} --seed ${o.seed} --parallelism ${o.parallelism} --decline-probability ${o.declineProbability} --handles ${o.handles.join(',')} --max-failed-region-ratio ${o.maxFailedRegionRatio} --max-consecutive-region-failures ${o.maxConsecutiveRegionFailures} --jobs ${o.jobs}`;
+  const command = commandWith('npx tsx bench/checkpoints.ts', o, ['checkpoints', 'seed', 'parallelism', 'declineProbability', 'handles', 'maxFailedRegionRatio', 'maxConsecutiveRegionFailures', 'jobs']);
   const machine = machineInfo();
   console.log(`checkpoint bench: parallelism ${o.parallelism} (one region per subtask), decline probability ${o.declineProbability}, ${o.checkpoints} checkpoints per handle, seed ${o.seed}`);
   const started = performance.now();

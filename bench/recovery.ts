@@ -22,8 +22,11 @@
  * headroom for catch-up, the dead attempt's SQS leases; and everything outside the simulated
  * window (rates x time).
  */
+import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
 import { seededRandom } from './lib/random';
+import { count, markdownTable, percent, seconds } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
+import { SimClock } from './lib/sim-clock';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveParams } from '../lib/api/registry';
@@ -34,7 +37,6 @@ import { JobStore, type FailoverStrategy, type JobRecord, type UnitPlacement } f
 import type { UnitFailure } from '../lib/jobs/supervisor';
 import { MemoryMetadataStore } from '../lib/memory/metadata-store';
 import type { ChannelTransport, OutboundMessage } from '../lib/ports/channels';
-import type { Clock } from '../lib/ports/clock';
 import type { ControlMessage } from '../lib/runtime/messages';
 import { RecordWriter } from '../lib/runtime/record-writer';
 import { AvailabilityView, type AvailabilityMessage } from '../lib/recovery/availability';
@@ -44,68 +46,39 @@ import { eventAt, featureAt, joinShape, recommendationJoinJob, type JoinShape } 
 
 // ---- flags ---------------------------------------------------------------------------------
 
-const FLAGS = {
-  parallelism: { value: 4000, help: 'parallelism of every operator (sources, join)' },
-  seed: { value: 42, help: 'PRNG seed (failed subtask, jitter, lease sample, flush phases)' },
-  failIndex: { value: -1, help: 'index of the failed join subtask (-1: drawn from the seed)' },
-  eventRate: { value: 200, help: 'behaviour events per second per events subtask' },
-  featureRate: { value: 50, help: 'feature updates per second per features subtask' },
-  users: { value: 999_999, help: 'distinct users (join keys)' },
-  detect: { value: 'exit' as string, help: "how the failure is seen: 'exit' (exit notice) or 'heartbeat' (stale heartbeat)" },
-  exitNoticeMs: { value: 300, help: 'exit/crash notice reaching the supervisor (process exit event, ECS task state change)' },
-  heartbeatMs: { value: 2000, help: 'unit heartbeat interval (TaskUnit default)' },
-  heartbeatTimeoutMs: { value: 10_000, help: 'heartbeat timeout (job default)' },
-  pollMs: { value: 500, help: 'supervisor poll interval (Supervisor default)' },
-  handlerMs: { value: 60, help: 'failover handler store round trips before notices/launch (6 DynamoDB calls x 10 ms)' },
-  controlSendsPerS: { value: 1500, help: 'control-message sends per second from one process (50 SDK sockets / ~33 ms per SendMessage)' },
-  controlReceiveMs: { value: 30, help: 'control message send-to-receipt by the unit long-poll (mean; uniform 0.5x..1.5x)' },
-  startMs: { value: 1500, help: 'unit start: process/container/Lambda cold start until it runs' },
-  joinStateMb: { value: 64, help: 'keyed state per join subtask (restore size)' },
-  sourceStateMb: { value: 0.01, help: 'state per source subtask (offsets)' },
-  restoreMbps: { value: 100, help: 'S3 restore bandwidth per unit (MB/s)' },
-  announceMs: { value: 20, help: 'announceAvailable flag writes (2 DynamoDB round trips)' },
-  launchesPerS: { value: 100, help: 'unit launch throughput for mass restarts (Lambda: +1000 concurrency per 10 s)' },
-  checkpointIntervalS: { value: 30, help: 'checkpoint interval' },
-  checkpointAgeS: { value: -1, help: 'age of the last completed checkpoint at the failure (-1: interval/2, the mean)' },
-  headroom: { value: 1.5, help: 'consumer throughput / normal input rate (for catch-up after recovery)' },
-  visibilityS: { value: 300, help: 'SQS visibility timeout the input gate asks for (InputGate default)' },
-  leasedChannels: { value: 50, help: 'channels of the failed consumer with a message in flight at the crash (gate buffer 40 + polls)' },
-  lingerMs: { value: 200, help: 'producer flush interval (SubtaskRunner linger)' },
-  warmMs: { value: 1000, help: 'simulated time before the failure' },
-  failAtS: { value: 600, help: 'job time of the failure (selects the generated records)' },
-  windowS: { value: 60, help: 'job time whose output is the base of the loss fraction' },
-  out: { value: 'bench/results/recovery.json' as string, help: 'JSON results file' },
-};
-type Flags = { [K in keyof typeof FLAGS]: (typeof FLAGS)[K]['value'] };
-
-function parseFlags(argv: string[]): Flags {
-  const flags = Object.fromEntries(Object.entries(FLAGS).map(([k, v]) => [k, v.value])) as Flags;
-  const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-  const byName = new Map(Object.keys(FLAGS).map((k) => [kebab(k), k as keyof Flags]));
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') {
-      console.log('usage: npm run bench:recovery -- [flags]\n');
-      for (const [k, v] of Object.entries(FLAGS)) console.log(`  --${kebab(k).padEnd(24)} ${String(v.value).padEnd(28)} ${v.help}`);
-      process.exit(0);
-    }
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    const key = m && byName.get(m[1]!);
-    if (!key) throw new Error(`unknown flag '${arg}' (try --help)`);
-    const raw = m![2] ?? argv[++i];
-    if (raw === undefined) throw new Error(`flag --${m![1]} needs a value`);
-    const current = FLAGS[key].value;
-    if (typeof current === 'number') {
-      const n = Number(raw);
-      if (!Number.isFinite(n)) throw new Error(`flag --${m![1]} needs a number, got '${raw}'`);
-      (flags as Record<string, unknown>)[key] = n;
-    } else (flags as Record<string, unknown>)[key] = raw;
-  }
-  if (!['exit', 'heartbeat'].includes(flags.detect)) throw new Error(`--detect must be 'exit' or 'heartbeat', got '${flags.detect}'`);
-  if (!(flags.parallelism >= 2 && Number.isInteger(flags.parallelism))) throw new Error('--parallelism must be a whole number >= 2');
-  if (!(flags.headroom > 1)) throw new Error('--headroom must be more than 1');
-  return flags;
-}
+const FLAGS = defineFlags({
+  parallelism: { type: 'number', default: 4000, integer: true, min: 2, help: 'parallelism of every operator (sources, join)' },
+  seed: { type: 'number', default: 42, help: 'PRNG seed (failed subtask, jitter, lease sample, flush phases)' },
+  failIndex: { type: 'number', default: -1, help: 'index of the failed join subtask (-1: drawn from the seed)' },
+  eventRate: { type: 'number', default: 200, help: 'behaviour events per second per events subtask' },
+  featureRate: { type: 'number', default: 50, help: 'feature updates per second per features subtask' },
+  users: { type: 'number', default: 999_999, help: 'distinct users (join keys)' },
+  detect: { type: 'string', default: 'exit', choices: ['exit', 'heartbeat'], help: 'how the failure is seen: the exit notice, or a stale heartbeat' },
+  exitNoticeMs: { type: 'number', default: 300, help: 'exit/crash notice reaching the supervisor (process exit event, ECS task state change)' },
+  heartbeatMs: { type: 'number', default: 2000, help: 'unit heartbeat interval (TaskUnit default)' },
+  heartbeatTimeoutMs: { type: 'number', default: 10_000, help: 'heartbeat timeout (job default)' },
+  pollMs: { type: 'number', default: 500, help: 'supervisor poll interval (Supervisor default)' },
+  handlerMs: { type: 'number', default: 60, help: 'failover handler store round trips before notices/launch (6 DynamoDB calls x 10 ms)' },
+  controlSendsPerS: { type: 'number', default: 1500, help: 'control-message sends per second from one process (50 SDK sockets / ~33 ms per SendMessage)' },
+  controlReceiveMs: { type: 'number', default: 30, help: 'control message send-to-receipt by the unit long-poll (mean; uniform 0.5x..1.5x)' },
+  startMs: { type: 'number', default: 1500, help: 'unit start: process/container/Lambda cold start until it runs' },
+  joinStateMb: { type: 'number', default: 64, help: 'keyed state per join subtask (restore size)' },
+  sourceStateMb: { type: 'number', default: 0.01, help: 'state per source subtask (offsets)' },
+  restoreMbps: { type: 'number', default: 100, help: 'S3 restore bandwidth per unit (MB/s)' },
+  announceMs: { type: 'number', default: 20, help: 'announceAvailable flag writes (2 DynamoDB round trips)' },
+  launchesPerS: { type: 'number', default: 100, help: 'unit launch throughput for mass restarts (Lambda: +1000 concurrency per 10 s)' },
+  checkpointIntervalS: { type: 'number', default: 30, help: 'checkpoint interval' },
+  checkpointAgeS: { type: 'number', default: -1, help: 'age of the last completed checkpoint at the failure (-1: interval/2, the mean)' },
+  headroom: { type: 'number', default: 1.5, check: (v) => (v > 1 ? undefined : 'must be more than 1'), help: 'consumer throughput / normal input rate (for catch-up after recovery)' },
+  visibilityS: { type: 'number', default: 300, help: 'SQS visibility timeout the input gate asks for (InputGate default)' },
+  leasedChannels: { type: 'number', default: 50, help: 'channels of the failed consumer with a message in flight at the crash (gate buffer 40 + polls)' },
+  lingerMs: { type: 'number', default: 200, help: 'producer flush interval (SubtaskRunner linger)' },
+  warmMs: { type: 'number', default: 1000, help: 'simulated time before the failure' },
+  failAtS: { type: 'number', default: 600, help: 'job time of the failure (selects the generated records)' },
+  windowS: { type: 'number', default: 60, help: 'job time whose output is the base of the loss fraction' },
+  out: { type: 'string', default: 'bench/results/recovery.json', help: 'JSON results file' },
+});
+type Flags = FlagValues<typeof FLAGS>;
 
 
 // ---- the job ---------------------------------------------------------------------------------
@@ -151,16 +124,6 @@ function buildSetup(flags: Flags): Setup {
 }
 
 // ---- the failover, run by the real handler ------------------------------------------------------
-
-class SimClock implements Clock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-  async sleep(ms: number): Promise<void> {
-    this.t += ms;
-  }
-}
 
 interface HandlerRun {
   outcome: FailoverOutcome;
@@ -589,18 +552,12 @@ async function runMass(setup: Setup, strategy: 'region' | 'full'): Promise<Strat
 
 // ---- report ----------------------------------------------------------------------------------------
 
-const fmtS = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-const fmtN = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(Math.round(n)));
-const fmtPct = (f: number) => (f === 0 ? '0 %' : f < 0.0001 ? `${(f * 100).toExponential(1)} %` : `${(f * 100).toFixed(4)} %`);
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(' | ')} |`;
-  return [line(rows[0]!), `|${widths.map((w, c) => (c === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
-}
+const fmtS = seconds;
+const fmtN = count;
+const fmtPct = (f: number) => (f === 0 ? '0 %' : f < 0.0001 ? `${(f * 100).toExponential(1)} %` : percent(f, 4));
 
 async function main(): Promise<void> {
-  const flags = parseFlags(process.argv.slice(2));
+  const flags = benchFlags('bench:recovery', 'npm run bench:recovery -- [flags]', FLAGS);
   const wallStart = performance.now();
   const machine = machineInfo();
   const args = process.argv.slice(2).join(' ');
@@ -653,7 +610,7 @@ async function main(): Promise<void> {
     fmtS(r.catchUpMs),
   ]);
   console.log(`\nOne failed join subtask at parallelism ${P} (seed ${flags.seed}):\n`);
-  console.log(table([header, ...rows]));
+  console.log(markdownTable(header, rows, header.map((_, c) => (c === 0 ? 'left' : 'right'))));
   const single = results[0]!;
   const buffered = results[1]!;
   console.log(`

@@ -19,6 +19,8 @@
  * wrapper around the blob store) to model that; those rows are reported separately as MODELLED.
  */
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
+import { benchFlags, commandWith, defineFlags } from './lib/flags';
+import { markdownTable, median, round } from './lib/report';
 import { machineInfo, writeResults } from './lib/results';
 import os from 'node:os';
 import type { Json } from '../lib/api/functions';
@@ -29,58 +31,16 @@ import type { BlobInfo, BlobStore } from '../lib/ports/blob-store';
 import { restoreUnionState, unionStatePrefix, writeUnionSnapshot, type UnionRestoreResult } from '../lib/runtime/union-state';
 import { mapWithConcurrency } from '../lib/util/concurrency';
 
-interface Options {
-  parallelism: number[];
-  entries: number;
-  entryBytes: number;
-  concurrency: number;
-  reps: number;
-  latencyMs: number;
-  modelledReps: number;
-  out: string;
-}
-
-function fail(message: string): never {
-  console.error(`union-restore: ${message}`);
-  process.exit(2);
-}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = { parallelism: [1000], entries: 20, entryBytes: 200, concurrency: 32, reps: 3, latencyMs: 0, modelledReps: 1, out: 'bench/results/union-restore.json' };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [name, inline] = arg.includes('=') ? arg.split(/=(.*)/s, 2) : [arg, undefined];
-    const value = () => inline ?? argv[++i] ?? fail(`${name} needs a value`);
-    const int = (min: number) => {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v < min) fail(`${name} needs an integer >= ${min}`);
-      return v;
-    };
-    switch (name) {
-      case '--parallelism':
-        o.parallelism = value().split(',').map((s) => {
-          const v = Number(s);
-          if (!Number.isInteger(v) || v < 1) fail(`--parallelism needs positive integers, got '${s}'`);
-          return v;
-        });
-        break;
-      case '--entries': o.entries = int(0); break;
-      case '--entry-bytes': o.entryBytes = int(1); break;
-      case '--concurrency': o.concurrency = int(1); break;
-      case '--reps': o.reps = int(1); break;
-      case '--latency-ms': o.latencyMs = int(0); break;
-      case '--modelled-reps': o.modelledReps = int(1); break;
-      case '--out': o.out = value(); break;
-      case '--help':
-      case '-h':
-        console.log('npx tsx bench/union-restore.ts [--parallelism 1000[,2000]] [--entries 20] [--entry-bytes 200] [--concurrency 32] [--reps 3] [--latency-ms 0] [--modelled-reps 1] [--out bench/results/union-restore.json]');
-        process.exit(0);
-      default:
-        fail(`unknown argument '${arg}'`);
-    }
-  }
-  return o;
-}
+const FLAGS = defineFlags({
+  parallelism: { type: 'numbers', default: [1000], integer: true, min: 1, help: 'subtasks (union objects) per run, comma-separated for several runs' },
+  entries: { type: 'number', default: 20, integer: true, min: 0, help: 'union entries per subtask' },
+  entryBytes: { type: 'number', default: 200, integer: true, min: 1, help: 'bytes of JSON per entry (about)' },
+  concurrency: { type: 'number', default: 32, integer: true, min: 1, help: 'reads in flight in a parallel restore' },
+  reps: { type: 'number', default: 3, integer: true, min: 1, help: 'timed restores of each mode (after one untimed warm-up)' },
+  latencyMs: { type: 'number', default: 0, integer: true, min: 0, help: 'MODELLED rows: fixed delay added before every read (0: none)' },
+  modelledReps: { type: 'number', default: 1, integer: true, min: 1, help: 'timed restores of each mode in the modelled rows' },
+  out: { type: 'string', default: 'bench/results/union-restore.json', help: 'JSON results file' },
+});
 
 /** Adds a fixed delay before every read: a model of S3's time to first byte. */
 class DelayedBlobStore implements BlobStore {
@@ -107,12 +67,6 @@ function entry(i: number, j: number, bytes: number): Json {
   return { ...head, pad: s.slice(0, pad) };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
 interface Row {
   kind: 'emulator' | 'modelled';
   addedLatencyMs: number;
@@ -134,8 +88,8 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
-  const command = `npx tsx bench/union-restore.ts --parallelism ${o.parallelism.join(',')} --entries ${o.entries} --entry-bytes ${o.entryBytes} --concurrency ${o.concurrency} --reps ${o.reps} --latency-ms ${o.latencyMs} --modelled-reps ${o.modelledReps} --out ${o.out}`;
+  const o = benchFlags('union-restore', 'npx tsx bench/union-restore.ts [flags]   (or: npm run bench:union-restore -- [flags])', FLAGS);
+  const command = commandWith('npx tsx bench/union-restore.ts', o, Object.keys(FLAGS));
   const benchStarted = performance.now();
   const loadBefore = os.loadavg().map((x) => round(x, 2));
   const endpoint = await resolveEndpoint();
@@ -245,8 +199,6 @@ async function main(): Promise<void> {
     String(r.parallelObjectsPerSecond),
     String(r.parallelClientCpuMs),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   const notes = [
     'The machine may be shared: the load average before and after the run is recorded; a load above the core count means the emulator and the client competed for CPU with other processes.',
     'One restore = what ONE subtask does at restore: read all P subtask objects of the operator (the union) and decode them.',
@@ -276,9 +228,7 @@ async function main(): Promise<void> {
   writeResults(o.out, out);
 
   console.log(`union state restore: one subtask reads every subtask's object (${o.entries} entries of ~${o.entryBytes} B each)`);
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const t of table) console.log(line(t));
+  console.log(markdownTable(header, table));
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, ${machine.platform}; load average (1 min) ${machine.loadavg1mBefore} before, ${machine.loadavg1mAfter} after`);
   console.log(`S3 requests: ${counts.s3}; total ${out.totalSeconds} s`);
   for (const n of notes) console.log(`note: ${n}`);

@@ -1,0 +1,68 @@
+/**
+ * The output side of one subtask: its record writers (one per output edge), when they send, and
+ * their numbering as a checkpoint snapshot or a hand-over keeps it. The operator chain writes
+ * records into the writers; this sends them on (full messages at once, partial ones after the
+ * linger time) and puts barriers and end of input on every output channel.
+ */
+import type { ChannelEvent } from './messages';
+import type { WriterHandover } from './handover';
+import type { RecordWriter, WriterPositions } from './record-writer';
+
+export class SubtaskOutput {
+  private lastFlush = Date.now();
+
+  constructor(
+    /** Name of the subtask, for errors. */
+    private readonly subtask: string,
+    readonly writers: readonly RecordWriter[],
+    /** Longest time records wait in a writer buffer before they are sent. */
+    private readonly lingerMs = 200,
+  ) {}
+
+  /** Records dropped because their consumer was unavailable, over all writers. */
+  get dropped(): number {
+    return this.writers.reduce((n, w) => n + w.dropped.reduce((a, b) => a + b, 0), 0);
+  }
+
+  /** A barrier or end of input, on every output channel. */
+  emitEvent(event: Exclude<ChannelEvent, { t: 'd' }>): void {
+    for (const w of this.writers) w.emitEvent(event);
+  }
+
+  /** Sends full messages at once and partial ones after the linger time. */
+  async maybeFlush(): Promise<void> {
+    if (Date.now() - this.lastFlush >= this.lingerMs) return this.flush();
+    await Promise.all(this.writers.filter((w) => w.hasSealed()).map((w) => w.flush(false)));
+  }
+
+  /** Sends everything buffered. */
+  async flush(): Promise<void> {
+    this.lastFlush = Date.now();
+    await Promise.all(this.writers.filter((w) => w.hasPending()).map((w) => w.flush()));
+  }
+
+  /** Record numbering per output edge, for a checkpoint snapshot. */
+  positions(): WriterPositions[] {
+    return this.writers.map((w) => w.positions());
+  }
+
+  /** Sequence numbers and numbering per output edge, for a hand-over (the same attempt continues). */
+  handoverState(): WriterHandover[] {
+    return this.writers.map((w) => w.handoverState());
+  }
+
+  /** A restored source continues the record numbering of its snapshot. */
+  restorePositions(state: readonly WriterPositions[]): void {
+    for (const s of state) this.writer(s.edgeId, 'snapshot').restorePositions(s);
+  }
+
+  resume(state: readonly WriterHandover[]): void {
+    for (const s of state) this.writer(s.edgeId, 'hand-over').resume(s);
+  }
+
+  private writer(edgeId: string, from: 'snapshot' | 'hand-over'): RecordWriter {
+    const writer = this.writers.find((x) => x.edgeId === edgeId);
+    if (!writer) throw new Error(`${from} of ${this.subtask} names output edge ${edgeId}, which the subtask does not have`);
+    return writer;
+  }
+}
