@@ -15,15 +15,16 @@ import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
 import { buildExecutionGraph, parseSubtaskId, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
-import type { JobStore, UnitPlacement } from '../jobs/job-store';
+import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
-import { announceAvailable } from '../recovery/failover-handler';
+import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
 import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
+import type { ReplaySender } from '../runtime/replay-requester';
 import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
 
 export interface UnitHostOptions {
@@ -141,7 +142,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
   const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt);
-  if (options.resume) return resumeUnit(options, placement, graph, io);
+  if (options.resume) return resumeUnit(options, job, placement, graph, io);
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
   // union list state from every subtask of the task, each at its own region's entry.
@@ -186,17 +187,35 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
 
+  // Single-point recovery: a restarted unit's consumers get back what their dead attempt consumed
+  // after the checkpoint they restore from, from their producers' in-flight logs (replay.ts).
+  const replaySender: ReplaySender | undefined =
+    options.attempt > 0 && keepsInflightLogs(job.settings.failover)
+      ? async (request) => {
+          const edge = graph.edges.find((e) => e.id === request.edgeId);
+          if (!edge) throw new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`);
+          const producers = new Set(Object.keys(request.from).map((p) => subtaskId(edge.from, Number(p))));
+          const units = job.units.filter((u) => u.subtasks.some((s) => producers.has(s))).map((u) => u.unitId);
+          await sendControlDirect(options.channels, job.units, units, { type: 'replay', request });
+        }
+      : undefined;
   const unit = new TaskUnit({
-    ...unitOptions(options, placement, graph, io, availability),
+    ...unitOptions(options, job, placement, graph, io, availability),
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
+    ...(replaySender ? { replaySender } : {}),
   });
   return unit.run();
 }
 
+/** The strategies whose producers keep in-flight logs: a unit restarts alone and gets its input again. */
+function keepsInflightLogs(strategy: string): boolean {
+  return strategy === 'single' || strategy === 'single-buffered';
+}
+
 /** What a unit's invocations share, whether they restore from a checkpoint or resume a hand-over. */
-function unitOptions(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO, availability: AvailabilityView): TaskUnitOptions {
+function unitOptions(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO, availability: AvailabilityView): TaskUnitOptions {
   return {
     jobId: options.jobId,
     unitId: placement.unitId,
@@ -209,6 +228,7 @@ function unitOptions(options: UnitHostOptions, placement: UnitPlacement, graph: 
     blobs: options.blobs,
     jobs: options.jobs,
     gate: availability,
+    inflightLog: keepsInflightLogs(job.settings.failover),
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
         options.log?.(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`);
@@ -227,7 +247,7 @@ function unitOptions(options: UnitHostOptions, placement: UnitPlacement, graph: 
  * and continues every subtask from its live state. No checkpoint restore, no availability
  * announcement: to the rest of the job nothing happened.
  */
-async function resumeUnit(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
+async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
   const { jobId, unitId, attempt } = options;
   const unclaimed = () => {
     options.log?.(`no hand-over of unit ${unitId} attempt ${attempt} to claim (another invocation took it, or a newer attempt runs): ending`);
@@ -246,7 +266,7 @@ async function resumeUnit(options: UnitHostOptions, placement: UnitPlacement, gr
   if (!pointer || pointer.key !== offered.key) return unclaimed();
   options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
   const unit = new TaskUnit({
-    ...unitOptions(options, placement, graph, io, availability),
+    ...unitOptions(options, job, placement, graph, io, availability),
     owner,
     generation: pointer.generation,
     resume,

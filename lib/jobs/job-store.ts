@@ -71,7 +71,7 @@ export interface JobRecord {
 }
 
 /** Counters that add up over attempts (records in and out are progress, counted per attempt). */
-const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'duplicateRecords', 'missingRecords', 'replayedRecords', 'expiredReceipts']);
+const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'duplicateRecords', 'missingRecords', 'replayedRecords', 'regeneratedRecords', 'resentRecords', 'expiredReceipts']);
 
 /** The carried counters of a record plus what its own stats say. */
 export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {

@@ -22,12 +22,16 @@ export interface SubtaskStats {
   missingRecords?: number;
   /** Input records re-read (messages received before: after this subtask's own restart). */
   replayedRecords?: number;
+  /** Input records a restarted producer sends again: what this consumer took of its dead attempt after the producer's restore point. */
+  regeneratedRecords?: number;
+  /** Output records sent again to restarted consumers from the in-flight logs. */
+  resentRecords?: number;
   /** Input deletes whose receipt had expired. */
   expiredReceipts?: number;
   /** Input messages that arrived out of order and waited for an earlier one. */
   reordered?: number;
   /** The three record counters per input channel (edge/producer), channels with any only. */
-  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number }>;
+  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number }>;
 }
 
 export interface UnitRecord {

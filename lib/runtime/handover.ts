@@ -97,7 +97,7 @@ export interface SubtaskHandover {
   triggers: number[];
   writers: WriterHandover[];
   channels: ChannelHandover[];
-  counters: { recordsIn: number; recordsOut: number; duplicates: number; fenced: number } & Partial<InputCounters>;
+  counters: { recordsIn: number; recordsOut: number; duplicates: number; fenced: number; resentRecords?: number } & Partial<InputCounters>;
 }
 
 /** Input gate totals over all channels, besides `duplicates` (messages) and `fenced`. */

@@ -4,7 +4,8 @@
  * records into the writers; this sends them on (full messages at once, partial ones after the
  * linger time) and puts barriers and end of input on every output channel.
  */
-import type { ChannelEvent } from './messages';
+import type { InflightLogState } from './inflight-log';
+import type { ChannelEvent, ReplayRequest } from './messages';
 import type { WriterHandover } from './handover';
 import type { RecordWriter, WriterPositions } from './record-writer';
 
@@ -25,7 +26,7 @@ export class SubtaskOutput {
   }
 
   /** A barrier or end of input, on every output channel. */
-  emitEvent(event: Exclude<ChannelEvent, { t: 'd' }>): void {
+  emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' | 'r' }>): void {
     for (const w of this.writers) w.emitEvent(event);
   }
 
@@ -39,6 +40,36 @@ export class SubtaskOutput {
   async flush(): Promise<void> {
     this.lastFlush = Date.now();
     await Promise.all(this.writers.filter((w) => w.hasPending()).map((w) => w.flush()));
+  }
+
+  /** Checkpoint N completed for this subtask's region: the in-flight logs keep only what came after barrier N. */
+  trimLogs(checkpointId: number): void {
+    for (const w of this.writers) w.trimLog(checkpointId);
+  }
+
+  /** A restarted consumer asks for its channels of one edge again (see replay.ts); the replay is sent at once. */
+  async replay(request: ReplayRequest): Promise<number> {
+    const writer = this.writers.find((w) => w.edgeId === request.edgeId);
+    if (!writer) return 0;
+    const before = writer.replayedRecords;
+    writer.replay(request);
+    await writer.flush(false);
+    return writer.replayedRecords - before;
+  }
+
+  /** This subtask restarted in a lineage of its own, from checkpoint N (0: from scratch): its consumers count what comes again. */
+  announceRestart(checkpointId: number): void {
+    for (const w of this.writers) w.announceRestart(checkpointId);
+  }
+
+  /** Records sent again to restarted consumers, over all writers. */
+  get resent(): number {
+    return this.writers.reduce((n, w) => n + w.replayedRecords, 0);
+  }
+
+  /** The in-flight logs a finished subtask leaves in S3 for a consumer that restarts after it is gone. */
+  finalLogs(): { edgeId: string; log: InflightLogState }[] {
+    return this.writers.flatMap((w) => (w.log ? [{ edgeId: w.edgeId, log: w.log.state() }] : []));
   }
 
   /** Record numbering per output edge, for a checkpoint snapshot. */

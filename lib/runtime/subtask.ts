@@ -33,6 +33,9 @@ import { RecordWriter, type SubPartitionGate } from './record-writer';
 import { SinkLedger } from './sink-ledger';
 import { SourceDriver } from './source-driver';
 import { captureState, type StatefulParts } from './state-capture';
+import type { ReplayRequest } from './messages';
+import { finalLogKey, type FinalLog } from './replay';
+import { ReplayRequester, type ReplaySender } from './replay-requester';
 import { SubtaskOutput } from './subtask-output';
 import { UnionStateBackend } from './union-state';
 
@@ -64,12 +67,24 @@ export interface SubtaskEnvironment {
   restoreUnion?: Record<string, Json[]>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /**
+   * Keep in-flight logs of what the writers send until the consumers' next checkpoint completes,
+   * for restarted consumers (single-point recovery: see replay.ts).
+   */
+  inflightLog?: boolean;
+  /**
+   * This consumer restarted alone (single-point recovery): it asks its producers for what its dead
+   * attempt consumed after the checkpoint it restores from, through this, before it reads on.
+   */
+  replaySender?: ReplaySender;
   /** Records a source reads per poll. */
   sourceBatchSize?: number;
   /** Longest time records wait in a writer buffer before they are sent. */
   lingerMs?: number;
   /** Time for the input gate's visibility extension and gap timeouts (tests move it). */
   clock?: Clock;
+  /** Lines worth a log (replays asked for and answered from S3). */
+  log?: (line: string) => void;
   /**
    * Called once the subtask has finished (status `finished`, output and end of input sent on) and
    * before it deletes the end-of-input messages it held: the unit reports itself there, so a kill
@@ -92,6 +107,10 @@ export interface SubtaskCounters {
   missingRecords: number;
   /** Input records processed from messages received before (re-read after this subtask restarted). */
   replayedRecords: number;
+  /** Input records a restarted producer sends again (what this consumer took of its dead attempt after its restore point). */
+  regeneratedRecords: number;
+  /** Output records sent again to restarted consumers from the in-flight logs. */
+  resentRecords: number;
   /** Input deletes whose receipt had expired (the message came again). */
   expiredReceipts: number;
   /** Input messages that came before an earlier one of their channel and waited for it. */
@@ -107,6 +126,7 @@ export interface SubtaskCounters {
 
 export class SubtaskRunner {
   readonly id: string;
+  readonly taskId: string;
   status: SubtaskStatus = 'created';
   error: unknown;
   private readonly output: SubtaskOutput;
@@ -128,10 +148,13 @@ export class SubtaskRunner {
   private handover: { deadline: number } | undefined;
   /** The state left for the next invocation, once handed over. */
   private handedOver: SubtaskHandover | undefined;
+  /** A restarted consumer's replay requests (single-point recovery). */
+  private replays: ReplayRequester | undefined;
 
   constructor(private readonly env: SubtaskEnvironment) {
     const { task, index, graph } = env;
     this.id = subtaskId(task.id, index);
+    this.taskId = task.id;
     const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
     const head = task.operators[0]!;
     const writers = task.outputs.map(
@@ -147,6 +170,7 @@ export class SubtaskRunner {
           // A source's records are a function of its offsets: one lineage for all its attempts,
           // continued from a checkpoint (restore). Other tasks number each attempt on its own.
           lineage: head.kind === 'source' ? 0 : env.attempt,
+          inflightLog: env.inflightLog === true,
         }),
     );
     this.output = new SubtaskOutput(this.id, writers, env.lingerMs);
@@ -171,7 +195,14 @@ export class SubtaskRunner {
       this.input = new InputDriver(
         this.chain,
         this.output,
-        { cancelled: () => this.cancelled, handover: () => this.handover, betweenBatches: commitCompleted },
+        {
+          cancelled: () => this.cancelled,
+          handover: () => this.handover,
+          betweenBatches: async () => {
+            await commitCompleted();
+            if (this.replays && this.input?.gate) await this.replays.tick(this.input.gate);
+          },
+        },
         env.checkpoints && {
           lastCheckpoint: () => this.lastCheckpoint,
           passed: (id) => void (this.lastCheckpoint = Math.max(this.lastCheckpoint, id)),
@@ -208,9 +239,15 @@ export class SubtaskRunner {
     if (this.sourceDriver && checkpointId > this.lastCheckpoint) this.sourceDriver.trigger(checkpointId);
   }
 
-  /** The coordinator completed N for this subtask's region: commit staged output up to N. */
+  /** The coordinator completed N for this subtask's region: commit staged output up to N, trim the in-flight logs. */
   checkpointComplete(checkpointId: number): void {
     this.ledger?.complete(checkpointId);
+    this.output.trimLogs(checkpointId);
+  }
+
+  /** A restarted consumer asks for its channels of one output edge again (see replay.ts). */
+  replay(request: ReplayRequest): Promise<number> {
+    return this.output.replay(request);
   }
 
   /** The coordinator gave checkpoint N up for this region: stop aligning it. */
@@ -264,6 +301,9 @@ export class SubtaskRunner {
       const resume = this.env.resume;
       if (resume) this.resume(resume);
       else if (this.env.restore) await this.restore(this.env.restore);
+      // A restarted inner task numbers its output in a lineage of its own: its consumers learn from
+      // which checkpoint, and count what it sends them again (a source continues its lineage).
+      if (!resume && !this.source && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0);
       if (resume?.status === 'finished') {
         this.status = 'finished';
         await this.env.onFinished?.();
@@ -335,9 +375,29 @@ export class SubtaskRunner {
       gate.duplicates = env.resume.counters.duplicates;
       gate.fenced = env.resume.counters.fenced;
     } else if (env.restore?.channels) {
-      gate.restorePositions(env.restore.channels);
+      gate.restorePositions(env.restore.channels, env.restore.checkpointId);
     }
-    return input.run(gate);
+    return this.startInputs(gate);
+  }
+
+  /** A consumer restarted alone asks its producers for its replays first (see replay-requester.ts). */
+  private async startInputs(gate: InputGate): Promise<boolean> {
+    const { env } = this;
+    if (env.replaySender && !env.resume) {
+      const parallelism = new Map(env.graph.tasks.map((t) => [t.id, t.parallelism]));
+      this.replays = new ReplayRequester({
+        jobId: env.jobId,
+        inputs: env.task.inputs,
+        consumerIndex: env.index,
+        consumerAttempt: env.attempt,
+        producerParallelism: (taskId) => parallelism.get(taskId)!,
+        send: env.replaySender,
+        blobs: env.blobs,
+        ...(env.log ? { log: (line: string) => env.log!(`${this.id}: ${line}`) } : {}),
+      });
+      await this.replays.begin(gate);
+    }
+    return this.input!.run(gate);
   }
 
   /** Restores state from the snapshot; staged output of the restored checkpoint is committed. */
@@ -385,6 +445,8 @@ export class SubtaskRunner {
       duplicateRecords: counters?.duplicateRecords ?? carried?.duplicateRecords ?? 0,
       missingRecords: counters?.missingRecords ?? carried?.missingRecords ?? 0,
       replayedRecords: counters?.replayedRecords ?? carried?.replayedRecords ?? 0,
+      regeneratedRecords: counters?.regeneratedRecords ?? carried?.regeneratedRecords ?? 0,
+      resentRecords: this.output.resent + (carried?.resentRecords ?? 0),
       expiredReceipts: counters?.expiredReceipts ?? carried?.expiredReceipts ?? 0,
       reordered: counters?.reordered ?? carried?.reordered ?? 0,
     };
@@ -443,6 +505,9 @@ export class SubtaskRunner {
     this.chain.advanceWatermark(END_OF_TIME);
     this.output.emitEvent({ t: 'e' });
     await this.output.flush();
+    // A consumer restarting after this subtask's unit is gone reads its in-flight logs from S3.
+    const { jobId, index, attempt, blobs } = this.env;
+    await Promise.all(this.output.finalLogs().map(({ edgeId, log }) => blobs.put(finalLogKey(jobId, edgeId, index, attempt), JSON.stringify({ producer: index, attempt, log } satisfies FinalLog))));
     if (!this.ledger) return;
     const last = await this.ledger.prepareFinal();
     this.status = 'ended';

@@ -15,6 +15,7 @@ import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
 import type { ControlMessage } from './messages';
 import type { SubPartitionGate } from './record-writer';
+import type { ReplaySender } from './replay-requester';
 import { SubtaskRunner, type SubtaskStatus } from './subtask';
 
 export interface TaskUnitOptions {
@@ -37,6 +38,10 @@ export interface TaskUnitOptions {
   restoreUnion?: Map<string, Record<string, Json[]>>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /** Keep in-flight logs for restarted consumers (single-point recovery: see replay.ts). */
+  inflightLog?: boolean;
+  /** This unit restarted alone: its consumer subtasks ask their producers for a replay through this. */
+  replaySender?: ReplaySender;
   /** Invocation of this attempt (0 first; +1 per hand-over). */
   generation?: number;
   /**
@@ -104,7 +109,10 @@ export class TaskUnit {
         resume: options.resume?.get(id),
         generation: options.generation ?? 0,
         minAttempt: options.minAttempt,
+        ...(options.inflightLog ? { inflightLog: true } : {}),
+        ...(options.replaySender ? { replaySender: options.replaySender } : {}),
         onFinished: () => this.reportFinished(),
+        ...(options.log ? { log: options.log } : {}),
       });
     });
   }
@@ -237,6 +245,17 @@ export class TaskUnit {
         return targets(message.subtasks).forEach((r) => r.commitFinal());
       case 'checkpointAborted':
         return targets(message.subtasks).forEach((r) => r.abortCheckpoint(message.checkpointId));
+      case 'replay': {
+        // Every subtask of the unit that writes the edge answers with its own channel.
+        const { request } = message;
+        const producers = this.runners.filter((r) => this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)));
+        const sent = await Promise.all(producers.map((r) => r.replay(request)));
+        this.options.log?.(
+          `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
+            `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
+        );
+        return;
+      }
       default:
         return this.options.onControl?.(message);
     }

@@ -1,0 +1,134 @@
+/**
+ * The consumer side of a replay (see replay.ts): a restarted consumer subtask asks the producers
+ * of its input edges for what its dead attempt consumed after the checkpoint it restores from, and
+ * makes sure every channel gets an answer:
+ * - the requests go out before the input gate starts, and the gate holds each channel's live
+ *   messages until that channel's replay has ended;
+ * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
+ *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
+ * - otherwise it asks again, with the next request number, every `retryMs` (a request lost with a
+ *   producer that died, or not yet read by its restarted attempt), and fails the subtask with the
+ *   channels still silent after `giveUpMs`.
+ */
+import type { BlobStore } from '../ports/blob-store';
+import type { ExecutionEdge } from '../graph/execution-graph';
+import { producersOf } from '../graph/execution-graph';
+import { InflightLog } from './inflight-log';
+import { channelKey, type InputGate } from './input-gate';
+import type { ReplayRequest } from './messages';
+import { finalLogPrefix, positionIn, replayBodies, type FinalLog } from './replay';
+
+/** Sends a replay request to the units hosting the producers of `request.edgeId`. */
+export type ReplaySender = (request: ReplayRequest) => Promise<void>;
+
+export interface ReplayRequesterOptions {
+  jobId: string;
+  inputs: readonly ExecutionEdge[];
+  consumerIndex: number;
+  consumerAttempt: number;
+  producerParallelism: (taskId: string) => number;
+  send: ReplaySender;
+  blobs: BlobStore;
+  checkAfterMs?: number;
+  retryMs?: number;
+  giveUpMs?: number;
+  now?: () => number;
+  log?: (line: string) => void;
+}
+
+export class ReplayRequester {
+  private request = 1;
+  private readonly started: number;
+  private lastAsked: number;
+  private checkedFinal = false;
+  /** Requests sent (a retry counts again). */
+  requestsSent = 0;
+  /** Channels whose replay came from a finished producer's log in S3. */
+  fromFinalLogs = 0;
+
+  constructor(private readonly options: ReplayRequesterOptions) {
+    this.started = this.lastAsked = this.now();
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  /** Marks every input channel as waiting for its replay and sends the requests (before the gate starts). */
+  async begin(gate: InputGate): Promise<void> {
+    for (const key of this.channelKeys()) gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+    await this.ask(gate, this.channelKeys());
+  }
+
+  /** Between two batches: S3 for finished producers, then requests again, then the error. */
+  async tick(gate: InputGate): Promise<void> {
+    const waiting = gate.awaitedReplays();
+    if (waiting.length === 0) return;
+    const now = this.now();
+    const { checkAfterMs = 3_000, retryMs = 10_000, giveUpMs = 120_000 } = this.options;
+    if (!this.checkedFinal && now - this.started >= checkAfterMs) {
+      this.checkedFinal = true;
+      await this.fromFinished(gate, waiting.map((w) => w.key));
+      return;
+    }
+    if (now - this.started >= giveUpMs) {
+      throw new Error(
+        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')} within ${Math.round(giveUpMs / 1000)} s ` +
+          `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s)): their units are gone and left no final log`,
+      );
+    }
+    if (now - this.lastAsked >= retryMs) {
+      this.request++;
+      const keys = waiting.map((w) => w.key);
+      for (const key of keys) gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+      // A producer may have finished since the last look.
+      this.checkedFinal = false;
+      await this.ask(gate, keys);
+    }
+  }
+
+  private *channelKeys(): Iterable<string> {
+    for (const edge of this.options.inputs) {
+      for (const p of producersOf(edge, this.options.consumerIndex, this.options.producerParallelism(edge.from))) yield channelKey(edge.id, p);
+    }
+  }
+
+  /** One request per input edge with waiting channels: the restored positions of each. */
+  private async ask(gate: InputGate, keys: Iterable<string>): Promise<void> {
+    this.lastAsked = this.now();
+    const byEdge = new Map<string, ReplayRequest>();
+    for (const key of keys) {
+      const channel = gate.channels.get(key)!;
+      let request = byEdge.get(channel.edge.id);
+      if (!request) {
+        request = { edgeId: channel.edge.id, consumer: this.options.consumerIndex, consumerAttempt: this.options.consumerAttempt, request: this.request, from: {} };
+        byEdge.set(channel.edge.id, request);
+      }
+      request.from[channel.producer] = [...channel.positions];
+    }
+    await Promise.all([...byEdge.values()].map((r) => this.options.send(r)));
+    this.requestsSent += byEdge.size;
+    this.options.log?.(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}`);
+  }
+
+  /** Channels whose producer left a final log: replayed from it, as the producer would have. */
+  private async fromFinished(gate: InputGate, keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      const channel = gate.channels.get(key)!;
+      const objects = await this.options.blobs.list(finalLogPrefix(this.options.jobId, channel.edge.id, channel.producer));
+      // The newest attempt's log: a restarted producer that finished again wrote its own.
+      const newest = objects.map((o) => ({ key: o.key, attempt: Number(/a(\d+)\.json$/.exec(o.key)?.[1] ?? -1) })).sort((a, b) => b.attempt - a.attempt)[0];
+      if (!newest) continue;
+      const body = await this.options.blobs.get(newest.key);
+      if (!body) continue;
+      const final = JSON.parse(Buffer.from(body).toString('utf8')) as FinalLog;
+      const log = new InflightLog(final.log.channels.length, final.log.lineage);
+      log.resume(final.log);
+      const excerpt = log.excerpt(this.options.consumerIndex % final.log.channels.length, positionIn(log.lineage, [...channel.positions]));
+      const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request: this.request };
+      gate.injectReplay(key, replayBodies(excerpt, address, { ended: true }));
+      this.fromFinalLogs++;
+      this.options.log?.(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`);
+    }
+  }
+}
