@@ -1,8 +1,9 @@
 /**
  * MetadataStore on one DynamoDB table with string keys `pk` (hash) and `sk` (range).
- * Values are marshalled by @aws-sdk/util-dynamodb, set so that they come back as they went in:
- * numbers stay JS numbers both ways (no BigInt, no wrapper, no refusal of an imprecise one) and
- * object members that are undefined are left out, as JSON would.
+ * Values are marshalled by hand (S, N, BOOL, NULL, L, M): small, and it keeps numbers as JS numbers.
+ * (@aws-sdk/util-dynamodb keeps them so only with options added in late 2024 — `allowImpreciseNumbers`,
+ * a function `wrapNumbers` — and Lambda functions load @aws-sdk/* from their runtime, whose SDK may
+ * predate them.)
  */
 import {
   ConditionalCheckFailedException,
@@ -13,7 +14,6 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import { convertToAttr, marshall, unmarshall, type marshallOptions, type unmarshallOptions } from '@aws-sdk/util-dynamodb';
 import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, StoredItem } from '../ports/metadata-store';
 import { validateChanges, validateConditions, validateItem, validateKeys } from '../memory/metadata-store';
 import type { AwsClients } from './clients';
@@ -21,21 +21,46 @@ import { callAws, isAwsErrorCode, type AwsErrorContext } from './errors';
 
 type AttributeMap = Record<string, AttributeValue>;
 
-const MARSHALL: marshallOptions = { removeUndefinedValues: true, allowImpreciseNumbers: true };
-const UNMARSHALL: unmarshallOptions = { wrapNumbers: Number };
-
 export function marshalValue(value: MetaValue): AttributeValue {
-  return convertToAttr(value, MARSHALL);
+  if (value === null) return { NULL: true };
+  switch (typeof value) {
+    case 'string':
+      return { S: value };
+    case 'number':
+      if (!Number.isFinite(value)) throw new Error(`cannot store the number ${value}`);
+      return { N: String(value) };
+    case 'boolean':
+      return { BOOL: value };
+  }
+  if (Array.isArray(value)) return { L: value.map((v) => marshalValue(v === undefined ? null : v)) };
+  return { M: marshalItem(value) };
 }
 
+/** Object members that are undefined are left out, as JSON would. */
 export function marshalItem(item: MetaItem): AttributeMap {
-  return marshall(item, MARSHALL);
+  const out: AttributeMap = {};
+  for (const key in item) {
+    const v = item[key];
+    if (v !== undefined) out[key] = marshalValue(v);
+  }
+  return out;
+}
+
+export function unmarshalValue(av: AttributeValue): MetaValue {
+  if (av.S !== undefined) return av.S;
+  if (av.N !== undefined) return Number(av.N);
+  if (av.BOOL !== undefined) return av.BOOL;
+  if (av.NULL !== undefined) return null;
+  if (av.L !== undefined) return av.L.map(unmarshalValue);
+  if (av.M !== undefined) return unmarshalItem(av.M);
+  throw new Error(`unsupported DynamoDB attribute type: ${Object.keys(av).join(',')}`);
 }
 
 /** The item without its key attributes. */
 export function unmarshalItem(map: AttributeMap): MetaItem {
-  const { pk: _pk, sk: _sk, ...item } = unmarshall(map, UNMARSHALL);
-  return item as MetaItem;
+  const out: MetaItem = {};
+  for (const key in map) if (key !== 'pk' && key !== 'sk') out[key] = unmarshalValue(map[key]!);
+  return out;
 }
 
 /** Names/values placeholders for one expression; attribute names never go into the text. */

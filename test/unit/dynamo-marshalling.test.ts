@@ -1,6 +1,6 @@
 /**
- * The DynamoDB adapter's marshalling (on @aws-sdk/util-dynamodb): the attribute values it writes,
- * and that every metadata value comes back as it went in, numbers as JS numbers.
+ * The DynamoDB adapter's marshalling: the attribute values it writes, and that every metadata value
+ * comes back as it went in, numbers as JS numbers.
  */
 import { describe, expect, it } from 'vitest';
 import { marshalItem, marshalValue, unmarshalItem } from '../../lib/aws/dynamo-metadata';
