@@ -1,6 +1,9 @@
 /**
  * MetadataStore on one DynamoDB table with string keys `pk` (hash) and `sk` (range).
  * Values are marshalled by hand (S, N, BOOL, NULL, L, M): small, and it keeps numbers as JS numbers.
+ * (@aws-sdk/util-dynamodb keeps them so only with options added in late 2024 — `allowImpreciseNumbers`,
+ * a function `wrapNumbers` — and Lambda functions load @aws-sdk/* from their runtime, whose SDK may
+ * predate them.)
  */
 import {
   ConditionalCheckFailedException,

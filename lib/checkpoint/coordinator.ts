@@ -244,7 +244,7 @@ export class CheckpointCoordinator {
     this.expire(now);
     this.queue = 0;
     for (const p of this.pending) {
-      if (!p.aborted && p.endTime === undefined) this.abortWhole(p, { reason: 'job-ended', message: `checkpoint ${p.id} was pending when ${message}` }, now, false);
+      if (p.phase === 'pending') this.abortWhole(p, { reason: 'job-ended', message: `checkpoint ${p.id} was pending when ${message}` }, now, false);
     }
     this.settle(now);
     return this.finish();
@@ -539,7 +539,7 @@ export class CheckpointCoordinator {
         regions[r] = this.restoreEntries[r] ?? { regionId: t.regionIds[r]!, restoreFrom: null, subtasks: [], finished: [] };
       }
     }
-    p.endTime = now;
+    p.finalize(now);
     const manifest: CheckpointManifest = {
       format: MANIFEST_FORMAT,
       jobId: this.config.jobId,
@@ -586,7 +586,7 @@ export class CheckpointCoordinator {
 
   private recomputeDeadline(): void {
     let min = Infinity;
-    for (const p of this.pending) if (!p.aborted && !p.decided && p.endTime === undefined && p.deadline < min) min = p.deadline;
+    for (const p of this.pending) if (p.phase === 'pending' && !p.decided && p.deadline < min) min = p.deadline;
     this.minDeadline = min;
   }
 }

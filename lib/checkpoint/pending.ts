@@ -1,4 +1,5 @@
-import { R_COMPLETED, R_FAILED, R_UNDECIDED, S_ACKED, S_FINISHED, S_WAITING, type CheckpointPlan } from './plan';
+import { CHECKPOINT_LIFECYCLE, REGION_IN_CHECKPOINT, SUBTASK_IN_CHECKPOINT, type CheckpointPhase } from './lifecycle';
+import { R_COMPLETED, R_FAILED, R_UNDECIDED, S_ACKED, S_FINISHED, type CheckpointPlan } from './plan';
 import type { CheckpointTopology } from './topology';
 import type { CheckpointFailure, ManifestRegion, RegionFailure, SnapshotHandle, SubtaskId, SubtaskSnapshot } from './types';
 
@@ -36,7 +37,9 @@ export class PendingCheckpoint {
   bytesKept = 0;
   /** Set when N failed as a whole. */
   failure: CheckpointFailure | undefined;
+  /** When N was finalized (completed) or failed as a whole. */
   endTime: number | undefined;
+  phase: CheckpointPhase = 'pending';
   /** Set once the failure manager has looked at it as the oldest pending checkpoint. */
   headChecked = false;
   /** The attempt each subtask ran at the trigger (-1: unknown); only that attempt's acknowledgement counts. */
@@ -65,8 +68,9 @@ export class PendingCheckpoint {
     return this.failedRegions.length;
   }
 
+  /** Failed as a whole. */
   get aborted(): boolean {
-    return this.failure !== undefined;
+    return this.phase === 'failed';
   }
 
   /** Every region completed or failed. */
@@ -88,10 +92,10 @@ export class PendingCheckpoint {
   }
 
   acknowledge(subtask: number, state: readonly SnapshotHandle[]): AckResult {
-    const st = this.status[subtask];
-    if (st !== S_WAITING) return st === S_ACKED && this.failure === undefined ? 'duplicate' : 'rejected';
+    const st = this.status[subtask]!;
+    if (!SUBTASK_IN_CHECKPOINT.canCode(st, S_ACKED)) return st === S_ACKED && !this.aborted ? 'duplicate' : 'rejected';
     const r = this.topology.regionOf[subtask]!;
-    if (this.regionStatus[r] !== R_UNDECIDED || this.failure !== undefined) return 'rejected';
+    if (this.regionStatus[r] !== R_UNDECIDED || this.aborted) return 'rejected';
     this.status[subtask] = S_ACKED;
     this.state[subtask] = state;
     for (let i = 0; i < state.length; i++) this.bytesWritten += state[i]!.bytes;
@@ -101,7 +105,7 @@ export class PendingCheckpoint {
 
   /** A waiting subtask finished: stop waiting for it. Returns whether that completed its region. */
   finish(subtask: number): boolean {
-    if (this.status[subtask] !== S_WAITING || this.failure !== undefined) return false;
+    if (!SUBTASK_IN_CHECKPOINT.canCode(this.status[subtask]!, S_FINISHED) || this.aborted) return false;
     this.status[subtask] = S_FINISHED;
     const r = this.topology.regionOf[subtask]!;
     if (this.regionStatus[r] !== R_UNDECIDED) return false;
@@ -109,7 +113,7 @@ export class PendingCheckpoint {
   }
 
   private complete(r: number): 'region-completed' {
-    this.regionStatus[r] = R_COMPLETED;
+    this.regionStatus[r] = REGION_IN_CHECKPOINT.checkCode(this.regionStatus[r]!, R_COMPLETED);
     this.undecided--;
     this.completedRegions++;
     return 'region-completed';
@@ -120,8 +124,8 @@ export class PendingCheckpoint {
    * for N (to discard), or undefined when it had already failed.
    */
   failRegion(region: number, failure: RegionFailure): string[] | undefined {
-    const st = this.regionStatus[region];
-    if (st === R_FAILED) return undefined;
+    const st = this.regionStatus[region]!;
+    if (!REGION_IN_CHECKPOINT.canCode(st, R_FAILED)) return undefined; // already failed
     if (st === R_UNDECIDED) this.undecided--;
     else this.completedRegions--;
     this.regionStatus[region] = R_FAILED;
@@ -130,8 +134,15 @@ export class PendingCheckpoint {
     return this.keysOf(region);
   }
 
+  /** N is finalized with a manifest. */
+  finalize(now: number): void {
+    this.phase = CHECKPOINT_LIFECYCLE.check(this.phase, 'completed');
+    this.endTime = now;
+  }
+
   /** Fails N as a whole. Returns the keys of regions not already failed (to discard). */
   abort(failure: CheckpointFailure, now: number): string[] {
+    this.phase = CHECKPOINT_LIFECYCLE.check(this.phase, 'failed');
     this.failure = failure;
     this.endTime = now;
     const keys: string[] = [];

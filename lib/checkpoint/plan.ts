@@ -1,16 +1,17 @@
+import { REGION_IN_CHECKPOINT, SUBTASK_IN_CHECKPOINT } from './lifecycle';
 import type { CheckpointTopology } from './topology';
 import type { RegionFailure, SubtaskId } from './types';
 
-/** Per-subtask status inside one checkpoint. */
-export const S_IDLE = 0; // not asked: its region failed at the trigger
-export const S_WAITING = 1;
-export const S_ACKED = 2;
-export const S_FINISHED = 3; // finished (before the trigger or during N): not waited for
+/** Per-subtask status inside one checkpoint, as codes of SUBTASK_IN_CHECKPOINT (lifecycle.ts). */
+export const S_IDLE = SUBTASK_IN_CHECKPOINT.code('idle');
+export const S_WAITING = SUBTASK_IN_CHECKPOINT.code('waiting');
+export const S_ACKED = SUBTASK_IN_CHECKPOINT.code('acked');
+export const S_FINISHED = SUBTASK_IN_CHECKPOINT.code('finished');
 
-/** Per-region status inside one checkpoint. */
-export const R_UNDECIDED = 0;
-export const R_COMPLETED = 1;
-export const R_FAILED = 2;
+/** Per-region status inside one checkpoint, as codes of REGION_IN_CHECKPOINT. */
+export const R_UNDECIDED = REGION_IN_CHECKPOINT.code('undecided');
+export const R_COMPLETED = REGION_IN_CHECKPOINT.code('completed');
+export const R_FAILED = REGION_IN_CHECKPOINT.code('failed');
 
 /**
  * What checkpoint N looks like at its trigger: whom to trigger, whom to wait for in each region,

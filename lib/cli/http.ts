@@ -1,28 +1,5 @@
 /** The CLI's HTTP client: JSON requests to the job API, signed with SigV4 for a deployed one. */
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { CliError, type ApiRequest } from './parse';
-
-/** SHA-256 and HMAC-SHA-256 for the SigV4 signer, on node:crypto. */
-class NodeSha256 {
-  private hash: Hash | Hmac;
-  constructor(private readonly secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.hash = this.fresh();
-  }
-  private fresh(): Hash | Hmac {
-    if (this.secret === undefined) return createHash('sha256');
-    const key = typeof this.secret === 'string' ? Buffer.from(this.secret, 'utf8') : ArrayBuffer.isView(this.secret) ? Buffer.from(this.secret.buffer, this.secret.byteOffset, this.secret.byteLength) : Buffer.from(this.secret);
-    return createHmac('sha256', key);
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.hash.update(typeof data === 'string' ? Buffer.from(data, 'utf8') : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    this.hash = this.fresh();
-  }
-}
 
 /** The region of an API Gateway URL (`<id>.execute-api.<region>.amazonaws.com`), else the environment's. */
 export function regionOf(url: URL, env: Record<string, string | undefined> = process.env): string {
@@ -30,15 +7,15 @@ export function regionOf(url: URL, env: Record<string, string | undefined> = pro
   return m?.[1] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
 }
 
-/** A SigV4 signer hashing with node:crypto (loaded on first use: only deployed APIs need it). */
+/** A SigV4 signer hashing with node:crypto through @smithy/hash-node (both loaded on first use: only deployed APIs need them). */
 export async function sigv4Signer(options: {
   service: string;
   region: string;
   credentials: ConstructorParameters<typeof import('@smithy/signature-v4').SignatureV4>[0]['credentials'];
   applyChecksum?: boolean;
 }) {
-  const { SignatureV4 } = await import('@smithy/signature-v4');
-  return new SignatureV4({ ...options, sha256: NodeSha256 });
+  const [{ SignatureV4 }, { Hash }] = await Promise.all([import('@smithy/signature-v4'), import('@smithy/hash-node')]);
+  return new SignatureV4({ ...options, sha256: Hash.bind(null, 'sha256') });
 }
 
 export async function signedHeaders(url: URL, method: string, headers: Record<string, string>, body: string | undefined): Promise<Record<string, string>> {

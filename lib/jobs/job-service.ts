@@ -11,7 +11,7 @@ import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapWithConcurrency } from '../util/concurrency';
-import { countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
+import { JOB_LIFECYCLE, UNIT_LIFECYCLE, countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
@@ -186,7 +186,7 @@ export class JobService {
   /** Cancels a running job: stops its units, deletes its queues, keeps its checkpoints. */
   async cancel(jobId: string): Promise<JobRecord> {
     const job = await this.deps.jobs.getJob(jobId);
-    if (job.status !== 'RUNNING') throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
+    if (!JOB_LIFECYCLE.can(job.status, 'CANCELLED')) throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
     await this.deps.jobs.setJobStatus(jobId, 'CANCELLED');
     await this.stopAll(jobId, 'stopped: the job was cancelled');
     return this.deps.jobs.getJob(jobId);
@@ -209,7 +209,7 @@ export class JobService {
     // What the launcher could not kill ends at its next heartbeat, which this refuses.
     const units = await this.deps.jobs.getUnits(jobId);
     await mapWithConcurrency(
-      units.filter((u) => u.status === 'STARTING' || u.status === 'RUNNING'),
+      units.filter((u) => UNIT_LIFECYCLE.can(u.status, 'CANCELLED')),
       32,
       (u) => this.deps.jobs.markStopped(jobId, u.unitId, u.attempt, reason),
     );

@@ -11,7 +11,8 @@
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
 import type { JobParams } from '../api/registry';
 import type { Region } from '../graph/execution-graph';
-import type { UnitHandoverPointer, UnitRecord, UnitRecordStore } from '../ports/unit-records';
+import { UNIT_LIFECYCLE, type UnitHandoverPointer, type UnitRecord, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
+import { lifecycle, onlyFrom, type NextOf } from '../util/lifecycle';
 
 /** The progress watch's last look at a job (lib/jobs/progress-watch.ts), kept in the job item. */
 export interface ProgressMark {
@@ -22,8 +23,22 @@ export interface ProgressMark {
 }
 
 export type { SubtaskStats, UnitHandoverPointer, UnitRecord, UnitStatus } from '../ports/unit-records';
+export { UNIT_LIFECYCLE } from '../ports/unit-records';
 
-export type JobStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
+/** The lifecycle of a job (its record's `status`): it runs until it ends, one way or another. */
+export const JOB_LIFECYCLE = lifecycle('job', {
+  RUNNING: ['FINISHED', 'FAILED', 'CANCELLED'],
+  /** Every unit finished. */
+  FINISHED: [],
+  /** A failure the job could not recover from (or a stall). */
+  FAILED: [],
+  /** Cancelled by a user. */
+  CANCELLED: [],
+});
+
+export type JobStatus = (typeof JOB_LIFECYCLE.states)[number];
+/** How a running job may end. */
+export type JobEnd = NextOf<typeof JOB_LIFECYCLE.moves, 'RUNNING'>;
 export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered';
 
 /** Where a job's task units run in the cloud (the local runtime runs child processes for both). */
@@ -90,6 +105,16 @@ export class UnknownJobError extends Error {
 }
 
 const jobPk = (jobId: string) => `JOB#${jobId}`;
+
+/**
+ * When a unit record takes a report: a status the lifecycle moves to from the record's (or the
+ * one it has: a restatement), and never once the job stopped the unit, so a late heartbeat does
+ * not revive it.
+ */
+function unitReportFence(status: UnitStatus | undefined): Condition[] {
+  const accepted = status === undefined ? [...UNIT_LIFECYCLE.states] : [...UNIT_LIFECYCLE.sources(status), status];
+  return onlyFrom(UNIT_LIFECYCLE, [...new Set(accepted)].filter((s) => s !== 'CANCELLED'));
+}
 const asItem = (value: object) => value as unknown as MetaItem;
 
 export class JobStore implements UnitRecordStore {
@@ -112,10 +137,10 @@ export class JobStore implements UnitRecordStore {
     return items.map(({ sk, item }) => ({ jobId: sk, ...(item as { name: string; createdAt: number; status: JobStatus }) }));
   }
 
-  /** Sets the job's status; a finished, failed or cancelled job keeps its final status. */
-  async setJobStatus(jobId: string, status: JobStatus, error?: string): Promise<boolean> {
-    const set: MetaItem = { status, ...(status !== 'RUNNING' ? { endedAt: Date.now() } : {}), ...(error ? { error } : {}) };
-    const updated = await this.metadata.update(jobPk(jobId), 'META', { set }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
+  /** Ends the job; false when it has already ended (a finished, failed or cancelled job keeps its final status). */
+  async setJobStatus(jobId: string, status: JobEnd, error?: string): Promise<boolean> {
+    const set: MetaItem = { status, endedAt: Date.now(), ...(error ? { error } : {}) };
+    const updated = await this.metadata.update(jobPk(jobId), 'META', { set }, onlyFrom(JOB_LIFECYCLE, JOB_LIFECYCLE.sources(status)));
     if (updated) await this.metadata.update('JOBS', jobId, { set: { status } });
     return updated !== undefined;
   }
@@ -154,11 +179,7 @@ export class JobStore implements UnitRecordStore {
    * its owner token). False: a newer attempt, or another invocation, owns the record.
    */
   async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean> {
-    // A unit the job stopped (cancel, failure) is shown stopped: a late heartbeat does not revive it.
-    const fence: Condition[] = [
-      { attr: 'attempt', op: '=', value: attempt },
-      { attr: 'status', op: '<>', value: 'CANCELLED' },
-    ];
+    const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }, ...unitReportFence(changes.status)];
     if (owner !== undefined) fence.push({ attr: 'owner', op: '=', value: owner });
     const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
     return updated !== undefined;
@@ -172,6 +193,7 @@ export class JobStore implements UnitRecordStore {
     const fence: Condition[] = [
       { attr: 'attempt', op: '=', value: attempt },
       { attr: 'owner', op: 'notExists' },
+      ...onlyFrom(UNIT_LIFECYCLE, UNIT_LIFECYCLE.sources('RUNNING')),
     ];
     const set = asItem({ status: 'RUNNING', heartbeatAt: Date.now(), owner, generation: 0 });
     return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set }, fence)) !== undefined;
@@ -185,7 +207,7 @@ export class JobStore implements UnitRecordStore {
   async recordHandover(jobId: string, unitId: string, attempt: number, owner: string, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean> {
     const now = Date.now();
     const handover: UnitHandoverPointer = { generation, key, at: now, from: owner };
-    return this.reportUnit(jobId, unitId, attempt, { ...report, handover, status: 'STARTING', heartbeatAt: now }, owner);
+    return this.reportUnit(jobId, unitId, attempt, { ...report, handover, status: UNIT_LIFECYCLE.move('RUNNING', 'STARTING'), heartbeatAt: now }, owner);
   }
 
   /**
@@ -214,11 +236,7 @@ export class JobStore implements UnitRecordStore {
    * (and is shown stopped) even where the launcher cannot kill it (a Lambda invocation).
    */
   async markStopped(jobId: string, unitId: string, attempt: number, reason: string): Promise<boolean> {
-    const fence: Condition[] = [
-      { attr: 'attempt', op: '=', value: attempt },
-      { attr: 'status', op: '<>', value: 'FINISHED' },
-      { attr: 'status', op: '<>', value: 'FAILED' },
-    ];
+    const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }, ...onlyFrom(UNIT_LIFECYCLE, UNIT_LIFECYCLE.sources('CANCELLED'))];
     return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { status: 'CANCELLED', error: reason, stoppedAt: Date.now() } }, fence)) !== undefined;
   }
 

@@ -4,7 +4,29 @@
  * control plane's JobStore implements it over the metadata store and reads the same records.
  */
 
-export type UnitStatus = 'STARTING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'CANCELLED';
+import { lifecycle } from '../util/lifecycle';
+
+/**
+ * The lifecycle of a unit attempt (its record's `status`). Every attempt starts STARTING
+ * (`JobStore.startUnitAttempt`), whatever the one before it ended as; the record then moves only
+ * as this table says, and a report that restates the status it has is no move. The writes of
+ * JobStore are conditional on it, so a report the table does not allow is refused (false), as
+ * one from a superseded attempt is.
+ */
+export const UNIT_LIFECYCLE = lifecycle('task unit', {
+  /** Launched and not running yet (process start, restore), or between two invocations of a hand-over. */
+  STARTING: ['RUNNING', 'FINISHED', 'FAILED', 'CANCELLED'],
+  /** An invocation runs it (the first, or the successor of a hand-over); back to STARTING when it hands over. */
+  RUNNING: ['STARTING', 'FINISHED', 'FAILED', 'CANCELLED'],
+  /** Every subtask finished: reported by the unit, or recorded by the supervisor for one that died after. */
+  FINISHED: [],
+  /** The unit reported an error (a failover starts a new attempt). */
+  FAILED: [],
+  /** The job stopped it (cancel, or the job failed); its later reports are refused. */
+  CANCELLED: [],
+});
+
+export type UnitStatus = (typeof UNIT_LIFECYCLE.states)[number];
 
 export interface SubtaskStats {
   status: string;

@@ -21,7 +21,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import type { JobView, UnitLauncher } from '../jobs/job-service';
-import type { FailoverStrategy, JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
+import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import type { ControlMessage } from '../runtime/messages';
 import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type SubPartitionRef } from './availability';
@@ -158,7 +158,7 @@ export class FailoverHandler {
     // has ended (stopping it would only leave a cancel in its control queue for the new attempt).
     const mayRun = (unitId: string) => {
       const status = records.get(unitId)?.status;
-      return status !== 'FAILED' && status !== 'FINISHED' && status !== 'CANCELLED';
+      return status === undefined || !UNIT_LIFECYCLE.isFinal(status);
     };
     const toStop = plan.restarts.filter((r) => mayRun(r.unitId));
     // A unit the launcher cannot kill (a Lambda invocation) stops at its next heartbeat, which the

@@ -10,7 +10,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
-import type { SubtaskStats, UnitRecordStore, UnitStatus } from '../ports/unit-records';
+import { UNIT_LIFECYCLE, type SubtaskStats, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
 import type { ControlMessage } from './messages';
@@ -121,7 +121,7 @@ export class TaskUnit {
   async run(): Promise<UnitOutcome> {
     const { jobs, jobId, unitId, attempt } = this.options;
     const started = this.options.resume
-      ? await jobs.reportUnit(jobId, unitId, attempt, { status: 'RUNNING', heartbeatAt: Date.now() }, this.owner)
+      ? await jobs.reportUnit(jobId, unitId, attempt, { status: UNIT_LIFECYCLE.move('STARTING', 'RUNNING'), heartbeatAt: Date.now() }, this.owner)
       : await jobs.startInvocation(jobId, unitId, attempt, this.owner);
     if (!started) throw new ZombieUnitError(`unit ${unitId} attempt ${attempt} was superseded (or is run by another invocation) before it started`);
     const heartbeat = this.heartbeatLoop();
@@ -139,7 +139,7 @@ export class TaskUnit {
     this.stopped = true;
     await Promise.allSettled([heartbeat, this.control]);
     if (handedOver) return handedOver;
-    const status: UnitStatus = failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED';
+    const status = UNIT_LIFECYCLE.move('RUNNING', failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED');
     const error = failed ? describe(failed.error) : undefined;
     await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
     if (failed) this.options.log?.(`subtask ${failed.id} failed: ${error}`);
