@@ -10,6 +10,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
+import { silentLogger, type Logger } from '../ports/telemetry';
 import type { SubtaskStats, UnitRecordStore, UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
@@ -60,7 +61,8 @@ export interface TaskUnitOptions {
   requestsBefore?: Record<string, number>;
   /** Handles control messages the unit itself does not know (checkpoints, availability). */
   onControl?: (message: ControlMessage) => Promise<void>;
-  log?: (line: string) => void;
+  /** The unit's log (the host gives it the job, unit, attempt and invocation keys). */
+  logger?: Logger;
 }
 
 export class ZombieUnitError extends Error {
@@ -79,9 +81,11 @@ export class TaskUnit {
   private readonly owner: string;
   /** This process's request counts when the unit started (a warm Lambda container keeps counting). */
   private readonly requestsAtStart: Record<string, number>;
+  private readonly log: Logger;
 
   constructor(private readonly options: TaskUnitOptions) {
     this.owner = options.owner ?? randomUUID();
+    this.log = options.logger ?? silentLogger;
     this.requestsAtStart = { ...options.requestCounts?.() };
     const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
     this.runners = options.subtasks.map((id) => {
@@ -134,7 +138,7 @@ export class TaskUnit {
     const status: UnitStatus = failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED';
     const error = failed ? describe(failed.error) : undefined;
     await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
-    if (failed) this.options.log?.(`subtask ${failed.id} failed: ${error}`);
+    if (failed) this.log.error(`subtask ${failed.id} failed: ${error}`, { subtask: failed.id, ...(failed.error instanceof Error ? { error: failed.error } : {}) });
     return status;
   }
 
@@ -146,7 +150,7 @@ export class TaskUnit {
     if (this.handingOver || this.stopped) return;
     this.handingOver = true;
     await this.control;
-    this.options.log?.(`handing over to the next invocation`);
+    this.log.info('handing over to the next invocation');
     for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 10_000);
   }
 
@@ -165,10 +169,10 @@ export class TaskUnit {
       requests: this.requests(),
     });
     if (!(await jobs.recordHandover(jobId, unitId, attempt, this.owner, generation, key, this.report()))) {
-      this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
+      this.log.warn(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
       return 'CANCELLED';
     }
-    this.options.log?.(`handed over to invocation ${generation} (${key})`);
+    this.log.info(`handed over to invocation ${generation}`, { nextInvocation: generation, handover: key });
     return 'HANDED_OVER';
   }
 
@@ -207,7 +211,7 @@ export class TaskUnit {
       const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
       if (!current) {
         // A newer attempt of this unit exists: stop writing anything.
-        this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
+        this.log.warn(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
         this.cancel();
         return;
       }
@@ -225,6 +229,7 @@ export class TaskUnit {
 
   private async onControl(message: ControlMessage): Promise<void> {
     const targets = (ids: string[]) => this.runners.filter((r) => ids.includes(r.id));
+    this.log.debug(`control message ${message.type}`, 'checkpointId' in message ? { checkpointId: message.checkpointId } : undefined);
     switch (message.type) {
       case 'cancel':
         if (message.attempt === undefined || message.attempt === this.options.attempt) this.cancel();
