@@ -27,15 +27,24 @@ export function lambdaTelemetry(): LambdaTelemetry {
   return telemetry;
 }
 
-/** Adds the Powertools middleware to a middy handler: invocation context on log lines, a traced handler. */
+/**
+ * Adds the Powertools middleware to a middy handler: invocation context on log lines, a traced
+ * handler, and the metrics added during the invocation published when it ends (however it ends).
+ */
 export function withPowertools<E, R>(handler: middy.MiddyfiedHandler<E, R, Error, Context>, t: LambdaTelemetry = lambdaTelemetry()): middy.MiddyfiedHandler<E, R, Error, Context> {
+  const publish: middy.MiddlewareObj<E, R, Error, Context> = { after: () => t.metrics.flush(), onError: () => t.metrics.flush() };
   // resetKeys: keys appended during one invocation do not leak into the next on a warm container.
-  return handler.use(injectLambdaContext(t.logger.powertools, { resetKeys: true })).use(captureLambdaHandler(t.tracer)) as middy.MiddyfiedHandler<E, R, Error, Context>;
+  return handler.use(injectLambdaContext(t.logger.powertools, { resetKeys: true })).use(captureLambdaHandler(t.tracer)).use(publish) as middy.MiddyfiedHandler<E, R, Error, Context>;
 }
 
-/** A plain async handler as a middy handler with the Powertools middleware. */
-export function instrument<E, R>(handler: (event: E) => Promise<R>, t: LambdaTelemetry = lambdaTelemetry()) {
-  return withPowertools(middy<E, R, Error, Context>().handler(async (event: E) => handler(event)), t);
+/**
+ * A plain async handler as a middy handler with the Powertools middleware. The context is optional
+ * (a test or a local driver calls the handler with its event only); without it the log lines
+ * simply carry no invocation fields.
+ */
+export function instrument<E, R>(handler: (event: E) => Promise<R>, t: LambdaTelemetry = lambdaTelemetry()): (event: E, context?: Context) => Promise<R> {
+  const wrapped = withPowertools(middy<E, R, Error, Context>().handler(async (event: E) => handler(event)), t);
+  return (event, context) => wrapped(event, context as Context);
 }
 
 /** Traces every call of these SDK clients as an X-Ray subsegment (no-op when tracing is off). */

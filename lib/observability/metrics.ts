@@ -31,6 +31,11 @@ export interface EmfMetricsOptions {
   write?: (line: string) => void;
   /** Default: POWERTOOLS_METRICS_DISABLED=true turns publishing off, as for Powertools itself. */
   disabled?: boolean;
+  /**
+   * Publish each value at once, one line each (a long-lived process with no natural flush point:
+   * the local control plane). Default: values wait for `flush`.
+   */
+  immediate?: boolean;
 }
 
 export class EmfMetrics implements MetricsSink {
@@ -38,12 +43,14 @@ export class EmfMetrics implements MetricsSink {
   private readonly groups = new Map<string, Group>();
   private readonly write: (line: string) => void;
   private readonly disabled: boolean;
+  private readonly immediate: boolean;
 
   constructor(options: EmfMetricsOptions = {}) {
     this.powertools = new PowertoolsMetrics({ namespace: options.namespace ?? METRIC_NAMESPACE });
     this.powertools.clearDefaultDimensions();
     this.write = options.write ?? ((line) => process.stdout.write(`${line}\n`));
     this.disabled = options.disabled ?? process.env.POWERTOOLS_METRICS_DISABLED?.toLowerCase() === 'true';
+    this.immediate = options.immediate ?? false;
   }
 
   add(metric: MetricDef, value: number, dimensions: Readonly<Record<string, string>>): void {
@@ -60,6 +67,7 @@ export class EmfMetrics implements MetricsSink {
     if (!entry) group.values.set(metric.name, (entry = { metric, values: [] }));
     if (metric.unit === 'Count' && entry.values.length > 0) entry.values[0]! += value;
     else entry.values.push(value);
+    if (this.immediate) this.flush();
   }
 
   flush(): void {

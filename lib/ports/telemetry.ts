@@ -73,3 +73,15 @@ export const noMetrics: MetricsSink = {
   add: () => undefined,
   flush: () => undefined,
 };
+
+/** Every line to each of these loggers. */
+export function teeLogger(...loggers: Logger[]): Logger {
+  if (loggers.length === 1) return loggers[0]!;
+  return {
+    debug: (m, a) => loggers.forEach((l) => l.debug(m, a)),
+    info: (m, a) => loggers.forEach((l) => l.info(m, a)),
+    warn: (m, a) => loggers.forEach((l) => l.warn(m, a)),
+    error: (m, a) => loggers.forEach((l) => l.error(m, a)),
+    child: (attributes) => teeLogger(...loggers.map((l) => l.child(attributes))),
+  };
+}
