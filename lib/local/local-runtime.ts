@@ -7,7 +7,6 @@
  * control plane of each job (supervisor, failover, checkpoint driver) writes the same Powertools
  * JSON lines, and its EMF metrics, to .sluice/logs/<jobId>/control.log.
  */
-import { join } from 'node:path';
 import type { JobRegistry } from '../api/registry';
 import { createAwsPorts, ensureInfrastructure, type AwsPorts } from '../aws';
 import { configToEnv, type SluiceConfig } from '../config';
@@ -15,8 +14,8 @@ import { JobService } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import { Supervisor, type FailureHandler } from '../jobs/supervisor';
 import type { JobView } from '../jobs/job-service';
-import { ProcessLauncher, REPO_ROOT, type ProcessLauncherOptions } from './process-launcher';
-import { controlLogWriter } from './log-files';
+import { ProcessLauncher, type ProcessLauncherOptions } from './process-launcher';
+import { controlLogWriter, DEFAULT_LOG_DIR } from './log-files';
 import { createLogger } from '../observability/logger';
 import { EmfMetrics } from '../observability/metrics';
 import { teeLogger, type Logger, type MetricsSink } from '../ports/telemetry';
@@ -43,7 +42,7 @@ export class LocalRuntime {
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);
-    this.logDir = options.logDir ?? join(REPO_ROOT, '.sluice', 'logs');
+    this.logDir = options.logDir ?? DEFAULT_LOG_DIR;
     const write = controlLogWriter(this.logDir);
     this.controlLogger = createLogger({ write, attributes: { plane: 'control' } });
     this.controlMetrics = new EmfMetrics({ write, immediate: true });

@@ -6,6 +6,10 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { REPO_ROOT } from './process-launcher';
+
+/** Where the local runtime writes logs unless told otherwise. */
+export const DEFAULT_LOG_DIR = join(REPO_ROOT, '.sluice', 'logs');
 
 /** The control plane's file in a job's log directory (a unit id is `<task>-<n>`, never this). */
 export const CONTROL_LOG = 'control.log';

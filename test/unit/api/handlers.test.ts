@@ -265,6 +265,18 @@ describe('job API handlers on memory ports', () => {
     expect(JSON.parse(failed.body)).toEqual({ error: 'internal error' });
   });
 
+  it("shows a job's graph: tasks with their chained operators and parallelism, edges with kind, sub-partitions and channels", async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const { graph, regions } = (await api.call('GET', `/jobs/${jobId}`)).body;
+    expect(graph.tasks.map((t: { id: string; parallelism: number; operators: { id: string }[] }) => [t.id, t.parallelism, t.operators.map((o) => o.id)])).toEqual([
+      ['generator', 2, ['generator', 'parse']],
+      ['hourly-aggregate', 2, ['hourly-aggregate', 's3-sink']],
+    ]);
+    expect(graph.edges).toEqual([{ id: 'e0', from: 'generator', to: 'hourly-aggregate', kind: 'hash', pointwise: false, subPartitions: 2, channels: 4 }]);
+    expect(regions).toHaveLength(1);
+  });
+
   it('with Lambda telemetry, logs one JSON line per request with the invocation context, and a 5xx with its cause', async () => {
     const api = memoryApi();
     const lines: string[] = [];
