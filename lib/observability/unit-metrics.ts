@@ -85,6 +85,8 @@ export class UnitMetrics {
       this.last.set(id, { ...before, ...seen });
     }
     for (const [service, n] of Object.entries(report.requests ?? {})) {
+      // `total` is the sum the request counter adds; CloudWatch sums the services itself.
+      if (service === 'total') continue;
       this.requests.set(service, (this.requests.get(service) ?? 0) + growth(n, this.lastRequests[service] ?? 0));
       this.lastRequests[service] = n;
     }

@@ -34,7 +34,7 @@ describe('unit metrics', () => {
     const m = new UnitMetrics({ jobId: 'j', sink, everyMs: 1000, now: () => now });
     m.observe({ stats: { 'parse#0': { recordsIn: 10, recordsOut: 9, dropped: 0 }, 'parse#1': { recordsIn: 5, recordsOut: 5 } }, requests: { sqs: 4 } });
     now = 500;
-    m.observe({ stats: { 'parse#0': { recordsIn: 30, recordsOut: 28, dropped: 2 } }, requests: { sqs: 10, s3: 1 } });
+    m.observe({ stats: { 'parse#0': { recordsIn: 30, recordsOut: 28, dropped: 2 } }, requests: { sqs: 10, s3: 1, total: 11 } });
     expect(flushes()).toBe(0);
     now = 1000;
     m.observe({ stats: { 'parse#1': { recordsIn: 3, recordsOut: 3 } } });
