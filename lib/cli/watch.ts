@@ -28,15 +28,15 @@ export const REDRAW = '\x1b[H\x1b[J';
  */
 export async function watchStatus(api: string, request: ApiRequest, sigv4: boolean, intervalMs: number, call: ApiCall, io: WatchIo): Promise<number> {
   const now = io.now ?? Date.now;
+  const stopped = aborted(io.signal);
   for (;;) {
     if (io.signal.aborted) return interrupted(io);
-    let response: { status: number; body: unknown };
-    try {
-      response = await call(api, request, sigv4);
-    } catch (err) {
-      if (io.signal.aborted) return interrupted(io);
+    // A request in flight does not hold Ctrl-C up (an unreachable API may take its time to fail).
+    const response = await Promise.race([call(api, request, sigv4), stopped]).catch((err: unknown) => {
+      if (io.signal.aborted) return undefined;
       throw err;
-    }
+    });
+    if (response === undefined || io.signal.aborted) return interrupted(io);
     if (response.status >= 400) {
       io.write(`${renderApiError(response.status, response.body)}\n`);
       return 1;
@@ -49,6 +49,14 @@ export async function watchStatus(api: string, request: ApiRequest, sigv4: boole
     if (!running) return status === 'FAILED' ? 1 : 0;
     await io.sleep(intervalMs, io.signal);
   }
+}
+
+/** Resolves (with undefined) when the signal aborts. */
+function aborted(signal: AbortSignal): Promise<undefined> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(undefined);
+    signal.addEventListener('abort', () => resolve(undefined), { once: true });
+  });
 }
 
 function interrupted(io: WatchIo): number {

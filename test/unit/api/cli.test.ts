@@ -291,6 +291,13 @@ describe('CLI status --watch', () => {
     expect(t.writes.at(-1)).toBe('\n');
   });
 
+  it('stops on Ctrl-C while a request hangs', async () => {
+    const t = io(true);
+    const hanging = watchStatus('http://api', request, false, 1000, () => new Promise(() => undefined), t.io);
+    t.stop.abort();
+    expect(await hanging).toBe(130);
+  });
+
   it('abortableSleep ends early on abort', async () => {
     const stop = new AbortController();
     const slept = abortableSleep(60_000, stop.signal);
