@@ -116,6 +116,8 @@ export const handler = withPowertools(middy<TaskUnitEvent, Awaited<ReturnType<ty
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = process.env;
+  // The same Powertools logger and EMF sink as in Lambda: JSON lines on stdout, which the process
+  // launcher writes to the unit's log file (a Fargate task's go to CloudWatch Logs).
   const { logger, metrics } = lambdaTelemetry();
   if (!jobId || !unitId) {
     console.error('task unit: set SLUICE_JOB_ID and SLUICE_UNIT_ID (and SLUICE_ATTEMPT)');
