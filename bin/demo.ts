@@ -63,7 +63,7 @@ async function main(): Promise<number> {
     });
     const units = job.units.length;
     console.log(`job ${job.jobId}: ${fmt(params.records)} records, parallelism ${params.parallelism}, ${units} task units (child processes), ${job.queues.length} queues`);
-    console.log(`  table ${config.table}, bucket ${config.bucket}, unit logs in .sluice/logs/${job.jobId}/`);
+    console.log(`  table ${config.table}, bucket ${config.bucket}, logs in .sluice/logs/${job.jobId}/ (npm run sluice -- logs ${job.jobId})`);
 
     const runStart = Date.now();
     let lastIn = 0;

@@ -15,6 +15,9 @@
  * - notify: tells the regions that completed it (their sinks commit).
  * Every handler may run again for the same input (a retry after a timeout or a kill, a replayed
  * execution) and answers as the first run did: the decision on a checkpoint is stored once.
+ *
+ * Each handler logs Powertools JSON lines (jobId, checkpointId), is traced, and publishes the
+ * decision's metrics (outcome, duration, size, per region) as EMF when finalize stores it.
  */
 import { jobRegistry } from '../examples/jobs';
 import { createAwsPorts } from '../lib/aws';
@@ -22,6 +25,7 @@ import { loadConfig } from '../lib/config';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
 import { JobService } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
+import { instrument, lambdaTelemetry, traceClients } from '../lib/observability/lambda';
 import type { CheckpointStepInput, CheckpointStepResult, CheckpointWorkflowSteps } from './api/services';
 
 export interface CoordinatorEvent {
@@ -41,6 +45,8 @@ function steps(): CheckpointWorkflowSteps {
   if (built) return built;
   const config = loadConfig();
   const ports = createAwsPorts(config);
+  traceClients(ports.clients);
+  const { logger, metrics } = lambdaTelemetry();
   const jobs = new JobStore(ports.metadata);
   const service = new JobService({
     jobs,
@@ -54,7 +60,7 @@ function steps(): CheckpointWorkflowSteps {
       stop: async () => undefined,
     },
   });
-  built = new CheckpointSteps({ jobs, service, metadata: ports.metadata, blobs: ports.blobs });
+  built = new CheckpointSteps({ jobs, service, metadata: ports.metadata, blobs: ports.blobs, logger, metrics });
   return built;
 }
 
@@ -75,14 +81,22 @@ function result(r: CheckpointStepResult): CoordinatorResult {
   return { ...r, checkpointId: r.checkpointId ?? null, done: Boolean(r.done), waitSeconds: wait };
 }
 
-export const trigger = async (event: CoordinatorEvent): Promise<CoordinatorResult> => {
+/** A step as a Lambda handler: logged with the job and checkpoint, traced, its metrics published when it ends. */
+function step(run: (event: CoordinatorEvent) => Promise<CoordinatorResult>) {
+  return instrument(async (event: CoordinatorEvent) => {
+    lambdaTelemetry().logger.powertools.appendKeys({ jobId: event?.jobId, checkpointId: event?.checkpointId ?? undefined });
+    return run(event);
+  });
+}
+
+export const trigger = step(async (event) => {
   const i = input(event);
   if (typeof i.checkpointId === 'number') return result({ jobId: i.jobId, checkpointId: i.checkpointId, done: false, outcome: 'pending', waitSeconds: 1 });
   return result(await steps().trigger({ jobId: i.jobId }));
-};
+});
 
-export const poll = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().poll(input(event)));
+export const poll = step(async (event) => result(await steps().poll(input(event))));
 
-export const finalize = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().finalize(input(event)));
+export const finalize = step(async (event) => result(await steps().finalize(input(event))));
 
-export const notify = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().notify(input(event)));
+export const notify = step(async (event) => result(await steps().notify(input(event))));

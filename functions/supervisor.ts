@@ -5,13 +5,19 @@
  * `commitFinal` (its sinks publish their last output; what Supervisor.watch does in process, kept
  * stateless here: sent again each pass until the sinks have finished); a job whose units have all
  * finished is completed (queues deleted). A job that ended loses its checkpoint schedule.
+ *
+ * Logs are Powertools JSON lines (with jobId, unitId, attempt where they apply); failures,
+ * detection times, restarts and supervision errors are EMF metrics; the pass is traced.
  */
 import { jobRegistry } from '../examples/jobs';
 import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
 import { JobStore } from '../lib/jobs/job-store';
-import { Supervisor, describeFailures, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
+import { Supervisor, describeFailures, recordFailures, regionsReadyForFinalCommit, type FailureHandler } from '../lib/jobs/supervisor';
+import { instrument, lambdaTelemetry, traceClients } from '../lib/observability/lambda';
+import { Metrics } from '../lib/observability/metric-names';
+import { silentLogger, type Logger, type MetricsSink } from '../lib/ports/telemetry';
 import { launcherFromEnv } from './api/cloud';
 import { checkProgress, DEFAULT_STALL_TIMEOUT_MS } from '../lib/jobs/progress-watch';
 import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
@@ -46,16 +52,23 @@ export async function supervise(
   onEnded?: (jobId: string) => Promise<void>,
   onFailure?: FailureHandler,
   stallTimeoutMs = DEFAULT_STALL_TIMEOUT_MS,
+  telemetry: { logger?: Logger; metrics?: MetricsSink } = {},
 ): Promise<SupervisionReport> {
+  const root = telemetry.logger ?? silentLogger;
   const report: SupervisionReport = { running: 0, failed: [], recovered: [], finished: [], released: [], errors: [] };
   const running = (await jobs.listJobs()).filter((j) => j.status === 'RUNNING');
   report.running = running.length;
   for (const { jobId } of running) {
+    const log = root.child({ jobId });
     try {
       const view = await service.view(jobId);
       if (view.job.status !== 'RUNNING') continue;
       const { failures, finished } = new Supervisor({ service }).detectAll(view, now);
-      for (const unit of finished) await service.finishUnit(jobId, unit.unitId, unit.attempt);
+      recordFailures(jobId, failures, telemetry);
+      for (const unit of finished) {
+        log.info(`task unit ${unit.unitId} ended after finishing all its subtasks: recorded FINISHED`, { unitId: unit.unitId, attempt: unit.attempt });
+        await service.finishUnit(jobId, unit.unitId, unit.attempt);
+      }
       if (failures.length > 0 && onFailure) {
         // Every failure of the pass at once, by the job's strategy (single, region, full): units
         // that failed together restart together. The handler fails the job only when its failure
@@ -63,12 +76,14 @@ export async function supervise(
         await onFailure(failures, view);
         report.recovered.push(...failures.map((f) => `${jobId}/${f.unitId}`));
         if ((await jobs.getJob(jobId)).status !== 'RUNNING') {
+          log.error(`job ${jobId} failed: its failure budget is used up`);
           report.failed.push(jobId);
           await onEnded?.(jobId);
         }
         continue;
       }
       if (failures.length > 0) {
+        log.error(`job ${jobId} failed: ${describeFailures(failures)}`);
         await service.fail(jobId, describeFailures(failures));
         report.failed.push(jobId);
         await onEnded?.(jobId);
@@ -79,6 +94,7 @@ export async function supervise(
       const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
       const progress = checkProgress(view, sources, view.job.progress, now, stallTimeoutMs);
       if (progress.stalled) {
+        log.error(`job ${jobId} is stuck: ${progress.stalled}`);
         await service.fail(jobId, `job is stuck: ${progress.stalled}`);
         report.failed.push(jobId);
         await onEnded?.(jobId);
@@ -87,19 +103,24 @@ export async function supervise(
       if (progress.mark.signature !== view.job.progress?.signature) await jobs.setProgress(jobId, progress.mark);
       report.released.push(...(await releaseEndedRegions(service, view)));
       if (await service.completeIfDone(jobId)) {
+        log.info(`job ${jobId} finished`);
         report.finished.push(jobId);
         await onEnded?.(jobId);
       }
     } catch (err) {
       report.errors.push(`${jobId}: ${err instanceof Error ? err.message : String(err)}`);
+      log.error('supervising the job failed', { error: err });
+      telemetry.metrics?.add(Metrics.SupervisorErrors, 1, { job: jobId });
     }
   }
   return report;
 }
 
-export const handler = async (): Promise<SupervisionReport> => {
+export const handler = instrument(async (): Promise<SupervisionReport> => {
+  const { logger, metrics } = lambdaTelemetry();
   const config = loadConfig();
   const ports = createAwsPorts(config);
+  traceClients(ports.clients);
   const jobs = new JobStore(ports.metadata);
   const launcher = launcherFromEnv(config, process.env);
   const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: config.queuePrefix, launcher });
@@ -121,11 +142,13 @@ export const handler = async (): Promise<SupervisionReport> => {
       service,
       launcher,
       latestManifest: (jobId) => new PortCheckpointCatalog(jobId, ports.metadata, ports.blobs).loadLatest(),
+      logger,
+      metricsSink: metrics,
     });
-    const report = await supervise(service, jobs, Date.now(), removeSchedule, onFailure);
-    console.log(JSON.stringify({ supervision: report }));
+    const report = await supervise(service, jobs, Date.now(), removeSchedule, onFailure, DEFAULT_STALL_TIMEOUT_MS, { logger, metrics });
+    logger.info(`supervision pass: ${report.running} running job(s)`, { supervision: report });
     return report;
   } finally {
     ports.clients.destroy();
   }
-};
+});

@@ -7,15 +7,23 @@
  * the function invokes itself for the same attempt with `resume: true`. A child process hands
  * over when SLUICE_HANDOVER_AFTER_MS is set (to try the same path locally) by exiting with code 75;
  * the process launcher then starts the next invocation.
+ *
+ * Logs are Powertools JSON lines on stdout (CloudWatch Logs in Lambda; the unit's log file under
+ * .sluice/logs/<jobId>/ locally), each with the job, unit, attempt and invocation; metrics are EMF
+ * lines on the same stream (lib/observability).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobStore } from '../lib/jobs/job-store';
 import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/host/unit-host';
+import { lambdaTelemetry, withPowertools } from '../lib/observability/lambda';
+import { silentLogger, type Logger, type MetricsSink } from '../lib/ports/telemetry';
 import { jobRegistry } from '../examples/jobs';
 
 export interface TaskUnitEvent {
@@ -29,7 +37,13 @@ export interface TaskUnitEvent {
 /** Time left at hand-over: quiescing (alignment grace 20 s), writing the state, invoking the next. */
 export const LAMBDA_HANDOVER_MARGIN_MS = 60_000;
 
-export async function runUnit(event: TaskUnitEvent, handoverAt?: number) {
+/** Where a unit's log lines and metrics go (default: nowhere). */
+export interface UnitTelemetry {
+  logger?: Logger;
+  metrics?: MetricsSink;
+}
+
+export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemetry: UnitTelemetry = {}) {
   const config = loadConfig();
   const ports = createAwsPorts(config);
   try {
@@ -42,7 +56,8 @@ export async function runUnit(event: TaskUnitEvent, handoverAt?: number) {
       jobs: new JobStore(ports.metadata),
       registry: jobRegistry,
       requestCounts: () => ({ ...requestCounts() }),
-      log: (line) => console.log(`[${event.unitId}#${event.attempt}] ${line}`),
+      ...(telemetry.logger ? { logger: telemetry.logger } : {}),
+      ...(telemetry.metrics ? { metrics: telemetry.metrics } : {}),
       ...(handoverAt !== undefined ? { handoverAt } : {}),
     });
   } finally {
@@ -69,10 +84,12 @@ export function lambdaSelfInvoke(lambda: LambdaClient = new LambdaClient({})): S
  * The Lambda handler, with its two dependencies as parameters (the unit run, the self-invoke) so
  * the hand-over decision is testable without Lambda.
  */
-export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; marginMs?: number; retryDelayMs?: number }) {
+export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; marginMs?: number; retryDelayMs?: number; telemetry?: UnitTelemetry }) {
   return async (event: TaskUnitEvent, context: InvocationContext) => {
+    const log = (deps.telemetry?.logger ?? silentLogger).child({ jobId: event.jobId, unitId: event.unitId, attempt: event.attempt });
     const handoverAt = Date.now() + context.getRemainingTimeInMillis() - (deps.marginMs ?? LAMBDA_HANDOVER_MARGIN_MS);
-    const outcome = await deps.run(event, handoverAt);
+    const outcome = await deps.run(event, handoverAt, deps.telemetry);
+    log.info(`invocation ended: ${outcome}`, { status: outcome });
     if (outcome === 'HANDED_OVER') {
       const next: TaskUnitEvent = { jobId: event.jobId, unitId: event.unitId, attempt: event.attempt, resume: true };
       for (let attempt = 1; ; attempt++) {
@@ -82,7 +99,7 @@ export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; mar
         } catch (error) {
           // Never fail the invocation: Lambda would retry the event and run this attempt again.
           // Without a successor the heartbeat goes stale and the supervisor restarts the unit.
-          console.error(`[${event.unitId}#${event.attempt}] invoking the next invocation failed (try ${attempt}): ${error instanceof Error ? error.message : String(error)}`);
+          log.error(`invoking the next invocation failed (try ${attempt})`, { error });
           if (attempt === 3) return { status: 'HANDOVER_LOST' as const };
           await sleep((deps.retryDelayMs ?? 1000) * attempt);
         }
@@ -92,10 +109,16 @@ export function makeHandler(deps: { run: typeof runUnit; invoke: SelfInvoke; mar
   };
 }
 
-export const handler = makeHandler({ run: runUnit, invoke: lambdaSelfInvoke() });
+const lambdaHandler = makeHandler({ run: runUnit, invoke: lambdaSelfInvoke(), telemetry: lambdaTelemetry() });
+
+/** The Lambda handler with Powertools: the invocation's context on every log line, a traced handler. */
+export const handler = withPowertools(middy<TaskUnitEvent, Awaited<ReturnType<typeof lambdaHandler>>, Error, Context>().handler((event, context) => lambdaHandler(event, context)));
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = process.env;
+  // The same Powertools logger and EMF sink as in Lambda: JSON lines on stdout, which the process
+  // launcher writes to the unit's log file (a Fargate task's go to CloudWatch Logs).
+  const { logger, metrics } = lambdaTelemetry();
   if (!jobId || !unitId) {
     console.error('task unit: set SLUICE_JOB_ID and SLUICE_UNIT_ID (and SLUICE_ATTEMPT)');
     process.exit(2);
@@ -105,13 +128,15 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.error(`task unit: SLUICE_HANDOVER_AFTER_MS must be a positive number of milliseconds, got '${after}'`);
     process.exit(2);
   }
-  runUnit({ jobId, unitId, attempt: Number(attempt ?? 0), resume: resume === '1' }, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs).then(
+  const log = logger.child({ jobId, unitId, attempt: Number(attempt ?? 0) });
+  const event = { jobId, unitId, attempt: Number(attempt ?? 0), resume: resume === '1' };
+  runUnit(event, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs, { logger, metrics }).then(
     (status) => {
-      console.log(`unit ${unitId} ended: ${status}`);
+      log.info(`unit ${unitId} ended: ${status}`, { status });
       process.exit(status === 'FAILED' ? 1 : status === 'HANDED_OVER' ? HANDED_OVER_EXIT_CODE : 0);
     },
     (error: unknown) => {
-      console.error(`unit ${unitId} failed: ${error instanceof Error ? error.message : String(error)}`);
+      log.error(`unit ${unitId} failed: ${error instanceof Error ? error.message : String(error)}`, { error });
       process.exit(1);
     },
   );

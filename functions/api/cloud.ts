@@ -26,6 +26,7 @@ import type { UnitLauncher } from '../../lib/jobs/job-service';
 import type { JobRecord, JobSettings, UnitPlacement, UnitRuntime } from '../../lib/jobs/job-store';
 import { nextFireTime, schedulerTimeZone, toSchedulerExpression, type CheckpointSchedule } from '../../lib/schedule';
 import { buildApiServices, type ApiServices, type SchedulerPort } from './services';
+import { traceClients, type LambdaTelemetry } from '../../lib/observability/lambda';
 
 type Env = Record<string, string | undefined>;
 
@@ -267,8 +268,9 @@ class LazySchedulerPort implements SchedulerPort {
 }
 
 /** The API's services on AWS, from the config and the function's environment. */
-export function createCloudApiServices(config: SluiceConfig, env: Env = process.env, registry: JobRegistry = jobRegistry): ApiServices {
+export function createCloudApiServices(config: SluiceConfig, env: Env = process.env, registry: JobRegistry = jobRegistry, telemetry?: LambdaTelemetry): ApiServices {
   const ports = createAwsPorts(config);
+  if (telemetry) traceClients(ports.clients, telemetry);
   let sfn: SFNClient | undefined;
   return buildApiServices({
     metadata: ports.metadata,
@@ -277,6 +279,7 @@ export function createCloudApiServices(config: SluiceConfig, env: Env = process.
     registry,
     queuePrefix: config.queuePrefix,
     launcher: new LazyLauncher(() => launcherFromEnv(config, env)),
+    ...(telemetry ? { logger: telemetry.logger, metrics: telemetry.metrics } : {}),
     scheduler: new LazySchedulerPort(
       () =>
         new EventBridgeSchedulerPort(new SchedulerClient(clientConfig(config)), {

@@ -3,6 +3,10 @@
  * input with zod, calls one service and answers JSON. Errors become JSON `{ error, field? }`:
  * bad input 400 (naming the field), unknown job 404, a job in the wrong state 409, a body that is
  * not sent as JSON 415.
+ *
+ * With Lambda telemetry (functions/api/index.ts) each handler also gets the Powertools middleware
+ * (invocation context on every JSON log line, a traced handler) and logs one line per request:
+ * route, status, job id and time taken; a 5xx is logged as an error with its cause.
  */
 import middy from '@middy/core';
 import httpErrorHandler from '@middy/http-error-handler';
@@ -15,6 +19,8 @@ import { ScheduleError } from '../../lib/schedule';
 import { ROUTES, matchRoute, type RouteName } from './routes';
 import { describeZodError, pathSchema, scheduleBodySchema, submitSchema } from './schemas';
 import { ConflictError, type ApiServices } from './services';
+import { withPowertools, type LambdaTelemetry } from '../../lib/observability/lambda';
+import type { Logger } from '../../lib/ports/telemetry';
 
 export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 export type ServicesProvider = ApiServices | (() => ApiServices | Promise<ApiServices>);
@@ -171,21 +177,45 @@ const CORE: Record<RouteName, Core> = {
   },
 };
 
-function logServerErrors(error: unknown): void {
-  const status = (error as { statusCode?: number } | null)?.statusCode;
-  if (status === undefined || status >= 500) console.error(error);
+function serverErrorLogger(logger: Logger | undefined) {
+  return (error: unknown): void => {
+    const status = (error as { statusCode?: number } | null)?.statusCode;
+    if (status !== undefined && status < 500) return;
+    if (logger) logger.error('request failed', { error });
+    else console.error(error);
+  };
 }
 
-/** One middy handler per route, over the given services (or a provider, called once). */
-export function createApiHandlers(provider: ServicesProvider): Record<RouteName, ApiHandler> {
+/** One line per request: route, status, job id, time taken. */
+const requestLog = (logger: Logger, route: RouteName): middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> => {
+  const line = (request: middy.Request<APIGatewayProxyEvent, APIGatewayProxyResult>, started: number) => {
+    const status = request.response?.statusCode ?? (request.error as { statusCode?: number } | null)?.statusCode ?? 500;
+    const jobId = request.event.pathParameters?.id;
+    const attributes = { route, method: request.event.httpMethod, path: request.event.path, status, ms: Date.now() - started, ...(jobId ? { jobId } : {}) };
+    (status >= 500 ? logger.error : logger.info).call(logger, `${request.event.httpMethod} ${request.event.path} -> ${status}`, attributes);
+  };
+  const startedAt = new WeakMap<object, number>();
+  return {
+    before: (request) => void startedAt.set(request, Date.now()),
+    after: (request) => line(request, startedAt.get(request) ?? Date.now()),
+    // Runs after http-error-handler's onError (middy runs onError in reverse order): the response is set.
+    onError: (request) => line(request, startedAt.get(request) ?? Date.now()),
+  };
+};
+
+/**
+ * One middy handler per route, over the given services (or a provider, called once); with
+ * `telemetry`, instrumented with Powertools (the Lambda functions).
+ */
+export function createApiHandlers(provider: ServicesProvider, telemetry?: LambdaTelemetry): Record<RouteName, ApiHandler> {
   let services: Promise<ApiServices> | undefined;
   const get = () => (services ??= Promise.resolve(typeof provider === 'function' ? provider() : provider));
   const handlers = {} as Record<RouteName, ApiHandler>;
   for (const route of ROUTES) {
     const core = CORE[route.name];
-    let handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>().use(
-      httpErrorHandler({ logger: logServerErrors, fallbackMessage: JSON.stringify({ error: 'internal error' }) }),
-    );
+    let handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>();
+    if (telemetry) handler = withPowertools(handler, telemetry).use(requestLog(telemetry.logger, route.name));
+    handler = handler.use(httpErrorHandler({ logger: serverErrorLogger(telemetry?.logger), fallbackMessage: JSON.stringify({ error: 'internal error' }) }));
     handler = handler.use(jsonErrors());
     // The body parser runs before the handler; its errors go through jsonErrors too.
     if (route.body) handler = handler.use(jsonBody());

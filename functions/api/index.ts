@@ -5,8 +5,9 @@
 import { loadConfig } from '../../lib/config';
 import { createCloudApiServices } from './cloud';
 import { createApiHandlers } from './handlers';
+import { lambdaTelemetry } from '../../lib/observability/lambda';
 
-const handlers = createApiHandlers(() => createCloudApiServices(loadConfig()));
+const handlers = createApiHandlers(() => createCloudApiServices(loadConfig(), process.env, undefined, lambdaTelemetry()), lambdaTelemetry());
 
 export const submitJob = handlers.submitJob;
 export const listJobs = handlers.listJobs;

@@ -4,6 +4,7 @@ import type { Json } from '../../lib/api/functions';
 import { JobService, type SubmitRequest, type JobTotals } from '../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type JobSettings, type JobStatus, type UnitRecord } from '../../lib/jobs/job-store';
 import type { Region } from '../../lib/graph/execution-graph';
+import { graphView, type GraphView } from '../../lib/graph/graph-view';
 import type { MetaItem, MetadataStore } from '../../lib/ports/metadata-store';
 import { approximateIntervalSeconds, ScheduleError, type CheckpointSchedule } from '../../lib/schedule';
 import { JobNotRunningError } from './errors';
@@ -46,6 +47,10 @@ export interface JobDetails {
   /** Every placed unit, with its current attempt (units not registered yet show as PENDING). */
   units: UnitView[];
   regions: Region[];
+  /** Tasks (chained operators, parallelism) and edges (kind, sub-partitions, channels). */
+  graph?: GraphView;
+  /** Why `graph` is missing: the job's definition could not be built (say, its code changed or broke). */
+  graphError?: string;
   /** Availability flags of sub-partitions (items `SUBPART#<id>` of the job), as stored. */
   availability: ({ subPartition: string } & MetaItem)[];
   /** Unit failures and their recovery: detection time, time until available again, records dropped. */
@@ -117,6 +122,12 @@ export class JobApiService implements JobApi {
       this.deps.metadata.query(jobPk(jobId), 'SUBPART#'),
       new RecoveryMetrics(this.deps.metadata).list(jobId),
     ]);
+    // The graph is rebuilt from the job's definition; a definition that no longer builds must not
+    // hide the rest of the job's details.
+    const graph = await this.deps.service.graphOf(jobId).then(
+      (g) => ({ graph: graphView(g) }),
+      (err: unknown) => ({ graphError: err instanceof Error ? err.message : String(err) }),
+    );
     const { job } = view;
     const registered = new Map(view.units.map((u) => [u.unitId, u]));
     const units: UnitView[] = job.units.map((placement) => {
@@ -148,6 +159,7 @@ export class JobApiService implements JobApi {
       schedule: this.deps.schedules.view(jobId, scheduleOf(job.settings)),
       units,
       regions: job.regions,
+      ...graph,
       availability: flags.map(({ sk, item }) => ({ ...item, subPartition: sk.slice('SUBPART#'.length) })),
       failures,
       totals: view.totals,

@@ -17,6 +17,7 @@ import type { BlobStore } from '../../lib/ports/blob-store';
 import { CheckpointSteps } from '../../lib/jobs/checkpoint-steps';
 import type { MetadataStore } from '../../lib/ports/metadata-store';
 import type { Clock } from '../../lib/ports/clock';
+import type { Logger, MetricsSink } from '../../lib/ports/telemetry';
 import { ScheduleService, type SchedulerPort } from './schedule-service';
 import { StepsCheckpointService, type CheckpointService, type CheckpointWorkflowSteps } from './checkpoint-service';
 import { JobApiService, type JobApi } from './job-api';
@@ -52,6 +53,9 @@ export interface ApiDeps {
   checkpoints?: CheckpointService;
   onSubmitted?: (job: JobRecord) => void;
   clock?: Clock;
+  /** The checkpoint steps' log and metrics (triggers, decisions). */
+  logger?: Logger;
+  metrics?: MetricsSink;
 }
 
 export interface BuiltApiServices extends ApiServices {
@@ -68,7 +72,15 @@ export function buildApiServices(deps: ApiDeps): BuiltApiServices {
     new JobService({ jobs, channels: deps.channels, registry: deps.registry, queuePrefix: deps.queuePrefix, launcher: deps.launcher });
   const clock = deps.clock ? { clock: deps.clock } : {};
   const schedules = new ScheduleService({ jobs, port: deps.scheduler, ...clock });
-  const steps = new CheckpointSteps({ jobs, service, metadata: deps.metadata, blobs: deps.blobs, ...clock });
+  const steps = new CheckpointSteps({
+    jobs,
+    service,
+    metadata: deps.metadata,
+    blobs: deps.blobs,
+    ...clock,
+    ...(deps.logger ? { logger: deps.logger } : {}),
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
+  });
   const start = deps.startCheckpoint;
   const checkpoints =
     deps.checkpoints ??

@@ -131,6 +131,8 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
     launcher: runtime.launcher,
     jobService: runtime.service,
     scheduler,
+    logger: runtime.controlLogger,
+    metrics: runtime.controlMetrics,
     ...(options.checkpoints ? { checkpoints: options.checkpoints(runtime) } : {}),
     // The rest of a triggered checkpoint: the state machine's steps, run here in the background.
     startCheckpoint: async (jobId, checkpointId, steps) => {
@@ -150,8 +152,17 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
         service: runtime.service,
         launcher: runtime.launcher,
         latestManifest: (jobId) => new PortCheckpointCatalog(jobId, runtime.ports.metadata, runtime.ports.blobs).loadLatest(),
+        logger: runtime.controlLogger,
+        metricsSink: runtime.controlMetrics,
       });
-      const supervisor = new Supervisor({ service: runtime.service, clock: supervisionClock, pollMs: options.supervisePollMs ?? 500, onFailure });
+      const supervisor = new Supervisor({
+        service: runtime.service,
+        clock: supervisionClock,
+        pollMs: options.supervisePollMs ?? 500,
+        onFailure,
+        logger: runtime.controlLogger,
+        metrics: runtime.controlMetrics,
+      });
       runtime.launcher.onExit((exit) => supervisor.unitExited(exit));
       const watch = supervisor
         .watch(job.jobId)

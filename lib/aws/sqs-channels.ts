@@ -150,7 +150,7 @@ export class SqsChannelTransport implements ChannelTransport {
           ...(options.visibilityTimeoutSeconds !== undefined
             ? { VisibilityTimeout: Math.ceil(options.visibilityTimeoutSeconds) }
             : {}),
-          MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount'],
+          MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount', 'SentTimestamp'],
         }),
         // The long poll itself may take waitSeconds; allow that plus the usual request time.
         { requestTimeout: (options.waitSeconds + 10) * 1000 },
@@ -161,6 +161,7 @@ export class SqsChannelTransport implements ChannelTransport {
       groupId: m.Attributes?.MessageGroupId ?? '',
       receipt: m.ReceiptHandle!,
       ...(m.Attributes?.ApproximateReceiveCount ? { receiveCount: Number(m.Attributes.ApproximateReceiveCount) } : {}),
+      ...(m.Attributes?.SentTimestamp ? { sentAt: Number(m.Attributes.SentTimestamp) } : {}),
     }));
   }
 

@@ -160,3 +160,80 @@ export function renderApiError(status: number, body: any): string {
   const message = body && typeof body === 'object' && typeof body.error === 'string' ? body.error : JSON.stringify(body);
   return `API error ${status}: ${message}${body?.field ? ` [field: ${body.field}]` : ''}`;
 }
+
+/** `gen[0..3]`, `agg[0,2,5..7]`: subtask ids grouped by task, index runs compressed. */
+export function formatSubtasks(ids: readonly string[]): string {
+  const byTask = new Map<string, number[]>();
+  for (const id of ids) {
+    const hash = id.lastIndexOf('#');
+    const task = id.slice(0, hash);
+    byTask.set(task, [...(byTask.get(task) ?? []), Number(id.slice(hash + 1))]);
+  }
+  return [...byTask]
+    .map(([task, indexes]) => {
+      const sorted = [...indexes].sort((a, b) => a - b);
+      const runs: string[] = [];
+      for (let i = 0; i < sorted.length; ) {
+        let j = i;
+        while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+        runs.push(j === i ? `${sorted[i]}` : j === i + 1 ? `${sorted[i]},${sorted[j]}` : `${sorted[i]}..${sorted[j]}`);
+        i = j + 1;
+      }
+      return `${task}[${runs.join(',')}]`;
+    })
+    .join(' ');
+}
+
+const EDGE_ARROW: Record<string, string> = { forward: '─forward─▶', hash: '══hash══▶', rebalance: '~rebalance~▶', broadcast: '*broadcast*▶' };
+
+/** How many regions are listed one by one; more are summarized. */
+const REGIONS_LISTED = 20;
+
+/** A job's graph from GET /jobs/{id}: tasks, edges, checkpoint regions, sub-partition availability. */
+export function renderGraph(body: any): string {
+  const { job, graph, graphError, regions = [], availability = [], units = [] } = body;
+  const head = [`job        ${job.jobId} (${job.name}), ${job.status}`, `failover   ${job.settings?.failover ?? '-'}   checkpoints: ${job.settings?.checkpoint?.handle ?? '-'} handle`];
+  if (!graph) return [...head, '', `graph not available: ${graphError ?? 'the API did not return one (an older API?)'}`].join('\n');
+  const unavailable = availability.filter((a: any) => a.available === false || a.status === 'UNAVAILABLE');
+  const attemptOf = new Map<string, number>();
+  for (const u of units) for (const s of u.subtasks ?? []) attemptOf.set(s, u.attempt);
+  const lines = [
+    ...head,
+    '',
+    formatTable(
+      ['TASK', 'OPERATORS (chained)', 'PARALLELISM'],
+      graph.tasks.map((t: any) => [t.id, t.operators.map((o: any) => `${o.id} (${o.kind})`).join(' -> '), t.parallelism]),
+    ),
+    '',
+    graph.edges.length === 0
+      ? 'no edges between tasks (every operator chained into one task)'
+      : formatTable(
+          ['EDGE', 'FLOW', 'KIND', 'SUB-PARTITIONS', 'CHANNELS', 'UNAVAILABLE'],
+          graph.edges.map((e: any) => {
+            const down = unavailable.filter((a: any) => (a.edgeId ?? String(a.subPartition).split(/[#/]/)[0]) === e.id);
+            return [
+              e.id,
+              `${e.from} ${EDGE_ARROW[e.kind] ?? `-${e.kind}->`} ${e.to}`,
+              e.pointwise ? `${e.kind} (pointwise)` : `${e.kind} (all-to-all)`,
+              e.subPartitions,
+              e.channels,
+              down.length === 0 ? 0 : `${down.length}: ${down.map((a: any) => `${e.id}/${a.consumer ?? String(a.subPartition).split(/[#/]/)[1]} (attempt ${a.attempt ?? '-'})`).join(', ')}`,
+            ];
+          }),
+        ),
+    '',
+    `regions    ${regions.length} checkpoint region(s): subtasks joined by pointwise edges share one; an all-to-all edge joins all it touches`,
+  ];
+  if (regions.length > 0) {
+    const shown = regions.slice(0, REGIONS_LISTED);
+    lines.push(
+      formatTable(
+        ['REGION', 'SUBTASKS', 'ATTEMPTS'],
+        shown.map((r: any) => [r.id, formatSubtasks(r.subtasks), [...new Set(r.subtasks.map((s: string) => attemptOf.get(s) ?? 0))].join(',')]),
+      ),
+    );
+    if (regions.length > shown.length) lines.push(`... and ${regions.length - shown.length} more region(s) (sluice graph --json lists them all)`);
+  }
+  lines.push('', unavailable.length === 0 ? 'sub-partitions: all available' : `sub-partitions: ${unavailable.length} unavailable (records bound for them are dropped and counted under single-point recovery)`);
+  return lines.join('\n');
+}

@@ -14,11 +14,13 @@ import type { JobRegistry } from '../api/registry';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
-import { buildExecutionGraph, parseSubtaskId, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
+import { buildExecutionGraph, parseSubtaskId, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
 import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
+import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
+import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from '../observability/unit-metrics';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
 import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
@@ -46,7 +48,12 @@ export interface UnitHostOptions {
   handoverAt?: number;
   /** Longest wait for a barrier alignment in progress at hand-over time. */
   handoverGraceMs?: number;
-  log?: (line: string) => void;
+  /** The unit's log; the host adds jobId, unitId, attempt and invocation to every line. */
+  logger?: Logger;
+  /** Where the unit's metrics go (records in/out per task, losses, input lag, requests, hand-overs). */
+  metrics?: MetricsSink;
+  /** Metrics are published at most this often (default 10 s) and when the invocation ends. */
+  metricsEveryMs?: number;
 }
 
 export interface UnitRestore {
@@ -137,12 +144,16 @@ export async function loadUnitRestore(args: {
 }
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
+  const log = (options.logger ?? silentLogger).child({ jobId: options.jobId, unitId: options.unitId, attempt: options.attempt });
   const job = await options.jobs.getJob(options.jobId);
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
   const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt);
-  if (options.resume) return resumeUnit(options, job, placement, graph, io);
+  if (options.resume) return resumeUnit(options, job, placement, graph, io, log);
+
+  const first = log.child({ invocation: 0 });
+  const metrics = new UnitMetrics({ jobId: job.jobId, sink: options.metrics ?? noMetrics, ...(options.metricsEveryMs !== undefined ? { everyMs: options.metricsEveryMs } : {}) });
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
   // union list state from every subtask of the task, each at its own region's entry.
@@ -157,12 +168,13 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     unionConcurrency: options.unionRestoreConcurrency,
   });
   const restore = restored.snapshots;
-  if (restore.size > 0) options.log?.(`restoring ${[...restore.values()].map((s) => `${s.subtask} from checkpoint ${s.checkpointId}`).join(', ')}`);
+  for (const s of restore.values()) first.info(`restoring ${s.subtask} from checkpoint ${s.checkpointId}`, { subtask: s.subtask, checkpointId: s.checkpointId });
   for (const r of restored.unionReads) {
-    options.log?.(
+    first.info(
       `union state of task '${r.taskId}' for ${r.subtasks.join(', ')}: ${r.stats.objects} of ${r.parallelism} objects ` +
         `(checkpoints ${r.checkpoints.map((c) => c ?? '-').join(',')}), ${r.stats.bytes} bytes, ` +
         `at most ${r.stats.maxInFlight} reads in flight (bound ${r.stats.concurrency}), ${r.stats.ms.toFixed(0)} ms`,
+      { taskId: r.taskId, bytes: r.stats.bytes, ms: Math.round(r.stats.ms) },
     );
   }
 
@@ -186,6 +198,12 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     attempt: options.attempt,
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
+  if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages)`);
+  const event = announced.event;
+  if (event?.status === 'AVAILABLE' && typeof event.recoveryMs === 'number') {
+    first.info(`failure ${event.seq} recovered: available again ${event.recoveryMs} ms after the failure`, { failure: event.seq, recoveryMs: event.recoveryMs });
+    metrics.recovered(event.recoveryMs);
+  }
 
   // Single-point recovery: a restarted unit's consumers get back what their dead attempt consumed
   // after the checkpoint they restore from, from their producers' in-flight logs (replay.ts).
@@ -200,13 +218,35 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
         }
       : undefined;
   const unit = new TaskUnit({
-    ...unitOptions(options, job, placement, graph, io, availability),
+    ...unitOptions(options, job, placement, graph, io, availability, first, metrics),
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
     ...(replaySender ? { replaySender } : {}),
   });
-  return unit.run();
+  return runMeasured(unit, metrics);
+}
+
+/** Runs the unit; its metrics are published when the invocation ends, however it ends. */
+async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOutcome> {
+  try {
+    const outcome = await unit.run();
+    if (outcome === 'HANDED_OVER') metrics.handedOver();
+    return outcome;
+  } finally {
+    metrics.flush();
+  }
+}
+
+/** The queue of each input sub-partition the unit's subtasks read, with the task that reads it. */
+function inputQueues(options: UnitHostOptions, placement: UnitPlacement, graph: ExecutionGraph): Map<string, string> {
+  const tasks = new Map(graph.tasks.map((t) => [t.id, t]));
+  const out = new Map<string, string>();
+  for (const id of placement.subtasks) {
+    const { taskId, index } = parseSubtaskId(id);
+    for (const edge of tasks.get(taskId)?.inputs ?? []) out.set(subPartitionQueue(options.queuePrefix, options.jobId, edge.id, index), taskId);
+  }
+  return out;
 }
 
 /** The strategies whose producers keep in-flight logs: a unit restarts alone and gets its input again. */
@@ -215,7 +255,16 @@ function keepsInflightLogs(strategy: string): boolean {
 }
 
 /** What a unit's invocations share, whether they restore from a checkpoint or resume a hand-over. */
-function unitOptions(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO, availability: AvailabilityView): TaskUnitOptions {
+function unitOptions(
+  options: UnitHostOptions,
+  job: JobRecord,
+  placement: UnitPlacement,
+  graph: ExecutionGraph,
+  io: CheckpointIO,
+  availability: AvailabilityView,
+  log: Logger,
+  metrics: UnitMetrics,
+): TaskUnitOptions {
   return {
     jobId: options.jobId,
     unitId: placement.unitId,
@@ -224,19 +273,24 @@ function unitOptions(options: UnitHostOptions, job: JobRecord, placement: UnitPl
     subtasks: placement.subtasks,
     controlQueue: placement.controlQueue,
     queuePrefix: options.queuePrefix,
-    channels: options.channels,
+    channels: observeInputLag(options.channels, inputQueues(options, placement, graph), (taskId, ageMs) => metrics.inputLag(taskId, ageMs)),
     blobs: options.blobs,
-    jobs: options.jobs,
+    jobs: observeReports(options.jobs, metrics),
     gate: availability,
     inflightLog: keepsInflightLogs(job.settings.failover),
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
-        options.log?.(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`);
+        log.info(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {
+          edgeId: message.edgeId,
+          consumer: message.consumer,
+          available: message.available,
+          consumerAttempt: message.attempt,
+        });
       }
     },
     checkpoints: io,
     requestCounts: options.requestCounts,
-    log: options.log,
+    logger: log,
     ...(options.handoverAt !== undefined ? { handoverAt: options.handoverAt } : {}),
     ...(options.handoverGraceMs !== undefined ? { handoverGraceMs: options.handoverGraceMs } : {}),
   };
@@ -247,10 +301,10 @@ function unitOptions(options: UnitHostOptions, job: JobRecord, placement: UnitPl
  * and continues every subtask from its live state. No checkpoint restore, no availability
  * announcement: to the rest of the job nothing happened.
  */
-async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO): Promise<UnitOutcome> {
+async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: UnitPlacement, graph: ExecutionGraph, io: CheckpointIO, log: Logger): Promise<UnitOutcome> {
   const { jobId, unitId, attempt } = options;
   const unclaimed = () => {
-    options.log?.(`no hand-over of unit ${unitId} attempt ${attempt} to claim (another invocation took it, or a newer attempt runs): ending`);
+    log.warn(`no hand-over of unit ${unitId} attempt ${attempt} to claim (another invocation took it, or a newer attempt runs): ending`);
     return 'CANCELLED' as const;
   };
   // Everything that can fail is read before the claim: a claimed hand-over nobody runs costs a failover.
@@ -264,13 +318,23 @@ async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: U
   const owner = randomUUID();
   const pointer = await options.jobs.claimHandover(jobId, unitId, attempt, owner);
   if (!pointer || pointer.key !== offered.key) return unclaimed();
-  options.log?.(`continuing from hand-over ${pointer.key} (invocation ${pointer.generation})`);
+  const invocation = log.child({ invocation: pointer.generation });
+  invocation.info(`continuing from hand-over ${pointer.key}`, { handover: pointer.key });
+  // The counters go on from the hand-over: only what grows from here is new.
+  const baseline: Record<string, CounterValues> = {};
+  for (const s of state.subtasks) baseline[s.subtask] = { ...s.counters };
+  const metrics = new UnitMetrics({
+    jobId,
+    sink: options.metrics ?? noMetrics,
+    baseline: { stats: baseline, requests: state.requests },
+    ...(options.metricsEveryMs !== undefined ? { everyMs: options.metricsEveryMs } : {}),
+  });
   const unit = new TaskUnit({
-    ...unitOptions(options, job, placement, graph, io, availability),
+    ...unitOptions(options, job, placement, graph, io, availability, invocation, metrics),
     owner,
     generation: pointer.generation,
     resume,
     requestsBefore: state.requests,
   });
-  return unit.run();
+  return runMeasured(unit, metrics);
 }

@@ -16,6 +16,8 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
+import { silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
+import { recordCheckpoint } from '../observability/checkpoint-metrics';
 import { CheckpointIO, type AckRecord } from '../runtime/checkpoint-io';
 import type { ControlMessage } from '../runtime/messages';
 import { JobStore, type JobRecord } from './job-store';
@@ -35,6 +37,10 @@ export interface DriverDeps {
   nextCheckpointId?: number;
   /** The attempt of each task unit (by unit id) to start from; default: their unit records now. */
   unitAttempts?: Readonly<Record<string, number>>;
+  /** Decisions and triggers are logged here (with jobId and checkpointId). */
+  logger?: Logger;
+  /** Each decided checkpoint's outcome, duration and size, once it is persisted. */
+  metrics?: MetricsSink;
 }
 
 /** `JOB#<id>/UNIT#<unit>` records' attempts, by unit id (units without a record are left out). */
@@ -58,7 +64,9 @@ export class CheckpointDriver {
   /** Acks already fed to the coordinator, per checkpoint. */
   private readonly seen = new Map<number, Set<string>>();
   private readonly unitOf = new Map<string, string>();
+  /** What the driver did, in order (`trigger N`, `checkpoint N completed`): tests wait on it. */
   readonly log: string[] = [];
+  readonly logger: Logger;
 
   private constructor(
     private readonly deps: DriverDeps,
@@ -68,6 +76,7 @@ export class CheckpointDriver {
   ) {
     const { job, graph } = deps;
     this.clock = deps.clock ?? systemClock;
+    this.logger = (deps.logger ?? silentLogger).child({ jobId: job.jobId });
     this.catalog = catalog;
     this.io = new CheckpointIO(job.jobId, deps.blobs, deps.metadata);
     this.persistence = new CheckpointPersistence(this.catalog, deps.blobs);
@@ -182,8 +191,8 @@ export class CheckpointDriver {
    * look at the acknowledgements, so none stays pending in the history.
    */
   async jobEnded(message: string): Promise<void> {
-    await this.poll().catch((error) => this.log.push(`last poll at the end: ${error instanceof Error ? error.message : String(error)}`));
-    await this.persistence.apply(this.coordinator.jobEnded(this.clock.now(), message));
+    await this.poll().catch((error) => this.note(`last poll at the end: ${error instanceof Error ? error.message : String(error)}`));
+    await this.persist(this.coordinator.jobEnded(this.clock.now(), message));
     // Discards buffered since the last finalized checkpoint (late acknowledgements) go now: nothing comes after.
     await this.persistence.flush();
   }
@@ -233,8 +242,14 @@ export class CheckpointDriver {
   /** Storage effects first (a manifest is durable before any notify), then messages to units. */
   async apply(effects: readonly CheckpointEffect[]): Promise<void> {
     if (effects.length === 0) return;
-    await this.persistence.apply(effects);
+    await this.persist(effects);
     await this.send(effects);
+  }
+
+  /** A problem the driver carries on after (a failed poll, say): kept in `log` and logged. */
+  note(line: string): void {
+    this.log.push(line);
+    this.logger.warn(line);
   }
 
   /** Sends the triggers and "checkpoint complete" notifications among these effects. */
@@ -244,6 +259,7 @@ export class CheckpointDriver {
       switch (e.type) {
         case 'triggerSources':
           this.log.push(`trigger ${e.checkpointId}`);
+          this.logger.debug(`checkpoint ${e.checkpointId} triggered at ${e.subtasks.length} source subtask(s)`, { checkpointId: e.checkpointId });
           await control.sendControl(job, this.unitsOf(e.subtasks), { type: 'triggerCheckpoint', checkpointId: e.checkpointId, subtasks: [...e.subtasks] });
           break;
         case 'notifyComplete':
@@ -263,9 +279,15 @@ export class CheckpointDriver {
     }
   }
 
-  /** Persists finalized checkpoints and deletes discarded snapshots among these effects. */
-  persist(effects: readonly CheckpointEffect[]): Promise<void> {
-    return this.persistence.apply(effects);
+  /**
+   * Persists finalized checkpoints and deletes discarded snapshots among these effects; a decision
+   * is logged and counted once it is stored (a step that finds it decided already stores nothing).
+   */
+  async persist(effects: readonly CheckpointEffect[]): Promise<void> {
+    await this.persistence.apply(effects);
+    for (const e of effects) {
+      if (e.type === 'checkpointFinalized') recordCheckpoint(e, { jobId: this.deps.job.jobId, logger: this.logger, ...(this.deps.metrics ? { metrics: this.deps.metrics } : {}) });
+    }
   }
 
   private unitsOf(subtasks: readonly string[]): string[] {

@@ -11,6 +11,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
+import type { Logger, MetricsSink } from '../ports/telemetry';
 import { catalogPk } from '../ports/metadata-keys';
 import { CheckpointDecidedError, PortCheckpointCatalog, type CheckpointDecision } from '../checkpoint/catalog';
 import type { CheckpointEffect } from '../checkpoint/types';
@@ -55,7 +56,18 @@ interface PendingMarker {
 export class CheckpointSteps {
   private readonly clock: Clock;
 
-  constructor(private readonly deps: { jobs: JobStore; service: JobService & ControlSender; metadata: MetadataStore; blobs: BlobStore; clock?: Clock }) {
+  constructor(
+    private readonly deps: {
+      jobs: JobStore;
+      service: JobService & ControlSender;
+      metadata: MetadataStore;
+      blobs: BlobStore;
+      clock?: Clock;
+      /** Triggers and decisions are logged here; decisions are counted in `metrics` (lib/observability). */
+      logger?: Logger;
+      metrics?: MetricsSink;
+    },
+  ) {
     this.clock = deps.clock ?? systemClock;
   }
 
@@ -198,6 +210,8 @@ export class CheckpointSteps {
       blobs: this.deps.blobs,
       control: this.deps.service,
       clock: this.clock,
+      ...(this.deps.logger ? { logger: this.deps.logger } : {}),
+      ...(this.deps.metrics ? { metrics: this.deps.metrics } : {}),
       // Markers written before attempts were recorded: attempts unknown, every acknowledgement counts.
       unitAttempts: unitAttempts ?? {},
       ...(nextCheckpointId !== undefined ? { nextCheckpointId } : {}),

@@ -9,6 +9,7 @@ import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
+import { noMetrics, type Logger, type MetricsSink } from '../ports/telemetry';
 import { CheckpointDriver } from './checkpoint-driver';
 import type { JobService, JobView } from './job-service';
 import { Supervisor, describeFailures, type FailureHandler, type UnitExitEvent } from './supervisor';
@@ -31,6 +32,10 @@ export interface ControllerOptions {
   stallTimeoutMs?: number;
   /** See SupervisorOptions.mayReleaseFinal. */
   mayReleaseFinal?: () => boolean;
+  /** The control plane's log: supervisor and checkpoint driver lines (with jobId, checkpointId). */
+  logger?: Logger;
+  /** Failures and checkpoint decisions as metrics; flushed every checkpoint-loop round. */
+  metricsSink?: MetricsSink;
 }
 
 export class JobController {
@@ -47,6 +52,8 @@ export class JobController {
       pollMs: options.pollMs,
       ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
       ...(options.mayReleaseFinal ? { mayReleaseFinal: options.mayReleaseFinal } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.metricsSink ? { metrics: options.metricsSink } : {}),
       onProgress: (view) => {
         this.noteFinished(view);
         void options.metrics?.observe(view).catch(() => undefined);
@@ -92,7 +99,15 @@ export class JobController {
     const { service, metadata, blobs } = this.options;
     const clock = this.options.clock ?? systemClock;
     const job = (await service.view(jobId)).job;
-    this.driver = await CheckpointDriver.create({ job, graph: await service.graphOf(jobId), metadata, blobs, control: service });
+    this.driver = await CheckpointDriver.create({
+      job,
+      graph: await service.graphOf(jobId),
+      metadata,
+      blobs,
+      control: service,
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
+      ...(this.options.metricsSink ? { metrics: this.options.metricsSink } : {}),
+    });
     const every = this.options.checkpointEveryMs || job.settings.checkpoint.intervalSeconds * 1000;
     const checkpoints = this.checkpointLoop(clock, every);
     let ended = 'the job ended';
@@ -104,9 +119,11 @@ export class JobController {
     } finally {
       this.stopped = true;
       await checkpoints;
+      const metrics = this.options.metricsSink ?? noMetrics;
       // A checkpoint still pending is decided (failed, 'job-ended'), never left undecided in the history.
       const driver = this.driver;
-      await driver.jobEnded(ended).catch((error) => driver.log.push(`deciding pending checkpoints at the end: ${error instanceof Error ? error.message : String(error)}`));
+      await driver.jobEnded(ended).catch((error) => driver.note(`deciding pending checkpoints at the end: ${error instanceof Error ? error.message : String(error)}`));
+      metrics.flush();
     }
   }
 
@@ -123,8 +140,10 @@ export class JobController {
         await driver.poll();
       } catch (error) {
         // A failed poll (queue deleted at job end, a throttled call) is retried on the next round.
-        if (!this.stopped) driver.log.push(`checkpoint loop: ${error instanceof Error ? error.message : String(error)}`);
+        if (!this.stopped) driver.note(`checkpoint loop: ${error instanceof Error ? error.message : String(error)}`);
       }
+      // Failures and checkpoint decisions of this round are published now (EMF lines are cheap).
+      this.options.metricsSink?.flush();
       await clock.sleep(200);
     }
   }

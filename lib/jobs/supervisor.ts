@@ -5,6 +5,8 @@
  */
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
+import { silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
+import { Metrics } from '../observability/metric-names';
 import type { JobService, JobView } from './job-service';
 import type { UnitRecord } from './job-store';
 import type { Region } from '../graph/execution-graph';
@@ -57,6 +59,27 @@ export interface SupervisorOptions {
    * this pass. A test keeps sinks waiting at end of input until it has done what it wants there.
    */
   mayReleaseFinal?: () => boolean;
+  /** Failures, finished units and the job's end are logged here (with jobId). */
+  logger?: Logger;
+  /** Failures detected and the time to detect them. */
+  metrics?: MetricsSink;
+}
+
+/** Logs each detected failure and counts it, with the time from failure to detection. */
+export function recordFailures(jobId: string, failures: readonly UnitFailure[], out: { logger?: Logger; metrics?: MetricsSink }): void {
+  for (const f of failures) {
+    const detectionMs = f.detectedAt - f.failedAt;
+    out.logger?.warn(`task unit ${f.unitId} attempt ${f.attempt} failed: ${f.reason}; detected after ${detectionMs} ms`, {
+      jobId,
+      unitId: f.unitId,
+      attempt: f.attempt,
+      subtasks: f.subtasks,
+      reason: f.reason,
+      detectionMs,
+    });
+    out.metrics?.add(Metrics.UnitFailures, 1, { job: jobId });
+    out.metrics?.add(Metrics.FailureDetectionTime, detectionMs, { job: jobId });
+  }
 }
 
 /**
@@ -114,12 +137,18 @@ export class Supervisor {
   /** Watches the job until it is no longer running; returns its final view. */
   async watch(jobId: string): Promise<JobView> {
     const clock = this.options.clock ?? systemClock;
+    const log = (this.options.logger ?? silentLogger).child({ jobId });
     const graph = await this.options.service.graphOf(jobId);
     const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
     let mark: ProgressMark | undefined;
     for (;;) {
       const view = await this.options.service.view(jobId);
-      if (view.job.status !== 'RUNNING') return view;
+      if (view.job.status !== 'RUNNING') {
+        const line = `job ${jobId} ended ${view.job.status}${view.job.error ? `: ${view.job.error}` : ''}`;
+        if (view.job.status === 'FAILED') log.error(line, { status: view.job.status });
+        else log.info(line, { status: view.job.status });
+        return view;
+      }
       this.options.onProgress?.(view);
       const progress = checkProgress(view, sources, mark, clock.now(), this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS);
       mark = progress.mark;
@@ -128,8 +157,13 @@ export class Supervisor {
         continue;
       }
       const { failures, finished } = this.detectAll(view, clock.now());
-      for (const unit of finished) await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
+      for (const unit of finished) {
+        log.info(`task unit ${unit.unitId} ended after finishing all its subtasks: recorded FINISHED`, { unitId: unit.unitId, attempt: unit.attempt });
+        await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
+      }
       if (failures.length > 0) {
+        recordFailures(jobId, failures, this.options);
+        this.options.metrics?.flush();
         this.failures.push(...failures);
         await (this.options.onFailure ?? this.failJob)(failures, view);
         continue; // a fresh view: the failover changed attempts and may have ended the job

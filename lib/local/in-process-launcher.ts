@@ -10,6 +10,7 @@ import type { UnitLauncher } from '../jobs/job-service';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
+import type { Logger, MetricsSink } from '../ports/telemetry';
 import type { ControlMessage } from '../runtime/messages';
 import type { UnitOutcome } from '../runtime/task-unit';
 import { hostUnit } from '../host/unit-host';
@@ -24,6 +25,10 @@ export interface InProcessLauncherDeps {
   /** Each invocation hands over to the next after this long (default: never). */
   handoverAfterMs?: number;
   handoverGraceMs?: number;
+  /** The units' log and metrics (default: none). */
+  logger?: Logger;
+  metrics?: MetricsSink;
+  metricsEveryMs?: number;
 }
 
 export class InProcessLauncher implements UnitLauncher {

@@ -2,6 +2,10 @@
  * The local runtime: the same job service, supervisor and task units as in the cloud, with task
  * units as child processes and AWS reached at the configured endpoint (the embedded emulator,
  * LocalStack, or real AWS).
+ *
+ * Logs: each unit's output goes to .sluice/logs/<jobId>/<unitId>.log (the launcher), and the
+ * control plane of each job (supervisor, failover, checkpoint driver) writes the same Powertools
+ * JSON lines, and its EMF metrics, to .sluice/logs/<jobId>/control.log.
  */
 import type { JobRegistry } from '../api/registry';
 import { createAwsPorts, ensureInfrastructure, type AwsPorts } from '../aws';
@@ -11,6 +15,10 @@ import { JobStore } from '../jobs/job-store';
 import { Supervisor, type FailureHandler } from '../jobs/supervisor';
 import type { JobView } from '../jobs/job-service';
 import { ProcessLauncher, type ProcessLauncherOptions } from './process-launcher';
+import { controlLogWriter, DEFAULT_LOG_DIR } from './log-files';
+import { createLogger } from '../observability/logger';
+import { EmfMetrics } from '../observability/metrics';
+import { teeLogger, type Logger, type MetricsSink } from '../ports/telemetry';
 import { JobController, type ControllerOptions } from '../jobs/job-controller';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { createFailoverHandler } from '../recovery/failover-handler';
@@ -21,15 +29,24 @@ export class LocalRuntime {
   readonly jobs: JobStore;
   readonly launcher: ProcessLauncher;
   readonly service: JobService;
+  /** Where the units' and the control plane's log files go (one directory per job). */
+  readonly logDir: string;
+  /** The control plane's log and metrics: JSON lines in each job's control.log. */
+  readonly controlLogger: Logger;
+  readonly controlMetrics: MetricsSink;
 
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
-    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart'> = {},
+    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart' | 'logDir'> = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);
-    this.launcher = new ProcessLauncher({ env: configToEnv(config), ...options });
+    this.logDir = options.logDir ?? DEFAULT_LOG_DIR;
+    const write = controlLogWriter(this.logDir);
+    this.controlLogger = createLogger({ write, attributes: { plane: 'control' } });
+    this.controlMetrics = new EmfMetrics({ write, immediate: true });
+    this.launcher = new ProcessLauncher({ env: configToEnv(config), ...options, logDir: this.logDir });
     this.service = new JobService({
       jobs: this.jobs,
       channels: this.ports.channels,
@@ -48,8 +65,11 @@ export class LocalRuntime {
    * The control plane of one job (supervisor, checkpoints, failover by the job's strategy), told
    * about unit exits. `failover: false` fails the job at the first unit failure instead.
    */
-  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean; log?: (line: string) => void } = {}): JobController {
-    const { failover = true, log, ...rest } = options;
+  controller(options: Omit<ControllerOptions, 'service' | 'metadata' | 'blobs'> & { failover?: boolean } = {}): JobController {
+    const { failover = true, ...rest } = options;
+    // The job's control.log always; a caller's logger (a test printing its progress) as well.
+    const logger = rest.logger ? teeLogger(this.controlLogger, rest.logger) : this.controlLogger;
+    const metricsSink = rest.metricsSink ?? this.controlMetrics;
     const metrics = rest.metrics ?? new RecoveryMetrics(this.ports.metadata);
     const onFailure =
       rest.onFailure ??
@@ -60,17 +80,18 @@ export class LocalRuntime {
             launcher: this.launcher,
             metrics,
             latestManifest: (jobId) => new PortCheckpointCatalog(jobId, this.ports.metadata, this.ports.blobs).loadLatest(),
-            ...(log ? { log } : {}),
+            logger,
+            metricsSink,
           })
         : undefined);
-    const controller = new JobController({ ...rest, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
+    const controller = new JobController({ ...rest, logger, metricsSink, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
     this.launcher.onExit((exit) => controller.unitExited(exit));
     return controller;
   }
 
   /** A supervisor for one job, told about every unit process that exits. */
   supervisor(options: { onProgress?: (view: JobView) => void; onFailure?: FailureHandler; pollMs?: number } = {}): Supervisor {
-    const supervisor = new Supervisor({ service: this.service, ...options });
+    const supervisor = new Supervisor({ service: this.service, logger: this.controlLogger, metrics: this.controlMetrics, ...options });
     this.launcher.onExit((exit) => supervisor.unitExited(exit));
     return supervisor;
   }

@@ -116,6 +116,8 @@ interface Msg {
   /** Clock time of the latest receive (the 12 h visibility cap counts from it). */
   receivedAt: number;
   receiveCount: number;
+  /** Clock time of the send (SQS SentTimestamp). */
+  sentAt: number;
 }
 
 class Group {
@@ -220,7 +222,7 @@ export class MemoryChannelTransport implements ChannelTransport {
         g = new Group();
         q.groups.set(m.groupId, g);
       }
-      g.msgs.push({ body: m.body, groupId: m.groupId, receipt: undefined, deleted: false, invisibleUntil: 0, receivedAt: 0, receiveCount: 0 });
+      g.msgs.push({ body: m.body, groupId: m.groupId, receipt: undefined, deleted: false, invisibleUntil: 0, receivedAt: 0, receiveCount: 0, sentAt: now });
       q.active.add(g);
     }
     if (messages.length > 0) q.wake();
@@ -278,7 +280,7 @@ export class MemoryChannelTransport implements ChannelTransport {
         msg.receiveCount++;
         q.receipts.set(msg.receipt, { group: g, msg });
         g.leased.push(msg);
-        out.push({ body: msg.body, groupId: msg.groupId, receipt: msg.receipt, receiveCount: msg.receiveCount });
+        out.push({ body: msg.body, groupId: msg.groupId, receipt: msg.receipt, receiveCount: msg.receiveCount, sentAt: msg.sentAt });
       }
       served.push(g);
     }

@@ -23,6 +23,8 @@ export interface InboundMessage {
   receipt: string;
   /** How many times the message has been received, this time included (SQS ApproximateReceiveCount). */
   receiveCount?: number;
+  /** When the message was sent, ms since the epoch (SQS SentTimestamp): input lag is now minus this. */
+  sentAt?: number;
 }
 
 /**

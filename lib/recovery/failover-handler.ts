@@ -19,6 +19,8 @@ import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
+import { silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
+import { Metrics } from '../observability/metric-names';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import type { JobView, UnitLauncher } from '../jobs/job-service';
 import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
@@ -58,7 +60,10 @@ export interface FailoverHandlerOptions {
   /** Unavailability notices go out in chunks of this many units per sub-partition (default 100). */
   noticeChunk?: number;
   clock?: Clock;
-  log?: (line: string) => void;
+  /** Each failover and each refusal to recover are logged here (with jobId, unitId, attempt). */
+  logger?: Logger;
+  /** Units restarted, and failovers given up (the failure budget was used up), as metrics. */
+  metricsSink?: MetricsSink;
 }
 
 export type FailoverStep = 'planned' | 'stopped' | 'attempts' | 'unavailable' | 'notified' | 'launched';
@@ -140,12 +145,14 @@ export class FailoverHandler {
     const marking = strategy === 'single' ? this.markUnavailable(job, graph, live, step) : Promise.resolve({ notified: Promise.resolve(NO_NOTICES) });
     marking.catch(() => undefined); // awaited below; a failure surfaces there
 
+    const log = (this.options.logger ?? silentLogger).child({ jobId: job.jobId, unitId: failure.unitId, attempt: failure.attempt });
     const exhausted = await this.budgetExhausted(job.jobId, live);
     if (exhausted) {
       await marking.then((m) => m.notified).catch(() => undefined);
       const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP' });
       await service.fail(job.jobId, exhausted);
-      this.options.log?.(exhausted);
+      log.error(exhausted, { strategy, failure: event.seq });
+      this.options.metricsSink?.add(Metrics.FailoverGaveUp, 1, { job: job.jobId });
       return { status: 'gave-up', event, steps, controlMessages: 0 };
     }
 
@@ -189,12 +196,14 @@ export class FailoverHandler {
     });
     const [notices] = await Promise.all([notified, launched]);
     const failedNames = live.map((f) => `${f.unitId} attempt ${f.attempt}`).join(', ');
-    this.options.log?.(
+    log.info(
       `failover (${strategy}) of ${failedNames}: ${launching.length} unit(s) restarted, ` +
         `${plan.unavailable.length} sub-partition(s) unavailable, ${notices.sent} control message(s)` +
         (notices.skipped > 0 ? ` (${notices.skipped} not sent: the unit was back first)` : '') +
         `; steps after detection: ${steps.map((s) => `${s.step} +${s.at - failure.detectedAt} ms`).join(', ')}`,
+      { strategy, failure: event.seq, unitsRestarted: launching.length, unavailable: plan.unavailable.length, controlMessages: notices.sent },
     );
+    this.options.metricsSink?.add(Metrics.UnitsRestarted, launching.length, { job: job.jobId });
     return { status: 'recovering', plan, event, steps, controlMessages: notices.sent, controlMessagesSkipped: notices.skipped };
   }
 

@@ -11,6 +11,7 @@
  *   channels still silent after `giveUpMs`.
  */
 import type { BlobStore } from '../ports/blob-store';
+import type { Logger } from '../ports/telemetry';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import { producersOf } from '../graph/execution-graph';
 import { InflightLog } from './inflight-log';
@@ -33,7 +34,7 @@ export interface ReplayRequesterOptions {
   retryMs?: number;
   giveUpMs?: number;
   now?: () => number;
-  log?: (line: string) => void;
+  logger?: Logger;
 }
 
 export class ReplayRequester {
@@ -108,7 +109,7 @@ export class ReplayRequester {
     }
     await Promise.all([...byEdge.values()].map((r) => this.options.send(r)));
     this.requestsSent += byEdge.size;
-    this.options.log?.(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}`);
+    this.options.logger?.info(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}`, { request: this.request });
   }
 
   /** Channels whose producer left a final log: replayed from it, as the producer would have. */
@@ -128,7 +129,7 @@ export class ReplayRequester {
       const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request: this.request };
       gate.injectReplay(key, replayBodies(excerpt, address, { ended: true }));
       this.fromFinalLogs++;
-      this.options.log?.(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`);
+      this.options.logger?.info(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`, { channel: key, log: newest.key });
     }
   }
 }

@@ -34,6 +34,7 @@ import { SinkLedger } from './sink-ledger';
 import { SourceDriver } from './source-driver';
 import { captureState, type StatefulParts } from './state-capture';
 import type { ReplayRequest } from './messages';
+import type { Logger } from '../ports/telemetry';
 import { finalLogKey, type FinalLog } from './replay';
 import { ReplayRequester, type ReplaySender } from './replay-requester';
 import { SubtaskOutput } from './subtask-output';
@@ -83,8 +84,8 @@ export interface SubtaskEnvironment {
   lingerMs?: number;
   /** Time for the input gate's visibility extension and gap timeouts (tests move it). */
   clock?: Clock;
-  /** Lines worth a log (replays asked for and answered from S3). */
-  log?: (line: string) => void;
+  /** Where the subtask logs (replays asked for and answered from S3). */
+  logger?: Logger;
   /**
    * Called once the subtask has finished (status `finished`, output and end of input sent on) and
    * before it deletes the end-of-input messages it held: the unit reports itself there, so a kill
@@ -393,7 +394,7 @@ export class SubtaskRunner {
         producerParallelism: (taskId) => parallelism.get(taskId)!,
         send: env.replaySender,
         blobs: env.blobs,
-        ...(env.log ? { log: (line: string) => env.log!(`${this.id}: ${line}`) } : {}),
+        ...(env.logger ? { logger: env.logger } : {}),
       });
       await this.replays.begin(gate);
     }

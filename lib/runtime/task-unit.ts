@@ -10,6 +10,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
+import { silentLogger, type Logger } from '../ports/telemetry';
 import { UNIT_LIFECYCLE, type SubtaskStats, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
@@ -65,7 +66,8 @@ export interface TaskUnitOptions {
   requestsBefore?: Record<string, number>;
   /** Handles control messages the unit itself does not know (checkpoints, availability). */
   onControl?: (message: ControlMessage) => Promise<void>;
-  log?: (line: string) => void;
+  /** The unit's log (the host gives it the job, unit, attempt and invocation keys). */
+  logger?: Logger;
 }
 
 export class ZombieUnitError extends Error {
@@ -84,9 +86,11 @@ export class TaskUnit {
   private readonly owner: string;
   /** This process's request counts when the unit started (a warm Lambda container keeps counting). */
   private readonly requestsAtStart: Record<string, number>;
+  private readonly log: Logger;
 
   constructor(private readonly options: TaskUnitOptions) {
     this.owner = options.owner ?? randomUUID();
+    this.log = options.logger ?? silentLogger;
     this.requestsAtStart = { ...options.requestCounts?.() };
     const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
     this.runners = options.subtasks.map((id) => {
@@ -112,7 +116,7 @@ export class TaskUnit {
         ...(options.inflightLog ? { inflightLog: true } : {}),
         ...(options.replaySender ? { replaySender: options.replaySender } : {}),
         onFinished: () => this.reportFinished(),
-        ...(options.log ? { log: options.log } : {}),
+        logger: this.log.child({ subtask: id }),
       });
     });
   }
@@ -142,7 +146,7 @@ export class TaskUnit {
     const status = UNIT_LIFECYCLE.move('RUNNING', failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED');
     const error = failed ? describe(failed.error) : undefined;
     await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
-    if (failed) this.options.log?.(`subtask ${failed.id} failed: ${error}`);
+    if (failed) this.log.error(`subtask ${failed.id} failed: ${error}`, { subtask: failed.id, ...(failed.error instanceof Error ? { error: failed.error } : {}) });
     return status;
   }
 
@@ -154,7 +158,7 @@ export class TaskUnit {
     if (this.handingOver || this.stopped) return;
     this.handingOver = true;
     await this.control;
-    this.options.log?.(`handing over to the next invocation`);
+    this.log.info('handing over to the next invocation');
     for (const r of this.runners) r.requestHandover(this.options.handoverGraceMs ?? 10_000);
   }
 
@@ -173,10 +177,10 @@ export class TaskUnit {
       requests: this.requests(),
     });
     if (!(await jobs.recordHandover(jobId, unitId, attempt, this.owner, generation, key, this.report()))) {
-      this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
+      this.log.warn(`unit ${unitId} attempt ${attempt} was superseded during its hand-over; ending`);
       return 'CANCELLED';
     }
-    this.options.log?.(`handed over to invocation ${generation} (${key})`);
+    this.log.info(`handed over to invocation ${generation}`, { nextInvocation: generation, handover: key });
     return 'HANDED_OVER';
   }
 
@@ -215,7 +219,7 @@ export class TaskUnit {
       const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
       if (!current) {
         // A newer attempt of this unit exists: stop writing anything.
-        this.options.log?.(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
+        this.log.warn(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
         this.cancel();
         return;
       }
@@ -233,6 +237,7 @@ export class TaskUnit {
 
   private async onControl(message: ControlMessage): Promise<void> {
     const targets = (ids: string[]) => this.runners.filter((r) => ids.includes(r.id));
+    this.log.debug(`control message ${message.type}`, 'checkpointId' in message ? { checkpointId: message.checkpointId } : undefined);
     switch (message.type) {
       case 'cancel':
         if (message.attempt === undefined || message.attempt === this.options.attempt) this.cancel();
@@ -250,9 +255,10 @@ export class TaskUnit {
         const { request } = message;
         const producers = this.runners.filter((r) => this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)));
         const sent = await Promise.all(producers.map((r) => r.replay(request)));
-        this.options.log?.(
+        this.log.info(
           `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
             `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
+          { edgeId: request.edgeId, consumer: request.consumer, consumerAttempt: request.consumerAttempt, request: request.request },
         );
         return;
       }

@@ -44,6 +44,18 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       expect(await t.listQueues(prefix)).toEqual([]);
     });
 
+    it('tells when each message was sent (SQS SentTimestamp), for input lag', async () => {
+      const { t, q } = await setup();
+      const before = Date.now();
+      await t.send(q, [msg('0', 0), msg('0', 1)]);
+      const after = Date.now();
+      const got = await drain(t, q, 2);
+      expect(got).toHaveLength(2);
+      // SQS stamps with its own clock, in whole milliseconds: allow a second of skew either way.
+      for (const m of got) expect(m.sentAt).toBeGreaterThanOrEqual(before - 1000);
+      for (const m of got) expect(m.sentAt).toBeLessThanOrEqual(after + 1000);
+    });
+
     it('refuses queue names SQS would refuse, with a clear message', async () => {
       const t = await make();
       await expect(t.createQueues(['x'.repeat(76)])).rejects.toThrow(/81 characters with '.fifo'; SQS allows 80/);

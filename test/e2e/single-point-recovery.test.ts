@@ -15,6 +15,7 @@ import type { FailoverStrategy } from '../../lib/jobs/job-store';
 import { jobRegistry } from '../../examples/jobs';
 import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
 import { readOutputLines } from '../../examples/jobs/output-check';
+import { textLogger } from '../../lib/ports/telemetry';
 
 const config = { ...loadConfig(), table: 'sluice-e2e-spr', bucket: 'sluice-e2e-spr', queuePrefix: 'e2espr' };
 let runtime: LocalRuntime;
@@ -46,6 +47,10 @@ const params = { parallelism: 3, events: 45_000, featureUpdates: 4_500, users: 3
 let controlLog: string[] = [];
 let killedAtMs = 0;
 const logLine = (line: string) => controlLog.push(`${killedAtMs ? `+${Date.now() - killedAtMs} ms` : 'before kill'}: ${line}`);
+/** The control plane's lines about failures and failover (checkpoint lines, one a second, left out). */
+const controlLogger = textLogger((line, level) => {
+  if (level !== 'debug' && !/^checkpoint \d+ /.test(line)) logLine(line);
+});
 
 async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1', overrides: Partial<typeof params> = {}) {
   const run = { ...params, ...overrides };
@@ -53,7 +58,7 @@ async function runWithOneKill(failover: FailoverStrategy, victim = 'join-1', ove
   killedAtMs = 0;
   const job = await runtime.service.submit({ job: 'recommendation-join', params: run, failover, heartbeatTimeoutSeconds: 20, checkpoint: { intervalSeconds: 1, timeoutSeconds: 10 } });
   const metrics = new RecoveryMetrics(runtime.ports.metadata);
-  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics, log: logLine });
+  const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000, metrics, logger: controlLogger });
   const running = controller.run(job.jobId);
 
   // Kill on an observed condition, not a timer: once the behaviour sources have sent 15 % of their

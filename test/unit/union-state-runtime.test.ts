@@ -42,6 +42,7 @@ import {
   type LedgerOpen,
 } from '../../examples/jobs/union-example';
 import { readOutput } from './recovery/helpers';
+import { textLogger } from '../../lib/ports/telemetry';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isUnionKey = (key: string) => /^checkpoints\/[^/]+\/\d+\/union\//.test(key);
@@ -130,7 +131,7 @@ class HostingLauncher implements UnitLauncher {
       jobs,
       registry,
       unionRestoreConcurrency,
-      log: (line) => this.log.push(`${unit.unitId}#${attempt}: ${line}`),
+      logger: textLogger((line) => this.log.push(`${unit.unitId}#${attempt}: ${line}`)),
     });
     run.catch(() => undefined);
     this.runs.push(run);

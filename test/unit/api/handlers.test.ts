@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { Tracer } from '@aws-lambda-powertools/tracer';
 import { createApiHandlers } from '../../../functions/api/handlers';
+import { createLogger } from '../../../lib/observability/logger';
+import { EmfMetrics } from '../../../lib/observability/metrics';
 import { historyToItem } from '../../../lib/checkpoint/catalog';
 import { historyEntry } from '../../../lib/checkpoint/stats';
 import { apiEvent, CloudLikeSchedulerPort, lambdaContext, memoryApi } from './helpers';
@@ -260,5 +263,42 @@ describe('job API handlers on memory ports', () => {
     const failed = await boom.listJobs(apiEvent('GET', '/jobs'), lambdaContext);
     expect(failed.statusCode).toBe(500);
     expect(JSON.parse(failed.body)).toEqual({ error: 'internal error' });
+  });
+
+  it("shows a job's graph: tasks with their chained operators and parallelism, edges with kind, sub-partitions and channels", async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const { graph, regions } = (await api.call('GET', `/jobs/${jobId}`)).body;
+    expect(graph.tasks.map((t: { id: string; parallelism: number; operators: { id: string }[] }) => [t.id, t.parallelism, t.operators.map((o) => o.id)])).toEqual([
+      ['generator', 2, ['generator', 'parse']],
+      ['hourly-aggregate', 2, ['hourly-aggregate', 's3-sink']],
+    ]);
+    expect(graph.edges).toEqual([{ id: 'e0', from: 'generator', to: 'hourly-aggregate', kind: 'hash', pointwise: false, subPartitions: 2, channels: 4 }]);
+    expect(regions).toHaveLength(1);
+  });
+
+  it('with Lambda telemetry, logs one JSON line per request with the invocation context, and a 5xx with its cause', async () => {
+    const api = memoryApi();
+    const lines: string[] = [];
+    const telemetry = { logger: createLogger({ write: (l) => lines.push(l) }), metrics: new EmfMetrics({ write: () => undefined }), tracer: new Tracer({ serviceName: 'sluice' }) };
+    const handlers = createApiHandlers(() => api.services, telemetry);
+    const context = { ...lambdaContext, functionName: 'sluice-GetJob', awsRequestId: 'req-1', invokedFunctionArn: 'arn:aws:lambda:us-east-1:1:function:sluice-GetJob', memoryLimitInMB: '256', functionVersion: '$LATEST' } as unknown as typeof lambdaContext;
+    const jobId = JSON.parse((await handlers.submitJob(apiEvent('POST', '/jobs', demo), context)).body).job.jobId;
+    await handlers.getJob({ ...apiEvent('GET', `/jobs/${jobId}`), resource: '/jobs/{id}', pathParameters: { id: jobId } }, context);
+    await handlers.getJob({ ...apiEvent('GET', '/jobs/nope'), resource: '/jobs/{id}', pathParameters: { id: 'nope' } }, context);
+    const boom = createApiHandlers(() => {
+      throw new Error('secret detail');
+    }, telemetry);
+    await boom.listJobs(apiEvent('GET', '/jobs'), context);
+    const logs = lines.map((l) => JSON.parse(l));
+    const requests = logs.filter((l) => l.route !== undefined);
+    expect(requests.map((l) => [l.level, l.route, l.status, l.jobId])).toEqual([
+      ['INFO', 'submitJob', 201, undefined],
+      ['INFO', 'getJob', 200, jobId],
+      ['INFO', 'getJob', 404, 'nope'],
+      ['ERROR', 'listJobs', 500, undefined],
+    ]);
+    for (const l of logs) expect(l).toMatchObject({ service: 'sluice', function_name: 'sluice-GetJob', function_request_id: 'req-1' });
+    expect(logs.find((l) => l.message === 'request failed')).toMatchObject({ level: 'ERROR', error: { message: 'secret detail' } });
   });
 });

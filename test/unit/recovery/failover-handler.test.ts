@@ -7,7 +7,8 @@ import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
 import type { MetaItem, Condition } from '../../../lib/ports/metadata-store';
 import { AvailabilityRegistry } from '../../../lib/recovery/availability';
-import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverService } from '../../../lib/recovery/failover-handler';
+import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverHandlerOptions, type FailoverService } from '../../../lib/recovery/failover-handler';
+import { textLogger, type MetricDef } from '../../../lib/ports/telemetry';
 import { RecoveryMetrics, failureSk } from '../../../lib/recovery/recovery-metrics';
 import { joinGraph } from './helpers';
 
@@ -51,7 +52,7 @@ interface Fixture {
   launcher: UnitLauncher;
   view(): Promise<JobView>;
   failure(unitId: string, attempt?: number): UnitFailure;
-  handler(options?: { maxFailures?: number; failureWindowMs?: number; clock?: { now(): number; sleep(ms: number): Promise<void> } }): FailoverHandler;
+  handler(options?: Pick<FailoverHandlerOptions, 'maxFailures' | 'failureWindowMs' | 'clock' | 'logger' | 'metricsSink'>): FailoverHandler;
 }
 
 async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
@@ -238,6 +239,34 @@ describe('FailoverHandler, strategy single', () => {
     expect(f.service.failed[0]).toMatch(/3 task unit failures within 60 s, more than the budget of 2/);
     expect(f.service.failed[0]).toMatch(/join-1 attempt 0: process exited with code 1; join-1 attempt 1: .*; join-1 attempt 2/);
     expect(outcome.event).toMatchObject({ status: 'GAVE_UP', unitsRestarted: 0 });
+  });
+
+  it('logs each failover and the give-up with job, unit and attempt, and counts restarted units and give-ups', async () => {
+    let now = 100_000;
+    const clock = { now: () => now, sleep: async () => undefined };
+    const lines: string[] = [];
+    const counted: [string, number, Record<string, string>][] = [];
+    const handler = f.handler({
+      maxFailures: 1,
+      failureWindowMs: 60_000,
+      clock,
+      logger: textLogger((line, level) => lines.push(`${level} ${line}`), { withContext: true }),
+      metricsSink: { add: (m: MetricDef, v, d) => counted.push([m.name, v, { ...d }]), flush: () => undefined },
+    });
+    const failAt = async (attempt: number, at: number) => {
+      now = at;
+      await f.jobs.reportUnit('job', 'join-1', attempt, { status: 'FAILED' });
+      return handler.handle({ ...f.failure('join-1', attempt), failedAt: at, detectedAt: at }, await f.view());
+    };
+    expect((await failAt(0, 100_000)).status).toBe('recovering');
+    expect((await failAt(1, 110_000)).status).toBe('gave-up');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^info failover \(single\) of join-1 attempt 0: 1 unit\(s\) restarted, 2 sub-partition\(s\) unavailable, .* jobId=job unitId=join-1 attempt=0 strategy=single/);
+    expect(lines[1]).toMatch(/^error 2 task unit failures within 60 s, more than the budget of 1; giving up\. .* jobId=job unitId=join-1 attempt=1/);
+    expect(counted).toEqual([
+      ['UnitsRestarted', 1, { job: 'job' }],
+      ['FailoverGaveUp', 1, { job: 'job' }],
+    ]);
   });
 
   it('counts only the failures inside the window: a failure long ago leaves the budget whole', async () => {
