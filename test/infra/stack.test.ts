@@ -5,11 +5,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, type CfnElement, type Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { IConstruct } from 'constructs';
 import { buildApp } from '../../infra/app';
+import type { SluiceStack } from '../../infra/stack';
 import { ROUTES } from '../../functions/api/routes';
 import { bodySchemas } from '../../functions/api/schemas';
 import { API_GATEWAY_MODEL_KEYWORDS, apiGatewayModel, modelName } from '../../functions/api/models';
@@ -52,10 +54,20 @@ function roleOf(template: Template, functionId: string): string {
   return template.findResources('AWS::Lambda::Function')[functionId]!.Properties.Role['Fn::GetAtt'][0];
 }
 
-function logicalId(stack: Stack, path: string): string {
-  const node = stack.node.findAll().find((c) => c.node.path === path);
-  if (!node) throw new Error(`no construct at ${path}`);
-  return stack.getLogicalId(node.node.defaultChild as never ?? (node as never));
+/** Logical id of a construct's CloudFormation resource (the construct's default child). */
+function logicalId(stack: Stack, construct: IConstruct): string {
+  return stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement);
+}
+
+/** A function of the Sluice construct by its construct id (TaskUnit, Supervisor, ApiSubmitJob, ...). */
+function sluiceFunction(stack: SluiceStack, name: string): IConstruct {
+  const s = stack.sluice;
+  if (name === 'TaskUnit') return s.taskUnit;
+  if (name === 'Supervisor') return s.supervisor;
+  const route = name.replace(/^Api/, '');
+  const fn = s.apiFunctions[(route[0]!.toLowerCase() + route.slice(1)) as keyof typeof s.apiFunctions];
+  if (!fn) throw new Error(`no Sluice function ${name}`);
+  return fn;
 }
 
 /** The state machine definition as JSON; CloudFormation tokens become `TOKEN<n>`, resolved by `tokens`. */
@@ -108,7 +120,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
   });
 
   it('has a private, encrypted, TLS-only data bucket with lifecycle rules', () => {
-    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const dataId = logicalId(s.stack, s.stack.sluice.bucket);
     const bucket = s.template.findResources('AWS::S3::Bucket')[dataId]!.Properties;
     expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
     expect(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
@@ -133,7 +145,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const ours = Object.entries<Json>(fns).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
     expect(ours.length).toBe(1 + 1 + 4 + ROUTES.length);
     for (const [, f] of ours) expect(f.Properties.Runtime).toBe('nodejs22.x');
-    const taskUnitId = logicalId(s.stack, `${s.stack.stackName}/Sluice/TaskUnit`);
+    const taskUnitId = logicalId(s.stack, s.stack.sluice.taskUnit);
     expect(fns[taskUnitId]!.Properties).toMatchObject({ Timeout: 900, Handler: 'index.handler' });
     const handlers = ours.map(([, f]) => f.Properties.Handler).sort();
     for (const r of ROUTES) expect(handlers).toContain(`index.${r.name}`);
@@ -145,7 +157,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     // The supervisor runs every minute.
     s.template.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(1 minute)',
-      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(s.stack, `${s.stack.stackName}/Sluice/Supervisor`), 'Arn'] } })],
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(s.stack, s.stack.sluice.supervisor), 'Arn'] } })],
     });
   });
 
@@ -190,7 +202,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
   it('has the job schedule group and a scheduler role that may only start the state machine', () => {
     s.template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
     const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
-    const roleId = logicalId(s.stack, `${s.stack.stackName}/Sluice/SchedulerRole`);
+    const roleId = logicalId(s.stack, s.stack.sluice.schedulerRole);
     const role = s.template.findResources('AWS::IAM::Role')[roleId]!.Properties;
     expect(role.AssumeRolePolicyDocument.Statement[0]).toMatchObject({
       Principal: { Service: 'scheduler.amazonaws.com' },
@@ -199,7 +211,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const granted = statements(s.template).filter((x) => x.roles.includes(roleId));
     expect(granted.map((x) => x.s)).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Resource: { Ref: smId } })]);
     // The API passes that role to Scheduler, for schedules named sluice-* in the group only.
-    const submitRole = roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`));
+    const submitRole = roleOf(s.template, logicalId(s.stack, s.stack.sluice.apiFunctions.submitJob));
     const pass = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('iam:PassRole'));
     expect(pass?.s).toMatchObject({ Resource: { 'Fn::GetAtt': [roleId, 'Arn'] }, Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } } });
     const sched = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('scheduler:CreateSchedule'));
@@ -286,7 +298,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
 
   it('scopes IAM to the table, the bucket prefixes, the queue prefix, the state machine; no * except documented', () => {
     const tableId = Object.keys(s.template.findResources('AWS::DynamoDB::Table'))[0]!;
-    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const dataId = logicalId(s.stack, s.stack.sluice.bucket);
     const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
     const queueArn = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sqs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':sluice-*']] };
     const documentedStar = /^(logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)|xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets)|ecr:GetAuthorizationToken)$/;
@@ -306,7 +318,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
       if (actions.includes('s3:ListBucket')) expect(st.Condition.StringLike['s3:prefix'].length, holder).toBeGreaterThan(0);
     }
     // Least privilege per function.
-    const fn = (name: string) => roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/${name}`));
+    const fn = (name: string) => roleOf(s.template, logicalId(s.stack, sluiceFunction(s.stack, name)));
     const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents'];
     for (const name of ['ApiListJobs', 'ApiGetJob', 'ApiListCheckpoints']) expect([...actionsOf(s.template, fn(name))].sort()).toEqual([...readOnly].sort());
     const submit = actionsOf(s.template, fn('ApiSubmitJob'));
@@ -378,7 +390,7 @@ describe('SluiceStack with Fargate task units (context sluice:fargate=true)', ()
   });
 
   it('lets the API start and stop Fargate units (RunTask on the task definition, PassRole to ECS only)', () => {
-    const submit = s.template.findResources('AWS::Lambda::Function')[logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`)]!;
+    const submit = s.template.findResources('AWS::Lambda::Function')[logicalId(s.stack, s.stack.sluice.apiFunctions.submitJob)]!;
     expect(submit.Properties.Environment.Variables.SLUICE_LAUNCHER).toBe('fargate');
     const taskDefId = Object.keys(s.template.findResources('AWS::ECS::TaskDefinition'))[0]!;
     const run = statements(s.template).find((x) => arr(x.s.Action).includes('ecs:RunTask'));
