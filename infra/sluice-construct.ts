@@ -9,7 +9,10 @@
  * - `CheckpointCoordinator` (coordinator.ts): the Step Functions state machine, its four functions,
  *   the EventBridge Scheduler group and role for the job schedules;
  * - `Supervision` (supervision.ts): the supervisor function, every minute;
- * - `ControlApi` (control-api.ts): the REST API with IAM authorization, one function per route.
+ * - `ControlApi` (control-api.ts): the REST API with IAM authorization, one function per route;
+ * - `Observability` (observability.ts, opt-in): a CloudWatch dashboard and alarms.
+ *
+ * Every function has X-Ray tracing and Lambda's JSON log format.
  *
  * The resources keep the CloudFormation logical ids they had when this was one flat construct
  * (constructs/logical-ids.ts): a new id would make CloudFormation replace the table and buckets
@@ -35,6 +38,7 @@ import { ControlApi } from './constructs/control-api';
 import { CheckpointCoordinator, type CoordinatorStep } from './constructs/coordinator';
 import { SluiceFunctions } from './constructs/functions';
 import { FlatLogicalIds } from './constructs/logical-ids';
+import { SluiceObservability, type SluiceObservabilityOptions } from './constructs/observability';
 import { SluiceStorage } from './constructs/storage';
 import { Supervision } from './constructs/supervision';
 import { TaskUnitRuntime, type SluiceFargateOptions } from './constructs/task-units';
@@ -43,6 +47,7 @@ import { AcknowledgeWildcards, WildcardReasons } from './nag';
 export { REPO_ROOT } from './constructs/functions';
 export { PREFIXES } from './constructs/storage';
 export type { SluiceFargateOptions } from './constructs/task-units';
+export type { SluiceObservabilityOptions } from './constructs/observability';
 
 export interface SluiceProps {
   /** Prefix of every queue name; IAM for SQS is scoped to `<prefix>-*`. Default 'sluice'. At most 20 characters. */
@@ -67,6 +72,21 @@ export interface SluiceProps {
   stageName?: string;
   /** Minify the function bundles. Default true. */
   minify?: boolean;
+  /**
+   * Create the account's API Gateway CloudWatch role (AWS::ApiGateway::Account). API Gateway
+   * writes execution and access logs through one role per account and region; setting it here
+   * replaces one your account may already have. Default false.
+   */
+  apiGatewayCloudWatchRole?: boolean;
+  /**
+   * Execution and access logs on the API stage. They need the account's API Gateway CloudWatch
+   * role: set once per account and region (`apiGatewayCloudWatchRole`, another stack, or the
+   * console), else the deployment fails with "CloudWatch Logs role ARN must be set in account
+   * settings". Default true.
+   */
+  apiLogging?: boolean;
+  /** A CloudWatch dashboard and alarms over Sluice's metrics (infra/constructs/observability.ts). Default: none. */
+  observability?: SluiceObservabilityOptions;
 }
 
 export class Sluice extends Construct {
@@ -75,6 +95,8 @@ export class Sluice extends Construct {
   readonly coordinator: CheckpointCoordinator;
   readonly supervision: Supervision;
   readonly controlApi: ControlApi;
+  /** The dashboard and alarms, when `observability` is given. */
+  readonly observability: SluiceObservability | undefined;
 
   readonly table: dynamodb.Table;
   readonly bucket: s3.Bucket;
@@ -130,7 +152,16 @@ export class Sluice extends Construct {
       maxCheckpointSeconds: props.maxCheckpointSeconds ?? 900,
     });
     const supervision = new Supervision(this, 'Supervision', { storage, functions, taskUnits, coordinator, logicalIds });
-    const controlApi = new ControlApi(this, 'ControlApi', { storage, functions, taskUnits, coordinator, logicalIds, stageName: props.stageName ?? 'prod' });
+    const controlApi = new ControlApi(this, 'ControlApi', {
+      storage,
+      functions,
+      taskUnits,
+      coordinator,
+      logicalIds,
+      stageName: props.stageName ?? 'prod',
+      cloudWatchRole: props.apiGatewayCloudWatchRole ?? false,
+      logging: props.apiLogging ?? true,
+    });
 
     this.storage = storage;
     this.taskUnits = taskUnits;
@@ -150,6 +181,18 @@ export class Sluice extends Construct {
     this.supervisor = supervision.function;
     this.api = controlApi.api;
     this.apiFunctions = controlApi.functions;
+
+    // New: not part of the flat construct, so it keeps the ids of its own path.
+    this.observability = props.observability
+      ? new SluiceObservability(this, 'Observability', {
+          ...props.observability,
+          taskUnit: this.taskUnit,
+          supervisor: this.supervisor,
+          coordinatorFunctions: this.coordinatorFunctions,
+          stateMachine: this.stateMachine,
+          api: this.api,
+        })
+      : undefined;
 
     logicalIds.apply();
     Aspects.of(this).add(new AcknowledgeWildcards(this.wildcards));

@@ -26,6 +26,10 @@ export interface ControlApiProps {
   coordinator: CheckpointCoordinator;
   logicalIds: FlatLogicalIds;
   stageName: string;
+  /** Create the account's API Gateway CloudWatch role (see SluiceProps.apiGatewayCloudWatchRole). */
+  cloudWatchRole: boolean;
+  /** Execution and access logs on the stage (see SluiceProps.apiLogging). */
+  logging: boolean;
 }
 
 export class ControlApi extends Construct {
@@ -39,7 +43,7 @@ export class ControlApi extends Construct {
     props.logicalIds.reserve(this, ['Api', 'Deployment', 'Resource']);
     const { storage, functions, taskUnits, coordinator } = props;
 
-    this.api = this.restApi(functions, props.stageName);
+    this.api = this.restApi(functions, props);
     const apiEnv = { ...storage.env, ...taskUnits.launcherEnv, ...coordinator.scheduleEnv };
     const permissions: Record<RouteName, (role: iam.Role) => void> = {
       submitJob: (role) => {
@@ -80,6 +84,7 @@ export class ControlApi extends Construct {
       permissions[route.name](role);
       const fn = functions.function(this, `Api${name}`, {
         entry: 'functions/api/index.ts',
+        service: 'api',
         handler: route.name,
         timeout: Duration.seconds(29),
         memorySize: 512,
@@ -101,22 +106,23 @@ export class ControlApi extends Construct {
     this.functions = routeFunctions;
   }
 
-  private restApi(functions: SluiceFunctions, stageName: string): apigw.RestApi {
-    const accessLogs = functions.logGroup(this, 'ApiAccessLogs');
+  private restApi(functions: SluiceFunctions, props: ControlApiProps): apigw.RestApi {
+    const accessLogs = props.logging ? functions.logGroup(this, 'ApiAccessLogs') : undefined;
     const api = new apigw.RestApi(this, 'Api', {
       description: 'Sluice job API',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      cloudWatchRole: true,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.DESTROY,
+      // The account's (per region) API Gateway logging role: one per account, so setting it here
+      // would replace one the account already has. Opt-in.
+      cloudWatchRole: props.cloudWatchRole,
+      ...(props.cloudWatchRole ? { cloudWatchRoleRemovalPolicy: RemovalPolicy.DESTROY } : {}),
       defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
       deployOptions: {
-        stageName,
-        loggingLevel: apigw.MethodLoggingLevel.INFO,
+        stageName: props.stageName,
+        loggingLevel: props.logging ? apigw.MethodLoggingLevel.INFO : apigw.MethodLoggingLevel.OFF,
         dataTraceEnabled: false,
         metricsEnabled: true,
         tracingEnabled: true,
-        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        ...(accessLogs ? { accessLogDestination: new apigw.LogGroupLogDestination(accessLogs), accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields() } : {}),
       },
     });
     const cloudWatchRole = api.node.tryFindChild('CloudWatchRole');
@@ -126,6 +132,11 @@ export class ControlApi extends Construct {
         'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
         "API Gateway's account-level CloudWatch role (needed for execution logging) uses the AWS managed push-to-logs policy, as AWS documents.",
       );
+    }
+    if (!props.logging) {
+      const why = 'API logging is turned off (apiLogging: false) because the account has no API Gateway CloudWatch role; method metrics and X-Ray traces stay on.';
+      acknowledge(api.deploymentStage, 'AwsSolutions-APIG1', why);
+      acknowledge(api.deploymentStage, 'AwsSolutions-APIG6', why);
     }
     // What API Gateway answers itself (a body the model refuses, auth failures, throttling, its own
     // errors) comes as JSON `{ error, field? }`, as the handlers answer. Gateway response templates are

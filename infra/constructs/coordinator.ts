@@ -54,6 +54,7 @@ export class CheckpointCoordinator extends Construct {
     const step = (name: CoordinatorStep) =>
       functions.function(this, `Coordinator${name[0]!.toUpperCase()}${name.slice(1)}`, {
         entry: 'functions/checkpoint-coordinator.ts',
+        service: 'checkpoint-coordinator',
         handler: name,
         timeout: Duration.seconds(60),
         memorySize: 512,

@@ -1,7 +1,8 @@
 /**
  * How every Sluice Lambda function is built: its own role (writing to nothing but its own log
  * group unless granted more), its own log group, Node.js 22 on arm64, an ESM bundle made by
- * esbuild on this machine (no Docker).
+ * esbuild on this machine (no Docker), X-Ray tracing (active) and Lambda's JSON log format, with
+ * Powertools told the function's service and Sluice's metric namespace.
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { METRIC_NAMESPACE } from '../../lib/observability/metric-names';
 import { acknowledge, type WildcardReasons } from '../nag';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -22,6 +24,8 @@ export interface SluiceFunctionOptions {
   /** The handler's file, relative to the repository root (functions/...). */
   entry: string;
   handler: string;
+  /** The Powertools service name (logs, traces, metrics): task-unit, supervisor, checkpoint-coordinator, api. */
+  service: string;
   timeout: Duration;
   memorySize: number;
   environment: Record<string, string>;
@@ -74,7 +78,9 @@ export class SluiceFunctions {
       memorySize: options.memorySize,
       role,
       logGroup,
-      environment: options.environment,
+      environment: { ...options.environment, POWERTOOLS_SERVICE_NAME: options.service, POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE },
+      tracing: lambda.Tracing.ACTIVE,
+      loggingFormat: lambda.LoggingFormat.JSON,
       description: options.description,
       ...(options.retryAttempts !== undefined ? { retryAttempts: options.retryAttempts } : {}),
       bundling: {

@@ -37,6 +37,7 @@ export class Supervision extends Construct {
     for (const s of [...taskUnits.launchStatements, ...coordinator.scheduleStatements('SupervisorSchedules', ['scheduler:DeleteSchedule'])]) role.addToPolicy(s);
     this.function = functions.function(this, 'Supervisor', {
       entry: 'functions/supervisor.ts',
+      service: 'supervisor',
       handler: 'handler',
       timeout: Duration.seconds(60),
       memorySize: 512,

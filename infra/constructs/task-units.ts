@@ -11,6 +11,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import { Construct } from 'constructs';
+import { METRIC_NAMESPACE } from '../../lib/observability/metric-names';
 import { acknowledge, type WildcardReasons } from '../nag';
 import { REPO_ROOT, type SluiceFunctions } from './functions';
 import type { FlatLogicalIds } from './logical-ids';
@@ -54,6 +55,7 @@ export class TaskUnitRuntime extends Construct {
 
     this.function = functions.function(this, 'TaskUnit', {
       entry: 'functions/task-unit.ts',
+      service: 'task-unit',
       handler: 'handler',
       timeout: Duration.minutes(15),
       // No automatic retry of an event: a rerun of an attempt would restart it behind its own back
@@ -109,7 +111,7 @@ export class TaskUnitRuntime extends Construct {
       const container = taskDefinition.addContainer('task-unit', {
         containerName: 'task-unit',
         image,
-        environment: storage.env,
+        environment: { ...storage.env, POWERTOOLS_SERVICE_NAME: 'task-unit', POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE },
         logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'task-unit', logGroup: functions.logGroup(this, 'TaskUnitTaskLogs') }),
       });
       acknowledge(taskDefinition, 'AwsSolutions-ECS2', 'The environment holds the table, bucket and queue prefix names only: configuration, not secrets.');

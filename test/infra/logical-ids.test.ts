@@ -13,15 +13,17 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { describe, expect, it } from 'vitest';
-import { Sluice, type SluiceProps } from '../../infra/sluice-construct';
-import { SluiceStack } from '../../infra/stack';
+import { Sluice } from '../../infra/sluice-construct';
+import { SluiceStack, type SluiceStackProps } from '../../infra/stack';
 
 const recorded = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'logical-ids.json'), 'utf8')) as Record<'lambda' | 'fargate', string[]>;
 
-/** The props that reproduce what the flat construct synthesized. */
-const AS_BEFORE: SluiceProps = {};
+type StackSluiceProps = NonNullable<SluiceStackProps['sluice']>;
 
-function synth(props: SluiceProps, configure?: (stack: SluiceStack) => void) {
+/** The props that reproduce what the flat construct synthesized: it set the account's API Gateway role and had no dashboard. */
+const AS_BEFORE: StackSluiceProps = { apiGatewayCloudWatchRole: true, observability: false };
+
+function synth(props: StackSluiceProps, configure?: (stack: SluiceStack) => void) {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new SluiceStack(app, 'SluiceStack', { sluice: props });
   configure?.(stack);
@@ -45,6 +47,17 @@ describe('logical ids across the split into sub-constructs', () => {
   it('are the ones the flat construct had (with Fargate task units)', () => {
     const { template } = synth({ ...AS_BEFORE, fargate: {}, launcher: 'fargate' });
     expect(ids(template)).toEqual(normalized(recorded.fargate));
+  });
+
+  it('adds only the dashboard and alarms when observability is on; drops only the account role when it is off', () => {
+    const { template } = synth({ ...AS_BEFORE, observability: {}, apiGatewayCloudWatchRole: false });
+    const now = new Set(ids(template));
+    const before = new Set(normalized(recorded.lambda));
+    const removed = [...before].filter((x) => !now.has(x));
+    const added = [...now].filter((x) => !before.has(x));
+    expect(removed).toEqual([expect.stringMatching(/^SluiceApiAccount[0-9A-F]{8} AWS::ApiGateway::Account$/), expect.stringMatching(/^SluiceApiCloudWatchRole[0-9A-F]{8} AWS::IAM::Role$/)]);
+    expect(new Set(added.map((x) => x.split(' ')[1]))).toEqual(new Set(['AWS::CloudWatch::Dashboard', 'AWS::CloudWatch::Alarm']));
+    for (const line of added) expect(line).toMatch(/^SluiceObservability/);
   });
 
   it('keeps the names CDK derives from paths: the job schedule group and the task family', () => {

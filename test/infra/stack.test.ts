@@ -15,6 +15,7 @@ import type { SluiceStack } from '../../infra/stack';
 import { ROUTES } from '../../functions/api/routes';
 import { bodySchemas } from '../../functions/api/schemas';
 import { API_GATEWAY_MODEL_KEYWORDS, apiGatewayModel, modelName } from '../../functions/api/models';
+import { METRIC_NAMESPACE, Metrics, type MetricSpec } from '../../lib/observability/metric-names';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -138,6 +139,62 @@ describe('SluiceStack (default: Lambda task units)', () => {
       Bucket: { Ref: dataId },
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
     });
+  });
+
+  it('traces every function with X-Ray and logs it in JSON, with its Powertools service and the Sluice namespace', () => {
+    const fns = Object.values<Json>(s.template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Runtime?.startsWith('nodejs'));
+    expect(fns.length).toBe(1 + 1 + 4 + ROUTES.length);
+    for (const f of fns) {
+      expect(f.Properties.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(f.Properties.LoggingConfig).toMatchObject({ LogFormat: 'JSON' });
+      expect(f.Properties.Environment.Variables.POWERTOOLS_METRICS_NAMESPACE).toBe(METRIC_NAMESPACE);
+    }
+    const services = new Set(fns.map((f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME));
+    expect(services).toEqual(new Set(['task-unit', 'supervisor', 'checkpoint-coordinator', 'api']));
+    // Tracing lets each function's role write segments, and no more of X-Ray.
+    for (const f of fns) {
+      const xray = [...actionsOf(s.template, f.Properties.Role['Fn::GetAtt'][0])].filter((a) => a.startsWith('xray:'));
+      expect(xray.sort()).toEqual(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    }
+  });
+
+  it('has the dashboard over every metric of the shared table, one line per job', () => {
+    const dashboards = Object.values<Json>(s.template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    // The body is a Fn::Join of strings and tokens; the SEARCH expressions are plain strings.
+    const body = (dashboards[0].Properties.DashboardBody['Fn::Join'][1] as Json[]).map((p) => (typeof p === 'string' ? p : '<token>')).join('');
+    for (const spec of Object.values<MetricSpec>(Metrics)) {
+      const schema = [METRIC_NAMESPACE, ...spec.dimensions].join(',');
+      expect(body, spec.name).toContain(`SEARCH('{${schema}} MetricName=\\"${spec.name}\\"'`);
+    }
+  });
+
+  it('has the alarms: failed coordinator executions, supervisor errors, task unit errors and throttles, checkpoint age, input lag', () => {
+    const alarms = Object.values<Json>(s.template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms).toHaveLength(6);
+    const byMetric = (namespace: string, name: string) => alarms.filter((a) => a.Namespace === namespace && a.MetricName === name);
+    const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+    expect(byMetric('AWS/States', 'ExecutionsFailed')).toEqual([expect.objectContaining({ Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: smId } }], Threshold: 1 })]);
+    const taskUnitId = logicalId(s.stack, s.stack.sluice.taskUnit);
+    const supervisorId = logicalId(s.stack, s.stack.sluice.supervisor);
+    expect(byMetric('AWS/Lambda', 'Errors').map((a) => a.Dimensions[0].Value.Ref).sort()).toEqual([supervisorId, taskUnitId].sort());
+    expect(byMetric('AWS/Lambda', 'Throttles').map((a) => a.Dimensions[0].Value.Ref)).toEqual([taskUnitId]);
+    // Over every job: Metrics Insights queries of the shared table's metrics.
+    const insights = alarms.filter((a) => a.Metrics).map((a) => ({ expression: a.Metrics[0].Expression, threshold: a.Threshold, periods: a.EvaluationPeriods }));
+    expect(insights).toEqual(
+      expect.arrayContaining([
+        { expression: `SELECT MAX(${Metrics.CheckpointAge.name}) FROM SCHEMA("${METRIC_NAMESPACE}", job)`, threshold: 30 * 60_000, periods: 1 },
+        { expression: `SELECT MAX(${Metrics.InputLag.name}) FROM SCHEMA("${METRIC_NAMESPACE}", job, operator)`, threshold: 5 * 60_000, periods: 5 },
+      ]),
+    );
+    expect(insights).toHaveLength(2);
+    for (const a of alarms) expect(a.TreatMissingData).toBe('notBreaching');
+  });
+
+  it("leaves the account's API Gateway CloudWatch role alone, and logs the API stage", () => {
+    s.template.resourceCountIs('AWS::ApiGateway::Account', 0);
+    expect(Object.values<Json>(s.template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('apigateway.amazonaws.com'))).toEqual([]);
+    s.template.hasResourceProperties('AWS::ApiGateway::Stage', { AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }), MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO' })] });
   });
 
   it('runs every function on nodejs22.x; the task unit for 15 minutes and may re-invoke itself', () => {
@@ -319,7 +376,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     }
     // Least privilege per function.
     const fn = (name: string) => roleOf(s.template, logicalId(s.stack, sluiceFunction(s.stack, name)));
-    const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents'];
+    const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
     for (const name of ['ApiListJobs', 'ApiGetJob', 'ApiListCheckpoints']) expect([...actionsOf(s.template, fn(name))].sort()).toEqual([...readOnly].sort());
     const submit = actionsOf(s.template, fn('ApiSubmitJob'));
     for (const a of ['sqs:CreateQueue', 'lambda:InvokeFunction', 'scheduler:CreateSchedule', 'dynamodb:PutItem']) expect(submit).toContain(a);
@@ -403,4 +460,29 @@ describe('SluiceStack with Fargate task units (context sluice:fargate=true)', ()
     const errors = (s.report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
     expect(errors).toEqual([]);
   });
+});
+
+describe('SluiceStack options: the API account role, API logging, observability', () => {
+  it('sets the account role only when asked (sluice:apiGatewayCloudWatchRole=true)', () => {
+    const { template, report } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:apiGatewayCloudWatchRole': 'true' });
+    template.resourceCountIs('AWS::ApiGateway::Account', 1);
+    const errors = (report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+  }, 120_000);
+
+  it('turns API logging off for an account without the role (sluice:apiLogging=false), cdk-nag still clean', () => {
+    const { template, report } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:apiLogging': 'false' });
+    const stage = Object.values<Json>(template.findResources('AWS::ApiGateway::Stage'))[0]!.Properties;
+    expect(stage.AccessLogSetting).toBeUndefined();
+    expect(stage.MethodSettings).toEqual([expect.objectContaining({ LoggingLevel: 'OFF', MetricsEnabled: true })]);
+    expect(stage.TracingEnabled).toBe(true);
+    const errors = (report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+  }, 120_000);
+
+  it('has no dashboard and no alarms with sluice:observability=false', () => {
+    const { template } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:nag': false, 'sluice:observability': 'false' });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+  }, 120_000);
 });
