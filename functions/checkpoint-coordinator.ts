@@ -16,7 +16,7 @@
  * Every handler may run again for the same input (a retry after a timeout or a kill, a replayed
  * execution) and answers as the first run did: the decision on a checkpoint is stored once.
  */
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
@@ -37,7 +37,9 @@ export interface CoordinatorResult extends CheckpointStepResult {
 let built: CheckpointWorkflowSteps | undefined;
 
 /** The steps over the AWS ports, built once per container. */
-function steps(): CheckpointWorkflowSteps {
+async function steps(): Promise<CheckpointWorkflowSteps> {
+  if (built) return built;
+  const registry = await loadJobRegistry();
   if (built) return built;
   const config = loadConfig();
   const ports = createAwsPorts(config);
@@ -45,7 +47,7 @@ function steps(): CheckpointWorkflowSteps {
   const service = new JobService({
     jobs,
     channels: ports.channels,
-    registry: jobRegistry,
+    registry,
     queuePrefix: config.queuePrefix,
     launcher: {
       launch: async () => {
@@ -78,11 +80,11 @@ function result(r: CheckpointStepResult): CoordinatorResult {
 export const trigger = async (event: CoordinatorEvent): Promise<CoordinatorResult> => {
   const i = input(event);
   if (typeof i.checkpointId === 'number') return result({ jobId: i.jobId, checkpointId: i.checkpointId, done: false, outcome: 'pending', waitSeconds: 1 });
-  return result(await steps().trigger({ jobId: i.jobId }));
+  return result(await (await steps()).trigger({ jobId: i.jobId }));
 };
 
-export const poll = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().poll(input(event)));
+export const poll = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await (await steps()).poll(input(event)));
 
-export const finalize = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().finalize(input(event)));
+export const finalize = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await (await steps()).finalize(input(event)));
 
-export const notify = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await steps().notify(input(event)));
+export const notify = async (event: CoordinatorEvent): Promise<CoordinatorResult> => result(await (await steps()).notify(input(event)));

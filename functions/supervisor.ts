@@ -6,7 +6,7 @@
  * stateless here: sent again each pass until the sinks have finished); a job whose units have all
  * finished is completed (queues deleted). A job that ended loses its checkpoint schedule.
  */
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
@@ -102,7 +102,7 @@ export const handler = async (): Promise<SupervisionReport> => {
   const ports = createAwsPorts(config);
   const jobs = new JobStore(ports.metadata);
   const launcher = launcherFromEnv(config, process.env);
-  const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: config.queuePrefix, launcher });
+  const service = new JobService({ jobs, channels: ports.channels, registry: await loadJobRegistry(), queuePrefix: config.queuePrefix, launcher });
   let removeSchedule: ((jobId: string) => Promise<void>) | undefined;
   const group = process.env.SLUICE_SCHEDULE_GROUP;
   if (group) {

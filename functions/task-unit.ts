@@ -16,7 +16,7 @@ import { loadConfig } from '../lib/config';
 import { JobStore } from '../lib/jobs/job-store';
 import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/host/unit-host';
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 
 export interface TaskUnitEvent {
   jobId: string;
@@ -40,7 +40,7 @@ export async function runUnit(event: TaskUnitEvent, handoverAt?: number) {
       blobs: ports.blobs,
       metadata: ports.metadata,
       jobs: new JobStore(ports.metadata),
-      registry: jobRegistry,
+      registry: await loadJobRegistry(),
       requestCounts: () => ({ ...requestCounts() }),
       log: (line) => console.log(`[${event.unitId}#${event.attempt}] ${line}`),
       ...(handoverAt !== undefined ? { handoverAt } : {}),

@@ -1,12 +1,13 @@
 /**
  * Lambda entry of the job API: one exported handler per route (see routes.ts), each a middy
- * handler over the AWS services (cloud.ts), built once per container on first use.
+ * handler over the AWS services (cloud.ts), built once per container on first use (the jobs too).
  */
+import { loadJobRegistry } from '../../lib/api/jobs-module';
 import { loadConfig } from '../../lib/config';
 import { createCloudApiServices } from './cloud';
 import { createApiHandlers } from './handlers';
 
-const handlers = createApiHandlers(() => createCloudApiServices(loadConfig()));
+const handlers = createApiHandlers(async () => createCloudApiServices(loadConfig(), process.env, await loadJobRegistry()));
 
 export const submitJob = handlers.submitJob;
 export const listJobs = handlers.listJobs;
