@@ -50,6 +50,12 @@ export type { SluiceFargateOptions } from './constructs/task-units';
 export type { SluiceObservabilityOptions } from './constructs/observability';
 
 export interface SluiceProps {
+  /**
+   * Your jobs module: a file exporting a JobRegistry or job definitions (see the README's "Writing
+   * a job"), bundled into the task unit, supervisor, coordinator and API functions. A path relative
+   * to the working directory of `cdk synth`, or absolute. Default: Sluice's example jobs.
+   */
+  jobs?: string;
   /** Prefix of every queue name; IAM for SQS is scoped to `<prefix>-*`. Default 'sluice'. At most 20 characters. */
   queuePrefix?: string;
   /** Days checkpoint objects (`checkpoints/`) are kept. Default 30. */
@@ -125,7 +131,12 @@ export class Sluice extends Construct {
     if (launcher === 'fargate' && !props.fargate) throw new Error("launcher 'fargate' needs the fargate option");
     const logicalIds = new FlatLogicalIds(this);
     const wildcards = this.wildcards;
-    const functions = new SluiceFunctions({ logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH, minify: props.minify ?? true, wildcards });
+    const functions = new SluiceFunctions({
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      minify: props.minify ?? true,
+      wildcards,
+      ...(props.jobs !== undefined ? { jobs: props.jobs } : {}),
+    });
 
     const storage = new SluiceStorage(this, 'Storage', {
       queuePrefix: this.queuePrefix,

@@ -83,7 +83,7 @@ export class ControlApi extends Construct {
       const role = functions.lambdaRole(this, `Api${name}Role`, `Sluice API ${route.method} ${route.resource}`);
       permissions[route.name](role);
       const fn = functions.function(this, `Api${name}`, {
-        entry: 'functions/api/index.ts',
+        entry: 'functions/api/index',
         service: 'api',
         handler: route.name,
         timeout: Duration.seconds(29),

@@ -53,7 +53,7 @@ export class CheckpointCoordinator extends Construct {
     storage.grantQueues(role, 'Coordinator', ['sqs:SendMessage', 'sqs:GetQueueUrl']);
     const step = (name: CoordinatorStep) =>
       functions.function(this, `Coordinator${name[0]!.toUpperCase()}${name.slice(1)}`, {
-        entry: 'functions/checkpoint-coordinator.ts',
+        entry: 'functions/checkpoint-coordinator',
         service: 'checkpoint-coordinator',
         handler: name,
         timeout: Duration.seconds(60),

@@ -4,8 +4,8 @@
  * esbuild on this machine (no Docker), X-Ray tracing (active) and Lambda's JSON log format, with
  * Powertools told the function's service and Sluice's metric namespace.
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -13,15 +13,17 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { METRIC_NAMESPACE } from '../../lib/observability/metric-names';
+import { entryPoint, FROM_SOURCE, PACKAGE_ROOT } from '../../lib/util/package-root';
 import { acknowledge, type WildcardReasons } from '../nag';
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Sluice's own directory: a checkout, or node_modules/sluice. */
+export const REPO_ROOT = PACKAGE_ROOT;
 
 const NODE_RUNTIME_REASON =
   'Sluice runs on Node.js 22 everywhere (package.json engines, the local child-process task units, the Fargate image); the functions move to a newer runtime together with the project.';
 
 export interface SluiceFunctionOptions {
-  /** The handler's file, relative to the repository root (functions/...). */
+  /** The handler's module, relative to the package root, without extension (functions/...). */
   entry: string;
   handler: string;
   /** The Powertools service name (logs, traces, metrics): task-unit, supervisor, checkpoint-coordinator, api. */
@@ -39,10 +41,20 @@ export interface SluiceFunctionsProps {
   logRetention: logs.RetentionDays;
   minify: boolean;
   wildcards: WildcardReasons;
+  /** The user's jobs module, bundled into every function (default: the examples). */
+  jobs?: string;
 }
 
 export class SluiceFunctions {
-  constructor(private readonly props: SluiceFunctionsProps) {}
+  /** The jobs module's absolute path, if one was given. */
+  readonly jobs: string | undefined;
+
+  constructor(private readonly props: SluiceFunctionsProps) {
+    if (props.jobs !== undefined) {
+      this.jobs = resolve(props.jobs);
+      if (!existsSync(this.jobs)) throw new Error(`Sluice jobs: no jobs module at ${this.jobs} (a path relative to ${process.cwd()}, or absolute)`);
+    }
+  }
 
   logGroup(scope: Construct, id: string, name?: string): logs.LogGroup {
     return new logs.LogGroup(scope, id, {
@@ -68,10 +80,10 @@ export class SluiceFunctions {
       }),
     );
     const fn = new nodejs.NodejsFunction(scope, id, {
-      entry: join(REPO_ROOT, options.entry),
+      entry: entryPoint(options.entry).file,
       handler: options.handler,
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+      // In a checkout, this repository; installed, CDK finds the user's project (its lock file) from the working directory.
+      ...(FROM_SOURCE ? { projectRoot: REPO_ROOT, depsLockFilePath: join(REPO_ROOT, 'package-lock.json') } : {}),
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       timeout: options.timeout,
@@ -90,6 +102,8 @@ export class SluiceFunctions {
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
         minify: this.props.minify,
         sourceMap: true,
+        // The user's jobs, where lib/api/jobs-module.ts imports them in a bundle.
+        ...(this.jobs ? { define: { SLUICE_BUNDLED_JOBS: 'true' }, esbuildArgs: { '--alias:sluice-bundled-jobs': this.jobs } } : {}),
       },
     });
     acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);

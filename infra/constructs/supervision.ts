@@ -36,7 +36,7 @@ export class Supervision extends Construct {
     storage.grantQueues(role, 'Supervisor', ['sqs:SendMessage', 'sqs:GetQueueUrl', 'sqs:DeleteQueue']);
     for (const s of [...taskUnits.launchStatements, ...coordinator.scheduleStatements('SupervisorSchedules', ['scheduler:DeleteSchedule'])]) role.addToPolicy(s);
     this.function = functions.function(this, 'Supervisor', {
-      entry: 'functions/supervisor.ts',
+      entry: 'functions/supervisor',
       service: 'supervisor',
       handler: 'handler',
       timeout: Duration.seconds(60),

@@ -5,6 +5,8 @@
  * cluster, and a VPC unless one is given). What starts units (the API, the supervisor) gets
  * `launcherEnv` and `launchStatements` from here.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Duration, Fn, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -54,7 +56,7 @@ export class TaskUnitRuntime extends Construct {
     const { storage, functions } = props;
 
     this.function = functions.function(this, 'TaskUnit', {
-      entry: 'functions/task-unit.ts',
+      entry: 'functions/task-unit',
       service: 'task-unit',
       handler: 'handler',
       timeout: Duration.minutes(15),
@@ -102,10 +104,17 @@ export class TaskUnitRuntime extends Construct {
         runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
       });
       this.taskDefinition = taskDefinition;
+      const dockerfile = 'infra/docker/task-unit.Dockerfile';
+      if (!f.image && functions.jobs) {
+        throw new Error('fargate: the task unit image built from infra/docker bundles the example jobs; with your own jobs, build an image that bundles them and pass fargate.image (see docs/deploy.md)');
+      }
+      if (!f.image && !existsSync(join(REPO_ROOT, dockerfile))) {
+        throw new Error(`fargate: no ${dockerfile} in ${REPO_ROOT} (an installed Sluice has none): build the task unit image from a Sluice checkout and pass fargate.image`);
+      }
       const image = f.image
         ? ecs.ContainerImage.fromRegistry(f.image)
         : ecs.ContainerImage.fromAsset(REPO_ROOT, {
-            file: 'infra/docker/task-unit.Dockerfile',
+            file: dockerfile,
             exclude: ['**/node_modules', 'node_modules', 'cdk.out', '.git', '.venv', '.sluice', 'bench', 'test', 'docs', 'localstack', '*.log'],
           });
       const container = taskDefinition.addContainer('task-unit', {

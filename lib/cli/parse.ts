@@ -18,6 +18,8 @@ commands:
                                          change the checkpoint schedule without a restart;
                                          EXPR: 'rate(5 minutes)' or 'cron(0 * * * ? *)'
   cancel <jobId>                         cancel a job (stops units, deletes queues, keeps checkpoints)
+  run <job> [--jobs FILE] [--param k=v]...
+                                         run a job on this machine until it ends (sluice run --help)
 
 options:
   --api URL    the job API (default $SLUICE_API_URL)
@@ -41,7 +43,7 @@ export interface CliCommand {
 
 const COMMANDS = ['jobs', 'submit', 'status', 'checkpoints', 'schedule', 'cancel'] as const;
 
-function parseParamValue(raw: string): string | number | boolean {
+export function parseParamValue(raw: string): string | number | boolean {
   if (raw === 'true') return true;
   if (raw === 'false') return false;
   if (raw.trim() !== '' && Number.isFinite(Number(raw))) return Number(raw);

@@ -5,12 +5,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, type CfnElement, type Stack } from 'aws-cdk-lib';
+import { App, Stack, type CfnElement } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { IConstruct } from 'constructs';
 import { buildApp } from '../../infra/app';
+import { Sluice } from '../../infra/sluice-construct';
 import type { SluiceStack } from '../../infra/stack';
 import { ROUTES } from '../../functions/api/routes';
 import { bodySchemas } from '../../functions/api/schemas';
@@ -485,4 +486,31 @@ describe('SluiceStack options: the API account role, API logging, observability'
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
     template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
   }, 120_000);
+});
+
+describe('the construct with your own jobs module (jobs prop)', () => {
+  const fixture = join(import.meta.dirname, 'fixtures', 'jobs.ts');
+
+  it('bundles that module, not the examples, into every function', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Own');
+    new Sluice(stack, 'Sluice', { jobs: fixture });
+    const assembly = app.synth();
+    const assets = JSON.parse(readFileSync(join(assembly.directory, 'Own.assets.json'), 'utf8'));
+    const bundles = Object.values<Json>(assets.files)
+      .map((f) => f.source.path as string)
+      .filter((p) => p.startsWith('asset.'))
+      .map((p) => readFileSync(join(assembly.directory, p, 'index.mjs'), 'utf8'));
+    expect(bundles.length).toBe(4); // task unit, supervisor, coordinator, API
+    for (const code of bundles) {
+      expect(code).toContain('a job only this fixture defines');
+      expect(code).not.toContain('recommendation-join');
+    }
+  }, 180_000);
+
+  it('says which path is missing, and that a Fargate image with your jobs is yours to build', () => {
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: 'no/such/jobs.ts' })).toThrow(/Sluice jobs: no jobs module at .*no\/such\/jobs\.ts/);
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: fixture, fargate: {} })).toThrow(/with your own jobs, build an image that bundles them and pass fargate\.image/);
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: fixture, fargate: { image: 'example/task-unit:1' } })).not.toThrow();
+  });
 });
