@@ -5,68 +5,63 @@
  * own jobs module (`--jobs`) before deploying it.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { JOBS_MODULE_ENV, loadJobRegistry } from '../api/jobs-module';
-import type { Json } from '../api/json';
 import { requestCounts } from '../aws';
 import { loadConfig } from '../config';
 import type { SubmitRequest } from '../jobs/job-service';
 import { resolveEndpoint } from '../local/emulator';
 import { LocalRuntime } from '../local/local-runtime';
-import { CliError, parseParamValue } from './parse';
+import { CliError, parseCli } from './parse';
 
-export const RUN_USAGE = `usage: sluice run <job> [--jobs FILE] [--param k=v]... [--failover S] [--checkpoint-every SECONDS]
+export const RUN_USAGE = `usage: sluice run <job> [--jobs FILE] [--checkpoint-every SECONDS] [submit's options]
 
 Runs a job on this machine until it ends: task units as child processes, AWS at $AWS_ENDPOINT_URL
 (LocalStack, \`npm run emulator\`) or else on the embedded emulator (moto; needs Python 3.9+).
 
   --jobs FILE             your jobs module: exports a JobRegistry or job definitions (a .ts file
                           needs Node 22.18 or later); default $${JOBS_MODULE_ENV}, else the examples
-  --param k=v             a job parameter (repeatable; numbers and true/false are converted)
-  --failover S            full | region | single | single-buffered (default region)
-  --checkpoint-every S    seconds between checkpoints (default 3; 0 for none)`;
+  --checkpoint-every S    seconds between checkpoints (default 3; 0 for none)
+  --param k=v, --params JSON, --failover S, --handle H, --checkpoint-timeout S
+                          as for \`sluice submit\``;
 
-const FAILOVER = ['full', 'region', 'single', 'single-buffered'] as const;
-
-interface RunArgs {
-  job: string;
-  params: { [k: string]: Json };
-  failover: SubmitRequest['failover'];
-  checkpointEvery: number;
+export interface RunArgs {
+  request: SubmitRequest;
   jobs?: string;
 }
 
+/** Own options (--jobs, --checkpoint-every); the rest is read as `sluice submit` reads it. */
 export function parseRunArgs(argv: readonly string[]): RunArgs | 'help' {
-  let parsed;
+  const own: { jobs?: string; 'checkpoint-every'?: string } = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    const name = (['jobs', 'checkpoint-every'] as const).find((n) => arg === `--${n}` || arg.startsWith(`--${n}=`));
+    if (!name) {
+      rest.push(arg);
+      continue;
+    }
+    const value = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+    if (value === undefined || value === '') throw new CliError(`--${name} needs a value`);
+    own[name] = value;
+  }
+  if (rest.some((a) => a === '--schedule' || a.startsWith('--schedule=') || a === '--tz' || a.startsWith('--tz='))) {
+    throw new CliError('run takes no --schedule: it checkpoints every --checkpoint-every seconds');
+  }
+  if (rest.filter((a) => !a.startsWith('-')).length === 0) throw new CliError('run needs a job name');
+  let submit;
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        jobs: { type: 'string' },
-        param: { type: 'string', multiple: true },
-        failover: { type: 'string', default: 'region' },
-        'checkpoint-every': { type: 'string', default: '3' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    // An API URL only to satisfy the parser: nothing is sent.
+    submit = parseCli(['submit', ...rest], { SLUICE_API_URL: 'http://127.0.0.1' });
   } catch (err) {
-    throw new CliError(err instanceof Error ? err.message : String(err));
+    if (err instanceof CliError) throw new CliError(err.message.replaceAll("'submit'", "'run'"));
+    throw err;
   }
-  const { values: o, positionals } = parsed;
-  if (o.help) return 'help';
-  if (positionals.length !== 1) throw new CliError(`run takes one job name, got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`);
-  const params: { [k: string]: Json } = {};
-  for (const kv of o.param ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new CliError(`--param must be name=value, got '${kv}'`);
-    params[kv.slice(0, eq)] = parseParamValue(kv.slice(eq + 1));
-  }
-  if (!(FAILOVER as readonly string[]).includes(o.failover)) throw new CliError(`--failover must be one of ${FAILOVER.join(', ')}, got '${o.failover}'`);
-  const checkpointEvery = Number(o['checkpoint-every']);
-  if (!Number.isFinite(checkpointEvery) || checkpointEvery < 0) throw new CliError(`--checkpoint-every must be a number of seconds, 0 or more, got '${o['checkpoint-every']}'`);
-  return { job: positionals[0]!, params, failover: o.failover as SubmitRequest['failover'], checkpointEvery, ...(o.jobs ? { jobs: o.jobs } : {}) };
+  const body = submit.requests[0]!.body as SubmitRequest;
+  const every = Number(own['checkpoint-every'] ?? 3);
+  if (!Number.isFinite(every) || every < 0) throw new CliError(`--checkpoint-every must be a number of seconds, 0 or more, got '${own['checkpoint-every']}'`);
+  const request: SubmitRequest = { ...body, checkpoint: { handle: 'regional', ...body.checkpoint, intervalSeconds: every } };
+  return { request, ...(own.jobs ? { jobs: own.jobs } : {}) };
 }
 
 /** Runs the job; resolves to the exit code (0 when it finished). */
@@ -80,7 +75,7 @@ export async function runLocal(argv: readonly string[], out: (line: string) => v
   if (args.jobs) process.env[JOBS_MODULE_ENV] = resolve(args.jobs);
   const registry = await loadJobRegistry();
   // A job that cannot be built fails here, in one sentence, before anything is started.
-  registry.build(args.job, args.params);
+  registry.build(args.request.job, args.request.params ?? {});
 
   const started = Date.now();
   const endpoint = await resolveEndpoint();
@@ -89,13 +84,8 @@ export async function runLocal(argv: readonly string[], out: (line: string) => v
   const runtime = new LocalRuntime(config, registry);
   try {
     await runtime.prepare();
-    const job = await runtime.service.submit({
-      job: args.job,
-      params: args.params,
-      failover: args.failover,
-      checkpoint: { handle: 'regional', intervalSeconds: args.checkpointEvery },
-    });
-    out(`job ${job.jobId} (${args.job}): ${job.units.length} task units (child processes), logs in .sluice/logs/${job.jobId}/`);
+    const job = await runtime.service.submit(args.request);
+    out(`job ${job.jobId} (${args.request.job}): ${job.units.length} task units (child processes), logs in .sluice/logs/${job.jobId}/`);
     let lastAt = 0;
     const controller = runtime.controller({
       pollMs: 500,
@@ -109,7 +99,7 @@ export async function runLocal(argv: readonly string[], out: (line: string) => v
     const requests = (view.totals.requests.total ?? 0) + requestCounts().total;
     out(`job ${job.jobId} ${view.job.status}${view.job.error ? `: ${view.job.error}` : ''}`);
     out(`  records in ${view.totals.recordsIn}, out ${view.totals.recordsOut}; ${requests} AWS requests; ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    out(`  output under s3://${config.bucket}/output/${job.jobId}/ (if the job's sinks write there)`);
+    out(`  bucket ${config.bucket} (the job's sinks write there), table ${config.table}`);
     return view.job.status === 'FINISHED' ? 0 : 1;
   } finally {
     runtime.close();

@@ -43,7 +43,7 @@ export interface CliCommand {
 
 const COMMANDS = ['jobs', 'submit', 'status', 'checkpoints', 'schedule', 'cancel'] as const;
 
-export function parseParamValue(raw: string): string | number | boolean {
+function parseParamValue(raw: string): string | number | boolean {
   if (raw === 'true') return true;
   if (raw === 'false') return false;
   if (raw.trim() !== '' && Number.isFinite(Number(raw))) return Number(raw);
