@@ -102,8 +102,11 @@ export class SluiceFunctions {
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
         minify: this.props.minify,
         sourceMap: true,
-        // The user's jobs, where lib/api/jobs-module.ts imports them in a bundle.
-        ...(this.jobs ? { define: { SLUICE_BUNDLED_JOBS: 'true' }, esbuildArgs: { '--alias:sluice-bundled-jobs': this.jobs } } : {}),
+        // The user's jobs, where lib/api/jobs-module.ts imports them in a bundle; without them that
+        // import stays unresolved and unused (the examples are imported instead).
+        ...(this.jobs
+          ? { define: { SLUICE_BUNDLED_JOBS: 'true' }, esbuildArgs: { '--alias:sluice-bundled-jobs': this.jobs } }
+          : { externalModules: ['@aws-sdk/*', 'sluice-bundled-jobs'] }),
       },
     });
     acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);

@@ -102,6 +102,8 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const dirs = Object.values<Json>(assets.files).map((f) => f.source.path as string).filter((p) => p.startsWith('asset.'));
     expect(dirs.length).toBeGreaterThanOrEqual(4); // task unit, supervisor, coordinator, API bundles
     for (const d of dirs) expect(existsSync(join(s.directory, d, 'index.mjs')), `${d}/index.mjs`).toBe(true);
+    // Without a jobs module of the user's, the example jobs are bundled (loaded on first use).
+    for (const d of dirs) expect(readFileSync(join(s.directory, d, 'index.mjs'), 'utf8'), d).toContain('recommendation-join');
     expect(assets.dockerImages ?? {}).toEqual({});
   });
 
