@@ -5,7 +5,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Stack, type CfnElement } from 'aws-cdk-lib';
+import { App, Duration, Stack, type CfnElement } from 'aws-cdk-lib';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -482,6 +484,19 @@ describe('SluiceStack options: the API account role, API logging, observability'
     const errors = (report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
     expect(errors).toEqual([]);
   }, 120_000);
+
+  it('takes the alarm thresholds and actions of the observability prop', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new Stack(app, 'Watched');
+    const topic = new sns.Topic(stack, 'Pager');
+    new Sluice(stack, 'Sluice', { observability: { checkpointAgeThreshold: Duration.minutes(10), inputLagThreshold: Duration.seconds(30), inputLagMinutes: 3, alarmActions: [new SnsAction(topic)] } });
+    const alarms = Object.values<Json>(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms).toHaveLength(6);
+    for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: Object.keys(Template.fromStack(stack).findResources('AWS::SNS::Topic'))[0] }]);
+    const insights = alarms.filter((a) => a.Metrics).map((a) => [a.Threshold, a.EvaluationPeriods, a.DatapointsToAlarm]);
+    expect(insights).toEqual(expect.arrayContaining([[600_000, 1, undefined], [30_000, 3, 3]]));
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { observability: { inputLagMinutes: 0 } })).toThrow('observability.inputLagMinutes must be a whole number of minutes, at least 1, got 0');
+  });
 
   it('has no dashboard and no alarms with sluice:observability=false', () => {
     const { template } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:nag': false, 'sluice:observability': 'false' });
