@@ -16,8 +16,7 @@ import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
 import type { JobView, SubmitRequest } from '../lib/jobs/job-service';
-import { jobRegistry } from '../examples/jobs';
-import { checkDemoOutput } from '../examples/jobs/demo-check';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 
 const { values: args } = parseArgs({
   options: {
@@ -46,7 +45,7 @@ async function main(): Promise<number> {
   const endpoint = await resolveEndpoint();
   console.log(endpoint.started ? `AWS emulator (moto) started at ${endpoint.endpoint}` : `using AWS endpoint ${endpoint.endpoint}`);
   const config = loadConfig();
-  const runtime = new LocalRuntime(config, jobRegistry);
+  const runtime = new LocalRuntime(config, await loadJobRegistry());
   try {
     await runtime.prepare();
     const params = {
@@ -134,6 +133,8 @@ async function summarize(view: JobView, seconds: number, runtime: LocalRuntime, 
   if (job.status !== 'FINISHED') return 1;
 
   // Check the output independently: every object under the job's prefix, read with the S3 client.
+  // Loaded here, not at start: --help works whatever state the jobs are in.
+  const { checkDemoOutput } = await import('../examples/jobs/demo-check');
   const check = await checkDemoOutput(runtime.ports.clients.s3, runtime.config.bucket, job.jobId, job.params);
   console.log(
     `  output check       ${check.ok ? 'OK' : 'MISMATCH'}: ${fmt(check.found)} aggregates in ${check.files} files under s3://${runtime.config.bucket}/output/${job.jobId}/, ${fmt(check.expected)} expected, ${check.wrong.length} wrong or missing, ${check.unexpected.length} unexpected, ${check.duplicated.length} duplicated, ${check.unmarked.length} hourly partitions without _SUCCESS`,

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The Sluice CLI: talks to the job API (local `npm run dev`, or the deployed API Gateway) and
  * prints readable tables.
@@ -10,13 +11,16 @@
  *   npm run sluice -- checkpoints <jobId> [--now]
  *   npm run sluice -- schedule <jobId> 'cron(0 * * * ? *)' --tz Europe/Berlin | 'rate(5 minutes)' | off
  *   npm run sluice -- cancel <jobId>
+ *   npm run sluice -- run <job> [--jobs FILE] [--param k=v]...   (on this machine; lib/cli/local-run.ts)
  *
  * The API URL comes from --api or SLUICE_API_URL. Requests to a deployed API (a host under
  * amazonaws.com, or --sigv4) are signed with SigV4 (service execute-api) using the default AWS
  * credential chain, as the API's IAM authorization requires. `sluice <command> --help` shows a
  * command's options. `logs` reads the local runtime's files and needs no API.
  */
-import { pathToFileURL } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { runLocal } from '../lib/cli/local-run';
 import { callApi } from '../lib/cli/http';
 import { followLogs, jobLogFiles, mergedLogLines } from '../lib/cli/logs';
 import { CliError, helpFor, parseCli, type CliCommand, type LogsRequest } from '../lib/cli/parse';
@@ -62,6 +66,8 @@ export async function runCli(cmd: CliCommand, call = callApi): Promise<{ output:
       return { output: renderCancelled(last), code: 0 };
     case 'logs':
       throw new CliError('logs reads files, not the API');
+    case 'run':
+      throw new CliError(`'run' runs a job on this machine: sluice run --help`);
   }
 }
 
@@ -90,6 +96,7 @@ async function runLong(cmd: CliCommand): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'run') return runLocal(argv.slice(1)).catch(reportError);
   const help = argv.length === 0 ? undefined : helpFor(argv);
   if (argv.length === 0 || help) {
     console.log(help ?? helpFor(['--help']));
@@ -113,6 +120,16 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+function reportError(err: unknown): number {
+  if (err instanceof CliError) {
+    console.error(`sluice: ${err.message}\n(sluice --help for usage)`);
+    return 2;
+  }
+  console.error(`sluice: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
+// Installed, the bin is a symlink (node_modules/.bin/sluice): compare real paths.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then((code) => process.exit(code));
 }

@@ -19,7 +19,7 @@
  * Each handler logs Powertools JSON lines (jobId, checkpointId), is traced, and publishes the
  * decision's metrics (outcome, duration, size, per region) as EMF when finalize stores it.
  */
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
@@ -41,7 +41,9 @@ export interface CoordinatorResult extends CheckpointStepResult {
 let built: CheckpointWorkflowSteps | undefined;
 
 /** The steps over the AWS ports, built once per container. */
-function steps(): CheckpointWorkflowSteps {
+async function steps(): Promise<CheckpointWorkflowSteps> {
+  if (built) return built;
+  const registry = await loadJobRegistry();
   if (built) return built;
   const config = loadConfig();
   const ports = createAwsPorts(config);
@@ -51,7 +53,7 @@ function steps(): CheckpointWorkflowSteps {
   const service = new JobService({
     jobs,
     channels: ports.channels,
-    registry: jobRegistry,
+    registry,
     queuePrefix: config.queuePrefix,
     launcher: {
       launch: async () => {
@@ -92,11 +94,11 @@ function step(run: (event: CoordinatorEvent) => Promise<CoordinatorResult>) {
 export const trigger = step(async (event) => {
   const i = input(event);
   if (typeof i.checkpointId === 'number') return result({ jobId: i.jobId, checkpointId: i.checkpointId, done: false, outcome: 'pending', waitSeconds: 1 });
-  return result(await steps().trigger({ jobId: i.jobId }));
+  return result(await (await steps()).trigger({ jobId: i.jobId }));
 });
 
-export const poll = step(async (event) => result(await steps().poll(input(event))));
+export const poll = step(async (event) => result(await (await steps()).poll(input(event))));
 
-export const finalize = step(async (event) => result(await steps().finalize(input(event))));
+export const finalize = step(async (event) => result(await (await steps()).finalize(input(event))));
 
-export const notify = step(async (event) => result(await steps().notify(input(event))));
+export const notify = step(async (event) => result(await (await steps()).notify(input(event))));

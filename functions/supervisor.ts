@@ -9,7 +9,7 @@
  * Logs are Powertools JSON lines (with jobId, unitId, attempt where they apply); failures,
  * detection times, restarts and supervision errors are EMF metrics; the pass is traced.
  */
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 import { createAwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { JobService, type JobView } from '../lib/jobs/job-service';
@@ -123,7 +123,7 @@ export const handler = instrument(async (): Promise<SupervisionReport> => {
   traceClients(ports.clients);
   const jobs = new JobStore(ports.metadata);
   const launcher = launcherFromEnv(config, process.env);
-  const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: config.queuePrefix, launcher });
+  const service = new JobService({ jobs, channels: ports.channels, registry: await loadJobRegistry(), queuePrefix: config.queuePrefix, launcher });
   let removeSchedule: ((jobId: string) => Promise<void>) | undefined;
   const group = process.env.SLUICE_SCHEDULE_GROUP;
   if (group) {

@@ -24,7 +24,7 @@ import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/host/unit-host';
 import { lambdaTelemetry, withPowertools } from '../lib/observability/lambda';
 import { silentLogger, type Logger, type MetricsSink } from '../lib/ports/telemetry';
-import { jobRegistry } from '../examples/jobs';
+import { loadJobRegistry } from '../lib/api/jobs-module';
 
 export interface TaskUnitEvent {
   jobId: string;
@@ -54,7 +54,7 @@ export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemet
       blobs: ports.blobs,
       metadata: ports.metadata,
       jobs: new JobStore(ports.metadata),
-      registry: jobRegistry,
+      registry: await loadJobRegistry(),
       requestCounts: () => ({ ...requestCounts() }),
       ...(telemetry.logger ? { logger: telemetry.logger } : {}),
       ...(telemetry.metrics ? { metrics: telemetry.metrics } : {}),

@@ -11,18 +11,20 @@
  *   sluice:destroyData=true          delete the table and bucket with the stack (default: retain)
  *   sluice:maxCheckpointSeconds      longest a checkpoint may stay undecided (default 900)
  *   sluice:nag=false                 skip the cdk-nag AwsSolutions checks (default: on)
+ *   sluice:observability=false       no CloudWatch dashboard and alarms (default: on)
+ *   sluice:apiGatewayCloudWatchRole=true   set the account's API Gateway CloudWatch role (default: off)
+ *   sluice:apiLogging=false          no API execution and access logs (for an account without that role)
  */
 import { App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import type { SluiceProps } from './sluice-construct';
-import { SluiceStack } from './stack';
+import { SluiceStack, type SluiceStackProps } from './stack';
 
 const truthy = (v: unknown) => v === true || v === 'true' || v === '1';
 
 /** Sluice props from the app's context. */
-export function propsFromContext(app: App): SluiceProps {
+export function propsFromContext(app: App): NonNullable<SluiceStackProps['sluice']> {
   const ctx = (key: string) => app.node.tryGetContext(`sluice:${key}`) as unknown;
-  const props: SluiceProps = {};
+  const props: NonNullable<SluiceStackProps['sluice']> = {};
   if (ctx('queuePrefix') !== undefined) props.queuePrefix = String(ctx('queuePrefix'));
   if (ctx('checkpointRetentionDays') !== undefined) {
     const days = Number(ctx('checkpointRetentionDays'));
@@ -37,6 +39,9 @@ export function propsFromContext(app: App): SluiceProps {
   }
   if (truthy(ctx('destroyData'))) props.dataRemovalPolicy = RemovalPolicy.DESTROY;
   if (ctx('maxCheckpointSeconds') !== undefined) props.maxCheckpointSeconds = Number(ctx('maxCheckpointSeconds'));
+  if (ctx('observability') !== undefined && !truthy(ctx('observability'))) props.observability = false;
+  if (truthy(ctx('apiGatewayCloudWatchRole'))) props.apiGatewayCloudWatchRole = true;
+  if (ctx('apiLogging') !== undefined && !truthy(ctx('apiLogging'))) props.apiLogging = false;
   return props;
 }
 

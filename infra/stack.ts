@@ -4,7 +4,8 @@ import type { Construct } from 'constructs';
 import { Sluice, type SluiceProps } from './sluice-construct';
 
 export interface SluiceStackProps extends StackProps {
-  sluice?: SluiceProps;
+  /** The construct's props; `observability` defaults to on here (`false` turns it off). */
+  sluice?: Omit<SluiceProps, 'observability'> & { observability?: SluiceProps['observability'] | false };
 }
 
 export class SluiceStack extends Stack {
@@ -12,7 +13,8 @@ export class SluiceStack extends Stack {
 
   constructor(scope: Construct, id: string, props: SluiceStackProps = {}) {
     super(scope, id, props);
-    this.sluice = new Sluice(this, 'Sluice', props.sluice ?? {});
+    const { observability, ...sluice } = props.sluice ?? {};
+    this.sluice = new Sluice(this, 'Sluice', { ...sluice, ...(observability === false ? {} : { observability: observability ?? {} }) });
     const s = this.sluice;
     new CfnOutput(this, 'ApiUrl', { value: s.api.url, description: 'Job API (SLUICE_API_URL for the CLI; IAM/SigV4 auth)' });
     new CfnOutput(this, 'TableName', { value: s.table.tableName, description: 'SLUICE_TABLE' });
@@ -21,5 +23,6 @@ export class SluiceStack extends Stack {
     new CfnOutput(this, 'StateMachineArn', { value: s.stateMachine.stateMachineArn, description: 'Checkpoint coordinator' });
     new CfnOutput(this, 'ScheduleGroup', { value: s.scheduleGroup.scheduleGroupName, description: 'EventBridge Scheduler group of the job schedules' });
     new CfnOutput(this, 'TaskUnitFunction', { value: s.taskUnit.functionName });
+    if (s.observability) new CfnOutput(this, 'Dashboard', { value: s.observability.dashboard.dashboardName, description: 'CloudWatch dashboard' });
   }
 }

@@ -6,7 +6,7 @@
 import { JobBuilder } from '../../lib/api/job';
 import type { JobDefinition, JobParams } from '../../lib/api/registry';
 import type { KeyedProcessContext, KeyedProcessFunction } from '../../lib/api/functions';
-import { GeneratorSource } from '../../lib/connectors/generator-source';
+import { evenShare, GeneratorSource } from '../../lib/connectors/generator-source';
 import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
 
 export const HOUR_MS = 3_600_000;
@@ -42,8 +42,7 @@ export interface HourlyAggregate {
 }
 
 /** Records in partition p: the input is dealt round-robin over the partitions. */
-export const partitionSize = (shape: DemoShape, p: number) =>
-  Math.floor(shape.records / shape.partitions) + (p < shape.records % shape.partitions ? 1 : 0);
+export const partitionSize = (shape: DemoShape, p: number) => evenShare(shape.records, shape.partitions, p);
 
 /** The raw line at (partition, offset): deterministic, so the input can be replayed or recomputed. */
 export function demoLine(shape: DemoShape, partition: number, offset: number): string {

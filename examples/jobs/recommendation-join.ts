@@ -20,7 +20,7 @@ import { JobBuilder } from '../../lib/api/job';
 import type { JobDefinition, JobParams } from '../../lib/api/registry';
 import type { KeyedProcessContext, KeyedProcessFunction } from '../../lib/api/functions';
 import type { JobGraph } from '../../lib/graph/job-graph';
-import { GeneratorSource } from '../../lib/connectors/generator-source';
+import { evenShare, GeneratorSource } from '../../lib/connectors/generator-source';
 import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
 
 /** Event time of the first generated record: 2026-01-01T00:00:00Z. */
@@ -67,9 +67,8 @@ export function joinShape(params: JobParams): JoinShape {
   };
 }
 
-const sizeOf = (total: number, partitions: number, p: number) => Math.floor(total / partitions) + (p < total % partitions ? 1 : 0);
-export const eventPartitionSize = (shape: JoinShape, p: number) => sizeOf(shape.events, shape.partitions, p);
-export const featurePartitionSize = (shape: JoinShape, p: number) => sizeOf(shape.featureUpdates, shape.partitions, p);
+export const eventPartitionSize = (shape: JoinShape, p: number) => evenShare(shape.events, shape.partitions, p);
+export const featurePartitionSize = (shape: JoinShape, p: number) => evenShare(shape.featureUpdates, shape.partitions, p);
 
 const userName = (n: number) => `u${String(n).padStart(6, '0')}`;
 

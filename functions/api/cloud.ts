@@ -17,7 +17,6 @@ import { ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand } from '@a
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient, UpdateScheduleCommand, type CreateScheduleCommandInput } from '@aws-sdk/client-scheduler';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { jobRegistry } from '../../examples/jobs';
 import type { JobRegistry } from '../../lib/api/registry';
 import { createAwsPorts, isAwsErrorCode } from '../../lib/aws';
 import type { SluiceConfig } from '../../lib/config';
@@ -267,8 +266,8 @@ class LazySchedulerPort implements SchedulerPort {
   }
 }
 
-/** The API's services on AWS, from the config and the function's environment. */
-export function createCloudApiServices(config: SluiceConfig, env: Env = process.env, registry: JobRegistry = jobRegistry, telemetry?: LambdaTelemetry): ApiServices {
+/** The API's services on AWS, from the config, the function's environment and the jobs (lib/api/jobs-module.ts). */
+export function createCloudApiServices(config: SluiceConfig, env: Env, registry: JobRegistry, telemetry?: LambdaTelemetry): ApiServices {
   const ports = createAwsPorts(config);
   if (telemetry) traceClients(ports.clients, telemetry);
   let sfn: SFNClient | undefined;

@@ -15,8 +15,12 @@ COPY tsconfig.json ./
 COPY lib ./lib
 COPY functions ./functions
 COPY examples ./examples
+# The jobs: the examples (lib/api/jobs-module.ts imports them unless a jobs module is bundled in
+# place of sluice-bundled-jobs). For your own jobs, add to this command
+#   --define:SLUICE_BUNDLED_JOBS=true --alias:sluice-bundled-jobs=./<your jobs module>
+# (with the module copied into the build), and pass the pushed image as fargate.image.
 RUN npx esbuild functions/task-unit.ts --bundle --platform=node --target=node22 --format=esm \
-      --main-fields=module,main --outfile=/out/task-unit.mjs \
+      --main-fields=module,main --outfile=/out/task-unit.mjs --external:sluice-bundled-jobs \
       --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
 
 FROM node:22-bookworm-slim

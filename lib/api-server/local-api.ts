@@ -5,9 +5,9 @@
  * job's checkpoint schedule runs on a LocalCheckpointScheduler; a supervisor watches each job
  * submitted here until it ends.
  */
-import { jobRegistry as defaultRegistry } from '../../examples/jobs';
 import { createApiRouter } from '../../functions/api/handlers';
 import { buildApiServices, JobNotRunningError, type ApiServices, type CheckpointService, type SchedulerPort } from '../../functions/api/services';
+import { loadJobRegistry } from '../api/jobs-module';
 import type { JobRegistry } from '../api/registry';
 import { loadConfig, type SluiceConfig } from '../config';
 import { UnknownJobError } from '../jobs/job-store';
@@ -76,6 +76,7 @@ export class LocalSchedulerPort implements SchedulerPort {
 
 export interface LocalApiOptions {
   config?: SluiceConfig;
+  /** The jobs; default: the process's jobs module (lib/api/jobs-module.ts). */
   registry?: JobRegistry;
   port?: number;
   host?: string;
@@ -99,7 +100,8 @@ export interface LocalApi {
 export async function startLocalApi(options: LocalApiOptions = {}): Promise<LocalApi> {
   const config = options.config ?? loadConfig();
   const log = options.log ?? (() => undefined);
-  const runtime = new LocalRuntime(config, options.registry ?? defaultRegistry);
+  const registry = options.registry ?? (await loadJobRegistry());
+  const runtime = new LocalRuntime(config, registry);
   let closed = false;
   const wake = new AbortController();
   try {
@@ -126,7 +128,7 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
     metadata: runtime.ports.metadata,
     channels: runtime.ports.channels,
     blobs: runtime.ports.blobs,
-    registry: options.registry ?? defaultRegistry,
+    registry,
     queuePrefix: config.queuePrefix,
     launcher: runtime.launcher,
     jobService: runtime.service,

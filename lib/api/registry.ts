@@ -26,34 +26,100 @@ export interface JobDefinition {
   build(params: JobParams): JobGraph;
 }
 
+/** A job that cannot be used, and why. */
+export interface JobProblem {
+  job: string;
+  error: string;
+}
+
+/**
+ * The jobs of an installation, by name. Definitions are checked when a job is first looked up,
+ * not when they are registered: a broken definition (no name, no `parallelism`, a name used twice)
+ * is reported by name when it is used, and every other job, and every entry point that needs no
+ * job at all, keeps working.
+ */
 export class JobRegistry {
-  private readonly jobs = new Map<string, JobDefinition>();
+  private readonly definitions: unknown[] = [];
+  private readonly unavailableBecause: string[] = [];
+  private checked: { jobs: Map<string, JobDefinition>; problems: Map<string, string> } | undefined;
 
   constructor(definitions: JobDefinition[] = []) {
-    for (const d of definitions) this.register(d);
+    this.definitions.push(...definitions);
   }
 
   register(definition: JobDefinition): void {
-    if (this.jobs.has(definition.name)) throw new JobSpecError(`job '${definition.name}' is registered twice`);
-    if (!definition.params.parallelism) throw new JobSpecError(`job '${definition.name}' must declare a 'parallelism' parameter`);
-    this.jobs.set(definition.name, definition);
+    this.definitions.push(definition);
+    this.checked = undefined;
+  }
+
+  /** Says why some jobs could not be loaded at all (a jobs module that failed to import); lookups of unknown jobs say it too. */
+  unavailable(reason: string): this {
+    this.unavailableBecause.push(reason);
+    return this;
   }
 
   get(name: string): JobDefinition {
-    const d = this.jobs.get(name);
-    if (!d) throw new JobSpecError(`unknown job '${name}'; registered jobs: ${[...this.jobs.keys()].join(', ') || 'none'}`);
+    const { jobs, problems } = this.check();
+    const problem = problems.get(name);
+    if (problem !== undefined) throw new JobSpecError(`job '${name}' cannot be used: ${problem}`);
+    const d = jobs.get(name);
+    if (!d) {
+      const known = [...jobs.keys()].join(', ') || 'none';
+      throw new JobSpecError(`unknown job '${name}'; registered jobs: ${known}${this.unavailableBecause.map((r) => `; ${r}`).join('')}`);
+    }
     return d;
   }
 
+  /** The jobs that can be used. */
   list(): JobDefinition[] {
-    return [...this.jobs.values()];
+    return [...this.check().jobs.values()];
+  }
+
+  /** The jobs that cannot, and why (a module that failed to load appears as job '*'). */
+  problems(): JobProblem[] {
+    return [...this.check().problems].map(([job, error]) => ({ job, error })).concat(this.unavailableBecause.map((error) => ({ job: '*', error })));
   }
 
   /** Builds the graph of a registered job with checked parameters. */
   build(name: string, params: { [k: string]: Json } = {}): { graph: JobGraph; params: JobParams } {
     const definition = this.get(name);
     const resolved = resolveParams(definition, params);
-    return { graph: definition.build(resolved), params: resolved };
+    try {
+      return { graph: definition.build(resolved), params: resolved };
+    } catch (err) {
+      if (err instanceof JobSpecError) throw err;
+      throw new JobSpecError(`job '${name}' failed to build its graph: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private check(): { jobs: Map<string, JobDefinition>; problems: Map<string, string> } {
+    if (this.checked) return this.checked;
+    const jobs = new Map<string, JobDefinition>();
+    const problems = new Map<string, string>();
+    this.definitions.forEach((candidate, index) => {
+      const d = candidate as Partial<JobDefinition> | undefined;
+      if (!d || typeof d !== 'object' || typeof d.name !== 'string' || d.name === '') {
+        problems.set(`#${index + 1}`, `registered job #${index + 1} has no name (got ${d === undefined ? 'undefined' : typeof d === 'object' ? 'an object without a name' : typeof d})`);
+        return;
+      }
+      const name = d.name;
+      const problem =
+        jobs.has(name) || problems.has(name)
+          ? 'it is registered twice (two definitions with this name)'
+          : typeof d.build !== 'function'
+            ? 'it has no build(params) function'
+            : !d.params || typeof d.params !== 'object' || !d.params.parallelism
+              ? "it must declare a 'parallelism' parameter"
+              : undefined;
+      if (problem === undefined) {
+        jobs.set(name, d as JobDefinition);
+        return;
+      }
+      jobs.delete(name);
+      problems.set(name, problem);
+    });
+    this.checked = { jobs, problems };
+    return this.checked;
   }
 }
 

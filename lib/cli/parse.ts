@@ -46,6 +46,7 @@ export const COMMAND_HELP = {
     options: [['--tz ZONE', 'time zone of a cron schedule (default UTC)']],
   },
   cancel: { synopsis: 'cancel <jobId>', summary: 'cancel a job (stops units, deletes queues, keeps checkpoints)', options: [] },
+  run: { synopsis: 'run <job> [--jobs FILE] [--param name=value]... [options]', summary: 'run a job on this machine until it ends (sluice run --help)', options: [] },
   logs: {
     synopsis: 'logs <jobId> [unit|control] [--follow] [--metrics] [--dir DIR]',
     summary: 'the local runtime\'s log files of a job (.sluice/logs/<jobId>/), pretty-printed, all units merged by time',
@@ -210,6 +211,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     checkpoints: ['now'],
     schedule: ['tz'],
     cancel: [],
+    run: [],
     logs: ['follow', 'metrics', 'dir'],
   };
   for (const key of Object.keys(o)) {
@@ -242,6 +244,9 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       positional(1, 'a job id');
       requests = [{ method: 'DELETE', path: jobPath(rest[0]!) }];
       break;
+    case 'run':
+      // Dispatched before parsing (lib/cli/local-run.ts parses its own arguments).
+      throw new CliError(`'run' runs a job on this machine: sluice run --help`);
     case 'checkpoints':
       positional(1, 'a job id');
       requests = [

@@ -9,8 +9,13 @@ import type { Json, RuntimeContext, SourceBatch, SourceFunction } from '../api/f
 
 export interface GeneratorOptions<O extends Json> {
   partitions: number;
-  /** Records per partition (a number, or one per partition); undefined for an unbounded source. */
+  /**
+   * Records per partition (a whole number, or one per partition); with neither this nor `records`
+   * the source is unbounded. A fraction is refused (a partition cannot hold half a record).
+   */
   recordsPerPartition?: number | ((partition: number) => number);
+  /** Records in all partitions together, split as evenly as they go (see evenShare). */
+  records?: number;
   /** Records per second for this subtask; undefined or 0 for as fast as possible. */
   ratePerSecond?: number;
   generate(partition: number, offset: number): O;
@@ -33,12 +38,20 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   private emitted = 0;
 
   constructor(private readonly options: GeneratorOptions<O>) {
-    if (!Number.isInteger(options.partitions) || options.partitions < 1) throw new Error('generator needs at least one partition');
+    if (!Number.isInteger(options.partitions) || options.partitions < 1) {
+      throw new Error(`GeneratorSource: partitions must be a whole number, at least 1, got ${options.partitions}`);
+    }
+    const { records, recordsPerPartition: perPartition } = options;
+    if (records !== undefined && perPartition !== undefined) throw new Error('GeneratorSource: give records (in all partitions) or recordsPerPartition, not both');
+    if (records !== undefined) checkCount('records', records);
+    if (typeof perPartition === 'number') checkCount('recordsPerPartition', perPartition);
   }
 
   async open(ctx: RuntimeContext): Promise<void> {
     this.assigned = [];
     for (let p = ctx.subtaskIndex; p < this.options.partitions; p += ctx.parallelism) this.assigned.push(p);
+    // A per-partition function is checked for the partitions this subtask reads, before any is read.
+    if (typeof this.options.recordsPerPartition === 'function') for (const p of this.assigned) checkCount(`recordsPerPartition(${p})`, this.limit(p));
     for (const p of this.assigned) if (!this.offsets.has(p)) this.offsets.set(p, 0);
     this.startedAt = Date.now();
     this.emitted = 0;
@@ -95,7 +108,8 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   }
 
   private limit(partition: number): number {
-    const l = this.options.recordsPerPartition;
+    const { records, recordsPerPartition: l } = this.options;
+    if (records !== undefined) return evenShare(records, this.options.partitions, partition);
     return l === undefined ? Infinity : typeof l === 'number' ? l : l(partition);
   }
 
@@ -114,4 +128,15 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
     this.cursor = s.cursor;
     this.runLeft = s.runLeft ?? 0;
   }
+}
+
+/** Partition p's share of `total` records split over `partitions`: the first `total % partitions` take one more. */
+export function evenShare(total: number, partitions: number, p: number): number {
+  return Math.floor(total / partitions) + (p < total % partitions ? 1 : 0);
+}
+
+function checkCount(what: string, value: number): void {
+  if (Number.isInteger(value) && value >= 0) return;
+  const hint = Number.isFinite(value) && value > 0 ? ' (a partition holds whole records; pass `records` to split a total over the partitions exactly)' : '';
+  throw new Error(`GeneratorSource: ${what} must be a whole number of records, 0 or more, got ${value}${hint}`);
 }

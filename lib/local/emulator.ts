@@ -7,11 +7,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SERVICE_ENDPOINT_VARS, type ServiceName } from '../config';
+import { FROM_SOURCE, PACKAGE_ROOT, WORK_ROOT } from '../util/package-root';
 
 export const MOTO_VERSION = '5.2.5';
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const REPO_ROOT = PACKAGE_ROOT;
+
+/** Where the emulator's virtualenv goes: the checkout's .venv, or .sluice/.venv in the project of an installed Sluice. */
+const EMULATOR_ROOT = FROM_SOURCE ? PACKAGE_ROOT : join(WORK_ROOT, '.sluice');
 
 export interface EmulatorPaths {
   venv: string;
@@ -21,7 +24,7 @@ export interface EmulatorPaths {
   lock: string;
 }
 
-export function emulatorPaths(root = REPO_ROOT): EmulatorPaths {
+export function emulatorPaths(root = EMULATOR_ROOT): EmulatorPaths {
   const venv = join(root, '.venv');
   return {
     venv,

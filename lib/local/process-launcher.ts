@@ -9,13 +9,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { JobRecord, UnitPlacement } from '../jobs/job-store';
 import type { UnitLauncher } from '../jobs/job-service';
 import { HANDED_OVER_EXIT_CODE } from '../runtime/handover';
+import { entryPoint, PACKAGE_ROOT, WORK_ROOT } from '../util/package-root';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const REPO_ROOT = PACKAGE_ROOT;
 
 export interface UnitExit {
   jobId: string;
@@ -32,6 +32,7 @@ export interface ProcessLauncherOptions {
   /** Environment for the units (the config as variables). */
   env: Record<string, string>;
   logDir?: string;
+  /** The task unit's TypeScript entry (run through tsx); default functions/task-unit (built: dist/functions/task-unit.js). */
   entry?: string;
   /**
    * Extra wait before starting a restarted attempt (attempt > 0), to model a slow restart (a
@@ -71,12 +72,12 @@ export class ProcessLauncher implements UnitLauncher {
     // a unit running, unsupervised, after its runtime (or test) has ended.
     if (this.closed) return;
     const key = `${job.jobId}/${unit.unitId}`;
-    const logDir = join(this.options.logDir ?? join(REPO_ROOT, '.sluice', 'logs'), job.jobId);
+    const logDir = join(this.options.logDir ?? join(WORK_ROOT, '.sluice', 'logs'), job.jobId);
     mkdirSync(logDir, { recursive: true });
     const log = createWriteStream(join(logDir, `${unit.unitId}.log`), { flags: 'a' });
-    const script = this.options.entry ?? join(REPO_ROOT, 'functions', 'task-unit.ts');
-    const child = spawn(process.execPath, ['--import', 'tsx', script], {
-      cwd: REPO_ROOT,
+    const entry = this.options.entry ? { file: this.options.entry, nodeArgs: ['--import', 'tsx'] } : entryPoint('functions/task-unit');
+    const child = spawn(process.execPath, [...entry.nodeArgs, entry.file], {
+      cwd: WORK_ROOT,
       env: {
         ...process.env,
         ...this.options.env,

@@ -55,6 +55,7 @@ export const Metrics = {
   CheckpointDuration: { name: 'CheckpointDuration', unit: 'Milliseconds', dimensions: JOB, description: 'trigger to decision' },
   CheckpointSize: { name: 'CheckpointSize', unit: 'Bytes', dimensions: JOB, description: 'bytes of every snapshot acknowledged for the checkpoint' },
   CheckpointFallbacks: { name: 'CheckpointFallbacks', unit: 'Count', dimensions: JOB, description: 'regions that failed a completed checkpoint and fall back to an earlier one' },
+  CheckpointAge: { name: 'CheckpointAge', unit: 'Milliseconds', dimensions: JOB, description: "time since the job's last completed checkpoint (since it started, before the first), reported by each supervision pass while the job runs with checkpoints; the checkpoint-age alarm reads it" },
   RegionCheckpointCompleted: { name: 'RegionCheckpointCompleted', unit: 'Count', dimensions: REGION, description: 'the region completed the checkpoint' },
   RegionCheckpointFailed: { name: 'RegionCheckpointFailed', unit: 'Count', dimensions: REGION, description: 'the region failed the checkpoint' },
   RegionCheckpointSize: { name: 'RegionCheckpointSize', unit: 'Bytes', dimensions: REGION, description: "bytes of the region's snapshots in the checkpoint's manifest" },

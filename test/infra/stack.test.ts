@@ -5,14 +5,20 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack, type CfnElement } from 'aws-cdk-lib';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { IConstruct } from 'constructs';
 import { buildApp } from '../../infra/app';
+import { Sluice } from '../../infra/sluice-construct';
+import type { SluiceStack } from '../../infra/stack';
 import { ROUTES } from '../../functions/api/routes';
 import { bodySchemas } from '../../functions/api/schemas';
 import { API_GATEWAY_MODEL_KEYWORDS, apiGatewayModel, modelName } from '../../functions/api/models';
+import { METRIC_NAMESPACE, Metrics, type MetricSpec } from '../../lib/observability/metric-names';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -52,10 +58,20 @@ function roleOf(template: Template, functionId: string): string {
   return template.findResources('AWS::Lambda::Function')[functionId]!.Properties.Role['Fn::GetAtt'][0];
 }
 
-function logicalId(stack: Stack, path: string): string {
-  const node = stack.node.findAll().find((c) => c.node.path === path);
-  if (!node) throw new Error(`no construct at ${path}`);
-  return stack.getLogicalId(node.node.defaultChild as never ?? (node as never));
+/** Logical id of a construct's CloudFormation resource (the construct's default child). */
+function logicalId(stack: Stack, construct: IConstruct): string {
+  return stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement);
+}
+
+/** A function of the Sluice construct by its construct id (TaskUnit, Supervisor, ApiSubmitJob, ...). */
+function sluiceFunction(stack: SluiceStack, name: string): IConstruct {
+  const s = stack.sluice;
+  if (name === 'TaskUnit') return s.taskUnit;
+  if (name === 'Supervisor') return s.supervisor;
+  const route = name.replace(/^Api/, '');
+  const fn = s.apiFunctions[(route[0]!.toLowerCase() + route.slice(1)) as keyof typeof s.apiFunctions];
+  if (!fn) throw new Error(`no Sluice function ${name}`);
+  return fn;
 }
 
 /** The state machine definition as JSON; CloudFormation tokens become `TOKEN<n>`, resolved by `tokens`. */
@@ -88,6 +104,8 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const dirs = Object.values<Json>(assets.files).map((f) => f.source.path as string).filter((p) => p.startsWith('asset.'));
     expect(dirs.length).toBeGreaterThanOrEqual(4); // task unit, supervisor, coordinator, API bundles
     for (const d of dirs) expect(existsSync(join(s.directory, d, 'index.mjs')), `${d}/index.mjs`).toBe(true);
+    // Without a jobs module of the user's, the example jobs are bundled (loaded on first use).
+    for (const d of dirs) expect(readFileSync(join(s.directory, d, 'index.mjs'), 'utf8'), d).toContain('recommendation-join');
     expect(assets.dockerImages ?? {}).toEqual({});
   });
 
@@ -108,7 +126,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
   });
 
   it('has a private, encrypted, TLS-only data bucket with lifecycle rules', () => {
-    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const dataId = logicalId(s.stack, s.stack.sluice.bucket);
     const bucket = s.template.findResources('AWS::S3::Bucket')[dataId]!.Properties;
     expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
     expect(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
@@ -128,12 +146,68 @@ describe('SluiceStack (default: Lambda task units)', () => {
     });
   });
 
+  it('traces every function with X-Ray and logs it in JSON, with its Powertools service and the Sluice namespace', () => {
+    const fns = Object.values<Json>(s.template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Runtime?.startsWith('nodejs'));
+    expect(fns.length).toBe(1 + 1 + 4 + ROUTES.length);
+    for (const f of fns) {
+      expect(f.Properties.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(f.Properties.LoggingConfig).toMatchObject({ LogFormat: 'JSON' });
+      expect(f.Properties.Environment.Variables.POWERTOOLS_METRICS_NAMESPACE).toBe(METRIC_NAMESPACE);
+    }
+    const services = new Set(fns.map((f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME));
+    expect(services).toEqual(new Set(['task-unit', 'supervisor', 'checkpoint-coordinator', 'api']));
+    // Tracing lets each function's role write segments, and no more of X-Ray.
+    for (const f of fns) {
+      const xray = [...actionsOf(s.template, f.Properties.Role['Fn::GetAtt'][0])].filter((a) => a.startsWith('xray:'));
+      expect(xray.sort()).toEqual(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    }
+  });
+
+  it('has the dashboard over every metric of the shared table, one line per job', () => {
+    const dashboards = Object.values<Json>(s.template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    // The body is a Fn::Join of strings and tokens; the SEARCH expressions are plain strings.
+    const body = (dashboards[0].Properties.DashboardBody['Fn::Join'][1] as Json[]).map((p) => (typeof p === 'string' ? p : '<token>')).join('');
+    for (const spec of Object.values<MetricSpec>(Metrics)) {
+      const schema = [METRIC_NAMESPACE, ...spec.dimensions].join(',');
+      expect(body, spec.name).toContain(`SEARCH('{${schema}} MetricName=\\"${spec.name}\\"'`);
+    }
+  });
+
+  it('has the alarms: failed coordinator executions, supervisor errors, task unit errors and throttles, checkpoint age, input lag', () => {
+    const alarms = Object.values<Json>(s.template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms).toHaveLength(6);
+    const byMetric = (namespace: string, name: string) => alarms.filter((a) => a.Namespace === namespace && a.MetricName === name);
+    const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+    expect(byMetric('AWS/States', 'ExecutionsFailed')).toEqual([expect.objectContaining({ Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: smId } }], Threshold: 1 })]);
+    const taskUnitId = logicalId(s.stack, s.stack.sluice.taskUnit);
+    const supervisorId = logicalId(s.stack, s.stack.sluice.supervisor);
+    expect(byMetric('AWS/Lambda', 'Errors').map((a) => a.Dimensions[0].Value.Ref).sort()).toEqual([supervisorId, taskUnitId].sort());
+    expect(byMetric('AWS/Lambda', 'Throttles').map((a) => a.Dimensions[0].Value.Ref)).toEqual([taskUnitId]);
+    // Over every job: Metrics Insights queries of the shared table's metrics.
+    const insights = alarms.filter((a) => a.Metrics).map((a) => ({ expression: a.Metrics[0].Expression, threshold: a.Threshold, periods: a.EvaluationPeriods }));
+    expect(insights).toEqual(
+      expect.arrayContaining([
+        { expression: `SELECT MAX(${Metrics.CheckpointAge.name}) FROM SCHEMA("${METRIC_NAMESPACE}", job)`, threshold: 30 * 60_000, periods: 1 },
+        { expression: `SELECT MAX(${Metrics.InputLag.name}) FROM SCHEMA("${METRIC_NAMESPACE}", job, operator)`, threshold: 5 * 60_000, periods: 5 },
+      ]),
+    );
+    expect(insights).toHaveLength(2);
+    for (const a of alarms) expect(a.TreatMissingData).toBe('notBreaching');
+  });
+
+  it("leaves the account's API Gateway CloudWatch role alone, and logs the API stage", () => {
+    s.template.resourceCountIs('AWS::ApiGateway::Account', 0);
+    expect(Object.values<Json>(s.template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('apigateway.amazonaws.com'))).toEqual([]);
+    s.template.hasResourceProperties('AWS::ApiGateway::Stage', { AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }), MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO' })] });
+  });
+
   it('runs every function on nodejs22.x; the task unit for 15 minutes and may re-invoke itself', () => {
     const fns = s.template.findResources('AWS::Lambda::Function');
     const ours = Object.entries<Json>(fns).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
     expect(ours.length).toBe(1 + 1 + 4 + ROUTES.length);
     for (const [, f] of ours) expect(f.Properties.Runtime).toBe('nodejs22.x');
-    const taskUnitId = logicalId(s.stack, `${s.stack.stackName}/Sluice/TaskUnit`);
+    const taskUnitId = logicalId(s.stack, s.stack.sluice.taskUnit);
     expect(fns[taskUnitId]!.Properties).toMatchObject({ Timeout: 900, Handler: 'index.handler' });
     const handlers = ours.map(([, f]) => f.Properties.Handler).sort();
     for (const r of ROUTES) expect(handlers).toContain(`index.${r.name}`);
@@ -145,7 +219,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     // The supervisor runs every minute.
     s.template.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(1 minute)',
-      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(s.stack, `${s.stack.stackName}/Sluice/Supervisor`), 'Arn'] } })],
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(s.stack, s.stack.sluice.supervisor), 'Arn'] } })],
     });
   });
 
@@ -190,7 +264,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
   it('has the job schedule group and a scheduler role that may only start the state machine', () => {
     s.template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
     const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
-    const roleId = logicalId(s.stack, `${s.stack.stackName}/Sluice/SchedulerRole`);
+    const roleId = logicalId(s.stack, s.stack.sluice.schedulerRole);
     const role = s.template.findResources('AWS::IAM::Role')[roleId]!.Properties;
     expect(role.AssumeRolePolicyDocument.Statement[0]).toMatchObject({
       Principal: { Service: 'scheduler.amazonaws.com' },
@@ -199,7 +273,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const granted = statements(s.template).filter((x) => x.roles.includes(roleId));
     expect(granted.map((x) => x.s)).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Resource: { Ref: smId } })]);
     // The API passes that role to Scheduler, for schedules named sluice-* in the group only.
-    const submitRole = roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`));
+    const submitRole = roleOf(s.template, logicalId(s.stack, s.stack.sluice.apiFunctions.submitJob));
     const pass = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('iam:PassRole'));
     expect(pass?.s).toMatchObject({ Resource: { 'Fn::GetAtt': [roleId, 'Arn'] }, Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } } });
     const sched = statements(s.template).find((x) => x.roles.includes(submitRole) && arr(x.s.Action).includes('scheduler:CreateSchedule'));
@@ -286,7 +360,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
 
   it('scopes IAM to the table, the bucket prefixes, the queue prefix, the state machine; no * except documented', () => {
     const tableId = Object.keys(s.template.findResources('AWS::DynamoDB::Table'))[0]!;
-    const dataId = logicalId(s.stack, `${s.stack.stackName}/Sluice/Data`);
+    const dataId = logicalId(s.stack, s.stack.sluice.bucket);
     const smId = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
     const queueArn = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sqs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':sluice-*']] };
     const documentedStar = /^(logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)|xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets)|ecr:GetAuthorizationToken)$/;
@@ -306,8 +380,8 @@ describe('SluiceStack (default: Lambda task units)', () => {
       if (actions.includes('s3:ListBucket')) expect(st.Condition.StringLike['s3:prefix'].length, holder).toBeGreaterThan(0);
     }
     // Least privilege per function.
-    const fn = (name: string) => roleOf(s.template, logicalId(s.stack, `${s.stack.stackName}/Sluice/${name}`));
-    const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents'];
+    const fn = (name: string) => roleOf(s.template, logicalId(s.stack, sluiceFunction(s.stack, name)));
+    const readOnly = ['dynamodb:GetItem', 'dynamodb:Query', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
     for (const name of ['ApiListJobs', 'ApiGetJob', 'ApiListCheckpoints']) expect([...actionsOf(s.template, fn(name))].sort()).toEqual([...readOnly].sort());
     const submit = actionsOf(s.template, fn('ApiSubmitJob'));
     for (const a of ['sqs:CreateQueue', 'lambda:InvokeFunction', 'scheduler:CreateSchedule', 'dynamodb:PutItem']) expect(submit).toContain(a);
@@ -378,7 +452,7 @@ describe('SluiceStack with Fargate task units (context sluice:fargate=true)', ()
   });
 
   it('lets the API start and stop Fargate units (RunTask on the task definition, PassRole to ECS only)', () => {
-    const submit = s.template.findResources('AWS::Lambda::Function')[logicalId(s.stack, `${s.stack.stackName}/Sluice/ApiSubmitJob`)]!;
+    const submit = s.template.findResources('AWS::Lambda::Function')[logicalId(s.stack, s.stack.sluice.apiFunctions.submitJob)]!;
     expect(submit.Properties.Environment.Variables.SLUICE_LAUNCHER).toBe('fargate');
     const taskDefId = Object.keys(s.template.findResources('AWS::ECS::TaskDefinition'))[0]!;
     const run = statements(s.template).find((x) => arr(x.s.Action).includes('ecs:RunTask'));
@@ -390,5 +464,70 @@ describe('SluiceStack with Fargate task units (context sluice:fargate=true)', ()
   it('passes cdk-nag AwsSolutions too', () => {
     const errors = (s.report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
     expect(errors).toEqual([]);
+  });
+});
+
+describe('SluiceStack options: the API account role, API logging, observability', () => {
+  it('sets the account role only when asked (sluice:apiGatewayCloudWatchRole=true)', () => {
+    const { template, report } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:apiGatewayCloudWatchRole': 'true' });
+    template.resourceCountIs('AWS::ApiGateway::Account', 1);
+    const errors = (report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+  }, 120_000);
+
+  it('turns API logging off for an account without the role (sluice:apiLogging=false), cdk-nag still clean', () => {
+    const { template, report } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:apiLogging': 'false' });
+    const stage = Object.values<Json>(template.findResources('AWS::ApiGateway::Stage'))[0]!.Properties;
+    expect(stage.AccessLogSetting).toBeUndefined();
+    expect(stage.MethodSettings).toEqual([expect.objectContaining({ LoggingLevel: 'OFF', MetricsEnabled: true })]);
+    expect(stage.TracingEnabled).toBe(true);
+    const errors = (report.pluginReports ?? []).flatMap((r: Json) => r.violations ?? []).filter((v: Json) => v.severity === 'error');
+    expect(errors).toEqual([]);
+  }, 120_000);
+
+  it('takes the alarm thresholds and actions of the observability prop', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new Stack(app, 'Watched');
+    const topic = new sns.Topic(stack, 'Pager');
+    new Sluice(stack, 'Sluice', { observability: { checkpointAgeThreshold: Duration.minutes(10), inputLagThreshold: Duration.seconds(30), inputLagMinutes: 3, alarmActions: [new SnsAction(topic)] } });
+    const alarms = Object.values<Json>(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    expect(alarms).toHaveLength(6);
+    for (const a of alarms) expect(a.AlarmActions).toEqual([{ Ref: Object.keys(Template.fromStack(stack).findResources('AWS::SNS::Topic'))[0] }]);
+    const insights = alarms.filter((a) => a.Metrics).map((a) => [a.Threshold, a.EvaluationPeriods, a.DatapointsToAlarm]);
+    expect(insights).toEqual(expect.arrayContaining([[600_000, 1, undefined], [30_000, 3, 3]]));
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { observability: { inputLagMinutes: 0 } })).toThrow('observability.inputLagMinutes must be a whole number of minutes, at least 1, got 0');
+  });
+
+  it('has no dashboard and no alarms with sluice:observability=false', () => {
+    const { template } = synth({ 'aws:cdk:bundling-stacks': [], 'sluice:nag': false, 'sluice:observability': 'false' });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
+  }, 120_000);
+});
+
+describe('the construct with your own jobs module (jobs prop)', () => {
+  const fixture = join(import.meta.dirname, 'fixtures', 'jobs.ts');
+
+  it('bundles that module, not the examples, into every function', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Own');
+    new Sluice(stack, 'Sluice', { jobs: fixture });
+    const assembly = app.synth();
+    const assets = JSON.parse(readFileSync(join(assembly.directory, 'Own.assets.json'), 'utf8'));
+    const bundles = Object.values<Json>(assets.files)
+      .map((f) => f.source.path as string)
+      .filter((p) => p.startsWith('asset.'))
+      .map((p) => readFileSync(join(assembly.directory, p, 'index.mjs'), 'utf8'));
+    expect(bundles.length).toBe(4); // task unit, supervisor, coordinator, API
+    for (const code of bundles) {
+      expect(code).toContain('a job only this fixture defines');
+      expect(code).not.toContain('recommendation-join');
+    }
+  }, 180_000);
+
+  it('says which path is missing, and that a Fargate image with your jobs is yours to build', () => {
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: 'no/such/jobs.ts' })).toThrow(/Sluice jobs: no jobs module at .*no\/such\/jobs\.ts/);
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: fixture, fargate: {} })).toThrow(/with your own jobs, build an image that bundles them and pass fargate\.image/);
+    expect(() => new Sluice(new Stack(new App(), 'S'), 'Sluice', { jobs: fixture, fargate: { image: 'example/task-unit:1' } })).not.toThrow();
   });
 });

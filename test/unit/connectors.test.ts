@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GeneratorSource } from '../../lib/connectors/generator-source';
+import { evenShare, GeneratorSource } from '../../lib/connectors/generator-source';
 import { S3LineSource } from '../../lib/connectors/s3-line-source';
 import { S3PartitionedSink, hourPartition } from '../../lib/connectors/s3-partitioned-sink';
 import { KeyedStateBackend } from '../../lib/runtime/keyed-state';
@@ -75,6 +75,36 @@ describe('generator source', () => {
     expect((await source.poll(4 * 64)).watermark).toBe(63_000);
     expect((await source.poll(64)).watermark).toBe(63_000);
     expect((await source.poll(4 * 64)).watermark).toBe(127_000);
+  });
+});
+
+describe('generator source sizes', () => {
+  const generate = (p: number, o: number) => `${p}:${o}`;
+
+  it('refuses a fractional recordsPerPartition instead of rounding it (records=100 over 8 partitions read 104)', async () => {
+    expect(() => new GeneratorSource({ partitions: 8, recordsPerPartition: 100 / 8, generate })).toThrow(
+      /recordsPerPartition must be a whole number of records, 0 or more, got 12\.5 \(.*pass `records`/,
+    );
+    // A per-partition function is checked when the subtask opens, naming the partition.
+    const source = new GeneratorSource({ partitions: 8, recordsPerPartition: (p) => (p === 5 ? 12.5 : 12), generate });
+    await expect(source.open(ctx(undefined, 1, 4))).rejects.toThrow(/recordsPerPartition\(5\) must be a whole number of records, 0 or more, got 12\.5/);
+    for (const bad of [-1, Number.NaN, Infinity]) expect(() => new GeneratorSource({ partitions: 2, records: bad, generate }), String(bad)).toThrow(/records must be a whole number/);
+    expect(() => new GeneratorSource({ partitions: 2, records: 10, recordsPerPartition: 5, generate })).toThrow(/not both/);
+    expect(() => new GeneratorSource({ partitions: 0.5, generate })).toThrow(/partitions must be a whole number, at least 1, got 0\.5/);
+  });
+
+  it('splits a total of records over the partitions exactly', async () => {
+    for (const [records, partitions] of [[100, 8], [3, 8], [0, 3], [1000, 7]] as const) {
+      const all: string[] = [];
+      for (let s = 0; s < 3; s++) {
+        const source = new GeneratorSource({ partitions, records, generate });
+        await source.open(ctx(undefined, s, 3));
+        all.push(...(await readAll(source)));
+      }
+      expect(all, `${records} over ${partitions}`).toHaveLength(records);
+      expect(new Set(all).size).toBe(records);
+      expect(Array.from({ length: partitions }, (_, p) => evenShare(records, partitions, p)).reduce((a, b) => a + b, 0)).toBe(records);
+    }
   });
 });
 
