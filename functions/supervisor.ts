@@ -20,7 +20,8 @@ import { Metrics } from '../lib/observability/metric-names';
 import { silentLogger, type Logger, type MetricsSink } from '../lib/ports/telemetry';
 import { launcherFromEnv } from './api/cloud';
 import { checkProgress, DEFAULT_STALL_TIMEOUT_MS } from '../lib/jobs/progress-watch';
-import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
+import { PortCheckpointCatalog, lastCompletedAt } from '../lib/checkpoint/catalog';
+import { scheduleOf } from './api/schedule-service';
 import { createFailoverHandler } from '../lib/recovery/failover-handler';
 
 export interface SupervisionReport {
@@ -101,6 +102,11 @@ export async function supervise(
         continue;
       }
       if (progress.mark.signature !== view.job.progress?.signature) await jobs.setProgress(jobId, progress.mark);
+      // The checkpoint-age alarm's metric: since the last completed checkpoint (or the job's start).
+      if (telemetry.metrics && scheduleOf(view.job.settings) !== null) {
+        const last = (await lastCompletedAt(jobs.metadata, jobId)) ?? view.job.createdAt;
+        telemetry.metrics.add(Metrics.CheckpointAge, Math.max(0, now - last), { job: jobId });
+      }
       report.released.push(...(await releaseEndedRegions(service, view)));
       if (await service.completeIfDone(jobId)) {
         log.info(`job ${jobId} finished`);

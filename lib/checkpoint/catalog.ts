@@ -61,6 +61,17 @@ const MAX_MESSAGE_CHARS = 300;
 export const checkpointPk = catalogPk;
 export const checkpointSk = (id: number): string => `CKPT#${String(id).padStart(12, '0')}`;
 export const LATEST_SK = 'CKPT_LATEST';
+
+/**
+ * When the job's latest completed checkpoint was decided (its history entry's end time), or
+ * undefined before the first: two reads, for the supervisor's checkpoint-age metric.
+ */
+export async function lastCompletedAt(metadata: MetadataStore, jobId: string): Promise<number | undefined> {
+  const pointer = await metadata.get(catalogPk(jobId), LATEST_SK);
+  if (pointer === undefined) return undefined;
+  const entry = await metadata.get(catalogPk(jobId), checkpointSk(Number(pointer.checkpointId)));
+  return typeof entry?.endTime === 'number' ? entry.endTime : undefined;
+}
 /** Where manifests of catalogs before writer tokens were (still read for their pointers). */
 export const manifestKey = (jobId: string, id: number): string => `checkpoints/${jobId}/${id}/manifest.json`;
 /** Each writer of N puts its manifest under its own key, so none can replace another's. */

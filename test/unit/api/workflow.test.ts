@@ -137,6 +137,21 @@ describe('supervisor pass', () => {
     expect(control.flat().map((m) => JSON.parse(m.body).type)).toContain('commitFinal');
   });
 
+  it('reports each checkpointed job\'s checkpoint age: since its last completed checkpoint, or its start before the first', async () => {
+    const { ports, jobs, service } = memoryJobs();
+    const job = await service.submit({ job: 'demo', params: { parallelism: 1, records: 10 }, checkpoint: { intervalSeconds: 5 } });
+    const now = job.createdAt + 60_000;
+    for (const u of job.units) await jobs.reportUnit(job.jobId, u.unitId, 0, { status: 'RUNNING', heartbeatAt: now });
+    const ages: number[] = [];
+    const metrics = { add: (m: { name: string }, v: number) => void (m.name === 'CheckpointAge' && ages.push(v)), flush: () => undefined };
+    await supervise(service, jobs, now, undefined, undefined, undefined, { metrics });
+    expect(ages).toEqual([60_000]);
+    await ports.metadata.put(`JOB#${job.jobId}#CKPT`, 'CKPT_LATEST', { checkpointId: 3, manifestKey: 'm', retained: [3] });
+    await ports.metadata.put(`JOB#${job.jobId}#CKPT`, 'CKPT#000000000003', { checkpointId: 3, endTime: now - 4_000 });
+    await supervise(service, jobs, now, undefined, undefined, undefined, { metrics });
+    expect(ages).toEqual([60_000, 4_000]);
+  });
+
   it('hands a silent unit to the failover handler: the unit restarts with a new attempt and the job goes on', async () => {
     const { jobs, launcher, service } = memoryJobs();
     const job = await service.submit({ job: 'demo', params: { parallelism: 2, records: 10 }, failover: 'single', heartbeatTimeoutSeconds: 5 });
