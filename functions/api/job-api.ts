@@ -1,6 +1,8 @@
-/** Jobs through the API: submit, list, details (units, attempts, regions, flags, totals), cancel. */
+/** Jobs through the API: submit, list, details (graph, units, attempts, regions, flags, totals), cancel, registered jobs. */
 import { RecoveryMetrics, type FailureEvent } from '../../lib/recovery/recovery-metrics';
 import type { Json } from '../../lib/api/functions';
+import type { JobRegistry, ParamSpec } from '../../lib/api/registry';
+import { describeGraph, type GraphView } from '../../lib/graph/graph-view';
 import { JobService, type SubmitRequest, type JobTotals } from '../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type JobSettings, type JobStatus, type UnitRecord } from '../../lib/jobs/job-store';
 import type { Region } from '../../lib/graph/execution-graph';
@@ -16,6 +18,13 @@ export interface JobSummary {
   name: string;
   createdAt: number;
   status: JobStatus;
+}
+
+/** A registered job: what a submission can name, and the parameters it takes. */
+export interface JobDefinitionView {
+  name: string;
+  description: string;
+  params: { [name: string]: ParamSpec };
 }
 
 export interface UnitView {
@@ -43,6 +52,8 @@ export interface JobDetails {
     settings: JobSettings;
   };
   schedule: ScheduleView;
+  /** Tasks (chained operators, parallelism) and the edges between them (kind, sub-partitions). */
+  graph: GraphView;
   /** Every placed unit, with its current attempt (units not registered yet show as PENDING). */
   units: UnitView[];
   regions: Region[];
@@ -61,6 +72,8 @@ export interface SubmitInput extends Omit<SubmitRequest, 'checkpoint'> {
 export interface JobApi {
   submit(input: SubmitInput): Promise<JobRecord>;
   list(): Promise<JobSummary[]>;
+  /** The registered jobs a submission can name, with their parameters. */
+  definitions(): JobDefinitionView[];
   details(jobId: string): Promise<JobDetails>;
   cancel(jobId: string): Promise<JobRecord>;
 }
@@ -72,6 +85,7 @@ export class JobApiService implements JobApi {
       jobs: JobStore;
       metadata: MetadataStore;
       schedules: ScheduleService;
+      registry: JobRegistry;
       /** Called after a submit (the dev server starts supervising the job). */
       onSubmitted?: (job: JobRecord) => void;
     },
@@ -111,12 +125,18 @@ export class JobApiService implements JobApi {
     return jobs.sort((a, b) => b.createdAt - a.createdAt || a.jobId.localeCompare(b.jobId));
   }
 
+  definitions(): JobDefinitionView[] {
+    return this.deps.registry.list().map((d) => ({ name: d.name, description: d.description, params: d.params }));
+  }
+
   async details(jobId: string): Promise<JobDetails> {
     const [view, flags, failures] = await Promise.all([
       this.deps.service.view(jobId),
       this.deps.metadata.query(jobPk(jobId), 'SUBPART#'),
       new RecoveryMetrics(this.deps.metadata).list(jobId),
     ]);
+    // Cached by the job service after view(): rebuilt from the registered job and its parameters.
+    const graph = describeGraph(await this.deps.service.graphOf(jobId));
     const { job } = view;
     const registered = new Map(view.units.map((u) => [u.unitId, u]));
     const units: UnitView[] = job.units.map((placement) => {
@@ -146,6 +166,7 @@ export class JobApiService implements JobApi {
         settings: job.settings,
       },
       schedule: this.deps.schedules.view(jobId, scheduleOf(job.settings)),
+      graph,
       units,
       regions: job.regions,
       availability: flags.map(({ sk, item }) => ({ ...item, subPartition: sk.slice('SUBPART#'.length) })),
