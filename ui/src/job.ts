@@ -206,7 +206,7 @@ function failures(details: JobDetails): HTMLElement {
       h('h2', null, 'Failures and recovery'),
       h('p', { class: 'hint' }, `Strategy of this job: ${STRATEGY[details.job.settings.failover] ?? details.job.settings.failover}. Detection: from the failure until the supervisor saw it; recovery: until every restarted unit had restored its state and was available again.`),
       table('failures-table', ['#', 'Unit', 'Attempt', 'Reason', 'Failed at', 'Detection', 'Recovery', 'Units restarted', 'Restored from', 'Dropped', 'Processed meanwhile', 'Status'], rows, {
-        numeric: [9, 10],
+        numeric: [5, 6, 7, 9, 10],
         empty: 'No unit has failed.',
       }),
     ),
