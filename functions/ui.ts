@@ -1,5 +1,5 @@
 /**
- * Lambda entry of the web UI: `GET /ui/{proxy+}` (and `GET /ui`) behind the API's IAM
+ * Lambda entry of the web UI: `GET /ui/{proxy+}` and `GET /ui` (and `GET /`, a redirect) behind the API's IAM
  * authorization, serving the built files that the construct's bundling hook writes into `ui/`
  * beside this handler (`npm run build:ui -- --out <bundle>/ui`). SLUICE_UI_DIR overrides where.
  * The page calls the API relative to itself (`../jobs`), so it works under any stage prefix.
@@ -25,8 +25,9 @@ export async function serveUi(event: APIGatewayProxyEvent): Promise<APIGatewayPr
     // `{proxy+}` is the file under /ui/. Without one it is /ui or /ui/ (the page itself); only the
     // request context's path (with the stage) still shows the trailing slash the page needs, so
     // that its relative URLs (app.js, ../jobs) resolve under /ui/.
+    // `GET /` (when routed here) redirects to ui/.
     const proxy = event.pathParameters?.proxy;
-    const path = proxy ? `/ui/${proxy}` : (event.requestContext?.path ?? event.path).endsWith('/') ? '/ui/' : '/ui';
+    const path = event.resource === '/' || event.path === '/' ? '/' : proxy ? `/ui/${proxy}` : (event.requestContext?.path ?? event.path).endsWith('/') ? '/ui/' : '/ui';
     return serveUiAsset(await assets, event.httpMethod, path, header(event, 'if-none-match'));
   } catch (err) {
     assets = undefined;

@@ -67,6 +67,7 @@ describe('web UI files', () => {
       const stage = (path: string) => ({ ...apiEvent('GET', '/ui'), resource: '/ui', requestContext: { path } as never });
       expect(await serveUi(stage('/prod/ui'))).toMatchObject({ statusCode: 302, headers: { Location: 'ui/' } });
       expect(await serveUi(stage('/prod/ui/'))).toMatchObject({ statusCode: 200, headers: { 'Content-Type': 'text/html; charset=utf-8' } });
+      expect(await serveUi({ ...apiEvent('GET', '/'), resource: '/', requestContext: { path: '/prod/' } as never })).toMatchObject({ statusCode: 302, headers: { Location: 'ui/' } });
     } finally {
       delete process.env.SLUICE_UI_DIR;
     }
