@@ -115,6 +115,12 @@ describe('web UI in headless Chromium', () => {
     await page.getByTestId('open-submit').click();
     await see(page, '[data-testid=submit-form]', 'the submit form');
     await page.getByTestId('submit-job').selectOption('demo');
+    // Bad input: the API's error is shown and the parameter it names is marked; nothing starts.
+    await page.getByTestId('param-parallelism').fill('0');
+    await page.getByTestId('submit-button').click();
+    await see(page, '[data-testid=submit-error]', 'the refusal', /Not submitted: parameter 'parallelism' of job 'demo' must be at least 1, got 0/);
+    expect(await page.getByTestId('param-parallelism').getAttribute('class')).toContain('invalid');
+    expect((await api.services.jobs.list()).length).toBe(0);
     await page.getByTestId('param-records').fill('6000');
     await page.getByTestId('param-parallelism').fill('2');
     await page.getByTestId('param-rate').fill('20');
