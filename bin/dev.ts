@@ -1,6 +1,6 @@
 /**
  * The job API on this machine (`npm run dev`): the same handlers as the Lambda functions behind a
- * local HTTP server; task units run as child processes.
+ * local HTTP server, and the web UI at /ui/ (built from ui/ at start); task units run as child processes.
  *
  *   npm run dev [-- --port 3000] [--host 127.0.0.1] [--aws] [--quiet]
  *
@@ -54,6 +54,7 @@ try {
 }
 const where = endpoint ? `${endpoint.endpoint}${endpoint.started ? ' (embedded emulator)' : ''}` : `AWS ${config.region}`;
 console.log(`Sluice job API listening on ${api.url}`);
+console.log(`  web UI: ${api.url}/ui/`);
 console.log(`  AWS: ${where}; table ${config.table}, bucket ${config.bucket}, queue prefix ${config.queuePrefix}`);
 console.log(`  export SLUICE_API_URL=${api.url}`);
 console.log(`  npm run sluice -- submit demo --param records=20000 --param parallelism=2`);

@@ -7,10 +7,24 @@ import type { MetaItem, MetadataStore } from '../../lib/ports/metadata-store';
 import { catalogPk } from '../../lib/ports/metadata-keys';
 import { CheckpointRefusedError, JobNotRunningError } from './errors';
 
+/** A region that did not complete a checkpoint, and what it falls back to. */
+export interface FailedRegionItem {
+  regionId: string;
+  /** declined, task-failed, timeout, unavailable, no-live-source. */
+  reason: string;
+  message?: string;
+  /** The subtask that failed it, when one did. */
+  subtask?: string;
+  /** The checkpoint the region restores from instead (null: none yet, it starts fresh). */
+  fallback: number | null;
+}
+
 export interface CheckpointHistoryItem {
   checkpointId: number;
   /** pending (triggered, not decided), completed, failed. */
   status: string;
+  /** regional: a failed region fails only itself; global: the whole checkpoint. */
+  handle?: string;
   triggerTime?: number;
   endTime?: number;
   /** Pending: when it times out. */
@@ -25,6 +39,11 @@ export interface CheckpointHistoryItem {
   bytesWritten?: number;
   bytesKept?: number;
   manifestKey?: string;
+  /**
+   * The regions that did not complete it (at most 200 stored). Every other region of a completed
+   * checkpoint completed it; of a failed one, none is kept.
+   */
+  failedRegions?: FailedRegionItem[];
 }
 
 export interface CheckpointService {
@@ -122,9 +141,25 @@ function toHistoryItem(idText: string, item: MetaItem): CheckpointHistoryItem {
     const v = num(k);
     if (v !== undefined) out[k] = v;
   }
-  for (const k of ['reason', 'message', 'manifestKey'] as const) {
+  for (const k of ['handle', 'reason', 'message', 'manifestKey'] as const) {
     const v = str(k);
     if (v !== undefined) out[k] = v;
   }
+  if (Array.isArray(item.failedRegions)) out.failedRegions = item.failedRegions.flatMap((f) => toFailedRegion(f));
   return out;
+}
+
+function toFailedRegion(value: unknown): FailedRegionItem[] {
+  if (value === null || typeof value !== 'object') return [];
+  const f = value as { [k: string]: unknown };
+  if (typeof f.regionId !== 'string') return [];
+  return [
+    {
+      regionId: f.regionId,
+      reason: typeof f.reason === 'string' ? f.reason : 'unknown',
+      ...(typeof f.message === 'string' ? { message: f.message } : {}),
+      ...(typeof f.subtask === 'string' ? { subtask: f.subtask } : {}),
+      fallback: typeof f.fallback === 'number' ? f.fallback : null,
+    },
+  ];
 }

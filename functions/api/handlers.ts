@@ -152,7 +152,9 @@ const CORE: Record<RouteName, Core> = {
     return json(201, { job: summary(job), links: { self: `/jobs/${job.jobId}` } });
   },
   async listJobs(_event, services) {
-    return json(200, { jobs: await services.jobs.list() });
+    // The registered jobs ride along: a client (the web UI's submit form) needs them, and a route
+    // of their own would be one more function and API Gateway method for a constant.
+    return json(200, { jobs: await services.jobs.list(), definitions: services.jobs.definitions() });
   },
   async getJob(event, services) {
     return json(200, await services.jobs.details(jobId(event)));

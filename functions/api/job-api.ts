@@ -1,6 +1,7 @@
-/** Jobs through the API: submit, list, details (units, attempts, regions, flags, totals), cancel. */
+/** Jobs through the API: submit, list, details (graph, units, attempts, regions, flags, totals), cancel, registered jobs. */
 import { RecoveryMetrics, type FailureEvent } from '../../lib/recovery/recovery-metrics';
 import type { Json } from '../../lib/api/functions';
+import type { JobRegistry, ParamSpec } from '../../lib/api/registry';
 import { JobService, type SubmitRequest, type JobTotals } from '../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type JobSettings, type JobStatus, type UnitRecord } from '../../lib/jobs/job-store';
 import type { Region } from '../../lib/graph/execution-graph';
@@ -17,6 +18,13 @@ export interface JobSummary {
   name: string;
   createdAt: number;
   status: JobStatus;
+}
+
+/** A registered job: what a submission can name, and the parameters it takes. */
+export interface JobDefinitionView {
+  name: string;
+  description: string;
+  params: { [name: string]: ParamSpec };
 }
 
 export interface UnitView {
@@ -66,6 +74,8 @@ export interface SubmitInput extends Omit<SubmitRequest, 'checkpoint'> {
 export interface JobApi {
   submit(input: SubmitInput): Promise<JobRecord>;
   list(): Promise<JobSummary[]>;
+  /** The registered jobs a submission can name, with their parameters. */
+  definitions(): JobDefinitionView[];
   details(jobId: string): Promise<JobDetails>;
   cancel(jobId: string): Promise<JobRecord>;
 }
@@ -77,6 +87,7 @@ export class JobApiService implements JobApi {
       jobs: JobStore;
       metadata: MetadataStore;
       schedules: ScheduleService;
+      registry: JobRegistry;
       /** Called after a submit (the dev server starts supervising the job). */
       onSubmitted?: (job: JobRecord) => void;
     },
@@ -114,6 +125,10 @@ export class JobApiService implements JobApi {
   async list(): Promise<JobSummary[]> {
     const jobs = await this.deps.jobs.listJobs();
     return jobs.sort((a, b) => b.createdAt - a.createdAt || a.jobId.localeCompare(b.jobId));
+  }
+
+  definitions(): JobDefinitionView[] {
+    return this.deps.registry.list().map((d) => ({ name: d.name, description: d.description, params: d.params }));
   }
 
   async details(jobId: string): Promise<JobDetails> {

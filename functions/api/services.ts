@@ -3,7 +3,8 @@
  * place (`buildApiServices`) from ports, so the same handlers run on AWS (functions/api/cloud.ts),
  * in the local server (lib/api-server) and in tests (memory ports).
  *
- * - jobs: submit, list, details (units, attempts, regions, availability flags, totals), cancel.
+ * - jobs: submit, list, details (graph, units, attempts, regions, availability flags, totals), cancel,
+ *   and the registered jobs with their parameters.
  * - checkpoints: trigger now, history, through the coordinator's steps (lib/jobs/checkpoint-steps.ts)
  *   and what they store (StepsCheckpointService); replaceable behind the CheckpointService interface.
  * - schedules: the job's checkpoint schedule, stored in its settings and applied to a
@@ -86,7 +87,7 @@ export function buildApiServices(deps: ApiDeps): BuiltApiServices {
     deps.checkpoints ??
     new StepsCheckpointService({ jobs, metadata: deps.metadata, steps, ...(start ? { start: (jobId: string, id: number) => start(jobId, id, steps) } : {}) });
   return {
-    jobs: new JobApiService({ service, jobs, metadata: deps.metadata, schedules, ...(deps.onSubmitted ? { onSubmitted: deps.onSubmitted } : {}) }),
+    jobs: new JobApiService({ service, jobs, metadata: deps.metadata, schedules, registry: deps.registry, ...(deps.onSubmitted ? { onSubmitted: deps.onSubmitted } : {}) }),
     checkpoints,
     schedules,
     steps,

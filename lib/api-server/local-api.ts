@@ -3,7 +3,7 @@
  * server, over in-process services. Task units run as child processes of the local runtime
  * against the configured AWS endpoint (the embedded emulator, LocalStack, or real AWS); each
  * job's checkpoint schedule runs on a LocalCheckpointScheduler; a supervisor watches each job
- * submitted here until it ends.
+ * submitted here until it ends. The web UI (ui/, built in memory at start) is served at /ui/.
  */
 import { createApiRouter } from '../../functions/api/handlers';
 import { buildApiServices, JobNotRunningError, type ApiServices, type CheckpointService, type SchedulerPort } from '../../functions/api/services';
@@ -14,10 +14,13 @@ import { UnknownJobError } from '../jobs/job-store';
 import { Supervisor } from '../jobs/supervisor';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { createFailoverHandler } from '../recovery/failover-handler';
+import { RecoveryMetrics } from '../recovery/recovery-metrics';
 import { LocalRuntime } from '../local/local-runtime';
 import type { Clock } from '../ports/clock';
 import { LocalCheckpointScheduler, type CheckpointSchedule } from '../schedule';
-import { serveProxy, type ProxyServer } from './http';
+import { buildUiAssets } from '../ui/build';
+import { isUiPath, serveUiAsset, type UiAssets } from '../ui/serve';
+import { serveProxy, type ProxyHandler, type ProxyServer } from './http';
 import { runCheckpointWorkflow } from './checkpoint-workflow';
 
 /** Each job's schedule on a LocalCheckpointScheduler; a fire calls `fire(jobId)`. */
@@ -84,6 +87,8 @@ export interface LocalApiOptions {
   checkpoints?: (runtime: LocalRuntime) => CheckpointService;
   /** Milliseconds between supervision passes of a job (default 500). */
   supervisePollMs?: number;
+  /** Serve the web UI at /ui/ (default true): built from ui/ with esbuild when the server starts. */
+  ui?: boolean;
   log?: (line: string) => void;
 }
 
@@ -104,8 +109,9 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
   const runtime = new LocalRuntime(config, registry);
   let closed = false;
   const wake = new AbortController();
+  let ui: UiAssets | undefined;
   try {
-    await runtime.prepare();
+    [ui] = await Promise.all([options.ui === false ? undefined : buildUiAssets(), runtime.prepare()]);
   } catch (err) {
     runtime.close();
     throw err;
@@ -148,11 +154,14 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
     },
     onSubmitted: (job) => {
       // A failed unit is failed over by the job's strategy, as the cloud supervisor does; a
-      // checkpoint pending at the time fails that region at its timeout.
+      // checkpoint pending at the time fails that region at its timeout. The failure events'
+      // drop and processed counters grow from the supervisor's views until they settle.
+      const metrics = new RecoveryMetrics(runtime.ports.metadata);
       const onFailure = createFailoverHandler({
         jobs: runtime.jobs,
         service: runtime.service,
         launcher: runtime.launcher,
+        metrics,
         latestManifest: (jobId) => new PortCheckpointCatalog(jobId, runtime.ports.metadata, runtime.ports.blobs).loadLatest(),
         logger: runtime.controlLogger,
         metricsSink: runtime.controlMetrics,
@@ -164,11 +173,15 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
         onFailure,
         logger: runtime.controlLogger,
         metrics: runtime.controlMetrics,
+        onProgress: (view) => void metrics.observe(view).catch(() => undefined),
       });
       runtime.launcher.onExit((exit) => supervisor.unitExited(exit));
       const watch = supervisor
         .watch(job.jobId)
-        .then((view) => log(`job ${job.jobId} ended: ${view.job.status}${view.job.error ? ` (${view.job.error})` : ''}`))
+        .then(async (view) => {
+          await metrics.observe(view).catch(() => undefined);
+          log(`job ${job.jobId} ended: ${view.job.status}${view.job.error ? ` (${view.job.error})` : ''}`);
+        })
         .catch((err: unknown) => {
           if (!closed) log(`supervising ${job.jobId} stopped: ${err instanceof Error ? err.message : String(err)}`);
         })
@@ -184,7 +197,16 @@ export async function startLocalApi(options: LocalApiOptions = {}): Promise<Loca
     log(`checkpoint ${checkpointId} of ${jobId} triggered by its schedule`);
   };
 
-  const server = await serveProxy(createApiRouter(services), {
+  const api = createApiRouter(services);
+  const assets = ui;
+  const handler: ProxyHandler = assets
+    ? async (event, context) => {
+        if (!isUiPath(event.path)) return api(event, context);
+        const etag = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === 'if-none-match')?.[1];
+        return serveUiAsset(assets, event.httpMethod, event.path, etag);
+      }
+    : api;
+  const server = await serveProxy(handler, {
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     log,

@@ -62,6 +62,50 @@ describe('job API handlers on memory ports', () => {
     expect(res.body.schedule).toEqual({ jobId: a, schedule: null, description: 'off', nextFireTimes: [] });
   });
 
+  it('shows a job with its graph (tasks, chained operators, edges with kind and sub-partitions) and lists the registered jobs', async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
+    const res = await api.call('GET', `/jobs/${jobId}`);
+    expect(res.body.graph).toEqual({
+      tasks: [
+        { id: 'generator', parallelism: 2, operators: [{ id: 'generator', kind: 'source' }, { id: 'parse', kind: 'map' }] },
+        { id: 'hourly-aggregate', parallelism: 2, operators: [{ id: 'hourly-aggregate', kind: 'process' }, { id: 's3-sink', kind: 'sink' }] },
+      ],
+      edges: [{ id: 'e0', kind: 'hash', from: 'generator', to: 'hourly-aggregate', toOperator: 'hourly-aggregate', input: 0, pointwise: false, subPartitions: 2, channels: 4 }],
+    });
+    // Every subtask of the graph is hosted by a unit and sits in a region.
+    const subtasks = res.body.graph.tasks.flatMap((t: { id: string; parallelism: number }) => Array.from({ length: t.parallelism }, (_, i) => `${t.id}#${i}`)).sort();
+    expect(res.body.units.flatMap((u: { subtasks: string[] }) => u.subtasks).sort()).toEqual(subtasks);
+    expect(res.body.regions.flatMap((r: { subtasks: string[] }) => r.subtasks).sort()).toEqual(subtasks);
+
+    const list = await api.call('GET', '/jobs');
+    expect(list.body.definitions.map((d: { name: string }) => d.name)).toEqual(['demo', 'ingest', 'recommendation-join']);
+    const demoDefinition = list.body.definitions[0];
+    expect(demoDefinition.description).toMatch(/hourly aggregate/);
+    expect(demoDefinition.params.parallelism).toEqual({ type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'subtasks per operator' });
+    expect(Object.keys(demoDefinition.params)).toEqual(['parallelism', 'records', 'users', 'hours', 'partitions', 'rate']);
+  });
+
+  it('lists the regions that failed a checkpoint, with their fallbacks', async () => {
+    const api = memoryApi();
+    const jobId = (await api.call('POST', '/jobs', { job: 'ingest', params: { parallelism: 2 } })).body.job.jobId;
+    const entry = historyEntry({
+      checkpointId: 3, handle: 'regional', triggerTime: 1000, endTime: 1900, failure: undefined,
+      regionsTotal: 2, participating: 2, completedRegions: 1, bytesWritten: 10, bytesKept: 5,
+      failedRegions: [{ regionId: 'r1', reason: 'task-failed', message: 'unit parse-1 exited', subtask: 'generator#1', fallback: 2 }],
+    });
+    await api.ports.metadata.put(`JOB#${jobId}#CKPT`, 'CKPT#000000000003', historyToItem(entry, 'checkpoints/x/3/manifest.json'));
+    const history = await api.call('GET', `/jobs/${jobId}/checkpoints`);
+    expect(history.body.checkpoints).toEqual([
+      {
+        checkpointId: 3, status: 'completed', handle: 'regional', triggerTime: 1000, endTime: 1900, durationMs: 900,
+        regionsTotal: 2, participating: 2, completedRegions: 1, failedRegionCount: 1, bytesWritten: 10, bytesKept: 5,
+        manifestKey: 'checkpoints/x/3/manifest.json',
+        failedRegions: [{ regionId: 'r1', reason: 'task-failed', message: 'unit parse-1 exited', subtask: 'generator#1', fallback: 2 }],
+      },
+    ]);
+  });
+
   it('triggers a checkpoint through the coordinator steps and lists the history', async () => {
     const api = memoryApi();
     const jobId = (await api.call('POST', '/jobs', demo)).body.job.jobId;
@@ -273,7 +317,7 @@ describe('job API handlers on memory ports', () => {
       ['generator', 2, ['generator', 'parse']],
       ['hourly-aggregate', 2, ['hourly-aggregate', 's3-sink']],
     ]);
-    expect(graph.edges).toEqual([{ id: 'e0', from: 'generator', to: 'hourly-aggregate', kind: 'hash', pointwise: false, subPartitions: 2, channels: 4 }]);
+    expect(graph.edges).toEqual([{ id: 'e0', from: 'generator', to: 'hourly-aggregate', toOperator: 'hourly-aggregate', input: 0, kind: 'hash', pointwise: false, subPartitions: 2, channels: 4 }]);
     expect(regions).toHaveLength(1);
   });
 
