@@ -25,6 +25,8 @@ export const ENTRY_POINTS = [
   'functions/supervisor.ts',
   'functions/checkpoint-coordinator.ts',
   'functions/api/index.ts',
+  'functions/ui.ts',
+  'bin/build-ui.ts',
 ];
 
 rmSync(dist, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import { apiGatewayModel, modelName } from '../../functions/api/models';
 import { ROUTES, type RouteName } from '../../functions/api/routes';
 import { bodySchemas } from '../../functions/api/schemas';
+import { entryPoint } from '../../lib/util/package-root';
 import { acknowledge } from '../nag';
 import type { CheckpointCoordinator } from './coordinator';
 import type { SluiceFunctions } from './functions';
@@ -104,6 +105,38 @@ export class ControlApi extends Construct {
       acknowledge(method, 'AwsSolutions-COG4', 'Every method uses IAM (SigV4) authorization instead of a Cognito user pool: callers are AWS principals (the CLI, other services).');
     }
     this.functions = routeFunctions;
+    this.webUi(functions, validators.params);
+  }
+
+  /**
+   * The web UI behind the same IAM authorization: GET /ui, /ui/{proxy+} (and / redirecting to
+   * ui/) served by functions/ui.ts from the files the bundling hook builds beside it.
+   */
+  private webUi(functions: SluiceFunctions, validator: apigw.RequestValidator): void {
+    const build = entryPoint('bin/build-ui');
+    const fn = functions.function(this, 'WebUi', {
+      entry: 'functions/ui',
+      service: 'api',
+      handler: 'serveUi',
+      timeout: Duration.seconds(10),
+      memorySize: 256,
+      environment: {},
+      description: 'Sluice web UI: its static files, behind the API',
+      afterBundling: (_inputDir, outputDir) => [`node ${build.nodeArgs.join(' ')} "${build.file}" --out "${outputDir}/ui"`],
+    });
+    const integration = new apigw.LambdaIntegration(fn, { proxy: true });
+    const why = 'Every method uses IAM (SigV4) authorization instead of a Cognito user pool: callers are AWS principals (the CLI, other services).';
+    const ui = this.api.root.resourceForPath('/ui');
+    const methods = [
+      this.api.root.addMethod('GET', integration, { authorizationType: apigw.AuthorizationType.IAM, requestValidator: validator }),
+      ui.addMethod('GET', integration, { authorizationType: apigw.AuthorizationType.IAM, requestValidator: validator }),
+      ui.addResource('{proxy+}').addMethod('GET', integration, {
+        authorizationType: apigw.AuthorizationType.IAM,
+        requestValidator: validator,
+        requestParameters: { 'method.request.path.proxy': true },
+      }),
+    ];
+    for (const m of methods) acknowledge(m, 'AwsSolutions-COG4', why);
   }
 
   private restApi(functions: SluiceFunctions, props: ControlApiProps): apigw.RestApi {
@@ -140,11 +173,14 @@ export class ControlApi extends Construct {
     }
     // What API Gateway answers itself (a body the model refuses, auth failures, throttling, its own
     // errors) comes as JSON `{ error, field? }`, as the handlers answer. Gateway response templates are
-    // not VTL: only variable substitution; messageString comes quoted and escaped.
+    // not VTL: only variable substitution. Of the error variables only messageString is documented
+    // as quoted and escaped ("the quoted value of $context.error.message"); validationErrorString is
+    // not, and its text has quotes in it (`["job"]`), so inside a JSON string it could break the
+    // body. The validation detail stays in the API's execution log.
     api.addGatewayResponse('BadRequestBody', {
       type: apigw.ResponseType.BAD_REQUEST_BODY,
       statusCode: '400',
-      templates: { 'application/json': '{"error": "the request body does not match the API model: $context.error.validationErrorString", "field": "body"}' },
+      templates: { 'application/json': '{"error": $context.error.messageString, "field": "body"}' },
     });
     for (const [id, type] of [['Default4xx', apigw.ResponseType.DEFAULT_4XX], ['Default5xx', apigw.ResponseType.DEFAULT_5XX]] as const) {
       api.addGatewayResponse(id, { type, templates: { 'application/json': '{"error": $context.error.messageString}' } });

@@ -35,6 +35,8 @@ export interface SluiceFunctionOptions {
   description: string;
   /** Retries of a failed asynchronous invocation (Lambda's default: 2). */
   retryAttempts?: number;
+  /** Shell commands run after esbuild, to put more files into the function's bundle. */
+  afterBundling?: (inputDir: string, outputDir: string) => string[];
 }
 
 export interface SluiceFunctionsProps {
@@ -102,6 +104,9 @@ export class SluiceFunctions {
         banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
         minify: this.props.minify,
         sourceMap: true,
+        ...(options.afterBundling
+          ? { commandHooks: { beforeBundling: () => [], beforeInstall: () => [], afterBundling: options.afterBundling } }
+          : {}),
         // The user's jobs, where lib/api/jobs-module.ts imports them in a bundle; without them that
         // import stays unresolved and unused (the examples are imported instead).
         ...(this.jobs

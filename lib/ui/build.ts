@@ -5,12 +5,12 @@
  * for a deployment (the construct's bundling hook puts them beside the serveUi handler).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../util/package-root';
 import { UI_FILES, uiAsset, type UiAsset, type UiAssets } from './serve';
 
-/** Where the UI's sources are. */
-export const UI_SOURCE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../ui');
+/** The UI's sources: in the checkout, or shipped beside dist/ in an installed package. */
+export const UI_SOURCE_DIR = join(PACKAGE_ROOT, 'ui');
 
 export async function buildUiAssets(sourceDir = UI_SOURCE_DIR): Promise<UiAssets> {
   const esbuild = await import('esbuild');

@@ -3,7 +3,8 @@
  * the local API server — the one `npm run dev` starts — with child-process task units on the AWS
  * emulator: a demo job is submitted through the submit form, a checkpoint taken with "Checkpoint
  * now" appears in the history, a killed unit's failure and recovery appear on the failures tab, and
- * the job is rescheduled and cancelled from its page. Screenshots of the pages go to docs/ui/.
+ * the job is rescheduled and cancelled from its page. Screenshots of the pages go to
+ * .sluice/screenshots/ (SLUICE_SCREENSHOTS=docs/ui refreshes the ones the docs show).
  * Every wait is on what the page shows, with generous limits; nothing sleeps for a fixed time.
  */
 import { spawn } from 'node:child_process';
@@ -19,7 +20,8 @@ import { REPO_ROOT } from '../../lib/local/process-launcher';
 
 /** Where Chromium may be: SLUICE_CHROMIUM, else Debian's package, else other usual names. */
 const CANDIDATES = [process.env.SLUICE_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].filter((p): p is string => !!p);
-const SHOTS = join(REPO_ROOT, 'docs', 'ui');
+// Not docs/ui by default: a test run must not rewrite tracked files.
+const SHOTS = join(REPO_ROOT, process.env.SLUICE_SCREENSHOTS?.trim() || join('.sluice', 'screenshots'));
 /** Generous: the machine may be loaded by other tests; each wait ends as soon as the page shows it. */
 const WAIT_MS = 240_000;
 

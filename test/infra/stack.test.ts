@@ -92,6 +92,13 @@ function definition(template: Template): { def: Json; tokens: Record<string, Jso
   return { def: JSON.parse(text), tokens };
 }
 
+/** The logical id of the one function with this handler. */
+function logicalIdOfHandler(template: Template, handler: string): string {
+  const found = Object.entries<Json>(template.findResources('AWS::Lambda::Function')).filter(([, f]) => f.Properties.Handler === handler);
+  expect(found, handler).toHaveLength(1);
+  return found[0]![0];
+}
+
 describe('SluiceStack (default: Lambda task units)', () => {
   let s: ReturnType<typeof synth>;
   beforeAll(() => {
@@ -104,8 +111,12 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const dirs = Object.values<Json>(assets.files).map((f) => f.source.path as string).filter((p) => p.startsWith('asset.'));
     expect(dirs.length).toBeGreaterThanOrEqual(4); // task unit, supervisor, coordinator, API bundles
     for (const d of dirs) expect(existsSync(join(s.directory, d, 'index.mjs')), `${d}/index.mjs`).toBe(true);
-    // Without a jobs module of the user's, the example jobs are bundled (loaded on first use).
-    for (const d of dirs) expect(readFileSync(join(s.directory, d, 'index.mjs'), 'utf8'), d).toContain('recommendation-join');
+    // Without a jobs module of the user's, the example jobs are bundled (loaded on first use), in
+    // every function but the web UI's, which serves the files its bundling hook built beside it.
+    const ui = dirs.filter((d) => existsSync(join(s.directory, d, 'ui', 'index.html')));
+    expect(ui).toHaveLength(1);
+    for (const f of ['index.html', 'app.js', 'style.css']) expect(existsSync(join(s.directory, ui[0]!, 'ui', f)), f).toBe(true);
+    for (const d of dirs.filter((x) => !ui.includes(x))) expect(readFileSync(join(s.directory, d, 'index.mjs'), 'utf8'), d).toContain('recommendation-join');
     expect(assets.dockerImages ?? {}).toEqual({});
   });
 
@@ -148,7 +159,7 @@ describe('SluiceStack (default: Lambda task units)', () => {
 
   it('traces every function with X-Ray and logs it in JSON, with its Powertools service and the Sluice namespace', () => {
     const fns = Object.values<Json>(s.template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Runtime?.startsWith('nodejs'));
-    expect(fns.length).toBe(1 + 1 + 4 + ROUTES.length);
+    expect(fns.length).toBe(1 + 1 + 4 + ROUTES.length + 1); // task unit, supervisor, coordinator steps, API routes, web UI
     for (const f of fns) {
       expect(f.Properties.TracingConfig).toEqual({ Mode: 'Active' });
       expect(f.Properties.LoggingConfig).toMatchObject({ LogFormat: 'JSON' });
@@ -205,13 +216,13 @@ describe('SluiceStack (default: Lambda task units)', () => {
   it('runs every function on nodejs22.x; the task unit for 15 minutes and may re-invoke itself', () => {
     const fns = s.template.findResources('AWS::Lambda::Function');
     const ours = Object.entries<Json>(fns).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
-    expect(ours.length).toBe(1 + 1 + 4 + ROUTES.length);
+    expect(ours.length).toBe(1 + 1 + 4 + ROUTES.length + 1);
     for (const [, f] of ours) expect(f.Properties.Runtime).toBe('nodejs22.x');
     const taskUnitId = logicalId(s.stack, s.stack.sluice.taskUnit);
     expect(fns[taskUnitId]!.Properties).toMatchObject({ Timeout: 900, Handler: 'index.handler' });
     const handlers = ours.map(([, f]) => f.Properties.Handler).sort();
     for (const r of ROUTES) expect(handlers).toContain(`index.${r.name}`);
-    for (const h of ['trigger', 'poll', 'finalize', 'notify']) expect(handlers).toContain(`index.${h}`);
+    for (const h of ['trigger', 'poll', 'finalize', 'notify', 'serveUi']) expect(handlers).toContain(`index.${h}`);
     // A failed event is not retried by Lambda: a rerun would restart the attempt.
     s.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { FunctionName: { Ref: taskUnitId }, MaximumRetryAttempts: 0 });
     const self = statements(s.template).find((x) => x.roles.includes(roleOf(s.template, taskUnitId)) && arr(x.s.Action).includes('lambda:InvokeFunction'));
@@ -281,7 +292,13 @@ describe('SluiceStack (default: Lambda task units)', () => {
   });
 
   it('has the REST API: one method per route, IAM auth, Lambda proxy integration, request validation', () => {
-    const methods = Object.values<Json>(s.template.findResources('AWS::ApiGateway::Method'));
+    const all = Object.values<Json>(s.template.findResources('AWS::ApiGateway::Method'));
+    // The web UI's three GETs (/, /ui, /ui/{proxy+}) go to its own function, behind the same auth.
+    const uiFunction = logicalIdOfHandler(s.template, 'index.serveUi');
+    const isUi = (m: Json) => JSON.stringify(m.Properties.Integration.Uri).includes(uiFunction);
+    expect(all.filter(isUi).map((m) => m.Properties.HttpMethod)).toEqual(['GET', 'GET', 'GET']);
+    for (const m of all.filter(isUi)) expect(m.Properties.AuthorizationType).toBe('AWS_IAM');
+    const methods = all.filter((m) => !isUi(m));
     expect(methods.length).toBe(ROUTES.length);
     const validators = s.template.findResources('AWS::ApiGateway::RequestValidator');
     expect(Object.keys(validators).length).toBe(2);
@@ -344,18 +361,11 @@ describe('SluiceStack (default: Lambda task units)', () => {
     expect(byType.BAD_REQUEST_BODY.StatusCode).toBe('400');
     for (const r of responses) expect(Object.keys(r.Properties.ResponseTemplates)).toEqual(['application/json']);
     // API Gateway substitutes the variables (no VTL): $context.error.messageString comes quoted and
-    // escaped; validationErrorString escaped, unquoted (AWS's own examples put it inside quotes).
-    const render = (template: string) =>
-      JSON.parse(
-        template
-          .replace(/\$context\.error\.messageString/g, JSON.stringify('Invalid request body'))
-          .replace(/\$context\.error\.validationErrorString/g, '[object has missing required properties ([\\"job\\"])]'),
-      );
-    expect(render(byType.BAD_REQUEST_BODY.ResponseTemplates['application/json'])).toEqual({
-      error: 'the request body does not match the API model: [object has missing required properties (["job"])]',
-      field: 'body',
-    });
-    for (const type of ['DEFAULT_4XX', 'DEFAULT_5XX']) expect(render(byType[type].ResponseTemplates['application/json'])).toEqual({ error: 'Invalid request body' });
+    // escaped, as AWS documents. No other error variable is used: none is documented as escaped.
+    for (const r of responses) expect(r.Properties.ResponseTemplates['application/json']).not.toMatch(/\$context\.error\.(?!messageString)/);
+    const render = (template: string) => JSON.parse(template.replace(/\$context\.error\.messageString/g, JSON.stringify('Invalid request body: "job" is "quoted"')));
+    expect(render(byType.BAD_REQUEST_BODY.ResponseTemplates['application/json'])).toEqual({ error: 'Invalid request body: "job" is "quoted"', field: 'body' });
+    for (const type of ['DEFAULT_4XX', 'DEFAULT_5XX']) expect(render(byType[type].ResponseTemplates['application/json'])).toEqual({ error: 'Invalid request body: "job" is "quoted"' });
   });
 
   it('scopes IAM to the table, the bucket prefixes, the queue prefix, the state machine; no * except documented', () => {
@@ -518,8 +528,8 @@ describe('the construct with your own jobs module (jobs prop)', () => {
       .map((f) => f.source.path as string)
       .filter((p) => p.startsWith('asset.'))
       .map((p) => readFileSync(join(assembly.directory, p, 'index.mjs'), 'utf8'));
-    expect(bundles.length).toBe(4); // task unit, supervisor, coordinator, API
-    for (const code of bundles) {
+    expect(bundles.length).toBe(5); // task unit, supervisor, coordinator, API, web UI
+    for (const code of bundles.filter((c) => !c.includes('serveUi'))) {
       expect(code).toContain('a job only this fixture defines');
       expect(code).not.toContain('recommendation-join');
     }
