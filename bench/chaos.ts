@@ -39,7 +39,7 @@ const args = benchFlags(
   }),
 );
 
-const HEADER = 'seed  job   strategy         outcome   lost  dup  drops  missing  replayed  recovery ms (sup: superseded) time   kills';
+const HEADER = 'seed  job   strategy         outcome   lost  dup  drops  missing  regen     recovery ms (sup: superseded) time   kills';
 
 async function main(): Promise<number> {
   if (args.judge) return judgeSaved(args.judge);
@@ -99,7 +99,7 @@ function report(results: ChaosResult[], strategies: readonly FailoverStrategy[])
     };
   });
   console.log('');
-  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported missing  reported replayed  recovery median / worst (ms)');
+  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported missing  reported regenerated  recovery median / worst (ms)');
   for (const s of summary) {
     console.log(
       `${s.strategy.padEnd(17)} ${String(s.runs).padStart(4)}  ${String(s.finished).padStart(8)}  ${String(s.failed).padStart(6)}  ${String(s.hung).padStart(4)}  ${String(s.broken).padStart(6)}  ` +

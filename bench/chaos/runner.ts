@@ -78,10 +78,14 @@ export interface ChaosResult {
   duplicated: number;
   /** Committed values that are wrong for another reason (the join: a feature of another user). */
   wrong: number;
-  /** Reported by the job: records dropped for unavailable sub-partitions, duplicates discarded. */
+  /**
+   * Reported by the producers of the records the output counts (the demo's generator, the join's
+   * behaviour events): records dropped for unavailable sub-partitions.
+   */
   reportedDropped: number;
-  /** Reported by consumers: records they never saw (sequence gaps) and records passed on twice. */
+  /** Reported by consumers: records they never saw (position gaps: the drops again, seen from the other side). */
   reportedMissing: number;
+  /** Reported by consumers: records a restarted producer sent again (regenerated after its restore point). */
   reportedDuplicates: number;
   /** Failure events the job recorded, with their recovery times. */
   failures: { unit: string; reason: string; strategy: string; status: string; recoveryMs: number | null; unitsRestarted: number }[];
@@ -244,9 +248,9 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     lost: measured.lost,
     duplicated: measured.duplicated,
     wrong: measured.wrong,
-    reportedDropped: view.totals.dropped,
+    reportedDropped: droppedBy(view, schedule.job === 'demo' ? 'generator' : 'events'),
     reportedMissing: reportedCounter(view, 'missingRecords'),
-    reportedDuplicates: reportedCounter(view, 'replayedRecords'),
+    reportedDuplicates: reportedCounter(view, 'regeneratedRecords'),
     failures: events.map(describeEvent),
     restarted: view.units.filter((u) => u.attempt > 0).map((u) => `${u.unitId}#${u.attempt}`),
     totalMs: Date.now() - started,
@@ -258,9 +262,16 @@ function describeEvent(e: FailureEvent) {
   return { unit: units, reason: e.reason, strategy: e.strategy, status: e.status, recoveryMs: e.recoveryMs, unitsRestarted: e.unitsRestarted };
 }
 
-/** A per-subtask counter summed over the job's units, earlier attempts included. */
-function reportedCounter(view: JobView, name: 'missingRecords' | 'replayedRecords'): number {
+/** A per-subtask counter summed over the job's units (what their attempts count, carried or checkpointed). */
+function reportedCounter(view: JobView, name: 'missingRecords' | 'regeneratedRecords'): number {
   return view.units.reduce((n, u) => n + (countersWithCarried(u)[name] ?? 0), 0);
+}
+
+/** Records the subtasks of one task dropped for unavailable consumers. */
+function droppedBy(view: JobView, taskId: string): number {
+  let n = 0;
+  for (const u of view.units) for (const [id, s] of Object.entries(u.stats ?? {})) if (parseSubtaskId(id).taskId === taskId) n += s.dropped;
+  return n;
 }
 
 async function waitForMoment(

@@ -77,12 +77,17 @@ export class JobController {
     });
   }
 
-  /** Subtasks past end of input take no more checkpoints; the coordinator must not wait for them. */
+  /**
+   * Finished subtasks take no more checkpoints; the coordinator must not wait for them. A sink that
+   * has only ended (its last output staged, waiting for its region's final commit) is not finished:
+   * killed now it restarts from its last checkpoint, so later checkpoints must not complete
+   * without it (they would record no state for it, and it would restart from nothing).
+   */
   private noteFinished(view: JobView): void {
     const ended: { subtask: string; lastCheckpoint: number }[] = [];
     for (const unit of view.units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
-        if ((s.status === 'ended' || s.status === 'finished') && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint: s.lastCheckpoint ?? 0 });
+        if (s.status === 'finished' && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint: s.lastCheckpoint ?? 0 });
       }
     }
     if (ended.length === 0 || !this.driver) return;

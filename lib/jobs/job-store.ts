@@ -85,16 +85,28 @@ export interface JobRecord {
   progress?: ProgressMark;
 }
 
-/** Counters that add up over attempts (records in and out are progress, counted per attempt). */
-const CARRIED = new Set(['dropped', 'duplicates', 'fenced', 'duplicateRecords', 'missingRecords', 'replayedRecords', 'regeneratedRecords', 'resentRecords', 'expiredReceipts']);
+/**
+ * Counters that add up over attempts (records in and out are progress, counted per attempt).
+ * Record loss and replay counters (dropped, missing, duplicate, regenerated, resent) are not among
+ * them: they are checkpointed state, and a restarted attempt starts from its checkpoint's values
+ * and counts again what comes again after it (adding the dead attempt's would count it twice).
+ */
+const CARRIED = new Set(['duplicates', 'fenced', 'replayedRecords', 'expiredReceipts']);
+/** Every counter a unit's totals show: the carried ones and the checkpointed ones. */
+const TOTALLED = new Set([...CARRIED, 'dropped', 'duplicateRecords', 'missingRecords', 'regeneratedRecords', 'resentRecords']);
 
-/** The carried counters of a record plus what its own stats say. */
+/** The carried counters of a record plus what its own stats say (of every counter the totals show). */
 export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {
   const out: { [counter: string]: number } = { ...unit.carried };
   for (const stats of Object.values(unit.stats ?? {})) {
-    for (const [k, v] of Object.entries(stats)) if (CARRIED.has(k) && typeof v === 'number') out[k] = (out[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(stats)) if (TOTALLED.has(k) && typeof v === 'number') out[k] = (out[k] ?? 0) + v;
   }
   return out;
+}
+
+/** What a new attempt carries of the record of the attempt it replaces: the carried counters only. */
+function carriedOf(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {
+  return Object.fromEntries(Object.entries(countersWithCarried(unit)).filter(([k]) => CARRIED.has(k)));
 }
 
 export class UnknownJobError extends Error {
@@ -157,7 +169,7 @@ export class JobStore implements UnitRecordStore {
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
     const previous = attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
-    const carried = previous && previous.attempt < attempt ? countersWithCarried(previous) : undefined;
+    const carried = previous && previous.attempt < attempt ? carriedOf(previous) : undefined;
     const record: UnitRecord = {
       unitId,
       subtasks,

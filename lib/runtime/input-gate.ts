@@ -110,10 +110,16 @@ interface Received {
   message: InboundMessage;
 }
 
-/** Channel positions a checkpoint keeps, so a restored consumer recognizes a replay. */
+/**
+ * Channel positions a checkpoint keeps, so a restored consumer recognizes a replay, and the
+ * channel's record counters: a restart takes them back to the checkpoint (what comes again after
+ * it is counted again, not twice).
+ */
 export interface ChannelPositions {
   key: string;
   positions: [lineage: number, next: number][];
+  /** Absent in older snapshots. */
+  counters?: ChannelCounters;
 }
 
 export interface InputGateOptions {
@@ -350,16 +356,22 @@ export class InputGate {
    * channel's position is where the first of them starts.
    */
   positions(held: readonly GateEvent[] = []): ChannelPositions[] {
-    const out = new Map<string, Map<number, number>>();
-    for (const [key, c] of this.channels) if (c.positions.size > 0) out.set(key, new Map(c.positions));
+    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters }>();
+    for (const [key, c] of this.channels) {
+      if (c.positions.size > 0 || hasCounts(c.counters)) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters } });
+    }
     for (const { channel, message } of held) {
       if (message.t !== 'd' || message.n === undefined) continue;
-      const positions = out.get(channelKey(channel.edge.id, channel.producer));
+      const entry = out.get(channelKey(channel.edge.id, channel.producer));
       const lineage = message.l ?? message.a;
-      const at = positions?.get(lineage);
-      if (positions && at !== undefined) positions.set(lineage, Math.min(at, message.n));
+      const at = entry?.positions.get(lineage);
+      if (!entry || at === undefined) continue;
+      entry.positions.set(lineage, Math.min(at, message.n));
+      // Counted when taken, and counted again when it comes after a restore from this snapshot.
+      const regeneratedFrom = channel.superseded.get(lineage);
+      if (regeneratedFrom !== undefined) entry.counters.regeneratedRecords! -= Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n));
     }
-    return [...out].map(([key, positions]) => ({ key, positions: [...positions] }));
+    return [...out].map(([key, { positions, counters }]) => ({ key, positions: [...positions], counters }));
   }
 
   /**
@@ -368,9 +380,10 @@ export class InputGate {
    * processed after the checkpoint shows as missing records.
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
-    for (const { key, positions } of state) {
+    for (const { key, positions, counters } of state) {
       const c = this.channels.get(key);
       if (!c) continue;
+      if (counters) c.counters = { ...zeroCounters(), ...counters };
       for (const [lineage, next] of positions) {
         c.positions.set(lineage, next);
         // The snapshot was taken at the barrier: where a producer restarting from it goes on.
@@ -795,3 +808,5 @@ function gapError(channel: ChannelState, attempt: number, group: GroupOrder, now
 }
 
 export const channelKey = (edgeId: string, producer: number): string => `${edgeId}/${producer}`;
+
+const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0;

@@ -43,13 +43,21 @@ export interface RecordWriterOptions {
   inflightLog?: boolean;
 }
 
-/** What a checkpoint keeps of a writer, so a restored source numbers its records as before. */
+/**
+ * What a checkpoint keeps of a writer: its numbering, so a restored source numbers its records as
+ * before, and its loss and replay counters, which a restart takes back to the checkpoint (what the
+ * dead attempt dropped or re-sent after it is done again: counted again, not twice).
+ */
 export interface WriterPositions {
   edgeId: string;
   lineage: number;
   /** Next record position per consumer channel. */
   position: number[];
   roundRobin: number;
+  /** Records dropped per consumer channel (absent in older snapshots). */
+  dropped?: number[];
+  /** Records sent again to restarted consumers. */
+  resent?: number;
 }
 
 interface ChannelBuffer {
@@ -132,7 +140,17 @@ export class RecordWriter {
 
   /** Lineage and record positions for a checkpoint (taken with the source offsets, before the barrier). */
   positions(): WriterPositions {
-    return { edgeId: this.edgeId, lineage: this.lineage, position: [...this.position], roundRobin: this.roundRobin };
+    return { edgeId: this.edgeId, lineage: this.lineage, position: [...this.position], roundRobin: this.roundRobin, dropped: [...this.dropped], resent: this.replayedRecords };
+  }
+
+  /**
+   * A subtask restored from a checkpoint: its counters go back to the checkpoint's (any task; a
+   * source also restores its numbering, `restorePositions`).
+   */
+  restoreCounters(state: WriterPositions): void {
+    if (state.edgeId !== this.edgeId) throw new Error(`writer of edge ${this.edgeId} cannot restore the counters of edge ${state.edgeId}`);
+    state.dropped?.forEach((d, c) => (this.dropped[c] = d));
+    this.replayedRecords = state.resent ?? 0;
   }
 
   /**

@@ -87,6 +87,11 @@ export class SubtaskOutput {
     for (const s of state) this.writer(s.edgeId, 'snapshot').restorePositions(s);
   }
 
+  /** Any restored subtask: the writers' counters go back to the checkpoint's. */
+  restoreCounters(state: readonly WriterPositions[]): void {
+    for (const s of state) this.writer(s.edgeId, 'snapshot').restoreCounters(s);
+  }
+
   resume(state: readonly WriterHandover[]): void {
     for (const s of state) this.writer(s.edgeId, 'hand-over').resume(s);
   }

@@ -406,6 +406,8 @@ export class SubtaskRunner {
     if (snapshot.source !== undefined) this.source?.restoreOffsets(snapshot.source);
     // A source re-reads from its offsets: its records take the positions they had (see messages.ts).
     if (this.source) this.output.restorePositions(snapshot.writers ?? []);
+    // Counters are state too: what the dead attempt counted after the checkpoint is counted again.
+    this.output.restoreCounters(snapshot.writers ?? []);
     if (snapshot.keyed) this.chain.keyedState?.restore(snapshot.keyed);
     if (snapshot.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(snapshot.watermark);
     this.lastCheckpoint = snapshot.checkpointId;

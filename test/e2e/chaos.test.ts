@@ -29,7 +29,7 @@ async function run(schedule: Schedule): Promise<ChaosResult> {
   const kills = result.kills.map((k) => `${k.units.join('+') || '-'}@${k.atMs === null ? '-' : (k.atMs / 1000).toFixed(1)}s(${k.spec.moment})`).join(' ');
   rows.push(
     `  ${schedule.strategy.padEnd(16)} ${schedule.job.padEnd(5)} ${result.outcome}: lost ${result.lost}, duplicated ${result.duplicated}, ` +
-      `reported dropped ${result.reportedDropped} missing ${result.reportedMissing} duplicated ${result.reportedDuplicates}; ` +
+      `reported dropped ${result.reportedDropped} missing ${result.reportedMissing} regenerated ${result.reportedDuplicates}; ` +
       `recovery ${result.failures.map((f) => (f.status === 'SUPERSEDED' ? 'sup' : (f.recoveryMs ?? '?'))).join(',')} ms; kills ${kills}`,
   );
   const v = verdict(result);

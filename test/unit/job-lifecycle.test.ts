@@ -43,17 +43,21 @@ describe('job lifecycle', () => {
     });
   }
 
-  it("a restarted unit's record carries its earlier attempts' loss counters, and the job totals count them", async () => {
+  it("a restarted unit's record carries its earlier attempts' delivery counters; loss counters are the new attempt's (restored from its checkpoint)", async () => {
     const { jobs, service } = setup();
     const job = await service.submit({ job: 'demo', params: { records: 100, parallelism: 1 } });
     const unit = job.units[0]!;
     const stats = (dropped: number) => ({ [unit.subtasks[0]!]: { status: 'running', recordsIn: 10, recordsOut: 10, dropped, duplicates: 1, fenced: 0 } });
     await jobs.reportUnit(job.jobId, unit.unitId, 0, { status: 'RUNNING', stats: stats(7) });
     expect(await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1)).toBe(true);
-    await jobs.reportUnit(job.jobId, unit.unitId, 1, { status: 'RUNNING', stats: stats(2) });
+    await jobs.reportUnit(job.jobId, unit.unitId, 1, { status: 'RUNNING', stats: stats(5) });
     expect(await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 2)).toBe(true);
-    expect((await jobs.getUnit(job.jobId, unit.unitId))!.carried).toEqual({ dropped: 9, duplicates: 2, fenced: 0 });
-    expect((await service.view(job.jobId)).totals.dropped).toBe(9);
+    // Redeliveries and fenced messages happened once each: they add up over attempts.
+    expect((await jobs.getUnit(job.jobId, unit.unitId))!.carried).toEqual({ duplicates: 2, fenced: 0 });
+    // Drops are checkpointed state: attempt 2 restored the checkpoint's 4 and counts from there
+    // (what attempts 0 and 1 dropped after it is sent again, so counted again, not twice).
+    await jobs.reportUnit(job.jobId, unit.unitId, 2, { status: 'RUNNING', stats: stats(4) });
+    expect((await service.view(job.jobId)).totals.dropped).toBe(4);
   });
 
   it('an ended job keeps its schedule as a record but shows no next fire time', async () => {

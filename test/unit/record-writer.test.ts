@@ -69,7 +69,7 @@ describe('record writer', () => {
     expect(writer.dropped).toEqual([3, 0]);
     // A checkpoint keeps the numbering; a restored writer (new attempt, new group) continues it.
     const kept = writer.positions();
-    expect(kept).toEqual({ edgeId: 'e0', lineage: 0, position: [10, 0], roundRobin: 0 });
+    expect(kept).toEqual({ edgeId: 'e0', lineage: 0, position: [10, 0], roundRobin: 0, dropped: [3, 0], resent: 0 });
     const restored = new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 2, attempt: 4, queueOf: (c) => `q-${c}`, transport });
     restored.restorePositions(kept);
     restored.emit(10);
