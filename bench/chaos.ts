@@ -1,5 +1,5 @@
 /**
- * `npm run test:chaos -- --schedules N --seed S [--strategy region,full,single,single-buffered]
+ * `npm run test:chaos -- --schedules N --seed S [--strategy region,full,single,single-buffered,single-exact]
  * [--jobs demo,join]`: randomized fault schedules against the emulator (see bench/chaos/runner.ts).
  * One row per schedule, a summary per strategy, JSON in bench/results/chaos.json. Exits non-zero
  * when a schedule breaks what its strategy promises:
@@ -7,6 +7,7 @@
  *   single             never hangs; loss and duplicates within what the consumers reported;
  *                      no duplicates when only sources were killed;
  *   single-buffered    the same, and nothing dropped, nothing lost (bench/chaos/verdict.ts).
+ *   single-exact       nothing lost, nothing duplicated, and only the killed units restart.
  * `--judge FILE` prints the rows and the summary of a saved run again, judged by today's verdict.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { benchFlags, defineFlags } from './lib/flags';
 import { quantile } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 
-const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered'];
+const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered', 'single-exact'];
 const JOBS: ChaosJob[] = ['demo', 'join'];
 
 const args = benchFlags(

@@ -7,7 +7,7 @@
  * checks every aggregate in S3 against the expected value.
  *
  *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H]
- *                   [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered]
+ *                   [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact]
  *                   [--kill-after SECONDS]
  */
 import { parseArgs } from 'node:util';
@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(
-    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered] [--kill-after SECONDS]',
+    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact] [--kill-after SECONDS]',
   );
   process.exit(0);
 }

@@ -12,6 +12,8 @@
  *                      is neither lost nor counted. When only sources were killed: no duplicates
  *                      at all (a restored source resumes its record positions).
  *   single-buffered    the same, with nothing dropped: nothing lost.
+ *   single-exact       the job finishes; nothing lost, nothing duplicated, nothing wrong (issue 16), and
+ *                      no unit's attempt changes but the killed ones'.
  */
 import type { ChaosResult } from './runner';
 
@@ -26,6 +28,12 @@ export function verdict(r: ChaosResult): { ok: boolean; why: string[] } {
   switch (r.schedule.strategy) {
     case 'region':
     case 'full':
+    case 'single-exact':
+      if (r.schedule.strategy === 'single-exact') {
+        const killedUnits = new Set(killed.map((u) => u.split('#')[0]));
+        const others = r.restarted.filter((u) => !killedUnits.has(u.split('#')[0]!));
+        if (others.length > 0) why.push(`units restarted that were not killed: ${others.join(', ')}`);
+      }
       if (r.lost > 0) why.push(`${r.lost} events lost`);
       if (r.duplicated > 0) why.push(`${r.duplicated} events duplicated`);
       if (r.wrong > 0) why.push(`${r.wrong} wrong values`);

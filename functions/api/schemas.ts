@@ -33,7 +33,7 @@ export const checkpointSettingsSchema = z.strictObject({
 export const submitSchema = z.strictObject({
   job: z.string().min(1, 'job must name a registered job'),
   params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
-  failover: z.enum(['full', 'region', 'single', 'single-buffered']).optional(),
+  failover: z.enum(['full', 'region', 'single', 'single-buffered', 'single-exact']).optional(),
   runOn: z.enum(['lambda', 'fargate']).optional(),
   heartbeatTimeoutSeconds: z.number().min(1).max(900).optional(),
   checkpoint: checkpointSettingsSchema.optional(),

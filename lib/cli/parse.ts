@@ -14,7 +14,7 @@ export const COMMAND_HELP = {
     options: [
       ['--param name=value', 'a job parameter, one per --param, name and value in one argument (records=200000)'],
       ['--params JSON', 'parameters as a JSON object ({"records": 200000})'],
-      ['--failover STRATEGY', 'full | region | single | single-buffered'],
+      ['--failover STRATEGY', 'full | region | single | single-buffered | single-exact'],
       ['--run-on WHERE', 'lambda | fargate (deployed API)'],
       ['--schedule EXPR', "checkpoint schedule: 'rate(5 minutes)', 'cron(0 * * * ? *)' or off"],
       ['--tz ZONE', 'time zone of a cron schedule (default UTC)'],

@@ -14,7 +14,7 @@ import type { JobRegistry } from '../api/registry';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
-import { buildExecutionGraph, parseSubtaskId, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
+import { buildExecutionGraph, parseSubtaskId, producersOf, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
 import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
@@ -27,6 +27,7 @@ import { loadAvailabilityView, type AvailabilityView } from '../recovery/availab
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
+import type { DeterminantSender } from '../runtime/determinant-requester';
 import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
 
 export interface UnitHostOptions {
@@ -217,12 +218,29 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
           await sendControlDirect(options.channels, job.units, units, { type: 'replay', request });
         }
       : undefined;
+  // Single-exact: a restarted inner task asks the units hosting its consumers for its determinants.
+  const determinantSender: DeterminantSender | undefined =
+    options.attempt > 0 && job.settings.failover === 'single-exact'
+      ? async (request) => {
+          const { taskId, index } = parseSubtaskId(request.producer);
+          const task = graph.tasks.find((t) => t.id === taskId);
+          if (!task) throw new Error(`job '${job.jobId}' has no task '${taskId}' to collect determinants of`);
+          const consumers = new Set<string>();
+          for (const edge of task.outputs) {
+            const parallelism = graph.tasks.find((t) => t.id === edge.to)!.parallelism;
+            for (let j = 0; j < parallelism; j++) if (producersOf(edge, j, task.parallelism).includes(index)) consumers.add(subtaskId(edge.to, j));
+          }
+          const units = job.units.filter((u) => u.subtasks.some((s) => consumers.has(s))).map((u) => u.unitId);
+          await sendControlDirect(options.channels, job.units, units, { type: 'determinants', request });
+        }
+      : undefined;
   const unit = new TaskUnit({
     ...unitOptions(options, job, placement, graph, io, availability, first, metrics),
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
     ...(replaySender ? { replaySender } : {}),
+    ...(determinantSender ? { determinantSender } : {}),
   });
   return runMeasured(unit, metrics);
 }
@@ -251,7 +269,7 @@ function inputQueues(options: UnitHostOptions, placement: UnitPlacement, graph: 
 
 /** The strategies whose producers keep in-flight logs: a unit restarts alone and gets its input again. */
 function keepsInflightLogs(strategy: string): boolean {
-  return strategy === 'single' || strategy === 'single-buffered';
+  return strategy === 'single' || strategy === 'single-buffered' || strategy === 'single-exact';
 }
 
 /** What a unit's invocations share, whether they restore from a checkpoint or resume a hand-over. */
@@ -278,6 +296,7 @@ function unitOptions(
     jobs: observeReports(options.jobs, metrics),
     gate: availability,
     inflightLog: keepsInflightLogs(job.settings.failover),
+    exactOnce: job.settings.failover === 'single-exact',
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
         log.info(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {

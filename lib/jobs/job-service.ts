@@ -41,7 +41,7 @@ export const DEFAULT_SETTINGS: JobSettings = {
   checkpoint: { handle: 'regional', intervalSeconds: 0, timeoutSeconds: 60, maxFailedRegionRatio: 0.5, maxConsecutiveRegionFailures: 3, whenBusy: 'refuse' },
 };
 
-const FAILOVER: FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered'];
+const FAILOVER: FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered', 'single-exact'];
 
 export interface JobTotals {
   /** Records read by the sources. */

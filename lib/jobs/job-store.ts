@@ -39,7 +39,7 @@ export const JOB_LIFECYCLE = lifecycle('job', {
 export type JobStatus = (typeof JOB_LIFECYCLE.states)[number];
 /** How a running job may end. */
 export type JobEnd = NextOf<typeof JOB_LIFECYCLE.moves, 'RUNNING'>;
-export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered';
+export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered' | 'single-exact';
 
 /** Where a job's task units run in the cloud (the local runtime runs child processes for both). */
 export type UnitRuntime = 'lambda' | 'fargate';

@@ -7,7 +7,8 @@
  *                   attempt (without waiting for the fan-out). The new attempt restores its state and
  *                   calls `announceAvailable`, which marks the sub-partitions AVAILABLE with its
  *                   attempt and tells the producer units again.
- * single-buffered:  bump -> launch; nothing is marked, producers keep writing into the queues.
+ * single-buffered,
+ * single-exact:     bump -> launch; nothing is marked, producers keep writing into the queues.
  * region / full:    stop the old attempts of every unit of the plan -> bump each -> launch each.
  *
  * Every step is fenced by attempts: the bump is a conditional write (`JobStore.startUnitAttempt`),

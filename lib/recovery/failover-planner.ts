@@ -6,6 +6,8 @@
  *   single           the failed unit restarts alone, from its subtasks' own latest checkpoint
  *                    (else fresh); its input sub-partitions become UNAVAILABLE and the units that
  *                    host their producers are told (one notice per unit): producers drop.
+ *   single-exact     as single-buffered; the restarted unit replays its input from the producers'
+ *                    in-flight logs in its dead attempt's order (determinants): exactly once.
  *   single-buffered  the same restart, but nothing is marked: producers keep writing into the
  *                    durable queues and the restarted consumer reads the backlog.
  *   region           every subtask of the failed subtasks' checkpoint regions restarts from the same
@@ -161,7 +163,8 @@ export function planFailover(input: FailoverInput): FailoverPlan {
 
   switch (strategy) {
     case 'single':
-    case 'single-buffered': {
+    case 'single-buffered':
+    case 'single-exact': {
       for (const u of failedUnits) plan.restarts.push(restart(u));
       if (strategy === 'single') {
         plan.unavailable = inputSubPartitions(graph, plan.failedSubtasks);

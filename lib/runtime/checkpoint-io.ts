@@ -52,6 +52,8 @@ export interface SubtaskSnapshot {
   writers?: WriterPositions[];
   /** Record positions per input channel (a restored consumer recognizes a replay by them). */
   channels?: ChannelPositions[];
+  /** Single-exact: how many determinants the subtask had recorded at the barrier (its restart goes on from there). */
+  determinants?: number;
 }
 
 /** Where one subtask's union object of a task is, for a restore. */

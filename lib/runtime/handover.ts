@@ -12,6 +12,7 @@
  * message group with the next sequence numbers, and consumers cannot tell the difference. A new
  * attempt would open a new message group that FIFO may deliver before the old one is drained.
  */
+import type { DeterminantLogState, DeterminantStoreState } from './determinants';
 import type { InflightLogState } from './inflight-log';
 import type { Json } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
@@ -98,6 +99,9 @@ export interface SubtaskHandover {
   writers: WriterHandover[];
   channels: ChannelHandover[];
   counters: { recordsIn: number; recordsOut: number; duplicates: number; fenced: number; resentRecords?: number } & Partial<InputCounters>;
+  /** Single-exact: the subtask's determinants, and those its producers sent along. */
+  determinants?: DeterminantLogState;
+  determinantStore?: DeterminantStoreState;
 }
 
 /** Input gate totals over all channels, besides `duplicates` (messages) and `fenced`. */

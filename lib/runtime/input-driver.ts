@@ -10,6 +10,7 @@
  * successor to wait out.
  */
 import { BarrierAligner, type AlignmentHooks, type AlignmentStatus } from './barrier-aligner';
+import type { DeterminantLog, Step } from './determinants';
 import type { ChannelPositions, GateEvent, InputGate } from './input-gate';
 import { channelKey } from './input-gate';
 import { appendTo } from './multimap';
@@ -29,6 +30,12 @@ export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openC
 
 export class InputDriver {
   recordsIn = 0;
+  /**
+   * Single-exact: the order this subtask takes its input in is recorded here (determinants.ts),
+   * and a restarted attempt first follows the order its dead attempt's consumers kept.
+   */
+  determinants: DeterminantLog | undefined;
+  private following: { steps: readonly Step[]; next: number; taken: number; queued: GateEvent[] } | undefined;
   /** The gate the driver reads, once it runs. */
   gate: InputGate | undefined;
   readonly aligner: BarrierAligner<GateEvent> | undefined;
@@ -74,6 +81,20 @@ export class InputDriver {
     return this.gate!.positions([...(this.aligner?.held ?? []), ...this.unhandled.flatMap((u) => u.events.slice(u.next))]);
   }
 
+  /**
+   * Before anything else, take the input in the order of these steps (a restarted attempt under
+   * single-exact: the steps its dead attempt's consumers kept), so that what it sends again is what
+   * it sent then. Events that arrive meanwhile and are not named yet wait, in arrival order.
+   */
+  follow(steps: readonly Step[]): void {
+    if (steps.length > 0) this.following = { steps, next: 0, taken: 0, queued: [] };
+  }
+
+  /** True while a restarted attempt still follows its dead attempt's order. */
+  get followingDeterminants(): boolean {
+    return this.following !== undefined;
+  }
+
   /** Reads `gate` until every channel has ended; returns true when it stopped for a hand-over instead. */
   async run(gate: InputGate): Promise<boolean> {
     const { hooks } = this;
@@ -83,8 +104,13 @@ export class InputDriver {
       const { events, discarded } = await gate.next(200);
       if (this.failure) throw this.failure;
       for (const [queue, receipts] of discarded) appendTo(this.acks, queue, ...receipts);
-      await this.handleAll(events);
-      this.advanceWatermark(gate);
+      if (this.following) {
+        this.following.queued.push(...events);
+        await this.followSteps();
+      } else {
+        await this.handleAll(events);
+        this.advanceWatermark(gate);
+      }
       await hooks.betweenBatches();
       await this.aligner?.applyAborts();
       // Input is deleted only after what it produced is safely in the next queues; input held
@@ -93,7 +119,8 @@ export class InputDriver {
       await this.acknowledgeInput();
       gate.release();
       const handover = hooks.handover();
-      if (handover && (!this.aligner?.aligning || Date.now() >= handover.deadline)) {
+      // A hand-over waits until the dead attempt's order has been followed (seconds at most).
+      if (handover && !this.following && (!this.aligner?.aligning || Date.now() >= handover.deadline)) {
         await this.quiesce(gate);
         return true;
       }
@@ -131,8 +158,70 @@ export class InputDriver {
 
   private advanceWatermark(gate: InputGate): void {
     if (gate.allEnded()) return;
-    const watermark = gate.combinedWatermark();
-    if (watermark > this.chain.currentWatermark) this.chain.advanceWatermark(watermark);
+    this.advanceTo(gate.combinedWatermark());
+  }
+
+  /** Event time moves on (timers fire): a determinant too. */
+  private advanceTo(watermark: number): void {
+    if (watermark <= this.chain.currentWatermark) return;
+    this.chain.advanceWatermark(watermark);
+    this.determinants?.watermark(watermark);
+  }
+
+  /**
+   * Takes the queued events in the order of the steps still to follow: records of the channel a
+   * step names, from the position it names; event-time advances where it names them. Barriers
+   * met on the way belong to checkpoints the dead attempt's failure ended (they are dropped);
+   * watermarks only move their channel. Once every step is followed, what waits is handled as
+   * usual, in arrival order.
+   */
+  private async followSteps(): Promise<void> {
+    const f = this.following!;
+    while (f.next < f.steps.length) {
+      const step = f.steps[f.next]!;
+      if (step[0] === 'w') {
+        this.advanceTo(step[1]);
+        f.next++;
+        continue;
+      }
+      const [, key, lineage, n, k] = step;
+      while (f.taken < k) {
+        const i = f.queued.findIndex((e) => channelKey(e.channel.edge.id, e.channel.producer) === key);
+        if (i < 0) return; // not here yet
+        const event = f.queued[i]!;
+        const { message } = event;
+        if (message.t === 'b' || message.t === 'w') {
+          if (message.t === 'w') event.channel.watermark = Math.max(event.channel.watermark, message.w);
+          if (event.receipt) appendTo(this.acks, event.queue, event.receipt);
+          f.queued.splice(i, 1);
+          continue;
+        }
+        const at = n + f.taken;
+        if (message.t !== 'd' || (message.l ?? message.a) !== lineage || message.n !== at) {
+          throw new Error(
+            `input channel ${key}: the dead attempt took records ${n}..${n + k - 1} of lineage ${lineage} here, ` +
+              `but the channel goes on with ${message.t === 'd' ? `records from ${message.n} of lineage ${message.l ?? message.a}` : `'${message.t}'`}`,
+          );
+        }
+        const count = Math.min(k - f.taken, message.r.length);
+        for (let r = 0; r < count; r++) this.chain.push(message.r[r]!, event.channel.edge.input);
+        this.recordsIn += count;
+        this.determinants?.records(key, lineage, at, count);
+        f.taken += count;
+        if (count < message.r.length) {
+          // The rest of the message comes with a later step; its receipt goes with the rest.
+          f.queued[i] = { ...event, message: { ...message, n: at + count, r: message.r.slice(count) } };
+        } else {
+          if (message.w !== undefined) event.channel.watermark = Math.max(event.channel.watermark, message.w);
+          if (event.receipt) appendTo(this.acks, event.queue, event.receipt);
+          f.queued.splice(i, 1);
+        }
+      }
+      f.next++;
+      f.taken = 0;
+    }
+    this.following = undefined;
+    await this.handleAll(f.queued);
   }
 
   private async acknowledgeInput(): Promise<void> {
@@ -170,6 +259,7 @@ export class InputDriver {
       case 'd':
         for (const record of message.r) this.chain.push(record, channel.edge.input);
         this.recordsIn += message.r.length;
+        this.determinants?.records(key, message.l ?? message.a, message.n ?? 0, message.r.length);
         if (message.w !== undefined) channel.watermark = Math.max(channel.watermark, message.w);
         return;
       case 'w':

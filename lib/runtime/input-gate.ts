@@ -28,6 +28,7 @@
  * keeps its receipts valid (up to SQS's 12-hour cap). A delete whose receipt has expired anyway
  * is not an error: the message comes again and is dropped by its sequence number.
  */
+import { DeterminantStore } from './determinants';
 import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
@@ -185,6 +186,8 @@ export class InputGate {
   reordered = 0;
   /** Replay messages of a request no longer waited for (answered twice, or superseded by a retry). */
   staleReplays = 0;
+  /** The determinants producers sent along (single-exact), kept until their next checkpoint completes. */
+  readonly determinants = new DeterminantStore();
 
   constructor(private readonly options: InputGateOptions) {
     this.clock = options.clock ?? unrefClock;
@@ -331,10 +334,27 @@ export class InputGate {
     channel.replay = { consumerAttempt, request, order: { next: 0, since: this.clock.now(), early: new Map() }, held: channel.replay?.held ?? [] };
   }
 
-  /** Channels still waiting for a replay, with the request they wait for. */
-  awaitedReplays(): { key: string; consumerAttempt: number; request: number }[] {
-    const out: { key: string; consumerAttempt: number; request: number }[] = [];
-    for (const [key, c] of this.channels) if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request });
+  /**
+   * A restarted producer (single-exact) asked for its determinants: from now on the channels of
+   * `producer` (`<task>#<index>`) take nothing of its attempts below `attempt` (what is already
+   * taken, and its determinants, stay). Returns how many channels were fenced.
+   */
+  fenceProducer(producer: string, attempt: number): number {
+    let n = 0;
+    for (const c of this.channels.values()) {
+      if (`${c.edge.from}#${c.producer}` !== producer) continue;
+      c.minAttempt = Math.max(c.minAttempt, attempt);
+      n++;
+    }
+    return n;
+  }
+
+  /** Channels still waiting for a replay, with the request they wait for, and whether some of it came already. */
+  awaitedReplays(): { key: string; consumerAttempt: number; request: number; started: boolean }[] {
+    const out: { key: string; consumerAttempt: number; request: number; started: boolean }[] = [];
+    for (const [key, c] of this.channels) {
+      if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, started: (c.replay.order.next ?? 0) > 0 || c.replay.order.early.size > 0 });
+    }
     return out;
   }
 
@@ -627,6 +647,9 @@ export class InputGate {
   private accept(channel: ChannelState, m: ChannelMessage, receiveCount: number): ChannelMessage | undefined {
     // An old attempt's end of input does not end the channel once a newer attempt writes to it.
     if (m.t === 'e' && m.a < channel.attempt) return undefined;
+    // The producer's determinants, kept for it in case it restarts (single-exact: determinants.ts).
+    if (m.t === 'd' && m.dt) this.determinants.add(`${channel.edge.from}#${channel.producer}`, m.dt[0], m.dt[1]);
+    if (m.t === 'b' && m.di !== undefined) this.determinants.barrier(`${channel.edge.from}#${channel.producer}`, m.c, m.di);
     if (m.n === undefined) return m;
     const lineage = m.l ?? m.a;
     if (m.t === 'r') {

@@ -19,12 +19,16 @@
  *   replay ends with an `x` event whose `n` is where the producer's live messages go on.
  */
 import type { Json } from '../api/functions';
+import type { Step } from './determinants';
 
 export type ChannelEvent =
-  /** Records, and optionally the producer's watermark after them. */
-  | { t: 'd'; r: Json[]; w?: number }
-  /** Checkpoint barrier. */
-  | { t: 'b'; c: number }
+  /**
+   * Records, and optionally the producer's watermark after them, and (single-exact) the producer's
+   * determinants not yet sent on this channel: [index of the first, steps] (see determinants.ts).
+   */
+  | { t: 'd'; r: Json[]; w?: number; dt?: [number, Step[]] }
+  /** Checkpoint barrier; `di`: how many of the producer's determinants precede it (single-exact). */
+  | { t: 'b'; c: number; di?: number }
   /** Watermark only. */
   | { t: 'w'; w: number }
   /** End of input on this channel. */
@@ -94,7 +98,21 @@ export type ControlMessage =
    * A restarted consumer asks the producer subtasks of one input edge hosted by this unit to send
    * their in-flight log of its channel again, from its restored record positions (see replay.ts).
    */
-  | { type: 'replay'; request: ReplayRequest };
+  | { type: 'replay'; request: ReplayRequest }
+  /**
+   * A restarted producer subtask (single-exact) asks the units hosting its consumers for its
+   * determinants from index `from` on; each consumer stops taking the producer's older attempts
+   * and answers in S3 (see determinants.ts, determinant-requester.ts).
+   */
+  | { type: 'determinants'; request: DeterminantRequest };
+
+export interface DeterminantRequest {
+  /** The producer subtask (`<task>#<index>`) and its new attempt. */
+  producer: string;
+  attempt: number;
+  /** First step index wanted: the producer's count at the checkpoint it restored. */
+  from: number;
+}
 
 /** What a restarted consumer subtask asks of each producer subtask of one input edge. */
 export interface ReplayRequest {

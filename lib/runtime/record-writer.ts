@@ -12,6 +12,7 @@ import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { WriterHandover } from './handover';
+import type { DeterminantLog } from './determinants';
 import { InflightLog } from './inflight-log';
 import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
 import { positionIn, replayBodies, replayGroupId } from './replay';
@@ -41,6 +42,8 @@ export interface RecordWriterOptions {
    * completes (single-point recovery replays it to a restarted consumer: see replay.ts).
    */
   inflightLog?: boolean;
+  /** The subtask's determinants (single-exact): each data message carries what its channel has not carried yet. */
+  determinants?: DeterminantLog;
 }
 
 /**
@@ -70,6 +73,8 @@ interface ChannelBuffer {
 }
 
 const ENVELOPE_BYTES = 96;
+/** Room a message keeps for the determinants it carries (single-exact; about 600 steps). */
+const DETERMINANT_BYTES = 16 * 1024;
 
 export class RecordWriter {
   readonly edgeId: string;
@@ -101,7 +106,8 @@ export class RecordWriter {
     this.position = new Array<number>(n).fill(0);
     this.lineage = options.lineage ?? options.attempt;
     this.dropped = new Array<number>(n).fill(0);
-    this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES;
+    // With determinants, each message keeps room for the steps it carries (DETERMINANT_BYTES at most).
+    this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES - (options.determinants ? DETERMINANT_BYTES : 0);
     this.gate = options.gate ?? alwaysAvailable;
     this.roundRobin = options.producerIndex % n;
     this.log = options.inflightLog ? new InflightLog(n, this.lineage) : undefined;
@@ -313,7 +319,9 @@ export class RecordWriter {
     }
     // Records are already JSON; splice them in rather than stringify twice.
     const records = `[${buffer.parts.join(',')}]`;
-    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}`;
+    // Determinants travel with the records they caused: durable before their effects are.
+    const dt = this.options.determinants?.takeFor(`${this.edgeId}/${consumer}`, DETERMINANT_BYTES);
+    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${JSON.stringify(dt)}` : ''}`;
     this.log?.append(consumer, { first: buffer.first, count: buffer.parts.length, fields });
     buffer.parts = [];
     buffer.bytes = 0;

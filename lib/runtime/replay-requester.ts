@@ -69,7 +69,8 @@ export class ReplayRequester {
     const { checkAfterMs = 3_000, retryMs = 10_000, giveUpMs = 120_000 } = this.options;
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
       this.checkedFinal = true;
-      await this.fromFinished(gate, waiting.map((w) => w.key));
+      // A replay that has begun to arrive is on its way: only silent channels look for a final log.
+      await this.fromFinished(gate, waiting.filter((w) => !w.started).map((w) => w.key));
       return;
     }
     if (now - this.started >= giveUpMs) {
@@ -112,7 +113,11 @@ export class ReplayRequester {
     this.options.logger?.info(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}`, { request: this.request });
   }
 
-  /** Channels whose producer left a final log: replayed from it, as the producer would have. */
+  /**
+   * Channels whose producer left a final log: replayed from it, as the producer would have, under
+   * a request number of its own (the wait switches to it: an answer of the producer's own that
+   * arrives later is stale and dropped, so the two never mix).
+   */
   private async fromFinished(gate: InputGate, keys: readonly string[]): Promise<void> {
     for (const key of keys) {
       const channel = gate.channels.get(key)!;
@@ -126,7 +131,9 @@ export class ReplayRequester {
       const log = new InflightLog(final.log.channels.length, final.log.lineage);
       log.resume(final.log);
       const excerpt = log.excerpt(this.options.consumerIndex % final.log.channels.length, positionIn(log.lineage, [...channel.positions]));
-      const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request: this.request };
+      const request = ++this.request;
+      gate.awaitReplay(key, this.options.consumerAttempt, request);
+      const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request };
       gate.injectReplay(key, replayBodies(excerpt, address, { ended: true }));
       this.fromFinalLogs++;
       this.options.logger?.info(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`, { channel: key, log: newest.key });

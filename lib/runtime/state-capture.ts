@@ -12,6 +12,7 @@
  */
 import type { Json, SourceFunction } from '../api/functions';
 import type { SubtaskSnapshot } from './checkpoint-io';
+import type { DeterminantLog } from './determinants';
 import type { SubtaskHandover } from './handover';
 import type { InputDriver } from './input-driver';
 import type { OperatorChain } from './operator-chain';
@@ -29,6 +30,8 @@ export interface StatefulParts {
   output: SubtaskOutput;
   /** Absent for a source, and for a consumer whose input has not started. */
   input: InputDriver | undefined;
+  /** An inner task's determinants (single-exact). */
+  determinants: DeterminantLog | undefined;
 }
 
 export type SnapshotForm = { checkpointId: number };
@@ -54,6 +57,7 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
       ...(union ? { union: true } : {}),
       ...(p.output.writers.length > 0 ? { writers: p.output.positions() } : {}),
       ...(p.input?.gate ? { channels: p.input.positions() } : {}),
+      ...(p.determinants ? { determinants: p.determinants.length } : {}),
     };
   }
   return {
@@ -68,5 +72,7 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
     writers: p.output.handoverState(),
     channels: p.input?.gate?.handoverState() ?? [],
     counters: form.counters,
+    ...(p.determinants ? { determinants: p.determinants.state() } : {}),
+    ...(p.input?.gate ? { determinantStore: p.input.gate.determinants.state() } : {}),
   };
 }

@@ -23,7 +23,7 @@ import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
-import { subPartitionQueue, subtaskId } from '../graph/execution-graph';
+import { producersOf, subPartitionQueue, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ChannelCounters, SubtaskHandover } from './handover';
 import { InputDriver } from './input-driver';
@@ -33,10 +33,12 @@ import { RecordWriter, type SubPartitionGate } from './record-writer';
 import { SinkLedger } from './sink-ledger';
 import { SourceDriver } from './source-driver';
 import { captureState, type StatefulParts } from './state-capture';
-import type { ReplayRequest } from './messages';
+import type { DeterminantRequest, ReplayRequest } from './messages';
 import type { Logger } from '../ports/telemetry';
 import { finalLogKey, type FinalLog } from './replay';
 import { ReplayRequester, type ReplaySender } from './replay-requester';
+import { DeterminantLog, type Step } from './determinants';
+import { collectDeterminants, type DeterminantSender } from './determinant-requester';
 import { SubtaskOutput } from './subtask-output';
 import { UnionStateBackend } from './union-state';
 
@@ -78,6 +80,14 @@ export interface SubtaskEnvironment {
    * attempt consumed after the checkpoint it restores from, through this, before it reads on.
    */
   replaySender?: ReplaySender;
+  /**
+   * Exactly-once single-point recovery (single-exact): every task numbers its output in one lineage
+   * continued from its checkpoint (as sources do), and an inner task records the order it takes its
+   * input in as determinants that travel with its output (determinants.ts).
+   */
+  exactOnce?: boolean;
+  /** A restarted inner task (single-exact) asks its consumers for its determinants through this. */
+  determinantSender?: DeterminantSender;
   /** Records a source reads per poll. */
   sourceBatchSize?: number;
   /** Longest time records wait in a writer buffer before they are sent. */
@@ -151,6 +161,10 @@ export class SubtaskRunner {
   private handedOver: SubtaskHandover | undefined;
   /** A restarted consumer's replay requests (single-point recovery). */
   private replays: ReplayRequester | undefined;
+  /** The order this inner task takes its input in (single-exact), carried by its output. */
+  private readonly determinants: DeterminantLog | undefined;
+  /** Producers whose older attempts to fence once the input gate exists (asked before it started). */
+  private readonly pendingFences: DeterminantRequest[] = [];
 
   constructor(private readonly env: SubtaskEnvironment) {
     const { task, index, graph } = env;
@@ -158,6 +172,7 @@ export class SubtaskRunner {
     this.taskId = task.id;
     const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
     const head = task.operators[0]!;
+    this.determinants = env.exactOnce && task.inputs.length > 0 && task.outputs.length > 0 ? new DeterminantLog() : undefined;
     const writers = task.outputs.map(
       (edge) =>
         new RecordWriter({
@@ -169,9 +184,11 @@ export class SubtaskRunner {
           transport: env.channels,
           gate: env.gate,
           // A source's records are a function of its offsets: one lineage for all its attempts,
-          // continued from a checkpoint (restore). Other tasks number each attempt on its own.
-          lineage: head.kind === 'source' ? 0 : env.attempt,
+          // continued from a checkpoint (restore). Other tasks number each attempt on its own,
+          // except under single-exact, where their determinants make their output a function too.
+          lineage: head.kind === 'source' || env.exactOnce ? 0 : env.attempt,
           inflightLog: env.inflightLog === true,
+          ...(this.determinants ? { determinants: this.determinants } : {}),
         }),
     );
     this.output = new SubtaskOutput(this.id, writers, env.lingerMs);
@@ -240,10 +257,29 @@ export class SubtaskRunner {
     if (this.sourceDriver && checkpointId > this.lastCheckpoint) this.sourceDriver.trigger(checkpointId);
   }
 
-  /** The coordinator completed N for this subtask's region: commit staged output up to N, trim the in-flight logs. */
+  /** The coordinator completed N for this subtask's region: commit staged output up to N, trim the in-flight logs and determinants. */
   checkpointComplete(checkpointId: number): void {
     this.ledger?.complete(checkpointId);
     this.output.trimLogs(checkpointId);
+    this.determinants?.trim(checkpointId);
+    this.input?.gate?.determinants.trim(checkpointId);
+  }
+
+  /**
+   * A restarted producer of this subtask's input asks for its determinants (single-exact): from now
+   * on its older attempts are fenced off this subtask's channels, and the steps held for it are
+   * the answer (`undefined` when this subtask does not read from it).
+   */
+  answerDeterminants(request: DeterminantRequest): { first: number; steps: Step[] } | undefined {
+    const task = request.producer.slice(0, request.producer.lastIndexOf('#'));
+    if (!this.env.task.inputs.some((e) => e.from === task)) return undefined;
+    const gate = this.input?.gate;
+    if (!gate) {
+      this.pendingFences.push(request);
+      return { first: request.from, steps: [] };
+    }
+    gate.fenceProducer(request.producer, request.attempt);
+    return gate.determinants.from(request.producer, request.from);
   }
 
   /** A restarted consumer asks for its channels of one output edge again (see replay.ts). */
@@ -303,8 +339,9 @@ export class SubtaskRunner {
       if (resume) this.resume(resume);
       else if (this.env.restore) await this.restore(this.env.restore);
       // A restarted inner task numbers its output in a lineage of its own: its consumers learn from
-      // which checkpoint, and count what it sends them again (a source continues its lineage).
-      if (!resume && !this.source && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0);
+      // which checkpoint, and count what it sends them again (a source continues its lineage, and
+      // under single-exact every task does).
+      if (!resume && !this.source && !this.env.exactOnce && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0);
       if (resume?.status === 'finished') {
         this.status = 'finished';
         await this.env.onFinished?.();
@@ -373,6 +410,7 @@ export class SubtaskRunner {
     });
     if (env.resume) {
       gate.resume(env.resume.channels, env.resume.counters);
+      if (env.resume.determinantStore) gate.determinants.resume(env.resume.determinantStore);
       gate.duplicates = env.resume.counters.duplicates;
       gate.fenced = env.resume.counters.fenced;
     } else if (env.restore?.channels) {
@@ -384,6 +422,22 @@ export class SubtaskRunner {
   /** A consumer restarted alone asks its producers for its replays first (see replay-requester.ts). */
   private async startInputs(gate: InputGate): Promise<boolean> {
     const { env } = this;
+    for (const f of this.pendingFences.splice(0)) gate.fenceProducer(f.producer, f.attempt);
+    this.input!.determinants = this.determinants;
+    // Single-exact: a restarted inner task takes its input in its dead attempt's order first.
+    if (this.determinants && env.determinantSender && !env.resume && env.attempt > 0) {
+      const collected = await collectDeterminants({
+        jobId: env.jobId,
+        producer: this.id,
+        attempt: env.attempt,
+        from: this.determinants.length,
+        consumers: consumersOf(env.graph, env.task, env.index),
+        send: env.determinantSender,
+        blobs: env.blobs,
+        ...(env.logger ? { logger: env.logger } : {}),
+      });
+      this.input!.follow(collected.steps);
+    }
     if (env.replaySender && !env.resume) {
       const parallelism = new Map(env.graph.tasks.map((t) => [t.id, t.parallelism]));
       this.replays = new ReplayRequester({
@@ -405,7 +459,8 @@ export class SubtaskRunner {
   private async restore(snapshot: SubtaskSnapshot): Promise<void> {
     if (snapshot.source !== undefined) this.source?.restoreOffsets(snapshot.source);
     // A source re-reads from its offsets: its records take the positions they had (see messages.ts).
-    if (this.source) this.output.restorePositions(snapshot.writers ?? []);
+    if (this.source || this.env.exactOnce) this.output.restorePositions(snapshot.writers ?? []);
+    this.determinants?.restart(snapshot.determinants ?? 0);
     // Counters are state too: what the dead attempt counted after the checkpoint is counted again.
     this.output.restoreCounters(snapshot.writers ?? []);
     if (snapshot.keyed) this.chain.keyedState?.restore(snapshot.keyed);
@@ -422,6 +477,7 @@ export class SubtaskRunner {
   private resume(h: SubtaskHandover): void {
     if (h.subtask !== this.id) throw new Error(`subtask ${this.id} given the hand-over of ${h.subtask}`);
     this.output.resume(h.writers);
+    if (h.determinants) this.determinants?.resume(h.determinants);
     if (h.source !== undefined) this.source?.restoreOffsets(h.source);
     if (h.keyed) this.chain.keyedState?.restore(h.keyed);
     // Timers up to it have fired already (they are gone from the keyed state): nothing fires twice.
@@ -457,7 +513,7 @@ export class SubtaskRunner {
 
   /** The parts whose state a snapshot or a hand-over captures. */
   private stateful(): StatefulParts {
-    return { subtask: this.id, chain: this.chain, source: this.source, union: this.union, ledger: this.ledger, output: this.output, input: this.input };
+    return { subtask: this.id, chain: this.chain, source: this.source, union: this.union, ledger: this.ledger, output: this.output, input: this.input, determinants: this.determinants };
   }
 
   /**
@@ -494,7 +550,8 @@ export class SubtaskRunner {
       this.union.names.length > 0 ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
     ]);
     this.lastCheckpoint = checkpointId;
-    this.output.emitEvent({ t: 'b', c: checkpointId });
+    const di = this.determinants?.barrier(checkpointId);
+    this.output.emitEvent({ t: 'b', c: checkpointId, ...(di !== undefined ? { di } : {}) });
     await this.output.flush();
     // The snapshot first (restore reads it), then the union object: retention and discard cover both.
     await io.acknowledge(checkpointId, this.id, unionHandle ? [handle, unionHandle] : [handle]);
@@ -524,4 +581,15 @@ export class SubtaskRunner {
     if (!this.finalCommitRequested) return this.keepForHandover('ended', last);
     await this.ledger!.commitFinal(last);
   }
+}
+
+/** Every consumer subtask of a subtask's output edges (who may hold its determinants). */
+function consumersOf(graph: ExecutionGraph, task: TaskVertex, index: number): string[] {
+  const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
+  const out = new Set<string>();
+  for (const edge of task.outputs) {
+    const consumers = parallelism.get(edge.to)!;
+    for (let j = 0; j < consumers; j++) if (producersOf(edge, j, task.parallelism).includes(index)) out.add(subtaskId(edge.to, j));
+  }
+  return [...out];
 }

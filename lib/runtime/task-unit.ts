@@ -17,6 +17,7 @@ import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover
 import type { ControlMessage } from './messages';
 import type { SubPartitionGate } from './record-writer';
 import type { ReplaySender } from './replay-requester';
+import { determinantAnswerKey, type DeterminantSender } from './determinant-requester';
 import { SubtaskRunner, type SubtaskStatus } from './subtask';
 
 export interface TaskUnitOptions {
@@ -43,6 +44,10 @@ export interface TaskUnitOptions {
   inflightLog?: boolean;
   /** This unit restarted alone: its consumer subtasks ask their producers for a replay through this. */
   replaySender?: ReplaySender;
+  /** Exactly-once single-point recovery (single-exact): see SubtaskEnvironment.exactOnce. */
+  exactOnce?: boolean;
+  /** This unit restarted alone under single-exact: its inner tasks ask their consumers for their determinants through this. */
+  determinantSender?: DeterminantSender;
   /** Invocation of this attempt (0 first; +1 per hand-over). */
   generation?: number;
   /**
@@ -115,6 +120,8 @@ export class TaskUnit {
         minAttempt: options.minAttempt,
         ...(options.inflightLog ? { inflightLog: true } : {}),
         ...(options.replaySender ? { replaySender: options.replaySender } : {}),
+        ...(options.exactOnce ? { exactOnce: true } : {}),
+        ...(options.determinantSender ? { determinantSender: options.determinantSender } : {}),
         onFinished: () => this.reportFinished(),
         logger: this.log.child({ subtask: id }),
       });
@@ -260,6 +267,22 @@ export class TaskUnit {
             `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
           { edgeId: request.edgeId, consumer: request.consumer, consumerAttempt: request.consumerAttempt, request: request.request },
         );
+        return;
+      }
+      case 'determinants': {
+        // Each subtask of the unit that reads the producer fences its older attempts and answers with what it holds.
+        const { request } = message;
+        const answers = this.runners.map((r) => ({ consumer: r.id, answer: r.answerDeterminants(request) }));
+        await Promise.all(
+          answers.flatMap(({ consumer, answer }) =>
+            answer ? [this.options.blobs.put(determinantAnswerKey(this.options.jobId, request.producer, request.attempt, consumer), JSON.stringify({ consumer, ...answer }))] : [],
+          ),
+        );
+        this.log.info(`answered ${request.producer} attempt ${request.attempt} with its determinants from ${request.from}`, {
+          producer: request.producer,
+          producerAttempt: request.attempt,
+          answers: answers.filter((a) => a.answer).map((a) => `${a.consumer}:${a.answer!.steps.length}`),
+        });
         return;
       }
       default:

@@ -49,4 +49,10 @@ describe('chaos verdict', () => {
     expect(verdict(result('single-buffered', { reportedDropped: 2, lost: 2 })).why).toEqual(['2 records dropped under single-buffered', '2 events lost under single-buffered']);
     expect(verdict(result('single-buffered', { lost: 7, reportedMissing: 7 })).why).toEqual(['7 events lost, but the producers reported 0 dropped', '7 events lost under single-buffered']);
   });
+
+  it('single-exact: exactly once, and no attempt changes but the killed units\'', () => {
+    expect(verdict(result('single-exact', { restarted: ['hourly-aggregate-0#1'] })).ok).toBe(true);
+    expect(verdict(result('single-exact', { duplicated: 1 })).why).toEqual(['1 events duplicated']);
+    expect(verdict(result('single-exact', { restarted: ['hourly-aggregate-0#1', 'generator-1#1'] })).why).toEqual(['units restarted that were not killed: generator-1#1']);
+  });
 });

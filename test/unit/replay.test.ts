@@ -131,7 +131,7 @@ describe('replay to a restarted consumer', () => {
     restarted.awaitReplay(channelKey('e0', 0), 1, 1);
     restarted.start();
     expect(await take(restarted, 3)).toEqual([]); // live messages held: the replay has not come
-    expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1 }]);
+    expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1, started: false }]);
     writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 3]] } });
     await writer.flush();
     for (let i = 9; i < 11; i++) writer.emit(i);
@@ -224,3 +224,105 @@ describe('replay to a restarted consumer', () => {
     await gate.stop();
   });
 });
+
+describe('replay from a finished producer\'s log in S3', () => {
+  it('gives a consumer restored from a checkpoint every record after it, when the producer unit is gone', async () => {
+    const { MemoryBlobStore } = await import('../../lib/memory');
+    const { ReplayRequester } = await import('../../lib/runtime/replay-requester');
+    const { finalLogKey } = await import('../../lib/runtime/replay');
+    const transport = new MemoryChannelTransport();
+    const blobs = new MemoryBlobStore();
+    const hash: ExecutionEdge = { id: 'e0', kind: 'hash', from: 'a', to: 'b', toOperator: 'b', input: 0, key: (r: { k: string }) => r.k, pointwise: false };
+    await transport.createQueues(['in-0', 'in-1']);
+    const writer = new RecordWriter({ edge: hash, producerIndex: 0, consumerParallelism: 2, attempt: 0, lineage: 0, queueOf: (c) => `in-${c}`, transport, maxMessageBytes: 300, inflightLog: true });
+    let i = 0;
+    const emit = (n: number) => {
+      for (const end = i + n; i < end; i++) writer.emit({ k: `k${i % 7}`, v: i });
+    };
+    emit(40);
+    writer.emitEvent({ t: 'b', c: 1 });
+    emit(40);
+    writer.emitEvent({ t: 'b', c: 2 });
+    await writer.flush();
+    writer.trimLog(1);
+    writer.trimLog(2);
+    // The consumer restores from checkpoint 2: its position is where barrier 2 left its channel.
+    const at2 = writer.positions().position[1]!;
+    emit(200);
+    writer.emitEvent({ t: 'e' });
+    await writer.flush();
+    await blobs.put(finalLogKey('job', 'e0', 0, 0), JSON.stringify({ producer: 0, attempt: 0, log: writer.log!.state() }));
+    // Everything in the queue was consumed by the dead attempt (deleted).
+    for (;;) {
+      const got = await transport.receive('in-1', { max: 10, waitSeconds: 0 });
+      if (got.length === 0) break;
+      await transport.delete('in-1', got.map((m) => m.receipt));
+    }
+    const gate = new InputGate({ inputs: [hash], consumerIndex: 1, producerParallelism: () => 1, queueOf: () => 'in-1', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    gate.restorePositions([{ key: channelKey('e0', 0), positions: [[0, at2]] }], 2);
+    let now = 0;
+    const requester = new ReplayRequester({ jobId: 'job', inputs: [hash], consumerIndex: 1, consumerAttempt: 1, producerParallelism: () => 1, send: async () => undefined, blobs, now: () => now });
+    await requester.begin(gate);
+    gate.start();
+    now = 5_000;
+    await requester.tick(gate);
+    const out: number[] = [];
+    let ended = false;
+    for (let p = 0; p < 20 && !ended; p++) {
+      const { events, discarded } = await gate.next(50);
+      for (const e of events) {
+        if (e.message.t === 'd') out.push(...(e.message.r as { v: number }[]).map((r) => r.v));
+        if (e.message.t === 'e') ended = true;
+      }
+      await gate.acknowledge(discarded);
+      gate.release();
+    }
+    await gate.stop();
+    const expected: number[] = [];
+    for (let v = 80; v < 280; v++) if (hashPartitionOf(`k${v % 7}`) === 1) expected.push(v);
+    expect(out).toEqual(expected);
+    expect(ended).toBe(true);
+    expect(gate.counters().missingRecords).toBe(0);
+  });
+});
+
+describe('a replay that has begun to arrive', () => {
+  it('is not mixed with a finished producer\'s log: the S3 path is only for silent channels', async () => {
+    const { MemoryBlobStore } = await import('../../lib/memory');
+    const { ReplayRequester } = await import('../../lib/runtime/replay-requester');
+    const { finalLogKey } = await import('../../lib/runtime/replay');
+    const transport = new MemoryChannelTransport();
+    const blobs = new MemoryBlobStore();
+    const writer = await producer(transport);
+    for (let i = 0; i < 6; i++) writer.emit(i);
+    await writer.flush();
+    for (const m of await transport.receive('in', { max: 10, waitSeconds: 0 })) await transport.delete('in', [m.receipt]);
+    await blobs.put(finalLogKey('job', 'e0', 0, 0), JSON.stringify({ producer: 0, attempt: 0, log: writer.log!.state() }));
+    const gate = consumer(transport);
+    let now = 0;
+    const requester = new ReplayRequester({ jobId: 'job', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 1, send: async () => undefined, blobs, now: () => now });
+    await requester.begin(gate);
+    gate.start();
+    // The producer's own answer: its first message arrives, its end not yet.
+    const bodies = replayBodies(writer.log!.excerpt(0, 0), { producer: 0, attempt: 0, consumerAttempt: 1, request: 1 });
+    await transport.send('in', [{ groupId: '0.0.r1.1', dedupId: 'r-0', body: bodies[0]! }]);
+    expect(await take(gate, 3)).toEqual(['0,1,2,3,4,5']);
+    now = 5_000;
+    await requester.tick(gate);
+    expect(requester.fromFinalLogs).toBe(0);
+    await transport.send('in', [{ groupId: '0.0.r1.1', dedupId: 'r-1', body: bodies[1]! }]);
+    await take(gate, 3);
+    expect(gate.awaitedReplays()).toEqual([]);
+    expect(gate.counters()).toMatchObject({ missingRecords: 0, duplicateRecords: 0 });
+    await gate.stop();
+  });
+});
+
+function hashPartitionOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % 2;
+}

@@ -16,6 +16,7 @@ const STRATEGY: Record<string, string> = {
   full: 'full restart',
   single: 'single-point (drops while down)',
   'single-buffered': 'single-point, buffered',
+  'single-exact': 'single-point, exactly once',
 };
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;

@@ -8,6 +8,7 @@ const FAILOVER: [string, string][] = [
   ['full', 'full: restart every unit from the last checkpoint; exactly once'],
   ['single', 'single: restart only the failed unit; its producers drop (and count) what is bound for it meanwhile'],
   ['single-buffered', 'single-buffered: restart only the failed unit; producers keep writing into its queues'],
+  ['single-exact', 'single-exact: restart only the failed unit, exactly once (replay from upstream logs, determinants)'],
 ];
 
 function field(label: string, input: HTMLElement, hint?: string): HTMLElement {

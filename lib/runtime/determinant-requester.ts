@@ -1,0 +1,83 @@
+/**
+ * How a restarted producer subtask (single-exact) gets its determinants back (determinants.ts):
+ * it asks the units hosting its consumers (a `determinants` control message: the producer, its new
+ * attempt, the step count of the checkpoint it restored), each consumer subtask fences the
+ * producer's older attempts on its channels and answers with the steps it holds, in S3
+ * (`determinants/<job>/<producer>/a<attempt>/<consumer>.json`: an answer has no size limit there,
+ * and a consumer answers once whatever it holds). The producer waits for every consumer's answer
+ * (asking again after `resendMs`), or `timeoutMs` for the ones that stay silent (a consumer that is
+ * itself restarting answers from its new attempt, holding nothing), and follows the longest run of
+ * steps the answers cover.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BlobStore } from '../ports/blob-store';
+import type { Logger } from '../ports/telemetry';
+import { mergeAnswers, type Step } from './determinants';
+import type { DeterminantRequest } from './messages';
+
+export type DeterminantSender = (request: DeterminantRequest) => Promise<void>;
+
+export const determinantAnswerPrefix = (jobId: string, producer: string, attempt: number): string => `determinants/${jobId}/${producer}/a${attempt}/`;
+export const determinantAnswerKey = (jobId: string, producer: string, attempt: number, consumer: string): string =>
+  `${determinantAnswerPrefix(jobId, producer, attempt)}${consumer}.json`;
+
+/** One consumer subtask's answer. */
+export interface DeterminantAnswer {
+  consumer: string;
+  first: number;
+  steps: Step[];
+}
+
+export interface CollectOptions {
+  jobId: string;
+  producer: string;
+  attempt: number;
+  from: number;
+  /** Every consumer subtask of the producer's output edges. */
+  consumers: readonly string[];
+  send: DeterminantSender;
+  blobs: BlobStore;
+  pollMs?: number;
+  resendMs?: number;
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface CollectedDeterminants {
+  steps: Step[];
+  answered: string[];
+  silent: string[];
+}
+
+export async function collectDeterminants(options: CollectOptions): Promise<CollectedDeterminants> {
+  const { jobId, producer, attempt, from, blobs } = options;
+  const request: DeterminantRequest = { producer, attempt, from };
+  const prefix = determinantAnswerPrefix(jobId, producer, attempt);
+  const wanted = new Set(options.consumers.map((c) => `${prefix}${c}.json`));
+  const started = Date.now();
+  let sentAt = started;
+  await options.send(request);
+  let present: string[] = [];
+  for (;;) {
+    present = (await blobs.list(prefix)).map((o) => o.key).filter((k) => wanted.has(k));
+    if (present.length === wanted.size || Date.now() - started >= (options.timeoutMs ?? 15_000)) break;
+    if (Date.now() - sentAt >= (options.resendMs ?? 5_000)) {
+      sentAt = Date.now();
+      await options.send(request);
+    }
+    await sleep(options.pollMs ?? 200);
+  }
+  const answers: DeterminantAnswer[] = [];
+  for (const key of present) {
+    const body = await blobs.get(key);
+    if (body) answers.push(JSON.parse(Buffer.from(body).toString('utf8')) as DeterminantAnswer);
+  }
+  const steps = mergeAnswers(from, answers);
+  const answered = answers.map((a) => a.consumer);
+  const silent = options.consumers.filter((c) => !answered.includes(c));
+  options.logger?.info(
+    `determinants from ${from}: ${steps.length} step(s) from ${answered.length} consumer(s)` + (silent.length > 0 ? `; no answer from ${silent.join(', ')}` : ''),
+    { from, steps: steps.length, silent },
+  );
+  return { steps, answered, silent };
+}
