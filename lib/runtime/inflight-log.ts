@@ -8,9 +8,11 @@
  * One lineage per log (the writer's record numbering, see messages.ts): a writer that changes
  * lineage (a source restored from a checkpoint) starts an empty log at its restored positions.
  *
- * Bounded: past `maxBytes` the oldest messages of the largest channel are given up and counted
- * (`overflowRecords`); a replay that needs them says where its gap is, and the consumer counts
- * the records it skips as missing. Nothing is lost silently.
+ * Bounded in memory: past `maxBytes` the oldest messages of the largest channel go to a segment in
+ * S3 (`spill`; a long checkpoint interval, an hourly one say, can hold far more than memory), read
+ * back by a replay and deleted when a checkpoint covers them. Without a place to spill, they are
+ * given up and counted (`overflowRecords`): a replay that needs them says where its gap is, and the
+ * consumer counts the records it skips as missing. Nothing is lost silently.
  */
 
 /** One sent data message: its records as JSON fields (`"r":[…]` and an optional `,"w":…`). */
@@ -22,10 +24,27 @@ export interface LoggedMessage {
   fields: string;
 }
 
+/** Messages of one channel written to S3: positions [first, end). */
+export interface SpilledSegment {
+  key: string;
+  first: number;
+  end: number;
+  count: number;
+}
+
+/** Where a log writes what does not fit in memory (an S3 prefix of the producer's). */
+export interface LogSpill {
+  /** A key for the next segment of channel `consumer`. */
+  keyFor(consumer: number, first: number): string;
+  put(key: string, body: string): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  delete(keys: readonly string[]): Promise<void>;
+}
+
 export interface InflightLogState {
   lineage: number;
-  /** Per consumer channel: the position the log covers from, and the messages after it. */
-  channels: { from: number; messages: LoggedMessage[] }[];
+  /** Per consumer channel: the position the log covers from, the segments in S3, and the messages after them. */
+  channels: { from: number; messages: LoggedMessage[]; spilled?: SpilledSegment[] }[];
   /** Record positions at each barrier not yet trimmed: [checkpointId, position per consumer]. */
   barriers: [number, number[]][];
   overflowRecords: number;
@@ -37,6 +56,8 @@ export interface LogExcerpt {
   /** First position the excerpt covers: the requested one, or later when the log no longer has it (a gap). */
   from: number;
   messages: LoggedMessage[];
+  /** Segments in S3 before `messages` (read them with `readSpilled`). */
+  spilled?: SpilledSegment[];
   /** Barriers of checkpoints not completed yet, at or after `from`, with the record position they follow. */
   barriers: { checkpointId: number; position: number }[];
   /** Position after the last logged record: live messages from here on follow the replay. */
@@ -45,25 +66,41 @@ export interface LogExcerpt {
 
 export const DEFAULT_LOG_BYTES = 64 * 1024 * 1024;
 
+interface ChannelLog {
+  from: number;
+  end: number;
+  messages: LoggedMessage[];
+  bytes: number;
+  spilled: SpilledSegment[];
+}
+
+/** Bytes written to S3 in one segment, when the memory bound is passed. */
+const SEGMENT_BYTES = 8 * 1024 * 1024;
+
 export class InflightLog {
-  private channels: { from: number; end: number; messages: LoggedMessage[]; bytes: number }[];
+  private channels: ChannelLog[];
   private readonly barriers = new Map<number, number[]>();
   private bytes = 0;
   /** Records given up past the bound (a replay that needed them reports a gap). */
   overflowRecords = 0;
+  /** Segments written to S3 so far, and writes in progress (a replay waits for them). */
+  spilledSegments = 0;
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(
     consumers: number,
     public lineage: number,
     private readonly maxBytes = DEFAULT_LOG_BYTES,
+    private readonly spill?: LogSpill,
   ) {
-    this.channels = Array.from({ length: consumers }, () => ({ from: 0, end: 0, messages: [], bytes: 0 }));
+    this.channels = Array.from({ length: consumers }, () => ({ from: 0, end: 0, messages: [], bytes: 0, spilled: [] }));
   }
 
   /** A new lineage starting at these positions (a restored source): nothing before them is logged. */
   restart(lineage: number, positions: readonly number[]): void {
     this.lineage = lineage;
-    this.channels = positions.map((p) => ({ from: p, end: p, messages: [], bytes: 0 }));
+    this.dropSpilled(this.channels.flatMap((c) => c.spilled));
+    this.channels = positions.map((p) => ({ from: p, end: p, messages: [], bytes: 0, spilled: [] }));
     this.barriers.clear();
     this.bytes = 0;
   }
@@ -76,7 +113,7 @@ export class InflightLog {
     const size = message.fields.length + 32;
     channel.bytes += size;
     this.bytes += size;
-    while (this.bytes > this.maxBytes) this.shed();
+    while (this.bytes > this.maxBytes) if (!this.shed()) break;
   }
 
   /** Records up to `end` on channel `consumer` are accounted for without a message (dropped for an unavailable consumer). */
@@ -104,6 +141,11 @@ export class InflightLog {
       let drop = 0;
       while (drop < channel.messages.length && channel.messages[drop]!.first + channel.messages[drop]!.count <= upTo) drop++;
       this.remove(channel, drop);
+      const covered = channel.spilled.filter((g) => g.end <= upTo);
+      if (covered.length > 0) {
+        channel.spilled = channel.spilled.filter((g) => g.end > upTo);
+        this.dropSpilled(covered);
+      }
       channel.from = Math.max(channel.from, upTo);
     });
   }
@@ -112,11 +154,24 @@ export class InflightLog {
   excerpt(consumer: number, position: number): LogExcerpt {
     const channel = this.channels[consumer]!;
     const messages = channel.messages.filter((m) => m.first + m.count > position);
+    const spilled = channel.spilled.filter((g) => g.end > position);
     const barriers = [...this.barriers]
       .map(([checkpointId, at]) => ({ checkpointId, position: at[consumer]! }))
       .filter((b) => b.position >= position)
       .sort((a, b) => a.checkpointId - b.checkpointId);
-    return { lineage: this.lineage, from: Math.max(position, channel.from), messages, barriers, end: Math.max(channel.end, position) };
+    return { lineage: this.lineage, from: Math.max(position, channel.from), messages, ...(spilled.length > 0 ? { spilled } : {}), barriers, end: Math.max(channel.end, position) };
+  }
+
+  /**
+   * An excerpt with its spilled segments read back from S3 (after the writes in progress): every
+   * logged message from its position on, in order.
+   */
+  async complete(excerpt: LogExcerpt, position: number): Promise<LogExcerpt> {
+    if (!excerpt.spilled?.length) return excerpt;
+    await Promise.all(this.writes);
+    const earlier: LoggedMessage[] = [];
+    for (const g of excerpt.spilled) earlier.push(...(await readSegment(this.spill, g)).filter((m) => m.first + m.count > position));
+    return { ...excerpt, messages: [...earlier, ...excerpt.messages], spilled: [] };
   }
 
   /** Messages and bytes held now (all channels). */
@@ -127,7 +182,7 @@ export class InflightLog {
   state(): InflightLogState {
     return {
       lineage: this.lineage,
-      channels: this.channels.map((c) => ({ from: c.from, messages: [...c.messages] })),
+      channels: this.channels.map((c) => ({ from: c.from, messages: [...c.messages], ...(c.spilled.length > 0 ? { spilled: [...c.spilled] } : {}) })),
       barriers: [...this.barriers],
       overflowRecords: this.overflowRecords,
     };
@@ -142,22 +197,52 @@ export class InflightLog {
       const bytes = c.messages.reduce((n, m) => n + m.fields.length + 32, 0);
       this.bytes += bytes;
       const last = c.messages.at(-1);
-      return { from: c.from, end: last ? last.first + last.count : c.from, messages: [...c.messages], bytes };
+      const spilled = c.spilled ?? [];
+      return { from: c.from, end: last ? last.first + last.count : (spilled.at(-1)?.end ?? c.from), messages: [...c.messages], bytes, spilled: [...spilled] };
     });
     this.barriers.clear();
     for (const [id, at] of state.barriers) this.barriers.set(id, at);
     this.overflowRecords = state.overflowRecords;
   }
 
-  /** Gives up the oldest message of the largest channel. */
-  private shed(): void {
+  /**
+   * Makes room: the oldest messages of the largest channel go to an S3 segment (up to
+   * SEGMENT_BYTES), or without a place to spill, the oldest one is given up and counted.
+   */
+  private shed(): boolean {
     let largest = this.channels[0]!;
     for (const c of this.channels) if (c.bytes > largest.bytes) largest = c;
     const oldest = largest.messages[0];
-    if (!oldest) return;
-    this.overflowRecords += oldest.count;
-    this.remove(largest, 1);
-    largest.from = oldest.first + oldest.count;
+    if (!oldest) return false;
+    if (!this.spill) {
+      this.overflowRecords += oldest.count;
+      this.remove(largest, 1);
+      largest.from = oldest.first + oldest.count;
+      return true;
+    }
+    let n = 0;
+    let bytes = 0;
+    while (n < largest.messages.length && (n === 0 || bytes < SEGMENT_BYTES)) bytes += largest.messages[n++]!.fields.length + 32;
+    const messages = largest.messages.slice(0, n);
+    const last = messages[n - 1]!;
+    const segment: SpilledSegment = {
+      key: this.spill.keyFor(this.channels.indexOf(largest), oldest.first),
+      first: oldest.first,
+      end: last.first + last.count,
+      count: messages.reduce((k, m) => k + m.count, 0),
+    };
+    const write = this.spill.put(segment.key, JSON.stringify(messages)).finally(() => this.writes.delete(write));
+    write.catch(() => undefined); // a replay that needs it reports the failure (readSegment)
+    this.writes.add(write);
+    largest.spilled.push(segment);
+    this.spilledSegments++;
+    this.remove(largest, n);
+    return true;
+  }
+
+  private dropSpilled(segments: readonly SpilledSegment[]): void {
+    if (segments.length === 0 || !this.spill) return;
+    void this.spill.delete(segments.map((g) => g.key)).catch(() => undefined);
   }
 
   private remove(channel: { messages: LoggedMessage[]; bytes: number }, count: number): void {
@@ -167,4 +252,11 @@ export class InflightLog {
     channel.bytes -= bytes;
     this.bytes -= bytes;
   }
+}
+
+/** A spilled segment's messages, read back (a missing segment is an error naming it: never a silent gap). */
+export async function readSegment(spill: Pick<LogSpill, 'get'> | undefined, segment: SpilledSegment): Promise<LoggedMessage[]> {
+  const body = spill ? await spill.get(segment.key) : undefined;
+  if (body === undefined) throw new Error(`in-flight log segment ${segment.key} (records ${segment.first}..${segment.end - 1}) is missing`);
+  return JSON.parse(body) as LoggedMessage[];
 }

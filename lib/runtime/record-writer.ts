@@ -13,7 +13,7 @@ import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { WriterHandover } from './handover';
 import type { DeterminantLog } from './determinants';
-import { InflightLog } from './inflight-log';
+import { DEFAULT_LOG_BYTES, InflightLog, type LogSpill } from './inflight-log';
 import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
 import { positionIn, replayBodies, replayGroupId } from './replay';
 
@@ -44,6 +44,8 @@ export interface RecordWriterOptions {
   inflightLog?: boolean;
   /** The subtask's determinants (single-exact): each data message carries what its channel has not carried yet. */
   determinants?: DeterminantLog;
+  /** Where the in-flight log writes what does not fit in memory (S3). */
+  logSpill?: LogSpill;
 }
 
 /**
@@ -110,7 +112,7 @@ export class RecordWriter {
     this.maxBytes = Math.min(options.maxMessageBytes ?? MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - ENVELOPE_BYTES - (options.determinants ? DETERMINANT_BYTES : 0);
     this.gate = options.gate ?? alwaysAvailable;
     this.roundRobin = options.producerIndex % n;
-    this.log = options.inflightLog ? new InflightLog(n, this.lineage) : undefined;
+    this.log = options.inflightLog ? new InflightLog(n, this.lineage, DEFAULT_LOG_BYTES, options.logSpill) : undefined;
   }
 
   /** Sequence numbers and counters, for the next invocation of this attempt (call after a flush). */
@@ -235,17 +237,19 @@ export class RecordWriter {
    * position of this writer's lineage, then the end event, in a message group of their own.
    * Without a log (a strategy that does not replay) only the end event goes: nothing to wait for.
    */
-  replay(request: ReplayRequest): void {
+  async replay(request: ReplayRequest): Promise<void> {
     const consumer = request.consumer;
     if (!(consumer >= 0 && consumer < this.buffers.length)) throw new Error(`replay of edge ${this.edgeId} asks for consumer ${consumer}; the edge has ${this.buffers.length}`);
     if (!this.channels().includes(consumer)) return;
-    // Sealed first: what is buffered now is in the log, so in the replay.
+    // Sealed first: what is buffered now is in the log, so in the replay. The excerpt and where the
+    // live channel goes on are taken at the same moment (what is sealed later comes after both).
     this.seal(consumer);
     const position = positionIn(this.lineage, request.from[this.options.producerIndex]);
     const address = { producer: this.options.producerIndex, attempt: this.options.attempt, consumerAttempt: request.consumerAttempt, request: request.request };
     // Without a log nothing can be sent again: an empty replay, after which the live group goes on as it comes.
-    const excerpt = this.log?.excerpt(consumer, position) ?? { lineage: this.lineage, from: position, messages: [], barriers: [], end: position };
+    const taken = this.log?.excerpt(consumer, position) ?? { lineage: this.lineage, from: position, messages: [], barriers: [], end: position };
     const tail = this.log ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended } : {};
+    const excerpt = this.log ? await this.log.complete(taken, position) : taken;
     const groupId = replayGroupId(address);
     const list = this.outbox.get(consumer) ?? [];
     replayBodies(excerpt, address, tail).forEach((body, s) => list.push({ groupId, dedupId: `${groupId}-${s}`, body }));

@@ -14,10 +14,10 @@ import type { BlobStore } from '../ports/blob-store';
 import type { Logger } from '../ports/telemetry';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import { producersOf } from '../graph/execution-graph';
-import { InflightLog } from './inflight-log';
+import { InflightLog, readSegment, type LoggedMessage } from './inflight-log';
 import { channelKey, type InputGate } from './input-gate';
 import type { ReplayRequest } from './messages';
-import { finalLogPrefix, positionIn, replayBodies, type FinalLog } from './replay';
+import { finalLogPrefix, positionIn, replayBodies, segmentReader, type FinalLog } from './replay';
 
 /** Sends a replay request to the units hosting the producers of `request.edgeId`. */
 export type ReplaySender = (request: ReplayRequest) => Promise<void>;
@@ -130,7 +130,12 @@ export class ReplayRequester {
       const final = JSON.parse(Buffer.from(body).toString('utf8')) as FinalLog;
       const log = new InflightLog(final.log.channels.length, final.log.lineage);
       log.resume(final.log);
-      const excerpt = log.excerpt(this.options.consumerIndex % final.log.channels.length, positionIn(log.lineage, [...channel.positions]));
+      const position = positionIn(log.lineage, [...channel.positions]);
+      const taken = log.excerpt(this.options.consumerIndex % final.log.channels.length, position);
+      // What the producer had spilled to S3 is read back from there too.
+      const spilled: LoggedMessage[] = [];
+      for (const g of taken.spilled ?? []) spilled.push(...(await readSegment(segmentReader(this.options.blobs), g)).filter((m) => m.first + m.count > position));
+      const excerpt = { ...taken, messages: [...spilled, ...taken.messages], spilled: [] };
       const request = ++this.request;
       gate.awaitReplay(key, this.options.consumerAttempt, request);
       const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request };

@@ -23,11 +23,32 @@
  *    answer is sent again with the next request number (the producer may have restarted: its new
  *    attempt reads the same control queue and answers from its own log).
  */
-import type { InflightLogState, LogExcerpt } from './inflight-log';
+import type { BlobStore } from '../ports/blob-store';
+import type { InflightLogState, LogExcerpt, LogSpill } from './inflight-log';
 
 /** Where a finished producer subtask leaves its in-flight log of one edge. */
 export const finalLogPrefix = (jobId: string, edgeId: string, producer: number): string => `inflight/${jobId}/${edgeId}/${producer}/`;
 export const finalLogKey = (jobId: string, edgeId: string, producer: number, attempt: number): string => `${finalLogPrefix(jobId, edgeId, producer)}a${attempt}.json`;
+
+/** Reads spilled segments back (text objects of the blob store). */
+export function segmentReader(blobs: BlobStore): Pick<LogSpill, 'get'> {
+  return {
+    get: async (key) => {
+      const body = await blobs.get(key);
+      return body === undefined ? undefined : Buffer.from(body).toString('utf8');
+    },
+  };
+}
+
+/** Where a producer's in-flight log puts the segments that do not fit in memory. */
+export function logSpill(blobs: BlobStore, jobId: string, edgeId: string, producer: number, attempt: number): LogSpill {
+  return {
+    ...segmentReader(blobs),
+    keyFor: (consumer, first) => `inflight-spill/${jobId}/${edgeId}/${producer}/a${attempt}/${consumer}-${first}.json`,
+    put: (key, body) => blobs.put(key, body),
+    delete: (keys) => blobs.delete(keys),
+  };
+}
 
 /** The final log object: the writer's log state and the producer attempt that wrote it. */
 export interface FinalLog {

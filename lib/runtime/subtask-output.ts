@@ -52,7 +52,7 @@ export class SubtaskOutput {
     const writer = this.writers.find((w) => w.edgeId === request.edgeId);
     if (!writer) return 0;
     const before = writer.replayedRecords;
-    writer.replay(request);
+    await writer.replay(request);
     await writer.flush(false);
     return writer.replayedRecords - before;
   }

@@ -35,7 +35,7 @@ import { SourceDriver } from './source-driver';
 import { captureState, type StatefulParts } from './state-capture';
 import type { DeterminantRequest, ReplayRequest } from './messages';
 import type { Logger } from '../ports/telemetry';
-import { finalLogKey, type FinalLog } from './replay';
+import { finalLogKey, logSpill, type FinalLog } from './replay';
 import { ReplayRequester, type ReplaySender } from './replay-requester';
 import { DeterminantLog, type Step } from './determinants';
 import { collectDeterminants, type DeterminantSender } from './determinant-requester';
@@ -188,6 +188,7 @@ export class SubtaskRunner {
           // except under single-exact, where their determinants make their output a function too.
           lineage: head.kind === 'source' || env.exactOnce ? 0 : env.attempt,
           inflightLog: env.inflightLog === true,
+          ...(env.inflightLog ? { logSpill: logSpill(env.blobs, env.jobId, edge.id, index, env.attempt) } : {}),
           ...(this.determinants ? { determinants: this.determinants } : {}),
         }),
     );

@@ -43,6 +43,31 @@ describe('in-flight log', () => {
     expect(excerpt.end).toBe(50);
   });
 
+  it('spills what does not fit in memory to S3 segments, reads them back for a replay, and deletes them when a checkpoint covers them', async () => {
+    const objects = new Map<string, string>();
+    const spill = {
+      keyFor: (c: number, first: number) => `seg/${c}-${first}`,
+      put: async (key: string, body: string) => void objects.set(key, body),
+      get: async (key: string) => objects.get(key),
+      delete: async (keys: readonly string[]) => keys.forEach((k) => objects.delete(k)),
+    };
+    const log = new InflightLog(1, 0, 200, spill);
+    for (let i = 0; i < 10; i++) log.append(0, msg(i * 5, 5));
+    expect(log.overflowRecords).toBe(0);
+    expect(log.spilledSegments).toBeGreaterThan(0);
+    expect(log.size.bytes).toBeLessThanOrEqual(200);
+    const excerpt = await log.complete(log.excerpt(0, 7), 7);
+    expect(excerpt.from).toBe(7);
+    expect(excerpt.messages.map((m) => m.first)).toEqual([5, 10, 15, 20, 25, 30, 35, 40, 45]);
+    log.barrier(1, [30]);
+    log.trim(1);
+    await new Promise((r) => setTimeout(r, 10));
+    expect([...objects.keys()].every((k) => Number(k.split('-')[1]) >= 0)).toBe(true);
+    const after = await log.complete(log.excerpt(0, 30), 30);
+    expect(after.messages.map((m) => m.first)).toEqual([30, 35, 40, 45]);
+    expect(objects.size).toBeLessThan(log.spilledSegments);
+  });
+
   it('counts dropped records in its end position, without messages', () => {
     const log = new InflightLog(1, 0);
     log.append(0, msg(0, 2));
@@ -98,7 +123,7 @@ describe('replay to a restarted consumer', () => {
     for (let i = 0; i < 6; i++) writer.emit(i);
     await writer.flush();
     for (const m of await transport.receive('in', { max: 10, waitSeconds: 0 })) await transport.delete('in', [m.receipt]);
-    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[2, 3]] } });
+    await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[2, 3]] } });
     await writer.flush();
     const got = await transport.receive('in', { max: 10, waitSeconds: 0 });
     expect(new Set(got.map((m) => m.groupId))).toEqual(new Set(['0.2.r1.1']));
@@ -132,7 +157,7 @@ describe('replay to a restarted consumer', () => {
     restarted.start();
     expect(await take(restarted, 3)).toEqual([]); // live messages held: the replay has not come
     expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1, started: false }]);
-    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 3]] } });
+    await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 3]] } });
     await writer.flush();
     for (let i = 9; i < 11; i++) writer.emit(i);
     await writer.flush();
@@ -160,7 +185,7 @@ describe('replay to a restarted consumer', () => {
     const gate = consumer(transport, [{ key: channelKey('e0', 0), positions: [[0, 2]] }]);
     gate.awaitReplay(channelKey('e0', 0), 1, 1);
     gate.start();
-    writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
+    await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
     await writer.flush();
     expect(await take(gate)).toEqual(['2,3', 'b2', '4', 'e']);
     expect([...gate.channels.values()][0]!.watermark).toBe(77);
