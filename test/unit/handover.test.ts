@@ -41,7 +41,10 @@ function expectHandedOverCleanly(launcher: InProcessLauncher, view: Awaited<Retu
 describe('hand-over to the next invocation of the same attempt', () => {
   it('keyed demo job, global checkpoints: aggregates exact while every unit hands over repeatedly', async () => {
     const { ports, launcher, service } = setup(400);
-    const params = { parallelism: 2, records: 40_000, users: 40, hours: 3, partitions: 4, rate: 8000 };
+    // Paced to about 6.7 s per generator: a hand-over starts 400 ms in, plus up to one 1 s control
+    // poll, so a generator is still running then however busy the machine (at 8000/s a loaded run
+    // once saw a generator finish before its first hand-over).
+    const params = { parallelism: 2, records: 40_000, users: 40, hours: 3, partitions: 4, rate: 3000 };
     const job = await service.submit({ job: 'demo', params, checkpoint: { handle: 'global', intervalSeconds: 1 } });
     const controller = new JobController({ service, metadata: ports.metadata, blobs: ports.blobs, pollMs: 50, checkpointEveryMs: 250 });
     const view = await controller.run(job.jobId);
