@@ -4,10 +4,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { SERVICE_ENDPOINT_VARS, type ServiceName } from '../config';
+import { withFileLock } from '../util/file-lock';
 import { FROM_SOURCE, PACKAGE_ROOT, WORK_ROOT } from '../util/package-root';
 
 export const MOTO_VERSION = '5.2.5';
@@ -43,45 +44,6 @@ function run(cmd: string, args: string[], what: string): string {
   return res.stdout;
 }
 
-/** Holds an exclusive lock file while `body` runs; waits for another holder, breaks a dead one's. */
-async function withLock<T>(lock: string, body: () => T): Promise<T> {
-  mkdirSync(join(lock, '..'), { recursive: true });
-  const deadline = Date.now() + 15 * 60_000;
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeFileSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (isStaleLock(lock)) {
-        rmSync(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock} (remove it if no install is running)`);
-      await sleep(250);
-    }
-  }
-  try {
-    return body();
-  } finally {
-    rmSync(lock, { force: true });
-  }
-}
-
-function isStaleLock(lock: string): boolean {
-  try {
-    const pid = Number(readFileSync(lock, 'utf8'));
-    if (!pid) return Date.now() - statSync(lock).mtimeMs > 5_000; // still being written, or garbage
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    // ESRCH: the holder died; ENOENT: released meanwhile (retry at once).
-    return (err as NodeJS.ErrnoException).code !== 'EPERM';
-  }
-}
-
 /**
  * Creates `<repo>/.venv` and installs the pinned `moto[server]` into it, once. Safe when several
  * processes call it at once (a lock file); fast (one stat) when it is already done.
@@ -90,7 +52,7 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
   const paths = emulatorPaths(options.root);
   if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
   const log = options.log ?? ((line: string) => console.error(line));
-  return withLock(paths.lock, () => {
+  return withFileLock(paths.lock, () => {
     if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
     // An existing venv may already hold the right moto (and the server extras): then no install.
     const hasVenv = existsSync(paths.python);
