@@ -412,6 +412,30 @@ describe('loadUnitRestore: which union objects a unit reads', () => {
     expect(blobs.unionGets).toEqual(['checkpoints/job-x/5/union/src/0.json', 'checkpoints/job-x/3/union/src/1.json', 'checkpoints/job-x/4/union/src/2.json']);
   });
 
+  it('reads the snapshots of a unit’s subtasks and their union objects all at once, not one after another', async () => {
+    const watched = new WatchedBlobs(createMemoryPorts().blobs);
+    const { graph, manifest } = await writeJob(3, [5, 4, 5], watched);
+    // Every get waits a few turns of the event loop: reads started together overlap, sequential ones never do.
+    let inFlight = 0;
+    let most = 0;
+    const overlapping: BlobStore = Object.create(watched, {
+      get: {
+        value: async (key: string) => {
+          most = Math.max(most, ++inFlight);
+          for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+          inFlight--;
+          return watched.get(key);
+        },
+      },
+    }) as BlobStore;
+    const io = new CheckpointIO('job-x', overlapping, createMemoryPorts().metadata);
+    const restored = await loadUnitRestore({ jobId: 'job-x', graph, regions: graph.regions, subtasks: ['src#0', 'src#1', 'src#2'], manifest, io });
+    expect([...restored.snapshots.keys()]).toEqual(['src#0', 'src#1', 'src#2']);
+    expect(restored.union.get('src#1')).toEqual({ s: ['s0@5', 's1@4', 's2@5'], empty: [] });
+    // Three snapshots and three union objects (one task), all in flight together.
+    expect(most).toBe(6);
+  });
+
   it('a missing union object the manifest lists is an error naming it; no manifest restores nothing', async () => {
     const blobs = new WatchedBlobs(createMemoryPorts().blobs);
     const { graph, io, manifest } = await writeJob(3, [5, 5, null], blobs);
