@@ -21,6 +21,7 @@ import { LocalRuntime } from '../lib/local/local-runtime';
 import type { JobView, SubmitRequest } from '../lib/jobs/job-service';
 import { loadJobRegistry } from '../lib/api/jobs-module';
 import { buildExecutionGraph } from '../lib/graph/execution-graph';
+import { RecoveryMetrics } from '../lib/recovery/recovery-metrics';
 
 const { values: args } = parseArgs({
   options: {
@@ -112,6 +113,14 @@ async function main(): Promise<number> {
     for (const f of controller.supervisor.failures) {
       console.log(`  failure: unit ${f.unitId} attempt ${f.attempt} — ${f.reason}; detected after ${fmt(f.detectedAt - f.failedAt)} ms; failover '${job.settings.failover}'`);
     }
+    for (const e of await new RecoveryMetrics(runtime.ports.metadata).list(job.jobId)) {
+      const since = (at: number | null) => (at === null ? '-' : `${fmt(at - e.failedAt)} ms`);
+      console.log(
+        `  recovery: failure ${e.seq} (${e.unitId}) ${e.status}: failure to available again ${e.recoveryMs === null ? '-' : `${fmt(e.recoveryMs)} ms`} ` +
+          `(detected ${since(e.detectedAt)}, restarted ${since(e.restartedAt)}, available ${since(e.availableAgainAt)} after the failure; ${e.unitsRestarted} unit(s) restarted, ${fmt(e.recordsDropped)} records dropped)`,
+      );
+    }
+    if (runtime.launcher.launches.warm > 0) console.log(`  unit starts: ${runtime.launcher.launches.warm} into warm spares, ${runtime.launcher.launches.cold} cold`);
     const handovers = view.units.reduce((n, u) => n + (u.generation ?? 0), 0);
     if (handovers > 0) {
       console.log(`  hand-overs: ${handovers} (units continued in a next invocation of the same attempt; SLUICE_HANDOVER_AFTER_MS=${process.env.SLUICE_HANDOVER_AFTER_MS ?? '-'})`);

@@ -125,11 +125,23 @@ export class ProcessLauncher implements UnitLauncher {
    * before it submits its job). Resolves when they are ready.
    */
   async warm(count: number): Promise<void> {
-    await this.replenish(count);
-    await Promise.all(this.spares.map((s) => (s.ready ? undefined : new Promise<void>((resolve) => {
-      s.child.once('message', () => resolve());
-      s.child.once('exit', () => resolve());
-    }))));
+    // The spares do not keep this process alive (they are unref'ed): this wait does.
+    const keepAlive = setInterval(() => undefined, 60_000);
+    try {
+      await this.replenish(count);
+      await Promise.all(
+        this.spares.map((s) =>
+          s.ready
+            ? undefined
+            : new Promise<void>((resolve) => {
+                s.child.once('message', () => resolve());
+                s.child.once('exit', () => resolve());
+              }),
+        ),
+      );
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   /** Idle spares now (started or ready). */
