@@ -214,7 +214,10 @@ export class InputGate {
     this.wake();
     for (const release of this.unacknowledged.values()) release();
     this.stopExtender?.();
-    await Promise.allSettled([...this.pollers, ...(this.extender ? [this.extender] : [])]);
+    // Once every channel has ended nothing more comes: a finished subtask does not wait out its
+    // pollers' long polls (up to `waitSeconds`). Otherwise it does, so no receive still open after
+    // the stop can take messages a successor is to read.
+    await Promise.allSettled([...(this.allEnded() ? [] : this.pollers), ...(this.extender ? [this.extender] : [])]);
   }
 
   /**

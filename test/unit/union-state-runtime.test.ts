@@ -114,11 +114,21 @@ class HostingLauncher implements UnitLauncher {
   private readonly attempts = new Map<string, number>();
 
   constructor(
-    private readonly deps: { ports: MemoryPorts; blobs: BlobStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string; unionRestoreConcurrency?: number },
+    private readonly deps: {
+      ports: MemoryPorts;
+      blobs: BlobStore;
+      jobs: JobStore;
+      registry: JobRegistry;
+      queuePrefix: string;
+      unionRestoreConcurrency?: number;
+      /** Waited for before a restarted attempt (attempt > 0) is hosted. */
+      beforeRestart?: () => Promise<void>;
+    },
   ) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     const { ports, blobs, jobs, registry, queuePrefix, unionRestoreConcurrency } = this.deps;
+    if (attempt > 0) await this.deps.beforeRestart?.();
     this.attempts.set(unit.unitId, attempt);
     const run = hostUnit({
       jobId: job.jobId,
@@ -147,11 +157,11 @@ class HostingLauncher implements UnitLauncher {
   }
 }
 
-function setup(registry: JobRegistry, options: { unionGetDelayMs?: number; unionRestoreConcurrency?: number } = {}) {
+function setup(registry: JobRegistry, options: { unionGetDelayMs?: number; unionRestoreConcurrency?: number; beforeRestart?: () => Promise<void> } = {}) {
   const ports = createMemoryPorts();
   const blobs = new WatchedBlobs(ports.blobs, options.unionGetDelayMs);
   const jobs = new JobStore(ports.metadata);
-  const launcher = new HostingLauncher({ ports, blobs, jobs, registry, queuePrefix: 'u', unionRestoreConcurrency: options.unionRestoreConcurrency });
+  const launcher = new HostingLauncher({ ports, blobs, jobs, registry, queuePrefix: 'u', unionRestoreConcurrency: options.unionRestoreConcurrency, beforeRestart: options.beforeRestart });
   const service = new JobService({ jobs, channels: ports.channels, registry, queuePrefix: 'u', launcher });
   return { ports, blobs, jobs, launcher, service };
 }
@@ -214,10 +224,23 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
         },
       },
     ]);
-    const { ports, blobs, jobs, launcher, service } = setup(registry, { unionGetDelayMs: 20, unionRestoreConcurrency: 2 });
+    // The restart is held until a completed checkpoint has the other regions past the crashed
+    // one's restore point (the checkpoint the crash failed completes for them): a restart is
+    // faster than a checkpoint's completion, and this test wants the regions at different points.
+    let catalog: PortCheckpointCatalog | undefined;
+    const crashedRegionBehind = async () => {
+      for (;;) {
+        const manifest = await catalog!.loadLatest();
+        const points = manifest ? job.regions.map((r) => regionRestore(manifest, r.id).checkpointId ?? 0) : [];
+        const at = job.regions.findIndex((r) => r.subtasks.includes(subtaskId('ledger', CRASHING)));
+        if (points.length > 0 && points.every((p, i) => i === at || p > points[at]!)) return;
+        await sleep(20);
+      }
+    };
+    const { ports, blobs, jobs, launcher, service } = setup(registry, { unionGetDelayMs: 20, unionRestoreConcurrency: 2, beforeRestart: crashedRegionBehind });
     const job = await service.submit({ job: 'union-example', params, failover: 'region', checkpoint: { handle: 'regional', intervalSeconds: 1 } });
     expect(job.regions).toHaveLength(P);
-    const catalog = new PortCheckpointCatalog(job.jobId, ports.metadata, ports.blobs);
+    catalog = new PortCheckpointCatalog(job.jobId, ports.metadata, ports.blobs);
     const controller = new JobController({
       service,
       metadata: ports.metadata,
