@@ -19,7 +19,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createAwsPorts, requestCounts, type AwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
-import { JobStore } from '../lib/jobs/job-store';
+import { JobStore, type JobRecord } from '../lib/jobs/job-store';
 import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/host/unit-host';
 import { lambdaTelemetry, withPowertools } from '../lib/observability/lambda';
@@ -44,12 +44,13 @@ export interface UnitTelemetry {
 }
 
 /** Runs one invocation of a unit; `prepared`: AWS ports made before (a warm spare's), closed at the end like its own. */
-export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemetry: UnitTelemetry = {}, prepared?: AwsPorts) {
+export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemetry: UnitTelemetry = {}, prepared?: AwsPorts, job?: JobRecord) {
   const config = loadConfig();
   const ports = prepared ?? createAwsPorts(config);
   try {
     return await hostUnit({
       ...event,
+      ...(job ? { job } : {}),
       queuePrefix: config.queuePrefix,
       channels: ports.channels,
       blobs: ports.blobs,
@@ -116,7 +117,7 @@ const lambdaHandler = makeHandler({ run: runUnit, invoke: lambdaSelfInvoke(), te
 export const handler = withPowertools(middy<TaskUnitEvent, Awaited<ReturnType<typeof lambdaHandler>>, Error, Context>().handler((event, context) => lambdaHandler(event, context)));
 
 /** Runs the unit the environment names, then ends the process with its outcome's exit code. */
-function runFromEnv(env: NodeJS.ProcessEnv, ports?: AwsPorts): void {
+function runFromEnv(env: NodeJS.ProcessEnv, ports?: AwsPorts, job?: JobRecord): void {
   const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = env;
   // The same Powertools logger and EMF sink as in Lambda: JSON lines on stdout, which the process
   // launcher writes to the unit's log file (a Fargate task's go to CloudWatch Logs).
@@ -132,7 +133,7 @@ function runFromEnv(env: NodeJS.ProcessEnv, ports?: AwsPorts): void {
   }
   const log = logger.child({ jobId, unitId, attempt: Number(attempt ?? 0) });
   const event = { jobId, unitId, attempt: Number(attempt ?? 0), resume: resume === '1' };
-  runUnit(event, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs, { logger, metrics }, ports).then(
+  runUnit(event, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs, { logger, metrics }, ports, job).then(
     (status) => {
       log.info(`unit ${unitId} ended: ${status}`, { status });
       process.exit(status === 'FAILED' ? 1 : status === 'HANDED_OVER' ? HANDED_OVER_EXIT_CODE : 0);
@@ -157,7 +158,7 @@ function waitAsSpare(): void {
   process.on('disconnect', () => {
     if (!claimed) process.exit(0);
   });
-  process.once('message', (message: { type?: string; env?: Record<string, string> }) => {
+  process.once('message', (message: { type?: string; env?: Record<string, string>; job?: JobRecord }) => {
     claimed = true;
     if (message.type !== 'run' || !message.env) {
       console.error(`task unit: a spare expects {type: 'run', env}, got ${JSON.stringify(message).slice(0, 200)}`);
@@ -170,7 +171,7 @@ function waitAsSpare(): void {
     // The clients made while idle serve only if the unit's configuration is the one they were made for.
     const same = JSON.stringify(loadConfig()) === JSON.stringify(config);
     if (!same) ports.clients.destroy();
-    void warm.then(() => runFromEnv(process.env, same ? ports : undefined));
+    void warm.then(() => runFromEnv(process.env, same ? ports : undefined, message.job));
   });
   void warm.then(() => process.send?.({ type: 'ready' }));
 }

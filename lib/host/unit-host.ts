@@ -31,6 +31,11 @@ import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/tas
 
 export interface UnitHostOptions {
   jobId: string;
+  /**
+   * The job's record, when the launcher has it at hand (a warm spare is told it with its unit):
+   * its units, regions and settings do not change after submission, so it is not read again.
+   */
+  job?: JobRecord;
   unitId: string;
   attempt: number;
   queuePrefix: string;
@@ -159,7 +164,7 @@ export async function loadUnitRestore(args: {
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const log = (options.logger ?? silentLogger).child({ jobId: options.jobId, unitId: options.unitId, attempt: options.attempt });
-  const job = await options.jobs.getJob(options.jobId);
+  const job = options.job?.jobId === options.jobId ? options.job : await options.jobs.getJob(options.jobId);
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);

@@ -46,6 +46,8 @@ export interface SpareAssignment {
   type: 'run';
   /** The unit's whole environment, as a process started for it would have it. */
   env: Record<string, string>;
+  /** The job's record (it does not change after submission): the unit need not read it. */
+  job: JobRecord;
 }
 
 export interface ProcessLauncherOptions {
@@ -182,7 +184,7 @@ export class ProcessLauncher implements UnitLauncher {
     if (spare) {
       child = spare;
       // Not delivered (it died just now): killed, so its exit reports the unit failed and it restarts.
-      child.send({ type: 'run', env } satisfies SpareAssignment, (error) => void (error && child.kill('SIGKILL')));
+      child.send({ type: 'run', env, job } satisfies SpareAssignment, (error) => void (error && child.kill('SIGKILL')));
       this.launches.warm++;
       // A replacement, once this launch's unit has had its head start.
       setTimeout(() => void this.replenish(this.options.spares ?? 0), 500).unref();
