@@ -219,11 +219,14 @@ export class TaskUnit {
     return total;
   }
 
-  /** Subtask statuses as last reported: a change is reported at once, not at the next heartbeat. */
+  /**
+   * Subtask statuses as last reported, and whether any input had been read: a change is reported
+   * at once, not at the next heartbeat (the first records read show a job is flowing).
+   */
   private reportedStatuses = '';
 
   private statuses(): string {
-    return this.runners.map((r) => r.status).join(',');
+    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.counters().recordsIn > 0)}`;
   }
 
   private async heartbeatLoop(): Promise<void> {
