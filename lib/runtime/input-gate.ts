@@ -329,9 +329,12 @@ export class InputGate {
   }
 
   /** Channels still waiting for a replay, with the request they wait for. */
-  awaitedReplays(): { key: string; consumerAttempt: number; request: number }[] {
-    const out: { key: string; consumerAttempt: number; request: number }[] = [];
-    for (const [key, c] of this.channels) if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request });
+  awaitedReplays(): { key: string; consumerAttempt: number; request: number; received: number }[] {
+    const out: { key: string; consumerAttempt: number; request: number; received: number }[] = [];
+    for (const [key, c] of this.channels) {
+      // `received`: messages of the awaited request taken so far (delivered, or early): the replay is arriving.
+      if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, received: (c.replay.order.next ?? 0) + c.replay.order.early.size });
+    }
     return out;
   }
 

@@ -339,7 +339,8 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
   it('a job without union state writes no union object, and acknowledges only its snapshots', async () => {
     const registry = new JobRegistry([ingestJob]);
     const { ports, blobs, service } = setup(registry);
-    const params = { parallelism: 2, partitions: 4, recordsPerPartition: 1500, rate: 2000 };
+    // 3 s of input at this rate: room for several checkpoints every 250 ms (a job ends promptly at its end of input).
+    const params = { parallelism: 2, partitions: 4, recordsPerPartition: 1500, rate: 1000 };
     const job = await service.submit({ job: 'ingest', params, checkpoint: { handle: 'regional', intervalSeconds: 1 } });
     const controller = new JobController({ service, metadata: ports.metadata, blobs, pollMs: 50, checkpointEveryMs: 250 });
     const view = await withTimeout(controller.run(job.jobId), 60_000, 'the job');
