@@ -8,7 +8,10 @@
  *
  *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H]
  *                   [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact]
- *                   [--kill-after SECONDS]
+ *                   [--kill-after SECONDS] [--spares N]
+ *
+ * --spares: idle unit processes kept warm for restarts (default: the job's unit count under region
+ * and full failover, 2 under the single modes).
  */
 import { parseArgs } from 'node:util';
 import { requestCounts } from '../lib/aws';
@@ -17,6 +20,8 @@ import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
 import type { JobView, SubmitRequest } from '../lib/jobs/job-service';
 import { loadJobRegistry } from '../lib/api/jobs-module';
+import { buildExecutionGraph } from '../lib/graph/execution-graph';
+import { RecoveryMetrics } from '../lib/recovery/recovery-metrics';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,13 +32,14 @@ const { values: args } = parseArgs({
     'kill-after': { type: 'string' },
     'checkpoint-every': { type: 'string', default: '3' },
     failover: { type: 'string', default: 'region' },
+    spares: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 
 if (args.help) {
   console.log(
-    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact] [--kill-after SECONDS]',
+    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact] [--kill-after SECONDS] [--spares N]',
   );
   process.exit(0);
 }
@@ -45,32 +51,42 @@ async function main(): Promise<number> {
   const endpoint = await resolveEndpoint();
   console.log(endpoint.started ? `AWS emulator (moto) started at ${endpoint.endpoint}` : `using AWS endpoint ${endpoint.endpoint}`);
   const config = loadConfig();
-  const runtime = new LocalRuntime(config, await loadJobRegistry());
+  const registry = await loadJobRegistry();
+  const params = {
+    records: Number(args.records),
+    parallelism: Number(args.parallelism),
+    users: Number(args.users),
+    hours: Number(args.hours),
+  };
+  // One unit per subtask. Warm spares: enough for what one failure restarts (every unit under
+  // region/full: the keyBy joins the whole job into one region; one unit under the single modes).
+  const units = buildExecutionGraph(registry.build('demo', params).graph).subtasks.length;
+  const spares = args.spares !== undefined ? Number(args.spares) : args.failover === 'region' || args.failover === 'full' ? units : 2;
+  const runtime = new LocalRuntime(config, registry, { spares });
   try {
-    await runtime.prepare();
-    const params = {
-      records: Number(args.records),
-      parallelism: Number(args.parallelism),
-      users: Number(args.users),
-      hours: Number(args.hours),
-    };
+    // The job's units start as warm spares while the table and bucket are made: records flow at once.
+    await Promise.all([runtime.prepare(), runtime.launcher.warm(units)]);
     const job = await runtime.service.submit({
       job: 'demo',
       params,
       failover: args.failover as SubmitRequest['failover'],
       checkpoint: { handle: 'regional', intervalSeconds: Number(args['checkpoint-every']) },
     });
-    const units = job.units.length;
     console.log(`job ${job.jobId}: ${fmt(params.records)} records, parallelism ${params.parallelism}, ${units} task units (child processes), ${job.queues.length} queues`);
     console.log(`  table ${config.table}, bucket ${config.bucket}, logs in .sluice/logs/${job.jobId}/ (npm run sluice -- logs ${job.jobId})`);
 
     const runStart = Date.now();
     let lastIn = 0;
     let lastAt = runStart;
+    let firstRead: number | undefined;
     const controller = runtime.controller({
       pollMs: 1000,
       onProgress: (view) => {
         const now = Date.now();
+        if (!firstRead && view.totals.recordsIn > 0) {
+          firstRead = now;
+          console.log(`  [${((now - runStart) / 1000).toFixed(1).padStart(4)} s] records flowing: ${fmt(view.totals.recordsIn)} read`);
+        }
         if (now - lastAt < 2000) return;
         const rate = ((view.totals.recordsIn - lastIn) * 1000) / (now - lastAt);
         lastIn = view.totals.recordsIn;
@@ -97,6 +113,14 @@ async function main(): Promise<number> {
     for (const f of controller.supervisor.failures) {
       console.log(`  failure: unit ${f.unitId} attempt ${f.attempt} — ${f.reason}; detected after ${fmt(f.detectedAt - f.failedAt)} ms; failover '${job.settings.failover}'`);
     }
+    for (const e of await new RecoveryMetrics(runtime.ports.metadata).list(job.jobId)) {
+      const since = (at: number | null) => (at === null ? '-' : `${fmt(at - e.failedAt)} ms`);
+      console.log(
+        `  recovery: failure ${e.seq} (${e.unitId}) ${e.status}: failure to available again ${e.recoveryMs === null ? '-' : `${fmt(e.recoveryMs)} ms`} ` +
+          `(detected ${since(e.detectedAt)}, restarted ${since(e.restartedAt)}, available ${since(e.availableAgainAt)} after the failure; ${e.unitsRestarted} unit(s) restarted, ${fmt(e.recordsDropped)} records dropped)`,
+      );
+    }
+    if (runtime.launcher.launches.warm > 0) console.log(`  unit starts: ${runtime.launcher.launches.warm} into warm spares, ${runtime.launcher.launches.cold} cold`);
     const handovers = view.units.reduce((n, u) => n + (u.generation ?? 0), 0);
     if (handovers > 0) {
       console.log(`  hand-overs: ${handovers} (units continued in a next invocation of the same attempt; SLUICE_HANDOVER_AFTER_MS=${process.env.SLUICE_HANDOVER_AFTER_MS ?? '-'})`);

@@ -17,9 +17,9 @@ import { pathToFileURL } from 'node:url';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { createAwsPorts, requestCounts } from '../lib/aws';
+import { createAwsPorts, requestCounts, type AwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
-import { JobStore } from '../lib/jobs/job-store';
+import { JobStore, type JobRecord } from '../lib/jobs/job-store';
 import { HANDED_OVER_EXIT_CODE } from '../lib/runtime/handover';
 import { hostUnit } from '../lib/host/unit-host';
 import { lambdaTelemetry, withPowertools } from '../lib/observability/lambda';
@@ -43,12 +43,14 @@ export interface UnitTelemetry {
   metrics?: MetricsSink;
 }
 
-export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemetry: UnitTelemetry = {}) {
+/** Runs one invocation of a unit; `prepared`: AWS ports made before (a warm spare's), closed at the end like its own. */
+export async function runUnit(event: TaskUnitEvent, handoverAt?: number, telemetry: UnitTelemetry = {}, prepared?: AwsPorts, job?: JobRecord) {
   const config = loadConfig();
-  const ports = createAwsPorts(config);
+  const ports = prepared ?? createAwsPorts(config);
   try {
     return await hostUnit({
       ...event,
+      ...(job ? { job } : {}),
       queuePrefix: config.queuePrefix,
       channels: ports.channels,
       blobs: ports.blobs,
@@ -114,8 +116,9 @@ const lambdaHandler = makeHandler({ run: runUnit, invoke: lambdaSelfInvoke(), te
 /** The Lambda handler with Powertools: the invocation's context on every log line, a traced handler. */
 export const handler = withPowertools(middy<TaskUnitEvent, Awaited<ReturnType<typeof lambdaHandler>>, Error, Context>().handler((event, context) => lambdaHandler(event, context)));
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = process.env;
+/** Runs the unit the environment names, then ends the process with its outcome's exit code. */
+function runFromEnv(env: NodeJS.ProcessEnv, ports?: AwsPorts, job?: JobRecord): void {
+  const { SLUICE_JOB_ID: jobId, SLUICE_UNIT_ID: unitId, SLUICE_ATTEMPT: attempt, SLUICE_RESUME: resume, SLUICE_HANDOVER_AFTER_MS: after } = env;
   // The same Powertools logger and EMF sink as in Lambda: JSON lines on stdout, which the process
   // launcher writes to the unit's log file (a Fargate task's go to CloudWatch Logs).
   const { logger, metrics } = lambdaTelemetry();
@@ -130,7 +133,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   }
   const log = logger.child({ jobId, unitId, attempt: Number(attempt ?? 0) });
   const event = { jobId, unitId, attempt: Number(attempt ?? 0), resume: resume === '1' };
-  runUnit(event, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs, { logger, metrics }).then(
+  runUnit(event, handoverAfterMs === undefined ? undefined : Date.now() + handoverAfterMs, { logger, metrics }, ports, job).then(
     (status) => {
       log.info(`unit ${unitId} ended: ${status}`, { status });
       process.exit(status === 'FAILED' ? 1 : status === 'HANDED_OVER' ? HANDED_OVER_EXIT_CODE : 0);
@@ -140,4 +143,48 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       process.exit(1);
     },
   );
+}
+
+/**
+ * A warm spare (lib/local/process-launcher.ts): the code is loaded; the jobs and the AWS clients
+ * are made now, then it waits, idle, to be told over its IPC channel which unit to become. It
+ * ends with its parent while idle.
+ */
+function waitAsSpare(): void {
+  let claimed = false;
+  const config = loadConfig();
+  const ports = createAwsPorts(config);
+  // One cheap request per service while idle: the SDK's first call in a process costs far more than
+  // the next (lazy set-up and first compiles: ~0.45 s measured for a DynamoDB GetItem), and a
+  // restart should not pay it. What they find does not matter; a missing table or bucket is fine.
+  const firstCalls = [
+    ports.metadata.get('SLUICE#WARMUP', 'SPARE'),
+    ports.channels.listQueues(`${config.queuePrefix}-warmup-`),
+    ports.blobs.head('warmup/spare'),
+  ].map((call) => call.catch(() => undefined));
+  const warm = Promise.all([loadJobRegistry(), ...firstCalls]).catch(() => undefined);
+  process.on('disconnect', () => {
+    if (!claimed) process.exit(0);
+  });
+  process.once('message', (message: { type?: string; env?: Record<string, string>; job?: JobRecord }) => {
+    claimed = true;
+    if (message.type !== 'run' || !message.env) {
+      console.error(`task unit: a spare expects {type: 'run', env}, got ${JSON.stringify(message).slice(0, 200)}`);
+      process.exit(2);
+    }
+    for (const name of Object.keys(process.env)) if (!(name in message.env)) delete process.env[name];
+    Object.assign(process.env, message.env);
+    // Its parent may go while it runs: a running unit ends on its own terms, like one started cold.
+    (process as unknown as { channel?: { unref?: () => void } }).channel?.unref?.();
+    // The clients made while idle serve only if the unit's configuration is the one they were made for.
+    const same = JSON.stringify(loadConfig()) === JSON.stringify(config);
+    if (!same) ports.clients.destroy();
+    void warm.then(() => runFromEnv(process.env, same ? ports : undefined, message.job));
+  });
+  void warm.then(() => process.send?.({ type: 'ready' }));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.env.SLUICE_SPARE === '1' && process.send) waitAsSpare();
+  else runFromEnv(process.env);
 }

@@ -72,6 +72,7 @@ export interface KeyedValueState {
   clear(name: string): void;
 }
 
+/** What a keyed function sees of the runtime during one call (valid during that call only: the runtime reuses it). */
 export interface KeyedProcessContext<O> {
   readonly key: string;
   /** Which input the record came from (0 for single-input operators, 0/1 for connected streams). */

@@ -79,11 +79,11 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
       let offset = this.offsets.get(p)!;
       const end = Math.min(offset + this.runLeft, this.limit(p), offset + budget - records.length);
       this.runLeft -= end - offset;
-      for (; offset < end; offset++) {
-        const record = this.options.generate(p, offset);
-        records.push(record);
-        if (this.options.eventTime) this.lastEventTime.set(p, this.options.eventTime(record, p, offset));
-      }
+      const { generate, eventTime } = this.options;
+      const from = offset;
+      for (; offset < end; offset++) records.push(generate(p, offset));
+      // Event time does not decrease within a partition: the run's last record carries its newest.
+      if (eventTime && offset > from) this.lastEventTime.set(p, eventTime(records[records.length - 1]!, p, offset - 1));
       this.offsets.set(p, offset);
       if (this.exhausted(p)) {
         open.splice(this.cursor, 1);

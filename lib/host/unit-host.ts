@@ -32,6 +32,11 @@ import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/tas
 
 export interface UnitHostOptions {
   jobId: string;
+  /**
+   * The job's record, when the launcher has it at hand (a warm spare is told it with its unit):
+   * its units, regions and settings do not change after submission, so it is not read again.
+   */
+  job?: JobRecord;
   unitId: string;
   attempt: number;
   queuePrefix: string;
@@ -80,6 +85,8 @@ export interface UnitRestore {
  * union is read once per task (at most `unionConcurrency` reads in flight, default 32) and given to
  * every restored subtask of that task in the unit. A task none of whose subtasks wrote union state
  * reads nothing.
+ *
+ * Every read (snapshots and union objects) is started at once; only union objects are bounded.
  */
 export async function loadUnitRestore(args: {
   jobId: string;
@@ -106,19 +113,19 @@ export async function loadUnitRestore(args: {
     return point;
   };
 
-  for (const id of args.subtasks) {
+  // What to read is known from the manifest alone: every read starts at once (a restart waits for
+  // the slowest read, not for their sum). Snapshots: one per subtask with state in its region's entry.
+  const restoring = args.subtasks.flatMap((id) => {
     const point = pointOf(id);
     const handles = point.state.get(id);
-    if (point.checkpointId === null || !handles?.length) continue;
-    out.snapshots.set(id, await io.readSnapshot(snapshotHandleOf(handles)!.key));
-  }
-
+    return point.checkpointId === null || !handles?.length ? [] : [{ id, key: snapshotHandleOf(handles)!.key }];
+  });
   const restoredByTask = new Map<string, string[]>();
-  for (const id of out.snapshots.keys()) {
+  for (const { id } of restoring) {
     const { taskId } = parseSubtaskId(id);
     restoredByTask.set(taskId, [...(restoredByTask.get(taskId) ?? []), id]);
   }
-  for (const [taskId, restored] of restoredByTask) {
+  const unionPlans = [...restoredByTask].map(([taskId, restored]) => {
     const task = graph.tasks.find((t) => t.id === taskId);
     if (!task) throw new Error(`job ${jobId}: the execution graph has no task '${taskId}'`);
     const checkpoints: (number | null)[] = [];
@@ -131,22 +138,34 @@ export async function loadUnitRestore(args: {
       const acknowledged = key !== undefined && (point.state.get(id) ?? []).some((h) => h.key === key);
       refs.push(acknowledged ? { checkpointId: point.checkpointId!, key: key! } : undefined);
     }
-    for (const id of restored) {
-      if (out.snapshots.get(id)!.union && !refs[parseSubtaskId(id).index]) {
+    return { taskId, parallelism: task.parallelism, restored, checkpoints, refs };
+  });
+  const [snapshots, unions] = await Promise.all([
+    Promise.all(restoring.map(({ key }) => io.readSnapshot(key))),
+    Promise.all(
+      unionPlans.map((plan) =>
+        plan.refs.every((r) => r === undefined) ? undefined : io.readUnion(plan.taskId, plan.parallelism, plan.refs, { concurrency: args.unionConcurrency }),
+      ),
+    ),
+  ]);
+  restoring.forEach(({ id }, i) => out.snapshots.set(id, snapshots[i]!));
+  unionPlans.forEach((plan, i) => {
+    for (const id of plan.restored) {
+      if (out.snapshots.get(id)!.union && !plan.refs[parseSubtaskId(id).index]) {
         throw new Error(`job ${jobId}: the snapshot of ${id} says it wrote union state, but the manifest lists no union object for it`);
       }
     }
-    if (refs.every((r) => r === undefined)) continue;
-    const read = await io.readUnion(taskId, task.parallelism, refs, { concurrency: args.unionConcurrency });
-    out.unionReads.push({ ...read, subtasks: restored, checkpoints });
-    for (const id of restored) out.union.set(id, read.states);
-  }
+    const read = unions[i];
+    if (!read) return;
+    out.unionReads.push({ ...read, subtasks: plan.restored, checkpoints: plan.checkpoints });
+    for (const id of plan.restored) out.union.set(id, read.states);
+  });
   return out;
 }
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const log = (options.logger ?? silentLogger).child({ jobId: options.jobId, unitId: options.unitId, attempt: options.attempt });
-  const job = await options.jobs.getJob(options.jobId);
+  const job = options.job?.jobId === options.jobId ? options.job : await options.jobs.getJob(options.jobId);
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
   const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
@@ -157,17 +176,28 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const metrics = new UnitMetrics({ jobId: job.jobId, sink: options.metrics ?? noMetrics, ...(options.metricsEveryMs !== undefined ? { everyMs: options.metricsEveryMs } : {}) });
 
   // Restore: every subtask of a region from the same checkpoint id, the region's manifest entry;
-  // union list state from every subtask of the task, each at its own region's entry.
-  const manifest = await new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest();
-  const restored = await loadUnitRestore({
-    jobId: job.jobId,
-    graph,
-    regions: job.regions,
-    subtasks: placement.subtasks,
-    manifest,
-    io,
-    unionConcurrency: options.unionRestoreConcurrency,
-  });
+  // union list state from every subtask of the task, each at its own region's entry. Read at once
+  // with the fence's attempts and the availability view: a restart waits for the slowest only.
+  const failover = job.settings.failover;
+  const [restored, units, availability] = await Promise.all([
+    new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest().then((manifest) =>
+      loadUnitRestore({
+        jobId: job.jobId,
+        graph,
+        regions: job.regions,
+        subtasks: placement.subtasks,
+        manifest,
+        io,
+        unionConcurrency: options.unionRestoreConcurrency,
+      }),
+    ),
+    // Fencing: after a region or full restart every producer replays from the same checkpoint, so
+    // what their older attempts sent is refused; under single-point recovery the producers did not
+    // restart and what they sent before still counts.
+    failover === 'region' || failover === 'full' ? options.jobs.getUnits(job.jobId) : [],
+    // Single-point recovery: writers drop records bound for unavailable sub-partitions.
+    loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks }),
+  ]);
   const restore = restored.snapshots;
   for (const s of restore.values()) first.info(`restoring ${s.subtask} from checkpoint ${s.checkpointId}`, { subtask: s.subtask, checkpointId: s.checkpointId });
   for (const r of restored.unionReads) {
@@ -178,18 +208,10 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
       { taskId: r.taskId, bytes: r.stats.bytes, ms: Math.round(r.stats.ms) },
     );
   }
-
-  // Fencing: after a region or full restart every producer replays from the same checkpoint, so
-  // what their older attempts sent is refused; under single-point recovery the producers did not
-  // restart and what they sent before still counts.
   const attempts = new Map<string, number>();
-  if (job.settings.failover === 'region' || job.settings.failover === 'full') {
-    for (const unit of await options.jobs.getUnits(job.jobId)) attempts.set(unit.unitId, unit.attempt);
-  }
+  for (const unit of units) attempts.set(unit.unitId, unit.attempt);
 
-  // Single-point recovery: writers drop records bound for unavailable sub-partitions; a restarted
-  // unit marks its own input sub-partitions available again once its state is restored.
-  const availability = await loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks });
+  // A restarted unit marks its own input sub-partitions available again once its state is restored.
   const announced = await announceAvailable({
     metadata: options.metadata,
     channels: options.channels,

@@ -129,9 +129,32 @@ export class Supervisor {
 
   constructor(private readonly options: SupervisorOptions) {}
 
-  /** Reports a unit's process exit (from a launcher that can see processes). */
+  /** Ends the current wait between two passes (set while the supervisor waits). */
+  private wake: (() => void) | undefined;
+  /** An exit came during a pass: the next pass starts without waiting. */
+  private exitDuringPass = false;
+
+  /**
+   * Reports a unit's process exit (from a launcher that can see processes). The supervisor looks
+   * at once, not at its next poll: a dead process is detected by its exit event, immediately.
+   */
   unitExited(event: UnitExitEvent): void {
     this.exits.push(event);
+    if (this.wake) this.wake();
+    else this.exitDuringPass = true;
+  }
+
+  /** Waits `ms`, or less when a unit process exits meanwhile (or exited during the last pass). */
+  private async pause(clock: Clock, ms: number): Promise<void> {
+    if (this.exitDuringPass) {
+      this.exitDuringPass = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      void clock.sleep(ms).then(resolve);
+    });
+    this.wake = undefined;
   }
 
   /** Watches the job until it is no longer running; returns its final view. */
@@ -170,7 +193,7 @@ export class Supervisor {
       }
       await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
-      await clock.sleep(this.options.pollMs ?? 500);
+      await this.pause(clock, this.options.pollMs ?? 500);
     }
   }
 

@@ -4,10 +4,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { SERVICE_ENDPOINT_VARS, type ServiceName } from '../config';
+import { withFileLock } from '../util/file-lock';
 import { FROM_SOURCE, PACKAGE_ROOT, WORK_ROOT } from '../util/package-root';
 
 export const MOTO_VERSION = '5.2.5';
@@ -43,45 +44,6 @@ function run(cmd: string, args: string[], what: string): string {
   return res.stdout;
 }
 
-/** Holds an exclusive lock file while `body` runs; waits for another holder, breaks a dead one's. */
-async function withLock<T>(lock: string, body: () => T): Promise<T> {
-  mkdirSync(join(lock, '..'), { recursive: true });
-  const deadline = Date.now() + 15 * 60_000;
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeFileSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (isStaleLock(lock)) {
-        rmSync(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock} (remove it if no install is running)`);
-      await sleep(250);
-    }
-  }
-  try {
-    return body();
-  } finally {
-    rmSync(lock, { force: true });
-  }
-}
-
-function isStaleLock(lock: string): boolean {
-  try {
-    const pid = Number(readFileSync(lock, 'utf8'));
-    if (!pid) return Date.now() - statSync(lock).mtimeMs > 5_000; // still being written, or garbage
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    // ESRCH: the holder died; ENOENT: released meanwhile (retry at once).
-    return (err as NodeJS.ErrnoException).code !== 'EPERM';
-  }
-}
-
 /**
  * Creates `<repo>/.venv` and installs the pinned `moto[server]` into it, once. Safe when several
  * processes call it at once (a lock file); fast (one stat) when it is already done.
@@ -90,7 +52,7 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
   const paths = emulatorPaths(options.root);
   if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
   const log = options.log ?? ((line: string) => console.error(line));
-  return withLock(paths.lock, () => {
+  return withFileLock(paths.lock, () => {
     if (existsSync(paths.marker) && existsSync(paths.python)) return paths;
     // An existing venv may already hold the right moto (and the server extras): then no install.
     const hasVenv = existsSync(paths.python);
@@ -133,6 +95,14 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   every message of the queue three times (the ApproximateNumberOf… attributes); we count them only
  *   for a GetQueueAttributes call. Its clock (unix_time) builds two datetimes per call, once per
  *   message per scan; we read time.time().
+ * - three more cost fixes, profiled with py-spy under the demo (per-service processes, moto 5.2.5):
+ *   moto's JSON serializer walks every DynamoDB AttributeValue member by member through its
+ *   attribute picker (half of the DynamoDB process's time): an AttributeValue already in wire form
+ *   (no binary) is copied as is. Every response's body is scanned by a regular expression for an
+ *   XML <RequestId> (megabytes per SQS receive of large messages): skipped when the body has none.
+ *   Every message received checked its retention through get_queue_attributes (all attributes,
+ *   twice): the queue's retention period is read directly. Attribute name conversions are cached.
+ *   test/integration/emulator-cost-patches.test.ts checks the answers against moto as released.
  * - one fix to moto's DynamoDB: a Query sorts every item of the table to find one partition's
  *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
  *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
@@ -222,7 +192,6 @@ original_unix_time = sqs_models.unix_time
 sqs_models.unix_time = lambda dt=None: time.time() if dt is None else original_unix_time(dt)
 sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else original_unix_time(dt) * 1000.0
 from moto.sqs import responses as sqs_responses
-from moto.core.utils import camelcase_to_underscores
 wants_counts = threading.local()
 MESSAGE_COUNTS = ('ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible')
 original_attributes = sqs_models.Queue.attributes.fget
@@ -235,7 +204,7 @@ def queue_attributes(self):
         names += self.FIFO_ATTRIBUTES
     if self.kms_master_key_id:
         names += self.KMS_ATTRIBUTES
-    result = {a: getattr(self, camelcase_to_underscores(a)) for a in names}
+    result = {a: getattr(self, cached_underscores(a)) for a in names}
     if self.policy:
         result['Policy'] = self.policy
     if self.redrive_policy:
@@ -250,6 +219,54 @@ def get_queue_attributes_response(self, *args, **kwargs):
     finally:
         wants_counts.on = False
 sqs_responses.SQSResponse.get_queue_attributes = get_queue_attributes_response
+import functools
+from moto.core import utils as core_utils, responses as core_responses
+cached_underscores = functools.lru_cache(maxsize=4096)(core_utils.camelcase_to_underscores)
+core_responses.camelcase_to_underscores = cached_underscores
+sqs_models.camelcase_to_underscores = cached_underscores
+camelcase_to_underscores = cached_underscores
+def is_message_valid_based_on_retention_period(self, queue_name, message):
+    # The queue's retention period read directly, not through get_queue_attributes (which builds
+    # every attribute of the queue twice, once per message received).
+    queue = self.get_queue(queue_name)
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
+sqs_models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+original_enrich = core_responses.BaseResponse._enrich_response
+def enrich_response(headers, body):
+    # moto puts the request id into an XML body with a regular expression run over the whole body
+    # (a receive of ten 240 KiB messages: megabytes scanned). Without '<RequestId>' in the body
+    # (every JSON response) it cannot match: only the headers are set.
+    if not isinstance(body, str) or '<RequestId>' not in body:
+        headers, _ = original_enrich(headers, '')
+        return headers, body
+    return original_enrich(headers, body)
+core_responses.BaseResponse._enrich_response = staticmethod(enrich_response)
+from moto.core import serialize as moto_serialize
+PLAIN_TYPES = {'S': str, 'N': str, 'BOOL': bool, 'NULL': bool}
+def plain_attribute(value):
+    # A DynamoDB AttributeValue already in its wire form: one type key, JSON values, no binary.
+    if type(value) is not dict or len(value) != 1:
+        return False
+    (kind, inner), = value.items()
+    if kind in PLAIN_TYPES:
+        return type(inner) is PLAIN_TYPES[kind]
+    if kind in ('SS', 'NS'):
+        return type(inner) is list and all(type(x) is str for x in inner)
+    if kind == 'M':
+        return type(inner) is dict and all(type(k) is str and plain_attribute(v) for k, v in inner.items())
+    if kind == 'L':
+        return type(inner) is list and all(plain_attribute(v) for v in inner)
+    return False
+original_json_structure = moto_serialize.BaseJSONSerializer._serialize_type_structure
+def json_structure(self, serialized, value, shape, key):
+    # moto's serializer walks each AttributeValue member by member through its attribute picker
+    # (half of the DynamoDB emulator's time under a job). One already in wire form is copied as
+    # is: the same JSON the walk would produce.
+    if key and shape.name == 'AttributeValue' and not self._value_picker.response_transformers and plain_attribute(value):
+        self._default_serialize(serialized, value, shape, key)
+        return
+    original_json_structure(self, serialized, value, shape, key)
+moto_serialize.BaseJSONSerializer._serialize_type_structure = json_structure
 from moto.dynamodb.models import table as ddb_table
 query_partition = threading.local()
 original_all_items = ddb_table.Table.all_items

@@ -24,6 +24,9 @@ import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { createFailoverHandler } from '../recovery/failover-handler';
 import { RecoveryMetrics } from '../recovery/recovery-metrics';
 
+/** Idle unit processes the local runtime keeps for restarts unless told otherwise. */
+export const DEFAULT_SPARES = 2;
+
 export class LocalRuntime {
   readonly ports: AwsPorts;
   readonly jobs: JobStore;
@@ -38,7 +41,7 @@ export class LocalRuntime {
   constructor(
     readonly config: SluiceConfig,
     registry: JobRegistry,
-    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart' | 'logDir'> = {},
+    options: Pick<ProcessLauncherOptions, 'restartDelayMs' | 'handoverAfterMs' | 'beforeRestart' | 'logDir' | 'spares'> = {},
   ) {
     this.ports = createAwsPorts(config);
     this.jobs = new JobStore(this.ports.metadata);
@@ -46,7 +49,8 @@ export class LocalRuntime {
     const write = controlLogWriter(this.logDir);
     this.controlLogger = createLogger({ write, attributes: { plane: 'control' } });
     this.controlMetrics = new EmfMetrics({ write, immediate: true });
-    this.launcher = new ProcessLauncher({ env: configToEnv(config), ...options, logDir: this.logDir });
+    // Two warm spares: a failed unit restarts into a running process (see process-launcher.ts).
+    this.launcher = new ProcessLauncher({ env: configToEnv(config), spares: DEFAULT_SPARES, ...options, logDir: this.logDir });
     this.service = new JobService({
       jobs: this.jobs,
       channels: this.ports.channels,

@@ -120,7 +120,13 @@ export class FailoverHandler {
     const step = (s: FailoverStep) => steps.push({ step: s, at: this.clock.now() });
     const limit = this.options.concurrency ?? 32;
 
-    // Attempts are read fresh: the view may predate a failover that ran since it was taken.
+    // What the plan reads, read at once: the recent failures (the budget) and the latest manifest
+    // do not depend on the unit records. Attempts are read fresh: the view may predate a failover
+    // that ran since it was taken.
+    const recentFailures = this.metrics.list(job.jobId);
+    const latest = Promise.resolve(this.options.latestManifest?.(job.jobId));
+    recentFailures.catch(() => undefined); // awaited below; a failure surfaces there
+    latest.catch(() => undefined);
     const records = new Map((await jobs.getUnits(job.jobId)).map((u) => [u.unitId, u]));
     const byUnit = new Map<string, UnitFailure>();
     for (const f of failures) {
@@ -147,7 +153,7 @@ export class FailoverHandler {
     marking.catch(() => undefined); // awaited below; a failure surfaces there
 
     const log = (this.options.logger ?? silentLogger).child({ jobId: job.jobId, unitId: failure.unitId, attempt: failure.attempt });
-    const exhausted = await this.budgetExhausted(job.jobId, live);
+    const exhausted = this.budgetExhausted(await recentFailures, live);
     if (exhausted) {
       await marking.then((m) => m.notified).catch(() => undefined);
       const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP' });
@@ -157,7 +163,7 @@ export class FailoverHandler {
       return { status: 'gave-up', event, steps, controlMessages: 0 };
     }
 
-    const manifest = await this.options.latestManifest?.(job.jobId);
+    const manifest = await latest;
     const plan = planFailover({ ...planInput, manifest });
     step('planned');
 
@@ -253,12 +259,13 @@ export class FailoverHandler {
    * unit it recovered) plus these. Returns the reason to give up, naming the failures that used
    * the budget up, or undefined while it lasts.
    */
-  private async budgetExhausted(jobId: string, failures: readonly UnitFailure[]): Promise<string | undefined> {
+  /** Why the job must fail rather than restart (too many failures lately, these included), or undefined. */
+  private budgetExhausted(events: readonly FailureEvent[], failures: readonly UnitFailure[]): string | undefined {
     const max = this.options.maxFailures ?? 10;
     const windowMs = this.options.failureWindowMs ?? 10 * 60_000;
     const since = this.clock.now() - windowMs;
     const recent: { unitId: string; attempt: number; reason: string; failedAt: number }[] = [];
-    for (const e of await this.metrics.list(jobId)) {
+    for (const e of events) {
       if (e.status === 'GAVE_UP') continue;
       for (const f of [e, ...(e.alsoFailed ?? [])]) if (f.failedAt >= since) recent.push(f);
     }

@@ -131,9 +131,15 @@ export class RecoveryMetrics {
   /** Records a failure event and the pointers of its restarted attempts; returns it. */
   async begin(input: BeginInput): Promise<FailureEvent> {
     const { job, failure, plan } = input;
-    const counter = await this.metadata.update(jobPk(job.jobId), 'FAILURESEQ', { add: { next: 1 } });
-    const seq = Number(counter!.next);
     const restarts = plan?.restarts ?? [];
+    // Restarted attempts of earlier events that are not back yet: those events are superseded, and
+    // this one carries on their outage (its recovery time counts from their first failure). Read
+    // with the numbering: neither waits for the other (a failover launches after this returns).
+    const [counter, pending] = await Promise.all([
+      this.metadata.update(jobPk(job.jobId), 'FAILURESEQ', { add: { next: 1 } }),
+      mapWithConcurrency(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined)),
+    ]);
+    const seq = Number(counter!.next);
     const failedRestart = restarts.find((r) => r.unitId === failure.unitId);
     const event: FailureEvent = {
       jobId: job.jobId,
@@ -165,9 +171,6 @@ export class RecoveryMetrics {
       status: input.status ?? (plan ? 'RECOVERING' : 'GAVE_UP'),
       closedAt: null,
     };
-    // Restarted attempts of earlier events that are not back yet: those events are superseded, and
-    // this one carries on their outage (its recovery time counts from their first failure).
-    const pending = await mapWithConcurrency(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined));
     const superseded = [...new Set(pending.filter((p): p is MetaItem => p !== undefined).map((p) => Number(p.seq)))].filter((s) => s !== seq);
     if (superseded.length > 0) {
       const earlier = await mapWithConcurrency(superseded, 32, (s) =>
@@ -178,10 +181,12 @@ export class RecoveryMetrics {
       event.outageStartedAt = Math.min(failure.failedAt, ...starts);
       await mapWithConcurrency(restarts, 32, (r) => (r.previousAttempt > 0 ? this.metadata.delete(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : Promise.resolve()));
     }
-    await this.metadata.put(jobPk(job.jobId), failureSk(seq), event as unknown as MetaItem);
-    await mapWithConcurrency(restarts, 32, (r) =>
-      this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId }),
-    );
+    // The event and its pointers together: a restarted attempt looks them up only once launched,
+    // after this returns.
+    await Promise.all([
+      this.metadata.put(jobPk(job.jobId), failureSk(seq), event as unknown as MetaItem),
+      mapWithConcurrency(restarts, 32, (r) => this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId })),
+    ]);
     if (plan && input.view) {
       this.baselines.set(`${job.jobId}/${seq}`, baselineOf(plan, input.graph, job, input.view));
       let open = this.open.get(job.jobId);

@@ -223,7 +223,10 @@ export class InputGate {
     this.wake();
     for (const release of this.unacknowledged.values()) release();
     this.stopExtender?.();
-    await Promise.allSettled([...this.pollers, ...(this.extender ? [this.extender] : [])]);
+    // Once every channel has ended nothing more comes: a finished subtask does not wait out its
+    // pollers' long polls (up to `waitSeconds`). Otherwise it does, so no receive still open after
+    // the stop can take messages a successor is to read.
+    await Promise.allSettled([...(this.allEnded() ? [] : this.pollers), ...(this.extender ? [this.extender] : [])]);
   }
 
   /**
@@ -349,11 +352,12 @@ export class InputGate {
     return n;
   }
 
-  /** Channels still waiting for a replay, with the request they wait for, and whether some of it came already. */
-  awaitedReplays(): { key: string; consumerAttempt: number; request: number; started: boolean }[] {
-    const out: { key: string; consumerAttempt: number; request: number; started: boolean }[] = [];
+  /** Channels still waiting for a replay, with the request they wait for. */
+  awaitedReplays(): { key: string; consumerAttempt: number; request: number; received: number }[] {
+    const out: { key: string; consumerAttempt: number; request: number; received: number }[] = [];
     for (const [key, c] of this.channels) {
-      if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, started: (c.replay.order.next ?? 0) > 0 || c.replay.order.early.size > 0 });
+      // `received`: messages of the awaited request taken so far (delivered, or early): the replay is arriving.
+      if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, received: (c.replay.order.next ?? 0) + c.replay.order.early.size });
     }
     return out;
   }

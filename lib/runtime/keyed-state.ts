@@ -13,25 +13,30 @@ export class KeyedStateBackend {
   private readonly values = new Map<string, Record<string, Json>>();
   private readonly timers = new Map<number, Set<string>>();
   private currentKey = '';
+  /** The current key's values, looked up once per key change rather than once per access. */
+  private slot: Record<string, Json> | undefined;
 
   /** The state view of the key currently being processed. */
   readonly state: KeyedValueState = {
-    get: <T extends Json>(name: string) => this.values.get(this.currentKey)?.[name] as T | undefined,
+    get: <T extends Json>(name: string) => this.slot?.[name] as T | undefined,
     set: (name, value) => {
-      let slot = this.values.get(this.currentKey);
-      if (!slot) this.values.set(this.currentKey, (slot = {}));
-      slot[name] = value;
+      if (!this.slot) this.values.set(this.currentKey, (this.slot = {}));
+      this.slot[name] = value;
     },
     clear: (name) => {
-      const slot = this.values.get(this.currentKey);
+      const slot = this.slot;
       if (!slot) return;
       delete slot[name];
-      if (Object.keys(slot).length === 0) this.values.delete(this.currentKey);
+      for (const _ in slot) return;
+      this.values.delete(this.currentKey);
+      this.slot = undefined;
     },
   };
 
   setCurrentKey(key: string): void {
+    if (key === this.currentKey && this.slot !== undefined) return;
     this.currentKey = key;
+    this.slot = this.values.get(key);
   }
 
   registerTimer(timestamp: number): void {
@@ -65,6 +70,8 @@ export class KeyedStateBackend {
   restore(snapshot: KeyedStateSnapshot): void {
     this.values.clear();
     this.timers.clear();
+    this.slot = undefined;
+    this.currentKey = '';
     for (const [k, v] of snapshot.values) this.values.set(k, v);
     for (const [t, keys] of snapshot.timers) this.timers.set(t, new Set(keys));
   }

@@ -10,6 +10,7 @@ import { KeyedStateBackend } from './keyed-state';
 import type { RecordWriter } from './record-writer';
 
 type Push = (record: Json) => void;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export const END_OF_TIME = Number.MAX_SAFE_INTEGER;
 
@@ -99,15 +100,23 @@ export class OperatorChain {
     return this.watermark;
   }
 
+  /**
+   * The keyed head's context for the current key: one object for every call, its key, input and
+   * watermark set before each (a context is valid during its call only, as documented): no
+   * allocation per record.
+   */
   private contextFor(key: string): KeyedProcessContext<Json> {
+    const ctx = (this.context ??= this.newContext());
+    ctx.key = key;
+    ctx.input = this.currentInput;
+    ctx.watermark = this.watermark;
+    return ctx;
+  }
+
+  private context: Mutable<KeyedProcessContext<Json>> | undefined;
+
+  private newContext(): Mutable<KeyedProcessContext<Json>> {
     const state = this.keyedState!;
-    return {
-      key,
-      input: this.currentInput,
-      state: state.state,
-      watermark: this.watermark,
-      registerEventTimeTimer: (t) => state.registerTimer(t),
-      emit: this.afterHead,
-    };
+    return { key: '', input: 0, state: state.state, watermark: this.watermark, registerEventTimeTimer: (t) => state.registerTimer(t), emit: this.afterHead };
   }
 }

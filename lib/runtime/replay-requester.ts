@@ -7,8 +7,9 @@
  * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
  *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
  * - otherwise it asks again, with the next request number, every `retryMs` (a request lost with a
- *   producer that died, or not yet read by its restarted attempt), and fails the subtask with the
- *   channels still silent after `giveUpMs`.
+ *   producer that died, or not yet read by its restarted attempt), the channels whose replay has
+ *   not progressed since the last look only, and fails the subtask with the channels still
+ *   waiting after `giveUpMs`.
  */
 import type { BlobStore } from '../ports/blob-store';
 import type { Logger } from '../ports/telemetry';
@@ -46,6 +47,8 @@ export class ReplayRequester {
   requestsSent = 0;
   /** Channels whose replay came from a finished producer's log in S3. */
   fromFinalLogs = 0;
+  /** Per waiting channel: replay messages it had taken at the last look (see tick). */
+  private readonly received = new Map<string, number>();
 
   constructor(private readonly options: ReplayRequesterOptions) {
     this.started = this.lastAsked = this.now();
@@ -70,7 +73,7 @@ export class ReplayRequester {
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
       this.checkedFinal = true;
       // A replay that has begun to arrive is on its way: only silent channels look for a final log.
-      await this.fromFinished(gate, waiting.filter((w) => !w.started).map((w) => w.key));
+      await this.fromFinished(gate, waiting.filter((w) => w.received === 0).map((w) => w.key));
       return;
     }
     if (now - this.started >= giveUpMs) {
@@ -80,9 +83,20 @@ export class ReplayRequester {
       );
     }
     if (now - this.lastAsked >= retryMs) {
+      // A channel whose replay has been arriving since the last look is being answered: asking
+      // again would make the producer send it all over (and the part already here stale). On a
+      // slow transport a large replay takes longer than `retryMs`, and re-asking every channel
+      // made each answer larger than the last (the logs grow while no checkpoint completes).
+      const silent = waiting.filter((w) => w.received === (this.received.get(w.key) ?? 0));
+      for (const w of waiting) this.received.set(w.key, w.received);
+      this.lastAsked = now;
+      if (silent.length === 0) return;
       this.request++;
-      const keys = waiting.map((w) => w.key);
-      for (const key of keys) gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+      const keys = silent.map((w) => w.key);
+      for (const key of keys) {
+        gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+        this.received.set(key, 0);
+      }
       // A producer may have finished since the last look.
       this.checkedFinal = false;
       await this.ask(gate, keys);

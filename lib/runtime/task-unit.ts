@@ -148,11 +148,20 @@ export class TaskUnit {
     // The heartbeat goes on while the state is written: a large state must not look like a dead unit.
     const handedOver = handingOver ? await this.handOver() : undefined;
     this.stopped = true;
-    await Promise.allSettled([heartbeat, this.control]);
-    if (handedOver) return handedOver;
+    await Promise.allSettled([heartbeat]);
+    if (handedOver) {
+      await Promise.allSettled([this.control]);
+      return handedOver;
+    }
     const status = UNIT_LIFECYCLE.move('RUNNING', failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED');
     const error = failed ? describe(failed.error) : undefined;
-    await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
+    // Reported before the control loop's long poll (up to a second) has run out: the supervisor
+    // learns the unit's end at once. What the loop still receives concerns subtasks that have ended.
+    try {
+      await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
+    } finally {
+      await Promise.allSettled([this.control]);
+    }
     if (failed) this.log.error(`subtask ${failed.id} failed: ${error}`, { subtask: failed.id, ...(failed.error instanceof Error ? { error: failed.error } : {}) });
     return status;
   }
@@ -217,12 +226,26 @@ export class TaskUnit {
     return total;
   }
 
+  /**
+   * Subtask statuses as last reported, and whether any input had been read: a change is reported
+   * at once, not at the next heartbeat (the first records read show a job is flowing).
+   */
+  private reportedStatuses = '';
+
+  private statuses(): string {
+    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.counters().recordsIn > 0)}`;
+  }
+
   private async heartbeatLoop(): Promise<void> {
     const { jobs, jobId, unitId, attempt } = this.options;
     const every = this.options.heartbeatMs ?? 1000;
+    this.reportedStatuses = this.statuses();
     while (!this.stopped) {
-      await sleepUnless(every, () => this.stopped);
+      // A subtask that reached end of input (a sink now waits for its final commit) is news the
+      // supervisor acts on: reported within a step, not up to a heartbeat later.
+      await sleepUnless(every, () => this.stopped || this.statuses() !== this.reportedStatuses);
       if (this.stopped) return;
+      this.reportedStatuses = this.statuses();
       const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
       if (!current) {
         // A newer attempt of this unit exists: stop writing anything.

@@ -156,7 +156,7 @@ describe('replay to a restarted consumer', () => {
     restarted.awaitReplay(channelKey('e0', 0), 1, 1);
     restarted.start();
     expect(await take(restarted, 3)).toEqual([]); // live messages held: the replay has not come
-    expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1, started: false }]);
+    expect(restarted.awaitedReplays()).toEqual([{ key: 'e0/0', consumerAttempt: 1, request: 1, received: 0 }]);
     await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 3]] } });
     await writer.flush();
     for (let i = 9; i < 11; i++) writer.emit(i);

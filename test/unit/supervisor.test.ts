@@ -59,3 +59,40 @@ describe('Supervisor.detect', () => {
     expect(s.detect(view([unit('a', 0, 'ended')]), 2000)).toHaveLength(1);
   });
 });
+
+describe('Supervisor.watch', () => {
+  it('looks at once when a unit process exits, not at its next poll', async () => {
+    let passes = 0;
+    const running = view([unit('a', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [] } };
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => {
+        passes++;
+        return current;
+      },
+      completeIfDone: async () => false,
+      fail: async () => {
+        current = { ...current, job: { ...current.job, status: 'FAILED' } };
+      },
+    } as unknown as JobService;
+    // A poll interval no test waits out, and a clock whose sleeps never end: only the exit can wake it.
+    const clock = { now: () => 2000, sleep: () => new Promise<void>(() => undefined) };
+    const detected: string[] = [];
+    const s = new Supervisor({
+      service,
+      clock,
+      pollMs: 3_600_000,
+      onFailure: async (failures) => {
+        detected.push(...failures.map((f) => `${f.unitId}#${f.attempt}: ${f.reason}`));
+        await service.fail('j', 'failed');
+      },
+    });
+    const watching = s.watch('j');
+    while (passes < 1) await new Promise((resolve) => setImmediate(resolve));
+    s.unitExited(exit('a', 0));
+    const ended = await watching;
+    expect(detected).toEqual(['a#0: process killed by SIGKILL']);
+    expect(ended.job.status).toBe('FAILED');
+  });
+});

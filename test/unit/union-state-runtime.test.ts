@@ -114,11 +114,21 @@ class HostingLauncher implements UnitLauncher {
   private readonly attempts = new Map<string, number>();
 
   constructor(
-    private readonly deps: { ports: MemoryPorts; blobs: BlobStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string; unionRestoreConcurrency?: number },
+    private readonly deps: {
+      ports: MemoryPorts;
+      blobs: BlobStore;
+      jobs: JobStore;
+      registry: JobRegistry;
+      queuePrefix: string;
+      unionRestoreConcurrency?: number;
+      /** Waited for before a restarted attempt (attempt > 0) is hosted. */
+      beforeRestart?: () => Promise<void>;
+    },
   ) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     const { ports, blobs, jobs, registry, queuePrefix, unionRestoreConcurrency } = this.deps;
+    if (attempt > 0) await this.deps.beforeRestart?.();
     this.attempts.set(unit.unitId, attempt);
     const run = hostUnit({
       jobId: job.jobId,
@@ -147,11 +157,11 @@ class HostingLauncher implements UnitLauncher {
   }
 }
 
-function setup(registry: JobRegistry, options: { unionGetDelayMs?: number; unionRestoreConcurrency?: number } = {}) {
+function setup(registry: JobRegistry, options: { unionGetDelayMs?: number; unionRestoreConcurrency?: number; beforeRestart?: () => Promise<void> } = {}) {
   const ports = createMemoryPorts();
   const blobs = new WatchedBlobs(ports.blobs, options.unionGetDelayMs);
   const jobs = new JobStore(ports.metadata);
-  const launcher = new HostingLauncher({ ports, blobs, jobs, registry, queuePrefix: 'u', unionRestoreConcurrency: options.unionRestoreConcurrency });
+  const launcher = new HostingLauncher({ ports, blobs, jobs, registry, queuePrefix: 'u', unionRestoreConcurrency: options.unionRestoreConcurrency, beforeRestart: options.beforeRestart });
   const service = new JobService({ jobs, channels: ports.channels, registry, queuePrefix: 'u', launcher });
   return { ports, blobs, jobs, launcher, service };
 }
@@ -214,10 +224,23 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
         },
       },
     ]);
-    const { ports, blobs, jobs, launcher, service } = setup(registry, { unionGetDelayMs: 20, unionRestoreConcurrency: 2 });
+    // The restart is held until a completed checkpoint has the other regions past the crashed
+    // one's restore point (the checkpoint the crash failed completes for them): a restart is
+    // faster than a checkpoint's completion, and this test wants the regions at different points.
+    let catalog: PortCheckpointCatalog | undefined;
+    const crashedRegionBehind = async () => {
+      for (;;) {
+        const manifest = await catalog!.loadLatest();
+        const points = manifest ? job.regions.map((r) => regionRestore(manifest, r.id).checkpointId ?? 0) : [];
+        const at = job.regions.findIndex((r) => r.subtasks.includes(subtaskId('ledger', CRASHING)));
+        if (points.length > 0 && points.every((p, i) => i === at || p > points[at]!)) return;
+        await sleep(20);
+      }
+    };
+    const { ports, blobs, jobs, launcher, service } = setup(registry, { unionGetDelayMs: 20, unionRestoreConcurrency: 2, beforeRestart: crashedRegionBehind });
     const job = await service.submit({ job: 'union-example', params, failover: 'region', checkpoint: { handle: 'regional', intervalSeconds: 1 } });
     expect(job.regions).toHaveLength(P);
-    const catalog = new PortCheckpointCatalog(job.jobId, ports.metadata, ports.blobs);
+    catalog = new PortCheckpointCatalog(job.jobId, ports.metadata, ports.blobs);
     const controller = new JobController({
       service,
       metadata: ports.metadata,
@@ -316,7 +339,8 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
   it('a job without union state writes no union object, and acknowledges only its snapshots', async () => {
     const registry = new JobRegistry([ingestJob]);
     const { ports, blobs, service } = setup(registry);
-    const params = { parallelism: 2, partitions: 4, recordsPerPartition: 1500, rate: 2000 };
+    // 3 s of input at this rate: room for several checkpoints every 250 ms (a job ends promptly at its end of input).
+    const params = { parallelism: 2, partitions: 4, recordsPerPartition: 1500, rate: 1000 };
     const job = await service.submit({ job: 'ingest', params, checkpoint: { handle: 'regional', intervalSeconds: 1 } });
     const controller = new JobController({ service, metadata: ports.metadata, blobs, pollMs: 50, checkpointEveryMs: 250 });
     const view = await withTimeout(controller.run(job.jobId), 60_000, 'the job');
@@ -410,6 +434,30 @@ describe('loadUnitRestore: which union objects a unit reads', () => {
     expect(restored.unionReads[0]).toMatchObject({ absent: [], checkpoints: [5, 3, 4], parts: [{ subtask: 0 }, { subtask: 1 }, { subtask: 2 }] });
     expect(blobs.maxInFlight).toBe(1);
     expect(blobs.unionGets).toEqual(['checkpoints/job-x/5/union/src/0.json', 'checkpoints/job-x/3/union/src/1.json', 'checkpoints/job-x/4/union/src/2.json']);
+  });
+
+  it('reads the snapshots of a unit’s subtasks and their union objects all at once, not one after another', async () => {
+    const watched = new WatchedBlobs(createMemoryPorts().blobs);
+    const { graph, manifest } = await writeJob(3, [5, 4, 5], watched);
+    // Every get waits a few turns of the event loop: reads started together overlap, sequential ones never do.
+    let inFlight = 0;
+    let most = 0;
+    const overlapping: BlobStore = Object.create(watched, {
+      get: {
+        value: async (key: string) => {
+          most = Math.max(most, ++inFlight);
+          for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+          inFlight--;
+          return watched.get(key);
+        },
+      },
+    }) as BlobStore;
+    const io = new CheckpointIO('job-x', overlapping, createMemoryPorts().metadata);
+    const restored = await loadUnitRestore({ jobId: 'job-x', graph, regions: graph.regions, subtasks: ['src#0', 'src#1', 'src#2'], manifest, io });
+    expect([...restored.snapshots.keys()]).toEqual(['src#0', 'src#1', 'src#2']);
+    expect(restored.union.get('src#1')).toEqual({ s: ['s0@5', 's1@4', 's2@5'], empty: [] });
+    // Three snapshots and three union objects (one task), all in flight together.
+    expect(most).toBe(6);
   });
 
   it('a missing union object the manifest lists is an error naming it; no manifest restores nothing', async () => {

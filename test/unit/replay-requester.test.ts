@@ -1,0 +1,74 @@
+/**
+ * A restarted consumer's replay requests (lib/runtime/replay-requester.ts): after `retryMs` it asks
+ * again only for the channels whose replay has not progressed; a replay that is arriving, however
+ * slowly, is left to finish (asking again would make its producer send it all over).
+ */
+import { describe, expect, it } from 'vitest';
+import type { ExecutionEdge } from '../../lib/graph/execution-graph';
+import { MemoryBlobStore, MemoryChannelTransport } from '../../lib/memory';
+import { InputGate } from '../../lib/runtime/input-gate';
+import type { ReplayRequest } from '../../lib/runtime/messages';
+import { replayBodies } from '../../lib/runtime/replay';
+import { ReplayRequester } from '../../lib/runtime/replay-requester';
+
+// One all-to-all edge from two producers: two channels into consumer 0.
+const edge: ExecutionEdge = { id: 'e0', kind: 'hash', from: 'a', to: 'b', toOperator: 'b', input: 0, pointwise: false };
+
+describe('ReplayRequester', () => {
+  it('asks again only for channels whose replay has not progressed since the last look', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    const sent: ReplayRequest[] = [];
+    let now = 0;
+    const requester = new ReplayRequester({
+      jobId: 'j',
+      inputs: [edge],
+      consumerIndex: 0,
+      consumerAttempt: 1,
+      producerParallelism: () => 2,
+      send: async (request) => void sent.push(request),
+      blobs: new MemoryBlobStore(),
+      checkAfterMs: 3_600_000, // no finished producers here
+      retryMs: 10_000,
+      now: () => now,
+    });
+    await requester.begin(gate);
+    gate.start();
+    expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']]]);
+
+    // Producer 0 answers request 1, slowly: two of its messages have come, not its end.
+    const excerpt = { lineage: 0, from: 0, messages: [0, 1, 2].map((i) => ({ first: i * 2, count: 2, fields: `"r":[${i * 2},${i * 2 + 1}]` })), barriers: [], end: 6 };
+    const bodies = replayBodies(excerpt, { producer: 0, attempt: 0, consumerAttempt: 1, request: 1 });
+    await transport.send('in', bodies.slice(0, 2).map((body, s) => ({ groupId: '0.0.r1.1', dedupId: `r-${s}`, body })));
+    const taken = async () => {
+      const { events } = await gate.next(200);
+      await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+      gate.release();
+      return events;
+    };
+    await taken();
+    expect(gate.awaitedReplays()).toEqual([
+      { key: 'e0/0', consumerAttempt: 1, request: 1, received: 2 },
+      { key: 'e0/1', consumerAttempt: 1, request: 1, received: 0 },
+    ]);
+
+    // Past retryMs: producer 1 (silent) is asked again; producer 0's replay goes on as it was.
+    now = 10_000;
+    await requester.tick(gate);
+    expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']], [2, ['1']]]);
+    expect(gate.awaitedReplays().map((w) => [w.key, w.request])).toEqual([['e0/0', 1], ['e0/1', 2]]);
+
+    // Producer 0's replay makes no progress for another retryMs: now it is asked again too.
+    now = 20_000;
+    await requester.tick(gate);
+    expect(sent.map((r) => [r.request, Object.keys(r.from)]).at(-1)).toEqual([3, ['0', '1']]);
+
+    // The rest of request 1 is stale now: dropped, and the channel waits for request 3.
+    await transport.send('in', bodies.slice(2).map((body, s) => ({ groupId: '0.0.r1.1', dedupId: `r-${s + 2}`, body })));
+    await taken();
+    expect(gate.staleReplays).toBeGreaterThan(0);
+    expect(gate.awaitedReplays().map((w) => [w.key, w.request])).toEqual([['e0/0', 3], ['e0/1', 3]]);
+    await gate.stop();
+  });
+});
