@@ -7,7 +7,7 @@
  * (an object's key order counts: build object keys in one order).
  */
 
-export type Key = string | number | boolean | readonly Key[] | { readonly [k: string]: Key };
+export type Key = string | number | boolean | Key[] | { [k: string]: Key };
 
 /** Starts the encoding of a key that is not a plain string (a control character no sensible key starts with). */
 const MARK = '\u0001';

@@ -166,8 +166,9 @@ export class KeyedStateBackend implements KeyedStateStore {
         const list = this.slot()?.[d.name] as Json[] | undefined;
         if (!list || !ttl) return list;
         const kept = (list as Wrapped[]).filter((w) => !this.expired(w));
+        if (kept.length === list.length) return list;
         if (kept.length === 0) return void this.clearName(d.name);
-        if (kept.length < list.length) this.writableSlot()[d.name] = kept;
+        this.writableSlot()[d.name] = kept;
         return kept;
       };
       const wrap = (element: T): Json => (ttl ? { v: element, x: this.expiry(ttl) } : element);
