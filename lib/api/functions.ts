@@ -60,8 +60,11 @@ export interface SourceFunction<O> {
   open(ctx: RuntimeContext): Promise<void>;
   /** Reads up to `max` records. May wait briefly when rate-limited. */
   poll(max: number): Promise<SourceBatch<O>>;
-  /** Current read positions, to be checkpointed. */
-  snapshotOffsets(): Json;
+  /**
+   * Current read positions, to be checkpointed (`checkpointId` given) or handed over to the next
+   * invocation of the same attempt (none given).
+   */
+  snapshotOffsets(checkpointId?: number): Json;
   restoreOffsets(offsets: Json): void;
   /**
    * Checkpoint N, whose offsets this source snapshotted, completed for its region: the offsets are
