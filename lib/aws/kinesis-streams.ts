@@ -11,6 +11,9 @@ import {
   PutRecordsCommand,
   type Shard,
 } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { loadConfig, serviceEndpoint, type SluiceConfig } from '../config';
 import {
   ExpiredIteratorError,
@@ -36,7 +39,15 @@ export function createKinesisClient(config: SluiceConfig = loadConfig()): Kinesi
     maxAttempts: 3,
     ...(endpoint ? { endpoint } : {}),
     ...(config.credentials ? { credentials: config.credentials } : {}),
-    requestHandler: { connectionTimeout: 2_000, requestTimeout: 30_000, throwOnRequestTimeout: true, httpAgent: { keepAlive: true, maxSockets: 64 } },
+    // HTTP/1.1: the Kinesis client defaults to HTTP/2 (for SubscribeToShard, not used here), which
+    // emulators do not speak; GetRecords and PutRecords are plain requests.
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: 2_000,
+      requestTimeout: 30_000,
+      throwOnRequestTimeout: true,
+      httpAgent: new Agent({ keepAlive: true, maxSockets: 64 }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
+    }),
   });
   client.middlewareStack.add(
     (next) => async (args) => {
