@@ -101,6 +101,15 @@ export class SplitReader<O> {
     split.lastData = this.now();
   }
 
+  /**
+   * Positions past records that carry no data (Kafka's transaction markers), once everything before
+   * them is emitted: a restore does not read them again.
+   */
+  advance(id: string, position: string): void {
+    const split = this.splits.get(id)!;
+    if (split.buffer.length === 0) split.position = position;
+  }
+
   /** The split has nothing more to read (after what is buffered). */
   end(id: string): void {
     this.splits.get(id)!.ended = true;
