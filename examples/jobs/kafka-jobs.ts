@@ -1,7 +1,7 @@
 /**
  * Jobs fed by Kafka (Amazon MSK or any Kafka):
  *
- * - `kafka-recommendation-join`: behaviour events and user feature updates, two topics, each
+ * - `kafka-recommendations`: behaviour events and user feature updates, two topics, each
  *   keyBy(user), joined in one keyed operator that keeps each user's latest features and emits one
  *   recommendation per event, into S3 (the recommendation-join example, fed by streams):
  *
@@ -25,7 +25,7 @@ const json = <T>(value: Buffer | null): T => JSON.parse(value ? value.toString('
 const brokersOf = (list: string) => list.split(',').map((b) => b.trim()).filter(Boolean);
 
 export const kafkaRecommendationJoinJob = defineJob({
-  name: 'kafka-recommendation-join',
+  name: 'kafka-recommendations',
   description: 'Kafka topics events + features -> keyBy(user) -> keyed join (latest features per user) -> one recommendation per event -> S3',
   params: {
     parallelism: { type: 'number', default: 2, integer: true, min: 1, max: 1024, description: 'subtasks per operator (partition P is read by subtask P % parallelism)' },
@@ -37,7 +37,7 @@ export const kafkaRecommendationJoinJob = defineJob({
   },
   build(params) {
     const brokers = brokersOf(params.brokers);
-    const job = new JobBuilder('kafka-recommendation-join', { parallelism: params.parallelism });
+    const job = new JobBuilder('kafka-recommendations', { parallelism: params.parallelism });
     const events = job
       .source('events', () => new KafkaSource<BehaviourEvent>({ brokers, topic: params.events, groupId: params.group, bounded: params.bounded, deserialize: json, eventTime: (e) => e.ts }))
       .keyBy((e) => e.user);
@@ -61,7 +61,7 @@ export const kafkaIngestJob = defineJob({
     topic: { type: 'string', default: 'clicks', description: 'topic of click events (JSON: user, ts, amount)' },
     group: { type: 'string', default: 'sluice-ingest', description: 'consumer group the completed checkpoints commit to (lag monitoring)' },
     bounded: { type: 'boolean', default: false, description: 'read what the topic held at the first start, then finish' },
-    partitionMaxBytes: { type: 'number', default: 1 << 20, integer: true, min: 1024, description: 'bytes per partition per fetch (lower it to slow the read)' },
+    rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
   },
   build(params) {
     const job = new JobBuilder('kafka-ingest', { parallelism: params.parallelism });
@@ -71,7 +71,7 @@ export const kafkaIngestJob = defineJob({
         topic: params.topic,
         groupId: params.group,
         bounded: params.bounded,
-        partitionMaxBytes: params.partitionMaxBytes,
+        ...(params.rate > 0 ? { ratePerSecond: params.rate } : {}),
         deserialize: json,
         eventTime: (e) => e.ts,
       })),

@@ -59,6 +59,8 @@ export interface KafkaSourceOptions<O> extends KafkaConnection {
   /** Bytes per partition per fetch (default 1 MiB). */
   partitionMaxBytes?: number;
   discoveryIntervalMs?: number;
+  /** Records per second this subtask emits at most (a backfill that must not swamp the job; default unlimited). */
+  ratePerSecond?: number;
 }
 
 export class KafkaSourceError extends Error {
@@ -85,6 +87,7 @@ export class KafkaSource<O extends Json> implements SourceFunction<O> {
   private partitions: number[] = [];
   private lastDiscovery = 0;
   private readonly pendingCommits = new Map<number, SplitProgress[]>();
+  private readonly pace: { since: number; emitted: number } = { since: 0, emitted: 0 };
 
   constructor(private readonly options: KafkaSourceOptions<O>) {
     if (!options.brokers?.length) throw new KafkaSourceError(`KafkaSource '${options.topic}': give at least one broker (host:port)`);
@@ -145,11 +148,20 @@ export class KafkaSource<O extends Json> implements SourceFunction<O> {
     if (Date.now() - this.lastDiscovery >= (this.options.discoveryIntervalMs ?? 30_000)) await this.discover();
     const hungry = this.reader.hungry();
     if (hungry.length > 0) await this.fetch(hungry);
-    const records = this.reader.take(max);
+    const records = this.reader.take(this.budget(max));
+    this.pace.emitted += records.length;
     const done = this.options.bounded === true && this.reader.ids().every((id) => this.reader.drained(id));
-    if (records.length === 0 && hungry.length === 0 && !done) await sleep(this.options.maxWaitMs ?? 200);
+    if (records.length === 0 && !done && (hungry.length === 0 || this.options.ratePerSecond)) await sleep(this.options.ratePerSecond ? 20 : (this.options.maxWaitMs ?? 200));
     const watermark = this.reader.watermark();
     return { records, ...(watermark !== undefined ? { watermark } : {}), done };
+  }
+
+  /** What `ratePerSecond` allows now (at least one record once its time has come). */
+  private budget(max: number): number {
+    const rate = this.options.ratePerSecond;
+    if (!rate) return max;
+    this.pace.since ||= Date.now();
+    return Math.max(0, Math.min(max, Math.floor(((Date.now() - this.pace.since) / 1000) * rate) - this.pace.emitted));
   }
 
   /** Reads the topic's partitions; resolves start (and bounded stop) offsets of new ones once. */

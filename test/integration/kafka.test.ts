@@ -20,7 +20,8 @@ let producer: Producer<string, string, string, string>;
 beforeAll(async () => {
   broker = await startKafka({ log: (l) => console.log(l) });
   admin = new Admin({ clientId: 'it-admin', bootstrapBrokers: [broker.bootstrap] });
-  producer = new Producer({ clientId: 'it-producer', bootstrapBrokers: [broker.bootstrap], serializers: stringSerializers });
+  // Idempotent: a send retried after a timeout on a loaded machine must not write its records twice.
+  producer = new Producer({ clientId: 'it-producer', bootstrapBrokers: [broker.bootstrap], serializers: stringSerializers, idempotent: true });
 });
 afterAll(async () => {
   await producer?.close().catch(() => undefined);
