@@ -29,7 +29,7 @@ export class KafkaBrokerError extends Error {
 
 function need(cmd: string, args: string[], what: string): void {
   const res = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (res.error || res.status !== 0) throw new KafkaBrokerError(`${what}: '${cmd}' is not available (${res.error?.message ?? res.stderr.trim().split('\n')[0]}); install it (Debian: apt-get install ${cmd === 'mvn' ? 'maven' : 'openjdk-17-jre-headless'})`);
+  if (res.error || res.status !== 0) throw new KafkaBrokerError(`${what}: '${cmd}' is not available (${res.error?.message ?? res.stderr.trim().split('\n')[0]}); install it (Debian: apt-get install ${cmd === 'mvn' ? 'maven' : 'default-jre-headless'}; Java 17 or later)`);
 }
 
 /** Fetches the broker's jars once (a marker says they are complete); concurrent callers wait for one download. */
