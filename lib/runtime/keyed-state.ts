@@ -299,21 +299,28 @@ export class KeyedStateBackend implements KeyedStateStore {
     if (Object.keys(slot).length === 0) this.values.delete(this.currentKey);
   }
 
-  /** Drops every expired entry of the states declared with a TTL, over all keys. */
+  /** Drops every expired entry of the states declared with a TTL, over all keys (reading nothing: no TTL is extended). */
   private purgeExpired(): void {
-    const ttlNames = [...this.declared.values()].filter((d) => d.ttl).map((d) => d);
-    if (ttlNames.length === 0) return;
-    const previous = this.currentKey;
-    for (const key of [...this.values.keys()]) {
-      this.currentKey = key;
-      for (const d of ttlNames) {
-        const h = this.handles.get(d.name)!;
-        if (d.kind === 'value') (h as ValueState<Json>).value();
-        else if (d.kind === 'list') (h as ListState<Json>).get();
-        else (h as MapState<Key, Json>).isEmpty();
+    const withTtl = [...this.declared.values()].filter((d) => d.ttl);
+    if (withTtl.length === 0) return;
+    for (const [key, slot] of [...this.values]) {
+      for (const d of withTtl) {
+        const held = slot[d.name];
+        if (held === undefined) continue;
+        if (d.kind === 'value') {
+          if (this.expired(held as Wrapped)) delete slot[d.name];
+        } else if (d.kind === 'list') {
+          const kept = (held as Wrapped[]).filter((w) => !this.expired(w));
+          if (kept.length === 0) delete slot[d.name];
+          else slot[d.name] = kept;
+        } else {
+          const map = held as Record<string, Json>;
+          for (const k of Object.keys(map)) if (this.expired(map[k] as Wrapped)) delete map[k];
+          if (Object.keys(map).length === 0) delete slot[d.name];
+        }
       }
+      if (Object.keys(slot).length === 0) this.values.delete(key);
     }
-    this.currentKey = previous;
   }
 
   get keyCount(): number {

@@ -123,6 +123,18 @@ describe('state TTL', () => {
     expect(v.value()).toBeUndefined();
   });
 
+  it('a snapshot does not extend an on-read-and-write TTL', () => {
+    let now = 0;
+    const backend = new KeyedStateBackend(() => now);
+    backend.setCurrentKey('k');
+    const v = backend.getState(valueState<number>('v', { ttl: { ms: 10, update: 'on-read-and-write' } }));
+    v.update(1);
+    now = 9;
+    backend.snapshot();
+    now = 10;
+    expect(v.value()).toBeUndefined();
+  });
+
   it('a snapshot leaves expired entries of every key out', () => {
     let now = 0;
     const backend = new KeyedStateBackend(() => now);

@@ -140,6 +140,22 @@ describe('Kinesis source', () => {
     expect(got1.map((e) => e.n)).toEqual([...Array(30).keys()]);
   });
 
+  it('after a merge, reads both parents to their ends before the child', async () => {
+    const kinesis = new MemoryKinesis();
+    kinesis.createStream('s', 2);
+    await fill(kinesis, 's', 'shardId-000000000000', 30);
+    await fill(kinesis, 's', 'shardId-000000000001', 40);
+    kinesis.mergeShards('s', 'shardId-000000000000', 'shardId-000000000001');
+    await fill(kinesis, 's', 'shardId-000000000002', 25);
+    const src = source(kinesis, { bounded: true, discoveryIntervalMs: 0 });
+    await src.open(ctx(0, 1));
+    const got = await drain(src, () => false, 10);
+    const firstChild = got.findIndex((e) => e.shard === 'shardId-000000000002');
+    expect(got).toHaveLength(95);
+    expect(firstChild).toBe(70);
+    expect(got.slice(70).map((e) => e.n)).toEqual([...Array(25).keys()]);
+  });
+
   it('survives throttling and expired iterators without losing or repeating a record', async () => {
     let skew = 0;
     const kinesis = new MemoryKinesis({ now: () => Date.now() + skew });
