@@ -62,6 +62,8 @@ export interface KinesisSourceOptions<O> {
   discoveryIntervalMs?: number;
   /** The Kinesis port (default: the AWS client on the configured endpoint). */
   streams?: () => KinesisStreams;
+  /** Wall clock for shard idleness (tests move it; default Date.now). */
+  now?: () => number;
 }
 
 export class KinesisSourceError extends Error {
@@ -108,6 +110,7 @@ export class KinesisSource<O extends Json> implements SourceFunction<O> {
     this.reader = new SplitReader<O>({
       ...(options.maxOutOfOrdernessMs !== undefined ? { maxOutOfOrdernessMs: options.maxOutOfOrdernessMs } : {}),
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      ...(options.now ? { now: options.now } : {}),
     });
   }
 

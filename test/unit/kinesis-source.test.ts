@@ -189,16 +189,20 @@ describe('Kinesis source', () => {
     const kinesis = new MemoryKinesis();
     kinesis.createStream('s', 2);
     await fill(kinesis, 's', 'shardId-000000000000', 100);
-    const src = source(kinesis, { maxOutOfOrdernessMs: 10, idleTimeoutMs: 300 });
+    let clock = 1_000_000;
+    const src = source(kinesis, { maxOutOfOrdernessMs: 10, idleTimeoutMs: 300, now: () => clock });
     await src.open(ctx(0, 1));
     let batch = await src.poll(1000);
     expect(batch.records).toHaveLength(100);
     expect(batch.watermark).toBeUndefined(); // shard 1 has emitted nothing yet and is not idle yet
-    await new Promise((r) => setTimeout(r, 350));
+    clock += 300; // nothing from either shard since: both idle, no watermark
+    await new Promise((r) => setTimeout(r, 250)); // past the GetRecords gap (200 ms at 5 calls a second)
+    expect((await src.poll(1000)).watermark).toBeUndefined();
     await fill(kinesis, 's', 'shardId-000000000000', 10, 100);
+    await new Promise((r) => setTimeout(r, 250));
     batch = await src.poll(1000);
     expect(batch.records).toHaveLength(10);
-    expect(batch.watermark).toBe(109 - 10 - 1);
+    expect(batch.watermark).toBe(109 - 10 - 1); // shard 0 has data again; shard 1 stays idle
   });
 
   it('names a missing stream', async () => {
