@@ -15,7 +15,7 @@ function portArg(): number | undefined {
 
 const port = portArg();
 const emulator = await startEmulator(port !== undefined ? { port } : {});
-console.log(`AWS emulator (moto ${MOTO_VERSION}: SQS, DynamoDB, S3) listening at ${emulator.endpoint}`);
+console.log(`AWS emulator (moto ${MOTO_VERSION}: SQS, DynamoDB, S3, Kinesis) listening at ${emulator.endpoint}`);
 console.log(`export AWS_ENDPOINT_URL=${emulator.endpoint}`);
 console.log('Press Ctrl-C to stop.');
 

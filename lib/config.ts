@@ -3,13 +3,14 @@
  * The same names are used by the local runtime, the task units, the Lambda handlers and the tests.
  */
 /** The services Sluice's ports reach. */
-export type ServiceName = 'sqs' | 'dynamodb' | 's3';
+export type ServiceName = 'sqs' | 'dynamodb' | 's3' | 'kinesis';
 
 /** Per-service endpoint variables (the AWS SDKs' own names); each overrides AWS_ENDPOINT_URL for its service. */
 export const SERVICE_ENDPOINT_VARS: Record<ServiceName, string> = {
   sqs: 'AWS_ENDPOINT_URL_SQS',
   dynamodb: 'AWS_ENDPOINT_URL_DYNAMODB',
   s3: 'AWS_ENDPOINT_URL_S3',
+  kinesis: 'AWS_ENDPOINT_URL_KINESIS',
 };
 
 export interface SluiceConfig {

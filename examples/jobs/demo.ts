@@ -1,11 +1,11 @@
 /**
- * The demo job: generator -> parse/enrich -> keyBy(user) -> keyed hourly aggregate -> S3 sink.
+ * The demo job: generator -> parse/enrich -> keyBy(user) -> hourly tumbling window -> S3 sink.
  * The generator and parse are chained in one task; the keyBy crosses SQS queues; the aggregate
  * and the sink are chained in the other task.
  */
 import { JobBuilder } from '../../lib/api/job';
-import type { JobDefinition, JobParams } from '../../lib/api/registry';
-import type { KeyedProcessContext, KeyedProcessFunction } from '../../lib/api/functions';
+import { defineJob, typedParams, type JobParams, type ParamSpecs } from '../../lib/api/registry';
+import { tumblingWindows, type AggregateFunction } from '../../lib/api/windows';
 import { evenShare, GeneratorSource } from '../../lib/connectors/generator-source';
 import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
 
@@ -61,32 +61,15 @@ export function parseAndEnrich(line: string): Enriched {
   return { ts: Number(ts), user: user!, action: action!, amount: Number(amount), segment: SEGMENTS[n % SEGMENTS.length]! };
 }
 
-/** Per user and event-time hour: events, buys and amount; emitted once the hour is complete. */
-export class HourlyAggregateFunction implements KeyedProcessFunction<Enriched, HourlyAggregate> {
-  processElement(e: Enriched, ctx: KeyedProcessContext<HourlyAggregate>): void {
-    const hourStart = Math.floor(e.ts / HOUR_MS) * HOUR_MS;
-    const hours = ctx.state.get<Record<string, [number, number, number]>>('hours') ?? {};
-    const slot = hours[hourStart] ?? [0, 0, 0];
-    slot[0] += 1;
-    slot[1] += e.action === 'buy' ? 1 : 0;
-    slot[2] += e.amount;
-    hours[hourStart] = slot;
-    ctx.state.set('hours', hours);
-    ctx.state.set('segment', e.segment);
-    if (slot[0] === 1) ctx.registerEventTimeTimer(hourStart + HOUR_MS - 1);
-  }
+/** Per user and event-time hour: segment, events, buys and amount (the window's accumulator). */
+type HourlyCounts = [segment: string, events: number, buys: number, amount: number];
 
-  onTimer(timestamp: number, ctx: KeyedProcessContext<HourlyAggregate>): void {
-    const hourStart = timestamp + 1 - HOUR_MS;
-    const hours = ctx.state.get<Record<string, [number, number, number]>>('hours') ?? {};
-    const slot = hours[hourStart];
-    if (!slot) return;
-    delete hours[hourStart];
-    if (Object.keys(hours).length === 0) ctx.state.clear('hours');
-    else ctx.state.set('hours', hours);
-    ctx.emit(toAggregate(ctx.key, ctx.state.get<string>('segment') ?? '', hourStart, slot));
-  }
-}
+export const hourlyCounts: AggregateFunction<Enriched, HourlyCounts, HourlyCounts> = {
+  createAccumulator: () => ['', 0, 0, 0],
+  add: (e, [, events, buys, amount]) => [e.segment, events + 1, buys + (e.action === 'buy' ? 1 : 0), amount + e.amount],
+  getResult: (counts) => counts,
+  merge: (a, b) => [b[0] || a[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]],
+};
 
 const toAggregate = (user: string, segment: string, hourStart: number, [events, buys, amount]: [number, number, number]): HourlyAggregate => ({
   user,
@@ -124,38 +107,41 @@ export function expectedAggregates(shape: DemoShape): Map<string, HourlyAggregat
 export const aggregateKey = (a: HourlyAggregate) => `${a.user}|${a.hourStart}`;
 
 export function demoShape(params: JobParams): DemoShape {
-  return { records: params.records as number, users: params.users as number, hours: params.hours as number, partitions: params.partitions as number };
+  const { records, users, hours, partitions } = typedParams('demo', demoParams, params);
+  return { records, users, hours, partitions };
 }
 
-export const demoJob: JobDefinition = {
+const demoParams = {
+  parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'subtasks per operator' },
+  records: { type: 'number', default: 1_000_000, integer: true, min: 1, max: 1_000_000_000, description: 'input records (bounded)' },
+  users: { type: 'number', default: 1000, integer: true, min: 1, max: 99_999, description: 'distinct users (keys)' },
+  hours: { type: 'number', default: 6, integer: true, min: 1, max: 24 * 365, description: 'event-time span of the input' },
+  partitions: { type: 'number', default: 16, integer: true, min: 1, max: 4096, description: 'generator partitions' },
+  rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
+} as const satisfies ParamSpecs;
+
+export const demoJob = defineJob({
   name: 'demo',
   description: 'generator -> parse/enrich -> keyBy(user) -> hourly aggregate per user -> S3 (hourly partitions)',
-  params: {
-    parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'subtasks per operator' },
-    records: { type: 'number', default: 1_000_000, integer: true, min: 1, max: 1_000_000_000, description: 'input records (bounded)' },
-    users: { type: 'number', default: 1000, integer: true, min: 1, max: 99_999, description: 'distinct users (keys)' },
-    hours: { type: 'number', default: 6, integer: true, min: 1, max: 24 * 365, description: 'event-time span of the input' },
-    partitions: { type: 'number', default: 16, integer: true, min: 1, max: 4096, description: 'generator partitions' },
-    rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
-  },
+  params: demoParams,
   build(params) {
-    const shape = demoShape(params);
-    const job = new JobBuilder('demo', { parallelism: params.parallelism as number });
+    const shape = { records: params.records, users: params.users, hours: params.hours, partitions: params.partitions };
+    const job = new JobBuilder('demo', { parallelism: params.parallelism });
     job
       .source('generator', () => new GeneratorSource<string>({
         partitions: shape.partitions,
         recordsPerPartition: (p) => partitionSize(shape, p),
-        ratePerSecond: params.rate as number,
+        ratePerSecond: params.rate,
         generate: (p, o) => demoLine(shape, p, o),
         eventTime: (line) => Number(line.slice(0, line.indexOf(','))),
       }))
       .map('parse', parseAndEnrich)
       .keyBy((e) => e.user)
-      .process('hourly-aggregate', () => new HourlyAggregateFunction())
+      .window(tumblingWindows(HOUR_MS), (e) => e.ts).aggregate('hourly-aggregate', hourlyCounts, (user, hour, [segment, ...counts]) => toAggregate(user, segment, hour.start, counts))
       .sink('s3-sink', () => new S3PartitionedSink<HourlyAggregate>({ prefix: 'output/{jobId}', eventTime: (a) => a.hourStart, successMarkers: true }));
     return job.build();
   },
-};
+});
 
 /** A 32-bit integer mix (splitmix-like), so generated fields look random but are reproducible. */
 function mix(x: number): number {

@@ -3,5 +3,7 @@ import { JobRegistry } from '../../lib/api/registry';
 import { demoJob } from './demo';
 import { ingestJob } from './ingest';
 import { recommendationJoinJob } from './recommendation-join';
+import { kinesisIngestJob } from './stream-ingest';
+import { kafkaIngestJob, kafkaRecommendationJoinJob } from './kafka-jobs';
 
-export const jobRegistry = new JobRegistry([demoJob, ingestJob, recommendationJoinJob]);
+export const jobRegistry = new JobRegistry([demoJob, ingestJob, recommendationJoinJob, kinesisIngestJob, kafkaRecommendationJoinJob, kafkaIngestJob]);

@@ -5,7 +5,7 @@
  * output can be checked exactly: each id once, none missing.
  */
 import { JobBuilder } from '../../lib/api/job';
-import type { JobDefinition, JobParams } from '../../lib/api/registry';
+import { defineJob, typedParams, type JobParams } from '../../lib/api/registry';
 import { GeneratorSource } from '../../lib/connectors/generator-source';
 import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
 
@@ -27,34 +27,37 @@ export function parseIngest(line: string): IngestRecord {
 }
 
 /** Every id the job must write, for a check of the output. */
-export function expectedIngestIds(params: JobParams): Set<string> {
+export function expectedIngestIds(given: JobParams): Set<string> {
+  const params = typedParams('ingest', ingestParams, given);
   const ids = new Set<string>();
-  for (let p = 0; p < (params.partitions as number); p++) for (let o = 0; o < (params.recordsPerPartition as number); o++) ids.add(`${p}-${o}`);
+  for (let p = 0; p < params.partitions; p++) for (let o = 0; o < params.recordsPerPartition; o++) ids.add(`${p}-${o}`);
   return ids;
 }
 
-export const ingestJob: JobDefinition = {
+const ingestParams = {
+  parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'pipelines' },
+  partitions: { type: 'number', default: 8, integer: true, min: 1, max: 4096, description: 'generator partitions' },
+  recordsPerPartition: { type: 'number', default: 20_000, integer: true, min: 1, description: 'records in each partition' },
+  rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
+  msPerRecord: { type: 'number', default: 1000, integer: true, min: 1, description: 'event-time step between records of a partition' },
+} as const;
+
+export const ingestJob = defineJob({
   name: 'ingest',
   description: 'generator partitions -> parse -> S3 sink (forward only; one checkpoint region per pipeline)',
-  params: {
-    parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'pipelines' },
-    partitions: { type: 'number', default: 8, integer: true, min: 1, max: 4096, description: 'generator partitions' },
-    recordsPerPartition: { type: 'number', default: 20_000, integer: true, min: 1, description: 'records in each partition' },
-    rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
-    msPerRecord: { type: 'number', default: 1000, integer: true, min: 1, description: 'event-time step between records of a partition' },
-  },
+  params: ingestParams,
   build(params) {
-    const job = new JobBuilder('ingest', { parallelism: params.parallelism as number });
+    const job = new JobBuilder('ingest', { parallelism: params.parallelism });
     job
       .source('generator', () => new GeneratorSource<string>({
-        partitions: params.partitions as number,
-        recordsPerPartition: params.recordsPerPartition as number,
-        ratePerSecond: params.rate as number,
-        generate: (p, o) => ingestLine(p, o, params.msPerRecord as number),
-        eventTime: (_line, _p, o) => INGEST_START + o * (params.msPerRecord as number),
+        partitions: params.partitions,
+        recordsPerPartition: params.recordsPerPartition,
+        ratePerSecond: params.rate,
+        generate: (p, o) => ingestLine(p, o, params.msPerRecord),
+        eventTime: (_line, _p, o) => INGEST_START + o * params.msPerRecord,
       }))
       .map('parse', parseIngest)
       .sink('s3-sink', () => new S3PartitionedSink<IngestRecord>({ prefix: 'output/{jobId}', eventTime: (r) => r.ts, successMarkers: true }), { chaining: false });
     return job.build();
   },
-};
+});

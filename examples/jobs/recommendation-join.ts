@@ -17,7 +17,7 @@
  * (all-to-all), so the whole job is one checkpoint region.
  */
 import { JobBuilder } from '../../lib/api/job';
-import type { JobDefinition, JobParams } from '../../lib/api/registry';
+import { defineJob, typedParams, type JobParams } from '../../lib/api/registry';
 import type { KeyedProcessContext, KeyedProcessFunction } from '../../lib/api/functions';
 import type { JobGraph } from '../../lib/graph/job-graph';
 import { evenShare, GeneratorSource } from '../../lib/connectors/generator-source';
@@ -57,14 +57,20 @@ export type Recommendation = {
   recommended: string;
 };
 
-export function joinShape(params: JobParams): JoinShape {
-  return {
-    events: params.events as number,
-    featureUpdates: params.featureUpdates as number,
-    users: params.users as number,
-    partitions: params.partitions as number,
-    minutes: params.minutes as number,
-  };
+const joinParams = {
+  parallelism: { type: 'number', default: 8, integer: true, min: 1, max: 10_000, description: 'subtasks per operator' },
+  events: { type: 'number', default: 1_000_000, integer: true, min: 1, max: 1_000_000_000, description: 'behaviour events (bounded); one output record each' },
+  featureUpdates: { type: 'number', default: 100_000, integer: true, min: 1, max: 1_000_000_000, description: 'user feature updates (bounded)' },
+  users: { type: 'number', default: 10_000, integer: true, min: 1, max: 999_999, description: 'distinct users (join keys)' },
+  partitions: { type: 'number', default: 64, integer: true, min: 1, max: 100_000, description: 'generator partitions of each source' },
+  minutes: { type: 'number', default: 120, integer: true, min: 1, max: 60 * 24 * 365, description: 'event-time span of both inputs' },
+  rate: { type: 'number', default: 0, min: 0, description: 'behaviour events per second per source subtask (0: unlimited); feature updates are paced to the same span' },
+  chainSink: { type: 'boolean', default: true, description: 'chain the sink to the join (false: a queue between them)' },
+} as const;
+
+export function joinShape(given: JobParams): JoinShape {
+  const { events, featureUpdates, users, partitions, minutes } = typedParams('recommendation-join', joinParams, given);
+  return { events, featureUpdates, users, partitions, minutes };
 }
 
 export const eventPartitionSize = (shape: JoinShape, p: number) => evenShare(shape.events, shape.partitions, p);
@@ -142,12 +148,13 @@ export interface RecommendationJoinOptions {
   join?: () => KeyedProcessFunction<BehaviourEvent | FeatureUpdate, Recommendation>;
 }
 
-export function buildRecommendationJoin(params: JobParams, options: RecommendationJoinOptions = {}): JobGraph {
+export function buildRecommendationJoin(given: JobParams, options: RecommendationJoinOptions = {}): JobGraph {
+  const params = typedParams('recommendation-join', joinParams, given);
   const shape = joinShape(params);
-  const rate = params.rate as number;
+  const rate = params.rate;
   // Feature updates are paced so both sources span the same wall time.
   const featureRate = rate > 0 ? Math.max(1, (rate * shape.featureUpdates) / shape.events) : 0;
-  const job = new JobBuilder('recommendation-join', { parallelism: params.parallelism as number });
+  const job = new JobBuilder('recommendation-join', { parallelism: params.parallelism });
   const events = job
     .source('events', () => new GeneratorSource<BehaviourEvent>({
       partitions: shape.partitions,
@@ -177,21 +184,12 @@ export function buildRecommendationJoin(params: JobParams, options: Recommendati
   return job.build();
 }
 
-export const recommendationJoinJob: JobDefinition = {
+export const recommendationJoinJob = defineJob({
   name: 'recommendation-join',
   description: 'events + user features -> keyBy(user) -> keyed join (latest features per user) -> one recommendation per event -> S3',
-  params: {
-    parallelism: { type: 'number', default: 8, integer: true, min: 1, max: 10_000, description: 'subtasks per operator' },
-    events: { type: 'number', default: 1_000_000, integer: true, min: 1, max: 1_000_000_000, description: 'behaviour events (bounded); one output record each' },
-    featureUpdates: { type: 'number', default: 100_000, integer: true, min: 1, max: 1_000_000_000, description: 'user feature updates (bounded)' },
-    users: { type: 'number', default: 10_000, integer: true, min: 1, max: 999_999, description: 'distinct users (join keys)' },
-    partitions: { type: 'number', default: 64, integer: true, min: 1, max: 100_000, description: 'generator partitions of each source' },
-    minutes: { type: 'number', default: 120, integer: true, min: 1, max: 60 * 24 * 365, description: 'event-time span of both inputs' },
-    rate: { type: 'number', default: 0, min: 0, description: 'behaviour events per second per source subtask (0: unlimited); feature updates are paced to the same span' },
-    chainSink: { type: 'boolean', default: true, description: 'chain the sink to the join (false: a queue between them)' },
-  },
+  params: joinParams,
   build: (params) => buildRecommendationJoin(params),
-};
+});
 
 /** The output the job must produce, as event id -> user (computed from the input alone). */
 export function expectedRecommendations(shape: JoinShape): Map<string, string> {

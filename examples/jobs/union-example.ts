@@ -16,7 +16,7 @@
 import type { Json, RuntimeContext, SourceBatch, SourceFunction } from '../../lib/api/functions';
 import { unionStateOf } from '../../lib/api/functions';
 import { JobBuilder } from '../../lib/api/job';
-import type { JobDefinition, JobParams } from '../../lib/api/registry';
+import { defineJob, typedParams, type JobParams } from '../../lib/api/registry';
 import { S3PartitionedSink } from '../../lib/connectors/s3-partitioned-sink';
 import type { UnionListState } from '../../lib/runtime/union-state';
 
@@ -132,22 +132,32 @@ export class LedgerSource implements SourceFunction<string> {
 }
 
 /** Every id the job must write. */
-export function expectedLedgerIds(params: JobParams): Set<string> {
+export function expectedLedgerIds(given: JobParams): Set<string> {
+  const params = typedParams('union-example', unionExampleParams, given);
   const ids = new Set<string>();
-  for (let p = 0; p < (params.partitions as number); p++) for (let o = 0; o < (params.recordsPerPartition as number); o++) ids.add(`${p}-${o}`);
+  for (let p = 0; p < params.partitions; p++) for (let o = 0; o < params.recordsPerPartition; o++) ids.add(`${p}-${o}`);
   return ids;
 }
 
-export function buildUnionExample(params: JobParams, hooks: { source?: () => SourceFunction<string>; onOpen?: (event: LedgerOpen) => void } = {}) {
-  const job = new JobBuilder('union-example', { parallelism: params.parallelism as number });
+const unionExampleParams = {
+  parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'pipelines' },
+  partitions: { type: 'number', default: 16, integer: true, min: 1, max: 4096, description: 'ledger partitions' },
+  recordsPerPartition: { type: 'number', default: 1000, integer: true, min: 1, description: 'records in each partition' },
+  rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
+  msPerRecord: { type: 'number', default: 1000, integer: true, min: 1, description: 'event-time step between records of a partition' },
+} as const;
+
+export function buildUnionExample(given: JobParams, hooks: { source?: () => SourceFunction<string>; onOpen?: (event: LedgerOpen) => void } = {}) {
+  const params = typedParams('union-example', unionExampleParams, given);
+  const job = new JobBuilder('union-example', { parallelism: params.parallelism });
   const source =
     hooks.source ??
     (() =>
       new LedgerSource({
-        partitions: params.partitions as number,
-        recordsPerPartition: params.recordsPerPartition as number,
-        ratePerSecond: params.rate as number,
-        msPerRecord: params.msPerRecord as number,
+        partitions: params.partitions,
+        recordsPerPartition: params.recordsPerPartition,
+        ratePerSecond: params.rate,
+        msPerRecord: params.msPerRecord,
         onOpen: hooks.onOpen,
       }));
   job
@@ -157,15 +167,9 @@ export function buildUnionExample(params: JobParams, hooks: { source?: () => Sou
   return job.build();
 }
 
-export const unionExampleJob: JobDefinition = {
+export const unionExampleJob = defineJob({
   name: 'union-example',
   description: 'ledger source (finished partitions in union state) -> parse -> S3 sink, chained (one region per pipeline)',
-  params: {
-    parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'pipelines' },
-    partitions: { type: 'number', default: 16, integer: true, min: 1, max: 4096, description: 'ledger partitions' },
-    recordsPerPartition: { type: 'number', default: 1000, integer: true, min: 1, description: 'records in each partition' },
-    rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
-    msPerRecord: { type: 'number', default: 1000, integer: true, min: 1, description: 'event-time step between records of a partition' },
-  },
+  params: unionExampleParams,
   build: (params) => buildUnionExample(params),
-};
+});

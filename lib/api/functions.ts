@@ -5,6 +5,9 @@
 import type { BlobStore } from '../ports/blob-store';
 import type { Json } from './json';
 import type { UnionListState } from './union-list-state';
+import type { Key } from './keys';
+import type { OutputTag } from './output-tag';
+import type { KeyedStateStore } from './state';
 
 export type { Json };
 export type { UnionListState };
@@ -57,42 +60,70 @@ export interface SourceFunction<O> {
   open(ctx: RuntimeContext): Promise<void>;
   /** Reads up to `max` records. May wait briefly when rate-limited. */
   poll(max: number): Promise<SourceBatch<O>>;
-  /** Current read positions, to be checkpointed. */
-  snapshotOffsets(): Json;
+  /**
+   * Current read positions, to be checkpointed (`checkpointId` given) or handed over to the next
+   * invocation of the same attempt (none given).
+   */
+  snapshotOffsets(checkpointId?: number): Json;
   restoreOffsets(offsets: Json): void;
+  /**
+   * Checkpoint N, whose offsets this source snapshotted, completed for its region: the offsets are
+   * durable (a source may now tell its broker, e.g. commit them to a Kafka consumer group for lag
+   * monitoring; recovery never reads them back from there).
+   */
+  checkpointComplete?(checkpointId: number): void | Promise<void>;
   close?(): Promise<void>;
 }
 
 // ---- keyed processing ----------------------------------------------------------------------
 
-/** Value state scoped to the current key. */
+/** Value state scoped to the current key, by name, untyped (the typed states: `ctx.getState(descriptor)`). */
 export interface KeyedValueState {
   get<T extends Json>(name: string): T | undefined;
   set(name: string, value: Json): void;
   clear(name: string): void;
 }
 
+/** Which clock a timer belongs to. */
+export type TimeDomain = 'event-time' | 'processing-time';
+
 /** What a keyed function sees of the runtime during one call (valid during that call only: the runtime reuses it). */
-export interface KeyedProcessContext<O> {
-  readonly key: string;
+export interface KeyedProcessContext<O, K extends Key = string> extends KeyedStateStore {
+  /** The current key, as the key selector returned it (a string, a number, a tuple...). */
+  readonly key: K;
   /** Which input the record came from (0 for single-input operators, 0/1 for connected streams). */
   readonly input: number;
+  /** Untyped value state by name (typed state: `getState`, `getListState`, `getMapState`). */
   readonly state: KeyedValueState;
   /** Largest event time known to be complete across all inputs. */
   readonly watermark: number;
-  /** Calls onTimer(timestamp) for this key once the watermark passes the timestamp. */
+  /** In `onTimer`: the clock of the timer that fired. */
+  readonly timeDomain: TimeDomain;
+  /** Wall-clock time of this subtask (ms since the epoch). */
+  currentProcessingTime(): number;
+  /** Calls onTimer(timestamp) for this key once the watermark reaches the timestamp. */
   registerEventTimeTimer(timestamp: number): void;
+  deleteEventTimeTimer(timestamp: number): void;
+  /**
+   * Calls onTimer(timestamp) for this key once the subtask's wall clock reaches the timestamp
+   * (checked between input batches, so at most a few hundred milliseconds late). Processing-time
+   * timers are checkpointed like event-time ones; a restored subtask fires the overdue ones at once.
+   */
+  registerProcessingTimeTimer(timestamp: number): void;
+  deleteProcessingTimeTimer(timestamp: number): void;
   emit(record: O): void;
+  /** Emits to a side output: read it with `stream.getSideOutput(tag)`; with no reader it is dropped. */
+  output<X extends Json>(tag: OutputTag<X>, record: X): void;
 }
 
-export interface KeyedProcessFunction<I, O> {
+export interface KeyedProcessFunction<I, O, K extends Key = string> {
   /**
    * Called once per subtask before the first record (after a restore: with union state already
    * restored, keyed state not yet). No key is current here: use it for union state and set-up.
    */
   open?(ctx: RuntimeContext): void | Promise<void>;
-  processElement(record: I, ctx: KeyedProcessContext<O>): void;
-  onTimer?(timestamp: number, ctx: KeyedProcessContext<O>): void;
+  processElement(record: I, ctx: KeyedProcessContext<O, K>): void;
+  onTimer?(timestamp: number, ctx: KeyedProcessContext<O, K>): void;
 }
 
 // ---- sinks ---------------------------------------------------------------------------------

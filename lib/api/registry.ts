@@ -18,12 +18,36 @@ export interface ParamSpec {
 
 export type JobParams = { [name: string]: number | string | boolean };
 
-export interface JobDefinition {
+/** The parameter specs of a job, by name. */
+export type ParamSpecs = { [name: string]: ParamSpec };
+
+/** The values `build` gets for these specs: each parameter typed by its spec (no casts in job code). */
+export type ParamValues<P extends ParamSpecs> = { [N in keyof P]: ParamValue<P[N]['type']> };
+/** Distributes over a union of types, so untyped specs give `number | string | boolean`. */
+type ParamValue<T extends ParamSpec['type']> = T extends 'number' ? number : T extends 'string' ? string : boolean;
+
+export interface JobDefinition<P extends ParamSpecs = ParamSpecs> {
   name: string;
   description: string;
   /** Every parameter the job takes; `parallelism` is always among them. */
-  params: { [name: string]: ParamSpec };
-  build(params: JobParams): JobGraph;
+  params: P;
+  build(params: ParamValues<P>): JobGraph;
+}
+
+/**
+ * A job definition whose `build` sees its parameters typed by their specs:
+ *
+ *   defineJob({ name: 'clicks', description: '...', params: { parallelism: { type: 'number', default: 2, ... } },
+ *     build(params) { params.parallelism ... } })   // a number, no cast
+ */
+export function defineJob<const P extends ParamSpecs & { parallelism: ParamSpec & { type: 'number' } }>(definition: JobDefinition<P>): JobDefinition {
+  // The registry resolves and checks every parameter against its spec before `build` sees it.
+  return definition as unknown as JobDefinition;
+}
+
+/** Parameters checked against these specs (defaults filled in), typed by them: for code outside `build` (output checks). */
+export function typedParams<const P extends ParamSpecs>(job: string, specs: P, given: { [k: string]: Json }): ParamValues<P> {
+  return resolveParams({ name: job, description: '', params: specs, build: () => ({ name: job, operators: [], edges: [] }) }, given) as ParamValues<P>;
 }
 
 /** A job that cannot be used, and why. */
@@ -85,7 +109,7 @@ export class JobRegistry {
     const definition = this.get(name);
     const resolved = resolveParams(definition, params);
     try {
-      return { graph: definition.build(resolved), params: resolved };
+      return { graph: definition.build(resolved as ParamValues<ParamSpecs>), params: resolved };
     } catch (err) {
       if (err instanceof JobSpecError) throw err;
       throw new JobSpecError(`job '${name}' failed to build its graph: ${err instanceof Error ? err.message : String(err)}`);

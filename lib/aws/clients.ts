@@ -11,7 +11,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { serviceEndpoint, type ServiceName, type SluiceConfig } from '../config';
 
-export type AwsService = ServiceName;
+/** The services of the engine's own ports (a connector's clients, Kinesis, count apart). */
+export type AwsService = Exclude<ServiceName, 'kinesis'>;
 
 export interface RequestCounts {
   sqs: number;
@@ -82,7 +83,7 @@ export function createAwsClients(config: SluiceConfig, options: ClientOptions = 
     httpAgent: { maxSockets: options.maxSockets ?? 256, keepAlive: true },
     httpsAgent: { maxSockets: options.maxSockets ?? 256, keepAlive: true },
   });
-  const common = (service: ServiceName) => {
+  const common = (service: AwsService) => {
     const endpoint = serviceEndpoint(config, service);
     return {
       region: config.region,

@@ -29,6 +29,8 @@ export interface ExecutionEdge {
   key?: EdgeDef['key'];
   /** Pointwise (forward) edges link producer i only to consumer i; the others are all-to-all. */
   pointwise: boolean;
+  /** The producer's side output this edge carries (absent: its main output). */
+  sideOutput?: string;
 }
 
 export interface SubtaskRef {
@@ -76,8 +78,8 @@ export function buildExecutionGraph(graph: JobGraph): ExecutionGraph {
   const inputsOf = groupBy(graph.edges, (e) => e.to);
   const outputsOf = groupBy(graph.edges, (e) => e.from);
 
-  // Chain A -> B when the edge is forward, parallelism matches, it is A's only output and B's
-  // only input, and B allows chaining.
+  // Chain A -> B when the edge is forward (and not a side output), parallelism matches, it is A's
+  // only output and B's only input, and B allows chaining.
   const chainedInto = new Map<string, string>(); // operator id -> task id
   const tasks: TaskVertex[] = [];
   const taskById = new Map<string, TaskVertex>();
@@ -89,6 +91,7 @@ export function buildExecutionGraph(graph: JobGraph): ExecutionGraph {
       single !== undefined &&
       upstream !== undefined &&
       single.kind === 'forward' &&
+      single.sideOutput === undefined &&
       op.chaining &&
       (outputsOf.get(upstream.id) ?? []).length === 1 &&
       upstream.parallelism === op.parallelism;
@@ -118,6 +121,7 @@ export function buildExecutionGraph(graph: JobGraph): ExecutionGraph {
       input: edge.input,
       key: edge.key,
       pointwise: edge.kind === 'forward',
+      ...(edge.sideOutput !== undefined ? { sideOutput: edge.sideOutput } : {}),
     };
     edges.push(exec);
     taskById.get(from)!.outputs.push(exec);

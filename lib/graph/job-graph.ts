@@ -16,7 +16,7 @@ export interface OperatorDef {
   chaining: boolean;
   source?: () => SourceFunction<any>;
   fn?: (record: any) => any;
-  process?: () => KeyedProcessFunction<any, any>;
+  process?: () => KeyedProcessFunction<any, any, any>;
   sink?: () => SinkFunction<any>;
 }
 
@@ -28,6 +28,8 @@ export interface EdgeDef {
   key?: (record: any) => string;
   /** Input number at the consumer (0, or 0/1 for a connected stream). */
   input: number;
+  /** The edge carries the producer's side output with this tag (`getSideOutput`), not its main output. */
+  sideOutput?: string;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
@@ -75,6 +77,9 @@ export function validateJobGraph(graph: JobGraph): OperatorDef[] {
     if (!to) throw new JobSpecError(`${where}: ${label} ends at unknown operator '${edge.to}'`);
     if (from.kind === 'sink') throw new JobSpecError(`${where}: ${label} starts at sink '${from.id}'; sinks have no output`);
     if (to.kind === 'source') throw new JobSpecError(`${where}: ${label} ends at source '${to.id}'; sources have no input`);
+    if (edge.sideOutput !== undefined && from.kind !== 'process') {
+      throw new JobSpecError(`${where}: ${label} reads side output '${edge.sideOutput}' of ${from.kind} operator '${from.id}'; only keyed process functions and windows have side outputs`);
+    }
     if (edge.kind === 'hash' && typeof edge.key !== 'function') {
       throw new JobSpecError(`${where}: ${label} is a keyBy (hash) edge without a key selector`);
     }

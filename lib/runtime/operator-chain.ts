@@ -4,20 +4,24 @@
  * always start a task, since their input is a hash edge); the tail is a sink or the task's
  * record writers.
  */
-import type { Json, KeyedProcessContext, KeyedProcessFunction, RuntimeContext, SinkFunction } from '../api/functions';
+import type { Json, KeyedProcessContext, KeyedProcessFunction, RuntimeContext, SinkFunction, TimeDomain } from '../api/functions';
+import { decodeKey, type Key } from '../api/keys';
+import type { OutputTag } from '../api/output-tag';
 import type { TaskVertex } from '../graph/execution-graph';
 import { KeyedStateBackend } from './keyed-state';
 import type { RecordWriter } from './record-writer';
 
 type Push = (record: Json) => void;
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export const END_OF_TIME = Number.MAX_SAFE_INTEGER;
 
 export class OperatorChain {
   readonly keyedState: KeyedStateBackend | undefined;
   readonly sink: SinkFunction<Json> | undefined;
-  private readonly keyed: KeyedProcessFunction<Json, Json> | undefined;
+  private readonly keyed: KeyedProcessFunction<Json, Json, Key> | undefined;
+  /** Writers of the main output (edges without a side-output tag), and of each side output by tag. */
+  private readonly mainWriters: RecordWriter[];
+  private readonly sideWriters = new Map<string, RecordWriter[]>();
   /** Key selector per input number of the keyed head. */
   private readonly keySelectors: ((record: Json) => string)[] = [];
   private readonly afterHead: Push;
@@ -28,7 +32,15 @@ export class OperatorChain {
   constructor(
     private readonly task: TaskVertex,
     private readonly writers: RecordWriter[],
+    /** Wall-clock time, for processing-time timers and state TTL (tests move it). */
+    private readonly now: () => number = Date.now,
   ) {
+    // writers[i] writes task.outputs[i] (see subtask.ts).
+    this.mainWriters = writers.filter((_, i) => task.outputs[i]?.sideOutput === undefined);
+    writers.forEach((w, i) => {
+      const tag = task.outputs[i]?.sideOutput;
+      if (tag !== undefined) this.sideWriters.set(tag, [...(this.sideWriters.get(tag) ?? []), w]);
+    });
     const head = task.operators[0]!;
     const tail = task.operators[task.operators.length - 1]!;
     if (tail.kind === 'sink') this.sink = tail.sink!();
@@ -42,7 +54,7 @@ export class OperatorChain {
           }
         : (r) => {
             this.recordsOut++;
-            for (const w of writers) w.emit(r);
+            for (const w of this.mainWriters) w.emit(r);
           };
     const stages = task.operators.slice(head.kind === 'process' || head.kind === 'source' ? 1 : 0);
     for (const op of stages.reverse()) {
@@ -58,7 +70,7 @@ export class OperatorChain {
 
     if (head.kind === 'process') {
       this.keyed = head.process!();
-      this.keyedState = new KeyedStateBackend();
+      this.keyedState = new KeyedStateBackend(now);
       for (const edge of task.inputs) this.keySelectors[edge.input] = edge.key!;
     }
   }
@@ -80,20 +92,37 @@ export class OperatorChain {
     const key = this.keySelectors[input]!(record);
     this.currentInput = input;
     this.keyedState!.setCurrentKey(key);
-    this.keyed.processElement(record, this.contextFor(key));
+    this.keyed.processElement(record, this.contextFor(key, 'event-time'));
   }
 
   /** Advances event time: fires due timers, then tells the record writers. */
   advanceWatermark(watermark: number): void {
     if (watermark <= this.watermark) return;
     this.watermark = watermark;
-    if (this.keyed?.onTimer) {
-      for (const [timestamp, key] of this.keyedState!.takeDueTimers(watermark)) {
-        this.keyedState!.setCurrentKey(key);
-        this.keyed.onTimer(timestamp, this.contextFor(key));
-      }
-    }
+    this.fireTimers(watermark, 'event-time');
     if (watermark < END_OF_TIME) for (const w of this.writers) w.emitWatermark(watermark);
+  }
+
+  /**
+   * Fires the processing-time timers due at the wall clock; returns how many fired. The subtask
+   * calls it between input batches (and a source subtask between polls).
+   */
+  advanceProcessingTime(): number {
+    const state = this.keyedState;
+    if (!state || !this.keyed?.onTimer) return 0;
+    const next = state.nextProcessingTimer();
+    if (next === undefined || next > this.now()) return 0;
+    return this.fireTimers(this.now(), 'processing-time');
+  }
+
+  private fireTimers(time: number, domain: TimeDomain): number {
+    if (!this.keyed?.onTimer) return 0;
+    const due = this.keyedState!.takeDueTimers(time, domain);
+    for (const [timestamp, key] of due) {
+      this.keyedState!.setCurrentKey(key);
+      this.keyed.onTimer(timestamp, this.contextFor(key, domain));
+    }
+    return due.length;
   }
 
   get currentWatermark(): number {
@@ -101,22 +130,45 @@ export class OperatorChain {
   }
 
   /**
-   * The keyed head's context for the current key: one object for every call, its key, input and
-   * watermark set before each (a context is valid during its call only, as documented): no
-   * allocation per record.
+   * The context handed to the keyed head: one object per chain, its key, input, watermark and time
+   * domain set for each call (a call is synchronous, so nothing sees it change under it).
    */
-  private contextFor(key: string): KeyedProcessContext<Json> {
-    const ctx = (this.context ??= this.newContext());
-    ctx.key = key;
+  private context: { -readonly [P in keyof KeyedProcessContext<Json, Key>]: KeyedProcessContext<Json, Key>[P] } | undefined;
+
+  private contextFor(key: string, timeDomain: TimeDomain): KeyedProcessContext<Json, Key> {
+    const ctx = (this.context ??= this.createContext());
+    ctx.key = decodeKey(key);
     ctx.input = this.currentInput;
     ctx.watermark = this.watermark;
+    ctx.timeDomain = timeDomain;
     return ctx;
   }
 
-  private context: Mutable<KeyedProcessContext<Json>> | undefined;
-
-  private newContext(): Mutable<KeyedProcessContext<Json>> {
+  private createContext(): NonNullable<OperatorChain['context']> {
     const state = this.keyedState!;
-    return { key: '', input: 0, state: state.state, watermark: this.watermark, registerEventTimeTimer: (t) => state.registerTimer(t), emit: this.afterHead };
+    return {
+      key: '',
+      input: 0,
+      state: state.state,
+      watermark: this.watermark,
+      timeDomain: 'event-time',
+      getState: (d) => state.getState(d),
+      getListState: (d) => state.getListState(d),
+      getMapState: (d) => state.getMapState(d),
+      currentProcessingTime: this.now,
+      registerEventTimeTimer: (t) => state.registerTimer(t, 'event-time'),
+      deleteEventTimeTimer: (t) => state.deleteTimer(t, 'event-time'),
+      registerProcessingTimeTimer: (t) => state.registerTimer(t, 'processing-time'),
+      deleteProcessingTimeTimer: (t) => state.deleteTimer(t, 'processing-time'),
+      emit: this.afterHead,
+      output: (tag, record) => this.sideOutput(tag, record),
+    };
+  }
+
+  private sideOutput(tag: OutputTag<Json>, record: Json): void {
+    const writers = this.sideWriters.get(tag.id);
+    if (!writers) return; // nobody reads this side output
+    this.recordsOut++;
+    for (const w of writers) w.emit(record);
   }
 }

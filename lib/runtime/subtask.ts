@@ -195,7 +195,11 @@ export class SubtaskRunner {
     this.output = new SubtaskOutput(this.id, writers, env.lingerMs);
     this.chain = new OperatorChain(task, writers);
     this.ledger = this.chain.sink && new SinkLedger(this.chain.sink);
-    const commitCompleted = async () => this.ledger?.commitCompleted();
+    const commitCompleted = async () => {
+      // Processing-time timers fire between batches; what they emit goes out at once.
+      if (this.chain.advanceProcessingTime() > 0) await this.output.flush();
+      await this.ledger?.commitCompleted();
+    };
     if (head.kind === 'source') {
       this.source = head.source!();
       this.sourceDriver = new SourceDriver(
@@ -264,6 +268,12 @@ export class SubtaskRunner {
     this.output.trimLogs(checkpointId);
     this.determinants?.trim(checkpointId);
     this.input?.gate?.determinants.trim(checkpointId);
+    // A source may tell its broker (a Kafka consumer group's offsets, for lag monitoring): never needed for recovery.
+    if (this.source?.checkpointComplete) {
+      Promise.resolve()
+        .then(() => this.source!.checkpointComplete!(checkpointId))
+        .catch((error: unknown) => this.env.logger?.warn('source could not act on a completed checkpoint', { subtask: this.id, checkpointId, error: String(error) }));
+    }
   }
 
   /**

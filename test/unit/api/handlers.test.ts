@@ -79,7 +79,7 @@ describe('job API handlers on memory ports', () => {
     expect(res.body.regions.flatMap((r: { subtasks: string[] }) => r.subtasks).sort()).toEqual(subtasks);
 
     const list = await api.call('GET', '/jobs');
-    expect(list.body.definitions.map((d: { name: string }) => d.name)).toEqual(['demo', 'ingest', 'recommendation-join']);
+    expect(list.body.definitions.map((d: { name: string }) => d.name)).toEqual(['demo', 'ingest', 'recommendation-join', 'kinesis-ingest', 'kafka-recommendations', 'kafka-ingest']);
     const demoDefinition = list.body.definitions[0];
     expect(demoDefinition.description).toMatch(/hourly aggregate/);
     expect(demoDefinition.params.parallelism).toEqual({ type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'subtasks per operator' });

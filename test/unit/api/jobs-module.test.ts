@@ -51,7 +51,7 @@ describe('JobRegistry', () => {
 describe('loadJobRegistry', () => {
   it('loads the examples by default', async () => {
     const registry = await loadJobRegistry({});
-    expect(registry.list().map((d) => d.name).sort()).toEqual(['demo', 'ingest', 'recommendation-join']);
+    expect(registry.list().map((d) => d.name).sort()).toEqual(['demo', 'ingest', 'kafka-ingest', 'kafka-recommendations', 'kinesis-ingest', 'recommendation-join']);
     expect(await loadJobRegistry({})).toBe(registry);
   });
 

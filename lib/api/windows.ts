@@ -1,0 +1,231 @@
+/**
+ * Event-time windows on keyed streams, as Flink's DataStream API has them:
+ *
+ *   stream.keyBy((e) => e.user)
+ *     .window(tumblingWindows(HOUR_MS))              // or slidingWindows(size, slide), sessionWindows(gap)
+ *     .allowedLateness(60_000)                       // optional: late elements update fired windows
+ *     .sideOutputLateData(LATE)                      // optional: what is later than that
+ *     .aggregate('hourly', counts, toRow);           // or .reduce(...), .process(...)
+ *
+ * A window [start, end) fires once the watermark reaches end - 1 (its last millisecond) and emits
+ * the window function's result; it keeps its contents until end - 1 + allowed lateness, and an
+ * element arriving for it meanwhile fires it again with the updated result. An element whose every
+ * window is past that is late: it goes to the late-data side output, or is dropped (counted in
+ * nothing but that output). Session windows merge when they overlap or touch.
+ *
+ * Underneath it is a keyed process function (`WindowOperator`) over map state and event-time
+ * timers, so windows checkpoint and restore like any keyed state.
+ */
+import type { Json, KeyedProcessContext, KeyedProcessFunction } from './functions';
+import type { Key } from './keys';
+import type { OutputTag } from './output-tag';
+import { mapState } from './state';
+
+/** A time window [start, end): `end - 1` is its last millisecond. */
+export interface TimeWindow {
+  start: number;
+  end: number;
+}
+
+export class WindowSpecError extends Error {
+  override name = 'WindowSpecError';
+}
+
+export interface WindowAssigner {
+  readonly kind: 'tumbling' | 'sliding' | 'session';
+  /** The windows an element with this event time belongs to (before any merging). */
+  assign(timestamp: number): TimeWindow[];
+  /** Session windows merge; the others do not. */
+  readonly merging: boolean;
+}
+
+const floorMod = (a: number, n: number) => ((a % n) + n) % n;
+
+function checkMs(what: string, value: number, min = 1): void {
+  if (!Number.isInteger(value) || value < min) throw new WindowSpecError(`${what} must be a whole number of milliseconds, at least ${min}, got ${value}`);
+}
+
+/** Fixed windows of `size` ms that do not overlap, aligned to the epoch (plus `offset`). */
+export function tumblingWindows(size: number, offset = 0): WindowAssigner {
+  checkMs('tumbling window size', size);
+  checkMs('tumbling window offset', offset, 0);
+  return {
+    kind: 'tumbling',
+    merging: false,
+    assign: (t) => {
+      const start = t - floorMod(t - offset, size);
+      return [{ start, end: start + size }];
+    },
+  };
+}
+
+/** Windows of `size` ms starting every `slide` ms: an element belongs to size / slide of them. */
+export function slidingWindows(size: number, slide: number, offset = 0): WindowAssigner {
+  checkMs('sliding window size', size);
+  checkMs('sliding window slide', slide);
+  checkMs('sliding window offset', offset, 0);
+  return {
+    kind: 'sliding',
+    merging: false,
+    assign: (t) => {
+      const out: TimeWindow[] = [];
+      for (let start = t - floorMod(t - offset, slide); start > t - size; start -= slide) out.push({ start, end: start + size });
+      return out;
+    },
+  };
+}
+
+/** Per key, a window that lasts while elements come less than `gap` ms apart. */
+export function sessionWindows(gap: number): WindowAssigner {
+  checkMs('session gap', gap);
+  return { kind: 'session', merging: true, assign: (t) => [{ start: t, end: t + gap }] };
+}
+
+/** An incremental aggregation: the accumulator is state, so it must be JSON. */
+export interface AggregateFunction<T, A extends Json, R> {
+  createAccumulator(): A;
+  add(value: T, accumulator: A): A;
+  getResult(accumulator: A): R;
+  /** Combines two accumulators; needed by session windows (they merge). */
+  merge?(a: A, b: A): A;
+}
+
+/** What a window function emits through. */
+export interface WindowOutput<O> {
+  emit(record: O): void;
+  output<X extends Json>(tag: OutputTag<X>, record: X): void;
+  /** The watermark when the window fires. */
+  readonly watermark: number;
+}
+
+/** Sees every element of a window when it fires (the elements are kept in state until then). */
+export type ProcessWindowFunction<T, O, K extends Key> = (key: K, window: TimeWindow, elements: T[], out: WindowOutput<O>) => void;
+
+/** How a window's contents are kept and turned into output. */
+export interface WindowContents<T, O, K extends Key> {
+  empty(): Json;
+  add(contents: Json, element: T): Json;
+  merge(a: Json, b: Json): Json;
+  fire(key: K, window: TimeWindow, contents: Json, out: WindowOutput<O>): void;
+}
+
+export function reduceContents<T extends Json, O, K extends Key>(reducer: (a: T, b: T) => T, result: (key: K, window: TimeWindow, reduced: T) => O): WindowContents<T, O, K> {
+  return {
+    empty: () => null,
+    add: (c, e) => (c === null ? e : reducer(c as T, e)),
+    merge: (a, b) => (a === null ? b : b === null ? a : reducer(a as T, b as T)),
+    fire: (key, window, c, out) => {
+      if (c !== null) out.emit(result(key, window, c as T));
+    },
+  };
+}
+
+export function aggregateContents<T, A extends Json, R, O, K extends Key>(fn: AggregateFunction<T, A, R>, result: (key: K, window: TimeWindow, value: R) => O): WindowContents<T, O, K> {
+  return {
+    empty: () => fn.createAccumulator(),
+    add: (c, e) => fn.add(e, c as A),
+    merge: (a, b) => {
+      if (!fn.merge) throw new WindowSpecError('session windows merge: the aggregate function needs merge(a, b)');
+      return fn.merge(a as A, b as A);
+    },
+    fire: (key, window, c, out) => out.emit(result(key, window, fn.getResult(c as A))),
+  };
+}
+
+export function processContents<T extends Json, O, K extends Key>(fn: ProcessWindowFunction<T, O, K>): WindowContents<T, O, K> {
+  return {
+    empty: () => [],
+    add: (c, e) => {
+      (c as Json[]).push(e);
+      return c;
+    },
+    merge: (a, b) => [...(a as Json[]), ...(b as Json[])],
+    fire: (key, window, c, out) => fn(key, window, structuredClone(c) as T[], out),
+  };
+}
+
+export interface WindowOptions<T> {
+  assigner: WindowAssigner;
+  /** Event time of an element. */
+  eventTime: (element: T) => number;
+  /** How long after a window fires late elements still update it (ms, default 0). */
+  allowedLateness?: number;
+  /** Where elements too late for every window go (default: dropped). */
+  lateData?: OutputTag<T & Json>;
+}
+
+/** Window contents per key: [start, end] -> contents. */
+const WINDOWS = mapState<[number, number], Json>('windows');
+
+/**
+ * The keyed process function behind `.window(...)`: keeps each window's contents in map state,
+ * fires it with an event-time timer at its last millisecond, and drops it at the end of its
+ * allowed lateness.
+ */
+export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction<T, O, K> {
+  private readonly lateness: number;
+
+  constructor(
+    private readonly options: WindowOptions<T>,
+    private readonly contents: WindowContents<T, O, K>,
+  ) {
+    this.lateness = options.allowedLateness ?? 0;
+    checkMs('allowed lateness', this.lateness, 0);
+  }
+
+  processElement(element: T, ctx: KeyedProcessContext<O, K>): void {
+    const t = this.options.eventTime(element);
+    if (!Number.isFinite(t)) throw new WindowSpecError(`window: event time of an element is ${t}, not a number of milliseconds`);
+    const windows = ctx.getMapState(WINDOWS);
+    let placed = false;
+    for (const assigned of this.options.assigner.assign(t)) {
+      let window = assigned;
+      let contents: Json | undefined;
+      if (this.options.assigner.merging) {
+        // Sessions: this element's window absorbs every window of the key it overlaps or touches.
+        contents = this.contents.empty();
+        for (const [start, end] of windows.keys()) {
+          if (start > window.end || end < window.start) continue;
+          if (this.late({ start, end }, ctx)) continue;
+          contents = this.contents.merge(contents, windows.get([start, end])!);
+          windows.remove([start, end]);
+          this.deleteTimers({ start, end }, ctx);
+          window = { start: Math.min(start, window.start), end: Math.max(end, window.end) };
+        }
+      }
+      if (this.late(window, ctx)) continue;
+      placed = true;
+      contents = this.contents.add(contents ?? windows.get([window.start, window.end]) ?? this.contents.empty(), element);
+      windows.put([window.start, window.end], contents);
+      if (window.end - 1 <= ctx.watermark) {
+        // Late but within the allowed lateness: the window fired already; fire it again, updated.
+        this.contents.fire(ctx.key, window, contents, this.output(ctx));
+      } else ctx.registerEventTimeTimer(window.end - 1);
+      if (this.lateness > 0) ctx.registerEventTimeTimer(window.end - 1 + this.lateness);
+    }
+    if (!placed && this.options.lateData) ctx.output(this.options.lateData, element as T & Json);
+  }
+
+  onTimer(timestamp: number, ctx: KeyedProcessContext<O, K>): void {
+    const windows = ctx.getMapState(WINDOWS);
+    for (const [[start, end], contents] of windows.entries()) {
+      const window = { start, end };
+      if (end - 1 === timestamp) this.contents.fire(ctx.key, window, contents, this.output(ctx));
+      if (end - 1 + this.lateness <= timestamp) windows.remove([start, end]);
+    }
+  }
+
+  /** Past its last millisecond plus the allowed lateness: the window is gone for good. */
+  private late(window: TimeWindow, ctx: KeyedProcessContext<O, K>): boolean {
+    return window.end - 1 + this.lateness <= ctx.watermark;
+  }
+
+  private deleteTimers(window: TimeWindow, ctx: KeyedProcessContext<O, K>): void {
+    ctx.deleteEventTimeTimer(window.end - 1);
+    if (this.lateness > 0) ctx.deleteEventTimeTimer(window.end - 1 + this.lateness);
+  }
+
+  private output(ctx: KeyedProcessContext<O, K>): WindowOutput<O> {
+    return { emit: (r) => ctx.emit(r), output: (tag, r) => ctx.output(tag, r), watermark: ctx.watermark };
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Event-time windows (lib/api/windows.ts) through the real operator chain: tumbling, sliding and
+ * session windows; reduce, aggregate and process window functions; allowed lateness and the
+ * late-data side output; restore from a snapshot mid-window.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Json, SourceFunction } from '../../lib/api/functions';
+import { OutputTag } from '../../lib/api/output-tag';
+import { sessionWindows, slidingWindows, tumblingWindows, WindowSpecError, type AggregateFunction } from '../../lib/api/windows';
+import { JobBuilder } from '../../lib/api/job';
+import { buildExecutionGraph } from '../../lib/graph/execution-graph';
+import { KeyedHarness } from './helpers/keyed-harness';
+
+type Ev = { k: string; t: number; n: number };
+const ev = (k: string, t: number, n = 1): Ev => ({ k, t, n });
+const sum = (a: Ev, b: Ev): Ev => ({ ...a, n: a.n + b.n });
+
+describe('tumbling windows', () => {
+  it('fire once the watermark reaches their last millisecond, one result per key and window', () => {
+    const h = new KeyedHarness<Ev>((s) => s.window(tumblingWindows(10), (e) => e.t).reduce('op', sum, (key, w, r) => ({ key, start: w.start, end: w.end, n: r.n })), (e) => e.k);
+    h.push(ev('a', 1), ev('a', 9), ev('b', 5), ev('a', 10), ev('a', 12, 5));
+    h.watermark(8);
+    expect(h.take()).toEqual([]);
+    h.watermark(9);
+    expect(h.take()).toEqual([
+      { key: 'a', start: 0, end: 10, n: 2 },
+      { key: 'b', start: 0, end: 10, n: 1 },
+    ]);
+    h.watermark(100);
+    expect(h.take()).toEqual([{ key: 'a', start: 10, end: 20, n: 6 }]);
+    // Fired windows are gone from state (no lateness): nothing left for either key.
+    expect(h.chain.keyedState!.keyCount).toBe(0);
+  });
+
+  it('align to the epoch plus the offset, also for negative times', () => {
+    const assign = tumblingWindows(10, 3).assign;
+    expect(assign(3)).toEqual([{ start: 3, end: 13 }]);
+    expect(assign(2)).toEqual([{ start: -7, end: 3 }]);
+    expect(tumblingWindows(10).assign(-1)).toEqual([{ start: -10, end: 0 }]);
+  });
+
+  it('drop late elements, or send them to the late-data side output', () => {
+    const late = new OutputTag<Ev>('late');
+    const job = new JobBuilder('late', { parallelism: 1 });
+    const windowed = job.source('src', (): SourceFunction<Ev> => { throw new Error('not run'); }).keyBy((e) => e.k).window(tumblingWindows(10), (e) => e.t).sideOutputLateData(late).reduce('op', sum);
+    windowed.sink('main', () => { throw new Error('not run'); });
+    windowed.getSideOutput(late).sink('late-sink', () => { throw new Error('not run'); });
+    const graph = buildExecutionGraph(job.build());
+    // The window's task ends at the window: both outputs cross a queue; the side edge is tagged.
+    const op = graph.tasks.find((t) => t.id === 'op')!;
+    expect(op.operators.map((o) => o.id)).toEqual(['op']);
+    expect(op.outputs.map((e) => [e.to, e.sideOutput])).toEqual([
+      ['main', undefined],
+      ['late-sink', 'late'],
+    ]);
+
+    const h = new KeyedHarness<Ev>((s) => s.window(tumblingWindows(10), (e) => e.t).reduce('op', sum), (e) => e.k);
+    h.push(ev('a', 1)).watermark(20);
+    expect(h.take()).toEqual([ev('a', 1)]);
+    h.push(ev('a', 2)).watermark(30); // window [0,10) is past: dropped
+    expect(h.take()).toEqual([]);
+  });
+
+  it('with allowed lateness, fire again for each late element and keep the window until its lateness ends', () => {
+    const h = new KeyedHarness<Ev>((s) => s.window(tumblingWindows(10), (e) => e.t).allowedLateness(5).reduce('op', sum), (e) => e.k);
+    h.push(ev('a', 1)).watermark(9);
+    expect(h.take()).toEqual([ev('a', 1)]);
+    h.push(ev('a', 3, 2)); // late, within lateness: fires at once with the update
+    expect(h.take()).toEqual([ev('a', 1, 3)]);
+    h.watermark(14); // cleanup at 9 + 5
+    h.push(ev('a', 4)); // now too late
+    h.watermark(50);
+    expect(h.take()).toEqual([]);
+  });
+});
+
+describe('sliding windows', () => {
+  it('put an element into size / slide windows and fire each', () => {
+    expect(slidingWindows(10, 5).assign(7)).toEqual([
+      { start: 5, end: 15 },
+      { start: 0, end: 10 },
+    ]);
+    const counts: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (_e, a) => a + 1, getResult: (a) => a };
+    const h = new KeyedHarness<Ev>((s) => s.window(slidingWindows(10, 5), (e) => e.t).aggregate('op', counts, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
+    h.push(ev('a', 1), ev('a', 6), ev('a', 11)).watermark(100);
+    expect(h.take()).toEqual(['a[-5,5)=1', 'a[0,10)=2', 'a[5,15)=2', 'a[10,20)=1']);
+  });
+});
+
+describe('session windows', () => {
+  it('merge windows closer than the gap, also when an element bridges two sessions', () => {
+    const h = new KeyedHarness<Ev>(
+      (s) => s.window(sessionWindows(10), (e) => e.t).process<Json>('op', (key, w, elements, out) => out.emit({ key, start: w.start, end: w.end, ts: elements.map((e) => e.t).sort((a, b) => a - b) })),
+      (e) => e.k,
+    );
+    h.push(ev('a', 0), ev('a', 25), ev('b', 3));
+    h.push(ev('a', 12)); // [12,22): apart from [0,10) and from [25,35)
+    h.push(ev('a', 8)); // [8,18) overlaps [0,10) and [12,22): all three merge into [0,22)
+    h.watermark(21);
+    expect(h.take()).toEqual([
+      { key: 'b', start: 3, end: 13, ts: [3] },
+      { key: 'a', start: 0, end: 22, ts: [0, 8, 12] },
+    ]);
+    h.push(ev('a', 30)).watermark(1000); // [30,40) merges with [25,35)
+    expect(h.take()).toEqual([{ key: 'a', start: 25, end: 40, ts: [25, 30] }]);
+  });
+
+  it('need merge() of an aggregate function', () => {
+    const noMerge: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (_e, a) => a + 1, getResult: (a) => a };
+    const h = new KeyedHarness<Ev>((s) => s.window(sessionWindows(10), (e) => e.t).aggregate('op', noMerge), (e) => e.k);
+    expect(() => h.push(ev('a', 0), ev('a', 5))).toThrow(/needs merge/);
+  });
+});
+
+describe('windows across a restore', () => {
+  it('keep their contents and timers in the keyed snapshot', () => {
+    const h = new KeyedHarness<Ev>((s) => s.window(tumblingWindows(10), (e) => e.t).reduce('op', sum), (e) => e.k);
+    h.push(ev('a', 1), ev('a', 2)).watermark(5).restart();
+    h.push(ev('a', 3)).watermark(9);
+    expect(h.take()).toEqual([ev('a', 1, 3)]);
+  });
+});
+
+describe('window specs', () => {
+  it('refuse sizes, slides, gaps and lateness that are not whole positive milliseconds', () => {
+    expect(() => tumblingWindows(0)).toThrow(WindowSpecError);
+    expect(() => tumblingWindows(1.5)).toThrow(/whole number of milliseconds, at least 1, got 1.5/);
+    expect(() => slidingWindows(10, 0)).toThrow(/slide/);
+    expect(() => sessionWindows(-1)).toThrow(/session gap/);
+    expect(() => new KeyedHarness<Ev>((s) => s.window(tumblingWindows(10), (e) => e.t).allowedLateness(-1).reduce('op', sum), (e) => e.k).push(ev('a', 1))).toThrow(/allowed lateness/);
+  });
+});
