@@ -59,7 +59,19 @@ export interface TaskUnitOptions {
    * input gate's 15 s visibility timeout, so the events held back are not delivered again meanwhile).
    */
   handoverGraceMs?: number;
+  /**
+   * How often the unit looks at its counters (default 1 s): when they changed, its record is
+   * written (a report, which is also a heartbeat), at most this often.
+   */
   heartbeatMs?: number;
+  /**
+   * Longest time without a write (default 3 s): when the counters did not change, a small liveness
+   * heartbeat goes instead of the whole record, so an idle unit hosting many subtasks costs one
+   * small write per this interval, not a record of every subtask's counters per second.
+   */
+  livenessMs?: number;
+  /** The record is rewritten at least this often (default 60 s), for the request counters an idle unit still runs up. */
+  reportMaxAgeMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
   requestCounts?: () => Record<string, number>;
   /** Requests of the attempt's earlier invocations (from the hand-over), added to this process's. */
@@ -210,15 +222,28 @@ export class TaskUnit {
     return total;
   }
 
+  /**
+   * Heartbeats, adaptive: each `heartbeatMs` the unit's counters are compared with what it last
+   * reported; changed, the record is written (at most that often); unchanged, only a liveness
+   * heartbeat once `livenessMs` passed since the last write. A refused write means a newer attempt
+   * exists or the job stopped this one: the unit stops.
+   */
   private async heartbeatLoop(): Promise<void> {
     const { jobs, jobId, unitId, attempt } = this.options;
-    const every = this.options.heartbeatMs ?? 1000;
+    const policy = new HeartbeatPolicy({
+      livenessMs: this.options.livenessMs ?? 3000,
+      reportMaxAgeMs: this.options.reportMaxAgeMs ?? 60_000,
+      now: Date.now(),
+    });
     while (!this.stopped) {
-      await sleepUnless(every, () => this.stopped);
+      await sleepUnless(this.options.heartbeatMs ?? 1000, () => this.stopped);
       if (this.stopped) return;
-      const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
+      const report = this.report();
+      const write = policy.next(Date.now(), JSON.stringify(report.stats));
+      if (write === 'none') continue;
+      const current = write === 'report' ? await jobs.reportUnit(jobId, unitId, attempt, report, this.owner) : await jobs.beat(jobId, unitId, attempt);
       if (!current) {
-        // A newer attempt of this unit exists: stop writing anything.
+        // A newer attempt of this unit exists, or the job stopped it: stop writing anything.
         this.log.warn(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
         this.cancel();
         return;
@@ -265,6 +290,36 @@ export class TaskUnit {
       default:
         return this.options.onControl?.(message);
     }
+  }
+}
+
+/**
+ * Which heartbeat write a unit makes now: its record ('report') when its counters changed since
+ * the last report or the report is `reportMaxAgeMs` old; a liveness heartbeat ('beat') when
+ * nothing was written for `livenessMs`; otherwise nothing. An idle unit hosting many subtasks
+ * thus writes one small item every `livenessMs`, not its record of every subtask each second.
+ */
+export class HeartbeatPolicy {
+  private reported: string | undefined;
+  private reportedAt: number;
+  private wroteAt: number;
+
+  constructor(private readonly options: { livenessMs: number; reportMaxAgeMs: number; now: number }) {
+    this.reportedAt = options.now;
+    this.wroteAt = options.now;
+  }
+
+  next(now: number, stats: string): 'report' | 'beat' | 'none' {
+    if (stats !== this.reported || now - this.reportedAt >= this.options.reportMaxAgeMs) {
+      this.reported = stats;
+      this.reportedAt = this.wroteAt = now;
+      return 'report';
+    }
+    if (now - this.wroteAt >= this.options.livenessMs) {
+      this.wroteAt = now;
+      return 'beat';
+    }
+    return 'none';
   }
 }
 

@@ -112,6 +112,7 @@ class HostingLauncher implements UnitLauncher {
   readonly runs: Promise<UnitOutcome>[] = [];
   readonly log: string[] = [];
   private readonly attempts = new Map<string, number>();
+  private readonly controlQueues = new Map<string, string>();
 
   constructor(
     private readonly deps: { ports: MemoryPorts; blobs: BlobStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string; unionRestoreConcurrency?: number },
@@ -120,6 +121,7 @@ class HostingLauncher implements UnitLauncher {
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     const { ports, blobs, jobs, registry, queuePrefix, unionRestoreConcurrency } = this.deps;
     this.attempts.set(unit.unitId, attempt);
+    this.controlQueues.set(unit.unitId, unit.controlQueue);
     const run = hostUnit({
       jobId: job.jobId,
       unitId: unit.unitId,
@@ -137,12 +139,11 @@ class HostingLauncher implements UnitLauncher {
     this.runs.push(run);
   }
 
-  async stop(jobId: string, unitId: string): Promise<void> {
+  async stop(_jobId: string, unitId: string): Promise<void> {
     const attempt = this.attempts.get(unitId);
-    const job = await this.deps.jobs.getJob(jobId);
     const message: ControlMessage = { type: 'cancel', attempt };
     await this.deps.ports.channels
-      .send(job.units.find((u) => u.unitId === unitId)!.controlQueue, [{ groupId: 'control', dedupId: `stop-${unitId}-${attempt}`, body: JSON.stringify(message) }])
+      .send(this.controlQueues.get(unitId)!, [{ groupId: 'control', dedupId: `stop-${unitId}-${attempt}`, body: JSON.stringify(message) }])
       .catch(() => undefined);
   }
 }
