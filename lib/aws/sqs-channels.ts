@@ -23,7 +23,7 @@ import {
   SendMessageBatchCommand,
   type BatchResultErrorEntry,
 } from '@aws-sdk/client-sqs';
-import type { ChannelTransport, InboundMessage, OutboundMessage, ReceiptResult, ReceiveOptions } from '../ports/channels';
+import { abortedReceive, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 // The in-memory transport is the reference for names, batching and limits; share its helpers.
 import {
   fifoQueueName,
@@ -231,9 +231,12 @@ export class SqsChannelTransport implements ChannelTransport {
           MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount', 'SentTimestamp'],
         }),
         // The long poll itself may take waitSeconds; allow that plus the usual request time.
-        { requestTimeout: (options.waitSeconds + 10) * 1000 },
+        { requestTimeout: (options.waitSeconds + 10) * 1000, ...(options.signal ? { abortSignal: options.signal } : {}) },
       ),
-    );
+    ).catch((err: unknown) => {
+      if (options.signal?.aborted) throw abortedReceive();
+      throw err;
+    });
     return (result.Messages ?? []).map((m) => ({
       body: m.Body ?? '',
       groupId: m.Attributes?.MessageGroupId ?? '',

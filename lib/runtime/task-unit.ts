@@ -82,6 +82,15 @@ export interface TaskUnitOptions {
   logger?: Logger;
 }
 
+/**
+ * Longest long-poll wait of an idle control queue. Shorter than SQS's 20 s: a long poll of a unit
+ * that died goes on at SQS (and at the emulator) until its wait ends, and a message it takes then
+ * is hidden for CONTROL_VISIBILITY_SECONDS; the unit's restarted attempt reads the same queue.
+ */
+const CONTROL_IDLE_WAIT_SECONDS = 5;
+/** How long a control message taken by a receive stays hidden (handling one takes well under this). */
+const CONTROL_VISIBILITY_SECONDS = 10;
+
 export class ZombieUnitError extends Error {
   override name = 'ZombieUnitError';
 }
@@ -92,6 +101,8 @@ export type UnitOutcome = UnitStatus | 'HANDED_OVER';
 export class TaskUnit {
   readonly runners: SubtaskRunner[];
   private stopped = false;
+  /** Aborted when the unit ends: its control long poll does not hold the end up. */
+  private readonly ending = new AbortController();
   private control: Promise<void> = Promise.resolve();
   /** A hand-over has begun: control messages are no longer read (the successor reads them). */
   private handingOver = false;
@@ -153,6 +164,7 @@ export class TaskUnit {
     // The heartbeat goes on while the state is written: a large state must not look like a dead unit.
     const handedOver = handingOver ? await this.handOver() : undefined;
     this.stopped = true;
+    this.ending.abort();
     await Promise.allSettled([heartbeat, this.control]);
     if (handedOver) return handedOver;
     const status = UNIT_LIFECYCLE.move('RUNNING', failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED');
@@ -251,10 +263,19 @@ export class TaskUnit {
     }
   }
 
+  /**
+   * Reads the control queue. Its long poll backs off from 1 s to CONTROL_IDLE_WAIT_SECONDS while
+   * nothing comes (a long poll returns as soon as a message arrives, so a trigger is not delayed),
+   * never past the time to hand over; the unit's end aborts it.
+   */
   private async controlLoop(): Promise<void> {
-    const { channels, controlQueue: queue } = this.options;
+    const { channels, controlQueue: queue, handoverAt } = this.options;
+    let wait = 1;
     while (!this.stopped && !this.handingOver) {
-      const messages = await channels.receive(queue, { max: 10, waitSeconds: 1 }).catch(() => []);
+      const untilHandover = handoverAt === undefined ? Infinity : Math.floor((handoverAt - Date.now()) / 1000);
+      const waitSeconds = Math.max(0, Math.min(wait, untilHandover));
+      const messages = await channels.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: CONTROL_VISIBILITY_SECONDS, signal: this.ending.signal }).catch(() => []);
+      wait = messages.length > 0 ? 1 : Math.min(CONTROL_IDLE_WAIT_SECONDS, wait * 2);
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
     }

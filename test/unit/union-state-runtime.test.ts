@@ -113,6 +113,8 @@ class HostingLauncher implements UnitLauncher {
   readonly log: string[] = [];
   private readonly attempts = new Map<string, number>();
   private readonly controlQueues = new Map<string, string>();
+  /** Awaited before a restarted attempt (attempt > 0) is hosted. */
+  beforeRestart: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly deps: { ports: MemoryPorts; blobs: BlobStore; jobs: JobStore; registry: JobRegistry; queuePrefix: string; unionRestoreConcurrency?: number },
@@ -122,6 +124,7 @@ class HostingLauncher implements UnitLauncher {
     const { ports, blobs, jobs, registry, queuePrefix, unionRestoreConcurrency } = this.deps;
     this.attempts.set(unit.unitId, attempt);
     this.controlQueues.set(unit.unitId, unit.controlQueue);
+    if (attempt > 0) await this.beforeRestart?.();
     const run = hostUnit({
       jobId: job.jobId,
       unitId: unit.unitId,
@@ -227,6 +230,19 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
       checkpointEveryMs: 250,
       onFailure: createFailoverHandler({ jobs, service, launcher, latestManifest: () => catalog.loadLatest() }),
     });
+
+    // The restart waits until the other regions have completed a checkpoint after the crashed
+    // region's restore point, so the restored union mixes restore points (a failover is faster
+    // than the other regions' next checkpoint otherwise).
+    const regionOf = (j: number) => job.regions.find((r) => r.subtasks.includes(subtaskId('ledger', j)))!.id;
+    launcher.beforeRestart = async () => {
+      for (;;) {
+        const manifest = await catalog.loadLatest();
+        const from = (j: number) => manifest?.regions.find((r) => r.regionId === regionOf(j))?.restoreFrom ?? 0;
+        if (Array.from({ length: P }, (_, j) => j).every((j) => j === CRASHING || from(j) > from(CRASHING))) return;
+        await sleep(50);
+      }
+    };
 
     // Arm the crash once a completed checkpoint holds at least one finished partition of every subtask.
     const arming = (async () => {
