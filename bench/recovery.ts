@@ -33,7 +33,8 @@ import { resolveParams } from '../lib/api/registry';
 import type { Json } from '../lib/api/functions';
 import { buildExecutionGraph, controlQueue, type ExecutionGraph } from '../lib/graph/execution-graph';
 import { DEFAULT_SETTINGS, type JobView, type UnitLauncher } from '../lib/jobs/job-service';
-import { JobStore, type FailoverStrategy, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
+import { JobStore, storedJob, type FailoverStrategy, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
+import { unitShardCount } from '../lib/ports/metadata-keys';
 import type { UnitFailure } from '../lib/jobs/supervisor';
 import { MemoryMetadataStore } from '../lib/memory/metadata-store';
 import type { ChannelTransport, OutboundMessage } from '../lib/ports/channels';
@@ -154,17 +155,19 @@ async function runHandler(setup: Setup, strategy: FailoverStrategy, sendControl?
     settings: { ...DEFAULT_SETTINGS, failover: strategy },
     status: 'RUNNING',
     createdAt: 0,
+    queuePrefix: 'sim',
+    shape: { units: setup.units.length, subtasks: setup.graph.subtasks.length, regions: setup.graph.regions.length, queues: 0, unitShards: unitShardCount(setup.units.length) },
     units: setup.units,
     regions: setup.graph.regions,
     queues: [],
   };
-  await jobs.createJob(job);
+  await jobs.createJob(storedJob(job));
   for (const u of setup.units) {
     await jobs.startUnitAttempt(JOB_ID, u.unitId, u.subtasks, 0);
     await jobs.reportUnit(JOB_ID, u.unitId, 0, { status: u.unitId === setup.failedUnit ? 'FAILED' : 'RUNNING' });
   }
   const view = async (): Promise<JobView> => ({
-    job: await jobs.getJob(JOB_ID),
+    job: { ...(await jobs.getJob(JOB_ID)), units: job.units, regions: job.regions, queues: job.queues },
     units: await jobs.getUnits(JOB_ID),
     totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
   });

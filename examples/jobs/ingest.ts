@@ -35,8 +35,8 @@ export function expectedIngestIds(given: JobParams): Set<string> {
 }
 
 const ingestParams = {
-  parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 256, description: 'pipelines' },
-  partitions: { type: 'number', default: 8, integer: true, min: 1, max: 4096, description: 'generator partitions' },
+  parallelism: { type: 'number', default: 4, integer: true, min: 1, max: 10_000, description: 'pipelines' },
+  partitions: { type: 'number', default: 8, integer: true, min: 1, max: 100_000, description: 'generator partitions' },
   recordsPerPartition: { type: 'number', default: 20_000, integer: true, min: 1, description: 'records in each partition' },
   rate: { type: 'number', default: 0, min: 0, description: 'records per second per source subtask (0: unlimited)' },
   msPerRecord: { type: 'number', default: 1000, integer: true, min: 1, description: 'event-time step between records of a partition' },

@@ -119,7 +119,7 @@ export class JobApiService implements JobApi {
       throw err;
     }
     this.deps.onSubmitted?.(job);
-    return this.deps.jobs.getJob(job.jobId);
+    return this.deps.service.job(job.jobId);
   }
 
   async list(): Promise<JobSummary[]> {

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { RouteName } from './routes';
+import { MAX_SUBTASKS_PER_UNIT } from '../../lib/graph/placement';
 
 export const jobIdSchema = z
   .string()
@@ -37,6 +38,7 @@ export const submitSchema = z.strictObject({
   runOn: z.enum(['lambda', 'fargate']).optional(),
   heartbeatTimeoutSeconds: z.number().min(1).max(900).optional(),
   checkpoint: checkpointSettingsSchema.optional(),
+  subtasksPerUnit: z.number().int().min(1).max(MAX_SUBTASKS_PER_UNIT).optional(),
 });
 
 export type SubmitBody = z.infer<typeof submitSchema>;

@@ -15,8 +15,9 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import { serviceEndpoint } from '../config';
-import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, StoredItem } from '../ports/metadata-store';
-import { validateChanges, validateConditions, validateItem, validateKeys } from '../memory/metadata-store';
+import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, QueryOptions, StoredItem } from '../ports/metadata-store';
+import { checkItemSize, ItemLimitError, MAX_ITEM_BYTES } from '../ports/item-size';
+import { validateChanges, validateConditions, validateItem, validateKeys, validateQueryOptions } from '../memory/metadata-store';
 import type { AwsClients } from './clients';
 import { callAws, isAwsErrorCode, type AwsErrorContext } from './errors';
 
@@ -128,6 +129,8 @@ export class DynamoMetadataStore implements MetadataStore {
     const Key = this.key(pk, sk);
     validateItem(item);
     validateConditions(conditions);
+    // Named here, before DynamoDB answers a bare ValidationException.
+    checkItemSize(pk, sk, item);
     const expr = new ExpressionBuilder();
     const condition = expr.condition(conditions);
     try {
@@ -179,12 +182,15 @@ export class DynamoMetadataStore implements MetadataStore {
       return unmarshalItem(Attributes ?? {});
     } catch (err) {
       if (isConditionFailure(err)) return undefined;
+      // The adapter cannot size the stored item: DynamoDB refuses an update that would outgrow it.
+      if (isItemSizeFailure(err)) throw new ItemLimitError(`item ${pk} / ${sk} would be over DynamoDB's item size limit of ${MAX_ITEM_BYTES} bytes (400 KB) after this update`, { cause: err });
       throw err;
     }
   }
 
-  async query(pk: string, skPrefix = ''): Promise<StoredItem[]> {
+  async query(pk: string, skPrefix = '', options: QueryOptions = {}): Promise<StoredItem[]> {
     validateKeys(pk);
+    validateQueryOptions(options);
     const out: StoredItem[] = [];
     let start: AttributeMap | undefined;
     do {
@@ -197,12 +203,14 @@ export class DynamoMetadataStore implements MetadataStore {
             ExpressionAttributeValues: { ':pk': { S: pk }, ...(skPrefix ? { ':prefix': { S: skPrefix } } : {}) },
             ConsistentRead: true,
             ExclusiveStartKey: start,
+            ...(options.newestFirst ? { ScanIndexForward: false } : {}),
+            ...(options.limit !== undefined ? { Limit: options.limit - out.length } : {}),
           }),
         ),
       );
       for (const raw of page.Items ?? []) out.push({ pk, sk: raw.sk!.S!, item: unmarshalItem(raw) });
       start = page.LastEvaluatedKey;
-    } while (start);
+    } while (start && (options.limit === undefined || out.length < options.limit));
     return out;
   }
 
@@ -212,6 +220,11 @@ export class DynamoMetadataStore implements MetadataStore {
       this.clients.dynamodb.send(new DeleteItemCommand({ TableName: this.table, Key })),
     );
   }
+}
+
+function isItemSizeFailure(err: unknown): boolean {
+  const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  return isAwsErrorCode(cause, 'ValidationException') && /item size/i.test(cause instanceof Error ? cause.message : String(cause));
 }
 
 function isConditionFailure(err: unknown): boolean {

@@ -2,6 +2,13 @@
  * ChannelTransport on SQS FIFO queues. One logical queue name maps to `<name>.fifo`; the caller
  * owns naming (the adapter adds no prefix). Deduplication is explicit (MessageDeduplicationId),
  * never content-based, so two identical record batches are never merged.
+ *
+ * Queues are created in FIFO high-throughput mode (deduplication per message group, throughput
+ * per message group): each channel is a message group, so a queue is not held to 300 calls a
+ * second. Creating and deleting thousands of queues (20,000 for recommendation-join at P=4000
+ * without packing) is paced: at most `queueOpsPerSecond` calls a second (SQS publishes no rate for
+ * CreateQueue and DeleteQueue, and throttles bursts), and a throttled call is retried with
+ * backoff while the pace halves.
  */
 import { serviceEndpoint } from '../config';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +23,7 @@ import {
   SendMessageBatchCommand,
   type BatchResultErrorEntry,
 } from '@aws-sdk/client-sqs';
-import type { ChannelTransport, InboundMessage, OutboundMessage, ReceiptResult, ReceiveOptions } from '../ports/channels';
+import { abortedReceive, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 // The in-memory transport is the reference for names, batching and limits; share its helpers.
 import {
   fifoQueueName,
@@ -28,7 +35,7 @@ import {
   validateVisibilityTimeout,
 } from '../memory/channels';
 import type { AwsClients } from './clients';
-import { SluiceAwsError, callAws, isMissingQueueError, missingQueueError, type AwsErrorContext } from './errors';
+import { SluiceAwsError, callAws, isAwsErrorCode, isMissingQueueError, missingQueueError, type AwsErrorContext } from './errors';
 import { mapWithConcurrency } from '../util/concurrency';
 
 export { fifoQueueName, logicalQueueName };
@@ -36,14 +43,71 @@ export { fifoQueueName, logicalQueueName };
 export interface SqsChannelOptions {
   /** Queues created or deleted at once (default 8). */
   concurrency?: number;
+  /** Most CreateQueue / DeleteQueue calls a second (default 100). */
+  queueOpsPerSecond?: number;
+  /** Attempts for a throttled CreateQueue / DeleteQueue (default 8). */
+  queueOpAttempts?: number;
   /** Attempts for batch entries SQS reports as failed (default 5). */
   entryAttempts?: number;
+}
+
+/** The attributes of every queue: FIFO, explicit deduplication ids, high-throughput mode. */
+export const QUEUE_ATTRIBUTES = {
+  FifoQueue: 'true',
+  ContentBasedDeduplication: 'false',
+  DeduplicationScope: 'messageGroup',
+  FifoThroughputLimit: 'perMessageGroupId',
+} as const;
+
+const THROTTLED = ['RequestThrottled', 'ThrottlingException', 'Throttling', 'AWS.SimpleQueueService.RequestThrottled', 'TooManyRequestsException'];
+
+/** True for SQS's "slow down" answers. */
+export function isThrottled(err: unknown): boolean {
+  const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  return isAwsErrorCode(cause, ...THROTTLED) || isAwsErrorCode(err, ...THROTTLED);
+}
+
+/**
+ * Spaces calls at most `perSecond` a second (a start every 1/perSecond s), shared by every worker
+ * of a fan-out; `slowDown` halves the pace after a throttle, and it recovers as calls succeed.
+ */
+export class Pacer {
+  private next = 0;
+  private rate: number;
+
+  constructor(private readonly perSecond: number) {
+    if (!(perSecond > 0)) throw new RangeError(`pace must be above 0 calls a second, got ${perSecond}`);
+    this.rate = perSecond;
+  }
+
+  async take(): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, this.next);
+    this.next = at + 1000 / this.rate;
+    if (at > now) await sleep(at - now);
+  }
+
+  slowDown(): void {
+    this.rate = Math.max(1, this.rate / 2);
+  }
+
+  succeeded(): void {
+    this.rate = Math.min(this.perSecond, this.rate * 1.05);
+  }
+
+  get callsPerSecond(): number {
+    return this.rate;
+  }
 }
 
 export class SqsChannelTransport implements ChannelTransport {
   private readonly urls = new Map<string, string>();
   private readonly concurrency: number;
   private readonly entryAttempts: number;
+  private readonly queueOpAttempts: number;
+  readonly pacer: Pacer;
+  /** Throttled CreateQueue / DeleteQueue calls retried so far. */
+  throttledQueueOps = 0;
 
   constructor(
     private readonly clients: AwsClients,
@@ -51,6 +115,25 @@ export class SqsChannelTransport implements ChannelTransport {
   ) {
     this.concurrency = options.concurrency ?? 8;
     this.entryAttempts = options.entryAttempts ?? 5;
+    this.queueOpAttempts = options.queueOpAttempts ?? 8;
+    this.pacer = new Pacer(options.queueOpsPerSecond ?? 100);
+  }
+
+  /** One queue operation at the pace, retried with backoff while SQS throttles it. */
+  private async paced<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await this.pacer.take();
+      try {
+        const result = await call();
+        this.pacer.succeeded();
+        return result;
+      } catch (err) {
+        if (!isThrottled(err) || attempt >= this.queueOpAttempts) throw err;
+        this.throttledQueueOps++;
+        this.pacer.slowDown();
+        await sleep(backoffMs(attempt));
+      }
+    }
   }
 
   private context(queue: string | undefined, operation: string): AwsErrorContext {
@@ -85,13 +168,8 @@ export class SqsChannelTransport implements ChannelTransport {
   async createQueues(names: readonly string[]): Promise<void> {
     await mapWithConcurrency(names, this.concurrency, async (name) => {
       const physical = fifoQueueName(name);
-      const { QueueUrl } = await callAws(this.context(name, 'CreateQueue'), () =>
-        this.clients.sqs.send(
-          new CreateQueueCommand({
-            QueueName: physical,
-            Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'false' },
-          }),
-        ),
+      const { QueueUrl } = await this.paced(() =>
+        callAws(this.context(name, 'CreateQueue'), () => this.clients.sqs.send(new CreateQueueCommand({ QueueName: physical, Attributes: { ...QUEUE_ATTRIBUTES } }))),
       );
       this.urls.set(physical, QueueUrl!);
     });
@@ -100,7 +178,7 @@ export class SqsChannelTransport implements ChannelTransport {
   async deleteQueues(names: readonly string[]): Promise<void> {
     await mapWithConcurrency(names, this.concurrency, async (name) => {
       try {
-        await this.onQueue(name, 'DeleteQueue', (url) => this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url })));
+        await this.paced(() => this.onQueue(name, 'DeleteQueue', (url) => this.clients.sqs.send(new DeleteQueueCommand({ QueueUrl: url }))));
       } catch (err) {
         if (!isMissingQueueError(err)) throw err;
       }
@@ -153,9 +231,12 @@ export class SqsChannelTransport implements ChannelTransport {
           MessageSystemAttributeNames: ['MessageGroupId', 'ApproximateReceiveCount', 'SentTimestamp'],
         }),
         // The long poll itself may take waitSeconds; allow that plus the usual request time.
-        { requestTimeout: (options.waitSeconds + 10) * 1000 },
+        { requestTimeout: (options.waitSeconds + 10) * 1000, ...(options.signal ? { abortSignal: options.signal } : {}) },
       ),
-    );
+    ).catch((err: unknown) => {
+      if (options.signal?.aborted) throw abortedReceive();
+      throw err;
+    });
     return (result.Messages ?? []).map((m) => ({
       body: m.Body ?? '',
       groupId: m.Attributes?.MessageGroupId ?? '',

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore, MetaItem } from '../ports/metadata-store';
-import { catalogPk } from '../ports/metadata-keys';
+import { HISTORY_TTL_SECONDS, TTL_ATTRIBUTE, catalogPk, expiresAt } from '../ports/metadata-keys';
 import { parseManifest, serializeManifest } from './manifest';
 import type { CheckpointHistoryEntry, CheckpointManifest } from './types';
 
@@ -23,8 +23,8 @@ export interface CheckpointCatalog {
   loadLatest(): Promise<CheckpointManifest | undefined>;
   /** The retained completed checkpoints, oldest first (to rebuild a coordinator). */
   loadRetained(): Promise<CheckpointManifest[]>;
-  /** Every history entry, oldest first. */
-  loadHistory(): Promise<CheckpointHistoryEntry[]>;
+  /** The newest `limit` history entries (default HISTORY_LIMIT), oldest first. */
+  loadHistory(limit?: number): Promise<CheckpointHistoryEntry[]>;
   /** Deletes the manifests of checkpoints no longer retained. */
   deleteManifests(checkpointIds: readonly number[]): Promise<void>;
 }
@@ -52,6 +52,12 @@ export class CheckpointDecidedError extends StaleCheckpointError {
     super(`checkpoint ${decision.checkpointId} was already decided (${decision.history.outcome.status}) by another writer`);
   }
 }
+
+/**
+ * History entries read at most (the newest): decisions expire a week after they were made
+ * (HISTORY_TTL_SECONDS), and nobody reads the whole history of a long-running job.
+ */
+export const HISTORY_LIMIT = 100;
 
 /** Most failed-region records stored in one history item (DynamoDB items are at most 400 KB). */
 export const MAX_FAILED_REGIONS_PER_ITEM = 200;
@@ -233,6 +239,8 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
       extra.retainedKeys = d.retained.map((r) => r.manifestKey);
     }
     const item = historyToItem(d.history, d.manifestKey, extra);
+    // Kept a week, then DynamoDB's TTL deletes it (the pointer, not the decision, is what recovery reads).
+    item[TTL_ATTRIBUTE] = expiresAt(d.history.endTime, HISTORY_TTL_SECONDS);
     if (await this.metadata.put(checkpointPk(this.jobId), checkpointSk(d.checkpointId), item, [{ attr: 'checkpointId', op: 'notExists' }])) return;
     const standing = await this.loadDecision(d.checkpointId);
     // Our own write, retried after a lost response, stands.
@@ -274,8 +282,8 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
    */
   async repair(): Promise<void> {
     const latest = (await this.pointer())?.checkpointId ?? 0;
-    const items = await this.metadata.query(checkpointPk(this.jobId), 'CKPT#');
-    for (let i = items.length - 1; i >= 0; i--) {
+    const items = await this.metadata.query(checkpointPk(this.jobId), 'CKPT#', { newestFirst: true, limit: HISTORY_LIMIT });
+    for (let i = 0; i < items.length; i++) {
       const d = itemToDecision(items[i]!.item, this.jobId);
       if (d.checkpointId <= latest) return;
       if (d.history.outcome.status === 'completed') {
@@ -336,9 +344,9 @@ export class PortCheckpointCatalog implements CheckpointCatalog {
     return Promise.all(this.rememberPointer(p).map((r) => this.manifestAt(r.key)));
   }
 
-  async loadHistory(): Promise<CheckpointHistoryEntry[]> {
-    const items = await this.metadata.query(checkpointPk(this.jobId), 'CKPT#');
-    return items.map((i) => itemToHistory(i.item));
+  async loadHistory(limit = HISTORY_LIMIT): Promise<CheckpointHistoryEntry[]> {
+    const items = await this.metadata.query(checkpointPk(this.jobId), 'CKPT#', { newestFirst: true, limit });
+    return items.reverse().map((i) => itemToHistory(i.item));
   }
 
   async deleteManifests(checkpointIds: readonly number[]): Promise<void> {

@@ -15,10 +15,12 @@ import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
 import { buildExecutionGraph, parseSubtaskId, producersOf, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
+import { jobLayout, LayoutIndex } from '../graph/placement';
 import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { MetadataStore } from '../ports/metadata-store';
+import { ackShardCount } from '../ports/metadata-keys';
 import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
 import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from '../observability/unit-metrics';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
@@ -165,11 +167,13 @@ export async function loadUnitRestore(args: {
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const log = (options.logger ?? silentLogger).child({ jobId: options.jobId, unitId: options.unitId, attempt: options.attempt });
-  const job = options.job?.jobId === options.jobId ? options.job : await options.jobs.getJob(options.jobId);
+  const stored = options.job?.jobId === options.jobId ? options.job : await options.jobs.getJob(options.jobId);
+  const graph = buildExecutionGraph(options.registry.build(stored.name, stored.params).graph);
+  // The layout is computed, not read: the job item does not list units (lib/graph/placement.ts).
+  const job: JobRecord = { ...stored, ...jobLayout(graph, { jobId: stored.jobId, queuePrefix: stored.queuePrefix, subtasksPerUnit: stored.settings.subtasksPerUnit ?? 1 }) };
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
-  const graph = buildExecutionGraph(options.registry.build(job.name, job.params).graph);
-  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt);
+  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt, ackShardCount(graph.subtasks.length));
   if (options.resume) return resumeUnit(options, job, placement, graph, io, log);
 
   const first = log.child({ invocation: 0 });
@@ -179,6 +183,10 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   // union list state from every subtask of the task, each at its own region's entry. Read at once
   // with the fence's attempts and the availability view: a restart waits for the slowest only.
   const failover = job.settings.failover;
+  const producerAttempts = async (): Promise<Map<string, number>> => {
+    const producers = producerUnitsOf(graph, new LayoutIndex(job), placement.subtasks);
+    return producers.size > 0 ? options.jobs.unitAttempts(job.jobId, producers) : new Map<string, number>();
+  };
   const [restored, units, availability] = await Promise.all([
     new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest().then((manifest) =>
       loadUnitRestore({
@@ -193,8 +201,9 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     ),
     // Fencing: after a region or full restart every producer replays from the same checkpoint, so
     // what their older attempts sent is refused; under single-point recovery the producers did not
-    // restart and what they sent before still counts.
-    failover === 'region' || failover === 'full' ? options.jobs.getUnits(job.jobId) : [],
+    // restart and what they sent before still counts. Only the units of this unit's producers are
+    // read (their records' partitions), not every unit of the job.
+    failover === 'region' || failover === 'full' ? producerAttempts() : new Map<string, number>(),
     // Single-point recovery: writers drop records bound for unavailable sub-partitions.
     loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks }),
   ]);
@@ -209,7 +218,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     );
   }
   const attempts = new Map<string, number>();
-  for (const unit of units) attempts.set(unit.unitId, unit.attempt);
+  for (const [unitId, attempt] of units) attempts.set(unitId, attempt);
 
   // A restarted unit marks its own input sub-partitions available again once its state is restored.
   const announced = await announceAvailable({
@@ -267,6 +276,27 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   return runMeasured(unit, metrics);
 }
 
+/** The units hosting the producers of these subtasks' input channels. */
+export function producerUnitsOf(graph: ExecutionGraph, layout: LayoutIndex, subtasks: readonly string[]): Set<string> {
+  const tasks = new Map(graph.tasks.map((t) => [t.id, t]));
+  const out = new Set<string>();
+  const allToAll = new Set<string>();
+  for (const id of subtasks) {
+    const { taskId, index } = parseSubtaskId(id);
+    for (const edge of tasks.get(taskId)?.inputs ?? []) {
+      const from = tasks.get(edge.from)!;
+      // An all-to-all edge has the same producers for every consumer: once per edge.
+      if (!edge.pointwise && allToAll.has(edge.id)) continue;
+      if (!edge.pointwise) allToAll.add(edge.id);
+      for (const p of producersOf(edge, index, from.parallelism)) {
+        const unit = layout.unitOf(subtaskId(edge.from, p));
+        if (unit) out.add(unit.unitId);
+      }
+    }
+  }
+  return out;
+}
+
 /** Runs the unit; its metrics are published when the invocation ends, however it ends. */
 async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOutcome> {
   try {
@@ -319,6 +349,8 @@ function unitOptions(
     gate: availability,
     inflightLog: keepsInflightLogs(job.settings.failover),
     exactOnce: job.settings.failover === 'single-exact',
+    // A liveness heartbeat about three times within the job's heartbeat timeout.
+    livenessMs: Math.max(1000, Math.min(5000, Math.floor(job.settings.heartbeatTimeoutMs / 3))),
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
         log.info(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {

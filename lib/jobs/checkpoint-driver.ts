@@ -21,6 +21,7 @@ import { recordCheckpoint } from '../observability/checkpoint-metrics';
 import { CheckpointIO, type AckRecord } from '../runtime/checkpoint-io';
 import type { ControlMessage } from '../runtime/messages';
 import { JobStore, type JobRecord } from './job-store';
+import { ackShardCount } from '../ports/metadata-keys';
 
 export interface ControlSender {
   sendControl(job: JobRecord, unitIds: string[], message: ControlMessage): Promise<void>;
@@ -43,10 +44,16 @@ export interface DriverDeps {
   metrics?: MetricsSink;
 }
 
-/** `JOB#<id>/UNIT#<unit>` records' attempts, by unit id (units without a record are left out). */
+/** The unit records' attempts, by unit id (units without a record are left out). */
 export async function readUnitAttempts(metadata: MetadataStore, jobId: string): Promise<Record<string, number>> {
-  return Object.fromEntries((await new JobStore(metadata).getUnits(jobId)).map((u) => [u.unitId, u.attempt]));
+  return Object.fromEntries(await new JobStore(metadata).unitAttempts(jobId));
 }
+
+/**
+ * History entries a driver reads when it is built (each Step Functions step builds one): enough
+ * for the newest ids and counters, without reading the job's whole history every poll.
+ */
+export const DRIVER_HISTORY = 16;
 
 export interface ReplayOptions {
   /** The units' attempts now (unit records): a unit restarted since the trigger fails its region. */
@@ -78,7 +85,7 @@ export class CheckpointDriver {
     this.clock = deps.clock ?? systemClock;
     this.logger = (deps.logger ?? silentLogger).child({ jobId: job.jobId });
     this.catalog = catalog;
-    this.io = new CheckpointIO(job.jobId, deps.blobs, deps.metadata);
+    this.io = new CheckpointIO(job.jobId, deps.blobs, deps.metadata, 0, ackShardCount(graph.subtasks.length));
     this.persistence = new CheckpointPersistence(this.catalog, deps.blobs);
     for (const u of job.units) for (const s of u.subtasks) this.unitOf.set(s, u.unitId);
     const sources = graph.subtasks.filter((s) => graph.tasks.find((t) => t.id === s.taskId)!.inputs.length === 0).map((s) => s.id);
@@ -124,7 +131,8 @@ export class CheckpointDriver {
     const catalog = new PortCheckpointCatalog(deps.job.jobId, deps.metadata, deps.blobs);
     const [loaded, history, unitAttempts] = await Promise.all([
       catalog.loadRetained(),
-      catalog.loadHistory(),
+      // The newest decisions only: what ids were used, the newest counters, a decision newer than the pointer.
+      catalog.loadHistory(DRIVER_HISTORY),
       deps.unitAttempts ?? readUnitAttempts(deps.metadata, deps.job.jobId),
     ]);
     let retained = loaded;

@@ -15,9 +15,10 @@ import type { Logger, MetricsSink } from '../ports/telemetry';
 import { catalogPk } from '../ports/metadata-keys';
 import { CheckpointDecidedError, PortCheckpointCatalog, type CheckpointDecision } from '../checkpoint/catalog';
 import type { CheckpointEffect } from '../checkpoint/types';
-import { CheckpointDriver, readUnitAttempts, type ControlSender } from './checkpoint-driver';
+import { LayoutIndex } from '../graph/placement';
+import { CheckpointDriver, type ControlSender } from './checkpoint-driver';
 import type { JobService } from './job-service';
-import type { JobStore } from './job-store';
+import type { JobRecord, JobStore } from './job-store';
 
 export interface StepInput {
   jobId: string;
@@ -42,7 +43,13 @@ interface PendingMarker {
   checkpointId: number;
   triggerTime: number;
   deadline: number;
-  /** The task units' attempts at the trigger: N counts only their acknowledgements. */
+  /**
+   * The task units' attempts at the trigger, in layout order (lib/graph/placement.ts): N counts
+   * only their acknowledgements. A list, not a map by unit id: about 2 bytes a unit, so the marker
+   * stays far below 400 KB at any parallelism.
+   */
+  attemptList?: number[];
+  /** The same as a map (markers written before attemptList). */
   attempts?: Record<string, number>;
   /** False until the trigger was sent: a trigger step that died in between is taken over by the next. */
   sent?: boolean;
@@ -72,7 +79,7 @@ export class CheckpointSteps {
   }
 
   async trigger({ jobId }: StepInput): Promise<StepResult> {
-    const job = await this.deps.jobs.getJob(jobId);
+    const job = await this.deps.service.job(jobId);
     const markers = (await this.markers(jobId)).sort((a, b) => a.checkpointId - b.checkpointId);
     if (job.status !== 'RUNNING') {
       // Nothing to trigger; a checkpoint left pending is decided ('job-ended').
@@ -84,7 +91,7 @@ export class CheckpointSteps {
     const unsent = open.find((m) => m.sent === false);
     if (unsent !== undefined) {
       // The trigger step that wrote it died before (or while) sending: send it now, same id.
-      const driver = await this.driver(jobId, unsent.checkpointId, unsent.attempts);
+      const driver = await this.driver(jobId, unsent.checkpointId, attemptsOf(job, unsent));
       await this.send(jobId, driver, unsent, driver.coordinator.trigger(unsent.triggerTime));
       return { jobId, checkpointId: unsent.checkpointId, done: false, outcome: 'pending', waitSeconds: 1 };
     }
@@ -95,7 +102,7 @@ export class CheckpointSteps {
     // it now (past its deadline it times out) so its id is used up and its acks are never read as
     // those of the next checkpoint.
     for (const m of markers) await this.finalize({ jobId, checkpointId: m.checkpointId });
-    const attempts = await readUnitAttempts(this.deps.metadata, jobId);
+    const attempts = Object.fromEntries(await this.deps.jobs.unitAttempts(jobId));
     const driver = await this.driver(jobId, undefined, attempts);
     const effects = driver.coordinator.trigger(now);
     const started = effects.find((e) => e.type === 'triggerSources');
@@ -107,7 +114,7 @@ export class CheckpointSteps {
     }
     const id = started.checkpointId;
     // The marker before the trigger goes out: a checkpoint whose sources were told is always pending or decided.
-    const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline: started.deadline, attempts, sent: false };
+    const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline: started.deadline, attemptList: job.units.map((u) => attempts[u.unitId] ?? 0), sent: false };
     await this.deps.metadata.put(catalogPk(jobId), PENDING_PREFIX + pad(id), { ...marker });
     await this.send(jobId, driver, marker, effects);
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
@@ -142,7 +149,7 @@ export class CheckpointSteps {
     const decided = await catalog.loadDecision(id);
     if (decided) return this.finished(jobId, catalog, decided);
     const { marker } = await this.marker(jobId, id);
-    const driver = await this.driver(jobId, id, marker.attempts);
+    const driver = await this.driver(jobId, id, attemptsOf(await this.deps.service.job(jobId), marker));
     const effects = await this.replay(jobId, marker, driver);
     const finalized = effects.find((e) => e.type === 'checkpointFinalized');
     if (!finalized) return { jobId, checkpointId: id, done: false, outcome: 'pending', message: 'not decided yet' };
@@ -176,11 +183,12 @@ export class CheckpointSteps {
     const manifest = await catalog.manifestOf(decided);
     // Retired already: a later checkpoint completed, and its notify commits everything up to it.
     if (!manifest) return { jobId, checkpointId: id, done: true, outcome: 'completed', message: `checkpoint ${id} was superseded by a later one` };
-    const job = await this.deps.jobs.getJob(jobId);
+    const job = await this.deps.service.job(jobId);
+    const layout = new LayoutIndex(job);
     for (const region of manifest.regions) {
       if (region.restoreFrom !== id) continue;
       const subtasks = region.subtasks.map((s) => s.subtask);
-      const units = job.units.filter((u) => u.subtasks.some((s) => subtasks.includes(s))).map((u) => u.unitId);
+      const units = [...new Set(subtasks.flatMap((s) => layout.unitOf(s)?.unitId ?? []))];
       await this.deps.service.sendControl(job, units, { type: 'checkpointComplete', checkpointId: id, subtasks });
     }
     return { jobId, checkpointId: id, done: true, outcome: 'completed' };
@@ -188,8 +196,8 @@ export class CheckpointSteps {
 
   /** N replayed from what is stored, with the units' attempts now and whether the job still runs. */
   private async replay(jobId: string, marker: PendingMarker, driver?: CheckpointDriver): Promise<CheckpointEffect[]> {
-    const [job, now] = await Promise.all([this.deps.jobs.getJob(jobId), readUnitAttempts(this.deps.metadata, jobId)]);
-    const d = driver ?? (await this.driver(jobId, marker.checkpointId, marker.attempts));
+    const [job, now] = await Promise.all([this.deps.service.job(jobId), this.deps.jobs.unitAttempts(jobId).then((m) => Object.fromEntries(m))]);
+    const d = driver ?? (await this.driver(jobId, marker.checkpointId, attemptsOf(job, marker)));
     return d.replay(marker.checkpointId, marker.triggerTime, {
       unitAttempts: now,
       ...(job.status !== 'RUNNING' ? { jobEnded: `the job was ${job.status}${job.error ? ` (${job.error})` : ''}` } : {}),
@@ -201,7 +209,7 @@ export class CheckpointSteps {
   }
 
   private async driver(jobId: string, nextCheckpointId?: number, unitAttempts?: Record<string, number>): Promise<CheckpointDriver> {
-    const job = await this.deps.jobs.getJob(jobId);
+    const job = await this.deps.service.job(jobId);
     const graph = await this.deps.service.graphOf(jobId);
     return CheckpointDriver.create({
       job,
@@ -228,6 +236,15 @@ export class CheckpointSteps {
     if (!item) throw new Error(`checkpoint ${id} of job '${jobId}' is not pending`);
     return { id, marker: item as unknown as PendingMarker };
   }
+}
+
+/** The attempts a marker recorded, by unit id (undefined: a marker from before attempts were recorded). */
+function attemptsOf(job: JobRecord, marker: PendingMarker): Record<string, number> | undefined {
+  if (marker.attemptList) {
+    if (marker.attemptList.length !== job.units.length) throw new Error(`checkpoint ${marker.checkpointId} of job '${job.jobId}': its marker lists ${marker.attemptList.length} unit attempts, the job has ${job.units.length} units`);
+    return Object.fromEntries(job.units.map((u, i) => [u.unitId, marker.attemptList![i]!]));
+  }
+  return marker.attempts;
 }
 
 function requireId(checkpointId: number | null | undefined): number {

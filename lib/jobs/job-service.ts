@@ -6,12 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import type { Json } from '../api/functions';
 import type { JobRegistry } from '../api/registry';
-import { buildExecutionGraph, controlQueue, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { buildExecutionGraph, type ExecutionGraph } from '../graph/execution-graph';
 import { JobSpecError } from '../graph/job-graph';
+import { checkSubtasksPerUnit, jobLayout, PlacementError, type JobLayout } from '../graph/placement';
+import { unitShardCount } from '../ports/metadata-keys';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapWithConcurrency } from '../util/concurrency';
-import { JOB_LIFECYCLE, UNIT_LIFECYCLE, countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
+import { JOB_LIFECYCLE, UNIT_LIFECYCLE, countersWithCarried, storedJob, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type StoredJob, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
   /** Starts the given attempt of a unit. */
@@ -33,6 +35,8 @@ export interface SubmitRequest {
   runOn?: UnitRuntime;
   heartbeatTimeoutSeconds?: number;
   checkpoint?: Partial<JobSettings['checkpoint']>;
+  /** Subtasks one task unit hosts (default 1): placement fills units task by task (lib/graph/placement.ts). */
+  subtasksPerUnit?: number;
 }
 
 export const DEFAULT_SETTINGS: JobSettings = {
@@ -71,6 +75,7 @@ export interface JobView {
 
 export class JobService {
   private readonly graphs = new Map<string, ExecutionGraph>();
+  private readonly layouts = new Map<string, JobLayout>();
 
   constructor(
     private readonly deps: {
@@ -89,20 +94,8 @@ export class JobService {
     const graph = buildExecutionGraph(logical);
     const jobId = `${request.job}-${randomBytes(4).toString('hex').slice(0, 6)}`;
     const { queuePrefix } = this.deps;
-
-    const units: UnitPlacement[] = graph.subtasks.map((s, n) => ({
-      unitId: `${s.taskId}-${s.index}`,
-      subtasks: [s.id],
-      controlQueue: controlQueue(queuePrefix, jobId, n),
-    }));
-    const queues = [
-      ...graph.edges.flatMap((e) => {
-        const consumers = graph.tasks.find((t) => t.id === e.to)!.parallelism;
-        return Array.from({ length: consumers }, (_, j) => subPartitionQueue(queuePrefix, jobId, e.id, j));
-      }),
-      ...units.map((u) => u.controlQueue),
-    ];
-    await this.deps.channels.createQueues(queues);
+    const layout = jobLayout(graph, { jobId, queuePrefix, subtasksPerUnit: settings.subtasksPerUnit ?? 1 });
+    await this.deps.channels.createQueues(layout.queues);
 
     const job: JobRecord = {
       jobId,
@@ -111,24 +104,46 @@ export class JobService {
       settings,
       status: 'RUNNING',
       createdAt: Date.now(),
-      units,
-      regions: graph.regions,
-      queues,
+      queuePrefix,
+      shape: {
+        units: layout.units.length,
+        subtasks: graph.subtasks.length,
+        regions: layout.regions.length,
+        queues: layout.queues.length,
+        unitShards: unitShardCount(layout.units.length),
+      },
+      ...layout,
     };
-    await this.deps.jobs.createJob(job);
+    await this.deps.jobs.createJob(storedJob(job));
     this.graphs.set(jobId, graph);
-    for (const unit of units) {
+    this.layouts.set(jobId, layout);
+    await mapWithConcurrency(layout.units, 32, async (unit) => {
       await this.deps.jobs.startUnitAttempt(jobId, unit.unitId, unit.subtasks, 0);
       await this.deps.launcher.launch(job, unit, 0);
-    }
+    });
     return job;
   }
 
+  /** A job with its layout (units, regions, queues), computed from its graph: nothing of it is stored. */
+  async job(jobId: string): Promise<JobRecord> {
+    return this.withLayout(await this.deps.jobs.getJob(jobId));
+  }
+
+  /** The layout of a stored job (computed once per job and process). */
+  async withLayout(job: StoredJob): Promise<JobRecord> {
+    let layout = this.layouts.get(job.jobId);
+    if (!layout) {
+      layout = jobLayout(await this.graphOf(job.jobId, job), { jobId: job.jobId, queuePrefix: job.queuePrefix, subtasksPerUnit: job.settings.subtasksPerUnit ?? 1 });
+      this.layouts.set(job.jobId, layout);
+    }
+    return { ...job, ...layout };
+  }
+
   /** The execution graph of a job, rebuilt from its registered name and parameters. */
-  async graphOf(jobId: string): Promise<ExecutionGraph> {
+  async graphOf(jobId: string, stored?: StoredJob): Promise<ExecutionGraph> {
     let graph = this.graphs.get(jobId);
     if (!graph) {
-      const job = await this.deps.jobs.getJob(jobId);
+      const job = stored ?? (await this.deps.jobs.getJob(jobId));
       graph = buildExecutionGraph(this.deps.registry.build(job.name, job.params).graph);
       this.graphs.set(jobId, graph);
     }
@@ -136,7 +151,7 @@ export class JobService {
   }
 
   async view(jobId: string): Promise<JobView> {
-    const [job, units] = await Promise.all([this.deps.jobs.getJob(jobId), this.deps.jobs.getUnits(jobId)]);
+    const [job, units] = await Promise.all([this.job(jobId), this.deps.jobs.getUnits(jobId)]);
     const graph = await this.graphOf(jobId);
     const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
     const sinks = new Set(graph.tasks.filter((t) => t.operators.at(-1)!.kind === 'sink').map((t) => t.id));
@@ -166,7 +181,7 @@ export class JobService {
   /** Marks a job finished once every unit has finished, and deletes its queues. */
   async completeIfDone(jobId: string): Promise<boolean> {
     const units = await this.deps.jobs.getUnits(jobId);
-    const job = await this.deps.jobs.getJob(jobId);
+    const job = await this.job(jobId);
     if (units.length < job.units.length || units.some((u) => u.status !== 'FINISHED')) return false;
     await this.deps.channels.deleteQueues(job.queues);
     return this.deps.jobs.setJobStatus(jobId, 'FINISHED');
@@ -189,7 +204,7 @@ export class JobService {
     if (!JOB_LIFECYCLE.can(job.status, 'CANCELLED')) throw new JobSpecError(`job '${jobId}' is ${job.status}, not running`);
     await this.deps.jobs.setJobStatus(jobId, 'CANCELLED');
     await this.stopAll(jobId, 'stopped: the job was cancelled');
-    return this.deps.jobs.getJob(jobId);
+    return this.job(jobId);
   }
 
   /** Sends a control message to units of a job. */
@@ -202,9 +217,9 @@ export class JobService {
   }
 
   private async stopAll(jobId: string, reason: string): Promise<void> {
-    const job = await this.deps.jobs.getJob(jobId);
+    const job = await this.job(jobId);
     await this.sendControl(job, job.units.map((u) => u.unitId), { type: 'cancel' }).catch(() => undefined);
-    await Promise.all(job.units.map((u) => this.deps.launcher.stop(jobId, u.unitId)));
+    await mapWithConcurrency(job.units, 32, (u) => this.deps.launcher.stop(jobId, u.unitId));
     await this.deps.channels.deleteQueues(job.queues);
     // What the launcher could not kill ends at its next heartbeat, which this refuses.
     const units = await this.deps.jobs.getUnits(jobId);
@@ -226,6 +241,13 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (heartbeat !== undefined && !(heartbeat >= 1 && heartbeat <= 900)) {
     throw new JobSpecError(`heartbeatTimeoutSeconds must be from 1 to 900, got ${heartbeat}`);
   }
+  if (request.subtasksPerUnit !== undefined) {
+    try {
+      checkSubtasksPerUnit(request.subtasksPerUnit);
+    } catch (e) {
+      throw e instanceof PlacementError ? new JobSpecError(e.message) : e;
+    }
+  }
   const checkpoint = { ...DEFAULT_SETTINGS.checkpoint, ...(request.checkpoint ?? {}) };
   if (!['global', 'regional'].includes(checkpoint.handle)) throw new JobSpecError(`checkpoint.handle must be 'global' or 'regional', got '${checkpoint.handle}'`);
   if (!(checkpoint.intervalSeconds >= 0)) throw new JobSpecError(`checkpoint.intervalSeconds must be 0 or more, got ${checkpoint.intervalSeconds}`);
@@ -239,5 +261,11 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
   }
-  return { failover, ...(request.runOn ? { runOn: request.runOn } : {}), heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000, checkpoint };
+  return {
+    failover,
+    ...(request.runOn ? { runOn: request.runOn } : {}),
+    ...(request.subtasksPerUnit !== undefined && request.subtasksPerUnit !== 1 ? { subtasksPerUnit: request.subtasksPerUnit } : {}),
+    heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000,
+    checkpoint,
+  };
 }

@@ -1,16 +1,22 @@
 /**
- * Typed job and task-unit records over the metadata store (one DynamoDB table).
+ * Typed job and task-unit records over the metadata store (one DynamoDB table; the layout of its
+ * partitions is lib/ports/metadata-keys.ts):
  *
- *   pk JOBS            sk <jobId>          job summary, for listing
- *   pk JOB#<jobId>     sk META             the job: name, params, settings, units, regions, status
- *   pk JOB#<jobId>     sk UNIT#<unitId>    a task unit: subtasks, attempt, status, heartbeat, counters
+ *   pk JOBS                        sk <jobId>          job summary, for listing
+ *   pk JOB#<jobId>                 sk META             the job: name, params, settings, status, and the
+ *                                                      sizes of its layout (never the layout: units,
+ *                                                      regions and queues are computed from the graph)
+ *   pk JOB#<jobId>#UNITS#<shard>   sk UNIT#<unitId>    a task unit: subtasks, attempt, status, counters
+ *                                  sk BEAT#<unitId>    its liveness: attempt, last heartbeat (small: written often)
  *
  * Unit writes carry the unit's attempt as a fencing token: a unit of an older attempt cannot
- * overwrite the record of its replacement.
+ * overwrite the record of its replacement, nor keep its heartbeat alive.
  */
 import type { Condition, MetaItem, MetadataStore } from '../ports/metadata-store';
 import type { JobParams } from '../api/registry';
-import type { Region } from '../graph/execution-graph';
+import type { JobLayout, PlacedUnit } from '../graph/placement';
+import { BEAT_PREFIX, META_SK, UNIT_PREFIX, beatSk, jobPk, shardOf, unitSk, unitsPk } from '../ports/metadata-keys';
+import { mapWithConcurrency } from '../util/concurrency';
 import { UNIT_LIFECYCLE, type UnitHandoverPointer, type UnitRecord, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import { lifecycle, onlyFrom, type NextOf } from '../util/lifecycle';
 
@@ -46,6 +52,8 @@ export type UnitRuntime = 'lambda' | 'fargate';
 
 export interface JobSettings {
   failover: FailoverStrategy;
+  /** Subtasks one task unit hosts (lib/graph/placement.ts); missing: 1. */
+  subtasksPerUnit?: number;
   /** Where the job's task units run; missing: the deployment's default (SLUICE_LAUNCHER). */
   runOn?: UnitRuntime;
   /** Heartbeats older than this fail a unit. */
@@ -62,13 +70,21 @@ export interface JobSettings {
   };
 }
 
-export interface UnitPlacement {
-  unitId: string;
-  subtasks: string[];
-  controlQueue: string;
+/** A task unit of a job: which subtasks it hosts, and its control queue. */
+export type UnitPlacement = PlacedUnit;
+
+/** How large a job's layout is: what the job item keeps of it (its size does not grow with parallelism). */
+export interface JobShape {
+  units: number;
+  subtasks: number;
+  regions: number;
+  queues: number;
+  /** Partitions the unit records are spread over (lib/ports/metadata-keys.ts). */
+  unitShards: number;
 }
 
-export interface JobRecord {
+/** The job item as stored. */
+export interface StoredJob {
   jobId: string;
   name: string;
   params: JobParams;
@@ -76,13 +92,21 @@ export interface JobRecord {
   status: JobStatus;
   createdAt: number;
   endedAt?: number;
-  /** Task units: which subtasks each hosts, and its control queue. */
-  units: UnitPlacement[];
-  regions: Region[];
-  queues: string[];
+  /** The queue prefix the job's queues were created with. */
+  queuePrefix: string;
+  shape: JobShape;
   error?: string;
   /** The supervisor's last look at the job's progress (the cloud supervisor is stateless between passes). */
   progress?: ProgressMark;
+}
+
+/** A job with its layout (units, regions, queues), which JobService computes from its graph. */
+export type JobRecord = StoredJob & JobLayout;
+
+/** The stored part of a job (what createJob writes). */
+export function storedJob(job: JobRecord): StoredJob {
+  const { units: _units, regions: _regions, queues: _queues, ...stored } = job;
+  return stored;
 }
 
 /**
@@ -116,8 +140,6 @@ export class UnknownJobError extends Error {
   }
 }
 
-const jobPk = (jobId: string) => `JOB#${jobId}`;
-
 /**
  * When a unit record takes a report: a status the lifecycle moves to from the record's (or the
  * one it has: a restatement), and never once the job stopped the unit, so a late heartbeat does
@@ -130,18 +152,26 @@ function unitReportFence(status: UnitStatus | undefined): Condition[] {
 const asItem = (value: object) => value as unknown as MetaItem;
 
 export class JobStore implements UnitRecordStore {
+  /** Unit-record partitions per job (fixed at submit), so unit writes need no read of the job. */
+  private readonly shardCounts = new Map<string, number>();
+
   constructor(readonly metadata: MetadataStore) {}
 
-  async createJob(job: JobRecord): Promise<void> {
-    const created = await this.metadata.put(jobPk(job.jobId), 'META', asItem(job), [{ attr: 'jobId', op: 'notExists' }]);
+  /** Stores the job item (a layout passed along is left out: it is computed, never stored). */
+  async createJob(job: StoredJob): Promise<void> {
+    const created = await this.metadata.put(jobPk(job.jobId), META_SK, asItem(storedJob(job as JobRecord)), [{ attr: 'jobId', op: 'notExists' }]);
     if (!created) throw new Error(`job '${job.jobId}' already exists`);
+    this.shardCounts.set(job.jobId, job.shape.unitShards);
     await this.metadata.put('JOBS', job.jobId, { name: job.name, createdAt: job.createdAt, status: job.status });
   }
 
-  async getJob(jobId: string): Promise<JobRecord> {
-    const item = await this.metadata.get(jobPk(jobId), 'META');
+  async getJob(jobId: string): Promise<StoredJob> {
+    const item = await this.metadata.get(jobPk(jobId), META_SK);
     if (!item) throw new UnknownJobError(jobId);
-    return item as unknown as JobRecord;
+    const job = item as unknown as StoredJob;
+    if (!job.shape) throw new Error(`job '${jobId}' was stored by an older Sluice (its item lists its units); it cannot be read by this one`);
+    this.shardCounts.set(jobId, job.shape.unitShards);
+    return job;
   }
 
   async listJobs(): Promise<{ jobId: string; name: string; createdAt: number; status: JobStatus }[]> {
@@ -152,22 +182,40 @@ export class JobStore implements UnitRecordStore {
   /** Ends the job; false when it has already ended (a finished, failed or cancelled job keeps its final status). */
   async setJobStatus(jobId: string, status: JobEnd, error?: string): Promise<boolean> {
     const set: MetaItem = { status, endedAt: Date.now(), ...(error ? { error } : {}) };
-    const updated = await this.metadata.update(jobPk(jobId), 'META', { set }, onlyFrom(JOB_LIFECYCLE, JOB_LIFECYCLE.sources(status)));
+    const updated = await this.metadata.update(jobPk(jobId), META_SK, { set }, onlyFrom(JOB_LIFECYCLE, JOB_LIFECYCLE.sources(status)));
     if (updated) await this.metadata.update('JOBS', jobId, { set: { status } });
     return updated !== undefined;
   }
 
   async setProgress(jobId: string, mark: ProgressMark): Promise<void> {
-    await this.metadata.update(jobPk(jobId), 'META', { set: { progress: asItem(mark) } }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
+    await this.metadata.update(jobPk(jobId), META_SK, { set: { progress: asItem(mark) } }, [{ attr: 'status', op: '=', value: 'RUNNING' }]);
   }
 
   async updateSettings(jobId: string, settings: JobSettings): Promise<void> {
-    await this.metadata.update(jobPk(jobId), 'META', { set: { settings: asItem(settings) } }, [{ attr: 'jobId', op: 'exists' }]);
+    await this.metadata.update(jobPk(jobId), META_SK, { set: { settings: asItem(settings) } }, [{ attr: 'jobId', op: 'exists' }]);
+  }
+
+  /**
+   * How many partitions the job's unit records are spread over (read once per job and process).
+   * Unit records without a job item (a test of the unit lifecycle) are in one.
+   */
+  private async shards(jobId: string): Promise<number> {
+    const known = this.shardCounts.get(jobId);
+    if (known !== undefined) return known;
+    const item = await this.metadata.get(jobPk(jobId), META_SK);
+    if (!item) return 1;
+    return (await this.getJob(jobId)).shape.unitShards;
+  }
+
+  /** The partition of a unit's record and heartbeat. */
+  private async unitPk(jobId: string, unitId: string): Promise<string> {
+    return unitsPk(jobId, shardOf(unitId, await this.shards(jobId)));
   }
 
   /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
   async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
     const now = Date.now();
+    const pk = await this.unitPk(jobId, unitId);
     const previous = attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
     const carried = previous && previous.attempt < attempt ? carriedOf(previous) : undefined;
     const record: UnitRecord = {
@@ -181,9 +229,16 @@ export class JobStore implements UnitRecordStore {
       requests: {},
       ...(carried && Object.keys(carried).length > 0 ? { carried } : {}),
     };
-    return this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: '<', value: attempt }]).then(
-      async (ok) => ok || (await this.metadata.put(jobPk(jobId), `UNIT#${unitId}`, asItem(record), [{ attr: 'attempt', op: 'notExists' }])),
-    );
+    const newer = (item: MetaItem) =>
+      this.metadata.put(pk, item === beat ? beatSk(unitId) : unitSk(unitId), item, [{ attr: 'attempt', op: '<', value: attempt }]).then(
+        async (ok) => ok || (await this.metadata.put(pk, item === beat ? beatSk(unitId) : unitSk(unitId), item, [{ attr: 'attempt', op: 'notExists' }])),
+      );
+    // No heartbeat yet: until the unit beats, its record's start time is its last sign of life.
+    const beat: MetaItem = { unitId, attempt };
+    // The record decides; the heartbeat item follows it (an older attempt's heartbeats are refused from here on).
+    if (!(await newer(asItem(record)))) return false;
+    await newer(beat);
+    return true;
   }
 
   /**
@@ -193,8 +248,20 @@ export class JobStore implements UnitRecordStore {
   async reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean> {
     const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }, ...unitReportFence(changes.status)];
     if (owner !== undefined) fence.push({ attr: 'owner', op: '=', value: owner });
-    const updated = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: asItem(changes) }, fence);
+    const updated = await this.metadata.update(await this.unitPk(jobId, unitId), unitSk(unitId), { set: asItem(changes) }, fence);
     return updated !== undefined;
+  }
+
+  /**
+   * A liveness heartbeat alone: a small item, cheap to write often, fenced by attempt. False: a
+   * newer attempt exists, or the job stopped this one (the unit must stop).
+   */
+  async beat(jobId: string, unitId: string, attempt: number): Promise<boolean> {
+    const fence: Condition[] = [
+      { attr: 'attempt', op: '=', value: attempt },
+      { attr: 'stoppedAt', op: 'notExists' },
+    ];
+    return (await this.metadata.update(await this.unitPk(jobId, unitId), beatSk(unitId), { set: { heartbeatAt: Date.now() } }, fence)) !== undefined;
   }
 
   /**
@@ -208,7 +275,7 @@ export class JobStore implements UnitRecordStore {
       ...onlyFrom(UNIT_LIFECYCLE, UNIT_LIFECYCLE.sources('RUNNING')),
     ];
     const set = asItem({ status: 'RUNNING', heartbeatAt: Date.now(), owner, generation: 0 });
-    return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set }, fence)) !== undefined;
+    return (await this.metadata.update(await this.unitPk(jobId, unitId), unitSk(unitId), { set }, fence)) !== undefined;
   }
 
   /**
@@ -238,7 +305,7 @@ export class JobStore implements UnitRecordStore {
       { attr: 'attempt', op: '=', value: attempt },
       { attr: 'owner', op: '=', value: handover.from },
     ];
-    const claimed = await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
+    const claimed = await this.metadata.update(await this.unitPk(jobId, unitId), unitSk(unitId), { set: { owner, generation: handover.generation, heartbeatAt: Date.now() } }, fence);
     return claimed !== undefined ? handover : mine(await read());
   }
 
@@ -248,16 +315,57 @@ export class JobStore implements UnitRecordStore {
    * (and is shown stopped) even where the launcher cannot kill it (a Lambda invocation).
    */
   async markStopped(jobId: string, unitId: string, attempt: number, reason: string): Promise<boolean> {
+    const pk = await this.unitPk(jobId, unitId);
+    const stoppedAt = Date.now();
     const fence: Condition[] = [{ attr: 'attempt', op: '=', value: attempt }, ...onlyFrom(UNIT_LIFECYCLE, UNIT_LIFECYCLE.sources('CANCELLED'))];
-    return (await this.metadata.update(jobPk(jobId), `UNIT#${unitId}`, { set: { status: 'CANCELLED', error: reason, stoppedAt: Date.now() } }, fence)) !== undefined;
+    const stopped = (await this.metadata.update(pk, unitSk(unitId), { set: { status: 'CANCELLED', error: reason, stoppedAt } }, fence)) !== undefined;
+    if (stopped) await this.metadata.update(pk, beatSk(unitId), { set: { stoppedAt } }, [{ attr: 'attempt', op: '=', value: attempt }]);
+    return stopped;
   }
 
+  /** A unit's record (its last report; the liveness heartbeat is not read). */
   async getUnit(jobId: string, unitId: string): Promise<UnitRecord | undefined> {
-    return (await this.metadata.get(jobPk(jobId), `UNIT#${unitId}`)) as unknown as UnitRecord | undefined;
+    return (await this.metadata.get(await this.unitPk(jobId, unitId), unitSk(unitId))) as unknown as UnitRecord | undefined;
   }
 
+  /**
+   * Every unit record of the job, each with its latest heartbeat (the record's or its liveness
+   * item's, whichever is newer for the same attempt): one query per partition.
+   */
   async getUnits(jobId: string): Promise<UnitRecord[]> {
-    const items = await this.metadata.query(jobPk(jobId), 'UNIT#');
-    return items.map(({ item }) => item as unknown as UnitRecord);
+    const shards = await this.shards(jobId);
+    const parts = await mapWithConcurrency(Array.from({ length: shards }, (_, s) => s), 16, (s) => this.metadata.query(unitsPk(jobId, s)));
+    const out: UnitRecord[] = [];
+    for (const items of parts) {
+      const beats = new Map<string, MetaItem>();
+      for (const { sk, item } of items) if (sk.startsWith(BEAT_PREFIX)) beats.set(sk.slice(BEAT_PREFIX.length), item);
+      for (const { sk, item } of items) {
+        if (!sk.startsWith(UNIT_PREFIX)) continue;
+        const unit = item as unknown as UnitRecord;
+        const beat = beats.get(unit.unitId);
+        if (beat && beat.attempt === unit.attempt && typeof beat.heartbeatAt === 'number' && beat.heartbeatAt > unit.heartbeatAt) unit.heartbeatAt = beat.heartbeatAt;
+        out.push(unit);
+      }
+    }
+    return out.sort((a, b) => (a.unitId < b.unitId ? -1 : a.unitId > b.unitId ? 1 : 0));
+  }
+
+  /**
+   * The current attempt of these units (all when none are named), from their records: one query
+   * per partition that holds any of them.
+   */
+  async unitAttempts(jobId: string, unitIds?: Iterable<string>): Promise<Map<string, number>> {
+    const shards = await this.shards(jobId);
+    const wanted = unitIds === undefined ? undefined : new Set(unitIds);
+    const partitions = wanted === undefined ? Array.from({ length: shards }, (_, s) => s) : [...new Set([...wanted].map((u) => shardOf(u, shards)))];
+    const parts = await mapWithConcurrency(partitions, 16, (s) => this.metadata.query(unitsPk(jobId, s), UNIT_PREFIX));
+    const out = new Map<string, number>();
+    for (const items of parts) {
+      for (const { item } of items) {
+        const unitId = String(item.unitId);
+        if (wanted === undefined || wanted.has(unitId)) out.set(unitId, Number(item.attempt));
+      }
+    }
+    return out;
   }
 }

@@ -34,6 +34,8 @@ export interface InProcessLauncherDeps {
 export class InProcessLauncher implements UnitLauncher {
   readonly results = new Map<string, Promise<UnitOutcome>>();
   private readonly attempts = new Map<string, number>();
+  /** Control queue of each unit launched (`<jobId>/<unitId>`). */
+  private readonly controlQueues = new Map<string, string>();
   /** Hand-overs per unit attempt (`<jobId>/<unitId>#<attempt>`). */
   readonly handovers = new Map<string, number>();
 
@@ -44,6 +46,7 @@ export class InProcessLauncher implements UnitLauncher {
     run.catch(() => undefined);
     this.results.set(`${job.jobId}/${unit.unitId}#${attempt}`, run);
     this.attempts.set(`${job.jobId}/${unit.unitId}`, attempt);
+    this.controlQueues.set(`${job.jobId}/${unit.unitId}`, unit.controlQueue);
   }
 
   /** One attempt: its first invocation, then one more per hand-over. */
@@ -68,10 +71,11 @@ export class InProcessLauncher implements UnitLauncher {
   /** Cancels the attempt launched last (the control queue outlives attempts: name the attempt). */
   async stop(jobId: string, unitId: string): Promise<void> {
     const attempt = this.attempts.get(`${jobId}/${unitId}`);
-    if (attempt === undefined) return;
+    const queue = this.controlQueues.get(`${jobId}/${unitId}`);
+    if (attempt === undefined || queue === undefined) return;
     const message: ControlMessage = { type: 'cancel', attempt };
     await this.deps.channels
-      .send((await this.deps.jobs.getJob(jobId)).units.find((u) => u.unitId === unitId)!.controlQueue, [
+      .send(queue, [
         { groupId: 'control', dedupId: `stop-${unitId}-${attempt}`, body: JSON.stringify(message) },
       ])
       .catch(() => undefined);

@@ -17,6 +17,7 @@
  */
 import { missingQueueError } from '../aws/errors';
 import {
+  abortedReceive,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_MESSAGE_BYTES,
@@ -235,7 +236,9 @@ export class MemoryChannelTransport implements ChannelTransport {
     const visibilityMs = (options.visibilityTimeoutSeconds ?? DEFAULT_VISIBILITY_SECONDS) * 1000;
     // The long poll runs in real time; visibility runs on the clock (which a test may move).
     const deadline = Date.now() + options.waitSeconds * 1000;
+    const { signal } = options;
     for (;;) {
+      if (signal?.aborted) throw abortedReceive();
       const now = this.clock.now();
       const { out, nextUnblock } = this.take(q, options.max, now, visibilityMs);
       const realNow = Date.now();
@@ -248,9 +251,11 @@ export class MemoryChannelTransport implements ChannelTransport {
         function done() {
           clearTimeout(timer);
           q.waiters.delete(done);
+          signal?.removeEventListener('abort', done);
           resolve();
         }
         q.waiters.add(done);
+        signal?.addEventListener('abort', done);
       });
       q = this.queue(queue);
     }

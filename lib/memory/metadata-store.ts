@@ -1,10 +1,12 @@
 /**
  * In-memory MetadataStore with DynamoDB's semantics: conditions are evaluated against the stored
  * item (a missing item is an empty one), comparisons need equal types, `<>` holds for a missing
- * attribute, sort keys are ordered by UTF-8 bytes. The validation helpers here are shared with the
- * DynamoDB adapter so both reject the same mistakes before any write.
+ * attribute, sort keys are ordered by UTF-8 bytes, and DynamoDB's limits hold (400 KB items, key
+ * lengths, nesting depth, number range: lib/ports/item-size.ts). The validation helpers here are
+ * shared with the DynamoDB adapter so both reject the same mistakes before any write.
  */
-import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, StoredItem } from '../ports/metadata-store';
+import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, QueryOptions, StoredItem } from '../ports/metadata-store';
+import { checkItemSize, checkKeySizes, checkValueRules } from '../ports/item-size';
 
 /** Attribute names the DynamoDB table uses for its keys. */
 export const KEY_ATTRIBUTES = ['pk', 'sk'] as const;
@@ -15,6 +17,7 @@ export function validateKeys(pk: string, sk?: string): void {
   if (bad(pk) || (sk !== undefined && bad(sk))) {
     throw new Error(`metadata keys must be non-empty strings, got pk='${pk}'${sk !== undefined ? ` sk='${sk}'` : ''}`);
   }
+  checkKeySizes(pk, sk);
 }
 
 function checkAttributeName(attr: string): void {
@@ -24,6 +27,7 @@ function checkAttributeName(attr: string): void {
 
 function checkValue(value: MetaValue, path: string): void {
   if (typeof value === 'number' && !Number.isFinite(value)) throw new Error(`attribute '${path}' is ${value}; only finite numbers can be stored`);
+  checkValueRules(value, path);
 }
 
 export function validateItem(item: MetaItem): void {
@@ -62,6 +66,12 @@ export function validateConditions(conditions: readonly Condition[]): void {
     if ('value' in c && typeof c.value === 'boolean' && c.op !== '=' && c.op !== '<>') {
       throw new Error(`condition '${c.attr} ${c.op} ${c.value}': booleans can only be compared with = or <>`);
     }
+  }
+}
+
+export function validateQueryOptions(options: QueryOptions): void {
+  if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) {
+    throw new Error(`query limit must be a whole number of at least 1, got ${options.limit}`);
   }
 }
 
@@ -164,6 +174,7 @@ export class MemoryMetadataStore implements MetadataStore {
     validateConditions(conditions);
     this.requests++;
     const current = this.stored(pk, sk);
+    checkItemSize(pk, sk, item);
     if (!conditions.every((c) => conditionHolds(current, c))) return false;
     this.write(pk, sk, copyItem(item));
     return true;
@@ -187,18 +198,22 @@ export class MemoryMetadataStore implements MetadataStore {
       next[attr] = (old ?? 0) + delta;
     }
     for (const attr of changes.remove ?? []) delete next[attr];
+    checkItemSize(pk, sk, next);
     this.write(pk, sk, next);
     return copyItem(next);
   }
 
-  async query(pk: string, skPrefix = ''): Promise<StoredItem[]> {
+  async query(pk: string, skPrefix = '', options: QueryOptions = {}): Promise<StoredItem[]> {
     validateKeys(pk);
+    validateQueryOptions(options);
     this.requests++;
     const p = this.partition(pk, false);
     if (!p) return [];
     p.sorted ??= [...p.items.keys()].sort(compareUtf8);
     const out: StoredItem[] = [];
-    for (const sk of p.sorted) {
+    const keys = options.newestFirst ? [...p.sorted].reverse() : p.sorted;
+    for (const sk of keys) {
+      if (options.limit !== undefined && out.length >= options.limit) break;
       if (sk.startsWith(skPrefix)) out.push({ pk, sk, item: copyItem(p.items.get(sk)!) });
     }
     return out;

@@ -164,6 +164,7 @@ export function observeInputLag(transport: ChannelTransport, taskOfQueue: Readon
 export function observeReports(store: UnitRecordStore, metrics: UnitMetrics): UnitRecordStore {
   return {
     startInvocation: (jobId, unitId, attempt, owner) => store.startInvocation(jobId, unitId, attempt, owner),
+    beat: (jobId, unitId, attempt) => store.beat(jobId, unitId, attempt),
     async reportUnit(jobId, unitId, attempt, changes, owner) {
       const ok = await store.reportUnit(jobId, unitId, attempt, changes, owner);
       if (ok) metrics.observe(changes);

@@ -43,6 +43,17 @@ export interface ReceiveOptions {
   waitSeconds: number;
   /** How long received messages stay hidden from other receivers. */
   visibilityTimeoutSeconds?: number;
+  /**
+   * Ends the long poll early (a stopping reader): the receive fails with an error named
+   * 'AbortError', as the SDK's does. Messages SQS had already handed to an aborted request come
+   * again after their visibility timeout.
+   */
+  signal?: AbortSignal;
+}
+
+/** The error a receive ends with when its signal aborts it. */
+export function abortedReceive(): Error {
+  return Object.assign(new Error('the receive was aborted'), { name: 'AbortError' });
 }
 
 export interface ChannelTransport {

@@ -28,6 +28,18 @@ export interface StoredItem {
   item: MetaItem;
 }
 
+export interface QueryOptions {
+  /** At most this many items. */
+  limit?: number;
+  /** Highest sort key first (DynamoDB's ScanIndexForward = false). */
+  newestFirst?: boolean;
+}
+
+/**
+ * Items follow DynamoDB's rules in every implementation: at most 400 KB each (attribute names
+ * included), keys of at most 2,048 / 1,024 bytes, values nested at most 32 deep
+ * (lib/ports/item-size.ts). A write that breaks one is refused with an error naming the item.
+ */
 export interface MetadataStore {
   get(pk: string, sk: string): Promise<MetaItem | undefined>;
   /** Writes the whole item. Returns false (and writes nothing) when a condition does not hold. */
@@ -37,7 +49,7 @@ export interface MetadataStore {
    * undefined (and changes nothing) when a condition does not hold.
    */
   update(pk: string, sk: string, changes: ItemChanges, conditions?: readonly Condition[]): Promise<MetaItem | undefined>;
-  /** Every item of a partition whose sort key starts with the prefix, in sort-key order. */
-  query(pk: string, skPrefix?: string): Promise<StoredItem[]>;
+  /** Items of a partition whose sort key starts with the prefix, in sort-key order (or reversed), up to `limit`. */
+  query(pk: string, skPrefix?: string, options?: QueryOptions): Promise<StoredItem[]>;
   delete(pk: string, sk: string): Promise<void>;
 }

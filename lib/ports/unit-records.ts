@@ -94,6 +94,8 @@ export interface UnitHandoverPointer {
 export interface UnitRecordStore {
   /** The first invocation of an attempt takes the record; false: another did, or a newer attempt exists. */
   startInvocation(jobId: string, unitId: string, attempt: number, owner: string): Promise<boolean>;
+  /** A liveness heartbeat alone (a small item), fenced by attempt; false: a newer attempt exists or the job stopped this one. */
+  beat(jobId: string, unitId: string, attempt: number): Promise<boolean>;
   /** A heartbeat or status change, fenced by attempt (and owner); false: the unit no longer owns its record. */
   reportUnit(jobId: string, unitId: string, attempt: number, changes: Partial<UnitRecord>, owner?: string): Promise<boolean>;
   /** Points the record at a hand-over for invocation `generation`; false: superseded. */

@@ -5,6 +5,8 @@
  *   pk JOB#<jobId>   sk FAILURESEQ                        counter that numbers the events
  *   pk JOB#<jobId>   sk RECOVERY#<unitId>#<attempt>       pointer: this restarted attempt belongs to event <seq>
  *
+ * Events and pointers expire a week after the failure (FAILURE_TTL_SECONDS, the table's TTL).
+ *
  * Timeline of an event: failedAt (exit time, or last heartbeat of a stale unit) -> detectedAt (the
  * supervisor saw it) -> restartedAt (every new attempt launched) -> availableAgainAt (the restarted
  * unit restored its state and announced itself; for region/full: the last restarted unit did).
@@ -19,6 +21,7 @@
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
 import type { MetaItem, MetadataStore } from '../ports/metadata-store';
+import { FAILURE_TTL_SECONDS, TTL_ATTRIBUTE, expiresAt } from '../ports/metadata-keys';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { producersOf, subtaskId } from '../graph/execution-graph';
 import type { JobView } from '../jobs/job-service';
@@ -85,6 +88,12 @@ export interface FailureEvent {
 }
 
 const LIST_LIMIT = 100;
+
+/** A stored event without its expiry attribute. */
+function eventOf(item: MetaItem): FailureEvent {
+  const { [TTL_ATTRIBUTE]: _ttl, ...event } = item;
+  return event as unknown as FailureEvent;
+}
 const jobPk = (jobId: string) => `JOB#${jobId}`;
 export const failureSk = (seq: number): string => `FAILURE#${String(seq).padStart(8, '0')}`;
 const pointerSk = (unitId: string, attempt: number) => `RECOVERY#${unitId}#${attempt}`;
@@ -182,10 +191,11 @@ export class RecoveryMetrics {
       await mapWithConcurrency(restarts, 32, (r) => (r.previousAttempt > 0 ? this.metadata.delete(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : Promise.resolve()));
     }
     // The event and its pointers together: a restarted attempt looks them up only once launched,
-    // after this returns.
+    // after this returns. Both expire (TTL): the history is read newest first with a limit.
+    const ttl = { [TTL_ATTRIBUTE]: expiresAt(failure.detectedAt, FAILURE_TTL_SECONDS) };
     await Promise.all([
-      this.metadata.put(jobPk(job.jobId), failureSk(seq), event as unknown as MetaItem),
-      mapWithConcurrency(restarts, 32, (r) => this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId })),
+      this.metadata.put(jobPk(job.jobId), failureSk(seq), { ...(event as unknown as MetaItem), ...ttl }),
+      mapWithConcurrency(restarts, 32, (r) => this.metadata.put(jobPk(job.jobId), pointerSk(r.unitId, r.attempt), { seq, failedUnit: r.unitId === failure.unitId, ...ttl })),
     ]);
     if (plan && input.view) {
       this.baselines.set(`${job.jobId}/${seq}`, baselineOf(plan, input.graph, job, input.view));
@@ -219,7 +229,7 @@ export class RecoveryMetrics {
         set: { availableAgainAt: at, recoveryMs: at - failedAt, status: 'AVAILABLE' },
       }, [{ attr: 'status', op: '=', value: 'RECOVERING' }]) ?? item;
     }
-    return item as unknown as FailureEvent | undefined;
+    return item && eventOf(item);
   }
 
   /**
@@ -233,11 +243,12 @@ export class RecoveryMetrics {
   }
 
   async list(jobId: string): Promise<FailureEvent[]> {
-    return (await this.metadata.query(jobPk(jobId), 'FAILURE#')).map(({ item }) => item as unknown as FailureEvent);
+    return (await this.metadata.query(jobPk(jobId), 'FAILURE#')).map(({ item }) => eventOf(item));
   }
 
   async get(jobId: string, seq: number): Promise<FailureEvent | undefined> {
-    return (await this.metadata.get(jobPk(jobId), failureSk(seq))) as unknown as FailureEvent | undefined;
+    const item = await this.metadata.get(jobPk(jobId), failureSk(seq));
+    return item && eventOf(item);
   }
 
   private async observeNow(view: JobView): Promise<FailureEvent[]> {
@@ -265,7 +276,7 @@ export class RecoveryMetrics {
       const changed = settled || set.recordsDropped !== event.recordsDropped || (set.recordsProcessed !== undefined && set.recordsProcessed !== event.recordsProcessed);
       if (changed) {
         const item = await this.metadata.update(jobPk(jobId), failureSk(seq), { set });
-        if (item) updated.push(item as unknown as FailureEvent);
+        if (item) updated.push(eventOf(item));
       }
       if (settled) {
         open.delete(seq);

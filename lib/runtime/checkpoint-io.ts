@@ -3,12 +3,14 @@
  *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.a<attempt>.json
  *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.json  (only when the
  *             subtask has union list state: see union-state.ts)
- *   ack       DynamoDB pk JOB#<jobId>#ACK#<N, zero-padded>, sk <subtaskId>#a<attempt>  (state
- *             handles, or a decline; the record carries the attempt)
+ *   ack       DynamoDB pk JOB#<jobId>#ACK#<N, zero-padded>#<shard>, sk <subtaskId>#a<attempt>
+ *             (state handles, or a decline; the record carries the attempt). Every subtask acks N
+ *             within its alignment's few seconds, so the acks of a large job are spread over
+ *             `ackShards` partitions by subtask (lib/ports/metadata-keys.ts).
  * `attempt` is the task unit's attempt: a restarted unit never rewrites another attempt's snapshot
  * or acknowledgement, and the coordinator counts only the attempt a checkpoint was triggered for.
  * The manifest records which snapshot key each subtask restores from (restore never derives it).
- * The coordinator (local driver or Step Functions poll step) reads the acks of N with one query.
+ * The coordinator (local driver or Step Functions poll step) reads the acks of N with one query per shard.
  * The acknowledged handles are the snapshot first, then the union object if there is one; the
  * manifest keeps them all, so retention and discarding cover the union objects too.
  */
@@ -16,7 +18,7 @@ import type { Json } from '../api/functions';
 import type { SnapshotHandle } from '../checkpoint/types';
 import type { BlobStore } from '../ports/blob-store';
 import type { MetadataStore } from '../ports/metadata-store';
-import { ACK_TTL_SECONDS, TTL_ATTRIBUTE, ackPk, expiresAt } from '../ports/metadata-keys';
+import { ACK_TTL_SECONDS, TTL_ATTRIBUTE, ackPk, expiresAt, shardOf } from '../ports/metadata-keys';
 import type { ChannelPositions } from './input-gate';
 import type { KeyedStateSnapshot } from './keyed-state';
 import type { WriterPositions } from './record-writer';
@@ -101,6 +103,8 @@ export class CheckpointIO {
     private readonly metadata: MetadataStore,
     /** The attempt of the task unit that writes through this (0 for readers). */
     readonly attempt = 0,
+    /** Partitions the acknowledgements of one checkpoint are spread over (`ackShardCount` of the job's subtasks). */
+    private readonly ackShards = 1,
   ) {}
 
   async writeSnapshot(snapshot: SubtaskSnapshot): Promise<SnapshotHandle> {
@@ -188,9 +192,10 @@ export class CheckpointIO {
     await this.putAck({ subtask, checkpointId, state: [], declined: reason, at: Date.now(), attempt: this.attempt });
   }
 
-  /** Every acknowledgement of N in one query of N's own partition. */
+  /** Every acknowledgement of N: one query of each of N's partitions. */
   async acks(checkpointId: number): Promise<AckRecord[]> {
-    const items = await this.metadata.query(ackPk(this.jobId, checkpointId));
+    const shards = Array.from({ length: this.ackShards }, (_, s) => s);
+    const items = (await mapWithConcurrency(shards, 16, (s) => this.metadata.query(ackPk(this.jobId, checkpointId, s)))).flat();
     return items.map((i) => {
       const { [TTL_ATTRIBUTE]: _ttl, ...record } = i.item;
       return record as unknown as AckRecord;
@@ -199,6 +204,7 @@ export class CheckpointIO {
 
   private async putAck(record: AckRecord): Promise<void> {
     const item = { ...record, [TTL_ATTRIBUTE]: expiresAt(record.at, ACK_TTL_SECONDS) };
-    await this.metadata.put(ackPk(this.jobId, record.checkpointId), ackSk(record.subtask, this.attempt), item as unknown as Record<string, never>);
+    const shard = shardOf(record.subtask, this.ackShards);
+    await this.metadata.put(ackPk(this.jobId, record.checkpointId, shard), ackSk(record.subtask, this.attempt), item as unknown as Record<string, never>);
   }
 }

@@ -114,8 +114,10 @@ export class InputDriver {
       await hooks.betweenBatches();
       await this.aligner?.applyAborts();
       // Input is deleted only after what it produced is safely in the next queues; input held
-      // back by barrier alignment is deleted once it has been processed.
-      if (events.length > 0) await this.output.flush();
+      // back by barrier alignment is deleted once it has been processed. A watermark alone is
+      // derived, not an effect: it may wait for its interval (and goes on an idle round then).
+      if (events.length > 0) await this.output.flush(false);
+      else await this.output.maybeFlush();
       await this.acknowledgeInput();
       gate.release();
       const handover = hooks.handover();

@@ -131,7 +131,10 @@ export interface InputGateOptions {
   transport: ChannelTransport;
   /** Lowest producer attempt accepted per channel (fencing after a restart). */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /** Long-poll wait while data flows (default 2 s); each empty receive doubles it, up to `idleWaitSeconds`. */
   waitSeconds?: number;
+  /** Longest long-poll wait of an idle queue (default 20 s, SQS's most): idle queues cost one receive per 20 s. */
+  idleWaitSeconds?: number;
   visibilityTimeoutSeconds?: number;
   /** How often held messages get their visibility extended (default: a third of the timeout). */
   extendEveryMs?: number;
@@ -175,6 +178,8 @@ export class InputGate {
   private extender: Promise<void> | undefined;
   private stopExtender: (() => void) | undefined;
   private running = false;
+  /** Ends long polls in flight when the gate stops (not when it drains: those are kept). */
+  private readonly stopping = new AbortController();
   /** Stopping for a hand-over: what in-flight receives return is still buffered, to be processed. */
   private draining = false;
   private readonly clock: Clock;
@@ -220,6 +225,7 @@ export class InputGate {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.abort();
     this.wake();
     for (const release of this.unacknowledged.values()) release();
     this.stopExtender?.();
@@ -787,15 +793,25 @@ export class InputGate {
 
   private async poll(edge: ExecutionEdge): Promise<void> {
     const queue = this.options.queueOf(edge);
+    // Long polls back off while the queue is idle (an empty receive is billed like a full one) and
+    // come back to the short wait with the first message; a long poll returns as soon as one arrives.
+    const busyWait = this.options.waitSeconds ?? 2;
+    const idleWait = Math.max(busyWait, this.options.idleWaitSeconds ?? 20);
+    let wait = busyWait;
     while (this.running) {
       try {
         const messages = await this.options.transport.receive(queue, {
           max: 10,
-          waitSeconds: this.options.waitSeconds ?? 2,
+          waitSeconds: wait,
           visibilityTimeoutSeconds: this.visibilitySeconds,
+          signal: this.stopping.signal,
         });
         if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
-        if (messages.length === 0) continue;
+        if (messages.length === 0) {
+          wait = Math.min(idleWait, wait * 2);
+          continue;
+        }
+        wait = busyWait;
         const receivedAt = this.clock.now();
         for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
         if (!this.running) {

@@ -46,6 +46,12 @@ export interface RecordWriterOptions {
   determinants?: DeterminantLog;
   /** Where the in-flight log writes what does not fit in memory (S3). */
   logSpill?: LogSpill;
+  /**
+   * A channel without records gets a message carrying only a watermark at most this often
+   * (default 1 s) from a lenient flush; watermarks otherwise ride on the next data message.
+   * Barriers, end of input and forced flushes send a waiting watermark at once.
+   */
+  watermarkEveryMs?: number;
 }
 
 /**
@@ -99,6 +105,9 @@ export class RecordWriter {
   /** The last watermark emitted, and whether end of input went out (what a replay's end tells). */
   private lastWatermark: number | undefined;
   private ended = false;
+  /** When each channel last got a watermark (alone or with records). */
+  private readonly watermarkSentAt: number[];
+  private readonly watermarkEveryMs: number;
 
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
@@ -113,6 +122,8 @@ export class RecordWriter {
     this.gate = options.gate ?? alwaysAvailable;
     this.roundRobin = options.producerIndex % n;
     this.log = options.inflightLog ? new InflightLog(n, this.lineage, DEFAULT_LOG_BYTES, options.logSpill) : undefined;
+    this.watermarkSentAt = new Array<number>(n).fill(Number.NEGATIVE_INFINITY);
+    this.watermarkEveryMs = options.watermarkEveryMs ?? 1000;
   }
 
   /** Sequence numbers and counters, for the next invocation of this attempt (call after a flush). */
@@ -206,7 +217,7 @@ export class RecordWriter {
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
   emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' | 'r' }>): void {
     for (const c of this.channels()) {
-      this.seal(c);
+      this.seal(c, true);
       // End of input always goes out: the queue is durable, and a consumer restarting after an
       // outage must still see its producers end. Barriers to an unavailable consumer are useless.
       if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
@@ -222,7 +233,7 @@ export class RecordWriter {
    */
   announceRestart(checkpointId: number): void {
     for (const c of this.channels()) {
-      this.seal(c);
+      this.seal(c, true);
       this.enqueue(c, { t: 'r', c: checkpointId });
     }
   }
@@ -243,7 +254,7 @@ export class RecordWriter {
     if (!this.channels().includes(consumer)) return;
     // Sealed first: what is buffered now is in the log, so in the replay. The excerpt and where the
     // live channel goes on are taken at the same moment (what is sealed later comes after both).
-    this.seal(consumer);
+    this.seal(consumer, true);
     const position = positionIn(this.lineage, request.from[this.options.producerIndex]);
     const address = { producer: this.options.producerIndex, attempt: this.options.attempt, consumerAttempt: request.consumerAttempt, request: request.request };
     // Without a log nothing can be sent again: an empty replay, after which the live group goes on as it comes.
@@ -269,10 +280,11 @@ export class RecordWriter {
 
   /**
    * Sends the sealed messages, one batched call sequence per queue; with `partial` (the linger
-   * time passed, or a control event follows) it first seals the partly filled buffers too.
+   * time passed, or a control event follows) it first seals the partly filled buffers too. Not
+   * `forced`, a channel with a watermark and no records waits until its watermark interval passed.
    */
-  async flush(partial = true): Promise<void> {
-    if (partial) for (const c of this.channels()) this.seal(c);
+  async flush(partial = true, forced = true): Promise<void> {
+    if (partial) for (const c of this.channels()) this.seal(c, forced);
     const sends = [...this.outbox.entries()].map(([consumer, messages]) =>
       this.options.transport.send(this.options.queueOf(consumer), messages),
     );
@@ -290,7 +302,7 @@ export class RecordWriter {
     const buffer = this.buffers[consumer]!;
     if (!this.gate.isAvailable(this.edgeId, consumer)) {
       // The records before it go out as one message: a message's records are consecutive positions.
-      if (buffer.parts.length > 0) this.seal(consumer);
+      if (buffer.parts.length > 0) this.seal(consumer, true);
       this.dropped[consumer]!++;
       this.position[consumer]!++;
       this.log?.skipTo(consumer, this.position[consumer]!);
@@ -301,7 +313,7 @@ export class RecordWriter {
     if (size > this.maxBytes) {
       throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);
     }
-    if (buffer.bytes + size > this.maxBytes && buffer.parts.length > 0) this.seal(consumer);
+    if (buffer.bytes + size > this.maxBytes && buffer.parts.length > 0) this.seal(consumer, true);
     if (buffer.parts.length === 0) buffer.first = this.position[consumer]!;
     this.position[consumer]!++;
     buffer.parts.push(part);
@@ -309,12 +321,18 @@ export class RecordWriter {
     this.recordsWritten++;
   }
 
-  /** Turns a channel's buffered records (and watermark) into one message in the outbox. */
-  private seal(consumer: number): void {
+  /**
+   * Turns a channel's buffered records (and watermark) into one message in the outbox. A
+   * watermark alone waits (unless `forced`) until the channel's watermark interval has passed.
+   */
+  private seal(consumer: number, forced: boolean): void {
     const buffer = this.buffers[consumer]!;
     if (buffer.parts.length === 0 && buffer.watermark === undefined) return;
+    const now = Date.now();
+    if (buffer.parts.length === 0 && !forced && now - this.watermarkSentAt[consumer]! < this.watermarkEveryMs) return;
     const watermark = buffer.watermark;
     buffer.watermark = undefined;
+    if (watermark !== undefined) this.watermarkSentAt[consumer] = now;
     // Records buffered while the sub-partition was available still go out (the queue is
     // durable); only records that arrive while it is unavailable are dropped, and counted.
     if (buffer.parts.length === 0) {

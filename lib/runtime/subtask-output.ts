@@ -30,16 +30,19 @@ export class SubtaskOutput {
     for (const w of this.writers) w.emitEvent(event);
   }
 
-  /** Sends full messages at once and partial ones after the linger time. */
+  /** Sends full messages at once and partial ones after the linger time (watermarks alone at most every second). */
   async maybeFlush(): Promise<void> {
-    if (Date.now() - this.lastFlush >= this.lingerMs) return this.flush();
+    if (Date.now() - this.lastFlush >= this.lingerMs) return this.flush(false);
     await Promise.all(this.writers.filter((w) => w.hasSealed()).map((w) => w.flush(false)));
   }
 
-  /** Sends everything buffered. */
-  async flush(): Promise<void> {
+  /**
+   * Sends everything buffered; not `forced`, a channel's watermark without records waits for its
+   * interval (record-writer.ts) and rides on the next message instead.
+   */
+  async flush(forced = true): Promise<void> {
     this.lastFlush = Date.now();
-    await Promise.all(this.writers.filter((w) => w.hasPending()).map((w) => w.flush()));
+    await Promise.all(this.writers.filter((w) => w.hasPending()).map((w) => w.flush(true, forced)));
   }
 
   /** Checkpoint N completed for this subtask's region: the in-flight logs keep only what came after barrier N. */

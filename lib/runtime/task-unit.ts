@@ -64,7 +64,19 @@ export interface TaskUnitOptions {
    * input gate's 15 s visibility timeout, so the events held back are not delivered again meanwhile).
    */
   handoverGraceMs?: number;
+  /**
+   * How often the unit looks at its counters (default 1 s): when they changed, its record is
+   * written (a report, which is also a heartbeat), at most this often.
+   */
   heartbeatMs?: number;
+  /**
+   * Longest time without a write (default 3 s): when the counters did not change, a small liveness
+   * heartbeat goes instead of the whole record, so an idle unit hosting many subtasks costs one
+   * small write per this interval, not a record of every subtask's counters per second.
+   */
+  livenessMs?: number;
+  /** The record is rewritten at least this often (default 60 s), for the request counters an idle unit still runs up. */
+  reportMaxAgeMs?: number;
   /** AWS requests made so far by this process, by service (reported with the heartbeat). */
   requestCounts?: () => Record<string, number>;
   /** Requests of the attempt's earlier invocations (from the hand-over), added to this process's. */
@@ -74,6 +86,15 @@ export interface TaskUnitOptions {
   /** The unit's log (the host gives it the job, unit, attempt and invocation keys). */
   logger?: Logger;
 }
+
+/**
+ * Longest long-poll wait of an idle control queue. Shorter than SQS's 20 s: a long poll of a unit
+ * that died goes on at SQS (and at the emulator) until its wait ends, and a message it takes then
+ * is hidden for CONTROL_VISIBILITY_SECONDS; the unit's restarted attempt reads the same queue.
+ */
+const CONTROL_IDLE_WAIT_SECONDS = 5;
+/** How long a control message taken by a receive stays hidden (handling one takes well under this). */
+const CONTROL_VISIBILITY_SECONDS = 10;
 
 export class ZombieUnitError extends Error {
   override name = 'ZombieUnitError';
@@ -85,6 +106,8 @@ export type UnitOutcome = UnitStatus | 'HANDED_OVER';
 export class TaskUnit {
   readonly runners: SubtaskRunner[];
   private stopped = false;
+  /** Aborted when the unit ends: its control long poll does not hold the end up. */
+  private readonly ending = new AbortController();
   private control: Promise<void> = Promise.resolve();
   /** A hand-over has begun: control messages are no longer read (the successor reads them). */
   private handingOver = false;
@@ -148,6 +171,7 @@ export class TaskUnit {
     // The heartbeat goes on while the state is written: a large state must not look like a dead unit.
     const handedOver = handingOver ? await this.handOver() : undefined;
     this.stopped = true;
+    this.ending.abort();
     await Promise.allSettled([heartbeat]);
     if (handedOver) {
       await Promise.allSettled([this.control]);
@@ -236,19 +260,31 @@ export class TaskUnit {
     return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.counters().recordsIn > 0)}`;
   }
 
+  /**
+   * Heartbeats, adaptive: each `heartbeatMs` the unit's counters are compared with what it last
+   * reported; changed, the record is written (at most that often); unchanged, only a liveness
+   * heartbeat once `livenessMs` passed since the last write. A subtask's status change (a sink at
+   * end of input now waits for its final commit) is written within a step, not a heartbeat later.
+   * A refused write means a newer attempt exists or the job stopped this one: the unit stops.
+   */
   private async heartbeatLoop(): Promise<void> {
     const { jobs, jobId, unitId, attempt } = this.options;
-    const every = this.options.heartbeatMs ?? 1000;
+    const policy = new HeartbeatPolicy({
+      livenessMs: this.options.livenessMs ?? 3000,
+      reportMaxAgeMs: this.options.reportMaxAgeMs ?? 60_000,
+      now: Date.now(),
+    });
     this.reportedStatuses = this.statuses();
     while (!this.stopped) {
-      // A subtask that reached end of input (a sink now waits for its final commit) is news the
-      // supervisor acts on: reported within a step, not up to a heartbeat later.
-      await sleepUnless(every, () => this.stopped || this.statuses() !== this.reportedStatuses);
+      await sleepUnless(this.options.heartbeatMs ?? 1000, () => this.stopped || this.statuses() !== this.reportedStatuses);
       if (this.stopped) return;
       this.reportedStatuses = this.statuses();
-      const current = await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner);
+      const report = this.report();
+      const write = policy.next(Date.now(), `${this.reportedStatuses}|${JSON.stringify(report.stats)}`);
+      if (write === 'none') continue;
+      const current = write === 'report' ? await jobs.reportUnit(jobId, unitId, attempt, report, this.owner) : await jobs.beat(jobId, unitId, attempt);
       if (!current) {
-        // A newer attempt of this unit exists: stop writing anything.
+        // A newer attempt of this unit exists, or the job stopped it: stop writing anything.
         this.log.warn(`unit ${unitId} attempt ${attempt} was superseded; stopping`);
         this.cancel();
         return;
@@ -256,10 +292,19 @@ export class TaskUnit {
     }
   }
 
+  /**
+   * Reads the control queue. Its long poll backs off from 1 s to CONTROL_IDLE_WAIT_SECONDS while
+   * nothing comes (a long poll returns as soon as a message arrives, so a trigger is not delayed),
+   * never past the time to hand over; the unit's end aborts it.
+   */
   private async controlLoop(): Promise<void> {
-    const { channels, controlQueue: queue } = this.options;
+    const { channels, controlQueue: queue, handoverAt } = this.options;
+    let wait = 1;
     while (!this.stopped && !this.handingOver) {
-      const messages = await channels.receive(queue, { max: 10, waitSeconds: 1 }).catch(() => []);
+      const untilHandover = handoverAt === undefined ? Infinity : Math.floor((handoverAt - Date.now()) / 1000);
+      const waitSeconds = Math.max(0, Math.min(wait, untilHandover));
+      const messages = await channels.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: CONTROL_VISIBILITY_SECONDS, signal: this.ending.signal }).catch(() => []);
+      wait = messages.length > 0 ? 1 : Math.min(CONTROL_IDLE_WAIT_SECONDS, wait * 2);
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
     }
@@ -311,6 +356,36 @@ export class TaskUnit {
       default:
         return this.options.onControl?.(message);
     }
+  }
+}
+
+/**
+ * Which heartbeat write a unit makes now: its record ('report') when its counters changed since
+ * the last report or the report is `reportMaxAgeMs` old; a liveness heartbeat ('beat') when
+ * nothing was written for `livenessMs`; otherwise nothing. An idle unit hosting many subtasks
+ * thus writes one small item every `livenessMs`, not its record of every subtask each second.
+ */
+export class HeartbeatPolicy {
+  private reported: string | undefined;
+  private reportedAt: number;
+  private wroteAt: number;
+
+  constructor(private readonly options: { livenessMs: number; reportMaxAgeMs: number; now: number }) {
+    this.reportedAt = options.now;
+    this.wroteAt = options.now;
+  }
+
+  next(now: number, stats: string): 'report' | 'beat' | 'none' {
+    if (stats !== this.reported || now - this.reportedAt >= this.options.reportMaxAgeMs) {
+      this.reported = stats;
+      this.reportedAt = this.wroteAt = now;
+      return 'report';
+    }
+    if (now - this.wroteAt >= this.options.livenessMs) {
+      this.wroteAt = now;
+      return 'beat';
+    }
+    return 'none';
   }
 }
 

@@ -200,6 +200,20 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     });
 
+    it('ends a long poll its signal aborts, with an AbortError, and the queue goes on working', async () => {
+      const { t, q } = await setup();
+      const controller = new AbortController();
+      // SQS may go on serving an aborted long poll: a message it takes meanwhile comes again after
+      // the poll's visibility timeout (1 s here), so nothing is lost.
+      const polling = t.receive(q, { max: 10, waitSeconds: 20, visibilityTimeoutSeconds: 1, signal: controller.signal });
+      setTimeout(() => controller.abort(), 200);
+      await expect(polling).rejects.toMatchObject({ name: 'AbortError' });
+      await t.send(q, [msg('after', 0)]);
+      const got: string[] = [];
+      for (let i = 0; i < 10 && got.length === 0; i++) got.push(...(await t.receive(q, { max: 10, waitSeconds: 2 })).map((m) => m.body));
+      expect(got).toEqual(['after:0']);
+    });
+
     it('deletes more than 10 receipts in one call', async () => {
       const { t, q } = await setup();
       await t.send(q, Array.from({ length: 25 }, (_, i) => msg(String(i), 0)));

@@ -143,6 +143,50 @@ export function metadataStoreContract(label: string, make: () => Promise<Metadat
       expect(await m.query(pk)).toEqual([]);
     });
 
+    it('refuses items over 400 KB, on put and on an update that grows one, and keeps what was stored', async () => {
+      const m = await make();
+      const pk = uniqueName('size');
+      // Sizes that AWS and the emulator judge alike (moto's own limit is 405,000 bytes by its count).
+      const under = 'x'.repeat(380 * 1024);
+      expect(await m.put(pk, 'k', { blob: under, n: 1 })).toBe(true);
+      await expect(m.put(pk, 'big', { blob: 'x'.repeat(410 * 1024) })).rejects.toThrow(/item size limit|maximum allowed size/);
+      expect(await m.get(pk, 'big')).toBeUndefined();
+      // Many attributes add up too (names count).
+      const wide: Record<string, string> = {};
+      for (let i = 0; i < 420; i++) wide[`attribute_${i}`] = 'y'.repeat(1000);
+      await expect(m.put(pk, 'wide', wide)).rejects.toThrow(/item size limit|maximum allowed size/);
+      await expect(m.update(pk, 'k', { set: { more: 'z'.repeat(40 * 1024) } })).rejects.toThrow(/item size limit|maximum allowed size/);
+      expect(await m.get(pk, 'k')).toEqual({ blob: under, n: 1 });
+    });
+
+    it('refuses over-long keys and values nested deeper than 32 levels', async () => {
+      const m = await make();
+      const pk = uniqueName('keys');
+      await expect(m.put(pk, 's'.repeat(1025), { a: 1 })).rejects.toThrow(/1024|sort key/i);
+      await expect(m.put('p'.repeat(2049), 'k', { a: 1 })).rejects.toThrow(/2048|partition key/i);
+      expect(await m.put(pk, 's'.repeat(1024), { a: 1 })).toBe(true);
+      let deep: MetaItem = { leaf: 1 };
+      for (let i = 0; i < 33; i++) deep = { d: deep };
+      await expect(m.put(pk, 'deep', deep)).rejects.toThrow(/nested|depth/i);
+      expect(await m.get(pk, 'deep')).toBeUndefined();
+    });
+
+    it('queries newest first and up to a limit, across pages', async () => {
+      const m = await make();
+      const pk = uniqueName('hist');
+      for (let i = 0; i < 12; i++) await m.put(pk, `CKPT#${String(i).padStart(4, '0')}`, { i });
+      await m.put(pk, 'OTHER', { i: -1 });
+      expect((await m.query(pk, 'CKPT#', { newestFirst: true, limit: 3 })).map((r) => r.item.i)).toEqual([11, 10, 9]);
+      expect((await m.query(pk, 'CKPT#', { limit: 2 })).map((r) => r.item.i)).toEqual([0, 1]);
+      expect((await m.query(pk, 'CKPT#', { newestFirst: true })).map((r) => r.item.i)).toEqual([11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+      // A limit spanning DynamoDB pages (1 MB each).
+      const big = uniqueName('bigpages');
+      const blob = 'x'.repeat(100_000);
+      await Promise.all(Array.from({ length: 25 }, (_, i) => m.put(big, `k${String(i).padStart(3, '0')}`, { blob, i })));
+      expect((await m.query(big, 'k', { newestFirst: true, limit: 15 })).map((r) => r.item.i)).toEqual(Array.from({ length: 15 }, (_, i) => 24 - i));
+      await expect(m.query(pk, '', { limit: 0 })).rejects.toThrow(/limit/);
+    });
+
     it('rejects key attribute names, overlapping or empty changes and non-finite numbers before writing', async () => {
       const m = await make();
       const pk = uniqueName('bad');

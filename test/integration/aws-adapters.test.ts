@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig, withOneEndpoint, type SluiceConfig } from '../../lib/config';
-import { createAwsClients, createAwsPorts, ensureInfrastructure, requestCounts, resetRequestCounts, type AwsClients } from '../../lib/aws';
+import { billedCounts, createAwsClients, createAwsPorts, ensureInfrastructure, requestCounts, resetRequestCounts, SqsChannelTransport, type AwsClients } from '../../lib/aws';
+import { GetQueueAttributesCommand, GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { blobStoreContract } from '../contracts/blobs.contract';
 import { channelTransportContract } from '../contracts/channels.contract';
 import { metadataStoreContract } from '../contracts/metadata.contract';
@@ -75,6 +76,39 @@ describe('AWS adapters beyond the contract', () => {
     await metadata.get('p', 's');
     await blobs.put('k', 'v');
     expect(requestCounts()).toEqual({ sqs: 5, dynamodb: 2, s3: 1, total: 8 });
+  });
+
+  it('counts what AWS bills beside the calls: 64 KiB chunks of SQS payload, DynamoDB request units by item size, S3 by class', async () => {
+    const { channels, metadata, blobs } = await freshPorts();
+    const q = uniqueName('bill');
+    await channels.createQueues([q]);
+    resetRequestCounts();
+    // One SendMessageBatch of 3 × 60 KiB = 180 KiB: 1 call, billed as 3 requests; received in one call, billed by what it returns.
+    const body = 'y'.repeat(60 * 1024);
+    await channels.send(q, [0, 1, 2].map((i) => ({ groupId: String(i), dedupId: `d${i}`, body })));
+    const got = await channels.receive(q, { max: 10, waitSeconds: 1 });
+    expect(got).toHaveLength(3);
+    expect(requestCounts().sqs).toBe(2);
+    expect(billedCounts().sqsRequests).toBe(3 + 3);
+    // A 10 KB item: 10 write units to put, 3 read units (4 KB each) to read strongly consistent.
+    await metadata.put('bill', 'k', { v: 'z'.repeat(10_000) });
+    await metadata.get('bill', 'k');
+    await blobs.put('k', 'v');
+    await blobs.get('k');
+    await blobs.delete(['k']);
+    expect(billedCounts()).toMatchObject({ dynamodbWriteUnits: 10, dynamodbReadUnits: 3, s3WriteRequests: 1, s3ReadRequests: 1 });
+  });
+
+  it('creates queues in FIFO high-throughput mode', async () => {
+    const config = freshConfig();
+    const clients = createAwsClients(config);
+    opened.push(clients);
+    const channels = new SqsChannelTransport(clients);
+    const q = uniqueName('ht');
+    await channels.createQueues([q]);
+    const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: `${q}.fifo` }));
+    const { Attributes } = await clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
+    expect(Attributes).toMatchObject({ FifoQueue: 'true', ContentBasedDeduplication: 'false', DeduplicationScope: 'messageGroup', FifoThroughputLimit: 'perMessageGroupId' });
   });
 
   it('serves concurrent long polls in parallel (the emulator is threaded)', async () => {

@@ -8,6 +8,7 @@ import { CheckpointPlanner, CheckpointTopology, PendingCheckpoint } from '../../
 import { CHECKPOINT_LIFECYCLE, REGION_IN_CHECKPOINT, SUBTASK_IN_CHECKPOINT } from '../../lib/checkpoint/lifecycle';
 import { R_COMPLETED, R_FAILED } from '../../lib/checkpoint/plan';
 import { JOB_LIFECYCLE, JobStore, UNIT_LIFECYCLE, type JobRecord, type UnitStatus } from '../../lib/jobs/job-store';
+import { unitSk, unitsPk } from '../../lib/ports/metadata-keys';
 import { MemoryMetadataStore } from '../../lib/memory';
 import { IllegalTransition, lifecycle } from '../../lib/util/lifecycle';
 import { regions, snap } from './checkpoint/helpers';
@@ -56,7 +57,7 @@ describe('job lifecycle', () => {
 
   it('the store ends a running job once; a second end is refused and the first stays', async () => {
     const jobs = new JobStore(new MemoryMetadataStore());
-    const job = { jobId: 'j', name: 'n', params: {}, settings: {}, status: 'RUNNING', createdAt: 0, units: [], regions: [], queues: [] } as unknown as JobRecord;
+    const job = { jobId: 'j', name: 'n', params: {}, settings: {}, status: 'RUNNING', createdAt: 0, queuePrefix: 'q', shape: { units: 1, subtasks: 1, regions: 1, queues: 1, unitShards: 1 }, units: [], regions: [], queues: [] } as unknown as JobRecord;
     await jobs.createJob(job);
     expect(await jobs.setJobStatus('j', 'FAILED', 'boom')).toBe(true);
     expect(await jobs.setJobStatus('j', 'CANCELLED')).toBe(false);
@@ -87,7 +88,7 @@ describe('task unit lifecycle', () => {
   const store = async (from?: UnitStatus) => {
     const jobs = new JobStore(new MemoryMetadataStore());
     await jobs.startUnitAttempt('j', 'u', ['t#0'], 0);
-    if (from) await jobs.metadata.update('JOB#j', 'UNIT#u', { set: { status: from } });
+    if (from) await jobs.metadata.update(unitsPk('j', 0), unitSk('u'), { set: { status: from } });
     const status = async () => (await jobs.getUnit('j', 'u'))!.status;
     return { jobs, status };
   };
@@ -146,7 +147,7 @@ describe('task unit lifecycle', () => {
 
   it('a hand-over is a move of a running unit only', async () => {
     const { jobs, status } = await store('FAILED');
-    await jobs.metadata.update('JOB#j', 'UNIT#u', { set: { owner: 'first' } });
+    await jobs.metadata.update(unitsPk('j', 0), unitSk('u'), { set: { owner: 'first' } });
     expect(await jobs.recordHandover('j', 'u', 0, 'first', 1, 'k', {})).toBe(false);
     expect(await status()).toBe('FAILED');
   });

@@ -56,6 +56,7 @@ describe('a task unit at its end', () => {
         return true;
       },
       recordHandover: async () => true,
+      beat: async () => true,
     };
     const subtask = `${graph.tasks[0]!.id}#0`;
     const statusIn = (r: { changes: Partial<UnitRecord> }) => (r.changes.stats?.[subtask] as { status?: string } | undefined)?.status;

@@ -112,6 +112,9 @@ class HostingLauncher implements UnitLauncher {
   readonly runs: Promise<UnitOutcome>[] = [];
   readonly log: string[] = [];
   private readonly attempts = new Map<string, number>();
+  private readonly controlQueues = new Map<string, string>();
+  /** Awaited before a restarted attempt (attempt > 0) is hosted. */
+  beforeRestart: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly deps: {
@@ -130,6 +133,8 @@ class HostingLauncher implements UnitLauncher {
     const { ports, blobs, jobs, registry, queuePrefix, unionRestoreConcurrency } = this.deps;
     if (attempt > 0) await this.deps.beforeRestart?.();
     this.attempts.set(unit.unitId, attempt);
+    this.controlQueues.set(unit.unitId, unit.controlQueue);
+    if (attempt > 0) await this.beforeRestart?.();
     const run = hostUnit({
       jobId: job.jobId,
       unitId: unit.unitId,
@@ -147,12 +152,11 @@ class HostingLauncher implements UnitLauncher {
     this.runs.push(run);
   }
 
-  async stop(jobId: string, unitId: string): Promise<void> {
+  async stop(_jobId: string, unitId: string): Promise<void> {
     const attempt = this.attempts.get(unitId);
-    const job = await this.deps.jobs.getJob(jobId);
     const message: ControlMessage = { type: 'cancel', attempt };
     await this.deps.ports.channels
-      .send(job.units.find((u) => u.unitId === unitId)!.controlQueue, [{ groupId: 'control', dedupId: `stop-${unitId}-${attempt}`, body: JSON.stringify(message) }])
+      .send(this.controlQueues.get(unitId)!, [{ groupId: 'control', dedupId: `stop-${unitId}-${attempt}`, body: JSON.stringify(message) }])
       .catch(() => undefined);
   }
 }
@@ -249,6 +253,19 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
       checkpointEveryMs: 250,
       onFailure: createFailoverHandler({ jobs, service, launcher, latestManifest: () => catalog.loadLatest() }),
     });
+
+    // The restart waits until the other regions have completed a checkpoint after the crashed
+    // region's restore point, so the restored union mixes restore points (a failover is faster
+    // than the other regions' next checkpoint otherwise).
+    const regionOf = (j: number) => job.regions.find((r) => r.subtasks.includes(subtaskId('ledger', j)))!.id;
+    launcher.beforeRestart = async () => {
+      for (;;) {
+        const manifest = await catalog.loadLatest();
+        const from = (j: number) => manifest?.regions.find((r) => r.regionId === regionOf(j))?.restoreFrom ?? 0;
+        if (Array.from({ length: P }, (_, j) => j).every((j) => j === CRASHING || from(j) > from(CRASHING))) return;
+        await sleep(50);
+      }
+    };
 
     // Arm the crash once a completed checkpoint holds at least one finished partition of every subtask.
     const arming = (async () => {

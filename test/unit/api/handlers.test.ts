@@ -20,10 +20,14 @@ describe('job API handlers on memory ports', () => {
 
     const meta = await api.ports.metadata.get(`JOB#${jobId}`, 'META');
     expect(meta).toMatchObject({ status: 'RUNNING', name: 'demo', settings: { failover: 'single', checkpoint: { intervalSeconds: 300, timeoutSeconds: 30, schedule: { kind: 'rate', seconds: 300 } } } });
+    // The job item keeps the sizes of the layout, never the layout (it is computed from the graph).
+    const layout = await api.services.service.job(jobId);
+    expect(meta).not.toHaveProperty('units');
+    expect(meta).toMatchObject({ shape: { units: layout.units.length, queues: layout.queues.length, regions: layout.regions.length } });
     const queues = await api.ports.channels.listQueues(`apitest-${jobId}`);
     expect(queues.length).toBeGreaterThan(0);
-    expect(queues.sort()).toEqual([...(meta!.queues as string[])].sort());
-    expect(api.launcher.launched.map((l) => l.attempt)).toEqual((meta!.units as unknown[]).map(() => 0));
+    expect(queues.sort()).toEqual([...layout.queues].sort());
+    expect(api.launcher.launched.map((l) => l.attempt)).toEqual(layout.units.map(() => 0));
     expect(api.scheduler.schedules.get(jobId)).toEqual({ kind: 'rate', seconds: 300 });
   });
 
@@ -114,10 +118,8 @@ describe('job API handlers on memory ports', () => {
     expect(api.started).toEqual([{ jobId, checkpointId: 1 }]);
     // The trigger step wrote its pending marker and sent the trigger to the source units.
     expect(await api.ports.metadata.get(`JOB#${jobId}#CKPT`, 'CKPT_PENDING#000000000001')).toMatchObject({ checkpointId: 1 });
-    const meta = (await api.ports.metadata.get(`JOB#${jobId}`, 'META'))! as any;
-    const controlMessages = await Promise.all(
-      meta.units.map((u: { controlQueue: string }) => api.ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })),
-    );
+    const { units } = await api.services.service.job(jobId);
+    const controlMessages = await Promise.all(units.map((u) => api.ports.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })));
     expect(controlMessages.flat().map((m) => JSON.parse(m.body).type)).toContain('triggerCheckpoint');
 
     // One pending checkpoint at a time: a second trigger is refused with 409.

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { MemoryChannelTransport, MemoryMetadataStore } from '../../../lib/memory';
 import { DEFAULT_SETTINGS, type JobView, type UnitLauncher } from '../../../lib/jobs/job-service';
-import { JobStore, type JobRecord, type FailoverStrategy, type UnitPlacement } from '../../../lib/jobs/job-store';
+import { JobStore, storedJob, type JobRecord, type FailoverStrategy, type UnitPlacement } from '../../../lib/jobs/job-store';
 import type { UnitFailure } from '../../../lib/jobs/supervisor';
 import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
@@ -70,11 +70,13 @@ async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
     settings: { ...DEFAULT_SETTINGS, failover: strategy },
     status: 'RUNNING',
     createdAt: Date.now(),
+    queuePrefix: 't',
+    shape: { units: units.length, subtasks: graph.subtasks.length, regions: graph.regions.length, queues: 0, unitShards: 1 },
     units,
     regions: graph.regions,
     queues: [],
   };
-  await jobs.createJob(job);
+  await jobs.createJob(storedJob(job));
   for (const u of units) {
     await jobs.startUnitAttempt('job', u.unitId, u.subtasks, 0);
     await jobs.reportUnit('job', u.unitId, 0, { status: 'RUNNING' });
@@ -101,7 +103,7 @@ async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
     },
   };
   const view = async (): Promise<JobView> => ({
-    job: await jobs.getJob('job'),
+    job: { ...(await jobs.getJob('job')), units, regions: graph.regions, queues: [] },
     units: await jobs.getUnits('job'),
     totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
   });

@@ -1,0 +1,174 @@
+/**
+ * The metadata model at the seed's parallelism (issue 12): placement packs subtasks into units,
+ * the job item does not grow with parallelism, unit records and acknowledgements are spread over
+ * partition keys, a unit's start reads only its producers' records, and what is not kept expires.
+ * On the in-memory store, which refuses items over 400 KB as DynamoDB does.
+ */
+import { describe, expect, it } from 'vitest';
+import { jobRegistry } from '../../examples/jobs';
+import { ObservedMetadataStore } from '../../bench/lib/metadata-observer';
+import { buildExecutionGraph } from '../../lib/graph/execution-graph';
+import { jobLayout, LayoutIndex, placeSubtasks } from '../../lib/graph/placement';
+import { producerUnitsOf } from '../../lib/host/unit-host';
+import { JobService, type UnitLauncher } from '../../lib/jobs/job-service';
+import { JobStore } from '../../lib/jobs/job-store';
+import { MemoryChannelTransport } from '../../lib/memory/channels';
+import { MemoryMetadataStore } from '../../lib/memory/metadata-store';
+import { MemoryBlobStore } from '../../lib/memory/blob-store';
+import { HeartbeatPolicy } from '../../lib/runtime/task-unit';
+import { CheckpointIO } from '../../lib/runtime/checkpoint-io';
+import { PortCheckpointCatalog } from '../../lib/checkpoint/catalog';
+import { TTL_ATTRIBUTE, ackShardCount, unitShardCount, unitsPk } from '../../lib/ports/metadata-keys';
+import type { CheckpointHistoryEntry } from '../../lib/checkpoint/types';
+
+const joinGraph = (parallelism: number) => buildExecutionGraph(jobRegistry.build('recommendation-join', { parallelism, partitions: parallelism }).graph);
+
+function submitter(subtasksPerUnit?: number) {
+  const metadata = new ObservedMetadataStore(new MemoryMetadataStore());
+  const jobs = new JobStore(metadata);
+  const launched: string[] = [];
+  const launcher: UnitLauncher = { launch: async (_job, unit) => void launched.push(unit.unitId), stop: async () => undefined };
+  const service = new JobService({ jobs, channels: new MemoryChannelTransport(), registry: jobRegistry, queuePrefix: 'scale', launcher });
+  const submit = (parallelism: number) =>
+    service.submit({ job: 'recommendation-join', params: { parallelism, partitions: parallelism }, ...(subtasksPerUnit ? { subtasksPerUnit } : {}) });
+  return { metadata, jobs, service, launched, submit };
+}
+
+describe('placement', () => {
+  it('packs n consecutive subtasks of one task per unit; n = 1 is one unit per subtask, named as before', () => {
+    const graph = joinGraph(4000);
+    const packed = placeSubtasks(graph, 100);
+    expect(packed).toHaveLength(120);
+    expect(packed.every((u) => u.subtasks.length === 100 && u.subtasks.every((s) => s.startsWith(`${u.unitId.replace(/-\d+$/, '')}#`)))).toBe(true);
+    const placed = packed.flatMap((u) => u.subtasks);
+    expect(placed).toHaveLength(graph.subtasks.length);
+    expect(new Set(placed).size).toBe(graph.subtasks.length);
+    expect(packed[1]).toMatchObject({ unitId: 'events-100', subtasks: expect.arrayContaining(['events#100', 'events#199']) });
+
+    const small = joinGraph(3);
+    expect(placeSubtasks(small).map((u) => [u.unitId, u.subtasks])).toEqual(small.subtasks.map((s) => [`${s.taskId}-${s.index}`, [s.id]]));
+    // A last unit of a task takes what is left.
+    expect(placeSubtasks(joinGraph(250), 100).map((u) => u.subtasks.length)).toEqual([100, 100, 50, 100, 100, 50, 100, 100, 50]);
+    expect(() => placeSubtasks(small, 0)).toThrow(/subtasksPerUnit must be a whole number from 1/);
+  });
+
+  it('refuses a bad subtasksPerUnit at submit, by name', async () => {
+    const { service } = submitter();
+    await expect(service.submit({ job: 'demo', subtasksPerUnit: 2.5 })).rejects.toThrow(/subtasksPerUnit must be a whole number/);
+  });
+});
+
+describe('the job item at parallelism 4 and 4000', () => {
+  it('stays the same small size: the layout is computed from the graph, never stored', async () => {
+    const small = submitter();
+    const big = submitter(100);
+    const a = await small.submit(4);
+    const b = await big.submit(4000);
+    expect(b.units).toHaveLength(120);
+    expect(b.queues).toHaveLength(8000 + 120);
+    const metaOf = (m: ObservedMetadataStore) => m.largest.get('JOB / META')!.bytes;
+    expect(metaOf(small.metadata)).toBeLessThan(1500);
+    expect(Math.abs(metaOf(big.metadata) - metaOf(small.metadata))).toBeLessThan(40);
+    // Every unit attempt was registered and launched; the layout comes back the same from the stored job.
+    expect(big.launched).toHaveLength(120);
+    const again = await new JobService({ jobs: new JobStore(big.metadata), channels: new MemoryChannelTransport(), registry: jobRegistry, queuePrefix: 'other', launcher: { launch: async () => undefined, stop: async () => undefined } }).job(b.jobId);
+    expect(again.units).toEqual(b.units);
+    expect(again.queues).toEqual(b.queues);
+    expect(a.shape).toMatchObject({ units: 12, unitShards: 1 });
+  });
+
+  it('spreads 12,000 unpacked unit records over partitions of at most a few hundred units', async () => {
+    const { metadata, submit } = submitter();
+    const job = await submit(4000);
+    expect(job.units).toHaveLength(12_000);
+    expect(job.shape.unitShards).toBe(unitShardCount(12_000));
+    expect(job.shape.unitShards).toBe(94);
+    const perShard = await Promise.all(Array.from({ length: job.shape.unitShards }, (_, s) => metadata.inner.query(unitsPk(job.jobId, s), 'UNIT#')));
+    expect(perShard.reduce((n, items) => n + items.length, 0)).toBe(12_000);
+    expect(Math.max(...perShard.map((items) => items.length))).toBeLessThan(200);
+    // Acknowledgements of one checkpoint: 12,000 subtasks over 24 partitions.
+    expect(ackShardCount(job.shape.subtasks)).toBe(24);
+  });
+});
+
+describe('unit records and heartbeats', () => {
+  it('merges the liveness heartbeat into the record, and reads attempts only from the partitions of the units asked for', async () => {
+    const { metadata, jobs, submit } = submitter();
+    const job = await submit(300);
+    expect(job.shape.unitShards).toBe(8);
+    const unit = job.units[5]!;
+    await jobs.startInvocation(job.jobId, unit.unitId, 0, 'owner');
+    const before = (await jobs.getUnits(job.jobId)).find((u) => u.unitId === unit.unitId)!.heartbeatAt;
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await jobs.beat(job.jobId, unit.unitId, 0)).toBe(true);
+    expect((await jobs.getUnits(job.jobId)).find((u) => u.unitId === unit.unitId)!.heartbeatAt).toBeGreaterThan(before);
+    // An older attempt's heartbeat is refused once a newer one is registered, and so is a stopped one's.
+    await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1);
+    expect(await jobs.beat(job.jobId, unit.unitId, 0)).toBe(false);
+    expect(await jobs.markStopped(job.jobId, unit.unitId, 1, 'cancelled')).toBe(true);
+    expect(await jobs.beat(job.jobId, unit.unitId, 1)).toBe(false);
+
+    const reads = metadata.reads;
+    const attempts = await jobs.unitAttempts(job.jobId, [unit.unitId]);
+    expect(metadata.reads - reads).toBe(1);
+    expect([...attempts]).toEqual([[unit.unitId, 1]]);
+    expect((await jobs.unitAttempts(job.jobId)).size).toBe(job.units.length);
+  });
+
+  it('a starting unit reads the attempts of its producers only: one pipeline under forward edges, the producer task under all-to-all', () => {
+    const ingest = buildExecutionGraph(jobRegistry.build('ingest', { parallelism: 5000, partitions: 5000 }).graph);
+    const layout = new LayoutIndex(jobLayout(ingest, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 }));
+    const sink = layout.unit('s3-sink-2500')!;
+    expect([...producerUnitsOf(ingest, layout, sink.subtasks)]).toEqual(['generator-2500']);
+    const join = joinGraph(4000);
+    const joinLayout = new LayoutIndex(jobLayout(join, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 }));
+    expect(producerUnitsOf(join, joinLayout, joinLayout.unit('join-0')!.subtasks).size).toBe(80);
+    expect(producerUnitsOf(join, joinLayout, joinLayout.unit('events-0')!.subtasks).size).toBe(0);
+  });
+
+  it('heartbeats adaptively: a report when the counters change, else a small liveness write every livenessMs', () => {
+    const policy = new HeartbeatPolicy({ livenessMs: 3000, reportMaxAgeMs: 60_000, now: 0 });
+    expect(policy.next(1000, 'a')).toBe('report');
+    expect(policy.next(2000, 'a')).toBe('none');
+    expect(policy.next(3000, 'a')).toBe('none');
+    expect(policy.next(4000, 'a')).toBe('beat');
+    expect(policy.next(5000, 'b')).toBe('report');
+    const writes = Array.from({ length: 60 }, (_, i) => policy.next(6000 + i * 1000, 'b'));
+    // Idle for a minute: a beat every 3 s, then the record once it is a minute old.
+    expect(writes.filter((w) => w === 'beat')).toHaveLength(19);
+    expect(writes.filter((w) => w === 'report')).toHaveLength(1);
+  });
+});
+
+describe('what is not kept expires', () => {
+  const entry = (id: number): CheckpointHistoryEntry => ({
+    checkpointId: id,
+    handle: 'regional',
+    triggerTime: id * 1000,
+    endTime: id * 1000 + 500,
+    durationMs: 500,
+    outcome: { status: 'failed', reason: 'timeout', message: 'late' },
+    regions: { total: 1, participating: 1, completed: 0, failed: 1 },
+    failedRegions: [],
+    bytesWritten: 0,
+    bytesKept: 0,
+  });
+
+  it('checkpoint decisions carry a TTL and the history is read newest first, up to a limit', async () => {
+    const metadata = new MemoryMetadataStore();
+    const catalog = new PortCheckpointCatalog('j', metadata, new MemoryBlobStore());
+    for (let id = 1; id <= 30; id++) await catalog.saveFailed(entry(id));
+    expect((await catalog.loadHistory(5)).map((h) => h.checkpointId)).toEqual([26, 27, 28, 29, 30]);
+    const stored = await metadata.get('JOB#j#CKPT', 'CKPT#000000000030');
+    expect(stored![TTL_ATTRIBUTE]).toBe(Math.floor(30_500 / 1000) + 7 * 24 * 3600);
+  });
+
+  it('acknowledgements of a large job are spread over their shards and read back from all of them', async () => {
+    const metadata = new ObservedMetadataStore(new MemoryMetadataStore());
+    const blobs = new MemoryBlobStore();
+    const writer = new CheckpointIO('j', blobs, metadata, 0, 24);
+    for (let i = 0; i < 1200; i++) await writer.acknowledge(7, `join#${i}`, []);
+    expect((await new CheckpointIO('j', blobs, metadata, 0, 24).acks(7))).toHaveLength(1200);
+    expect(metadata.hottest.writes).toBeLessThan(1200 / 24 * 2);
+  });
+});
