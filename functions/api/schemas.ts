@@ -36,6 +36,7 @@ export const submitSchema = z.strictObject({
   failover: z.enum(['full', 'region', 'single', 'single-buffered', 'single-exact']).optional(),
   runOn: z.enum(['lambda', 'fargate']).optional(),
   heartbeatTimeoutSeconds: z.number().min(1).max(900).optional(),
+  subtasksPerUnit: z.number().int().min(1).max(1000).optional(),
   checkpoint: checkpointSettingsSchema.optional(),
 });
 

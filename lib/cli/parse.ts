@@ -16,6 +16,7 @@ export const COMMAND_HELP = {
       ['--params JSON', 'parameters as a JSON object ({"records": 200000})'],
       ['--failover STRATEGY', 'full | region | single | single-buffered | single-exact'],
       ['--run-on WHERE', 'lambda | fargate (deployed API)'],
+      ['--subtasks-per-unit N', 'most subtasks one task unit hosts (default 1); channels between two units share messages'],
       ['--schedule EXPR', "checkpoint schedule: 'rate(5 minutes)', 'cron(0 * * * ? *)' or off"],
       ['--tz ZONE', 'time zone of a cron schedule (default UTC)'],
       ['--checkpoint-timeout S', 'seconds before a checkpoint times out'],
@@ -183,6 +184,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
         params: { type: 'string' },
         failover: { type: 'string' },
         'run-on': { type: 'string' },
+        'subtasks-per-unit': { type: 'string' },
         schedule: { type: 'string' },
         tz: { type: 'string' },
         'checkpoint-timeout': { type: 'string' },
@@ -205,7 +207,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
   const cmd = command as CommandName;
   const allowed: Record<CommandName, string[]> = {
     jobs: [],
-    submit: ['param', 'params', 'failover', 'run-on', 'schedule', 'tz', 'checkpoint-timeout', 'handle'],
+    submit: ['param', 'params', 'failover', 'run-on', 'subtasks-per-unit', 'schedule', 'tz', 'checkpoint-timeout', 'handle'],
     status: ['watch', 'interval'],
     graph: [],
     checkpoints: ['now'],
@@ -293,6 +295,11 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       if (Object.keys(params).length > 0) body.params = params;
       if (o.failover !== undefined) body.failover = o.failover;
       if (o['run-on'] !== undefined) body.runOn = o['run-on'];
+      if (o['subtasks-per-unit'] !== undefined) {
+        const n = Number(o['subtasks-per-unit']);
+        if (!Number.isInteger(n) || n < 1) throw new CliError(`--subtasks-per-unit must be a whole number of at least 1, got '${o['subtasks-per-unit']}'`);
+        body.subtasksPerUnit = n;
+      }
       if (Object.keys(checkpoint).length > 0) body.checkpoint = checkpoint;
       requests = [{ method: 'POST', path: '/jobs', body }];
       break;

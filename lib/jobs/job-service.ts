@@ -6,11 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Json } from '../api/functions';
 import type { JobRegistry } from '../api/registry';
-import { buildExecutionGraph, controlQueue, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { buildExecutionGraph, type ExecutionGraph } from '../graph/execution-graph';
 import { JobSpecError } from '../graph/job-graph';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
 import { mapWithConcurrency } from '../util/concurrency';
+import { checkSubtasksPerUnit, placeSubtasks } from './placement';
 import { JOB_LIFECYCLE, UNIT_LIFECYCLE, countersWithCarried, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
 export interface UnitLauncher {
@@ -32,6 +33,8 @@ export interface SubmitRequest {
   /** Run the task units on Lambda (hand-over every 15 min) or Fargate (no time limit). */
   runOn?: UnitRuntime;
   heartbeatTimeoutSeconds?: number;
+  /** Most subtasks one task unit hosts (default 1; see placement.ts). */
+  subtasksPerUnit?: number;
   checkpoint?: Partial<JobSettings['checkpoint']>;
 }
 
@@ -90,18 +93,9 @@ export class JobService {
     const jobId = `${request.job}-${randomBytes(4).toString('hex').slice(0, 6)}`;
     const { queuePrefix } = this.deps;
 
-    const units: UnitPlacement[] = graph.subtasks.map((s, n) => ({
-      unitId: `${s.taskId}-${s.index}`,
-      subtasks: [s.id],
-      controlQueue: controlQueue(queuePrefix, jobId, n),
-    }));
-    const queues = [
-      ...graph.edges.flatMap((e) => {
-        const consumers = graph.tasks.find((t) => t.id === e.to)!.parallelism;
-        return Array.from({ length: consumers }, (_, j) => subPartitionQueue(queuePrefix, jobId, e.id, j));
-      }),
-      ...units.map((u) => u.controlQueue),
-    ];
+    // One input queue per unit that reads (its channels multiplexed: channel-mux.ts), one control queue per unit.
+    const units: UnitPlacement[] = placeSubtasks(graph, queuePrefix, jobId, settings.subtasksPerUnit);
+    const queues = [...units.flatMap((u) => (u.inputQueue ? [u.inputQueue] : [])), ...units.map((u) => u.controlQueue)];
     await this.deps.channels.createQueues(queues);
 
     const job: JobRecord = {
@@ -239,5 +233,12 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
   }
-  return { failover, ...(request.runOn ? { runOn: request.runOn } : {}), heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000, checkpoint };
+  const subtasksPerUnit = checkSubtasksPerUnit(request.subtasksPerUnit);
+  return {
+    failover,
+    ...(request.runOn ? { runOn: request.runOn } : {}),
+    heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000,
+    ...(subtasksPerUnit !== undefined ? { subtasksPerUnit } : {}),
+    checkpoint,
+  };
 }

@@ -50,6 +50,8 @@ export interface JobSettings {
   runOn?: UnitRuntime;
   /** Heartbeats older than this fail a unit. */
   heartbeatTimeoutMs: number;
+  /** Most subtasks one task unit hosts (placement.ts); missing: 1. */
+  subtasksPerUnit?: number;
   checkpoint: {
     handle: 'global' | 'regional';
     /** Seconds between checkpoints; 0 turns periodic checkpoints off. */
@@ -66,6 +68,11 @@ export interface UnitPlacement {
   unitId: string;
   subtasks: string[];
   controlQueue: string;
+  /**
+   * The queue every channel into the unit's subtasks is multiplexed over (lib/runtime/channel-mux.ts);
+   * absent when none of them reads an edge (sources only), and in jobs placed before units had one.
+   */
+  inputQueue?: string;
 }
 
 export interface JobRecord {
