@@ -41,7 +41,7 @@ export function fieldOfSpecError(message: string): string | undefined {
   if (/^unknown job '/.test(message)) return 'job';
   const param = /parameter '([^']+)'/.exec(message);
   if (param) return `params.${param[1]}`;
-  const setting = /^(failover|heartbeatTimeoutSeconds|checkpoint\.[A-Za-z]+) /.exec(message);
+  const setting = /^(failover|heartbeatTimeoutSeconds|subtasksPerUnit|checkpoint\.[A-Za-z]+) /.exec(message);
   if (setting) return setting[1];
   return undefined;
 }

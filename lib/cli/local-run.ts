@@ -21,7 +21,8 @@ Runs a job on this machine until it ends: task units as child processes, AWS at 
   --jobs FILE             your jobs module: exports a JobRegistry or job definitions (a .ts file
                           needs Node 22.18 or later); default $${JOBS_MODULE_ENV}, else the examples
   --checkpoint-every S    seconds between checkpoints (default 3; 0 for none)
-  --param k=v, --params JSON, --failover S, --handle H, --checkpoint-timeout S
+  --param k=v, --params JSON, --failover S, --handle H, --checkpoint-timeout S,
+  --subtasks-per-unit N
                           as for \`sluice submit\``;
 
 export interface RunArgs {

@@ -16,7 +16,7 @@ export const COMMAND_HELP = {
       ['--params JSON', 'parameters as a JSON object ({"records": 200000})'],
       ['--failover STRATEGY', 'full | region | single | single-buffered | single-exact'],
       ['--run-on WHERE', 'lambda | fargate (deployed API)'],
-      ['--subtasks-per-unit N', 'subtasks one task unit hosts (default 1)'],
+      ['--subtasks-per-unit N', 'most subtasks one task unit hosts (default 1); channels between two units share messages'],
       ['--schedule EXPR', "checkpoint schedule: 'rate(5 minutes)', 'cron(0 * * * ? *)' or off"],
       ['--tz ZONE', 'time zone of a cron schedule (default UTC)'],
       ['--checkpoint-timeout S', 'seconds before a checkpoint times out'],

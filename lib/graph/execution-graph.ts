@@ -2,7 +2,10 @@
  * The execution graph: operators chained into tasks, tasks expanded into subtasks, edges into
  * channels and sub-partitions, and subtasks grouped into checkpoint regions.
  *
- * A sub-partition is one queue: all channels of one edge that end at one consumer subtask.
+ * A sub-partition is all channels of one edge that end at one consumer subtask: the unit of
+ * availability (single-point recovery). Its logical queue name (`subPartitionQueue`) is what the
+ * subtasks write to and read from; a job's task units carry it over their unit's input queue
+ * (`unitInputQueue`, lib/runtime/channel-mux.ts). Subtasks run on their own (tests) read it directly.
  */
 import { validateJobGraph, type EdgeDef, type EdgeKind, type JobGraph, type OperatorDef } from './job-graph';
 
@@ -60,9 +63,20 @@ export function parseSubtaskId(id: string): SubtaskRef {
   return { id, taskId: id.slice(0, hash), index: Number(id.slice(hash + 1)) };
 }
 
-/** Logical name of the queue of sub-partition (edge, consumer); the SQS adapter adds `.fifo`. */
+/**
+ * Logical name of the queue of sub-partition (edge, consumer); the SQS adapter adds `.fifo`. In a
+ * job's task units it names the sub-partition inside the multiplexed unit queues, not an SQS queue.
+ */
 export function subPartitionQueue(queuePrefix: string, jobId: string, edgeId: string, consumer: number): string {
   return `${queuePrefix}-${jobId}-${edgeId}-${consumer}`;
+}
+
+/**
+ * Logical name of task unit n's input queue: every channel into its subtasks, multiplexed (one
+ * message carries the channel messages of every producer subtask of one unit: channel-mux.ts).
+ */
+export function unitInputQueue(queuePrefix: string, jobId: string, unitNumber: number): string {
+  return `${queuePrefix}-${jobId}-u${unitNumber}`;
 }
 
 /**

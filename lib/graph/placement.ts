@@ -4,16 +4,24 @@
  * never stored: every process that has the graph computes the same layout (the job item stays the
  * same size at any parallelism, and nobody reads a list of units to find its own).
  *
- * Units are task-homogeneous: unit k of task T hosts T's subtasks [k·n, (k+1)·n), n subtasks per
- * unit (the last unit of a task may host fewer). With n = 1 this is one unit per subtask, named
- * `<task>-<index>`; with n > 1 a unit is named `<task>-<first>` after its first subtask index.
- * Keeping a unit to one task keeps the unit pairs an edge connects to producers' units × consumers'
- * units (for recommendation-join at P=4000, n=100: 40 × 40 per edge) rather than every unit with
- * every other, which is what multiplexing channels per unit pair (issue 12, item 1) will count
- * messages, barriers and polls by. Subtask i of a pointwise edge's producer and consumer sit in
- * units with the same index range, so a pipeline stays within one pair of units.
+ * The job says how many subtasks a unit hosts at most (`subtasksPerUnit`, default 1: one unit per
+ * subtask, numbered task by task, as small jobs always ran). With more, subtasks are placed
+ * pipeline slice by pipeline slice: slice i holds subtask i of every task (tasks in the graph's
+ * order), so a source, the tasks its pointwise edges feed and their sinks share a unit, as Flink's
+ * slot sharing puts one subtask of each operator into a slot. A unit takes whole slices while they
+ * fit; a slice larger than the unit is split over units in order.
+ *
+ * Queues: unit n has the control queue `c<n>` and, when any subtask of it reads an edge, the input
+ * queue `u<n>` that every producer unit writes its multiplexed channels into (one message per pair
+ * of units carries every channel between them: lib/runtime/channel-mux.ts). So queues, messages,
+ * barriers and polls grow with units, not with subtasks; a sub-partition (edge, consumer subtask)
+ * stays the unit of availability, fencing and sequence numbers inside those messages.
+ *
+ * With one subtask per unit the unit id is `<task>-<index>` (what it always was); a unit of several
+ * subtasks is `unit-<n>`.
  */
-import { controlQueue, subPartitionQueue, type ExecutionGraph, type Region } from './execution-graph';
+import { controlQueue, unitInputQueue, type ExecutionGraph, type Region } from './execution-graph';
+import { JobSpecError } from './job-graph';
 
 export interface UnitPlan {
   unitId: string;
@@ -22,51 +30,72 @@ export interface UnitPlan {
 
 export interface PlacedUnit extends UnitPlan {
   controlQueue: string;
+  /** The queue every channel into the unit's subtasks is multiplexed over; absent when none of them reads an edge (sources only). */
+  inputQueue?: string;
 }
 
 export interface JobLayout {
-  /** Task units in placement order (task by task, by index), each with its control queue. */
+  /** Task units in placement order, each with its queues. */
   units: PlacedUnit[];
   regions: Region[];
-  /** Every queue of the job: one per sub-partition, then one control queue per unit. */
+  /** Every queue of the job: the units' input queues, then their control queues. */
   queues: string[];
 }
 
-/** Most subtasks one unit may host (a Lambda or Fargate unit long-polls each input queue itself). */
+/** Most subtasks one unit may host (a Lambda of 10 GB runs about this many small subtasks). */
 export const MAX_SUBTASKS_PER_UNIT = 1000;
 
-export class PlacementError extends Error {
-  override name = 'PlacementError';
-}
-
-export function checkSubtasksPerUnit(n: number): void {
-  if (!(Number.isInteger(n) && n >= 1 && n <= MAX_SUBTASKS_PER_UNIT)) {
-    throw new PlacementError(`subtasksPerUnit must be a whole number from 1 to ${MAX_SUBTASKS_PER_UNIT}, got ${n}`);
+/** Checks `subtasksPerUnit` (undefined: the default, 1); the error names the setting. */
+export function checkSubtasksPerUnit(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_SUBTASKS_PER_UNIT) {
+    throw new JobSpecError(`subtasksPerUnit must be a whole number from 1 to ${MAX_SUBTASKS_PER_UNIT}, got ${JSON.stringify(value)}`);
   }
+  return value;
 }
 
-/** Which subtasks each unit hosts: `subtasksPerUnit` consecutive subtasks of one task per unit. */
+/** Pipeline slices: slice i is subtask i of every task that has one, in the graph's task order. */
+export function pipelineSlices(graph: ExecutionGraph): string[][] {
+  const width = Math.max(0, ...graph.tasks.map((t) => t.parallelism));
+  const slices: string[][] = [];
+  for (let i = 0; i < width; i++) slices.push(graph.tasks.filter((t) => i < t.parallelism).map((t) => `${t.id}#${i}`));
+  return slices;
+}
+
+/** Which subtasks each unit hosts: whole slices while they fit, a larger slice split in order. */
 export function placeSubtasks(graph: ExecutionGraph, subtasksPerUnit = 1): UnitPlan[] {
   checkSubtasksPerUnit(subtasksPerUnit);
-  const units: UnitPlan[] = [];
-  for (const task of graph.tasks) {
-    for (let first = 0; first < task.parallelism; first += subtasksPerUnit) {
-      const last = Math.min(task.parallelism, first + subtasksPerUnit);
-      units.push({ unitId: `${task.id}-${first}`, subtasks: Array.from({ length: last - first }, (_, i) => `${task.id}#${first + i}`) });
+  const groups: string[][] = [];
+  let current: string[] = [];
+  const close = () => {
+    if (current.length > 0) groups.push(current);
+    current = [];
+  };
+  // One subtask per unit: task by task, as units were always numbered.
+  const slices = subtasksPerUnit === 1 ? [graph.subtasks.map((s) => s.id)] : pipelineSlices(graph);
+  for (const slice of slices) {
+    if (current.length + slice.length > subtasksPerUnit) close();
+    for (const id of slice) {
+      if (current.length === subtasksPerUnit) close();
+      current.push(id);
     }
   }
-  return units;
+  close();
+  return groups.map((subtasks, n) => {
+    const single = subtasks.length === 1 ? subtasks[0]! : undefined;
+    return { unitId: single ? single.replace(/#(\d+)$/, '-$1') : `unit-${n}`, subtasks };
+  });
 }
 
-/** The units (with their control queues), regions and queues of a job. */
+/** The units (with their queues), regions and queues of a job. */
 export function jobLayout(graph: ExecutionGraph, options: { jobId: string; queuePrefix: string; subtasksPerUnit?: number }): JobLayout {
   const { jobId, queuePrefix } = options;
-  const units = placeSubtasks(graph, options.subtasksPerUnit ?? 1).map((u, n) => ({ ...u, controlQueue: controlQueue(queuePrefix, jobId, n) }));
-  const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
-  const queues = [
-    ...graph.edges.flatMap((e) => Array.from({ length: parallelism.get(e.to)! }, (_, j) => subPartitionQueue(queuePrefix, jobId, e.id, j))),
-    ...units.map((u) => u.controlQueue),
-  ];
+  const readers = new Set(graph.tasks.filter((t) => t.inputs.length > 0).map((t) => t.id));
+  const units: PlacedUnit[] = placeSubtasks(graph, options.subtasksPerUnit ?? 1).map((u, n) => {
+    const reads = u.subtasks.some((id) => readers.has(id.slice(0, id.lastIndexOf('#'))));
+    return { ...u, controlQueue: controlQueue(queuePrefix, jobId, n), ...(reads ? { inputQueue: unitInputQueue(queuePrefix, jobId, n) } : {}) };
+  });
+  const queues = [...units.flatMap((u) => (u.inputQueue ? [u.inputQueue] : [])), ...units.map((u) => u.controlQueue)];
   return { units, regions: graph.regions, queues };
 }
 

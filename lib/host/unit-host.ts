@@ -30,7 +30,9 @@ import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
 import type { DeterminantSender } from '../runtime/determinant-requester';
-import { TaskUnit, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
+import { TaskUnit, subtaskAttempt, type SubtaskRestart, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
+import { UnitChannels } from '../runtime/channel-mux';
+import { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export interface UnitHostOptions {
   jobId: string;
@@ -238,35 +240,11 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   }
 
   // Single-point recovery: a restarted unit's consumers get back what their dead attempt consumed
-  // after the checkpoint they restore from, from their producers' in-flight logs (replay.ts).
-  const replaySender: ReplaySender | undefined =
-    options.attempt > 0 && keepsInflightLogs(job.settings.failover)
-      ? async (request) => {
-          const edge = graph.edges.find((e) => e.id === request.edgeId);
-          if (!edge) throw new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`);
-          const producers = new Set(Object.keys(request.from).map((p) => subtaskId(edge.from, Number(p))));
-          const units = job.units.filter((u) => u.subtasks.some((s) => producers.has(s))).map((u) => u.unitId);
-          await sendControlDirect(options.channels, job.units, units, { type: 'replay', request });
-        }
-      : undefined;
-  // Single-exact: a restarted inner task asks the units hosting its consumers for its determinants.
-  const determinantSender: DeterminantSender | undefined =
-    options.attempt > 0 && job.settings.failover === 'single-exact'
-      ? async (request) => {
-          const { taskId, index } = parseSubtaskId(request.producer);
-          const task = graph.tasks.find((t) => t.id === taskId);
-          if (!task) throw new Error(`job '${job.jobId}' has no task '${taskId}' to collect determinants of`);
-          const consumers = new Set<string>();
-          for (const edge of task.outputs) {
-            const parallelism = graph.tasks.find((t) => t.id === edge.to)!.parallelism;
-            for (let j = 0; j < parallelism; j++) if (producersOf(edge, j, task.parallelism).includes(index)) consumers.add(subtaskId(edge.to, j));
-          }
-          const units = job.units.filter((u) => u.subtasks.some((s) => consumers.has(s))).map((u) => u.unitId);
-          await sendControlDirect(options.channels, job.units, units, { type: 'determinants', request });
-        }
-      : undefined;
+  // after the checkpoint they restore from, from their producers' in-flight logs (replay.ts), and
+  // under single-exact its inner tasks ask their consumers for their determinants.
+  const { replaySender, determinantSender } = options.attempt > 0 ? recoverySenders(options, job, graph) : {};
   const unit = new TaskUnit({
-    ...unitOptions(options, job, placement, graph, io, availability, first, metrics),
+    ...unitOptions(options, job, placement, graph, io, availability, first, metrics, 0),
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
@@ -297,6 +275,63 @@ export function producerUnitsOf(graph: ExecutionGraph, layout: LayoutIndex, subt
   return out;
 }
 
+/** How a restarted subtask asks for its replays and (single-exact) its determinants; none for strategies that keep no in-flight logs. */
+function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph): { replaySender?: ReplaySender; determinantSender?: DeterminantSender } {
+  if (!keepsInflightLogs(job.settings.failover)) return {};
+  const replaySender: ReplaySender = async (request) => {
+    const edge = graph.edges.find((e) => e.id === request.edgeId);
+    if (!edge) throw new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`);
+    const producers = new Set(Object.keys(request.from).map((p) => subtaskId(edge.from, Number(p))));
+    const units = job.units.filter((u) => u.subtasks.some((s) => producers.has(s))).map((u) => u.unitId);
+    await sendControlDirect(options.channels, job.units, units, { type: 'replay', request });
+  };
+  if (job.settings.failover !== 'single-exact') return { replaySender };
+  const determinantSender: DeterminantSender = async (request) => {
+    const { taskId, index } = parseSubtaskId(request.producer);
+    const task = graph.tasks.find((t) => t.id === taskId);
+    if (!task) throw new Error(`job '${job.jobId}' has no task '${taskId}' to collect determinants of`);
+    const consumers = new Set<string>();
+    for (const edge of task.outputs) {
+      const parallelism = graph.tasks.find((t) => t.id === edge.to)!.parallelism;
+      for (let j = 0; j < parallelism; j++) if (producersOf(edge, j, task.parallelism).includes(index)) consumers.add(subtaskId(edge.to, j));
+    }
+    const units = job.units.filter((u) => u.subtasks.some((s) => consumers.has(s))).map((u) => u.unitId);
+    await sendControlDirect(options.channels, job.units, units, { type: 'determinants', request });
+  };
+  return { replaySender, determinantSender };
+}
+
+/**
+ * Under single-point recovery a subtask that fails inside its unit restarts there alone: the
+ * failure is recorded (a FAILURE# event, which the failure budget counts), and the new incarnation
+ * restores from its region's entry in the latest manifest and asks for its replays.
+ */
+function subtaskRestarter(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph, io: CheckpointIO, log: Logger): TaskUnitOptions['restartSubtask'] {
+  if (!keepsInflightLogs(job.settings.failover)) return undefined;
+  const recovery = new RecoveryMetrics(options.metadata);
+  return async (subtask, error, restart): Promise<SubtaskRestart> => {
+    const failedAt = Date.now();
+    const manifest = await new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest();
+    const restored = await loadUnitRestore({ jobId: job.jobId, graph, regions: job.regions, subtasks: [subtask], manifest, io, unionConcurrency: options.unionRestoreConcurrency });
+    const restore = restored.snapshots.get(subtask);
+    const reason = `subtask ${subtask} failed: ${error instanceof Error ? error.message : String(error)}`;
+    const event = await recovery.subtaskRestarted({
+      jobId: job.jobId,
+      unitId: options.unitId,
+      attempt: options.attempt,
+      subtask,
+      subtaskAttempt: subtaskAttempt(options.attempt, restart, true),
+      strategy: job.settings.failover,
+      reason,
+      failedAt,
+      restoreFrom: restore?.checkpointId ?? null,
+    });
+    log.warn(`${reason}; restarting it in its unit (failure ${event.seq})`, { subtask, failure: event.seq });
+    const restoreUnion = restored.union.get(subtask);
+    return { ...(restore ? { restore } : {}), ...(restoreUnion ? { restoreUnion } : {}), ...recoverySenders(options, job, graph) };
+  };
+}
+
 /** Runs the unit; its metrics are published when the invocation ends, however it ends. */
 async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOutcome> {
   try {
@@ -306,6 +341,39 @@ async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOu
   } finally {
     metrics.flush();
   }
+}
+
+/**
+ * The unit's multiplexed channels, when the job's units have input queues (placement.ts; a job
+ * placed before them reads its sub-partition queues directly). The unit's number is its queues'.
+ */
+export function multiplexedChannels(
+  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt'>,
+  job: JobRecord,
+  placement: UnitPlacement,
+  graph: ExecutionGraph,
+  generation = 0,
+): UnitChannels | undefined {
+  if (!job.units.some((u) => u.inputQueue)) return undefined;
+  const queueOf = new Map<string, string>();
+  for (const u of job.units) if (u.inputQueue) for (const s of u.subtasks) queueOf.set(s, u.inputQueue);
+  const number = Number(/-c(\d+)$/.exec(placement.controlQueue)?.[1] ?? job.units.indexOf(placement));
+  return new UnitChannels({
+    transport: options.channels,
+    graph,
+    queuePrefix: options.queuePrefix,
+    jobId: job.jobId,
+    unit: number,
+    attempt: options.attempt,
+    generation,
+    subtasks: placement.subtasks,
+    ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
+    inputQueueOf: (subtask) => {
+      const queue = queueOf.get(subtask);
+      if (!queue) throw new Error(`job '${job.jobId}': no unit with an input queue hosts subtask ${subtask}`);
+      return queue;
+    },
+  });
 }
 
 /** The queue of each input sub-partition the unit's subtasks read, with the task that reads it. */
@@ -334,7 +402,10 @@ function unitOptions(
   availability: AvailabilityView,
   log: Logger,
   metrics: UnitMetrics,
+  generation: number,
 ): TaskUnitOptions {
+  const mux = multiplexedChannels(options, job, placement, graph, generation);
+  const restartSubtask = subtaskRestarter(options, job, graph, io, log);
   return {
     jobId: options.jobId,
     unitId: placement.unitId,
@@ -343,7 +414,11 @@ function unitOptions(
     subtasks: placement.subtasks,
     controlQueue: placement.controlQueue,
     queuePrefix: options.queuePrefix,
-    channels: observeInputLag(options.channels, inputQueues(options, placement, graph), (taskId, ageMs) => metrics.inputLag(taskId, ageMs)),
+    channels: options.channels,
+    // Input lag per task, measured where the subtasks receive (their sub-partitions).
+    observeInputs: (channels) => observeInputLag(channels, inputQueues(options, placement, graph), (taskId, ageMs) => metrics.inputLag(taskId, ageMs)),
+    ...(mux ? { mux } : {}),
+    ...(restartSubtask ? { restartSubtask } : {}),
     blobs: options.blobs,
     jobs: observeReports(options.jobs, metrics),
     gate: availability,
@@ -403,7 +478,7 @@ async function resumeUnit(options: UnitHostOptions, job: JobRecord, placement: U
     ...(options.metricsEveryMs !== undefined ? { everyMs: options.metricsEveryMs } : {}),
   });
   const unit = new TaskUnit({
-    ...unitOptions(options, job, placement, graph, io, availability, invocation, metrics),
+    ...unitOptions(options, job, placement, graph, io, availability, invocation, metrics, pointer.generation),
     owner,
     generation: pointer.generation,
     resume,

@@ -8,7 +8,7 @@ import type { Json } from '../api/functions';
 import type { JobRegistry } from '../api/registry';
 import { buildExecutionGraph, type ExecutionGraph } from '../graph/execution-graph';
 import { JobSpecError } from '../graph/job-graph';
-import { checkSubtasksPerUnit, jobLayout, PlacementError, type JobLayout } from '../graph/placement';
+import { checkSubtasksPerUnit, jobLayout, type JobLayout } from '../graph/placement';
 import { unitShardCount } from '../ports/metadata-keys';
 import type { ChannelTransport } from '../ports/channels';
 import type { ControlMessage } from '../runtime/messages';
@@ -241,13 +241,6 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (heartbeat !== undefined && !(heartbeat >= 1 && heartbeat <= 900)) {
     throw new JobSpecError(`heartbeatTimeoutSeconds must be from 1 to 900, got ${heartbeat}`);
   }
-  if (request.subtasksPerUnit !== undefined) {
-    try {
-      checkSubtasksPerUnit(request.subtasksPerUnit);
-    } catch (e) {
-      throw e instanceof PlacementError ? new JobSpecError(e.message) : e;
-    }
-  }
   const checkpoint = { ...DEFAULT_SETTINGS.checkpoint, ...(request.checkpoint ?? {}) };
   if (!['global', 'regional'].includes(checkpoint.handle)) throw new JobSpecError(`checkpoint.handle must be 'global' or 'regional', got '${checkpoint.handle}'`);
   if (!(checkpoint.intervalSeconds >= 0)) throw new JobSpecError(`checkpoint.intervalSeconds must be 0 or more, got ${checkpoint.intervalSeconds}`);
@@ -261,11 +254,12 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
   if (!(Number.isInteger(checkpoint.maxConsecutiveRegionFailures) && checkpoint.maxConsecutiveRegionFailures >= 1)) {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
   }
+  const subtasksPerUnit = checkSubtasksPerUnit(request.subtasksPerUnit);
   return {
     failover,
     ...(request.runOn ? { runOn: request.runOn } : {}),
-    ...(request.subtasksPerUnit !== undefined && request.subtasksPerUnit !== 1 ? { subtasksPerUnit: request.subtasksPerUnit } : {}),
     heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000,
+    ...(subtasksPerUnit !== undefined && subtasksPerUnit !== 1 ? { subtasksPerUnit } : {}),
     checkpoint,
   };
 }

@@ -1,9 +1,12 @@
 /**
  * Channel transport port: how records and control events move between subtasks.
  *
- * One queue holds one sub-partition: every channel of one edge that ends at one consumer subtask.
- * Inside a queue, the channel from producer subtask i is the message group `String(i)`, so each
- * channel is ordered (SQS FIFO semantics). Control queues (one per task unit) use the same port.
+ * A subtask writes to and reads from one logical queue per sub-partition: every channel of one edge
+ * that ends at one consumer subtask; inside it, the channel from producer subtask i (attempt a) is
+ * the message group `i.a`, so each channel is ordered (SQS FIFO semantics). The subtasks of a task
+ * unit reach SQS through the unit's multiplexing transport (lib/runtime/channel-mux.ts: one input
+ * queue per unit, one message group per producer unit); control queues (one per task unit) and
+ * subtasks run on their own (tests) use SQS queues directly, through the same port.
  */
 export interface OutboundMessage {
   /** Message group: the producer subtask of the channel (ordering unit). */
@@ -11,6 +14,13 @@ export interface OutboundMessage {
   /** Unique per (channel, attempt, sequence number) so a retried send is not delivered twice. */
   dedupId: string;
   body: string;
+  /**
+   * The send need not wait for this message: it may go out with the next send to its queue or a
+   * moment later, in order (a checkpoint barrier: nothing before it depends on it being sent yet,
+   * and the multiplexed unit transport gathers the barriers of a unit's subtasks into one message).
+   * A transport that sends at once ignores it.
+   */
+  lazy?: boolean;
 }
 
 export interface InboundMessage {

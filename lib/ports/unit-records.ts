@@ -52,6 +52,8 @@ export interface SubtaskStats {
   expiredReceipts?: number;
   /** Input messages that arrived out of order and waited for an earlier one. */
   reordered?: number;
+  /** Times the subtask failed and was restarted alone inside its unit (this unit attempt; single-point strategies). */
+  restarts?: number;
   /** The three record counters per input channel (edge/producer), channels with any only. */
   channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number }>;
 }

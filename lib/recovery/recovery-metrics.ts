@@ -85,6 +85,8 @@ export interface FailureEvent {
   supersededBy?: number;
   /** When the outage began: the earliest failure of the events it supersedes (else failedAt); recoveryMs counts from here. */
   outageStartedAt?: number;
+  /** A subtask that failed inside its unit and was restarted there alone (the unit kept its attempt): its new attempt. */
+  subtaskRestart?: { subtask: string; attempt: number };
 }
 
 const LIST_LIMIT = 100;
@@ -203,6 +205,58 @@ export class RecoveryMetrics {
       if (!open) this.open.set(job.jobId, (open = new Set()));
       open.add(seq);
     }
+    return event;
+  }
+
+  /**
+   * A subtask failed (an exception inside it) and its unit restarted it alone, the unit's other
+   * subtasks running on (single-point strategies). One event, closed at once: nothing was marked
+   * unavailable and nothing dropped (its producers replay what it had not processed), no unit
+   * restarted. It counts in the failure budget like a unit's failure (FailoverHandler).
+   */
+  async subtaskRestarted(input: {
+    jobId: string;
+    unitId: string;
+    attempt: number;
+    subtask: string;
+    subtaskAttempt: number;
+    strategy: FailoverStrategy;
+    reason: string;
+    failedAt: number;
+    restoreFrom: number | null;
+  }): Promise<FailureEvent> {
+    const at = this.clock.now();
+    const counter = await this.metadata.update(jobPk(input.jobId), 'FAILURESEQ', { add: { next: 1 } });
+    const seq = Number(counter!.next);
+    const event: FailureEvent = {
+      jobId: input.jobId,
+      seq,
+      unitId: input.unitId,
+      subtasks: [input.subtask],
+      attempt: input.attempt,
+      newAttempt: input.attempt,
+      strategy: input.strategy,
+      reason: input.reason,
+      failedAt: input.failedAt,
+      detectedAt: input.failedAt,
+      restartedAt: at,
+      availableAgainAt: at,
+      failedUnitAvailableAt: at,
+      detectionMs: 0,
+      recoveryMs: at - input.failedAt,
+      unitsRestarted: 0,
+      restartedUnits: [],
+      pendingUnits: 0,
+      unavailable: [],
+      unavailableCount: 0,
+      restoreFrom: input.restoreFrom,
+      recordsDropped: 0,
+      recordsProcessed: 0,
+      status: 'CLOSED',
+      closedAt: at,
+      subtaskRestart: { subtask: input.subtask, attempt: input.subtaskAttempt },
+    };
+    await this.metadata.put(jobPk(input.jobId), failureSk(seq), event as unknown as MetaItem);
     return event;
   }
 

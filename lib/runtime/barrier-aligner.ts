@@ -112,6 +112,18 @@ export class BarrierAligner<E> {
   }
 
   /**
+   * Gives the alignment in progress up (it holds back too much): checkpoint N is declined here, and
+   * what it held goes on (the region's next checkpoint covers this subtask again).
+   */
+  async giveUp(reason: string): Promise<void> {
+    const current = this.current;
+    if (!current) return;
+    await this.hooks.decline(current.checkpointId, reason);
+    this.hooks.passed(current.checkpointId);
+    await this.releaseHeld(undefined);
+  }
+
+  /**
    * Declines every alignment until nothing is held (a hand-over): processing what one alignment
    * held back may open the next one, since its barrier was held too.
    */

@@ -85,7 +85,8 @@ export interface AckRecord {
 
 /** Sort key of an acknowledgement in its checkpoint's partition (`ackPk`). */
 export const ackSk = (subtask: string, attempt: number) => `${subtask}#a${attempt}`;
-export const snapshotKey = (jobId: string, checkpointId: number, subtask: string, attempt: number) => `checkpoints/${jobId}/${checkpointId}/${subtask}.a${attempt}.json`;
+export const snapshotKey = (jobId: string, checkpointId: number, subtask: string, attempt: number, incarnation = 0) =>
+  `checkpoints/${jobId}/${checkpointId}/${subtask}.a${attempt}${incarnation > 0 ? `r${incarnation}` : ''}.json`;
 const SNAPSHOT_KEY = /^checkpoints\/.+\/\d+\/[^/]+\.json$/;
 
 /**
@@ -105,10 +106,21 @@ export class CheckpointIO {
     readonly attempt = 0,
     /** Partitions the acknowledgements of one checkpoint are spread over (`ackShardCount` of the job's subtasks). */
     private readonly ackShards = 1,
+    /**
+     * A subtask restarted inside its unit (n-th restart): its snapshots get keys of their own, so
+     * it never overwrites one its dead incarnation wrote (and the coordinator may hold) for the
+     * same checkpoint; its acknowledgements still carry the unit's attempt, which the coordinator counts.
+     */
+    readonly incarnation = 0,
   ) {}
 
+  /** The same, for the n-th incarnation of a subtask restarted inside its unit. */
+  forIncarnation(incarnation: number): CheckpointIO {
+    return new CheckpointIO(this.jobId, this.blobs, this.metadata, this.attempt, this.ackShards, incarnation);
+  }
+
   async writeSnapshot(snapshot: SubtaskSnapshot): Promise<SnapshotHandle> {
-    const key = snapshotKey(this.jobId, snapshot.checkpointId, snapshot.subtask, this.attempt);
+    const key = snapshotKey(this.jobId, snapshot.checkpointId, snapshot.subtask, this.attempt, this.incarnation);
     const body = JSON.stringify(snapshot);
     await this.blobs.put(key, body);
     return { key, bytes: Buffer.byteLength(body) };

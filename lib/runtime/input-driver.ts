@@ -25,6 +25,8 @@ export interface InputDriverHooks {
   betweenBatches(): Promise<void>;
 }
 
+const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
+
 /** What alignment needs from the subtask; without it barriers pass through unaligned. */
 export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels'>;
 
@@ -50,14 +52,31 @@ export class InputDriver {
   private readonly ends = new Map<string, string[]>();
   /** Events taken from the gate and not yet handled (a batch, or what an alignment released). */
   private readonly unhandled: { events: readonly GateEvent[]; next: number }[] = [];
+  /** Bytes of the messages the alignment in progress holds back. */
+  private heldBytes = 0;
 
   constructor(
     private readonly chain: OperatorChain,
     private readonly output: SubtaskOutput,
     private readonly hooks: InputDriverHooks,
     checkpoints: CheckpointHooks | undefined,
+    /**
+     * Most bytes an alignment may hold back before its checkpoint is declined here (default
+     * 64 MiB). Multiplexed channels take held input into memory (channel-mux.ts); a direct queue
+     * holds a channel back in SQS and never comes near it.
+     */
+    private readonly maxHeldBytes = DEFAULT_MAX_HELD_BYTES,
   ) {
-    this.aligner = checkpoints && new BarrierAligner<GateEvent>({ ...checkpoints, release: (events) => this.handleAll(events), openChannels: () => this.openChannels() });
+    this.aligner =
+      checkpoints &&
+      new BarrierAligner<GateEvent>({
+        ...checkpoints,
+        release: (events) => {
+          this.heldBytes = 0;
+          return this.handleAll(events);
+        },
+        openChannels: () => this.openChannels(),
+      });
   }
 
   /** The gate failed (a receive or a visibility extension): the loop throws it. */
@@ -252,7 +271,14 @@ export class InputDriver {
   private async handle(event: GateEvent): Promise<void> {
     const { channel, message } = event;
     const key = channelKey(channel.edge.id, channel.producer);
-    if (this.aligner?.hold(key, event)) return; // after this channel's barrier: wait for the others
+    if (this.aligner?.hold(key, event)) {
+      // After this channel's barrier: wait for the others, unless that holds back too much.
+      this.heldBytes += event.bytes ?? 0;
+      if (this.heldBytes > this.maxHeldBytes) {
+        await this.aligner.giveUp(`the alignment held back more than ${Math.round(this.maxHeldBytes / 1024 / 1024)} MiB of input (${this.aligner.held.length} messages)`);
+      }
+      return;
+    }
     // No receipt: the message came early and was deleted when the gate took it into memory.
     if (event.receipt) {
       appendTo(message.t === 'e' ? this.ends : this.acks, event.queue, event.receipt);

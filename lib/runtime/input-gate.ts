@@ -103,6 +103,8 @@ export interface GateEvent {
   queue: string;
   /** Absent when the message was already deleted (it came early and waited in memory). */
   receipt: string | undefined;
+  /** Size of the message it came in (what holding it back costs in memory). */
+  bytes?: number;
 }
 
 interface Received {
@@ -121,6 +123,12 @@ export interface ChannelPositions {
   positions: [lineage: number, next: number][];
   /** Absent in older snapshots. */
   counters?: ChannelCounters;
+  /**
+   * The channel's end of input was processed before the snapshot: a consumer restored from it does
+   * not wait for it again (a finished producer is not restarted, and its end of input may be gone
+   * from the queue: multiplexed channels delete what a subtask has taken, see channel-mux.ts).
+   */
+  ended?: boolean;
 }
 
 export interface InputGateOptions {
@@ -178,8 +186,6 @@ export class InputGate {
   private extender: Promise<void> | undefined;
   private stopExtender: (() => void) | undefined;
   private running = false;
-  /** Ends long polls in flight when the gate stops (not when it drains: those are kept). */
-  private readonly stopping = new AbortController();
   /** Stopping for a hand-over: what in-flight receives return is still buffered, to be processed. */
   private draining = false;
   private readonly clock: Clock;
@@ -225,7 +231,6 @@ export class InputGate {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.stopping.abort();
     this.wake();
     for (const release of this.unacknowledged.values()) release();
     this.stopExtender?.();
@@ -291,7 +296,15 @@ export class InputGate {
       barriers: [...c.barriers].map(([lineage, at]) => [lineage, [...at]] as [number, [number, number][]]),
       superseded: [...c.superseded],
       ...(c.replay
-        ? { replay: { consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, next: c.replay.order.next ?? 0, early: [...c.replay.order.early.values()].map((e) => e.message.body) } }
+        ? {
+            replay: {
+              consumerAttempt: c.replay.consumerAttempt,
+              request: c.replay.request,
+              next: c.replay.order.next ?? 0,
+              early: [...c.replay.order.early.values()].map((e) => e.message.body),
+              held: c.replay.held.map((h) => ({ body: h.message.body, ...(h.message.receiveCount !== undefined ? { receiveCount: h.message.receiveCount } : {}) })),
+            },
+          }
         : {}),
     }));
   }
@@ -325,7 +338,10 @@ export class InputGate {
           const decoded = decodeChannelMessage(body);
           order.early.set(decoded.s, { queue, edge: c.edge, message: { body, groupId: '', receipt: '' }, decoded, at: now });
         }
-        c.replay = { consumerAttempt: h.replay.consumerAttempt, request: h.replay.request, order, held: [] };
+        // Held live messages: a multiplexed transport deleted them when they were taken (a direct
+        // queue leaves them in flight: they come again too, and are dropped by their sequence numbers).
+        const held: Received[] = (h.replay.held ?? []).map((m) => ({ queue, edge: c.edge, message: { body: m.body, groupId: '', receipt: '', ...(m.receiveCount !== undefined ? { receiveCount: m.receiveCount } : {}) } }));
+        c.replay = { consumerAttempt: h.replay.consumerAttempt, request: h.replay.request, order, held };
       }
     }
     this.expiredReceipts = counters?.expiredReceipts ?? this.expiredReceipts;
@@ -386,9 +402,9 @@ export class InputGate {
    * channel's position is where the first of them starts.
    */
   positions(held: readonly GateEvent[] = []): ChannelPositions[] {
-    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters }>();
+    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters; ended: boolean }>();
     for (const [key, c] of this.channels) {
-      if (c.positions.size > 0 || hasCounts(c.counters)) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters } });
+      if (c.positions.size > 0 || hasCounts(c.counters) || c.ended) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters }, ended: c.ended });
     }
     for (const { channel, message } of held) {
       if (message.t !== 'd' || message.n === undefined) continue;
@@ -401,7 +417,7 @@ export class InputGate {
       const regeneratedFrom = channel.superseded.get(lineage);
       if (regeneratedFrom !== undefined) entry.counters.regeneratedRecords! -= Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n));
     }
-    return [...out].map(([key, { positions, counters }]) => ({ key, positions: [...positions], counters }));
+    return [...out].map(([key, { positions, counters, ended }]) => ({ key, positions: [...positions], counters, ...(ended ? { ended } : {}) }));
   }
 
   /**
@@ -410,10 +426,11 @@ export class InputGate {
    * processed after the checkpoint shows as missing records.
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
-    for (const { key, positions, counters } of state) {
+    for (const { key, positions, counters, ended } of state) {
       const c = this.channels.get(key);
       if (!c) continue;
       if (counters) c.counters = { ...zeroCounters(), ...counters };
+      if (ended) c.ended = true;
       for (const [lineage, next] of positions) {
         c.positions.set(lineage, next);
         // The snapshot was taken at the barrier: where a producer restarting from it goes on.
@@ -543,7 +560,7 @@ export class InputGate {
         return;
       }
       const event = this.accept(channel, item.decoded, 1);
-      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt });
+      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt, bytes: item.message.body.length });
       else discard(item.queue, item.receipt);
       const early = order.early.get(order.next);
       if (early) order.early.delete(order.next);
@@ -609,7 +626,7 @@ export class InputGate {
     while (item) {
       group.next = item.decoded.s + 1;
       const event = this.accept(channel, item.decoded, item.message.receiveCount ?? 1);
-      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt });
+      if (event) events.push({ channel, message: event, queue: item.queue, receipt: item.receipt, bytes: item.message.body.length });
       else discard(item.queue, item.receipt);
       const early = group.early.get(group.next);
       if (early) group.early.delete(group.next);
@@ -804,7 +821,6 @@ export class InputGate {
           max: 10,
           waitSeconds: wait,
           visibilityTimeoutSeconds: this.visibilitySeconds,
-          signal: this.stopping.signal,
         });
         if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
         if (messages.length === 0) {

@@ -125,3 +125,61 @@ export interface ReplayRequest {
   /** Per producer subtask index: the restored record positions of its channel, [lineage, next]. */
   from: Record<number, [lineage: number, next: number][]>;
 };
+
+/**
+ * A multiplexed message: the channel messages from the subtasks of one producer unit to the
+ * subtasks of one consumer unit, in one SQS message of the consumer unit's input queue (see
+ * channel-mux.ts). Text, not JSON, so the channel messages travel as they are (no second escaping,
+ * no parse and re-serialization on the way):
+ *
+ *   M1 <producer unit>.<unit attempt>\n
+ *   <edge id> <consumer subtask index> <length>\n<channel message: `length` characters>
+ *   ...one such part per channel message, in the order they were sent
+ *
+ * Each part is a whole channel message (p, a, s, l, n, t, and its records or event), so per
+ * channel nothing changes: its consumer orders, fences and deduplicates it as before.
+ */
+export interface EnvelopePart {
+  edgeId: string;
+  consumer: number;
+  body: string;
+}
+
+const ENVELOPE_TAG = 'M1';
+
+export function envelopeHeader(unit: number, attempt: number): string {
+  return `${ENVELOPE_TAG} ${unit}.${attempt}\n`;
+}
+
+/** The text of one part (its header and body). */
+export function envelopePart(part: EnvelopePart): string {
+  return `${part.edgeId} ${part.consumer} ${part.body.length}\n${part.body}`;
+}
+
+export function isEnvelope(body: string): boolean {
+  return body.startsWith(`${ENVELOPE_TAG} `);
+}
+
+export function decodeEnvelope(body: string): { unit: number; attempt: number; parts: EnvelopePart[] } {
+  const bad = (why: string) => new MalformedMessageError(`multiplexed message ${why}: ${body.slice(0, 80)}`);
+  if (!isEnvelope(body)) throw bad('lacks its M1 header');
+  let at = body.indexOf('\n');
+  if (at < 0) throw bad('has no header line');
+  const [unit, attempt] = body.slice(ENVELOPE_TAG.length + 1, at).split('.').map(Number);
+  if (!Number.isInteger(unit) || !Number.isInteger(attempt)) throw bad('names no producer unit and attempt');
+  at++;
+  const parts: EnvelopePart[] = [];
+  while (at < body.length) {
+    const eol = body.indexOf('\n', at);
+    if (eol < 0) throw bad(`has a part header without its line end at ${at}`);
+    const fields = body.slice(at, eol).split(' ');
+    const consumer = Number(fields[1]);
+    const length = Number(fields[2]);
+    if (fields.length !== 3 || !fields[0] || !Number.isInteger(consumer) || consumer < 0 || !Number.isInteger(length) || length < 0 || eol + 1 + length > body.length) {
+      throw bad(`has a malformed part header '${body.slice(at, Math.min(eol, at + 60))}'`);
+    }
+    parts.push({ edgeId: fields[0], consumer, body: body.slice(eol + 1, eol + 1 + length) });
+    at = eol + 1 + length;
+  }
+  return { unit: unit!, attempt: attempt!, parts };
+}

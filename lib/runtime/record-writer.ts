@@ -353,18 +353,22 @@ export class RecordWriter {
   private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
     const { t, ...rest } = event;
     const fields = Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
-    this.enqueueRaw(consumer, t, fields);
+    this.enqueueRaw(consumer, t, fields, undefined, t === 'b');
   }
 
-  /** `first`: position of the message's first record (data); control events take the next position. */
-  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string, first = this.position[consumer]!): void {
+  /**
+   * `first`: position of the message's first record (data); control events take the next position.
+   * `lazy`: a barrier, which the flush need not wait for (the records before it are what must be
+   * sent before the checkpoint is acknowledged; a barrier lost with its unit only fails the checkpoint).
+   */
+  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string, first = this.position[consumer]!, lazy = false): void {
     const seq = this.sequence[consumer]!++;
     const { producerIndex: p, attempt: a } = this.options;
     const body = `{"p":${p},"a":${a},"s":${seq},"l":${this.lineage},"n":${first},"t":"${type}"${fields ? `,${fields}` : ''}}`;
     const list = this.outbox.get(consumer) ?? [];
     // One message group per producer attempt: messages a dead consumer left in flight block only
     // their own (old) group until their visibility timeout, never the new attempt's channel.
-    list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body });
+    list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body, ...(lazy ? { lazy } : {}) });
     this.outbox.set(consumer, list);
   }
 }

@@ -88,6 +88,13 @@ export interface SubtaskEnvironment {
   exactOnce?: boolean;
   /** A restarted inner task (single-exact) asks its consumers for its determinants through this. */
   determinantSender?: DeterminantSender;
+  /** Channel messages are packed up to this many bytes (default MAX_MESSAGE_BYTES; less when multiplexed). */
+  maxMessageBytes?: number;
+  /**
+   * Called once the input loop has ended (every input channel ended; not for a hand-over): what
+   * still arrives for this subtask is stale (the unit's multiplexed inboxes drop it from then on).
+   */
+  inputEnded?: () => void;
   /** Records a source reads per poll. */
   sourceBatchSize?: number;
   /** Longest time records wait in a writer buffer before they are sent. */
@@ -189,6 +196,7 @@ export class SubtaskRunner {
           lineage: head.kind === 'source' || env.exactOnce ? 0 : env.attempt,
           inflightLog: env.inflightLog === true,
           ...(env.inflightLog ? { logSpill: logSpill(env.blobs, env.jobId, edge.id, index, env.attempt) } : {}),
+          ...(env.maxMessageBytes !== undefined ? { maxMessageBytes: env.maxMessageBytes } : {}),
           ...(this.determinants ? { determinants: this.determinants } : {}),
         }),
     );
@@ -363,6 +371,7 @@ export class SubtaskRunner {
         await this.awaitFinalCommit(resume.finalStaged);
       } else {
         const quiesced = this.sourceDriver ? await this.sourceDriver.run() : await this.runInputs();
+        if (!quiesced && this.input) this.env.inputEnded?.();
         if (this.cancelled) return (this.status = 'cancelled');
         if (quiesced) {
           await this.keepForHandover('running');

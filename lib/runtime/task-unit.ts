@@ -18,7 +18,9 @@ import type { ControlMessage } from './messages';
 import type { SubPartitionGate } from './record-writer';
 import type { ReplaySender } from './replay-requester';
 import { determinantAnswerKey, type DeterminantSender } from './determinant-requester';
-import { SubtaskRunner, type SubtaskStatus } from './subtask';
+import { MAX_MESSAGE_BYTES } from '../ports/channels';
+import { MUX_OVERHEAD_BYTES, type UnitChannels } from './channel-mux';
+import { SubtaskRunner, type SubtaskEnvironment, type SubtaskStatus } from './subtask';
 
 export interface TaskUnitOptions {
   jobId: string;
@@ -81,6 +83,19 @@ export interface TaskUnitOptions {
   requestCounts?: () => Record<string, number>;
   /** Requests of the attempt's earlier invocations (from the hand-over), added to this process's. */
   requestsBefore?: Record<string, number>;
+  /**
+   * The unit's multiplexed channels (channel-mux.ts): its subtasks write and read their channels
+   * through it, over one input queue per unit. Without it they use their sub-partition queues.
+   */
+  mux?: UnitChannels;
+  /** Wraps the transport the subtasks use (the host measures their input lag per task through it). */
+  observeInputs?: (channels: ChannelTransport) => ChannelTransport;
+  /**
+   * A subtask failed (an exception inside it): under single-point recovery it restarts alone in the
+   * unit, the others running on. Resolves with what the new incarnation restores from, or
+   * undefined when it must not restart (the unit then fails as a whole, as without this).
+   */
+  restartSubtask?: (subtask: string, error: unknown, restart: number) => Promise<SubtaskRestart | undefined>;
   /** Handles control messages the unit itself does not know (checkpoints, availability). */
   onControl?: (message: ControlMessage) => Promise<void>;
   /** The unit's log (the host gives it the job, unit, attempt and invocation keys). */
@@ -96,6 +111,27 @@ const CONTROL_IDLE_WAIT_SECONDS = 5;
 /** How long a control message taken by a receive stays hidden (handling one takes well under this). */
 const CONTROL_VISIBILITY_SECONDS = 10;
 
+/** What a subtask restarted inside its unit starts from (see TaskUnitOptions.restartSubtask). */
+export interface SubtaskRestart {
+  restore?: SubtaskSnapshot;
+  restoreUnion?: Record<string, Json[]>;
+  replaySender?: ReplaySender;
+  determinantSender?: DeterminantSender;
+}
+
+/**
+ * The attempt a subtask's channels carry (producer attempt, lineage, replay and determinant
+ * requests). Without restarts inside units it is the unit's attempt. A unit that may restart a
+ * subtask alone numbers them `unit attempt × 1000 + restarts`: above every earlier incarnation's,
+ * below the next unit attempt's (a unit restarts a subtask at most MAX_SUBTASK_RESTARTS times).
+ */
+export function subtaskAttempt(unitAttempt: number, restarts: number, restartsInUnit: boolean): number {
+  return restartsInUnit ? unitAttempt * SUBTASK_ATTEMPTS_PER_UNIT_ATTEMPT + restarts : unitAttempt;
+}
+export const SUBTASK_ATTEMPTS_PER_UNIT_ATTEMPT = 1000;
+/** Restarts of one subtask inside one unit attempt; the next failure fails the unit. */
+export const MAX_SUBTASK_RESTARTS = 3;
+
 export class ZombieUnitError extends Error {
   override name = 'ZombieUnitError';
 }
@@ -104,10 +140,15 @@ export class ZombieUnitError extends Error {
 export type UnitOutcome = UnitStatus | 'HANDED_OVER';
 
 export class TaskUnit {
+  /** One runner per hosted subtask; a subtask restarted in the unit gets a new one in its place. */
   readonly runners: SubtaskRunner[];
+  /** Restarts inside the unit, per subtask id. */
+  private readonly restarts = new Map<string, number>();
   private stopped = false;
   /** Aborted when the unit ends: its control long poll does not hold the end up. */
   private readonly ending = new AbortController();
+  /** The unit was told to stop (or a subtask failed for good): nothing restarts. */
+  private cancelling = false;
   private control: Promise<void> = Promise.resolve();
   /** A hand-over has begun: control messages are no longer read (the successor reads them). */
   private handingOver = false;
@@ -120,34 +161,57 @@ export class TaskUnit {
     this.owner = options.owner ?? randomUUID();
     this.log = options.logger ?? silentLogger;
     this.requestsAtStart = { ...options.requestCounts?.() };
-    const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
-    this.runners = options.subtasks.map((id) => {
+    for (const id of options.subtasks) {
       const { taskId, index } = parseSubtaskId(id);
-      const task = tasks.get(taskId);
+      const task = options.graph.tasks.find((t) => t.id === taskId);
       if (!task || index >= task.parallelism) throw new Error(`unit ${options.unitId}: job has no subtask '${id}'`);
-      return new SubtaskRunner({
-        jobId: options.jobId,
-        graph: options.graph,
-        task,
-        index,
-        attempt: options.attempt,
-        queuePrefix: options.queuePrefix,
-        channels: options.channels,
-        blobs: options.blobs,
-        gate: options.gate,
-        checkpoints: options.checkpoints,
+    }
+    this.subtaskChannels = options.observeInputs ? options.observeInputs(options.mux ?? options.channels) : (options.mux ?? options.channels);
+    // A subtask restarted in its unit before a hand-over goes on as that incarnation.
+    for (const [id, h] of options.resume ?? []) if (h.restarts) this.restarts.set(id, h.restarts);
+    this.runners = options.subtasks.map((id) =>
+      this.runner(id, {
+        attempt: subtaskAttempt(options.attempt, this.restarts.get(id) ?? 0, options.restartSubtask !== undefined),
+        checkpoints: this.restarts.has(id) ? options.checkpoints?.forIncarnation(this.restarts.get(id)!) : options.checkpoints,
         restore: options.restore?.get(id),
         restoreUnion: options.restoreUnion?.get(id),
         resume: options.resume?.get(id),
-        generation: options.generation ?? 0,
-        minAttempt: options.minAttempt,
-        ...(options.inflightLog ? { inflightLog: true } : {}),
         ...(options.replaySender ? { replaySender: options.replaySender } : {}),
-        ...(options.exactOnce ? { exactOnce: true } : {}),
         ...(options.determinantSender ? { determinantSender: options.determinantSender } : {}),
-        onFinished: () => this.reportFinished(),
-        logger: this.log.child({ subtask: id }),
-      });
+      }),
+    );
+  }
+
+  /** What the subtasks write to and read from: the multiplexed channels, or their own queues. */
+  private readonly subtaskChannels: ChannelTransport;
+
+  /** A runner of subtask `id`, with what differs between its first start and a restart in the unit. */
+  private runner(
+    id: string,
+    start: Pick<SubtaskEnvironment, 'attempt' | 'checkpoints' | 'restore' | 'restoreUnion' | 'resume' | 'replaySender' | 'determinantSender'>,
+  ): SubtaskRunner {
+    const { options } = this;
+    const { taskId, index } = parseSubtaskId(id);
+    const task = options.graph.tasks.find((t) => t.id === taskId)!;
+    const { mux } = options;
+    return new SubtaskRunner({
+      ...start,
+      jobId: options.jobId,
+      graph: options.graph,
+      task,
+      index,
+      queuePrefix: options.queuePrefix,
+      channels: this.subtaskChannels,
+      blobs: options.blobs,
+      gate: options.gate,
+      generation: options.generation ?? 0,
+      minAttempt: options.minAttempt,
+      ...(options.inflightLog ? { inflightLog: true } : {}),
+      ...(options.exactOnce ? { exactOnce: true } : {}),
+      // Multiplexed: each channel message leaves room for its envelope and part header.
+      ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id) } : {}),
+      onFinished: () => this.reportFinished(),
+      logger: this.log.child({ subtask: id }),
     });
   }
 
@@ -160,34 +224,97 @@ export class TaskUnit {
     if (!started) throw new ZombieUnitError(`unit ${unitId} attempt ${attempt} was superseded (or is run by another invocation) before it started`);
     const heartbeat = this.heartbeatLoop();
     this.control = this.controlLoop();
-    const { handoverAt } = this.options;
+    const { handoverAt, mux } = this.options;
+    mux?.start();
     const timer = handoverAt === undefined ? undefined : setTimeout(() => void this.beginHandover(), Math.max(0, handoverAt - Date.now()));
     // A subtask that finishes is reported at once (`onFinished`, before it lets go of its end of
     // input), not at the next heartbeat: a unit killed right after has nothing left to recover.
-    const results = await Promise.all(this.runners.map((r) => r.run()));
+    const results = await Promise.all(this.runners.map((_, slot) => this.runSlot(slot)));
     clearTimeout(timer);
     const failed = this.runners.find((r) => r.status === 'failed');
     const handingOver = !failed && results.includes('handed-over') && results.every((s) => s === 'handed-over' || s === 'finished');
+    // Multiplexed: everything queued goes out (barriers included) before the writers' sequence
+    // numbers are handed over or the unit ends; envelopes no subtask took become visible again.
+    const muxFailure = await mux?.flush().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await mux?.stopReceiving(handingOver);
+    if (mux) this.log.info('multiplexed channels', { ...mux.stats });
+    if (handingOver && muxFailure) throw muxFailure;
     // The heartbeat goes on while the state is written: a large state must not look like a dead unit.
     const handedOver = handingOver ? await this.handOver() : undefined;
     this.stopped = true;
-    this.ending.abort();
     await Promise.allSettled([heartbeat]);
     if (handedOver) {
+      this.ending.abort();
       await Promise.allSettled([this.control]);
       return handedOver;
     }
     const status = UNIT_LIFECYCLE.move('RUNNING', failed ? 'FAILED' : results.every((s) => s === 'finished') ? 'FINISHED' : 'CANCELLED');
     const error = failed ? describe(failed.error) : undefined;
-    // Reported before the control loop's long poll (up to a second) has run out: the supervisor
-    // learns the unit's end at once. What the loop still receives concerns subtasks that have ended.
+    // Reported before the control loop's long poll is ended: the supervisor learns the unit's end at
+    // once. What the loop still receives concerns subtasks that have ended.
     try {
       await jobs.reportUnit(jobId, unitId, attempt, { ...this.report(), status, ...(error ? { error } : {}) }, this.owner);
     } finally {
+      this.ending.abort();
       await Promise.allSettled([this.control]);
     }
     if (failed) this.log.error(`subtask ${failed.id} failed: ${error}`, { subtask: failed.id, ...(failed.error instanceof Error ? { error: failed.error } : {}) });
     return status;
+  }
+
+  /**
+   * Runs the subtask of one slot to its end. Under single-point recovery a subtask that fails is
+   * restarted alone in its slot (`restartSubtask`): its inboxes drop what arrives while it is down
+   * (its producers replay it from their in-flight logs), and the new incarnation restores from its
+   * region's latest checkpoint and asks for its replays, as a restarted unit's subtasks do. Without
+   * a restart a failed subtask stops the unit's other subtasks: the unit fails as a whole.
+   */
+  private async runSlot(slot: number): Promise<SubtaskStatus> {
+    for (;;) {
+      const runner = this.runners[slot]!;
+      const status = await runner.run();
+      // Handed over: what arrives for it stays for the next invocation (stopReceiving releases it).
+      if (status !== 'handed-over') this.options.mux?.close(runner.id);
+      if (status !== 'failed') return status;
+      const restart = await this.restart(runner);
+      if (!restart) {
+        this.log.error(`subtask ${runner.id} failed: ${describe(runner.error)}; the unit stops`, { subtask: runner.id });
+        this.cancel();
+        return status;
+      }
+      this.runners[slot] = restart;
+      this.options.mux?.open(runner.id);
+    }
+  }
+
+  /** The new incarnation of a failed subtask, or undefined when it does not restart in the unit. */
+  private async restart(failed: SubtaskRunner): Promise<SubtaskRunner | undefined> {
+    const { restartSubtask } = this.options;
+    if (!restartSubtask || this.stopped || this.handingOver || this.cancelling) return undefined;
+    const count = (this.restarts.get(failed.id) ?? 0) + 1;
+    if (count > MAX_SUBTASK_RESTARTS) return undefined;
+    const plan = await restartSubtask(failed.id, failed.error, count).catch((error: unknown) => {
+      this.log.error(`subtask ${failed.id} could not be restarted in its unit: ${describe(error)}`, { subtask: failed.id });
+      return undefined;
+    });
+    if (!plan || this.stopped || this.handingOver || this.cancelling) return undefined;
+    this.restarts.set(failed.id, count);
+    const attempt = subtaskAttempt(this.options.attempt, count, true);
+    this.log.warn(`subtask ${failed.id} failed: ${describe(failed.error)}; restarted in its unit as attempt ${attempt} (restart ${count} of ${MAX_SUBTASK_RESTARTS}), from checkpoint ${plan.restore?.checkpointId ?? 'none'}`, {
+      subtask: failed.id,
+      subtaskAttempt: attempt,
+    });
+    return this.runner(failed.id, {
+      attempt,
+      checkpoints: this.options.checkpoints?.forIncarnation(count),
+      restore: plan.restore,
+      restoreUnion: plan.restoreUnion,
+      ...(plan.replaySender ? { replaySender: plan.replaySender } : {}),
+      ...(plan.determinantSender ? { determinantSender: plan.determinantSender } : {}),
+    });
   }
 
   /**
@@ -213,7 +340,7 @@ export class TaskUnit {
       attempt,
       generation,
       at: Date.now(),
-      subtasks: this.runners.map((r) => r.handoverState()),
+      subtasks: this.runners.map((r) => ({ ...r.handoverState(), ...(this.restarts.has(r.id) ? { restarts: this.restarts.get(r.id)! } : {}) })),
       requests: this.requests(),
     });
     if (!(await jobs.recordHandover(jobId, unitId, attempt, this.owner, generation, key, this.report()))) {
@@ -225,6 +352,7 @@ export class TaskUnit {
   }
 
   cancel(): void {
+    this.cancelling = true;
     for (const r of this.runners) r.cancel();
   }
 
@@ -239,7 +367,8 @@ export class TaskUnit {
     for (const r of this.runners) {
       // Handed over: what the next invocation continues as (the supervisor waits for 'ended' sinks).
       const status: SubtaskStatus = r.status === 'handed-over' ? r.handoverState().status : r.status;
-      stats[r.id] = { status, ...r.counters() };
+      const restarts = this.restarts.get(r.id);
+      stats[r.id] = { status, ...r.counters(), ...(restarts ? { restarts } : {}) };
     }
     return { heartbeatAt: Date.now(), stats, requests: this.requests() };
   }
@@ -302,7 +431,9 @@ export class TaskUnit {
     let wait = 1;
     while (!this.stopped && !this.handingOver) {
       const untilHandover = handoverAt === undefined ? Infinity : Math.floor((handoverAt - Date.now()) / 1000);
-      const waitSeconds = Math.max(0, Math.min(wait, untilHandover));
+      // At least a second: a poll of 0 s answers at once (in memory without yielding to timers), and
+      // a loop of them would starve the timer that starts the hand-over.
+      const waitSeconds = Math.max(1, Math.min(wait, untilHandover));
       const messages = await channels.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: CONTROL_VISIBILITY_SECONDS, signal: this.ending.signal }).catch(() => []);
       wait = messages.length > 0 ? 1 : Math.min(CONTROL_IDLE_WAIT_SECONDS, wait * 2);
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);

@@ -35,20 +35,22 @@ function submitter(subtasksPerUnit?: number) {
 }
 
 describe('placement', () => {
-  it('packs n consecutive subtasks of one task per unit; n = 1 is one unit per subtask, named as before', () => {
+  it('packs subtasks n to a unit, pipeline slice by slice; n = 1 is one unit per subtask, named as before', () => {
     const graph = joinGraph(4000);
     const packed = placeSubtasks(graph, 100);
-    expect(packed).toHaveLength(120);
-    expect(packed.every((u) => u.subtasks.length === 100 && u.subtasks.every((s) => s.startsWith(`${u.unitId.replace(/-\d+$/, '')}#`)))).toBe(true);
+    // Whole slices of one subtask per task: floor(100 / tasks) slices to a unit.
+    const perUnit = Math.floor(100 / graph.tasks.length);
+    expect(packed).toHaveLength(Math.ceil(4000 / perUnit));
+    expect(packed.slice(0, -1).every((u) => u.subtasks.length === perUnit * graph.tasks.length)).toBe(true);
     const placed = packed.flatMap((u) => u.subtasks);
     expect(placed).toHaveLength(graph.subtasks.length);
     expect(new Set(placed).size).toBe(graph.subtasks.length);
-    expect(packed[1]).toMatchObject({ unitId: 'events-100', subtasks: expect.arrayContaining(['events#100', 'events#199']) });
+    // A slice (subtask i of every task) stays in one unit.
+    const unitOf = new LayoutIndex({ units: packed.map((u) => ({ ...u, controlQueue: '' })) });
+    for (const i of [0, 1234, 3999]) expect(new Set(graph.tasks.map((t) => unitOf.unitOf(`${t.id}#${i}`)!.unitId)).size).toBe(1);
 
     const small = joinGraph(3);
     expect(placeSubtasks(small).map((u) => [u.unitId, u.subtasks])).toEqual(small.subtasks.map((s) => [`${s.taskId}-${s.index}`, [s.id]]));
-    // A last unit of a task takes what is left.
-    expect(placeSubtasks(joinGraph(250), 100).map((u) => u.subtasks.length)).toEqual([100, 100, 50, 100, 100, 50, 100, 100, 50]);
     expect(() => placeSubtasks(small, 0)).toThrow(/subtasksPerUnit must be a whole number from 1/);
   });
 
@@ -64,13 +66,16 @@ describe('the job item at parallelism 4 and 4000', () => {
     const big = submitter(100);
     const a = await small.submit(4);
     const b = await big.submit(4000);
-    expect(b.units).toHaveLength(120);
-    expect(b.queues).toHaveLength(8000 + 120);
+    // Units of whole pipeline slices (the join's three tasks: 33 slices, 99 subtasks, to a unit);
+    // each unit reads, so each has an input queue beside its control queue: queues grow with units.
+    const units = Math.ceil(4000 / Math.floor(100 / 3));
+    expect(b.units).toHaveLength(units);
+    expect(b.queues).toHaveLength(2 * units);
     const metaOf = (m: ObservedMetadataStore) => m.largest.get('JOB / META')!.bytes;
     expect(metaOf(small.metadata)).toBeLessThan(1500);
     expect(Math.abs(metaOf(big.metadata) - metaOf(small.metadata))).toBeLessThan(40);
     // Every unit attempt was registered and launched; the layout comes back the same from the stored job.
-    expect(big.launched).toHaveLength(120);
+    expect(big.launched).toHaveLength(units);
     const again = await new JobService({ jobs: new JobStore(big.metadata), channels: new MemoryChannelTransport(), registry: jobRegistry, queuePrefix: 'other', launcher: { launch: async () => undefined, stop: async () => undefined } }).job(b.jobId);
     expect(again.units).toEqual(b.units);
     expect(again.queues).toEqual(b.queues);
@@ -118,12 +123,15 @@ describe('unit records and heartbeats', () => {
   it('a starting unit reads the attempts of its producers only: one pipeline under forward edges, the producer task under all-to-all', () => {
     const ingest = buildExecutionGraph(jobRegistry.build('ingest', { parallelism: 5000, partitions: 5000 }).graph);
     const layout = new LayoutIndex(jobLayout(ingest, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 }));
-    const sink = layout.unit('s3-sink-2500')!;
-    expect([...producerUnitsOf(ingest, layout, sink.subtasks)]).toEqual(['generator-2500']);
+    // A pipeline slice shares a unit: the sink's producer is in its own unit.
+    const sink = layout.unitOf('s3-sink#2500')!;
+    expect([...producerUnitsOf(ingest, layout, sink.subtasks)]).toEqual([sink.unitId]);
     const join = joinGraph(4000);
-    const joinLayout = new LayoutIndex(jobLayout(join, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 }));
-    expect(producerUnitsOf(join, joinLayout, joinLayout.unit('join-0')!.subtasks).size).toBe(80);
-    expect(producerUnitsOf(join, joinLayout, joinLayout.unit('events-0')!.subtasks).size).toBe(0);
+    const joined = jobLayout(join, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 });
+    const joinLayout = new LayoutIndex(joined);
+    // All-to-all: every unit hosting a producer subtask (every unit: each holds whole slices).
+    expect(producerUnitsOf(join, joinLayout, joinLayout.unitOf('join#0')!.subtasks).size).toBe(joined.units.length);
+    expect(producerUnitsOf(join, joinLayout, ['events#0']).size).toBe(0);
   });
 
   it('heartbeats adaptively: a report when the counters change, else a small liveness write every livenessMs', () => {

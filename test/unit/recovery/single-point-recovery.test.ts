@@ -17,6 +17,7 @@ import { hashPartition } from '../../../lib/runtime/record-writer';
 import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
 import { FailoverHandler, announceAvailable } from '../../../lib/recovery/failover-handler';
 import { RecoveryMetrics } from '../../../lib/recovery/recovery-metrics';
+import { multiplexedChannels } from '../../../lib/host/unit-host';
 import {
   RecommendationJoin,
   buildRecommendationJoin,
@@ -89,7 +90,10 @@ class RecoveryWiredLauncher implements UnitLauncher {
       const announced = await announceAvailable({ metadata: ports.metadata, channels, job, graph, unitId: unit.unitId, attempt });
       this.announced.push({ unitId: unit.unitId, attempt, messages: announced.messages });
       const view = await loadAvailabilityView({ metadata: ports.metadata, jobId: job.jobId, graph, subtasks: unit.subtasks });
+      // The unit's channels multiplexed over its input queue, as the unit host wires them.
+      const mux = multiplexedChannels({ channels, queuePrefix, attempt }, job, unit, graph);
       const taskUnit = new TaskUnit({
+        ...(mux ? { mux } : {}),
         jobId: job.jobId,
         unitId: unit.unitId,
         attempt,

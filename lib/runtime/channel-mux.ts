@@ -1,0 +1,571 @@
+/**
+ * Multiplexed channels: the transport the subtasks of one task unit share, so that messages,
+ * barriers and polls grow with units, not with subtasks.
+ *
+ * The subtasks keep writing and reading their channels as before, through logical sub-partition
+ * queues (`subPartitionQueue`: edge, consumer subtask) and one message group per producer subtask
+ * attempt; their record writers and input gates do not know about units. This transport carries
+ * those channel messages between units:
+ *
+ * Queue layout. One SQS FIFO queue per consumer unit (its input queue, `unitInputQueue`), and in
+ * it one message group per producer unit and unit attempt (`u<n>.<attempt>`). One SQS message (an
+ * envelope, messages.ts) carries channel messages of every channel from the producer unit to the
+ * consumer unit, in the order they were sent: records, watermarks, barriers, end of input and
+ * restart notices alike, each a whole channel message with its own edge, producer subtask,
+ * consumer subtask, attempt, sequence number, lineage, positions and determinants. Why:
+ * - one receive loop per unit polls one queue (idle polls grow with units);
+ * - the sends of all subtasks of a unit to one consumer unit share envelopes and batch calls (the
+ *   barriers of a checkpoint go out as one envelope per unit pair, see `lazy` below);
+ * - queues are per unit, so a job of 4000 subtasks in 40 units has 40 input queues, not one per
+ *   sub-partition;
+ * - one group per producer unit keeps the order of what one unit sends to another (so every
+ *   channel's messages arrive in sequence order, as before), while groups of different producer
+ *   units flow independently. A replay (replay.ts) goes in a group of its own
+ *   (`u<n>.<attempt>.r<consumer attempt>.<request>`): what a dead consumer left in flight in the
+ *   live group cannot hold it back.
+ * Per channel nothing changes: availability, producer-attempt fencing, sequence order, record
+ * positions and lineages, replays and determinants are handled by the writers and gates as before.
+ *
+ * Receiving: settled on take. The unit's one poller receives envelopes and splits them into the
+ * sub-partitions' inboxes; a subtask's input gate takes its parts from its inbox. An envelope is
+ * deleted from SQS as soon as every part of it has been taken by its subtask (into the gate's
+ * memory), not when the subtask has processed it: a part held back by a barrier alignment, a
+ * replay wait or an end of input would otherwise keep the whole envelope in flight, and with it
+ * the producer unit's group, holding back the other subtasks' channels (a barrier one of them
+ * waits for may be in a later envelope of the same group: a deadlock). What a consumer took and
+ * had not processed when it dies is what its producers give again (docs/recovery.md, "Multiplexed
+ * channels"). The poller stops receiving while the inboxes hold more than `maxBufferedBytes`; a
+ * gate never waits on its input to take the next batch, so the inboxes always drain. Envelopes
+ * with parts not yet taken keep their visibility extended.
+ *
+ * Sending: group commit. A send is queued for its consumer unit's queue and goes out with the
+ * other sends queued in the same turn of the event loop; while one send call to a queue is in
+ * flight (at most one, which keeps the group's order) the next sends gather behind it. A `lazy`
+ * message (a checkpoint barrier) does not hold its sender: it waits up to `lazyMs` for the next
+ * send to its queue, so the barriers the unit's subtasks emit for one checkpoint share an envelope.
+ * `flush()` sends everything (before a hand-over writes the writers' sequence numbers).
+ */
+import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
+import type { Clock } from '../ports/clock';
+import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { decodeEnvelope, envelopeHeader, envelopePart } from './messages';
+
+/** Bytes a channel message leaves free for the envelope's header and its part header. */
+export const MUX_OVERHEAD_BYTES = 256;
+const DEFAULT_LAZY_MS = 50;
+const DEFAULT_WAIT_SECONDS = 2;
+const DEFAULT_VISIBILITY_SECONDS = 15;
+const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+
+export interface UnitChannelsOptions {
+  /** SQS (or the in-memory transport in unit tests). */
+  transport: ChannelTransport;
+  graph: ExecutionGraph;
+  queuePrefix: string;
+  jobId: string;
+  /** This unit's number (its queues' number), attempt and invocation: its message groups and dedup ids. */
+  unit: number;
+  attempt: number;
+  generation?: number;
+  /** The subtasks this unit hosts (their sub-partitions are received here). */
+  subtasks: readonly string[];
+  /** This unit's input queue; absent when none of its subtasks reads an edge. */
+  inputQueue?: string;
+  /** The input queue of the unit hosting a subtask. */
+  inputQueueOf(subtask: string): string;
+  /** Longest wait of a barrier for company (default 50 ms). */
+  lazyMs?: number;
+  /** Long-poll wait of the unit's receive while data flows (default 2 s); each empty receive doubles it, up to `idleWaitSeconds`. */
+  waitSeconds?: number;
+  /** Longest long-poll wait of an idle input queue (default 20 s, SQS's most): an idle unit costs one receive per 20 s. */
+  idleWaitSeconds?: number;
+  visibilityTimeoutSeconds?: number;
+  /** How often envelopes with parts not yet taken get their visibility extended (default a third of the timeout). */
+  extendEveryMs?: number;
+  /** The poller waits while the inboxes hold more than this (default 64 MiB). */
+  maxBufferedBytes?: number;
+  clock?: Clock;
+}
+
+/** Counters of the multiplexed transport (reported with the unit's heartbeat). */
+export interface MuxStats {
+  envelopesSent: number;
+  partsSent: number;
+  envelopesReceived: number;
+  partsReceived: number;
+  /** Parts for a sub-partition whose subtask had ended or was down: dropped (its producers give them again if needed). */
+  partsDropped: number;
+  /** Envelope deletes and extensions refused because the receipt had expired (the envelope comes again). */
+  expiredReceipts: number;
+}
+
+interface Route {
+  edgeId: string;
+  consumer: number;
+  queue: string;
+}
+
+interface Pending {
+  group: string;
+  text: string;
+  bytes: number;
+  lazy: boolean;
+  /** Resolved once sent: the last part of each non-lazy send carries it. */
+  done?: { resolve: () => void; reject: (error: unknown) => void };
+}
+
+interface Destination {
+  queue: string;
+  parts: Pending[];
+  /** The send call in flight, if any (one at a time: the group's order). */
+  inFlight: Promise<void> | undefined;
+  immediate: NodeJS.Immediate | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** An envelope received and not yet deleted. */
+interface Envelope {
+  receipt: string;
+  receivedAt: number;
+  /** Parts not yet taken (or dropped). */
+  untaken: number;
+  /** Its receipt expired: it comes again; nothing more to do with this copy. */
+  lapsed: boolean;
+}
+
+interface Part {
+  body: string;
+  bytes: number;
+  envelope: Envelope;
+  receiveCount?: number;
+  sentAt?: number;
+}
+
+interface Inbox {
+  subtask: string;
+  parts: Part[];
+  /** False once its subtask's input has ended or the subtask is down: what arrives is dropped. */
+  open: boolean;
+  waiters: Set<() => void>;
+}
+
+export class UnitChannels implements ChannelTransport {
+  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0 };
+  private readonly routes = new Map<string, Route>();
+  private readonly destinations = new Map<string, Destination>();
+  /** Inboxes by logical queue name, and by `<edge> <consumer>` (how parts name them). */
+  private readonly inboxes = new Map<string, Inbox>();
+  private readonly inboxByPart = new Map<string, Inbox>();
+  private readonly envelopes = new Map<string, Envelope>();
+  private readonly toDelete: string[] = [];
+  private deleting: Promise<void> | undefined;
+  private sequence = 0;
+  private nextReceipt = 0;
+  private buffered = 0;
+  private running = false;
+  private pollAbort = new AbortController();
+  private poller: Promise<void> | undefined;
+  private extender: Promise<void> | undefined;
+  private stopExtender: (() => void) | undefined;
+  private roomWaiter: (() => void) | undefined;
+  /** A receive of the unit's queue failed: every subtask's next receive throws it. */
+  private receiveFailure: unknown;
+  /** A send nobody waited for (lazy barriers) failed: the next send throws it. */
+  private sendFailure: unknown;
+  private readonly prefix: string;
+  private readonly group: string;
+  private readonly clock: Clock;
+  private readonly visibilitySeconds: number;
+
+  constructor(private readonly options: UnitChannelsOptions) {
+    this.prefix = `${options.queuePrefix}-${options.jobId}-`;
+    this.group = `u${options.unit}.${options.attempt}`;
+    this.clock = options.clock ?? unrefClock;
+    this.visibilitySeconds = options.visibilityTimeoutSeconds ?? DEFAULT_VISIBILITY_SECONDS;
+    const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
+    for (const id of options.subtasks) {
+      const { taskId, index } = parseSubtaskId(id);
+      for (const edge of tasks.get(taskId)?.inputs ?? []) {
+        const inbox: Inbox = { subtask: id, parts: [], open: true, waiters: new Set() };
+        this.inboxes.set(subPartitionQueue(options.queuePrefix, options.jobId, edge.id, index), inbox);
+        this.inboxByPart.set(`${edge.id} ${index}`, inbox);
+      }
+    }
+    if (this.inboxes.size > 0 && !options.inputQueue) throw new Error(`unit ${options.unit}: its subtasks read ${this.inboxes.size} sub-partition(s), but it has no input queue`);
+  }
+
+  /** Starts receiving the unit's input queue (when it has one). */
+  start(): void {
+    if (this.running || !this.options.inputQueue) return;
+    this.running = true;
+    this.pollAbort = new AbortController();
+    this.poller = this.pollLoop(this.options.inputQueue);
+    this.extender = this.extendLoop();
+  }
+
+  /**
+   * Stops receiving. Envelopes with parts no subtask took are made visible again at once (`release`:
+   * the next invocation of the unit, after a hand-over, receives them; the parts its subtasks had
+   * taken come again as duplicates and are dropped by their sequence numbers).
+   */
+  async stopReceiving(release = true): Promise<void> {
+    this.running = false;
+    // A long poll of an idle queue may have 20 s to go: ended now. (What SQS hands to the aborted
+    // request comes again after its visibility timeout; an idle queue has little to hand.)
+    this.pollAbort.abort();
+    this.roomWaiter?.();
+    this.stopExtender?.();
+    for (const inbox of this.inboxes.values()) wakeAll(inbox);
+    await Promise.allSettled([this.poller, this.extender]);
+    await this.deleting;
+    if (!release || !this.options.inputQueue) return;
+    const untaken = [...this.envelopes.values()].filter((e) => e.untaken > 0 && !e.lapsed).map((e) => e.receipt);
+    if (untaken.length > 0) await this.options.transport.changeVisibility(this.options.inputQueue, untaken, 0).catch(() => undefined);
+  }
+
+  /** Sends everything queued, barriers included, and waits until it is sent. */
+  async flush(): Promise<void> {
+    for (;;) {
+      const busy = [...this.destinations.values()].filter((d) => d.parts.length > 0 || d.inFlight);
+      if (busy.length === 0) break;
+      for (const d of busy) if (!d.inFlight) this.pump(d);
+      await Promise.allSettled(busy.map((d) => d.inFlight));
+    }
+    if (this.sendFailure) throw this.sendFailure;
+  }
+
+  /** The subtask's input has ended, or the subtask is down: its inboxes drop what they hold and what comes. */
+  close(subtask: string): void {
+    for (const inbox of this.inboxes.values()) {
+      if (inbox.subtask !== subtask || !inbox.open) continue;
+      inbox.open = false;
+      for (const part of inbox.parts.splice(0)) {
+        this.unbuffer(part);
+        this.drop(part);
+      }
+      wakeAll(inbox);
+    }
+  }
+
+  /** The subtask runs again (restarted in its unit): its inboxes keep what comes, for its input gate. */
+  open(subtask: string): void {
+    for (const inbox of this.inboxes.values()) if (inbox.subtask === subtask) inbox.open = true;
+  }
+
+  // --- ChannelTransport, for the unit's subtasks (logical sub-partition queues) -------------------
+
+  async createQueues(names: readonly string[]): Promise<void> {
+    await this.options.transport.createQueues(names);
+  }
+
+  async deleteQueues(names: readonly string[]): Promise<void> {
+    await this.options.transport.deleteQueues(names);
+  }
+
+  listQueues(prefix: string): Promise<string[]> {
+    return this.options.transport.listQueues(prefix);
+  }
+
+  /** Queues the channel messages for their consumer unit; resolves once the non-lazy ones are sent. */
+  send(queue: string, messages: readonly OutboundMessage[]): Promise<void> {
+    if (this.sendFailure) return Promise.reject(this.sendFailure);
+    if (messages.length === 0) return Promise.resolve();
+    const route = this.route(queue);
+    const destination = this.destination(route.queue);
+    let urgent = false;
+    for (const m of messages) {
+      const text = envelopePart({ edgeId: route.edgeId, consumer: route.consumer, body: m.body });
+      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), lazy: m.lazy === true });
+      urgent ||= m.lazy !== true;
+    }
+    if (!urgent) {
+      destination.timer ??= setTimeout(() => this.pump(destination), this.options.lazyMs ?? DEFAULT_LAZY_MS);
+      return Promise.resolve();
+    }
+    const sent = new Promise<void>((resolve, reject) => (destination.parts.at(-1)!.done = { resolve, reject }));
+    // Gathers what the unit's other subtasks send in this turn of the event loop.
+    if (!destination.inFlight) destination.immediate ??= setImmediate(() => this.pump(destination));
+    return sent;
+  }
+
+  /** The parts buffered for this sub-partition (up to `max`), waiting up to `waitSeconds` for some. */
+  async receive(queue: string, options: ReceiveOptions): Promise<InboundMessage[]> {
+    const inbox = this.inboxes.get(queue);
+    if (!inbox) throw new Error(`unit ${this.options.unit} hosts no reader of sub-partition queue '${queue}'`);
+    if (this.receiveFailure) throw this.receiveFailure;
+    if (inbox.parts.length === 0 && options.waitSeconds > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          inbox.waiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, options.waitSeconds * 1000);
+        inbox.waiters.add(done);
+      });
+      if (this.receiveFailure) throw this.receiveFailure;
+    }
+    const taken = inbox.parts.splice(0, options.max);
+    const out: InboundMessage[] = [];
+    for (const part of taken) {
+      out.push({
+        body: part.body,
+        groupId: '',
+        receipt: `p${this.nextReceipt++}`,
+        ...(part.receiveCount !== undefined ? { receiveCount: part.receiveCount } : {}),
+        ...(part.sentAt !== undefined ? { sentAt: part.sentAt } : {}),
+      });
+      this.unbuffer(part);
+      this.settle(part);
+    }
+    return out;
+  }
+
+  /** Nothing to do: a part's envelope was settled when the part was taken. */
+  async delete(): Promise<ReceiptResult> {
+    return { expired: [] };
+  }
+
+  /** Nothing to do: taken parts are in the subtask's memory; envelopes not yet taken are extended here. */
+  async changeVisibility(): Promise<ReceiptResult> {
+    return { expired: [] };
+  }
+
+  // --- sending -------------------------------------------------------------------------------
+
+  /** Where a logical sub-partition queue's messages go: its edge and consumer, and the consumer unit's queue. */
+  private route(queue: string): Route {
+    let route = this.routes.get(queue);
+    if (route) return route;
+    const rest = queue.startsWith(this.prefix) ? queue.slice(this.prefix.length) : undefined;
+    const dash = rest?.lastIndexOf('-') ?? -1;
+    const edgeId = rest?.slice(0, dash);
+    const consumer = Number(rest?.slice(dash + 1));
+    const edge = this.options.graph.edges.find((e) => e.id === edgeId);
+    if (!rest || dash <= 0 || !edge || !Number.isInteger(consumer) || consumer < 0) {
+      throw new Error(`unit ${this.options.unit}: '${queue}' names no sub-partition of job ${this.options.jobId}`);
+    }
+    route = { edgeId: edge.id, consumer, queue: this.options.inputQueueOf(`${edge.to}#${consumer}`) };
+    this.routes.set(queue, route);
+    return route;
+  }
+
+  /** The unit's live group, or a replay's group of its own (its inner group is `<p>.<a>.r<ra>.<rq>`). */
+  private groupOf(inner: string): string {
+    const replay = /^\d+\.\d+(\.r\d+\.\d+)$/.exec(inner);
+    return replay ? `${this.group}${replay[1]}` : this.group;
+  }
+
+  private destination(queue: string): Destination {
+    let d = this.destinations.get(queue);
+    if (!d) this.destinations.set(queue, (d = { queue, parts: [], inFlight: undefined, immediate: undefined, timer: undefined }));
+    return d;
+  }
+
+  /** Sends what is queued for one consumer unit (when no send to it is in flight). */
+  private pump(d: Destination): void {
+    if (d.immediate) clearImmediate(d.immediate);
+    if (d.timer) clearTimeout(d.timer);
+    d.immediate = d.timer = undefined;
+    if (d.inFlight || d.parts.length === 0) return;
+    const parts = d.parts.splice(0);
+    const envelopes = this.pack(parts);
+    d.inFlight = this.options.transport
+      .send(d.queue, envelopes)
+      .then(
+        () => {
+          this.stats.envelopesSent += envelopes.length;
+          this.stats.partsSent += parts.length;
+          for (const p of parts) p.done?.resolve();
+        },
+        (error: unknown) => {
+          for (const p of parts) p.done?.reject(error);
+          if (!parts.some((p) => p.done)) this.sendFailure ??= error;
+        },
+      )
+      .finally(() => {
+        d.inFlight = undefined;
+        if (d.parts.length === 0) return;
+        // What gathered meanwhile goes at once when someone waits for it; barriers alone keep their grace.
+        if (d.parts.some((p) => !p.lazy)) this.pump(d);
+        else d.timer ??= setTimeout(() => this.pump(d), this.options.lazyMs ?? DEFAULT_LAZY_MS);
+      });
+  }
+
+  /** Envelopes of at most MAX_MESSAGE_BYTES, per message group, each group's parts in order. */
+  private pack(parts: readonly Pending[]): OutboundMessage[] {
+    const byGroup = new Map<string, Pending[]>();
+    for (const p of parts) {
+      const list = byGroup.get(p.group);
+      if (list) list.push(p);
+      else byGroup.set(p.group, [p]);
+    }
+    const header = envelopeHeader(this.options.unit, this.options.attempt);
+    const out: OutboundMessage[] = [];
+    for (const [groupId, list] of byGroup) {
+      let texts: string[] = [];
+      let bytes = header.length;
+      const close = () => {
+        if (texts.length === 0) return;
+        out.push({ groupId, dedupId: `${this.options.unit}-${this.options.attempt}-${this.options.generation ?? 0}-${this.sequence++}`, body: header + texts.join('') });
+        texts = [];
+        bytes = header.length;
+      };
+      for (const p of list) {
+        if (texts.length > 0 && bytes + p.bytes > MAX_MESSAGE_BYTES) close();
+        texts.push(p.text);
+        bytes += p.bytes;
+      }
+      close();
+    }
+    return out;
+  }
+
+  // --- receiving -----------------------------------------------------------------------------
+
+  private async pollLoop(queue: string): Promise<void> {
+    const maxBuffered = this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    // Long polls back off while the queue is idle (an empty receive is billed like a full one) and
+    // come back to the short wait with the first message; a long poll returns as soon as one arrives.
+    const busyWait = this.options.waitSeconds ?? DEFAULT_WAIT_SECONDS;
+    const idleWait = Math.max(busyWait, this.options.idleWaitSeconds ?? 20);
+    let wait = busyWait;
+    while (this.running) {
+      if (this.buffered > maxBuffered) {
+        await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+        this.roomWaiter = undefined;
+        continue;
+      }
+      let messages: InboundMessage[];
+      try {
+        messages = await this.options.transport.receive(queue, { max: 10, waitSeconds: wait, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
+        wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
+      } catch (error) {
+        if (!this.running) return;
+        this.receiveFailure = error;
+        for (const inbox of this.inboxes.values()) wakeAll(inbox);
+        return;
+      }
+      const receivedAt = this.clock.now();
+      for (const m of messages) {
+        try {
+          this.split(m, receivedAt);
+        } catch (error) {
+          this.receiveFailure = error;
+          for (const inbox of this.inboxes.values()) wakeAll(inbox);
+          return;
+        }
+      }
+    }
+  }
+
+  /** One envelope into its sub-partitions' inboxes (parts for a closed inbox are dropped at once). */
+  private split(message: InboundMessage, receivedAt: number): void {
+    const { parts } = decodeEnvelope(message.body);
+    this.stats.envelopesReceived++;
+    this.stats.partsReceived += parts.length;
+    const envelope: Envelope = { receipt: message.receipt, receivedAt, untaken: parts.length, lapsed: false };
+    this.envelopes.set(message.receipt, envelope);
+    if (parts.length === 0) return this.settleEnvelope(envelope);
+    const woken = new Set<Inbox>();
+    for (const p of parts) {
+      const inbox = this.inboxByPart.get(`${p.edgeId} ${p.consumer}`);
+      if (!inbox) throw new Error(`unit ${this.options.unit} received a message for sub-partition ${p.edgeId}/${p.consumer}, which no subtask of it reads`);
+      const part: Part = {
+        body: p.body,
+        bytes: p.body.length,
+        envelope,
+        ...(message.receiveCount !== undefined ? { receiveCount: message.receiveCount } : {}),
+        ...(message.sentAt !== undefined ? { sentAt: message.sentAt } : {}),
+      };
+      if (!inbox.open) {
+        this.drop(part);
+        continue;
+      }
+      inbox.parts.push(part);
+      this.buffered += part.bytes;
+      woken.add(inbox);
+    }
+    for (const inbox of woken) wakeAll(inbox);
+  }
+
+  private drop(part: Part): void {
+    this.stats.partsDropped++;
+    this.settle(part);
+  }
+
+  /** A part left its inbox: the poller may have room again. */
+  private unbuffer(part: Part): void {
+    this.buffered -= part.bytes;
+    if (this.roomWaiter && this.buffered <= (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES)) this.roomWaiter();
+  }
+
+  /** A part was taken (or dropped): its envelope is deleted once every part of it has been. */
+  private settle(part: Part): void {
+    if (--part.envelope.untaken === 0) this.settleEnvelope(part.envelope);
+  }
+
+  private settleEnvelope(envelope: Envelope): void {
+    this.envelopes.delete(envelope.receipt);
+    if (envelope.lapsed) return;
+    this.toDelete.push(envelope.receipt);
+    this.deleting ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.deleteSettled());
+  }
+
+  /** Deletes the settled envelopes (batched by the transport); an expired receipt means the envelope comes again. */
+  private async deleteSettled(): Promise<void> {
+    try {
+      while (this.toDelete.length > 0) {
+        const receipts = this.toDelete.splice(0);
+        const { expired } = await this.options.transport.delete(this.options.inputQueue!, receipts).catch(() => ({ expired: [] as string[] }));
+        this.stats.expiredReceipts += expired.length;
+      }
+    } finally {
+      this.deleting = undefined;
+    }
+  }
+
+  /** Keeps envelopes with parts not yet taken in flight (capped at SQS's 12 hours from their receive). */
+  private async extendLoop(): Promise<void> {
+    const every = this.options.extendEveryMs ?? (this.visibilitySeconds * 1000) / 3;
+    let stopped = false;
+    const stop = new Promise<void>((resolve) => {
+      this.stopExtender = () => {
+        stopped = true;
+        resolve();
+      };
+    });
+    while (!stopped) {
+      await Promise.race([this.clock.sleep(every), stop]);
+      if (stopped) return;
+      const now = this.clock.now();
+      const bySeconds = new Map<number, string[]>();
+      for (const e of this.envelopes.values()) {
+        if (e.lapsed || e.untaken === 0) continue;
+        const seconds = Math.min(this.visibilitySeconds, MAX_VISIBILITY_SECONDS - Math.ceil((now - e.receivedAt) / 1000) - 60);
+        if (seconds <= 0) continue;
+        const list = bySeconds.get(seconds);
+        if (list) list.push(e.receipt);
+        else bySeconds.set(seconds, [e.receipt]);
+      }
+      for (const [seconds, receipts] of bySeconds) {
+        const result = await this.options.transport.changeVisibility(this.options.inputQueue!, receipts, seconds).catch(() => ({ expired: [] as string[] }));
+        for (const r of result.expired) {
+          const e = this.envelopes.get(r);
+          if (e) e.lapsed = true;
+        }
+        this.stats.expiredReceipts += result.expired.length;
+      }
+    }
+  }
+}
+
+function wakeAll(inbox: Inbox): void {
+  for (const w of [...inbox.waiters]) w();
+}
+
+/** Default clock: its timers do not keep the process alive. */
+const unrefClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
+};

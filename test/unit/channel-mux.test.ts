@@ -1,0 +1,271 @@
+/**
+ * Multiplexed channels (lib/runtime/channel-mux.ts): the subtasks of a producer unit share SQS
+ * messages to a consumer unit, and per channel nothing changes (order, fencing, dedup, replays).
+ * On the strict in-memory transport (FIFO groups blocked while a message is in flight).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { JobBuilder } from '../../lib/api/job';
+import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions';
+import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
+import { MemoryChannelTransport } from '../../lib/memory';
+import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
+import { UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
+import { InputGate, channelKey } from '../../lib/runtime/input-gate';
+import { MalformedMessageError, decodeEnvelope, envelopeHeader, envelopePart } from '../../lib/runtime/messages';
+import { RecordWriter } from '../../lib/runtime/record-writer';
+
+const source = (): SourceFunction<Json> => ({ open: async () => undefined, poll: async () => ({ records: [], done: true }), snapshotOffsets: () => null, restoreOffsets: () => undefined });
+const sink = (): SinkFunction<Json> => ({ open: async () => undefined, write: () => undefined, prepare: async (t) => t, commit: async () => undefined, abort: async () => undefined });
+
+/** src (2) -> rebalance -> out (2): four channels; unit 0 hosts both sources, unit 1 both sinks. */
+function setup(options: { lazyMs?: number } = {}) {
+  const builder = new JobBuilder('mux', { parallelism: 2 });
+  builder.source('src', source).rebalance().sink('out', sink);
+  const graph = buildExecutionGraph(builder.build());
+  const edge = graph.edges[0]!;
+  const transport = new MemoryChannelTransport();
+  const sends: { queue: string; messages: OutboundMessage[] }[] = [];
+  const counted: ChannelTransport = {
+    createQueues: (n) => transport.createQueues(n),
+    deleteQueues: (n) => transport.deleteQueues(n),
+    listQueues: (p) => transport.listQueues(p),
+    send: (q, m) => {
+      sends.push({ queue: q, messages: [...m] });
+      return transport.send(q, m);
+    },
+    receive: (q, o) => transport.receive(q, o),
+    delete: (q, r) => transport.delete(q, r),
+    changeVisibility: (q, r, s) => transport.changeVisibility(q, r, s),
+  };
+  const inputQueue = 'q-j-u1';
+  const common = { transport: counted, graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, ...options };
+  const producers = new UnitChannels({ ...common, unit: 0, subtasks: ['src#0', 'src#1'] });
+  const consumers = (attempt = 0) => new UnitChannels({ ...common, unit: 1, attempt, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 });
+  const logical = (consumer: number) => subPartitionQueue('q', 'j', edge.id, consumer);
+  const writer = (producer: number, mux: ChannelTransport, extra: Partial<ConstructorParameters<typeof RecordWriter>[0]> = {}) =>
+    new RecordWriter({ edge, producerIndex: producer, consumerParallelism: 2, attempt: 0, lineage: 0, queueOf: logical, transport: mux, maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, ...extra });
+  const gate = (consumer: number, mux: ChannelTransport, extra: Partial<ConstructorParameters<typeof InputGate>[0]> = {}) =>
+    new InputGate({ inputs: [edge], consumerIndex: consumer, producerParallelism: () => 2, queueOf: () => logical(consumer), transport: mux, waitSeconds: 0.05, onError: (e) => { throw e; }, ...extra });
+  return { graph, edge, transport, sends, inputQueue, producers, consumers, logical, writer, gate };
+}
+
+const stops: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+/** Takes events from a gate until `until` holds (or 50 rounds), deleting what it processed. */
+async function take(gate: InputGate, until: (records: Json[]) => boolean): Promise<Json[]> {
+  const records: Json[] = [];
+  for (let i = 0; i < 50 && !until(records); i++) {
+    const { events, discarded } = await gate.next(50);
+    for (const e of events) if (e.message.t === 'd') records.push(...e.message.r);
+    await gate.acknowledge(discarded);
+    gate.release();
+  }
+  return records;
+}
+
+describe('multiplexed channels', () => {
+  it('carries every channel from one unit to another in one message, and each consumer gets its channels in order', async () => {
+    const { sends, transport, inputQueue, producers, consumers, writer, gate, edge } = setup();
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const w1 = writer(1, producers);
+    // Round robin: each producer writes to both consumers.
+    for (let i = 0; i < 4; i++) w0.emit(`a${i}`);
+    for (let i = 0; i < 4; i++) w1.emit(`b${i}`);
+    await Promise.all([w0.flush(), w1.flush()]);
+    // Four channels, one send call, one message (both subtasks of the unit flushed in the same turn).
+    expect(sends).toHaveLength(1);
+    expect(sends[0]!.messages).toHaveLength(1);
+    expect(sends[0]!.messages[0]!.groupId).toBe('u0.0');
+    expect(decodeEnvelope(sends[0]!.messages[0]!.body).parts.map((p) => `${p.edgeId}/${p.consumer}`).sort()).toEqual([`${edge.id}/0`, `${edge.id}/0`, `${edge.id}/1`, `${edge.id}/1`]);
+
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const g0 = gate(0, mux);
+    const g1 = gate(1, mux);
+    g0.start();
+    g1.start();
+    stops.push(() => g0.stop(), () => g1.stop());
+    const got0 = await take(g0, (r) => r.length >= 4);
+    const got1 = await take(g1, (r) => r.length >= 4);
+    expect([...got0, ...got1].sort()).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'b2', 'b3']);
+    // Per channel in sequence order.
+    expect(got0.filter((r) => String(r).startsWith('a'))).toEqual(['a1', 'a3']);
+    expect(got1.filter((r) => String(r).startsWith('a'))).toEqual(['a0', 'a2']);
+    expect(mux.stats).toMatchObject({ envelopesReceived: 1, partsReceived: 4, partsDropped: 0 });
+    // The envelope was deleted once both subtasks had taken their parts.
+    for (let i = 0; i < 20 && (await transport.receive(inputQueue, { max: 10, waitSeconds: 0 })).length === 0 && mux.stats.envelopesReceived === 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await transport.receive(inputQueue, { max: 10, waitSeconds: 0 })).toEqual([]);
+  });
+
+  it('keeps per-channel order over many messages, drops a redelivered message and fences older attempts, per channel', async () => {
+    const { transport, inputQueue, producers, consumers, writer, gate, edge, sends } = setup();
+    await transport.createQueues([inputQueue]);
+    const old = writer(1, producers, { attempt: 0, lineage: 0 });
+    const w = writer(0, producers, { attempt: 3, lineage: 0, maxMessageBytes: 200 });
+    old.emit('stale-0');
+    old.emit('stale-1');
+    await old.flush();
+    for (let i = 0; i < 40; i++) {
+      w.emit(`r${i}`);
+      if (i % 10 === 9) await w.flush(); // several sends, several messages
+    }
+    await w.flush();
+    // A duplicate of an earlier message (SQS delivers at least once): the same envelope again.
+    const again = sends[1]!.messages[0]!;
+    await transport.send(inputQueue, [{ ...again, dedupId: `${again.dedupId}-again` }]);
+
+    const mux = consumers();
+    mux.start();
+    const g = gate(0, mux, { minAttempt: (_e, producer) => (producer === 1 ? 1 : 0) });
+    g.start();
+    stops.push(() => g.stop(), () => mux.stopReceiving(false));
+    const got = await take(g, (r) => r.length >= 20);
+    // Consumer 0 gets the odd records of producer 0 (round robin), each once, in order; producer 1's attempt 0 is fenced.
+    expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `r${2 * i + 1}`));
+    expect(g.duplicates).toBeGreaterThan(0);
+    expect(g.fenced).toBe(1);
+    expect(g.channels.get(channelKey(edge.id, 0))!.positions.get(0)).toBe(20);
+  });
+
+  it('a part a subtask holds does not hold back the other subtasks: the message is deleted once every part is taken', async () => {
+    const { transport, inputQueue, producers, consumers, logical } = setup();
+    await transport.createQueues([inputQueue]);
+    // Message 1: a part for each consumer (sent in one turn); message 2 (same producer unit, same group): a part for consumer 1.
+    await Promise.all([
+      producers.send(logical(0), [{ groupId: '0.0', dedupId: 'x', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['held'] }) }]),
+      producers.send(logical(1), [{ groupId: '0.0', dedupId: 'y', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'b', c: 1 }) }]),
+    ]);
+    await producers.send(logical(1), [{ groupId: '1.0', dedupId: 'z', body: JSON.stringify({ p: 1, a: 0, s: 0, t: 'b', c: 1 }) }]);
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    // Consumer 0 takes its part and holds it (never processes or deletes it, as an alignment would).
+    const held = await mux.receive(logical(0), { max: 10, waitSeconds: 1 });
+    expect(held.map((m) => JSON.parse(m.body).r)).toEqual([['held']]);
+    // Consumer 1 gets both barriers, the second from a later message of the same FIFO group:
+    // under SQS FIFO it is received only once the first message is deleted.
+    const barriers: unknown[] = [];
+    for (let i = 0; i < 40 && barriers.length < 2; i++) {
+      for (const m of await mux.receive(logical(1), { max: 10, waitSeconds: 0.05 })) barriers.push(JSON.parse(m.body).p);
+    }
+    expect(barriers).toEqual([0, 1]);
+  });
+
+  it('sends a replay in a message group of its own, which the restarted consumer takes before the live channel', async () => {
+    const { transport, inputQueue, producers, consumers, writer, gate, edge, sends } = setup();
+    await transport.createQueues([inputQueue]);
+    const w = writer(0, producers, { inflightLog: true });
+    for (let i = 0; i < 6; i++) w.emit(`r${i}`);
+    await w.flush();
+    // The consumer restarted (attempt 2) from position 1 of producer 0's channel: it asks for a replay.
+    const mux = consumers(2);
+    const g = gate(1, mux);
+    g.restorePositions([{ key: channelKey(edge.id, 0), positions: [[0, 1]] }]);
+    g.awaitReplay(channelKey(edge.id, 0), 2, 1);
+    g.awaitReplay(channelKey(edge.id, 1), 2, 1);
+    await w.replay({ edgeId: edge.id, consumer: 1, consumerAttempt: 2, request: 1, from: { 0: [[0, 1]] } });
+    await w.flush(false);
+    // The second producer keeps no log: its replay is only its end event.
+    const w1 = writer(1, producers);
+    await w1.replay({ edgeId: edge.id, consumer: 1, consumerAttempt: 2, request: 1, from: { 1: [] } });
+    await w1.flush(false);
+    expect(sends.flatMap((s) => s.messages.map((m) => m.groupId))).toContain('u0.0.r2.1');
+    mux.start();
+    g.start();
+    stops.push(() => g.stop(), () => mux.stopReceiving(false));
+    const got = await take(g, (r) => r.length >= 2);
+    // Consumer 1 had r0 (position 0) of producer 0's channel 1 ... it restored position 1: the live
+    // records r2, r4 arrive once, through the replay, and nothing after it is taken twice.
+    expect(got).toEqual(['r2', 'r4']);
+    expect(g.awaitedReplays()).toEqual([]);
+    expect(g.staleReplays).toBe(0);
+  });
+
+  it('gathers the barriers of a unit\'s subtasks into one message, without holding their senders', async () => {
+    const { transport, inputQueue, producers, consumers, writer, sends, logical } = setup({ lazyMs: 40 });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const w1 = writer(1, producers);
+    w0.emitEvent({ t: 'b', c: 7 });
+    await w0.flush();
+    await new Promise((r) => setTimeout(r, 5));
+    w1.emitEvent({ t: 'b', c: 7 });
+    await w1.flush();
+    // Both flushes returned; nothing was sent yet (the barriers wait for company).
+    expect(sends).toHaveLength(0);
+    await producers.flush();
+    expect(sends).toHaveLength(1);
+    expect(sends[0]!.messages).toHaveLength(1);
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const parts = [...(await mux.receive(logical(0), { max: 10, waitSeconds: 1 })), ...(await mux.receive(logical(1), { max: 10, waitSeconds: 1 }))];
+    expect(parts.map((m) => JSON.parse(m.body).t)).toEqual(['b', 'b', 'b', 'b']);
+    expect(mux.stats.envelopesReceived).toBe(1);
+  });
+
+  it('drops what arrives for a subtask that is down, and gives a successor what no subtask took', async () => {
+    const { transport, inputQueue, producers, consumers, logical } = setup();
+    await transport.createQueues([inputQueue]);
+    await producers.send(logical(0), [{ groupId: '0.0', dedupId: 'a', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['for-0'] }) }]);
+    await producers.send(logical(1), [{ groupId: '0.0', dedupId: 'b', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['for-1'] }) }]);
+    const mux = consumers();
+    mux.close('out#0');
+    mux.start();
+    expect((await mux.receive(logical(1), { max: 10, waitSeconds: 1 })).map((m) => JSON.parse(m.body).r[0])).toEqual(['for-1']);
+    expect(mux.stats.partsDropped).toBe(1);
+    await mux.stopReceiving(true);
+
+    // A part no subtask took before a hand-over: its message becomes visible again for the successor.
+    await producers.send(logical(0), [{ groupId: '0.0', dedupId: 'c', body: JSON.stringify({ p: 0, a: 0, s: 1, t: 'd', r: ['late'] }) }]);
+    const first = consumers();
+    first.start();
+    for (let i = 0; i < 50 && first.stats.envelopesReceived === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await first.stopReceiving(true);
+    const successor = consumers();
+    successor.start();
+    stops.push(() => successor.stopReceiving(false));
+    const got = await successor.receive(logical(0), { max: 10, waitSeconds: 1 });
+    expect(got.map((m) => [JSON.parse(m.body).r[0], m.receiveCount])).toEqual([['late', 2]]);
+  });
+
+  it('packs many channel messages into envelopes within SQS limits', async () => {
+    const { transport, inputQueue, producers, writer, sends } = setup();
+    await transport.createQueues([inputQueue]);
+    const w = writer(0, producers, { maxMessageBytes: 20 * 1024 });
+    for (let i = 0; i < 300; i++) w.emit('x'.repeat(2000));
+    await w.flush();
+    const envelopes = sends.flatMap((s) => s.messages);
+    expect(envelopes.length).toBeGreaterThan(1);
+    for (const e of envelopes) expect(Buffer.byteLength(e.body)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(envelopes.length).toBeLessThanOrEqual(Math.ceil((300 * 2010) / (200 * 1024)) + 1);
+    // The transport splits each send into batches of at most 10 entries and 250 KiB (it would throw otherwise).
+    expect(MAX_BATCH_ENTRIES).toBe(10);
+    expect(MAX_BATCH_BYTES).toBeGreaterThan(MAX_MESSAGE_BYTES);
+    expect(new Set(envelopes.map((e) => e.dedupId)).size).toBe(envelopes.length);
+  });
+});
+
+describe('multiplexed message format', () => {
+  it('round-trips channel messages as they are, whatever they hold', () => {
+    const parts = [
+      { edgeId: 'e0', consumer: 3, body: '{"p":1,"a":0,"s":4,"t":"d","r":["line\\nbreak","ünïcödé ✓",{"k":"a b\\n"}]}' },
+      { edgeId: 'e12', consumer: 0, body: '{"p":0,"a":2,"s":0,"t":"b","c":9}' },
+      { edgeId: 'e1', consumer: 7, body: 'multi\nline\n' },
+    ];
+    const body = envelopeHeader(5, 2) + parts.map(envelopePart).join('');
+    expect(decodeEnvelope(body)).toEqual({ unit: 5, attempt: 2, parts });
+  });
+
+  it('names what is wrong with a malformed message', () => {
+    expect(() => decodeEnvelope('{"p":0}')).toThrow(MalformedMessageError);
+    expect(() => decodeEnvelope('M1 x.y\n')).toThrow(/names no producer unit/);
+    expect(() => decodeEnvelope('M1 1.0\ne0 1 99\nshort')).toThrow(/malformed part header 'e0 1 99'/);
+    expect(() => decodeEnvelope('M1 1.0\ne0 1 4')).toThrow(/without its line end/);
+  });
+});
