@@ -40,6 +40,8 @@ export interface SubtaskSnapshot {
   subtask: string;
   /** Event time the subtask had reached. */
   watermark: number;
+  /** Recorded processing time (single-exact inner tasks: operator-chain.ts `processingTime`). */
+  processingTime?: number;
   /** Source read positions (sources only). */
   source?: Json;
   keyed?: KeyedStateSnapshot;

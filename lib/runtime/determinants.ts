@@ -9,7 +9,9 @@
  * already had by position: nothing lost, nothing twice.
  *
  * The order is recorded as steps: `['d', channel, lineage, n, k]` (records n..n+k of a channel's
- * lineage went into the operator chain) and `['w', W]` (event time advanced to W). Steps are made
+ * lineage went into the operator chain), `['w', W]` (event time advanced to W) and `['p', T]`
+ * (processing time moved to T: the clock that processing-time timers, state TTL and
+ * `currentProcessingTime` read moves only by these steps, and timers fire only at them). Steps are made
  * durable before their effects leave the task by travelling with them: every data message a task
  * sends carries the steps it has not yet sent on that channel (`dt`), so each consumer holds a
  * prefix of the producer's steps covering everything it received. A restarted producer asks its
@@ -22,7 +24,7 @@
  * producer's barrier says how many steps precede it (`di`).
  */
 
-export type Step = readonly ['d', string, number, number, number] | readonly ['w', number];
+export type Step = readonly ['d', string, number, number, number] | readonly ['w', number] | readonly ['p', number];
 
 export interface DeterminantLogState {
   base: number;
@@ -87,6 +89,10 @@ export class DeterminantLog {
 
   watermark(w: number): void {
     this.steps.push(['w', w]);
+  }
+
+  processingTime(t: number): void {
+    this.steps.push(['p', t]);
   }
 
   /**

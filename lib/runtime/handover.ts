@@ -88,6 +88,8 @@ export interface SubtaskHandover {
   status: 'running' | 'ended' | 'finished';
   lastCheckpoint: number;
   watermark: number;
+  /** Recorded processing time (single-exact inner tasks). */
+  processingTime?: number;
   source?: Json;
   keyed?: KeyedStateSnapshot;
   union?: Record<string, Json[]>;

@@ -205,6 +205,14 @@ export class InputDriver {
         f.next++;
         continue;
       }
+      if (step[0] === 'p') {
+        // Processing time moved here in the dead attempt, and its due timers fired here.
+        this.determinants?.processingTime(step[1]);
+        this.chain.setProcessingTime(step[1]);
+        this.chain.advanceProcessingTime();
+        f.next++;
+        continue;
+      }
       const [, key, lineage, n, k] = step;
       while (f.taken < k) {
         const i = f.queued.findIndex((e) => channelKey(e.channel.edge.id, e.channel.producer) === key);

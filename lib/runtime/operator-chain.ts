@@ -70,7 +70,7 @@ export class OperatorChain {
 
     if (head.kind === 'process') {
       this.keyed = head.process!();
-      this.keyedState = new KeyedStateBackend(now);
+      this.keyedState = new KeyedStateBackend(() => this.processingTime);
       for (const edge of task.inputs) this.keySelectors[edge.input] = edge.key!;
     }
   }
@@ -107,12 +107,49 @@ export class OperatorChain {
    * Fires the processing-time timers due at the wall clock; returns how many fired. The subtask
    * calls it between input batches (and a source subtask between polls).
    */
+  /**
+   * Processing time as this chain sees it: the wall clock, or under single-exact the last recorded
+   * time (`recordProcessingTime`), so that a restarted attempt that follows its dead attempt's
+   * determinants sees the same clock at the same records (TTL, timers, currentProcessingTime).
+   */
+  get processingTime(): number {
+    return this.recordedTime ?? this.now();
+  }
+
+  /** Single-exact: from now on processing time moves only by `setProcessingTime` (determinant steps). */
+  recordProcessingTime(start: number): void {
+    this.recordedTime = start;
+  }
+
+  /** Moves recorded processing time to `t` (never back). */
+  setProcessingTime(t: number): void {
+    if (this.recordedTime !== undefined) this.recordedTime = Math.max(this.recordedTime, t);
+  }
+
+  /** A restored or resumed subtask goes on from its checkpoint's recorded time. */
+  restoreProcessingTime(t: number): void {
+    if (this.recordedTime !== undefined) this.recordedTime = t;
+  }
+
+  /** True under single-exact (see `processingTime`). */
+  get recordsProcessingTime(): boolean {
+    return this.recordedTime !== undefined;
+  }
+
+  /** The earliest processing-time timer, if any. */
+  nextProcessingTimer(): number | undefined {
+    return this.keyedState?.nextProcessingTimer();
+  }
+
+  private recordedTime: number | undefined;
+
   advanceProcessingTime(): number {
     const state = this.keyedState;
     if (!state || !this.keyed?.onTimer) return 0;
     const next = state.nextProcessingTimer();
-    if (next === undefined || next > this.now()) return 0;
-    return this.fireTimers(this.now(), 'processing-time');
+    const now = this.processingTime;
+    if (next === undefined || next > now) return 0;
+    return this.fireTimers(now, 'processing-time');
   }
 
   private fireTimers(time: number, domain: TimeDomain): number {
@@ -155,7 +192,7 @@ export class OperatorChain {
       getState: (d) => state.getState(d),
       getListState: (d) => state.getListState(d),
       getMapState: (d) => state.getMapState(d),
-      currentProcessingTime: this.now,
+      currentProcessingTime: () => this.processingTime,
       registerEventTimeTimer: (t) => state.registerTimer(t, 'event-time'),
       deleteEventTimeTimer: (t) => state.deleteTimer(t, 'event-time'),
       registerProcessingTimeTimer: (t) => state.registerTimer(t, 'processing-time'),

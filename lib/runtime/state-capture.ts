@@ -45,6 +45,7 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
   const union = p.union.names.length > 0;
   const operators = {
     watermark: p.chain.currentWatermark,
+    ...(p.chain.recordsProcessingTime ? { processingTime: p.chain.processingTime } : {}),
     ...(p.source ? { source: p.source.snapshotOffsets('checkpointId' in form ? form.checkpointId : undefined) } : {}),
     ...(p.chain.keyedState ? { keyed: p.chain.keyedState.snapshot() } : {}),
   };

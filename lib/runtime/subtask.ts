@@ -142,6 +142,9 @@ export interface SubtaskCounters {
   openChannels?: number;
 }
 
+/** Under single-exact, how often an inner task's recorded processing time moves without a timer due (state TTL, currentProcessingTime). */
+const PROCESSING_TIME_STEP_MS = 1000;
+
 export class SubtaskRunner {
   readonly id: string;
   readonly taskId: string;
@@ -202,10 +205,11 @@ export class SubtaskRunner {
     );
     this.output = new SubtaskOutput(this.id, writers, env.lingerMs);
     this.chain = new OperatorChain(task, writers);
+    if (this.determinants) this.chain.recordProcessingTime(Date.now());
     this.ledger = this.chain.sink && new SinkLedger(this.chain.sink);
     const commitCompleted = async () => {
       // Processing-time timers fire between batches; what they emit goes out at once.
-      if (this.chain.advanceProcessingTime() > 0) await this.output.flush();
+      if (this.tickProcessingTime() > 0) await this.output.flush();
       await this.ledger?.commitCompleted();
     };
     if (head.kind === 'source') {
@@ -268,6 +272,24 @@ export class SubtaskRunner {
   /** Source subtasks: take checkpoint N at the next opportunity. */
   triggerCheckpoint(checkpointId: number): void {
     if (this.sourceDriver && checkpointId > this.lastCheckpoint) this.sourceDriver.trigger(checkpointId);
+  }
+
+  /**
+   * Fires the processing-time timers that are due; returns how many fired. Under single-exact an
+   * inner task's processing time moves by recorded steps only (determinants.ts): a step when a
+   * timer is due or at least PROCESSING_TIME_STEP_MS have passed, and timers fire only right after
+   * one, so a restarted attempt following the steps fires them at the same records. While it still
+   * follows its dead attempt's steps, nothing moves here.
+   */
+  private tickProcessingTime(): number {
+    if (!this.determinants) return this.chain.advanceProcessingTime();
+    if (this.input?.followingDeterminants) return 0;
+    const wall = Date.now();
+    const due = this.chain.nextProcessingTimer();
+    if (wall - this.chain.processingTime < PROCESSING_TIME_STEP_MS && (due === undefined || due > wall)) return 0;
+    this.determinants.processingTime(wall);
+    this.chain.setProcessingTime(wall);
+    return this.chain.advanceProcessingTime();
   }
 
   /** The coordinator completed N for this subtask's region: commit staged output up to N, trim the in-flight logs and determinants. */
@@ -484,6 +506,7 @@ export class SubtaskRunner {
     // Counters are state too: what the dead attempt counted after the checkpoint is counted again.
     this.output.restoreCounters(snapshot.writers ?? []);
     if (snapshot.keyed) this.chain.keyedState?.restore(snapshot.keyed);
+    if (snapshot.processingTime !== undefined) this.chain.restoreProcessingTime(snapshot.processingTime);
     if (snapshot.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(snapshot.watermark);
     this.lastCheckpoint = snapshot.checkpointId;
     // The restored checkpoint completed, so everything staged up to it belongs in the output.
@@ -500,6 +523,7 @@ export class SubtaskRunner {
     if (h.determinants) this.determinants?.resume(h.determinants);
     if (h.source !== undefined) this.source?.restoreOffsets(h.source);
     if (h.keyed) this.chain.keyedState?.restore(h.keyed);
+    if (h.processingTime !== undefined) this.chain.restoreProcessingTime(h.processingTime);
     // Timers up to it have fired already (they are gone from the keyed state): nothing fires twice.
     if (h.watermark > Number.MIN_SAFE_INTEGER) this.chain.advanceWatermark(h.watermark);
     this.lastCheckpoint = h.lastCheckpoint;
