@@ -150,11 +150,15 @@ export class Supervisor {
       this.exitDuringPass = false;
       return;
     }
-    await new Promise<void>((resolve) => {
-      this.wake = resolve;
-      void clock.sleep(ms).then(resolve);
-    });
-    this.wake = undefined;
+    try {
+      // A sleep that fails (its clock closed) ends the watch, as it did before exits could wake it.
+      await new Promise<void>((resolve, reject) => {
+        this.wake = resolve;
+        clock.sleep(ms).then(resolve, reject);
+      });
+    } finally {
+      this.wake = undefined;
+    }
   }
 
   /** Watches the job until it is no longer running; returns its final view. */

@@ -7,6 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsPorts, type AwsPorts } from '../../lib/aws';
 import { loadConfig, type SluiceConfig } from '../../lib/config';
 import { MAX_BODY_BYTES, startLocalApi, type LocalApi } from '../../lib/api-server';
+import { jobRegistry } from '../../examples/jobs';
+import type { JobParams } from '../../lib/api/registry';
+import { buildExecutionGraph } from '../../lib/graph/execution-graph';
+import { jobLayout } from '../../lib/graph/placement';
 
 const suffix = randomBytes(3).toString('hex');
 let config: SluiceConfig;
@@ -45,7 +49,10 @@ describe('job API over HTTP (local server, emulator)', () => {
     // DynamoDB: the job item; SQS: its queues.
     const meta = await aws.metadata.get(`JOB#${jobId}`, 'META');
     expect(meta).toMatchObject({ jobId, status: 'RUNNING', settings: { checkpoint: { schedule: { kind: 'rate', seconds: 3600 }, intervalSeconds: 3600 } } });
-    const queues = meta!.queues as string[];
+    // The job item keeps the layout's sizes, not the layout (lib/graph/placement.ts computes it).
+    expect(meta!.queues).toBeUndefined();
+    const layout = jobLayout(buildExecutionGraph(jobRegistry.build('demo', meta!.params as JobParams).graph), { jobId, queuePrefix: config.queuePrefix });
+    const { queues } = layout;
     expect(queues.length).toBeGreaterThan(0);
     expect(await aws.channels.listQueues(`${config.queuePrefix}-${jobId}`)).toEqual([...queues].sort());
     const scheduler = api.scheduler.get(jobId);
@@ -57,7 +64,7 @@ describe('job API over HTTP (local server, emulator)', () => {
     const got = await http('GET', `/jobs/${jobId}`);
     expect(got.status).toBe(200);
     expect(got.body.job).toMatchObject({ jobId, name: 'demo', status: 'RUNNING' });
-    expect(got.body.units.map((u: { unitId: string }) => u.unitId).sort()).toEqual((meta!.units as { unitId: string }[]).map((u) => u.unitId).sort());
+    expect(got.body.units.map((u: { unitId: string }) => u.unitId).sort()).toEqual(layout.units.map((u) => u.unitId).sort());
     for (const u of got.body.units) expect(u.attempt).toBe(0);
     expect(got.body.regions.length).toBeGreaterThan(0);
     expect(got.body).toHaveProperty('totals.recordsIn');
@@ -91,7 +98,7 @@ describe('job API over HTTP (local server, emulator)', () => {
     expect(cancelled).toMatchObject({ status: 200, body: { job: { jobId, status: 'CANCELLED' } } });
     expect(await aws.metadata.get(`JOB#${jobId}`, 'META')).toMatchObject({ status: 'CANCELLED' });
     expect(await aws.channels.listQueues(`${config.queuePrefix}-${jobId}`)).toEqual([]);
-    for (const u of meta!.units as { unitId: string }[]) expect(api.runtime.launcher.pid(jobId, u.unitId)).toBeUndefined();
+    for (const u of layout.units) expect(api.runtime.launcher.pid(jobId, u.unitId)).toBeUndefined();
     expect(api.scheduler.get(jobId)).toBeUndefined();
     expect(await aws.metadata.get(`JOB#${jobId}#CKPT`, 'CKPT#000000000001')).toMatchObject({ status: 'completed' });
     expect((await http('GET', `/jobs/${jobId}`)).body.job.status).toBe('CANCELLED');
