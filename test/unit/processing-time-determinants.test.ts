@@ -13,8 +13,9 @@ import type { Json, KeyedProcessFunction, SinkFunction, SourceFunction } from '.
 import { JobBuilder } from '../../lib/api/job';
 import { valueState } from '../../lib/api/state';
 import { buildExecutionGraph, subPartitionQueue, subtaskId, type ExecutionGraph, type TaskVertex } from '../../lib/graph/execution-graph';
-import { MemoryBlobStore, MemoryChannelTransport } from '../../lib/memory';
+import { MemoryBlobStore, MemoryChannelTransport, MemoryMetadataStore } from '../../lib/memory';
 import type { OutboundMessage } from '../../lib/ports/channels';
+import { CheckpointIO, type SubtaskSnapshot } from '../../lib/runtime/checkpoint-io';
 import { DeterminantStore, type Step } from '../../lib/runtime/determinants';
 import { determinantAnswerKey } from '../../lib/runtime/determinant-requester';
 import { decodeChannelMessage } from '../../lib/runtime/messages';
@@ -74,7 +75,7 @@ class Capturing extends MemoryChannelTransport {
 }
 
 /** Records by position (lineage 0), and the determinant steps the data messages carried. */
-function decode(bodies: readonly string[], lineage = 0): { records: Out[]; store: DeterminantStore; steps: Step[] } {
+function decode(bodies: readonly string[], lineage = 0): { first: number; records: Out[]; store: DeterminantStore; steps: Step[] } {
   const byPosition = new Map<number, Out>();
   const store = new DeterminantStore();
   for (const body of bodies) {
@@ -90,18 +91,29 @@ function decode(bodies: readonly string[], lineage = 0): { records: Out[]; store
     if (m.dt) store.add('producer', m.dt[0], m.dt[1]);
   }
   const positions = [...byPosition.keys()].sort((a, b) => a - b);
-  expect(positions).toEqual(positions.map((_, i) => i)); // no gaps
-  return { records: positions.map((p) => byPosition.get(p)!), store, steps: store.from('producer', 0).steps };
+  const first = positions[0] ?? 0;
+  expect(positions).toEqual(positions.map((_, i) => first + i)); // no gaps
+  return { first, records: positions.map((p) => byPosition.get(p)!), store, steps: store.from('producer', 0).steps };
 }
 
 interface Run {
   runner: SubtaskRunner;
+  checkpoints: KeepingCheckpoints;
   done: Promise<string>;
   transport: Capturing;
-  write: (records: In[], end?: boolean) => Promise<void>;
+  write: (records: In[], end?: boolean, barrier?: { c: number; after: number }) => Promise<void>;
 }
 
-async function start(opts: { attempt: number; exactOnce: boolean; answer?: { first: number; steps: Step[] }; blobs?: MemoryBlobStore }): Promise<Run> {
+/** Keeps the snapshots the subtask writes. */
+class KeepingCheckpoints extends CheckpointIO {
+  readonly snapshots: SubtaskSnapshot[] = [];
+  override async writeSnapshot(snapshot: SubtaskSnapshot): ReturnType<CheckpointIO['writeSnapshot']> {
+    this.snapshots.push(structuredClone(snapshot));
+    return super.writeSnapshot(snapshot);
+  }
+}
+
+async function start(opts: { attempt: number; exactOnce: boolean; answer?: { first: number; steps: Step[] }; restore?: SubtaskSnapshot }): Promise<Run> {
   const { graph, inner } = job();
   const inEdge = inner.inputs[0]!;
   const outEdge = inner.outputs[0]!;
@@ -109,7 +121,8 @@ async function start(opts: { attempt: number; exactOnce: boolean; answer?: { fir
   const outQueue = subPartitionQueue(PREFIX, JOB, outEdge.id, 0);
   const transport = new Capturing(outQueue);
   await transport.createQueues([inQueue, outQueue]);
-  const blobs = opts.blobs ?? new MemoryBlobStore();
+  const blobs = new MemoryBlobStore();
+  const checkpoints = new KeepingCheckpoints(JOB, blobs, new MemoryMetadataStore(), opts.attempt);
   const me = subtaskId(inner.id, 0);
   const consumer = subtaskId(outEdge.to, 0);
   const runner = new SubtaskRunner({
@@ -122,11 +135,13 @@ async function start(opts: { attempt: number; exactOnce: boolean; answer?: { fir
     channels: transport,
     blobs,
     exactOnce: opts.exactOnce,
+    checkpoints,
+    ...(opts.restore ? { restore: opts.restore } : {}),
     // The consumer's unit answers in S3 (task-unit.ts): here, what the dead attempt's output carried.
     ...(opts.answer
       ? {
           determinantSender: async (request) => {
-            expect(request).toEqual({ producer: me, attempt: opts.attempt, from: 0 });
+            expect(request).toEqual({ producer: me, attempt: opts.attempt, from: opts.restore?.determinants ?? 0 });
             await blobs.put(determinantAnswerKey(JOB, me, opts.attempt, consumer), JSON.stringify({ consumer, ...opts.answer }));
           },
         }
@@ -134,12 +149,15 @@ async function start(opts: { attempt: number; exactOnce: boolean; answer?: { fir
   });
   // The producer side of the source -> process edge: a source numbers its records in lineage 0, so a replay has the same positions.
   const producer = new RecordWriter({ edge: inEdge, producerIndex: 0, consumerParallelism: 1, attempt: 0, lineage: 0, queueOf: () => inQueue, transport });
-  const write = async (records: In[], end = false) => {
-    for (const r of records) producer.emit(r);
+  const write = async (records: In[], end = false, barrier?: { c: number; after: number }) => {
+    for (const [i, r] of records.entries()) {
+      producer.emit(r);
+      if (barrier && i + 1 === barrier.after) producer.emitEvent({ t: 'b', c: barrier.c });
+    }
     if (end) producer.emitEvent({ t: 'e' });
     await producer.flush();
   };
-  return { runner, done: runner.run(), transport, write };
+  return { runner, checkpoints, done: runner.run(), transport, write };
 }
 
 const BATCHES: { records: In[]; pauseMs: number }[] = [
@@ -150,25 +168,28 @@ const BATCHES: { records: In[]; pauseMs: number }[] = [
 ];
 const ALL = BATCHES.flatMap((b) => b.records);
 
-/** The dead attempt: attempt 0 over input in batches, with real pauses between them. */
-async function deadAttempt(): Promise<ReturnType<typeof decode>> {
+/** The dead attempt: attempt 0 over input in batches, with real pauses between them (`barrierIn`: checkpoint 1's barrier after that batch's first record). */
+async function deadAttempt(barrierIn?: number): Promise<ReturnType<typeof decode> & { snapshots: SubtaskSnapshot[] }> {
   const run = await start({ attempt: 0, exactOnce: true });
-  for (const b of BATCHES) {
-    await run.write(b.records);
+  for (const [i, b] of BATCHES.entries()) {
+    await run.write(b.records, false, i === barrierIn ? { c: 1, after: 1 } : undefined);
     await sleep(b.pauseMs);
   }
   await run.write([], true);
-  expect(await run.done).toBe('finished');
-  return decode(run.transport.sent);
+  expect(await run.done, String(run.runner.error)).toBe('finished');
+  return { ...decode(run.transport.sent), snapshots: run.checkpoints.snapshots };
 }
 
-/** A restart: attempt 1, the same input again at once (replayed), the wall clock an hour later. */
-async function restart(exactOnce: boolean, answer?: { first: number; steps: Step[] }): Promise<ReturnType<typeof decode>> {
+/**
+ * A restart: attempt 1, the same input again at once (replayed; restored from a checkpoint, the
+ * input gate skips what precedes its positions), the wall clock an hour later.
+ */
+async function restart(exactOnce: boolean, answer?: { first: number; steps: Step[] }, restore?: SubtaskSnapshot): Promise<ReturnType<typeof decode>> {
   const realNow = Date.now.bind(Date);
   vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000);
-  const run = await start({ attempt: 1, exactOnce, ...(answer ? { answer } : {}) });
+  const run = await start({ attempt: 1, exactOnce, ...(answer ? { answer } : {}), ...(restore ? { restore } : {}) });
   await run.write(ALL, true);
-  expect(await run.done).toBe('finished');
+  expect(await run.done, String(run.runner.error)).toBe('finished');
   vi.restoreAllMocks();
   return decode(run.transport.sent, exactOnce ? 0 : 1);
 }
@@ -202,5 +223,25 @@ describe('single-exact: processing time as a determinant', () => {
     // not only in the clock's value: timers fire elsewhere and no state expires.
     const plain = await restart(false);
     expect(shape(plain.records)).not.toEqual(shape(dead.records));
+    expect(shape(plain.records)).not.toContain('a3<-');
+  }, 30_000);
+
+  it('does so from a checkpoint too: the snapshot holds the recorded clock, the steps go on from its count', async () => {
+    // Checkpoint 1 inside the second batch: the batch's other record reads the checkpointed clock
+    // (no step between), its timers and the expiries come after it.
+    const dead = await deadAttempt(1);
+    expect(dead.snapshots.map((s) => s.checkpointId)).toEqual([1]);
+    const snapshot = dead.snapshots[0]!;
+    expect(typeof snapshot.processingTime).toBe('number');
+    expect(snapshot.determinants).toBeGreaterThan(0);
+    const restoredAt = snapshot.writers![0]!.position[0]!;
+    expect(restoredAt).toBeGreaterThan(0);
+    expect(restoredAt).toBeLessThan(dead.records.length);
+
+    const replayed = await restart(true, dead.store.from('producer', snapshot.determinants!), snapshot);
+    // It sends again from its checkpoint's positions on: what it sent then, record for record.
+    expect(replayed.first).toBe(restoredAt);
+    expect(replayed.records.slice(0, dead.records.length - restoredAt)).toEqual(dead.records.slice(restoredAt));
+    expect(replayed.records.length).toBeGreaterThanOrEqual(dead.records.length - restoredAt);
   }, 30_000);
 });
