@@ -44,6 +44,8 @@ export class DeterminantLog {
   private readonly sent = new Map<string, number>();
   /** Step count at each barrier not yet trimmed. */
   private readonly barriers = new Map<number, number>();
+  /** Step count at the last barrier: the steps before it are counted by it and never grow. */
+  private sealed = 0;
 
   constructor(start = 0) {
     this.base = start;
@@ -55,6 +57,7 @@ export class DeterminantLog {
     this.base = at;
     this.sent.clear();
     this.barriers.clear();
+    this.sealed = at;
   }
 
   state(): DeterminantLogState {
@@ -69,6 +72,7 @@ export class DeterminantLog {
     for (const [k, v] of state.sent) this.sent.set(k, v);
     this.barriers.clear();
     for (const [k, v] of state.barriers) this.barriers.set(k, v);
+    this.sealed = Math.max(this.base, ...this.barriers.values());
   }
 
   /** Index of the next step. */
@@ -79,8 +83,9 @@ export class DeterminantLog {
   records(channel: string, lineage: number, n: number, k: number): void {
     if (k <= 0) return;
     const last = this.steps.at(-1);
-    // Consecutive records of one channel are one step.
-    if (last && last[0] === 'd' && last[1] === channel && last[2] === lineage && last[3] + last[4] === n) {
+    // Consecutive records of one channel are one step, unless a barrier came between: a step
+    // counted before a barrier stays as it was (a restore follows the steps from the count on).
+    if (last && this.length > this.sealed && last[0] === 'd' && last[1] === channel && last[2] === lineage && last[3] + last[4] === n) {
       this.steps[this.steps.length - 1] = ['d', channel, lineage, last[3], last[4] + k];
       return;
     }
@@ -124,6 +129,7 @@ export class DeterminantLog {
   /** Barrier N leaves now: its consumers learn how many steps precede it. */
   barrier(checkpointId: number): number {
     this.barriers.set(checkpointId, this.length);
+    this.sealed = this.length;
     return this.length;
   }
 

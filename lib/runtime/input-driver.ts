@@ -206,9 +206,10 @@ export class InputDriver {
         continue;
       }
       if (step[0] === 'p') {
-        // Processing time moved here in the dead attempt, and its due timers fired here.
+        // Processing time moved here in the dead attempt, and its due timers fired here. The clock
+        // is set to it, even back from this attempt's own start (a later wall clock).
         this.determinants?.processingTime(step[1]);
-        this.chain.setProcessingTime(step[1]);
+        this.chain.restoreProcessingTime(step[1]);
         this.chain.advanceProcessingTime();
         f.next++;
         continue;

@@ -126,7 +126,7 @@ export class OperatorChain {
     if (this.recordedTime !== undefined) this.recordedTime = Math.max(this.recordedTime, t);
   }
 
-  /** A restored or resumed subtask goes on from its checkpoint's recorded time. */
+  /** Sets recorded processing time to `t`, back too: a restored or resumed subtask goes on from its checkpoint's time, a restarted one follows its dead attempt's steps. */
   restoreProcessingTime(t: number): void {
     if (this.recordedTime !== undefined) this.recordedTime = t;
   }

@@ -480,6 +480,9 @@ export class SubtaskRunner {
       });
       this.input!.follow(collected.steps);
     }
+    // Single-exact: the clock this attempt starts on is a step too, before any record reads it (an
+    // attempt that follows steps takes its clock from them instead); a hand-over goes on with its own.
+    if (this.determinants && !env.resume && !this.input!.followingDeterminants) this.determinants.processingTime(this.chain.processingTime);
     if (env.replaySender && !env.resume) {
       const parallelism = new Map(env.graph.tasks.map((t) => [t.id, t.parallelism]));
       this.replays = new ReplayRequester({

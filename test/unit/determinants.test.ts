@@ -51,6 +51,25 @@ describe('determinant log (producer side)', () => {
     log.watermark(9);
     expect(log.takeFor('a')).toEqual([2, [['w', 9]]]);
   });
+  it('never grows a step across a barrier: records after it are a step of their own', () => {
+    const log = new DeterminantLog();
+    log.records('c', 0, 0, 3);
+    expect(log.barrier(1)).toBe(1);
+    log.records('c', 0, 3, 2);
+    log.records('c', 0, 5, 1);
+    expect(log.takeFor('a')).toEqual([0, [['d', 'c', 0, 0, 3], ['d', 'c', 0, 3, 3]]]);
+    // A restore from checkpoint 1 follows the steps from its count: records 3.. are all there.
+    log.trim(1);
+    expect(log.takeFor('b')).toEqual([1, [['d', 'c', 0, 3, 3]]]);
+    // So after a hand-over.
+    const resumed = new DeterminantLog();
+    resumed.records('c', 0, 0, 3);
+    resumed.barrier(2);
+    const next = new DeterminantLog();
+    next.resume(resumed.state());
+    next.records('c', 0, 3, 1);
+    expect(next.takeFor('a')).toEqual([0, [['d', 'c', 0, 0, 3], ['d', 'c', 0, 3, 1]]]);
+  });
 });
 
 describe('determinant store (consumer side)', () => {
