@@ -62,6 +62,9 @@ async function main(): Promise<number> {
       results.push(result);
       console.log(row(result));
       if (result.error && result.outcome !== 'FINISHED') console.log(`      ${result.error.slice(0, 400)}`);
+      // What has run so far, after each schedule: a long run stopped early keeps its rows (`--judge` reads them).
+      const partial = { command, at: new Date().toISOString(), machine: machineInfo(), totalMs: Date.now() - started, completed: results.length, planned: schedules };
+      writeResults(args.out, { ...partial, summary: report(results, strategies, false).summary, simulatedRecoveryMs: Object.fromEntries(readSimulated()), results });
     }
   } finally {
     runtime.close();
@@ -80,7 +83,7 @@ async function main(): Promise<number> {
 }
 
 /** Prints the summary per strategy (and the broken schedules); returns it with the broken count. */
-function report(results: ChaosResult[], strategies: readonly FailoverStrategy[]) {
+function report(results: ChaosResult[], strategies: readonly FailoverStrategy[], print = true) {
   const summary = strategies.map((strategy) => {
     const runs = results.filter((r) => r.schedule.strategy === strategy);
     const recovery = runs.flatMap((r) => r.failures.map((f) => f.recoveryMs).filter((ms): ms is number => ms !== null)).sort((a, b) => a - b);
@@ -99,6 +102,7 @@ function report(results: ChaosResult[], strategies: readonly FailoverStrategy[])
       recoveryMs: { samples: recovery.length, median: quantile(recovery, 0.5), worst: recovery.at(-1) ?? null },
     };
   });
+  if (!print) return { summary, broken: results.filter((r) => !verdict(r).ok).length };
   console.log('');
   console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported missing  reported regenerated  recovery median / worst (ms)');
   for (const s of summary) {
