@@ -244,7 +244,8 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   // under single-exact its inner tasks ask their consumers for their determinants.
   const { replaySender, determinantSender } = options.attempt > 0 ? recoverySenders(options, job, graph) : {};
   const unit = new TaskUnit({
-    ...unitOptions(options, job, placement, graph, io, availability, first, metrics, 0),
+    // Region and full: the producers' attempts at this start; a newer one means this unit is superseded.
+    ...unitOptions(options, job, placement, graph, io, availability, first, metrics, 0, failover === 'region' || failover === 'full' ? attempts : undefined),
     restore,
     restoreUnion: restored.union,
     minAttempt: producerAttemptFence(graph, job.units, attempts),
@@ -353,6 +354,7 @@ export function multiplexedChannels(
   placement: UnitPlacement,
   graph: ExecutionGraph,
   generation = 0,
+  producerAttempts?: ReadonlyMap<string, number>,
 ): UnitChannels | undefined {
   if (!job.units.some((u) => u.inputQueue)) return undefined;
   const queueOf = new Map<string, string>();
@@ -367,6 +369,7 @@ export function multiplexedChannels(
     attempt: options.attempt,
     generation,
     subtasks: placement.subtasks,
+    ...(producerAttempts ? { producerAttempts: new Map([...producerAttempts].flatMap(([unitId, attempt]) => { const u = job.units.find((x) => x.unitId === unitId); const n = u ? Number(/-c(\d+)$/.exec(u.controlQueue)?.[1]) : NaN; return Number.isNaN(n) ? [] : [[n, attempt] as [number, number]]; })) } : {}),
     ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
@@ -403,8 +406,9 @@ function unitOptions(
   log: Logger,
   metrics: UnitMetrics,
   generation: number,
+  producerAttempts?: ReadonlyMap<string, number>,
 ): TaskUnitOptions {
-  const mux = multiplexedChannels(options, job, placement, graph, generation);
+  const mux = multiplexedChannels(options, job, placement, graph, generation, producerAttempts);
   const restartSubtask = subtaskRestarter(options, job, graph, io, log);
   return {
     jobId: options.jobId,

@@ -67,6 +67,13 @@ export interface UnitChannelsOptions {
   unit: number;
   attempt: number;
   generation?: number;
+  /**
+   * Region and full failover: the attempt each producer unit had when this unit started (by unit
+   * number). A producer unit's envelope of a newer attempt means a newer failover, which restarts
+   * this unit too: what it sends is for this unit's next attempt, so it is given back at once and
+   * this unit stops receiving (taking it would delete it: records lost to the next attempt).
+   */
+  producerAttempts?: ReadonlyMap<number, number>;
   /** The subtasks this unit hosts (their sub-partitions are received here). */
   subtasks: readonly string[];
   /** This unit's input queue; absent when none of its subtasks reads an edge. */
@@ -446,6 +453,12 @@ export class UnitChannels implements ChannelTransport {
         for (const inbox of this.inboxes.values()) wakeAll(inbox);
         return;
       }
+      const newer = messages.filter((m) => this.fromNewerProducer(m.groupId));
+      if (newer.length > 0) {
+        await this.options.transport.changeVisibility(queue, newer.map((m) => m.receipt), 0).catch(() => undefined);
+        messages = messages.filter((m) => !newer.includes(m));
+        this.supersededAt ??= this.clock.now();
+      }
       const receivedAt = this.clock.now();
       for (const m of messages) {
         try {
@@ -456,7 +469,21 @@ export class UnitChannels implements ChannelTransport {
           return;
         }
       }
+      // Superseded: nothing more is received; the failover that superseded this unit stops it.
+      if (this.supersededAt !== undefined) return;
     }
+  }
+
+  /** When envelopes of a newer producer attempt were first given back (see `producerAttempts`). */
+  supersededAt: number | undefined;
+
+  private fromNewerProducer(groupId: string): boolean {
+    const known = this.options.producerAttempts;
+    if (!known) return false;
+    const m = /^u(\d+)\.(\d+)/.exec(groupId);
+    if (!m) return false;
+    const attempt = known.get(Number(m[1]));
+    return attempt !== undefined && Number(m[2]) > attempt;
   }
 
   /** One envelope into its sub-partitions' inboxes (parts for a closed inbox are dropped at once). */

@@ -156,6 +156,37 @@ describe('multiplexed channels', () => {
     expect(barriers).toEqual([0, 1]);
   });
 
+  it('region and full failover: an envelope from a newer producer attempt is given back, not taken, and the superseded consumer stops receiving', async () => {
+    const { transport, inputQueue, consumers, writer, gate, graph } = setup();
+    await transport.createQueues([inputQueue]);
+    // The producer unit restarted again (attempt 1) after this consumer started with its attempt 0.
+    const newer = new UnitChannels({ transport, graph, queuePrefix: 'q', jobId: 'j', attempt: 1, unit: 0, subtasks: ['src#0', 'src#1'], inputQueueOf: () => inputQueue });
+    const w = writer(0, newer, { attempt: 1 });
+    w.emit('r0');
+    w.emit('r1');
+    await w.flush();
+    const common = { transport, graph, queuePrefix: 'q', jobId: 'j', inputQueueOf: () => inputQueue, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 };
+    const superseded = new UnitChannels({ ...common, attempt: 0, producerAttempts: new Map([[0, 0]]) });
+    const g = gate(0, superseded);
+    superseded.start();
+    g.start();
+    stops.push(() => g.stop(), () => superseded.stopReceiving(false));
+    expect(await take(g, () => false)).toEqual([]);
+    expect(superseded.supersededAt).toBeDefined();
+    // The next attempt of the consumer (started with the producer's attempt 1) gets every record.
+    const next = new UnitChannels({ ...common, attempt: 1, producerAttempts: new Map([[0, 1]]) });
+    const g1 = gate(0, next);
+    next.start();
+    g1.start();
+    stops.push(() => g1.stop(), () => next.stopReceiving(false));
+    // Round robin put one record on this consumer's channel: it arrives, once.
+    const got = await take(g1, (r) => r.length >= 1);
+    expect(got).toHaveLength(1);
+    expect(['r0', 'r1']).toContain(got[0]);
+    expect(next.supersededAt).toBeUndefined();
+    void consumers;
+  });
+
   it('sends a replay in a message group of its own, which the restarted consumer takes before the live channel', async () => {
     const { transport, inputQueue, producers, consumers, writer, gate, edge, sends } = setup();
     await transport.createQueues([inputQueue]);
