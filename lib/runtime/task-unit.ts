@@ -103,11 +103,14 @@ export interface TaskUnitOptions {
 }
 
 /**
- * Longest long-poll wait of an idle control queue. Shorter than SQS's 20 s: a long poll of a unit
- * that died goes on at SQS (and at the emulator) until its wait ends, and a message it takes then
- * is hidden for CONTROL_VISIBILITY_SECONDS; the unit's restarted attempt reads the same queue.
+ * Longest long-poll wait of an idle control queue: 1 s, no back-off. A long poll of a unit that
+ * died goes on at SQS (and at the emulator) until its wait ends, and a message it takes then is
+ * hidden for CONTROL_VISIBILITY_SECONDS from the unit's restarted attempt, which reads the same
+ * queue: with a 5 s back-off, chaos seed 50054 had a restarted source learn of its consumer's
+ * restart 10 s late (the notice went to its dead attempt's poll). An idle unit costs one receive a
+ * second; packing subtasks into units (subtasksPerUnit) is what keeps that small at scale.
  */
-const CONTROL_IDLE_WAIT_SECONDS = 5;
+const CONTROL_IDLE_WAIT_SECONDS = 1;
 /** How long a control message taken by a receive stays hidden (handling one takes well under this). */
 const CONTROL_VISIBILITY_SECONDS = 10;
 
