@@ -130,7 +130,7 @@ describe('the packed package in a scratch project', () => {
       .map((p) => readFileSync(join(out, p, 'index.mjs'), 'utf8'));
     expect(bundles.length).toBeGreaterThanOrEqual(4);
     // Every function that runs jobs (all but the web UI's) holds the user's job.
-    expect(bundles.filter((code) => code.includes('running click count per user')).length).toBeGreaterThanOrEqual(4);
+    expect(bundles.filter((code) => code.includes('clicks per user and event-time hour')).length).toBeGreaterThanOrEqual(4);
     for (const code of bundles) expect(code).not.toContain('recommendation-join');
   }, 300_000);
 
