@@ -82,8 +82,9 @@ const FLAGS = defineFlags({
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
   checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
-  joinFailover: { type: 'string', default: 'single', choices: ['single', 'region', 'full'], help: 'failover of the join (one region: region = every unit restarts)' },
+  joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single: see docs/scale.md, its next checkpoint does not complete)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
+  checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -245,6 +246,7 @@ interface CheckpointRun {
   /** The window less the background (load-window) rate over its duration. */
   netHttp: number;
   netBilled: Billed;
+  message?: string;
 }
 
 interface JobRun {
@@ -336,7 +338,7 @@ async function runJob(
     subtasksPerUnit: spec.subtasksPerUnit,
     // Generous: 12,000 subtasks share two cores with the emulator here.
     heartbeatTimeoutSeconds: 120,
-    checkpoint: { timeoutSeconds: 600 },
+    checkpoint: { timeoutSeconds: flags.checkpointTimeoutS },
   });
   const s1 = snapshot();
   const submitSeconds = (s1.at - s0.at) / 1000;
@@ -395,7 +397,7 @@ async function runJob(
       const w = between(a, snapshot());
       return { checkpointId: null, outcome: triggered.outcome ?? 'refused', seconds: w.seconds, polls: 0, window: w, netHttp: 0, netBilled: ZERO };
     }
-    const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1 });
+    const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 });
     const w = between(a, snapshot());
     const r: CheckpointRun = {
       checkpointId: triggered.checkpointId,
@@ -405,8 +407,9 @@ async function runJob(
       window: w,
       netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
       netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
+      ...(run.result.message ? { message: run.result.message } : {}),
     };
-    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}`);
+    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
     return r;
   };
   const checkpoints: CheckpointRun[] = [];
