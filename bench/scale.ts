@@ -73,11 +73,12 @@ import type { MetadataStore } from '../lib/ports/metadata-store';
 import type { BlobStore } from '../lib/ports/blob-store';
 import type { ControlMessage } from '../lib/runtime/messages';
 import type { FailoverStrategy } from '../lib/jobs/job-store';
+import type { Logger } from '../lib/ports/telemetry';
 
 const FLAGS = defineFlags({
-  quick: { type: 'boolean', help: 'a quick run: join P=400, ingest P=500 (the other flags still apply)' },
-  joinParallelism: { type: 'number', default: 4000, integer: true, min: 1, help: 'parallelism of the recommendation join' },
-  ingestParallelism: { type: 'number', default: 5000, integer: true, min: 1, help: 'parallelism of the ingest job' },
+  quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
+  joinParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the recommendation join (4000 needs ~40 GB of heap in one machine: docs/scale.md)' },
+  ingestParallelism: { type: 'number', default: 2000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
   subtasksPerUnit: { type: 'number', default: 100, integer: true, min: 1, help: 'subtasks per task unit (whole pipeline slices)' },
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
@@ -192,6 +193,16 @@ function killSwitch() {
   return { wrap, kill: () => void (dead = true), get dead() { return dead; } };
 }
 
+/** Keeps the units' and control plane's warnings and errors (the first 200), with their unit. */
+const problems: string[] = [];
+function problemLogger(attrs: Record<string, unknown> = {}): Logger {
+  const keep = (level: string) => (message: string) => {
+    if (problems.length < 200) problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
+    if (process.env.SCALE_VERBOSE) console.error(problems.at(-1));
+  };
+  return { debug: () => undefined, info: () => undefined, warn: keep('WARN'), error: keep('ERROR'), child: (more) => problemLogger({ ...attrs, ...more }) };
+}
+
 class BenchLauncher implements UnitLauncher {
   private readonly live = new Map<string, { attempt: number; controlQueue: string; kill: () => void }>();
   readonly errors: string[] = [];
@@ -215,6 +226,7 @@ class BenchLauncher implements UnitLauncher {
       metadata,
       jobs: new JobStore(metadata),
       registry: jobRegistry,
+      logger: problemLogger(),
     }).catch((error: unknown) => {
       if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
     });
@@ -320,12 +332,14 @@ async function runJob(
     blobs: ports.blobs,
     metrics,
     pollMs: flags.pollMs,
+    logger: problemLogger(),
     onFailure: createFailoverHandler({
       jobs,
       service,
       launcher,
       metrics,
       latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, ports.blobs).loadLatest(),
+      logger: problemLogger(),
     }),
   });
 
@@ -354,7 +368,8 @@ async function runJob(
   }, 2000);
   const s2 = snapshot();
   const startSeconds = (s2.at - s1.at) / 1000;
-  log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${(s2.cpuUs - s1.cpuUs) / 1e6} CPU s here)`);
+  const heapMb = Math.round(process.memoryUsage().heapUsed / 2 ** 20);
+  log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${((s2.cpuUs - s1.cpuUs) / 1e6).toFixed(1)} CPU s here); heap ${heapMb} MB, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`);
 
   // Idle: until the first record (first launch + firstRecordS, less a margin).
   let idle: Window;
@@ -409,6 +424,7 @@ async function runJob(
       netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
       ...(run.result.message ? { message: run.result.message } : {}),
     };
+    if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
     log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
     return r;
   };
@@ -485,7 +501,8 @@ const money = (x: number) => (x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toF
 async function main(): Promise<void> {
   const flags = benchFlags('bench:scale', 'npm run bench:scale -- [flags]', FLAGS);
   if (flags.quick) {
-    if (!process.argv.includes('--join-parallelism')) flags.joinParallelism = 400;
+    if (!process.argv.includes('--join-parallelism')) flags.joinParallelism = 200;
+    if (!process.argv.includes('--first-record-s')) flags.firstRecordS = 30;
     if (!process.argv.includes('--ingest-parallelism')) flags.ingestParallelism = 500;
   }
   const wallStart = performance.now();
@@ -498,7 +515,13 @@ async function main(): Promise<void> {
 
   const endpoint = await resolveEndpoint();
   const config = { ...loadConfig(), table: 'sluice-scale', bucket: 'sluice-scale', queuePrefix: 'scale' };
-  const ports = createAwsPorts(config, { maxSockets: 512, requestTimeoutMs: 60_000, maxAttempts: 6 });
+  // Every unit of the job shares this process's clients. SQS: a socket per long poll (two per
+  // unit). S3 and DynamoDB: few sockets, so a checkpoint's thousands of snapshot writes queue here,
+  // not in the accept backlog of the emulator's one-threaded server (where they timed out
+  // connecting); each real unit would have its own sockets and S3 would take them all.
+  const sqsPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
+  const dataPorts = createAwsPorts(config, { maxSockets: 32, connectionTimeoutMs: 30_000, requestTimeoutMs: 300_000, maxAttempts: 6 });
+  const ports: AwsPorts = { channels: sqsPorts.channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l) };
@@ -561,13 +584,20 @@ async function main(): Promise<void> {
         }),
       );
     }
+    report(flags, runs, command, machine, wallStart);
   } finally {
+    // Cancelled units may still be ending: what they meet once the emulator is gone is not news.
+    finished = true;
     ports.clients.destroy();
     await endpoint.stop();
   }
-
-  report(flags, runs, command, machine, wallStart);
 }
+
+let finished = false;
+process.on('unhandledRejection', (error) => {
+  if (finished) return;
+  console.error('unhandled rejection:', error instanceof Error ? error.message : error);
+});
 
 function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnType<typeof machineInfo>, wallStart: number): void {
   const join = runs.find((r) => r.name === 'join');
