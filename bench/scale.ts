@@ -52,6 +52,7 @@ import {
   type Coefficients,
   type ModelRow,
 } from './lib/scale-cost';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -77,8 +78,8 @@ import type { Logger } from '../lib/ports/telemetry';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
-  joinParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the recommendation join (4000 needs ~40 GB of heap in one machine: docs/scale.md)' },
-  ingestParallelism: { type: 'number', default: 2000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
+  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000 needs ~40 GB of heap in one machine: docs/scale.md)' },
+  ingestParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
   subtasksPerUnit: { type: 'number', default: 100, integer: true, min: 1, help: 'subtasks per task unit (whole pipeline slices)' },
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
@@ -96,6 +97,7 @@ const FLAGS = defineFlags({
   unitGb: { type: 'number', default: 2, min: 0.5, help: 'MODEL: Fargate GB per unit' },
   parallelismPerKpu: { type: 'number', default: 1, integer: true, min: 1, help: 'Managed Flink parallelism per KPU (its default: 1)' },
   out: { type: 'string', default: 'bench/results/scale.json', help: 'JSON results file' },
+  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from a saved results file, without running anything' },
 });
 type Flags = FlagValues<typeof FLAGS>;
 
@@ -505,6 +507,12 @@ async function main(): Promise<void> {
     if (!process.argv.includes('--first-record-s')) flags.firstRecordS = 30;
     if (!process.argv.includes('--ingest-parallelism')) flags.ingestParallelism = 500;
   }
+  if (flags.reportFrom) {
+    const saved = JSON.parse(readFileSync(flags.reportFrom, 'utf8')) as { runs: JobRun[]; command: string; machine: ReturnType<typeof machineInfo>; flags: Flags };
+    console.log(`report of ${flags.reportFrom} (measured by: ${saved.command})`);
+    report({ ...saved.flags, out: flags.out, reportFrom: undefined }, saved.runs, saved.command, saved.machine, performance.now());
+    return;
+  }
   const wallStart = performance.now();
   const machine = machineInfo();
   const args = process.argv.slice(2).join(' ');
@@ -748,6 +756,14 @@ Cost model coefficients (how each is derived):
       const worst = Math.max(...ck.map((c) => c.netHttp), ...ck.map((c) => { const b = c.netBilled; return b.sqs + b.ddbRead + b.ddbWrite + b.s3Read + b.s3Write; }));
       lines.push([`one checkpoint at P=${join.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background)`, worst <= 50_000, '']);
     }
+    // P=4000 from the measured coefficients (the run's own P is printed above).
+    const idle4000 = modelRow(coefficients, { parallelism: 4000, recordsPerSecond: 0, subtasksPerUnit: flags.subtasksPerUnit, checkpointIntervalS: 0, unitVcpu: flags.unitVcpu, unitGb: flags.unitGb, parallelismPerKpu: flags.parallelismPerKpu });
+    lines.push([`MODEL: idle request cost at P=4000 <= $2/hour (${idle4000.units} units x measured idle per unit + a supervision pass every ${flags.supervisorEveryS} s, no checkpoints: ${money(idle4000.requestDollarsPerHour)}/h; with a checkpoint every ${flags.checkpointIntervalS} s: ${money(model.find((m) => m.parallelism === 4000 && m.recordsPerSecond === 0)!.requestDollarsPerHour)}/h)`, idle4000.requestDollarsPerHour <= 2, '']);
+    const ckBase = base.checkpoints.filter((c) => c.checkpointId !== null);
+    const httpPerSubtask = ckBase.reduce((n, c) => n + c.netHttp, 0) / Math.max(1, ckBase.length) / base.subtasks;
+    const b4000 = add(scale(coefficients.checkpointPerSubtask, 12_000), scale(coefficients.checkpointPerUnit, joinUnits(4000, flags.subtasksPerUnit)));
+    const billed4000 = b4000.sqs + b4000.ddbRead + b4000.ddbWrite + b4000.s3Read + b4000.s3Write;
+    lines.push([`MODEL: one checkpoint at P=4000 (12,000 subtasks) <= 50,000 requests (${base.name}'s per-subtask figures x 12,000: ${count(httpPerSubtask * 12_000)} HTTP calls, ${count(billed4000)} billed units, ${money(dollars(b4000))})`, Math.max(httpPerSubtask * 12_000, billed4000) <= 50_000, '']);
     const sqs16 = p16 ? p16.load.http.sqs / p16.load.seconds : NaN;
     const sqs16b = p16 ? perSecond(p16.load).sqs : NaN;
     lines.push([`<= 100 SQS requests/s at P=16 at ${flags.p16Rate} records/s (measured ${sqs16.toFixed(1)} HTTP, ${sqs16b.toFixed(1)} billed, ${p16?.units} units)`, p16 ? Math.max(sqs16, sqs16b) <= 100 : undefined, '']);
