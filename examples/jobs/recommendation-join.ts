@@ -153,7 +153,9 @@ export function buildRecommendationJoin(given: JobParams, options: Recommendatio
   const shape = joinShape(params);
   const rate = params.rate;
   // Feature updates are paced so both sources span the same wall time.
-  const featureRate = rate > 0 ? Math.max(1, (rate * shape.featureUpdates) / shape.events) : 0;
+  // Paced to the same span as the events, however low (a floor of 1/s would put 4000 updates/s on a
+  // P=4000 job whose events trickle in at 1 a minute per subtask: bench:scale's low rate).
+  const featureRate = rate > 0 ? (rate * shape.featureUpdates) / shape.events : 0;
   const job = new JobBuilder('recommendation-join', { parallelism: params.parallelism });
   const events = job
     .source('events', () => new GeneratorSource<BehaviourEvent>({

@@ -1,0 +1,806 @@
+/**
+ * Scale benchmark (issue 12, item 4): the recommendation join at parallelism 4000 and the ingest
+ * job at 5000 through the REAL AWS adapters (SQS FIFO, DynamoDB, S3 clients of lib/aws against the
+ * embedded emulator, or AWS_ENDPOINT_URL), units packed, at a low record rate; then a cost model.
+ *
+ *   npm run bench:scale -- [--quick] [--join-parallelism 4000] [--ingest-parallelism 5000] ...  (--help)
+ *
+ * RUN THROUGH THE PROJECT'S OWN CODE, per job:
+ * - submit (JobService: queues created paced, job and unit items written), task units hosted in
+ *   this process by hostUnit (the composition root the child processes, Lambda and Fargate run),
+ *   each over its own view of the AWS ports (a kill switch: see `killSwitch`);
+ * - the control plane: JobController (supervisor, failover handler by the job's strategy,
+ *   recovery metrics); checkpoints ONLY through the Step Functions steps (CheckpointSteps: trigger,
+ *   then runCheckpointWorkflow: poll, finalize, notify), none on a schedule;
+ * - idle window: sources are paced to one record per `--first-record-s` per subtask, and the
+ *   generator emits the first one only that long after it opened, so the job runs with no records
+ *   until then; load window: exactly one such period later (every source subtask emits once in
+ *   any window of that length, so the window's average is exact even though emissions bunch);
+ * - kill: one unit's I/O is cut at once (every call of its ports hangs from then on, results in
+ *   flight are never seen: its heartbeats, polls, sends, acks stop as in a SIGKILLed process; its
+ *   SQS leases stay until their visibility timeout) and the supervisor gets the exit notice a
+ *   process launcher gives for SIGKILL. Recovery = failure -> the unit's new attempt RUNNING and
+ *   its input available (the RecoveryMetrics record), then one more checkpoint through the steps.
+ * - a third, short run: the join at P=16 at 10,000 records/s (the batching regime) for the
+ *   per-message and per-record coefficients of the cost model.
+ * COUNTED: every HTTP call per service (lib/aws/clients.ts requestCounts) and what AWS bills for
+ * it (billedCounts: 64 KiB SQS chunks, DynamoDB read/write units, S3 write/read requests); the
+ * largest DynamoDB item written (bench/lib/metadata-observer.ts over the real adapter).
+ * MODELLED: dollars (the price table printed), compute sizes, and the cost model's
+ * extrapolation (bench/lib/scale-cost.ts; how each coefficient is derived is printed).
+ */
+import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
+import { count, markdownTable, seconds } from './lib/report';
+import { describeMachine, machineInfo, writeResults } from './lib/results';
+import { ObservedMetadataStore, type ItemRecord } from './lib/metadata-observer';
+import {
+  PRICE_TABLE,
+  PRICES,
+  ZERO,
+  add,
+  clampZero,
+  dollars,
+  dollarsPerHour,
+  fargatePerHour,
+  flinkCost,
+  joinUnits,
+  lambdaPerHour,
+  minus,
+  modelRow,
+  scale,
+  type Billed,
+  type Coefficients,
+  type ModelRow,
+} from './lib/scale-cost';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createAwsPorts, ensureInfrastructure, billedCounts, requestCounts, type AwsPorts } from '../lib/aws';
+import { loadConfig } from '../lib/config';
+import { resolveEndpoint } from '../lib/local/emulator';
+import { jobRegistry } from '../examples/jobs';
+import { JobService, type UnitLauncher } from '../lib/jobs/job-service';
+import { JobStore, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
+import { JobController } from '../lib/jobs/job-controller';
+import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
+import { runCheckpointWorkflow } from '../lib/api-server/checkpoint-workflow';
+import { hostUnit } from '../lib/host/unit-host';
+import { createFailoverHandler } from '../lib/recovery/failover-handler';
+import { RecoveryMetrics } from '../lib/recovery/recovery-metrics';
+import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
+import type { ChannelTransport, OutboundMessage } from '../lib/ports/channels';
+import type { MetadataStore } from '../lib/ports/metadata-store';
+import type { BlobStore } from '../lib/ports/blob-store';
+import type { ControlMessage } from '../lib/runtime/messages';
+import type { FailoverStrategy } from '../lib/jobs/job-store';
+import type { Logger } from '../lib/ports/telemetry';
+
+const FLAGS = defineFlags({
+  quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
+  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000 needs ~40 GB of heap in one machine: docs/scale.md)' },
+  ingestParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
+  subtasksPerUnit: { type: 'number', default: 100, integer: true, min: 1, help: 'subtasks per task unit (whole pipeline slices)' },
+  runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
+  firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
+  checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
+  joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single: see docs/scale.md, its next checkpoint does not complete)' },
+  ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
+  checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
+  pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
+  supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
+  p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
+  p16SubtasksPerUnit: { type: 'number', default: 12, integer: true, min: 1, help: 'subtasks per unit of the P=16 run (12: 4 units)' },
+  p16Seconds: { type: 'number', default: 20, min: 5, help: 'measured window of the P=16 run (after 10 s of warm-up)' },
+  checkpointIntervalS: { type: 'number', default: 60, min: 0, help: 'MODEL: checkpoint interval priced in $/hour' },
+  unitVcpu: { type: 'number', default: 1, min: 0.25, help: 'MODEL: Fargate vCPU per unit of --subtasks-per-unit subtasks' },
+  unitGb: { type: 'number', default: 2, min: 0.5, help: 'MODEL: Fargate GB per unit' },
+  parallelismPerKpu: { type: 'number', default: 1, integer: true, min: 1, help: 'Managed Flink parallelism per KPU (its default: 1)' },
+  out: { type: 'string', default: 'bench/results/scale.json', help: 'JSON results file' },
+  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from a saved results file, without running anything' },
+});
+type Flags = FlagValues<typeof FLAGS>;
+
+// ---- counting ----------------------------------------------------------------------------------
+
+interface Snapshot {
+  at: number;
+  http: { sqs: number; dynamodb: number; s3: number };
+  billed: Billed;
+  messages: number;
+  payloadBytes: number;
+  cpuUs: number;
+}
+
+const sent = { messages: 0, bytes: 0 };
+
+function snapshot(): Snapshot {
+  const r = requestCounts();
+  const b = billedCounts();
+  const cpu = process.cpuUsage();
+  return {
+    at: performance.now(),
+    http: { sqs: r.sqs, dynamodb: r.dynamodb, s3: r.s3 },
+    billed: { sqs: b.sqsRequests, ddbRead: b.dynamodbReadUnits, ddbWrite: b.dynamodbWriteUnits, s3Write: b.s3WriteRequests, s3Read: b.s3ReadRequests },
+    messages: sent.messages,
+    payloadBytes: sent.bytes,
+    cpuUs: cpu.user + cpu.system,
+  };
+}
+
+interface Window {
+  seconds: number;
+  http: { sqs: number; dynamodb: number; s3: number; total: number };
+  billed: Billed;
+  /** Data + control messages sent (entries), and their payload bytes. */
+  messages: number;
+  payloadBytes: number;
+  cpuSeconds: number;
+}
+
+function between(a: Snapshot, b: Snapshot): Window {
+  const http = { sqs: b.http.sqs - a.http.sqs, dynamodb: b.http.dynamodb - a.http.dynamodb, s3: b.http.s3 - a.http.s3 };
+  return {
+    seconds: (b.at - a.at) / 1000,
+    http: { ...http, total: http.sqs + http.dynamodb + http.s3 },
+    billed: minus(b.billed, a.billed),
+    messages: b.messages - a.messages,
+    payloadBytes: b.payloadBytes - a.payloadBytes,
+    cpuSeconds: (b.cpuUs - a.cpuUs) / 1e6,
+  };
+}
+
+const perSecond = (w: Window): Billed => scale(w.billed, 1 / w.seconds);
+
+/** Counts the entries and payload of every send (data and control messages). */
+function countingChannels(inner: ChannelTransport): ChannelTransport {
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (prop !== 'send' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+      return async (queue: string, messages: readonly OutboundMessage[]) => {
+        await value.call(target, queue, messages);
+        sent.messages += messages.length;
+        for (const m of messages) sent.bytes += Buffer.byteLength(m.body);
+      };
+    },
+  });
+}
+
+// ---- in-process units with a kill switch ----------------------------------------------------------
+
+/**
+ * A unit's own view of the ports. After kill() every call hangs and every result still in flight
+ * is dropped: the unit does nothing more that anyone can see, as after SIGKILL.
+ */
+function killSwitch() {
+  let dead = false;
+  const never = () => new Promise<never>(() => undefined);
+  const wrap = <T extends object>(target: T): T =>
+    new Proxy(target, {
+      get(t, prop, receiver) {
+        const value = Reflect.get(t, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (dead) return never();
+          const out = value.apply(t, args);
+          if (!(out instanceof Promise)) return out;
+          return out.then(
+            (v) => (dead ? never() : v),
+            (e) => (dead ? never() : Promise.reject(e)),
+          );
+        };
+      },
+    });
+  return { wrap, kill: () => void (dead = true), get dead() { return dead; } };
+}
+
+/** Keeps the units' and control plane's warnings and errors (the first 200), with their unit. */
+const problems: string[] = [];
+function problemLogger(attrs: Record<string, unknown> = {}): Logger {
+  const keep = (level: string) => (message: string) => {
+    if (problems.length < 200) problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
+    if (process.env.SCALE_VERBOSE) console.error(problems.at(-1));
+  };
+  return { debug: () => undefined, info: () => undefined, warn: keep('WARN'), error: keep('ERROR'), child: (more) => problemLogger({ ...attrs, ...more }) };
+}
+
+class BenchLauncher implements UnitLauncher {
+  private readonly live = new Map<string, { attempt: number; controlQueue: string; kill: () => void }>();
+  readonly errors: string[] = [];
+  firstLaunchAt = 0;
+
+  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string }) {}
+
+  async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
+    if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
+    const sw = killSwitch();
+    const metadata = sw.wrap(this.deps.metadata);
+    this.live.set(`${job.jobId}/${unit.unitId}`, { attempt, controlQueue: unit.controlQueue, kill: sw.kill });
+    void hostUnit({
+      jobId: job.jobId,
+      job,
+      unitId: unit.unitId,
+      attempt,
+      queuePrefix: this.deps.queuePrefix,
+      channels: sw.wrap(this.deps.channels),
+      blobs: sw.wrap(this.deps.blobs),
+      metadata,
+      jobs: new JobStore(metadata),
+      registry: jobRegistry,
+      logger: problemLogger(),
+    }).catch((error: unknown) => {
+      if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  }
+
+  async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
+    const live = this.live.get(`${jobId}/${unitId}`);
+    if (!live || (attempt !== undefined && live.attempt > attempt)) return;
+    const message: ControlMessage = { type: 'cancel', attempt: live.attempt };
+    await this.deps.channels.send(live.controlQueue, [{ groupId: 'control', dedupId: `stop-${unitId}-${live.attempt}`, body: JSON.stringify(message) }]).catch(() => undefined);
+  }
+
+  /** Cuts the unit's I/O at once; returns the attempt killed. */
+  kill(jobId: string, unitId: string): number {
+    const live = this.live.get(`${jobId}/${unitId}`)!;
+    live.kill();
+    return live.attempt;
+  }
+}
+
+// ---- one job ------------------------------------------------------------------------------------
+
+interface CheckpointRun {
+  checkpointId: number | null;
+  outcome: string;
+  seconds: number;
+  polls: number;
+  window: Window;
+  /** The window less the background (load-window) rate over its duration. */
+  netHttp: number;
+  netBilled: Billed;
+  message?: string;
+}
+
+interface JobRun {
+  name: string;
+  job: string;
+  parallelism: number;
+  subtasks: number;
+  units: number;
+  queues: number;
+  regions: number;
+  failover: FailoverStrategy;
+  recordsPerSecond: number;
+  submitSeconds: number;
+  startSeconds: number;
+  submitWindow: Window;
+  idle: Window;
+  load: Window;
+  controlPlane: { reads: number; writes: number; readUnits: number; writeUnits: number; seconds: number };
+  checkpoints: CheckpointRun[];
+  recovery?: {
+    unitId: string;
+    subtasks: number;
+    detectionMs: number;
+    recoveryMs: number | null;
+    runningAgainMs: number;
+    unitsRestarted: number;
+    droppedRecords: number | null;
+    checkpointAfter: CheckpointRun;
+  };
+  largest: ItemRecord[];
+  hottestPartitionWrites: { pk: string; writes: number };
+  errors: string[];
+}
+
+interface Env {
+  flags: Flags;
+  ports: AwsPorts;
+  channels: ChannelTransport;
+  queuePrefix: string;
+  log: (line: string) => void;
+}
+
+const fmtBilled = (b: Billed, digits = 1) =>
+  `SQS ${b.sqs.toFixed(digits)}, DDB RRU ${b.ddbRead.toFixed(digits)} WRU ${b.ddbWrite.toFixed(digits)}, S3 PUT ${b.s3Write.toFixed(digits)} GET ${b.s3Read.toFixed(digits)}`;
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 1000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+async function runJob(
+  env: Env,
+  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; recordsPerSecond: number; kill: boolean; checkpoints: number; idle: boolean; loadSeconds?: number },
+): Promise<JobRun> {
+  const { flags, ports, log } = env;
+  const unitsStore = new ObservedMetadataStore(ports.metadata);
+  const controlStore = new ObservedMetadataStore(ports.metadata);
+  const launcher = new BenchLauncher({ channels: env.channels, blobs: ports.blobs, metadata: unitsStore, queuePrefix: env.queuePrefix });
+  const jobs = new JobStore(controlStore);
+  const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
+  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: ports.blobs });
+  const metrics = new RecoveryMetrics(controlStore);
+  const controller = new JobController({
+    service,
+    metadata: controlStore,
+    blobs: ports.blobs,
+    metrics,
+    pollMs: flags.pollMs,
+    logger: problemLogger(),
+    onFailure: createFailoverHandler({
+      jobs,
+      service,
+      launcher,
+      metrics,
+      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, ports.blobs).loadLatest(),
+      logger: problemLogger(),
+    }),
+  });
+
+  log(`\n== ${spec.name}: ${spec.job} at parallelism ${spec.parallelism}, ${spec.subtasksPerUnit} subtasks per unit, failover '${spec.failover}' ==`);
+  const s0 = snapshot();
+  const job = await service.submit({
+    job: spec.job,
+    params: spec.params,
+    failover: spec.failover,
+    subtasksPerUnit: spec.subtasksPerUnit,
+    // Generous: 12,000 subtasks share two cores with the emulator here.
+    heartbeatTimeoutSeconds: 120,
+    checkpoint: { timeoutSeconds: flags.checkpointTimeoutS },
+  });
+  const s1 = snapshot();
+  const submitSeconds = (s1.at - s0.at) / 1000;
+  log(`submitted ${job.jobId}: ${job.shape.subtasks} subtasks in ${job.units.length} units, ${job.queues.length} queues, ${job.regions.length} regions (${submitSeconds.toFixed(1)} s)`);
+  const running = controller.run(job.jobId);
+  running.catch(() => undefined);
+
+  await waitFor('every unit RUNNING', 15 * 60_000, async () => {
+    const units = await jobs.getUnits(job.jobId);
+    const up = units.filter((u) => u.status === 'RUNNING').length;
+    if (launcher.errors.length) throw new Error(`units failed to start: ${launcher.errors.slice(0, 3).join('; ')}`);
+    return up === job.units.length ? true : undefined;
+  }, 2000);
+  const s2 = snapshot();
+  const startSeconds = (s2.at - s1.at) / 1000;
+  const heapMb = Math.round(process.memoryUsage().heapUsed / 2 ** 20);
+  log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${((s2.cpuUs - s1.cpuUs) / 1e6).toFixed(1)} CPU s here); heap ${heapMb} MB, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`);
+
+  // Idle: until the first record (first launch + firstRecordS, less a margin).
+  let idle: Window;
+  const firstRecordAt = launcher.firstLaunchAt + flags.firstRecordS * 1000;
+  if (spec.idle) {
+    await sleep(3000);
+    const a = snapshot();
+    const end = firstRecordAt - 3000;
+    if (end - Date.now() < 10_000) log(`WARNING: only ${((end - Date.now()) / 1000).toFixed(1)} s of idle window left (raise --first-record-s)`);
+    await sleep(Math.max(5000, end - Date.now()));
+    idle = between(a, snapshot());
+    log(`idle ${idle.seconds.toFixed(1)} s: ${fmtBilled(perSecond(idle))} billed/s; HTTP ${idle.http.total / idle.seconds >= 0 ? (idle.http.total / idle.seconds).toFixed(1) : '?'}/s`);
+  } else {
+    idle = between(s2, s2);
+  }
+
+  // Load: from the first records on, one whole period of the sources' pacing.
+  const loadStart = spec.idle ? Math.max(Date.now(), firstRecordAt + 2000) : Date.now() + 10_000;
+  await sleep(Math.max(0, loadStart - Date.now()));
+  const la = snapshot();
+  const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits };
+  await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
+  const lb = snapshot();
+  const load = between(la, lb);
+  const controlPlane = {
+    reads: controlStore.reads - ca.reads,
+    writes: controlStore.writes - ca.writes,
+    readUnits: controlStore.readUnits - ca.readUnits,
+    writeUnits: controlStore.writeUnits - ca.writeUnits,
+    seconds: load.seconds,
+  };
+  log(`load ${load.seconds.toFixed(1)} s at ${spec.recordsPerSecond.toFixed(1)} records/s: ${fmtBilled(perSecond(load))} billed/s; ${(load.messages / load.seconds).toFixed(1)} messages/s; CPU ${(load.cpuSeconds / load.seconds).toFixed(2)} vCPU here`);
+
+  const background = perSecond(load);
+  const backgroundHttp = load.http.total / load.seconds;
+  const checkpoint = async (): Promise<CheckpointRun> => {
+    const a = snapshot();
+    const triggered = await steps.trigger({ jobId: job.jobId });
+    if (triggered.checkpointId === null) {
+      const w = between(a, snapshot());
+      return { checkpointId: null, outcome: triggered.outcome ?? 'refused', seconds: w.seconds, polls: 0, window: w, netHttp: 0, netBilled: ZERO };
+    }
+    const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 });
+    const w = between(a, snapshot());
+    const r: CheckpointRun = {
+      checkpointId: triggered.checkpointId,
+      outcome: run.result.outcome ?? '?',
+      seconds: w.seconds,
+      polls: run.polls,
+      window: w,
+      netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
+      netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
+      ...(run.result.message ? { message: run.result.message } : {}),
+    };
+    if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
+    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
+    return r;
+  };
+  const checkpoints: CheckpointRun[] = [];
+  for (let i = 0; i < spec.checkpoints; i++) checkpoints.push(await checkpoint());
+
+  let recovery: JobRun['recovery'];
+  if (spec.kill) {
+    // The middle unit (it hosts subtasks of every task).
+    const victim = job.units[Math.floor(job.units.length / 2)]!;
+    const failedAt = Date.now();
+    const attempt = launcher.kill(job.jobId, victim.unitId);
+    controller.unitExited({ jobId: job.jobId, unitId: victim.unitId, attempt, code: null, signal: 'SIGKILL', at: failedAt });
+    log(`killed ${victim.unitId} attempt ${attempt} (${victim.subtasks.length} subtasks)`);
+    const event = await waitFor('the failed unit available again', 10 * 60_000, async () => {
+      const events = await metrics.list(job.jobId);
+      const e = events.find((x) => x.unitId === victim.unitId && x.attempt === attempt);
+      return e && e.availableAgainAt !== null ? e : undefined;
+    }, 250);
+    const back = await waitFor('the new attempt RUNNING', 10 * 60_000, async () => {
+      const u = (await jobs.getUnits(job.jobId)).find((x) => x.unitId === victim.unitId);
+      return u && u.attempt > attempt && u.status === 'RUNNING' ? Date.now() : undefined;
+    }, 250);
+    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted`);
+    const after = await checkpoint();
+    const again = (await metrics.list(job.jobId)).find((x) => x.seq === event.seq) ?? event;
+    recovery = {
+      unitId: victim.unitId,
+      subtasks: victim.subtasks.length,
+      detectionMs: event.detectionMs,
+      recoveryMs: event.recoveryMs,
+      runningAgainMs: back - failedAt,
+      unitsRestarted: event.unitsRestarted,
+      droppedRecords: (again as { recordsDropped?: number }).recordsDropped ?? null,
+      checkpointAfter: after,
+    };
+  }
+
+  await service.cancel(job.jobId).catch((e: unknown) => log(`cancel: ${e instanceof Error ? e.message : String(e)}`));
+  await Promise.race([running, sleep(30_000)]);
+  const byKind = new Map<string, ItemRecord>();
+  for (const m of [unitsStore.largest, controlStore.largest]) for (const [kind, rec] of m) if (!byKind.has(kind) || byKind.get(kind)!.bytes < rec.bytes) byKind.set(kind, rec);
+  const largest = [...byKind.values()];
+  largest.sort((a, b) => b.bytes - a.bytes);
+  const hottest = [unitsStore.hottest, controlStore.hottest].sort((a, b) => b.writes - a.writes)[0]!;
+  return {
+    name: spec.name,
+    job: spec.job,
+    parallelism: spec.parallelism,
+    subtasks: job.shape.subtasks,
+    units: job.units.length,
+    queues: job.queues.length,
+    regions: job.regions.length,
+    failover: spec.failover,
+    recordsPerSecond: spec.recordsPerSecond,
+    submitSeconds,
+    startSeconds,
+    submitWindow: between(s0, s1),
+    idle,
+    load,
+    controlPlane,
+    checkpoints,
+    ...(recovery ? { recovery } : {}),
+    largest: largest.slice(0, 5),
+    hottestPartitionWrites: { pk: hottest.pk, writes: hottest.writes },
+    errors: launcher.errors,
+  };
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+const money = (x: number) => (x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : x >= 0.01 ? `$${x.toFixed(3)}` : `$${x.toPrecision(2)}`);
+
+async function main(): Promise<void> {
+  const flags = benchFlags('bench:scale', 'npm run bench:scale -- [flags]', FLAGS);
+  if (flags.quick) {
+    if (!process.argv.includes('--join-parallelism')) flags.joinParallelism = 200;
+    if (!process.argv.includes('--first-record-s')) flags.firstRecordS = 30;
+    if (!process.argv.includes('--ingest-parallelism')) flags.ingestParallelism = 500;
+  }
+  if (flags.reportFrom) {
+    const saved = JSON.parse(readFileSync(flags.reportFrom, 'utf8')) as { runs: JobRun[]; command: string; machine: ReturnType<typeof machineInfo>; flags: Flags };
+    console.log(`report of ${flags.reportFrom} (measured by: ${saved.command})`);
+    report({ ...saved.flags, out: flags.out, reportFrom: undefined }, saved.runs, saved.command, saved.machine, performance.now());
+    return;
+  }
+  const wallStart = performance.now();
+  const machine = machineInfo();
+  const args = process.argv.slice(2).join(' ');
+  const command = args ? `npm run bench:scale -- ${args}` : 'npm run bench:scale';
+  console.log('Sluice scale benchmark: the real AWS adapters on the emulator, units in this process');
+  console.log(describeMachine(machine));
+  console.log(`rerun:   ${command}`);
+
+  const endpoint = await resolveEndpoint();
+  const config = { ...loadConfig(), table: 'sluice-scale', bucket: 'sluice-scale', queuePrefix: 'scale' };
+  // Every unit of the job shares this process's clients. SQS: a socket per long poll (two per
+  // unit). S3 and DynamoDB: few sockets, so a checkpoint's thousands of snapshot writes queue here,
+  // not in the accept backlog of the emulator's one-threaded server (where they timed out
+  // connecting); each real unit would have its own sockets and S3 would take them all.
+  const sqsPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
+  const dataPorts = createAwsPorts(config, { maxSockets: 32, connectionTimeoutMs: 30_000, requestTimeoutMs: 300_000, maxAttempts: 6 });
+  const ports: AwsPorts = { channels: sqsPorts.channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
+  await ensureInfrastructure(config, ports.clients);
+  console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
+  const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l) };
+
+  const period = flags.firstRecordS;
+  const runs: JobRun[] = [];
+  try {
+    if (flags.runs.includes('join')) {
+      const P = flags.joinParallelism;
+      // Events: one per subtask per period; feature updates paced to the same span (a tenth).
+      runs.push(
+        await runJob(env, {
+          name: 'join',
+          job: 'recommendation-join',
+          parallelism: P,
+          params: { parallelism: P, partitions: P, events: P * 1000, featureUpdates: P * 100, users: 999_999, minutes: 60, rate: 1 / period },
+          failover: flags.joinFailover as FailoverStrategy,
+          subtasksPerUnit: flags.subtasksPerUnit,
+          recordsPerSecond: (P / period) * 1.1,
+          kill: true,
+          checkpoints: flags.checkpoints,
+          idle: true,
+        }),
+      );
+    }
+    if (flags.runs.includes('ingest')) {
+      const P = flags.ingestParallelism;
+      runs.push(
+        await runJob(env, {
+          name: 'ingest',
+          job: 'ingest',
+          parallelism: P,
+          params: { parallelism: P, partitions: P, recordsPerPartition: 1000, rate: 1 / period },
+          failover: flags.ingestFailover as FailoverStrategy,
+          subtasksPerUnit: flags.subtasksPerUnit,
+          recordsPerSecond: P / period,
+          kill: true,
+          checkpoints: flags.checkpoints,
+          idle: true,
+        }),
+      );
+    }
+    if (flags.runs.includes('p16')) {
+      const P = 16;
+      const eventRate = flags.p16Rate / 1.1 / P;
+      const seconds = flags.p16Seconds + 10 + 120;
+      runs.push(
+        await runJob(env, {
+          name: 'p16',
+          job: 'recommendation-join',
+          parallelism: P,
+          params: { parallelism: P, partitions: P, events: Math.ceil(eventRate * P * seconds), featureUpdates: Math.ceil(eventRate * P * seconds * 0.1), users: 100_000, minutes: 60, rate: eventRate },
+          failover: 'single',
+          subtasksPerUnit: flags.p16SubtasksPerUnit,
+          recordsPerSecond: flags.p16Rate,
+          kill: false,
+          checkpoints: 1,
+          idle: false,
+          loadSeconds: flags.p16Seconds,
+        }),
+      );
+    }
+    report(flags, runs, command, machine, wallStart);
+  } finally {
+    // Cancelled units may still be ending: what they meet once the emulator is gone is not news.
+    finished = true;
+    ports.clients.destroy();
+    await endpoint.stop();
+  }
+}
+
+let finished = false;
+process.on('unhandledRejection', (error) => {
+  if (finished) return;
+  console.error('unhandled rejection:', error instanceof Error ? error.message : error);
+});
+
+function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnType<typeof machineInfo>, wallStart: number): void {
+  const join = runs.find((r) => r.name === 'join');
+  const ingest = runs.find((r) => r.name === 'ingest');
+  const p16 = runs.find((r) => r.name === 'p16');
+
+  console.log('\nPrice table (us-east-1 list prices):\n');
+  console.log(markdownTable(['item', 'price'], PRICE_TABLE));
+
+  // ---- measured -----------------------------------------------------------------------------
+  const rows: string[][] = [];
+  for (const r of runs) {
+    const idle = r.idle.seconds > 0 ? perSecond(r.idle) : undefined;
+    const load = perSecond(r.load);
+    const ck = r.checkpoints.filter((c) => c.checkpointId !== null);
+    const ckHttp = ck.length ? ck.reduce((n, c) => n + c.netHttp, 0) / ck.length : NaN;
+    const ckBilled = ck.length ? scale(ck.reduce((n, c) => add(n, c.netBilled), ZERO), 1 / ck.length) : ZERO;
+    const flink = flinkCost(r.parallelism, flags.parallelismPerKpu);
+    rows.push([
+      `${r.job} P=${r.parallelism}`,
+      `${r.subtasks} / ${r.units} / ${r.queues}`,
+      r.largest[0] ? `${count(r.largest[0].bytes)} B` : '-',
+      idle ? `${(r.idle.http.sqs / r.idle.seconds).toFixed(1)} / ${(r.idle.http.dynamodb / r.idle.seconds).toFixed(1)} / ${(r.idle.http.s3 / r.idle.seconds).toFixed(1)}` : '-',
+      idle ? money(dollarsPerHour(idle)) : '-',
+      `${r.recordsPerSecond.toFixed(0)}`,
+      `${(r.load.http.sqs / r.load.seconds).toFixed(1)} / ${(r.load.http.dynamodb / r.load.seconds).toFixed(1)} / ${(r.load.http.s3 / r.load.seconds).toFixed(1)}`,
+      money(dollarsPerHour(load)),
+      `${count(ckHttp)} (${count(ckBilled.sqs + ckBilled.ddbRead + ckBilled.ddbWrite + ckBilled.s3Read + ckBilled.s3Write)} billed, ${money(dollars(ckBilled))})`,
+      `${ck.map((c) => c.seconds.toFixed(0)).join(', ')} s`,
+      r.recovery ? `${seconds(r.recovery.recoveryMs ?? NaN)} (RUNNING ${seconds(r.recovery.runningAgainMs)}); ckpt after: ${r.recovery.checkpointAfter.outcome}` : '-',
+      `${flink.kpus} KPU = ${money(flink.perHour)}`,
+    ]);
+  }
+  const header = ['run', 'subtasks / units / queues', 'largest item', 'idle HTTP/s SQS / DDB / S3', 'idle $/h', 'records/s', 'load HTTP/s SQS / DDB / S3', 'load $/h (requests)', 'requests per checkpoint (net)', 'checkpoint times', 'recovery', 'Managed Flink'];
+  console.log(`\nMeasured through the real adapters (${flags.subtasksPerUnit} subtasks per unit; P=16 run: ${flags.p16SubtasksPerUnit}):\n`);
+  console.log(markdownTable(header, rows, header.map((_, c) => (c === 0 ? 'left' : 'right'))));
+
+  for (const r of runs) {
+    console.log(`\n${r.name}: largest DynamoDB items written (by kind):`);
+    for (const it of r.largest) console.log(`  ${String(it.bytes).padStart(7)} B  ${it.pk} / ${it.sk}`);
+    console.log(`  hottest partition key: ${r.hottestPartitionWrites.writes} writes in one second (${r.hottestPartitionWrites.pk})`);
+    const idle = r.idle.seconds > 0 ? perSecond(r.idle) : undefined;
+    if (idle) console.log(`  idle billed/s: ${fmtBilled(idle, 2)} over ${r.idle.seconds.toFixed(0)} s`);
+    console.log(`  load billed/s: ${fmtBilled(perSecond(r.load), 2)} over ${r.load.seconds.toFixed(0)} s; ${(r.load.messages / r.load.seconds).toFixed(1)} messages/s sent, ${(r.load.payloadBytes / Math.max(1, r.load.messages)).toFixed(0)} B each; CPU in the unit process ${(r.load.cpuSeconds / r.load.seconds).toFixed(2)} vCPU`);
+    console.log(`  control plane (supervisor every ${flags.pollMs} ms, JobService.view): ${(r.controlPlane.reads / r.controlPlane.seconds).toFixed(1)} reads/s, ${(r.controlPlane.readUnits / r.controlPlane.seconds).toFixed(1)} RRU/s`);
+    console.log(`  submit: ${r.submitSeconds.toFixed(1)} s, ${count(r.submitWindow.http.total)} HTTP calls (SQS ${r.submitWindow.http.sqs}); all units RUNNING after ${r.startSeconds.toFixed(1)} s`);
+    for (const c of r.checkpoints) console.log(`  checkpoint ${c.checkpointId}: ${c.outcome}, ${c.seconds.toFixed(1)} s, ${count(c.window.http.total)} HTTP calls (SQS ${c.window.http.sqs}, DDB ${c.window.http.dynamodb}, S3 ${c.window.http.s3}), net ${count(c.netHttp)}`);
+    if (r.recovery) {
+      const rc = r.recovery;
+      console.log(`  kill ${rc.unitId} (${rc.subtasks} subtasks), failover '${r.failover}': detected ${rc.detectionMs} ms (exit notice), available again ${rc.recoveryMs} ms, new attempt seen RUNNING ${rc.runningAgainMs} ms, ${rc.unitsRestarted} unit(s) restarted, records dropped ${rc.droppedRecords ?? '?'}; checkpoint ${rc.checkpointAfter.checkpointId} after it: ${rc.checkpointAfter.outcome} in ${rc.checkpointAfter.seconds.toFixed(1)} s`);
+    }
+    if (r.errors.length) console.log(`  unit errors: ${r.errors.slice(0, 5).join('; ')}`);
+  }
+
+  // ---- coefficients ------------------------------------------------------------------------------
+  const base = join ?? ingest;
+  let coefficients: Coefficients | undefined;
+  if (base && p16) {
+    const controlPerPass = base.controlPlane.readUnits / (base.controlPlane.seconds * 1000 / flags.pollMs);
+    const controlPlanePerS: Billed = { ...ZERO, ddbRead: controlPerPass / flags.supervisorEveryS };
+    const idleTotal = perSecond(base.idle);
+    const controlHere: Billed = { ...ZERO, ddbRead: base.controlPlane.readUnits / base.controlPlane.seconds };
+    const idlePerUnit = scale(clampZero(minus(idleTotal, controlHere)), 1 / base.units);
+    // Load beyond idle and beyond the SQS of its messages, per unit (heartbeat reports, staging).
+    const p16Load = perSecond(p16.load);
+    const p16Control: Billed = { ...ZERO, ddbRead: p16.controlPlane.readUnits / p16.controlPlane.seconds };
+    const p16Msgs = p16.load.messages / p16.load.seconds;
+    const p16Idle = add(scale(idlePerUnit, p16.units), p16Control);
+    const sqsPerMessage = p16Msgs > 0 ? Math.max(0, p16Load.sqs - p16Idle.sqs) / p16Msgs : 3;
+    const loadPerUnit = scale(clampZero({ ...minus(p16Load, p16Idle), sqs: 0 }), 1 / p16.units);
+    const ck = base.checkpoints.filter((c) => c.checkpointId !== null);
+    const ckBilled = scale(ck.reduce((n, c) => add(n, c.netBilled), ZERO), 1 / Math.max(1, ck.length));
+    // Snapshots and acknowledgements go with subtasks; SQS (barriers, trigger and complete) with units.
+    const checkpointPerSubtask: Billed = { ...ckBilled, sqs: 0 };
+    const checkpointPerUnit: Billed = { ...ZERO, sqs: ckBilled.sqs / base.units };
+    coefficients = {
+      idlePerUnit,
+      loadPerUnit,
+      controlPlanePerS,
+      sqsPerMessage,
+      bytesPerRecord: p16.load.payloadBytes / Math.max(1, p16.recordsPerSecond * p16.load.seconds),
+      checkpointPerSubtask: scale(checkpointPerSubtask, 1 / base.subtasks),
+      checkpointPerUnit,
+      cpuSecondsPerRecord: p16.load.cpuSeconds / (p16.recordsPerSecond * p16.load.seconds),
+      lingerMs: 200,
+      maxMessageBytes: 256 * 1024,
+    };
+    console.log(`
+Cost model coefficients (how each is derived):
+- idle per unit = (${base.name} idle billed/s - its supervisor's reads) / ${base.units} units: ${fmtBilled(idlePerUnit, 4)} per s
+- control plane per job = the reads of one supervision pass (measured: ${controlPerPass.toFixed(1)} RRU) every ${flags.supervisorEveryS} s (the cloud's schedule)
+- SQS requests per data message = (P=16 load SQS billed/s - idle at its units) / messages sent per s = ${sqsPerMessage.toFixed(2)}
+- load per unit (beyond messages) = (P=16 load billed/s - idle, SQS aside) / ${p16.units} units: ${fmtBilled(loadPerUnit, 3)} per s
+- bytes per record = P=16 payload bytes / records = ${coefficients.bytesPerRecord.toFixed(0)} B; CPU per record (P=16, in this process) = ${(coefficients.cpuSecondsPerRecord * 1e6).toFixed(1)} us
+- checkpoint = ${base.name}'s net billed per checkpoint: S3 and DynamoDB per subtask (${fmtBilled(coefficients.checkpointPerSubtask, 3)}), SQS per unit (${checkpointPerUnit.sqs.toFixed(1)})
+- messages per second (all-to-all join): each unit flushes every 200 ms to the units its records hash to (bench/lib/scale-cost.ts allToAllMessagesPerSecond)
+- compute: Fargate ${flags.unitVcpu} vCPU + ${flags.unitGb} GB per unit of ${flags.subtasksPerUnit} subtasks, more vCPU when records x CPU per record needs it; checkpoints every ${flags.checkpointIntervalS} s`);
+
+    const model: ModelRow[] = [];
+    for (const P of [4, 16, 256, 4000]) {
+      for (const R of [0, 10_000, 1_000_000]) {
+        model.push(modelRow(coefficients, { parallelism: P, recordsPerSecond: R, subtasksPerUnit: flags.subtasksPerUnit, checkpointIntervalS: flags.checkpointIntervalS, unitVcpu: flags.unitVcpu, unitGb: flags.unitGb, parallelismPerKpu: flags.parallelismPerKpu }));
+      }
+    }
+    const mh = ['P', 'records/s', 'units', 'msgs/s', 'SQS req/s', 'DDB RRU+WRU/s', 'S3 req/s', 'requests $/h', 'compute $/h (vCPU)', 'total $/h', 'Flink KPU / $/h', 'req $/M records', 'Flink $/M records'];
+    const mrows = model.map((m) => [
+      String(m.parallelism),
+      count(m.recordsPerSecond),
+      String(m.units),
+      m.messagesPerSecond.toFixed(0),
+      m.billedPerSecond.sqs.toFixed(1),
+      (m.billedPerSecond.ddbRead + m.billedPerSecond.ddbWrite).toFixed(1),
+      (m.billedPerSecond.s3Read + m.billedPerSecond.s3Write).toFixed(1),
+      money(m.requestDollarsPerHour),
+      `${money(m.computeDollarsPerHour)} (${m.computeVcpu.toFixed(1)})`,
+      money(m.totalDollarsPerHour),
+      `${m.flinkKpus} / ${money(m.flinkDollarsPerHour)}`,
+      Number.isNaN(m.requestDollarsPerMillionRecords) ? '-' : money(m.requestDollarsPerMillionRecords),
+      Number.isNaN(m.flinkDollarsPerMillionRecords) ? '-' : money(m.flinkDollarsPerMillionRecords),
+    ]);
+    console.log(`\nCost model: the recommendation join, ${flags.subtasksPerUnit} subtasks per unit, Managed Flink at ${flags.parallelismPerKpu} parallelism per KPU:\n`);
+    console.log(markdownTable(mh, mrows, mh.map(() => 'right')));
+
+    // Packings of the P=4000 join: compute only.
+    const P = 4000;
+    const flink = flinkCost(P, flags.parallelismPerKpu);
+    const packings = [1, 10, 100, 1000].map((n) => {
+      const units = joinUnits(P, n);
+      const vcpu = Math.max(0.25, (flags.unitVcpu * n) / flags.subtasksPerUnit);
+      const gb = Math.max(0.5, vcpu * (flags.unitGb / flags.unitVcpu));
+      return [String(n), String(units), `${vcpu} vCPU / ${gb} GB`, money(fargatePerHour(units, vcpu, gb)), money(lambdaPerHour(units, Math.max(gb, 0.128))), money(flink.perHour)];
+    });
+    console.log(`\nCompute of the P=4000 join by packing (unit size ${flags.unitVcpu} vCPU per ${flags.subtasksPerUnit} subtasks, at least Fargate's 0.25 vCPU / 0.5 GB), vs Managed Flink at P=4000:\n`);
+    console.log(markdownTable(['subtasks/unit', 'units', 'unit size', 'Fargate $/h', 'Lambda $/h (same GB)', 'Managed Flink $/h'], packings, ['right', 'right', 'right', 'right', 'right', 'right']));
+    if (join) console.log(`(measured: ${join.units} units of ${flags.subtasksPerUnit} subtasks used ${(join.load.cpuSeconds / join.load.seconds).toFixed(2)} vCPU in all here at ${join.recordsPerSecond.toFixed(0)} records/s: ${((join.load.cpuSeconds / join.load.seconds) / join.units).toFixed(3)} vCPU per unit)`);
+
+    // ---- thresholds --------------------------------------------------------------------------------
+    const lines: [string, boolean | undefined, string][] = [];
+    const item = Math.max(0, ...runs.map((r) => r.largest[0]?.bytes ?? 0));
+    const bigRuns = runs.filter((r) => r.name !== 'p16');
+    lines.push([`created, checkpointed (${flags.checkpoints}+1) and recovered through the real adapters: ${bigRuns.map((r) => `${r.job} P=${r.parallelism}`).join(', ')}`,
+      bigRuns.length > 0 && bigRuns.every((r) => r.checkpoints.every((c) => c.outcome === 'completed') && r.recovery?.checkpointAfter.outcome === 'completed' && r.recovery.recoveryMs !== null), '']);
+    lines.push([`no DynamoDB item over 400 KB (largest ${item} B)`, item <= 400 * 1024, '']);
+    if (join) {
+      const idleJoin = dollarsPerHour(perSecond(join.idle));
+      lines.push([`idle request cost at P=${join.parallelism} <= $2/hour (measured ${money(idleJoin)}/h, local supervisor polling every ${flags.pollMs} ms included)`, idleJoin <= 2, '']);
+      const ck = join.checkpoints.filter((c) => c.checkpointId !== null);
+      const worst = Math.max(...ck.map((c) => c.netHttp), ...ck.map((c) => { const b = c.netBilled; return b.sqs + b.ddbRead + b.ddbWrite + b.s3Read + b.s3Write; }));
+      lines.push([`one checkpoint at P=${join.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background)`, worst <= 50_000, '']);
+    }
+    // P=4000 from the measured coefficients (the run's own P is printed above).
+    const idle4000 = modelRow(coefficients, { parallelism: 4000, recordsPerSecond: 0, subtasksPerUnit: flags.subtasksPerUnit, checkpointIntervalS: 0, unitVcpu: flags.unitVcpu, unitGb: flags.unitGb, parallelismPerKpu: flags.parallelismPerKpu });
+    lines.push([`MODEL: idle request cost at P=4000 <= $2/hour (${idle4000.units} units x measured idle per unit + a supervision pass every ${flags.supervisorEveryS} s, no checkpoints: ${money(idle4000.requestDollarsPerHour)}/h; with a checkpoint every ${flags.checkpointIntervalS} s: ${money(model.find((m) => m.parallelism === 4000 && m.recordsPerSecond === 0)!.requestDollarsPerHour)}/h)`, idle4000.requestDollarsPerHour <= 2, '']);
+    const ckBase = base.checkpoints.filter((c) => c.checkpointId !== null);
+    const httpPerSubtask = ckBase.reduce((n, c) => n + c.netHttp, 0) / Math.max(1, ckBase.length) / base.subtasks;
+    const b4000 = add(scale(coefficients.checkpointPerSubtask, 12_000), scale(coefficients.checkpointPerUnit, joinUnits(4000, flags.subtasksPerUnit)));
+    const billed4000 = b4000.sqs + b4000.ddbRead + b4000.ddbWrite + b4000.s3Read + b4000.s3Write;
+    lines.push([`MODEL: one checkpoint at P=4000 (12,000 subtasks) <= 50,000 requests (${base.name}'s per-subtask figures x 12,000: ${count(httpPerSubtask * 12_000)} HTTP calls, ${count(billed4000)} billed units, ${money(dollars(b4000))})`, Math.max(httpPerSubtask * 12_000, billed4000) <= 50_000, '']);
+    const sqs16 = p16 ? p16.load.http.sqs / p16.load.seconds : NaN;
+    const sqs16b = p16 ? perSecond(p16.load).sqs : NaN;
+    lines.push([`<= 100 SQS requests/s at P=16 at ${flags.p16Rate} records/s (measured ${sqs16.toFixed(1)} HTTP, ${sqs16b.toFixed(1)} billed, ${p16?.units} units)`, p16 ? Math.max(sqs16, sqs16b) <= 100 : undefined, '']);
+    const at4 = model.find((m) => m.parallelism === 4 && m.recordsPerSecond === 10_000)!;
+    lines.push([`request cost per million records at P=4, 10,000 records/s (model: ${money(at4.requestDollarsPerMillionRecords)}) <= Managed Flink's whole cost per million (${money(at4.flinkDollarsPerMillionRecords)})`, at4.requestDollarsPerMillionRecords <= at4.flinkDollarsPerMillionRecords, '']);
+    const packed = fargatePerHour(joinUnits(P, flags.subtasksPerUnit), flags.unitVcpu, flags.unitGb);
+    lines.push([`a packing at which P=4000 join compute <= Managed Flink (${flags.subtasksPerUnit}/unit: ${money(packed)}/h vs ${money(flink.perHour)}/h)`, packed <= flink.perHour, '']);
+    if (join?.recovery) lines.push([`recovery <= 5 s at P=${join.parallelism} (failure -> available again: ${seconds(join.recovery.recoveryMs ?? NaN)})`, (join.recovery.recoveryMs ?? Infinity) <= 5000, '']);
+    console.log('\nIssue 12 thresholds:\n');
+    for (const [what, ok] of lines) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'FAIL'}  ${what}`);
+
+    const out = resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out);
+    writeResults(out, {
+      benchmark: 'scale',
+      generatedAt: new Date().toISOString(),
+      command,
+      machine,
+      flags,
+      prices: PRICES,
+      runs,
+      coefficients,
+      model,
+      thresholds: lines.map(([what, ok]) => ({ what, pass: ok ?? null })),
+      wallSeconds: Math.round((performance.now() - wallStart) / 100) / 10,
+    });
+    console.log(`\nresults written to ${flags.out}`);
+  } else {
+    console.log('\n(cost model and thresholds need the join or ingest run and the p16 run)');
+    writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs });
+  }
+  console.log(`rerun:   ${command}`);
+  console.log(`total wall time ${seconds(performance.now() - wallStart)}`);
+}
+
+main()
+  .then(() => process.exit(0))
+  .catch((error: unknown) => {
+    console.error(error instanceof Error ? (error.stack ?? error.message) : error);
+    process.exit(1);
+  });
