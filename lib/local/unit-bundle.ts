@@ -62,7 +62,10 @@ function buildOptions(entry: string, { root, buildDir }: BundleRoots) {
     platform: 'node' as const,
     target: 'node22',
     // The user's jobs module of a construct bundle; never imported outside one (lib/api/jobs-module.ts).
-    external: ['sluice-bundled-jobs'],
+    // The Kafka client loads a WebAssembly file next to its own module (@platformatic/wasm-utils:
+    // `new URL('../dist/native.wasm', import.meta.url)`), which a bundle does not carry: it is
+    // loaded from node_modules as installed.
+    external: ['sluice-bundled-jobs', '@platformatic/kafka', '@platformatic/wasm-utils'],
     mainFields: ['module', 'main'],
     // CommonJS dependencies call require(): give the ESM bundle one.
     banner: { js: "import { createRequire as __sluiceCreateRequire } from 'node:module'; const require = __sluiceCreateRequire(import.meta.url);" },
