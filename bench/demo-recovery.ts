@@ -29,7 +29,7 @@ import { RecoveryMetrics, type FailureEvent } from '../lib/recovery/recovery-met
 const FLAGS = defineFlags({
   strategies: { type: 'list', default: ['single', 'region'], choices: ['single', 'single-buffered', 'region', 'full'], help: 'failover strategies, one job each' },
   kills: { type: 'number', default: 10, integer: true, min: 1, help: 'kills per strategy (the failure budget allows 10 in 10 minutes)' },
-  records: { type: 'number', default: 6_000_000, integer: true, min: 1, help: 'input records (enough to outlast the kills; the job is cancelled after them)' },
+  records: { type: 'number', default: 24_000_000, integer: true, min: 1, help: 'input records (enough to outlast the kills at ~80,000 records/s; the job is cancelled after them)' },
   parallelism: { type: 'number', default: 4, integer: true, min: 1, help: 'subtasks per operator' },
   victims: { type: 'string', default: 'aggregates', choices: ['aggregates', 'sources'], help: 'which units are killed, in turn' },
   pauseMs: { type: 'number', default: 1000, integer: true, min: 0, help: 'wait after a checkpoint completed past a recovery, before the next kill' },
