@@ -344,6 +344,21 @@ async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOu
   }
 }
 
+/** A unit's number: the number its queues carry (`-c<n>`), its place in the layout otherwise. */
+function unitNumber(job: JobRecord, unit: UnitPlacement): number {
+  return Number(/-c(\d+)$/.exec(unit.controlQueue)?.[1] ?? job.units.indexOf(unit));
+}
+
+/** Attempts by unit id, as attempts by unit number (the multiplexed channels name units by number). */
+function attemptsByUnitNumber(job: JobRecord, byId: ReadonlyMap<string, number>): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const unit of job.units) {
+    const attempt = byId.get(unit.unitId);
+    if (attempt !== undefined) out.set(unitNumber(job, unit), attempt);
+  }
+  return out;
+}
+
 /**
  * The unit's multiplexed channels, when the job's units have input queues (placement.ts; a job
  * placed before them reads its sub-partition queues directly). The unit's number is its queues'.
@@ -359,7 +374,7 @@ export function multiplexedChannels(
   if (!job.units.some((u) => u.inputQueue)) return undefined;
   const queueOf = new Map<string, string>();
   for (const u of job.units) if (u.inputQueue) for (const s of u.subtasks) queueOf.set(s, u.inputQueue);
-  const number = Number(/-c(\d+)$/.exec(placement.controlQueue)?.[1] ?? job.units.indexOf(placement));
+  const number = unitNumber(job, placement);
   return new UnitChannels({
     transport: options.channels,
     graph,
@@ -369,7 +384,7 @@ export function multiplexedChannels(
     attempt: options.attempt,
     generation,
     subtasks: placement.subtasks,
-    ...(producerAttempts ? { producerAttempts: new Map([...producerAttempts].flatMap(([unitId, attempt]) => { const u = job.units.find((x) => x.unitId === unitId); const n = u ? Number(/-c(\d+)$/.exec(u.controlQueue)?.[1]) : NaN; return Number.isNaN(n) ? [] : [[n, attempt] as [number, number]]; })) } : {}),
+    ...(producerAttempts ? { producerAttempts: attemptsByUnitNumber(job, producerAttempts) } : {}),
     ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
