@@ -13,6 +13,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { METRIC_NAMESPACE } from '../../lib/observability/metric-names';
+import { BUNDLE_ALIAS_ARGS } from '../../lib/util/bundle-aliases';
 import { entryPoint, FROM_SOURCE, PACKAGE_ROOT } from '../../lib/util/package-root';
 import { acknowledge, type WildcardReasons } from '../nag';
 
@@ -110,8 +111,8 @@ export class SluiceFunctions {
         // The user's jobs, where lib/api/jobs-module.ts imports them in a bundle; without them that
         // import stays unresolved and unused (the examples are imported instead).
         ...(this.jobs
-          ? { define: { SLUICE_BUNDLED_JOBS: 'true' }, esbuildArgs: { '--alias:sluice-bundled-jobs': this.jobs } }
-          : { externalModules: ['@aws-sdk/*', 'sluice-bundled-jobs'] }),
+          ? { define: { SLUICE_BUNDLED_JOBS: 'true' }, esbuildArgs: { ...BUNDLE_ALIAS_ARGS, '--alias:sluice-bundled-jobs': this.jobs } }
+          : { externalModules: ['@aws-sdk/*', 'sluice-bundled-jobs'], esbuildArgs: { ...BUNDLE_ALIAS_ARGS } }),
       },
     });
     acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);

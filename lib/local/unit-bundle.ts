@@ -12,6 +12,7 @@
  * into place, so a reader never sees half a file. The installed package runs dist/ as built.
  */
 import { createHash } from 'node:crypto';
+import { BUNDLE_ALIASES } from '../util/bundle-aliases';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { withFileLock } from '../util/file-lock';
@@ -62,10 +63,8 @@ function buildOptions(entry: string, { root, buildDir }: BundleRoots) {
     platform: 'node' as const,
     target: 'node22',
     // The user's jobs module of a construct bundle; never imported outside one (lib/api/jobs-module.ts).
-    // The Kafka client loads a WebAssembly file next to its own module (@platformatic/wasm-utils:
-    // `new URL('../dist/native.wasm', import.meta.url)`), which a bundle does not carry: it is
-    // loaded from node_modules as installed.
-    external: ['sluice-bundled-jobs', '@platformatic/kafka', '@platformatic/wasm-utils'],
+    external: ['sluice-bundled-jobs'],
+    alias: BUNDLE_ALIASES,
     mainFields: ['module', 'main'],
     // CommonJS dependencies call require(): give the ESM bundle one.
     banner: { js: "import { createRequire as __sluiceCreateRequire } from 'node:module'; const require = __sluiceCreateRequire(import.meta.url);" },

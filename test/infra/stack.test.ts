@@ -116,7 +116,14 @@ describe('SluiceStack (default: Lambda task units)', () => {
     const ui = dirs.filter((d) => existsSync(join(s.directory, d, 'ui', 'index.html')));
     expect(ui).toHaveLength(1);
     for (const f of ['index.html', 'app.js', 'style.css']) expect(existsSync(join(s.directory, ui[0]!, 'ui', f)), f).toBe(true);
-    for (const d of dirs.filter((x) => !ui.includes(x))) expect(readFileSync(join(s.directory, d, 'index.mjs'), 'utf8'), d).toContain('recommendation-join');
+    for (const d of dirs.filter((x) => !ui.includes(x))) {
+      const code = readFileSync(join(s.directory, d, 'index.mjs'), 'utf8');
+      expect(code.includes('recommendation-join'), `${d} has the example jobs`).toBe(true);
+      // The Kafka client's WebAssembly travels inside the bundle (inlined, base64 of "\0asm"): a
+      // read of ../dist/native.wasm beside the bundle would fail every start of the function.
+      expect(code.includes('native.wasm'), `${d} reads native.wasm`).toBe(false);
+      expect(code.includes('AGFzbQ'), `${d} inlines the wasm`).toBe(true);
+    }
     expect(assets.dockerImages ?? {}).toEqual({});
   });
 
