@@ -81,9 +81,12 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   1. it waits "until some message is visible", which returns at once when the only visible
  *      messages belong to a group blocked by an in-flight message: the poll spins a core (and the
  *      GIL) for its whole wait. We wait for a new message or 100 ms instead.
- *   2. it takes the set of blocked groups once per call, so a group unblocked by a delete during
- *      the poll stays blocked until the poll ends (up to 20 s of stall). We poll in 250 ms slices,
- *      each taking a fresh set.
+ *   2. it takes the set of blocked groups once per call and keeps it while the call waits, so a
+ *      group unblocked by a delete during the poll stays blocked until the poll ends (up to 20 s
+ *      of stall), and a group blocked by another receive meanwhile is served to this one too: two
+ *      polls take consecutive messages of one group, out of order (the first to a consumer that
+ *      died with its poll pending: its records were lost to a region restart). Each scan takes a
+ *      fresh set, one scan at a time per queue, and the waits between scans run unlocked.
  *   3. it deduplicates only against messages still in the queue; SQS remembers a deduplication id
  *      for 5 minutes even after the message was deleted. We keep that 5-minute memory.
  *   4. (release_expired) a message whose visibility timeout passed still blocks its group.
@@ -129,15 +132,27 @@ def release_expired(backend, queue_name):
     queue = backend.get_queue(queue_name)
     for message in [m for m in queue.pending_messages if m.visible]:
         queue.pending_messages.discard(message)
+scan_locks_guard = threading.Lock()
+def scan_lock(queue):
+    lock = queue.__dict__.get('_sluice_scan_lock')
+    if lock is None:
+        with scan_locks_guard:
+            lock = queue.__dict__.setdefault('_sluice_scan_lock', threading.Lock())
+    return lock
 def receive_message(self, queue_name, count, wait_seconds_timeout, *args, **kwargs):
+    # One scan at a time per queue, each with a fresh set of blocked groups and no wait inside;
+    # the waits between scans run unlocked, so concurrent long polls still wait side by side.
     deadline = time.time() + wait_seconds_timeout
+    queue = self.get_queue(queue_name)
+    lock = scan_lock(queue)
     while True:
+        with lock:
+            release_expired(self, queue_name)
+            result = original_receive(self, queue_name, count, 0, *args, **kwargs)
         remaining = deadline - time.time()
-        step = min(0.25, remaining) if remaining > 0 else 0
-        release_expired(self, queue_name)
-        result = original_receive(self, queue_name, count, step, *args, **kwargs)
-        if result or remaining <= 0.25:
+        if result or remaining <= 0:
             return result
+        queue.wait_for_messages(remaining)
 sqs_models.SQSBackend.receive_message = receive_message
 original_add = sqs_models.Queue.add_message
 def add_message(self, message):

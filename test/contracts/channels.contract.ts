@@ -106,6 +106,28 @@ export function channelTransportContract(label: string, make: () => Promise<Chan
       expect(all.filter((m) => m.groupId === 'B').map((m) => m.body)).toEqual(['B:1']);
     });
 
+    it('serves a message group to one receive at a time, also to long polls that wake together', async () => {
+      // A consumer whose long poll is still pending at the queue when it dies (killed, or its
+      // abort not seen by the server) takes the next message and holds it in flight: the group's
+      // later messages must wait behind it, never go to another receive first.
+      const { t, names } = await setup(3);
+      await Promise.all(
+        names.map(async (q) => {
+          const polls = Array.from({ length: 6 }, () => t.receive(q, { max: 10, waitSeconds: 2, visibilityTimeoutSeconds: 30 }));
+          await new Promise((r) => setTimeout(r, 300));
+          // One by one: a poll that wakes for a later message must see the group blocked by the first.
+          for (const n of [1, 2, 3, 4, 5]) {
+            await t.send(q, [msg('A', n)]);
+            await new Promise((r) => setTimeout(r, 30));
+          }
+          const got = (await Promise.all(polls)).filter((g) => g.length > 0);
+          expect(got, q).toHaveLength(1);
+          const bodies = got[0]!.map((m) => m.body);
+          expect(bodies, q).toEqual(['A:1', 'A:2', 'A:3', 'A:4', 'A:5'].slice(0, bodies.length));
+        }),
+      );
+    });
+
     it('makes a message visible again after its visibility timeout, still first in its group', async () => {
       const { t, q } = await setup();
       await t.send(q, [msg('0', 1), msg('0', 2)]);
