@@ -443,6 +443,7 @@ function unitOptions(
     gate: availability,
     inflightLog: keepsInflightLogs(job.settings.failover),
     exactOnce: job.settings.failover === 'single-exact',
+    groupsStartAtZero: job.settings.failover === 'region' || job.settings.failover === 'full',
     // A liveness heartbeat about three times within the job's heartbeat timeout.
     livenessMs: Math.max(1000, Math.min(5000, Math.floor(job.settings.heartbeatTimeoutMs / 3))),
     onControl: async (message) => {

@@ -17,7 +17,8 @@
  *   an error naming the channel and the missing sequence number; a gap in an older attempt's group
  *   is given up once a newer attempt writes to the channel (the old producer is gone). A sequence
  *   number below the next one is a redelivery: dropped. The first message a consumer sees of a
- *   group starts it (a restarted consumer never sees what its dead attempt deleted);
+ *   group starts it (a restarted consumer never sees what its dead attempt deleted), except under
+ *   region and full failover, where every group starts at 0 (`groupsStartAtZero`);
  * - per lineage the next record position: records below it are duplicates (a restored source
  *   replaying what this consumer already processed), dropped and counted; a jump counts the
  *   records skipped as missing. Records of a message received before (receive count > 1) count as
@@ -148,6 +149,14 @@ export interface InputGateOptions {
   extendEveryMs?: number;
   /** Longest wait for a missing message of a group before the consumer fails (default 120 s). */
   gapTimeoutMs?: number;
+  /**
+   * Region and full failover: every producer group this consumer accepts began with the attempt it
+   * restarted with, at sequence 0, so a group never starts past 0. A missing first message was
+   * received by a dead consumer's long poll (pending at the queue when it died): it comes again
+   * once its visibility times out, and SQS FIFO holds the group's later messages back meanwhile.
+   * Starting without it would lose its records. It is waited for like any gap.
+   */
+  groupsStartAtZero?: boolean;
   /** Time for visibility extension and gap timeouts (default: the system clock). */
   clock?: Clock;
   /** Called when a poller fails (queue deleted, endpoint gone). */
@@ -500,7 +509,9 @@ export class InputGate {
         group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
       }
       discard(queue, message.receipt);
-      if (decoded.s === 0 || group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
+      if (decoded.s === 0) this.startGroup(channel, group, events, discard);
+      else if (!this.options.groupsStartAtZero && group.early.size >= START_AFTER_MESSAGES) this.startGroup(channel, group, events, discard);
+      else if (group.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, group, now, `${MAX_EARLY} later messages wait`);
       return;
     }
     if (decoded.s < group.next || group.early.has(decoded.s)) {
@@ -657,7 +668,11 @@ export class InputGate {
     for (const channel of this.channels.values()) {
       for (const [attempt, group] of channel.groups) {
         if (group.next === undefined) {
-          if (now - group.since >= START_GRACE_MS) this.startGroup(channel, group, events, discard);
+          if (!this.options.groupsStartAtZero) {
+            if (now - group.since >= START_GRACE_MS) this.startGroup(channel, group, events, discard);
+          } else if (now - group.since > limit) {
+            throw gapError(channel, attempt, group, now, `waiting for more than ${Math.round(limit / 1000)} s`);
+          }
           continue;
         }
         let oldest = Infinity;
@@ -861,7 +876,7 @@ function gapError(channel: ChannelState, attempt: number, group: GroupOrder, now
   const oldest = Math.min(...waiting.map((e) => e.at));
   const key = channelKey(channel.edge.id, channel.producer);
   return new Error(
-    `input channel ${key} (producer attempt ${attempt}): message ${group.next} never arrived; ${waiting.length} later message(s) ` +
+    `input channel ${key} (producer attempt ${attempt}): message ${group.next ?? 0} never arrived; ${waiting.length} later message(s) ` +
       `(from ${Math.min(...group.early.keys())}) wait for it since ${Math.round((now - oldest) / 1000)} s (${why})`,
   );
 }

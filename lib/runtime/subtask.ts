@@ -70,6 +70,8 @@ export interface SubtaskEnvironment {
   restoreUnion?: Record<string, Json[]>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /** Region and full failover: producers restart with their consumers (see InputGateOptions.groupsStartAtZero). */
+  groupsStartAtZero?: boolean;
   /**
    * Keep in-flight logs of what the writers send until the consumers' next checkpoint completes,
    * for restarted consumers (single-point recovery: see replay.ts).
@@ -447,6 +449,7 @@ export class SubtaskRunner {
       queueOf: (edge: ExecutionEdge) => subPartitionQueue(env.queuePrefix, env.jobId, edge.id, env.index),
       transport: env.channels,
       minAttempt: env.minAttempt,
+      ...(env.groupsStartAtZero ? { groupsStartAtZero: true } : {}),
       ...(env.clock ? { clock: env.clock } : {}),
       onError: (error) => input.fail(error),
     });

@@ -42,6 +42,8 @@ export interface TaskUnitOptions {
   restoreUnion?: Map<string, Record<string, Json[]>>;
   /** Lowest producer attempt accepted per input channel. */
   minAttempt?: (edgeId: string, producer: number) => number;
+  /** Region and full failover: producers restart with their consumers (see InputGateOptions.groupsStartAtZero). */
+  groupsStartAtZero?: boolean;
   /** Keep in-flight logs for restarted consumers (single-point recovery: see replay.ts). */
   inflightLog?: boolean;
   /** This unit restarted alone: its consumer subtasks ask their producers for a replay through this. */
@@ -209,6 +211,7 @@ export class TaskUnit {
       gate: options.gate,
       generation: options.generation ?? 0,
       minAttempt: options.minAttempt,
+      ...(options.groupsStartAtZero ? { groupsStartAtZero: true } : {}),
       ...(options.inflightLog ? { inflightLog: true } : {}),
       ...(options.exactOnce ? { exactOnce: true } : {}),
       // Multiplexed: each channel message leaves room for its envelope and part header.

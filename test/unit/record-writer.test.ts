@@ -129,7 +129,7 @@ describe('record writer', () => {
 
 describe('input gate order and record positions', () => {
   const edge: ExecutionEdge = { ...hashEdge, kind: 'forward', pointwise: true };
-  async function setup(options: { gapTimeoutMs?: number } = {}) {
+  async function setup(options: { gapTimeoutMs?: number; groupsStartAtZero?: boolean } = {}) {
     let now = 1_000_000;
     const clock = { now: () => now, sleep: () => new Promise<void>(() => undefined) };
     const transport = new MemoryChannelTransport({ clock });
@@ -206,6 +206,25 @@ describe('input gate order and record positions', () => {
     expect(await take()).toEqual([]);
     advance(2_000);
     expect(await take()).toEqual(['x5', 'x6']);
+  });
+
+  it('region and full failover: a group never starts past 0, so a first message taken by a dead consumer\'s poll is waited for, not skipped', async () => {
+    const { send, gate, take, advance } = await setup({ groupsStartAtZero: true, gapTimeoutMs: 60_000 });
+    // Sequence 0 went to the long poll of the consumer's dead attempt; 1..11 come first.
+    for (let s = 1; s <= 11; s++) await send({ a: 1, s, l: 0, n: s, t: 'd', r: [`x${s}`] });
+    expect(await take()).toEqual([]);
+    advance(20_000); // far past the 2 s start grace
+    expect(await take()).toEqual([]);
+    // Its visibility timed out: it comes again, and the group goes on in order, nothing skipped.
+    await send({ a: 1, s: 0, l: 0, n: 0, t: 'd', r: ['x0'] });
+    expect(await take()).toEqual(Array.from({ length: 12 }, (_, s) => `x${s}`));
+    expect(gate.counters()).toMatchObject({ missingRecords: 0, duplicateRecords: 0 });
+    // A group whose first message never comes fails the consumer, naming it.
+    await send({ a: 2, s: 1, l: 2, n: 1, t: 'd', r: ['y1'] });
+    expect(await take()).toEqual([]);
+    advance(61_000);
+    await expect(gate.next(0)).rejects.toThrow(/input channel e0\/0 \(producer attempt 2\): message 0 never arrived; 1 later message\(s\) \(from 1\) wait for it since 61 s/);
+    await gate.stop();
   });
 
   it('fails with the channel and the missing sequence number when a gap never fills', async () => {
