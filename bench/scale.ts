@@ -84,7 +84,7 @@ const FLAGS = defineFlags({
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
   checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
-  joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single: see docs/scale.md, its next checkpoint does not complete)' },
+  joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single restarts only the killed one, see docs/scale.md)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },

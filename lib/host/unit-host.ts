@@ -230,6 +230,9 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     graph,
     unitId: placement.unitId,
     attempt: options.attempt,
+    // Loaded above, alongside the restore, while the flags still said unavailable: its writers to
+    // its own consumers learn here that they may send again.
+    view: availability,
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
   if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages)`);

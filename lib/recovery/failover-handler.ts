@@ -27,7 +27,7 @@ import type { JobView, UnitLauncher } from '../jobs/job-service';
 import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import type { ControlMessage } from '../runtime/messages';
-import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type SubPartitionRef } from './availability';
+import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type SubPartitionRef } from './availability';
 import { mapWithConcurrency } from '../util/concurrency';
 import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
 import { RecoveryMetrics, type FailureEvent } from './recovery-metrics';
@@ -362,6 +362,12 @@ export interface AnnounceOptions {
   /** Where to record "available again" (default: a RecoveryMetrics over `metadata`; false: nowhere). */
   metrics?: RecoveryMetrics | false;
   clock?: Clock;
+  /**
+   * The announcing unit's own availability view (its record writers' gate). A packed unit hosts
+   * producers of its own input sub-partitions; no message goes to it (the announcing unit is left
+   * out of the notices), and its view was loaded while the flags still said unavailable.
+   */
+  view?: AvailabilityView;
 }
 
 export interface AnnounceResult {
@@ -380,8 +386,9 @@ export interface AnnounceResult {
 /**
  * Called by a task unit once it has restored its state, before it reads its inputs: marks its
  * input sub-partitions AVAILABLE with its attempt, tells the units hosting their producers (only
- * for sub-partitions that were unavailable), and records "available again" in the recovery
- * metrics. A first attempt (0) has nothing to announce and returns at once.
+ * for sub-partitions that were unavailable; its own producers through `view`), and records
+ * "available again" in the recovery metrics. A first attempt (0) has nothing to announce and
+ * returns at once.
  */
 export async function announceAvailable(options: AnnounceOptions): Promise<AnnounceResult> {
   const { job, graph, unitId, attempt } = options;
@@ -394,6 +401,11 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   const registry = new AvailabilityRegistry(options.metadata, job.jobId, { clock });
   const marked = await registry.markAvailable(subPartitions, attempt);
   if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
+  // This attempt is up, for its own producers too. Without this a restarted unit hosting producers
+  // of its own input goes on dropping every record and barrier it sends itself: its consumers never
+  // align again, so no checkpoint of their region completes. Every sub-partition, not only those
+  // whose flag changed here: the view holds whatever the flags said when it was loaded.
+  for (const sp of subPartitions) options.view?.apply({ ...sp, available: true, attempt });
 
   let messages = 0;
   if (marked.changed.length > 0) {

@@ -6,7 +6,7 @@ import type { UnitFailure } from '../../../lib/jobs/supervisor';
 import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
 import type { MetaItem, Condition } from '../../../lib/ports/metadata-store';
-import { AvailabilityRegistry } from '../../../lib/recovery/availability';
+import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
 import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverHandlerOptions, type FailoverService } from '../../../lib/recovery/failover-handler';
 import { textLogger, type MetricDef } from '../../../lib/ports/telemetry';
 import { RecoveryMetrics, failureSk } from '../../../lib/recovery/recovery-metrics';
@@ -361,6 +361,30 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     // Announcing twice changes nothing and sends nothing.
     const again = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1 });
     expect(again).toMatchObject({ changed: [], messages: 0, superseded: false, event: undefined });
+  });
+
+  it('a packed unit hosting producers of its own input: its own view takes the news, which no message brings it', async () => {
+    const f = await fixture('single', 2);
+    // Pipeline slices, as placement packs them: unit u1 hosts a#1 and b#1 and the join#1 they feed.
+    const units: UnitPlacement[] = [0, 1].map((i) => ({ unitId: `u${i}`, subtasks: [`a#${i}`, `b#${i}`, `join#${i}`], controlQueue: f.job.units[i]!.controlQueue }));
+    const job = { ...f.job, units };
+    const registry = new AvailabilityRegistry(f.metadata, 'job');
+    await registry.markUnavailable([{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }], 0);
+    // The restarted unit's view, loaded (as hostUnit does, alongside its restore) before it announces.
+    const view = await loadAvailabilityView({ metadata: f.metadata, jobId: 'job', graph: f.graph, subtasks: units[1]!.subtasks });
+    expect(view.unavailable()).toEqual([{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }]);
+
+    const result = await announceAvailable({ metadata: f.metadata, channels: f.channels, job, graph: f.graph, unitId: 'u1', attempt: 1, view });
+    // u0 hosts the other producers (a#0, b#0): one message per sub-partition; u1 gets none.
+    expect(result.messages).toBe(2);
+    expect(await f.channels.receive(units[1]!.controlQueue, { max: 10, waitSeconds: 0 })).toEqual([]);
+    // Its own writers (a#1 and b#1 to join#1) take records and barriers again.
+    expect(view.isAvailable('e0', 1)).toBe(true);
+    expect(view.isAvailable('e1', 1)).toBe(true);
+    expect(view.unavailableCount).toBe(0);
+    // A later failure of the new attempt still wins over this.
+    expect(view.apply({ edgeId: 'e0', consumer: 1, available: false, attempt: 1 })).toBe(true);
+    expect(view.isAvailable('e0', 1)).toBe(false);
   });
 
   it('is a no-op for a first attempt, and reports a superseded attempt', async () => {
