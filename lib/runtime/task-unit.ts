@@ -440,8 +440,17 @@ export class TaskUnit {
       // At least a second: a poll of 0 s answers at once (in memory without yielding to timers), and
       // a loop of them would starve the timer that starts the hand-over.
       const waitSeconds = Math.max(1, Math.min(wait, untilHandover));
-      const messages = await channels.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: CONTROL_VISIBILITY_SECONDS, signal: this.ending.signal }).catch(() => []);
+      let failed: unknown;
+      const messages = await channels
+        .receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: CONTROL_VISIBILITY_SECONDS, signal: this.ending.signal })
+        .catch((error: unknown) => ((failed = error), []));
       wait = messages.length > 0 ? 1 : Math.min(CONTROL_IDLE_WAIT_SECONDS, wait * 2);
+      if (failed !== undefined && !this.stopped && !this.ending.signal.aborted) {
+        // A failed receive (queue deleted with the job, endpoint gone) answers at once: retrying at
+        // once would be a tight loop of failing calls, and in memory it starves every timer.
+        this.log.warn(`control queue ${queue}: receive failed, retrying in ${waitSeconds} s: ${failed instanceof Error ? failed.message : String(failed)}`);
+        await sleep(waitSeconds * 1000, undefined, { signal: this.ending.signal }).catch(() => undefined);
+      }
       for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
     }

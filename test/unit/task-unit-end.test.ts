@@ -85,4 +85,37 @@ describe('a task unit at its end', () => {
     // The final status went out while the control loop's long poll (1 s) was still open.
     expect(final!.controlPolls).toBe(1);
   });
+
+  it('backs off when its control queue fails to answer (deleted with the job) instead of polling again at once', async () => {
+    const source = (): SourceFunction<Json> => ({
+      open: async () => undefined,
+      poll: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { records: [] };
+      },
+      snapshotOffsets: () => null,
+      restoreOffsets: () => undefined,
+    });
+    const builder = new JobBuilder('gone', { parallelism: 1 });
+    builder.source('src', source).sink('out', () => ({ open: async () => undefined, write: () => undefined, prepare: async () => null, commit: async () => undefined, abort: async () => undefined }));
+    const graph = buildExecutionGraph(builder.build());
+    let receives = 0;
+    class Counting extends MemoryChannelTransport {
+      override async receive(queue: string, options: ReceiveOptions) {
+        if (queue === CONTROL) receives++;
+        return super.receive(queue, options);
+      }
+    }
+    const channels = new Counting();
+    // No control queue: every receive fails at once, as after the job's queues were deleted.
+    const jobs: UnitRecordStore = { startInvocation: async () => true, reportUnit: async () => true, recordHandover: async () => true, beat: async () => true };
+    const unit = new TaskUnit({ jobId: 'job-gone', unitId: 'src-0', attempt: 0, graph, subtasks: [`${graph.tasks[0]!.id}#0`], controlQueue: CONTROL, queuePrefix: 't', channels, blobs: new MemoryBlobStore(), jobs, heartbeatMs: 3_600_000 });
+    const run = unit.run();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // 1 s, then 2 s between failed receives: two or three calls, not a tight loop (thousands).
+    expect(receives).toBeGreaterThanOrEqual(1);
+    expect(receives).toBeLessThanOrEqual(3);
+    unit.cancel();
+    expect(await run).toBe('CANCELLED');
+  });
 });
