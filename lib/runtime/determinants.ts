@@ -14,9 +14,11 @@
  * `currentProcessingTime` read moves only by these steps, and timers fire only at them). Steps are made
  * durable before their effects leave the task by travelling with them: every data message a task
  * sends carries the steps it has not yet sent on that channel (`dt`), so each consumer holds a
- * prefix of the producer's steps covering everything it received. A restarted producer asks its
- * consumers for the steps after its checkpoint and takes the longest prefix: every record any
- * consumer received is regenerated as it was; records none received may come out otherwise.
+ * prefix of the producer's steps covering everything it received. A step is recorded before its
+ * effects (input-driver.ts): a message sealed while they are under way carries it. A restarted
+ * producer asks its consumers for the steps after its checkpoint and takes the longest prefix:
+ * every record any consumer received is regenerated as it was; records none received may come out
+ * otherwise.
  * A consumer answering stops taking the producer's old attempt (it is fenced), so no record of the
  * old attempt can arrive after the answer.
  *

@@ -182,11 +182,14 @@ export class InputDriver {
     this.advanceTo(gate.combinedWatermark());
   }
 
-  /** Event time moves on (timers fire): a determinant too. */
+  /**
+   * Event time moves on (timers fire): a determinant too, recorded first. What the timers emit
+   * can fill a message that is sealed while they fire: it must carry the advance that caused it.
+   */
   private advanceTo(watermark: number): void {
     if (watermark <= this.chain.currentWatermark) return;
-    this.chain.advanceWatermark(watermark);
     this.determinants?.watermark(watermark);
+    this.chain.advanceWatermark(watermark);
   }
 
   /**
@@ -234,9 +237,10 @@ export class InputDriver {
           );
         }
         const count = Math.min(k - f.taken, message.r.length);
+        // The step first, as in `handle`: a message sealed while they go through carries it.
+        this.determinants?.records(key, lineage, at, count);
         for (let r = 0; r < count; r++) this.chain.push(message.r[r]!, event.channel.edge.input);
         this.recordsIn += count;
-        this.determinants?.records(key, lineage, at, count);
         f.taken += count;
         if (count < message.r.length) {
           // The rest of the message comes with a later step; its receipt goes with the rest.
@@ -294,9 +298,13 @@ export class InputDriver {
     }
     switch (message.t) {
       case 'd':
+        // The step before its effects: a writer seals a message as soon as its buffer is full,
+        // while these records go through, and that message carries the steps recorded so far.
+        // Recorded after, a consumer could hold output of these records without their step, and
+        // a restart that follows its steps would put other records at those positions.
+        this.determinants?.records(key, message.l ?? message.a, message.n ?? 0, message.r.length);
         for (const record of message.r) this.chain.push(record, channel.edge.input);
         this.recordsIn += message.r.length;
-        this.determinants?.records(key, message.l ?? message.a, message.n ?? 0, message.r.length);
         if (message.w !== undefined) channel.watermark = Math.max(channel.watermark, message.w);
         return;
       case 'w':
