@@ -91,7 +91,7 @@ describe('a task unit at its end', () => {
       open: async () => undefined,
       poll: async () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
-        return { records: [] };
+        return { records: [], done: false };
       },
       snapshotOffsets: () => null,
       restoreOffsets: () => undefined,
