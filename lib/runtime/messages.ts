@@ -35,7 +35,8 @@ export type ChannelEvent =
   | { t: 'e' }
   /**
    * End of a replay: live messages continue from record position `n`, and with message `ls` of
-   * the producer's live group; `w` its watermark, `e` set when its end of input was sent.
+   * the producer's live group; `e` set when its end of input was sent. (`w`, the producer's
+   * watermark, is no longer sent here: a `w` event before the end carries it, in the replay's order.)
    */
   | { t: 'x'; ls?: number; w?: number; e?: number }
   /**
