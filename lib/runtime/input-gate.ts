@@ -58,6 +58,15 @@ export interface ChannelState {
   barriers: Map<number, Map<number, number>>;
   /** Per lineage superseded by a producer restart: the position from which its records come again. */
   superseded: Map<number, number>;
+  /** The producer's newest restart notice: it covers older lineages this consumer sees only later too. */
+  restarted: RestartRule | undefined;
+}
+
+/** A restart notice (messages.ts, `r`): lineage `lineage` restarted from checkpoint `from`, which left the channel at `at`. */
+interface RestartRule {
+  lineage: number;
+  from: number;
+  at?: [lineage: number, position: number];
 }
 
 /** Barrier positions kept per lineage (a producer restores from a recent checkpoint). */
@@ -227,6 +236,7 @@ export class InputGate {
           replay: undefined,
           barriers: new Map(),
           superseded: new Map(),
+          restarted: undefined,
         });
       }
     }
@@ -304,6 +314,7 @@ export class InputGate {
       ended: c.ended,
       barriers: [...c.barriers].map(([lineage, at]) => [lineage, [...at]] as [number, [number, number][]]),
       superseded: [...c.superseded],
+      ...(c.restarted ? { restarted: c.restarted } : {}),
       ...(c.replay
         ? {
             replay: {
@@ -338,6 +349,7 @@ export class InputGate {
       c.counters = { ...zeroCounters(), ...h.counters };
       c.barriers = new Map((h.barriers ?? []).map(([lineage, at]) => [lineage, new Map(at)]));
       c.superseded = new Map(h.superseded ?? []);
+      c.restarted = h.restarted;
       c.watermark = h.watermark;
       c.ended = h.ended;
       if (h.replay) {
@@ -695,7 +707,7 @@ export class InputGate {
     if (m.n === undefined) return m;
     const lineage = m.l ?? m.a;
     if (m.t === 'r') {
-      this.supersede(channel, lineage, m.c);
+      this.supersede(channel, { lineage, from: m.c, ...(m.f ? { at: m.f } : {}) });
       return undefined;
     }
     // A lineage numbers its records from 0: a first message past 0 means records this consumer never saw
@@ -713,8 +725,9 @@ export class InputGate {
     channel.counters.duplicateRecords += skip;
     if (skip === m.r.length) return undefined;
     if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
-    // Records of a lineage whose producer restarted from before them: it sends them again.
-    const regeneratedFrom = channel.superseded.get(lineage);
+    // Records of a lineage whose producer restarted from before them: it sends them again. A
+    // lineage first seen after the notice (this consumer restarted too) is covered by it as well.
+    const regeneratedFrom = channel.superseded.get(lineage) ?? this.supersedeLate(channel, lineage);
     if (regeneratedFrom !== undefined) channel.counters.regeneratedRecords! += Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
     return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
   }
@@ -728,17 +741,27 @@ export class InputGate {
 
   /**
    * The producer restarted from checkpoint `from` in lineage `lineage`: what this consumer took of
-   * its older lineages after their barrier `from` (from their start when it restarted from
-   * scratch, or the barrier is unknown here) comes again, and so does what it takes of them from
-   * now on. Counted as regenerated.
+   * its older lineages after the point `from` left them at comes again, and so does what it takes
+   * of them from now on, including lineages it sees only later. Counted as regenerated.
    */
-  private supersede(channel: ChannelState, lineage: number, from: number): void {
+  private supersede(channel: ChannelState, rule: RestartRule): void {
+    if (!channel.restarted || rule.lineage > channel.restarted.lineage) channel.restarted = rule;
     for (const [older, position] of channel.positions) {
-      if (older >= lineage || channel.superseded.has(older)) continue;
-      const start = from > 0 ? (channel.barriers.get(older)?.get(from) ?? 0) : 0;
+      if (older >= rule.lineage || channel.superseded.has(older)) continue;
+      const start = regeneratedFrom(channel, rule, older);
+      if (start === undefined) continue;
       channel.superseded.set(older, start);
       channel.counters.regeneratedRecords! += Math.max(0, position - start);
     }
+  }
+
+  /** An older lineage first seen after the producer's restart notice: where its records come again, if they do. */
+  private supersedeLate(channel: ChannelState, lineage: number): number | undefined {
+    const rule = channel.restarted;
+    if (!rule || lineage >= rule.lineage) return undefined;
+    const start = regeneratedFrom(channel, rule, lineage);
+    if (start !== undefined) channel.superseded.set(lineage, start);
+    return start;
   }
 
   /** Deletes processed messages from their queues; an expired receipt means the message comes again. */
@@ -882,5 +905,17 @@ function gapError(channel: ChannelState, attempt: number, group: GroupOrder, now
 }
 
 export const channelKey = (edgeId: string, producer: number): string => `${edgeId}/${producer}`;
+
+/**
+ * From which record position lineage `older` comes again after restart `rule`; undefined: not at
+ * all. The notice says where its checkpoint left the channel (`at`): that lineage from there,
+ * newer ones (attempts that died after the checkpoint) whole, older ones not. Without it (a
+ * producer without a snapshot of its numbering): from the barrier, when this consumer saw it, else
+ * from the start.
+ */
+function regeneratedFrom(channel: ChannelState, rule: RestartRule, older: number): number | undefined {
+  if (rule.at) return older < rule.at[0] ? undefined : older === rule.at[0] ? rule.at[1] : 0;
+  return rule.from > 0 ? (channel.barriers.get(older)?.get(rule.from) ?? 0) : 0;
+}
 
 const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0;

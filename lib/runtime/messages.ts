@@ -41,9 +41,12 @@ export type ChannelEvent =
   | { t: 'x'; ls?: number; w?: number; e?: number }
   /**
    * The producer restarted from checkpoint `c` (0: from scratch) and starts lineage `l`: what it
-   * sent in its older lineages after barrier `c` it sends again (the consumer counts them).
+   * sent in its older lineages after barrier `c` it sends again (the consumer counts them). `f`:
+   * the lineage and record position its checkpoint `c` left this channel at (what comes again
+   * starts there; older lineages do not come again, newer ones than `f`'s do from their start),
+   * so a consumer that never saw barrier `c` knows it too.
    */
-  | { t: 'r'; c: number };
+  | { t: 'r'; c: number; f?: [lineage: number, position: number] };
 
 export type ChannelMessage = ChannelEvent & {
   /** Producer subtask index. */

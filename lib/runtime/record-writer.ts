@@ -15,7 +15,7 @@ import type { WriterHandover } from './handover';
 import type { DeterminantLog } from './determinants';
 import { DEFAULT_LOG_BYTES, InflightLog, type LogSpill } from './inflight-log';
 import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
-import { positionIn, replayBodies, replayGroupId } from './replay';
+import { positionIn, replayBodies, replayGroupId, restartEvent, type RestartNotice } from './replay';
 
 /** Tells a writer whether a consumer sub-partition takes records now. */
 export interface SubPartitionGate {
@@ -105,6 +105,8 @@ export class RecordWriter {
   /** The last watermark emitted, and whether end of input went out (what a replay's end tells). */
   private lastWatermark: number | undefined;
   private ended = false;
+  /** This writer's subtask restarted in a lineage of its own: its notice, which a replay repeats. */
+  private restartNotice: RestartNotice | undefined;
   /** When each channel last got a watermark (alone or with records). */
   private readonly watermarkSentAt: number[];
   private readonly watermarkEveryMs: number;
@@ -139,6 +141,7 @@ export class RecordWriter {
       ...(this.log ? { log: this.log.state() } : {}),
       ...(this.lastWatermark !== undefined ? { lastWatermark: this.lastWatermark } : {}),
       ...(this.ended ? { ended: true } : {}),
+      ...(this.restartNotice ? { restart: this.restartNotice } : {}),
     };
   }
 
@@ -155,6 +158,7 @@ export class RecordWriter {
     if (state.log) this.log?.resume(state.log);
     this.lastWatermark = state.lastWatermark;
     this.ended = state.ended === true;
+    this.restartNotice = state.restart;
   }
 
   /** Lineage and record positions for a checkpoint (taken with the source offsets, before the barrier). */
@@ -230,12 +234,21 @@ export class RecordWriter {
   /**
    * This subtask restarted from checkpoint N (0: from scratch) in a lineage of its own: the
    * consumers learn that what its dead attempts sent after barrier N comes again, and count it.
+   * `restored`: the writers' numbering in checkpoint N's snapshot, so each channel's notice says
+   * from which lineage and position (a consumer may never have seen barrier N of that lineage).
    */
-  announceRestart(checkpointId: number): void {
+  announceRestart(checkpointId: number, restored: readonly WriterPositions[] = []): void {
+    const at = restored.find((w) => w.edgeId === this.edgeId);
+    this.restartNotice = { checkpointId, ...(at ? { lineage: at.lineage, position: [...at.position] } : {}) };
     for (const c of this.channels()) {
       this.seal(c, true);
-      this.enqueue(c, { t: 'r', c: checkpointId });
+      this.enqueue(c, restartEvent(this.restartNotice, c));
     }
+  }
+
+  /** The restart notice, for a finished producer's final log (a replay from it repeats the notice too). */
+  get restart(): RestartNotice | undefined {
+    return this.restartNotice;
   }
 
   /** Checkpoint N completed for this edge's region: the log keeps only what came after barrier N. */
@@ -259,7 +272,10 @@ export class RecordWriter {
     const address = { producer: this.options.producerIndex, attempt: this.options.attempt, consumerAttempt: request.consumerAttempt, request: request.request };
     // Without a log nothing can be sent again: an empty replay, after which the live group goes on as it comes.
     const taken = this.log?.excerpt(consumer, position) ?? { lineage: this.lineage, from: position, messages: [], barriers: [], end: position };
-    const tail = this.log ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended } : {};
+    // The live group's first message is the restart notice, if any: everything before `ls` is
+    // skipped by the consumer, so the replay must carry it.
+    const restart = this.restartNotice && restartEvent(this.restartNotice, consumer);
+    const tail = this.log ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended, ...(restart ? { restart } : {}) } : {};
     const excerpt = this.log ? await this.log.complete(taken, position) : taken;
     const groupId = replayGroupId(address);
     const list = this.outbox.get(consumer) ?? [];

@@ -18,7 +18,7 @@ import { producersOf } from '../graph/execution-graph';
 import { InflightLog, readSegment, type LoggedMessage } from './inflight-log';
 import { channelKey, type InputGate } from './input-gate';
 import type { ReplayRequest } from './messages';
-import { finalLogPrefix, positionIn, replayBodies, segmentReader, type FinalLog } from './replay';
+import { finalLogPrefix, positionIn, replayBodies, restartEvent, segmentReader, type FinalLog } from './replay';
 
 /** Sends a replay request to the units hosting the producers of `request.edgeId`. */
 export type ReplaySender = (request: ReplayRequest) => Promise<void>;
@@ -153,7 +153,8 @@ export class ReplayRequester {
       const request = ++this.request;
       gate.awaitReplay(key, this.options.consumerAttempt, request);
       const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request };
-      gate.injectReplay(key, replayBodies(excerpt, address, { ended: true }));
+      const consumer = this.options.consumerIndex % final.log.channels.length;
+      gate.injectReplay(key, replayBodies(excerpt, address, { ended: true, ...(final.restart ? { restart: restartEvent(final.restart, consumer) } : {}) }));
       this.fromFinalLogs++;
       this.options.logger?.info(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`, { channel: key, log: newest.key });
     }

@@ -55,6 +55,8 @@ export interface FinalLog {
   producer: number;
   attempt: number;
   log: InflightLogState;
+  /** The producer's restart notice, if it restarted in a lineage of its own (a replay from the log repeats it). */
+  restart?: RestartNotice;
 }
 
 export interface ReplayAddress {
@@ -73,8 +75,30 @@ export function positionIn(lineage: number, from: readonly (readonly [number, nu
   return from?.find(([l]) => l === lineage)?.[1] ?? 0;
 }
 
+/**
+ * A restarted producer's notice (messages.ts, `r`): the checkpoint it restored from (0: from
+ * scratch), and the lineage and record positions per channel that checkpoint left its writer at.
+ */
+export interface RestartNotice {
+  checkpointId: number;
+  lineage?: number;
+  position?: number[];
+}
+
+/** The notice's event body fields for channel `consumer`. */
+export function restartEvent(notice: RestartNotice, consumer: number): { t: 'r'; c: number; f?: [number, number] } {
+  const at = notice.lineage !== undefined ? notice.position?.[consumer] : undefined;
+  return { t: 'r', c: notice.checkpointId, ...(at !== undefined ? { f: [notice.lineage!, at] as [number, number] } : {}) };
+}
+
 /** How the producer's live channel goes on after a replay (see the end event above). */
 export interface ReplayTail {
+  /**
+   * The producer restarted (a lineage of its own): its notice, sent first on its live group, which
+   * the end's `ls` skips. The replay carries it first, or a consumer whose replay the restarted
+   * producer answers would never count what the dead lineages send it again.
+   */
+  restart?: { c: number; f?: [number, number] };
   /** Sequence number of the next live message of the producer's group; absent: the consumer takes the live group as it comes. */
   nextSequence?: number;
   /** The producer's last watermark on the channel. */
@@ -84,12 +108,17 @@ export interface ReplayTail {
 }
 
 /**
- * The message bodies of one replay, in order: the logged messages with the pending barriers in
- * their places, then the end event. Sequence numbers count from 0 within the replay's own group.
+ * The message bodies of one replay, in order: the producer's restart notice (if it restarted in
+ * a lineage of its own), the logged messages with the pending barriers in their places, its
+ * watermark, then the end event. Sequence numbers count from 0 within the replay's own group.
  */
 export function replayBodies(excerpt: LogExcerpt, address: ReplayAddress, tail: ReplayTail = {}): string[] {
   const bodies: string[] = [];
   const head = () => `{"p":${address.producer},"a":${address.attempt},"s":${bodies.length},"l":${excerpt.lineage},"ra":${address.consumerAttempt},"rq":${address.request}`;
+  if (tail.restart) {
+    const { c, f } = tail.restart;
+    bodies.push(`${head()},"n":0,"t":"r","c":${c}${f ? `,"f":[${f[0]},${f[1]}]` : ''}}`);
+  }
   let b = 0;
   const barriersUpTo = (position: number) => {
     for (; b < excerpt.barriers.length && excerpt.barriers[b]!.position <= position; b++) {

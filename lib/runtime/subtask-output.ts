@@ -6,6 +6,7 @@
  */
 import type { InflightLogState } from './inflight-log';
 import type { ChannelEvent, ReplayRequest } from './messages';
+import type { RestartNotice } from './replay';
 import type { WriterHandover } from './handover';
 import type { RecordWriter, WriterPositions } from './record-writer';
 
@@ -60,9 +61,12 @@ export class SubtaskOutput {
     return writer.replayedRecords - before;
   }
 
-  /** This subtask restarted in a lineage of its own, from checkpoint N (0: from scratch): its consumers count what comes again. */
-  announceRestart(checkpointId: number): void {
-    for (const w of this.writers) w.announceRestart(checkpointId);
+  /**
+   * This subtask restarted in a lineage of its own, from checkpoint N (0: from scratch): its
+   * consumers count what comes again, from where N's snapshot (`restored`) left each channel.
+   */
+  announceRestart(checkpointId: number, restored: readonly WriterPositions[] = []): void {
+    for (const w of this.writers) w.announceRestart(checkpointId, restored);
   }
 
   /** Records sent again to restarted consumers, over all writers. */
@@ -71,8 +75,8 @@ export class SubtaskOutput {
   }
 
   /** The in-flight logs a finished subtask leaves in S3 for a consumer that restarts after it is gone. */
-  finalLogs(): { edgeId: string; log: InflightLogState }[] {
-    return this.writers.flatMap((w) => (w.log ? [{ edgeId: w.edgeId, log: w.log.state() }] : []));
+  finalLogs(): { edgeId: string; log: InflightLogState; restart?: RestartNotice }[] {
+    return this.writers.flatMap((w) => (w.log ? [{ edgeId: w.edgeId, log: w.log.state(), ...(w.restart ? { restart: w.restart } : {}) }] : []));
   }
 
   /** Record numbering per output edge, for a checkpoint snapshot. */

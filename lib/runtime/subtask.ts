@@ -384,7 +384,7 @@ export class SubtaskRunner {
       // A restarted inner task numbers its output in a lineage of its own: its consumers learn from
       // which checkpoint, and count what it sends them again (a source continues its lineage, and
       // under single-exact every task does).
-      if (!resume && !this.source && !this.env.exactOnce && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0);
+      if (!resume && !this.source && !this.env.exactOnce && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0, this.env.restore?.writers ?? []);
       if (resume?.status === 'finished') {
         this.status = 'finished';
         await this.env.onFinished?.();
@@ -617,7 +617,9 @@ export class SubtaskRunner {
     await this.output.flush();
     // A consumer restarting after this subtask's unit is gone reads its in-flight logs from S3.
     const { jobId, index, attempt, blobs } = this.env;
-    await Promise.all(this.output.finalLogs().map(({ edgeId, log }) => blobs.put(finalLogKey(jobId, edgeId, index, attempt), JSON.stringify({ producer: index, attempt, log } satisfies FinalLog))));
+    await Promise.all(
+      this.output.finalLogs().map(({ edgeId, log, restart }) => blobs.put(finalLogKey(jobId, edgeId, index, attempt), JSON.stringify({ producer: index, attempt, log, ...(restart ? { restart } : {}) } satisfies FinalLog))),
+    );
     if (!this.ledger) return;
     const last = await this.ledger.prepareFinal();
     this.status = 'ended';
