@@ -44,6 +44,8 @@ export interface ChannelHandover {
   superseded?: [number, number][];
   /** The producer's newest restart notice (it covers older lineages seen after it too). */
   restarted?: { lineage: number; from: number; at?: [number, number] };
+  /** The producer attempt and lineage whose replay the consumer took last (its older attempts' leftovers are fenced). */
+  replayedBy?: { attempt: number; lineage: number };
   /**
    * A replay still waited for (see replay.ts): its request, the next message of its group, the
    * ones that came early, and the live messages held for it (a direct queue also leaves them in

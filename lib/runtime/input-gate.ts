@@ -60,6 +60,8 @@ export interface ChannelState {
   superseded: Map<number, number>;
   /** The producer's newest restart notice: it covers older lineages this consumer sees only later too. */
   restarted: RestartRule | undefined;
+  /** The producer attempt, and its lineage, whose replay this consumer took last (see `take`). */
+  replayedBy: { attempt: number; lineage: number } | undefined;
 }
 
 /** A restart notice (messages.ts, `r`): lineage `lineage` restarted from checkpoint `from`, which left the channel at `at`. */
@@ -237,6 +239,7 @@ export class InputGate {
           barriers: new Map(),
           superseded: new Map(),
           restarted: undefined,
+          replayedBy: undefined,
         });
       }
     }
@@ -315,6 +318,7 @@ export class InputGate {
       barriers: [...c.barriers].map(([lineage, at]) => [lineage, [...at]] as [number, [number, number][]]),
       superseded: [...c.superseded],
       ...(c.restarted ? { restarted: c.restarted } : {}),
+      ...(c.replayedBy ? { replayedBy: c.replayedBy } : {}),
       ...(c.replay
         ? {
             replay: {
@@ -350,6 +354,7 @@ export class InputGate {
       c.barriers = new Map((h.barriers ?? []).map(([lineage, at]) => [lineage, new Map(at)]));
       c.superseded = new Map(h.superseded ?? []);
       c.restarted = h.restarted;
+      c.replayedBy = h.replayedBy;
       c.watermark = h.watermark;
       c.ended = h.ended;
       if (h.replay) {
@@ -505,6 +510,16 @@ export class InputGate {
       channel.replay.held.push(received);
       return;
     }
+    const by = channel.replayedBy;
+    if (by && decoded.a < by.attempt && (decoded.l ?? decoded.a) === by.lineage) {
+      // A newer attempt of the producer answered this consumer's replay in the same lineage (a
+      // restored source): it sends everything after its restored position again, and whatever
+      // its dead attempt left in the queue lies after that. Taken, the leftovers' later positions
+      // would make this consumer skip what the new attempt sends again, as duplicates.
+      this.fenced++;
+      discard(queue, message.receipt);
+      return;
+    }
     if (decoded.a > channel.attempt) {
       // The producer restarted: its new attempt has not ended, and the old one sends no more.
       channel.attempt = decoded.a;
@@ -606,6 +621,7 @@ export class InputGate {
     discard: (queue: string, receipt: string | undefined) => void,
   ): void {
     channel.replay = undefined;
+    channel.replayedBy = { attempt: end.a, lineage: end.l ?? end.a };
     this.accept(channel, end, 1);
     if (end.w !== undefined) channel.watermark = Math.max(channel.watermark, end.w);
     if (end.a > channel.attempt) channel.attempt = end.a;

@@ -98,3 +98,37 @@ describe('a restart notice', () => {
     await gate.stop();
   });
 });
+
+describe('a restarted consumer whose replay a restarted source answers', () => {
+  it('does not let the dead source attempt\'s leftover messages skip what the new attempt sends again', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    // One record per message. The source's first attempt sent r0..r14; the consumer's dead attempt
+    // took r0..r2, and r3..r14 are still queued when the source dies too.
+    const source = (attempt: number) => new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 1, attempt, lineage: 0, queueOf: () => 'in', transport, inflightLog: true });
+    const old = source(0);
+    for (let i = 0; i < 15; i++) {
+      old.emit(`r${i}`);
+      await old.flush();
+    }
+    for (const m of await transport.receive('in', { max: 3, waitSeconds: 0 })) await transport.delete('in', [m.receipt]);
+
+    // Both restart from scratch. The source's new attempt has re-read r0, r1 when the consumer's
+    // replay request reaches it; it answers, then reads on (r2..r14) in its live group.
+    const restarted = source(1);
+    restarted.restorePositions({ edgeId: 'e0', lineage: 0, position: [0], roundRobin: 0 });
+    const gate = consumer(transport);
+    gate.awaitReplay(key, 1, 1);
+    gate.start();
+    for (let i = 0; i < 2; i++) restarted.emit(`r${i}`);
+    await restarted.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: {} });
+    await restarted.flush();
+    for (let i = 2; i < 15; i++) restarted.emit(`r${i}`);
+    await restarted.flush();
+
+    const got = await take(gate, 20);
+    expect([...new Set(got)].sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))).toEqual(Array.from({ length: 15 }, (_, i) => `r${i}`));
+    expect(gate.counters().missingRecords).toBe(0);
+    await gate.stop();
+  });
+});
