@@ -141,6 +141,12 @@ export interface ChannelPositions {
    * from the queue: multiplexed channels delete what a subtask has taken, see channel-mux.ts).
    */
   ended?: boolean;
+  /**
+   * Lineages superseded by the producer's restart notice before the snapshot, and the notice: a
+   * replay repeats the notice to the restored consumer, whose counters already hold what it counted.
+   */
+  superseded?: [lineage: number, from: number][];
+  restarted?: RestartRule;
 }
 
 export interface InputGateOptions {
@@ -428,9 +434,9 @@ export class InputGate {
    * channel's position is where the first of them starts.
    */
   positions(held: readonly GateEvent[] = []): ChannelPositions[] {
-    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters; ended: boolean }>();
+    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters; ended: boolean; channel: ChannelState }>();
     for (const [key, c] of this.channels) {
-      if (c.positions.size > 0 || hasCounts(c.counters) || c.ended) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters }, ended: c.ended });
+      if (c.positions.size > 0 || hasCounts(c.counters) || c.ended) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters }, ended: c.ended, channel: c });
     }
     for (const { channel, message } of held) {
       if (message.t !== 'd' || message.n === undefined) continue;
@@ -443,7 +449,14 @@ export class InputGate {
       const regeneratedFrom = channel.superseded.get(lineage);
       if (regeneratedFrom !== undefined) entry.counters.regeneratedRecords! -= Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n));
     }
-    return [...out].map(([key, { positions, counters, ended }]) => ({ key, positions: [...positions], counters, ...(ended ? { ended } : {}) }));
+    return [...out].map(([key, { positions, counters, ended, channel }]) => ({
+      key,
+      positions: [...positions],
+      counters,
+      ...(ended ? { ended } : {}),
+      ...(channel.superseded.size > 0 ? { superseded: [...channel.superseded] } : {}),
+      ...(channel.restarted ? { restarted: channel.restarted } : {}),
+    }));
   }
 
   /**
@@ -452,11 +465,13 @@ export class InputGate {
    * processed after the checkpoint shows as missing records.
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
-    for (const { key, positions, counters, ended } of state) {
+    for (const { key, positions, counters, ended, superseded, restarted } of state) {
       const c = this.channels.get(key);
       if (!c) continue;
       if (counters) c.counters = { ...zeroCounters(), ...counters };
       if (ended) c.ended = true;
+      if (superseded) c.superseded = new Map(superseded);
+      if (restarted) c.restarted = restarted;
       for (const [lineage, next] of positions) {
         c.positions.set(lineage, next);
         // The snapshot was taken at the barrier: where a producer restarting from it goes on.
@@ -762,6 +777,19 @@ export class InputGate {
    */
   private supersede(channel: ChannelState, rule: RestartRule): void {
     if (!channel.restarted || rule.lineage > channel.restarted.lineage) channel.restarted = rule;
+    if (rule.at && rule.at[0] < rule.lineage) {
+      // Below where the producer's checkpoint left its lineage, nothing comes again. This consumer
+      // holds everything up to there, unless it restored from an older checkpoint than the
+      // producer (one that completed just after it restarted, with its dead attempt's
+      // acknowledgement): what its dead attempt consumed in between is gone with the producer's
+      // log. Missing, counted now, since no later position of the lineage may ever show the gap.
+      const [lineage, at] = rule.at;
+      const position = channel.positions.get(lineage) ?? 0;
+      if (position < at) {
+        channel.counters.missingRecords += at - position;
+        channel.positions.set(lineage, at);
+      }
+    }
     for (const [older, position] of channel.positions) {
       if (older >= rule.lineage || channel.superseded.has(older)) continue;
       const start = regeneratedFrom(channel, rule, older);

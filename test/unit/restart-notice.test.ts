@@ -72,7 +72,7 @@ describe('a restart notice', () => {
     await gate.stop();
   });
 
-  it('says where the checkpoint it restored from left each channel: only what the consumer takes after that counts, whether it saw the barrier or not', async () => {
+  it('is counted once: a consumer restored from a checkpoint taken after it does not count it again when a replay repeats it', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);
     const old = writer(transport, 0);
@@ -83,18 +83,50 @@ describe('a restart notice', () => {
     old.emitEvent({ t: 'b', c: 4 });
     const atCheckpoint4 = old.positions();
     for (let i = 3; i < 7; i++) old.emit(`a${i}`);
+    await old.flush();
+    const first = consumer(transport);
+    first.start();
+    expect(await take(first)).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6']);
 
-    // The producer restored from checkpoint 4 (its channel at position 3 of lineage 0) and said so
-    // before its dead attempt's last messages reached this consumer, restored from checkpoint 2.
+    // The producer restores from checkpoint 4 (position 3 of lineage 0): a3..a6 come again.
     const restarted = writer(transport, 1000);
     restarted.announceRestart(4, [atCheckpoint4]);
+    restarted.emit('b3');
+    restarted.emitEvent({ t: 'b', c: 5 });
     await restarted.flush();
-    await old.flush();
+    expect(await take(first)).toEqual(['b3']);
+    expect(first.counters().regeneratedRecords).toBe(4);
+    const snapshotAt5 = first.positions();
+    await first.stop();
+
+    // The consumer restarts from checkpoint 5 and asks the producer for its replay, which repeats the notice.
+    const second = consumer(transport, { positions: snapshotAt5, checkpointId: 5 });
+    second.awaitReplay(key, 1000, 1);
+    second.start();
+    await restarted.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1000, request: 1, from: { 0: snapshotAt5[0]!.positions } });
+    restarted.emit('b4');
+    await restarted.flush();
+    expect(await take(second)).toEqual(['b4']);
+    expect(second.counters()).toMatchObject({ regeneratedRecords: 4, missingRecords: 0 });
+    await second.stop();
+  });
+});
+
+describe('a restart notice past what a restarted consumer restored', () => {
+  it('counts the records between as missing: its dead attempt consumed them, and nothing sends them again', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    // The consumer restored from checkpoint 2 (position 1); checkpoint 4 (position 3) completed
+    // right after, with its dead attempt's acknowledgement. Its producer died too and restored from 4.
+    const restarted = writer(transport, 1000);
+    restarted.announceRestart(4, [{ edgeId: 'e0', lineage: 0, position: [3], roundRobin: 0 }]);
+    for (let i = 0; i < 2; i++) restarted.emit(`b${i}`);
+    await restarted.flush();
     const gate = consumer(transport, { positions: [{ key, positions: [[0, 1]] }], checkpointId: 2 });
     gate.start();
-    expect(await take(gate)).toEqual(['a1', 'a2', 'a3', 'a4', 'a5', 'a6']);
-    // a3..a6 (positions 3..6, after barrier 4) are regenerated; a1 and a2 are not.
-    expect(gate.counters().regeneratedRecords).toBe(4);
+    expect(await take(gate)).toEqual(['b0', 'b1']);
+    // Positions 1 and 2 of lineage 0: not in the restored state, not regenerated, not replayable.
+    expect(gate.counters()).toMatchObject({ missingRecords: 2, regeneratedRecords: 0 });
     await gate.stop();
   });
 });
