@@ -3,8 +3,9 @@
  * issue 9 states it:
  *   region, full       the job finishes; nothing lost, nothing duplicated, nothing wrong;
  *   single             the job finishes (never hangs); the loss measured equals the records its
- *                      producers dropped for the unavailable consumer (on the edge whose records
- *                      the output counts: the demo's generator, the join's behaviour events), and
+ *                      producers dropped for the unavailable consumer (on the edges whose records
+ *                      the output counts: the demo's generator, the join's behaviour events and
+ *                      the join's output to its unchained sink; runner.ts countedTasks), and
  *                      the duplicates measured equal what consumers counted as regenerated (the
  *                      dead attempt's output after the checkpoint its producer restored from,
  *                      sent again). Input a dead attempt had consumed after its checkpoint is
