@@ -169,7 +169,7 @@ async function runHandler(setup: Setup, strategy: FailoverStrategy, sendControl?
   const view = async (): Promise<JobView> => ({
     job: { ...(await jobs.getJob(JOB_ID)), units: job.units, regions: job.regions, queues: job.queues },
     units: await jobs.getUnits(JOB_ID),
-    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
+    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} },
   });
   const sent: HandlerRun['sent'] = [];
   const launches: HandlerRun['launches'] = [];

@@ -63,7 +63,7 @@ export function renderStatus(body: any, now: number = Date.now()): string {
       schedule?.nextFireTimes?.[0] ? ` (next ${formatTime(Date.parse(schedule.nextFireTimes[0]))})` : ''
     }`,
     `regions    ${regions.length}`,
-    `totals     in ${totals.recordsIn ?? 0}   out ${totals.recordsOut ?? 0}   dropped ${totals.dropped ?? 0}   missing ${totals.missing ?? 0}   replayed ${totals.replayed ?? 0}   duplicates discarded ${totals.duplicateRecords ?? 0}   regenerated ${totals.regenerated ?? 0}   resent ${totals.resent ?? 0}   requests ${Object.entries(totals.requests ?? {})
+    `totals     in ${totals.recordsIn ?? 0}   out ${totals.recordsOut ?? 0}   dropped ${totals.dropped ?? 0}   missing ${totals.missing ?? 0} (unreplayed ${totals.unreplayed ?? 0})   replayed ${totals.replayed ?? 0}   duplicates discarded ${totals.duplicateRecords ?? 0}   regenerated ${totals.regenerated ?? 0}   resent ${totals.resent ?? 0}   requests ${Object.entries(totals.requests ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(' ') || '-'}`,
     '',

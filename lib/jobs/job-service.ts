@@ -62,6 +62,8 @@ export interface JobTotals {
   duplicateRecords: number;
   /** Input records a restarted producer sends again (the duplicates single-point recovery delivers downstream). */
   regenerated: number;
+  /** Input records consumers asked for in a replay that no producer had any more: lost (part of `missing`). */
+  unreplayed: number;
   /** Records producers sent again from their in-flight logs to restarted consumers. */
   resent: number;
   requests: Record<string, number>;
@@ -155,7 +157,7 @@ export class JobService {
     const graph = await this.graphOf(jobId);
     const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
     const sinks = new Set(graph.tasks.filter((t) => t.operators.at(-1)!.kind === 'sink').map((t) => t.id));
-    const totals: JobTotals = { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} };
+    const totals: JobTotals = { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} };
     for (const unit of units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
         const taskId = id.slice(0, id.lastIndexOf('#'));
@@ -168,6 +170,7 @@ export class JobService {
       totals.replayed += counters.replayedRecords ?? 0;
       totals.duplicateRecords += counters.duplicateRecords ?? 0;
       totals.regenerated += counters.regeneratedRecords ?? 0;
+      totals.unreplayed += counters.unreplayedRecords ?? 0;
       totals.resent += counters.resentRecords ?? 0;
       for (const [service, n] of Object.entries(unit.requests ?? {})) totals.requests[service] = (totals.requests[service] ?? 0) + n;
     }

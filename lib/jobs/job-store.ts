@@ -117,7 +117,7 @@ export function storedJob(job: JobRecord): StoredJob {
  */
 const CARRIED = new Set(['duplicates', 'fenced', 'replayedRecords', 'expiredReceipts']);
 /** Every counter a unit's totals show: the carried ones and the checkpointed ones. */
-const TOTALLED = new Set([...CARRIED, 'dropped', 'duplicateRecords', 'missingRecords', 'regeneratedRecords', 'resentRecords']);
+const TOTALLED = new Set([...CARRIED, 'dropped', 'duplicateRecords', 'missingRecords', 'regeneratedRecords', 'unreplayedRecords', 'resentRecords']);
 
 /** The carried counters of a record plus what its own stats say (of every counter the totals show). */
 export function countersWithCarried(unit: Pick<UnitRecord, 'stats' | 'carried'>): { [counter: string]: number } {

@@ -46,6 +46,8 @@ export interface SubtaskStats {
   replayedRecords?: number;
   /** Input records a restarted producer sends again: what this consumer took of its dead attempt after the producer's restore point. */
   regeneratedRecords?: number;
+  /** Input records asked for in a replay that no producer had any more: lost, and part of `missingRecords`. */
+  unreplayedRecords?: number;
   /** Output records sent again to restarted consumers from the in-flight logs. */
   resentRecords?: number;
   /** Input deletes whose receipt had expired. */
@@ -55,7 +57,7 @@ export interface SubtaskStats {
   /** Times the subtask failed and was restarted alone inside its unit (this unit attempt; single-point strategies). */
   restarts?: number;
   /** The three record counters per input channel (edge/producer), channels with any only. */
-  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number }>;
+  channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number; unreplayedRecords?: number }>;
 }
 
 export interface UnitRecord {

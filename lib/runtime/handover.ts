@@ -68,6 +68,13 @@ export interface ChannelCounters {
   regeneratedRecords?: number;
   /** Records processed from messages received before (ApproximateReceiveCount > 1). */
   replayedRecords: number;
+  /**
+   * Records this consumer asked its producer to replay that no one has any more (part of
+   * `missingRecords`): after its checkpoint its dead attempt consumed them, and the producer's log
+   * no longer holds them (it restarted with the producer, or was trimmed by a checkpoint this
+   * consumer did not restore from). Lost, and known to be. Absent in older states.
+   */
+  unreplayedRecords?: number;
 }
 
 /** One record writer (one output edge) as the producer left it. */

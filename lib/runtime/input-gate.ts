@@ -288,12 +288,13 @@ export class InputGate {
 
   /** Totals over all channels. */
   counters(): InputCounters {
-    const total = { ...zeroCounters(), expiredReceipts: this.expiredReceipts, reordered: this.reordered };
+    const total = { ...zeroCounters(), unreplayedRecords: 0, expiredReceipts: this.expiredReceipts, reordered: this.reordered };
     for (const c of this.channels.values()) {
       total.duplicateRecords += c.counters.duplicateRecords;
       total.missingRecords += c.counters.missingRecords;
       total.replayedRecords += c.counters.replayedRecords;
       total.regeneratedRecords! += c.counters.regeneratedRecords ?? 0;
+      total.unreplayedRecords! += c.counters.unreplayedRecords ?? 0;
     }
     return total;
   }
@@ -302,7 +303,7 @@ export class InputGate {
   channelCounters(): Record<string, ChannelCounters> {
     const out: Record<string, ChannelCounters> = {};
     for (const [key, c] of this.channels) {
-      if (c.counters.duplicateRecords || c.counters.missingRecords || c.counters.replayedRecords || c.counters.regeneratedRecords) out[key] = { ...c.counters };
+      if (hasCounts(c.counters)) out[key] = { ...c.counters };
     }
     return out;
   }
@@ -637,6 +638,8 @@ export class InputGate {
   ): void {
     channel.replay = undefined;
     channel.replayedBy = { attempt: end.a, lineage: end.l ?? end.a };
+    // What the producer's log no longer had: counted missing by the jump too, and lost for good.
+    if (end.g) channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + end.g;
     this.accept(channel, end, 1);
     if (end.w !== undefined) channel.watermark = Math.max(channel.watermark, end.w);
     if (end.a > channel.attempt) channel.attempt = end.a;
@@ -787,6 +790,7 @@ export class InputGate {
       const position = channel.positions.get(lineage) ?? 0;
       if (position < at) {
         channel.counters.missingRecords += at - position;
+        channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + at - position;
         channel.positions.set(lineage, at);
       }
     }
@@ -962,4 +966,4 @@ function regeneratedFrom(channel: ChannelState, rule: RestartRule, older: number
   return rule.from > 0 ? (channel.barriers.get(older)?.get(rule.from) ?? 0) : 0;
 }
 
-const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0;
+const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0 || (c.unreplayedRecords ?? 0) > 0;

@@ -35,10 +35,12 @@ export type ChannelEvent =
   | { t: 'e' }
   /**
    * End of a replay: live messages continue from record position `n`, and with message `ls` of
-   * the producer's live group; `e` set when its end of input was sent. (`w`, the producer's
-   * watermark, is no longer sent here: a `w` event before the end carries it, in the replay's order.)
+   * the producer's live group; `e` set when its end of input was sent; `g`: records from the
+   * position asked for that the producer's log no longer held (lost: the consumer counts them).
+   * (`w`, the producer's watermark, is no longer sent here: a `w` event before the end carries
+   * it, in the replay's order.)
    */
-  | { t: 'x'; ls?: number; w?: number; e?: number }
+  | { t: 'x'; ls?: number; w?: number; e?: number; g?: number }
   /**
    * The producer restarted from checkpoint `c` (0: from scratch) and starts lineage `l`: what it
    * sent in its older lineages after barrier `c` it sends again (the consumer counts them). `f`:

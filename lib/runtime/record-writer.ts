@@ -275,7 +275,11 @@ export class RecordWriter {
     // The live group's first message is the restart notice, if any: everything before `ls` is
     // skipped by the consumer, so the replay must carry it.
     const restart = this.restartNotice && restartEvent(this.restartNotice, consumer);
-    const tail = this.log ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended, ...(restart ? { restart } : {}) } : {};
+    // A log that starts after the position asked for cannot give what lies between: it says so.
+    const unreplayable = Math.max(0, taken.from - position);
+    const tail = this.log
+      ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended, ...(restart ? { restart } : {}), ...(unreplayable > 0 ? { unreplayable } : {}) }
+      : {};
     const excerpt = this.log ? await this.log.complete(taken, position) : taken;
     const groupId = replayGroupId(address);
     const list = this.outbox.get(consumer) ?? [];

@@ -154,7 +154,9 @@ export class ReplayRequester {
       gate.awaitReplay(key, this.options.consumerAttempt, request);
       const address = { producer: channel.producer, attempt: final.attempt, consumerAttempt: this.options.consumerAttempt, request };
       const consumer = this.options.consumerIndex % final.log.channels.length;
-      gate.injectReplay(key, replayBodies(excerpt, address, { ended: true, ...(final.restart ? { restart: restartEvent(final.restart, consumer) } : {}) }));
+      const unreplayable = Math.max(0, taken.from - position);
+      const tail = { ended: true, ...(final.restart ? { restart: restartEvent(final.restart, consumer) } : {}), ...(unreplayable > 0 ? { unreplayable } : {}) };
+      gate.injectReplay(key, replayBodies(excerpt, address, tail));
       this.fromFinalLogs++;
       this.options.logger?.info(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`, { channel: key, log: newest.key });
     }

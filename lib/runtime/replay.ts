@@ -18,6 +18,9 @@
  *    in flight, not processed); then its live group goes on at `ls` (earlier messages of it are
  *    dropped), at once: no waiting to learn where the group starts. Record positions the replay
  *    skips (records dropped for an unavailable consumer, or given up by a full log) count missing.
+ *    What the producer's log no longer held from the position asked for (it starts later: the
+ *    producer restarted from a later checkpoint than the consumer, or the log was trimmed by one
+ *    the consumer did not restore from) the end says (`g`), and the consumer counts it unreplayed.
  * 4. A producer whose subtask finished (its unit may have exited) wrote its log to S3 at the end
  *    (`finalLogKey`); the consumer reads it there when no replay came. A request that got no
  *    answer is sent again with the next request number (the producer may have restarted: its new
@@ -105,6 +108,8 @@ export interface ReplayTail {
   watermark?: number;
   /** The producer sent its end of input on the channel. */
   ended?: boolean;
+  /** Records from the consumer's position that the log no longer holds (it starts later). */
+  unreplayable?: number;
 }
 
 /**
@@ -135,7 +140,7 @@ export function replayBodies(excerpt: LogExcerpt, address: ReplayAddress, tail: 
   // barriers: the consumer may hold those back (a barrier alignment), and a watermark taken at
   // once, with the end, would fire event-time windows without them and make them late.
   if (tail.watermark !== undefined) bodies.push(`${head()},"n":${excerpt.end},"t":"w","w":${tail.watermark}}`);
-  const extra = `${tail.nextSequence !== undefined ? `,"ls":${tail.nextSequence}` : ''}${tail.ended ? ',"e":1' : ''}`;
+  const extra = `${tail.nextSequence !== undefined ? `,"ls":${tail.nextSequence}` : ''}${tail.ended ? ',"e":1' : ''}${tail.unreplayable ? `,"g":${tail.unreplayable}` : ''}`;
   bodies.push(`${head()},"n":${excerpt.end},"t":"x"${extra}}`);
   return bodies;
 }

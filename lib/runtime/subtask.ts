@@ -129,6 +129,8 @@ export interface SubtaskCounters {
   replayedRecords: number;
   /** Input records a restarted producer sends again (what this consumer took of its dead attempt after its restore point). */
   regeneratedRecords: number;
+  /** Input records asked for in a replay that no producer had any more: lost (part of `missingRecords`). */
+  unreplayedRecords: number;
   /** Output records sent again to restarted consumers from the in-flight logs. */
   resentRecords: number;
   /** Input deletes whose receipt had expired (the message came again). */
@@ -555,6 +557,7 @@ export class SubtaskRunner {
       missingRecords: counters?.missingRecords ?? carried?.missingRecords ?? 0,
       replayedRecords: counters?.replayedRecords ?? carried?.replayedRecords ?? 0,
       regeneratedRecords: counters?.regeneratedRecords ?? carried?.regeneratedRecords ?? 0,
+      unreplayedRecords: counters?.unreplayedRecords ?? carried?.unreplayedRecords ?? 0,
       resentRecords: this.output.resent + (carried?.resentRecords ?? 0),
       expiredReceipts: counters?.expiredReceipts ?? carried?.expiredReceipts ?? 0,
       reordered: counters?.reordered ?? carried?.reordered ?? 0,

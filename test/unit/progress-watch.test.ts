@@ -10,7 +10,7 @@ function view(source: SubtaskStats, agg: SubtaskStats): JobView {
   return {
     job: { jobId: 'j', status: 'RUNNING' } as JobView['job'],
     units: [unit('gen-0', 'gen#0', source), unit('agg-0', 'agg#0', agg)],
-    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
+    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} },
   };
 }
 

@@ -211,6 +211,23 @@ describe('replay to a restarted consumer', () => {
     await gate.stop();
   });
 
+  it('says what a restored source can no longer give, and the consumer counts it unreplayed (lost), beside missing', async () => {
+    const transport = new MemoryChannelTransport();
+    const writer = await producer(transport, 1);
+    // The source restored from a later checkpoint than its consumer: its log starts at 5, the consumer is at 2.
+    writer.restorePositions({ edgeId: 'e0', lineage: 0, position: [5], roundRobin: 0 });
+    for (let i = 5; i < 8; i++) writer.emit(i);
+    const gate = consumer(transport, [{ key: channelKey('e0', 0), positions: [[0, 2]] }]);
+    gate.awaitReplay(channelKey('e0', 0), 1, 1);
+    gate.start();
+    await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
+    await writer.flush();
+    expect((await take(gate)).filter((e) => /^\d/.test(e))).toEqual(['5,6,7']);
+    expect(gate.counters()).toMatchObject({ missingRecords: 3, unreplayedRecords: 3 });
+    expect(gate.channelCounters()[channelKey('e0', 0)]).toMatchObject({ unreplayedRecords: 3 });
+    await gate.stop();
+  });
+
   it('takes a replay injected from a finished producer log like one from the queue', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);

@@ -22,7 +22,7 @@ const unit = (unitId: string, attempt: number, status: string): UnitRecord => ({
 const view = (units: UnitRecord[]): JobView => ({
   job: { jobId: 'j', status: 'RUNNING', settings: { heartbeatTimeoutMs: 10_000 } } as JobView['job'],
   units,
-  totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
+  totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} },
 });
 const exit = (unitId: string, attempt: number, extra: object = {}) => ({ jobId: 'j', unitId, attempt, code: null, signal: 'SIGKILL', at: 1500, ...extra });
 

@@ -80,7 +80,7 @@ describe('CLI tables', () => {
     expect(status).toContain('status     RUNNING');
     expect(status).toContain('checkpoints: regional handle, every 5 minutes (next 2026-01-01 12:05:00Z)');
     expect(status).toContain('regions    2');
-    expect(status).toContain('totals     in 10   out 9   dropped 1   missing 0   replayed 0   duplicates discarded 0   regenerated 0   resent 0   requests sqs=5');
+    expect(status).toContain('totals     in 10   out 9   dropped 1   missing 0 (unreplayed 0)   replayed 0   duplicates discarded 0   regenerated 0   resent 0   requests sqs=5');
     expect(status).toMatch(/source-0\s+1\s+3\s+RUNNING\s+3s ago\s+10\s+9\s+1/);
     expect(status).toMatch(/sink-0\s+0\s+0\s+STARTING\s+5m ago\s+0\s+0\s+0/);
     expect(status).toMatch(/e1-0\s+UNAVAILABLE\s+1/);

@@ -62,7 +62,7 @@ describe('job API handlers on memory ports', () => {
     for (const u of res.body.units) expect(u).toMatchObject({ attempt: 0, invocation: 0, status: 'STARTING' });
     expect(res.body.regions.length).toBeGreaterThan(0);
     expect(res.body.availability).toEqual([{ subPartition: 'e1-0', status: 'UNAVAILABLE', attempt: 1 }]);
-    expect(res.body.totals).toEqual({ recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} });
+    expect(res.body.totals).toEqual({ recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} });
     expect(res.body.schedule).toEqual({ jobId: a, schedule: null, description: 'off', nextFireTimes: [] });
   });
 

@@ -105,7 +105,7 @@ async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
   const view = async (): Promise<JobView> => ({
     job: { ...(await jobs.getJob('job')), units, regions: graph.regions, queues: [] },
     units: await jobs.getUnits('job'),
-    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, resent: 0, requests: {} },
+    totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} },
   });
   const failure = (unitId: string, attempt = 0): UnitFailure => ({
     unitId,
