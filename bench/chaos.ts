@@ -4,7 +4,8 @@
  * One row per schedule, a summary per strategy, JSON in bench/results/chaos.json. Exits non-zero
  * when a schedule breaks what its strategy promises:
  *   region, full       FINISHED, nothing lost, nothing duplicated;
- *   single             never hangs; loss and duplicates within what the consumers reported;
+ *   single             never hangs; loss and duplicates within what was reported (loss = dropped +
+ *                      unreplayed, duplicates = regenerated);
  *                      no duplicates when only sources were killed;
  *   single-buffered    the same, and nothing dropped, nothing lost (bench/chaos/verdict.ts).
  *   single-exact       nothing lost, nothing duplicated, and only the killed units restart.
@@ -40,7 +41,7 @@ const args = benchFlags(
   }),
 );
 
-const HEADER = 'seed  job   strategy         outcome   lost  dup  drops  missing  regen     recovery ms (sup: superseded) time   kills';
+const HEADER = 'seed  job   strategy         outcome   lost  dup  drops unrepl  missing  regen     recovery ms (sup: superseded) time   kills';
 
 async function main(): Promise<number> {
   if (args.judge) return judgeSaved(args.judge);
@@ -97,6 +98,7 @@ function report(results: ChaosResult[], strategies: readonly FailoverStrategy[],
       lost: runs.reduce((n, r) => n + r.lost, 0),
       duplicated: runs.reduce((n, r) => n + r.duplicated, 0),
       reportedDropped: runs.reduce((n, r) => n + r.reportedDropped, 0),
+      reportedUnreplayed: runs.reduce((n, r) => n + (r.reportedUnreplayed ?? 0), 0),
       reportedMissing: runs.reduce((n, r) => n + r.reportedMissing, 0),
       reportedDuplicates: runs.reduce((n, r) => n + r.reportedDuplicates, 0),
       recoveryMs: { samples: recovery.length, median: quantile(recovery, 0.5), worst: recovery.at(-1) ?? null },
@@ -104,11 +106,11 @@ function report(results: ChaosResult[], strategies: readonly FailoverStrategy[],
   });
   if (!print) return { summary, broken: results.filter((r) => !verdict(r).ok).length };
   console.log('');
-  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported missing  reported regenerated  recovery median / worst (ms)');
+  console.log('strategy          runs  finished  failed  hung  broken     lost  duplicated  reported drops  reported unreplayed  reported missing  reported regenerated  recovery median / worst (ms)');
   for (const s of summary) {
     console.log(
       `${s.strategy.padEnd(17)} ${String(s.runs).padStart(4)}  ${String(s.finished).padStart(8)}  ${String(s.failed).padStart(6)}  ${String(s.hung).padStart(4)}  ${String(s.broken).padStart(6)}  ` +
-        `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedMissing).padStart(16)}  ${String(s.reportedDuplicates).padStart(17)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
+        `${String(s.lost).padStart(7)}  ${String(s.duplicated).padStart(10)}  ${String(s.reportedDropped).padStart(14)}  ${String(s.reportedUnreplayed).padStart(19)}  ${String(s.reportedMissing).padStart(16)}  ${String(s.reportedDuplicates).padStart(17)}  ${s.recoveryMs.median ?? '-'} / ${s.recoveryMs.worst ?? '-'}`,
     );
   }
   // Beside the simulated recovery of bench:recovery (parallelism 4000, a latency model), if it ran.
@@ -153,7 +155,7 @@ function row(r: ChaosResult): string {
   const mark = verdict(r).ok ? ' ' : '!';
   return (
     `${String(r.schedule.seed).padEnd(5)} ${r.schedule.job.padEnd(5)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +
-    `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedMissing).padStart(8)} ${String(r.reportedDuplicates).padStart(9)}  ` +
+    `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedUnreplayed ?? 0).padStart(6)} ${String(r.reportedMissing).padStart(8)} ${String(r.reportedDuplicates).padStart(9)}  ` +
     `${recovery.padEnd(15)} ${(r.totalMs / 1000).toFixed(0).padStart(4)} s  ${kills}`
   );
 }

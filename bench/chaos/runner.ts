@@ -86,6 +86,13 @@ export interface ChaosResult {
   reportedDropped: number;
   /** Reported by consumers: records they never saw (position gaps: the drops again, seen from the other side). */
   reportedMissing: number;
+  /**
+   * Reported by the consumers of the counted tasks (`countedTasks`): records they asked for in a
+   * replay that no producer had any more (their dead attempt consumed them, and the producer's log
+   * went with a restart of the producer or was trimmed past them). Lost, and reported as such.
+   * Absent from results saved before it was counted.
+   */
+  reportedUnreplayed?: number;
   /** Reported by consumers: records a restarted producer sent again (regenerated after its restore point). */
   reportedDuplicates: number;
   /** Failure events the job recorded, with their recovery times. */
@@ -251,6 +258,7 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     wrong: measured.wrong,
     reportedDropped: countedTasks(schedule.job).reduce((n, task) => n + droppedBy(view, task), 0),
     reportedMissing: reportedCounter(view, 'missingRecords'),
+    reportedUnreplayed: unreplayedFrom(view, graph, countedTasks(schedule.job)),
     reportedDuplicates: reportedCounter(view, 'regeneratedRecords'),
     failures: events.map(describeEvent),
     restarted: view.units.filter((u) => u.attempt > 0).map((u) => `${u.unitId}#${u.attempt}`),
@@ -277,6 +285,18 @@ function reportedCounter(view: JobView, name: 'missingRecords' | 'regeneratedRec
  */
 export function countedTasks(job: ChaosJob): string[] {
   return job === 'demo' ? ['generator'] : ['events', 'join'];
+}
+
+/** Records the consumers of these tasks' output edges count as unreplayed (per input channel: `<edge>/<producer>`). */
+function unreplayedFrom(view: JobView, graph: { tasks: { inputs: { id: string; from: string }[] }[] }, tasks: readonly string[]): number {
+  const counted = new Set(graph.tasks.flatMap((t) => t.inputs.filter((e) => tasks.includes(e.from)).map((e) => e.id)));
+  let n = 0;
+  for (const u of view.units) {
+    for (const s of Object.values(u.stats ?? {})) {
+      for (const [channel, c] of Object.entries(s.channels ?? {})) if (counted.has(channel.slice(0, channel.lastIndexOf('/')))) n += c.unreplayedRecords ?? 0;
+    }
+  }
+  return n;
 }
 
 /** Records the subtasks of one task dropped for unavailable consumers. */

@@ -38,6 +38,11 @@ describe('chaos verdict', () => {
     expect(verdict(result('single', { lost: 10, reportedDropped: 10, reportedMissing: 10, duplicated: 4, reportedDuplicates: 4 })).ok).toBe(true);
     expect(verdict(result('single', { lost: 11, reportedDropped: 10 })).why).toEqual(['11 events lost, but the producers reported 10 dropped']);
     expect(verdict(result('single', { lost: 9, reportedDropped: 10 })).ok).toBe(false);
+    // Loss a replay could not give back (the producer's log went with it) is allowed, if the consumers reported it.
+    expect(verdict(result('single', { lost: 15, reportedDropped: 10, reportedUnreplayed: 5, reportedMissing: 15 })).ok).toBe(true);
+    expect(verdict(result('single', { lost: 16, reportedDropped: 10, reportedUnreplayed: 5 })).why).toEqual(['16 events lost, but the producers reported 10 dropped and the consumers 5 unreplayed']);
+    // Missing records alone are not enough: drops show up as missing too, so they cannot tell loss in no counter from reported loss.
+    expect(verdict(result('single', { lost: 15, reportedDropped: 10, reportedMissing: 15 })).ok).toBe(false);
     expect(verdict(result('single', { duplicated: 3, reportedDuplicates: 4 })).why).toEqual(['3 events duplicated, but the consumers reported 4 regenerated']);
     const sourceOnly = { kills: [kill('generator-0#0', 'generator-1#0')], duplicated: 3, reportedDuplicates: 3 };
     expect(verdict(result('single', sourceOnly)).why).toEqual(['3 events duplicated by source restarts']);
