@@ -62,7 +62,7 @@ export interface JobTotals {
   duplicateRecords: number;
   /** Input records a restarted producer sends again (the duplicates single-point recovery delivers downstream). */
   regenerated: number;
-  /** Input records consumers asked for in a replay that no producer had any more: lost (part of `missing`). */
+  /** Input records consumers skipped for good that no producer counts as dropped: lost (part of `missing`). */
   unreplayed: number;
   /** Records producers sent again from their in-flight logs to restarted consumers. */
   resent: number;

@@ -46,6 +46,8 @@ export interface ChannelHandover {
   restarted?: { lineage: number; from: number; at?: [number, number] };
   /** The producer attempt and lineage whose replay the consumer took last (its older attempts' leftovers are fenced). */
   replayedBy?: { attempt: number; lineage: number };
+  /** Positions skipped (missing) per lineage, [lineage, from, to] (skipped-ranges.ts). */
+  skipped?: [number, number, number][];
   /**
    * A replay still waited for (see replay.ts): its request, the next message of its group, the
    * ones that came early, and the live messages held for it (a direct queue also leaves them in
@@ -69,10 +71,12 @@ export interface ChannelCounters {
   /** Records processed from messages received before (ApproximateReceiveCount > 1). */
   replayedRecords: number;
   /**
-   * Records this consumer asked its producer to replay that no one has any more (part of
-   * `missingRecords`): after its checkpoint its dead attempt consumed them, and the producer's log
-   * no longer holds them (it restarted with the producer, or was trimmed by a checkpoint this
-   * consumer did not restore from). Lost, and known to be. Absent in older states.
+   * Records this consumer skipped for good that no producer counts (part of `missingRecords`):
+   * ones it asked its producer to replay that no one has any more (after its checkpoint its dead
+   * attempt consumed them, and the producer's log no longer holds them: it restarted with the
+   * producer, or was trimmed by a checkpoint this consumer did not restore from), and ones dropped
+   * for it that a source restored from before the drop sends again when it is past them (the
+   * source's restored counter no longer holds the drop). Lost, and known to be. Absent in older states.
    */
   unreplayedRecords?: number;
 }

@@ -37,6 +37,7 @@ import type { ExecutionEdge } from '../graph/execution-graph';
 import { producersOf } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
 import { decodeChannelMessage, type ChannelMessage } from './messages';
+import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
 
 export interface ChannelState {
   edge: ExecutionEdge;
@@ -62,6 +63,8 @@ export interface ChannelState {
   restarted: RestartRule | undefined;
   /** The producer attempt, and its lineage, whose replay this consumer took last (see `take`). */
   replayedBy: { attempt: number; lineage: number } | undefined;
+  /** Per lineage: record positions skipped (counted missing) and not sent again since (skipped-ranges.ts). */
+  skipped: Map<number, Range[]>;
 }
 
 /** A restart notice (messages.ts, `r`): lineage `lineage` restarted from checkpoint `from`, which left the channel at `at`. */
@@ -147,6 +150,8 @@ export interface ChannelPositions {
    */
   superseded?: [lineage: number, from: number][];
   restarted?: RestartRule;
+  /** Positions skipped (missing) per lineage, [lineage, from, to]: a source that sends them again finds them lost. */
+  skipped?: [lineage: number, from: number, to: number][];
 }
 
 export interface InputGateOptions {
@@ -246,6 +251,7 @@ export class InputGate {
           superseded: new Map(),
           restarted: undefined,
           replayedBy: undefined,
+          skipped: new Map(),
         });
       }
     }
@@ -326,6 +332,7 @@ export class InputGate {
       superseded: [...c.superseded],
       ...(c.restarted ? { restarted: c.restarted } : {}),
       ...(c.replayedBy ? { replayedBy: c.replayedBy } : {}),
+      ...(c.skipped.size > 0 ? { skipped: skippedState(c) } : {}),
       ...(c.replay
         ? {
             replay: {
@@ -362,6 +369,7 @@ export class InputGate {
       c.superseded = new Map(h.superseded ?? []);
       c.restarted = h.restarted;
       c.replayedBy = h.replayedBy;
+      c.skipped = skippedFrom(h.skipped);
       c.watermark = h.watermark;
       c.ended = h.ended;
       if (h.replay) {
@@ -457,6 +465,7 @@ export class InputGate {
       ...(ended ? { ended } : {}),
       ...(channel.superseded.size > 0 ? { superseded: [...channel.superseded] } : {}),
       ...(channel.restarted ? { restarted: channel.restarted } : {}),
+      ...(channel.skipped.size > 0 ? { skipped: skippedState(channel) } : {}),
     }));
   }
 
@@ -466,13 +475,14 @@ export class InputGate {
    * processed after the checkpoint shows as missing records.
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
-    for (const { key, positions, counters, ended, superseded, restarted } of state) {
+    for (const { key, positions, counters, ended, superseded, restarted, skipped } of state) {
       const c = this.channels.get(key);
       if (!c) continue;
       if (counters) c.counters = { ...zeroCounters(), ...counters };
       if (ended) c.ended = true;
       if (superseded) c.superseded = new Map(superseded);
       if (restarted) c.restarted = restarted;
+      if (skipped) c.skipped = skippedFrom(skipped);
       for (const [lineage, next] of positions) {
         c.positions.set(lineage, next);
         // The snapshot was taken at the barrier: where a producer restarting from it goes on.
@@ -747,7 +757,10 @@ export class InputGate {
     // A lineage numbers its records from 0: a first message past 0 means records this consumer never saw
     // (its dead attempt consumed them before the checkpoint it restored, if any, or they were dropped).
     const position = channel.positions.get(lineage) ?? 0;
-    if (m.n > position) channel.counters.missingRecords += m.n - position;
+    if (m.n > position) {
+      channel.counters.missingRecords += m.n - position;
+      addSkipped(this.skippedOf(channel, lineage), position, m.n);
+    }
     if (m.t !== 'd') {
       channel.positions.set(lineage, Math.max(position, m.n));
       if (m.t === 'b') this.noteBarrier(channel, lineage, m.c, m.n);
@@ -757,6 +770,10 @@ export class InputGate {
     channel.positions.set(lineage, Math.max(position, end));
     const skip = Math.max(0, Math.min(position - m.n, m.r.length));
     channel.counters.duplicateRecords += skip;
+    // Sent again below the position: records this consumer skipped are lost (it is past them), and
+    // a restored source that sends them again no longer counts their drop. Counted here.
+    const resentSkipped = skip > 0 ? takeSkipped(channel.skipped.get(lineage) ?? [], m.n, m.n + skip) : 0;
+    if (resentSkipped > 0) channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + resentSkipped;
     if (skip === m.r.length) return undefined;
     if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
     // Records of a lineage whose producer restarted from before them: it sends them again. A
@@ -764,6 +781,12 @@ export class InputGate {
     const regeneratedFrom = channel.superseded.get(lineage) ?? this.supersedeLate(channel, lineage);
     if (regeneratedFrom !== undefined) channel.counters.regeneratedRecords! += Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
     return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
+  }
+
+  private skippedOf(channel: ChannelState, lineage: number): Range[] {
+    let ranges = channel.skipped.get(lineage);
+    if (!ranges) channel.skipped.set(lineage, (ranges = []));
+    return ranges;
   }
 
   private noteBarrier(channel: ChannelState, lineage: number, checkpointId: number, position: number): void {
@@ -953,6 +976,18 @@ function gapError(channel: ChannelState, attempt: number, group: GroupOrder, now
 }
 
 export const channelKey = (edgeId: string, producer: number): string => `${edgeId}/${producer}`;
+
+const skippedState = (c: ChannelState): [number, number, number][] => [...c.skipped].flatMap(([lineage, ranges]) => ranges.map(([from, to]) => [lineage, from, to] as [number, number, number]));
+
+function skippedFrom(state: readonly [number, number, number][] | undefined): Map<number, Range[]> {
+  const out = new Map<number, Range[]>();
+  for (const [lineage, from, to] of state ?? []) {
+    let ranges = out.get(lineage);
+    if (!ranges) out.set(lineage, (ranges = []));
+    addSkipped(ranges, from, to);
+  }
+  return out;
+}
 
 /**
  * From which record position lineage `older` comes again after restart `rule`; undefined: not at

@@ -129,7 +129,7 @@ export interface SubtaskCounters {
   replayedRecords: number;
   /** Input records a restarted producer sends again (what this consumer took of its dead attempt after its restore point). */
   regeneratedRecords: number;
-  /** Input records asked for in a replay that no producer had any more: lost (part of `missingRecords`). */
+  /** Input records skipped for good that no producer counts (a replay could not give them; a restored source forgot their drop): lost, part of `missingRecords`. */
   unreplayedRecords: number;
   /** Output records sent again to restarted consumers from the in-flight logs. */
   resentRecords: number;

@@ -164,3 +164,42 @@ describe('a restarted consumer whose replay a restarted source answers', () => {
     await gate.stop();
   });
 });
+
+describe('a restored source that sends again what it had dropped for this consumer', () => {
+  it('finds the consumer past them: the consumer counts them lost (unreplayed), since the source\'s restored counter no longer holds the drop', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    let available = true;
+    const gate = { isAvailable: () => available };
+    const source = (attempt: number) => new RecordWriter({ edge, producerIndex: 0, consumerParallelism: 1, attempt, lineage: 0, queueOf: () => 'in', transport, gate, inflightLog: true });
+    const first = source(0);
+    first.emit('r0');
+    first.emit('r1');
+    const atCheckpoint = first.positions();
+    first.emit('r2');
+    // The consumer is down for a while (it restarted): r3..r5 are dropped for it, and counted.
+    available = false;
+    for (let i = 3; i < 6; i++) first.emit(`r${i}`);
+    available = true;
+    for (let i = 6; i < 8; i++) first.emit(`r${i}`);
+    await first.flush();
+    expect(first.dropped).toEqual([3]);
+    const consumerGate = consumer(transport);
+    consumerGate.start();
+    expect(await take(consumerGate)).toEqual(['r0', 'r1', 'r2', 'r6', 'r7']);
+    expect(consumerGate.counters().missingRecords).toBe(3);
+
+    // The source dies and restores from a checkpoint before the drops: its counter goes back to
+    // 0 dropped, and it reads r2..r7 again, this time for an available consumer.
+    const restored = source(1);
+    restored.restorePositions(atCheckpoint);
+    restored.restoreCounters(atCheckpoint);
+    for (let i = 2; i < 8; i++) restored.emit(`r${i}`);
+    await restored.flush();
+    expect(restored.dropped).toEqual([0]);
+    expect(await take(consumerGate)).toEqual([]);
+    // r3..r5 are lost; the consumer is the one that still knows it.
+    expect(consumerGate.counters()).toMatchObject({ missingRecords: 3, duplicateRecords: 6, unreplayedRecords: 3 });
+    await consumerGate.stop();
+  });
+});
