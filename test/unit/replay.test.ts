@@ -102,7 +102,7 @@ async function take(gate: InputGate, polls = 6): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < polls; i++) {
     const { events, discarded } = await gate.next(50);
-    for (const e of events) out.push(e.message.t === 'd' ? (e.message.r as number[]).join(',') : e.message.t === 'b' ? `b${e.message.c}` : e.message.t);
+    for (const e of events) out.push(e.message.t === 'd' ? (e.message.r as number[]).join(',') : e.message.t === 'b' ? `b${e.message.c}` : e.message.t === 'w' ? `w${e.message.w}` : e.message.t);
     await gate.acknowledge(discarded);
     await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
     gate.release();
@@ -187,8 +187,9 @@ describe('replay to a restarted consumer', () => {
     gate.start();
     await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
     await writer.flush();
-    expect(await take(gate)).toEqual(['2,3', 'b2', '4', 'e']);
-    expect([...gate.channels.values()][0]!.watermark).toBe(77);
+    // The producer's watermark comes in order, after the records before it (the subtask moves the
+    // channel's watermark when it handles it: records held by an alignment come first).
+    expect(await take(gate)).toEqual(['2,3', 'b2', '4', 'w77', 'e']);
     // The live messages before the replay's end were dropped as already replayed; nothing left.
     expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]);
     await gate.stop();
