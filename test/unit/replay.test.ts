@@ -187,8 +187,7 @@ describe('replay to a restarted consumer', () => {
     gate.start();
     await writer.replay({ edgeId: 'e0', consumer: 0, consumerAttempt: 1, request: 1, from: { 0: [[0, 2]] } });
     await writer.flush();
-    // The producer's watermark comes in order, after the records before it (the subtask moves the
-    // channel's watermark when it handles it: records held by an alignment come first).
+    // The producer's watermark comes as an event in its place (after what the consumer may hold back), not with the end.
     expect(await take(gate)).toEqual(['2,3', 'b2', '4', 'w77', 'e']);
     // The live messages before the replay's end were dropped as already replayed; nothing left.
     expect(await transport.receive('in', { max: 10, waitSeconds: 0 })).toEqual([]);
