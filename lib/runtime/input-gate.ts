@@ -634,8 +634,8 @@ export class InputGate {
 
   /**
    * The end of a replay: the channel position moves to where the producer's live records go on
-   * (a jump counts missing), its watermark and end of input (an `e` event, kept until the subtask
-   * has finished like any end of input) are taken, and the producer's live group goes on at `ls`:
+   * (a jump counts missing), its watermark (a `w` event) and end of input (an `e` event, kept until
+   * the subtask has finished like any end of input) are taken, and the producer's live group goes on at `ls`:
    * everything of it before is in the replay.
    */
   private endReplay(
@@ -651,7 +651,12 @@ export class InputGate {
     // What the producer's log no longer had: counted missing by the jump too, and lost for good.
     if (end.g) channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + end.g;
     this.accept(channel, end, 1);
-    if (end.w !== undefined) channel.watermark = Math.max(channel.watermark, end.w);
+    // The watermark goes in order, as an event after the replay's records: some of them may wait
+    // behind a barrier alignment, and event time must not pass them (a window would drop them as late).
+    if (end.w !== undefined) {
+      const { p, a, s, l, n } = end;
+      events.push({ channel, message: { t: 'w', w: end.w, p, a, s, ...(l !== undefined ? { l } : {}), ...(n !== undefined ? { n } : {}) }, queue: from.queue, receipt: undefined });
+    }
     if (end.a > channel.attempt) channel.attempt = end.a;
     if (end.ls !== undefined) {
       let group = channel.groups.get(end.a);
