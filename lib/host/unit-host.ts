@@ -25,12 +25,12 @@ import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports
 import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from '../observability/unit-metrics';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
-import { loadAvailabilityView, type AvailabilityView } from '../recovery/availability';
+import { loadAvailabilityView, refreshAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
 import type { DeterminantSender } from '../runtime/determinant-requester';
-import { TaskUnit, subtaskAttempt, type SubtaskRestart, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
+import { CONTROL_IDLE_WAIT_SECONDS, TaskUnit, subtaskAttempt, type SubtaskRestart, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
 import { UnitChannels } from '../runtime/channel-mux';
 import { RecoveryMetrics } from '../recovery/recovery-metrics';
 
@@ -255,7 +255,35 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     ...(replaySender ? { replaySender } : {}),
     ...(determinantSender ? { determinantSender } : {}),
   });
-  return runMeasured(unit, metrics);
+  const refresh = options.attempt > 0 ? refreshAfterPredecessor(availability, options, job, graph, placement, first) : undefined;
+  try {
+    return await runMeasured(unit, metrics);
+  } finally {
+    if (refresh) clearTimeout(refresh);
+  }
+}
+
+/** After this long a dead predecessor's control long poll has ended (its longest wait, and a margin). */
+export const PREDECESSOR_POLL_MS = (CONTROL_IDLE_WAIT_SECONDS + 1.5) * 1000;
+
+/** A restarted unit reads its availability flags again once its predecessor's control poll is over (see refreshAvailabilityView). */
+function refreshAfterPredecessor(
+  view: AvailabilityView,
+  options: UnitHostOptions,
+  job: JobRecord,
+  graph: ExecutionGraph,
+  placement: UnitPlacement,
+  log: Logger,
+): NodeJS.Timeout {
+  const timer = setTimeout(() => {
+    refreshAvailabilityView(view, { metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks })
+      .then((applied) => {
+        if (applied > 0) log.info(`availability re-read after the restart: ${applied} sub-partition flag(s) newer than what the control queue brought`, { applied });
+      })
+      .catch((error: unknown) => log.warn(`availability re-read after the restart failed: ${error instanceof Error ? error.message : String(error)}`));
+  }, PREDECESSOR_POLL_MS);
+  timer.unref();
+  return timer;
 }
 
 /** The units hosting the producers of these subtasks' input channels. */

@@ -281,3 +281,21 @@ export async function loadAvailabilityView(options: {
   if (edges.length > 0) view.load(await new AvailabilityRegistry(options.metadata, options.jobId).list(edges));
   return view;
 }
+
+/**
+ * Reads the stored flags of a view's edges again and applies what is newer. A restarted unit does
+ * this once its predecessor's last control poll has surely ended: that poll, still pending at the
+ * queue after the process died, takes an availability notice sent meanwhile and hides it (and its
+ * FIFO group) for the control visibility timeout, so the writers would drop records for a
+ * consumer that is back. The flags are written before any notice is sent, so they hold it.
+ */
+export async function refreshAvailabilityView(
+  view: AvailabilityView,
+  options: { metadata: MetadataStore; jobId: string; graph: ExecutionGraph; subtasks: readonly string[] },
+): Promise<number> {
+  const edges = outputEdgesOf(options.graph, options.subtasks);
+  if (edges.length === 0) return 0;
+  let applied = 0;
+  for (const flag of await new AvailabilityRegistry(options.metadata, options.jobId).list(edges)) if (view.apply(flag)) applied++;
+  return applied;
+}

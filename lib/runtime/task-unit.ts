@@ -112,7 +112,7 @@ export interface TaskUnitOptions {
  * restart 10 s late (the notice went to its dead attempt's poll). An idle unit costs one receive a
  * second; packing subtasks into units (subtasksPerUnit) is what keeps that small at scale.
  */
-const CONTROL_IDLE_WAIT_SECONDS = 1;
+export const CONTROL_IDLE_WAIT_SECONDS = 1;
 /** How long a control message taken by a receive stays hidden (handling one takes well under this). */
 const CONTROL_VISIBILITY_SECONDS = 10;
 

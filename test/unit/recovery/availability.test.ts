@@ -7,6 +7,7 @@ import {
   flagVersion,
   loadAvailabilityView,
   outputEdgesOf,
+  refreshAvailabilityView,
   subPartitionSk,
   type AvailabilityUpdate,
 } from '../../../lib/recovery/availability';
@@ -175,6 +176,25 @@ describe('AvailabilityView (producer-side gate)', () => {
     expect(view.isAvailable(e1, 2)).toBe(true); // not this unit's edge
     const joinView = await loadAvailabilityView({ metadata, jobId: 'j', graph, subtasks: ['join#0'] });
     expect(joinView.unavailableCount).toBe(0);
+  });
+
+  it('a restarted unit re-reads its flags: an "available" notice its dead predecessor\'s poll took is not waited for', async () => {
+    const metadata = new MemoryMetadataStore();
+    const graph = joinGraph(4);
+    const registry = new AvailabilityRegistry(metadata, 'j');
+    const [e0] = graph.edges.map((e) => e.id) as [string];
+    await registry.markUnavailable([sp(e0, 2)], 0);
+    const view = await loadAvailabilityView({ metadata, jobId: 'j', graph, subtasks: ['a#1'] });
+    expect(view.isAvailable(e0, 2)).toBe(false);
+    // The consumer came back: its flag is written, the notice to this unit never arrives.
+    await registry.markAvailable([sp(e0, 2)], 1);
+    expect(await refreshAvailabilityView(view, { metadata, jobId: 'j', graph, subtasks: ['a#1'] })).toBe(1);
+    expect(view.isAvailable(e0, 2)).toBe(true);
+    // Nothing newer: nothing applied. An older flag never wins over a newer notice.
+    expect(await refreshAvailabilityView(view, { metadata, jobId: 'j', graph, subtasks: ['a#1'] })).toBe(0);
+    view.apply({ edgeId: e0, consumer: 2, available: false, attempt: 1 });
+    expect(await refreshAvailabilityView(view, { metadata, jobId: 'j', graph, subtasks: ['a#1'] })).toBe(0);
+    expect(view.isAvailable(e0, 2)).toBe(false);
   });
 
   it('drives RecordWriter: records to an unavailable consumer are dropped and counted, then flow again', async () => {
