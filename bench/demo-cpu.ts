@@ -96,7 +96,9 @@ function sample(demoPid: number): void {
     if (!under(pid)) continue;
     const known = seen.get(pid);
     // A pid reused by another process would show fewer ticks: keep the larger count (rare, small).
-    seen.set(pid, { ppid: s.ppid, ticks: Math.max(known?.ticks ?? 0, s.ticks), role: known?.role ?? roleOf(pid, demoPid) });
+    // 'other' is asked again: a child seen between its fork and its exec still shows its parent's command.
+    const role = known && known.role !== 'other' ? known.role : roleOf(pid, demoPid);
+    seen.set(pid, { ppid: s.ppid, ticks: Math.max(known?.ticks ?? 0, s.ticks), role });
   }
 }
 
