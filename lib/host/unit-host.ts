@@ -83,8 +83,8 @@ export interface UnitRestore {
  *
  * Union list state, per task with a restored subtask in the unit: subtask j of the task contributes
  * the union object it acknowledged at ITS region's restore point (regions may restore from
- * different checkpoints under the regional handle): key = unionKey(checkpoint of j's region, task,
- * j), taken when j's handles in the manifest list it. Subtasks of a region without a restore point,
+ * different checkpoints under the regional handle): the union key among j's handles in the
+ * manifest at that checkpoint (it names the attempt that wrote it). Subtasks of a region without a restore point,
  * subtasks that had finished, and subtasks that never used union state contribute nothing. The
  * union is read once per task (at most `unionConcurrency` reads in flight, default 32) and given to
  * every restored subtask of that task in the unit. A task none of whose subtasks wrote union state
@@ -138,9 +138,9 @@ export async function loadUnitRestore(args: {
       const id = subtaskId(taskId, j);
       const point = pointOf(id);
       checkpoints.push(point.checkpointId);
-      const key = point.checkpointId === null ? undefined : io.unionKey(point.checkpointId, taskId, j);
-      const acknowledged = key !== undefined && (point.state.get(id) ?? []).some((h) => h.key === key);
-      refs.push(acknowledged ? { checkpointId: point.checkpointId!, key: key! } : undefined);
+      // The key the manifest names (it carries the attempt that wrote it).
+      const key = point.checkpointId === null ? undefined : io.unionKeyIn(point.state.get(id) ?? [], point.checkpointId, taskId, j);
+      refs.push(key !== undefined ? { checkpointId: point.checkpointId!, key } : undefined);
     }
     return { taskId, parallelism: task.parallelism, restored, checkpoints, refs };
   });

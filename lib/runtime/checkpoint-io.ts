@@ -1,7 +1,7 @@
 /**
  * What a subtask writes at a checkpoint, and how it tells the coordinator:
  *   snapshot  s3://<bucket>/checkpoints/<jobId>/<N>/<subtaskId>.a<attempt>.json
- *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.json  (only when the
+ *   union     s3://<bucket>/checkpoints/<jobId>/<N>/union/<taskId>/<index>.a<attempt>.json  (only when the
  *             subtask has union list state: see union-state.ts)
  *   ack       DynamoDB pk JOB#<jobId>#ACK#<N, zero-padded>#<shard>, sk <subtaskId>#a<attempt>
  *             (state handles, or a decline; the record carries the attempt). Every subtask acks N
@@ -28,7 +28,7 @@ import {
   decodeUnionPart,
   mergeUnionParts,
   restoreUnionState,
-  unionStateKey,
+  unionHandleIn,
   writeUnionSnapshot,
   type UnionRestoreResult,
   type UnionStateBackend,
@@ -128,9 +128,9 @@ export class CheckpointIO {
     return { key, bytes: Buffer.byteLength(body) };
   }
 
-  /** Key of the union object of subtask `subtaskIndex` of task `taskId` at checkpoint N. */
-  unionKey(checkpointId: number, taskId: string, subtaskIndex: number): string {
-    return unionStateKey({ jobId: this.jobId, checkpointId, operatorId: taskId }, subtaskIndex);
+  /** Key of the union object of subtask `subtaskIndex` of task `taskId` at checkpoint N among its acknowledged handles, if it wrote one. */
+  unionKeyIn(handles: readonly SnapshotHandle[], checkpointId: number, taskId: string, subtaskIndex: number): string | undefined {
+    return unionHandleIn(handles, { jobId: this.jobId, checkpointId, operatorId: taskId }, subtaskIndex)?.key;
   }
 
   /** Writes one subtask's union list states for checkpoint N (the task id names the operator). */
@@ -139,7 +139,8 @@ export class CheckpointIO {
     backend: UnionStateBackend,
   ): Promise<SnapshotHandle> {
     const { checkpointId, taskId, subtaskIndex, parallelism } = target;
-    return writeUnionSnapshot(this.blobs, { jobId: this.jobId, checkpointId, operatorId: taskId, subtaskIndex, parallelism }, backend);
+    const writer = { attempt: this.attempt, incarnation: this.incarnation };
+    return writeUnionSnapshot(this.blobs, { jobId: this.jobId, checkpointId, operatorId: taskId, subtaskIndex, parallelism, writer }, backend);
   }
 
   /**

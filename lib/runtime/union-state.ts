@@ -4,7 +4,7 @@
  * Each subtask of an operator holds named lists of JSON entries. At checkpoint N every subtask
  * writes its own lists as one object:
  *
- *   checkpoints/<jobId>/<N>/union/<operatorId>/<subtaskIndex>.json
+ *   checkpoints/<jobId>/<N>/union/<operatorId>/<subtaskIndex>.a<attempt>.json
  *   {"format":"sluice.union.v1","operatorId":…,"checkpointId":N,"subtask":i,"parallelism":P,
  *    "counts":{"<name>":k,…},"states":{"<name>":[…k entries…],…}}
  *
@@ -74,8 +74,26 @@ export function unionStatePrefix(loc: UnionStateLocation): string {
   return `checkpoints/${loc.jobId}/${loc.checkpointId}/union/${loc.operatorId}/`;
 }
 
-export function unionStateKey(loc: UnionStateLocation, subtaskIndex: number): string {
-  return `${unionStatePrefix(loc)}${subtaskIndex}.json`;
+/**
+ * The object of one subtask. A runtime writer names its attempt (and incarnation inside its unit),
+ * like snapshots do, so a restarted attempt that takes checkpoint N again never rewrites the object
+ * its predecessor wrote (and the manifest may name); restore reads the key the manifest names.
+ */
+export function unionStateKey(loc: UnionStateLocation, subtaskIndex: number, writer?: UnionWriter): string {
+  const suffix = writer ? `.a${writer.attempt}${writer.incarnation ? `r${writer.incarnation}` : ''}` : '';
+  return `${unionStatePrefix(loc)}${subtaskIndex}${suffix}.json`;
+}
+
+/** Which attempt of a subtask writes its union object. */
+export interface UnionWriter {
+  attempt: number;
+  incarnation?: number;
+}
+
+/** The union object of subtask `subtaskIndex` among its acknowledged handles (whatever attempt wrote it). */
+export function unionHandleIn<H extends { key: string }>(handles: readonly H[], loc: UnionStateLocation, subtaskIndex: number): H | undefined {
+  const prefix = `${unionStatePrefix(loc)}${subtaskIndex}`;
+  return handles.find((h) => h.key.startsWith(prefix) && /^(\.a\d+(r\d+)?)?\.json$/.test(h.key.slice(prefix.length)));
 }
 
 /** The decoded object of one subtask. */
@@ -107,6 +125,8 @@ export class UnionStateError extends Error {
 export interface UnionSnapshotTarget extends UnionStateLocation {
   subtaskIndex: number;
   parallelism: number;
+  /** The writing attempt, named in the key (see unionStateKey). */
+  writer?: UnionWriter;
 }
 
 /** Same shape as a checkpoint SnapshotHandle: goes into the subtask's acknowledged handles. */
@@ -148,7 +168,7 @@ export async function writeUnionSnapshot(
     throw new UnionStateError(`union state: subtask index ${target.subtaskIndex} is outside parallelism ${target.parallelism}`);
   }
   const body = encodeUnionPart(target, states instanceof UnionStateBackend ? states.snapshot() : states);
-  const key = unionStateKey(target, target.subtaskIndex);
+  const key = unionStateKey(target, target.subtaskIndex, target.writer);
   await blobs.put(key, body);
   return { key, bytes: Buffer.byteLength(body) };
 }

@@ -297,14 +297,15 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
 
     // The restarted subtask read every subtask's union object once: no other union reads in the job.
     expect(blobs.unionGets).toHaveLength(P);
-    const read = new Map(blobs.unionGets.map((key) => [Number(/\/(\d+)\.json$/.exec(key)![1]), key]));
+    const read = new Map(blobs.unionGets.map((key) => [Number(/\/(\d+)\.a\d+\.json$/.exec(key)![1]), key]));
     expect([...read.keys()].sort()).toEqual([0, 1, 2, 3]);
     // ... with at most 2 reads in flight (the unit's bound), and in parallel up to it.
     expect(blobs.maxInFlight).toBe(2);
     // Each object is from its own region's restore point: the crashed region failed the checkpoint
     // it crashed in and fell back to an earlier one; the other regions completed it.
     const checkpointOf = (j: number) => Number(/^checkpoints\/[^/]+\/(\d+)\/union\//.exec(read.get(j)!)![1]);
-    for (let j = 0; j < P; j++) expect(read.get(j)).toBe(`checkpoints/${job.jobId}/${checkpointOf(j)}/union/ledger/${j}.json`);
+    // Written by the attempt that acknowledged it: the crashed subtask's by attempt 0 (before the crash) or 1.
+    for (let j = 0; j < P; j++) expect(read.get(j)).toMatch(new RegExp(`^checkpoints/${job.jobId}/${checkpointOf(j)}/union/ledger/${j}\\.a${j === CRASHING ? '[01]' : '0'}\\.json$`));
     for (let j = 0; j < P; j++) if (j !== CRASHING) expect(checkpointOf(j)).toBeGreaterThan(checkpointOf(CRASHING));
     // ... exactly as one completed manifest lists them.
     const used = blobs.manifests.filter((m) =>
@@ -349,7 +350,7 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
     expect(ledgerSnapshots.length).toBeGreaterThan(P);
     for (const [key, snapshot] of ledgerSnapshots) {
       expect(snapshot.union).toBe(true);
-      expect(blobs.unionPuts.has(key.replace(/ledger#(\d+)\.a\d+\.json$/, 'union/ledger/$1.json'))).toBe(true);
+      expect(blobs.unionPuts.has(key.replace(/ledger#(\d+)(\.a\d+)\.json$/, 'union/ledger/$1$2.json'))).toBe(true);
     }
   });
 
@@ -450,7 +451,7 @@ describe('loadUnitRestore: which union objects a unit reads', () => {
     expect(restored.union.get('src#1')).toEqual({ s: ['s0@5', 's1@3', 's2@4'], empty: [] });
     expect(restored.unionReads[0]).toMatchObject({ absent: [], checkpoints: [5, 3, 4], parts: [{ subtask: 0 }, { subtask: 1 }, { subtask: 2 }] });
     expect(blobs.maxInFlight).toBe(1);
-    expect(blobs.unionGets).toEqual(['checkpoints/job-x/5/union/src/0.json', 'checkpoints/job-x/3/union/src/1.json', 'checkpoints/job-x/4/union/src/2.json']);
+    expect(blobs.unionGets).toEqual(['checkpoints/job-x/5/union/src/0.a0.json', 'checkpoints/job-x/3/union/src/1.a0.json', 'checkpoints/job-x/4/union/src/2.a0.json']);
   });
 
   it('reads the snapshots of a unit’s subtasks and their union objects all at once, not one after another', async () => {
@@ -477,12 +478,28 @@ describe('loadUnitRestore: which union objects a unit reads', () => {
     expect(most).toBe(6);
   });
 
+  it('a restarted attempt that takes checkpoint N again writes its own union object; restore reads the one the manifest names', async () => {
+    const blobs = new WatchedBlobs(createMemoryPorts().blobs);
+    const { graph, io, manifest } = await writeJob(2, [5, 5], blobs);
+    // Attempt 1 of src#1 (a restart after N's trigger) writes N again: attempt 0's object stays.
+    const again = new CheckpointIO('job-x', blobs, createMemoryPorts().metadata, 1);
+    const backend = new UnionStateBackend();
+    backend.state('s').add('from attempt 1');
+    const handle = await again.writeUnion({ checkpointId: 5, taskId: 'src', subtaskIndex: 1, parallelism: 2 }, backend);
+    expect(handle.key).toBe('checkpoints/job-x/5/union/src/1.a1.json');
+    expect(await blobs.get('checkpoints/job-x/5/union/src/1.a0.json')).toBeDefined();
+    const restored = await loadUnitRestore({ jobId: 'job-x', graph, regions: graph.regions, subtasks: ['src#0'], manifest, io });
+    expect(restored.union.get('src#0')).toEqual({ s: ['s0@5', 's1@5'], empty: [] });
+    // An incarnation restarted inside its unit names itself too.
+    expect((await io.forIncarnation(2).writeUnion({ checkpointId: 5, taskId: 'src', subtaskIndex: 1, parallelism: 2 }, backend)).key).toBe('checkpoints/job-x/5/union/src/1.a0r2.json');
+  });
+
   it('a missing union object the manifest lists is an error naming it; no manifest restores nothing', async () => {
     const blobs = new WatchedBlobs(createMemoryPorts().blobs);
     const { graph, io, manifest } = await writeJob(3, [5, 5, null], blobs);
-    await blobs.delete(['checkpoints/job-x/5/union/src/1.json']);
+    await blobs.delete(['checkpoints/job-x/5/union/src/1.a0.json']);
     await expect(loadUnitRestore({ jobId: 'job-x', graph, regions: graph.regions, subtasks: ['src#0'], manifest, io })).rejects.toThrow(
-      /union state object memory:\/\/sluice-memory\/checkpoints\/job-x\/5\/union\/src\/1\.json is missing/,
+      /union state object memory:\/\/sluice-memory\/checkpoints\/job-x\/5\/union\/src\/1\.a0\.json is missing/,
     );
     const none = await loadUnitRestore({ jobId: 'job-x', graph, regions: graph.regions, subtasks: ['src#0'], manifest: undefined, io });
     expect(none.snapshots.size + none.union.size + none.unionReads.length).toBe(0);
@@ -562,10 +579,10 @@ describe('keyed process functions and union state', () => {
     expect(view.job.status).toBe('FINISHED');
     const keys = [...blobs.unionPuts.keys()];
     expect(keys.length).toBeGreaterThanOrEqual(3);
-    for (const key of keys) expect(key).toMatch(/\/union\/agg\/[012]\.json$/);
+    for (const key of keys) expect(key).toMatch(/\/union\/agg\/[012]\.a0\.json$/);
     for (const [key, body] of blobs.unionPuts) {
       const part = JSON.parse(body) as { subtask: number; parallelism: number; states: Record<string, number[]> };
-      expect(key.endsWith(`/${part.subtask}.json`)).toBe(true);
+      expect(key.endsWith(`/${part.subtask}.a0.json`)).toBe(true);
       expect(part.parallelism).toBe(3);
       expect(part.states.subtasks).toEqual([part.subtask]);
       expect(part.states.records).toHaveLength(1);
