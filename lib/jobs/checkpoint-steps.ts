@@ -53,6 +53,8 @@ interface PendingMarker {
   attempts?: Record<string, number>;
   /** False until the trigger was sent: a trigger step that died in between is taken over by the next. */
   sent?: boolean;
+  /** Regions (null: the whole checkpoint) whose abort went out to their units: each is sent once, not every poll. */
+  abortsSent?: (string | null)[];
 }
 
 /**
@@ -132,10 +134,28 @@ export class CheckpointSteps {
     const decided = await this.catalog(jobId).loadDecision(id);
     if (decided) return { jobId, checkpointId: id, done: true, outcome: decided.history.outcome.status };
     const { marker } = await this.marker(jobId, id);
-    const effects = await this.replay(jobId, marker);
+    const driver = await this.driver(jobId, id, attemptsOf(await this.deps.service.job(jobId), marker));
+    const effects = await this.replay(jobId, marker, driver);
+    await this.sendAborts(jobId, driver, marker, effects, true);
     const finalized = effects.find((e) => e.type === 'checkpointFinalized');
     if (finalized) return { jobId, checkpointId: id, done: true, outcome: finalized.outcome };
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
+  }
+
+  /**
+   * Sends N's aborts that have not gone out yet, as the local driver does when a region fails:
+   * subtasks still aligning N stop waiting (under single-point recovery, for a barrier a restarted
+   * producer will never send) instead of holding their input until N's deadline. Each poll replays
+   * N from the start, so the marker remembers what was sent.
+   */
+  private async sendAborts(jobId: string, driver: CheckpointDriver, marker: PendingMarker, effects: readonly CheckpointEffect[], remember: boolean): Promise<void> {
+    const sent = new Set(marker.abortsSent ?? []);
+    const aborts = effects.filter((e): e is Extract<CheckpointEffect, { type: 'abortCheckpoint' }> => e.type === 'abortCheckpoint' && e.checkpointId === marker.checkpointId && !sent.has(e.regionId));
+    if (aborts.length === 0) return;
+    await driver.send(aborts);
+    if (!remember) return;
+    const abortsSent = [...sent, ...aborts.map((e) => e.regionId)];
+    await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(marker.checkpointId), { set: { abortsSent } }, [{ attr: 'checkpointId', op: 'exists' }]).catch(() => undefined);
   }
 
   /**
@@ -160,6 +180,7 @@ export class CheckpointSteps {
       if (e instanceof CheckpointDecidedError) return this.finished(jobId, catalog, e.decision);
       throw e;
     }
+    await this.sendAborts(jobId, driver, marker, effects, false);
     await this.deps.metadata.delete(catalogPk(jobId), PENDING_PREFIX + pad(id));
     return { jobId, checkpointId: id, done: true, outcome: finalized.outcome, ...(finalized.outcome === 'failed' ? { message: finalized.failure.message } : {}) };
   }

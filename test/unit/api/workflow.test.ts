@@ -152,6 +152,25 @@ describe('supervisor pass', () => {
     expect(ages).toEqual([60_000, 4_000]);
   });
 
+  it('hands every failure of a pass to the failover handler at once: two silent units of one region restart it once', async () => {
+    const { jobs, launcher, service } = memoryJobs();
+    // The demo is one region (generators feed every aggregate); two of its four units go silent.
+    const job = await service.submit({ job: 'demo', params: { parallelism: 2, records: 10 }, failover: 'region', heartbeatTimeoutSeconds: 5 });
+    expect(job.regions).toHaveLength(1);
+    const silent = ['generator-0', 'hourly-aggregate-1'];
+    const now = Date.now() + 6_000;
+    for (const u of job.units) await jobs.reportUnit(job.jobId, u.unitId, 0, { status: 'RUNNING', heartbeatAt: silent.includes(u.unitId) ? now - 6_000 : now });
+    const onFailure = createFailoverHandler({ jobs, service, launcher });
+    const report = await supervise(service, jobs, now, async () => undefined, onFailure);
+    expect(report.recovered.sort()).toEqual(silent.map((u) => `${job.jobId}/${u}`).sort());
+    expect(report.failed).toEqual([]);
+    expect((await jobs.getJob(job.jobId)).status).toBe('RUNNING');
+    // One restart of the region, at one new attempt: not one failover per failed unit.
+    expect((await jobs.getUnits(job.jobId)).map((u) => [u.unitId, u.attempt])).toEqual(job.units.map((u) => [u.unitId, 1]));
+    expect(launcher.launched.filter((l) => l.attempt === 1).map((l) => l.unitId).sort()).toEqual(job.units.map((u) => u.unitId).sort());
+    expect(launcher.launched.filter((l) => l.attempt > 1)).toEqual([]);
+  });
+
   it('hands a silent unit to the failover handler: the unit restarts with a new attempt and the job goes on', async () => {
     const { jobs, launcher, service } = memoryJobs();
     const job = await service.submit({ job: 'demo', params: { parallelism: 2, records: 10 }, failover: 'single', heartbeatTimeoutSeconds: 5 });

@@ -281,3 +281,31 @@ describe('CheckpointSteps: a checkpoint pending when the job ends is decided', (
     expect(entry!.bytesWritten).toBe(2); // the acknowledgement read at the end was counted (and its snapshot discarded)
   });
 });
+
+describe('CheckpointSteps: aborts reach the units, as from the local driver', () => {
+  it('a region that declines N is told to stop aligning N at the next poll, once, while the others go on', async () => {
+    const { job, steps, service, clock, write } = await setup(3);
+    const sent: { units: string[]; type: string; checkpointId?: number; subtasks?: string[] }[] = [];
+    const send = service.sendControl.bind(service);
+    service.sendControl = async (j, units, message) => {
+      sent.push({ units: [...units], ...(message as { type: string; checkpointId?: number; subtasks?: string[] }) });
+      return send(j, units, message);
+    };
+    const aborts = () => sent.filter((m) => m.type === 'checkpointAborted');
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    const [declining, ...others] = job.regions;
+    await write(id, declining!.subtasks[0]!, 'disk full');
+    await clock.advance(100);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: false });
+    const unitsOf = (subtasks: readonly string[]) => job.units.filter((u) => u.subtasks.some((s) => subtasks.includes(s))).map((u) => u.unitId).sort();
+    expect(aborts()).toEqual([{ units: unitsOf(declining!.subtasks), type: 'checkpointAborted', checkpointId: id, subtasks: declining!.subtasks }]);
+    // Later polls replay N from the start: the abort is not sent again.
+    await clock.advance(1000);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: false });
+    for (const r of others) for (const s of r.subtasks) await write(id, s);
+    expect(await steps.poll({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(aborts()).toHaveLength(1);
+    expect(sent.filter((m) => m.type === 'checkpointAborted' && m.units.some((u) => !unitsOf(declining!.subtasks).includes(u)))).toEqual([]);
+  });
+});
