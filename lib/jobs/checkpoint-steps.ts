@@ -10,7 +10,7 @@
 import type { BlobStore } from '../ports/blob-store';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
-import type { MetadataStore } from '../ports/metadata-store';
+import type { Condition, MetadataStore } from '../ports/metadata-store';
 import type { Logger, MetricsSink } from '../ports/telemetry';
 import { catalogPk } from '../ports/metadata-keys';
 import { CheckpointDecidedError, PortCheckpointCatalog, type CheckpointDecision } from '../checkpoint/catalog';
@@ -55,6 +55,41 @@ interface PendingMarker {
   sent?: boolean;
   /** Regions (null: the whole checkpoint) whose abort went out to their units: each is sent once, not every poll. */
   abortsSent?: (string | null)[];
+  /** Bumped by each unit restart while N is pending (fencePendingCheckpoints): a finalize that read an older one decides again. */
+  version?: number;
+  /** Set by finalize once it holds N's decision: restarts from then on wait for the decision to be stored. */
+  deciding?: boolean;
+}
+
+/**
+ * Orders a unit restart with the finalize steps of the checkpoints pending at it. Called by the
+ * failover handler after it recorded the new attempts and before it launches them. Finalize reads
+ * the units' attempts, decides N and stores it; a restart in between was not seen: N's manifest
+ * could name the dead attempt's snapshots for a region whose new attempt had already restored from
+ * N - 1. Each pending marker's version is bumped unless its finalize holds it (`deciding`): a
+ * finalize that has not taken it yet fails to, and decides again with the new attempts (their
+ * region fails N); one that has taken it is waited for (a finalize stores its decision within
+ * milliseconds), so the new attempts restore from N. Returns the checkpoints still deciding after
+ * `waitMs` (a finalize that died holding its marker; the next trigger finalizes it).
+ */
+export async function fencePendingCheckpoints(metadata: MetadataStore, jobId: string, options: { waitMs?: number; pollMs?: number; clock?: Clock } = {}): Promise<number[]> {
+  const clock = options.clock ?? systemClock;
+  const markers = (await metadata.query(catalogPk(jobId), PENDING_PREFIX)).map((i) => i.item as unknown as PendingMarker);
+  let deciding: number[] = [];
+  for (const m of markers) {
+    const bumped = await metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(m.checkpointId), { add: { version: 1 } }, [
+      { attr: 'checkpointId', op: 'exists' },
+      { attr: 'deciding', op: 'notExists' },
+    ]);
+    if (!bumped && (await metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(m.checkpointId)))) deciding.push(m.checkpointId);
+  }
+  const until = clock.now() + (options.waitMs ?? 10_000);
+  while (deciding.length > 0 && clock.now() < until) {
+    await clock.sleep(options.pollMs ?? 100);
+    const left = await Promise.all(deciding.map((id) => metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(id))));
+    deciding = deciding.filter((_, i) => left[i] !== undefined);
+  }
+  return deciding;
 }
 
 /**
@@ -168,11 +203,25 @@ export class CheckpointSteps {
     const catalog = this.catalog(jobId);
     const decided = await catalog.loadDecision(id);
     if (decided) return this.finished(jobId, catalog, decided);
-    const { marker } = await this.marker(jobId, id);
-    const driver = await this.driver(jobId, id, attemptsOf(await this.deps.service.job(jobId), marker));
-    const effects = await this.replay(jobId, marker, driver);
-    const finalized = effects.find((e) => e.type === 'checkpointFinalized');
-    if (!finalized) return { jobId, checkpointId: id, done: false, outcome: 'pending', message: 'not decided yet' };
+    let marker: PendingMarker;
+    let driver: CheckpointDriver;
+    let effects: CheckpointEffect[];
+    for (let round = 1; ; round++) {
+      // The marker before the attempts (replay reads them): a restart after this read bumps its version.
+      ({ marker } = await this.marker(jobId, id));
+      driver = await this.driver(jobId, id, attemptsOf(await this.deps.service.job(jobId), marker));
+      effects = await this.replay(jobId, marker, driver);
+      if (!effects.some((e) => e.type === 'checkpointFinalized')) return { jobId, checkpointId: id, done: false, outcome: 'pending', message: 'not decided yet' };
+      // Take the marker at the version read: a unit restarted since then (fencePendingCheckpoints)
+      // makes this fail, and N is decided again with its new attempt.
+      const version: Condition = marker.version === undefined ? { attr: 'version', op: 'notExists' } : { attr: 'version', op: '=', value: marker.version };
+      const held = await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(id), { set: { deciding: true } }, [{ attr: 'checkpointId', op: 'exists' }, version]);
+      if (held) break;
+      const stored = await catalog.loadDecision(id);
+      if (stored) return this.finished(jobId, catalog, stored);
+      if (round >= 5) throw new Error(`checkpoint ${id} of job '${jobId}': units kept restarting while it was being finalized (${round} tries)`);
+    }
+    const finalized = effects.find((e) => e.type === 'checkpointFinalized')!;
     try {
       await driver.persist(effects);
     } catch (e) {

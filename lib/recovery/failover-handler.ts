@@ -26,6 +26,7 @@ import type { ExecutionGraph } from '../graph/execution-graph';
 import type { JobView, UnitLauncher } from '../jobs/job-service';
 import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
+import { fencePendingCheckpoints } from '../jobs/checkpoint-steps';
 import type { ControlMessage } from '../runtime/messages';
 import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type SubPartitionRef } from './availability';
 import { mapWithConcurrency } from '../util/concurrency';
@@ -65,6 +66,12 @@ export interface FailoverHandlerOptions {
   logger?: Logger;
   /** Units restarted, and failovers given up (the failure budget was used up), as metrics. */
   metricsSink?: MetricsSink;
+  /**
+   * Between recording the new attempts and launching them: orders the restart with the finalize
+   * steps of pending checkpoints (default fencePendingCheckpoints on the job store's metadata;
+   * returns the checkpoints still being decided when it gave up waiting).
+   */
+  fencePending?: (jobId: string) => Promise<number[]>;
 }
 
 export type FailoverStep = 'planned' | 'stopped' | 'attempts' | 'unavailable' | 'notified' | 'launched';
@@ -194,6 +201,9 @@ export class FailoverHandler {
     // must find them (it does not create items). The launch does not wait for the whole fan-out
     // of notices (thousands of sends at high parallelism): a producer view orders messages by
     // attempt, so an "available" of the new attempt that overtakes the "unavailable" wins anyway.
+    const fence = this.options.fencePending ?? ((jobId: string) => fencePendingCheckpoints(jobs.metadata, jobId, this.options.clock ? { clock: this.options.clock } : {}));
+    const stillDeciding = await fence(job.jobId);
+    if (stillDeciding.length > 0) log.warn(`checkpoint(s) ${stillDeciding.join(', ')} still being finalized after the wait: the new attempts may restore from the one before`, { checkpoints: stillDeciding });
     const { notified } = await marking;
     const event = await this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
     const placements = new Map(job.units.map((u) => [u.unitId, u]));

@@ -160,8 +160,15 @@ describe('supervisor pass', () => {
     const silent = ['generator-0', 'hourly-aggregate-1'];
     const now = Date.now() + 6_000;
     for (const u of job.units) await jobs.reportUnit(job.jobId, u.unitId, 0, { status: 'RUNNING', heartbeatAt: silent.includes(u.unitId) ? now - 6_000 : now });
-    const onFailure = createFailoverHandler({ jobs, service, launcher });
+    // Pending checkpoints are fenced once, after the attempts are recorded and before any launch.
+    const fenced: { jobId: string; launchedBefore: number; attempts: number[] }[] = [];
+    const fencePending = async (jobId: string) => {
+      fenced.push({ jobId, launchedBefore: launcher.launched.filter((l) => l.attempt > 0).length, attempts: (await jobs.getUnits(jobId)).map((u) => u.attempt) });
+      return [];
+    };
+    const onFailure = createFailoverHandler({ jobs, service, launcher, fencePending });
     const report = await supervise(service, jobs, now, async () => undefined, onFailure);
+    expect(fenced).toEqual([{ jobId: job.jobId, launchedBefore: 0, attempts: job.units.map(() => 1) }]);
     expect(report.recovered.sort()).toEqual(silent.map((u) => `${job.jobId}/${u}`).sort());
     expect(report.failed).toEqual([]);
     expect((await jobs.getJob(job.jobId)).status).toBe('RUNNING');

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { jobRegistry } from '../../../examples/jobs';
 import type { CheckpointHistoryEntry } from '../../../lib/checkpoint';
 import { CheckpointDriver } from '../../../lib/jobs/checkpoint-driver';
-import { CheckpointSteps, type StepResult } from '../../../lib/jobs/checkpoint-steps';
+import { CheckpointSteps, fencePendingCheckpoints, type StepResult } from '../../../lib/jobs/checkpoint-steps';
 import { JobService } from '../../../lib/jobs/job-service';
 import { JobStore } from '../../../lib/jobs/job-store';
 import { createMemoryPorts } from '../../../lib/memory';
@@ -307,5 +307,75 @@ describe('CheckpointSteps: aborts reach the units, as from the local driver', ()
     expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
     expect(aborts()).toHaveLength(1);
     expect(sent.filter((m) => m.type === 'checkpointAborted' && m.units.some((u) => !unitsOf(declining!.subtasks).includes(u)))).toEqual([]);
+  });
+});
+
+describe('CheckpointSteps: a unit restart and a finalize are ordered (fencePendingCheckpoints)', () => {
+  it('a restart between finalize reading the attempts and storing N: finalize decides again, and the restarted region fails N', async () => {
+    const { ports, jobs, job, steps, regionIds, write, driver } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    for (const r of job.regions) for (const s of r.subtasks) await write(id, s, undefined, 0);
+    const restarted = job.units.filter((u) => u.subtasks.some((s) => job.regions[0]!.subtasks.includes(s)));
+    // The failover handler's steps, right after finalize has read the attempts (all still 0).
+    const read = jobs.unitAttempts.bind(jobs);
+    let restartedOnce = false;
+    jobs.unitAttempts = async (jobId: string) => {
+      const attempts = await read(jobId);
+      if (!restartedOnce) {
+        restartedOnce = true;
+        for (const u of restarted) await jobs.startUnitAttempt(job.jobId, u.unitId, u.subtasks, 1);
+        expect(await fencePendingCheckpoints(ports.metadata, job.jobId)).toEqual([]);
+      }
+      return attempts;
+    };
+    expect(await steps.finalize({ jobId: job.jobId, checkpointId: id })).toMatchObject({ done: true, outcome: 'completed' });
+    expect(restartedOnce).toBe(true);
+    // The new attempt restores from N - 1 (none here): N must not restore its region from the dead attempt's snapshots.
+    const latest = (await (await driver()).catalog.loadLatest())!;
+    expect(latest.regions.map((r) => [r.regionId, r.restoreFrom])).toEqual(regionIds.map((r, i) => [r, i === 0 ? null : id]));
+    const entry = (await (await driver()).history()).find((h) => h.checkpointId === id)!;
+    expect(entry.failedRegions).toEqual([expect.objectContaining({ regionId: regionIds[0], reason: 'task-failed' })]);
+  });
+
+  it('a restart after finalize has taken N waits until N is stored, so the new attempt restores from N', async () => {
+    const { ports, jobs, job, steps, write, driver } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    for (const r of job.regions) for (const s of r.subtasks) await write(id, s, undefined, 0);
+    const unit = job.units.find((u) => u.subtasks.some((s) => job.regions[0]!.subtasks.includes(s)))!;
+    // Finalize is held right after it took the marker; the restart comes then.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const update = ports.metadata.update.bind(ports.metadata);
+    let fenced: Promise<number[]> | undefined;
+    let fenceDone = false;
+    ports.metadata.update = async (pk, sk, changes, conditions) => {
+      const out = await update(pk, sk, changes, conditions);
+      if (out && changes.set?.deciding === true && !fenced) {
+        await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1);
+        fenced = fencePendingCheckpoints(ports.metadata, job.jobId, { pollMs: 5 }).then((left) => {
+          fenceDone = true;
+          return left;
+        });
+        await held;
+      }
+      return out;
+    };
+    const finalizing = steps.finalize({ jobId: job.jobId, checkpointId: id });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fenced).toBeDefined();
+    expect(fenceDone).toBe(false); // the restart waits for N's decision
+    release();
+    expect(await finalizing).toMatchObject({ done: true, outcome: 'completed' });
+    expect(await fenced).toEqual([]);
+    // N was decided with the attempts finalize read: every region completed it, and N is what the new attempt finds.
+    expect((await (await driver()).catalog.loadLatest())!.checkpointId).toBe(id);
+    expect((await (await driver()).catalog.loadLatest())!.regions.every((r) => r.restoreFrom === id)).toBe(true);
+  });
+
+  it('a finalize that died holding N is waited for a bounded time, and named', async () => {
+    const { ports, job, steps } = await setup(3);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    await ports.metadata.update(`JOB#${job.jobId}#CKPT`, `CKPT_PENDING#${String(id).padStart(12, '0')}`, { set: { deciding: true } });
+    expect(await fencePendingCheckpoints(ports.metadata, job.jobId, { waitMs: 50, pollMs: 5 })).toEqual([id]);
   });
 });
