@@ -19,6 +19,7 @@ import { jobLayout, LayoutIndex } from '../graph/placement';
 import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
+import type { Clock } from '../ports/clock';
 import type { MetadataStore } from '../ports/metadata-store';
 import { ackShardCount } from '../ports/metadata-keys';
 import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
@@ -376,12 +377,12 @@ async function runMeasured(unit: TaskUnit, metrics: UnitMetrics): Promise<UnitOu
 }
 
 /** A unit's number: the number its queues carry (`-c<n>`), its place in the layout otherwise. */
-function unitNumber(job: JobRecord, unit: UnitPlacement): number {
+function unitNumber(job: Pick<JobRecord, 'units'>, unit: UnitPlacement): number {
   return Number(/-c(\d+)$/.exec(unit.controlQueue)?.[1] ?? job.units.indexOf(unit));
 }
 
 /** Attempts by unit id, as attempts by unit number (the multiplexed channels name units by number). */
-function attemptsByUnitNumber(job: JobRecord, byId: ReadonlyMap<string, number>): Map<number, number> {
+function attemptsByUnitNumber(job: Pick<JobRecord, 'units'>, byId: ReadonlyMap<string, number>): Map<number, number> {
   const out = new Map<number, number>();
   for (const unit of job.units) {
     const attempt = byId.get(unit.unitId);
@@ -393,10 +394,11 @@ function attemptsByUnitNumber(job: JobRecord, byId: ReadonlyMap<string, number>)
 /**
  * The unit's multiplexed channels, when the job's units have input queues (placement.ts; a job
  * placed before them reads its sub-partition queues directly). The unit's number is its queues'.
+ * `clock` times the visibility extensions (tests move it; units use the system clock).
  */
 export function multiplexedChannels(
-  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt'>,
-  job: JobRecord,
+  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt'> & { clock?: Clock },
+  job: Pick<JobRecord, 'jobId' | 'units'>,
   placement: UnitPlacement,
   graph: ExecutionGraph,
   generation = 0,
@@ -417,6 +419,7 @@ export function multiplexedChannels(
     subtasks: placement.subtasks,
     ...(producerAttempts ? { producerAttempts: attemptsByUnitNumber(job, producerAttempts) } : {}),
     ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
       if (!queue) throw new Error(`job '${job.jobId}': no unit with an input queue hosts subtask ${subtask}`);

@@ -1,19 +1,36 @@
 /**
- * A barrier alignment held far longer than the input visibility timeout (15 s): producer 0 is at
- * barrier 1 and beyond, producer 1 sends its barrier only after `passMinute` (a minute, real or
- * on a fake clock). The consumer must survive, lose and duplicate nothing, and never see a held
- * message again (its receipts were kept valid by visibility extensions). Run against the strict
- * in-memory transport (test/unit/long-alignment.test.ts) and SQS on the emulator
- * (test/integration/long-alignment.test.ts, both emulator lanes).
+ * A barrier alignment held far longer than the input visibility timeout (15 s). Two sources feed
+ * two sink subtasks (rebalance). Producer 0 is at barrier 1 and beyond; producer 1 sends its
+ * barrier only after `passMinute` (a minute, real or on a fake clock), so out#0 holds producer 0's
+ * later records for the minute. The sink's second subtask, out#1, starts only after the minute (a
+ * subtask still restoring its state): what was sent to it before waits for it meanwhile.
+ * The consumers must survive, lose and duplicate nothing, and no receipt may expire (visibility
+ * extensions kept what was in flight in flight; at least one extension is made).
+ *
+ * Two transport variants, the same scenario:
+ * - `queues`: each subtask reads its sub-partition queues itself (a job placed before input
+ *   queues). out#0's input gate holds producer 0's records in flight at SQS and extends them.
+ * - `mux`: the path task units take (unit-host.ts, task-unit.ts): all four subtasks in one unit
+ *   (jobLayout with 4 subtasks per unit), its multiplexed channels (channel-mux.ts) made by the
+ *   host's `multiplexedChannels`, every channel message in envelopes on the unit's one input queue,
+ *   in the unit's one message group. out#0 takes what it holds into memory and the envelopes are
+ *   deleted (the late barrier comes in a later envelope of the same group: it could not arrive
+ *   past an envelope left in flight); the envelopes with out#1's parts stay in flight for the
+ *   minute, and the unit's channels extend them.
+ * Run against the strict in-memory transport (test/unit/long-alignment.test.ts) and SQS on the
+ * emulator (test/integration/long-alignment.test.ts, both emulator lanes).
  */
 import { expect } from 'vitest';
 import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions';
 import { JobBuilder } from '../../lib/api/job';
-import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
+import { buildExecutionGraph, subPartitionQueue, type ExecutionGraph } from '../../lib/graph/execution-graph';
+import { jobLayout } from '../../lib/graph/placement';
+import { multiplexedChannels } from '../../lib/host/unit-host';
 import type { BlobStore } from '../../lib/ports/blob-store';
-import type { ChannelTransport } from '../../lib/ports/channels';
+import { MAX_MESSAGE_BYTES, type ChannelTransport } from '../../lib/ports/channels';
 import type { Clock } from '../../lib/ports/clock';
 import type { MetadataStore } from '../../lib/ports/metadata-store';
+import { MUX_OVERHEAD_BYTES, type UnitChannels } from '../../lib/runtime/channel-mux';
 import { CheckpointIO } from '../../lib/runtime/checkpoint-io';
 import { SubtaskRunner } from '../../lib/runtime/subtask';
 
@@ -27,11 +44,91 @@ export interface AlignmentPorts {
   queuePrefix: string;
 }
 
+/** How the sink subtasks read their input: their own sub-partition queues, or their unit's multiplexed channels. */
+export type AlignmentTransport = 'queues' | 'mux';
+
+/** What the transport saw: visibility extensions (timeout > 0) and receipts refused as expired. */
+export interface VisibilityCounts {
+  extensions: number;
+  expired: number;
+}
+
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 
-/** Runs the scenario; `passMinute` lets a minute pass while the runner keeps running. */
-export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: () => Promise<void>): Promise<void> {
-  const { channels, blobs, metadata, jobId, queuePrefix } = ports;
+/** Waits (in real time, bounded) until `done` holds; the fake clock does not move meanwhile. */
+async function until(done: () => boolean, ms = 90_000): Promise<void> {
+  for (let waited = 0; waited < ms && !done(); waited += 20) await tick(20);
+}
+
+/** Counts the visibility extensions and expired receipts the transport reports. */
+function counting(inner: ChannelTransport, counts: VisibilityCounts): ChannelTransport {
+  return {
+    createQueues: (n) => inner.createQueues(n),
+    deleteQueues: (n) => inner.deleteQueues(n),
+    listQueues: (p) => inner.listQueues(p),
+    send: (q, m) => inner.send(q, m),
+    receive: (q, o) => inner.receive(q, o),
+    delete: async (q, r) => {
+      const result = await inner.delete(q, r);
+      counts.expired += result.expired.length;
+      return result;
+    },
+    changeVisibility: async (q, r, s) => {
+      if (s > 0) counts.extensions += r.length;
+      const result = await inner.changeVisibility(q, r, s);
+      counts.expired += result.expired.length;
+      return result;
+    },
+  };
+}
+
+/** The subtasks' input, wired one way or the other. */
+interface Wiring {
+  /** What the scenario's producers send through (a sub-partition queue name, as a record writer does). */
+  send: ChannelTransport['send'];
+  /** Queues to create, and to find empty at the end. */
+  queues: string[];
+  runner(index: number): SubtaskRunner;
+  /** The unit's channels, when multiplexed. */
+  mux?: UnitChannels;
+}
+
+function wire(variant: AlignmentTransport, graph: ExecutionGraph, channels: ChannelTransport, ports: AlignmentPorts, io: CheckpointIO): Wiring {
+  const { jobId, queuePrefix, blobs, clock } = ports;
+  const task = graph.tasks.find((t) => t.operators.some((o) => o.kind === 'sink'))!;
+  const common = { jobId, graph, task, attempt: 0, queuePrefix, blobs, checkpoints: io, ...(clock ? { clock } : {}) };
+  if (variant === 'queues') {
+    const edge = task.inputs[0]!;
+    return {
+      send: (queue, messages) => channels.send(queue, messages),
+      queues: [0, 1].map((c) => subPartitionQueue(queuePrefix, jobId, edge.id, c)),
+      runner: (index) => new SubtaskRunner({ ...common, index, channels }),
+    };
+  }
+  // As unit-host.ts places and wires a unit: its layout, its multiplexed channels, and each
+  // subtask's runner over them (task-unit.ts: room for the envelope, its inbox closed at its end).
+  const layout = jobLayout(graph, { jobId, queuePrefix, subtasksPerUnit: 4 });
+  expect(layout.units).toHaveLength(1);
+  const unit = layout.units[0]!;
+  expect([...unit.subtasks].sort()).toEqual(['out#0', 'out#1', 'src#0', 'src#1']);
+  const mux = multiplexedChannels({ channels, queuePrefix, attempt: 0, ...(clock ? { clock } : {}) }, { jobId, units: layout.units }, unit, graph)!;
+  return {
+    send: (queue, messages) => mux.send(queue, messages),
+    queues: [unit.inputQueue!],
+    mux,
+    runner: (index) =>
+      new SubtaskRunner({ ...common, index, channels: mux, maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(`${task.id}#${index}`) }),
+  };
+}
+
+/**
+ * Runs the scenario; `passMinute` lets a minute pass while the runner keeps running. Returns what
+ * the transport saw (the caller may compare it with the transport's own counters).
+ */
+export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: () => Promise<void>, variant: AlignmentTransport = 'queues'): Promise<VisibilityCounts> {
+  const { blobs, metadata, jobId, queuePrefix } = ports;
+  const counts: VisibilityCounts = { extensions: 0, expired: 0 };
+  const channels = counting(ports.channels, counts);
   const written: Json[] = [];
   const sink = (): SinkFunction<Json> => ({
     open: async () => undefined,
@@ -42,46 +139,90 @@ export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: (
   });
   const source = (): SourceFunction<Json> => ({ open: async () => undefined, poll: async () => ({ records: [], done: true }), snapshotOffsets: () => null, restoreOffsets: () => undefined });
   const builder = new JobBuilder('long-align', { parallelism: 2 });
-  builder.source('src', source).rebalance().sink('out', sink, { parallelism: 1 });
+  builder.source('src', source).rebalance().sink('out', sink);
   const graph = buildExecutionGraph(builder.build());
-  const task = graph.tasks.find((t) => t.operators.some((o) => o.kind === 'sink'))!;
-  const edge = task.inputs[0]!;
-  const queue = subPartitionQueue(queuePrefix, jobId, edge.id, 0);
-  await channels.createQueues([queue]);
-  const next = [0, 0];
-  const position = [0, 0];
-  const send = (p: number, body: { t: string; r?: string[]; c?: number }) => {
-    const s = next[p]!++;
-    const n = position[p]!;
-    position[p]! += body.r?.length ?? 0;
-    return channels.send(queue, [{ groupId: `${p}.0`, dedupId: `${p}-0-${s}`, body: JSON.stringify({ p, a: 0, s, l: 0, n, ...body }) }]);
-  };
-  await send(0, { t: 'd', r: ['a0'] });
-  await send(0, { t: 'b', c: 1 });
-  await send(0, { t: 'd', r: ['a1'] });
-  await send(0, { t: 'd', r: ['a2'] });
-  await send(1, { t: 'd', r: ['b0'] });
+  const edge = graph.tasks.find((t) => t.operators.some((o) => o.kind === 'sink'))!.inputs[0]!;
   const io = new CheckpointIO(jobId, blobs, metadata);
-  const runner = new SubtaskRunner({ jobId, graph, task, index: 0, attempt: 0, queuePrefix, channels, blobs, checkpoints: io, ...(ports.clock ? { clock: ports.clock } : {}) });
-  const run = runner.run();
-  for (let i = 0; i < 1500 && (runner.counters().aligning?.held ?? 0) < 2; i++) await tick(20);
-  expect(runner.counters().aligning).toMatchObject({ checkpointId: 1, waitingFor: [`${edge.id}/1`], held: 2 });
+  const wiring = wire(variant, graph, channels, ports, io);
+  await channels.createQueues(wiring.queues);
+
+  // Channel (producer p -> consumer c): its sequence numbers and record positions.
+  const next = [
+    [0, 0],
+    [0, 0],
+  ];
+  const position = [
+    [0, 0],
+    [0, 0],
+  ];
+  const send = (p: number, c: number, body: { t: string; r?: string[]; c?: number }) => {
+    const s = next[p]![c]!++;
+    const n = position[p]![c]!;
+    position[p]![c]! += body.r?.length ?? 0;
+    const queue = subPartitionQueue(queuePrefix, jobId, edge.id, c);
+    return wiring.send(queue, [{ groupId: `${p}.0`, dedupId: `${p}-0-${c}-${s}`, body: JSON.stringify({ p, a: 0, s, l: 0, n, ...body }) }]);
+  };
+  // Before the minute: producer 0 passes barrier 1 on both channels; producer 1 sends records only.
+  // out#0's input first, then out#1's (multiplexed: out#1's envelopes come last in the unit's group).
+  await send(0, 0, { t: 'd', r: ['a0'] });
+  await send(0, 0, { t: 'b', c: 1 });
+  await send(0, 0, { t: 'd', r: ['a1'] });
+  await send(0, 0, { t: 'd', r: ['a2'] });
+  await send(1, 0, { t: 'd', r: ['b0'] });
+  await send(0, 1, { t: 'd', r: ['c0'] });
+  await send(0, 1, { t: 'b', c: 1 });
+  await send(1, 1, { t: 'd', r: ['d0'] });
+
+  const { mux } = wiring;
+  mux?.start();
+  const out0 = wiring.runner(0);
+  const run0 = out0.run();
+  await until(() => (out0.counters().aligning?.held ?? 0) >= 2 && (!mux || mux.stats.envelopesReceived >= mux.stats.envelopesSent));
+  expect(out0.counters().aligning).toMatchObject({ checkpointId: 1, waitingFor: [`${edge.id}/1`], held: 2 });
+  // Multiplexed: every envelope was received; out#0's were deleted as it took them, out#1's wait in flight.
+  if (mux) expect(mux.stats).toMatchObject({ envelopesReceived: mux.stats.envelopesSent, partsReceived: 8 });
 
   await passMinute();
-  expect(runner.status).toBe('running');
-  expect(runner.counters().aligning).toMatchObject({ checkpointId: 1, held: 2 });
+  expect(out0.status).toBe('running');
+  expect(out0.counters().aligning).toMatchObject({ checkpointId: 1, held: 2 });
+  // What was held in flight was extended (four times the timeout), and no receipt ran out.
+  expect(counts.extensions).toBeGreaterThan(0);
+  expect(counts.expired).toBe(0);
 
-  await send(1, { t: 'b', c: 1 });
-  await send(1, { t: 'd', r: ['b1'] });
-  await send(0, { t: 'e' });
-  await send(1, { t: 'e' });
-  for (let i = 0; i < 1500 && runner.status === 'running'; i++) await tick(20);
-  runner.commitFinal();
-  expect(await run).toBe('finished');
+  // out#1 starts; producer 1's barrier arrives; both producers end.
+  const out1 = wiring.runner(1);
+  const run1 = out1.run();
+  await send(1, 0, { t: 'b', c: 1 });
+  await send(1, 0, { t: 'd', r: ['b1'] });
+  await send(1, 1, { t: 'b', c: 1 });
+  await send(1, 1, { t: 'd', r: ['d1'] });
+  for (const [p, c] of [
+    [0, 0],
+    [0, 1],
+    [1, 0],
+    [1, 1],
+  ] as const) {
+    await send(p, c, { t: 'e' });
+  }
+  await until(() => out0.status !== 'running' && out1.status !== 'running');
+  out0.commitFinal();
+  out1.commitFinal();
+  expect(await run0).toBe('finished');
+  expect(await run1).toBe('finished');
+  if (mux) {
+    // As a unit ends (task-unit.ts).
+    await mux.flush();
+    await mux.stopReceiving(false);
+  }
 
-  expect([...written].sort()).toEqual(['a0', 'a1', 'a2', 'b0', 'b1']);
+  expect([...written].sort()).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'c0', 'd0', 'd1']);
   // No redelivery was dropped (duplicates), no record skipped or seen twice, no receipt expired.
-  expect(runner.counters()).toMatchObject({ duplicates: 0, duplicateRecords: 0, missingRecords: 0, replayedRecords: 0, expiredReceipts: 0 });
-  expect((await io.acks(1)).map((a) => a.declined)).toEqual([undefined]);
-  expect(await channels.receive(queue, { max: 10, waitSeconds: 0 })).toEqual([]);
+  for (const runner of [out0, out1]) {
+    expect(runner.counters()).toMatchObject({ duplicates: 0, duplicateRecords: 0, missingRecords: 0, replayedRecords: 0, expiredReceipts: 0 });
+  }
+  if (mux) expect(mux.stats).toMatchObject({ expiredReceipts: 0, partsDropped: 0, partsReceived: mux.stats.partsSent });
+  expect(counts.expired).toBe(0);
+  expect((await io.acks(1)).map((a) => a.declined)).toEqual([undefined, undefined]);
+  for (const queue of wiring.queues) expect(await channels.receive(queue, { max: 10, waitSeconds: 0 })).toEqual([]);
+  return counts;
 }

@@ -1,6 +1,7 @@
 /**
  * A barrier alignment held far longer than the input visibility timeout (15 s), against the strict
- * in-memory transport (receipts expire as on SQS FIFO) on a fake clock: no real minute passes.
+ * in-memory transport (receipts expire as on SQS FIFO) on a fake clock: no real minute passes. On
+ * sub-partition queues and through a task unit's multiplexed channels (the path units take).
  * The same scenario runs against SQS in test/integration/long-alignment.test.ts.
  */
 import { describe, expect, it } from 'vitest';
@@ -29,17 +30,26 @@ class FakeClock implements Clock {
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 
 describe('barrier alignment longer than the visibility timeout', () => {
-  it('holds its input for 60 s: the consumer survives, nothing lost, nothing duplicated, no receipt expired', async () => {
-    const clock = new FakeClock();
-    const channels = new MemoryChannelTransport({ clock });
-    await longAlignmentScenario({ channels, blobs: new MemoryBlobStore(), metadata: new MemoryMetadataStore(), clock, jobId: 'job-la', queuePrefix: 'la' }, async () => {
-      // A minute passes, one second at a time; the runner and the gate keep running meanwhile.
-      for (let s = 0; s < 60; s++) {
-        clock.advance(1_000);
-        await tick();
-      }
+  for (const variant of ['queues', 'mux'] as const) {
+    it(`${variant === 'mux' ? "through a unit's multiplexed channels" : 'on sub-partition queues'}: holds its input for 60 s, the consumer survives, nothing lost, nothing duplicated, no receipt expired`, async () => {
+      const clock = new FakeClock();
+      const channels = new MemoryChannelTransport({ clock });
+      const jobId = `job-la-${variant}`;
+      const seen = await longAlignmentScenario(
+        { channels, blobs: new MemoryBlobStore(), metadata: new MemoryMetadataStore(), clock, jobId, queuePrefix: 'la' },
+        async () => {
+          // A minute passes, one second at a time; the runner, the gate and the unit's channels keep running meanwhile.
+          for (let s = 0; s < 60; s++) {
+            clock.advance(1_000);
+            await tick();
+          }
+        },
+        variant,
+      );
+      // What was held in flight stayed in flight under its first receipt: never received again.
+      expect([channels.redeliveries, channels.expiredReceipts]).toEqual([0, 0]);
+      // Extended every 5 s for the minute: held for 12 rounds or more.
+      expect(seen.extensions).toBeGreaterThanOrEqual(12);
     });
-    // The held messages stayed in flight under their first receipt: never received again.
-    expect([channels.redeliveries, channels.expiredReceipts]).toEqual([0, 0]);
-  });
+  }
 });
