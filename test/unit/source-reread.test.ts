@@ -1,9 +1,9 @@
 /**
  * A restarted source asked for a replay from before its restored position reads it again
- * (lib/runtime/source-reread.ts). Chaos seed 45375 (single-exact, demo): both aggregates were
- * killed and restored from checkpoint N; both generators were killed during their replays and
- * restored from checkpoint N+1. The records between the two positions were only in the dead
- * generators' in-flight logs: the restarted generators answered "unreplayable", 107 lost.
+ * (lib/runtime/source-reread.ts). The case chaos seed 45375 (single-exact, demo) opens: a consumer
+ * restored from checkpoint N, its source producer killed and restored from checkpoint N+1. The
+ * records between the two positions were only in the dead source's in-flight log: the restarted
+ * source answered "unreplayable" (the end event's `g`), and they were lost.
  *
  * Here: a source (deterministic, a map chained, a rebalance edge to two consumers) takes
  * checkpoints 1, 2 and 3; 2 completes (its log is trimmed there). Its unit dies. The new attempt
