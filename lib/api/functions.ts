@@ -34,6 +34,12 @@ export interface RuntimeContext {
    * reads it with a clear error when it is missing.
    */
   unionState?<T extends Json>(name: string): UnionListState<T>;
+  /**
+   * A source opened to read again what it read before, from restored offsets (a replay its
+   * in-flight log no longer holds: lib/runtime/source-reread.ts): it need not pace itself, and must
+   * return the records it returned then, in the same order.
+   */
+  rereading?: boolean;
 }
 
 /** `ctx.unionState(name)`, or an error naming the operator when the context has no union state. */

@@ -36,6 +36,8 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
   private runLeft = 0;
   private startedAt = 0;
   private emitted = 0;
+  /** Opened to read again (a replay regenerated): no pacing. */
+  private rereading = false;
 
   constructor(private readonly options: GeneratorOptions<O>) {
     if (!Number.isInteger(options.partitions) || options.partitions < 1) {
@@ -55,10 +57,11 @@ export class GeneratorSource<O extends Json> implements SourceFunction<O> {
     for (const p of this.assigned) if (!this.offsets.has(p)) this.offsets.set(p, 0);
     this.startedAt = Date.now();
     this.emitted = 0;
+    this.rereading = ctx.rereading === true;
   }
 
   async poll(max: number): Promise<SourceBatch<O>> {
-    const { ratePerSecond: rate } = this.options;
+    const rate = this.rereading ? undefined : this.options.ratePerSecond;
     let budget = max;
     if (rate) {
       const allowed = Math.floor(((Date.now() - this.startedAt) / 1000) * rate) - this.emitted;

@@ -22,6 +22,7 @@ import { ACK_TTL_SECONDS, TTL_ATTRIBUTE, ackPk, expiresAt, shardOf } from '../po
 import type { ChannelPositions } from './input-gate';
 import type { KeyedStateSnapshot } from './keyed-state';
 import type { WriterPositions } from './record-writer';
+import type { ReadBase } from './handover';
 import {
   DEFAULT_UNION_RESTORE_CONCURRENCY,
   UnionStateError,
@@ -58,6 +59,12 @@ export interface SubtaskSnapshot {
   channels?: ChannelPositions[];
   /** Single-exact: how many determinants the subtask had recorded at the barrier (its restart goes on from there). */
   determinants?: number;
+  /**
+   * A source with in-flight logs: its offsets and writer numbering at earlier checkpoints its log
+   * still covered (and the last completed ones), to read again what a consumer restored from one of
+   * them asks for (source-reread.ts). This checkpoint's own are `source` and `writers`.
+   */
+  readBases?: ReadBase[];
 }
 
 /** Where one subtask's union object of a task is, for a restore. */

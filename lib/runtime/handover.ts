@@ -81,6 +81,30 @@ export interface ChannelCounters {
   unreplayedRecords?: number;
 }
 
+/**
+ * What a checkpoint keeps of a writer: its numbering, so a restored source numbers its records as
+ * before, and its loss and replay counters, which a restart takes back to the checkpoint (what the
+ * dead attempt dropped or re-sent after it is done again: counted again, not twice).
+ */
+export interface WriterPositions {
+  edgeId: string;
+  lineage: number;
+  /** Next record position per consumer channel. */
+  position: number[];
+  roundRobin: number;
+  /** Records dropped per consumer channel (absent in older snapshots). */
+  dropped?: number[];
+  /** Records sent again to restarted consumers. */
+  resent?: number;
+}
+
+/** Where a source was at a checkpoint's barrier: its offsets and its writers' numbering (source-reread.ts). */
+export interface ReadBase {
+  checkpointId: number;
+  source: Json;
+  writers: WriterPositions[];
+}
+
 /** One record writer (one output edge) as the producer left it. */
 export interface WriterHandover {
   edgeId: string;
@@ -123,6 +147,8 @@ export interface SubtaskHandover {
   /** Single-exact: the subtask's determinants, and those its producers sent along. */
   determinants?: DeterminantLogState;
   determinantStore?: DeterminantStoreState;
+  /** A source's read bases (source-reread.ts). */
+  readBases?: ReadBase[];
   /** Times it was restarted inside its unit in this attempt (its channels' attempt follows: task-unit.ts `subtaskAttempt`). */
   restarts?: number;
 }

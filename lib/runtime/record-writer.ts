@@ -11,9 +11,9 @@
 import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
-import type { WriterHandover } from './handover';
+import type { WriterHandover, WriterPositions } from './handover';
 import type { DeterminantLog } from './determinants';
-import { DEFAULT_LOG_BYTES, InflightLog, type LogSpill } from './inflight-log';
+import { DEFAULT_LOG_BYTES, InflightLog, type LoggedMessage, type LogSpill } from './inflight-log';
 import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
 import { positionIn, replayBodies, replayGroupId, restartEvent, type RestartNotice } from './replay';
 
@@ -52,24 +52,15 @@ export interface RecordWriterOptions {
    * Barriers, end of input and forced flushes send a waiting watermark at once.
    */
   watermarkEveryMs?: number;
+  /**
+   * A source's records are a function of its offsets: what a replay asks for before the log's start
+   * (records [from, to) of channel `consumer` in `lineage`) is read again (source-reread.ts). The
+   * messages cover [from, x), x ≤ to; what they do not cover the replay reports as a gap.
+   */
+  regenerate?: (consumer: number, lineage: number, from: number, to: number) => Promise<LoggedMessage[]>;
 }
 
-/**
- * What a checkpoint keeps of a writer: its numbering, so a restored source numbers its records as
- * before, and its loss and replay counters, which a restart takes back to the checkpoint (what the
- * dead attempt dropped or re-sent after it is done again: counted again, not twice).
- */
-export interface WriterPositions {
-  edgeId: string;
-  lineage: number;
-  /** Next record position per consumer channel. */
-  position: number[];
-  roundRobin: number;
-  /** Records dropped per consumer channel (absent in older snapshots). */
-  dropped?: number[];
-  /** Records sent again to restarted consumers. */
-  resent?: number;
-}
+export type { WriterPositions } from './handover';
 
 interface ChannelBuffer {
   parts: string[];
@@ -102,6 +93,8 @@ export class RecordWriter {
   readonly log: InflightLog | undefined;
   /** Records sent again to restarted consumers. */
   replayedRecords = 0;
+  /** Of those, records read again from the source (its log no longer held them). */
+  regeneratedRecords = 0;
   /** The last watermark emitted, and whether end of input went out (what a replay's end tells). */
   private lastWatermark: number | undefined;
   private ended = false;
@@ -275,12 +268,22 @@ export class RecordWriter {
     // The live group's first message is the restart notice, if any: everything before `ls` is
     // skipped by the consumer, so the replay must carry it.
     const restart = this.restartNotice && restartEvent(this.restartNotice, consumer);
-    // A log that starts after the position asked for cannot give what lies between: it says so.
-    const unreplayable = Math.max(0, taken.from - position);
-    const tail = this.log
-      ? { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended, ...(restart ? { restart } : {}), ...(unreplayable > 0 ? { unreplayable } : {}) }
-      : {};
-    const excerpt = this.log ? await this.log.complete(taken, position) : taken;
+    const live = { nextSequence: this.sequence[consumer]!, watermark: this.lastWatermark, ended: this.ended, ...(restart ? { restart } : {}) };
+    let excerpt = this.log ? await this.log.complete(taken, position) : taken;
+    // A log that starts after the position asked for cannot give what lies between: a source reads
+    // it again (the same records at the same positions); what is still not covered, the end says.
+    let covered = position;
+    if (this.log && taken.from > position && this.options.regenerate) {
+      const again = await this.options.regenerate(consumer, taken.lineage, position, taken.from);
+      if (again.length > 0 && again[0]!.first === position) {
+        covered = again.at(-1)!.first + again.at(-1)!.count;
+        // Contiguous with the log only when it covers all of the gap (else the log's part follows a gap).
+        excerpt = { ...excerpt, from: position, messages: [...again, ...excerpt.messages] };
+        this.regeneratedRecords += covered - position;
+      }
+    }
+    const unreplayable = Math.max(0, taken.from - covered);
+    const tail = this.log ? { ...live, ...(unreplayable > 0 ? { unreplayable } : {}) } : {};
     const groupId = replayGroupId(address);
     const list = this.outbox.get(consumer) ?? [];
     replayBodies(excerpt, address, tail).forEach((body, s) => list.push({ groupId, dedupId: `${groupId}-${s}`, body }));

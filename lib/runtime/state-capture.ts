@@ -13,6 +13,7 @@
 import type { Json, SourceFunction } from '../api/functions';
 import type { SubtaskSnapshot } from './checkpoint-io';
 import type { DeterminantLog } from './determinants';
+import type { ReadBases } from './source-reread';
 import type { SubtaskHandover } from './handover';
 import type { InputDriver } from './input-driver';
 import type { OperatorChain } from './operator-chain';
@@ -32,6 +33,8 @@ export interface StatefulParts {
   input: InputDriver | undefined;
   /** An inner task's determinants (single-exact). */
   determinants: DeterminantLog | undefined;
+  /** A source's read bases (it can regenerate what its in-flight log no longer holds). */
+  bases?: ReadBases | undefined;
 }
 
 export type SnapshotForm = { checkpointId: number };
@@ -59,6 +62,7 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
       ...(p.output.writers.length > 0 ? { writers: p.output.positions() } : {}),
       ...(p.input?.gate ? { channels: p.input.positions() } : {}),
       ...(p.determinants ? { determinants: p.determinants.length } : {}),
+      ...(p.bases ? { readBases: p.bases.state() } : {}),
     };
   }
   return {
@@ -75,5 +79,6 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
     counters: form.counters,
     ...(p.determinants ? { determinants: p.determinants.state() } : {}),
     ...(p.input?.gate ? { determinantStore: p.input.gate.determinants.state() } : {}),
+    ...(p.bases ? { readBases: p.bases.state() } : {}),
   };
 }

@@ -40,6 +40,8 @@ import { ReplayRequester, type ReplaySender } from './replay-requester';
 import { DeterminantLog, type Step } from './determinants';
 import { collectDeterminants, type DeterminantSender } from './determinant-requester';
 import { SubtaskOutput } from './subtask-output';
+import { ReadBases, rereadChannel } from './source-reread';
+import type { LoggedMessage } from './inflight-log';
 import { UnionStateBackend } from './union-state';
 
 export type SubtaskStatus = 'created' | 'running' | 'ended' | 'finished' | 'failed' | 'cancelled' | 'handed-over';
@@ -179,6 +181,8 @@ export class SubtaskRunner {
   private readonly determinants: DeterminantLog | undefined;
   /** Producers whose older attempts to fence once the input gate exists (asked before it started). */
   private readonly pendingFences: DeterminantRequest[] = [];
+  /** A source with in-flight logs: where it can read again from, per checkpoint (source-reread.ts). */
+  private readonly bases: ReadBases | undefined;
 
   constructor(private readonly env: SubtaskEnvironment) {
     const { task, index, graph } = env;
@@ -187,6 +191,7 @@ export class SubtaskRunner {
     const parallelism = new Map(graph.tasks.map((t) => [t.id, t.parallelism]));
     const head = task.operators[0]!;
     this.determinants = env.exactOnce && task.inputs.length > 0 && task.outputs.length > 0 ? new DeterminantLog() : undefined;
+    this.bases = head.kind === 'source' && env.inflightLog && task.outputs.length > 0 ? new ReadBases() : undefined;
     const writers = task.outputs.map(
       (edge) =>
         new RecordWriter({
@@ -205,6 +210,7 @@ export class SubtaskRunner {
           ...(env.inflightLog ? { logSpill: logSpill(env.blobs, env.jobId, edge.id, index, env.attempt) } : {}),
           ...(env.maxMessageBytes !== undefined ? { maxMessageBytes: env.maxMessageBytes } : {}),
           ...(this.determinants ? { determinants: this.determinants } : {}),
+          ...(this.bases ? { regenerate: (consumer: number, lineage: number, from: number, to: number) => this.reread(edge.id, consumer, lineage, from, to) } : {}),
         }),
     );
     this.output = new SubtaskOutput(this.id, writers, env.lingerMs);
@@ -300,6 +306,7 @@ export class SubtaskRunner {
   checkpointComplete(checkpointId: number): void {
     this.ledger?.complete(checkpointId);
     this.output.trimLogs(checkpointId);
+    this.bases?.complete(checkpointId);
     this.determinants?.trim(checkpointId);
     this.input?.gate?.determinants.trim(checkpointId);
     // A source may tell its broker (a Kafka consumer group's offsets, for lag monitoring): never needed for recovery.
@@ -330,6 +337,32 @@ export class SubtaskRunner {
   /** A restarted consumer asks for its channels of one output edge again (see replay.ts). */
   replay(request: ReplayRequest): Promise<number> {
     return this.output.replay(request);
+  }
+
+  /** Records [from, to) of one output channel, read again from the newest read base before them (source-reread.ts). */
+  private async reread(edgeId: string, consumer: number, lineage: number, from: number, to: number): Promise<LoggedMessage[]> {
+    const base = this.bases?.find(edgeId, lineage, consumer, from);
+    if (!base) {
+      this.env.logger?.warn(`cannot read ${edgeId} channel ${consumer} again from record ${from}: no checkpoint kept is that old`, { edgeId, consumer, from, to });
+      return [];
+    }
+    const parallelism = new Map(this.env.graph.tasks.map((t) => [t.id, t.parallelism]));
+    const messages = await rereadChannel({
+      task: this.env.task,
+      index: this.env.index,
+      parallelism: (taskId) => parallelism.get(taskId)!,
+      context: this.context(),
+      base,
+      edgeId,
+      consumer,
+      from,
+      to,
+      ...(this.env.sourceBatchSize !== undefined ? { batchSize: this.env.sourceBatchSize } : {}),
+      ...(this.env.maxMessageBytes !== undefined ? { maxMessageBytes: this.env.maxMessageBytes } : {}),
+    });
+    const got = messages.reduce((n, m) => n + m.count, 0);
+    this.env.logger?.info(`read ${edgeId} channel ${consumer} again from checkpoint ${base.checkpointId}: records ${from}..${to - 1} for a replay its log no longer held (${got} regenerated)`, { edgeId, consumer, from, to, checkpointId: base.checkpointId, regenerated: got });
+    return messages;
   }
 
   /** The coordinator gave checkpoint N up for this region: stop aligning it. */
@@ -508,6 +541,10 @@ export class SubtaskRunner {
   /** Restores state from the snapshot; staged output of the restored checkpoint is committed. */
   private async restore(snapshot: SubtaskSnapshot): Promise<void> {
     if (snapshot.source !== undefined) this.source?.restoreOffsets(snapshot.source);
+    // Where it can read again from: the checkpoints its dead attempt's log still covered, and this one.
+    this.bases?.restore(snapshot.readBases ?? []);
+    if (snapshot.source !== undefined && snapshot.writers) this.bases?.add({ checkpointId: snapshot.checkpointId, source: snapshot.source, writers: snapshot.writers });
+    this.bases?.complete(snapshot.checkpointId);
     // A source re-reads from its offsets: its records take the positions they had (see messages.ts).
     if (this.source || this.env.exactOnce) this.output.restorePositions(snapshot.writers ?? []);
     this.determinants?.restart(snapshot.determinants ?? 0);
@@ -530,6 +567,7 @@ export class SubtaskRunner {
     this.output.resume(h.writers);
     if (h.determinants) this.determinants?.resume(h.determinants);
     if (h.source !== undefined) this.source?.restoreOffsets(h.source);
+    this.bases?.restore(h.readBases ?? []);
     if (h.keyed) this.chain.keyedState?.restore(h.keyed);
     if (h.processingTime !== undefined) this.chain.restoreProcessingTime(h.processingTime);
     // Timers up to it have fired already (they are gone from the keyed state): nothing fires twice.
@@ -566,7 +604,7 @@ export class SubtaskRunner {
 
   /** The parts whose state a snapshot or a hand-over captures. */
   private stateful(): StatefulParts {
-    return { subtask: this.id, chain: this.chain, source: this.source, union: this.union, ledger: this.ledger, output: this.output, input: this.input, determinants: this.determinants };
+    return { subtask: this.id, chain: this.chain, source: this.source, union: this.union, ledger: this.ledger, output: this.output, input: this.input, determinants: this.determinants, bases: this.bases };
   }
 
   /**
@@ -598,8 +636,11 @@ export class SubtaskRunner {
     await this.ledger?.stage(checkpointId, `c${checkpointId}-a${this.env.attempt}`, this.chain.currentWatermark);
     // Both writes take their state before their first await.
     const { task, index } = this.env;
+    const snapshot = captureState(this.stateful(), { checkpointId });
+    // A source can read again from here (its offsets and numbering at the barrier) until checkpoints after it complete.
+    if (snapshot.source !== undefined && snapshot.writers) this.bases?.add({ checkpointId, source: snapshot.source, writers: snapshot.writers });
     const [handle, unionHandle] = await Promise.all([
-      io.writeSnapshot(captureState(this.stateful(), { checkpointId })),
+      io.writeSnapshot(snapshot),
       this.union.names.length > 0 ? io.writeUnion({ checkpointId, taskId: task.id, subtaskIndex: index, parallelism: task.parallelism }, this.union) : undefined,
     ]);
     this.lastCheckpoint = checkpointId;
