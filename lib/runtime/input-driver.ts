@@ -75,7 +75,7 @@ export class InputDriver {
           this.heldBytes = 0;
           return this.handleAll(events);
         },
-        openChannels: () => this.openChannels(),
+        openChannels: () => this.gate?.openChannelKeys() ?? [],
       });
   }
 
@@ -263,10 +263,6 @@ export class InputDriver {
     const acks = this.acks;
     this.acks = new Map();
     await this.gate!.acknowledge(acks);
-  }
-
-  private *openChannels(): Iterable<string> {
-    for (const [key, channel] of this.gate?.channels ?? []) if (!channel.ended) yield key;
   }
 
   /** Handles events in order; the ones not handled yet stay visible to a checkpoint taken meanwhile. */

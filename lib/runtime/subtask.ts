@@ -270,7 +270,7 @@ export class SubtaskRunner {
       ...(channels && Object.keys(channels).length > 0 ? { channels } : {}),
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
-      ...(gate ? { openChannels: [...gate.channels.values()].filter((c) => !c.ended).length } : {}),
+      ...(gate ? { openChannels: gate.openCount() } : {}),
     };
   }
 
