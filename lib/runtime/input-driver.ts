@@ -28,7 +28,7 @@ export interface InputDriverHooks {
 const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 /** What alignment needs from the subtask; without it barriers pass through unaligned. */
-export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels'>;
+export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels' | 'openCount' | 'isOpen'>;
 
 export class InputDriver {
   recordsIn = 0;
@@ -76,6 +76,8 @@ export class InputDriver {
           return this.handleAll(events);
         },
         openChannels: () => this.gate?.openChannelKeys() ?? [],
+        openCount: () => this.gate?.openCount() ?? 0,
+        isOpen: (key) => this.gate?.isOpen(key) ?? false,
       });
   }
 

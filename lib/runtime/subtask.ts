@@ -142,8 +142,11 @@ export interface SubtaskCounters {
   /** Per input channel (edge/producer), the channels with non-zero record counters. */
   channels?: Record<string, ChannelCounters>;
   lastCheckpoint: number;
-  /** A barrier alignment in progress: the checkpoint, the channels it still waits for, events held. */
-  aligning?: { checkpointId: number; waitingFor: string[]; held: number };
+  /**
+   * A barrier alignment in progress: the checkpoint, the channels it still waits for (the first
+   * few; `waiting` counts them when there are more), events held.
+   */
+  aligning?: { checkpointId: number; waitingFor: string[]; waiting?: number; held: number };
   /** Channels (edge/producer) still open. */
   openChannels?: number;
 }

@@ -60,6 +60,8 @@ function alignerOf(gate: InputGate) {
     decline: async () => undefined,
     release: async () => undefined,
     openChannels: () => gate.openChannelKeys(),
+    openCount: () => gate.openCount(),
+    isOpen: (key) => gate.isOpen(key),
   });
   const handle = async (e: GateEvent) => {
     const key = channelKey(e.channel.edge.id, e.channel.producer);
@@ -94,6 +96,18 @@ describe('input gate: channels not heard from', () => {
     await Promise.all(writers.map((w) => w.flush()));
     for (const e of await take(3)) await handle(e);
     expect(taken).toEqual([1, 2]);
+    await gate.stop();
+  });
+
+  it('names a few of the channels an alignment waits for and counts the rest', async () => {
+    const { gate, writers, take } = await setup(50);
+    const { aligner, handle } = alignerOf(gate);
+    writers[7]!.emitEvent({ t: 'b', c: 1 });
+    await writers[7]!.flush();
+    for (const e of await take(1)) await handle(e);
+    const status = aligner.status()!;
+    expect(status.waitingFor).toEqual(['e0/0', 'e0/1', 'e0/2', 'e0/3', 'e0/4', 'e0/5', 'e0/6', 'e0/8', 'e0/9', 'e0/10']);
+    expect(status.waiting).toBe(49);
     await gate.stop();
   });
 
