@@ -247,13 +247,45 @@ export class InputGate {
     return total;
   }
 
-  /** Counters of the channels with any, by channel key (edge/producer). */
-  channelCounters(): Record<string, ChannelCounters> {
+  /**
+   * Counters of the channels with any, by channel key (edge/producer), in channel order; with
+   * `limit`, only the `limit` channels with the most records counted (`countedChannels` says how
+   * many have any). Channels with unreplayed records (lost) go first: a chaos verdict reads them
+   * per edge (`omittedUnreplayed` has the rest).
+   */
+  channelCounters(limit = Infinity): Record<string, ChannelCounters> {
+    let counted = [...this.fullChannels()].filter((c) => hasCounts(c.counters));
+    if (counted.length > limit) {
+      const kept = new Set(
+        [...counted]
+          .sort((a, b) => (b.counters.unreplayedRecords ?? 0) - (a.counters.unreplayedRecords ?? 0) || countedRecords(b.counters) - countedRecords(a.counters) || a.rank - b.rank)
+          .slice(0, limit),
+      );
+      counted = counted.filter((c) => kept.has(c));
+    }
     const out: Record<string, ChannelCounters> = {};
+    for (const c of counted) out[channelKey(c.edge.id, c.producer)] = { ...c.counters };
+    return out;
+  }
+
+  /**
+   * Per input edge, the unreplayed records of channels with counts that `listed` (what
+   * `channelCounters(limit)` gave) leaves out: the edge's loss stays visible when its channels are not.
+   */
+  omittedUnreplayed(listed: Record<string, ChannelCounters>): Record<string, number> {
+    const out: Record<string, number> = {};
     for (const c of this.fullChannels()) {
-      if (hasCounts(c.counters)) out[channelKey(c.edge.id, c.producer)] = { ...c.counters };
+      const n = c.counters.unreplayedRecords ?? 0;
+      if (n > 0 && !(channelKey(c.edge.id, c.producer) in listed)) out[c.edge.id] = (out[c.edge.id] ?? 0) + n;
     }
     return out;
+  }
+
+  /** Channels with any counts (only full channels have counts). */
+  countedChannels(): number {
+    let n = 0;
+    for (const c of this.fullChannels()) if (hasCounts(c.counters)) n++;
+    return n;
   }
 
   /** Input channels not ended (those not heard from included). */
@@ -1271,5 +1303,8 @@ class ChannelsView implements ReadonlyMap<string, ChannelState> {
     for (const [key, state] of this.entries()) callback(state, key, this);
   }
 }
+
+/** Records counted on a channel (unreplayed ones are part of missing). */
+const countedRecords = (c: ChannelCounters): number => c.duplicateRecords + c.missingRecords + c.replayedRecords + (c.regeneratedRecords ?? 0);
 
 const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0 || (c.unreplayedRecords ?? 0) > 0;

@@ -116,6 +116,13 @@ export interface SubtaskEnvironment {
   onFinished?: () => Promise<void>;
 }
 
+/**
+ * Most input channels a subtask's counters list (`channels`). They go into its unit's record, one
+ * DynamoDB item of at most 400 KB: after a restart at parallelism 4000 every one of a join
+ * subtask's 8000 channels can have counts (about 90 bytes each), and a unit hosts 100 subtasks.
+ */
+export const CHANNELS_REPORTED = 16;
+
 export interface SubtaskCounters {
   recordsIn: number;
   recordsOut: number;
@@ -139,8 +146,16 @@ export interface SubtaskCounters {
   expiredReceipts: number;
   /** Input messages that came before an earlier one of their channel and waited for it. */
   reordered: number;
-  /** Per input channel (edge/producer), the channels with non-zero record counters. */
+  /**
+   * Per input channel (edge/producer), the channels with non-zero record counters: at most
+   * CHANNELS_REPORTED of them, those with the most records counted (the subtask's totals above
+   * count every channel).
+   */
   channels?: Record<string, ChannelCounters>;
+  /** Channels with non-zero counters left out of `channels`. */
+  channelsOmitted?: number;
+  /** Per input edge, the unreplayed records of the channels left out of `channels`. */
+  unreplayedOmitted?: Record<string, number>;
   lastCheckpoint: number;
   /**
    * A barrier alignment in progress: the checkpoint, the channels it still waits for (the first
@@ -263,7 +278,9 @@ export class SubtaskRunner {
 
   counters(): SubtaskCounters {
     const gate = this.input?.gate;
-    const channels = gate?.channelCounters();
+    const channels = gate?.channelCounters(CHANNELS_REPORTED);
+    const omitted = gate ? gate.countedChannels() - Object.keys(channels ?? {}).length : 0;
+    const unreplayedOmitted = omitted > 0 && gate ? gate.omittedUnreplayed(channels ?? {}) : {};
     const aligning = this.input?.alignment();
     return {
       recordsIn: this.driver.recordsIn,
@@ -271,6 +288,8 @@ export class SubtaskRunner {
       dropped: this.output.dropped,
       ...this.gateCounters(),
       ...(channels && Object.keys(channels).length > 0 ? { channels } : {}),
+      ...(omitted > 0 ? { channelsOmitted: omitted } : {}),
+      ...(Object.keys(unreplayedOmitted).length > 0 ? { unreplayedOmitted } : {}),
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
       ...(gate ? { openChannels: gate.openCount() } : {}),

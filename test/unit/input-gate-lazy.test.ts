@@ -309,7 +309,7 @@ describe('input gate: channels in arrays do what full channel objects do', () =>
             if (e.message.t === 'e') e.channel.ended = true;
           }
           log.push([n, events.map((e) => [channelKey(e.channel.edge.id, e.channel.producer), e.message, e.receipt]), discarded, gate.combinedWatermark(), gate.allEnded(), gate.openCount()]);
-          if (n % 10 === 0) log.push(['state', gate.counters(), gate.channelCounters(), gate.duplicates, gate.fenced, gate.staleReplays, gate.reordered]);
+          if (n % 10 === 0) log.push(['state', gate.counters(), gate.channelCounters(), gate.channelCounters(1), gate.countedChannels(), gate.duplicates, gate.fenced, gate.staleReplays, gate.reordered]);
         });
         log.push(['handover', normalizeHandover(gate.handoverState())]);
         log.push(['positions', expandRuns(gate.positions())]);
