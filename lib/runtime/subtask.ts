@@ -276,6 +276,11 @@ export class SubtaskRunner {
     }
   }
 
+  /** Records read so far (what `counters()` reports, without going over the input channels). */
+  get recordsIn(): number {
+    return this.driver.recordsIn;
+  }
+
   counters(): SubtaskCounters {
     const gate = this.input?.gate;
     const channels = gate?.channelCounters(CHANNELS_REPORTED);

@@ -392,7 +392,7 @@ export class TaskUnit {
   private reportedStatuses = '';
 
   private statuses(): string {
-    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.counters().recordsIn > 0)}`;
+    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.recordsIn > 0)}`;
   }
 
   /**
