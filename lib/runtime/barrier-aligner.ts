@@ -76,7 +76,9 @@ export class BarrierAligner<E> {
   status(): AlignmentStatus | undefined {
     const current = this.current;
     if (!current) return undefined;
-    const counted = this.hooks.openCount && this.hooks.isOpen ? this.hooks.openCount() - this.arrivedOpen(current) : undefined;
+    // Counted (a status goes with every heartbeat): the channels that delivered the barrier are
+    // open (what follows their barrier, an end of input too, is held), so the rest of the open ones wait.
+    const counted = this.hooks.openCount && this.hooks.isOpen ? Math.max(0, this.hooks.openCount() - current.arrived.size) : undefined;
     const waitingFor: string[] = [];
     let waiting = 0;
     for (const key of this.hooks.openChannels()) {

@@ -111,6 +111,14 @@ export interface InputGateOptions {
   visibilityTimeoutSeconds?: number;
   /** How often held messages get their visibility extended (default: a third of the timeout). */
   extendEveryMs?: number;
+  /**
+   * False when the transport settles a message once it is taken (multiplexed channels,
+   * channel-mux.ts: what the gate holds is in memory, not in flight at SQS): no visibility to
+   * extend, no receipts to keep for it (default true).
+   */
+  extendVisibility?: boolean;
+  /** Most messages one receive takes (default 10, SQS's most; an in-memory inbox can give more). */
+  receiveMax?: number;
   /** Longest wait for a missing message of a group before the consumer fails (default 120 s). */
   gapTimeoutMs?: number;
   /**
@@ -201,7 +209,7 @@ export class InputGate {
   start(): void {
     this.running = true;
     for (const edge of this.options.inputs) this.pollers.push(this.poll(edge));
-    this.extender ??= this.extendLoop();
+    if (this.options.extendVisibility !== false) this.extender ??= this.extendLoop();
   }
 
   async stop(): Promise<void> {
@@ -1100,7 +1108,7 @@ export class InputGate {
     while (this.running) {
       try {
         const messages = await this.options.transport.receive(queue, {
-          max: 10,
+          max: this.options.receiveMax ?? 10,
           waitSeconds: wait,
           visibilityTimeoutSeconds: this.visibilitySeconds,
         });
@@ -1111,7 +1119,7 @@ export class InputGate {
         }
         wait = busyWait;
         const receivedAt = this.clock.now();
-        for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
+        if (this.options.extendVisibility !== false) for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
         if (!this.running) {
           for (const message of messages) this.buffer.push({ queue, edge, message });
           this.wake();

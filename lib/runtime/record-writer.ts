@@ -121,6 +121,8 @@ export class RecordWriter {
   private readonly watermarkTaken: Float64Array;
   /** Channels with a watermark waiting. */
   private watermarksWaiting = 0;
+  /** The fields of a watermark-only message, for the last watermark sent alone. */
+  private watermarkFields: [number, string] | undefined;
 
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
@@ -240,11 +242,13 @@ export class RecordWriter {
 
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
   emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' | 'r' }>): void {
+    // The same event on every channel: its fields are written once.
+    const fields = eventFields(event);
     for (const c of this.channels()) {
       this.seal(c, true);
       // End of input always goes out: the queue is durable, and a consumer restarting after an
       // outage must still see its producers end. Barriers to an unavailable consumer are useless.
-      if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
+      if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueueRaw(c, event.t, fields, undefined, event.t === 'b');
     }
     // Everything before the barrier is in the consumers' snapshots once its checkpoint completes.
     if (event.t === 'b') this.log?.barrier(event.c, this.position);
@@ -262,7 +266,8 @@ export class RecordWriter {
     this.restartNotice = { checkpointId, ...(at ? { lineage: at.lineage, position: [...at.position] } : {}) };
     for (const c of this.channels()) {
       this.seal(c, true);
-      this.enqueue(c, restartEvent(this.restartNotice, c));
+      // Each channel's notice says where the checkpoint left that channel: its fields are its own.
+      this.enqueueRaw(c, 'r', eventFields(restartEvent(this.restartNotice, c)));
     }
   }
 
@@ -405,7 +410,10 @@ export class RecordWriter {
     // Records buffered while the sub-partition was available still go out (the queue is
     // durable); only records that arrive while it is unavailable are dropped, and counted.
     if (!buffer) {
-      this.enqueue(consumer, { t: 'w', w: watermark! });
+      // Every channel gets the same watermark: its fields are written once per value.
+      const cached = this.watermarkFields;
+      const fields = cached && cached[0] === watermark ? cached : (this.watermarkFields = [watermark!, eventFields({ t: 'w', w: watermark! })]);
+      this.enqueueRaw(consumer, 'w', fields[1]);
       return;
     }
     // Records are already JSON; splice them in rather than stringify twice.
@@ -416,12 +424,6 @@ export class RecordWriter {
     this.log?.append(consumer, { first: buffer.first, count: buffer.parts.length, fields });
     this.buffers.delete(consumer);
     this.enqueueRaw(consumer, 'd', fields, buffer.first);
-  }
-
-  private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
-    const { t, ...rest } = event;
-    const fields = Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
-    this.enqueueRaw(consumer, t, fields, undefined, t === 'b');
   }
 
   /**
@@ -442,6 +444,12 @@ export class RecordWriter {
 }
 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
+
+/** A control event's fields after its type, as a message body carries them. */
+function eventFields(event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): string {
+  const { t: _, ...rest } = event;
+  return Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
+}
 
 /** Stable string hash (FNV-1a, 32 bit) mapped onto the consumer subtasks. */
 export function hashPartition(key: string, parallelism: number): number {

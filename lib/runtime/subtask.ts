@@ -95,6 +95,12 @@ export interface SubtaskEnvironment {
   /** Channel messages are packed up to this many bytes (default MAX_MESSAGE_BYTES; less when multiplexed). */
   maxMessageBytes?: number;
   /**
+   * The channels are multiplexed (channel-mux.ts): the unit settles what a subtask takes, so its
+   * input gate extends no visibility, and takes up to MUX_RECEIVE_MAX messages a batch from its
+   * inbox instead of SQS's 10 (a join subtask at P=4000 takes 8000 barriers per checkpoint).
+   */
+  multiplexed?: boolean;
+  /**
    * Called once the input loop has ended (every input channel ended; not for a hand-over): what
    * still arrives for this subtask is stale (the unit's multiplexed inboxes drop it from then on).
    */
@@ -122,6 +128,9 @@ export interface SubtaskEnvironment {
  * subtask's 8000 channels can have counts (about 90 bytes each), and a unit hosts 100 subtasks.
  */
 export const CHANNELS_REPORTED = 16;
+
+/** Most channel messages an input gate takes from a multiplexed inbox per batch. */
+export const MUX_RECEIVE_MAX = 500;
 
 export interface SubtaskCounters {
   recordsIn: number;
@@ -513,6 +522,7 @@ export class SubtaskRunner {
       minAttempt: env.minAttempt,
       ...(env.groupsStartAtZero ? { groupsStartAtZero: true } : {}),
       ...(env.clock ? { clock: env.clock } : {}),
+      ...(env.multiplexed ? { extendVisibility: false, receiveMax: MUX_RECEIVE_MAX } : {}),
       onError: (error) => input.fail(error),
     });
     if (env.resume) {

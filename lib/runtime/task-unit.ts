@@ -215,7 +215,7 @@ export class TaskUnit {
       ...(options.inflightLog ? { inflightLog: true } : {}),
       ...(options.exactOnce ? { exactOnce: true } : {}),
       // Multiplexed: each channel message leaves room for its envelope and part header.
-      ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id) } : {}),
+      ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id), multiplexed: true } : {}),
       onFinished: () => this.reportFinished(),
       logger: this.log.child({ subtask: id }),
     });

@@ -319,3 +319,35 @@ describe('input gate: channels in arrays do what full channel objects do', () =>
     });
   }
 });
+
+describe('input gate on multiplexed channels', () => {
+  it('takes up to receiveMax messages a receive, and with extendVisibility false extends nothing', async () => {
+    let now = 0;
+    const clock = { now: () => now, sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
+    // An inbox as the multiplexed transport serves it (no limit of 10), counting extensions.
+    const bodies = Array.from({ length: 3 }, (_, p) => Array.from({ length: 40 }, (_, s) => JSON.stringify({ p, a: 0, s, l: 0, n: s, t: 'd', r: [`${p}.${s}`] }))).flat();
+    const asked: number[] = [];
+    let extensions = 0;
+    const inbox = Object.assign(new MemoryChannelTransport(), {
+      receive: async (_: string, options: { max: number }) => {
+        asked.push(options.max);
+        return bodies.splice(0, options.max).map((body, i) => ({ body, groupId: '', receipt: `r${asked.length}.${i}` }));
+      },
+      changeVisibility: async () => {
+        extensions++;
+        return { expired: [] };
+      },
+      delete: async () => ({ expired: [] }),
+    });
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 3, queueOf: () => 'in', transport: inbox, clock, waitSeconds: 0.05, extendEveryMs: 1, extendVisibility: false, receiveMax: 100, onError: (e) => { throw e; } });
+    gate.start();
+    const { events } = await gate.next(1000);
+    expect(asked[0]).toBe(100);
+    expect(events).toHaveLength(100);
+    now += 60_000; // held a minute: nothing extended
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(extensions).toBe(0);
+    gate.release();
+    await gate.stop();
+  });
+});
