@@ -31,7 +31,7 @@
  */
 import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
 import { count, markdownTable, seconds } from './lib/report';
-import { describeMachine, machineInfo, writeResults } from './lib/results';
+import { describeMachine, machineInfo, writeResults, type MachineInfo } from './lib/results';
 import { ObservedMetadataStore, type ItemRecord } from './lib/metadata-observer';
 import {
   PRICE_TABLE,
@@ -89,6 +89,7 @@ const FLAGS = defineFlags({
   joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single restarts only the killed one, see docs/scale.md)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
+  heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -99,7 +100,7 @@ const FLAGS = defineFlags({
   unitGb: { type: 'number', default: 2, min: 0.5, help: 'MODEL: Fargate GB per unit' },
   parallelismPerKpu: { type: 'number', default: 1, integer: true, min: 1, help: 'Managed Flink parallelism per KPU (its default: 1)' },
   out: { type: 'string', default: 'bench/results/scale.json', help: 'JSON results file' },
-  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from a saved results file, without running anything' },
+  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from saved results files, without running anything: several (a,b,...) are reported together, a later run of a name replacing an earlier one, and written to --out' },
 });
 type Flags = FlagValues<typeof FLAGS>;
 
@@ -306,6 +307,9 @@ interface JobRun {
   largest: ItemRecord[];
   hottestPartitionWrites: { pk: string; writes: number };
   errors: string[];
+  /** The invocation that measured this run, and where (runs of several invocations are reported together: --report-from). */
+  command?: string;
+  machine?: MachineInfo;
 }
 
 interface Env {
@@ -366,7 +370,7 @@ async function runJob(
     failover: spec.failover,
     subtasksPerUnit: spec.subtasksPerUnit,
     // Generous: 12,000 subtasks share two cores with the emulator here.
-    heartbeatTimeoutSeconds: 120,
+    heartbeatTimeoutSeconds: flags.heartbeatTimeoutS,
     checkpoint: { timeoutSeconds: flags.checkpointTimeoutS },
   });
   const s1 = snapshot();
@@ -530,9 +534,14 @@ async function main(): Promise<void> {
     if (!process.argv.includes('--ingest-parallelism')) flags.ingestParallelism = 500;
   }
   if (flags.reportFrom) {
-    const saved = JSON.parse(readFileSync(flags.reportFrom, 'utf8')) as { runs: JobRun[]; command: string; machine: ReturnType<typeof machineInfo>; flags: Flags };
-    console.log(`report of ${flags.reportFrom} (measured by: ${saved.command})`);
-    report({ ...saved.flags, out: flags.out, reportFrom: undefined }, saved.runs, saved.command, saved.machine, performance.now());
+    const files = flags.reportFrom.split(',').filter(Boolean);
+    const saved = files.map((file) => ({ file, ...(JSON.parse(readFileSync(file, 'utf8')) as { runs: JobRun[]; command: string; machine: MachineInfo; flags: Flags }) }));
+    const byName = new Map<string, JobRun>();
+    for (const s of saved) for (const r of s.runs) byName.set(r.name, { ...r, command: r.command ?? s.command, machine: r.machine ?? s.machine });
+    for (const s of saved) console.log(`report of ${s.file} (measured by: ${s.command})`);
+    const first = saved[0]!;
+    const command = files.length === 1 ? first.command : `npm run bench:scale -- --report-from ${flags.reportFrom}`;
+    report({ ...first.flags, out: flags.out, reportFrom: undefined }, [...byName.values()], command, first.machine, performance.now());
     return;
   }
   const wallStart = performance.now();
@@ -549,12 +558,14 @@ async function main(): Promise<void> {
   // per unit). SQS sends, deletes and visibility changes, S3 and DynamoDB: few sockets, so a
   // checkpoint's thousands of barrier envelopes and snapshot writes queue here, not at the
   // emulator's one-threaded servers; each real unit would have its own sockets and SQS and S3
-  // would take them all. The SDK's connection timeout runs from the request's start, also while
-  // it waits here for a socket: long, or a queued call fails as unreachable (the P=1000 join's
-  // barrier envelopes did, 30 s into its first checkpoint).
+  // would take them all. The SDK's connection and request timeouts run from the request's start,
+  // also while it waits here for a socket: long, or a queued call fails as unreachable (the P=1000
+  // join's barrier envelopes did, 30 s into its first checkpoint; the P=4000 join's snapshot
+  // writes after 300 s).
   const pollPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
-  const sqsPorts = createAwsPorts(config, { maxSockets: 64, connectionTimeoutMs: 900_000, requestTimeoutMs: 300_000, maxAttempts: 6 });
-  const dataPorts = createAwsPorts(config, { maxSockets: 32, connectionTimeoutMs: 900_000, requestTimeoutMs: 300_000, maxAttempts: 6 });
+  const queued = { connectionTimeoutMs: 1_800_000, requestTimeoutMs: 1_800_000, maxAttempts: 6 };
+  const sqsPorts = createAwsPorts(config, { maxSockets: 64, ...queued });
+  const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
   const channels = receivesFrom(pollPorts.channels, sqsPorts.channels);
   const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
@@ -563,12 +574,13 @@ async function main(): Promise<void> {
 
   const period = flags.firstRecordS;
   const runs: JobRun[] = [];
+  const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   try {
     if (flags.runs.includes('join')) {
       const P = flags.joinParallelism;
       // Events: one per subtask per period; feature updates paced to the same span (a tenth).
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'join',
           job: 'recommendation-join',
           parallelism: P,
@@ -580,13 +592,13 @@ async function main(): Promise<void> {
           checkpoints: flags.checkpoints,
           idle: true,
           records: !flags.noRecords,
-        }),
+        })),
       );
     }
     if (flags.runs.includes('ingest')) {
       const P = flags.ingestParallelism;
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'ingest',
           job: 'ingest',
           parallelism: P,
@@ -598,7 +610,7 @@ async function main(): Promise<void> {
           checkpoints: flags.checkpoints,
           idle: true,
           records: !flags.noRecords,
-        }),
+        })),
       );
     }
     if (flags.runs.includes('p16')) {
@@ -606,7 +618,7 @@ async function main(): Promise<void> {
       const eventRate = flags.p16Rate / 1.1 / P;
       const seconds = flags.p16Seconds + 10 + 120;
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'p16',
           job: 'recommendation-join',
           parallelism: P,
@@ -618,7 +630,7 @@ async function main(): Promise<void> {
           checkpoints: 1,
           idle: false,
           loadSeconds: flags.p16Seconds,
-        }),
+        })),
       );
     }
     report(flags, runs, command, machine, wallStart);
@@ -673,7 +685,8 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
   console.log(markdownTable(header, rows, header.map((_, c) => (c === 0 ? 'left' : 'right'))));
 
   for (const r of runs) {
-    console.log(`\n${r.name}: largest DynamoDB items written (by kind):`);
+    console.log(`\n${r.name}: ${r.command ? `measured by \`${r.command}\`${r.machine ? ` (load average ${r.machine.loadavg1m})` : ''}` : ''}`);
+    console.log(`  largest DynamoDB items written (by kind):`);
     for (const it of r.largest) console.log(`  ${String(it.bytes).padStart(7)} B  ${it.pk} / ${it.sk}`);
     console.log(`  hottest partition key: ${r.hottestPartitionWrites.writes} writes in one second (${r.hottestPartitionWrites.pk})`);
     const idle = r.idle.seconds > 0 ? perSecond(r.idle) : undefined;
