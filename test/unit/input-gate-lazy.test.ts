@@ -351,3 +351,118 @@ describe('input gate on multiplexed channels', () => {
     await gate.stop();
   });
 });
+
+describe('input gate: recovery state (restart notices, skipped positions, replays taken) in arrays and objects alike', () => {
+  // Main's fixes keep more per channel: the producer's restart notice (with where its checkpoint
+  // left the channel), positions skipped as missing, the producer attempt whose replay was taken.
+  // Only a full channel holds them; hand-over, resume, snapshot and restore must carry them, and a
+  // channel in the arrays must never take a state that has them.
+  const producers = 4;
+  const make = (compactChannels: boolean) =>
+    new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => producers, queueOf: () => 'in', transport: new MemoryChannelTransport(), clock: { now: () => 1_000, sleep: () => new Promise<void>(() => undefined) }, onError: () => undefined, compactChannels });
+  const msg = (m: Record<string, unknown>): string => JSON.stringify(m);
+  /** Feeds bodies through the gate's `take`, as `next` does; what it delivered and discarded, and its counters. */
+  const feed = (gate: InputGate, bodies: readonly string[]) => {
+    const internal = gate as unknown as { take(received: { queue: string; edge: ExecutionEdge; message: { body: string; groupId: string; receipt: string } }, now: number, events: GateEvent[], discard: (q: string, r: string | undefined) => void): void };
+    const events: GateEvent[] = [];
+    const discarded: string[] = [];
+    bodies.forEach((body, i) => internal.take({ queue: 'in', edge, message: { body, groupId: '', receipt: `r${i}` } }, 1_000, events, (_, r) => void (r && discarded.push(r))));
+    for (const e of events) {
+      if (e.message.t === 'w' || (e.message.t === 'd' && e.message.w !== undefined)) e.channel.watermark = Math.max(e.channel.watermark, (e.message as ChannelMessage & { w: number }).w);
+      if (e.message.t === 'e') e.channel.ended = true;
+    }
+    return {
+      events: events.map((e) => [channelKey(e.channel.edge.id, e.channel.producer), e.message, e.receipt]),
+      discarded,
+      counters: gate.counters(),
+      channels: gate.channelCounters(),
+      fenced: gate.fenced,
+      watermark: gate.combinedWatermark(),
+    };
+  };
+  const first = [
+    // Producer 0: records, then a jump (3 records missing: skipped).
+    msg({ p: 0, a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['a', 'b'] }),
+    msg({ p: 0, a: 0, s: 1, l: 0, n: 5, t: 'd', r: ['f'] }),
+    // Producer 1: a record, then its restart notice (lineage 1, checkpoint 0 left lineage 0 at 0).
+    msg({ p: 1, a: 0, s: 0, l: 0, n: 0, t: 'd', r: ['x'] }),
+    msg({ p: 1, a: 1, s: 0, l: 1, n: 0, t: 'r', c: 0, f: [0, 0] }),
+    // Producer 2: the replay this consumer waits for, answered by its attempt 1 in lineage 0 (a
+    // restored source), with its watermark as an event and a record its log no longer had.
+    msg({ p: 2, a: 1, s: 0, l: 0, n: 0, t: 'd', r: ['r0'], ra: 1, rq: 1 }),
+    msg({ p: 2, a: 1, s: 1, l: 0, n: 1, t: 'x', ls: 0, g: 1, w: 40, ra: 1, rq: 1 }),
+    // Producer 3: in order, stays in the arrays.
+    msg({ p: 3, a: 0, s: 0, l: 0, n: 0, t: 'b', c: 1 }),
+    msg({ p: 3, a: 0, s: 1, l: 0, n: 0, t: 'w', w: 50 }),
+  ];
+  const later = [
+    // The dead attempt 0 of producer 2 left a message: fenced (the replay came from attempt 1).
+    msg({ p: 2, a: 0, s: 3, l: 0, n: 7, t: 'd', r: ['old'] }),
+    // Producer 0 restored from before its drop: it sends the skipped records again, now lost.
+    msg({ p: 0, a: 0, s: 2, l: 0, n: 2, t: 'd', r: ['c', 'd', 'e'] }),
+    // Producer 1's dead lineage 0, seen after the notice: regenerated.
+    msg({ p: 1, a: 0, s: 1, l: 0, n: 1, t: 'd', r: ['y'] }),
+  ];
+
+  it('takes, hands over and resumes the same way with channels in arrays as with every channel an object', () => {
+    const [compact, full] = [make(true), make(false)];
+    for (const g of [compact, full]) g.awaitReplay('e0/2', 1, 1);
+    const got = feed(compact, first);
+    expect(got).toEqual(feed(full, first));
+    expect(got.counters).toMatchObject({ missingRecords: 3, unreplayedRecords: 1, regeneratedRecords: 1 });
+    // The replay's watermark went in order, as an event.
+    expect(got.events.filter(([key, m]) => key === 'e0/2' && (m as ChannelMessage).t === 'w')).toHaveLength(1);
+    const handover = compact.handoverState();
+    expect(normalizeHandover(handover)).toEqual(normalizeHandover(full.handoverState()));
+    const byKey = new Map(handover.map((h) => [h.key, h]));
+    expect(byKey.get('e0/0')!.skipped).toEqual([[0, 2, 5]]);
+    expect(byKey.get('e0/1')!.restarted).toEqual({ lineage: 1, from: 0, at: [0, 0] });
+    expect(byKey.get('e0/2')!.replayedBy).toEqual({ attempt: 1, lineage: 0 });
+    // Producer 3's channel stayed in the arrays.
+    expect((compact as unknown as { tables: { full: Map<number, unknown> }[] }).tables[0]!.full.has(3)).toBe(false);
+    // A successor resumes every channel as it was, and goes on as the predecessor would.
+    const [resumedCompact, resumedFull] = [make(true), make(false)];
+    for (const g of [resumedCompact, resumedFull]) g.resume(handover);
+    expect(normalizeHandover(resumedCompact.handoverState())).toEqual(normalizeHandover(handover));
+    const after = feed(resumedCompact, later);
+    expect(after).toEqual(feed(resumedFull, later));
+    expect(after).toEqual(feed(compact, later));
+    expect(after.fenced).toBe(1);
+    // 1 unreplayed from the replay's end, 3 skipped records sent again.
+    expect(after.counters).toMatchObject({ unreplayedRecords: 4, regeneratedRecords: 2 });
+  });
+
+  it('snapshots and restores a restart notice and skipped positions, in arrays as in objects', () => {
+    const [compact, full] = [make(true), make(false)];
+    for (const g of [compact, full]) g.awaitReplay('e0/2', 1, 1);
+    feed(compact, first);
+    feed(full, first);
+    const snapshot = compact.positions();
+    expect(expandRuns(snapshot)).toEqual(expandRuns(full.positions()));
+    const entries = new Map(snapshot.map((e) => [e.key, e]));
+    expect(entries.get('e0/0')!.skipped).toEqual([[0, 2, 5]]);
+    expect(entries.get('e0/1')!.restarted).toEqual({ lineage: 1, from: 0, at: [0, 0] });
+    const [restoredCompact, restoredFull] = [make(true), make(false)];
+    for (const g of [restoredCompact, restoredFull]) g.restorePositions(snapshot, 1);
+    expect(expandRuns(restoredCompact.positions())).toEqual(expandRuns(restoredFull.positions()));
+    expect(expandRuns(restoredCompact.positions())).toEqual(expandRuns(snapshot));
+    // Producer 0 restored (its attempt 1, lineage 0) sends the records it had dropped again.
+    const resent = [msg({ p: 0, a: 1, s: 0, l: 0, n: 2, t: 'd', r: ['c', 'd', 'e'] })];
+    const after = feed(restoredCompact, resent);
+    expect(after).toEqual(feed(restoredFull, resent));
+    // The consumer is past them: lost (unreplayed), beside the 1 the snapshot's counters hold.
+    expect(after.counters.unreplayedRecords).toBe(1 + 3);
+  });
+
+  it('lists channels with unreplayed records first when it lists only a few, and sums per edge what it leaves out', () => {
+    const gate = make(true);
+    gate.awaitReplay('e0/2', 1, 1);
+    feed(gate, first);
+    feed(gate, later);
+    // Channels with counts: 0 (missing, unreplayed 3), 1 (regenerated), 2 (unreplayed 1).
+    expect(Object.keys(gate.channelCounters(1))).toEqual(['e0/0']);
+    expect(Object.keys(gate.channelCounters(2))).toEqual(['e0/0', 'e0/2']);
+    expect(gate.omittedUnreplayed(gate.channelCounters(1))).toEqual({ e0: 1 });
+    expect(gate.omittedUnreplayed(gate.channelCounters())).toEqual({});
+  });
+});
