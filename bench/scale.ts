@@ -31,7 +31,7 @@
  */
 import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
 import { count, markdownTable, seconds } from './lib/report';
-import { describeMachine, machineInfo, writeResults } from './lib/results';
+import { describeMachine, machineInfo, writeResults, type MachineInfo } from './lib/results';
 import { ObservedMetadataStore, type ItemRecord } from './lib/metadata-observer';
 import {
   PRICE_TABLE,
@@ -78,15 +78,18 @@ import type { Logger } from '../lib/ports/telemetry';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
-  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000 needs ~40 GB of heap in one machine: docs/scale.md)' },
+  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000: with --no-records on this machine, docs/scale.md)' },
   ingestParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
   subtasksPerUnit: { type: 'number', default: 100, integer: true, min: 1, help: 'subtasks per task unit (whole pipeline slices)' },
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
+  noRecords: { type: 'boolean', help: 'sources emit no record during the run: an idle window of --idle-s, no load window (checkpoint requests are net of the idle rate). At P=4000 one record per source per period is a watermark to 4000 channels each: 0.6 M channel messages/s at --first-record-s 60, more than one machine carries (docs/scale.md)' },
+  idleS: { type: 'number', default: 60, min: 5, help: 'with --no-records: the idle window measured' },
   checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
   joinFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single restarts only the killed one, see docs/scale.md)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
+  heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -97,7 +100,7 @@ const FLAGS = defineFlags({
   unitGb: { type: 'number', default: 2, min: 0.5, help: 'MODEL: Fargate GB per unit' },
   parallelismPerKpu: { type: 'number', default: 1, integer: true, min: 1, help: 'Managed Flink parallelism per KPU (its default: 1)' },
   out: { type: 'string', default: 'bench/results/scale.json', help: 'JSON results file' },
-  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from a saved results file, without running anything' },
+  reportFrom: { type: 'string', help: 'print the report (model, thresholds) again from saved results files, without running anything: several (a,b,...) are reported together, a later run of a name replacing an earlier one, and written to --out' },
 });
 type Flags = FlagValues<typeof FLAGS>;
 
@@ -163,6 +166,17 @@ function countingChannels(inner: ChannelTransport): ChannelTransport {
         sent.messages += messages.length;
         for (const m of messages) sent.bytes += Buffer.byteLength(m.body);
       };
+    },
+  });
+}
+
+/** One channel transport whose receives (long polls) go through `polls` and everything else through `rest`. */
+function receivesFrom(polls: ChannelTransport, rest: ChannelTransport): ChannelTransport {
+  return new Proxy(rest, {
+    get(target, prop, receiver) {
+      const source = prop === 'receive' ? polls : target;
+      const value = Reflect.get(source, prop, prop === 'receive' ? source : receiver);
+      return typeof value === 'function' ? value.bind(source) : value;
     },
   });
 }
@@ -293,6 +307,9 @@ interface JobRun {
   largest: ItemRecord[];
   hottestPartitionWrites: { pk: string; writes: number };
   errors: string[];
+  /** The invocation that measured this run, and where (runs of several invocations are reported together: --report-from). */
+  command?: string;
+  machine?: MachineInfo;
 }
 
 interface Env {
@@ -318,7 +335,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 
 async function runJob(
   env: Env,
-  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; recordsPerSecond: number; kill: boolean; checkpoints: number; idle: boolean; loadSeconds?: number },
+  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; recordsPerSecond: number; kill: boolean; checkpoints: number; idle: boolean; loadSeconds?: number; records?: boolean },
 ): Promise<JobRun> {
   const { flags, ports, log } = env;
   const unitsStore = new ObservedMetadataStore(ports.metadata);
@@ -353,7 +370,7 @@ async function runJob(
     failover: spec.failover,
     subtasksPerUnit: spec.subtasksPerUnit,
     // Generous: 12,000 subtasks share two cores with the emulator here.
-    heartbeatTimeoutSeconds: 120,
+    heartbeatTimeoutSeconds: flags.heartbeatTimeoutS,
     checkpoint: { timeoutSeconds: flags.checkpointTimeoutS },
   });
   const s1 = snapshot();
@@ -376,10 +393,12 @@ async function runJob(
   // Idle: until the first record (first launch + firstRecordS, less a margin).
   let idle: Window;
   const firstRecordAt = launcher.firstLaunchAt + flags.firstRecordS * 1000;
+  const records = spec.records !== false;
+  const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits };
   if (spec.idle) {
     await sleep(3000);
     const a = snapshot();
-    const end = firstRecordAt - 3000;
+    const end = records ? firstRecordAt - 3000 : Date.now() + flags.idleS * 1000;
     if (end - Date.now() < 10_000) log(`WARNING: only ${((end - Date.now()) / 1000).toFixed(1)} s of idle window left (raise --first-record-s)`);
     await sleep(Math.max(5000, end - Date.now()));
     idle = between(a, snapshot());
@@ -388,14 +407,17 @@ async function runJob(
     idle = between(s2, s2);
   }
 
-  // Load: from the first records on, one whole period of the sources' pacing.
-  const loadStart = spec.idle ? Math.max(Date.now(), firstRecordAt + 2000) : Date.now() + 10_000;
-  await sleep(Math.max(0, loadStart - Date.now()));
-  const la = snapshot();
-  const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits };
-  await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
-  const lb = snapshot();
-  const load = between(la, lb);
+  // Load: from the first records on, one whole period of the sources' pacing (without records:
+  // none; what follows is measured against the idle window).
+  let load = idle;
+  if (records) {
+    const loadStart = spec.idle ? Math.max(Date.now(), firstRecordAt + 2000) : Date.now() + 10_000;
+    await sleep(Math.max(0, loadStart - Date.now()));
+    const la = snapshot();
+    Object.assign(ca, { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits });
+    await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
+    load = between(la, snapshot());
+  }
   const controlPlane = {
     reads: controlStore.reads - ca.reads,
     writes: controlStore.writes - ca.writes,
@@ -403,7 +425,8 @@ async function runJob(
     writeUnits: controlStore.writeUnits - ca.writeUnits,
     seconds: load.seconds,
   };
-  log(`load ${load.seconds.toFixed(1)} s at ${spec.recordsPerSecond.toFixed(1)} records/s: ${fmtBilled(perSecond(load))} billed/s; ${(load.messages / load.seconds).toFixed(1)} messages/s; CPU ${(load.cpuSeconds / load.seconds).toFixed(2)} vCPU here`);
+  if (records) log(`load ${load.seconds.toFixed(1)} s at ${spec.recordsPerSecond.toFixed(1)} records/s: ${fmtBilled(perSecond(load))} billed/s; ${(load.messages / load.seconds).toFixed(1)} messages/s; CPU ${(load.cpuSeconds / load.seconds).toFixed(2)} vCPU here`);
+  else log('no load window (--no-records): checkpoints are measured net of the idle rate');
 
   const background = perSecond(load);
   const backgroundHttp = load.http.total / load.seconds;
@@ -498,6 +521,9 @@ async function runJob(
 
 // ---- main ---------------------------------------------------------------------------------------
 
+/** A source pace whose first record comes after 10^7 s (116 days): none during a run. */
+const NO_RECORDS_RATE = 1e-7;
+
 const money = (x: number) => (x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : x >= 0.01 ? `$${x.toFixed(3)}` : `$${x.toPrecision(2)}`);
 
 async function main(): Promise<void> {
@@ -508,9 +534,14 @@ async function main(): Promise<void> {
     if (!process.argv.includes('--ingest-parallelism')) flags.ingestParallelism = 500;
   }
   if (flags.reportFrom) {
-    const saved = JSON.parse(readFileSync(flags.reportFrom, 'utf8')) as { runs: JobRun[]; command: string; machine: ReturnType<typeof machineInfo>; flags: Flags };
-    console.log(`report of ${flags.reportFrom} (measured by: ${saved.command})`);
-    report({ ...saved.flags, out: flags.out, reportFrom: undefined }, saved.runs, saved.command, saved.machine, performance.now());
+    const files = flags.reportFrom.split(',').filter(Boolean);
+    const saved = files.map((file) => ({ file, ...(JSON.parse(readFileSync(file, 'utf8')) as { runs: JobRun[]; command: string; machine: MachineInfo; flags: Flags }) }));
+    const byName = new Map<string, JobRun>();
+    for (const s of saved) for (const r of s.runs) byName.set(r.name, { ...r, command: r.command ?? s.command, machine: r.machine ?? s.machine });
+    for (const s of saved) console.log(`report of ${s.file} (measured by: ${s.command})`);
+    const first = saved[0]!;
+    const command = files.length === 1 ? first.command : `npm run bench:scale -- --report-from ${flags.reportFrom}`;
+    report({ ...first.flags, out: flags.out, reportFrom: undefined }, [...byName.values()], command, first.machine, performance.now());
     return;
   }
   const wallStart = performance.now();
@@ -523,53 +554,63 @@ async function main(): Promise<void> {
 
   const endpoint = await resolveEndpoint();
   const config = { ...loadConfig(), table: 'sluice-scale', bucket: 'sluice-scale', queuePrefix: 'scale' };
-  // Every unit of the job shares this process's clients. SQS: a socket per long poll (two per
-  // unit). S3 and DynamoDB: few sockets, so a checkpoint's thousands of snapshot writes queue here,
-  // not in the accept backlog of the emulator's one-threaded server (where they timed out
-  // connecting); each real unit would have its own sockets and S3 would take them all.
-  const sqsPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
-  const dataPorts = createAwsPorts(config, { maxSockets: 32, connectionTimeoutMs: 30_000, requestTimeoutMs: 300_000, maxAttempts: 6 });
-  const ports: AwsPorts = { channels: sqsPorts.channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
+  // Every unit of the job shares this process's clients. SQS receives: a socket per long poll (two
+  // per unit). SQS sends, deletes and visibility changes, S3 and DynamoDB: few sockets, so a
+  // checkpoint's thousands of barrier envelopes and snapshot writes queue here, not at the
+  // emulator's one-threaded servers; each real unit would have its own sockets and SQS and S3
+  // would take them all. The SDK's connection and request timeouts run from the request's start,
+  // also while it waits here for a socket: long, or a queued call fails as unreachable (the P=1000
+  // join's barrier envelopes did, 30 s into its first checkpoint; the P=4000 join's snapshot
+  // writes after 300 s).
+  const pollPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
+  const queued = { connectionTimeoutMs: 1_800_000, requestTimeoutMs: 1_800_000, maxAttempts: 6 };
+  const sqsPorts = createAwsPorts(config, { maxSockets: 64, ...queued });
+  const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
+  const channels = receivesFrom(pollPorts.channels, sqsPorts.channels);
+  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l) };
 
   const period = flags.firstRecordS;
   const runs: JobRun[] = [];
+  const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   try {
     if (flags.runs.includes('join')) {
       const P = flags.joinParallelism;
       // Events: one per subtask per period; feature updates paced to the same span (a tenth).
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'join',
           job: 'recommendation-join',
           parallelism: P,
-          params: { parallelism: P, partitions: P, events: P * 1000, featureUpdates: P * 100, users: 999_999, minutes: 60, rate: 1 / period },
+          params: { parallelism: P, partitions: P, events: P * 1000, featureUpdates: P * 100, users: 999_999, minutes: 60, rate: flags.noRecords ? NO_RECORDS_RATE : 1 / period },
           failover: flags.joinFailover as FailoverStrategy,
           subtasksPerUnit: flags.subtasksPerUnit,
-          recordsPerSecond: (P / period) * 1.1,
+          recordsPerSecond: flags.noRecords ? 0 : (P / period) * 1.1,
           kill: true,
           checkpoints: flags.checkpoints,
           idle: true,
-        }),
+          records: !flags.noRecords,
+        })),
       );
     }
     if (flags.runs.includes('ingest')) {
       const P = flags.ingestParallelism;
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'ingest',
           job: 'ingest',
           parallelism: P,
-          params: { parallelism: P, partitions: P, recordsPerPartition: 1000, rate: 1 / period },
+          params: { parallelism: P, partitions: P, recordsPerPartition: 1000, rate: flags.noRecords ? NO_RECORDS_RATE : 1 / period },
           failover: flags.ingestFailover as FailoverStrategy,
           subtasksPerUnit: flags.subtasksPerUnit,
-          recordsPerSecond: P / period,
+          recordsPerSecond: flags.noRecords ? 0 : P / period,
           kill: true,
           checkpoints: flags.checkpoints,
           idle: true,
-        }),
+          records: !flags.noRecords,
+        })),
       );
     }
     if (flags.runs.includes('p16')) {
@@ -577,7 +618,7 @@ async function main(): Promise<void> {
       const eventRate = flags.p16Rate / 1.1 / P;
       const seconds = flags.p16Seconds + 10 + 120;
       runs.push(
-        await runJob(env, {
+        measured(await runJob(env, {
           name: 'p16',
           job: 'recommendation-join',
           parallelism: P,
@@ -589,7 +630,7 @@ async function main(): Promise<void> {
           checkpoints: 1,
           idle: false,
           loadSeconds: flags.p16Seconds,
-        }),
+        })),
       );
     }
     report(flags, runs, command, machine, wallStart);
@@ -644,7 +685,8 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
   console.log(markdownTable(header, rows, header.map((_, c) => (c === 0 ? 'left' : 'right'))));
 
   for (const r of runs) {
-    console.log(`\n${r.name}: largest DynamoDB items written (by kind):`);
+    console.log(`\n${r.name}: ${r.command ? `measured by \`${r.command}\`${r.machine ? ` (load average ${r.machine.loadavg1m})` : ''}` : ''}`);
+    console.log(`  largest DynamoDB items written (by kind):`);
     for (const it of r.largest) console.log(`  ${String(it.bytes).padStart(7)} B  ${it.pk} / ${it.sk}`);
     console.log(`  hottest partition key: ${r.hottestPartitionWrites.writes} writes in one second (${r.hottestPartitionWrites.pk})`);
     const idle = r.idle.seconds > 0 ? perSecond(r.idle) : undefined;

@@ -294,6 +294,8 @@ function unreplayedFrom(view: JobView, graph: { tasks: { inputs: { id: string; f
   for (const u of view.units) {
     for (const s of Object.values(u.stats ?? {})) {
       for (const [channel, c] of Object.entries(s.channels ?? {})) if (counted.has(channel.slice(0, channel.lastIndexOf('/')))) n += c.unreplayedRecords ?? 0;
+      // Channels a subtask's record leaves out (it lists at most 16), summed per edge.
+      for (const [edge, u] of Object.entries(s.unreplayedOmitted ?? {})) if (counted.has(edge)) n += u;
     }
   }
   return n;

@@ -47,7 +47,7 @@ export interface ReceiptResult {
 }
 
 export interface ReceiveOptions {
-  /** At most this many messages (SQS allows 10). */
+  /** At most this many messages (SQS allows 10; a unit's multiplexed inboxes, channel-mux.ts, more). */
   max: number;
   /** Long-poll wait; 0 returns at once. */
   waitSeconds: number;

@@ -56,8 +56,16 @@ export interface SubtaskStats {
   reordered?: number;
   /** Times the subtask failed and was restarted alone inside its unit (this unit attempt; single-point strategies). */
   restarts?: number;
-  /** The three record counters per input channel (edge/producer), channels with any only. */
+  /**
+   * The record counters per input channel (edge/producer), channels with any only, and of those
+   * at most a few (runtime/subtask.ts CHANNELS_REPORTED: the ones with the most records counted):
+   * the record is one DynamoDB item. The counters above are the totals over every channel.
+   */
   channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number; unreplayedRecords?: number }>;
+  /** Channels with counts left out of `channels`. */
+  channelsOmitted?: number;
+  /** Per input edge, unreplayed records of the channels left out of `channels` (what a loss check per edge needs). */
+  unreplayedOmitted?: Record<string, number>;
 }
 
 export interface UnitRecord {

@@ -359,6 +359,7 @@ export class UnitChannels implements ChannelTransport {
 
   /** The unit's live group, or a replay's group of its own (its inner group is `<p>.<a>.r<ra>.<rq>`). */
   private groupOf(inner: string): string {
+    if (!inner.includes('.r')) return this.group; // a live group (`<p>.<a>`): no expression per message
     const replay = /^\d+\.\d+(\.r\d+\.\d+)$/.exec(inner);
     return replay ? `${this.group}${replay[1]}` : this.group;
   }

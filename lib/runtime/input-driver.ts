@@ -28,7 +28,7 @@ export interface InputDriverHooks {
 const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 /** What alignment needs from the subtask; without it barriers pass through unaligned. */
-export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels'>;
+export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels' | 'openCount' | 'isOpen'>;
 
 export class InputDriver {
   recordsIn = 0;
@@ -75,7 +75,9 @@ export class InputDriver {
           this.heldBytes = 0;
           return this.handleAll(events);
         },
-        openChannels: () => this.openChannels(),
+        openChannels: () => this.gate?.openChannelKeys() ?? [],
+        openCount: () => this.gate?.openCount() ?? 0,
+        isOpen: (key) => this.gate?.isOpen(key) ?? false,
       });
   }
 
@@ -263,10 +265,6 @@ export class InputDriver {
     const acks = this.acks;
     this.acks = new Map();
     await this.gate!.acknowledge(acks);
-  }
-
-  private *openChannels(): Iterable<string> {
-    for (const [key, channel] of this.gate?.channels ?? []) if (!channel.ended) yield key;
   }
 
   /** Handles events in order; the ones not handled yet stay visible to a checkpoint taken meanwhile. */

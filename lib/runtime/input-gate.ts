@@ -28,91 +28,31 @@
  * alignment) has its visibility extended while the gate holds it, so an alignment of any length
  * keeps its receipts valid (up to SQS's 12-hour cap). A delete whose receipt has expired anyway
  * is not an error: the message comes again and is dropped by its sequence number.
+ *
+ * The channels' state is kept as channel-table.ts describes: a channel not heard from costs
+ * nothing but a few array slots and has the default state, and one that carries only in-order
+ * messages of one group (watermarks, barriers, records at the expected position) stays in typed
+ * arrays; only the others become objects. Whatever counts over all channels (open channels, the
+ * smallest watermark, alignment) counts the channels not heard from as open, watermark unknown.
  */
 import { DeterminantStore } from './determinants';
 import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
-import { producersOf } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
 import { decodeChannelMessage, type ChannelMessage } from './messages';
 import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
+import { ChannelTotals, EdgeChannels, FullChannel, NO_WATERMARK, zeroCounters, type ChannelState, type GateChannel, type GroupOrder, type Received, type RestartRule } from './channel-table';
 
-export interface ChannelState {
-  edge: ExecutionEdge;
-  producer: number;
-  /** Lowest producer attempt accepted. */
-  minAttempt: number;
-  /** Highest producer attempt seen. */
-  attempt: number;
-  /** Per producer attempt (message group): delivery order. */
-  groups: Map<number, GroupOrder>;
-  /** Per lineage: the next record position. */
-  positions: Map<number, number>;
-  counters: ChannelCounters;
-  watermark: number;
-  ended: boolean;
-  /** A replay this consumer asked for and waits for (see replay.ts). */
-  replay: ReplayWait | undefined;
-  /** Per lineage: record positions at the most recent barriers (checkpoint id -> position). */
-  barriers: Map<number, Map<number, number>>;
-  /** Per lineage superseded by a producer restart: the position from which its records come again. */
-  superseded: Map<number, number>;
-  /** The producer's newest restart notice: it covers older lineages this consumer sees only later too. */
-  restarted: RestartRule | undefined;
-  /** The producer attempt, and its lineage, whose replay this consumer took last (see `take`). */
-  replayedBy: { attempt: number; lineage: number } | undefined;
-  /** Per lineage: record positions skipped (counted missing) and not sent again since (skipped-ranges.ts). */
-  skipped: Map<number, Range[]>;
-}
-
-/** A restart notice (messages.ts, `r`): lineage `lineage` restarted from checkpoint `from`, which left the channel at `at`. */
-interface RestartRule {
-  lineage: number;
-  from: number;
-  at?: [lineage: number, position: number];
-}
+export type { ChannelState, GateChannel } from './channel-table';
 
 /** Barrier positions kept per lineage (a producer restores from a recent checkpoint). */
 const BARRIERS_KEPT = 32;
 
-/**
- * A replay of one channel that the consumer waits for: the channel's live messages are held
- * (received, kept in flight, not delivered) until the replay's end event, then delivered.
- */
-interface ReplayWait {
-  consumerAttempt: number;
-  request: number;
-  /** Delivery order of the replay's own message group. */
-  order: GroupOrder;
-  /** Live messages received meanwhile, in arrival order. */
-  held: Received[];
-}
-
-interface GroupOrder {
-  /**
-   * Next sequence number to deliver; undefined while the group's start is not known yet (its first
-   * message seen was not sequence 0: see `startGroup`).
-   */
-  next: number | undefined;
-  /** Clock time the group was first seen. */
-  since: number;
-  /** Messages that came before `next` did, by sequence number (already deleted from the queue). */
-  early: Map<number, Early>;
-}
-
-interface Early {
-  queue: string;
-  edge: ExecutionEdge;
-  message: InboundMessage;
-  decoded: ChannelMessage;
-  /** Clock time it arrived. */
-  at: number;
-}
-
 export interface GateEvent {
-  channel: ChannelState;
+  /** The channel it came from (its watermark and end of input are set through it). */
+  channel: GateChannel;
   message: ChannelMessage;
   /** Where the message came from, to delete it once its effects are safe downstream. */
   queue: string;
@@ -122,11 +62,6 @@ export interface GateEvent {
   bytes?: number;
 }
 
-interface Received {
-  queue: string;
-  edge: ExecutionEdge;
-  message: InboundMessage;
-}
 
 /**
  * Channel positions a checkpoint keeps, so a restored consumer recognizes a replay, and the
@@ -152,6 +87,13 @@ export interface ChannelPositions {
   restarted?: RestartRule;
   /** Positions skipped (missing) per lineage, [lineage, from, to]: a source that sends them again finds them lost. */
   skipped?: [lineage: number, from: number, to: number][];
+  /**
+   * This entry stands for `range` channels of the edge (producers `p` to `p + range - 1`, where
+   * `key` names `p`), all with these positions, counters and end (absent: 1). A snapshot lists
+   * alike channels this way: a join subtask at parallelism 4000 reads 8000 channels, mostly alike.
+   * (Only channels kept in the arrays are listed as runs: they have no superseded, restarted or skipped.)
+   */
+  range?: number;
 }
 
 export interface InputGateOptions {
@@ -169,6 +111,14 @@ export interface InputGateOptions {
   visibilityTimeoutSeconds?: number;
   /** How often held messages get their visibility extended (default: a third of the timeout). */
   extendEveryMs?: number;
+  /**
+   * False when the transport settles a message once it is taken (multiplexed channels,
+   * channel-mux.ts: what the gate holds is in memory, not in flight at SQS): no visibility to
+   * extend, no receipts to keep for it (default true).
+   */
+  extendVisibility?: boolean;
+  /** Most messages one receive takes (default 10, SQS's most; an in-memory inbox can give more). */
+  receiveMax?: number;
   /** Longest wait for a missing message of a group before the consumer fails (default 120 s). */
   gapTimeoutMs?: number;
   /**
@@ -181,6 +131,11 @@ export interface InputGateOptions {
   groupsStartAtZero?: boolean;
   /** Time for visibility extension and gap timeouts (default: the system clock). */
   clock?: Clock;
+  /**
+   * Keep channels in the arrays while their state fits (default true, see channel-table.ts);
+   * false makes every channel a full object from its first message (tests compare the two).
+   */
+  compactChannels?: boolean;
   /** Called when a poller fails (queue deleted, endpoint gone). */
   onError: (error: unknown) => void;
 }
@@ -203,10 +158,17 @@ const unrefClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
 };
 
-const zeroCounters = (): ChannelCounters => ({ duplicateRecords: 0, missingRecords: 0, replayedRecords: 0, regeneratedRecords: 0 });
-
 export class InputGate {
-  readonly channels = new Map<string, ChannelState>();
+  /** Every input channel (heard from or not), by key, in order: read-only views but for `watermark` and `ended`. */
+  readonly channels: ReadonlyMap<string, ChannelState>;
+  /** Per input edge (in input order), its channels. */
+  private readonly tables: EdgeChannels[] = [];
+  private readonly tableOf = new Map<string, EdgeChannels>();
+  private readonly totals = new ChannelTotals();
+  private combined = NO_WATERMARK;
+  /** Channels that may have a group waiting for its start or for a gap to fill (see `checkGaps`). */
+  private readonly gapped = new Set<FullChannel>();
+  private readonly compact: boolean;
   private readonly buffer: Received[] = [];
   private readonly waiters: (() => void)[] = [];
   private readonly pollers: Promise<void>[] = [];
@@ -234,33 +196,20 @@ export class InputGate {
   constructor(private readonly options: InputGateOptions) {
     this.clock = options.clock ?? unrefClock;
     this.visibilitySeconds = options.visibilityTimeoutSeconds ?? DEFAULT_VISIBILITY_SECONDS;
+    this.compact = options.compactChannels !== false;
     for (const edge of options.inputs) {
-      for (const p of producersOf(edge, options.consumerIndex, options.producerParallelism(edge.from))) {
-        this.channels.set(channelKey(edge.id, p), {
-          edge,
-          producer: p,
-          minAttempt: options.minAttempt?.(edge.id, p) ?? 0,
-          attempt: options.minAttempt?.(edge.id, p) ?? 0,
-          groups: new Map(),
-          positions: new Map(),
-          counters: zeroCounters(),
-          watermark: Number.MIN_SAFE_INTEGER,
-          ended: false,
-          replay: undefined,
-          barriers: new Map(),
-          superseded: new Map(),
-          restarted: undefined,
-          replayedBy: undefined,
-          skipped: new Map(),
-        });
-      }
+      const fence = options.minAttempt;
+      const table = new EdgeChannels(edge, this.tables.length, options.consumerIndex, options.producerParallelism(edge.from), (p) => fence?.(edge.id, p) ?? 0, this.totals);
+      this.tables.push(table);
+      this.tableOf.set(edge.id, table);
     }
+    this.channels = new ChannelsView(this.tables);
   }
 
   start(): void {
     this.running = true;
     for (const edge of this.options.inputs) this.pollers.push(this.poll(edge));
-    this.extender ??= this.extendLoop();
+    if (this.options.extendVisibility !== false) this.extender ??= this.extendLoop();
   }
 
   async stop(): Promise<void> {
@@ -295,7 +244,8 @@ export class InputGate {
   /** Totals over all channels. */
   counters(): InputCounters {
     const total = { ...zeroCounters(), unreplayedRecords: 0, expiredReceipts: this.expiredReceipts, reordered: this.reordered };
-    for (const c of this.channels.values()) {
+    // A channel kept in the arrays has no counts.
+    for (const c of this.fullChannels()) {
       total.duplicateRecords += c.counters.duplicateRecords;
       total.missingRecords += c.counters.missingRecords;
       total.replayedRecords += c.counters.replayedRecords;
@@ -305,18 +255,80 @@ export class InputGate {
     return total;
   }
 
-  /** Counters of the channels with any, by channel key (edge/producer). */
-  channelCounters(): Record<string, ChannelCounters> {
+  /**
+   * Counters of the channels with any, by channel key (edge/producer), in channel order; with
+   * `limit`, only the `limit` channels with the most records counted (`countedChannels` says how
+   * many have any). Channels with unreplayed records (lost) go first: a chaos verdict reads them
+   * per edge (`omittedUnreplayed` has the rest).
+   */
+  channelCounters(limit = Infinity): Record<string, ChannelCounters> {
+    let counted = [...this.fullChannels()].filter((c) => hasCounts(c.counters));
+    if (counted.length > limit) {
+      const kept = new Set(
+        [...counted]
+          .sort((a, b) => (b.counters.unreplayedRecords ?? 0) - (a.counters.unreplayedRecords ?? 0) || countedRecords(b.counters) - countedRecords(a.counters) || a.rank - b.rank)
+          .slice(0, limit),
+      );
+      counted = counted.filter((c) => kept.has(c));
+    }
     const out: Record<string, ChannelCounters> = {};
-    for (const [key, c] of this.channels) {
-      if (hasCounts(c.counters)) out[key] = { ...c.counters };
+    for (const c of counted) out[channelKey(c.edge.id, c.producer)] = { ...c.counters };
+    return out;
+  }
+
+  /**
+   * Per input edge, the unreplayed records of channels with counts that `listed` (what
+   * `channelCounters(limit)` gave) leaves out: the edge's loss stays visible when its channels are not.
+   */
+  omittedUnreplayed(listed: Record<string, ChannelCounters>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.fullChannels()) {
+      const n = c.counters.unreplayedRecords ?? 0;
+      if (n > 0 && !(channelKey(c.edge.id, c.producer) in listed)) out[c.edge.id] = (out[c.edge.id] ?? 0) + n;
     }
     return out;
   }
 
+  /** Channels with any counts (only full channels have counts). */
+  countedChannels(): number {
+    let n = 0;
+    for (const c of this.fullChannels()) if (hasCounts(c.counters)) n++;
+    return n;
+  }
+
+  /** Input channels not ended (those not heard from included). */
+  openCount(): number {
+    return this.totals.expected - this.totals.ended;
+  }
+
+  /** True when channel `key` is one of this gate's and has not ended. */
+  isOpen(key: string): boolean {
+    const at = this.locate(key);
+    return at !== undefined && !at.table.isEnded(at.slot);
+  }
+
+  /** Keys of the channels not ended, in channel order. */
+  *openChannelKeys(): Iterable<string> {
+    for (const table of this.tables) {
+      for (let slot = 0; slot < table.size; slot++) if (!table.isEnded(slot)) yield channelKey(table.edge.id, table.producerOf(slot));
+    }
+  }
+
   /** Channel state for the next invocation of this attempt (after `drain` and the last batch). */
   handoverState(): ChannelHandover[] {
-    return [...this.channels].map(([key, c]) => ({
+    const out: ChannelHandover[] = [];
+    for (const table of this.tables) {
+      for (let slot = 0; slot < table.size; slot++) {
+        const key = channelKey(table.edge.id, table.producerOf(slot));
+        const c = table.full.get(slot);
+        out.push(c ? this.fullHandover(key, c) : slotHandover(key, table, slot));
+      }
+    }
+    return out;
+  }
+
+  private fullHandover(key: string, c: FullChannel): ChannelHandover {
+    return {
       key,
       minAttempt: c.minAttempt,
       attempt: c.attempt,
@@ -344,15 +356,17 @@ export class InputGate {
             },
           }
         : {}),
-    }));
+    };
   }
 
   /** Continues from a predecessor's channel state (before `start`). */
   resume(state: readonly ChannelHandover[], counters?: Partial<InputCounters>): void {
     const now = this.clock.now();
     for (const h of state) {
-      const c = this.channels.get(h.key);
-      if (!c) throw new Error(`hand-over names input channel ${h.key}, which this subtask does not read`);
+      const at = this.locate(h.key);
+      if (!at) throw new Error(`hand-over names input channel ${h.key}, which this subtask does not read`);
+      if (this.compact && !at.table.full.has(at.slot) && resumeInSlot(at.table, at.slot, h)) continue;
+      const c = at.table.promote(at.slot, now);
       c.minAttempt = h.minAttempt;
       c.attempt = h.attempt;
       c.groups = new Map(h.order.map((o) => [o.attempt, { next: o.next ?? undefined, since: now, early: new Map() }]));
@@ -363,6 +377,7 @@ export class InputGate {
         const message: InboundMessage = { body: e.body, groupId: `${decoded.p}.${decoded.a}`, receipt: '', ...(e.receiveCount !== undefined ? { receiveCount: e.receiveCount } : {}) };
         group.early.set(decoded.s, { queue: this.options.queueOf(c.edge), edge: c.edge, message, decoded, at: now });
       }
+      this.noteGaps(c);
       c.positions = new Map(h.positions);
       c.counters = { ...zeroCounters(), ...h.counters };
       c.barriers = new Map((h.barriers ?? []).map(([lineage, at]) => [lineage, new Map(at)]));
@@ -395,8 +410,9 @@ export class InputGate {
    * held from now until the replay's end event. Call before `start` for what a restart needs.
    */
   awaitReplay(key: string, consumerAttempt: number, request: number): void {
-    const channel = this.channels.get(key);
-    if (!channel) throw new Error(`no input channel ${key} to wait for a replay on`);
+    const at = this.locate(key);
+    if (!at) throw new Error(`no input channel ${key} to wait for a replay on`);
+    const channel = at.table.promote(at.slot, this.clock.now());
     channel.replay = { consumerAttempt, request, order: { next: 0, since: this.clock.now(), early: new Map() }, held: channel.replay?.held ?? [] };
   }
 
@@ -406,10 +422,15 @@ export class InputGate {
    * taken, and its determinants, stay). Returns how many channels were fenced.
    */
   fenceProducer(producer: string, attempt: number): number {
+    const hash = producer.lastIndexOf('#');
+    const task = producer.slice(0, hash);
+    const index = Number(producer.slice(hash + 1));
     let n = 0;
-    for (const c of this.channels.values()) {
-      if (`${c.edge.from}#${c.producer}` !== producer) continue;
-      c.minAttempt = Math.max(c.minAttempt, attempt);
+    for (const table of this.tables) {
+      if (hash < 0 || table.edge.from !== task) continue;
+      const slot = table.slotOf(index);
+      if (slot < 0 || `${task}#${table.producerOf(slot)}` !== producer) continue;
+      table.raiseFence(slot, attempt);
       n++;
     }
     return n;
@@ -418,7 +439,8 @@ export class InputGate {
   /** Channels still waiting for a replay, with the request they wait for. */
   awaitedReplays(): { key: string; consumerAttempt: number; request: number; received: number }[] {
     const out: { key: string; consumerAttempt: number; request: number; received: number }[] = [];
-    for (const [key, c] of this.channels) {
+    for (const c of this.fullChannels()) {
+      const key = channelKey(c.edge.id, c.producer);
       // `received`: messages of the awaited request taken so far (delivered, or early): the replay is arriving.
       if (c.replay) out.push({ key, consumerAttempt: c.replay.consumerAttempt, request: c.replay.request, received: (c.replay.order.next ?? 0) + c.replay.order.early.size });
     }
@@ -430,10 +452,11 @@ export class InputGate {
    * taken like replay messages received, with nothing to delete.
    */
   injectReplay(key: string, bodies: readonly string[]): void {
-    const channel = this.channels.get(key);
-    if (!channel) throw new Error(`no input channel ${key} to replay into`);
-    const queue = this.options.queueOf(channel.edge);
-    for (const body of bodies) this.buffer.push({ queue, edge: channel.edge, message: { body, groupId: '', receipt: '' } });
+    const at = this.locate(key);
+    if (!at) throw new Error(`no input channel ${key} to replay into`);
+    const { edge } = at.table;
+    const queue = this.options.queueOf(edge);
+    for (const body of bodies) this.buffer.push({ queue, edge, message: { body, groupId: '', receipt: '' } });
     this.wake();
   }
 
@@ -443,29 +466,64 @@ export class InputGate {
    * channel's position is where the first of them starts.
    */
   positions(held: readonly GateEvent[] = []): ChannelPositions[] {
-    const out = new Map<string, { positions: Map<number, number>; counters: ChannelCounters; ended: boolean; channel: ChannelState }>();
-    for (const [key, c] of this.channels) {
-      if (c.positions.size > 0 || hasCounts(c.counters) || c.ended) out.set(key, { positions: new Map(c.positions), counters: { ...c.counters }, ended: c.ended, channel: c });
+    // Channels with held records are listed one by one (their position moves back); alike
+    // channels kept in the arrays, as runs (`range`).
+    const heldKeys = new Set<string>();
+    for (const { channel, message } of held) if (message.t === 'd' && message.n !== undefined) heldKeys.add(channelKey(channel.edge.id, channel.producer));
+    type Entry = { key: string; positions: Map<number, number>; counters: ChannelCounters; ended: boolean; range: number; channel?: FullChannel };
+    const list: Entry[] = [];
+    const single = new Map<string, { entry: Entry; channel: FullChannel | undefined }>();
+    for (const table of this.tables) {
+      let run: (Entry & { lineage: number; at: number }) | undefined;
+      for (let slot = 0; slot < table.size; slot++) {
+        const key = channelKey(table.edge.id, table.producerOf(slot));
+        const c = table.full.get(slot);
+        const ended = table.isEnded(slot);
+        if (c || heldKeys.has(key)) {
+          run = undefined;
+          const positions = c ? c.positions : slotPositions(table, slot);
+          const counters = c ? c.counters : zeroCounters();
+          if (positions.size === 0 && !hasCounts(counters) && !ended) continue;
+          const entry: Entry = { key, positions: new Map(positions), counters: { ...counters }, ended, range: 1, ...(c ? { channel: c } : {}) };
+          list.push(entry);
+          single.set(key, { entry, channel: c });
+          continue;
+        }
+        const lineage = table.lineage[slot]!;
+        if (lineage === -1 && !ended) {
+          run = undefined;
+          continue;
+        }
+        const at = table.position[slot]!;
+        if (run && run.lineage === lineage && run.at === at && run.ended === ended) {
+          run.range++;
+          continue;
+        }
+        run = { key, positions: slotPositions(table, slot), counters: zeroCounters(), ended, range: 1, lineage, at };
+        list.push(run);
+      }
     }
     for (const { channel, message } of held) {
       if (message.t !== 'd' || message.n === undefined) continue;
-      const entry = out.get(channelKey(channel.edge.id, channel.producer));
+      const found = single.get(channelKey(channel.edge.id, channel.producer));
+      const entry = found?.entry;
       const lineage = message.l ?? message.a;
       const at = entry?.positions.get(lineage);
       if (!entry || at === undefined) continue;
       entry.positions.set(lineage, Math.min(at, message.n));
       // Counted when taken, and counted again when it comes after a restore from this snapshot.
-      const regeneratedFrom = channel.superseded.get(lineage);
+      const regeneratedFrom = found.channel?.superseded.get(lineage);
       if (regeneratedFrom !== undefined) entry.counters.regeneratedRecords! -= Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n));
     }
-    return [...out].map(([key, { positions, counters, ended, channel }]) => ({
+    return list.map(({ key, positions, counters, ended, range, channel }) => ({
       key,
       positions: [...positions],
       counters,
       ...(ended ? { ended } : {}),
-      ...(channel.superseded.size > 0 ? { superseded: [...channel.superseded] } : {}),
-      ...(channel.restarted ? { restarted: channel.restarted } : {}),
-      ...(channel.skipped.size > 0 ? { skipped: skippedState(channel) } : {}),
+      ...(range > 1 ? { range } : {}),
+      ...(channel && channel.superseded.size > 0 ? { superseded: [...channel.superseded] } : {}),
+      ...(channel?.restarted ? { restarted: channel.restarted } : {}),
+      ...(channel && channel.skipped.size > 0 ? { skipped: skippedState(channel) } : {}),
     }));
   }
 
@@ -475,18 +533,27 @@ export class InputGate {
    * processed after the checkpoint shows as missing records.
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
-    for (const { key, positions, counters, ended, superseded, restarted, skipped } of state) {
-      const c = this.channels.get(key);
-      if (!c) continue;
-      if (counters) c.counters = { ...zeroCounters(), ...counters };
-      if (ended) c.ended = true;
-      if (superseded) c.superseded = new Map(superseded);
-      if (restarted) c.restarted = restarted;
-      if (skipped) c.skipped = skippedFrom(skipped);
-      for (const [lineage, next] of positions) {
-        c.positions.set(lineage, next);
-        // The snapshot was taken at the barrier: where a producer restarting from it goes on.
-        if (checkpointId !== undefined) this.noteBarrier(c, lineage, checkpointId, next);
+    const now = this.clock.now();
+    for (const { key, positions, counters, ended, range, superseded, restarted, skipped } of state) {
+      const at = this.locate(key);
+      if (!at) continue;
+      const { table } = at;
+      // A restart notice, superseded lineages or skipped positions need a full channel.
+      const inSlot = this.compact && !(superseded?.length || restarted || skipped?.length);
+      const last = Math.min(table.size, at.slot + Math.max(1, range ?? 1));
+      for (let slot = at.slot; slot < last; slot++) {
+        if (inSlot && !table.full.has(slot) && restoreInSlot(table, slot, positions, counters, ended, checkpointId)) continue;
+        const c = table.promote(slot, now);
+        if (counters) c.counters = { ...zeroCounters(), ...counters };
+        if (ended) c.ended = true;
+        if (superseded) c.superseded = new Map(superseded);
+        if (restarted) c.restarted = restarted;
+        if (skipped) c.skipped = skippedFrom(skipped);
+        for (const [lineage, next] of positions) {
+          c.positions.set(lineage, next);
+          // The snapshot was taken at the barrier: where a producer restarting from it goes on.
+          if (checkpointId !== undefined) this.noteBarrier(c, lineage, checkpointId, next);
+        }
       }
     }
   }
@@ -523,8 +590,11 @@ export class InputGate {
   private take(received: Received, now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
     const { queue, edge, message } = received;
     const decoded = decodeChannelMessage(message.body);
-    const channel = this.channels.get(channelKey(edge.id, decoded.p));
-    if (!channel) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
+    const table = this.tableOf.get(edge.id);
+    const slot = table?.slotOf(decoded.p) ?? -1;
+    if (!table || slot < 0) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
+    if (this.compact && !table.full.has(slot) && this.takeInSlot(table, slot, received, decoded, events, discard)) return;
+    const channel = table.promote(slot, now);
     if (decoded.a < channel.minAttempt) {
       this.fenced++;
       discard(queue, message.receipt);
@@ -560,6 +630,7 @@ export class InputGate {
         this.duplicates++;
       } else {
         group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+        this.gapped.add(channel);
       }
       discard(queue, message.receipt);
       if (decoded.s === 0) this.startGroup(channel, group, events, discard);
@@ -576,11 +647,84 @@ export class InputGate {
       // Came early: wait in memory for the ones before it; off the queue, so they can come.
       if (group.early.size >= MAX_EARLY) throw gapError(channel, decoded.a, group, now, `${MAX_EARLY} later messages wait`);
       group.early.set(decoded.s, { queue, edge, message, decoded, at: now });
+      this.gapped.add(channel);
       this.reordered++;
       discard(queue, message.receipt);
       return;
     }
     this.deliver(channel, group, { queue, message, decoded, receipt: message.receipt }, events, discard);
+  }
+
+  /**
+   * `take` on a channel kept in the arrays: true when its state stays within them (fenced, a
+   * duplicate, or the next message of its one group that changes no counter and keeps no barrier
+   * position), with exactly what `take` would do on the full state; false, changing nothing, when
+   * the channel must become a full one first.
+   */
+  private takeInSlot(table: EdgeChannels, slot: number, received: Received, m: ChannelMessage, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): boolean {
+    const { queue, message } = received;
+    table.see(slot);
+    if (m.a < table.minAttempt[slot]!) {
+      this.fenced++;
+      discard(queue, message.receipt);
+      return true;
+    }
+    if (m.ra !== undefined) {
+      // No replay is waited for on it: stale.
+      this.staleReplays++;
+      discard(queue, message.receipt);
+      return true;
+    }
+    const group = table.group[slot]!;
+    const attempt = table.attempt[slot]!;
+    if (group === -1) {
+      // Its first group, from sequence 0 (else its start is not known yet: it waits in memory).
+      if (m.s !== 0 || m.a < attempt) return false;
+    } else {
+      // The one group is the highest attempt's: a message of another attempt opens a second group.
+      if (m.a !== group) return false;
+      if (m.s < table.next[slot]!) {
+        this.duplicates++;
+        discard(queue, message.receipt);
+        return true;
+      }
+      if (m.s > table.next[slot]!) return false;
+    }
+    // Delivered now: what `accept` makes of it, checked before anything changes.
+    let lineage = table.lineage[slot]!;
+    let position = table.position[slot]!;
+    let take = true;
+    if (m.n !== undefined) {
+      const l = m.l ?? m.a;
+      if (m.t === 'r' || (lineage !== -1 && lineage !== l)) return false;
+      const at = lineage === -1 ? 0 : position;
+      if (m.n > at) return false; // records never seen: counted missing
+      if (m.t !== 'd') {
+        if (m.t === 'b' && m.n !== 0) return false; // a barrier position is kept
+        position = Math.max(at, m.n);
+      } else {
+        if (at > m.n && m.r.length > 0) return false; // duplicates: counted
+        if (m.r.length === 0) take = false;
+        else if ((message.receiveCount ?? 1) > 1) return false; // replayed: counted
+        position = Math.max(at, m.n + m.r.length);
+      }
+      lineage = l;
+    }
+    if (group === -1) {
+      if (m.a > attempt) {
+        table.attempt[slot] = m.a;
+        table.setEnded(slot, false);
+      }
+      table.group[slot] = m.a;
+    }
+    table.next[slot] = m.s + 1;
+    table.lineage[slot] = lineage;
+    table.position[slot] = position;
+    if (m.t === 'd' && m.dt) this.determinants.add(`${table.edge.from}#${table.producerOf(slot)}`, m.dt[0], m.dt[1]);
+    if (m.t === 'b' && m.di !== undefined) this.determinants.barrier(`${table.edge.from}#${table.producerOf(slot)}`, m.c, m.di);
+    if (take) events.push({ channel: table.handle(slot), message: m, queue, receipt: message.receipt, bytes: message.body.length });
+    else discard(queue, message.receipt);
+    return true;
   }
 
   /**
@@ -726,7 +870,14 @@ export class InputGate {
    */
   private checkGaps(now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
     const limit = this.options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
-    for (const channel of this.channels.values()) {
+    if (this.gapped.size === 0) return;
+    // Only channels that had a group wait (in channel order); the others have nothing to check.
+    const gapped = [...this.gapped].sort((a, b) => a.rank - b.rank);
+    for (const channel of gapped) {
+      if (!hasGaps(channel)) {
+        this.gapped.delete(channel);
+        continue;
+      }
       for (const [attempt, group] of channel.groups) {
         if (group.next === undefined) {
           if (!this.options.groupsStartAtZero) {
@@ -840,6 +991,26 @@ export class InputGate {
     return start;
   }
 
+  /** The table and slot of channel `key`, when it is one of this gate's. */
+  private locate(key: string): { table: EdgeChannels; slot: number } | undefined {
+    const at = parseChannelKey(key);
+    const table = at && this.tableOf.get(at.edgeId);
+    const slot = at && table ? table.slotOf(at.producer) : -1;
+    return table && slot >= 0 ? { table, slot } : undefined;
+  }
+
+  /** The channels that became full objects, in channel order. */
+  private *fullChannels(): Iterable<FullChannel> {
+    for (const table of this.tables) {
+      if (table.full.size === 0) continue;
+      yield* [...table.full.values()].sort((a, b) => a.slot - b.slot);
+    }
+  }
+
+  private noteGaps(channel: FullChannel): void {
+    if (hasGaps(channel)) this.gapped.add(channel);
+  }
+
   /** Deletes processed messages from their queues; an expired receipt means the message comes again. */
   async acknowledge(receipts: Map<string, string[]>): Promise<void> {
     await Promise.all(
@@ -865,14 +1036,19 @@ export class InputGate {
 
   /** Smallest watermark over channels still open; END when all have ended. */
   combinedWatermark(): number {
-    let min = Number.MAX_SAFE_INTEGER;
-    for (const c of this.channels.values()) if (!c.ended && c.watermark < min) min = c.watermark;
-    return min;
+    if (this.totals.watermarkDirty) {
+      // Watermarks and ends changed since the last look: one pass over the arrays (a channel not
+      // heard from has an unknown watermark, so it holds the minimum down).
+      let min = Number.MAX_SAFE_INTEGER;
+      for (const table of this.tables) min = Math.min(min, table.minOpenWatermark());
+      this.combined = min;
+      this.totals.watermarkDirty = false;
+    }
+    return this.combined;
   }
 
   allEnded(): boolean {
-    for (const c of this.channels.values()) if (!c.ended) return false;
-    return true;
+    return this.totals.ended === this.totals.expected;
   }
 
   /**
@@ -932,7 +1108,7 @@ export class InputGate {
     while (this.running) {
       try {
         const messages = await this.options.transport.receive(queue, {
-          max: 10,
+          max: this.options.receiveMax ?? 10,
           waitSeconds: wait,
           visibilityTimeoutSeconds: this.visibilitySeconds,
         });
@@ -943,7 +1119,7 @@ export class InputGate {
         }
         wait = busyWait;
         const receivedAt = this.clock.now();
-        for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
+        if (this.options.extendVisibility !== false) for (const m of messages) this.inFlight.set(m.receipt, { queue, receivedAt });
         if (!this.running) {
           for (const message of messages) this.buffer.push({ queue, edge, message });
           this.wake();
@@ -1005,5 +1181,138 @@ function regeneratedFrom(channel: ChannelState, rule: RestartRule, older: number
   if (rule.at) return older < rule.at[0] ? undefined : older === rule.at[0] ? rule.at[1] : 0;
   return rule.from > 0 ? (channel.barriers.get(older)?.get(rule.from) ?? 0) : 0;
 }
+
+function parseChannelKey(key: string): { edgeId: string; producer: number } | undefined {
+  const slash = key.lastIndexOf('/');
+  if (slash <= 0) return undefined;
+  const producer = Number(key.slice(slash + 1));
+  return Number.isInteger(producer) && String(producer) === key.slice(slash + 1) ? { edgeId: key.slice(0, slash), producer } : undefined;
+}
+
+/** A group of the channel waits for its start or for a gap to fill. */
+function hasGaps(channel: ChannelState): boolean {
+  for (const group of channel.groups.values()) if (group.next === undefined || group.early.size > 0) return true;
+  return false;
+}
+
+function slotPositions(table: EdgeChannels, slot: number): Map<number, number> {
+  const lineage = table.lineage[slot]!;
+  return new Map(lineage === -1 ? [] : [[lineage, table.position[slot]!]]);
+}
+
+/** A hand-over entry of a channel kept in the arrays (the default state for one not heard from). */
+function slotHandover(key: string, table: EdgeChannels, slot: number): ChannelHandover {
+  const group = table.group[slot]!;
+  const lineage = table.lineage[slot]!;
+  return {
+    key,
+    minAttempt: table.minAttemptOf(slot),
+    attempt: table.attemptOf(slot),
+    order: group === -1 ? [] : [{ attempt: group, next: table.next[slot]! }],
+    early: [],
+    positions: lineage === -1 ? [] : [[lineage, table.position[slot]!]],
+    counters: zeroCounters(),
+    watermark: table.watermark[slot]!,
+    ended: table.isEnded(slot),
+    barriers: [],
+    superseded: [],
+  };
+}
+
+/** Resumes a hand-over entry into the arrays when it fits them (see channel-table.ts); false: it does not. */
+function resumeInSlot(table: EdgeChannels, slot: number, h: ChannelHandover): boolean {
+  const order = h.order;
+  const fits =
+    !h.replay &&
+    h.early.length === 0 &&
+    (order.length === 0 || (order.length === 1 && order[0]!.next !== null && order[0]!.attempt === h.attempt)) &&
+    h.positions.length <= 1 &&
+    !hasCounts({ ...zeroCounters(), ...h.counters }) &&
+    (h.superseded ?? []).length === 0 &&
+    !h.restarted &&
+    !h.replayedBy &&
+    (h.skipped ?? []).length === 0 &&
+    (h.barriers ?? []).every(([, at]) => at.every(([, position]) => position === 0));
+  if (!fits) return false;
+  table.see(slot);
+  table.minAttempt[slot] = h.minAttempt;
+  table.attempt[slot] = h.attempt;
+  table.group[slot] = order.length === 0 ? -1 : order[0]!.attempt;
+  table.next[slot] = order.length === 0 ? 0 : order[0]!.next!;
+  table.lineage[slot] = h.positions.length === 0 ? -1 : h.positions[0]![0];
+  table.position[slot] = h.positions.length === 0 ? 0 : h.positions[0]![1];
+  table.setWatermark(slot, h.watermark);
+  table.setEnded(slot, h.ended);
+  return true;
+}
+
+/** Restores a snapshot's positions into the arrays when they fit them; false: they do not. */
+function restoreInSlot(
+  table: EdgeChannels,
+  slot: number,
+  positions: readonly [number, number][],
+  counters: ChannelCounters | undefined,
+  ended: boolean | undefined,
+  checkpointId: number | undefined,
+): boolean {
+  const lineage = table.lineage[slot]!;
+  const fits =
+    !(counters && hasCounts({ ...zeroCounters(), ...counters })) &&
+    positions.length <= 1 &&
+    (positions.length === 0 || lineage === -1 || positions[0]![0] === lineage) &&
+    // At the barrier of `checkpointId`: a position past 0 is kept as that barrier's.
+    (checkpointId === undefined || positions.every(([, next]) => next === 0));
+  if (!fits) return false;
+  table.see(slot);
+  if (ended) table.setEnded(slot, true);
+  if (positions.length === 1) {
+    table.lineage[slot] = positions[0]![0];
+    table.position[slot] = positions[0]![1];
+  }
+  return true;
+}
+
+/** Every input channel of a gate by key, in channel order, as read-only states (see `InputGate.channels`). */
+class ChannelsView implements ReadonlyMap<string, ChannelState> {
+  constructor(private readonly tables: readonly EdgeChannels[]) {}
+
+  get size(): number {
+    return this.tables.reduce((n, t) => n + t.size, 0);
+  }
+
+  get(key: string): ChannelState | undefined {
+    const at = parseChannelKey(key);
+    const table = at && this.tables.find((t) => t.edge.id === at.edgeId);
+    const slot = at && table ? table.slotOf(at.producer) : -1;
+    return table && slot >= 0 ? table.state(slot) : undefined;
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  *entries(): MapIterator<[string, ChannelState]> {
+    for (const table of this.tables) for (let slot = 0; slot < table.size; slot++) yield [channelKey(table.edge.id, table.producerOf(slot)), table.state(slot)];
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [key] of this.entries()) yield key;
+  }
+
+  *values(): MapIterator<ChannelState> {
+    for (const [, state] of this.entries()) yield state;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, ChannelState]> {
+    return this.entries();
+  }
+
+  forEach(callback: (value: ChannelState, key: string, map: ReadonlyMap<string, ChannelState>) => void): void {
+    for (const [key, state] of this.entries()) callback(state, key, this);
+  }
+}
+
+/** Records counted on a channel (unreplayed ones are part of missing). */
+const countedRecords = (c: ChannelCounters): number => c.duplicateRecords + c.missingRecords + c.replayedRecords + (c.regeneratedRecords ?? 0);
 
 const hasCounts = (c: ChannelCounters): boolean => c.duplicateRecords > 0 || c.missingRecords > 0 || c.replayedRecords > 0 || (c.regeneratedRecords ?? 0) > 0 || (c.unreplayedRecords ?? 0) > 0;

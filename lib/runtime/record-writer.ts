@@ -7,6 +7,12 @@
  * records: they are dropped and counted per channel, so the loss is measured, never silent. A
  * dropped record still takes its record position (see messages.ts), so a replay numbers the same
  * records the same way and the consumer sees the drop as a jump it can compare with this count.
+ *
+ * Per consumer channel it keeps numbers only (sequence, position, drops, watermark times): a
+ * source at parallelism 4000 writes to 4000 channels per edge. A buffer object exists only for a
+ * channel with records waiting, and a watermark waiting to go out is one value for the writer and
+ * a count of the channels it still has to reach, so finding what is pending costs nothing per
+ * channel.
  */
 import type { Json } from '../api/functions';
 import { MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../ports/channels';
@@ -62,13 +68,12 @@ export interface RecordWriterOptions {
 
 export type { WriterPositions } from './handover';
 
+/** Records buffered for one channel (only while there are some). */
 interface ChannelBuffer {
   parts: string[];
   bytes: number;
   /** Record position of parts[0]. */
   first: number;
-  /** Watermark to attach to the next sealed message. */
-  watermark: number | undefined;
 }
 
 const ENVELOPE_BYTES = 96;
@@ -77,7 +82,10 @@ const DETERMINANT_BYTES = 16 * 1024;
 
 export class RecordWriter {
   readonly edgeId: string;
-  private readonly buffers: ChannelBuffer[];
+  /** Consumer channels of the edge (this writer writes to all of them, or to its own alone: pointwise). */
+  private readonly consumers: number;
+  /** Channels with records buffered. */
+  private readonly buffers = new Map<number, ChannelBuffer>();
   private readonly sequence: number[];
   /** Next record position per channel (records buffered, sent or dropped so far in this lineage). */
   private readonly position: number[];
@@ -88,6 +96,8 @@ export class RecordWriter {
   private roundRobin: number;
   /** Records dropped per consumer because its sub-partition was unavailable. */
   readonly dropped: number[];
+  /** Their sum. */
+  private droppedTotal = 0;
   recordsWritten = 0;
   /** What was sent per channel since the consumers' last completed checkpoint (when kept). */
   readonly log: InflightLog | undefined;
@@ -101,13 +111,23 @@ export class RecordWriter {
   /** This writer's subtask restarted in a lineage of its own: its notice, which a replay repeats. */
   private restartNotice: RestartNotice | undefined;
   /** When each channel last got a watermark (alone or with records). */
-  private readonly watermarkSentAt: number[];
+  private readonly watermarkSentAt: Float64Array;
   private readonly watermarkEveryMs: number;
+  /**
+   * Watermarks emitted so far, and per channel how many had been when it last carried one: a
+   * channel whose count is behind has `lastWatermark` to send with its next message.
+   */
+  private watermarksEmitted = 0;
+  private readonly watermarkTaken: Float64Array;
+  /** Channels with a watermark waiting. */
+  private watermarksWaiting = 0;
+  /** The fields of a watermark-only message, for the last watermark sent alone. */
+  private watermarkFields: [number, string] | undefined;
 
   constructor(private readonly options: RecordWriterOptions) {
     this.edgeId = options.edge.id;
     const n = options.consumerParallelism;
-    this.buffers = Array.from({ length: n }, () => ({ parts: [], bytes: 0, first: 0, watermark: undefined }));
+    this.consumers = n;
     this.sequence = new Array<number>(n).fill(0);
     this.position = new Array<number>(n).fill(0);
     this.lineage = options.lineage ?? options.attempt;
@@ -117,7 +137,8 @@ export class RecordWriter {
     this.gate = options.gate ?? alwaysAvailable;
     this.roundRobin = options.producerIndex % n;
     this.log = options.inflightLog ? new InflightLog(n, this.lineage, DEFAULT_LOG_BYTES, options.logSpill) : undefined;
-    this.watermarkSentAt = new Array<number>(n).fill(Number.NEGATIVE_INFINITY);
+    this.watermarkSentAt = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
+    this.watermarkTaken = new Float64Array(n);
     this.watermarkEveryMs = options.watermarkEveryMs ?? 1000;
   }
 
@@ -145,6 +166,7 @@ export class RecordWriter {
     }
     state.sequence.forEach((s, c) => (this.sequence[c] = s));
     state.dropped.forEach((d, c) => (this.dropped[c] = d));
+    this.droppedTotal = sum(this.dropped);
     state.position?.forEach((n, c) => (this.position[c] = n));
     if (state.lineage !== undefined) this.lineage = state.lineage;
     this.roundRobin = state.roundRobin;
@@ -166,6 +188,7 @@ export class RecordWriter {
   restoreCounters(state: WriterPositions): void {
     if (state.edgeId !== this.edgeId) throw new Error(`writer of edge ${this.edgeId} cannot restore the counters of edge ${state.edgeId}`);
     state.dropped?.forEach((d, c) => (this.dropped[c] = d));
+    this.droppedTotal = sum(this.dropped);
     this.replayedRecords = state.resent ?? 0;
   }
 
@@ -191,14 +214,14 @@ export class RecordWriter {
       case 'forward':
         return this.append(this.options.producerIndex, record);
       case 'hash':
-        return this.append(hashPartition(edge.key!(record), this.buffers.length), record);
+        return this.append(hashPartition(edge.key!(record), this.consumers), record);
       case 'rebalance':
-        this.roundRobin = (this.roundRobin + 1) % this.buffers.length;
+        this.roundRobin = (this.roundRobin + 1) % this.consumers;
         return this.append(this.roundRobin, record);
       case 'broadcast': {
         // Serialized once, appended to every channel.
         const part = JSON.stringify(record);
-        for (let c = 0; c < this.buffers.length; c++) this.append(c, record, part);
+        for (let c = 0; c < this.consumers; c++) this.append(c, record, part);
       }
     }
   }
@@ -207,17 +230,25 @@ export class RecordWriter {
   emitWatermark(watermark: number): void {
     // Only the channels this producer writes to (a pointwise edge has one): an idle buffer's
     // watermark would never be sent and would keep the writer "pending" forever.
-    for (const c of this.channels()) this.buffers[c]!.watermark = watermark;
+    this.watermarksEmitted++;
+    this.watermarksWaiting = this.options.edge.pointwise ? 1 : this.consumers;
     this.lastWatermark = watermark;
+  }
+
+  /** Records dropped for unavailable sub-partitions, over all channels. */
+  get droppedRecords(): number {
+    return this.droppedTotal;
   }
 
   /** Sends a control event (barrier, end of input) on every channel, after the records before it. */
   emitEvent(event: Exclude<ChannelEvent, { t: 'd' | 'x' | 'r' }>): void {
+    // The same event on every channel: its fields are written once.
+    const fields = eventFields(event);
     for (const c of this.channels()) {
       this.seal(c, true);
       // End of input always goes out: the queue is durable, and a consumer restarting after an
       // outage must still see its producers end. Barriers to an unavailable consumer are useless.
-      if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueue(c, event);
+      if (event.t === 'e' || this.gate.isAvailable(this.edgeId, c)) this.enqueueRaw(c, event.t, fields, undefined, event.t === 'b');
     }
     // Everything before the barrier is in the consumers' snapshots once its checkpoint completes.
     if (event.t === 'b') this.log?.barrier(event.c, this.position);
@@ -235,7 +266,8 @@ export class RecordWriter {
     this.restartNotice = { checkpointId, ...(at ? { lineage: at.lineage, position: [...at.position] } : {}) };
     for (const c of this.channels()) {
       this.seal(c, true);
-      this.enqueue(c, restartEvent(this.restartNotice, c));
+      // Each channel's notice says where the checkpoint left that channel: its fields are its own.
+      this.enqueueRaw(c, 'r', eventFields(restartEvent(this.restartNotice, c)));
     }
   }
 
@@ -256,8 +288,8 @@ export class RecordWriter {
    */
   async replay(request: ReplayRequest): Promise<void> {
     const consumer = request.consumer;
-    if (!(consumer >= 0 && consumer < this.buffers.length)) throw new Error(`replay of edge ${this.edgeId} asks for consumer ${consumer}; the edge has ${this.buffers.length}`);
-    if (!this.channels().includes(consumer)) return;
+    if (!(consumer >= 0 && consumer < this.consumers)) throw new Error(`replay of edge ${this.edgeId} asks for consumer ${consumer}; the edge has ${this.consumers}`);
+    if (this.options.edge.pointwise && consumer !== this.options.producerIndex) return;
     // Sealed first: what is buffered now is in the log, so in the replay. The excerpt and where the
     // live channel goes on are taken at the same moment (what is sealed later comes after both).
     this.seal(consumer, true);
@@ -293,7 +325,7 @@ export class RecordWriter {
 
   /** True when sealed messages wait to be sent or a buffer is worth sealing. */
   hasPending(): boolean {
-    return this.outbox.size > 0 || this.buffers.some((b) => b.parts.length > 0 || b.watermark !== undefined);
+    return this.outbox.size > 0 || this.buffers.size > 0 || this.watermarksWaiting > 0;
   }
 
   /** True when full messages wait to be sent. */
@@ -307,7 +339,9 @@ export class RecordWriter {
    * `forced`, a channel with a watermark and no records waits until its watermark interval passed.
    */
   async flush(partial = true, forced = true): Promise<void> {
-    if (partial) for (const c of this.channels()) this.seal(c, forced);
+    // Every channel while a watermark waits for some; else only those with records.
+    if (partial && this.watermarksWaiting > 0) for (const c of this.channels()) this.seal(c, forced);
+    else if (partial && this.buffers.size > 0) for (const c of [...this.buffers.keys()].sort((a, b) => a - b)) this.seal(c, forced);
     const sends = [...this.outbox.entries()].map(([consumer, messages]) =>
       this.options.transport.send(this.options.queueOf(consumer), messages),
     );
@@ -315,18 +349,27 @@ export class RecordWriter {
     await Promise.all(sends);
   }
 
-  /** Consumers this producer writes to on this edge. */
-  private channels(): number[] {
-    return this.options.edge.pointwise ? [this.options.producerIndex] : this.buffers.map((_, c) => c);
+  /** Consumers this producer writes to on this edge, in order. */
+  private *channels(): Iterable<number> {
+    if (this.options.edge.pointwise) {
+      yield this.options.producerIndex;
+      return;
+    }
+    for (let c = 0; c < this.consumers; c++) yield c;
+  }
+
+  /** A watermark waits to go out on this channel. */
+  private watermarkWaits(consumer: number): boolean {
+    return this.watermarkTaken[consumer]! < this.watermarksEmitted && (!this.options.edge.pointwise || consumer === this.options.producerIndex);
   }
 
   /** `serialized`: the record as JSON, when the caller already has it (broadcast). */
   private append(consumer: number, record: Json, serialized?: string): void {
-    const buffer = this.buffers[consumer]!;
     if (!this.gate.isAvailable(this.edgeId, consumer)) {
       // The records before it go out as one message: a message's records are consecutive positions.
-      if (buffer.parts.length > 0) this.seal(consumer, true);
+      if (this.buffers.has(consumer)) this.seal(consumer, true);
       this.dropped[consumer]!++;
+      this.droppedTotal++;
       this.position[consumer]!++;
       this.log?.skipTo(consumer, this.position[consumer]!);
       return;
@@ -336,8 +379,12 @@ export class RecordWriter {
     if (size > this.maxBytes) {
       throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);
     }
-    if (buffer.bytes + size > this.maxBytes && buffer.parts.length > 0) this.seal(consumer, true);
-    if (buffer.parts.length === 0) buffer.first = this.position[consumer]!;
+    let buffer = this.buffers.get(consumer);
+    if (buffer && buffer.bytes + size > this.maxBytes) {
+      this.seal(consumer, true);
+      buffer = undefined;
+    }
+    if (!buffer) this.buffers.set(consumer, (buffer = { parts: [], bytes: 0, first: this.position[consumer]! }));
     this.position[consumer]!++;
     buffer.parts.push(part);
     buffer.bytes += size;
@@ -349,17 +396,24 @@ export class RecordWriter {
    * watermark alone waits (unless `forced`) until the channel's watermark interval has passed.
    */
   private seal(consumer: number, forced: boolean): void {
-    const buffer = this.buffers[consumer]!;
-    if (buffer.parts.length === 0 && buffer.watermark === undefined) return;
+    const buffer = this.buffers.get(consumer);
+    const waits = this.watermarkWaits(consumer);
+    if (!buffer && !waits) return;
     const now = Date.now();
-    if (buffer.parts.length === 0 && !forced && now - this.watermarkSentAt[consumer]! < this.watermarkEveryMs) return;
-    const watermark = buffer.watermark;
-    buffer.watermark = undefined;
+    if (!buffer && !forced && now - this.watermarkSentAt[consumer]! < this.watermarkEveryMs) return;
+    const watermark = waits ? this.lastWatermark : undefined;
+    if (waits) {
+      this.watermarkTaken[consumer] = this.watermarksEmitted;
+      this.watermarksWaiting--;
+    }
     if (watermark !== undefined) this.watermarkSentAt[consumer] = now;
     // Records buffered while the sub-partition was available still go out (the queue is
     // durable); only records that arrive while it is unavailable are dropped, and counted.
-    if (buffer.parts.length === 0) {
-      this.enqueue(consumer, { t: 'w', w: watermark! });
+    if (!buffer) {
+      // Every channel gets the same watermark: its fields are written once per value.
+      const cached = this.watermarkFields;
+      const fields = cached && cached[0] === watermark ? cached : (this.watermarkFields = [watermark!, eventFields({ t: 'w', w: watermark! })]);
+      this.enqueueRaw(consumer, 'w', fields[1]);
       return;
     }
     // Records are already JSON; splice them in rather than stringify twice.
@@ -368,15 +422,8 @@ export class RecordWriter {
     const dt = this.options.determinants?.takeFor(`${this.edgeId}/${consumer}`, DETERMINANT_BYTES);
     const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${JSON.stringify(dt)}` : ''}`;
     this.log?.append(consumer, { first: buffer.first, count: buffer.parts.length, fields });
-    buffer.parts = [];
-    buffer.bytes = 0;
+    this.buffers.delete(consumer);
     this.enqueueRaw(consumer, 'd', fields, buffer.first);
-  }
-
-  private enqueue(consumer: number, event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): void {
-    const { t, ...rest } = event;
-    const fields = Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
-    this.enqueueRaw(consumer, t, fields, undefined, t === 'b');
   }
 
   /**
@@ -394,6 +441,14 @@ export class RecordWriter {
     list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body, ...(lazy ? { lazy } : {}) });
     this.outbox.set(consumer, list);
   }
+}
+
+const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
+
+/** A control event's fields after its type, as a message body carries them. */
+function eventFields(event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): string {
+  const { t: _, ...rest } = event;
+  return Object.entries(rest).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
 }
 
 /** Stable string hash (FNV-1a, 32 bit) mapped onto the consumer subtasks. */

@@ -23,7 +23,7 @@ export class SubtaskOutput {
 
   /** Records dropped because their consumer was unavailable, over all writers. */
   get dropped(): number {
-    return this.writers.reduce((n, w) => n + w.dropped.reduce((a, b) => a + b, 0), 0);
+    return this.writers.reduce((n, w) => n + w.droppedRecords, 0);
   }
 
   /** A barrier or end of input, on every output channel. */

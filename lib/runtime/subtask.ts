@@ -95,6 +95,12 @@ export interface SubtaskEnvironment {
   /** Channel messages are packed up to this many bytes (default MAX_MESSAGE_BYTES; less when multiplexed). */
   maxMessageBytes?: number;
   /**
+   * The channels are multiplexed (channel-mux.ts): the unit settles what a subtask takes, so its
+   * input gate extends no visibility, and takes up to MUX_RECEIVE_MAX messages a batch from its
+   * inbox instead of SQS's 10 (a join subtask at P=4000 takes 8000 barriers per checkpoint).
+   */
+  multiplexed?: boolean;
+  /**
    * Called once the input loop has ended (every input channel ended; not for a hand-over): what
    * still arrives for this subtask is stale (the unit's multiplexed inboxes drop it from then on).
    */
@@ -115,6 +121,16 @@ export interface SubtaskEnvironment {
    */
   onFinished?: () => Promise<void>;
 }
+
+/**
+ * Most input channels a subtask's counters list (`channels`). They go into its unit's record, one
+ * DynamoDB item of at most 400 KB: after a restart at parallelism 4000 every one of a join
+ * subtask's 8000 channels can have counts (about 90 bytes each), and a unit hosts 100 subtasks.
+ */
+export const CHANNELS_REPORTED = 16;
+
+/** Most channel messages an input gate takes from a multiplexed inbox per batch. */
+export const MUX_RECEIVE_MAX = 500;
 
 export interface SubtaskCounters {
   recordsIn: number;
@@ -139,11 +155,22 @@ export interface SubtaskCounters {
   expiredReceipts: number;
   /** Input messages that came before an earlier one of their channel and waited for it. */
   reordered: number;
-  /** Per input channel (edge/producer), the channels with non-zero record counters. */
+  /**
+   * Per input channel (edge/producer), the channels with non-zero record counters: at most
+   * CHANNELS_REPORTED of them, those with the most records counted (the subtask's totals above
+   * count every channel).
+   */
   channels?: Record<string, ChannelCounters>;
+  /** Channels with non-zero counters left out of `channels`. */
+  channelsOmitted?: number;
+  /** Per input edge, the unreplayed records of the channels left out of `channels`. */
+  unreplayedOmitted?: Record<string, number>;
   lastCheckpoint: number;
-  /** A barrier alignment in progress: the checkpoint, the channels it still waits for, events held. */
-  aligning?: { checkpointId: number; waitingFor: string[]; held: number };
+  /**
+   * A barrier alignment in progress: the checkpoint, the channels it still waits for (the first
+   * few; `waiting` counts them when there are more), events held.
+   */
+  aligning?: { checkpointId: number; waitingFor: string[]; waiting?: number; held: number };
   /** Channels (edge/producer) still open. */
   openChannels?: number;
 }
@@ -258,9 +285,16 @@ export class SubtaskRunner {
     }
   }
 
+  /** Records read so far (what `counters()` reports, without going over the input channels). */
+  get recordsIn(): number {
+    return this.driver.recordsIn;
+  }
+
   counters(): SubtaskCounters {
     const gate = this.input?.gate;
-    const channels = gate?.channelCounters();
+    const channels = gate?.channelCounters(CHANNELS_REPORTED);
+    const omitted = gate ? gate.countedChannels() - Object.keys(channels ?? {}).length : 0;
+    const unreplayedOmitted = omitted > 0 && gate ? gate.omittedUnreplayed(channels ?? {}) : {};
     const aligning = this.input?.alignment();
     return {
       recordsIn: this.driver.recordsIn,
@@ -268,9 +302,11 @@ export class SubtaskRunner {
       dropped: this.output.dropped,
       ...this.gateCounters(),
       ...(channels && Object.keys(channels).length > 0 ? { channels } : {}),
+      ...(omitted > 0 ? { channelsOmitted: omitted } : {}),
+      ...(Object.keys(unreplayedOmitted).length > 0 ? { unreplayedOmitted } : {}),
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
-      ...(gate ? { openChannels: [...gate.channels.values()].filter((c) => !c.ended).length } : {}),
+      ...(gate ? { openChannels: gate.openCount() } : {}),
     };
   }
 
@@ -486,6 +522,7 @@ export class SubtaskRunner {
       minAttempt: env.minAttempt,
       ...(env.groupsStartAtZero ? { groupsStartAtZero: true } : {}),
       ...(env.clock ? { clock: env.clock } : {}),
+      ...(env.multiplexed ? { extendVisibility: false, receiveMax: MUX_RECEIVE_MAX } : {}),
       onError: (error) => input.fail(error),
     });
     if (env.resume) {

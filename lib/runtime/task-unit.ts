@@ -215,7 +215,7 @@ export class TaskUnit {
       ...(options.inflightLog ? { inflightLog: true } : {}),
       ...(options.exactOnce ? { exactOnce: true } : {}),
       // Multiplexed: each channel message leaves room for its envelope and part header.
-      ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id) } : {}),
+      ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id), multiplexed: true } : {}),
       onFinished: () => this.reportFinished(),
       logger: this.log.child({ subtask: id }),
     });
@@ -392,7 +392,7 @@ export class TaskUnit {
   private reportedStatuses = '';
 
   private statuses(): string {
-    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.counters().recordsIn > 0)}`;
+    return `${this.runners.map((r) => r.status).join(',')}|${this.runners.some((r) => r.recordsIn > 0)}`;
   }
 
   /**

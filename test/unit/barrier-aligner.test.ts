@@ -3,9 +3,11 @@
  * and anything else a record; a small driver hands them to the aligner as the input driver does.
  */
 import { describe, expect, it } from 'vitest';
-import { BarrierAligner } from '../../lib/runtime/barrier-aligner';
+import { BarrierAligner, STATUS_CHANNELS } from '../../lib/runtime/barrier-aligner';
+import { seededRandom } from '../../bench/lib/random';
 
-function harness(channels: string[], lastCheckpoint = 0) {
+/** `counted`: the aligner also gets the open channels' count (how the input driver wires it), instead of walking them. */
+function harness(channels: string[], lastCheckpoint = 0, counted = false) {
   const open = new Set(channels);
   const log: string[] = [];
   let last = lastCheckpoint;
@@ -21,6 +23,7 @@ function harness(channels: string[], lastCheckpoint = 0) {
       for (const e of events) await handle(e);
     },
     openChannels: () => open,
+    ...(counted ? { openCount: () => open.size, isOpen: (key: string) => open.has(key) } : {}),
   });
   async function handle(event: string): Promise<void> {
     const [channel, what] = event.split(':') as [string, string];
@@ -108,5 +111,52 @@ describe('barrier aligner', () => {
     expect(aligner.aligning).toBe(false);
     expect(aligner.held).toEqual([]);
     expect(last()).toBe(2);
+  });
+
+  it('decides the same counting the open channels as walking them', async () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const random = seededRandom(seed);
+      const channels = ['a', 'b', 'c', 'd'];
+      const events: string[] = [];
+      const next = new Map(channels.map((c) => [c, 1]));
+      const ended = new Set<string>();
+      for (let i = 0; i < 60; i++) {
+        const c = channels[Math.floor(random() * channels.length)]!;
+        if (ended.has(c)) continue;
+        const r = random();
+        if (r < 0.05) {
+          ended.add(c);
+          events.push(`${c}:end`);
+        } else if (r < 0.45) {
+          // Mostly the next barrier; sometimes one skipped (a restarted producer) or a replayed one.
+          const id = next.get(c)! + (random() < 0.1 ? 1 : 0) - (random() < 0.05 ? 1 : 0);
+          next.set(c, Math.max(next.get(c)!, id + 1));
+          events.push(`${c}:b${id}`);
+        } else events.push(`${c}:r${i}`);
+      }
+      const walked = harness(channels);
+      const counted = harness(channels, 0, true);
+      for (const [i, e] of events.entries()) {
+        await walked.feed(e);
+        await counted.feed(e);
+        if (i % 7 === 0) {
+          walked.aligner.abort(walked.aligner.checkpointId ?? 0);
+          counted.aligner.abort(counted.aligner.checkpointId ?? 0);
+          await walked.aligner.applyAborts();
+          await counted.aligner.applyAborts();
+        }
+        expect(counted.aligner.status()).toEqual(walked.aligner.status());
+      }
+      expect(counted.log).toEqual(walked.log);
+    }
+  });
+
+  it('names at most a few waiting channels in its status and counts them all', async () => {
+    const channels = Array.from({ length: 40 }, (_, i) => `c${i}`);
+    for (const counted of [false, true]) {
+      const { aligner, feed } = harness(channels, 0, counted);
+      await feed('c3:b1', 'c3:r1');
+      expect(aligner.status()).toEqual({ checkpointId: 1, waitingFor: channels.filter((c) => c !== 'c3').slice(0, STATUS_CHANNELS), waiting: 39, held: 1 });
+    }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The metadata model at the seed's parallelism (issue 12): placement packs subtasks into units,
  * the job item does not grow with parallelism, unit records and acknowledgements are spread over
- * partition keys, a unit's start reads only its producers' records, and what is not kept expires.
+ * partition keys, a unit's record stays small whatever its subtasks' channels count, a unit's
+ * start reads only its producers' records, and what is not kept expires.
  * On the in-memory store, which refuses items over 400 KB as DynamoDB does.
  */
 import { describe, expect, it } from 'vitest';
@@ -20,6 +21,10 @@ import { CheckpointIO } from '../../lib/runtime/checkpoint-io';
 import { PortCheckpointCatalog } from '../../lib/checkpoint/catalog';
 import { TTL_ATTRIBUTE, ackShardCount, unitShardCount, unitsPk } from '../../lib/ports/metadata-keys';
 import type { CheckpointHistoryEntry } from '../../lib/checkpoint/types';
+import { InputGate, channelKey } from '../../lib/runtime/input-gate';
+import { BarrierAligner, STATUS_CHANNELS } from '../../lib/runtime/barrier-aligner';
+import { CHANNELS_REPORTED } from '../../lib/runtime/subtask';
+import { MAX_ITEM_BYTES } from '../../lib/ports/item-size';
 
 const joinGraph = (parallelism: number) => buildExecutionGraph(jobRegistry.build('recommendation-join', { parallelism, partitions: parallelism }).graph);
 
@@ -132,6 +137,39 @@ describe('unit records and heartbeats', () => {
     // All-to-all: every unit hosting a producer subtask (every unit: each holds whole slices).
     expect(producerUnitsOf(join, joinLayout, joinLayout.unitOf('join#0')!.subtasks).size).toBe(joined.units.length);
     expect(producerUnitsOf(join, joinLayout, ['events#0']).size).toBe(0);
+  });
+
+  it('a join unit of 100 subtasks at parallelism 4000 reports under 400 KB with every input channel counted and an alignment open', async () => {
+    const { metadata, jobs, submit } = submitter(100);
+    const job = await submit(4000);
+    const unit = job.units[60]!;
+    const graph = joinGraph(4000);
+    const join = graph.tasks.find((t) => t.id === 'join')!;
+    // One join subtask after a restart: every one of its 8000 channels has counts.
+    const gate = new InputGate({ inputs: join.inputs, consumerIndex: 0, producerParallelism: () => 4000, queueOf: () => 'q', transport: new MemoryChannelTransport(), onError: () => undefined });
+    const counted = { duplicateRecords: 1234, missingRecords: 56, replayedRecords: 7890, regeneratedRecords: 12 };
+    gate.restorePositions(join.inputs.map((e) => ({ key: channelKey(e.id, 0), range: 4000, positions: [[0, 99_999]], counters: counted })));
+    expect(gate.countedChannels()).toBe(8000);
+    const aligner = new BarrierAligner<string>({ lastCheckpoint: () => 0, passed: () => undefined, checkpoint: async () => undefined, decline: async () => undefined, release: async () => undefined, openChannels: () => gate.openChannelKeys(), openCount: () => gate.openCount(), isOpen: (k) => gate.isOpen(k) });
+    await aligner.barrier(channelKey(join.inputs[0]!.id, 17), 5);
+    const base = { status: 'running', recordsIn: 123_456_789, recordsOut: 123_456_789, dropped: 0, duplicates: 12_345, fenced: 678, ...counted, resentRecords: 0, expiredReceipts: 3, reordered: 4, lastCheckpoint: 4, restarts: 1 };
+    // As SubtaskRunner.counters() reports a join subtask: the channels with the most counts, how many are left out, the alignment.
+    const channels = gate.channelCounters(CHANNELS_REPORTED);
+    const joinStats = { ...base, channels, channelsOmitted: gate.countedChannels() - Object.keys(channels).length, aligning: aligner.status()!, openChannels: gate.openCount() };
+    expect(Object.keys(channels)).toHaveLength(CHANNELS_REPORTED);
+    expect(joinStats.channelsOmitted).toBe(8000 - CHANNELS_REPORTED);
+    expect(joinStats.aligning.waitingFor).toHaveLength(STATUS_CHANNELS);
+    expect(joinStats.aligning.waiting).toBe(7999);
+    const stats = Object.fromEntries(unit.subtasks.map((id) => [id, id.startsWith('join#') ? joinStats : base]));
+    expect(unit.subtasks.filter((id) => id.startsWith('join#'))).toHaveLength(33);
+    await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1);
+    expect(await jobs.reportUnit(job.jobId, unit.unitId, 1, { stats, heartbeatAt: Date.now(), requests: { sqs: 1e9, dynamodb: 1e9, s3: 1e9 } })).toBe(true);
+    const record = metadata.largest.get('UNITS / UNIT#')!;
+    expect(record.bytes).toBeGreaterThan(50_000); // 76 KB here
+    expect(record.bytes).toBeLessThan(MAX_ITEM_BYTES);
+    // Every channel listed, as before, would not fit: DynamoDB refuses the write.
+    const uncapped = { ...joinStats, channels: gate.channelCounters() };
+    await expect(jobs.reportUnit(job.jobId, unit.unitId, 1, { stats: { ...stats, [unit.subtasks.find((id) => id.startsWith('join#'))!]: uncapped } })).rejects.toThrow(/400 KB/);
   });
 
   it('heartbeats adaptively: a report when the counters change, else a small liveness write every livenessMs', () => {
