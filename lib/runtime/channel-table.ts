@@ -72,6 +72,12 @@ export interface RestartRule {
 export interface ReplayWait {
   consumerAttempt: number;
   request: number;
+  /**
+   * The producer attempt whose answer is taken (undefined until its first message). A producer
+   * killed while its answer goes out leaves the request in its control queue, and its new attempt
+   * answers the same request again, in full: that answer replaces the dead one's part (see `takeReplay`).
+   */
+  attempt?: number;
   /** Delivery order of the replay's own message group. */
   order: GroupOrder;
   /** Live messages received meanwhile, in arrival order. */

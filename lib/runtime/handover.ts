@@ -53,7 +53,7 @@ export interface ChannelHandover {
    * ones that came early, and the live messages held for it (a direct queue also leaves them in
    * flight, so they come again and are dropped as duplicates; a multiplexed one deleted them).
    */
-  replay?: { consumerAttempt: number; request: number; next: number; early: string[]; held?: { body: string; receiveCount?: number }[] };
+  replay?: { consumerAttempt: number; request: number; attempt?: number; next: number; early: string[]; held?: { body: string; receiveCount?: number }[] };
 }
 
 /** Per input channel: what the consumer discarded, missed and re-read, in records. */

@@ -350,6 +350,7 @@ export class InputGate {
             replay: {
               consumerAttempt: c.replay.consumerAttempt,
               request: c.replay.request,
+              ...(c.replay.attempt !== undefined ? { attempt: c.replay.attempt } : {}),
               next: c.replay.order.next ?? 0,
               early: [...c.replay.order.early.values()].map((e) => e.message.body),
               held: c.replay.held.map((h) => ({ body: h.message.body, ...(h.message.receiveCount !== undefined ? { receiveCount: h.message.receiveCount } : {}) })),
@@ -397,7 +398,7 @@ export class InputGate {
         // Held live messages: a multiplexed transport deleted them when they were taken (a direct
         // queue leaves them in flight: they come again too, and are dropped by their sequence numbers).
         const held: Received[] = (h.replay.held ?? []).map((m) => ({ queue, edge: c.edge, message: { body: m.body, groupId: '', receipt: '', ...(m.receiveCount !== undefined ? { receiveCount: m.receiveCount } : {}) } }));
-        c.replay = { consumerAttempt: h.replay.consumerAttempt, request: h.replay.request, order, held };
+        c.replay = { consumerAttempt: h.replay.consumerAttempt, request: h.replay.request, ...(h.replay.attempt !== undefined ? { attempt: h.replay.attempt } : {}), order, held };
       }
     }
     this.expiredReceipts = counters?.expiredReceipts ?? this.expiredReceipts;
@@ -746,6 +747,23 @@ export class InputGate {
       this.staleReplays++;
       discard(queue, message.receipt);
       return;
+    }
+    // One answer per request, from one producer attempt. Two attempts may answer the same request:
+    // a producer killed after part of its answer went out, before it deleted the request from its
+    // control queue, and its new attempt that reads the request again. Their groups both number
+    // from 0 but cut the records into messages differently: spliced by sequence number, the new
+    // attempt's next message started past what the dead one had given, and the records between
+    // were lost, counted only as missing (chaos seed 45375). The newer attempt's answer is whole,
+    // from the position asked for: it replaces the older one (what the older one gave is dropped
+    // by record position), and the older one's later messages are stale.
+    if (wait.attempt !== undefined && decoded.a < wait.attempt) {
+      this.staleReplays++;
+      discard(queue, message.receipt);
+      return;
+    }
+    if (wait.attempt !== decoded.a) {
+      if (wait.attempt !== undefined) wait.order = { next: 0, since: now, early: new Map() };
+      wait.attempt = decoded.a;
     }
     const order = wait.order;
     if (decoded.s < order.next! || order.early.has(decoded.s)) {
