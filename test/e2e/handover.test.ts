@@ -52,20 +52,26 @@ describe('hand-over to the next invocation (child processes, exit code 75)', () 
     expect(check).toMatchObject({ ok: true, wrong: [], duplicated: [], unexpected: [] });
   });
 
-  it('a unit killed after hand-overs restarts from the checkpoint, and the output stays exact', async () => {
+  it('a unit killed after hand-overs restarts from its last checkpoint, and the output stays exact', async () => {
     const job = await runtime.service.submit(request);
     const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000 });
     let finished = false;
     const running = controller.run(job.jobId).finally(() => (finished = true));
-    // Wait for a hand-over and a completed checkpoint, then kill a unit that has handed over. On
-    // observed conditions only: the paced input (20 s) outlasts several 4 s invocations, however
-    // long the units take to start (CI, loaded, ran past a 30 s cap here).
+    // Kill a unit that has handed over, once a checkpoint has completed, on observed conditions
+    // only: the paced input (20 s) outlasts several 4 s invocations, however long the units take
+    // to start. On a loaded machine a checkpoint can take longer than the 4 s between hand-overs,
+    // which decline it, and none completes before the input ends (a clean clone saw 3 of 26 in the
+    // test above, none in this one): after the third hand-over the kill comes anyway, and the unit
+    // restarts from whatever its last checkpoint is (the start, if none), which must be as exact.
     let victim: string | undefined;
     while (!finished && !victim) {
       await sleep(100);
-      const handed = [...handoversOf(job.jobId).keys()].map((k) => k.split('#')[0]!);
+      const handovers = handoversOf(job.jobId);
+      const handed = [...handovers.keys()].map((k) => k.split('#')[0]!);
       const units = (await runtime.jobs.getUnits(job.jobId)).filter((u) => u.status === 'RUNNING' && handed.includes(u.unitId));
-      if (units.length > 0 && (controller.driver?.log.filter((l) => l.endsWith('completed')).length ?? 0) > 0) victim = units[0]!.unitId;
+      const checkpointed = (controller.driver?.log.filter((l) => l.endsWith('completed')).length ?? 0) > 0;
+      const handedOver = [...handovers.values()].reduce((a, n) => a + n, 0);
+      if (units.length > 0 && (checkpointed || handedOver >= 3)) victim = units[0]!.unitId;
     }
     expect(victim, 'no unit handed over in time').toBeDefined();
     expect(runtime.launcher.kill(job.jobId, victim!)).toBe(true);
