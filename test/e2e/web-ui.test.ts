@@ -208,7 +208,12 @@ describe('web UI in headless Chromium', () => {
     await page.getByTestId('action-cancel').click();
     await see(page, '[data-testid=job-status]', 'the job cancelled', /CANCELLED/);
     expect(await page.getByTestId('action-cancel').isDisabled()).toBe(true);
-    for (const unit of ['generator-0', 'generator-1', 'hourly-aggregate-0', 'hourly-aggregate-1']) expect(api.runtime.launcher.pid(jobId, unit)).toBeUndefined();
+    // The unit processes end after the page says CANCELLED (a loaded clean clone still had one a
+    // moment later): waited for, on what the launcher sees, with a generous limit.
+    const units = ['generator-0', 'generator-1', 'hourly-aggregate-0', 'hourly-aggregate-1'];
+    const alive = () => units.filter((unit) => api.runtime.launcher.pid(jobId, unit) !== undefined);
+    for (let until = Date.now() + 60_000; alive().length > 0 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 100));
+    expect(alive()).toEqual([]);
 
     expect(pageErrors).toEqual([]);
     await page.close();
