@@ -71,6 +71,8 @@ export class CheckpointDriver {
   /** Acks already fed to the coordinator, per checkpoint. */
   private readonly seen = new Map<number, Set<string>>();
   private readonly unitOf = new Map<string, string>();
+  /** Decisions being stored now (see `settled`). */
+  private readonly persisting = new Set<Promise<void>>();
   /** What the driver did, in order (`trigger N`, `checkpoint N completed`): tests wait on it. */
   readonly log: string[] = [];
   readonly logger: Logger;
@@ -292,10 +294,26 @@ export class CheckpointDriver {
    * is logged and counted once it is stored (a step that finds it decided already stores nothing).
    */
   async persist(effects: readonly CheckpointEffect[]): Promise<void> {
-    await this.persistence.apply(effects);
+    const storing = this.persistence.apply(effects);
+    this.persisting.add(storing);
+    try {
+      await storing;
+    } finally {
+      this.persisting.delete(storing);
+    }
     for (const e of effects) {
       if (e.type === 'checkpointFinalized') recordCheckpoint(e, { jobId: this.deps.job.jobId, logger: this.logger, ...(this.deps.metrics ? { metrics: this.deps.metrics } : {}) });
     }
+  }
+
+  /**
+   * Resolves once every decision taken so far is stored (or failed to be). A restart waits for it
+   * before its new attempts read the latest manifest: a checkpoint the coordinator completed just
+   * before the failure was applied is still being written, and restoring from the one before while
+   * the old attempts commit its sink transactions would commit that output twice.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.persisting]);
   }
 
   private unitsOf(subtasks: readonly string[]): string[] {

@@ -44,6 +44,8 @@ export class JobController {
   private stopped = false;
   /** Subtasks reported to the coordinator as finished (end of input): not waited for. */
   private readonly finished = new Set<string>();
+  /** Failures being told to the checkpoint coordinator now (see `fenceRestart`). */
+  private readonly failing = new Set<Promise<void>>();
 
   constructor(private readonly options: ControllerOptions) {
     this.supervisor = new Supervisor({
@@ -66,6 +68,8 @@ export class JobController {
         const failing = (async () => {
           for (const f of failures) await this.driver?.taskFailed(f.subtasks, `unit ${f.unitId}: ${f.reason}`);
         })();
+        this.failing.add(failing);
+        void failing.catch(() => undefined).finally(() => this.failing.delete(failing));
         if (options.onFailure) {
           await Promise.all([failing, options.onFailure(failures, view)]);
           await this.driver?.taskRecovered(failures.flatMap((f) => f.subtasks));
@@ -93,6 +97,21 @@ export class JobController {
     if (ended.length === 0 || !this.driver) return;
     for (const e of ended) this.finished.add(e.subtask);
     void this.driver.subtaskFinished(ended).catch(() => undefined);
+  }
+
+  /**
+   * The failover handler's `fencePending` for this controller: called after the new attempts are
+   * recorded and before they are launched (and read the latest manifest). Once the failures are
+   * applied, no pending checkpoint can complete with the failed attempts' regions; a decision
+   * taken just before is waited for until it is stored, so the new attempts restore from it
+   * (its sink transactions are committed by the old attempts or by the restore, never replayed).
+   * The in-process twin of `fencePendingCheckpoints` (the Step Functions path). Returns nothing
+   * still deciding.
+   */
+  async fenceRestart(): Promise<number[]> {
+    await Promise.allSettled([...this.failing]);
+    await this.driver?.settled();
+    return [];
   }
 
   unitExited(event: UnitExitEvent): void {

@@ -84,11 +84,13 @@ export class LocalRuntime {
             launcher: this.launcher,
             metrics,
             latestManifest: (jobId) => new PortCheckpointCatalog(jobId, this.ports.metadata, this.ports.blobs).loadLatest(),
+            // Checkpoints are decided in this process: new attempts launch once its decisions are stored.
+            fencePending: (): Promise<number[]> => controller.fenceRestart(),
             logger,
             metricsSink,
           })
         : undefined);
-    const controller = new JobController({ ...rest, logger, metricsSink, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
+    const controller: JobController = new JobController({ ...rest, logger, metricsSink, metrics, onFailure, service: this.service, metadata: this.ports.metadata, blobs: this.ports.blobs });
     this.launcher.onExit((exit) => controller.unitExited(exit));
     return controller;
   }
