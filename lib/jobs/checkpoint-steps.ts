@@ -38,6 +38,8 @@ export interface StepResult {
 
 const pad = (id: number) => String(id).padStart(12, '0');
 export const PENDING_PREFIX = 'CKPT_PENDING#';
+/** Sort key of checkpoint N's pending marker (under the catalog's partition). */
+const markerSk = (id: number): string => PENDING_PREFIX + pad(id);
 
 interface PendingMarker {
   checkpointId: number;
@@ -77,16 +79,16 @@ export async function fencePendingCheckpoints(metadata: MetadataStore, jobId: st
   const markers = (await metadata.query(catalogPk(jobId), PENDING_PREFIX)).map((i) => i.item as unknown as PendingMarker);
   let deciding: number[] = [];
   for (const m of markers) {
-    const bumped = await metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(m.checkpointId), { add: { version: 1 } }, [
+    const bumped = await metadata.update(catalogPk(jobId), markerSk(m.checkpointId), { add: { version: 1 } }, [
       { attr: 'checkpointId', op: 'exists' },
       { attr: 'deciding', op: 'notExists' },
     ]);
-    if (!bumped && (await metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(m.checkpointId)))) deciding.push(m.checkpointId);
+    if (!bumped && (await metadata.get(catalogPk(jobId), markerSk(m.checkpointId)))) deciding.push(m.checkpointId);
   }
   const until = clock.now() + (options.waitMs ?? 10_000);
   while (deciding.length > 0 && clock.now() < until) {
     await clock.sleep(options.pollMs ?? 100);
-    const left = await Promise.all(deciding.map((id) => metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(id))));
+    const left = await Promise.all(deciding.map((id) => metadata.get(catalogPk(jobId), markerSk(id))));
     deciding = deciding.filter((_, i) => left[i] !== undefined);
   }
   return deciding;
@@ -152,7 +154,7 @@ export class CheckpointSteps {
     const id = started.checkpointId;
     // The marker before the trigger goes out: a checkpoint whose sources were told is always pending or decided.
     const marker: PendingMarker = { checkpointId: id, triggerTime: now, deadline: started.deadline, attemptList: job.units.map((u) => attempts[u.unitId] ?? 0), sent: false };
-    await this.deps.metadata.put(catalogPk(jobId), PENDING_PREFIX + pad(id), { ...marker });
+    await this.deps.metadata.put(catalogPk(jobId), markerSk(id), { ...marker });
     await this.send(jobId, driver, marker, effects);
     return { jobId, checkpointId: id, done: false, outcome: 'pending', waitSeconds: 1 };
   }
@@ -161,7 +163,7 @@ export class CheckpointSteps {
   private async send(jobId: string, driver: CheckpointDriver, marker: PendingMarker, effects: readonly CheckpointEffect[]): Promise<void> {
     await driver.persist(effects);
     await driver.send(effects.filter((e) => e.type === 'triggerSources' && e.checkpointId === marker.checkpointId));
-    await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(marker.checkpointId), { set: { sent: true } }, [{ attr: 'checkpointId', op: 'exists' }]);
+    await this.deps.metadata.update(catalogPk(jobId), markerSk(marker.checkpointId), { set: { sent: true } }, [{ attr: 'checkpointId', op: 'exists' }]);
   }
 
   async poll({ jobId, checkpointId }: StepInput): Promise<StepResult> {
@@ -190,7 +192,7 @@ export class CheckpointSteps {
     await driver.send(aborts);
     if (!remember) return;
     const abortsSent = [...sent, ...aborts.map((e) => e.regionId)];
-    await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(marker.checkpointId), { set: { abortsSent } }, [{ attr: 'checkpointId', op: 'exists' }]).catch(() => undefined);
+    await this.deps.metadata.update(catalogPk(jobId), markerSk(marker.checkpointId), { set: { abortsSent } }, [{ attr: 'checkpointId', op: 'exists' }]).catch(() => undefined);
   }
 
   /**
@@ -215,7 +217,7 @@ export class CheckpointSteps {
       // Take the marker at the version read: a unit restarted since then (fencePendingCheckpoints)
       // makes this fail, and N is decided again with its new attempt.
       const version: Condition = marker.version === undefined ? { attr: 'version', op: 'notExists' } : { attr: 'version', op: '=', value: marker.version };
-      const held = await this.deps.metadata.update(catalogPk(jobId), PENDING_PREFIX + pad(id), { set: { deciding: true } }, [{ attr: 'checkpointId', op: 'exists' }, version]);
+      const held = await this.deps.metadata.update(catalogPk(jobId), markerSk(id), { set: { deciding: true } }, [{ attr: 'checkpointId', op: 'exists' }, version]);
       if (held) break;
       const stored = await catalog.loadDecision(id);
       if (stored) return this.finished(jobId, catalog, stored);
@@ -230,13 +232,13 @@ export class CheckpointSteps {
       throw e;
     }
     await this.sendAborts(jobId, driver, marker, effects, false);
-    await this.deps.metadata.delete(catalogPk(jobId), PENDING_PREFIX + pad(id));
+    await this.deps.metadata.delete(catalogPk(jobId), markerSk(id));
     return { jobId, checkpointId: id, done: true, outcome: finalized.outcome, ...(finalized.outcome === 'failed' ? { message: finalized.failure.message } : {}) };
   }
 
   private async finished(jobId: string, catalog: PortCheckpointCatalog, d: CheckpointDecision): Promise<StepResult> {
     await catalog.rollForward(d);
-    await this.deps.metadata.delete(catalogPk(jobId), PENDING_PREFIX + pad(d.checkpointId));
+    await this.deps.metadata.delete(catalogPk(jobId), markerSk(d.checkpointId));
     const o = d.history.outcome;
     return { jobId, checkpointId: d.checkpointId, done: true, outcome: o.status, ...(o.status === 'failed' ? { message: o.message } : {}) };
   }
@@ -302,7 +304,7 @@ export class CheckpointSteps {
 
   private async marker(jobId: string, checkpointId: number | null | undefined): Promise<{ id: number; marker: PendingMarker }> {
     const id = requireId(checkpointId);
-    const item = await this.deps.metadata.get(catalogPk(jobId), PENDING_PREFIX + pad(id));
+    const item = await this.deps.metadata.get(catalogPk(jobId), markerSk(id));
     if (!item) throw new Error(`checkpoint ${id} of job '${jobId}' is not pending`);
     return { id, marker: item as unknown as PendingMarker };
   }

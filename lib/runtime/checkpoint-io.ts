@@ -31,6 +31,7 @@ import {
   restoreUnionState,
   unionHandleIn,
   writeUnionSnapshot,
+  writerSuffix,
   type UnionRestoreResult,
   type UnionStateBackend,
 } from './union-state';
@@ -95,7 +96,7 @@ export interface AckRecord {
 /** Sort key of an acknowledgement in its checkpoint's partition (`ackPk`). */
 export const ackSk = (subtask: string, attempt: number) => `${subtask}#a${attempt}`;
 export const snapshotKey = (jobId: string, checkpointId: number, subtask: string, attempt: number, incarnation = 0) =>
-  `checkpoints/${jobId}/${checkpointId}/${subtask}.a${attempt}${incarnation > 0 ? `r${incarnation}` : ''}.json`;
+  `checkpoints/${jobId}/${checkpointId}/${subtask}${writerSuffix({ attempt, incarnation })}.json`;
 const SNAPSHOT_KEY = /^checkpoints\/.+\/\d+\/[^/]+\.json$/;
 
 /**

@@ -80,9 +80,14 @@ export function unionStatePrefix(loc: UnionStateLocation): string {
  * its predecessor wrote (and the manifest may name); restore reads the key the manifest names.
  */
 export function unionStateKey(loc: UnionStateLocation, subtaskIndex: number, writer?: UnionWriter): string {
-  const suffix = writer ? `.a${writer.attempt}${writer.incarnation ? `r${writer.incarnation}` : ''}` : '';
-  return `${unionStatePrefix(loc)}${subtaskIndex}${suffix}.json`;
+  return `${unionStatePrefix(loc)}${subtaskIndex}${writer ? writerSuffix(writer) : ''}.json`;
 }
+
+/**
+ * `.a<attempt>[r<incarnation>]`: what names the writer in a snapshot or union object key, so two
+ * attempts (or a subtask restarted in its unit) never overwrite each other's checkpoint N.
+ */
+export const writerSuffix = ({ attempt, incarnation }: UnionWriter): string => `.a${attempt}${incarnation ? `r${incarnation}` : ''}`;
 
 /** Which attempt of a subtask writes its union object. */
 export interface UnionWriter {
