@@ -314,6 +314,32 @@ export class InputGate {
     }
   }
 
+  /**
+   * What each of the first `limit` open channels waits for, one line each: why this subtask has
+   * not ended, for a stuck job's report (progress-watch.ts). Cheap: it walks only open channels.
+   */
+  describeOpen(limit = 4): string[] {
+    const out: string[] = [];
+    for (const table of this.tables) {
+      for (let slot = 0; slot < table.size && out.length < limit; slot++) {
+        if (table.isEnded(slot)) continue;
+        const key = channelKey(table.edge.id, table.producerOf(slot));
+        const c = table.full.get(slot);
+        if (!c) {
+          const g = table.group[slot]!;
+          out.push(`${key}: ${g === -1 ? 'nothing received' : `attempt ${g}, next ${table.next[slot]}`}`);
+          continue;
+        }
+        const groups = [...c.groups].map(([a, g]) => `a${a} next ${g.next ?? '?'}${g.early.size > 0 ? ` (${g.early.size} early from ${Math.min(...g.early.keys())})` : ''}`);
+        const replay = c.replay
+          ? `; waits for replay ${c.replay.request} (answer ${c.replay.attempt === undefined ? 'not begun' : `from a${c.replay.attempt}, next ${c.replay.order.next}`}, ${c.replay.held.length} live held)`
+          : '';
+        out.push(`${key}: attempt ${c.attempt} (accepts from ${c.minAttempt}), groups ${groups.join(', ') || 'none'}${replay}${c.replayedBy ? `; replayed by a${c.replayedBy.attempt}` : ''}`);
+      }
+    }
+    return out;
+  }
+
   /** Channel state for the next invocation of this attempt (after `drain` and the last batch). */
   handoverState(): ChannelHandover[] {
     const out: ChannelHandover[] = [];

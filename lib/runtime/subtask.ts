@@ -173,7 +173,12 @@ export interface SubtaskCounters {
   aligning?: { checkpointId: number; waitingFor: string[]; waiting?: number; held: number };
   /** Channels (edge/producer) still open. */
   openChannels?: number;
+  /** When few are open (at most 4) and no input came for a while, what each waits for (InputGate.describeOpen). */
+  openDetail?: string[];
 }
+
+/** No input for this long with few channels open: the counters say what those channels wait for. */
+const STALL_DETAIL_MS = 15_000;
 
 /** Under single-exact, how often an inner task's recorded processing time moves without a timer due (state TTL, currentProcessingTime). */
 const PROCESSING_TIME_STEP_MS = 1000;
@@ -193,6 +198,8 @@ export class SubtaskRunner {
   private readonly input: InputDriver | undefined;
   /** Transactions of the chained sink, if the task ends in one. */
   private readonly ledger: SinkLedger | undefined;
+  /** Input progress as last reported (see `inputStalled`). */
+  private stall = { recordsIn: 0, since: Date.now() };
   private cancelled = false;
   /** Newest checkpoint taken here, restored from, or given up (aborted, declined at a hand-over). */
   private lastCheckpoint = 0;
@@ -285,6 +292,16 @@ export class SubtaskRunner {
     }
   }
 
+  /**
+   * True when a few channels (1-4) are open and no record came in for STALL_DETAIL_MS: then the
+   * counters say what those channels wait for. Not sooner, so unit records of a healthy job stay small.
+   */
+  private inputStalled(open: number): boolean {
+    const now = Date.now();
+    if (this.driver.recordsIn !== this.stall.recordsIn) this.stall = { recordsIn: this.driver.recordsIn, since: now };
+    return open > 0 && open <= 4 && now - this.stall.since >= STALL_DETAIL_MS;
+  }
+
   /** Records read so far (what `counters()` reports, without going over the input channels). */
   get recordsIn(): number {
     return this.driver.recordsIn;
@@ -307,6 +324,7 @@ export class SubtaskRunner {
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
       ...(gate ? { openChannels: gate.openCount() } : {}),
+      ...(gate && this.inputStalled(gate.openCount()) ? { openDetail: gate.describeOpen() } : {}),
     };
   }
 

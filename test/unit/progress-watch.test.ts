@@ -33,6 +33,10 @@ describe('checkProgress', () => {
     const stuck = checkProgress(v, sources, first.mark, 1000, 1000);
     expect(stuck.stalled).toMatch(/no progress for 1 s after every source reached end of input/);
     expect(stuck.stalled).toMatch(/agg#0 \(unit agg-0 attempt 1, RUNNING\): 1 input channel\(s\) not ended/);
+    // With what the open channel waits for, when the subtask reported it (InputGate.describeOpen).
+    const detailed = view(stats('finished', 100), stats('running', 60, { openChannels: 1, openDetail: ['e1/0: attempt 0, waits for replay 2'] }));
+    const again = checkProgress(detailed, sources, undefined, 0, 1000);
+    expect(checkProgress(detailed, sources, again.mark, 1000, 1000).stalled).toMatch(/1 input channel\(s\) not ended \(e1\/0: attempt 0, waits for replay 2\)/);
   });
 
   it('any change of records, statuses or attempts restarts the clock', () => {
