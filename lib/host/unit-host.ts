@@ -398,7 +398,7 @@ function attemptsByUnitNumber(job: Pick<JobRecord, 'units'>, byId: ReadonlyMap<s
  */
 export function multiplexedChannels(
   options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt'> & { clock?: Clock },
-  job: Pick<JobRecord, 'jobId' | 'units'>,
+  job: Pick<JobRecord, 'jobId' | 'units'> & { settings?: Pick<JobRecord['settings'], 'lingerMs'> },
   placement: UnitPlacement,
   graph: ExecutionGraph,
   generation = 0,
@@ -420,6 +420,7 @@ export function multiplexedChannels(
     ...(producerAttempts ? { producerAttempts: attemptsByUnitNumber(job, producerAttempts) } : {}),
     ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(job.settings?.lingerMs !== undefined ? { lingerMs: job.settings.lingerMs } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
       if (!queue) throw new Error(`job '${job.jobId}': no unit with an input queue hosts subtask ${subtask}`);
@@ -477,6 +478,7 @@ function unitOptions(
     gate: availability,
     inflightLog: keepsInflightLogs(job.settings.failover),
     exactOnce: job.settings.failover === 'single-exact',
+    ...(job.settings.lingerMs !== undefined ? { lingerMs: job.settings.lingerMs } : {}),
     groupsStartAtZero: job.settings.failover === 'region' || job.settings.failover === 'full',
     // A liveness heartbeat about three times within the job's heartbeat timeout.
     livenessMs: Math.max(1000, Math.min(5000, Math.floor(job.settings.heartbeatTimeoutMs / 3))),

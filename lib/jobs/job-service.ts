@@ -37,6 +37,8 @@ export interface SubmitRequest {
   checkpoint?: Partial<JobSettings['checkpoint']>;
   /** Subtasks one task unit hosts (default 1): placement fills units task by task (lib/graph/placement.ts). */
   subtasksPerUnit?: number;
+  /** Longest wait of records before they are sent, and the units' send tick (default 200 ms; JobSettings.lingerMs). */
+  lingerMs?: number;
 }
 
 export const DEFAULT_SETTINGS: JobSettings = {
@@ -258,11 +260,16 @@ export function resolveSettings(request: SubmitRequest): JobSettings {
     throw new JobSpecError(`checkpoint.maxConsecutiveRegionFailures must be a whole number of at least 1, got ${checkpoint.maxConsecutiveRegionFailures}`);
   }
   const subtasksPerUnit = checkSubtasksPerUnit(request.subtasksPerUnit);
+  const linger = request.lingerMs;
+  if (linger !== undefined && !(Number.isInteger(linger) && linger >= 1 && linger <= 10_000)) {
+    throw new JobSpecError(`lingerMs must be a whole number of milliseconds from 1 to 10000, got ${JSON.stringify(linger)}`);
+  }
   return {
     failover,
     ...(request.runOn ? { runOn: request.runOn } : {}),
     heartbeatTimeoutMs: (heartbeat ?? DEFAULT_SETTINGS.heartbeatTimeoutMs / 1000) * 1000,
     ...(subtasksPerUnit !== undefined && subtasksPerUnit !== 1 ? { subtasksPerUnit } : {}),
+    ...(linger !== undefined ? { lingerMs: linger } : {}),
     checkpoint,
   };
 }

@@ -54,6 +54,12 @@ export interface JobSettings {
   failover: FailoverStrategy;
   /** Subtasks one task unit hosts (lib/graph/placement.ts); missing: 1. */
   subtasksPerUnit?: number;
+  /**
+   * Longest time records wait in a writer before they are sent, and a unit's send tick: a unit
+   * sends what its subtasks flushed to another unit at most once per linger (channel-mux.ts);
+   * missing: 200 ms. Longer: fewer SQS requests between units, records later.
+   */
+  lingerMs?: number;
   /** Where the job's task units run; missing: the deployment's default (SLUICE_LAUNCHER). */
   runOn?: UnitRuntime;
   /** Heartbeats older than this fail a unit. */

@@ -21,6 +21,14 @@ export interface OutboundMessage {
    * A transport that sends at once ignores it.
    */
   lazy?: boolean;
+  /**
+   * Records (or a watermark) a writer sends because its linger time passed: nothing waits for them
+   * but the writer, so they may wait a little longer for company, until the unit's next send tick
+   * (the multiplexed unit transport sends what the unit's subtasks flushed to one consumer unit
+   * within one linger window together). The send still resolves only once they are sent. A
+   * transport that sends at once ignores it.
+   */
+  linger?: boolean;
 }
 
 export interface InboundMessage {

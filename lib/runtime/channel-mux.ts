@@ -44,6 +44,19 @@
  * message (a checkpoint barrier) does not hold its sender: it waits up to `lazyMs` for the next
  * send to its queue, so the barriers the unit's subtasks emit for one checkpoint share an envelope.
  * `flush()` sends everything (before a hand-over writes the writers' sequence numbers).
+ *
+ * Linger ticks. A writer's linger flush (`linger`: records or a watermark sent because the
+ * writer's linger time passed, nothing else waits for them) waits for the unit's next send tick:
+ * every `lingerMs` (the writers' linger, 200 ms), at multiples of it on the clock. The writers'
+ * lingers are not aligned (each subtask's runs from its own last flush), so without the tick each
+ * writer's flush would be a send of its own to every consumer unit; with it, what all of a unit's
+ * subtasks flush to one consumer unit within one linger window goes out as one send, and every
+ * unit sends at the same moments, so a consumer unit's receive finds its producers' envelopes
+ * together. The sender waits until its records are sent (its flush resolves then, as before): a
+ * source then reads again after the tick, so its next flush falls in the next window and records
+ * wait at most about one linger, as before. Anything else queued for the same consumer unit (an
+ * urgent send, a barrier's grace running out) takes held records along at once, in order: per
+ * group FIFO order and one send in flight per queue are unchanged.
  */
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
@@ -53,6 +66,7 @@ import { decodeEnvelope, envelopeHeader, envelopePart } from './messages';
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
+const DEFAULT_LINGER_MS = 200;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
@@ -82,6 +96,11 @@ export interface UnitChannelsOptions {
   inputQueueOf(subtask: string): string;
   /** Longest wait of a barrier for company (default 50 ms). */
   lazyMs?: number;
+  /**
+   * The unit's send tick for `linger` messages (a writer's linger flush): they go out at the next
+   * multiple of this many ms on the clock (default 200 ms, the writers' linger); 0 sends them at once.
+   */
+  lingerMs?: number;
   /** Long-poll wait of the unit's receive while data flows (default 2 s); each empty receive doubles it, up to `idleWaitSeconds`. */
   waitSeconds?: number;
   /** Longest long-poll wait of an idle input queue (default 20 s, SQS's most): an idle unit costs one receive per 20 s. */
@@ -117,6 +136,8 @@ interface Pending {
   text: string;
   bytes: number;
   lazy: boolean;
+  /** Waits for the unit's next send tick (a writer's linger flush). */
+  linger: boolean;
   /** Resolved once sent: the last part of each non-lazy send carries it. */
   done?: { resolve: () => void; reject: (error: unknown) => void };
 }
@@ -128,6 +149,11 @@ interface Destination {
   inFlight: Promise<void> | undefined;
   immediate: NodeJS.Immediate | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (clock time). */
+  timerAt: number;
+  /** When the parts queued (none urgent) are due: the first barrier's grace, the next send tick. */
+  lazyDue: number | undefined;
+  lingerDue: number | undefined;
 }
 
 /** An envelope received and not yet deleted. */
@@ -279,19 +305,29 @@ export class UnitChannels implements ChannelTransport {
     if (messages.length === 0) return Promise.resolve();
     const route = this.route(queue);
     const destination = this.destination(route.queue);
+    const tick = this.options.lingerMs ?? DEFAULT_LINGER_MS;
     let urgent = false;
+    let lingers = false;
     for (const m of messages) {
       const text = envelopePart({ edgeId: route.edgeId, consumer: route.consumer, body: m.body });
-      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), lazy: m.lazy === true });
-      urgent ||= m.lazy !== true;
+      const lazy = m.lazy === true;
+      const linger = !lazy && m.linger === true && tick > 0;
+      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), lazy, linger });
+      urgent ||= !lazy && !linger;
+      lingers ||= linger;
     }
-    if (!urgent) {
-      destination.timer ??= setTimeout(() => this.pump(destination), this.options.lazyMs ?? DEFAULT_LAZY_MS);
-      return Promise.resolve();
+    // The sender waits for its records (not for barriers alone): the last part resolves it once sent.
+    const last = destination.parts.at(-1)!;
+    const sent = urgent || lingers ? new Promise<void>((resolve, reject) => (last.done = { resolve, reject })) : Promise.resolve();
+    if (urgent) {
+      // Gathers what the unit's other subtasks send in this turn of the event loop.
+      if (!destination.inFlight) destination.immediate ??= setImmediate(() => this.pump(destination));
+      return sent;
     }
-    const sent = new Promise<void>((resolve, reject) => (destination.parts.at(-1)!.done = { resolve, reject }));
-    // Gathers what the unit's other subtasks send in this turn of the event loop.
-    if (!destination.inFlight) destination.immediate ??= setImmediate(() => this.pump(destination));
+    const now = this.clock.now();
+    if (lingers) destination.lingerDue ??= now - (now % tick) + tick;
+    else destination.lazyDue ??= now + (this.options.lazyMs ?? DEFAULT_LAZY_MS);
+    this.wake(destination, now);
     return sent;
   }
 
@@ -366,8 +402,22 @@ export class UnitChannels implements ChannelTransport {
 
   private destination(queue: string): Destination {
     let d = this.destinations.get(queue);
-    if (!d) this.destinations.set(queue, (d = { queue, parts: [], inFlight: undefined, immediate: undefined, timer: undefined }));
+    if (!d) this.destinations.set(queue, (d = { queue, parts: [], inFlight: undefined, immediate: undefined, timer: undefined, timerAt: 0, lazyDue: undefined, lingerDue: undefined }));
     return d;
+  }
+
+  /**
+   * What is queued for one consumer unit, none of it urgent, goes when the first of it is due (a
+   * barrier's grace, the next send tick); at once if that has passed (a send was in flight meanwhile).
+   */
+  private wake(d: Destination, now: number): void {
+    const due = Math.min(d.lazyDue ?? Infinity, d.lingerDue ?? Infinity);
+    if (due === Infinity) return;
+    if (due <= now) return this.pump(d);
+    if (d.timer && d.timerAt <= due) return;
+    if (d.timer) clearTimeout(d.timer);
+    d.timerAt = due;
+    d.timer = setTimeout(() => this.pump(d), due - now);
   }
 
   /** Sends what is queued for one consumer unit (when no send to it is in flight). */
@@ -377,6 +427,7 @@ export class UnitChannels implements ChannelTransport {
     d.immediate = d.timer = undefined;
     if (d.inFlight || d.parts.length === 0) return;
     const parts = d.parts.splice(0);
+    d.lazyDue = d.lingerDue = undefined;
     const envelopes = this.pack(parts);
     d.inFlight = this.options.transport
       .send(d.queue, envelopes)
@@ -394,9 +445,9 @@ export class UnitChannels implements ChannelTransport {
       .finally(() => {
         d.inFlight = undefined;
         if (d.parts.length === 0) return;
-        // What gathered meanwhile goes at once when someone waits for it; barriers alone keep their grace.
-        if (d.parts.some((p) => !p.lazy)) this.pump(d);
-        else d.timer ??= setTimeout(() => this.pump(d), this.options.lazyMs ?? DEFAULT_LAZY_MS);
+        // What gathered meanwhile goes at once when urgent; barriers and linger flushes alone keep their time.
+        if (d.parts.some((p) => !p.lazy && !p.linger)) this.pump(d);
+        else this.wake(d, this.clock.now());
       });
   }
 

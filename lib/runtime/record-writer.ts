@@ -91,6 +91,8 @@ export class RecordWriter {
   private readonly position: number[];
   private lineage: number;
   private readonly outbox = new Map<number, OutboundMessage[]>();
+  /** Channels whose outbox holds more than records and watermarks (a control event, a replay): never sent as `linger`. */
+  private readonly outboxControl = new Set<number>();
   private readonly maxBytes: number;
   private readonly gate: SubPartitionGate;
   private roundRobin: number;
@@ -320,6 +322,7 @@ export class RecordWriter {
     const list = this.outbox.get(consumer) ?? [];
     replayBodies(excerpt, address, tail).forEach((body, s) => list.push({ groupId, dedupId: `${groupId}-${s}`, body }));
     this.outbox.set(consumer, list);
+    this.outboxControl.add(consumer);
     this.replayedRecords += excerpt.messages.reduce((n, m) => n + m.count, 0);
   }
 
@@ -337,15 +340,21 @@ export class RecordWriter {
    * Sends the sealed messages, one batched call sequence per queue; with `partial` (the linger
    * time passed, or a control event follows) it first seals the partly filled buffers too. Not
    * `forced`, a channel with a watermark and no records waits until its watermark interval passed.
+   * `linger`: the flush is due only because the linger time passed, so a channel's records and
+   * watermarks are sent as `linger` messages (the unit's transport may hold them until its next
+   * send tick to share an envelope, see channel-mux.ts); a channel with a control event or a
+   * replay in its outbox is sent as usual.
    */
-  async flush(partial = true, forced = true): Promise<void> {
+  async flush(partial = true, forced = true, linger = false): Promise<void> {
     // Every channel while a watermark waits for some; else only those with records.
     if (partial && this.watermarksWaiting > 0) for (const c of this.channels()) this.seal(c, forced);
     else if (partial && this.buffers.size > 0) for (const c of [...this.buffers.keys()].sort((a, b) => a - b)) this.seal(c, forced);
-    const sends = [...this.outbox.entries()].map(([consumer, messages]) =>
-      this.options.transport.send(this.options.queueOf(consumer), messages),
-    );
+    const sends = [...this.outbox.entries()].map(([consumer, messages]) => {
+      if (linger && !this.outboxControl.has(consumer)) for (const m of messages) m.linger = true;
+      return this.options.transport.send(this.options.queueOf(consumer), messages);
+    });
     this.outbox.clear();
+    this.outboxControl.clear();
     await Promise.all(sends);
   }
 
@@ -440,6 +449,7 @@ export class RecordWriter {
     // their own (old) group until their visibility timeout, never the new attempt's channel.
     list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body, ...(lazy ? { lazy } : {}) });
     this.outbox.set(consumer, list);
+    if (type !== 'd' && type !== 'w') this.outboxControl.add(consumer);
   }
 }
 

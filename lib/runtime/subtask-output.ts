@@ -31,9 +31,17 @@ export class SubtaskOutput {
     for (const w of this.writers) w.emitEvent(event);
   }
 
-  /** Sends full messages at once and partial ones after the linger time (watermarks alone at most every second). */
+  /**
+   * Sends full messages at once and partial ones after the linger time (watermarks alone at most
+   * every second). The linger's sends are `linger` messages: a unit's transport sends those of all
+   * its subtasks on one tick (channel-mux.ts), and this resolves once they are sent.
+   */
   async maybeFlush(): Promise<void> {
-    if (Date.now() - this.lastFlush >= this.lingerMs) return this.flush(false);
+    if (Date.now() - this.lastFlush >= this.lingerMs) {
+      this.lastFlush = Date.now();
+      await Promise.all(this.writers.filter((w) => w.hasPending()).map((w) => w.flush(true, false, true)));
+      return;
+    }
     await Promise.all(this.writers.filter((w) => w.hasSealed()).map((w) => w.flush(false)));
   }
 

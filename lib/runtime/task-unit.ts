@@ -50,6 +50,8 @@ export interface TaskUnitOptions {
   replaySender?: ReplaySender;
   /** Exactly-once single-point recovery (single-exact): see SubtaskEnvironment.exactOnce. */
   exactOnce?: boolean;
+  /** The subtasks' writer linger (SubtaskEnvironment.lingerMs; the mux ticks with the same, channel-mux.ts). */
+  lingerMs?: number;
   /** This unit restarted alone under single-exact: its inner tasks ask their consumers for their determinants through this. */
   determinantSender?: DeterminantSender;
   /** Invocation of this attempt (0 first; +1 per hand-over). */
@@ -214,6 +216,7 @@ export class TaskUnit {
       ...(options.groupsStartAtZero ? { groupsStartAtZero: true } : {}),
       ...(options.inflightLog ? { inflightLog: true } : {}),
       ...(options.exactOnce ? { exactOnce: true } : {}),
+      ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       // Multiplexed: each channel message leaves room for its envelope and part header.
       ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id), multiplexed: true } : {}),
       onFinished: () => this.reportFinished(),

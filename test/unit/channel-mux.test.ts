@@ -13,12 +13,16 @@ import { UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux'
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
 import { MalformedMessageError, decodeEnvelope, envelopeHeader, envelopePart } from '../../lib/runtime/messages';
 import { RecordWriter } from '../../lib/runtime/record-writer';
+import type { Clock } from '../../lib/ports/clock';
+
+/** A clock that stands still: a unit's next send tick is always `lingerMs` away (timers still run). */
+const stillClock: Clock = { now: () => 0, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) };
 
 const source = (): SourceFunction<Json> => ({ open: async () => undefined, poll: async () => ({ records: [], done: true }), snapshotOffsets: () => null, restoreOffsets: () => undefined });
 const sink = (): SinkFunction<Json> => ({ open: async () => undefined, write: () => undefined, prepare: async (t) => t, commit: async () => undefined, abort: async () => undefined });
 
 /** src (2) -> rebalance -> out (2): four channels; unit 0 hosts both sources, unit 1 both sinks. */
-function setup(options: { lazyMs?: number } = {}) {
+function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = {}) {
   const builder = new JobBuilder('mux', { parallelism: 2 });
   builder.source('src', source).rebalance().sink('out', sink);
   const graph = buildExecutionGraph(builder.build());
@@ -238,6 +242,76 @@ describe('multiplexed channels', () => {
     const parts = [...(await mux.receive(logical(0), { max: 10, waitSeconds: 1 })), ...(await mux.receive(logical(1), { max: 10, waitSeconds: 1 }))];
     expect(parts.map((m) => JSON.parse(m.body).t)).toEqual(['b', 'b', 'b', 'b']);
     expect(mux.stats.envelopesReceived).toBe(1);
+  });
+
+  it("holds the unit's linger flushes until its send tick: the subtasks' flushes of one window share one message, each sender resolving once it is sent", async () => {
+    const { transport, inputQueue, producers, consumers, writer, gate, sends } = setup({ lingerMs: 1000, clock: stillClock });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const w1 = writer(1, producers);
+    const sent: string[] = [];
+    for (let i = 0; i < 4; i++) w0.emit(`a${i}`);
+    const first = w0.flush(true, false, true).then(() => sent.push('w0'));
+    // Another subtask's linger runs out in a later turn of the event loop.
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 4; i++) w1.emit(`b${i}`);
+    const second = w1.flush(true, false, true).then(() => sent.push('w1'));
+    await new Promise((r) => setImmediate(r));
+    expect(sends).toHaveLength(0);
+    expect(sent).toEqual([]);
+    // The tick (a second away on this clock) sends both, in one call and one message.
+    await Promise.all([first, second]);
+    expect(sent.sort()).toEqual(['w0', 'w1']);
+    expect(sends).toHaveLength(1);
+    expect(sends[0]!.messages).toHaveLength(1);
+    expect(producers.stats).toMatchObject({ envelopesSent: 1, partsSent: 4 });
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const gates = [0, 1].map((c) => gate(c, mux));
+    for (const g of gates) {
+      g.start();
+      stops.push(() => g.stop());
+    }
+    const got = await Promise.all(gates.map((g) => take(g, (r) => r.length === 4)));
+    // Per channel in order: each consumer gets two of each producer's records (round robin).
+    expect(got.map((r) => r.filter((x) => String(x).startsWith('a')))).toEqual([['a1', 'a3'], ['a0', 'a2']]);
+    expect(got.map((r) => r.filter((x) => String(x).startsWith('b')))).toEqual([['b0', 'b2'], ['b1', 'b3']]);
+  });
+
+  it('an urgent send to the same unit takes held linger parts along at once, in the order they were sent', async () => {
+    const { transport, inputQueue, producers, writer, sends } = setup({ lingerMs: 60_000, clock: stillClock });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const w1 = writer(1, producers);
+    w0.emit('held-0');
+    w0.emit('held-1');
+    const held = w0.flush(true, false, true);
+    await new Promise((r) => setImmediate(r));
+    expect(sends).toHaveLength(0);
+    // A flush that is not a linger (input processed, a barrier follows...) goes at once; the tick is a minute away.
+    w1.emit('urgent-0');
+    w1.emit('urgent-1');
+    await Promise.all([w1.flush(), held]);
+    expect(sends).toHaveLength(1);
+    const { parts } = decodeEnvelope(sends[0]!.messages[0]!.body);
+    // (Round robin: each record is a channel's message of its own.)
+    expect(parts.map((p) => String(JSON.parse(p.body).r[0]).split('-')[0])).toEqual(['held', 'held', 'urgent', 'urgent']);
+    // A barrier's grace (50 ms) ends a linger hold early too, and mux.flush() sends whatever is held.
+    w0.emit('held-2');
+    const again = w0.flush(true, false, true);
+    await producers.flush();
+    await again;
+    expect(sends).toHaveLength(2);
+  });
+
+  it('without a tick (lingerMs 0) a linger flush goes at once, as any send', async () => {
+    const { transport, inputQueue, producers, writer, sends } = setup({ lingerMs: 0, clock: stillClock });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    w0.emit('x');
+    await w0.flush(true, false, true);
+    expect(sends).toHaveLength(1);
   });
 
   it('drops what arrives for a subtask that is down, and gives a successor what no subtask took', async () => {
