@@ -8,9 +8,27 @@
  * What is staged and not committed travels in the checkpoint snapshot and the hand-over: a
  * restore commits what its checkpoint staged (that checkpoint completed), a hand-over's successor
  * keeps waiting for it.
+ *
+ * The final commit is released once and for all: before it commits anything, the ledger writes
+ * what it is about to commit (every transaction still staged and the last one) as the subtask's
+ * final record (`finalCommitKey`). A sink killed during or after the final commit, before its unit
+ * was recorded finished, is restarted with its region from a checkpoint; its new attempt finds the
+ * record, commits it again (commits are idempotent) and finishes, instead of processing the
+ * region's replayed input into transactions of its own, which would commit that output twice.
  */
 import type { Json, SinkFunction } from '../api/functions';
+import type { BlobStore } from '../ports/blob-store';
 import { END_OF_TIME } from './operator-chain';
+
+/** Where a sink subtask's final record is (see above): one per subtask, whichever attempt wrote it. */
+export const finalCommitKey = (jobId: string, subtask: string): string => `sinks/${jobId}/final/${subtask}.json`;
+
+/** What a sink subtask's final commit commits, written before it begins. */
+export interface FinalCommitRecord {
+  attempt: number;
+  staged: StagedTransaction[];
+  last?: Json;
+}
 
 /** A transaction staged under a checkpoint and not committed yet. */
 export interface StagedTransaction {
@@ -54,11 +72,24 @@ export class SinkLedger {
     return this.sink.prepare('final', { watermark: END_OF_TIME });
   }
 
-  /** The whole region has ended: commits everything still staged, then the last transaction, and closes the sink. */
-  async commitFinal(last: Json | undefined): Promise<void> {
-    for (const p of this.pending) await this.sink.commit(p.staged);
+  /**
+   * The whole region has ended: records what it commits (`finalCommitKey`), then commits everything
+   * still staged, then the last transaction, and closes the sink.
+   */
+  async commitFinal(last: Json | undefined, record: { blobs: BlobStore; key: string; attempt: number }): Promise<void> {
+    const final: FinalCommitRecord = { attempt: record.attempt, staged: this.pending, ...(last !== undefined ? { last } : {}) };
+    await record.blobs.put(record.key, JSON.stringify(final));
+    await this.commitRecorded(final);
+  }
+
+  /**
+   * Commits a final record (its own, or one a dead attempt wrote: commits are idempotent) and
+   * closes the sink.
+   */
+  async commitRecorded(final: FinalCommitRecord): Promise<void> {
+    for (const p of final.staged) await this.sink.commit(p.staged);
     this.pending = [];
-    if (last !== undefined) await this.sink.commit(last);
+    if (final.last !== undefined) await this.sink.commit(final.last);
     await this.sink.close?.();
   }
 

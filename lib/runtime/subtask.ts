@@ -30,7 +30,7 @@ import { InputDriver } from './input-driver';
 import { InputGate } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
 import { RecordWriter, type SubPartitionGate } from './record-writer';
-import { SinkLedger } from './sink-ledger';
+import { SinkLedger, finalCommitKey, type FinalCommitRecord } from './sink-ledger';
 import { SourceDriver } from './source-driver';
 import { captureState, type StatefulParts } from './state-capture';
 import type { DeterminantRequest, ReplayRequest } from './messages';
@@ -474,7 +474,7 @@ export class SubtaskRunner {
       // which checkpoint, and count what it sends them again (a source continues its lineage, and
       // under single-exact every task does).
       if (!resume && !this.source && !this.env.exactOnce && this.env.attempt > 0) this.output.announceRestart(this.env.restore?.checkpointId ?? 0, this.env.restore?.writers ?? []);
-      if (resume?.status === 'finished') {
+      if (resume?.status === 'finished' || (!resume && this.ledger && (await this.finishRecordedFinal()))) {
         this.status = 'finished';
         await this.env.onFinished?.();
         return this.status;
@@ -730,7 +730,21 @@ export class SubtaskRunner {
     if (!this.finalCommitRequested && !this.handover) await new Promise<void>((resolve) => (this.finalCommit = resolve));
     if (this.cancelled) return;
     if (!this.finalCommitRequested) return this.keepForHandover('ended', last);
-    await this.ledger!.commitFinal(last);
+    const { blobs, jobId, attempt } = this.env;
+    await this.ledger!.commitFinal(last, { blobs, key: finalCommitKey(jobId, this.id), attempt });
+  }
+
+  /**
+   * A sink whose final commit was released before (an earlier attempt wrote its final record, then
+   * died before its unit was recorded finished): true once that record is committed again. Its
+   * region restarted and sends its input again; none of it may become output a second time.
+   */
+  private async finishRecordedFinal(): Promise<boolean> {
+    const body = await this.env.blobs.get(finalCommitKey(this.env.jobId, this.id));
+    if (!body) return false;
+    const final = JSON.parse(Buffer.from(body).toString('utf8')) as FinalCommitRecord;
+    await this.ledger!.commitRecorded(final);
+    return true;
   }
 }
 

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Json, SinkFunction } from '../../lib/api/functions';
 import { END_OF_TIME } from '../../lib/runtime/operator-chain';
-import { SinkLedger } from '../../lib/runtime/sink-ledger';
+import { SinkLedger, finalCommitKey, type FinalCommitRecord } from '../../lib/runtime/sink-ledger';
+import { MemoryBlobStore } from '../../lib/memory';
 
 function loggingSink() {
   const log: string[] = [];
@@ -62,9 +63,30 @@ describe('sink transaction ledger', () => {
     await ledger.stage(1, 'c1', 0);
     await ledger.stage(2, 'c2', 0);
     const last = await ledger.prepareFinal();
-    await ledger.commitFinal(last);
+    const blobs = new MemoryBlobStore();
+    await ledger.commitFinal(last, { blobs, key: finalCommitKey('j', 's#0'), attempt: 2 });
     expect(log.slice(2)).toEqual(['prepare final @end', 'commit staged:c1', 'commit staged:c2', 'commit staged:final', 'close']);
     expect(ledger.staged()).toEqual([]);
+    // What it committed was recorded first, for an attempt that restarts after it.
+    const record = JSON.parse(Buffer.from((await blobs.get('sinks/j/final/s#0.json'))!).toString('utf8')) as FinalCommitRecord;
+    expect(record).toEqual({ attempt: 2, staged: [{ checkpointId: 1, staged: 'staged:c1' }, { checkpointId: 2, staged: 'staged:c2' }], last: 'staged:final' });
+  });
+
+  it('records the final commit before committing anything: a sink that dies in the middle leaves the whole list to commit again', async () => {
+    const { sink, log } = loggingSink();
+    const ledger = new SinkLedger({ ...sink, commit: async (staged) => (staged === 'staged:c2' ? new Promise<void>(() => undefined) : sink.commit(staged)) });
+    await ledger.stage(1, 'c1', 0);
+    await ledger.stage(2, 'c2', 0);
+    const blobs = new MemoryBlobStore();
+    void ledger.commitFinal(await ledger.prepareFinal(), { blobs, key: finalCommitKey('j', 's#0'), attempt: 0 });
+    for (let i = 0; i < 100 && !log.includes('commit staged:c1'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(log.slice(2)).toEqual(['prepare final @end', 'commit staged:c1']); // dead in c2's commit
+    const record = JSON.parse(Buffer.from((await blobs.get(finalCommitKey('j', 's#0')))!).toString('utf8')) as FinalCommitRecord;
+
+    // The next attempt commits the record again, all of it, and closes.
+    const next = loggingSink();
+    await new SinkLedger(next.sink).commitRecorded(record);
+    expect(next.log).toEqual(['commit staged:c1', 'commit staged:c2', 'commit staged:final', 'close']);
   });
 
   it('commits what a restored checkpoint had staged, and keeps waiting for what a hand-over passed on', async () => {
