@@ -37,6 +37,7 @@ const args = benchFlags(
     strategy: { type: 'list', default: STRATEGIES, choices: STRATEGIES, help: 'failover strategies to draw from' },
     jobs: { type: 'list', default: JOBS, choices: JOBS, help: 'jobs to draw from' },
     out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json'), help: 'JSON results file' },
+    finalCommitKills: { type: 'boolean', help: "one more kill per schedule: a sink just after its region's final commit was released" },
     judge: { type: 'string', help: 'print the rows and summary of a saved run again, judged by the verdict of today (runs nothing)' },
   }),
 );
@@ -45,8 +46,8 @@ const HEADER = 'seed  job   strategy         outcome   lost  dup  drops unrepl  
 
 async function main(): Promise<number> {
   if (args.judge) return judgeSaved(args.judge);
-  const { schedules, seed, strategy: strategies, jobs } = args;
-  const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}`;
+  const { schedules, seed, strategy: strategies, jobs, finalCommitKills } = args;
+  const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}${finalCommitKills ? ' --final-commit-kills' : ''}`;
 
   const endpoint = await resolveEndpoint();
   const config = { ...loadConfig(), table: 'sluice-chaos', bucket: 'sluice-chaos', queuePrefix: 'chaos' };
@@ -58,7 +59,7 @@ async function main(): Promise<number> {
     console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
     console.log(HEADER);
     for (let i = 0; i < schedules; i++) {
-      const schedule = planSchedule(seed + i, { strategies, jobs });
+      const schedule = planSchedule(seed + i, { strategies, jobs, ...(finalCommitKills ? { finalCommitKills: true } : {}) });
       const result = await runSchedule(schedule, { runtime });
       results.push(result);
       console.log(row(result));

@@ -8,6 +8,9 @@
  *   after-trigger    a new checkpoint has just been triggered (the kill lands mid-checkpoint);
  *   during-failover  a failover is in progress (a failure event is RECOVERING);
  *   after-input      every source has reached end of input.
+ *   final-commit     a region's final commit has been released (its sinks are committing their
+ *                    last output): only with `finalCommitKills` (flag --final-commit-kills), so
+ *                    the plans of seeds run before it existed stay the same.
  * and then SIGKILLs one unit, or two at the same instant, of a role (source, inner, sink). The
  * plan is a pure function of the seed (`planSchedule`), so a seed reproduces its plan; when a
  * kill lands still depends on the machine, and the result records when it did.
@@ -29,11 +32,12 @@ import { aggregateKey, demoShape, expectedAggregates, type HourlyAggregate } fro
 import { checkRecommendations, joinShape, type Recommendation } from '../../examples/jobs/recommendation-join';
 import { seededRandom } from '../lib/random';
 import { inputEnded, progressSignature } from '../../lib/jobs/progress-watch';
+import { regionsReadyForFinalCommit } from '../../lib/jobs/supervisor';
 import { parseSubtaskId } from '../../lib/graph/execution-graph';
 
 export type ChaosJob = 'demo' | 'join';
 export type KillRole = 'source' | 'inner' | 'sink' | 'any';
-export type KillMoment = 'running' | 'after-trigger' | 'during-failover' | 'after-input';
+export type KillMoment = 'running' | 'after-trigger' | 'during-failover' | 'after-input' | 'final-commit';
 
 export interface KillSpec {
   moment: KillMoment;
@@ -103,7 +107,7 @@ export interface ChaosResult {
 }
 
 /** The plan for a seed: the job, the strategy and the kills. */
-export function planSchedule(seed: number, options: { strategies: readonly FailoverStrategy[]; jobs: readonly ChaosJob[] }): Schedule {
+export function planSchedule(seed: number, options: { strategies: readonly FailoverStrategy[]; jobs: readonly ChaosJob[]; finalCommitKills?: boolean }): Schedule {
   const random = seededRandom(seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const job = pick(options.jobs);
@@ -121,6 +125,11 @@ export function planSchedule(seed: number, options: { strategies: readonly Failo
       ...(moment === 'running' ? { fraction: 0.1 + random() * 0.5 } : {}),
       delayMs: Math.floor(random() * (moment === 'after-trigger' ? 150 : 400)),
     });
+  }
+  if (options.finalCommitKills) {
+    // From a stream of its own: the kills above are those of the same seed without the flag.
+    const extra = seededRandom(seed ^ 0x2545f491);
+    kills.push({ moment: 'final-commit', role: 'sink', count: extra() < 0.3 ? 2 : 1, delayMs: Math.floor(extra() * 300) });
   }
   return { seed, job, strategy, parallelism: 2, kills };
 }
@@ -349,6 +358,12 @@ async function waitForMoment(
       case 'after-input': {
         const view = await runtime.service.view(jobId).catch(() => undefined);
         if (view && inputEnded(view, sourceTasks)) return true;
+        break;
+      }
+      case 'final-commit': {
+        // A region whose subtasks have all ended is released by the supervisor's next pass.
+        const view = await runtime.service.view(jobId).catch(() => undefined);
+        if (view && regionsReadyForFinalCommit(view).length > 0) return true;
         break;
       }
     }

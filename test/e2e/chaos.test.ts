@@ -91,6 +91,14 @@ describe('chaos schedules (fixed)', () => {
     expect(verdict(result)).toEqual({ ok: true, why: [] });
   });
 
+  it("region: a sink killed as its region's final commit is released; the output is still exact", async () => {
+    const result = await run({ seed: 105, job: 'join', strategy: 'region', parallelism: 2, kills: [{ moment: 'final-commit', role: 'sink', count: 1, delayMs: 0 }] });
+    expect(result.kills[0]!.units).toHaveLength(1);
+    expect(result.outcome).toBe('FINISHED');
+    expect(result.lost + result.duplicated).toBe(0);
+    expect(verdict(result)).toEqual({ ok: true, why: [] });
+  });
+
   it('single: a sink killed after end of input is restored and the job still finishes; loss as reported', async () => {
     const result = await run({ seed: 104, job: 'demo', strategy: 'single', parallelism: 2, kills: [{ moment: 'after-input', role: 'sink', count: 1, delayMs: 0 }] });
     expect(result.kills[0]!.units).toHaveLength(1);

@@ -1,6 +1,6 @@
 /** The chaos suite's verdict: what each failover strategy promises (issue 9), on made-up results. */
 import { describe, expect, it } from 'vitest';
-import type { ChaosResult, KillRecord } from '../../bench/chaos/runner';
+import { planSchedule, type ChaosResult, type KillRecord } from '../../bench/chaos/runner';
 import { verdict } from '../../bench/chaos/verdict';
 import type { FailoverStrategy } from '../../lib/jobs/job-store';
 
@@ -59,5 +59,16 @@ describe('chaos verdict', () => {
     expect(verdict(result('single-exact', { restarted: ['hourly-aggregate-0#1'] })).ok).toBe(true);
     expect(verdict(result('single-exact', { duplicated: 1 })).why).toEqual(['1 events duplicated']);
     expect(verdict(result('single-exact', { restarted: ['hourly-aggregate-0#1', 'generator-1#1'] })).why).toEqual(['units restarted that were not killed: generator-1#1']);
+  });
+
+  it('--final-commit-kills adds a sink kill at the final commit and leaves the rest of each plan as without it', () => {
+    const options = { strategies: ['region', 'single-exact'] as FailoverStrategy[], jobs: ['demo', 'join'] as const };
+    for (let seed = 1; seed <= 20; seed++) {
+      const plain = planSchedule(seed, options);
+      const withFinal = planSchedule(seed, { ...options, finalCommitKills: true });
+      expect(withFinal.kills.slice(0, -1)).toEqual(plain.kills);
+      expect({ ...withFinal, kills: [] }).toEqual({ ...plain, kills: [] });
+      expect(withFinal.kills.at(-1)).toMatchObject({ moment: 'final-commit', role: 'sink' });
+    }
   });
 });
