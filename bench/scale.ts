@@ -32,7 +32,8 @@
 import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
 import { count, markdownTable, seconds } from './lib/report';
 import { describeMachine, machineInfo, writeResults, type MachineInfo } from './lib/results';
-import { ObservedMetadataStore, type ItemRecord } from './lib/metadata-observer';
+import { ObservedMetadataStore, kindsBetween, kindsSum, type ItemRecord, type KindCounts } from './lib/metadata-observer';
+import { ObservedBlobStore } from './lib/blob-observer';
 import {
   PRICE_TABLE,
   PRICES,
@@ -275,6 +276,8 @@ interface CheckpointRun {
   /** The window less the background (load-window) rate over its duration. */
   netHttp: number;
   netBilled: Billed;
+  /** DynamoDB writes and billed write units, and S3 PUTs, per kind of item or object within the window (gross). */
+  writesByKind?: { ddb: KindCounts; s3: KindCounts };
   message?: string;
 }
 
@@ -296,6 +299,8 @@ interface JobRun {
   idle: Window;
   load: Window;
   controlPlane: { reads: number; writes: number; readUnits: number; writeUnits: number; seconds: number };
+  /** Writes per kind within the load window (the background a checkpoint's are net of). */
+  loadWritesByKind?: { ddb: KindCounts; s3: KindCounts };
   checkpoints: CheckpointRun[];
   recovery?: {
     unitId: string;
@@ -343,15 +348,21 @@ async function runJob(
   const { flags, ports, log } = env;
   const unitsStore = new ObservedMetadataStore(ports.metadata);
   const controlStore = new ObservedMetadataStore(ports.metadata);
-  const launcher = new BenchLauncher({ channels: env.channels, blobs: ports.blobs, metadata: unitsStore, queuePrefix: env.queuePrefix });
+  const blobs = new ObservedBlobStore(ports.blobs);
+  const kinds = () => ({ ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind()), s3: blobs.writesByKind() });
+  const kindsSince = (a: { ddb: KindCounts; s3: KindCounts }) => {
+    const b = kinds();
+    return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
+  };
+  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
-  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: ports.blobs });
+  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs });
   const metrics = new RecoveryMetrics(controlStore);
   const controller = new JobController({
     service,
     metadata: controlStore,
-    blobs: ports.blobs,
+    blobs,
     metrics,
     pollMs: flags.pollMs,
     logger: problemLogger(),
@@ -360,7 +371,7 @@ async function runJob(
       service,
       launcher,
       metrics,
-      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, ports.blobs).loadLatest(),
+      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, blobs).loadLatest(),
       logger: problemLogger(),
     }),
   });
@@ -414,13 +425,16 @@ async function runJob(
   // Load: from the first records on, one whole period of the sources' pacing (without records:
   // none; what follows is measured against the idle window).
   let load = idle;
+  let loadWritesByKind: JobRun['loadWritesByKind'];
   if (records) {
     const loadStart = spec.idle ? Math.max(Date.now(), firstRecordAt + 2000) : Date.now() + 10_000;
     await sleep(Math.max(0, loadStart - Date.now()));
     const la = snapshot();
+    const ka = kinds();
     Object.assign(ca, { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits });
     await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
     load = between(la, snapshot());
+    loadWritesByKind = kindsSince(ka);
   }
   const controlPlane = {
     reads: controlStore.reads - ca.reads,
@@ -436,6 +450,7 @@ async function runJob(
   const backgroundHttp = load.http.total / load.seconds;
   const checkpoint = async (): Promise<CheckpointRun> => {
     const a = snapshot();
+    const ka = kinds();
     const triggered = await steps.trigger({ jobId: job.jobId });
     if (triggered.checkpointId === null) {
       const w = between(a, snapshot());
@@ -451,6 +466,7 @@ async function runJob(
       window: w,
       netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
       netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
+      writesByKind: kindsSince(ka),
       ...(run.result.message ? { message: run.result.message } : {}),
     };
     if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
@@ -516,12 +532,41 @@ async function runJob(
     idle,
     load,
     controlPlane,
+    ...(loadWritesByKind ? { loadWritesByKind } : {}),
     checkpoints,
     ...(recovery ? { recovery } : {}),
     largest: largest.slice(0, 5),
     hottestPartitionWrites: { pk: hottest.pk, writes: hottest.writes },
     errors: launcher.errors,
   };
+}
+
+/**
+ * What the checkpoints before the kill wrote, per kind of DynamoDB item and S3 object: writes and
+ * billed units per checkpoint (mean), gross and net of the load window's rate of the same kind.
+ */
+function writeBreakdown(r: JobRun): string[] {
+  const ck = r.checkpoints.filter((c) => c.checkpointId !== null && c.writesByKind);
+  if (ck.length === 0) return [];
+  const out = [`checkpoint writes by kind (mean of ${ck.length} checkpoint(s), ${r.subtasks} subtasks, ${r.units} units; net: less the load window's rate of the kind):`];
+  for (const store of ['ddb', 's3'] as const) {
+    const total = kindsSum(...ck.map((c) => c.writesByKind![store]));
+    const seconds = ck.reduce((n, c) => n + c.seconds, 0);
+    const bg = r.loadWritesByKind?.[store] ?? {};
+    const rows = Object.entries(total).map(([kind, n]) => {
+      const rate = (bg[kind]?.units ?? 0) / Math.max(1e-9, r.load.seconds);
+      const net = Math.max(0, n.units - rate * seconds) / ck.length;
+      return { kind, writes: n.writes / ck.length, units: n.units / ck.length, net };
+    });
+    rows.sort((x, y) => y.net - x.net || y.units - x.units);
+    const unitName = store === 'ddb' ? 'WRU' : 'PUT/LIST';
+    const netSum = rows.reduce((n, x) => n + x.net, 0);
+    out.push(`  ${store === 'ddb' ? 'DynamoDB' : 'S3'} (${unitName}): ${rows.reduce((n, x) => n + x.units, 0).toFixed(0)} gross, ${netSum.toFixed(0)} net per checkpoint; per subtask net ${(netSum / r.subtasks).toFixed(3)}`);
+    for (const x of rows) {
+      out.push(`    ${x.kind.padEnd(44)} ${x.writes.toFixed(0).padStart(7)} writes ${x.units.toFixed(0).padStart(8)} ${unitName} (net ${x.net.toFixed(0)}, ${(x.net / r.subtasks).toFixed(3)} per subtask; ${(x.units / Math.max(1, x.writes)).toFixed(2)} per write)`);
+    }
+  }
+  return out;
 }
 
 // ---- main ---------------------------------------------------------------------------------------
@@ -706,6 +751,7 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
       console.log(`  kill ${rc.unitId} (${rc.subtasks} subtasks), failover '${r.failover}': detected ${rc.detectionMs} ms (exit notice), available again ${rc.recoveryMs} ms, new attempt seen RUNNING ${rc.runningAgainMs} ms, ${rc.unitsRestarted} unit(s) restarted, records dropped ${rc.droppedRecords ?? '?'}; checkpoint ${rc.checkpointAfter.checkpointId} after it: ${rc.checkpointAfter.outcome} in ${rc.checkpointAfter.seconds.toFixed(1)} s`);
     }
     if (r.errors.length) console.log(`  unit errors: ${r.errors.slice(0, 5).join('; ')}`);
+    for (const line of writeBreakdown(r)) console.log(`  ${line}`);
   }
 
   // ---- coefficients ------------------------------------------------------------------------------

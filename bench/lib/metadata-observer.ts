@@ -20,9 +20,35 @@ export function itemKind(pk: string, sk: string): string {
   return `${pkKind} / ${skKind}`;
 }
 
+/** Writes and the write units DynamoDB bills for them (or S3 PUTs: units = requests), per kind of item. */
+export interface KindCount {
+  writes: number;
+  units: number;
+}
+export type KindCounts = Record<string, KindCount>;
+
+/** `b - a`, per kind (kinds with no write in between are left out). */
+export function kindsBetween(a: KindCounts, b: KindCounts): KindCounts {
+  const out: KindCounts = {};
+  for (const [kind, n] of Object.entries(b)) {
+    const before = a[kind] ?? { writes: 0, units: 0 };
+    if (n.writes > before.writes) out[kind] = { writes: n.writes - before.writes, units: n.units - before.units };
+  }
+  return out;
+}
+
+/** Several observers' counts added up. */
+export function kindsSum(...counts: KindCounts[]): KindCounts {
+  const out: KindCounts = {};
+  for (const c of counts) for (const [kind, n] of Object.entries(c)) out[kind] = { writes: (out[kind]?.writes ?? 0) + n.writes, units: (out[kind]?.units ?? 0) + n.units };
+  return out;
+}
+
 export class ObservedMetadataStore implements MetadataStore {
   /** Largest item written, per kind. */
   readonly largest = new Map<string, ItemRecord>();
+  /** Writes and billed write units per kind of item (`itemKind`; a delete counts one unit). */
+  private readonly byKind = new Map<string, KindCount>();
   reads = 0;
   writes = 0;
   /** Read request units (4 KB each, strongly consistent as the adapter reads) and write request units (1 KB each). */
@@ -47,9 +73,14 @@ export class ObservedMetadataStore implements MetadataStore {
   private wrote(pk: string, sk: string, item: MetaItem | undefined): void {
     this.writes++;
     const bytes = item ? itemSize(pk, sk, item) : 1;
-    this.writeUnits += Math.max(1, Math.ceil(bytes / 1024));
+    const units = Math.max(1, Math.ceil(bytes / 1024));
+    this.writeUnits += units;
+    const kind = itemKind(pk, sk);
+    const counted = this.byKind.get(kind) ?? { writes: 0, units: 0 };
+    counted.writes++;
+    counted.units += units;
+    this.byKind.set(kind, counted);
     if (item) {
-      const kind = itemKind(pk, sk);
       const known = this.largest.get(kind);
       if (!known || bytes > known.bytes) this.largest.set(kind, { pk, sk, bytes });
     }
@@ -59,6 +90,11 @@ export class ObservedMetadataStore implements MetadataStore {
     this.perSecond.set(key, n);
     if (n > this.hottest.writes) this.hottest = { pk, second, writes: n };
     if (this.perSecond.size > 200_000) this.perSecond.clear();
+  }
+
+  /** A copy of the counts per kind so far (subtract two with `kindsBetween`). */
+  writesByKind(): KindCounts {
+    return Object.fromEntries([...this.byKind].map(([k, v]) => [k, { ...v }]));
   }
 
   private read(bytes: number): void {

@@ -176,7 +176,8 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   const job: JobRecord = { ...stored, ...jobLayout(graph, { jobId: stored.jobId, queuePrefix: stored.queuePrefix, subtasksPerUnit: stored.settings.subtasksPerUnit ?? 1 }) };
   const placement = job.units.find((u) => u.unitId === options.unitId);
   if (!placement) throw new Error(`job '${job.jobId}' has no task unit '${options.unitId}'`);
-  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt, ackShardCount(graph.subtasks.length));
+  // The unit's subtasks acknowledge a checkpoint in batches: one item per unit and linger, not one per subtask.
+  const io = new CheckpointIO(job.jobId, options.blobs, options.metadata, options.attempt, ackShardCount(graph.subtasks.length), 0, { unitId: options.unitId });
   if (options.resume) return resumeUnit(options, job, placement, graph, io, log);
 
   const first = log.child({ invocation: 0 });

@@ -8,11 +8,12 @@
  *   JOB#<jobId>                   META, SUBPART#…, FAILURESEQ, FAILURE#…, RECOVERY#…     the job (constant size), flags, failures
  *   JOB#<jobId>#UNITS#<shard>     UNIT#<unitId>, BEAT#<unitId>                           unit records and their liveness
  *   JOB#<jobId>#CKPT              CKPT#<N>, CKPT_LATEST, CKPT_PENDING#<N>                the checkpoint catalog
- *   JOB#<jobId>#ACK#<N>#<shard>   <subtaskId>#a<attempt>                                 acknowledgements of N
+ *   JOB#<jobId>#ACK#<N>#<shard>   <unitId>#a<attempt>#<token>#<seq>, <subtaskId>#a<attempt>  acknowledgements of N: a unit's in
+ *                                                                                        batches (runtime/checkpoint-io.ts), or one each
  *
  * What grows with parallelism is never a list in one item: the units, regions and queues of a job
  * are computed from its graph (lib/graph/placement.ts), and each unit, flag and acknowledgement is
- * an item of its own.
+ * an item of its own (a batch of acknowledgements holds one unit's subtasks, at most ~256 KB).
  *
  * Hot keys are sharded: unit records and heartbeats over `unitShards` partitions (one per
  * UNITS_PER_SHARD units; a unit writes at most about one report a second and a small heartbeat

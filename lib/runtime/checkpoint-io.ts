@@ -7,6 +7,12 @@
  *             (state handles, or a decline; the record carries the attempt). Every subtask acks N
  *             within its alignment's few seconds, so the acks of a large job are spread over
  *             `ackShards` partitions by subtask (lib/ports/metadata-keys.ts).
+ *   ack batch (a task unit's acks, `AckBatching`) the same pk, shard by the unit, sk
+ *             <unitId>#a<attempt>#<writer token>#<seq>, attribute `acks`: the records of every
+ *             subtask of the unit that acked (or declined) N within one linger. One write of a few
+ *             KB for a unit's ~100 subtasks instead of 100 writes: DynamoDB bills each write at
+ *             least one unit (docs/scale.md). Each record still carries its subtask and attempt,
+ *             and the token keeps the batches of two invocations of one attempt (a hand-over) apart.
  * `attempt` is the task unit's attempt: a restarted unit never rewrites another attempt's snapshot
  * or acknowledgement, and the coordinator counts only the attempt a checkpoint was triggered for.
  * The manifest records which snapshot key each subtask restores from (restore never derives it).
@@ -36,6 +42,7 @@ import {
   type UnionStateBackend,
 } from './union-state';
 import { mapWithConcurrency, type PoolStats } from '../util/concurrency';
+import { randomUUID } from 'node:crypto';
 
 export interface SubtaskSnapshot {
   checkpointId: number;
@@ -107,7 +114,73 @@ export function snapshotHandleOf(handles: readonly SnapshotHandle[]): SnapshotHa
   return handles.find((h) => SNAPSHOT_KEY.test(h.key) && !h.key.includes('/union/')) ?? handles[0];
 }
 
+/** A task unit's acknowledgements written together (see the header). */
+export interface AckBatching {
+  /** The unit that writes them (its batches of N go to one partition, by this id). */
+  unitId: string;
+  /** How long the first acknowledgement of N waits for the unit's others before the batch is written (default ACK_LINGER_MS). */
+  lingerMs?: number;
+}
+
+/** How long a batch of acknowledgements waits for more (a unit's subtasks take a checkpoint within moments of each other). */
+export const ACK_LINGER_MS = 200;
+/** Largest batch item written (JSON bytes of its records): well under DynamoDB's 400 KB. */
+const MAX_BATCH_BYTES = 256 * 1024;
+
+/**
+ * Collects a unit's acknowledgements of each checkpoint for `lingerMs` after the first, then
+ * writes them as one item (more when they would exceed MAX_BATCH_BYTES). Each caller's promise
+ * settles when the item holding its record is written (or failed), as a single write would.
+ */
+class AckBatcher {
+  private readonly open = new Map<number, { resolve: () => void; reject: (e: unknown) => void; record: AckRecord; bytes: number }[]>();
+  private readonly token = randomUUID().slice(0, 8);
+  private seq = 0;
+
+  constructor(
+    private readonly options: AckBatching & { attempt: number },
+    private readonly write: (checkpointId: number, unitId: string, sk: string, records: AckRecord[]) => Promise<void>,
+  ) {}
+
+  add(record: AckRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let batch = this.open.get(record.checkpointId);
+      if (!batch) {
+        batch = [];
+        this.open.set(record.checkpointId, batch);
+        setTimeout(() => void this.flush(record.checkpointId), this.options.lingerMs ?? ACK_LINGER_MS);
+      }
+      batch.push({ resolve, reject, record, bytes: Buffer.byteLength(JSON.stringify(record)) });
+    });
+  }
+
+  private async flush(checkpointId: number): Promise<void> {
+    const batch = this.open.get(checkpointId) ?? [];
+    this.open.delete(checkpointId);
+    const chunks: (typeof batch)[] = [];
+    let bytes = Infinity;
+    for (const entry of batch) {
+      if (bytes + entry.bytes > MAX_BATCH_BYTES) chunks.push([]), (bytes = 0);
+      chunks.at(-1)!.push(entry);
+      bytes += entry.bytes;
+    }
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        const sk = `${this.options.unitId}#a${this.options.attempt}#${this.token}#${this.seq++}`;
+        try {
+          await this.write(checkpointId, this.options.unitId, sk, chunk.map((e) => e.record));
+          for (const e of chunk) e.resolve();
+        } catch (error) {
+          for (const e of chunk) e.reject(error);
+        }
+      }),
+    );
+  }
+}
+
 export class CheckpointIO {
+  private readonly batcher: AckBatcher | undefined;
+
   constructor(
     private readonly jobId: string,
     private readonly blobs: BlobStore,
@@ -122,11 +195,21 @@ export class CheckpointIO {
      * same checkpoint; its acknowledgements still carry the unit's attempt, which the coordinator counts.
      */
     readonly incarnation = 0,
-  ) {}
+    /**
+     * A task unit's: its subtasks' acknowledgements are written in batches (see the header); an
+     * AckBatcher is shared by the incarnations of its subtasks. Without it: one item per acknowledgement.
+     */
+    batching?: AckBatching | AckBatcher,
+  ) {
+    this.batcher =
+      batching === undefined || batching instanceof AckBatcher
+        ? batching
+        : new AckBatcher({ ...batching, attempt }, (checkpointId, unitId, sk, acks) => this.putBatch(checkpointId, unitId, sk, acks));
+  }
 
   /** The same, for the n-th incarnation of a subtask restarted inside its unit. */
   forIncarnation(incarnation: number): CheckpointIO {
-    return new CheckpointIO(this.jobId, this.blobs, this.metadata, this.attempt, this.ackShards, incarnation);
+    return new CheckpointIO(this.jobId, this.blobs, this.metadata, this.attempt, this.ackShards, incarnation, this.batcher);
   }
 
   async writeSnapshot(snapshot: SubtaskSnapshot): Promise<SnapshotHandle> {
@@ -215,19 +298,38 @@ export class CheckpointIO {
     await this.putAck({ subtask, checkpointId, state: [], declined: reason, at: Date.now(), attempt: this.attempt });
   }
 
-  /** Every acknowledgement of N: one query of each of N's partitions. */
+  /**
+   * Every acknowledgement of N: one query of each of N's partitions, batches unpacked. A subtask
+   * that acknowledged N twice in one attempt (an incarnation restarted inside its unit, each
+   * write in a batch of its own) counts with its latest record, as when its item was overwritten.
+   */
   async acks(checkpointId: number): Promise<AckRecord[]> {
     const shards = Array.from({ length: this.ackShards }, (_, s) => s);
     const items = (await mapWithConcurrency(shards, 16, (s) => this.metadata.query(ackPk(this.jobId, checkpointId, s)))).flat();
-    return items.map((i) => {
-      const { [TTL_ATTRIBUTE]: _ttl, ...record } = i.item;
-      return record as unknown as AckRecord;
-    });
+    const latest = new Map<string, AckRecord>();
+    for (const i of items) {
+      const { [TTL_ATTRIBUTE]: _ttl, ...item } = i.item;
+      const records = Array.isArray(item.acks) ? (item.acks as unknown as AckRecord[]) : [item as unknown as AckRecord];
+      for (const record of records) {
+        const key = ackSk(record.subtask, record.attempt ?? 0);
+        const known = latest.get(key);
+        if (!known || record.at >= known.at) latest.set(key, record);
+      }
+    }
+    return [...latest.values()];
   }
 
   private async putAck(record: AckRecord): Promise<void> {
+    if (this.batcher) return this.batcher.add(record);
     const item = { ...record, [TTL_ATTRIBUTE]: expiresAt(record.at, ACK_TTL_SECONDS) };
     const shard = shardOf(record.subtask, this.ackShards);
     await this.metadata.put(ackPk(this.jobId, record.checkpointId, shard), ackSk(record.subtask, this.attempt), item as unknown as Record<string, never>);
+  }
+
+  private async putBatch(checkpointId: number, unitId: string, sk: string, acks: AckRecord[]): Promise<void> {
+    const at = Math.max(...acks.map((a) => a.at));
+    const shard = shardOf(unitId, this.ackShards);
+    const item = { acks, at, [TTL_ATTRIBUTE]: expiresAt(at, ACK_TTL_SECONDS) };
+    await this.metadata.put(ackPk(this.jobId, checkpointId, shard), sk, item as unknown as Record<string, never>);
   }
 }

@@ -418,7 +418,7 @@ export class TaskUnit {
       if (this.stopped) return;
       this.reportedStatuses = this.statuses();
       const report = this.report();
-      const write = policy.next(Date.now(), `${this.reportedStatuses}|${JSON.stringify(report.stats)}`);
+      const write = policy.next(Date.now(), `${this.reportedStatuses}|${reportSignature(report.stats)}`);
       if (write === 'none') continue;
       const current = write === 'report' ? await jobs.reportUnit(jobId, unitId, attempt, report, this.owner) : await jobs.beat(jobId, unitId, attempt);
       if (!current) {
@@ -506,6 +506,22 @@ export class TaskUnit {
         return this.options.onControl?.(message);
     }
   }
+}
+
+/**
+ * Checkpoint progress in a subtask's stats: it changes every second while a checkpoint aligns
+ * (`aligning`: the channels still waited for, events held) and as each subtask takes it
+ * (`lastCheckpoint`). Nothing reads it from the record promptly (the coordinator reads
+ * acknowledgements; a stuck job's report reads it minutes later; a finished subtask's is written
+ * with its status change), so it rides along with the next report instead of causing one: a
+ * unit's record is large (up to ~100 KB at P=4000, billed 1 write unit per KB), and rewriting it
+ * each second of every checkpoint was most of a checkpoint's DynamoDB writes (docs/scale.md).
+ */
+const CHECKPOINT_PROGRESS: ReadonlySet<string> = new Set(['lastCheckpoint', 'aligning']);
+
+/** What of a unit's subtask stats decides whether its record is written now: all but checkpoint progress. */
+export function reportSignature(stats: Record<string, SubtaskStats>): string {
+  return JSON.stringify(stats, (key, value: unknown) => (CHECKPOINT_PROGRESS.has(key) ? undefined : value));
 }
 
 /**

@@ -16,7 +16,7 @@ import { JobStore } from '../../lib/jobs/job-store';
 import { MemoryChannelTransport } from '../../lib/memory/channels';
 import { MemoryMetadataStore } from '../../lib/memory/metadata-store';
 import { MemoryBlobStore } from '../../lib/memory/blob-store';
-import { HeartbeatPolicy } from '../../lib/runtime/task-unit';
+import { HeartbeatPolicy, reportSignature } from '../../lib/runtime/task-unit';
 import { CheckpointIO } from '../../lib/runtime/checkpoint-io';
 import { PortCheckpointCatalog } from '../../lib/checkpoint/catalog';
 import { TTL_ATTRIBUTE, ackShardCount, unitShardCount, unitsPk } from '../../lib/ports/metadata-keys';
@@ -183,6 +183,26 @@ describe('unit records and heartbeats', () => {
     // Idle for a minute: a beat every 3 s, then the record once it is a minute old.
     expect(writes.filter((w) => w === 'beat')).toHaveLength(19);
     expect(writes.filter((w) => w === 'report')).toHaveLength(1);
+  });
+
+  it('checkpoint progress alone does not rewrite a unit record: it rides along with the next report', () => {
+    const stats = (over: object) => ({ 'join#1': { status: 'running', recordsIn: 10, recordsOut: 10, dropped: 0, duplicates: 0, fenced: 0, lastCheckpoint: 3, ...over } });
+    const policy = new HeartbeatPolicy({ livenessMs: 3000, reportMaxAgeMs: 60_000, now: 0 });
+    expect(policy.next(1000, reportSignature(stats({})))).toBe('report');
+    // A checkpoint aligns (the channels waited for change every second), is taken, the next one starts.
+    const progress = [
+      { aligning: { checkpointId: 4, waitingFor: ['e/1', 'e/2'], waiting: 7999, held: 0 } },
+      { aligning: { checkpointId: 4, waitingFor: ['e/2'], waiting: 12, held: 3 } },
+      { lastCheckpoint: 4 },
+      { lastCheckpoint: 4, aligning: { checkpointId: 5, waitingFor: ['e/9'], held: 1 } },
+    ];
+    const writes = progress.map((p, i) => policy.next(2000 + i * 1000, reportSignature(stats(p))));
+    expect(writes).toEqual(['none', 'none', 'beat', 'none']);
+    // Records moving, or a status change, are still written at once (with the progress as it is then).
+    expect(policy.next(6000, reportSignature(stats({ lastCheckpoint: 4, recordsIn: 11 })))).toBe('report');
+    expect(policy.next(7000, reportSignature(stats({ lastCheckpoint: 5, recordsIn: 11, status: 'ended' })))).toBe('report');
+    // Channel counters are not checkpoint progress.
+    expect(reportSignature(stats({ channels: { 'e/1': { duplicateRecords: 1 } } }))).not.toBe(reportSignature(stats({})));
   });
 });
 
