@@ -17,7 +17,7 @@ import type { JobParams } from '../api/registry';
 import type { JobLayout, PlacedUnit } from '../graph/placement';
 import { BEAT_PREFIX, META_SK, UNIT_PREFIX, beatSk, jobPk, shardOf, unitSk, unitsPk } from '../ports/metadata-keys';
 import { mapWithConcurrency } from '../util/concurrency';
-import { UNIT_LIFECYCLE, type UnitHandoverPointer, type UnitRecord, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
+import { CARRIED_COUNTERS, UNIT_LIFECYCLE, type UnitHandoverPointer, type UnitRecord, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import { lifecycle, onlyFrom, type NextOf } from '../util/lifecycle';
 
 /** The progress watch's last look at a job (lib/jobs/progress-watch.ts), kept in the job item. */
@@ -121,7 +121,7 @@ export function storedJob(job: JobRecord): StoredJob {
  * them: they are checkpointed state, and a restarted attempt starts from its checkpoint's values
  * and counts again what comes again after it (adding the dead attempt's would count it twice).
  */
-const CARRIED = new Set(['duplicates', 'fenced', 'replayedRecords', 'expiredReceipts']);
+const CARRIED: ReadonlySet<string> = new Set(CARRIED_COUNTERS);
 /** Every counter a unit's totals show: the carried ones and the checkpointed ones. */
 const TOTALLED = new Set([...CARRIED, 'dropped', 'duplicateRecords', 'missingRecords', 'regeneratedRecords', 'unreplayedRecords', 'resentRecords']);
 

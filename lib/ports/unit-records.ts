@@ -113,3 +113,9 @@ export interface UnitRecordStore {
   /** Points the record at a hand-over for invocation `generation`; false: superseded. */
   recordHandover(jobId: string, unitId: string, attempt: number, owner: string, generation: number, key: string, report: Partial<UnitRecord>): Promise<boolean>;
 }
+
+/**
+ * Counters a unit record carries over from one attempt to the next (the job store adds them up);
+ * the others are state, restored from the checkpoint with the rest.
+ */
+export const CARRIED_COUNTERS = ['duplicates', 'fenced', 'replayedRecords', 'expiredReceipts'] as const;

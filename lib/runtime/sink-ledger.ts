@@ -28,6 +28,8 @@ export interface FinalCommitRecord {
   attempt: number;
   staged: StagedTransaction[];
   last?: Json;
+  /** The subtask's counters when it began (reported again by an attempt that finishes from the record). */
+  counters?: Json;
 }
 
 /** A transaction staged under a checkpoint and not committed yet. */
@@ -76,8 +78,8 @@ export class SinkLedger {
    * The whole region has ended: records what it commits (`finalCommitKey`), then commits everything
    * still staged, then the last transaction, and closes the sink.
    */
-  async commitFinal(last: Json | undefined, record: { blobs: BlobStore; key: string; attempt: number }): Promise<void> {
-    const final: FinalCommitRecord = { attempt: record.attempt, staged: this.pending, ...(last !== undefined ? { last } : {}) };
+  async commitFinal(last: Json | undefined, record: { blobs: BlobStore; key: string; attempt: number; counters?: Json }): Promise<void> {
+    const final: FinalCommitRecord = { attempt: record.attempt, staged: this.pending, ...(last !== undefined ? { last } : {}), ...(record.counters !== undefined ? { counters: record.counters } : {}) };
     await record.blobs.put(record.key, JSON.stringify(final));
     await this.commitRecorded(final);
   }

@@ -22,6 +22,7 @@ import type { Json, RuntimeContext, SourceFunction } from '../api/functions';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { Clock } from '../ports/clock';
+import { CARRIED_COUNTERS } from '../ports/unit-records';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
 import { producersOf, subPartitionQueue, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
@@ -198,6 +199,8 @@ export class SubtaskRunner {
   private readonly input: InputDriver | undefined;
   /** Transactions of the chained sink, if the task ends in one. */
   private readonly ledger: SinkLedger | undefined;
+  /** The counters of the attempt whose final record this one committed again (see `finishRecordedFinal`). */
+  private recorded: SubtaskCounters | undefined;
   /** Input progress as last reported (see `inputStalled`). */
   private stall = { recordsIn: 0, since: Date.now() };
   private cancelled = false;
@@ -308,6 +311,9 @@ export class SubtaskRunner {
   }
 
   counters(): SubtaskCounters {
+    // Finished from a dead attempt's final record: what that attempt counted up to its end, less
+    // what the unit record already carries over from it (CARRIED_COUNTERS, counted from 0 again).
+    if (this.recorded) return { ...this.recorded, ...Object.fromEntries(CARRIED_COUNTERS.map((k) => [k, 0])), lastCheckpoint: this.lastCheckpoint };
     const gate = this.input?.gate;
     const channels = gate?.channelCounters(CHANNELS_REPORTED);
     const omitted = gate ? gate.countedChannels() - Object.keys(channels ?? {}).length : 0;
@@ -731,7 +737,9 @@ export class SubtaskRunner {
     if (this.cancelled) return;
     if (!this.finalCommitRequested) return this.keepForHandover('ended', last);
     const { blobs, jobId, attempt } = this.env;
-    await this.ledger!.commitFinal(last, { blobs, key: finalCommitKey(jobId, this.id), attempt });
+    // Its counters go along: an attempt that finishes from the record reports what this one counted.
+    const { aligning: _a, openChannels: _o, openDetail: _d, ...counters } = this.counters();
+    await this.ledger!.commitFinal(last, { blobs, key: finalCommitKey(jobId, this.id), attempt, counters: counters as unknown as Json });
   }
 
   /**
@@ -744,6 +752,7 @@ export class SubtaskRunner {
     if (!body) return false;
     const final = JSON.parse(Buffer.from(body).toString('utf8')) as FinalCommitRecord;
     await this.ledger!.commitRecorded(final);
+    if (final.counters) this.recorded = final.counters as unknown as SubtaskCounters;
     return true;
   }
 }

@@ -126,6 +126,10 @@ describe('a sink killed during its final commit', () => {
     expect(controller.supervisor.failures.map((f) => `${f.unitId}#${f.attempt}`)).toEqual([`${sinkUnit}#0`]);
     expect(view.units.map((u) => u.attempt)).toEqual(job.units.map(() => 1));
     expect(await ports.blobs.get(finalCommitKey(job.jobId, 's3-sink#0'))).toBeDefined();
+    // The new attempt reports what the dead one counted up to its end (it read nothing itself):
+    // every record once, none missing.
+    const sinkStats = view.units.find((u) => u.unitId === sinkUnit)!.stats!['s3-sink#0']!;
+    expect(sinkStats).toMatchObject({ status: 'finished', recordsIn: 2 * 1000, missingRecords: 0 });
     const ids = (await readOutput<{ id: string }>(ports.blobs, job.jobId)).map((r) => r.id);
     expect(ids.length - new Set(ids).size).toBe(0);
     expect(new Set(ids)).toEqual(expectedIngestIds(view.job.params));
