@@ -112,10 +112,13 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   next iterator, an iterator expires after 5 minutes, GetRecords is refused past 5 calls a second
  *   per shard and past a Limit of 10,000; and a read starts at the iterator's position instead of
  *   scanning the shard from its start (O(shard) per call), as does finding its last sequence number.
- * - one fix to moto's DynamoDB: a Query sorts every item of the table to find one partition's
+ * - two fixes to moto's DynamoDB: a Query sorts every item of the table to find one partition's
  *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
  *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
- *   a Query reads on DynamoDB; queries of an index are left as they are.
+ *   a Query reads on DynamoDB; queries of an index are left as they are. And its operations run one
+ *   at a time: on the threaded server a conditional write's check and write were not atomic, and
+ *   two concurrent writers of one item both won (the MetadataStore contract test caught it once
+ *   under load); on DynamoDB exactly one does.
  */
 const SERVER_SCRIPT = `
 import json, logging, os, sys, threading, time
@@ -309,6 +312,19 @@ def query(self, hash_key, *args, **kwargs):
     finally:
         query_partition.key = None
 ddb_table.Table.query = query
+from moto.dynamodb import models as ddb_models
+# DynamoDB checks a write's condition and applies it atomically, and a read never sees half of an
+# update. moto's threaded server does neither: two concurrent conditional writers of one item
+# could both win. Its operations take turns here (the interpreter lock serializes them anyway).
+ddb_lock = threading.RLock()
+def ddb_serialized(method):
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with ddb_lock:
+            return method(self, *args, **kwargs)
+    return run
+for name in ('put_item', 'update_item', 'delete_item', 'transact_write_items', 'batch_write_item', 'get_item', 'query', 'scan', 'batch_get_item'):
+    setattr(ddb_models.DynamoDBBackend, name, ddb_serialized(getattr(ddb_models.DynamoDBBackend, name)))
 from collections import OrderedDict
 from moto.core.exceptions import JsonRESTError
 from moto.kinesis import models as kinesis_models

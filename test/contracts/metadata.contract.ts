@@ -107,8 +107,12 @@ export function metadataStoreContract(label: string, make: () => Promise<Metadat
         Array.from({ length: 12 }, (_, i) => m.put(pk, 'owner', { owner: i }, [{ attr: 'owner', op: 'notExists' }])),
       );
       expect(results.filter(Boolean)).toHaveLength(1);
-      const counters = await Promise.all(Array.from({ length: 12 }, () => m.update(pk, 'counter', { add: { n: 1 } })));
-      expect(counters.map((c) => c!.n).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+      // Atomic increments: each of 24 concurrent adds sees its own count, several rounds over (a
+      // threaded emulator that checks and writes apart hands two of them the same count now and then).
+      for (let round = 0; round < 4; round++) {
+        const counters = await Promise.all(Array.from({ length: 24 }, () => m.update(pk, 'counter', { add: { n: 1 } })));
+        expect(counters.map((c) => c!.n).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: 24 }, (_, i) => round * 24 + i + 1));
+      }
     });
 
     it('queries a partition in sort-key order, by prefix, across pages', async () => {
