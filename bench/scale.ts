@@ -76,6 +76,7 @@ import type { BlobStore } from '../lib/ports/blob-store';
 import type { ControlMessage } from '../lib/runtime/messages';
 import type { FailoverStrategy } from '../lib/jobs/job-store';
 import type { Logger } from '../lib/ports/telemetry';
+import { killSwitch } from '../lib/memory/kill-switch';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
@@ -183,33 +184,7 @@ function receivesFrom(polls: ChannelTransport, rest: ChannelTransport): ChannelT
   });
 }
 
-// ---- in-process units with a kill switch ----------------------------------------------------------
-
-/**
- * A unit's own view of the ports. After kill() every call hangs and every result still in flight
- * is dropped: the unit does nothing more that anyone can see, as after SIGKILL.
- */
-function killSwitch() {
-  let dead = false;
-  const never = () => new Promise<never>(() => undefined);
-  const wrap = <T extends object>(target: T): T =>
-    new Proxy(target, {
-      get(t, prop, receiver) {
-        const value = Reflect.get(t, prop, receiver);
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          if (dead) return never();
-          const out = value.apply(t, args);
-          if (!(out instanceof Promise)) return out;
-          return out.then(
-            (v) => (dead ? never() : v),
-            (e) => (dead ? never() : Promise.reject(e)),
-          );
-        };
-      },
-    });
-  return { wrap, kill: () => void (dead = true), get dead() { return dead; } };
-}
+// ---- in-process units with a kill switch (lib/memory/kill-switch.ts) ------------------------------
 
 /** Keeps the units' and control plane's warnings and errors (the first 200), with their unit. */
 const problems: string[] = [];

@@ -14,44 +14,11 @@ import { JobController } from '../../../lib/jobs/job-controller';
 import { JobService, type UnitLauncher } from '../../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type UnitPlacement } from '../../../lib/jobs/job-store';
 import { InProcessLauncher } from '../../../lib/local/in-process-launcher';
-import type { ReceiveOptions } from '../../../lib/ports/channels';
 import { createFailoverHandler } from '../../../lib/recovery/failover-handler';
 import { finalCommitKey } from '../../../lib/runtime/sink-ledger';
 import { readOutput } from './helpers';
+import { killSwitch } from '../../../lib/memory/kill-switch';
 
-/**
- * Ports that die: after `kill()` every call of the unit attempt given them hangs, results in flight
- * are never seen, and a long poll in progress ends (a dead process takes no control message).
- */
-function killSwitch() {
-  let dead = false;
-  const killed = new AbortController();
-  const never = () => new Promise<never>(() => undefined);
-  const wrap = <T extends object>(target: T): T =>
-    new Proxy(target, {
-      get(t, prop, receiver) {
-        const value = Reflect.get(t, prop, receiver);
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          if (dead) return never();
-          if (prop === 'receive') {
-            const options = args[1] as ReceiveOptions;
-            args[1] = { ...options, signal: options.signal ? AbortSignal.any([options.signal, killed.signal]) : killed.signal };
-          }
-          const out = value.apply(t, args);
-          if (!(out instanceof Promise)) return out;
-          return out.then((v) => (dead ? never() : v), (e) => (dead ? never() : Promise.reject(e)));
-        };
-      },
-    });
-  return {
-    wrap,
-    kill: () => {
-      dead = true;
-      killed.abort();
-    },
-  };
-}
 
 /**
  * The sink's first attempt runs on ports that die at the first delete of a staged file of its last
@@ -63,7 +30,7 @@ class DyingSinkLauncher implements UnitLauncher {
   private readonly dying: InProcessLauncher;
 
   constructor(ports: MemoryPorts, jobs: JobStore, died: (unitId: string) => void) {
-    const sw = killSwitch();
+    const sw = killSwitch({ abortReceives: true });
     const deps = { jobs, registry: jobRegistry, queuePrefix: 'fc' };
     this.plain = new InProcessLauncher({ ...deps, channels: ports.channels, blobs: ports.blobs, metadata: ports.metadata });
     let armed = true;

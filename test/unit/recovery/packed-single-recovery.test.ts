@@ -14,47 +14,13 @@ import { snapshotKey } from '../../../lib/runtime/checkpoint-io';
 import { JobController } from '../../../lib/jobs/job-controller';
 import { JobService, type UnitLauncher } from '../../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type UnitPlacement } from '../../../lib/jobs/job-store';
-import type { ReceiveOptions } from '../../../lib/ports/channels';
 import { hostUnit } from '../../../lib/host/unit-host';
 import { createFailoverHandler } from '../../../lib/recovery/failover-handler';
 import { textLogger } from '../../../lib/ports/telemetry';
+import { killSwitch } from '../../../lib/memory/kill-switch';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * A unit's own view of the ports: after kill() every call hangs and no result in flight is seen.
- * Its long polls end with it: at SQS a dead process's poll may still take a control message and
- * hide it from the new attempt for its visibility timeout (10 s), which would only slow this test.
- */
-function killSwitch() {
-  let dead = false;
-  const killed = new AbortController();
-  const never = () => new Promise<never>(() => undefined);
-  const wrap = <T extends object>(target: T): T =>
-    new Proxy(target, {
-      get(t, prop, receiver) {
-        const value = Reflect.get(t, prop, receiver);
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          if (dead) return never();
-          if (prop === 'receive') {
-            const options = args[1] as ReceiveOptions;
-            args[1] = { ...options, signal: options.signal ? AbortSignal.any([options.signal, killed.signal]) : killed.signal };
-          }
-          const out = value.apply(t, args);
-          if (!(out instanceof Promise)) return out;
-          return out.then((v) => (dead ? never() : v), (e) => (dead ? never() : Promise.reject(e)));
-        };
-      },
-    });
-  return {
-    wrap,
-    kill: () => {
-      dead = true;
-      killed.abort();
-    },
-  };
-}
 
 /** Hosts each unit attempt in this process through `hostUnit`, each over its own kill switch. */
 class KillableLauncher implements UnitLauncher {
@@ -64,7 +30,7 @@ class KillableLauncher implements UnitLauncher {
   constructor(private readonly ports: MemoryPorts) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
-    const sw = killSwitch();
+    const sw = killSwitch({ abortReceives: true });
     this.live.set(unit.unitId, { attempt, kill: sw.kill });
     const metadata = sw.wrap(this.ports.metadata);
     const name = `${unit.unitId}#${attempt}`;
