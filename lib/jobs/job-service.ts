@@ -37,7 +37,7 @@ export interface SubmitRequest {
   checkpoint?: Partial<JobSettings['checkpoint']>;
   /** Subtasks one task unit hosts (default 1): placement fills units task by task (lib/graph/placement.ts). */
   subtasksPerUnit?: number;
-  /** Longest wait of records before they are sent, and the units' send tick (default 200 ms; JobSettings.lingerMs). */
+  /** Longest wait of records before they are sent, and the units' send tick (default: 200 ms, no tick; JobSettings.lingerMs). */
   lingerMs?: number;
 }
 

@@ -56,8 +56,9 @@ export interface JobSettings {
   subtasksPerUnit?: number;
   /**
    * Longest time records wait in a writer before they are sent, and a unit's send tick: a unit
-   * sends what its subtasks flushed to another unit at most once per linger (channel-mux.ts);
-   * missing: 200 ms. Longer: fewer SQS requests between units, records later.
+   * sends what its subtasks flushed to another unit at most once per linger (channel-mux.ts).
+   * Missing: writers linger 200 ms and units send at once (no tick). Set it for packed units:
+   * fewer SQS requests between units, records later.
    */
   lingerMs?: number;
   /** Where the job's task units run; missing: the deployment's default (SLUICE_LAUNCHER). */

@@ -45,9 +45,13 @@
  * send to its queue, so the barriers the unit's subtasks emit for one checkpoint share an envelope.
  * `flush()` sends everything (before a hand-over writes the writers' sequence numbers).
  *
- * Linger ticks. A writer's linger flush (`linger`: records or a watermark sent because the
- * writer's linger time passed, nothing else waits for them) waits for the unit's next send tick:
- * every `lingerMs` (the writers' linger, 200 ms), at multiples of it on the clock. The writers'
+ * Linger ticks (only for a job that sets `lingerMs`). A writer's linger flush (`linger`: records or
+ * a watermark sent because the writer's linger time passed, nothing else waits for them) waits for
+ * the unit's next send tick: every `lingerMs` (the writers' linger), at multiples of it on the clock.
+ * Off by default: at one subtask per unit (the demo) the tick held sources in step with it and cost
+ * more than it saved (2.71 SQS requests per 1000 records and 70,136 records/s, against 1.83 and
+ * 87,966 without it, `npm run demo` on a quiet machine); between packed units it saves (P=16 in 4
+ * units: 150 SQS requests/s, from 198; docs/scale.md). The writers'
  * lingers are not aligned (each subtask's runs from its own last flush), so without the tick each
  * writer's flush would be a send of its own to every consumer unit; with it, what all of a unit's
  * subtasks flush to one consumer unit within one linger window goes out as one send, and every
@@ -66,7 +70,6 @@ import { decodeEnvelope, envelopeHeader, envelopePart } from './messages';
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
-const DEFAULT_LINGER_MS = 200;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
@@ -98,7 +101,7 @@ export interface UnitChannelsOptions {
   lazyMs?: number;
   /**
    * The unit's send tick for `linger` messages (a writer's linger flush): they go out at the next
-   * multiple of this many ms on the clock (default 200 ms, the writers' linger); 0 sends them at once.
+   * multiple of this many ms on the clock; 0 (the default) sends them at once.
    */
   lingerMs?: number;
   /** Long-poll wait of the unit's receive while data flows (default 2 s); each empty receive doubles it, up to `idleWaitSeconds`. */
@@ -305,7 +308,7 @@ export class UnitChannels implements ChannelTransport {
     if (messages.length === 0) return Promise.resolve();
     const route = this.route(queue);
     const destination = this.destination(route.queue);
-    const tick = this.options.lingerMs ?? DEFAULT_LINGER_MS;
+    const tick = this.options.lingerMs ?? 0;
     let urgent = false;
     let lingers = false;
     for (const m of messages) {
