@@ -15,6 +15,17 @@ import { checkProgress, DEFAULT_STALL_TIMEOUT_MS, type ProgressMark } from './pr
 /** How long a unit may take from launch to its first heartbeat. */
 export const STARTUP_TIMEOUT_MS = 60_000;
 
+/** A watch's passes this much (or half the heartbeat timeout) beyond its poll apart: it was not looking. */
+const PASS_GAP_MIN_MS = 5_000;
+
+/** How a watch judges heartbeats: as of the start of its read, and silence only since it was looking. */
+export interface HeartbeatWatch {
+  /** When the pass began to read the view (a slow read is not the units' silence). */
+  readAt: number;
+  /** Since when the watch has looked without a gap (-Infinity: always). */
+  since: number;
+}
+
 export interface UnitFailure {
   unitId: string;
   attempt: number;
@@ -168,7 +179,18 @@ export class Supervisor {
     const graph = await this.options.service.graphOf(jobId);
     const sources = new Set(graph.tasks.filter((t) => t.inputs.length === 0).map((t) => t.id));
     let mark: ProgressMark | undefined;
+    const pollMs = this.options.pollMs ?? 500;
+    let lastPassAt: number | undefined;
+    let gapLimitMs = pollMs + PASS_GAP_MIN_MS;
+    let watchedSince = -Infinity;
     for (;;) {
+      // Heartbeat silence counts only while this watch was looking: a pass that comes late (this
+      // process, or the metadata store it reads, stood still) saw no heartbeats meanwhile either,
+      // so units get a whole timeout again from then (chaos seed 103088: a 24 s stall of the whole
+      // machine made two live units look dead). Staleness is judged at the start of the read.
+      const passAt = clock.now();
+      if (lastPassAt !== undefined && passAt - lastPassAt > gapLimitMs) watchedSince = passAt;
+      lastPassAt = passAt;
       const view = await this.options.service.view(jobId);
       if (view.job.status !== 'RUNNING') {
         const line = `job ${jobId} ended ${view.job.status}${view.job.error ? `: ${view.job.error}` : ''}`;
@@ -183,7 +205,8 @@ export class Supervisor {
         await this.options.service.fail(jobId, `job is stuck: ${progress.stalled}`);
         continue;
       }
-      const { failures, finished } = this.detectAll(view, clock.now());
+      gapLimitMs = pollMs + Math.max(PASS_GAP_MIN_MS, view.job.settings.heartbeatTimeoutMs / 2);
+      const { failures, finished } = this.detectAll(view, clock.now(), { readAt: passAt, since: watchedSince });
       for (const unit of finished) {
         log.info(`task unit ${unit.unitId} ended after finishing all its subtasks: recorded FINISHED`, { unitId: unit.unitId, attempt: unit.attempt });
         await this.options.service.finishUnit(jobId, unit.unitId, unit.attempt);
@@ -197,7 +220,7 @@ export class Supervisor {
       }
       await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
-      await this.pause(clock, this.options.pollMs ?? 500);
+      await this.pause(clock, pollMs);
     }
   }
 
@@ -228,14 +251,14 @@ export class Supervisor {
    * finished (end of input sent on): nothing to recover there, and a restart would only send their
    * input again, so they are to be recorded FINISHED instead. Each (unit, attempt) comes once.
    */
-  detectAll(view: JobView, now: number): { failures: UnitFailure[]; finished: UnitRecord[] } {
+  detectAll(view: JobView, now: number, watch?: HeartbeatWatch): { failures: UnitFailure[]; finished: UnitRecord[] } {
     const failures: UnitFailure[] = [];
     const finished: UnitRecord[] = [];
     const timeout = view.job.settings.heartbeatTimeoutMs;
     for (const unit of view.units) {
       const key = `${unit.unitId}#${unit.attempt}`;
       if (this.handled.has(key) || unit.status === 'FINISHED' || unit.status === 'CANCELLED') continue;
-      const reason = this.reasonFor(view.job.jobId, unit, now, timeout);
+      const reason = this.reasonFor(view.job.jobId, unit, now, timeout, watch);
       if (!reason) continue;
       this.handled.add(key);
       if (unit.status !== 'FAILED' && allFinished(unit)) finished.push(unit);
@@ -244,7 +267,7 @@ export class Supervisor {
     return { failures, finished };
   }
 
-  private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number): { reason: string; failedAt: number } | undefined {
+  private reasonFor(jobId: string, unit: UnitRecord, now: number, timeoutMs: number, watch?: HeartbeatWatch): { reason: string; failedAt: number } | undefined {
     if (unit.status === 'FAILED') return { reason: unit.error ?? 'reported an error', failedAt: unit.heartbeatAt };
     const exit = this.exits.find((e) => e.jobId === jobId && e.unitId === unit.unitId && e.attempt === unit.attempt && !e.stopped);
     if (exit && !(exit.code === 0 && exit.signal === null)) {
@@ -252,8 +275,9 @@ export class Supervisor {
     }
     // A unit still starting (process spawn, module load, restore) gets a longer grace period.
     const limit = unit.status === 'STARTING' ? Math.max(timeoutMs, STARTUP_TIMEOUT_MS) : timeoutMs;
-    if (now - unit.heartbeatAt > limit) {
-      return { reason: `no heartbeat for ${Math.round((now - unit.heartbeatAt) / 1000)} s`, failedAt: unit.heartbeatAt };
+    const asOf = watch?.readAt ?? now;
+    if (asOf - Math.max(unit.heartbeatAt, watch?.since ?? -Infinity) > limit) {
+      return { reason: `no heartbeat for ${Math.round((asOf - unit.heartbeatAt) / 1000)} s`, failedAt: unit.heartbeatAt };
     }
     return undefined;
   }

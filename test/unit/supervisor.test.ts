@@ -95,4 +95,55 @@ describe('Supervisor.watch', () => {
     expect(detected).toEqual(['a#0: process killed by SIGKILL']);
     expect(ended.job.status).toBe('FAILED');
   });
+
+  /**
+   * A watch over one unit whose heartbeat stays at 1000: `read` says how the clock moves while a
+   * view is read, `between` how far it moved between passes; returns the failures of the passes.
+   */
+  async function watchStalled(steps: { read: number; between: number }[]): Promise<string[]> {
+    let now = 2000;
+    let step = 0;
+    const running = view([unit('a', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [] } };
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => {
+        if (step >= steps.length) current = { ...current, job: { ...current.job, status: 'FINISHED' } };
+        else now += steps[step]!.read;
+        return current;
+      },
+      completeIfDone: async () => false,
+    } as unknown as JobService;
+    const clock = {
+      now: () => now,
+      sleep: async () => {
+        now += steps[step]?.between ?? 0;
+        step++;
+      },
+    };
+    const detected: string[] = [];
+    const s = new Supervisor({ service, clock, pollMs: 500, onFailure: async (failures) => void detected.push(...failures.map((f) => `${f.unitId}#${f.attempt}: ${f.reason}`)) });
+    await s.watch('j');
+    return detected;
+  }
+
+  it('a stale heartbeat is a failure when the watch was looking the whole time', async () => {
+    // Passes every 500 ms from t=2000: at t=11.5 s the last heartbeat (t=1 s) is 10.5 s old.
+    expect(await watchStalled(Array.from({ length: 20 }, () => ({ read: 0, between: 500 })))).toEqual(['a#0: no heartbeat for 11 s']);
+  });
+
+  it('silence while the watch itself stood still is not a failure: the unit gets a whole timeout from when it looks again', async () => {
+    // The machine stalls 24 s between two passes; then 9 s of passes without a heartbeat: still
+    // within the 10 s timeout counted from the first pass after the stall.
+    const stalled = [{ read: 0, between: 500 }, { read: 0, between: 24_000 }, ...Array.from({ length: 18 }, () => ({ read: 0, between: 500 }))];
+    expect(await watchStalled(stalled)).toEqual([]);
+    // ... and a unit that stays silent after that is failed, as before.
+    expect(await watchStalled([...stalled, ...Array.from({ length: 4 }, () => ({ read: 0, between: 500 }))])).toEqual(['a#0: no heartbeat for 36 s']);
+  });
+
+  it('a slow read of the view is not the units\' silence', async () => {
+    // The view read takes 24 s (the metadata store stood still): its heartbeats are judged as of
+    // the start of the read, and the next pass comes after a gap, so it counts from then.
+    expect(await watchStalled([{ read: 0, between: 500 }, { read: 24_000, between: 500 }, ...Array.from({ length: 18 }, () => ({ read: 0, between: 500 }))])).toEqual([]);
+  });
 });
