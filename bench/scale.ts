@@ -95,7 +95,7 @@ const FLAGS = defineFlags({
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
-  p16SubtasksPerUnit: { type: 'number', default: 12, integer: true, min: 1, help: 'subtasks per unit of the P=16 run (12: 4 units)' },
+  p16SubtasksPerUnit: { type: 'number', default: 0, integer: true, min: 0, help: 'subtasks per unit of the P=16 run (0: --subtasks-per-unit, the packing of the large runs, which puts its 48 subtasks in one unit; 12: 4 units)' },
   p16Seconds: { type: 'number', default: 20, min: 5, help: 'measured window of the P=16 run (after 10 s of warm-up)' },
   p16LingerMs: { type: 'number', default: 200, integer: true, min: 1, help: "the P=16 job's linger (JobSettings.lingerMs, default 200): longest wait of records in a writer, and each unit's send tick to each other unit" },
   checkpointIntervalS: { type: 'number', default: 60, min: 0, help: 'MODEL: checkpoint interval priced in $/hour' },
@@ -649,7 +649,7 @@ async function main(): Promise<void> {
           parallelism: P,
           params: { parallelism: P, partitions: P, events: Math.ceil(eventRate * P * seconds), featureUpdates: Math.ceil(eventRate * P * seconds * 0.1), users: 100_000, minutes: 60, rate: eventRate },
           failover: 'single',
-          subtasksPerUnit: flags.p16SubtasksPerUnit,
+          subtasksPerUnit: flags.p16SubtasksPerUnit || flags.subtasksPerUnit,
           lingerMs: flags.p16LingerMs,
           recordsPerSecond: flags.p16Rate,
           kill: false,
@@ -707,7 +707,7 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
     ]);
   }
   const header = ['run', 'subtasks / units / queues', 'largest item', 'idle HTTP/s SQS / DDB / S3', 'idle $/h', 'records/s', 'load HTTP/s SQS / DDB / S3', 'load $/h (requests)', 'requests per checkpoint (net)', 'checkpoint times', 'recovery', 'Managed Flink'];
-  console.log(`\nMeasured through the real adapters (${flags.subtasksPerUnit} subtasks per unit; P=16 run: ${flags.p16SubtasksPerUnit}):\n`);
+  console.log(`\nMeasured through the real adapters (${flags.subtasksPerUnit} subtasks per unit; P=16 run: ${flags.p16SubtasksPerUnit || flags.subtasksPerUnit}):\n`);
   console.log(markdownTable(header, rows, header.map((_, c) => (c === 0 ? 'left' : 'right'))));
 
   for (const r of runs) {
