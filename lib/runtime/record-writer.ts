@@ -429,10 +429,14 @@ export class RecordWriter {
     const records = `[${buffer.parts.join(',')}]`;
     // Determinants travel with the records they caused: durable before their effects are.
     const dt = this.options.determinants?.takeFor(`${this.edgeId}/${consumer}`, DETERMINANT_BYTES);
-    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${JSON.stringify(dt)}` : ''}`;
+    const determinants = dt ? JSON.stringify(dt) : '';
+    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${determinants}` : ''}`;
     this.log?.append(consumer, { first: buffer.first, count: buffer.parts.length, fields });
     this.buffers.delete(consumer);
-    this.enqueueRaw(consumer, 'd', fields, buffer.first);
+    // The records' UTF-8 size is counted already (buffer.bytes: each record's, plus one for its
+    // comma or bracket, and one more bracket); the rest of the body is ASCII but the determinants.
+    const wide = buffer.bytes + 1 - records.length + (dt ? Buffer.byteLength(determinants) - determinants.length : 0);
+    this.enqueueRaw(consumer, 'd', fields, buffer.first, false, wide);
   }
 
   /**
@@ -440,14 +444,16 @@ export class RecordWriter {
    * `lazy`: a barrier, which the flush need not wait for (the records before it are what must be
    * sent before the checkpoint is acknowledged; a barrier lost with its unit only fails the checkpoint).
    */
-  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string, first = this.position[consumer]!, lazy = false): void {
+  private enqueueRaw(consumer: number, type: ChannelMessage['t'], fields: string, first = this.position[consumer]!, lazy = false, wide?: number): void {
     const seq = this.sequence[consumer]!++;
     const { producerIndex: p, attempt: a } = this.options;
     const body = `{"p":${p},"a":${a},"s":${seq},"l":${this.lineage},"n":${first},"t":"${type}"${fields ? `,${fields}` : ''}}`;
     const list = this.outbox.get(consumer) ?? [];
     // One message group per producer attempt: messages a dead consumer left in flight block only
     // their own (old) group until their visibility timeout, never the new attempt's channel.
-    list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body, ...(lazy ? { lazy } : {}) });
+    // `wide`: the UTF-8 bytes of the body beyond its length in characters, when known (data), so
+    // the unit's transport need not measure a ~256 KB body again.
+    list.push({ groupId: `${p}.${a}`, dedupId: `${p}-${a}-${seq}`, body, ...(lazy ? { lazy } : {}), ...(wide !== undefined ? { bytes: body.length + wide } : {}) });
     this.outbox.set(consumer, list);
     if (type !== 'd' && type !== 'w') this.outboxControl.add(consumer);
   }
