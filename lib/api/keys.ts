@@ -16,11 +16,56 @@ export class KeyError extends Error {
   override name = 'KeyError';
 }
 
-/** The engine's string for a key. */
+/**
+ * The engine's string for a key. Map state encodes a key on every get and put (a window's
+ * [start, end] twice per element), so the common case costs no more than it must: the check
+ * builds no path text unless it fails, and an array of numbers is written by concatenation (the
+ * same text as JSON.stringify, which took ~300 ns for two epoch milliseconds against ~40).
+ */
 export function encodeKey(key: Key, where = 'key'): string {
-  if (typeof key === 'string') return key.startsWith(MARK) ? MARK + JSON.stringify(key) : key;
-  check(key, where);
+  if (typeof key === 'string') return key.charCodeAt(0) === 1 ? MARK + JSON.stringify(key) : key;
+  if (Array.isArray(key)) {
+    const numbers = numberList(key);
+    if (numbers !== undefined) return numbers;
+  }
+  if (!isKey(key)) check(key, where);
   return MARK + JSON.stringify(key);
+}
+
+/**
+ * An array of finite numbers, encoded (MARK and its JSON text: a finite number's JSON is its
+ * String, -0 included); undefined for any other array.
+ */
+function numberList(key: Key[]): string | undefined {
+  let out = MARK + '[';
+  for (let i = 0; i < key.length; i++) {
+    const k = key[i];
+    if (typeof k !== 'number' || !Number.isFinite(k)) return undefined;
+    out += i === 0 ? String(k) : ',' + String(k);
+  }
+  return out + ']';
+}
+
+/** True for a valid key; allocates nothing (`check` names what is wrong, once this said it is). */
+function isKey(key: unknown): boolean {
+  switch (typeof key) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(key);
+    case 'object': {
+      if (key === null) return false;
+      if (Array.isArray(key)) {
+        for (let i = 0; i < key.length; i++) if (!isKey(key[i])) return false;
+        return true;
+      }
+      for (const k in key) if (Object.hasOwn(key, k) && !isKey((key as Record<string, unknown>)[k])) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /** The key an encoded string stands for. */

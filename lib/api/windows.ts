@@ -19,7 +19,7 @@
 import type { Json, KeyedProcessContext, KeyedProcessFunction } from './functions';
 import type { Key } from './keys';
 import type { OutputTag } from './output-tag';
-import { mapState } from './state';
+import { mapState, type MapState } from './state';
 
 /** A time window [start, end): `end - 1` is its last millisecond. */
 export interface TimeWindow {
@@ -176,22 +176,36 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
   processElement(element: T, ctx: KeyedProcessContext<O, K>): void {
     const t = this.options.eventTime(element);
     if (!Number.isFinite(t)) throw new WindowSpecError(`window: event time of an element is ${t}, not a number of milliseconds`);
-    const windows = ctx.getMapState(WINDOWS);
+    const windows = this.windowsOf(ctx);
+    const merging = this.options.assigner.merging;
     let placed = false;
     for (const assigned of this.options.assigner.assign(t)) {
       let window = assigned;
       let contents: Json | undefined;
-      if (this.options.assigner.merging) {
-        // Sessions: this element's window absorbs every window of the key it overlaps or touches.
-        contents = this.contents.empty();
-        for (const [start, end] of windows.keys()) {
-          if (start > window.end || end < window.start) continue;
-          if (this.late({ start, end }, ctx)) continue;
-          contents = this.contents.merge(contents, windows.get([start, end])!);
-          windows.remove([start, end]);
-          this.deleteTimers({ start, end }, ctx);
-          window = { start: Math.min(start, window.start), end: Math.max(end, window.end) };
-        }
+      if (!merging) {
+        // Tumbling and sliding windows: each is its own, keyed [start, end].
+        // A window that has contents has its timers already (its first element registered them;
+        // its end timer fires only once the window is late, and then it takes the branch below).
+        if (this.late(window, ctx)) continue;
+        placed = true;
+        const key: [number, number] = [window.start, window.end];
+        const existing = windows.get(key);
+        contents = this.contents.add(existing ?? this.contents.empty(), element);
+        windows.put(key, contents);
+        if (window.end - 1 <= ctx.watermark) this.contents.fire(ctx.key, window, contents, this.output(ctx));
+        else if (existing === undefined) ctx.registerEventTimeTimer(window.end - 1);
+        if (this.lateness > 0 && existing === undefined) ctx.registerEventTimeTimer(window.end - 1 + this.lateness);
+        continue;
+      }
+      // Sessions: this element's window absorbs every window of the key it overlaps or touches.
+      contents = this.contents.empty();
+      for (const [start, end] of windows.keys()) {
+        if (start > window.end || end < window.start) continue;
+        if (this.late({ start, end }, ctx)) continue;
+        contents = this.contents.merge(contents, windows.get([start, end])!);
+        windows.remove([start, end]);
+        this.deleteTimers({ start, end }, ctx);
+        window = { start: Math.min(start, window.start), end: Math.max(end, window.end) };
       }
       if (this.late(window, ctx)) continue;
       placed = true;
@@ -214,6 +228,18 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
       if (end - 1 + this.lateness <= timestamp) windows.remove([start, end]);
     }
   }
+
+  /** The map state handle, looked up once per context (the chain keeps one context for every call). */
+  private windowsOf(ctx: KeyedProcessContext<O, K>): MapState<[number, number], Json> {
+    if (ctx !== this.ctx) {
+      this.ctx = ctx;
+      this.windows = ctx.getMapState(WINDOWS);
+    }
+    return this.windows!;
+  }
+
+  private ctx: KeyedProcessContext<O, K> | undefined;
+  private windows: MapState<[number, number], Json> | undefined;
 
   /** Past its last millisecond plus the allowed lateness: the window is gone for good. */
   private late(window: TimeWindow, ctx: KeyedProcessContext<O, K>): boolean {

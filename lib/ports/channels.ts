@@ -29,6 +29,13 @@ export interface OutboundMessage {
    * transport that sends at once ignores it.
    */
   linger?: boolean;
+  /**
+   * The body's size in UTF-8 bytes, when the sender already counted it (a record writer counts
+   * every record it packs): a transport that needs the size may take it instead of measuring the
+   * body again. Only a hint for the engine's own transports: SQS, and the in-memory SQS, measure
+   * what they are sent.
+   */
+  bytes?: number;
 }
 
 export interface InboundMessage {

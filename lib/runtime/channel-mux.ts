@@ -65,7 +65,7 @@
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
-import { decodeEnvelope, envelopeHeader, envelopePart } from './messages';
+import { decodeEnvelope, envelopeHeader, envelopePartHeader } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
@@ -312,10 +312,15 @@ export class UnitChannels implements ChannelTransport {
     let urgent = false;
     let lingers = false;
     for (const m of messages) {
-      const text = envelopePart({ edgeId: route.edgeId, consumer: route.consumer, body: m.body });
+      const part = { edgeId: route.edgeId, consumer: route.consumer, body: m.body };
+      const head = envelopePartHeader(part);
+      const text = head + m.body;
       const lazy = m.lazy === true;
       const linger = !lazy && m.linger === true && tick > 0;
-      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), lazy, linger });
+      // A body its writer measured (records) is not measured again (a ~256 KB string, flattened
+      // to be measured and copied again into its envelope): only the part's header is.
+      const bytes = m.bytes !== undefined ? Buffer.byteLength(head) + m.bytes : Buffer.byteLength(text);
+      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes, lazy, linger });
       urgent ||= !lazy && !linger;
       lingers ||= linger;
     }
@@ -465,16 +470,18 @@ export class UnitChannels implements ChannelTransport {
     const header = envelopeHeader(this.options.unit, this.options.attempt);
     const out: OutboundMessage[] = [];
     for (const [groupId, list] of byGroup) {
-      let texts: string[] = [];
+      // The header goes first in the one join, so the envelope is one flat string (the transport
+      // measures it and the consumer slices it: header + joined parts would be copied again).
+      let texts: string[] = [header];
       let bytes = header.length;
       const close = () => {
-        if (texts.length === 0) return;
-        out.push({ groupId, dedupId: `${this.options.unit}-${this.options.attempt}-${this.options.generation ?? 0}-${this.sequence++}`, body: header + texts.join('') });
-        texts = [];
+        if (texts.length === 1) return;
+        out.push({ groupId, dedupId: `${this.options.unit}-${this.options.attempt}-${this.options.generation ?? 0}-${this.sequence++}`, body: texts.join(''), bytes });
+        texts = [header];
         bytes = header.length;
       };
       for (const p of list) {
-        if (texts.length > 0 && bytes + p.bytes > MAX_MESSAGE_BYTES) close();
+        if (texts.length > 1 && bytes + p.bytes > MAX_MESSAGE_BYTES) close();
         texts.push(p.text);
         bytes += p.bytes;
       }

@@ -151,6 +151,8 @@ const START_AFTER_MESSAGES = 10;
 const START_GRACE_MS = 2_000;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_GAP_TIMEOUT_MS = 120_000;
+/** Characters of message bodies one `next` decodes at most (but always one message): about 4 full messages. */
+const BATCH_CHARS = 1 << 20;
 
 /** Default clock: its timers do not keep the process alive. */
 const unrefClock: Clock = {
@@ -231,7 +233,7 @@ export class InputGate {
   async drain(): Promise<void> {
     this.draining = true;
     this.running = false;
-    this.release();
+    this.releaseAll();
     await Promise.allSettled(this.pollers);
     this.pollers.length = 0;
   }
@@ -601,7 +603,14 @@ export class InputGate {
         });
       });
     }
-    const taken = this.buffer.splice(0, this.buffer.length);
+    // Decoded a few at a time: a multiplexed receive brings up to 500 messages of ~2,000 records,
+    // and records decoded long before they are processed outlive young-generation collections and
+    // get copied and promoted (bench:engine: ~280 bytes per record promoted when a gate decoded
+    // all it had received at once). The rest waits in the buffer for the next call.
+    let count = 0;
+    let chars = 0;
+    while (count < this.buffer.length && (count === 0 || chars + this.buffer[count]!.message.body.length <= BATCH_CHARS)) chars += this.buffer[count++]!.message.body.length;
+    const taken = this.buffer.splice(0, count);
     const events: GateEvent[] = [];
     const discarded = new Map<string, string[]>();
     const discard = (queue: string, receipt: string | undefined) => {
@@ -1074,6 +1083,12 @@ export class InputGate {
    * channel meanwhile, while the other channels of the same queue keep flowing.
    */
   release(): void {
+    // Received messages not yet taken are still to be dealt with first (`next` takes a few at a time).
+    if (this.buffer.length > 0) return;
+    this.releaseAll();
+  }
+
+  private releaseAll(): void {
     for (const resolve of this.unacknowledged.values()) resolve();
     this.unacknowledged.clear();
   }

@@ -207,6 +207,26 @@ export class KeyedStateBackend implements KeyedStateStore {
   getMapState<K extends Key, V extends Json>(d: MapStateDescriptor<K, V>): MapState<K, V> {
     return this.handle(d, () => {
       const ttl = d.ttl;
+      // Named once: a get or put encodes its key on every call.
+      const where = `map state '${d.name}' key`;
+      // The last array key of primitives, and its encoding: a window's get and put, and most of the
+      // elements that follow, name the same [start, end]; the same string again also finds its
+      // entry without being hashed again.
+      let lastKey: Key[] | undefined;
+      let lastEncoded = '';
+      const encode = (key: K): string => {
+        if (!Array.isArray(key)) return encodeKey(key, where);
+        const last = lastKey;
+        if (last !== undefined && last.length === key.length) {
+          let i = 0;
+          while (i < key.length && key[i] === last[i] && typeof key[i] !== 'object') i++;
+          if (i === key.length) return lastEncoded;
+        }
+        const encoded = encodeKey(key, where);
+        lastKey = key.slice();
+        lastEncoded = encoded;
+        return encoded;
+      };
       /** The map of the current key, expired entries dropped; undefined when empty. */
       const live = (): Record<string, Json> | undefined => {
         const map = this.slot()?.[d.name] as Record<string, Json> | undefined;
@@ -232,11 +252,11 @@ export class KeyedStateBackend implements KeyedStateStore {
         this.writableSlot()[d.name] = map;
         return map;
       };
-      const put = (key: K, value: V) => setOwn(writable(), encodeKey(key, `map state '${d.name}' key`), ttl ? { v: value, x: this.expiry(ttl) } : value);
+      const put = (key: K, value: V) => setOwn(writable(), encode(key), ttl ? { v: value, x: this.expiry(ttl) } : value);
       return {
         get: (key: K) => {
           const map = live();
-          const k = encodeKey(key, `map state '${d.name}' key`);
+          const k = encode(key);
           return map && Object.hasOwn(map, k) ? read(map[k]!) : undefined;
         },
         put,
@@ -245,12 +265,12 @@ export class KeyedStateBackend implements KeyedStateStore {
         },
         contains: (key: K) => {
           const map = live();
-          return map !== undefined && Object.hasOwn(map, encodeKey(key, `map state '${d.name}' key`));
+          return map !== undefined && Object.hasOwn(map, encode(key));
         },
         remove: (key: K) => {
           const map = live();
           if (!map) return;
-          delete map[encodeKey(key, `map state '${d.name}' key`)];
+          delete map[encode(key)];
           if (Object.keys(map).length === 0) this.clearName(d.name);
         },
         entries: () => Object.entries(live() ?? {}).map(([k, v]) => [decodeKey<K>(k), structuredClone(read(v))] as [K, V]),

@@ -159,7 +159,12 @@ export function envelopeHeader(unit: number, attempt: number): string {
 
 /** The text of one part (its header and body). */
 export function envelopePart(part: EnvelopePart): string {
-  return `${part.edgeId} ${part.consumer} ${part.body.length}\n${part.body}`;
+  return envelopePartHeader(part) + part.body;
+}
+
+/** A part's header line (edge, consumer subtask, the body's length in characters). */
+export function envelopePartHeader(part: EnvelopePart): string {
+  return `${part.edgeId} ${part.consumer} ${part.body.length}\n`;
 }
 
 export function isEnvelope(body: string): boolean {

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { RecordWriter, hashPartition } from '../../lib/runtime/record-writer';
 import { InputGate } from '../../lib/runtime/input-gate';
-import { decodeChannelMessage } from '../../lib/runtime/messages';
+import { decodeChannelMessage, type ChannelMessage } from '../../lib/runtime/messages';
 import { MemoryChannelTransport } from '../../lib/memory';
 import type { ExecutionEdge } from '../../lib/graph/execution-graph';
+import type { ChannelTransport, OutboundMessage } from '../../lib/ports/channels';
+import { DeterminantLog } from '../../lib/runtime/determinants';
 
 const hashEdge: ExecutionEdge = { id: 'e0', kind: 'hash', from: 'a', to: 'b', toOperator: 'b', input: 0, key: (r: { k: string }) => r.k, pointwise: false };
 
@@ -44,6 +46,24 @@ describe('record writer', () => {
     }
     expect(seen).toBe(300);
     expect(writer.recordsWritten).toBe(300);
+  });
+
+  it('a data message says its UTF-8 size (the transport need not measure it again), exactly, for wide characters and determinants too', async () => {
+    const sent: OutboundMessage[] = [];
+    const transport = { send: async (_queue: string, messages: readonly OutboundMessage[]) => void sent.push(...messages) } as unknown as ChannelTransport;
+    const determinants = new DeterminantLog();
+    determinants.records('é0/0', 0, 0, 3);
+    const writer = new RecordWriter({ edge: hashEdge, producerIndex: 0, consumerParallelism: 2, attempt: 1, queueOf: (c) => `q-${c}`, transport, maxMessageBytes: 40_000, determinants });
+    for (let i = 0; i < 3000; i++) writer.emit({ k: `key-${i % 5}`, v: i % 3 === 0 ? `naïve ☃ 😀 ${i}` : i });
+    writer.emitWatermark(1234);
+    writer.emitEvent({ t: 'b', c: 7 });
+    await writer.flush();
+    const data = sent.filter((m) => decodeChannelMessage(m.body).t === 'd');
+    expect(data.length).toBeGreaterThan(2);
+    for (const m of data) expect(m.bytes).toBe(Buffer.byteLength(m.body));
+    const decoded = data.map((m) => decodeChannelMessage(m.body) as Extract<ChannelMessage, { t: 'd' }>);
+    expect(decoded.some((m) => m.w === 1234)).toBe(true);
+    expect(decoded.some((m) => m.dt !== undefined)).toBe(true);
   });
 
   it('numbers the records of each channel: a message carries its first position, drops take theirs', async () => {
