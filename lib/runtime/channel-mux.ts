@@ -65,11 +65,13 @@
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
-import { decodeEnvelope, envelopeHeader, envelopePart } from './messages';
+import { compactPart, controlShape, decodeEnvelope, envelopeHeader, envelopePart, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
+/** Most parts in one compact run (its text stays a few KB, far below an envelope's 240 KiB). */
+const MAX_COMPACT_RUN = 1000;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
@@ -138,6 +140,9 @@ interface Pending {
   group: string;
   text: string;
   bytes: number;
+  edgeId: string;
+  /** A control event a compact run can carry with its neighbours (messages.ts `compactPart`). */
+  shape: ControlShape | undefined;
   lazy: boolean;
   /** Waits for the unit's next send tick (a writer's linger flush). */
   linger: boolean;
@@ -312,10 +317,11 @@ export class UnitChannels implements ChannelTransport {
     let urgent = false;
     let lingers = false;
     for (const m of messages) {
-      const text = envelopePart({ edgeId: route.edgeId, consumer: route.consumer, body: m.body });
+      const part = { edgeId: route.edgeId, consumer: route.consumer, body: m.body };
+      const text = envelopePart(part);
       const lazy = m.lazy === true;
       const linger = !lazy && m.linger === true && tick > 0;
-      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), lazy, linger });
+      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), edgeId: route.edgeId, shape: controlShape(part), lazy, linger });
       urgent ||= !lazy && !linger;
       lingers ||= linger;
     }
@@ -473,10 +479,24 @@ export class UnitChannels implements ChannelTransport {
         texts = [];
         bytes = header.length;
       };
-      for (const p of list) {
-        if (texts.length > 0 && bytes + p.bytes > MAX_MESSAGE_BYTES) close();
-        texts.push(p.text);
-        bytes += p.bytes;
+      const add = (text: string, size: number) => {
+        if (texts.length > 0 && bytes + size > MAX_MESSAGE_BYTES) close();
+        texts.push(text);
+        bytes += size;
+      };
+      // Consecutive parts of one control event (a writer's barrier to each consumer here) go as one
+      // compact part: decoded, it gives the same parts in the same order (messages.ts).
+      for (let i = 0; i < list.length; ) {
+        const shape = list[i]!.shape;
+        let k = i + 1;
+        if (shape) while (k < list.length && k - i < MAX_COMPACT_RUN && list[k]!.shape?.key === shape.key) k++;
+        if (k - i < 2) {
+          add(list[i]!.text, list[i]!.bytes);
+        } else {
+          const text = compactPart(list[i]!.edgeId, list.slice(i, k).map((p) => p.shape!));
+          add(text, Buffer.byteLength(text));
+        }
+        i = k;
       }
       close();
     }
