@@ -485,9 +485,11 @@ function unitOptions(
     livenessMs: Math.max(1000, Math.min(5000, Math.floor(job.settings.heartbeatTimeoutMs / 3))),
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
-        log.info(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {
+        const consumers = message.consumers ?? [message.consumer];
+        log.info(`sub-partition${consumers.length > 1 ? 's' : ''} ${message.edgeId}/${consumers.join(',')} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {
           edgeId: message.edgeId,
           consumer: message.consumer,
+          ...(message.consumers ? { consumers: message.consumers } : {}),
           available: message.available,
           consumerAttempt: message.attempt,
         });

@@ -99,7 +99,12 @@ export type ControlMessage =
   | { type: 'checkpointAborted'; checkpointId: number; subtasks: string[] }
   /** Every subtask of these subtasks' region has ended: sinks may commit their last output. */
   | { type: 'commitFinal'; subtasks: string[] }
-  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number }
+  /**
+   * Sub-partition `consumer` of `edgeId` is (un)available, for that consumer attempt. `consumers`,
+   * when the notice is about several sub-partitions of the edge (a packed unit's), lists all of
+   * them (`consumer` is the first): one message per producer unit and edge, not per sub-partition.
+   */
+  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number; consumers?: number[] }
   /**
    * A restarted consumer asks the producer subtasks of one input edge hosted by this unit to send
    * their in-flight log of its channel again, from its restored record positions (see replay.ts).
