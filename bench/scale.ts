@@ -92,6 +92,7 @@ const FLAGS = defineFlags({
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
+  unitBufferMb: { type: 'number', default: 16, min: 1, help: "most memory (MiB, estimated) each unit's multiplexed inputs hold before its poller waits (a unit process of its own: 64; every unit shares this process: 122 units at P=4000)" },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -201,7 +202,7 @@ class BenchLauncher implements UnitLauncher {
   readonly errors: string[] = [];
   firstLaunchAt = 0;
 
-  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string }) {}
+  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string; inputBufferBytes: number }) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
@@ -220,6 +221,7 @@ class BenchLauncher implements UnitLauncher {
       jobs: new JobStore(metadata),
       registry: jobRegistry,
       logger: problemLogger(),
+      inputBufferBytes: this.deps.inputBufferBytes,
     }).catch((error: unknown) => {
       if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
     });
@@ -344,7 +346,7 @@ async function runJob(
     const b = kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
   };
-  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix });
+  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20 });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs });

@@ -34,7 +34,8 @@
  * the producer unit's group, holding back the other subtasks' channels (a barrier one of them
  * waits for may be in a later envelope of the same group: a deadlock). What a consumer took and
  * had not processed when it dies is what its producers give again (docs/recovery.md, "Multiplexed
- * channels"). The poller stops receiving while the inboxes hold more than `maxBufferedBytes`; a
+ * channels"). The poller stops receiving while the inboxes hold more than `maxBufferedBytes` (their
+ * bodies and an estimate of each part's objects: a compact run of barriers is thousands of parts); a
  * gate never waits on its input to take the next batch, so the inboxes always drain. Envelopes
  * with parts not yet taken keep their visibility extended.
  *
@@ -70,6 +71,12 @@ import { compactPart, controlShape, decodeEnvelope, envelopeHeader, envelopePart
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
+/**
+ * Memory a buffered part holds besides its body (its Part and message objects, its inbox slot): a
+ * compact run expands into parts of ~50-byte bodies, whose memory is mostly this (measured: the
+ * join at P=2000 held ~400 bytes per buffered barrier part). Counted toward `maxBufferedBytes`.
+ */
+const PART_OVERHEAD_BYTES = 256;
 /** Most parts in one compact run (its text stays a few KB, far below an envelope's 240 KiB). */
 const MAX_COMPACT_RUN = 1000;
 const DEFAULT_WAIT_SECONDS = 2;
@@ -113,7 +120,7 @@ export interface UnitChannelsOptions {
   visibilityTimeoutSeconds?: number;
   /** How often envelopes with parts not yet taken get their visibility extended (default a third of the timeout). */
   extendEveryMs?: number;
-  /** The poller waits while the inboxes hold more than this (default 64 MiB). */
+  /** The poller waits while the inboxes hold more than this (default 64 MiB): bodies and an estimate of each part's objects. */
   maxBufferedBytes?: number;
   clock?: Clock;
 }
@@ -575,7 +582,7 @@ export class UnitChannels implements ChannelTransport {
       if (!inbox) throw new Error(`unit ${this.options.unit} received a message for sub-partition ${p.edgeId}/${p.consumer}, which no subtask of it reads`);
       const part: Part = {
         body: p.body,
-        bytes: p.body.length,
+        bytes: p.body.length + PART_OVERHEAD_BYTES,
         envelope,
         ...(message.receiveCount !== undefined ? { receiveCount: message.receiveCount } : {}),
         ...(message.sentAt !== undefined ? { sentAt: message.sentAt } : {}),
