@@ -66,7 +66,7 @@
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
-import { compactPart, controlShape, decodeEnvelope, envelopeHeader, envelopePart, type ControlShape } from './messages';
+import { compactPart, compactRun, controlShape, decodeEnvelope, envelopeHeader, envelopePart, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
@@ -150,6 +150,13 @@ interface Pending {
   edgeId: string;
   /** A control event a compact run can carry with its neighbours (messages.ts `compactPart`). */
   shape: ControlShape | undefined;
+  /**
+   * Barriers (lazy) of one run gathered as they are queued: (consumer, sequence, position) per
+   * part, this Pending's own first. A checkpoint queues a barrier per channel, P x P of them at
+   * once, and each as a Pending of its own was ~300 bytes waiting to be sent (the P=4000 join's
+   * process grew past 11 GB in its first checkpoint).
+   */
+  run?: number[];
   lazy: boolean;
   /** Waits for the unit's next send tick (a writer's linger flush). */
   linger: boolean;
@@ -325,10 +332,20 @@ export class UnitChannels implements ChannelTransport {
     let lingers = false;
     for (const m of messages) {
       const part = { edgeId: route.edgeId, consumer: route.consumer, body: m.body };
-      const text = envelopePart(part);
       const lazy = m.lazy === true;
       const linger = !lazy && m.linger === true && tick > 0;
-      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes: Buffer.byteLength(text), edgeId: route.edgeId, shape: controlShape(part), lazy, linger });
+      const group = this.groupOf(m.groupId);
+      const shape = controlShape(part);
+      if (shape && lazy) {
+        // A barrier right after one of its run (same group, edge, producer, event): one more triple.
+        const last = destination.parts.at(-1);
+        if (last?.run && !last.done && last.group === group && last.shape!.key === shape.key && last.run.length < MAX_COMPACT_RUN * 3) {
+          last.run.push(part.consumer, Number(shape.s), Number(shape.n));
+          continue;
+        }
+      }
+      const text = envelopePart(part);
+      destination.parts.push({ group, text, bytes: Buffer.byteLength(text), edgeId: route.edgeId, shape, ...(shape && lazy ? { run: [part.consumer, Number(shape.s), Number(shape.n)] } : {}), lazy, linger });
       urgent ||= !lazy && !linger;
       lingers ||= linger;
     }
@@ -494,9 +511,17 @@ export class UnitChannels implements ChannelTransport {
       // Consecutive parts of one control event (a writer's barrier to each consumer here) go as one
       // compact part: decoded, it gives the same parts in the same order (messages.ts).
       for (let i = 0; i < list.length; ) {
+        const run = list[i]!.run;
+        if (run) {
+          // Gathered as they were queued (a run of one goes as it came).
+          const text = run.length === 3 ? list[i]!.text : compactRun(list[i]!.edgeId, list[i]!.shape!.head, list[i]!.shape!.rest, run);
+          add(text, run.length === 3 ? list[i]!.bytes : Buffer.byteLength(text));
+          i++;
+          continue;
+        }
         const shape = list[i]!.shape;
         let k = i + 1;
-        if (shape) while (k < list.length && k - i < MAX_COMPACT_RUN && list[k]!.shape?.key === shape.key) k++;
+        if (shape) while (k < list.length && k - i < MAX_COMPACT_RUN && list[k]!.shape?.key === shape.key && !list[k]!.run) k++;
         if (k - i < 2) {
           add(list[i]!.text, list[i]!.bytes);
         } else {
