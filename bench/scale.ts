@@ -92,6 +92,7 @@ const FLAGS = defineFlags({
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
+  unitBufferMb: { type: 'number', default: 16, min: 1, help: "most memory (MiB, estimated) each unit's multiplexed inputs hold before its poller waits (a unit process of its own: 64; every unit shares this process: 122 units at P=4000)" },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -201,7 +202,7 @@ class BenchLauncher implements UnitLauncher {
   readonly errors: string[] = [];
   firstLaunchAt = 0;
 
-  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string }) {}
+  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string; inputBufferBytes: number }) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
@@ -220,6 +221,7 @@ class BenchLauncher implements UnitLauncher {
       jobs: new JobStore(metadata),
       registry: jobRegistry,
       logger: problemLogger(),
+      inputBufferBytes: this.deps.inputBufferBytes,
     }).catch((error: unknown) => {
       if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
     });
@@ -254,6 +256,9 @@ interface CheckpointRun {
   /** DynamoDB writes and billed write units, and S3 PUTs, per kind of item or object within the window (gross). */
   writesByKind?: { ddb: KindCounts; s3: KindCounts };
   message?: string;
+  /** This process's heap and resident set (MB) when the checkpoint was decided (every unit is in it). */
+  heapMb?: number;
+  rssMb?: number;
 }
 
 interface JobRun {
@@ -270,6 +275,9 @@ interface JobRun {
   recordsPerSecond: number;
   submitSeconds: number;
   startSeconds: number;
+  /** Heap and resident set (MB) with every unit RUNNING, before any record or checkpoint. */
+  startHeapMb?: number;
+  startRssMb?: number;
   submitWindow: Window;
   idle: Window;
   load: Window;
@@ -284,6 +292,9 @@ interface JobRun {
     recoveryMs: number | null;
     runningAgainMs: number;
     unitsRestarted: number;
+    /** Heap and resident set (MB) once the new attempt was seen RUNNING. */
+    heapMb?: number;
+    rssMb?: number;
     droppedRecords: number | null;
     checkpointAfter: CheckpointRun;
   };
@@ -305,6 +316,12 @@ interface Env {
 
 const fmtBilled = (b: Billed, digits = 1) =>
   `SQS ${b.sqs.toFixed(digits)}, DDB RRU ${b.ddbRead.toFixed(digits)} WRU ${b.ddbWrite.toFixed(digits)}, S3 PUT ${b.s3Write.toFixed(digits)} GET ${b.s3Read.toFixed(digits)}`;
+
+/** This process's heap and resident set now, in MB (every unit runs in it). */
+function memory(): { heapMb: number; rssMb: number } {
+  const m = process.memoryUsage();
+  return { heapMb: Math.round(m.heapUsed / 2 ** 20), rssMb: Math.round(m.rss / 2 ** 20) };
+}
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 1000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -329,7 +346,7 @@ async function runJob(
     const b = kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
   };
-  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix });
+  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20 });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs });
@@ -378,6 +395,7 @@ async function runJob(
   const s2 = snapshot();
   const startSeconds = (s2.at - s1.at) / 1000;
   const heapMb = Math.round(process.memoryUsage().heapUsed / 2 ** 20);
+  const startRss = process.memoryUsage().rss;
   log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${((s2.cpuUs - s1.cpuUs) / 1e6).toFixed(1)} CPU s here); heap ${heapMb} MB, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`);
 
   // Idle: until the first record (first launch + firstRecordS, less a margin).
@@ -443,9 +461,10 @@ async function runJob(
       netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
       writesByKind: kindsSince(ka),
       ...(run.result.message ? { message: run.result.message } : {}),
+      ...memory(),
     };
     if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
-    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
+    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
     return r;
   };
   const checkpoints: CheckpointRun[] = [];
@@ -468,7 +487,8 @@ async function runJob(
       const u = (await jobs.getUnits(job.jobId)).find((x) => x.unitId === victim.unitId);
       return u && u.attempt > attempt && u.status === 'RUNNING' ? Date.now() : undefined;
     }, 250);
-    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted`);
+    const recoveredMemory = memory();
+    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB`);
     const after = await checkpoint();
     const again = (await metrics.list(job.jobId)).find((x) => x.seq === event.seq) ?? event;
     recovery = {
@@ -478,6 +498,7 @@ async function runJob(
       recoveryMs: event.recoveryMs,
       runningAgainMs: back - failedAt,
       unitsRestarted: event.unitsRestarted,
+      ...recoveredMemory,
       droppedRecords: (again as { recordsDropped?: number }).recordsDropped ?? null,
       checkpointAfter: after,
     };
@@ -503,6 +524,8 @@ async function runJob(
     recordsPerSecond: spec.recordsPerSecond,
     submitSeconds,
     startSeconds,
+    startHeapMb: heapMb,
+    startRssMb: Math.round(startRss / 2 ** 20),
     submitWindow: between(s0, s1),
     idle,
     load,
@@ -720,7 +743,8 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
     console.log(`  load billed/s: ${fmtBilled(perSecond(r.load), 2)} over ${r.load.seconds.toFixed(0)} s; ${(r.load.messages / r.load.seconds).toFixed(1)} messages/s sent, ${(r.load.payloadBytes / Math.max(1, r.load.messages)).toFixed(0)} B each; CPU in the unit process ${(r.load.cpuSeconds / r.load.seconds).toFixed(2)} vCPU`);
     console.log(`  control plane (supervisor every ${flags.pollMs} ms, JobService.view): ${(r.controlPlane.reads / r.controlPlane.seconds).toFixed(1)} reads/s, ${(r.controlPlane.readUnits / r.controlPlane.seconds).toFixed(1)} RRU/s`);
     console.log(`  submit: ${r.submitSeconds.toFixed(1)} s, ${count(r.submitWindow.http.total)} HTTP calls (SQS ${r.submitWindow.http.sqs}); all units RUNNING after ${r.startSeconds.toFixed(1)} s`);
-    for (const c of r.checkpoints) console.log(`  checkpoint ${c.checkpointId}: ${c.outcome}, ${c.seconds.toFixed(1)} s, ${count(c.window.http.total)} HTTP calls (SQS ${c.window.http.sqs}, DDB ${c.window.http.dynamodb}, S3 ${c.window.http.s3}), net ${count(c.netHttp)}`);
+    if (r.startHeapMb !== undefined) console.log(`  heap with every unit RUNNING: ${r.startHeapMb} MB (RSS ${r.startRssMb} MB)`);
+    for (const c of r.checkpoints) console.log(`  checkpoint ${c.checkpointId}: ${c.outcome}, ${c.seconds.toFixed(1)} s, ${count(c.window.http.total)} HTTP calls (SQS ${c.window.http.sqs}, DDB ${c.window.http.dynamodb}, S3 ${c.window.http.s3}), net ${count(c.netHttp)}${c.heapMb !== undefined ? `; heap ${c.heapMb} MB, RSS ${c.rssMb} MB after it` : ''}`);
     if (r.recovery) {
       const rc = r.recovery;
       console.log(`  kill ${rc.unitId} (${rc.subtasks} subtasks), failover '${r.failover}': detected ${rc.detectionMs} ms (exit notice), available again ${rc.recoveryMs} ms, new attempt seen RUNNING ${rc.runningAgainMs} ms, ${rc.unitsRestarted} unit(s) restarted, records dropped ${rc.droppedRecords ?? '?'}; checkpoint ${rc.checkpointAfter.checkpointId} after it: ${rc.checkpointAfter.outcome} in ${rc.checkpointAfter.seconds.toFixed(1)} s`);

@@ -53,6 +53,12 @@ export interface UnitHostOptions {
   requestCounts?: () => Record<string, number>;
   /** Most union state objects read at once per task (default 32). */
   unionRestoreConcurrency?: number;
+  /**
+   * Most memory (bytes, estimated) the unit's multiplexed inputs hold before its poller waits for its
+   * subtasks to take them (default 64 MiB, for a unit in a process of its own). A process hosting
+   * many units (bench:scale: 122 at P=4000) sets less: each unit has its own allowance.
+   */
+  inputBufferBytes?: number;
   /** Continue from the hand-over of this attempt's previous invocation instead of a checkpoint. */
   resume?: boolean;
   /** Time (ms since the epoch) to hand over to the next invocation (Lambda: before its time limit). */
@@ -398,7 +404,7 @@ function attemptsByUnitNumber(job: Pick<JobRecord, 'units'>, byId: ReadonlyMap<s
  * `clock` times the visibility extensions (tests move it; units use the system clock).
  */
 export function multiplexedChannels(
-  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt'> & { clock?: Clock },
+  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt' | 'inputBufferBytes'> & { clock?: Clock },
   job: Pick<JobRecord, 'jobId' | 'units'> & { settings?: Pick<JobRecord['settings'], 'lingerMs'> },
   placement: UnitPlacement,
   graph: ExecutionGraph,
@@ -422,6 +428,7 @@ export function multiplexedChannels(
     ...(placement.inputQueue ? { inputQueue: placement.inputQueue } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(job.settings?.lingerMs !== undefined ? { lingerMs: job.settings.lingerMs } : {}),
+    ...(options.inputBufferBytes !== undefined ? { maxBufferedBytes: options.inputBufferBytes } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
       if (!queue) throw new Error(`job '${job.jobId}': no unit with an input queue hosts subtask ${subtask}`);
@@ -485,9 +492,11 @@ function unitOptions(
     livenessMs: Math.max(1000, Math.min(5000, Math.floor(job.settings.heartbeatTimeoutMs / 3))),
     onControl: async (message) => {
       if (message.type === 'availability' && availability.handleControl(message)) {
-        log.info(`sub-partition ${message.edgeId}/${message.consumer} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {
+        const consumers = message.consumers ?? [message.consumer];
+        log.info(`sub-partition${consumers.length > 1 ? 's' : ''} ${message.edgeId}/${consumers.join(',')} ${message.available ? 'available again' : 'unavailable'} (consumer attempt ${message.attempt})`, {
           edgeId: message.edgeId,
           consumer: message.consumer,
+          ...(message.consumers ? { consumers: message.consumers } : {}),
           available: message.available,
           consumerAttempt: message.attempt,
         });

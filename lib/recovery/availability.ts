@@ -230,7 +230,8 @@ export class AvailabilityView implements SubPartitionGate {
    */
   handleControl(message: ControlMessage): boolean {
     if (message.type !== 'availability') return false;
-    this.apply(message);
+    const { edgeId, available, attempt } = message;
+    for (const consumer of message.consumers ?? [message.consumer]) this.apply({ edgeId, consumer, available, attempt });
     return true;
   }
 

@@ -34,7 +34,8 @@
  * the producer unit's group, holding back the other subtasks' channels (a barrier one of them
  * waits for may be in a later envelope of the same group: a deadlock). What a consumer took and
  * had not processed when it dies is what its producers give again (docs/recovery.md, "Multiplexed
- * channels"). The poller stops receiving while the inboxes hold more than `maxBufferedBytes`; a
+ * channels"). The poller stops receiving while the inboxes hold more than `maxBufferedBytes` (their
+ * bodies and an estimate of each part's objects: a compact run of barriers is thousands of parts); a
  * gate never waits on its input to take the next batch, so the inboxes always drain. Envelopes
  * with parts not yet taken keep their visibility extended.
  *
@@ -65,11 +66,19 @@
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
-import { decodeEnvelope, envelopeHeader, envelopePartHeader } from './messages';
+import { compactPart, compactRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
+/**
+ * Memory a buffered part holds besides its body (its Part and message objects, its inbox slot): a
+ * compact run expands into parts of ~50-byte bodies, whose memory is mostly this (measured: the
+ * join at P=2000 held ~400 bytes per buffered barrier part). Counted toward `maxBufferedBytes`.
+ */
+const PART_OVERHEAD_BYTES = 256;
+/** Most parts in one compact run (its text stays a few KB, far below an envelope's 240 KiB). */
+const MAX_COMPACT_RUN = 1000;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
@@ -111,7 +120,7 @@ export interface UnitChannelsOptions {
   visibilityTimeoutSeconds?: number;
   /** How often envelopes with parts not yet taken get their visibility extended (default a third of the timeout). */
   extendEveryMs?: number;
-  /** The poller waits while the inboxes hold more than this (default 64 MiB). */
+  /** The poller waits while the inboxes hold more than this (default 64 MiB): bodies and an estimate of each part's objects. */
   maxBufferedBytes?: number;
   clock?: Clock;
 }
@@ -138,6 +147,16 @@ interface Pending {
   group: string;
   text: string;
   bytes: number;
+  edgeId: string;
+  /** A control event a compact run can carry with its neighbours (messages.ts `compactPart`). */
+  shape: ControlShape | undefined;
+  /**
+   * Barriers (lazy) of one run gathered as they are queued: (consumer, sequence, position) per
+   * part, this Pending's own first. A checkpoint queues a barrier per channel, P x P of them at
+   * once, and each as a Pending of its own was ~300 bytes waiting to be sent (the P=4000 join's
+   * process grew past 11 GB in its first checkpoint).
+   */
+  run?: number[];
   lazy: boolean;
   /** Waits for the unit's next send tick (a writer's linger flush). */
   linger: boolean;
@@ -313,14 +332,24 @@ export class UnitChannels implements ChannelTransport {
     let lingers = false;
     for (const m of messages) {
       const part = { edgeId: route.edgeId, consumer: route.consumer, body: m.body };
-      const head = envelopePartHeader(part);
-      const text = head + m.body;
       const lazy = m.lazy === true;
       const linger = !lazy && m.linger === true && tick > 0;
+      const group = this.groupOf(m.groupId);
+      const shape = controlShape(part);
+      if (shape && lazy) {
+        // A barrier right after one of its run (same group, edge, producer, event): one more triple.
+        const last = destination.parts.at(-1);
+        if (last?.run && !last.done && last.group === group && last.shape!.key === shape.key && last.run.length < MAX_COMPACT_RUN * 3) {
+          last.run.push(part.consumer, Number(shape.s), Number(shape.n));
+          continue;
+        }
+      }
+      const head = envelopePartHeader(part);
+      const text = head + m.body;
       // A body its writer measured (records) is not measured again (a ~256 KB string, flattened
       // to be measured and copied again into its envelope): only the part's header is.
       const bytes = m.bytes !== undefined ? Buffer.byteLength(head) + m.bytes : Buffer.byteLength(text);
-      destination.parts.push({ group: this.groupOf(m.groupId), text, bytes, lazy, linger });
+      destination.parts.push({ group, text, bytes, edgeId: route.edgeId, shape, ...(shape && lazy ? { run: [part.consumer, Number(shape.s), Number(shape.n)] } : {}), lazy, linger });
       urgent ||= !lazy && !linger;
       lingers ||= linger;
     }
@@ -480,10 +509,32 @@ export class UnitChannels implements ChannelTransport {
         texts = [header];
         bytes = header.length;
       };
-      for (const p of list) {
-        if (texts.length > 1 && bytes + p.bytes > MAX_MESSAGE_BYTES) close();
-        texts.push(p.text);
-        bytes += p.bytes;
+      const add = (text: string, size: number) => {
+        if (texts.length > 1 && bytes + size > MAX_MESSAGE_BYTES) close();
+        texts.push(text);
+        bytes += size;
+      };
+      // Consecutive parts of one control event (a writer's barrier to each consumer here) go as one
+      // compact part: decoded, it gives the same parts in the same order (messages.ts).
+      for (let i = 0; i < list.length; ) {
+        const run = list[i]!.run;
+        if (run) {
+          // Gathered as they were queued (a run of one goes as it came).
+          const text = run.length === 3 ? list[i]!.text : compactRun(list[i]!.edgeId, list[i]!.shape!.head, list[i]!.shape!.rest, run);
+          add(text, run.length === 3 ? list[i]!.bytes : Buffer.byteLength(text));
+          i++;
+          continue;
+        }
+        const shape = list[i]!.shape;
+        let k = i + 1;
+        if (shape) while (k < list.length && k - i < MAX_COMPACT_RUN && list[k]!.shape?.key === shape.key && !list[k]!.run) k++;
+        if (k - i < 2) {
+          add(list[i]!.text, list[i]!.bytes);
+        } else {
+          const text = compactPart(list[i]!.edgeId, list.slice(i, k).map((p) => p.shape!));
+          add(text, Buffer.byteLength(text));
+        }
+        i = k;
       }
       close();
     }
@@ -562,7 +613,7 @@ export class UnitChannels implements ChannelTransport {
       if (!inbox) throw new Error(`unit ${this.options.unit} received a message for sub-partition ${p.edgeId}/${p.consumer}, which no subtask of it reads`);
       const part: Part = {
         body: p.body,
-        bytes: p.body.length,
+        bytes: p.body.length + PART_OVERHEAD_BYTES,
         envelope,
         ...(message.receiveCount !== undefined ? { receiveCount: message.receiveCount } : {}),
         ...(message.sentAt !== undefined ? { sentAt: message.sentAt } : {}),

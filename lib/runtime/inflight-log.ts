@@ -78,7 +78,15 @@ interface ChannelLog {
 const SEGMENT_BYTES = 8 * 1024 * 1024;
 
 export class InflightLog {
-  private channels: ChannelLog[];
+  /**
+   * The channels that hold or held something, by consumer. A channel not in it is at its base
+   * position with nothing logged: a source of the P=4000 join writes 4000 channels, and an entry
+   * for each (an object and two arrays, ~150 bytes) was ~40 MB per task unit of 100 subtasks
+   * before any record was written.
+   */
+  private channels = new Map<number, ChannelLog>();
+  /** Where each channel's log starts while it is not in `channels` (undefined: 0). */
+  private base: readonly number[] | undefined;
   private readonly barriers = new Map<number, number[]>();
   private bytes = 0;
   /** Records given up past the bound (a replay that needed them reports a gap). */
@@ -88,26 +96,45 @@ export class InflightLog {
   private readonly writes = new Set<Promise<void>>();
 
   constructor(
-    consumers: number,
+    private readonly consumers: number,
     public lineage: number,
     private readonly maxBytes = DEFAULT_LOG_BYTES,
     private readonly spill?: LogSpill,
-  ) {
-    this.channels = Array.from({ length: consumers }, () => ({ from: 0, end: 0, messages: [], bytes: 0, spilled: [] }));
-  }
+  ) {}
 
   /** A new lineage starting at these positions (a restored source): nothing before them is logged. */
   restart(lineage: number, positions: readonly number[]): void {
     this.lineage = lineage;
-    this.dropSpilled(this.channels.flatMap((c) => c.spilled));
-    this.channels = positions.map((p) => ({ from: p, end: p, messages: [], bytes: 0, spilled: [] }));
+    this.dropSpilled([...this.channels.values()].flatMap((c) => c.spilled));
+    this.channels = new Map();
+    this.base = [...positions];
     this.barriers.clear();
     this.bytes = 0;
   }
 
+  private baseOf(consumer: number): number {
+    return this.base?.[consumer] ?? 0;
+  }
+
+  /** A channel's log as it is (not stored when it has nothing: see `channels`). */
+  private view(consumer: number): ChannelLog {
+    const at = this.baseOf(consumer);
+    return this.channels.get(consumer) ?? { from: at, end: at, messages: [], bytes: 0, spilled: [] };
+  }
+
+  /** A channel's log, kept from now on. */
+  private channel(consumer: number): ChannelLog {
+    let channel = this.channels.get(consumer);
+    if (!channel) {
+      if (!(consumer >= 0 && consumer < this.consumers)) throw new RangeError(`in-flight log of ${this.consumers} channels has no channel ${consumer}`);
+      this.channels.set(consumer, (channel = this.view(consumer)));
+    }
+    return channel;
+  }
+
   /** A data message was sealed for sending on channel `consumer`. */
   append(consumer: number, message: LoggedMessage): void {
-    const channel = this.channels[consumer]!;
+    const channel = this.channel(consumer);
     channel.messages.push(message);
     channel.end = message.first + message.count;
     const size = message.fields.length + 32;
@@ -118,8 +145,8 @@ export class InflightLog {
 
   /** Records up to `end` on channel `consumer` are accounted for without a message (dropped for an unavailable consumer). */
   skipTo(consumer: number, end: number): void {
-    const channel = this.channels[consumer]!;
-    channel.end = Math.max(channel.end, end);
+    if (end <= this.view(consumer).end) return;
+    this.channel(consumer).end = end;
   }
 
   /** Barrier N left with these record positions (one per consumer channel). */
@@ -135,9 +162,10 @@ export class InflightLog {
     const at = this.barriers.get(checkpointId);
     for (const id of [...this.barriers.keys()]) if (id <= checkpointId) this.barriers.delete(id);
     if (!at) return;
-    this.channels.forEach((channel, c) => {
+    for (let c = 0; c < this.consumers; c++) {
       const upTo = at[c]!;
-      if (upTo <= channel.from) return;
+      if (upTo <= (this.channels.get(c)?.from ?? this.baseOf(c))) continue;
+      const channel = this.channel(c);
       let drop = 0;
       while (drop < channel.messages.length && channel.messages[drop]!.first + channel.messages[drop]!.count <= upTo) drop++;
       this.remove(channel, drop);
@@ -147,12 +175,12 @@ export class InflightLog {
         this.dropSpilled(covered);
       }
       channel.from = Math.max(channel.from, upTo);
-    });
+    }
   }
 
   /** What channel `consumer` needs again from record `position` of the log's lineage on. */
   excerpt(consumer: number, position: number): LogExcerpt {
-    const channel = this.channels[consumer]!;
+    const channel = this.view(consumer);
     const messages = channel.messages.filter((m) => m.first + m.count > position);
     const spilled = channel.spilled.filter((g) => g.end > position);
     const barriers = [...this.barriers]
@@ -176,13 +204,18 @@ export class InflightLog {
 
   /** Messages and bytes held now (all channels). */
   get size(): { messages: number; bytes: number } {
-    return { messages: this.channels.reduce((n, c) => n + c.messages.length, 0), bytes: this.bytes };
+    let messages = 0;
+    for (const c of this.channels.values()) messages += c.messages.length;
+    return { messages, bytes: this.bytes };
   }
 
   state(): InflightLogState {
     return {
       lineage: this.lineage,
-      channels: this.channels.map((c) => ({ from: c.from, messages: [...c.messages], ...(c.spilled.length > 0 ? { spilled: [...c.spilled] } : {}) })),
+      channels: Array.from({ length: this.consumers }, (_, i) => {
+        const c = this.view(i);
+        return { from: c.from, messages: [...c.messages], ...(c.spilled.length > 0 ? { spilled: [...c.spilled] } : {}) };
+      }),
       barriers: [...this.barriers],
       overflowRecords: this.overflowRecords,
     };
@@ -190,15 +223,18 @@ export class InflightLog {
 
   /** Continues a predecessor invocation's log (a hand-over). */
   resume(state: InflightLogState): void {
-    if (state.channels.length !== this.channels.length) throw new Error(`in-flight log of ${this.channels.length} channels cannot resume one of ${state.channels.length}`);
+    if (state.channels.length !== this.consumers) throw new Error(`in-flight log of ${this.consumers} channels cannot resume one of ${state.channels.length}`);
     this.lineage = state.lineage;
     this.bytes = 0;
-    this.channels = state.channels.map((c) => {
+    this.channels = new Map();
+    this.base = state.channels.map((c) => c.from);
+    state.channels.forEach((c, i) => {
+      const spilled = c.spilled ?? [];
+      if (c.messages.length === 0 && spilled.length === 0) return; // at its base, nothing logged
       const bytes = c.messages.reduce((n, m) => n + m.fields.length + 32, 0);
       this.bytes += bytes;
       const last = c.messages.at(-1);
-      const spilled = c.spilled ?? [];
-      return { from: c.from, end: last ? last.first + last.count : (spilled.at(-1)?.end ?? c.from), messages: [...c.messages], bytes, spilled: [...spilled] };
+      this.channels.set(i, { from: c.from, end: last ? last.first + last.count : (spilled.at(-1)?.end ?? c.from), messages: [...c.messages], bytes, spilled: [...spilled] });
     });
     this.barriers.clear();
     for (const [id, at] of state.barriers) this.barriers.set(id, at);
@@ -210,10 +246,12 @@ export class InflightLog {
    * SEGMENT_BYTES), or without a place to spill, the oldest one is given up and counted.
    */
   private shed(): boolean {
-    let largest = this.channels[0]!;
-    for (const c of this.channels) if (c.bytes > largest.bytes) largest = c;
-    const oldest = largest.messages[0];
-    if (!oldest) return false;
+    let largest: ChannelLog | undefined;
+    let index = 0;
+    // The largest, the lowest consumer among equals.
+    for (const [c, channel] of this.channels) if (!largest || channel.bytes > largest.bytes || (channel.bytes === largest.bytes && c < index)) (largest = channel), (index = c);
+    const oldest = largest?.messages[0];
+    if (!largest || !oldest) return false;
     if (!this.spill) {
       this.overflowRecords += oldest.count;
       this.remove(largest, 1);
@@ -226,7 +264,7 @@ export class InflightLog {
     const messages = largest.messages.slice(0, n);
     const last = messages[n - 1]!;
     const segment: SpilledSegment = {
-      key: this.spill.keyFor(this.channels.indexOf(largest), oldest.first),
+      key: this.spill.keyFor(index, oldest.first),
       first: oldest.first,
       end: last.first + last.count,
       count: messages.reduce((k, m) => k + m.count, 0),

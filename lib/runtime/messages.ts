@@ -99,7 +99,12 @@ export type ControlMessage =
   | { type: 'checkpointAborted'; checkpointId: number; subtasks: string[] }
   /** Every subtask of these subtasks' region has ended: sinks may commit their last output. */
   | { type: 'commitFinal'; subtasks: string[] }
-  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number }
+  /**
+   * Sub-partition `consumer` of `edgeId` is (un)available, for that consumer attempt. `consumers`,
+   * when the notice is about several sub-partitions of the edge (a packed unit's), lists all of
+   * them (`consumer` is the first): one message per producer unit and edge, not per sub-partition.
+   */
+  | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number; consumers?: number[] }
   /**
    * A restarted consumer asks the producer subtasks of one input edge hosted by this unit to send
    * their in-flight log of its channel again, from its restored record positions (see replay.ts).
@@ -144,6 +149,22 @@ export interface ReplayRequest {
  *
  * Each part is a whole channel message (p, a, s, l, n, t, and its records or event), so per
  * channel nothing changes: its consumer orders, fences and deduplicates it as before.
+ *
+ * A run of consecutive parts that are the same control event of one producer subtask on one edge
+ * (a barrier, watermark, end of input or restart notice its record writer sent on every channel:
+ * they differ only in consumer, sequence and record position) may be written as one compact part
+ * (`compactParts`):
+ *
+ *   * <edge id> <length>\n<p>,<a>,<l>,<t>,<length of rest>:<rest><j>[-<j2>]:<s>:<n>;...
+ *
+ * where `rest` is what follows the event's type in its body (`,"c":7`) and each item is one
+ * consumer (or a range of consecutive consumers with the same sequence and position). Decoding
+ * rebuilds each part's body character for character (the writer's layout, record-writer.ts
+ * `enqueueRaw`; numbers are copied as text), in the same order, so a decoded envelope is the list
+ * of parts that was packed. Why: every source subtask of an all-to-all edge sends each checkpoint's
+ * barrier to every consumer, P x P parts of ~60 bytes (2 M parts and ~140 MB of SQS payload per
+ * checkpoint of the join at P=1000, 32 M at P=4000); compact, a unit's barriers to another unit
+ * are a few hundred bytes per producer subtask.
  */
 export interface EnvelopePart {
   edgeId: string;
@@ -184,6 +205,15 @@ export function decodeEnvelope(body: string): { unit: number; attempt: number; p
     const eol = body.indexOf('\n', at);
     if (eol < 0) throw bad(`has a part header without its line end at ${at}`);
     const fields = body.slice(at, eol).split(' ');
+    if (fields[0] === COMPACT_TAG) {
+      const length = Number(fields[2]);
+      if (fields.length !== 3 || !fields[1] || !Number.isInteger(length) || length < 0 || eol + 1 + length > body.length) {
+        throw bad(`has a malformed compact part header '${body.slice(at, Math.min(eol, at + 60))}'`);
+      }
+      expandCompact(fields[1], body.slice(eol + 1, eol + 1 + length), parts, bad);
+      at = eol + 1 + length;
+      continue;
+    }
     const consumer = Number(fields[1]);
     const length = Number(fields[2]);
     if (fields.length !== 3 || !fields[0] || !Number.isInteger(consumer) || consumer < 0 || !Number.isInteger(length) || length < 0 || eol + 1 + length > body.length) {
@@ -193,4 +223,84 @@ export function decodeEnvelope(body: string): { unit: number; attempt: number; p
     at = eol + 1 + length;
   }
   return { unit: unit!, attempt: attempt!, parts };
+}
+
+// ---- compact runs of one control event (see the envelope format above) ---------------------------
+
+const COMPACT_TAG = '*';
+/** A control event as a record writer writes it on one channel (numbers as text, kept as they are). */
+const CONTROL_BODY = /^\{"p":(0|[1-9]\d*),"a":(0|[1-9]\d*),"s":(0|[1-9]\d*),"l":(0|[1-9]\d*),"n":(0|[1-9]\d*),"t":"([bwer])"([^\n]*)\}$/;
+const NUMBER = /^(0|[1-9]\d*)$/;
+
+/** What a compact run shares (`key`) and what each of its parts has of its own. */
+export interface ControlShape {
+  /** Edge, producer, attempt, lineage, type and the rest of the event: equal within a run. */
+  key: string;
+  head: string;
+  rest: string;
+  consumer: number;
+  s: string;
+  n: string;
+}
+
+/** The shape of a part that a compact run can carry, or undefined (records, replays, anything else). */
+export function controlShape(part: EnvelopePart): ControlShape | undefined {
+  const body = part.body;
+  // Data messages (`"t":"d"`) are most parts; their records make them long, and none is compacted.
+  if (body.length > 512 || body.charCodeAt(0) !== 123) return undefined;
+  const m = CONTROL_BODY.exec(body);
+  // Sequence and position travel as numbers in a compact run: at most 15 digits, so exactly.
+  if (!m || m[3]!.length > 15 || m[5]!.length > 15) return undefined;
+  const head = `${m[1]},${m[2]},${m[4]},${m[6]}`;
+  return { key: `${part.edgeId} ${head} ${m[7]}`, head, rest: m[7]!, consumer: part.consumer, s: m[3]!, n: m[5]! };
+}
+
+/** One compact part (its header and body) for a run of parts of one key, in their order. */
+export function compactPart(edgeId: string, run: readonly ControlShape[]): string {
+  const items: number[] = [];
+  for (const x of run) items.push(x.consumer, Number(x.s), Number(x.n));
+  return compactRun(edgeId, run[0]!.head, run[0]!.rest, items);
+}
+
+/**
+ * The same from what a run shares (`head`, `rest` of its first part's shape) and its parts as
+ * (consumer, sequence, position) triples: what a unit's transport keeps of a barrier run while it
+ * waits to be sent, ~24 bytes a part instead of each part's text and shape.
+ */
+export function compactRun(edgeId: string, head: string, rest: string, triples: readonly number[]): string {
+  const items: string[] = [];
+  for (let i = 0; i < triples.length; ) {
+    const [consumer, s, n] = [triples[i]!, triples[i + 1]!, triples[i + 2]!];
+    let k = i + 3;
+    while (k < triples.length && triples[k] === triples[k - 3]! + 1 && triples[k + 1] === s && triples[k + 2] === n) k += 3;
+    items.push(`${consumer}${k - 3 > i ? `-${triples[k - 3]}` : ''}:${s}:${n}`);
+    i = k;
+  }
+  const body = `${head},${rest.length}:${rest}${items.join(';')}`;
+  return `${COMPACT_TAG} ${edgeId} ${body.length}\n${body}`;
+}
+
+function expandCompact(edgeId: string, text: string, parts: EnvelopePart[], bad: (why: string) => Error): void {
+  const colon = text.indexOf(':');
+  const head = colon < 0 ? [] : text.slice(0, colon).split(',');
+  const [p, a, l, t, restLength] = head;
+  const restEnd = colon + 1 + Number(restLength);
+  if (head.length !== 5 || ![p, a, l, restLength].every((x) => NUMBER.test(x!)) || !['b', 'w', 'e', 'r'].includes(t!) || restEnd > text.length) {
+    throw bad(`has a malformed compact part '${text.slice(0, 60)}'`);
+  }
+  const rest = text.slice(colon + 1, restEnd);
+  if (rest.includes('\n')) throw bad(`has a compact part whose event spans lines`);
+  const items = text.slice(restEnd);
+  for (const item of items.length > 0 ? items.split(';') : []) {
+    const [range, s, n, extra] = item.split(':');
+    const [from, to, more] = (range ?? '').split('-');
+    if (extra !== undefined || more !== undefined || !NUMBER.test(from!) || (to !== undefined && !NUMBER.test(to)) || !NUMBER.test(s ?? '') || !NUMBER.test(n ?? '')) {
+      throw bad(`has a malformed compact item '${item.slice(0, 60)}'`);
+    }
+    const first = Number(from);
+    const last = to === undefined ? first : Number(to);
+    if (last < first) throw bad(`has a compact item with an empty range '${item.slice(0, 60)}'`);
+    const tail = `,"l":${l},"n":${n},"t":"${t}"${rest}}`;
+    for (let j = first; j <= last; j++) parts.push({ edgeId, consumer: j, body: `{"p":${p},"a":${a},"s":${s}${tail}` });
+  }
 }

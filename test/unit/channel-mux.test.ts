@@ -11,7 +11,7 @@ import { MemoryChannelTransport } from '../../lib/memory';
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
 import { UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
-import { MalformedMessageError, decodeEnvelope, envelopeHeader, envelopePart } from '../../lib/runtime/messages';
+import { MalformedMessageError, compactPart, controlShape, decodeEnvelope, envelopeHeader, envelopePart } from '../../lib/runtime/messages';
 import { RecordWriter } from '../../lib/runtime/record-writer';
 import type { Clock } from '../../lib/ports/clock';
 
@@ -244,6 +244,49 @@ describe('multiplexed channels', () => {
     expect(mux.stats.envelopesReceived).toBe(1);
   });
 
+  it("sends a writer's barrier to every consumer of a unit as one compact part, which decodes to the channel messages it would have sent", async () => {
+    const { transport, inputQueue, producers, consumers, writer, gate, sends, edge } = setup();
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    // Records first: the two channels' positions differ at the barrier.
+    for (let i = 0; i < 3; i++) w0.emit(`r${i}`);
+    await w0.flush();
+    w0.emitEvent({ t: 'b', c: 4 });
+    await w0.flush();
+    await producers.flush();
+    const envelope = sends.at(-1)!.messages[0]!.body;
+    expect(envelope).toContain(`\n* ${edge.id} `);
+    const decoded = decodeEnvelope(envelope).parts;
+    // (Round robin: consumer 1 got r0 and r2, consumer 0 got r1, each in one message.)
+    expect(decoded.map((p) => [p.consumer, JSON.parse(p.body)])).toEqual([
+      [0, { p: 0, a: 0, s: 1, l: 0, n: 1, t: 'b', c: 4 }],
+      [1, { p: 0, a: 0, s: 1, l: 0, n: 2, t: 'b', c: 4 }],
+    ]);
+    // Each decoded body is the writer's text exactly (what a gate parses, checks and orders).
+    for (const p of decoded) expect(p.body).toMatch(/^\{"p":0,"a":0,"s":\d+,"l":0,"n":\d+,"t":"b","c":4\}$/);
+    // Both consumers align on it after their records, as without compaction.
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const g0 = gate(0, mux);
+    const g1 = gate(1, mux);
+    g0.start();
+    g1.start();
+    stops.push(() => g0.stop(), () => g1.stop());
+    const seen = async (g: InputGate) => {
+      const out: string[] = [];
+      for (let i = 0; i < 40 && !out.includes('b'); i++) {
+        const { events, discarded } = await g.next(50);
+        for (const e of events) out.push(e.message.t === 'd' ? `d${e.message.r.length}` : e.message.t);
+        await g.acknowledge(discarded);
+        g.release();
+      }
+      return out;
+    };
+    expect(await seen(g0)).toEqual(['d1', 'b']);
+    expect(await seen(g1)).toEqual(['d2', 'b']);
+  });
+
   it("holds the unit's linger flushes until its send tick: the subtasks' flushes of one window share one message, each sender resolving once it is sent", async () => {
     const { transport, inputQueue, producers, consumers, writer, gate, sends } = setup({ lingerMs: 1000, clock: stillClock });
     await transport.createQueues([inputQueue]);
@@ -365,6 +408,36 @@ describe('multiplexed message format', () => {
     ];
     const body = envelopeHeader(5, 2) + parts.map(envelopePart).join('');
     expect(decodeEnvelope(body)).toEqual({ unit: 5, attempt: 2, parts });
+  });
+
+  it('packs a run of one control event into a compact part that decodes to the same parts, in order', () => {
+    const body = (p: number, s: number, n: number, t: string, rest: string) => `{"p":${p},"a":2,"s":${s},"l":3,"n":${n},"t":"${t}"${rest}}`;
+    const runs = [
+      // Consumers 0..4 at one sequence and position (a range), 5 and 9 on their own.
+      [0, 1, 2, 3, 4, 5, 9].map((j) => ({ edgeId: 'e1', consumer: j, body: body(7, j === 5 ? 12 : 3, j === 9 ? 40 : 0, 'b', ',"c":11') })),
+      // A restart notice whose rest holds the characters the format uses (',', ':', ';', '-').
+      [2, 3].map((j) => ({ edgeId: 'e0', consumer: j, body: body(0, 0, 5, 'r', ',"c":1,"f":[0,5],"x":"a:b;c-d"') })),
+    ];
+    const other = { edgeId: 'e0', consumer: 1, body: '{"p":1,"a":0,"s":4,"t":"d","r":["x"]}' };
+    const text = envelopeHeader(1, 0) + compactPart('e1', runs[0]!.map((p) => controlShape(p)!)) + envelopePart(other) + compactPart('e0', runs[1]!.map((p) => controlShape(p)!));
+    expect(decodeEnvelope(text).parts).toEqual([...runs[0]!, other, ...runs[1]!]);
+    expect(text.length).toBeLessThan([...runs[0]!, other, ...runs[1]!].map(envelopePart).join('').length);
+    // Only a writer's control events are compacted, and only as written (numbers without leading zeros).
+    expect(controlShape(other)).toBeUndefined();
+    expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"p":01,"a":0,"s":0,"l":0,"n":0,"t":"b","c":1}' })).toBeUndefined();
+    expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"a":0,"p":1,"s":0,"l":0,"n":0,"t":"b","c":1}' })).toBeUndefined();
+    expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"p":1,"a":0,"s":0,"l":0,"n":0,"t":"w","w":17}' })?.key).toBe('e0 1,0,0,w ,"w":17');
+  });
+
+  it('names what is wrong with a malformed compact part', () => {
+    const compact = (body: string, length = body.length) => `M1 1.0\n* e0 ${length}\n${body}`;
+    expect(() => decodeEnvelope(compact('ab', NaN))).toThrow(/malformed compact part header/);
+    expect(() => decodeEnvelope(compact('1,0,0,q,0:0:0:0'))).toThrow(/malformed compact part '1,0,0,q/);
+    expect(() => decodeEnvelope(compact('1,0,0,b,9:0:0:0'))).toThrow(/malformed compact part/);
+    expect(() => decodeEnvelope(compact('1,0,0,b,0:5-2:0:0'))).toThrow(/empty range/);
+    expect(() => decodeEnvelope(compact('1,0,0,b,0:x:0:0'))).toThrow(/malformed compact item/);
+    expect(() => decodeEnvelope(compact('1,0,0,b,0:1:0:0:0'))).toThrow(/malformed compact item/);
+    expect(decodeEnvelope(compact('1,0,0,b,6:,"c":21-2:3:4')).parts.map((p) => p.body)).toEqual(['{"p":1,"a":0,"s":3,"l":0,"n":4,"t":"b","c":2}', '{"p":1,"a":0,"s":3,"l":0,"n":4,"t":"b","c":2}']);
   });
 
   it('names what is wrong with a malformed message', () => {

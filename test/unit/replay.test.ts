@@ -88,6 +88,41 @@ describe('in-flight log', () => {
     next.trim(3);
     expect(next.excerpt(1, 0).messages).toEqual([]);
   });
+
+  it('keeps nothing for a channel until it logs, skips or trims something, and answers for it all the same', () => {
+    const log = new InflightLog(4000, 3);
+    log.restart(3, Array.from({ length: 4000 }, (_, c) => c));
+    const held = () => (log as unknown as { channels: Map<number, unknown> }).channels.size;
+    // Barriers and replays of channels that never had records keep no state of their own.
+    log.barrier(1, Array.from({ length: 4000 }, (_, c) => c));
+    expect(log.excerpt(2500, 0)).toEqual({ lineage: 3, from: 2500, messages: [], barriers: [{ checkpointId: 1, position: 2500 }], end: 2500 });
+    log.trim(1);
+    expect(held()).toBe(0);
+    // Only what moves is kept: a logged message, a drop past the base, a trim past it.
+    log.append(7, msg(7, 2));
+    log.skipTo(8, 8);
+    log.skipTo(9, 12);
+    log.barrier(2, Array.from({ length: 4000 }, (_, c) => (c === 11 ? 20 : c === 7 ? 9 : c)));
+    log.trim(2);
+    expect(held()).toBe(3);
+    expect(log.excerpt(9, 9)).toMatchObject({ from: 9, end: 12, messages: [] });
+    expect(log.excerpt(11, 0)).toMatchObject({ from: 20, end: 11, messages: [] });
+    // A hand-over's state lists every channel, and the successor answers as the predecessor did.
+    const next = new InflightLog(4000, 0);
+    next.resume(log.state());
+    for (const c of [0, 7, 9, 11, 3999]) expect(next.excerpt(c, 0)).toEqual({ ...log.excerpt(c, 0), end: next.excerpt(c, 0).end });
+  });
+
+  it('sheds the largest channel first, the lowest among equals', () => {
+    const log = new InflightLog(3, 0, 100);
+    const big = (first: number) => ({ first, count: 1, fields: 'x'.repeat(30) });
+    log.append(2, big(0));
+    // Channels 2 and 1 hold as much (62 bytes each): past the bound, channel 1's oldest goes.
+    log.append(1, big(0));
+    expect(log.excerpt(1, 0).from).toBe(1);
+    expect(log.excerpt(2, 0).from).toBe(0);
+    expect(log.overflowRecords).toBe(1);
+  });
 });
 
 const edge: ExecutionEdge = { id: 'e0', kind: 'forward', from: 'a', to: 'b', toOperator: 'b', input: 0, pointwise: true };

@@ -387,6 +387,30 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     expect(view.isAvailable('e0', 1)).toBe(false);
   });
 
+  it('a packed unit: each producer unit gets one message per edge, listing every sub-partition of it, and its view applies them all', async () => {
+    const f = await fixture('single', 2);
+    // u0 hosts every source subtask, u1 both join subtasks (four input sub-partitions on two edges).
+    const units: UnitPlacement[] = [
+      { unitId: 'u0', subtasks: ['a#0', 'a#1', 'b#0', 'b#1'], controlQueue: f.job.units[0]!.controlQueue },
+      { unitId: 'u1', subtasks: ['join#0', 'join#1'], controlQueue: f.job.units[1]!.controlQueue },
+    ];
+    const job = { ...f.job, units };
+    const all = [0, 1].flatMap((consumer) => ['e0', 'e1'].map((edgeId) => ({ edgeId, consumer })));
+    await new AvailabilityRegistry(f.metadata, 'job').markUnavailable(all, 0);
+    const view = await loadAvailabilityView({ metadata: f.metadata, jobId: 'job', graph: f.graph, subtasks: units[0]!.subtasks });
+    expect(view.unavailableCount).toBe(4);
+
+    const result = await announceAvailable({ metadata: f.metadata, channels: f.channels, job, graph: f.graph, unitId: 'u1', attempt: 1 });
+    expect(result.messages).toBe(4); // notices: (producer unit, sub-partition)
+    const received = (await f.channels.receive(units[0]!.controlQueue, { max: 10, waitSeconds: 0 })).map((m) => JSON.parse(m.body) as ControlMessage);
+    expect(received.sort((x, y) => ((x as { edgeId: string }).edgeId < (y as { edgeId: string }).edgeId ? -1 : 1))).toEqual([
+      { type: 'availability', edgeId: 'e0', consumer: 0, consumers: [0, 1], available: true, attempt: 1 },
+      { type: 'availability', edgeId: 'e1', consumer: 0, consumers: [0, 1], available: true, attempt: 1 },
+    ]);
+    for (const m of received) expect(view.handleControl(m)).toBe(true);
+    expect(view.unavailableCount).toBe(0);
+  });
+
   it('is a no-op for a first attempt, and reports a superseded attempt', async () => {
     const f = await fixture('single');
     const first = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-0', attempt: 0 });
