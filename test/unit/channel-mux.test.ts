@@ -58,6 +58,16 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
+/** The consumer unit's transport receiving, and a started gate on it for each of its two subtasks (stopped after the test). */
+function startedGates(mux: UnitChannels, gate: (consumer: number, mux: ChannelTransport) => InputGate): [InputGate, InputGate] {
+  mux.start();
+  stops.push(() => mux.stopReceiving(false));
+  const gates: [InputGate, InputGate] = [gate(0, mux), gate(1, mux)];
+  for (const g of gates) g.start();
+  stops.push(...gates.map((g) => () => g.stop()));
+  return gates;
+}
+
 /** Takes events from a gate until `until` holds (or 50 rounds), deleting what it processed. */
 async function take(gate: InputGate, until: (records: Json[]) => boolean): Promise<Json[]> {
   const records: Json[] = [];
@@ -87,13 +97,7 @@ describe('multiplexed channels', () => {
     expect(decodeEnvelope(sends[0]!.messages[0]!.body).parts.map((p) => `${p.edgeId}/${p.consumer}`).sort()).toEqual([`${edge.id}/0`, `${edge.id}/0`, `${edge.id}/1`, `${edge.id}/1`]);
 
     const mux = consumers();
-    mux.start();
-    stops.push(() => mux.stopReceiving(false));
-    const g0 = gate(0, mux);
-    const g1 = gate(1, mux);
-    g0.start();
-    g1.start();
-    stops.push(() => g0.stop(), () => g1.stop());
+    const [g0, g1] = startedGates(mux, gate);
     const got0 = await take(g0, (r) => r.length >= 4);
     const got1 = await take(g1, (r) => r.length >= 4);
     expect([...got0, ...got1].sort()).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'b2', 'b3']);
@@ -265,14 +269,7 @@ describe('multiplexed channels', () => {
     // Each decoded body is the writer's text exactly (what a gate parses, checks and orders).
     for (const p of decoded) expect(p.body).toMatch(/^\{"p":0,"a":0,"s":\d+,"l":0,"n":\d+,"t":"b","c":4\}$/);
     // Both consumers align on it after their records, as without compaction.
-    const mux = consumers();
-    mux.start();
-    stops.push(() => mux.stopReceiving(false));
-    const g0 = gate(0, mux);
-    const g1 = gate(1, mux);
-    g0.start();
-    g1.start();
-    stops.push(() => g0.stop(), () => g1.stop());
+    const [g0, g1] = startedGates(consumers(), gate);
     const seen = async (g: InputGate) => {
       const out: string[] = [];
       for (let i = 0; i < 40 && !out.includes('b'); i++) {
