@@ -213,7 +213,14 @@ describe('union list state in the runtime (in-process, memory ports)', () => {
                 ctx = c;
                 await inner.open(c);
               },
-              poll: (max) => inner.poll(max),
+              poll: async (max) => {
+                const batch = await inner.poll(max);
+                if (!batch.done || crashedAt !== undefined) return batch;
+                // End of input waits for the crash: on a loaded machine the job could otherwise end
+                // before a checkpoint armed it (CI, load ~20: crashedAt undefined, job FINISHED).
+                await sleep(20);
+                return { ...batch, done: false };
+              },
               snapshotOffsets: () => {
                 if (armed && crashedAt === undefined && ctx?.subtaskIndex === CRASHING && ctx.attempt === 0) {
                   crashedAt = Date.now();
