@@ -80,8 +80,8 @@ import { killSwitch } from '../lib/memory/kill-switch';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
-  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000: with --no-records on this machine, docs/scale.md)' },
-  ingestParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the ingest job (5000 works, but each checkpoint takes ~6 min on the emulator here: docs/scale.md)' },
+  joinParallelism: { type: 'number', default: 300, integer: true, min: 1, help: 'parallelism of the recommendation join (4000: with --no-records and --join-failover single on this machine; hours here, docs/scale.md)' },
+  ingestParallelism: { type: 'number', default: 1000, integer: true, min: 1, help: 'parallelism of the ingest job (5000: its 100 units\' long polls timed out on the emulator here under load, docs/scale.md)' },
   subtasksPerUnit: { type: 'number', default: 100, integer: true, min: 1, help: 'subtasks per task unit (whole pipeline slices)' },
   runs: { type: 'list', default: ['join', 'ingest', 'p16'], choices: ['join', 'ingest', 'p16'], help: 'which runs' },
   firstRecordS: { type: 'number', default: 60, min: 5, help: 'each source subtask emits one record per this many seconds, the first this long after it opened (idle before, load after)' },
