@@ -26,6 +26,8 @@ import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports
 import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from '../observability/unit-metrics';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
+import { splitReplayRequest } from '../runtime/replay';
+import { mapWithConcurrency } from '../util/concurrency';
 import { loadAvailabilityView, refreshAvailabilityView, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
@@ -318,12 +320,12 @@ export function producerUnitsOf(graph: ExecutionGraph, layout: LayoutIndex, subt
 /** How a restarted subtask asks for its replays and (single-exact) its determinants; none for strategies that keep no in-flight logs. */
 function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph): { replaySender?: ReplaySender; determinantSender?: DeterminantSender } {
   if (!keepsInflightLogs(job.settings.failover)) return {};
+  const layout = new LayoutIndex(job);
   const replaySender: ReplaySender = async (request) => {
     const edge = graph.edges.find((e) => e.id === request.edgeId);
     if (!edge) throw new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`);
-    const producers = new Set(Object.keys(request.from).map((p) => subtaskId(edge.from, Number(p))));
-    const units = job.units.filter((u) => u.subtasks.some((s) => producers.has(s))).map((u) => u.unitId);
-    await sendControlDirect(options.channels, job.units, units, { type: 'replay', request });
+    const parts = splitReplayRequest(request, (p) => layout.unitOf(subtaskId(edge.from, p))?.unitId);
+    await mapWithConcurrency([...parts], 32, ([unitId, part]) => sendControlDirect(options.channels, job.units, [unitId], { type: 'replay', request: part }));
   };
   if (job.settings.failover !== 'single-exact') return { replaySender };
   const determinantSender: DeterminantSender = async (request) => {

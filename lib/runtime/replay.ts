@@ -28,6 +28,7 @@
  */
 import type { BlobStore } from '../ports/blob-store';
 import type { InflightLogState, LogExcerpt, LogSpill } from './inflight-log';
+import type { ReplayRequest } from './messages';
 
 /** Where a finished producer subtask leaves its in-flight log of one edge. */
 export const finalLogPrefix = (jobId: string, edgeId: string, producer: number): string => `inflight/${jobId}/${edgeId}/${producer}/`;
@@ -76,6 +77,23 @@ export const replayGroupId = (a: ReplayAddress): string => `${a.producer}.${a.at
 /** The consumer's position for the producer's lineage (0 for a lineage it never saw). */
 export function positionIn(lineage: number, from: readonly (readonly [number, number])[] | undefined): number {
   return from?.find(([l]) => l === lineage)?.[1] ?? 0;
+}
+
+/**
+ * One replay request per unit hosting the producers it asks: each gets the positions of its own
+ * producers only (at P=4000 a request carries 4000 producers' positions, and every producer unit
+ * used to receive all of them). Producers `unitOf` does not place are left out.
+ */
+export function splitReplayRequest(request: ReplayRequest, unitOf: (producer: number) => string | undefined): Map<string, ReplayRequest> {
+  const byUnit = new Map<string, ReplayRequest>();
+  for (const [key, positions] of Object.entries(request.from)) {
+    const unit = unitOf(Number(key));
+    if (unit === undefined) continue;
+    let part = byUnit.get(unit);
+    if (!part) byUnit.set(unit, (part = { ...request, from: {} }));
+    part.from[Number(key)] = positions;
+  }
+  return byUnit;
 }
 
 /**

@@ -475,9 +475,12 @@ export class TaskUnit {
       case 'checkpointAborted':
         return targets(message.subtasks).forEach((r) => r.abortCheckpoint(message.checkpointId));
       case 'replay': {
-        // Every subtask of the unit that writes the edge answers with its own channel.
+        // Every subtask of the unit that writes the edge and is asked answers with its own channel
+        // (a retry asks only the producers that were silent; the others' answers are on their way).
         const { request } = message;
-        const producers = this.runners.filter((r) => this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)));
+        const producers = this.runners.filter(
+          (r) => parseSubtaskId(r.id).index in request.from && this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)),
+        );
         const sent = await Promise.all(producers.map((r) => r.replay(request)));
         this.log.info(
           `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
