@@ -444,3 +444,63 @@ describe('multiplexed message format', () => {
     expect(() => decodeEnvelope('M1 1.0\ne0 1 4')).toThrow(/without its line end/);
   });
 });
+
+describe('multiplexed message packing', () => {
+  /**
+   * The pack loop carries two mechanisms: parts whose size their writer measured (records, sized
+   * in bytes, not characters), and control events gathered into compact runs (lazy barriers as
+   * triples, consecutive control parts of one event). Their summed sizes decide where an envelope
+   * is split at SQS's 256 KiB: a sum that undercounts makes SQS refuse the message.
+   */
+  it('splits a mixed queue of records, barrier runs and control runs at 256 KiB, summing each envelope to its exact size, and decodes to what was sent', async () => {
+    const { transport, inputQueue, producers, logical, sends, edge } = setup();
+    await transport.createQueues([inputQueue]);
+    let seed = 12345;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const sequence = [0, 0];
+    const expected: { edgeId: string; consumer: number; body: string }[] = [];
+    const sent: Promise<void>[] = [];
+    const send = (consumer: number, message: Omit<OutboundMessage, 'groupId' | 'dedupId'>) => {
+      expected.push({ edgeId: edge.id, consumer, body: message.body });
+      sent.push(producers.send(logical(consumer), [{ groupId: '0.0', dedupId: `d${expected.length}`, ...message }]));
+    };
+    const control = (producer: number, consumer: number, t: string, rest: string) =>
+      `{"p":${producer},"a":0,"s":${sequence[consumer]!++},"l":0,"n":${1000 + expected.length},"t":"${t}"${rest}}`;
+    // All queued in one turn of the event loop: one pump packs the lot.
+    for (let i = 0; i < 600; i++) {
+      const kind = random();
+      if (kind < 0.5) {
+        // Records with multi-byte characters: bytes and characters differ (é 2 bytes, 🙂 4).
+        const consumer = random() < 0.5 ? 0 : 1;
+        const text = 'aé🙂'.repeat(1 + Math.floor(random() * 900));
+        const body = `{"p":0,"a":0,"s":${sequence[consumer]!++},"l":0,"n":${i},"t":"d","r":["${text}"]}`;
+        send(consumer, random() < 0.7 ? { body, bytes: Buffer.byteLength(body) } : { body });
+      } else if (kind < 0.8) {
+        // A writer's barrier to both consumers, lazy: kept as triples, sent as one compact run.
+        const producer = random() < 0.5 ? 0 : 1;
+        for (const consumer of [0, 1]) send(consumer, { body: control(producer, consumer, 'b', `,"c":${i}`), lazy: true });
+      } else {
+        // A watermark to both consumers, not lazy: consecutive parts of one event, compacted at packing.
+        for (const consumer of [0, 1]) send(consumer, { body: control(1, consumer, 'w', `,"w":${i}`) });
+      }
+    }
+    await Promise.all(sent);
+    await producers.flush();
+    const envelopes = sends.flatMap((s) => s.messages);
+    expect(envelopes.length).toBeGreaterThan(3);
+    let total = 0;
+    for (const e of envelopes) {
+      const size = Buffer.byteLength(e.body);
+      expect(e.bytes).toBe(size);
+      expect(size).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+      total += size;
+    }
+    // Split where the next part would not fit, not earlier: no more envelopes than the bytes need (parts are at most ~11 KB).
+    expect(envelopes.length).toBeLessThanOrEqual(Math.ceil(total / (MAX_MESSAGE_BYTES - 12 * 1024)));
+    // Compaction took place (fewer part headers than parts), and decoding gives every part back, in order.
+    const texts = envelopes.map((e) => e.body).join('');
+    expect(texts.split('\n* ').length - 1).toBeGreaterThan(0);
+    const decoded = envelopes.flatMap((e) => decodeEnvelope(e.body).parts.map((p) => ({ edgeId: p.edgeId, consumer: p.consumer, body: p.body })));
+    expect(decoded).toEqual(expected);
+  });
+});
