@@ -44,15 +44,15 @@ function snapshotsOf(manifest: CheckpointManifest, subtasks: readonly string[], 
 
 describe('single-point recovery of packed units (child processes, emulator)', () => {
   it('single: a killed unit hosting producers and their consumer restarts alone; checkpoints complete again and it drops nothing', async () => {
-    // Paced sources (120 s of input per subtask): the job runs throughout the test, which cancels it.
-    const params = { parallelism: 2, events: 60_000, featureUpdates: 6_000, users: 200, partitions: 4, minutes: 60, rate: 250 };
+    // Paced sources (240 s of input per subtask): the job runs throughout the test, which cancels it.
+    const params = { parallelism: 2, events: 120_000, featureUpdates: 6_000, users: 200, partitions: 4, minutes: 60, rate: 250 };
     const job = await runtime.service.submit({
       job: 'recommendation-join',
       params,
       failover: 'single',
       subtasksPerUnit: 3,
       heartbeatTimeoutSeconds: 20,
-      checkpoint: { intervalSeconds: 1, timeoutSeconds: 10 },
+      checkpoint: { intervalSeconds: 1, timeoutSeconds: 30 },
     });
     expect(job.units.map((u) => u.subtasks.length)).toEqual([3, 3]);
     const victim = job.units[0]!;
@@ -74,10 +74,12 @@ describe('single-point recovery of packed units (child processes, emulator)', ()
       });
       // Checkpoints go on completing, not just one: a barrier the restarted sources logged but did
       // not send can still reach their join in its replay (replay.ts), once. A checkpoint every
-      // second, each timing out after 10 s; a control message the dead process's last long poll
+      // second, each timing out after 30 s; a control message the dead process's last long poll
       // took stays hidden from the new attempt for 10 s (task-unit.ts), so the first ones after the
-      // restart may fail: 60 s leaves room on a busy machine, and the sources run for longer.
-      const completed = await waitFor('3 checkpoints completed after the restart', 60_000, async () => {
+      // restart may fail. On a machine loaded to 20+ (CI beside a benchmark) alignment after the
+      // restart took 8-10+ s and a 10 s timeout failed most checkpoints: what is tested here is
+      // that they complete, not how fast, so the timeout and the wait leave room for that load.
+      const completed = await waitFor('3 checkpoints completed after the restart', 120_000, async () => {
         const after = (await controller.driver!.history()).filter((h) => h.triggerTime >= runningAt && h.outcome.status === 'completed');
         return after.length >= 3 ? after.map((h) => h.checkpointId) : undefined;
       }).catch((error: unknown) => {
