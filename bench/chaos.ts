@@ -38,16 +38,19 @@ const args = benchFlags(
     jobs: { type: 'list', default: JOBS, choices: JOBS, help: 'jobs to draw from' },
     out: { type: 'string', default: join(dirname(fileURLToPath(import.meta.url)), 'results', 'chaos.json'), help: 'JSON results file' },
     finalCommitKills: { type: 'boolean', help: "one more kill per schedule: a sink just after its region's final commit was released" },
+    subtasksPerUnit: { type: 'list', default: ['1'], choices: ['1', '2', '3', '4'], help: 'subtasks a unit hosts, drawn per schedule (1,3: packed units in some schedules)' },
     judge: { type: 'string', help: 'print the rows and summary of a saved run again, judged by the verdict of today (runs nothing)' },
   }),
 );
 
-const HEADER = 'seed  job   strategy         outcome   lost  dup  drops unrepl  missing  regen     recovery ms (sup: superseded) time   kills';
+const HEADER = 'seed  job     strategy         outcome   lost  dup  drops unrepl  missing  regen     recovery ms (sup: superseded) time   kills';
 
 async function main(): Promise<number> {
   if (args.judge) return judgeSaved(args.judge);
   const { schedules, seed, strategy: strategies, jobs, finalCommitKills } = args;
-  const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}${finalCommitKills ? ' --final-commit-kills' : ''}`;
+  const subtasksPerUnit = args.subtasksPerUnit.map(Number);
+  const packed = subtasksPerUnit.some((n) => n > 1) ? ` --subtasks-per-unit ${subtasksPerUnit.join(',')}` : '';
+  const command = `npm run test:chaos -- --schedules ${schedules} --seed ${seed} --strategy ${strategies.join(',')} --jobs ${jobs.join(',')}${finalCommitKills ? ' --final-commit-kills' : ''}${packed}`;
 
   const endpoint = await resolveEndpoint();
   const config = { ...loadConfig(), table: 'sluice-chaos', bucket: 'sluice-chaos', queuePrefix: 'chaos' };
@@ -59,7 +62,7 @@ async function main(): Promise<number> {
     console.log(`chaos: ${schedules} schedules from seed ${seed} (${strategies.join(', ')}; ${jobs.join(', ')}) on ${endpoint.endpoint}`);
     console.log(HEADER);
     for (let i = 0; i < schedules; i++) {
-      const schedule = planSchedule(seed + i, { strategies, jobs, ...(finalCommitKills ? { finalCommitKills: true } : {}) });
+      const schedule = planSchedule(seed + i, { strategies, jobs, subtasksPerUnit, ...(finalCommitKills ? { finalCommitKills: true } : {}) });
       const result = await runSchedule(schedule, { runtime });
       results.push(result);
       console.log(row(result));
@@ -155,7 +158,7 @@ function row(r: ChaosResult): string {
   const recovery = r.failures.map((f) => (f.status === 'SUPERSEDED' ? 'sup' : (f.recoveryMs ?? '?'))).join(',') || '-';
   const mark = verdict(r).ok ? ' ' : '!';
   return (
-    `${String(r.schedule.seed).padEnd(5)} ${r.schedule.job.padEnd(5)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +
+    `${String(r.schedule.seed).padEnd(5)} ${(r.schedule.job + (r.schedule.subtasksPerUnit ? `/${r.schedule.subtasksPerUnit}` : '')).padEnd(7)} ${r.schedule.strategy.padEnd(16)} ${mark}${r.outcome.padEnd(8)} ` +
     `${String(r.lost).padStart(5)} ${String(r.duplicated).padStart(4)} ${String(r.reportedDropped).padStart(6)} ${String(r.reportedUnreplayed ?? 0).padStart(6)} ${String(r.reportedMissing).padStart(8)} ${String(r.reportedDuplicates).padStart(9)}  ` +
     `${recovery.padEnd(15)} ${(r.totalMs / 1000).toFixed(0).padStart(4)} s  ${kills}`
   );

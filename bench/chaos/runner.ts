@@ -55,6 +55,8 @@ export interface Schedule {
   job: ChaosJob;
   strategy: FailoverStrategy;
   parallelism: number;
+  /** Subtasks a unit hosts (absent: 1, a unit per subtask); a kill then takes every subtask of its unit. */
+  subtasksPerUnit?: number;
   kills: KillSpec[];
 }
 
@@ -107,7 +109,10 @@ export interface ChaosResult {
 }
 
 /** The plan for a seed: the job, the strategy and the kills. */
-export function planSchedule(seed: number, options: { strategies: readonly FailoverStrategy[]; jobs: readonly ChaosJob[]; finalCommitKills?: boolean }): Schedule {
+export function planSchedule(
+  seed: number,
+  options: { strategies: readonly FailoverStrategy[]; jobs: readonly ChaosJob[]; finalCommitKills?: boolean; subtasksPerUnit?: readonly number[] },
+): Schedule {
   const random = seededRandom(seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const job = pick(options.jobs);
@@ -131,7 +136,10 @@ export function planSchedule(seed: number, options: { strategies: readonly Failo
     const extra = seededRandom(seed ^ 0x2545f491);
     kills.push({ moment: 'final-commit', role: 'sink', count: extra() < 0.3 ? 2 : 1, delayMs: Math.floor(extra() * 300) });
   }
-  return { seed, job, strategy, parallelism: 2, kills };
+  // Also from a stream of its own, and only when there is a choice: without it a seed plans as before.
+  const packings = options.subtasksPerUnit ?? [1];
+  const packing = packings.length > 1 ? packings[Math.floor(seededRandom(seed ^ 0x68e31da4)() * packings.length)]! : packings[0]!;
+  return { seed, job, strategy, parallelism: 2, ...(packing > 1 ? { subtasksPerUnit: packing } : {}), kills };
 }
 
 export interface RunOptions {
@@ -197,6 +205,7 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     job: request.job,
     params: request.params,
     failover: schedule.strategy,
+    ...(schedule.subtasksPerUnit ? { subtasksPerUnit: schedule.subtasksPerUnit } : {}),
     heartbeatTimeoutSeconds: 20,
     checkpoint: { handle: 'regional', intervalSeconds: 1, timeoutSeconds: 15 },
   });
