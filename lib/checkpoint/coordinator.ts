@@ -380,6 +380,14 @@ export class CheckpointCoordinator {
 
   private start(now: number): void {
     const plan = this.planner.plan();
+    if (plan.triggers.length === 0 && plan.initialFailures.length > 0 && plan.initialFailures.every((f) => f.failure.reason === 'no-live-source')) {
+      // Every source still running has finished (end of input) and the rest of the job drains:
+      // no barrier could start. Not a failed checkpoint (its failure would count against the
+      // regions); the regions' final commits cover what comes after the last one.
+      this.stats.refused();
+      this.emit({ type: 'triggerRefused', reason: 'sources-finished', pending: this.pendingCheckpoints() });
+      return;
+    }
     const p = new PendingCheckpoint(this.nextId++, now, this.config.timeoutMs, plan, this.topology, this.attempts);
     this.pending.push(p);
     this.active++;

@@ -203,8 +203,8 @@ export type CheckpointEffect =
     }
   /** The trigger waits until a pending checkpoint finalizes. */
   | { type: 'triggerQueued'; queued: number }
-  /** The trigger was refused. */
-  | { type: 'triggerRefused'; reason: 'busy' | 'queue-full'; pending: readonly number[] }
+  /** The trigger was refused (sources-finished: no running region has a source left to start a barrier). */
+  | { type: 'triggerRefused'; reason: 'busy' | 'queue-full' | 'sources-finished'; pending: readonly number[] }
   /** Tell these subtasks to stop working on N (regionId null: the whole checkpoint). Advisory. */
   | {
       type: 'abortCheckpoint';

@@ -148,7 +148,13 @@ export class CheckpointSteps {
     if (started?.type !== 'triggerSources') {
       await driver.persist(effects);
       const failed = effects.find((e) => e.type === 'checkpointFinalized');
-      const message = failed?.type === 'checkpointFinalized' && failed.outcome === 'failed' ? `checkpoint ${failed.checkpointId} failed at its trigger: ${failed.failure.message}` : 'the coordinator refused the trigger';
+      const refused = effects.find((e) => e.type === 'triggerRefused');
+      const message =
+        failed?.type === 'checkpointFinalized' && failed.outcome === 'failed'
+          ? `checkpoint ${failed.checkpointId} failed at its trigger: ${failed.failure.message}`
+          : refused?.type === 'triggerRefused' && refused.reason === 'sources-finished'
+            ? 'no checkpoint: every source has reached end of input (the rest of the job is draining)'
+            : 'the coordinator refused the trigger';
       return { jobId, checkpointId: null, done: true, outcome: 'refused', message };
     }
     const id = started.checkpointId;

@@ -341,6 +341,19 @@ describe('CheckpointCoordinator — finished subtasks and edge cases', () => {
     expect(ofType(c.trigger(4), 'triggerSources')[0]!.subtasks).toEqual(['t0#1', 't1#0']);
   });
 
+  it('refuses a trigger, without using an id, once every running region has no source left (end of input, the rest draining)', () => {
+    const c = coordinator([2]);
+    c.subtaskFinished('t0#0', 0);
+    const e = c.trigger(1);
+    expect(e).toEqual([{ type: 'triggerRefused', reason: 'sources-finished', pending: [] }]);
+    expect(c.pendingCheckpoints()).toEqual([]);
+    // Not counted as a failure against the region; once the rest has finished a checkpoint completes at once, as id 1.
+    expect(c.consecutiveFailures('r0')).toBe(0);
+    c.subtaskFinished('t0#1', 2);
+    const f = finalized(c.trigger(3))[0]!;
+    expect([f.checkpointId, f.outcome]).toEqual([1, 'completed']);
+  });
+
   it('completes a checkpoint at once when every subtask has finished', () => {
     const c = coordinator([1], {}, ['t0#0']);
     const e = c.trigger(0);
