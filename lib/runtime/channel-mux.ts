@@ -46,6 +46,17 @@
  * send to its queue, so the barriers the unit's subtasks emit for one checkpoint share an envelope.
  * `flush()` sends everything (before a hand-over writes the writers' sequence numbers).
  *
+ * Within the unit: a channel whose producer and consumer subtasks are both in this unit does not go
+ * through SQS. Its messages go straight into the consumer's inbox, as if received (a unit of 100
+ * subtasks whose pipelines are whole, the ingest job's, sends nothing through SQS at all). What
+ * changes nothing per channel: the writer and gate see the same messages, sequences, barriers and
+ * replays; a kill loses these parts with both their producer and consumer, as it loses parts
+ * taken from SQS. A send waits while the inboxes are full (`maxBufferedBytes`): the consumer
+ * drains them, since a gate takes what comes whatever it waits for. A subtask handed over (a
+ * Lambda invocation's end) has its untaken parts, and what comes for it after, sent to the unit's
+ * queue for the next invocation, in order. A unit none of whose channels has a producer elsewhere
+ * polls its queue only until it is first empty (what a previous invocation handed over).
+ *
  * Linger ticks (only for a job that sets `lingerMs`). A writer's linger flush (`linger`: records or
  * a watermark sent because the writer's linger time passed, nothing else waits for them) waits for
  * the unit's next send tick: every `lingerMs` (the writers' linger), at multiples of it on the clock.
@@ -65,7 +76,7 @@
  */
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
-import { parseSubtaskId, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { parseSubtaskId, producersOf, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
 import { compactPart, compactRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
@@ -135,6 +146,8 @@ export interface MuxStats {
   partsDropped: number;
   /** Envelope deletes and extensions refused because the receipt had expired (the envelope comes again). */
   expiredReceipts: number;
+  /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
+  partsLocal: number;
 }
 
 interface Route {
@@ -194,18 +207,28 @@ interface Part {
   envelope: Envelope;
   receiveCount?: number;
   sentAt?: number;
+  /** A part delivered within the unit: its writer's message group (kept if it is re-sent at a hand-over). */
+  groupId?: string;
 }
 
 interface Inbox {
   subtask: string;
+  /** Its sub-partition: edge and consumer index (what a part names, and a re-sent part's route). */
+  edgeId: string;
+  consumer: number;
   parts: Part[];
   /** False once its subtask's input has ended or the subtask is down: what arrives is dropped. */
   open: boolean;
+  /** Producers in this unit deliver here directly (until the subtask is handed over). */
+  local: boolean;
   waiters: Set<() => void>;
 }
 
+/** Delivered within the unit: nothing to delete or extend in SQS (`lapsed` skips both). */
+const localEnvelope = (receivedAt: number): Envelope => ({ receipt: '', receivedAt, untaken: 1, lapsed: true });
+
 export class UnitChannels implements ChannelTransport {
-  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0 };
+  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, partsLocal: 0 };
   private readonly routes = new Map<string, Route>();
   private readonly destinations = new Map<string, Destination>();
   /** Inboxes by logical queue name, and by `<edge> <consumer>` (how parts name them). */
@@ -222,7 +245,10 @@ export class UnitChannels implements ChannelTransport {
   private poller: Promise<void> | undefined;
   private extender: Promise<void> | undefined;
   private stopExtender: (() => void) | undefined;
-  private roomWaiter: (() => void) | undefined;
+  /** The poller and local senders waiting for room in the inboxes. */
+  private roomWaiters: (() => void)[] = [];
+  /** No channel into this unit has its producer elsewhere: the queue is read only until first empty. */
+  private readonly onlyLocalProducers: boolean;
   /** A receive of the unit's queue failed: every subtask's next receive throws it. */
   private receiveFailure: unknown;
   /** A send nobody waited for (lazy barriers) failed: the next send throws it. */
@@ -241,12 +267,28 @@ export class UnitChannels implements ChannelTransport {
     for (const id of options.subtasks) {
       const { taskId, index } = parseSubtaskId(id);
       for (const edge of tasks.get(taskId)?.inputs ?? []) {
-        const inbox: Inbox = { subtask: id, parts: [], open: true, waiters: new Set() };
+        const inbox: Inbox = { subtask: id, edgeId: edge.id, consumer: index, parts: [], open: true, local: true, waiters: new Set() };
         this.inboxes.set(subPartitionQueue(options.queuePrefix, options.jobId, edge.id, index), inbox);
         this.inboxByPart.set(`${edge.id} ${index}`, inbox);
       }
     }
     if (this.inboxes.size > 0 && !options.inputQueue) throw new Error(`unit ${options.unit}: its subtasks read ${this.inboxes.size} sub-partition(s), but it has no input queue`);
+    this.onlyLocalProducers = this.inboxes.size > 0 && !this.hasRemoteProducer(tasks);
+  }
+
+  private hasRemoteProducer(tasks: ReadonlyMap<string, ExecutionGraph['tasks'][number]>): boolean {
+    const here = new Set(this.options.subtasks);
+    const seen = new Set<string>();
+    for (const inbox of this.inboxes.values()) {
+      const edge = this.options.graph.edges.find((e) => e.id === inbox.edgeId)!;
+      // An all-to-all edge has the same producers for every consumer: once per edge.
+      if (!edge.pointwise && seen.has(edge.id)) continue;
+      seen.add(edge.id);
+      for (const p of producersOf(edge, inbox.consumer, tasks.get(edge.from)!.parallelism)) {
+        if (!here.has(`${edge.from}#${p}`)) return true;
+      }
+    }
+    return false;
   }
 
   /** Starts receiving the unit's input queue (when it has one). */
@@ -268,7 +310,7 @@ export class UnitChannels implements ChannelTransport {
     // A long poll of an idle queue may have 20 s to go: ended now. (What SQS hands to the aborted
     // request comes again after its visibility timeout; an idle queue has little to hand.)
     this.pollAbort.abort();
-    this.roomWaiter?.();
+    this.wakeRoomWaiters();
     this.stopExtender?.();
     for (const inbox of this.inboxes.values()) wakeAll(inbox);
     await Promise.allSettled([this.poller, this.extender]);
@@ -302,6 +344,25 @@ export class UnitChannels implements ChannelTransport {
     }
   }
 
+  /**
+   * The subtask was handed over (this invocation ends; the next reads its queue): the parts its
+   * producers here delivered and it did not take, and what they send it from now on, go to the
+   * unit's queue, in that order.
+   */
+  handedOver(subtask: string): void {
+    for (const inbox of this.inboxes.values()) {
+      if (inbox.subtask !== subtask || !inbox.local) continue;
+      inbox.local = false;
+      const local = inbox.parts.filter((p) => p.envelope.receipt === '');
+      if (local.length === 0) continue;
+      inbox.parts = inbox.parts.filter((p) => p.envelope.receipt !== '');
+      for (const part of local) this.unbuffer(part);
+      const queue = subPartitionQueue(this.options.queuePrefix, this.options.jobId, inbox.edgeId, inbox.consumer);
+      // Sent as they came (a live group's order); the send path queues them before anything later.
+      void this.send(queue, local.map((p) => ({ groupId: p.groupId ?? '', dedupId: '', body: p.body }))).catch((error: unknown) => (this.sendFailure ??= error));
+    }
+  }
+
   /** The subtask runs again (restarted in its unit): its inboxes keep what comes, for its input gate. */
   open(subtask: string): void {
     for (const inbox of this.inboxes.values()) if (inbox.subtask === subtask) inbox.open = true;
@@ -326,6 +387,8 @@ export class UnitChannels implements ChannelTransport {
     if (this.sendFailure) return Promise.reject(this.sendFailure);
     if (messages.length === 0) return Promise.resolve();
     const route = this.route(queue);
+    const inbox = route.queue === this.options.inputQueue ? this.inboxByPart.get(`${route.edgeId} ${route.consumer}`) : undefined;
+    if (inbox?.local) return this.deliver(inbox, messages);
     const destination = this.destination(route.queue);
     const tick = this.options.lingerMs ?? 0;
     let urgent = false;
@@ -366,6 +429,26 @@ export class UnitChannels implements ChannelTransport {
     else destination.lazyDue ??= now + (this.options.lazyMs ?? DEFAULT_LAZY_MS);
     this.wake(destination, now);
     return sent;
+  }
+
+  /** A channel within the unit: into its consumer's inbox as if received, once the inboxes have room. */
+  private async deliver(inbox: Inbox, messages: readonly OutboundMessage[]): Promise<void> {
+    const max = this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    while (this.buffered > max && inbox.local && inbox.open) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    // Handed over while waiting: to the queue, after what went there before.
+    if (!inbox.local) return this.send(subPartitionQueue(this.options.queuePrefix, this.options.jobId, inbox.edgeId, inbox.consumer), messages);
+    const now = this.clock.now();
+    for (const m of messages) {
+      const part: Part = { body: m.body, bytes: m.body.length + PART_OVERHEAD_BYTES, envelope: localEnvelope(now), sentAt: now, groupId: m.groupId };
+      this.stats.partsLocal++;
+      if (!inbox.open) {
+        this.drop(part);
+        continue;
+      }
+      inbox.parts.push(part);
+      this.buffered += part.bytes;
+    }
+    wakeAll(inbox);
   }
 
   /** The parts buffered for this sub-partition (up to `max`), waiting up to `waitSeconds` for some. */
@@ -552,14 +635,16 @@ export class UnitChannels implements ChannelTransport {
     let wait = busyWait;
     while (this.running) {
       if (this.buffered > maxBuffered) {
-        await new Promise<void>((resolve) => (this.roomWaiter = resolve));
-        this.roomWaiter = undefined;
+        await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
       let messages: InboundMessage[];
       try {
-        messages = await this.options.transport.receive(queue, { max: 10, waitSeconds: wait, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
+        // Every producer is in this unit: only what a previous invocation handed over is in the queue.
+        const waitSeconds = this.onlyLocalProducers ? 0 : wait;
+        messages = await this.options.transport.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
         wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
+        if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {
         if (!this.running) return;
         this.receiveFailure = error;
@@ -637,7 +722,11 @@ export class UnitChannels implements ChannelTransport {
   /** A part left its inbox: the poller may have room again. */
   private unbuffer(part: Part): void {
     this.buffered -= part.bytes;
-    if (this.roomWaiter && this.buffered <= (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES)) this.roomWaiter();
+    if (this.roomWaiters.length > 0 && this.buffered <= (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES)) this.wakeRoomWaiters();
+  }
+
+  private wakeRoomWaiters(): void {
+    for (const wake of this.roomWaiters.splice(0)) wake();
   }
 
   /** A part was taken (or dropped): its envelope is deleted once every part of it has been. */

@@ -285,8 +285,10 @@ export class TaskUnit {
     for (;;) {
       const runner = this.runners[slot]!;
       const status = await runner.run();
-      // Handed over: what arrives for it stays for the next invocation (stopReceiving releases it).
-      if (status !== 'handed-over') this.options.mux?.close(runner.id);
+      // Handed over: what arrives for it stays for the next invocation (stopReceiving releases it;
+      // what its producers here delivered goes to the unit's queue).
+      if (status === 'handed-over') this.options.mux?.handedOver(runner.id);
+      else this.options.mux?.close(runner.id);
       if (status !== 'failed') return status;
       const restart = await this.restart(runner);
       if (!restart) {

@@ -10,10 +10,11 @@
  * Two transport variants, the same scenario:
  * - `queues`: each subtask reads its sub-partition queues itself (a job placed before input
  *   queues). out#0's input gate holds producer 0's records in flight at SQS and extends them.
- * - `mux`: the path task units take (unit-host.ts, task-unit.ts): all four subtasks in one unit
- *   (jobLayout with 4 subtasks per unit), its multiplexed channels (channel-mux.ts) made by the
- *   host's `multiplexedChannels`, every channel message in envelopes on the unit's one input queue,
- *   in the unit's one message group. out#0 takes what it holds into memory and the envelopes are
+ * - `mux`: the path task units take (unit-host.ts, task-unit.ts): the two sinks in one unit and the
+ *   two sources in another (a unit's placement from jobLayout, split: channels within one unit do
+ *   not go through SQS), both units' multiplexed channels (channel-mux.ts) made by the host's
+ *   `multiplexedChannels`, every channel message in envelopes on the sink unit's one input queue,
+ *   in the source unit's one message group. out#0 takes what it holds into memory and the envelopes are
  *   deleted (the late barrier comes in a later envelope of the same group: it could not arrive
  *   past an envelope left in flight); the envelopes with out#1's parts stay in flight for the
  *   minute, and the unit's channels extend them.
@@ -89,8 +90,9 @@ interface Wiring {
   /** Queues to create, and to find empty at the end. */
   queues: string[];
   runner(index: number): SubtaskRunner;
-  /** The unit's channels, when multiplexed. */
+  /** The consuming unit's channels, and the producing unit's, when multiplexed. */
   mux?: UnitChannels;
+  producers?: UnitChannels;
 }
 
 function wire(variant: AlignmentTransport, graph: ExecutionGraph, channels: ChannelTransport, ports: AlignmentPorts, io: CheckpointIO): Wiring {
@@ -109,13 +111,19 @@ function wire(variant: AlignmentTransport, graph: ExecutionGraph, channels: Chan
   // subtask's runner over them (task-unit.ts: room for the envelope, its inbox closed at its end).
   const layout = jobLayout(graph, { jobId, queuePrefix, subtasksPerUnit: 4 });
   expect(layout.units).toHaveLength(1);
-  const unit = layout.units[0]!;
-  expect([...unit.subtasks].sort()).toEqual(['out#0', 'out#1', 'src#0', 'src#1']);
-  const mux = multiplexedChannels({ channels, queuePrefix, attempt: 0, ...(clock ? { clock } : {}) }, { jobId, units: layout.units }, unit, graph)!;
+  const placed = layout.units[0]!;
+  expect([...placed.subtasks].sort()).toEqual(['out#0', 'out#1', 'src#0', 'src#1']);
+  const unit = { ...placed, subtasks: ['out#0', 'out#1'] };
+  const { inputQueue: _none, ...sourceUnit } = { ...placed, unitId: `${placed.unitId}-src`, subtasks: ['src#0', 'src#1'], controlQueue: placed.controlQueue.replace(/-c\d+$/, '-c9') };
+  const units = [unit, sourceUnit];
+  const options = { channels, queuePrefix, attempt: 0, ...(clock ? { clock } : {}) };
+  const mux = multiplexedChannels(options, { jobId, units }, unit, graph)!;
+  const producers = multiplexedChannels(options, { jobId, units }, sourceUnit, graph)!;
   return {
-    send: (queue, messages) => mux.send(queue, messages),
+    send: (queue, messages) => producers.send(queue, messages),
     queues: [unit.inputQueue!],
     mux,
+    producers,
     runner: (index) =>
       new SubtaskRunner({ ...common, index, channels: mux, maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(`${task.id}#${index}`) }),
   };
@@ -173,14 +181,14 @@ export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: (
   await send(0, 1, { t: 'b', c: 1 });
   await send(1, 1, { t: 'd', r: ['d0'] });
 
-  const { mux } = wiring;
+  const { mux, producers } = wiring;
   mux?.start();
   const out0 = wiring.runner(0);
   const run0 = out0.run();
-  await until(() => (out0.counters().aligning?.held ?? 0) >= 2 && (!mux || mux.stats.envelopesReceived >= mux.stats.envelopesSent));
+  await until(() => (out0.counters().aligning?.held ?? 0) >= 2 && (!mux || mux.stats.envelopesReceived >= producers!.stats.envelopesSent));
   expect(out0.counters().aligning).toMatchObject({ checkpointId: 1, waitingFor: [`${edge.id}/1`], held: 2 });
   // Multiplexed: every envelope was received; out#0's were deleted as it took them, out#1's wait in flight.
-  if (mux) expect(mux.stats).toMatchObject({ envelopesReceived: mux.stats.envelopesSent, partsReceived: 8 });
+  if (mux) expect(mux.stats).toMatchObject({ envelopesReceived: producers!.stats.envelopesSent, partsReceived: 8 });
 
   await passMinute();
   expect(out0.status).toBe('running');
@@ -210,8 +218,8 @@ export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: (
   expect(await run0).toBe('finished');
   expect(await run1).toBe('finished');
   if (mux) {
-    // As a unit ends (task-unit.ts).
-    await mux.flush();
+    // As units end (task-unit.ts).
+    await producers!.flush();
     await mux.stopReceiving(false);
   }
 
@@ -220,7 +228,7 @@ export async function longAlignmentScenario(ports: AlignmentPorts, passMinute: (
   for (const runner of [out0, out1]) {
     expect(runner.counters()).toMatchObject({ duplicates: 0, duplicateRecords: 0, missingRecords: 0, replayedRecords: 0, expiredReceipts: 0 });
   }
-  if (mux) expect(mux.stats).toMatchObject({ expiredReceipts: 0, partsDropped: 0, partsReceived: mux.stats.partsSent });
+  if (mux) expect(mux.stats).toMatchObject({ expiredReceipts: 0, partsDropped: 0, partsLocal: 0, partsReceived: producers!.stats.partsSent });
   expect(counts.expired).toBe(0);
   expect((await io.acks(1)).map((a) => a.declined)).toEqual([undefined, undefined]);
   for (const queue of wiring.queues) expect(await channels.receive(queue, { max: 10, waitSeconds: 0 })).toEqual([]);

@@ -52,6 +52,23 @@ describe('hand-over to the next invocation (child processes, exit code 75)', () 
     expect(check).toMatchObject({ ok: true, wrong: [], duplicated: [], unexpected: [] });
   });
 
+  it('packed units (a generator and an aggregate each): channels within a unit hand over too, every aggregate exact', async () => {
+    // Half the keyBy channels have their producer and consumer in one unit and skip SQS; at a
+    // hand-over what the aggregate had not taken goes to the unit's queue for the next invocation.
+    const job = await runtime.service.submit({ ...request, subtasksPerUnit: 2 });
+    expect(job.units.map((u) => u.subtasks.length)).toEqual([2, 2]);
+    const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000 });
+    const view = await controller.run(job.jobId);
+    const handovers = handoversOf(job.jobId);
+    console.log(`packed hand-overs: ${[...handovers].map(([u, n]) => `${u} ${n}`).join(', ')}`);
+    expect(view.job.status).toBe('FINISHED');
+    expect(controller.supervisor.failures).toEqual([]);
+    for (const u of view.units) expect(handovers.get(`${u.unitId}#0`) ?? 0, u.unitId).toBeGreaterThanOrEqual(1);
+    expect(view.totals.dropped).toBe(0);
+    const check = await checkDemoOutput(runtime.ports.clients.s3, config.bucket, job.jobId, view.job.params);
+    expect(check).toMatchObject({ ok: true, wrong: [], duplicated: [], unexpected: [] });
+  });
+
   it('a unit killed after hand-overs restarts from its last checkpoint, and the output stays exact', async () => {
     const job = await runtime.service.submit(request);
     const controller = runtime.controller({ pollMs: 250, checkpointEveryMs: 1000 });

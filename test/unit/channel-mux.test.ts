@@ -29,6 +29,7 @@ function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = 
   const edge = graph.edges[0]!;
   const transport = new MemoryChannelTransport();
   const sends: { queue: string; messages: OutboundMessage[] }[] = [];
+  const receives: string[] = [];
   const counted: ChannelTransport = {
     createQueues: (n) => transport.createQueues(n),
     deleteQueues: (n) => transport.deleteQueues(n),
@@ -37,7 +38,10 @@ function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = 
       sends.push({ queue: q, messages: [...m] });
       return transport.send(q, m);
     },
-    receive: (q, o) => transport.receive(q, o),
+    receive: (q, o) => {
+      receives.push(q);
+      return transport.receive(q, o);
+    },
     delete: (q, r) => transport.delete(q, r),
     changeVisibility: (q, r, s) => transport.changeVisibility(q, r, s),
   };
@@ -50,7 +54,7 @@ function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = 
     new RecordWriter({ edge, producerIndex: producer, consumerParallelism: 2, attempt: 0, lineage: 0, queueOf: logical, transport: mux, maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, ...extra });
   const gate = (consumer: number, mux: ChannelTransport, extra: Partial<ConstructorParameters<typeof InputGate>[0]> = {}) =>
     new InputGate({ inputs: [edge], consumerIndex: consumer, producerParallelism: () => 2, queueOf: () => logical(consumer), transport: mux, waitSeconds: 0.05, onError: (e) => { throw e; }, ...extra });
-  return { graph, edge, transport, sends, inputQueue, producers, consumers, logical, writer, gate };
+  return { graph, edge, transport, sends, receives, inputQueue, producers, consumers, logical, writer, gate, common };
 }
 
 const stops: (() => Promise<unknown>)[] = [];
@@ -502,5 +506,85 @@ describe('multiplexed message packing', () => {
     expect(texts.split('\n* ').length - 1).toBeGreaterThan(0);
     const decoded = envelopes.flatMap((e) => decodeEnvelope(e.body).parts.map((p) => ({ edgeId: p.edgeId, consumer: p.consumer, body: p.body })));
     expect(decoded).toEqual(expected);
+  });
+});
+
+describe('channels within a unit', () => {
+  /** One unit hosting both sources and both sinks: every channel has its producer and consumer here. */
+  function oneUnit(extra: Partial<ConstructorParameters<typeof UnitChannels>[0]> = {}) {
+    const t = setup();
+    const unit = (generation = 0) => new UnitChannels({ ...t.common, unit: 1, generation, subtasks: ['src#0', 'src#1', 'out#0', 'out#1'], inputQueue: t.inputQueue, waitSeconds: 0.05, ...extra });
+    return { ...t, unit };
+  }
+
+  it('delivers straight into the consumer inboxes: nothing through SQS, each channel in order, and the queue read only until first empty', async () => {
+    const { transport, inputQueue, sends, receives, unit, writer, gate } = oneUnit();
+    await transport.createQueues([inputQueue]);
+    const mux = unit();
+    const [g0, g1] = startedGates(mux, gate);
+    const w0 = writer(0, mux);
+    const w1 = writer(1, mux);
+    for (let i = 0; i < 40; i++) (i % 2 ? w1 : w0).emit(`r${i}`);
+    await Promise.all([w0.flush(), w1.flush()]);
+    const got = [...(await take(g0, (r) => r.length >= 20)), ...(await take(g1, (r) => r.length >= 20))];
+    expect(got.sort()).toEqual(Array.from({ length: 40 }, (_, i) => `r${i}`).sort());
+    expect(sends).toEqual([]);
+    expect(mux.stats.partsLocal).toBeGreaterThan(0);
+    // Every producer is in the unit: one empty receive (what a previous invocation left), then no polling.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(receives.filter((q) => q === inputQueue)).toHaveLength(1);
+  });
+
+  it("a handed-over consumer's untaken parts, and what comes for it after, go to the unit's queue in order for the next invocation", async () => {
+    const { transport, inputQueue, sends, unit, writer, gate } = oneUnit();
+    await transport.createQueues([inputQueue]);
+    const first = unit();
+    first.start();
+    const w0 = writer(0, first);
+    for (let i = 0; i < 6; i++) w0.emit(`a${i}`);
+    await w0.flush();
+    expect(sends).toEqual([]);
+    // Neither consumer took anything; both hand over, then the producer sends more.
+    first.handedOver('out#0');
+    first.handedOver('out#1');
+    for (let i = 0; i < 4; i++) w0.emit(`b${i}`);
+    await w0.flush();
+    await first.flush();
+    await first.stopReceiving(true);
+    expect(sends.length).toBeGreaterThan(0);
+    // The next invocation reads them from the queue, each channel in sequence.
+    const next = unit(1);
+    const [g0, g1] = startedGates(next, gate);
+    const channels = [await take(g0, (r) => r.length >= 5), await take(g1, (r) => r.length >= 5)];
+    expect(channels.flat().map(String).sort()).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'b0', 'b1', 'b2', 'b3']);
+    // Per channel in the producer's order: the untaken a's first, then the b's sent after the hand-over.
+    const rank = (r: Json) => (String(r)[0] === 'a' ? 0 : 100) + Number(String(r).slice(1));
+    for (const records of channels) expect(records.map(rank)).toEqual(records.map(rank).sort((x, y) => x - y));
+  });
+
+  it('a send within the unit waits while the inboxes are full, until the consumer takes', async () => {
+    const { transport, inputQueue, unit, writer, gate } = oneUnit({ maxBufferedBytes: 1 });
+    await transport.createQueues([inputQueue]);
+    const mux = unit();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const w0 = writer(0, mux);
+    w0.emit('x0');
+    await w0.flush();
+    w0.emit('x1');
+    let sent = false;
+    const second = w0.flush().then(() => (sent = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sent).toBe(false);
+    const g = gate(1, mux);
+    g.start();
+    stops.push(() => g.stop());
+    const g0 = gate(0, mux);
+    g0.start();
+    stops.push(() => g0.stop());
+    const got = [...(await take(g, (r) => r.length >= 1)), ...(await take(g0, (r) => r.length >= 1))];
+    await second;
+    expect(sent).toBe(true);
+    expect(got.sort()).toEqual(['x0', 'x1']);
   });
 });
