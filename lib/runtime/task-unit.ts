@@ -495,11 +495,9 @@ export class TaskUnit {
         // Each subtask of the unit that reads the producer fences its older attempts and answers with what it holds.
         const { request } = message;
         const answers = this.runners.map((r) => ({ consumer: r.id, answer: r.answerDeterminants(request) }));
-        await Promise.all(
-          answers.flatMap(({ consumer, answer }) =>
-            answer ? [this.options.blobs.put(determinantAnswerKey(this.options.jobId, request.producer, request.attempt, consumer), JSON.stringify({ consumer, ...answer }))] : [],
-          ),
-        );
+        // One object for the unit's consumers (not one per consumer subtask: P x restarted producers at scale).
+        const given = answers.flatMap(({ consumer, answer }) => (answer ? [{ consumer, ...answer }] : []));
+        if (given.length > 0) await this.options.blobs.put(determinantAnswerKey(this.options.jobId, request.producer, request.attempt, this.options.unitId), JSON.stringify({ answers: given }));
         this.log.info(`answered ${request.producer} attempt ${request.attempt} with its determinants from ${request.from}`, {
           producer: request.producer,
           producerAttempt: request.attempt,
