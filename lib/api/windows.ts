@@ -37,6 +37,11 @@ export interface WindowAssigner {
   assign(timestamp: number): TimeWindow[];
   /** Session windows merge; the others do not. */
   readonly merging: boolean;
+  /**
+   * When `assign` gives the same windows for every time in one period ([offset + k * every,
+   * offset + (k + 1) * every)): the window operator then assigns once per period, not per element.
+   */
+  readonly period?: { every: number; offset: number };
 }
 
 const floorMod = (a: number, n: number) => ((a % n) + n) % n;
@@ -52,6 +57,7 @@ export function tumblingWindows(size: number, offset = 0): WindowAssigner {
   return {
     kind: 'tumbling',
     merging: false,
+    period: { every: size, offset },
     assign: (t) => {
       const start = t - floorMod(t - offset, size);
       return [{ start, end: start + size }];
@@ -67,6 +73,7 @@ export function slidingWindows(size: number, slide: number, offset = 0): WindowA
   return {
     kind: 'sliding',
     merging: false,
+    period: { every: slide, offset },
     assign: (t) => {
       const out: TimeWindow[] = [];
       for (let start = t - floorMod(t - offset, slide); start > t - size; start -= slide) out.push({ start, end: start + size });
@@ -154,6 +161,14 @@ export interface WindowOptions<T> {
   lateData?: OutputTag<T & Json>;
 }
 
+/** Windows assigned to an element, and the map state key of each. */
+interface Assignment {
+  windows: readonly TimeWindow[];
+  keys: readonly [number, number][];
+}
+
+const assignment = (windows: readonly TimeWindow[]): Assignment => ({ windows, keys: windows.map((w): [number, number] => [w.start, w.end]) });
+
 /** Window contents per key: [start, end] -> contents. */
 const WINDOWS = mapState<[number, number], Json>('windows');
 
@@ -179,8 +194,9 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
     const windows = this.windowsOf(ctx);
     const merging = this.options.assigner.merging;
     let placed = false;
-    for (const assigned of this.options.assigner.assign(t)) {
-      let window = assigned;
+    const assignment = this.assign(t);
+    for (let i = 0; i < assignment.windows.length; i++) {
+      let window = assignment.windows[i]!;
       let contents: Json | undefined;
       if (!merging) {
         // Tumbling and sliding windows: each is its own, keyed [start, end].
@@ -188,11 +204,12 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
         // its end timer fires only once the window is late, and then it takes the branch below).
         if (this.late(window, ctx)) continue;
         placed = true;
-        const key: [number, number] = [window.start, window.end];
+        const key = assignment.keys[i]!;
         const existing = windows.get(key);
         contents = this.contents.add(existing ?? this.contents.empty(), element);
         windows.put(key, contents);
-        if (window.end - 1 <= ctx.watermark) this.contents.fire(ctx.key, window, contents, this.output(ctx));
+        // A window of its own for the window function: the assigned one is shared (see `assign`).
+        if (window.end - 1 <= ctx.watermark) this.contents.fire(ctx.key, { start: window.start, end: window.end }, contents, this.output(ctx));
         else if (existing === undefined) ctx.registerEventTimeTimer(window.end - 1);
         if (this.lateness > 0 && existing === undefined) ctx.registerEventTimeTimer(window.end - 1 + this.lateness);
         continue;
@@ -228,6 +245,25 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
       if (end - 1 + this.lateness <= timestamp) windows.remove([start, end]);
     }
   }
+
+  /**
+   * The windows of time `t`, and their map state keys: with a `period`, the last period's again
+   * while `t` is in it (elements come mostly in time order: an hour's window and key, allocated
+   * once per hour and key rather than per element). Read only: the operator never changes them.
+   */
+  private assign(t: number): Assignment {
+    const period = this.options.assigner.period;
+    if (!period) return assignment(this.options.assigner.assign(t));
+    const from = t - floorMod(t - period.offset, period.every);
+    if (from !== this.assignedFrom || this.assigned === undefined) {
+      this.assigned = assignment(this.options.assigner.assign(t));
+      this.assignedFrom = from;
+    }
+    return this.assigned;
+  }
+
+  private assigned: Assignment | undefined;
+  private assignedFrom = 0;
 
   /** The map state handle, looked up once per context (the chain keeps one context for every call). */
   private windowsOf(ctx: KeyedProcessContext<O, K>): MapState<[number, number], Json> {

@@ -447,7 +447,7 @@ export class RecordWriter {
     }
     // Records are already JSON; splice them in rather than stringify twice.
     if (buffer.parts.length > 0) buffer.chunks.push(buffer.parts.join(','));
-    const records = `[${buffer.chunks.join(',')}]`;
+    const records = spliced(buffer.chunks);
     // Determinants travel with the records they caused: durable before their effects are.
     const dt = this.options.determinants?.takeFor(`${this.edgeId}/${consumer}`, DETERMINANT_BYTES);
     const determinants = dt ? JSON.stringify(dt) : '';
@@ -481,6 +481,18 @@ export class RecordWriter {
 }
 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
+
+/**
+ * `[chunk,chunk,...]` by concatenation, not join: the text stays a chain of the chunks (V8 cons
+ * strings) until the transport copies it into the message it sends (the unit's envelope, or the
+ * queue's request). A join copied it first into a ~240 KB string of its own, a large object on
+ * fresh pages: ~200 µs per message of page faults and copying on this machine (~0.1 µs a record).
+ */
+export function spliced(chunks: readonly string[]): string {
+  let text = '[';
+  for (let i = 0; i < chunks.length; i++) text += i === 0 ? chunks[i]! : ',' + chunks[i]!;
+  return text + ']';
+}
 
 /** A control event's fields after its type, as a message body carries them. */
 function eventFields(event: Exclude<ChannelEvent, { t: 'd' | 'x' }>): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RecordWriter, hashPartition } from '../../lib/runtime/record-writer';
+import { RecordWriter, hashPartition, spliced } from '../../lib/runtime/record-writer';
 import { InputGate } from '../../lib/runtime/input-gate';
 import { decodeChannelMessage, type ChannelMessage } from '../../lib/runtime/messages';
 import { MemoryChannelTransport } from '../../lib/memory';
@@ -20,6 +20,13 @@ async function drain(transport: MemoryChannelTransport, queue: string) {
 }
 
 describe('record writer', () => {
+  it('splices record chunks into a JSON array, the same text as a join', () => {
+    for (const chunks of [[], ['1'], ['{"a":1},{"b":"x"}', '2', '"ü"']]) {
+      expect(spliced(chunks)).toBe(`[${chunks.join(',')}]`);
+      expect(JSON.parse(spliced(chunks))).toEqual(JSON.parse(`[${chunks.join(',')}]`));
+    }
+  });
+
   it('routes by key hash, packs records into size-bounded messages with per-channel sequence numbers', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['q-0', 'q-1', 'q-2']);

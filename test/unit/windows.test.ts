@@ -87,6 +87,31 @@ describe('sliding windows', () => {
   });
 });
 
+describe('windows assigned once per period', () => {
+  it('give every element its own windows when times go back and forth across periods and offsets', () => {
+    const counts: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (_e, a) => a + 1, getResult: (a) => a };
+    const h = new KeyedHarness<Ev>((s) => s.window(slidingWindows(10, 5, 2), (e) => e.t).aggregate('op', counts, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
+    // Periods [2, 7), [7, 12), [-3, 2): each element lands in exactly its two windows (starts 2 + 5k in (t - 10, t]).
+    h.push(ev('a', 2), ev('b', 7), ev('a', 6), ev('a', -3), ev('b', 11), ev('a', 7), ev('a', 1)).watermark(100);
+    expect(h.take().sort()).toEqual(['a[-3,7)=4', 'a[-8,2)=2', 'a[2,12)=3', 'a[7,17)=1', 'b[2,12)=2', 'b[7,17)=2'].sort());
+  });
+
+  it('hand the window function a window of its own when a late element fires it again', () => {
+    const h = new KeyedHarness<Ev>(
+      (s) =>
+        s.window(tumblingWindows(10), (e) => e.t).allowedLateness(5).reduce('op', sum, (key, w, r) => {
+          const row = { key, start: w.start, n: r.n };
+          w.start = -1; // a window function that changes its window changes no other firing's
+          return row;
+        }),
+      (e) => e.k,
+    );
+    h.push(ev('a', 1)).watermark(9);
+    h.push(ev('a', 2), ev('a', 3));
+    expect(h.take()).toEqual([{ key: 'a', start: 0, n: 1 }, { key: 'a', start: 0, n: 2 }, { key: 'a', start: 0, n: 3 }]);
+  });
+});
+
 describe('session windows', () => {
   it('merge windows closer than the gap, also when an element bridges two sessions', () => {
     const h = new KeyedHarness<Ev>(
