@@ -64,6 +64,9 @@ export async function collectDeterminants(options: CollectOptions): Promise<Coll
   const read = new Set<string>();
   const started = Date.now();
   let sentAt = started;
+  // The listing backs off (to 10x the first wait): every restarted producer of a unit polls its
+  // own prefix, 66 of them at once in a P=300 join unit, and answers come within a second or two.
+  let pollMs = options.pollMs ?? 200;
   await options.send(request);
   for (;;) {
     // Each object is read once, as it appears (a unit's object holds all of its consumers' answers).
@@ -80,7 +83,8 @@ export async function collectDeterminants(options: CollectOptions): Promise<Coll
       sentAt = Date.now();
       await options.send(request);
     }
-    await sleep(options.pollMs ?? 200);
+    await sleep(pollMs);
+    pollMs = Math.min(pollMs * 1.5, (options.pollMs ?? 200) * 10);
   }
   const answers = [...byConsumer.values()];
   const steps = mergeAnswers(from, answers);
