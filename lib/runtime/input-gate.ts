@@ -309,6 +309,30 @@ export class InputGate {
     return at !== undefined && !at.table.isEnded(at.slot);
   }
 
+  /** Channels of this gate: numbered 0 to channelCount - 1 (`GateChannel.index`), in channel order. */
+  get channelCount(): number {
+    return this.totals.expected;
+  }
+
+  /** True when channel number `index` has not ended. */
+  isOpenAt(index: number): boolean {
+    const table = this.tableAt(index);
+    return !table.isEnded(index - table.base);
+  }
+
+  /** The key (edge/producer) of channel number `index`. */
+  channelKeyAt(index: number): string {
+    const table = this.tableAt(index);
+    return channelKey(table.edge.id, table.producerOf(index - table.base));
+  }
+
+  private tableAt(index: number): EdgeChannels {
+    // A handful of input edges: the last one whose first channel is at or below `index`.
+    const tables = this.tables;
+    for (let i = tables.length - 1; i > 0; i--) if (tables[i]!.base <= index) return tables[i]!;
+    return tables[0]!;
+  }
+
   /** Keys of the channels not ended, in channel order. */
   *openChannelKeys(): Iterable<string> {
     for (const table of this.tables) {
