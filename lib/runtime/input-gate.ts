@@ -41,7 +41,7 @@ import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
-import { decodeChannelMessage, type ChannelMessage } from './messages';
+import { decodeChannelMessage, type ChannelInbound, type ChannelMessage } from './messages';
 import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
 import { ChannelTotals, EdgeChannels, FullChannel, NO_WATERMARK, zeroCounters, type ChannelState, type GateChannel, type GroupOrder, type Received, type RestartRule } from './channel-table';
 
@@ -649,7 +649,7 @@ export class InputGate {
   /** Sorts one received message: delivered in order, held, kept early, or discarded. */
   private take(received: Received, now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
     const { queue, edge, message } = received;
-    const decoded = decodeChannelMessage(message.body);
+    const decoded = (message as ChannelInbound).decoded ?? decodeChannelMessage(message.body);
     const table = this.tableOf.get(edge.id);
     const slot = table?.slotOf(decoded.p) ?? -1;
     if (!table || slot < 0) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);
