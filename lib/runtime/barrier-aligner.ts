@@ -99,28 +99,42 @@ export class BarrierAligner<E> {
     return true;
   }
 
-  /** Barrier N delivered on a channel. */
-  async barrier(channel: number, checkpointId: number): Promise<void> {
-    if (checkpointId <= this.hooks.lastCheckpoint()) return; // stale
-    if (this.current && checkpointId > this.current.checkpointId) {
-      const older = this.current.checkpointId;
-      await this.hooks.decline(older, `barrier ${checkpointId} arrived before barrier ${older} was aligned`);
-      await this.releaseHeld(checkpointId);
-    }
+  /**
+   * Barrier N delivered on a channel. Undefined when nothing is left to wait for: a barrier that
+   * neither completes the alignment nor overtakes one is taken without a promise (a join subtask
+   * takes 2P of them per checkpoint, and its input loop awaits only what returns one).
+   */
+  barrier(channel: number, checkpointId: number): Promise<void> | undefined {
+    if (checkpointId <= this.hooks.lastCheckpoint()) return undefined; // stale
+    if (this.current && checkpointId > this.current.checkpointId) return this.overtaken(channel, checkpointId);
+    if (this.current && checkpointId < this.current.checkpointId) return undefined;
+    this.arrive(channel, checkpointId);
+    return this.maybeAligned();
+  }
+
+  /** A newer barrier overtook the one being aligned: that one is declined, and the newer one aligned. */
+  private async overtaken(channel: number, checkpointId: number): Promise<void> {
+    const older = this.current!.checkpointId;
+    await this.hooks.decline(older, `barrier ${checkpointId} arrived before barrier ${older} was aligned`);
+    await this.releaseHeld(checkpointId);
     // Replaying what waited may already have completed this checkpoint: never align it again.
     if (checkpointId <= this.hooks.lastCheckpoint()) return;
     if (this.current && checkpointId < this.current.checkpointId) return;
+    this.arrive(channel, checkpointId);
+    await this.maybeAligned();
+  }
+
+  private arrive(channel: number, checkpointId: number): void {
     const current = (this.current ??= this.begin(checkpointId));
     if (this.arrived[channel] !== 1) {
       this.arrived[channel] = 1;
       current.count++;
     }
-    await this.maybeAligned();
   }
 
   /** A channel ended: the alignment no longer waits for it. */
-  async channelEnded(): Promise<void> {
-    await this.maybeAligned();
+  channelEnded(): Promise<void> | undefined {
+    return this.maybeAligned();
   }
 
   /** The coordinator aborted checkpoint N (applied at the next `applyAborts`). */
@@ -163,11 +177,15 @@ export class BarrierAligner<E> {
     }
   }
 
-  /** Takes the checkpoint once every open channel has delivered its barrier. */
-  private async maybeAligned(): Promise<void> {
+  /** Takes the checkpoint once every open channel has delivered its barrier (undefined: not yet). */
+  private maybeAligned(): Promise<void> | undefined {
     const current = this.current;
-    if (!current || !this.aligned(current)) return;
-    await this.hooks.checkpoint(current.checkpointId);
+    if (!current || !this.aligned(current)) return undefined;
+    return this.complete(current.checkpointId);
+  }
+
+  private async complete(checkpointId: number): Promise<void> {
+    await this.hooks.checkpoint(checkpointId);
     await this.releaseHeld(undefined);
   }
 

@@ -281,21 +281,26 @@ export class InputDriver {
     const rest = { events, next: 0 };
     this.unhandled.push(rest);
     try {
-      while (rest.next < events.length) await this.handle(events[rest.next++]!);
+      while (rest.next < events.length) {
+        // Most events are handled at once: only what returns a promise is waited for.
+        const pending = this.handle(events[rest.next++]!);
+        if (pending) await pending;
+      }
     } finally {
       this.unhandled.splice(this.unhandled.indexOf(rest), 1);
     }
   }
 
-  private async handle(event: GateEvent): Promise<void> {
+  /** Handles one event; a promise when there is something to wait for (a checkpoint, a release). */
+  private handle(event: GateEvent): Promise<void> | undefined {
     const { channel, message } = event;
     if (this.aligner?.hold(channel.index, event)) {
       // After this channel's barrier: wait for the others, unless that holds back too much.
       this.heldBytes += event.bytes ?? 0;
       if (this.heldBytes > this.maxHeldBytes) {
-        await this.aligner.giveUp(`the alignment held back more than ${Math.round(this.maxHeldBytes / 1024 / 1024)} MiB of input (${this.aligner.held.length} messages)`);
+        return this.aligner.giveUp(`the alignment held back more than ${Math.round(this.maxHeldBytes / 1024 / 1024)} MiB of input (${this.aligner.held.length} messages)`);
       }
-      return;
+      return undefined;
     }
     // No receipt: the message came early and was deleted when the gate took it into memory.
     if (event.receipt) {
@@ -311,10 +316,10 @@ export class InputDriver {
         for (const record of message.r) this.chain.push(record, channel.edge.input);
         this.recordsIn += message.r.length;
         if (message.w !== undefined) channel.watermark = Math.max(channel.watermark, message.w);
-        return;
+        return undefined;
       case 'w':
         channel.watermark = Math.max(channel.watermark, message.w);
-        return;
+        return undefined;
       case 'e':
         channel.ended = true;
         return this.aligner?.channelEnded();
