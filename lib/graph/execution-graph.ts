@@ -71,6 +71,26 @@ export function subPartitionQueue(queuePrefix: string, jobId: string, edgeId: st
   return `${queuePrefix}-${jobId}-${edgeId}-${consumer}`;
 }
 
+/** Edges whose queue names `subPartitionQueues` keeps (the oldest go first): a process hosts one job's units, or tests a few jobs. */
+const NAMED_EDGES_KEPT = 64;
+const queueNames = new Map<string, string[]>();
+
+/**
+ * `subPartitionQueue` of one edge by consumer, each name made once in this process and the same
+ * string after: every producer of an all-to-all edge sends to each consumer (P x P sends per
+ * checkpoint), and a name built per send was hashed again by the unit's transport each time.
+ */
+export function subPartitionQueues(queuePrefix: string, jobId: string, edgeId: string): (consumer: number) => string {
+  const key = `${queuePrefix}-${jobId}-${edgeId}`;
+  let names = queueNames.get(key);
+  if (!names) {
+    if (queueNames.size >= NAMED_EDGES_KEPT) queueNames.delete(queueNames.keys().next().value!);
+    queueNames.set(key, (names = []));
+  }
+  const known = names;
+  return (consumer) => (known[consumer] ??= subPartitionQueue(queuePrefix, jobId, edgeId, consumer));
+}
+
 /**
  * Logical name of task unit n's input queue: every channel into its subtasks, multiplexed (one
  * message carries the channel messages of every producer subtask of one unit: channel-mux.ts).

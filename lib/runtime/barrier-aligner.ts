@@ -26,14 +26,17 @@ export interface AlignmentHooks<E> {
   decline(checkpointId: number, reason: string): Promise<void>;
   /** Handles events that waited behind a barrier, in order (may re-enter the aligner). */
   release(events: readonly E[]): Promise<void>;
-  /** Keys of the input channels still open, in a stable order. */
-  openChannels(): Iterable<string>;
   /**
-   * How many input channels are open, and whether one is: given both, alignment counts instead of
-   * going over every open channel at each barrier (a join subtask at parallelism 4000 has 8000).
+   * Input channels are numbered 0 to channelCount() - 1, in a stable order (the input gate's):
+   * alignment keeps one byte per channel and a count, not a key per channel that delivered the
+   * barrier (a join subtask at parallelism 4000 reads 8000 channels, a job of them 32 million).
    */
-  openCount?(): number;
-  isOpen?(channel: string): boolean;
+  channelCount(): number;
+  /** How many input channels are open (have not ended). */
+  openCount(): number;
+  isOpen(channel: number): boolean;
+  /** The channel's key, for a status. */
+  channelName(channel: number): string;
 }
 
 /** An alignment in progress, as reported in the subtask's counters. */
@@ -51,8 +54,10 @@ export interface AlignmentStatus {
 export const STATUS_CHANNELS = 10;
 
 export class BarrierAligner<E> {
-  /** The checkpoint being aligned and the channels whose barrier has arrived. */
-  private current: { checkpointId: number; arrived: Set<string> } | undefined;
+  /** The checkpoint being aligned and how many channels' barriers have arrived (their bytes in `arrived`). */
+  private current: { checkpointId: number; count: number } | undefined;
+  /** Per channel, 1 once its barrier of the current checkpoint arrived; reused from one alignment to the next. */
+  private arrived = new Uint8Array(0);
   private heldEvents: E[] = [];
   /** Checkpoints the coordinator aborted, applied between two batches (`applyAborts`). */
   private readonly aborted: number[] = [];
@@ -77,46 +82,59 @@ export class BarrierAligner<E> {
     const current = this.current;
     if (!current) return undefined;
     // Counted (a status goes with every heartbeat): the channels that delivered the barrier are
-    // open (what follows their barrier, an end of input too, is held), so the rest of the open ones wait.
-    const counted = this.hooks.openCount && this.hooks.isOpen ? Math.max(0, this.hooks.openCount() - current.arrived.size) : undefined;
+    // open (what follows their barrier, an end of input too, is held), so the rest of the open ones
+    // wait; only the first few are named.
+    const { hooks, arrived } = this;
     const waitingFor: string[] = [];
-    let waiting = 0;
-    for (const key of this.hooks.openChannels()) {
-      if (current.arrived.has(key)) continue;
-      waiting++;
-      if (waitingFor.length < STATUS_CHANNELS) waitingFor.push(key);
-      else if (counted !== undefined) break;
-    }
-    const total = counted ?? waiting;
+    const count = hooks.channelCount();
+    for (let c = 0; c < count && waitingFor.length < STATUS_CHANNELS; c++) if (arrived[c] !== 1 && hooks.isOpen(c)) waitingFor.push(hooks.channelName(c));
+    const total = Math.max(waitingFor.length, hooks.openCount() - current.count);
     return { checkpointId: current.checkpointId, waitingFor, ...(total > waitingFor.length ? { waiting: total } : {}), held: this.heldEvents.length };
   }
 
   /** True (and the event is kept) when the event's channel has delivered the barrier being aligned. */
-  hold(channel: string, event: E): boolean {
-    if (!this.current?.arrived.has(channel)) return false;
+  hold(channel: number, event: E): boolean {
+    if (this.current === undefined || this.arrived[channel] !== 1) return false;
     this.heldEvents.push(event);
     return true;
   }
 
-  /** Barrier N delivered on a channel. */
-  async barrier(channel: string, checkpointId: number): Promise<void> {
-    if (checkpointId <= this.hooks.lastCheckpoint()) return; // stale
-    if (this.current && checkpointId > this.current.checkpointId) {
-      const older = this.current.checkpointId;
-      await this.hooks.decline(older, `barrier ${checkpointId} arrived before barrier ${older} was aligned`);
-      await this.releaseHeld(checkpointId);
-    }
+  /**
+   * Barrier N delivered on a channel. Undefined when nothing is left to wait for: a barrier that
+   * neither completes the alignment nor overtakes one is taken without a promise (a join subtask
+   * takes 2P of them per checkpoint, and its input loop awaits only what returns one).
+   */
+  barrier(channel: number, checkpointId: number): Promise<void> | undefined {
+    if (checkpointId <= this.hooks.lastCheckpoint()) return undefined; // stale
+    if (this.current && checkpointId > this.current.checkpointId) return this.overtaken(channel, checkpointId);
+    if (this.current && checkpointId < this.current.checkpointId) return undefined;
+    this.arrive(channel, checkpointId);
+    return this.maybeAligned();
+  }
+
+  /** A newer barrier overtook the one being aligned: that one is declined, and the newer one aligned. */
+  private async overtaken(channel: number, checkpointId: number): Promise<void> {
+    const older = this.current!.checkpointId;
+    await this.hooks.decline(older, `barrier ${checkpointId} arrived before barrier ${older} was aligned`);
+    await this.releaseHeld(checkpointId);
     // Replaying what waited may already have completed this checkpoint: never align it again.
     if (checkpointId <= this.hooks.lastCheckpoint()) return;
     if (this.current && checkpointId < this.current.checkpointId) return;
-    this.current ??= { checkpointId, arrived: new Set() };
-    this.current.arrived.add(channel);
+    this.arrive(channel, checkpointId);
     await this.maybeAligned();
   }
 
+  private arrive(channel: number, checkpointId: number): void {
+    const current = (this.current ??= this.begin(checkpointId));
+    if (this.arrived[channel] !== 1) {
+      this.arrived[channel] = 1;
+      current.count++;
+    }
+  }
+
   /** A channel ended: the alignment no longer waits for it. */
-  async channelEnded(): Promise<void> {
-    await this.maybeAligned();
+  channelEnded(): Promise<void> | undefined {
+    return this.maybeAligned();
   }
 
   /** The coordinator aborted checkpoint N (applied at the next `applyAborts`). */
@@ -159,38 +177,44 @@ export class BarrierAligner<E> {
     }
   }
 
-  /** Takes the checkpoint once every open channel has delivered its barrier. */
-  private async maybeAligned(): Promise<void> {
+  /** Takes the checkpoint once every open channel has delivered its barrier (undefined: not yet). */
+  private maybeAligned(): Promise<void> | undefined {
     const current = this.current;
-    if (!current || !this.aligned(current)) return;
-    await this.hooks.checkpoint(current.checkpointId);
+    if (!current || !this.aligned(current)) return undefined;
+    return this.complete(current.checkpointId);
+  }
+
+  private async complete(checkpointId: number): Promise<void> {
+    await this.hooks.checkpoint(checkpointId);
     await this.releaseHeld(undefined);
   }
 
-  /** Every open channel has delivered the barrier being aligned. */
-  private aligned(current: { arrived: Set<string> }): boolean {
-    const { openCount } = this.hooks;
-    if (!openCount || !this.hooks.isOpen) {
-      for (const key of this.hooks.openChannels()) if (!current.arrived.has(key)) return false;
-      return true;
-    }
-    // Counted: the open channels that arrived are all of them. Until as many have arrived as are
-    // open, some have not (one pass over the arrived ones once as many have).
-    const open = openCount.call(this.hooks);
-    return current.arrived.size >= open && this.arrivedOpen(current) === open;
+  /**
+   * Every open channel has delivered the barrier being aligned. Until as many have arrived as are
+   * open, some have not; once as many have, one pass counts the open ones among them (a channel
+   * that arrived may have ended since, or one that had ended may have reopened: a new attempt).
+   */
+  private aligned(current: { count: number }): boolean {
+    const open = this.hooks.openCount();
+    if (current.count < open) return false;
+    let n = 0;
+    for (let c = 0; c < this.arrived.length; c++) if (this.arrived[c] === 1 && this.hooks.isOpen(c)) n++;
+    return n === open;
   }
 
-  private arrivedOpen(current: { arrived: Set<string> }): number {
-    let n = 0;
-    for (const key of current.arrived) if (this.hooks.isOpen!(key)) n++;
-    return n;
+  /** A new alignment: no channel has arrived. */
+  private begin(checkpointId: number): { checkpointId: number; count: number } {
+    const count = this.hooks.channelCount();
+    if (this.arrived.length !== count) this.arrived = new Uint8Array(count);
+    else this.arrived.fill(0);
+    return { checkpointId, count: 0 };
   }
 
   /** Ends the current alignment (starting `next`, if given) and releases what waited behind it. */
   private async releaseHeld(next: number | undefined): Promise<void> {
     const waiting = this.heldEvents;
     this.heldEvents = [];
-    this.current = next === undefined ? undefined : { checkpointId: next, arrived: new Set() };
+    this.current = next === undefined ? undefined : this.begin(next);
     await this.hooks.release(waiting);
   }
 }

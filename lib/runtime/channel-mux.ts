@@ -77,7 +77,7 @@
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { parseSubtaskId, producersOf, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
-import { compactPart, compactRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, type ControlShape } from './messages';
+import { type ChannelInbound, type ChannelMessage, compactPart, compactRun, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, readControl, type ControlFields, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
@@ -201,14 +201,23 @@ interface Envelope {
   lapsed: boolean;
 }
 
-interface Part {
-  body: string;
+/**
+ * A part buffered for its sub-partition; taken, it is the message the subtask's gate receives (one
+ * object per part: a checkpoint of the join brings P x P of them). Settled on take: no group to
+ * name and no receipt to keep (no delete or visibility change is due for it).
+ */
+interface Part extends ChannelInbound {
+  groupId: '';
+  receipt: '';
+  /** Its body decoded (a part of a compact run), or undefined. */
+  decoded: ChannelMessage | undefined;
+  receiveCount: number | undefined;
+  sentAt: number | undefined;
+  /** What it holds of the unit's input buffer. */
   bytes: number;
   envelope: Envelope;
-  receiveCount?: number;
-  sentAt?: number;
-  /** A part delivered within the unit: its writer's message group (kept if it is re-sent at a hand-over). */
-  groupId?: string;
+  /** Delivered within the unit: its writer's message group (kept if it is sent on at a hand-over). */
+  writerGroup: string | undefined;
 }
 
 interface Inbox {
@@ -238,7 +247,6 @@ export class UnitChannels implements ChannelTransport {
   private readonly toDelete: string[] = [];
   private deleting: Promise<void> | undefined;
   private sequence = 0;
-  private nextReceipt = 0;
   private buffered = 0;
   private running = false;
   private pollAbort = new AbortController();
@@ -255,6 +263,8 @@ export class UnitChannels implements ChannelTransport {
   private sendFailure: unknown;
   private readonly prefix: string;
   private readonly group: string;
+  /** Scratch of `readControl` (a barrier's fields, read in place). */
+  private readonly control: ControlFields = { pAt: 0, pEnd: 0, aAt: 0, aEnd: 0, sAt: 0, sEnd: 0, lAt: 0, lEnd: 0, nAt: 0, nEnd: 0, tAt: 0, s: 0, n: 0 };
   private readonly clock: Clock;
   private readonly visibilitySeconds: number;
 
@@ -359,7 +369,7 @@ export class UnitChannels implements ChannelTransport {
       for (const part of local) this.unbuffer(part);
       const queue = subPartitionQueue(this.options.queuePrefix, this.options.jobId, inbox.edgeId, inbox.consumer);
       // Sent as they came (a live group's order); the send path queues them before anything later.
-      void this.send(queue, local.map((p) => ({ groupId: p.groupId ?? '', dedupId: '', body: p.body }))).catch((error: unknown) => (this.sendFailure ??= error));
+      void this.send(queue, local.map((p) => ({ groupId: p.writerGroup ?? '', dedupId: '', body: p.body }))).catch((error: unknown) => (this.sendFailure ??= error));
     }
   }
 
@@ -398,15 +408,16 @@ export class UnitChannels implements ChannelTransport {
       const lazy = m.lazy === true;
       const linger = !lazy && m.linger === true && tick > 0;
       const group = this.groupOf(m.groupId);
-      const shape = controlShape(part);
-      if (shape && lazy) {
-        // A barrier right after one of its run (same group, edge, producer, event): one more triple.
+      if (lazy) {
+        // A barrier right after one of its run (same group, edge, producer, event): one more
+        // triple, its body read in place (P x P of them per checkpoint: no shape object each).
         const last = destination.parts.at(-1);
-        if (last?.run && !last.done && last.group === group && last.shape!.key === shape.key && last.run.length < MAX_COMPACT_RUN * 3) {
-          last.run.push(part.consumer, Number(shape.s), Number(shape.n));
+        if (last?.run && !last.done && last.group === group && last.edgeId === route.edgeId && last.run.length < MAX_COMPACT_RUN * 3 && readControl(m.body, this.control) && continuesRun(m.body, this.control, last.shape!)) {
+          last.run.push(part.consumer, this.control.s, this.control.n);
           continue;
         }
       }
+      const shape = controlShape(part);
       const head = envelopePartHeader(part);
       const text = head + m.body;
       // A body its writer measured (records) is not measured again (a ~256 KB string, flattened
@@ -439,7 +450,17 @@ export class UnitChannels implements ChannelTransport {
     if (!inbox.local) return this.send(subPartitionQueue(this.options.queuePrefix, this.options.jobId, inbox.edgeId, inbox.consumer), messages);
     const now = this.clock.now();
     for (const m of messages) {
-      const part: Part = { body: m.body, bytes: m.body.length + PART_OVERHEAD_BYTES, envelope: localEnvelope(now), sentAt: now, groupId: m.groupId };
+      const part: Part = {
+        body: m.body,
+        groupId: '',
+        receipt: '',
+        decoded: undefined,
+        receiveCount: undefined,
+        sentAt: now,
+        bytes: m.body.length + PART_OVERHEAD_BYTES,
+        envelope: localEnvelope(now),
+        writerGroup: m.groupId,
+      };
       this.stats.partsLocal++;
       if (!inbox.open) {
         this.drop(part);
@@ -469,19 +490,11 @@ export class UnitChannels implements ChannelTransport {
       if (this.receiveFailure) throw this.receiveFailure;
     }
     const taken = inbox.parts.splice(0, options.max);
-    const out: InboundMessage[] = [];
     for (const part of taken) {
-      out.push({
-        body: part.body,
-        groupId: '',
-        receipt: `p${this.nextReceipt++}`,
-        ...(part.receiveCount !== undefined ? { receiveCount: part.receiveCount } : {}),
-        ...(part.sentAt !== undefined ? { sentAt: part.sentAt } : {}),
-      });
       this.unbuffer(part);
       this.settle(part);
     }
-    return out;
+    return taken;
   }
 
   /** Nothing to do: a part's envelope was settled when the part was taken. */
@@ -698,10 +711,14 @@ export class UnitChannels implements ChannelTransport {
       if (!inbox) throw new Error(`unit ${this.options.unit} received a message for sub-partition ${p.edgeId}/${p.consumer}, which no subtask of it reads`);
       const part: Part = {
         body: p.body,
+        groupId: '',
+        receipt: '',
+        decoded: p.decoded,
+        receiveCount: message.receiveCount,
+        sentAt: message.sentAt,
         bytes: p.body.length + PART_OVERHEAD_BYTES,
         envelope,
-        ...(message.receiveCount !== undefined ? { receiveCount: message.receiveCount } : {}),
-        ...(message.sentAt !== undefined ? { sentAt: message.sentAt } : {}),
+        writerGroup: undefined,
       };
       if (!inbox.open) {
         this.drop(part);

@@ -33,6 +33,8 @@ import type { Range } from './skipped-ranges';
 export interface ChannelState {
   edge: ExecutionEdge;
   producer: number;
+  /** Its number in the gate (see GateChannel). */
+  readonly index: number;
   /** Lowest producer attempt accepted. */
   minAttempt: number;
   /** Highest producer attempt seen. */
@@ -116,6 +118,8 @@ export interface Received {
 export interface GateChannel {
   readonly edge: ExecutionEdge;
   readonly producer: number;
+  /** The channel's number in its gate (its inputs' channels in order, from 0): barrier alignment keys by it. */
+  readonly index: number;
   watermark: number;
   ended: boolean;
 }
@@ -143,6 +147,8 @@ export class EdgeChannels {
   readonly size: number;
   /** Producer index of slot 0. */
   private readonly first: number;
+  /** The gate's number of slot 0 (`GateChannel.index`): the channels of the edges before this one. */
+  readonly base: number;
   private readonly flags: Uint8Array;
   readonly minAttempt: Int32Array;
   readonly attempt: Int32Array;
@@ -180,6 +186,7 @@ export class EdgeChannels {
     this.lineage = new Int32Array(n).fill(-1);
     this.position = new Float64Array(n);
     this.watermark = new Float64Array(n).fill(NO_WATERMARK);
+    this.base = totals.expected;
     totals.expected += n;
   }
 
@@ -287,9 +294,10 @@ export class EdgeChannels {
 }
 
 /** A channel whose state needs more than the arrays: the gate's general code runs on it. */
-export class FullChannel implements ChannelState {
+export class FullChannel implements ChannelState, GateChannel {
   readonly edge: ExecutionEdge;
   readonly producer: number;
+  readonly index: number;
   minAttempt: number;
   attempt: number;
   groups: Map<number, GroupOrder>;
@@ -309,6 +317,7 @@ export class FullChannel implements ChannelState {
   ) {
     this.edge = table.edge;
     this.producer = table.producerOf(slot);
+    this.index = table.base + slot;
     this.minAttempt = init.minAttempt;
     this.attempt = init.attempt;
     this.groups = init.groups;
@@ -341,6 +350,7 @@ export class FullChannel implements ChannelState {
 class SlotChannel implements GateChannel {
   readonly edge: ExecutionEdge;
   readonly producer: number;
+  readonly index: number;
 
   constructor(
     protected readonly table: EdgeChannels,
@@ -348,6 +358,7 @@ class SlotChannel implements GateChannel {
   ) {
     this.edge = table.edge;
     this.producer = table.producerOf(slot);
+    this.index = table.base + slot;
   }
 
   get watermark(): number {

@@ -27,8 +27,18 @@ export interface InputDriverHooks {
 
 const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
 
+/** The alignment's view of a gate's channels (by number: `GateChannel.index`); none before the gate runs. */
+export function alignmentChannels(gate: () => InputGate | undefined): Pick<AlignmentHooks<GateEvent>, 'channelCount' | 'openCount' | 'isOpen' | 'channelName'> {
+  return {
+    channelCount: () => gate()?.channelCount ?? 0,
+    openCount: () => gate()?.openCount() ?? 0,
+    isOpen: (channel) => gate()?.isOpenAt(channel) ?? false,
+    channelName: (channel) => gate()?.channelKeyAt(channel) ?? String(channel),
+  };
+}
+
 /** What alignment needs from the subtask; without it barriers pass through unaligned. */
-export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'openChannels' | 'openCount' | 'isOpen'>;
+export type CheckpointHooks = Omit<AlignmentHooks<GateEvent>, 'release' | 'channelCount' | 'openCount' | 'isOpen' | 'channelName'>;
 
 export class InputDriver {
   recordsIn = 0;
@@ -75,9 +85,7 @@ export class InputDriver {
           this.heldBytes = 0;
           return this.handleAll(events);
         },
-        openChannels: () => this.gate?.openChannelKeys() ?? [],
-        openCount: () => this.gate?.openCount() ?? 0,
-        isOpen: (key) => this.gate?.isOpen(key) ?? false,
+        ...alignmentChannels(() => this.gate),
       });
   }
 
@@ -273,22 +281,26 @@ export class InputDriver {
     const rest = { events, next: 0 };
     this.unhandled.push(rest);
     try {
-      while (rest.next < events.length) await this.handle(events[rest.next++]!);
+      while (rest.next < events.length) {
+        // Most events are handled at once: only what returns a promise is waited for.
+        const pending = this.handle(events[rest.next++]!);
+        if (pending) await pending;
+      }
     } finally {
       this.unhandled.splice(this.unhandled.indexOf(rest), 1);
     }
   }
 
-  private async handle(event: GateEvent): Promise<void> {
+  /** Handles one event; a promise when there is something to wait for (a checkpoint, a release). */
+  private handle(event: GateEvent): Promise<void> | undefined {
     const { channel, message } = event;
-    const key = channelKey(channel.edge.id, channel.producer);
-    if (this.aligner?.hold(key, event)) {
+    if (this.aligner?.hold(channel.index, event)) {
       // After this channel's barrier: wait for the others, unless that holds back too much.
       this.heldBytes += event.bytes ?? 0;
       if (this.heldBytes > this.maxHeldBytes) {
-        await this.aligner.giveUp(`the alignment held back more than ${Math.round(this.maxHeldBytes / 1024 / 1024)} MiB of input (${this.aligner.held.length} messages)`);
+        return this.aligner.giveUp(`the alignment held back more than ${Math.round(this.maxHeldBytes / 1024 / 1024)} MiB of input (${this.aligner.held.length} messages)`);
       }
-      return;
+      return undefined;
     }
     // No receipt: the message came early and was deleted when the gate took it into memory.
     if (event.receipt) {
@@ -300,19 +312,19 @@ export class InputDriver {
         // while these records go through, and that message carries the steps recorded so far.
         // Recorded after, a consumer could hold output of these records without their step, and
         // a restart that follows its steps would put other records at those positions.
-        this.determinants?.records(key, message.l ?? message.a, message.n ?? 0, message.r.length);
+        this.determinants?.records(channelKey(channel.edge.id, channel.producer), message.l ?? message.a, message.n ?? 0, message.r.length);
         for (const record of message.r) this.chain.push(record, channel.edge.input);
         this.recordsIn += message.r.length;
         if (message.w !== undefined) channel.watermark = Math.max(channel.watermark, message.w);
-        return;
+        return undefined;
       case 'w':
         channel.watermark = Math.max(channel.watermark, message.w);
-        return;
+        return undefined;
       case 'e':
         channel.ended = true;
         return this.aligner?.channelEnded();
       case 'b':
-        return this.aligner?.barrier(key, message.c);
+        return this.aligner?.barrier(channel.index, message.c);
     }
   }
 }

@@ -41,7 +41,7 @@ import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
-import { decodeChannelMessage, type ChannelMessage } from './messages';
+import { decodeChannelMessage, type ChannelInbound, type ChannelMessage } from './messages';
 import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
 import { ChannelTotals, EdgeChannels, FullChannel, NO_WATERMARK, zeroCounters, type ChannelState, type GateChannel, type GroupOrder, type Received, type RestartRule } from './channel-table';
 
@@ -307,6 +307,30 @@ export class InputGate {
   isOpen(key: string): boolean {
     const at = this.locate(key);
     return at !== undefined && !at.table.isEnded(at.slot);
+  }
+
+  /** Channels of this gate: numbered 0 to channelCount - 1 (`GateChannel.index`), in channel order. */
+  get channelCount(): number {
+    return this.totals.expected;
+  }
+
+  /** True when channel number `index` has not ended. */
+  isOpenAt(index: number): boolean {
+    const table = this.tableAt(index);
+    return !table.isEnded(index - table.base);
+  }
+
+  /** The key (edge/producer) of channel number `index`. */
+  channelKeyAt(index: number): string {
+    const table = this.tableAt(index);
+    return channelKey(table.edge.id, table.producerOf(index - table.base));
+  }
+
+  private tableAt(index: number): EdgeChannels {
+    // A handful of input edges: the last one whose first channel is at or below `index`.
+    const tables = this.tables;
+    for (let i = tables.length - 1; i > 0; i--) if (tables[i]!.base <= index) return tables[i]!;
+    return tables[0]!;
   }
 
   /** Keys of the channels not ended, in channel order. */
@@ -625,7 +649,7 @@ export class InputGate {
   /** Sorts one received message: delivered in order, held, kept early, or discarded. */
   private take(received: Received, now: number, events: GateEvent[], discard: (queue: string, receipt: string | undefined) => void): void {
     const { queue, edge, message } = received;
-    const decoded = decodeChannelMessage(message.body);
+    const decoded = (message as ChannelInbound).decoded ?? decodeChannelMessage(message.body);
     const table = this.tableOf.get(edge.id);
     const slot = table?.slotOf(decoded.p) ?? -1;
     if (!table || slot < 0) throw new Error(`message on edge ${edge.id} from producer ${decoded.p}, which does not write to this subtask`);

@@ -19,6 +19,7 @@
  *   replay ends with an `x` event whose `n` is where the producer's live messages go on.
  */
 import type { Json } from '../api/functions';
+import type { InboundMessage } from '../ports/channels';
 import type { Step } from './determinants';
 
 export type ChannelEvent =
@@ -170,7 +171,15 @@ export interface EnvelopePart {
   edgeId: string;
   consumer: number;
   body: string;
+  /** The body decoded, when the part came out of a compact run (each such part's event is read once per run, not parsed per part). */
+  decoded?: ChannelMessage;
 }
+
+/**
+ * A message as a runtime transport gives it to an input gate: a multiplexed unit (channel-mux.ts)
+ * gives the parts of a compact run already decoded, as `decodeChannelMessage(body)` would.
+ */
+export type ChannelInbound = InboundMessage & { decoded?: ChannelMessage };
 
 const ENVELOPE_TAG = 'M1';
 
@@ -228,8 +237,7 @@ export function decodeEnvelope(body: string): { unit: number; attempt: number; p
 // ---- compact runs of one control event (see the envelope format above) ---------------------------
 
 const COMPACT_TAG = '*';
-/** A control event as a record writer writes it on one channel (numbers as text, kept as they are). */
-const CONTROL_BODY = /^\{"p":(0|[1-9]\d*),"a":(0|[1-9]\d*),"s":(0|[1-9]\d*),"l":(0|[1-9]\d*),"n":(0|[1-9]\d*),"t":"([bwer])"([^\n]*)\}$/;
+/** A whole number as a compact part writes it. */
 const NUMBER = /^(0|[1-9]\d*)$/;
 
 /** What a compact run shares (`key`) and what each of its parts has of its own. */
@@ -246,13 +254,106 @@ export interface ControlShape {
 /** The shape of a part that a compact run can carry, or undefined (records, replays, anything else). */
 export function controlShape(part: EnvelopePart): ControlShape | undefined {
   const body = part.body;
-  // Data messages (`"t":"d"`) are most parts; their records make them long, and none is compacted.
-  if (body.length > 512 || body.charCodeAt(0) !== 123) return undefined;
-  const m = CONTROL_BODY.exec(body);
-  // Sequence and position travel as numbers in a compact run: at most 15 digits, so exactly.
-  if (!m || m[3]!.length > 15 || m[5]!.length > 15) return undefined;
-  const head = `${m[1]},${m[2]},${m[4]},${m[6]}`;
-  return { key: `${part.edgeId} ${head} ${m[7]}`, head, rest: m[7]!, consumer: part.consumer, s: m[3]!, n: m[5]! };
+  const c = CONTROL_SCRATCH;
+  if (!readControl(body, c)) return undefined;
+  const head = `${body.slice(c.pAt, c.pEnd)},${body.slice(c.aAt, c.aEnd)},${body.slice(c.lAt, c.lEnd)},${body[c.tAt]}`;
+  const rest = body.slice(c.tAt + 2, body.length - 1);
+  return { key: `${part.edgeId} ${head} ${rest}`, head, rest, consumer: part.consumer, s: body.slice(c.sAt, c.sEnd), n: body.slice(c.nAt, c.nEnd) };
+}
+
+/**
+ * Where a control event's fields lie in its body (`readControl`), and its sequence and position as
+ * numbers: read without a regular expression or substrings, since a checkpoint's writers send one
+ * barrier per channel (P x P) and their unit's transport reads each.
+ */
+export interface ControlFields {
+  pAt: number;
+  pEnd: number;
+  aAt: number;
+  aEnd: number;
+  sAt: number;
+  sEnd: number;
+  lAt: number;
+  lEnd: number;
+  nAt: number;
+  nEnd: number;
+  /** Index of the event type's character; the rest of the event runs from tAt + 2 to the closing brace. */
+  tAt: number;
+  s: number;
+  n: number;
+}
+
+const CONTROL_SCRATCH: ControlFields = { pAt: 0, pEnd: 0, aAt: 0, aEnd: 0, sAt: 0, sEnd: 0, lAt: 0, lEnd: 0, nAt: 0, nEnd: 0, tAt: 0, s: 0, n: 0 };
+
+/**
+ * True when `body` is a control event as a record writer writes it (`enqueueRaw`:
+ * `{"p":P,"a":A,"s":S,"l":L,"n":N,"t":"T"REST}` with whole numbers without leading zeros, S and N
+ * of at most 15 digits, so exact as numbers, T one of b, w, e, r, and no line end in REST), its
+ * fields' places written into `out`.
+ */
+export function readControl(body: string, out: ControlFields): boolean {
+  // Data messages are most parts; their records make them long, and none is compacted.
+  const end = body.length - 1;
+  if (end > 511 || body.charCodeAt(0) !== 123 || body.charCodeAt(end) !== 125) return false;
+  let at = 1;
+  for (const name of CONTROL_NAMES) {
+    // `"x":` then a whole number, then a comma.
+    if (body.charCodeAt(at) !== 34 || body.charCodeAt(at + 1) !== name || body.charCodeAt(at + 2) !== 34 || body.charCodeAt(at + 3) !== 58) return false;
+    at += 4;
+    const from = at;
+    if (body.charCodeAt(at) === 48) at++;
+    else while (at < end && isDigit(body.charCodeAt(at))) at++;
+    if (at === from || body.charCodeAt(at) !== 44) return false;
+    if (name === 112) (out.pAt = from), (out.pEnd = at);
+    else if (name === 97) (out.aAt = from), (out.aEnd = at);
+    else if (name === 115) (out.sAt = from), (out.sEnd = at);
+    else if (name === 108) (out.lAt = from), (out.lEnd = at);
+    else (out.nAt = from), (out.nEnd = at);
+    at++;
+  }
+  if (out.sEnd - out.sAt > 15 || out.nEnd - out.nAt > 15) return false;
+  // "t":"<type>"
+  if (body.charCodeAt(at) !== 34 || body.charCodeAt(at + 1) !== 116 || body.charCodeAt(at + 2) !== 34 || body.charCodeAt(at + 3) !== 58 || body.charCodeAt(at + 4) !== 34) return false;
+  out.tAt = at + 5;
+  const t = body.charCodeAt(out.tAt);
+  if ((t !== 98 && t !== 119 && t !== 101 && t !== 114) || body.charCodeAt(out.tAt + 1) !== 34) return false;
+  for (let i = out.tAt + 2; i < end; i++) if (body.charCodeAt(i) === 10) return false;
+  out.s = digits(body, out.sAt, out.sEnd);
+  out.n = digits(body, out.nAt, out.nEnd);
+  return true;
+}
+
+/** The fields of a control event, in the order a writer writes them: p, a, s, l, n (character codes). */
+const CONTROL_NAMES = [112, 97, 115, 108, 110] as const;
+
+const isDigit = (code: number): boolean => code >= 48 && code <= 57;
+
+function digits(text: string, from: number, to: number): number {
+  let v = 0;
+  for (let i = from; i < to; i++) v = v * 10 + (text.charCodeAt(i) - 48);
+  return v;
+}
+
+/**
+ * True when the control event in `body` (read into `c`) continues the run whose first part's
+ * shape is `shape`: the same producer, attempt, lineage, type and rest (compared in place).
+ */
+export function continuesRun(body: string, c: ControlFields, shape: ControlShape): boolean {
+  const { head, rest } = shape;
+  const restAt = c.tAt + 2;
+  if (body.length - 1 - restAt !== rest.length || !body.startsWith(rest, restAt)) return false;
+  // `head` is `<p>,<a>,<l>,<t>`.
+  let at = matchAt(head, 0, body, c.pAt, c.pEnd, true);
+  at = matchAt(head, at, body, c.aAt, c.aEnd, true);
+  at = matchAt(head, at, body, c.lAt, c.lEnd, true);
+  return matchAt(head, at, body, c.tAt, c.tAt + 1, false) === head.length;
+}
+
+/** Where `text` goes on after `body[from, to)` at `at` (and a comma, when `comma`); -1 when it is not there. */
+function matchAt(text: string, at: number, body: string, from: number, to: number, comma: boolean): number {
+  if (at < 0 || at + (to - from) + (comma ? 1 : 0) > text.length) return -1;
+  for (let i = from; i < to; i++) if (text.charCodeAt(at++) !== body.charCodeAt(i)) return -1;
+  return comma ? (text.charCodeAt(at) === 44 ? at + 1 : -1) : at;
 }
 
 /** One compact part (its header and body) for a run of parts of one key, in their order. */
@@ -290,6 +391,7 @@ function expandCompact(edgeId: string, text: string, parts: EnvelopePart[], bad:
   }
   const rest = text.slice(colon + 1, restEnd);
   if (rest.includes('\n')) throw bad(`has a compact part whose event spans lines`);
+  const event = t === 'r' ? undefined : flatFields(rest);
   const items = text.slice(restEnd);
   for (const item of items.length > 0 ? items.split(';') : []) {
     const [range, s, n, extra] = item.split(':');
@@ -301,6 +403,33 @@ function expandCompact(edgeId: string, text: string, parts: EnvelopePart[], bad:
     const last = to === undefined ? first : Number(to);
     if (last < first) throw bad(`has a compact item with an empty range '${item.slice(0, 60)}'`);
     const tail = `,"l":${l},"n":${n},"t":"${t}"${rest}}`;
-    for (let j = first; j <= last; j++) parts.push({ edgeId, consumer: j, body: `{"p":${p},"a":${a},"s":${s}${tail}` });
+    if (!event) {
+      for (let j = first; j <= last; j++) parts.push({ edgeId, consumer: j, body: `{"p":${p},"a":${a},"s":${s}${tail}` });
+      continue;
+    }
+    // Decoded as JSON.parse would (the same fields in the same order), without parsing each part.
+    const [pn, an, sn, ln, nn] = [Number(p), Number(a), Number(s), Number(l), Number(n)];
+    for (let j = first; j <= last; j++) {
+      const decoded = { p: pn, a: an, s: sn, l: ln, n: nn, t, ...event } as ChannelMessage;
+      parts.push({ edgeId, consumer: j, body: `{"p":${p},"a":${a},"s":${s}${tail}`, decoded });
+    }
   }
+}
+
+/**
+ * The fields of a control event's rest (`,"c":7`) when they are all numbers, strings or booleans
+ * (shared by every part of a run: nothing in them can be changed through one part); undefined
+ * otherwise (a restart notice's position pair, anything unexpected: each part is then parsed).
+ */
+function flatFields(rest: string): Record<string, number | string | boolean> | undefined {
+  if (rest.length > 0 && rest.charCodeAt(0) !== 44) return undefined;
+  let fields: unknown;
+  try {
+    fields = JSON.parse(`{${rest.slice(1)}}`);
+  } catch {
+    return undefined;
+  }
+  const flat = fields as Record<string, unknown>;
+  for (const key in flat) if (key === 'p' || key === 'a' || key === 's' || key === 'l' || key === 'n' || key === 't' || (typeof flat[key] === 'object' && flat[key] !== null)) return undefined;
+  return flat as Record<string, number | string | boolean>;
 }

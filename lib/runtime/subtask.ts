@@ -24,7 +24,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { CARRIED_COUNTERS } from '../ports/unit-records';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
-import { producersOf, subPartitionQueue, subtaskId } from '../graph/execution-graph';
+import { producersOf, subPartitionQueue, subPartitionQueues, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ChannelCounters, SubtaskHandover } from './handover';
 import { InputDriver } from './input-driver';
@@ -236,7 +236,7 @@ export class SubtaskRunner {
           producerIndex: index,
           consumerParallelism: parallelism.get(edge.to)!,
           attempt: env.attempt,
-          queueOf: (consumer) => subPartitionQueue(env.queuePrefix, env.jobId, edge.id, consumer),
+          queueOf: subPartitionQueues(env.queuePrefix, env.jobId, edge.id),
           transport: env.channels,
           gate: env.gate,
           // A source's records are a function of its offsets: one lineage for all its attempts,

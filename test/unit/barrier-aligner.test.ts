@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { BarrierAligner, STATUS_CHANNELS } from '../../lib/runtime/barrier-aligner';
 import { seededRandom } from '../../bench/lib/random';
 
-/** `counted`: the aligner also gets the open channels' count (how the input driver wires it), instead of walking them. */
-function harness(channels: string[], lastCheckpoint = 0, counted = false) {
+/** The aligner as the input driver wires it: channels by number (their names for its status), counted open. */
+function harness(channels: string[], lastCheckpoint = 0) {
   const open = new Set(channels);
   const log: string[] = [];
   let last = lastCheckpoint;
@@ -22,24 +22,84 @@ function harness(channels: string[], lastCheckpoint = 0, counted = false) {
     release: async (events) => {
       for (const e of events) await handle(e);
     },
-    openChannels: () => open,
-    ...(counted ? { openCount: () => open.size, isOpen: (key: string) => open.has(key) } : {}),
+    channelCount: () => channels.length,
+    openCount: () => open.size,
+    isOpen: (channel) => open.has(channels[channel]!),
+    channelName: (channel) => channels[channel]!,
   });
   async function handle(event: string): Promise<void> {
     const [channel, what] = event.split(':') as [string, string];
-    if (aligner.hold(channel, event)) return;
+    const index = channels.indexOf(channel);
+    if (aligner.hold(index, event)) return;
     if (what === 'end') {
       open.delete(channel);
       log.push(`ended ${channel}`);
       return aligner.channelEnded();
     }
-    if (what.startsWith('b')) return aligner.barrier(channel, Number(what.slice(1)));
+    if (what.startsWith('b')) return aligner.barrier(index, Number(what.slice(1)));
     log.push(`processed ${event}`);
   }
   const feed = async (...events: string[]) => {
     for (const e of events) await handle(e);
   };
-  return { aligner, log, feed, last: () => last };
+  return { aligner, log, feed, last: () => last, reopen: (channel: string) => void open.add(channel) };
+}
+
+/**
+ * The alignment rules written plainly (a set of channel names that delivered the barrier, every
+ * open channel walked at each step), as the aligner kept them before it counted by channel number:
+ * the model the aligner must decide like.
+ */
+function model(channels: string[]) {
+  const open = new Set(channels);
+  const log: string[] = [];
+  let last = 0;
+  let current: { id: number; arrived: Set<string> } | undefined;
+  let held: string[] = [];
+  const release = async (next: number | undefined) => {
+    const waiting = held;
+    held = [];
+    current = next === undefined ? undefined : { id: next, arrived: new Set() };
+    for (const e of waiting) await handle(e);
+  };
+  const maybeAligned = async () => {
+    if (!current || ![...open].every((c) => current!.arrived.has(c))) return;
+    log.push(`checkpoint ${current.id}`);
+    last = current.id;
+    await release(undefined);
+  };
+  async function handle(event: string): Promise<void> {
+    const [channel, what] = event.split(':') as [string, string];
+    if (current?.arrived.has(channel)) return void held.push(event);
+    if (what === 'end') {
+      open.delete(channel);
+      log.push(`ended ${channel}`);
+      return maybeAligned();
+    }
+    if (!what.startsWith('b')) return void log.push(`processed ${event}`);
+    const id = Number(what.slice(1));
+    if (id <= last) return;
+    if (current && id > current.id) {
+      log.push(`decline ${current.id}: barrier ${id} arrived before barrier ${current.id} was aligned`);
+      await release(id);
+    }
+    if (id <= last || (current && id < current.id)) return;
+    current ??= { id, arrived: new Set() };
+    current.arrived.add(channel);
+    await maybeAligned();
+  }
+  const abort = async (id: number) => {
+    if (current?.id !== id) return;
+    last = Math.max(last, id);
+    await release(undefined);
+  };
+  const status = () => {
+    if (!current) return undefined;
+    const waiting = channels.filter((c) => open.has(c) && !current!.arrived.has(c));
+    const waitingFor = waiting.slice(0, STATUS_CHANNELS);
+    return { checkpointId: current.id, waitingFor, ...(waiting.length > waitingFor.length ? { waiting: waiting.length } : {}), held: held.length };
+  };
+  return { log, handle, abort, status, checkpointId: () => current?.id };
 }
 
 describe('barrier aligner', () => {
@@ -113,7 +173,7 @@ describe('barrier aligner', () => {
     expect(last()).toBe(2);
   });
 
-  it('decides the same counting the open channels as walking them', async () => {
+  it('decides as the plain rules do (a set of channels walked at each step), counting by channel number', async () => {
     for (let seed = 1; seed <= 40; seed++) {
       const random = seededRandom(seed);
       const channels = ['a', 'b', 'c', 'd'];
@@ -134,29 +194,41 @@ describe('barrier aligner', () => {
           events.push(`${c}:b${id}`);
         } else events.push(`${c}:r${i}`);
       }
-      const walked = harness(channels);
-      const counted = harness(channels, 0, true);
+      const counted = harness(channels);
+      const plain = model(channels);
       for (const [i, e] of events.entries()) {
-        await walked.feed(e);
         await counted.feed(e);
+        await plain.handle(e);
         if (i % 7 === 0) {
-          walked.aligner.abort(walked.aligner.checkpointId ?? 0);
           counted.aligner.abort(counted.aligner.checkpointId ?? 0);
-          await walked.aligner.applyAborts();
           await counted.aligner.applyAborts();
+          await plain.abort(plain.checkpointId() ?? 0);
         }
-        expect(counted.aligner.status()).toEqual(walked.aligner.status());
+        expect(counted.aligner.status()).toEqual(plain.status());
       }
-      expect(counted.log).toEqual(walked.log);
+      expect(counted.log).toEqual(plain.log);
     }
   });
 
   it('names at most a few waiting channels in its status and counts them all', async () => {
     const channels = Array.from({ length: 40 }, (_, i) => `c${i}`);
-    for (const counted of [false, true]) {
-      const { aligner, feed } = harness(channels, 0, counted);
-      await feed('c3:b1', 'c3:r1');
-      expect(aligner.status()).toEqual({ checkpointId: 1, waitingFor: channels.filter((c) => c !== 'c3').slice(0, STATUS_CHANNELS), waiting: 39, held: 1 });
-    }
+    const { aligner, feed } = harness(channels);
+    await feed('c3:b1', 'c3:r1');
+    expect(aligner.status()).toEqual({ checkpointId: 1, waitingFor: channels.filter((c) => c !== 'c3').slice(0, STATUS_CHANNELS), waiting: 39, held: 1 });
+  });
+
+  it('waits for a channel that reopens (a new producer attempt) and forgets the arrivals of an alignment once it ends', async () => {
+    const { aligner, log, feed, reopen } = harness(['a', 'b', 'c']);
+    await feed('c:end', 'a:b1');
+    reopen('c');
+    await feed('b:b1');
+    expect(log).toEqual(['ended c']);
+    expect(aligner.status()).toEqual({ checkpointId: 1, waitingFor: ['c'], held: 0 });
+    await feed('c:b1', 'a:r1');
+    expect(log).toEqual(['ended c', 'checkpoint 1', 'processed a:r1']);
+    // The next alignment starts with no channel arrived: a's record is not held.
+    await feed('b:b2', 'a:r2');
+    expect(log.at(-1)).toBe('processed a:r2');
+    expect(aligner.status()).toEqual({ checkpointId: 2, waitingFor: ['a', 'c'], held: 0 });
   });
 });

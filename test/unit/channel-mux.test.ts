@@ -4,6 +4,7 @@
  * On the strict in-memory transport (FIFO groups blocked while a message is in flight).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededRandom } from '../../bench/lib/random';
 import { JobBuilder } from '../../lib/api/job';
 import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions';
 import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
@@ -11,7 +12,7 @@ import { MemoryChannelTransport } from '../../lib/memory';
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
 import { UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
-import { MalformedMessageError, compactPart, controlShape, decodeEnvelope, envelopeHeader, envelopePart } from '../../lib/runtime/messages';
+import { MalformedMessageError, compactPart, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePart, readControl, type ControlFields } from '../../lib/runtime/messages';
 import { RecordWriter } from '../../lib/runtime/record-writer';
 import type { Clock } from '../../lib/ports/clock';
 
@@ -421,13 +422,51 @@ describe('multiplexed message format', () => {
     ];
     const other = { edgeId: 'e0', consumer: 1, body: '{"p":1,"a":0,"s":4,"t":"d","r":["x"]}' };
     const text = envelopeHeader(1, 0) + compactPart('e1', runs[0]!.map((p) => controlShape(p)!)) + envelopePart(other) + compactPart('e0', runs[1]!.map((p) => controlShape(p)!));
-    expect(decodeEnvelope(text).parts).toEqual([...runs[0]!, other, ...runs[1]!]);
+    const decoded = decodeEnvelope(text).parts;
+    expect(decoded.map(({ decoded: _, ...part }) => part)).toEqual([...runs[0]!, other, ...runs[1]!]);
+    // The barriers come decoded, as JSON.parse reads their bodies (the same fields, in order); the
+    // restart notice's position pair is parsed per part, and so is anything not compacted.
+    for (const part of decoded) if (part.decoded) expect(JSON.stringify(part.decoded)).toBe(JSON.stringify(JSON.parse(part.body)));
+    expect(decoded.map((part) => part.decoded !== undefined)).toEqual([true, true, true, true, true, true, true, false, false, false]);
     expect(text.length).toBeLessThan([...runs[0]!, other, ...runs[1]!].map(envelopePart).join('').length);
     // Only a writer's control events are compacted, and only as written (numbers without leading zeros).
     expect(controlShape(other)).toBeUndefined();
     expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"p":01,"a":0,"s":0,"l":0,"n":0,"t":"b","c":1}' })).toBeUndefined();
     expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"a":0,"p":1,"s":0,"l":0,"n":0,"t":"b","c":1}' })).toBeUndefined();
     expect(controlShape({ edgeId: 'e0', consumer: 0, body: '{"p":1,"a":0,"s":0,"l":0,"n":0,"t":"w","w":17}' })?.key).toBe('e0 1,0,0,w ,"w":17');
+  });
+
+  it('reads a control event in place exactly where the pattern of a writer\'s control body matches, and tells which continue a run', () => {
+    // The pattern the reader implements (numbers without leading zeros; sequence and position of at most 15 digits).
+    const pattern = /^\{"p":(0|[1-9]\d*),"a":(0|[1-9]\d*),"s":(0|[1-9]\d*),"l":(0|[1-9]\d*),"n":(0|[1-9]\d*),"t":"([bwer])"([^\n]*)\}$/;
+    const random = seededRandom(7);
+    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const numbers = ['0', '7', '12', '01', '', 'x', '123456789012345', '1234567890123456', '99'];
+    const fields = (): string => {
+      const [p, a, s, l, n] = [pick(numbers), pick(numbers), pick(numbers), pick(numbers), pick(numbers)];
+      const order = random() < 0.9 ? `"p":${p},"a":${a},"s":${s},"l":${l},"n":${n}` : `"a":${a},"p":${p},"s":${s},"l":${l},"n":${n}`;
+      return `{${order},"t":"${pick(['b', 'w', 'e', 'r', 'd', 'bb'])}"${pick(['', ',"c":11', ',"w":-5', ',"c":1,"di":3', ',"x":"a\nb"', ',"r":[1]'])}${pick(['}', '', '}}', ' }'])}`;
+    };
+    const c: ControlFields = { pAt: 0, pEnd: 0, aAt: 0, aEnd: 0, sAt: 0, sEnd: 0, lAt: 0, lEnd: 0, nAt: 0, nEnd: 0, tAt: 0, s: 0, n: 0 };
+    let matched = 0;
+    for (let i = 0; i < 5000; i++) {
+      const body = fields();
+      const m = pattern.exec(body);
+      const ok = m !== null && m[3]!.length <= 15 && m[5]!.length <= 15;
+      expect(readControl(body, c), body).toBe(ok);
+      if (!ok) continue;
+      matched++;
+      expect([c.s, c.n]).toEqual([Number(m[3]), Number(m[5])]);
+      const shape = controlShape({ edgeId: 'e', consumer: 0, body })!;
+      expect(shape.key).toBe(`e ${m[1]},${m[2]},${m[4]},${m[6]} ${m[7]}`);
+      // A run continues with the same producer, attempt, lineage, type and rest, whatever the sequence and position.
+      const other = fields();
+      const om = pattern.exec(other);
+      if (!om || !readControl(other, c)) continue;
+      expect(continuesRun(other, c, shape), `${body} then ${other}`).toBe(om[1] === m[1] && om[2] === m[2] && om[4] === m[4] && om[6] === m[6] && om[7] === m[7]);
+      expect(continuesRun(body, (readControl(body, c), c), shape)).toBe(true);
+    }
+    expect(matched).toBeGreaterThan(100);
   });
 
   it('names what is wrong with a malformed compact part', () => {

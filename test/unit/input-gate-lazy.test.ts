@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { ExecutionEdge } from '../../lib/graph/execution-graph';
 import { MemoryChannelTransport } from '../../lib/memory';
 import { BarrierAligner } from '../../lib/runtime/barrier-aligner';
+import { alignmentChannels } from '../../lib/runtime/input-driver';
 import { InputGate, channelKey, type ChannelPositions, type GateEvent } from '../../lib/runtime/input-gate';
 import type { ChannelHandover } from '../../lib/runtime/handover';
 import type { ChannelMessage } from '../../lib/runtime/messages';
@@ -59,14 +60,11 @@ function alignerOf(gate: InputGate) {
     },
     decline: async () => undefined,
     release: async () => undefined,
-    openChannels: () => gate.openChannelKeys(),
-    openCount: () => gate.openCount(),
-    isOpen: (key) => gate.isOpen(key),
+    ...alignmentChannels(() => gate),
   });
   const handle = async (e: GateEvent) => {
-    const key = channelKey(e.channel.edge.id, e.channel.producer);
-    if (aligner.hold(key, e)) return;
-    if (e.message.t === 'b') return aligner.barrier(key, e.message.c);
+    if (aligner.hold(e.channel.index, e)) return;
+    if (e.message.t === 'b') return aligner.barrier(e.channel.index, e.message.c);
     if (e.message.t === 'e') {
       e.channel.ended = true;
       return aligner.channelEnded();

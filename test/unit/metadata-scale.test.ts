@@ -23,6 +23,7 @@ import { TTL_ATTRIBUTE, ackShardCount, unitShardCount, unitsPk } from '../../lib
 import type { CheckpointHistoryEntry } from '../../lib/checkpoint/types';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
 import { BarrierAligner, STATUS_CHANNELS } from '../../lib/runtime/barrier-aligner';
+import { alignmentChannels } from '../../lib/runtime/input-driver';
 import { CHANNELS_REPORTED } from '../../lib/runtime/subtask';
 import { MAX_ITEM_BYTES } from '../../lib/ports/item-size';
 
@@ -150,8 +151,8 @@ describe('unit records and heartbeats', () => {
     const counted = { duplicateRecords: 1234, missingRecords: 56, replayedRecords: 7890, regeneratedRecords: 12 };
     gate.restorePositions(join.inputs.map((e) => ({ key: channelKey(e.id, 0), range: 4000, positions: [[0, 99_999]], counters: counted })));
     expect(gate.countedChannels()).toBe(8000);
-    const aligner = new BarrierAligner<string>({ lastCheckpoint: () => 0, passed: () => undefined, checkpoint: async () => undefined, decline: async () => undefined, release: async () => undefined, openChannels: () => gate.openChannelKeys(), openCount: () => gate.openCount(), isOpen: (k) => gate.isOpen(k) });
-    await aligner.barrier(channelKey(join.inputs[0]!.id, 17), 5);
+    const aligner = new BarrierAligner<string>({ lastCheckpoint: () => 0, passed: () => undefined, checkpoint: async () => undefined, decline: async () => undefined, release: async () => undefined, ...alignmentChannels(() => gate) });
+    await aligner.barrier(17, 5);
     const base = { status: 'running', recordsIn: 123_456_789, recordsOut: 123_456_789, dropped: 0, duplicates: 12_345, fenced: 678, ...counted, resentRecords: 0, expiredReceipts: 3, reordered: 4, lastCheckpoint: 4, restarts: 1 };
     // As SubtaskRunner.counters() reports a join subtask: the channels with the most counts, how many are left out, the alignment.
     const channels = gate.channelCounters(CHANNELS_REPORTED);
