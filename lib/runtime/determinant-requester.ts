@@ -2,14 +2,15 @@
  * How a restarted producer subtask (single-exact) gets its determinants back (determinants.ts):
  * it asks the units hosting its consumers (a `determinants` control message: the producer, its new
  * attempt, the step count of the checkpoint it restored), each consumer subtask fences the
- * producer's older attempts on its channels and answers with the steps it holds, in S3
- * (`determinants/<job>/<producer>/a<attempt>/<consumer>.json`: an answer has no size limit there,
- * and a consumer answers once whatever it holds). The producer waits for every consumer's answer
- * (asking again after `resendMs`), or `timeoutMs` for the ones that stay silent (a consumer that is
- * itself restarting answers from its new attempt, holding nothing), and follows the longest run of
- * steps the answers cover. A unit answers for all its consumer subtasks in one object
- * (`<unit>.json`, `{ answers: [...] }`): a restarted unit of 66 sources whose consumers are 300
- * joins in 3 units wrote 19,800 objects one per (producer, consumer) at P=300, and 198 this way.
+ * producer's older attempts on its channels and answers with the steps it holds, in S3, one
+ * object per consumer unit for all its consumer subtasks
+ * (`determinants/<job>/<producer>/a<attempt>/<unit>.json`, `{ answers: [...] }`: an answer has no
+ * size limit there). The producer waits for every consumer's answer (asking again after
+ * `resendMs`), or `timeoutMs` for the ones that stay silent (a consumer that is itself restarting
+ * answers from its new attempt, holding nothing), and follows the longest run of steps the answers
+ * cover. Why per unit: at P=300 a restarted unit's 66 sources, each read by all 300 joins (10
+ * units), meant 19,800 objects written one per (producer, consumer), 660 this way; the consumer
+ * units wrote them in their control loops, ahead of the replay requests queued behind them.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from '../ports/blob-store';
