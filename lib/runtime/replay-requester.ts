@@ -18,7 +18,7 @@ import { producersOf } from '../graph/execution-graph';
 import { InflightLog, readSegment, type LoggedMessage } from './inflight-log';
 import { channelKey, type InputGate } from './input-gate';
 import type { ReplayRequest } from './messages';
-import { finalLogPrefix, positionIn, replayBodies, restartEvent, segmentReader, type FinalLog } from './replay';
+import { finalLogEdgePrefix, positionIn, replayBodies, restartEvent, segmentReader, type FinalLog } from './replay';
 
 /** Sends a replay request to the units hosting the producers of `request.edgeId`. */
 export type ReplaySender = (request: ReplayRequest) => Promise<void>;
@@ -133,11 +133,24 @@ export class ReplayRequester {
    * arrives later is stale and dropped, so the two never mix).
    */
   private async fromFinished(gate: InputGate, keys: readonly string[]): Promise<void> {
+    // One listing per edge, not per channel: a restarted join at P=300 has 600 silent channels at
+    // first, and a listing each (33 joins of a unit at once) kept the S3 emulator busy past the
+    // replays' deadline. The newest attempt's log per producer: one that finished again wrote its own.
+    const finals = new Map<string, Map<number, { key: string; attempt: number }>>();
+    for (const edgeId of new Set(keys.map((key) => gate.channels.get(key)!.edge.id))) {
+      const prefix = finalLogEdgePrefix(this.options.jobId, edgeId);
+      const newest = new Map<number, { key: string; attempt: number }>();
+      for (const o of await this.options.blobs.list(prefix)) {
+        const m = /^(\d+)\/a(\d+)\.json$/.exec(o.key.slice(prefix.length));
+        if (!m) continue;
+        const [producer, attempt] = [Number(m[1]), Number(m[2])];
+        if ((newest.get(producer)?.attempt ?? -1) < attempt) newest.set(producer, { key: o.key, attempt });
+      }
+      finals.set(edgeId, newest);
+    }
     for (const key of keys) {
       const channel = gate.channels.get(key)!;
-      const objects = await this.options.blobs.list(finalLogPrefix(this.options.jobId, channel.edge.id, channel.producer));
-      // The newest attempt's log: a restarted producer that finished again wrote its own.
-      const newest = objects.map((o) => ({ key: o.key, attempt: Number(/a(\d+)\.json$/.exec(o.key)?.[1] ?? -1) })).sort((a, b) => b.attempt - a.attempt)[0];
+      const newest = finals.get(channel.edge.id)!.get(channel.producer);
       if (!newest) continue;
       const body = await this.options.blobs.get(newest.key);
       if (!body) continue;

@@ -31,7 +31,9 @@ import type { InflightLogState, LogExcerpt, LogSpill } from './inflight-log';
 import type { ReplayRequest } from './messages';
 
 /** Where a finished producer subtask leaves its in-flight log of one edge. */
-export const finalLogPrefix = (jobId: string, edgeId: string, producer: number): string => `inflight/${jobId}/${edgeId}/${producer}/`;
+/** Where the final logs of an edge's producers are (one listing finds every producer's). */
+export const finalLogEdgePrefix = (jobId: string, edgeId: string): string => `inflight/${jobId}/${edgeId}/`;
+export const finalLogPrefix = (jobId: string, edgeId: string, producer: number): string => `${finalLogEdgePrefix(jobId, edgeId)}${producer}/`;
 export const finalLogKey = (jobId: string, edgeId: string, producer: number, attempt: number): string => `${finalLogPrefix(jobId, edgeId, producer)}a${attempt}.json`;
 
 /** Reads spilled segments back (text objects of the blob store). */
