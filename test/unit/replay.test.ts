@@ -329,6 +329,10 @@ describe('replay from a finished producer\'s log in S3', () => {
     writer.emitEvent({ t: 'e' });
     await writer.flush();
     await blobs.put(finalLogKey('job', 'e0', 0, 0), JSON.stringify({ producer: 0, attempt: 0, log: writer.log!.state() }));
+    // Found by one listing of the edge: another producer's newer log and an edge whose id starts
+    // the same are not this channel's (they are not even JSON: reading one would throw).
+    await blobs.put(finalLogKey('job', 'e0', 10, 7), 'not this channel');
+    await blobs.put(finalLogKey('job', 'e01', 0, 9), 'not this edge');
     // Everything in the queue was consumed by the dead attempt (deleted).
     for (;;) {
       const got = await transport.receive('in-1', { max: 10, waitSeconds: 0 });
