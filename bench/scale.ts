@@ -88,7 +88,7 @@ const FLAGS = defineFlags({
   noRecords: { type: 'boolean', help: 'sources emit no record during the run: an idle window of --idle-s, no load window (checkpoint requests are net of the idle rate). At P=4000 one record per source per period is a watermark to 4000 channels each: 0.6 M channel messages/s at --first-record-s 60, more than one machine carries (docs/scale.md)' },
   idleS: { type: 'number', default: 60, min: 5, help: 'with --no-records: the idle window measured' },
   checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
-  joinFailover: { type: 'string', default: 'region', choices: ['single', 'single-exact', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single and single-exact restart only the killed one, see docs/scale.md)' },
+  joinFailover: { type: 'string', default: 'single-exact', choices: ['single', 'single-exact', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single and single-exact restart only the killed one, see docs/scale.md)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
