@@ -255,6 +255,8 @@ export class UnitChannels implements ChannelTransport {
   private stopExtender: (() => void) | undefined;
   /** The poller and local senders waiting for room in the inboxes. */
   private roomWaiters: (() => void)[] = [];
+  /** Stopped receiving: nobody waits for room any more. */
+  private stopped = false;
   /** No channel into this unit has its producer elsewhere: the queue is read only until first empty. */
   private readonly onlyLocalProducers: boolean;
   /** A receive of the unit's queue failed: every subtask's next receive throws it. */
@@ -317,6 +319,7 @@ export class UnitChannels implements ChannelTransport {
    */
   async stopReceiving(release = true): Promise<void> {
     this.running = false;
+    this.stopped = true;
     // A long poll of an idle queue may have 20 s to go: ended now. (What SQS hands to the aborted
     // request comes again after its visibility timeout; an idle queue has little to hand.)
     this.pollAbort.abort();
@@ -442,12 +445,12 @@ export class UnitChannels implements ChannelTransport {
     return sent;
   }
 
-  /** A channel within the unit: into its consumer's inbox as if received, once the inboxes have room. */
-  private async deliver(inbox: Inbox, messages: readonly OutboundMessage[]): Promise<void> {
-    const max = this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-    while (this.buffered > max && inbox.local && inbox.open) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
-    // Handed over while waiting: to the queue, after what went there before.
-    if (!inbox.local) return this.send(subPartitionQueue(this.options.queuePrefix, this.options.jobId, inbox.edgeId, inbox.consumer), messages);
+  /**
+   * A channel within the unit: into its consumer's inbox as if received, at once (in the order sent,
+   * as the SQS path queues them); the sender's promise waits while the inboxes are over
+   * `maxBufferedBytes`, so a fast producer slows to its consumers' pace.
+   */
+  private deliver(inbox: Inbox, messages: readonly OutboundMessage[]): Promise<void> {
     const now = this.clock.now();
     for (const m of messages) {
       const part: Part = {
@@ -470,6 +473,13 @@ export class UnitChannels implements ChannelTransport {
       this.buffered += part.bytes;
     }
     wakeAll(inbox);
+    return this.room();
+  }
+
+  /** Resolves once the inboxes are within `maxBufferedBytes` (or the unit stops receiving). */
+  private async room(): Promise<void> {
+    const max = this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    while (this.buffered > max && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
   /** The parts buffered for this sub-partition (up to `max`), waiting up to `waitSeconds` for some. */

@@ -601,7 +601,7 @@ describe('channels within a unit', () => {
     for (const records of channels) expect(records.map(rank)).toEqual(records.map(rank).sort((x, y) => x - y));
   });
 
-  it('a send within the unit waits while the inboxes are full, until the consumer takes', async () => {
+  it("a send within the unit is delivered at once, and its sender waits while the inboxes are full, until the consumer takes", async () => {
     const { transport, inputQueue, unit, writer, gate } = oneUnit({ maxBufferedBytes: 1 });
     await transport.createQueues([inputQueue]);
     const mux = unit();
@@ -609,20 +609,19 @@ describe('channels within a unit', () => {
     stops.push(() => mux.stopReceiving(false));
     const w0 = writer(0, mux);
     w0.emit('x0');
-    await w0.flush();
     w0.emit('x1');
     let sent = false;
-    const second = w0.flush().then(() => (sent = true));
+    const flushed = w0.flush().then(() => (sent = true));
     await new Promise((r) => setTimeout(r, 100));
     expect(sent).toBe(false);
-    const g = gate(1, mux);
-    g.start();
-    stops.push(() => g.stop());
-    const g0 = gate(0, mux);
-    g0.start();
-    stops.push(() => g0.stop());
-    const got = [...(await take(g, (r) => r.length >= 1)), ...(await take(g0, (r) => r.length >= 1))];
-    await second;
+    expect(mux.stats.partsLocal).toBe(2);
+    const gates = [gate(0, mux), gate(1, mux)];
+    for (const g of gates) {
+      g.start();
+      stops.push(() => g.stop());
+    }
+    const got = [...(await take(gates[1]!, (r) => r.length >= 1)), ...(await take(gates[0]!, (r) => r.length >= 1))];
+    await flushed;
     expect(sent).toBe(true);
     expect(got.sort()).toEqual(['x0', 'x1']);
   });
