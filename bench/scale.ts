@@ -210,7 +210,6 @@ class BenchLauncher implements UnitLauncher {
     if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
     const sw = killSwitch();
     const metadata = sw.wrap(this.deps.metadata);
-    this.live.set(`${job.jobId}/${unit.unitId}`, { attempt, controlQueue: unit.controlQueue, kill: sw.kill });
     void hostUnit({
       jobId: job.jobId,
       job,
@@ -227,6 +226,7 @@ class BenchLauncher implements UnitLauncher {
     }).catch((error: unknown) => {
       if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
     });
+    this.live.set(`${job.jobId}/${unit.unitId}`, { attempt, controlQueue: unit.controlQueue, kill: sw.kill });
   }
 
   async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
@@ -234,6 +234,9 @@ class BenchLauncher implements UnitLauncher {
     if (!live || (attempt !== undefined && live.attempt > attempt)) return;
     const message: ControlMessage = { type: 'cancel', attempt: live.attempt };
     await this.deps.channels.send(live.controlQueue, [{ groupId: 'control', dedupId: `stop-${unitId}-${live.attempt}`, body: JSON.stringify(message) }]).catch(() => undefined);
+    // As a process launcher's stop ends the process: the unit's I/O is cut now, so it does not go
+    // on calling the queues a cancel deletes next (each call an error in the run's output).
+    live.kill();
   }
 
   /** Cuts the unit's I/O at once; returns the attempt killed. */
