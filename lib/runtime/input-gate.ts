@@ -1148,9 +1148,15 @@ export class InputGate {
         resolve();
       };
     });
+    // Rounds start every `every` ms, not `every` after the last round ended: on a slow endpoint a
+    // round takes seconds, and a held message's next extension came that much later (three receipts
+    // expired in the long-alignment test against the emulator at load ~13); at least a quarter of
+    // it apart, so a round slower than `every` does not start the next at once.
+    let started = this.clock.now();
     while (!stopped) {
-      await Promise.race([this.clock.sleep(every), stop]);
+      await Promise.race([this.clock.sleep(Math.max(every / 4, started + every - this.clock.now())), stop]);
       if (stopped) return;
+      started = this.clock.now();
       // A failed round is not fatal: at worst a held message becomes visible, comes again and is
       // dropped by its sequence number. Queue errors reach the consumer through its pollers.
       await this.extendHeld().catch(() => undefined);
