@@ -8,9 +8,9 @@
  * size limit there). The producer waits for every consumer's answer (asking again after
  * `resendMs`), or `timeoutMs` for the ones that stay silent (a consumer that is itself restarting
  * answers from its new attempt, holding nothing), and follows the longest run of steps the answers
- * cover. Why per unit: at P=300 a restarted unit's 66 sources, each read by all 300 joins (10
- * units), meant 19,800 objects written one per (producer, consumer), 660 this way; the consumer
- * units wrote them in their control loops, ahead of the replay requests queued behind them.
+ * cover. Why per unit: an inner task read by P consumer subtasks packed in U units got P objects,
+ * each a PUT in a consumer unit's control loop (ahead of any replay request queued behind it);
+ * now U. (Sources collect none: their records follow from their offsets.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from '../ports/blob-store';
