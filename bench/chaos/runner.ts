@@ -20,9 +20,11 @@
  * What the job reported (drops, duplicates discarded, failure events) is read separately, so the
  * two can be compared.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Json } from '../../lib/api/functions';
-import { countersWithCarried, type FailoverStrategy } from '../../lib/jobs/job-store';
+import type { FailoverStrategy } from '../../lib/jobs/job-store';
 import type { JobView } from '../../lib/jobs/job-service';
 import type { LocalRuntime } from '../../lib/local/local-runtime';
 import type { JobController } from '../../lib/jobs/job-controller';
@@ -87,19 +89,25 @@ export interface ChaosResult {
   /**
    * Reported by the producers of the records the output counts one for one (`countedTasks`: the
    * demo's generator; the join's behaviour events, and the join itself, whose sink is not chained):
-   * records dropped for unavailable sub-partitions.
+   * records dropped for unavailable sub-partitions, as the producers count them. Not the loss: a
+   * source restored from a checkpoint forgets its dead attempt's drops, and counts as dropped what
+   * it sends again to a consumer that already has it (verdict.ts).
    */
   reportedDropped: number;
-  /** Reported by consumers: records they never saw (position gaps: the drops again, seen from the other side). */
+  /**
+   * Reported by the consumers of the counted tasks' output edges: records they never saw (position
+   * gaps: what was dropped for them, and what no replay could give them). The loss, as the job
+   * reports it. (Results saved before it was counted per edge: every input edge.)
+   */
   reportedMissing: number;
   /**
-   * Reported by the consumers of the counted tasks (`countedTasks`): records they asked for in a
-   * replay that no producer had any more (their dead attempt consumed them, and the producer's log
-   * went with a restart of the producer or was trimmed past them). Lost, and reported as such.
+   * Of `reportedMissing`: records the consumers asked for in a replay that no producer had any more
+   * (their dead attempt consumed them, and the producer's log went with a restart of the producer
+   * or was trimmed past them), or that a restored source sent again when they were past them.
    * Absent from results saved before it was counted.
    */
   reportedUnreplayed?: number;
-  /** Reported by consumers: records a restarted producer sent again (regenerated after its restore point). */
+  /** Reported by the consumers of the counted tasks' output edges: records a restarted producer sent again (regenerated after its restore point). */
   reportedDuplicates: number;
   /** Failure events the job recorded, with their recovery times. */
   failures: { unit: string; reason: string; strategy: string; status: string; recoveryMs: number | null; unitsRestarted: number }[];
@@ -262,6 +270,8 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
   ended = true;
   await killing;
   const view = outcome.view;
+  // CHAOS_VIEW_DIR: the job's final view (every unit's counters per subtask and channel), to read a broken schedule by.
+  if (process.env.CHAOS_VIEW_DIR) writeFileSync(join(process.env.CHAOS_VIEW_DIR, `${schedule.seed}.json`), JSON.stringify(view, null, 1));
   const events = await metrics.list(job.jobId);
   const measured = await measureOutput(runtime, schedule.job, job.jobId, request.params);
   return {
@@ -275,9 +285,7 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
     duplicated: measured.duplicated,
     wrong: measured.wrong,
     reportedDropped: countedTasks(schedule.job).reduce((n, task) => n + droppedBy(view, task), 0),
-    reportedMissing: reportedCounter(view, 'missingRecords'),
-    reportedUnreplayed: unreplayedFrom(view, graph, countedTasks(schedule.job)),
-    reportedDuplicates: reportedCounter(view, 'regeneratedRecords'),
+    ...countedEdgeCounters(view, graph, countedTasks(schedule.job)),
     failures: events.map(describeEvent),
     restarted: view.units.filter((u) => u.attempt > 0).map((u) => `${u.unitId}#${u.attempt}`),
     totalMs: Date.now() - started,
@@ -287,11 +295,6 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
 function describeEvent(e: FailureEvent) {
   const units = [e.unitId, ...(e.alsoFailed ?? []).map((f) => f.unitId)].join('+');
   return { unit: units, reason: e.reason, strategy: e.strategy, status: e.status, recoveryMs: e.recoveryMs, unitsRestarted: e.unitsRestarted };
-}
-
-/** A per-subtask counter summed over the job's units (what their attempts count, carried or checkpointed). */
-function reportedCounter(view: JobView, name: 'missingRecords' | 'regeneratedRecords'): number {
-  return view.units.reduce((n, u) => n + (countersWithCarried(u)[name] ?? 0), 0);
 }
 
 /**
@@ -305,18 +308,21 @@ export function countedTasks(job: ChaosJob): string[] {
   return job === 'demo' ? ['generator'] : ['events', 'join'];
 }
 
-/** Records the consumers of these tasks' output edges count as unreplayed (per input channel: `<edge>/<producer>`). */
-function unreplayedFrom(view: JobView, graph: { tasks: { inputs: { id: string; from: string }[] }[] }, tasks: readonly string[]): number {
+/** What the consumers of these tasks' output edges count as missing, unreplayed and regenerated (over every channel of those edges). */
+function countedEdgeCounters(view: JobView, graph: { tasks: { inputs: { id: string; from: string }[] }[] }, tasks: readonly string[]) {
   const counted = new Set(graph.tasks.flatMap((t) => t.inputs.filter((e) => tasks.includes(e.from)).map((e) => e.id)));
-  let n = 0;
+  const out = { reportedMissing: 0, reportedUnreplayed: 0, reportedDuplicates: 0 };
   for (const u of view.units) {
     for (const s of Object.values(u.stats ?? {})) {
-      for (const [channel, c] of Object.entries(s.channels ?? {})) if (counted.has(channel.slice(0, channel.lastIndexOf('/')))) n += c.unreplayedRecords ?? 0;
-      // Channels a subtask's record leaves out (it lists at most 16), summed per edge.
-      for (const [edge, u] of Object.entries(s.unreplayedOmitted ?? {})) if (counted.has(edge)) n += u;
+      for (const [edge, c] of Object.entries(s.edges ?? {})) {
+        if (!counted.has(edge)) continue;
+        out.reportedMissing += c.missingRecords;
+        out.reportedUnreplayed += c.unreplayedRecords;
+        out.reportedDuplicates += c.regeneratedRecords;
+      }
     }
   }
-  return n;
+  return out;
 }
 
 /** Records the subtasks of one task dropped for unavailable consumers. */

@@ -64,8 +64,8 @@ export interface SubtaskStats {
   channels?: Record<string, { duplicateRecords: number; missingRecords: number; replayedRecords: number; regeneratedRecords?: number; unreplayedRecords?: number }>;
   /** Channels with counts left out of `channels`. */
   channelsOmitted?: number;
-  /** Per input edge, unreplayed records of the channels left out of `channels` (what a loss check per edge needs). */
-  unreplayedOmitted?: Record<string, number>;
+  /** Per input edge with any, over all its channels (what a loss check per edge needs: `channels` may list only a few). */
+  edges?: Record<string, { missingRecords: number; unreplayedRecords: number; regeneratedRecords: number }>;
 }
 
 export interface UnitRecord {

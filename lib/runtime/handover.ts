@@ -56,6 +56,13 @@ export interface ChannelHandover {
   replay?: { consumerAttempt: number; request: number; attempt?: number; next: number; early: string[]; held?: { body: string; receiveCount?: number }[] };
 }
 
+/** Per input edge: its channels' loss and regeneration counters, summed. */
+export interface EdgeCounters {
+  missingRecords: number;
+  unreplayedRecords: number;
+  regeneratedRecords: number;
+}
+
 /** Per input channel: what the consumer discarded, missed and re-read, in records. */
 export interface ChannelCounters {
   /** Records below the channel position (already processed): dropped. */

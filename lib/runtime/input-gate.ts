@@ -40,7 +40,7 @@ import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
 import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
-import type { ChannelCounters, ChannelHandover, InputCounters } from './handover';
+import type { ChannelCounters, ChannelHandover, EdgeCounters, InputCounters } from './handover';
 import { decodeChannelMessage, type ChannelInbound, type ChannelMessage } from './messages';
 import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
 import { ChannelTotals, EdgeChannels, FullChannel, NO_WATERMARK, zeroCounters, type ChannelState, type GateChannel, type GroupOrder, type Received, type RestartRule } from './channel-table';
@@ -261,7 +261,7 @@ export class InputGate {
    * Counters of the channels with any, by channel key (edge/producer), in channel order; with
    * `limit`, only the `limit` channels with the most records counted (`countedChannels` says how
    * many have any). Channels with unreplayed records (lost) go first: a chaos verdict reads them
-   * per edge (`omittedUnreplayed` has the rest).
+   * per edge (`edgeCounters` has the totals).
    */
   channelCounters(limit = Infinity): Record<string, ChannelCounters> {
     let counted = [...this.fullChannels()].filter((c) => hasCounts(c.counters));
@@ -279,14 +279,19 @@ export class InputGate {
   }
 
   /**
-   * Per input edge, the unreplayed records of channels with counts that `listed` (what
-   * `channelCounters(limit)` gave) leaves out: the edge's loss stays visible when its channels are not.
+   * Per input edge with any, the loss and regeneration counters summed over all its channels
+   * (`channelCounters` may list only a few channels): what a loss check per edge reads, since the
+   * records the output counts one for one travel on some edges and not others.
    */
-  omittedUnreplayed(listed: Record<string, ChannelCounters>): Record<string, number> {
-    const out: Record<string, number> = {};
+  edgeCounters(): Record<string, EdgeCounters> {
+    const out: Record<string, EdgeCounters> = {};
     for (const c of this.fullChannels()) {
-      const n = c.counters.unreplayedRecords ?? 0;
-      if (n > 0 && !(channelKey(c.edge.id, c.producer) in listed)) out[c.edge.id] = (out[c.edge.id] ?? 0) + n;
+      const { missingRecords, regeneratedRecords = 0, unreplayedRecords = 0 } = c.counters;
+      if (missingRecords === 0 && regeneratedRecords === 0 && unreplayedRecords === 0) continue;
+      const e = (out[c.edge.id] ??= { missingRecords: 0, unreplayedRecords: 0, regeneratedRecords: 0 });
+      e.missingRecords += missingRecords;
+      e.unreplayedRecords += unreplayedRecords;
+      e.regeneratedRecords += regeneratedRecords;
     }
     return out;
   }
@@ -990,9 +995,14 @@ export class InputGate {
     // A lineage numbers its records from 0: a first message past 0 means records this consumer never saw
     // (its dead attempt consumed them before the checkpoint it restored, if any, or they were dropped).
     const position = channel.positions.get(lineage) ?? 0;
+    // Records of a lineage whose producer restarted from before them: it sends them again. A
+    // lineage first seen after the notice (this consumer restarted too) is covered by it as well.
+    const regeneratedFrom = channel.superseded.get(lineage) ?? this.supersedeLate(channel, lineage);
     if (m.n > position) {
-      channel.counters.missingRecords += m.n - position;
-      addSkipped(this.skippedOf(channel, lineage), position, m.n);
+      // Skipped past the restart point of a superseded lineage: they come again in the new one.
+      const missingTo = regeneratedFrom === undefined ? m.n : Math.max(position, Math.min(m.n, regeneratedFrom));
+      channel.counters.missingRecords += missingTo - position;
+      addSkipped(this.skippedOf(channel, lineage), position, missingTo);
     }
     if (m.t !== 'd') {
       channel.positions.set(lineage, Math.max(position, m.n));
@@ -1009,9 +1019,6 @@ export class InputGate {
     if (resentSkipped > 0) channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + resentSkipped;
     if (skip === m.r.length) return undefined;
     if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
-    // Records of a lineage whose producer restarted from before them: it sends them again. A
-    // lineage first seen after the notice (this consumer restarted too) is covered by it as well.
-    const regeneratedFrom = channel.superseded.get(lineage) ?? this.supersedeLate(channel, lineage);
     if (regeneratedFrom !== undefined) channel.counters.regeneratedRecords! += Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
     return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
   }
@@ -1055,7 +1062,13 @@ export class InputGate {
       const start = regeneratedFrom(channel, rule, older);
       if (start === undefined) continue;
       channel.superseded.set(older, start);
-      channel.counters.regeneratedRecords! += Math.max(0, position - start);
+      // What it skipped of the lineage after the restart point (dropped for it) comes again, in
+      // the new lineage, for the first time: neither missing any more nor regenerated (chaos seed
+      // 10721: 38 records of a join's dropped output counted as both, and were neither).
+      const skipped = channel.skipped.get(older);
+      const comesAgain = skipped && position > start ? takeSkipped(skipped, start, position) : 0;
+      channel.counters.missingRecords -= comesAgain;
+      channel.counters.regeneratedRecords! += Math.max(0, position - start - comesAgain);
     }
   }
 

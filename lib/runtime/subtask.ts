@@ -26,7 +26,7 @@ import { CARRIED_COUNTERS } from '../ports/unit-records';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
 import { producersOf, subPartitionQueue, subPartitionQueues, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
-import type { ChannelCounters, SubtaskHandover } from './handover';
+import type { ChannelCounters, EdgeCounters, SubtaskHandover } from './handover';
 import { InputDriver } from './input-driver';
 import { InputGate } from './input-gate';
 import { END_OF_TIME, OperatorChain } from './operator-chain';
@@ -164,8 +164,8 @@ export interface SubtaskCounters {
   channels?: Record<string, ChannelCounters>;
   /** Channels with non-zero counters left out of `channels`. */
   channelsOmitted?: number;
-  /** Per input edge, the unreplayed records of the channels left out of `channels`. */
-  unreplayedOmitted?: Record<string, number>;
+  /** Per input edge with any: missing, unreplayed and regenerated records over all its channels. */
+  edges?: Record<string, EdgeCounters>;
   lastCheckpoint: number;
   /**
    * A barrier alignment in progress: the checkpoint, the channels it still waits for (the first
@@ -317,7 +317,7 @@ export class SubtaskRunner {
     const gate = this.input?.gate;
     const channels = gate?.channelCounters(CHANNELS_REPORTED);
     const omitted = gate ? gate.countedChannels() - Object.keys(channels ?? {}).length : 0;
-    const unreplayedOmitted = omitted > 0 && gate ? gate.omittedUnreplayed(channels ?? {}) : {};
+    const edges = gate?.edgeCounters() ?? {};
     const aligning = this.input?.alignment();
     return {
       recordsIn: this.driver.recordsIn,
@@ -326,7 +326,7 @@ export class SubtaskRunner {
       ...this.gateCounters(),
       ...(channels && Object.keys(channels).length > 0 ? { channels } : {}),
       ...(omitted > 0 ? { channelsOmitted: omitted } : {}),
-      ...(Object.keys(unreplayedOmitted).length > 0 ? { unreplayedOmitted } : {}),
+      ...(Object.keys(edges).length > 0 ? { edges } : {}),
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
       ...(gate ? { openChannels: gate.openCount() } : {}),
