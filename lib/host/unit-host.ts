@@ -28,7 +28,7 @@ import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRea
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
 import { splitReplayRequest } from '../runtime/replay';
 import { mapWithConcurrency } from '../util/concurrency';
-import { loadAvailabilityView, refreshAvailabilityView, type AvailabilityView } from '../recovery/availability';
+import { loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
@@ -269,14 +269,18 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   try {
     return await runMeasured(unit, metrics);
   } finally {
-    if (refresh) clearTimeout(refresh);
+    refresh?.();
   }
 }
 
 /** After this long a dead predecessor's control long poll has ended (its longest wait, and a margin). */
 export const PREDECESSOR_POLL_MS = (CONTROL_IDLE_WAIT_SECONDS + 1.5) * 1000;
 
-/** A restarted unit reads its availability flags again once its predecessor's control poll is over (see refreshAvailabilityView). */
+/**
+ * A restarted unit reads its availability flags again once its predecessor's control poll is over
+ * (see refreshAvailabilityView), and earlier while any sub-partition it writes to is unavailable
+ * (scheduleRefreshes).
+ */
 function refreshAfterPredecessor(
   view: AvailabilityView,
   options: UnitHostOptions,
@@ -284,16 +288,12 @@ function refreshAfterPredecessor(
   graph: ExecutionGraph,
   placement: UnitPlacement,
   log: Logger,
-): NodeJS.Timeout {
-  const timer = setTimeout(() => {
-    refreshAvailabilityView(view, { metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks })
-      .then((applied) => {
-        if (applied > 0) log.info(`availability re-read after the restart: ${applied} sub-partition flag(s) newer than what the control queue brought`, { applied });
-      })
-      .catch((error: unknown) => log.warn(`availability re-read after the restart failed: ${error instanceof Error ? error.message : String(error)}`));
-  }, PREDECESSOR_POLL_MS);
-  timer.unref();
-  return timer;
+): () => void {
+  return scheduleRefreshes(view, PREDECESSOR_POLL_MS, {
+    reread: () => refreshAvailabilityView(view, { metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks }),
+    applied: (n, afterMs) => log.info(`availability re-read ${afterMs} ms after the restart: ${n} sub-partition flag(s) newer than what the control queue brought`, { applied: n, afterMs }),
+    failed: (error) => log.warn(`availability re-read after the restart failed: ${error instanceof Error ? error.message : String(error)}`),
+  });
 }
 
 /** The units hosting the producers of these subtasks' input channels. */

@@ -300,3 +300,35 @@ export async function refreshAvailabilityView(
   for (const flag of await new AvailabilityRegistry(options.metadata, options.jobId).list(edges)) if (view.apply(flag)) applied++;
   return applied;
 }
+
+/**
+ * When a restarted unit whose view still holds unavailable sub-partitions reads its flags again
+ * before its predecessor's poll is surely over: a consumer killed with it (both units at once)
+ * announces itself within a few hundred ms, and until the notice is applied the writers drop what
+ * is bound for it; the notice itself may be hidden by the dead predecessor's poll (2.5 s of drops,
+ * chaos seeds 10720, 10734).
+ */
+export const EARLY_REFRESH_MS = [300, 1000] as const;
+
+/**
+ * Schedules a restarted unit's re-reads of its flags: at EARLY_REFRESH_MS while the view holds an
+ * unavailable sub-partition, and always at `lastMs` (a notice of a new failure may be hidden too).
+ * Returns what cancels the ones not yet run.
+ */
+export function scheduleRefreshes(
+  view: Pick<AvailabilityView, 'unavailableCount'>,
+  lastMs: number,
+  on: { reread: () => Promise<number>; applied: (n: number, afterMs: number) => void; failed: (error: unknown) => void },
+): () => void {
+  const timers = [...EARLY_REFRESH_MS.filter((ms) => ms < lastMs), lastMs].map((afterMs) => {
+    const timer = setTimeout(() => {
+      if (afterMs !== lastMs && view.unavailableCount === 0) return;
+      on.reread()
+        .then((n) => n > 0 && on.applied(n, afterMs))
+        .catch(on.failed);
+    }, afterMs);
+    timer.unref();
+    return timer;
+  });
+  return () => timers.forEach(clearTimeout);
+}

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { MemoryMetadataStore } from '../../../lib/memory';
 import {
@@ -8,6 +8,7 @@ import {
   loadAvailabilityView,
   outputEdgesOf,
   refreshAvailabilityView,
+  scheduleRefreshes,
   subPartitionSk,
   type AvailabilityUpdate,
 } from '../../../lib/recovery/availability';
@@ -195,6 +196,32 @@ describe('AvailabilityView (producer-side gate)', () => {
     view.apply({ edgeId: e0, consumer: 2, available: false, attempt: 1 });
     expect(await refreshAvailabilityView(view, { metadata, jobId: 'j', graph, subtasks: ['a#1'] })).toBe(0);
     expect(view.isAvailable(e0, 2)).toBe(false);
+  });
+
+  it('a restarted unit re-reads early while a sub-partition it writes to is unavailable, and always once its predecessor\'s poll is over', async () => {
+    vi.useFakeTimers();
+    try {
+      const view = { unavailableCount: 1 };
+      const reads: number[] = [];
+      const applied: [number, number][] = [];
+      const on = { reread: async () => (reads.push(Date.now()), 1), applied: (n: number, ms: number) => applied.push([n, ms]), failed: () => undefined };
+      const start = Date.now();
+      scheduleRefreshes(view, 2500, on);
+      await vi.advanceTimersByTimeAsync(300);
+      expect(reads.map((t) => t - start)).toEqual([300]);
+      // Back in the view (the notice came): no early read any more, but the last one still runs.
+      view.unavailableCount = 0;
+      await vi.advanceTimersByTimeAsync(2200);
+      expect(reads.map((t) => t - start)).toEqual([300, 2500]);
+      expect(applied).toEqual([[1, 300], [1, 2500]]);
+      // Cancelled (the unit ended): nothing more runs.
+      const cancel = scheduleRefreshes({ unavailableCount: 1 }, 2500, on);
+      cancel();
+      await vi.advanceTimersByTimeAsync(3000);
+      expect(reads).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('drives RecordWriter: records to an unavailable consumer are dropped and counted, then flow again', async () => {
