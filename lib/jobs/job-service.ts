@@ -11,7 +11,7 @@ import { JobSpecError } from '../graph/job-graph';
 import { checkSubtasksPerUnit, jobLayout, type JobLayout } from '../graph/placement';
 import { unitShardCount } from '../ports/metadata-keys';
 import type { ChannelTransport } from '../ports/channels';
-import type { ControlMessage } from '../runtime/messages';
+import { controlGroup, type ControlMessage } from '../runtime/messages';
 import { mapWithConcurrency } from '../util/concurrency';
 import { JOB_LIFECYCLE, UNIT_LIFECYCLE, countersWithCarried, storedJob, type FailoverStrategy, type JobRecord, type JobSettings, type JobStore, type StoredJob, type UnitPlacement, type UnitRecord, type UnitRuntime } from './job-store';
 
@@ -218,7 +218,7 @@ export class JobService {
     const wanted = new Set(unitIds);
     const targets = job.units.filter((u) => wanted.has(u.unitId));
     const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
-    await mapWithConcurrency(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
+    await mapWithConcurrency(targets, 32, (u) => this.deps.channels.send(u.controlQueue, [{ groupId: controlGroup(message, id), dedupId: id, body }]));
   }
 
   private async stopAll(jobId: string, reason: string): Promise<void> {

@@ -27,7 +27,7 @@ import type { JobView, UnitLauncher } from '../jobs/job-service';
 import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import { fencePendingCheckpoints } from '../jobs/checkpoint-steps';
-import type { ControlMessage } from '../runtime/messages';
+import { controlGroup, type ControlMessage } from '../runtime/messages';
 import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type SubPartitionRef } from './availability';
 import { mapWithConcurrency } from '../util/concurrency';
 import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
@@ -373,7 +373,7 @@ export async function sendControlDirect(
   const body = JSON.stringify(message);
   const id = `${Date.now()}-${randomBytes(4).toString('hex')}`;
   const targets = units.filter((u) => wanted.has(u.unitId));
-  await mapWithConcurrency(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: 'control', dedupId: id, body }]));
+  await mapWithConcurrency(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: controlGroup(message, id), dedupId: id, body }]));
 }
 
 export interface AnnounceOptions {

@@ -118,6 +118,33 @@ export type ControlMessage =
    */
   | { type: 'determinants'; request: DeterminantRequest };
 
+/**
+ * The FIFO message group of a control message. A receive of a unit that died (SIGKILL) goes on at
+ * SQS until its long poll ends and hides what it takes, and the rest of that message's group with
+ * it, for the control visibility timeout, from the unit's restarted attempt (which reads the same
+ * queue). With one group per queue, a replay request or a trigger sent in the first second after a
+ * restart held back every control message to that unit for 10 s (chaos seed 10734: two units
+ * killed together waited 10 s for each other's replays). So only what must stay in order shares a
+ * group: the messages of one checkpoint. Replay and determinant requests (numbered, retried) and
+ * availability notices (versioned) each go alone.
+ */
+export function controlGroup(message: ControlMessage, sendId: string): string {
+  switch (message.type) {
+    case 'triggerCheckpoint':
+    case 'checkpointComplete':
+    case 'checkpointAborted':
+      return `checkpoint-${message.checkpointId}`;
+    case 'commitFinal':
+      return 'final';
+    case 'replay':
+    case 'determinants':
+    case 'availability':
+      return `${message.type}-${sendId}`;
+    default:
+      return 'control';
+  }
+}
+
 export interface DeterminantRequest {
   /** The producer subtask (`<task>#<index>`) and its new attempt. */
   producer: string;

@@ -6,10 +6,11 @@
  *   messages until that channel's replay has ended;
  * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
  *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
- * - otherwise it asks again, with the next request number, every `retryMs` (a request lost with a
- *   producer that died, or not yet read by its restarted attempt), the channels whose replay has
- *   not progressed since the last look only, and fails the subtask with the channels still
- *   waiting after `giveUpMs`.
+ * - otherwise it asks again, with the next request number, after `firstRetryMs` and then every
+ *   `retryMs` (a request lost with a producer that died, or hidden from its restarted attempt by
+ *   the dead attempt's last poll: see controlGroup), the channels whose replay has not progressed
+ *   since the last look only, and fails the subtask with the channels still waiting after
+ *   `giveUpMs`.
  */
 import type { BlobStore } from '../ports/blob-store';
 import type { Logger } from '../ports/telemetry';
@@ -32,6 +33,8 @@ export interface ReplayRequesterOptions {
   send: ReplaySender;
   blobs: BlobStore;
   checkAfterMs?: number;
+  /** The first retry: soon, since a request hidden by a dead producer's poll comes back only after 10 s. */
+  firstRetryMs?: number;
   retryMs?: number;
   giveUpMs?: number;
   now?: () => number;
@@ -43,6 +46,7 @@ export class ReplayRequester {
   private readonly started: number;
   private lastAsked: number;
   private checkedFinal = false;
+  private retried = false;
   /** Requests sent (a retry counts again). */
   requestsSent = 0;
   /** Channels whose replay came from a finished producer's log in S3. */
@@ -69,7 +73,7 @@ export class ReplayRequester {
     const waiting = gate.awaitedReplays();
     if (waiting.length === 0) return;
     const now = this.now();
-    const { checkAfterMs = 3_000, retryMs = 10_000, giveUpMs = 120_000 } = this.options;
+    const { checkAfterMs = 3_000, firstRetryMs = 4_000, retryMs = 10_000, giveUpMs = 120_000 } = this.options;
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
       this.checkedFinal = true;
       // A replay that has begun to arrive is on its way: only silent channels look for a final log.
@@ -82,7 +86,8 @@ export class ReplayRequester {
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s)): their units are gone and left no final log`,
       );
     }
-    if (now - this.lastAsked >= retryMs) {
+    if (now - this.lastAsked >= (this.retried ? retryMs : firstRetryMs)) {
+      this.retried = true;
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a
       // slow transport a large replay takes longer than `retryMs`, and re-asking every channel

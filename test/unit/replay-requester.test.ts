@@ -71,4 +71,24 @@ describe('ReplayRequester', () => {
     expect(gate.awaitedReplays().map((w) => [w.key, w.request])).toEqual([['e0/0', 3], ['e0/1', 3]]);
     await gate.stop();
   });
+
+  it('asks again soon the first time (a request a dead producer\'s poll took is hidden 10 s), then every retryMs', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    const sent: number[] = [];
+    let now = 0;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 2,
+      send: async (request) => void sent.push(request.request),
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, now: () => now,
+    });
+    await requester.begin(gate);
+    for (const [at, requests] of [[3_999, [1]], [4_000, [1, 2]], [13_999, [1, 2]], [14_000, [1, 2, 3]], [23_999, [1, 2, 3]], [24_000, [1, 2, 3, 4]]] as const) {
+      now = at;
+      await requester.tick(gate);
+      expect(sent, `at ${at} ms`).toEqual(requests);
+    }
+    await gate.stop();
+  });
 });
