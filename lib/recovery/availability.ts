@@ -306,21 +306,25 @@ export async function refreshAvailabilityView(
  * before its predecessor's poll is surely over: a consumer killed with it (both units at once)
  * announces itself within a few hundred ms, and until the notice is applied the writers drop what
  * is bound for it; the notice itself may be hidden by the dead predecessor's poll (2.5 s of drops,
- * chaos seeds 10720, 10734).
+ * chaos seeds 10720, 10734). Then every second, for a consumer that takes longer to come back.
  */
-export const EARLY_REFRESH_MS = [300, 1000] as const;
+export const EARLY_REFRESH_MS = 300;
+export const REFRESH_EVERY_MS = 1000;
 
 /**
- * Schedules a restarted unit's re-reads of its flags: at EARLY_REFRESH_MS while the view holds an
- * unavailable sub-partition, and always at `lastMs` (a notice of a new failure may be hidden too).
- * Returns what cancels the ones not yet run.
+ * Schedules a restarted unit's re-reads of its flags: from EARLY_REFRESH_MS on, every
+ * REFRESH_EVERY_MS while the view holds an unavailable sub-partition, and always at `lastMs` (its
+ * predecessor's poll is over then; a notice of a new failure may have been hidden too). Returns
+ * what cancels the ones not yet run.
  */
 export function scheduleRefreshes(
   view: Pick<AvailabilityView, 'unavailableCount'>,
   lastMs: number,
   on: { reread: () => Promise<number>; applied: (n: number, afterMs: number) => void; failed: (error: unknown) => void },
 ): () => void {
-  const timers = [...EARLY_REFRESH_MS.filter((ms) => ms < lastMs), lastMs].map((afterMs) => {
+  const times: number[] = [];
+  for (let ms = EARLY_REFRESH_MS; ms < lastMs; ms = ms < REFRESH_EVERY_MS ? REFRESH_EVERY_MS : ms + REFRESH_EVERY_MS) times.push(ms);
+  const timers = [...times, lastMs].map((afterMs) => {
     const timer = setTimeout(() => {
       if (afterMs !== lastMs && view.unavailableCount === 0) return;
       on.reread()

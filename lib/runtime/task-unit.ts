@@ -107,14 +107,19 @@ export interface TaskUnitOptions {
 }
 
 /**
- * Longest long-poll wait of an idle control queue: 1 s, no back-off. A long poll of a unit that
- * died goes on at SQS (and at the emulator) until its wait ends, and a message it takes then is
- * hidden for CONTROL_VISIBILITY_SECONDS from the unit's restarted attempt, which reads the same
- * queue: with a 5 s back-off, chaos seed 50054 had a restarted source learn of its consumer's
- * restart 10 s late (the notice went to its dead attempt's poll). An idle unit costs one receive a
- * second; packing subtasks into units (subtasksPerUnit) is what keeps that small at scale.
+ * Longest long-poll wait of an idle control queue: 20 s, SQS's longest, backed off from 1 s (a long
+ * poll returns as soon as a message arrives, so a trigger is not delayed). A long poll of a unit
+ * that died goes on at SQS (and at the emulator) until its wait ends, and the first message it
+ * takes then is hidden for CONTROL_VISIBILITY_SECONDS from the unit's restarted attempt, which
+ * reads the same queue (chaos seed 50054: a restarted source learned of its consumer's restart 10 s
+ * late). That is why this was 1 s, at 100 receives a second for 100 idle units (issue 12: most of
+ * the P=5000 ingest job's idle requests). What a restart must not wait 10 s for no longer depends
+ * on the queue: a hidden message holds back its own FIFO group only (controlGroup); a restarted
+ * unit reads its availability flags again while a sub-partition it writes to is unavailable
+ * (scheduleRefreshes); a replay request with no answer is asked again after 4 s; a lost trigger
+ * fails one checkpoint, not the next.
  */
-export const CONTROL_IDLE_WAIT_SECONDS = 1;
+export const CONTROL_IDLE_WAIT_SECONDS = 20;
 /** How long a control message taken by a receive stays hidden (handling one takes well under this). */
 const CONTROL_VISIBILITY_SECONDS = 10;
 

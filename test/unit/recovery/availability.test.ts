@@ -214,6 +214,12 @@ describe('AvailabilityView (producer-side gate)', () => {
       await vi.advanceTimersByTimeAsync(2200);
       expect(reads.map((t) => t - start)).toEqual([300, 2500]);
       expect(applied).toEqual([[1, 300], [1, 2500]]);
+      // A consumer that stays away longer: read every second until the last read.
+      const longer: number[] = [];
+      const at = Date.now();
+      scheduleRefreshes({ unavailableCount: 1 }, 4500, { ...on, reread: async () => (longer.push(Date.now() - at), 0) });
+      await vi.advanceTimersByTimeAsync(5000);
+      expect(longer).toEqual([300, 1000, 2000, 3000, 4000, 4500]);
       // Cancelled (the unit ended): nothing more runs.
       const cancel = scheduleRefreshes({ unavailableCount: 1 }, 2500, on);
       cancel();
