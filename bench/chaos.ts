@@ -4,8 +4,10 @@
  * One row per schedule, a summary per strategy, JSON in bench/results/chaos.json. Exits non-zero
  * when a schedule breaks what its strategy promises:
  *   region, full       FINISHED, nothing lost, nothing duplicated;
- *   single             never hangs; loss and duplicates within what was reported (loss = dropped +
- *                      unreplayed, duplicates = regenerated);
+ *   single             never hangs; loss and duplicates as the consumers reported them (loss =
+ *                      missing on the counted edges, duplicates = regenerated; what a restarted
+ *                      inner task lost at its input after its dead attempt sent it on may be
+ *                      counted in both, equally);
  *                      no duplicates when only sources were killed;
  *   single-buffered    the same, and nothing dropped, nothing lost (bench/chaos/verdict.ts).
  *   single-exact       nothing lost, nothing duplicated, and only the killed units restart.
