@@ -27,7 +27,7 @@ import type { Json } from '../lib/api/functions';
 import { createAwsPorts, requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
-import type { BlobInfo, BlobStore } from '../lib/ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../lib/ports/blob-store';
 import { restoreUnionState, unionStatePrefix, writeUnionSnapshot, type UnionRestoreResult } from '../lib/runtime/union-state';
 import { mapWithConcurrency } from '../lib/util/concurrency';
 
@@ -53,7 +53,7 @@ class DelayedBlobStore implements BlobStore {
   async getRange(key: string, s: number, e: number) { await this.wait(); return this.inner.getRange(key, s, e); }
   async head(key: string): Promise<BlobInfo | undefined> { await this.wait(); return this.inner.head(key); }
   put(key: string, body: Uint8Array | string) { return this.inner.put(key, body); }
-  list(prefix: string) { return this.inner.list(prefix); }
+  list(prefix: string, options?: ListOptions) { return this.inner.list(prefix, options); }
   copy(a: string, b: string) { return this.inner.copy(a, b); }
   delete(keys: readonly string[]) { return this.inner.delete(keys); }
 }

@@ -4,7 +4,7 @@
  * → `checkpoints/<N>/union/...`, a manifest → `checkpoints/<N>/manifest`. It forwards every
  * call unchanged, so a benchmark can wrap the real adapter with it.
  */
-import type { BlobInfo, BlobStore } from '../../lib/ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../../lib/ports/blob-store';
 import type { KindCount, KindCounts } from './metadata-observer';
 
 /** The kind of an object, from its key (job ids, checkpoint numbers and subtask names left out). */
@@ -60,13 +60,14 @@ export class ObservedBlobStore implements BlobStore {
     return this.inner.head(key);
   }
 
-  /** A LIST is billed as a write request too (counted under `LIST <kind>`). */
-  async list(prefix: string): Promise<BlobInfo[]> {
-    const out = await this.inner.list(prefix);
+  /** A LIST is billed as a write request too, per page (counted under `LIST <kind>`). */
+  async list(prefix: string, options: ListOptions = {}): Promise<BlobInfo[]> {
+    let pages = 0;
+    const out = await this.inner.list(prefix, { until: (page) => (pages++, options.until?.(page) ?? false) });
     const kind = `LIST ${blobKind(prefix)}`;
     const n = this.byKind.get(kind) ?? { writes: 0, units: 0 };
-    n.writes++;
-    n.units++;
+    n.writes += Math.max(1, pages);
+    n.units += Math.max(1, pages);
     this.byKind.set(kind, n);
     return out;
   }

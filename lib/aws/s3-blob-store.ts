@@ -8,7 +8,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { serviceEndpoint } from '../config';
-import type { BlobInfo, BlobStore } from '../ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../ports/blob-store';
 import type { AwsClients } from './clients';
 import { SluiceAwsError, callAws, isAwsErrorCode, type AwsErrorContext } from './errors';
 
@@ -88,15 +88,17 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async list(prefix: string): Promise<BlobInfo[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<BlobInfo[]> {
     const out: BlobInfo[] = [];
     let token: string | undefined;
     do {
       const page = await callAws(this.context('ListObjectsV2'), () =>
         this.clients.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })),
       );
-      for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
+      const infos = (page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
+      out.push(...infos);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (options.until?.(infos)) break;
     } while (token);
     return out;
   }

@@ -1,9 +1,11 @@
 /** In-memory BlobStore with S3's semantics (UTF-8 key order, clamped ranges, missing keys ignored on delete). */
 import { SluiceAwsError } from '../aws/errors';
-import type { BlobInfo, BlobStore } from '../ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../ports/blob-store';
 import { compareUtf8 } from './metadata-store';
 
 const encoder = new TextEncoder();
+/** Keys per page of a listing (ListObjectsV2's most). */
+const LIST_PAGE = 1000;
 
 export class MemoryBlobStore implements BlobStore {
   readonly location: string;
@@ -39,11 +41,19 @@ export class MemoryBlobStore implements BlobStore {
     return body && { key, size: body.length };
   }
 
-  async list(prefix: string): Promise<BlobInfo[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<BlobInfo[]> {
+    const all: BlobInfo[] = [];
+    for (const [key, body] of this.objects) if (key.startsWith(prefix)) all.push({ key, size: body.length });
+    all.sort((a, b) => compareUtf8(a.key, b.key));
+    // Pages of 1000 keys, as S3 lists them: a request each, up to the one `until` stops at.
     const out: BlobInfo[] = [];
-    for (const [key, body] of this.objects) if (key.startsWith(prefix)) out.push({ key, size: body.length });
-    this.requests += Math.max(1, Math.ceil(out.length / 1000));
-    return out.sort((a, b) => compareUtf8(a.key, b.key));
+    for (let from = 0; ; from += LIST_PAGE) {
+      const page = all.slice(from, from + LIST_PAGE);
+      this.requests++;
+      out.push(...page);
+      const stop = options.until?.(page) ?? false;
+      if (stop || from + LIST_PAGE >= all.length) return out;
+    }
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {

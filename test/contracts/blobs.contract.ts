@@ -57,6 +57,15 @@ export function blobStoreContract(label: string, make: () => Promise<BlobStore>)
       for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((k) => b.put(k, 'x')));
       const listed = await b.list(`${p}/`);
       expect(listed.map((o) => o.key)).toEqual(keys);
+      // Page by page (up to 1000 keys each, in key order); a listing told to stop after the first stops there.
+      const pages: number[] = [];
+      expect((await b.list(`${p}/`, { until: (page) => (pages.push(page.length), false) })).length).toBe(1010);
+      expect(pages.reduce((n, k) => n + k, 0)).toBe(1010);
+      expect(pages.length).toBeGreaterThanOrEqual(2);
+      expect(Math.max(...pages)).toBeLessThanOrEqual(1000);
+      const first = await b.list(`${p}/`, { until: () => true });
+      expect(first.length).toBe(pages[0]);
+      expect(first.map((o) => o.key)).toEqual(keys.slice(0, pages[0]));
       await b.delete([...keys, `${p}/never-existed`]);
       expect(await b.list(`${p}/`)).toEqual([]);
       await b.delete([]);

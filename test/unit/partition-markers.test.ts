@@ -189,4 +189,45 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
     expect(files).toBe(2);
     expect(found.map((k) => k.split('/').slice(-3).join('/'))).toEqual(['dt=2026-01-01/hour=05/_SUCCESS', 'dt=2026-01-01/hour=06/_SUCCESS']);
   });
+
+  it('at P=2500 the progress listing stops at the first page that shows a subtask behind, and reads every page when none is', async () => {
+    const mem = new MemoryBlobStore();
+    const P = 2500;
+    const put = (subtask: number, watermark: number) => mem.put(`${progressPrefix('job-m', 'sink')}${subtask}/${watermark}.json`, '{}');
+    for (let i = 0; i < P; i++) await put(i, H(8));
+    // Subtask 10 (on the first page: keys sort as 0, 1, 10, 100, 1000, 1001, ...) is behind 08:00.
+    await put(10, H(6));
+    await mem.delete([`${progressPrefix('job-m', 'sink')}10/${H(8)}.json`]);
+    let before = mem.requests;
+    const partial = await committedWatermarks(mem, 'job-m', 'sink', P, H(7));
+    expect(mem.requests - before).toBe(1);
+    expect(partial[10]).toBe(H(6));
+    expect(minimumCommitted(partial)).toBeUndefined();
+    // Caught up: every page is read, and the minimum is known.
+    await put(10, H(8));
+    before = mem.requests;
+    const full = await committedWatermarks(mem, 'job-m', 'sink', P, H(7));
+    expect(mem.requests - before).toBe(3);
+    expect(minimumCommitted(full)).toBe(H(8));
+  });
+
+  it('does not take a subtask for behind on a page that may end before its newer key', async () => {
+    const mem = new MemoryBlobStore();
+    const prefix = progressPrefix('job-m', 'sink');
+    // 999 keys of subtasks 0..998 (sorted: the first page ends inside subtask '998' or so), then a
+    // subtask with a stale key and its newer one right after it, across the page boundary.
+    const keys: string[] = [];
+    for (let i = 0; i < 1200; i++) keys.push(`${prefix}${i}/${H(8)}.json`);
+    keys.sort();
+    for (const k of keys) await mem.put(k, '{}');
+    const boundary = keys[999]!; // the last key of the first page
+    const subtask = parseProgressKey(prefix, boundary)!.subtask;
+    // Its stale key sorts before its newer one; both exist (the newer written, the older not yet deleted).
+    await mem.put(`${prefix}${subtask}/${H(6)}.json`, '{}');
+    const listed = (await mem.list(prefix)).map((b) => b.key);
+    expect(listed.indexOf(`${prefix}${subtask}/${H(6)}.json`)).toBe(999);
+    const out = await committedWatermarks(mem, 'job-m', 'sink', 1200, H(7));
+    expect(out[subtask]).toBe(H(8));
+    expect(minimumCommitted(out)).toBe(H(8));
+  });
 });

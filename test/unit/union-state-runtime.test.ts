@@ -23,7 +23,7 @@ import { JobController } from '../../lib/jobs/job-controller';
 import { JobService, type UnitLauncher } from '../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type UnitPlacement } from '../../lib/jobs/job-store';
 import { createMemoryPorts, type MemoryPorts } from '../../lib/memory';
-import type { BlobInfo, BlobStore } from '../../lib/ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../../lib/ports/blob-store';
 import { createFailoverHandler } from '../../lib/recovery/failover-handler';
 import { CheckpointIO, type SubtaskSnapshot } from '../../lib/runtime/checkpoint-io';
 import type { ControlMessage } from '../../lib/runtime/messages';
@@ -96,8 +96,8 @@ class WatchedBlobs implements BlobStore {
   head(key: string): Promise<BlobInfo | undefined> {
     return this.inner.head(key);
   }
-  list(prefix: string) {
-    return this.inner.list(prefix);
+  list(prefix: string, options?: ListOptions) {
+    return this.inner.list(prefix, options);
   }
   copy(from: string, to: string) {
     return this.inner.copy(from, to);

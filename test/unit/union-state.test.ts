@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Json } from '../../lib/api/functions';
 import { MemoryBlobStore } from '../../lib/memory';
-import type { BlobInfo, BlobStore } from '../../lib/ports/blob-store';
+import type { BlobInfo, BlobStore, ListOptions } from '../../lib/ports/blob-store';
 import {
   UnionListState,
   UnionStateBackend,
@@ -40,7 +40,7 @@ class InstrumentedBlobStore implements BlobStore {
   put(key: string, body: Uint8Array | string) { return this.inner.put(key, body); }
   getRange(key: string, s: number, e: number) { return this.inner.getRange(key, s, e); }
   head(key: string): Promise<BlobInfo | undefined> { return this.inner.head(key); }
-  list(prefix: string) { return this.inner.list(prefix); }
+  list(prefix: string, options?: ListOptions) { return this.inner.list(prefix, options); }
   copy(a: string, b: string) { return this.inner.copy(a, b); }
   delete(keys: readonly string[]) { return this.inner.delete(keys); }
 }
