@@ -191,7 +191,9 @@ function receivesFrom(polls: ChannelTransport, rest: ChannelTransport): ChannelT
 const problems: string[] = [];
 function problemLogger(attrs: Record<string, unknown> = {}): Logger {
   const keep = (level: string) => (message: string) => {
-    if (problems.length < 200) problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
+    // The latest 200: what went wrong last is what a crash needs.
+    if (problems.length >= 200) problems.shift();
+    problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
     if (process.env.SCALE_VERBOSE) console.error(problems.at(-1));
   };
   // SCALE_INFO=<unit id>: that unit's info lines too, on stderr (what a stuck unit waits for).
@@ -900,5 +902,8 @@ main()
   .then(() => process.exit(0))
   .catch((error: unknown) => {
     console.error(error instanceof Error ? (error.stack ?? error.message) : error);
+    // What the units and the control plane warned of before it (a P=5000 run ended on a queue
+    // that "no longer exists" with nothing else to go by).
+    if (problems.length > 0) console.error(`\nwarnings and errors before it (${problems.length}${problems.length >= 200 ? ', the latest 200' : ''}):\n${problems.map((p) => `  ${p}`).join('\n')}`);
     process.exit(1);
   });
