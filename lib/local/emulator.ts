@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { SERVICE_ENDPOINT_VARS, type ServiceName } from '../config';
@@ -16,6 +16,12 @@ export const REPO_ROOT = PACKAGE_ROOT;
 
 /** Where the emulator's virtualenv goes: the checkout's .venv, or .sluice/.venv in the project of an installed Sluice. */
 const EMULATOR_ROOT = FROM_SOURCE ? PACKAGE_ROOT : join(WORK_ROOT, '.sluice');
+/**
+ * Where an emulator process's stderr goes, one file per port: request logging is off, so what is
+ * there is moto's warnings and the tracebacks of requests it failed (an S3 listing answered with an
+ * HTML error page failed sinks at P=2000, docs/scale.md, and left nothing to read).
+ */
+export const EMULATOR_LOG_DIR = join(WORK_ROOT, '.sluice', 'logs', 'emulator');
 
 export interface EmulatorPaths {
   venv: string;
@@ -473,6 +479,14 @@ export async function startEmulator(options: StartOptions = {}): Promise<Emulato
   }
 }
 
+/** Keeps the newest `keep` files of a log directory (every emulator start adds one). */
+function pruneLogs(dir: string, keep: number): void {
+  const files = readdirSync(dir).map((name) => join(dir, name));
+  if (files.length <= keep) return;
+  const byAge = files.map((f) => [f, statSync(f).mtimeMs] as const).sort((a, b) => b[1] - a[1]);
+  for (const [f] of byAge.slice(keep)) unlinkSync(f);
+}
+
 async function launch(paths: EmulatorPaths, port: number, timeoutMs: number): Promise<Emulator> {
   const endpoint = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(paths.python, ['-c', SERVER_SCRIPT, '-H', '127.0.0.1', '-p', String(port)], {
@@ -480,9 +494,22 @@ async function launch(paths: EmulatorPaths, port: number, timeoutMs: number): Pr
     env: { ...process.env, PYTHONUNBUFFERED: '1' },
   });
   let stderrTail = '';
+  const logFile = join(EMULATOR_LOG_DIR, `${port}.log`);
+  try {
+    mkdirSync(EMULATOR_LOG_DIR, { recursive: true });
+    pruneLogs(EMULATOR_LOG_DIR, 100);
+    appendFileSync(logFile, `--- moto ${MOTO_VERSION} on ${endpoint}, started ${new Date().toISOString()} by pid ${process.pid}\n`);
+  } catch {
+    // A read-only checkout: the tail below still goes into start errors.
+  }
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => {
     stderrTail = (stderrTail + chunk).slice(-4000);
+    try {
+      appendFileSync(logFile, chunk);
+    } catch {
+      // as above
+    }
   });
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exitPromise = new Promise<void>((resolve) =>
