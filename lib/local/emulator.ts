@@ -118,6 +118,8 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   next iterator, an iterator expires after 5 minutes, GetRecords is refused past 5 calls a second
  *   per shard and past a Limit of 10,000; and a read starts at the iterator's position instead of
  *   scanning the shard from its start (O(shard) per call), as does finding its last sequence number.
+ * - S3 listings while keys are deleted (S3_LIST_PATCH): moto lists from a copy of the key names and
+ *   reads each key from the live store, so a concurrent delete failed the listing.
  * - two fixes to moto's DynamoDB: a Query sorts every item of the table to find one partition's
  *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
  *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
@@ -126,6 +128,31 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   two concurrent writers of one item both won (the MetadataStore contract test caught it once
  *   under load); on DynamoDB exactly one does.
  */
+/**
+ * moto's S3 key store lists from a copy of its key names and then reads each key from the live
+ * store: a key deleted meanwhile (a sink replacing its progress key while another lists them all)
+ * raises KeyError, and the listing is answered with an HTML error page (bench:scale at P=2000:
+ * sinks of two units failed on "XML parse error: mismatched tags <html> and </title>"). S3 lists
+ * whatever it lists; here the listing takes the copy's own versions.
+ */
+export const S3_LIST_PATCH = `
+from moto.s3 import utils as s3_utils
+def s3_store_items(self):
+    for key, versions in self._self_iterable().items():
+        if versions:
+            yield key, versions[-1]
+def s3_store_values(self):
+    for _, value in s3_store_items(self):
+        yield value
+def s3_store_lists(self):
+    for key, versions in self._self_iterable().items():
+        yield key, versions
+S = s3_utils._VersionedKeyStore
+S.items = S.iteritems = S._iteritems = s3_store_items
+S.values = S.itervalues = S._itervalues = s3_store_values
+S.lists = S.iterlists = S._iterlists = s3_store_lists
+`;
+
 const SERVER_SCRIPT = `
 import json, logging, os, sys, threading, time
 logging.getLogger('werkzeug').setLevel(logging.WARNING)
@@ -318,6 +345,7 @@ def query(self, hash_key, *args, **kwargs):
     finally:
         query_partition.key = None
 ddb_table.Table.query = query
+${S3_LIST_PATCH}
 from moto.dynamodb import models as ddb_models
 # DynamoDB checks a write's condition and applies it atomically, and a read never sees half of an
 # update. moto's threaded server does neither: two concurrent conditional writers of one item
