@@ -591,8 +591,10 @@ async function main(): Promise<void> {
   if (flags.reportFrom) {
     const files = flags.reportFrom.split(',').filter(Boolean);
     const saved = files.map((file) => ({ file, ...(JSON.parse(readFileSync(file, 'utf8')) as { runs: JobRun[]; command: string; machine: MachineInfo; flags: Flags }) }));
+    // One run per job and parallelism (the join at P=300 and at P=4000 are both reported); a later
+    // file's run of the same job and parallelism replaces an earlier one.
     const byName = new Map<string, JobRun>();
-    for (const s of saved) for (const r of s.runs) byName.set(r.name, { ...r, command: r.command ?? s.command, machine: r.machine ?? s.machine });
+    for (const s of saved) for (const r of s.runs) byName.set(`${r.name === 'p16' ? 'p16' : r.job}@${r.parallelism}`, { ...r, command: r.command ?? s.command, machine: r.machine ?? s.machine });
     for (const s of saved) console.log(`report of ${s.file} (measured by: ${s.command})`);
     const first = saved[0]!;
     const command = files.length === 1 ? first.command : `npm run bench:scale -- --report-from ${flags.reportFrom}`;
@@ -705,9 +707,14 @@ process.on('unhandledRejection', (error) => {
 });
 
 function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnType<typeof machineInfo>, wallStart: number): void {
-  const join = runs.find((r) => r.name === 'join');
-  const ingest = runs.find((r) => r.name === 'ingest');
+  const byParallelism = (a: JobRun, b: JobRun) => a.parallelism - b.parallelism;
+  const joins = runs.filter((r) => r.name !== 'p16' && r.job === 'recommendation-join').sort(byParallelism);
+  const ingests = runs.filter((r) => r.job === 'ingest').sort(byParallelism);
   const p16 = runs.find((r) => r.name === 'p16');
+  // The cost model's idle and checkpoint coefficients come from the largest join measured with an
+  // idle window: rates at P=300 are not what P=4000 does (issue 12 asks for them at P>=1000).
+  const join = [...joins].reverse().find((r) => r.idle.seconds > 0) ?? joins.at(-1);
+  const ingest = ingests.at(-1);
 
   console.log('\nPrice table (us-east-1 list prices):\n');
   console.log(markdownTable(['item', 'price'], PRICE_TABLE));
@@ -846,24 +853,34 @@ Cost model coefficients (how each is derived):
     const lines: [string, boolean | undefined, string][] = [];
     const item = Math.max(0, ...runs.map((r) => r.largest[0]?.bytes ?? 0));
     const bigRuns = runs.filter((r) => r.name !== 'p16');
-    lines.push([`created, checkpointed (${flags.checkpoints}+1) and recovered through the real adapters: ${bigRuns.map((r) => `${r.job} P=${r.parallelism}`).join(', ')}`,
-      bigRuns.length > 0 && bigRuns.every((r) => r.checkpoints.every((c) => c.outcome === 'completed') && r.recovery?.checkpointAfter.outcome === 'completed' && r.recovery.recoveryMs !== null), '']);
+    const wholeRun = (r: JobRun) => r.checkpoints.length > 0 && r.checkpoints.every((c) => c.outcome === 'completed') && r.recovery?.checkpointAfter.outcome === 'completed' && r.recovery.recoveryMs !== null;
+    lines.push([`created, checkpointed (${flags.checkpoints}+1) and recovered through the real adapters: ${bigRuns.map((r) => `${r.job} P=${r.parallelism}${wholeRun(r) ? '' : ' (NOT whole)'}`).join(', ')}`,
+      bigRuns.length > 0 && bigRuns.every(wholeRun), '']);
+    // The seed's scale itself, measured (not modelled): the join at P=4000 and the ingest job at P=5000.
+    const seedJoin = joins.filter((r) => r.parallelism >= 4000).at(-1);
+    const seedIngest = ingests.filter((r) => r.parallelism >= 5000).at(-1);
+    const seedRuns = [seedJoin, seedIngest].filter((r): r is JobRun => r !== undefined);
+    const missing = [seedJoin ? '' : 'recommendation-join P=4000', seedIngest ? '' : 'ingest P=5000'].filter(Boolean);
+    lines.push([`at the seed's scale, created, checkpointed and recovered through the real adapters: ${seedRuns.map((r) => `${r.job} P=${r.parallelism}${wholeRun(r) ? '' : ' (NOT whole)'}`).join(', ') || 'none'}${missing.length ? `; not measured: ${missing.join(', ')}` : ''}`,
+      missing.length === 0 && seedRuns.every(wholeRun), '']);
     lines.push([`no DynamoDB item over 400 KB (largest ${item} B)`, item <= 400 * 1024, '']);
-    if (join) {
-      const idleJoin = dollarsPerHour(perSecond(join.idle));
-      lines.push([`idle request cost at P=${join.parallelism} <= $2/hour (measured ${money(idleJoin)}/h, local supervisor polling every ${flags.pollMs} ms included)`, idleJoin <= 2, '']);
-      const ck = join.checkpoints.filter((c) => c.checkpointId !== null);
+    for (const j of joins) {
+      if (j.idle.seconds > 0) {
+        const idleJoin = dollarsPerHour(perSecond(j.idle));
+        lines.push([`idle request cost at P=${j.parallelism} <= $2/hour (measured ${money(idleJoin)}/h, local supervisor polling every ${flags.pollMs} ms included)`, idleJoin <= 2, '']);
+      }
+      const ck = j.checkpoints.filter((c) => c.checkpointId !== null);
       const worst = Math.max(...ck.map((c) => c.netHttp), ...ck.map((c) => { const b = c.netBilled; return b.sqs + b.ddbRead + b.ddbWrite + b.s3Read + b.s3Write; }));
-      lines.push([`one checkpoint at P=${join.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background)`, worst <= 50_000, '']);
+      if (ck.length > 0) lines.push([`one checkpoint at P=${j.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background)`, worst <= 50_000, '']);
     }
-    // P=4000 from the measured coefficients (the run's own P is printed above).
+    // P=4000 from the measured coefficients, while the join at P=4000 itself is not measured.
     const idle4000 = modelRow(coefficients, { parallelism: 4000, recordsPerSecond: 0, subtasksPerUnit: flags.subtasksPerUnit, checkpointIntervalS: 0, unitVcpu: flags.unitVcpu, unitGb: flags.unitGb, parallelismPerKpu: flags.parallelismPerKpu });
-    lines.push([`MODEL: idle request cost at P=4000 <= $2/hour (${idle4000.units} units x measured idle per unit + a supervision pass every ${flags.supervisorEveryS} s, no checkpoints: ${money(idle4000.requestDollarsPerHour)}/h; with a checkpoint every ${flags.checkpointIntervalS} s: ${money(model.find((m) => m.parallelism === 4000 && m.recordsPerSecond === 0)!.requestDollarsPerHour)}/h)`, idle4000.requestDollarsPerHour <= 2, '']);
+    if (!seedJoin) lines.push([`MODEL: idle request cost at P=4000 <= $2/hour (${idle4000.units} units x measured idle per unit + a supervision pass every ${flags.supervisorEveryS} s, no checkpoints: ${money(idle4000.requestDollarsPerHour)}/h; with a checkpoint every ${flags.checkpointIntervalS} s: ${money(model.find((m) => m.parallelism === 4000 && m.recordsPerSecond === 0)!.requestDollarsPerHour)}/h)`, idle4000.requestDollarsPerHour <= 2, '']);
     const ckBase = base.checkpoints.filter((c) => c.checkpointId !== null);
     const httpPerSubtask = ckBase.reduce((n, c) => n + c.netHttp, 0) / Math.max(1, ckBase.length) / base.subtasks;
     const b4000 = add(scale(coefficients.checkpointPerSubtask, 12_000), scale(coefficients.checkpointPerUnit, joinUnits(4000, flags.subtasksPerUnit)));
     const billed4000 = b4000.sqs + b4000.ddbRead + b4000.ddbWrite + b4000.s3Read + b4000.s3Write;
-    lines.push([`MODEL: one checkpoint at P=4000 (12,000 subtasks) <= 50,000 requests (${base.name}'s per-subtask figures x 12,000: ${count(httpPerSubtask * 12_000)} HTTP calls, ${count(billed4000)} billed units, ${money(dollars(b4000))})`, Math.max(httpPerSubtask * 12_000, billed4000) <= 50_000, '']);
+    if (!seedJoin) lines.push([`MODEL: one checkpoint at P=4000 (12,000 subtasks) <= 50,000 requests (${base.name}'s per-subtask figures x 12,000: ${count(httpPerSubtask * 12_000)} HTTP calls, ${count(billed4000)} billed units, ${money(dollars(b4000))})`, Math.max(httpPerSubtask * 12_000, billed4000) <= 50_000, '']);
     const sqs16 = p16 ? p16.load.http.sqs / p16.load.seconds : NaN;
     const sqs16b = p16 ? perSecond(p16.load).sqs : NaN;
     lines.push([`<= 100 SQS requests/s at P=16 at ${flags.p16Rate} records/s (measured ${sqs16.toFixed(1)} HTTP, ${sqs16b.toFixed(1)} billed, ${p16?.units} units, linger ${p16?.lingerMs ?? 200} ms)`, p16 ? Math.max(sqs16, sqs16b) <= 100 : undefined, '']);
@@ -871,7 +888,12 @@ Cost model coefficients (how each is derived):
     lines.push([`request cost per million records at P=4, 10,000 records/s (model: ${money(at4.requestDollarsPerMillionRecords)}) <= Managed Flink's whole cost per million (${money(at4.flinkDollarsPerMillionRecords)})`, at4.requestDollarsPerMillionRecords <= at4.flinkDollarsPerMillionRecords, '']);
     const packed = fargatePerHour(joinUnits(P, flags.subtasksPerUnit), flags.unitVcpu, flags.unitGb);
     lines.push([`a packing at which P=4000 join compute <= Managed Flink (${flags.subtasksPerUnit}/unit: ${money(packed)}/h vs ${money(flink.perHour)}/h)`, packed <= flink.perHour, '']);
-    if (join?.recovery) lines.push([`recovery <= 5 s at P=${join.parallelism} (failover '${join.failover}', ${join.recovery.unitsRestarted} unit(s) restarted; failure -> available again: ${seconds(join.recovery.recoveryMs ?? NaN)})`, (join.recovery.recoveryMs ?? Infinity) <= 5000, '']);
+    // The seed's 5 s is single-point recovery's; a region restart of the whole join is reported, not judged by it.
+    for (const j of joins) {
+      if (!j.recovery) continue;
+      const judged = j.failover.startsWith('single');
+      lines.push([`recovery <= 5 s at P=${j.parallelism} (failover '${j.failover}', ${j.recovery.unitsRestarted} unit(s) restarted; failure -> available again: ${seconds(j.recovery.recoveryMs ?? NaN)})${judged ? '' : ': the seed\'s 5 s is for single-point recovery'}`, judged ? (j.recovery.recoveryMs ?? Infinity) <= 5000 : undefined, '']);
+    }
     console.log('\nIssue 12 thresholds:\n');
     for (const [what, ok] of lines) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'FAIL'}  ${what}`);
 
