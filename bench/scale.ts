@@ -866,8 +866,13 @@ Cost model coefficients (how each is derived):
     lines.push([`no DynamoDB item over 400 KB (largest ${item} B)`, item <= 400 * 1024, '']);
     for (const j of joins) {
       if (j.idle.seconds > 0) {
-        const idleJoin = dollarsPerHour(perSecond(j.idle));
-        lines.push([`idle request cost at P=${j.parallelism} <= $2/hour (measured ${money(idleJoin)}/h, local supervisor polling every ${flags.pollMs} ms included)`, idleJoin <= 2, '']);
+        // The local supervisor reads every unit record each 500 ms; the cloud's runs once a minute
+        // (the model's control plane): judged with the cloud's, both printed.
+        const idleHere = perSecond(j.idle);
+        const readsHere = j.controlPlane.readUnits / j.controlPlane.seconds;
+        const perPass = j.controlPlane.readUnits / (j.controlPlane.seconds * 1000 / flags.pollMs);
+        const idleCloud = dollarsPerHour({ ...idleHere, ddbRead: Math.max(0, idleHere.ddbRead - readsHere) + perPass / flags.supervisorEveryS });
+        lines.push([`idle request cost at P=${j.parallelism} <= $2/hour (measured ${money(idleCloud)}/h with a supervision pass every ${flags.supervisorEveryS} s; ${money(dollarsPerHour(idleHere))}/h with the local supervisor reading every ${flags.pollMs} ms)`, idleCloud <= 2, '']);
       }
       const ck = j.checkpoints.filter((c) => c.checkpointId !== null);
       const worst = Math.max(...ck.map((c) => c.netHttp), ...ck.map((c) => { const b = c.netBilled; return b.sqs + b.ddbRead + b.ddbWrite + b.s3Read + b.s3Write; }));
