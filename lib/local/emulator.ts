@@ -120,6 +120,8 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  *   scanning the shard from its start (O(shard) per call), as does finding its last sequence number.
  * - S3 listings while keys are deleted (S3_LIST_PATCH): moto lists from a copy of the key names and
  *   reads each key from the live store, so a concurrent delete failed the listing.
+ * - moto's memory (MODEL_TRACKING_PATCH): it kept every model object it ever made (each Query's
+ *   copies of the items it answered with, each message, each object version) for its dashboard.
  * - two fixes to moto's DynamoDB: a Query sorts every item of the table to find one partition's
  *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
  *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
@@ -153,9 +155,26 @@ S.values = S.itervalues = S._itervalues = s3_store_values
 S.lists = S.iterlists = S._iterlists = s3_store_lists
 `;
 
+/**
+ * moto keeps every model object it ever creates in a class-level list (\`BaseModel.__new__\`
+ * appends to \`instances_tracked\`, for its dashboard and reset): each DynamoDB query's deep copy
+ * of the items it returns, each S3 object version, each SQS message, for the life of the process.
+ * At P=5000 the DynamoDB emulator grew by ~7 MB/s (the supervisor's queries of 100 unit records
+ * of ~27 KB twice a second) to 12 GB within half an hour. DynamoDB, S3 and SQS keep nothing
+ * of an answer once it is given; here nothing is tracked (this project uses neither the dashboard
+ * nor moto's reset).
+ */
+export const MODEL_TRACKING_PATCH = `
+from moto.core import common_models as moto_common_models
+def untracked_model(cls, *args, **kwargs):
+    return object.__new__(cls)
+moto_common_models.BaseModel.__new__ = staticmethod(untracked_model)
+`;
+
 const SERVER_SCRIPT = `
 import json, logging, os, sys, threading, time
 logging.getLogger('werkzeug').setLevel(logging.WARNING)
+${MODEL_TRACKING_PATCH}
 from moto.sqs import models as sqs_models
 def wait_for_messages(self, timeout):
     with self._messages_lock:
