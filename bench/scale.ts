@@ -319,6 +319,8 @@ interface Env {
   channels: ChannelTransport;
   queuePrefix: string;
   log: (line: string) => void;
+  /** Saves what a run measured so far (a run of P=5000 takes an hour: a crash at its end must not lose it). */
+  save: (run: JobRun) => void;
 }
 
 const fmtBilled = (b: Billed, digits = 1) =>
@@ -511,14 +513,12 @@ async function runJob(
     };
   }
 
-  await service.cancel(job.jobId).catch((e: unknown) => log(`cancel: ${e instanceof Error ? e.message : String(e)}`));
-  await Promise.race([running, sleep(30_000)]);
   const byKind = new Map<string, ItemRecord>();
   for (const m of [unitsStore.largest, controlStore.largest]) for (const [kind, rec] of m) if (!byKind.has(kind) || byKind.get(kind)!.bytes < rec.bytes) byKind.set(kind, rec);
   const largest = [...byKind.values()];
   largest.sort((a, b) => b.bytes - a.bytes);
   const hottest = [unitsStore.hottest, controlStore.hottest].sort((a, b) => b.writes - a.writes)[0]!;
-  return {
+  const result: JobRun = {
     name: spec.name,
     job: spec.job,
     parallelism: spec.parallelism,
@@ -544,6 +544,13 @@ async function runJob(
     hottestPartitionWrites: { pk: hottest.pk, writes: hottest.writes },
     errors: launcher.errors,
   };
+  // Saved before the job is cancelled: cancelling 100+ units and their queues on a busy emulator
+  // is the last step and the one that waited longest (and a report lost at that point is an hour).
+  env.save(result);
+  const cancelled = service.cancel(job.jobId).catch((e: unknown) => log(`cancel: ${e instanceof Error ? e.message : String(e)}`));
+  if ((await Promise.race([cancelled.then(() => true), sleep(300_000).then(() => false)])) === false) log('cancel: not done after 300 s; going on');
+  await Promise.race([running, sleep(30_000)]);
+  return result;
 }
 
 /**
@@ -627,11 +634,13 @@ async function main(): Promise<void> {
   const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
-  const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l) };
-
   const period = flags.firstRecordS;
   const runs: JobRun[] = [];
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
+  // Until the report replaces it, --out holds the runs measured so far (`--report-from` reads it).
+  const save = (run: JobRun) => writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', partial: true, generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs: [...runs, measured(run)] });
+  const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
+
   try {
     if (flags.runs.includes('join')) {
       const P = flags.joinParallelism;
