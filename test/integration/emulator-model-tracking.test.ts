@@ -6,9 +6,9 @@
  * what stays reachable after ten copies of an item, and after an SQS message and an S3 object are
  * gone.
  */
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { MODEL_TRACKING_PATCH, ensureMotoInstalled } from '../../lib/local/emulator';
+import { MODEL_TRACKING_PATCH } from '../../lib/local/emulator';
+import { runMotoPython as run } from '../setup/moto-python';
 
 const SCENARIO = `
 import copy, gc
@@ -24,13 +24,6 @@ gc.collect()
 alive = sum(1 for o in gc.get_objects() if isinstance(o, (Item, Message)))
 print("alive", alive)
 `;
-
-async function run(code: string): Promise<string> {
-  const { python } = await ensureMotoInstalled();
-  const out = spawnSync(python, ['-c', code], { encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(out.stderr);
-  return out.stdout.trim();
-}
 
 describe('embedded emulator: model objects are not kept after use', () => {
   it('moto as released keeps every copy a query made; patched, only the stored item is alive', async () => {

@@ -4,9 +4,9 @@
  * listing runs failed the listing (an HTML error page, a KeyError inside). Checked on moto's own
  * key store, deterministically: the deletion happens between two keys of the listing.
  */
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { S3_LIST_PATCH, ensureMotoInstalled } from '../../lib/local/emulator';
+import { S3_LIST_PATCH } from '../../lib/local/emulator';
+import { runMotoPython as run } from '../setup/moto-python';
 
 const SCENARIO = `
 from moto.s3.utils import _VersionedKeyStore
@@ -24,13 +24,6 @@ try:
 except KeyError as e:
     print("KeyError", e)
 `;
-
-async function run(code: string): Promise<string> {
-  const { python } = await ensureMotoInstalled();
-  const out = spawnSync(python, ['-c', code], { encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(out.stderr);
-  return out.stdout.trim();
-}
 
 describe('embedded emulator: S3 listings while keys are deleted', () => {
   it('moto as released fails the listing; patched, it lists what its copy held', async () => {
