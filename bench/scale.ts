@@ -715,6 +715,12 @@ process.on('unhandledRejection', (error) => {
   console.error('unhandled rejection:', error instanceof Error ? error.message : error);
 });
 
+/** The local supervisor's DynamoDB reads in a run: per second here (every `pollMs`) and per supervision pass. */
+function supervisorReads(r: JobRun, flags: Flags): { perSecond: number; perPass: number } {
+  const perSecond = r.controlPlane.readUnits / r.controlPlane.seconds;
+  return { perSecond, perPass: perSecond * (flags.pollMs / 1000) };
+}
+
 function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnType<typeof machineInfo>, wallStart: number): void {
   const byParallelism = (a: JobRun, b: JobRun) => a.parallelism - b.parallelism;
   const joins = runs.filter((r) => r.name !== 'p16' && r.job === 'recommendation-join').sort(byParallelism);
@@ -780,10 +786,10 @@ function report(flags: Flags, runs: JobRun[], command: string, machine: ReturnTy
   const base = join ?? ingest;
   let coefficients: Coefficients | undefined;
   if (base && p16) {
-    const controlPerPass = base.controlPlane.readUnits / (base.controlPlane.seconds * 1000 / flags.pollMs);
+    const { perSecond: readsHere, perPass: controlPerPass } = supervisorReads(base, flags);
     const controlPlanePerS: Billed = { ...ZERO, ddbRead: controlPerPass / flags.supervisorEveryS };
     const idleTotal = perSecond(base.idle);
-    const controlHere: Billed = { ...ZERO, ddbRead: base.controlPlane.readUnits / base.controlPlane.seconds };
+    const controlHere: Billed = { ...ZERO, ddbRead: readsHere };
     const idlePerUnit = scale(clampZero(minus(idleTotal, controlHere)), 1 / base.units);
     // Load beyond idle and beyond the SQS of its messages, per unit (heartbeat reports, staging).
     const p16Load = perSecond(p16.load);
@@ -878,8 +884,7 @@ Cost model coefficients (how each is derived):
         // The local supervisor reads every unit record each 500 ms; the cloud's runs once a minute
         // (the model's control plane): judged with the cloud's, both printed.
         const idleHere = perSecond(j.idle);
-        const readsHere = j.controlPlane.readUnits / j.controlPlane.seconds;
-        const perPass = j.controlPlane.readUnits / (j.controlPlane.seconds * 1000 / flags.pollMs);
+        const { perSecond: readsHere, perPass } = supervisorReads(j, flags);
         const idleCloud = dollarsPerHour({ ...idleHere, ddbRead: Math.max(0, idleHere.ddbRead - readsHere) + perPass / flags.supervisorEveryS });
         lines.push([`idle request cost at P=${j.parallelism} <= $2/hour (measured ${money(idleCloud)}/h with a supervision pass every ${flags.supervisorEveryS} s; ${money(dollarsPerHour(idleHere))}/h with the local supervisor reading every ${flags.pollMs} ms)`, idleCloud <= 2, '']);
       }
