@@ -196,8 +196,8 @@ function problemLogger(attrs: Record<string, unknown> = {}): Logger {
     problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
     if (process.env.SCALE_VERBOSE) console.error(problems.at(-1));
   };
-  // SCALE_INFO=<unit id>: that unit's info lines too, on stderr (what a stuck unit waits for).
-  const info = process.env.SCALE_INFO && attrs.unitId === process.env.SCALE_INFO ? (message: string) => console.error(`${new Date().toISOString().slice(11, 23)} INFO ${String(attrs.unitId)}${attrs.attempt !== undefined ? `#${String(attrs.attempt)}` : ''}${attrs.subtask ? ` ${String(attrs.subtask)}` : ''}: ${message}`) : () => undefined;
+  // SCALE_INFO=<unit id>[,<unit id>...]: those units' info lines too, on stderr (what a stuck unit waits for).
+  const info = process.env.SCALE_INFO && process.env.SCALE_INFO.split(',').includes(String(attrs.unitId)) ? (message: string) => console.error(`${new Date().toISOString().slice(11, 23)} INFO ${String(attrs.unitId)}${attrs.attempt !== undefined ? `#${String(attrs.attempt)}` : ''}${attrs.subtask ? ` ${String(attrs.subtask)}` : ''}: ${message}`) : () => undefined;
   return { debug: () => undefined, info, warn: keep('WARN'), error: keep('ERROR'), child: (more) => problemLogger({ ...attrs, ...more }) };
 }
 

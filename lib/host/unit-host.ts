@@ -26,8 +26,7 @@ import { noMetrics, silentLogger, type Logger, type MetricsSink } from '../ports
 import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from '../observability/unit-metrics';
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
-import { splitReplayRequest } from '../runtime/replay';
-import { mapWithConcurrency } from '../util/concurrency';
+import { ReplayBatcher } from '../runtime/replay-requests';
 import { loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
 import { producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
@@ -321,11 +320,14 @@ export function producerUnitsOf(graph: ExecutionGraph, layout: LayoutIndex, subt
 function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph): { replaySender?: ReplaySender; determinantSender?: DeterminantSender } {
   if (!keepsInflightLogs(job.settings.failover)) return {};
   const layout = new LayoutIndex(job);
-  const replaySender: ReplaySender = async (request) => {
-    const edge = graph.edges.find((e) => e.id === request.edgeId);
-    if (!edge) throw new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`);
-    const parts = splitReplayRequest(request, (p) => layout.unitOf(subtaskId(edge.from, p))?.unitId);
-    await mapWithConcurrency([...parts], 32, ([unitId, part]) => sendControlDirect(options.channels, job.units, [unitId], { type: 'replay', request: part }));
+  // The requests of the unit's restarted consumers go out together, one message per producer unit (replay-requests.ts).
+  const batcher = new ReplayBatcher({
+    unitOf: (edgeId, p) => layout.unitOf(subtaskId(graph.edges.find((e) => e.id === edgeId)!.from, p))?.unitId,
+    deliver: (unitId, requests) => sendControlDirect(options.channels, job.units, [unitId], { type: 'replay', requests }),
+  });
+  const replaySender: ReplaySender = (request) => {
+    if (!graph.edges.some((e) => e.id === request.edgeId)) return Promise.reject(new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`));
+    return batcher.send(request);
   };
   if (job.settings.failover !== 'single-exact') return { replaySender };
   const determinantSender: DeterminantSender = async (request) => {

@@ -107,10 +107,11 @@ export type ControlMessage =
    */
   | { type: 'availability'; edgeId: string; consumer: number; available: boolean; attempt: number; consumers?: number[] }
   /**
-   * A restarted consumer asks the producer subtasks of one input edge hosted by this unit to send
-   * their in-flight log of its channel again, from its restored record positions (see replay.ts).
+   * Restarted consumers ask the producer subtasks hosted by this unit to send their in-flight logs
+   * of their channels again, from their restored record positions (see replay.ts): the requests of
+   * one consumer unit's subtasks, gathered (replay-requests.ts).
    */
-  | { type: 'replay'; request: ReplayRequest }
+  | { type: 'replay'; requests: ReplayRequest[] }
   /**
    * A restarted producer subtask (single-exact) asks the units hosting its consumers for its
    * determinants from index `from` on; each consumer stops taking the producer's older attempts

@@ -6,9 +6,10 @@
  *   messages until that channel's replay has ended;
  * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
  *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
- * - otherwise it asks again, with the next request number, after `firstRetryMs` and then every
- *   `retryMs` (a request lost with a producer that died, or hidden from its restarted attempt by
- *   the dead attempt's last poll: see controlGroup), the channels whose replay has not progressed
+ * - otherwise it asks again, with the next request number, after `firstRetryMs`, then after
+ *   `retryMs`, each later time after twice as long as before, up to `maxRetryMs` (a request lost
+ *   with a producer that died, or hidden from its restarted attempt by the dead attempt's last
+ *   poll: see controlGroup), the channels whose replay has not progressed
  *   since the last look only, and fails the subtask with the channels still waiting after
  *   `giveUpMs`.
  */
@@ -35,7 +36,9 @@ export interface ReplayRequesterOptions {
   checkAfterMs?: number;
   /** The first retry: soon, since a request hidden by a dead producer's poll comes back only after 10 s. */
   firstRetryMs?: number;
+  /** The second retry; each later one waits twice as long as the one before, up to `maxRetryMs`. */
   retryMs?: number;
+  maxRetryMs?: number;
   giveUpMs?: number;
   now?: () => number;
   logger?: Logger;
@@ -46,7 +49,8 @@ export class ReplayRequester {
   private readonly started: number;
   private lastAsked: number;
   private checkedFinal = false;
-  private retried = false;
+  /** Retries so far (requests after the first). */
+  private retries = 0;
   /** Requests sent (a retry counts again). */
   requestsSent = 0;
   /** Channels whose replay came from a finished producer's log in S3. */
@@ -73,7 +77,7 @@ export class ReplayRequester {
     const waiting = gate.awaitedReplays();
     if (waiting.length === 0) return;
     const now = this.now();
-    const { checkAfterMs = 3_000, firstRetryMs = 4_000, retryMs = 10_000, giveUpMs = 120_000 } = this.options;
+    const { checkAfterMs = 3_000, firstRetryMs = 4_000, retryMs = 10_000, maxRetryMs = 40_000, giveUpMs = 120_000 } = this.options;
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
       this.checkedFinal = true;
       // A replay that has begun to arrive is on its way: only silent channels look for a final log.
@@ -86,8 +90,10 @@ export class ReplayRequester {
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s)): their units are gone and left no final log`,
       );
     }
-    if (now - this.lastAsked >= (this.retried ? retryMs : firstRetryMs)) {
-      this.retried = true;
+    // Backing off: producers busy answering many restarted consumers answer late, and a retry
+    // makes the answer on its way stale (the storm at P=1000: docs/scale.md).
+    const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
+    if (now - this.lastAsked >= interval) {
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a
       // slow transport a large replay takes longer than `retryMs`, and re-asking every channel
@@ -96,6 +102,7 @@ export class ReplayRequester {
       for (const w of waiting) this.received.set(w.key, w.received);
       this.lastAsked = now;
       if (silent.length === 0) return;
+      this.retries++;
       this.request++;
       const keys = silent.map((w) => w.key);
       for (const key of keys) {

@@ -14,7 +14,8 @@ import { silentLogger, type Logger } from '../ports/telemetry';
 import { UNIT_LIFECYCLE, type SubtaskStats, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
-import type { ControlMessage } from './messages';
+import type { ControlMessage, ReplayRequest } from './messages';
+import { ReplayRequestFilter } from './replay-requests';
 import type { SubPartitionGate } from './record-writer';
 import type { ReplaySender } from './replay-requester';
 import { determinantAnswerKey, type DeterminantSender } from './determinant-requester';
@@ -461,10 +462,48 @@ export class TaskUnit {
         this.log.warn(`control queue ${queue}: receive failed, retrying in ${waitSeconds} s: ${failed instanceof Error ? failed.message : String(failed)}`);
         await sleep(waitSeconds * 1000, undefined, { signal: this.ending.signal }).catch(() => undefined);
       }
-      for (const m of messages) await this.onControl(JSON.parse(m.body) as ControlMessage);
+      // Replay requests are answered together, after the rest (each goes in a group of its own, so
+      // nothing orders them against the others): see replay-requests.ts.
+      const replays: ReplayRequest[] = [];
+      for (const m of messages) {
+        const message = JSON.parse(m.body) as ControlMessage;
+        if (message.type === 'replay') replays.push(...message.requests);
+        else await this.onControl(message);
+      }
+      if (replays.length > 0) await this.answerReplays(replays);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
     }
   }
+
+  /** Which replay requests' channels are still to answer (the newest request of each, once). */
+  private readonly replayFilter = new ReplayRequestFilter();
+
+  /**
+   * Every subtask of the unit that writes a requested edge and is asked answers with its own
+   * channel, all at once: answers to one consumer unit share envelopes (a retry asks only the
+   * producers that were silent; the others' answers are on their way).
+   */
+  private async answerReplays(requests: readonly ReplayRequest[]): Promise<void> {
+    const wanted = this.replayFilter.take(requests);
+    await Promise.all(
+      wanted.map(async (request) => {
+        const producers = this.runners.filter(
+          (r) => parseSubtaskId(r.id).index in request.from && this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)),
+        );
+        const sent = await Promise.all(producers.map((r) => r.replay(request)));
+        this.log.info(
+          `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
+            `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
+          { edgeId: request.edgeId, consumer: request.consumer, consumerAttempt: request.consumerAttempt, request: request.request },
+        );
+      }),
+    );
+    this.replayStats.requests += requests.length;
+    this.replayStats.answered += wanted.length;
+  }
+
+  /** Replay requests received, and answered (the rest were superseded or repeated). */
+  readonly replayStats = { requests: 0, answered: 0 };
 
   private async onControl(message: ControlMessage): Promise<void> {
     const targets = (ids: string[]) => this.runners.filter((r) => ids.includes(r.id));
@@ -481,21 +520,8 @@ export class TaskUnit {
         return targets(message.subtasks).forEach((r) => r.commitFinal());
       case 'checkpointAborted':
         return targets(message.subtasks).forEach((r) => r.abortCheckpoint(message.checkpointId));
-      case 'replay': {
-        // Every subtask of the unit that writes the edge and is asked answers with its own channel
-        // (a retry asks only the producers that were silent; the others' answers are on their way).
-        const { request } = message;
-        const producers = this.runners.filter(
-          (r) => parseSubtaskId(r.id).index in request.from && this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)),
-        );
-        const sent = await Promise.all(producers.map((r) => r.replay(request)));
-        this.log.info(
-          `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
-            `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
-          { edgeId: request.edgeId, consumer: request.consumer, consumerAttempt: request.consumerAttempt, request: request.request },
-        );
-        return;
-      }
+      case 'replay':
+        return this.answerReplays(message.requests);
       case 'determinants': {
         // Each subtask of the unit that reads the producer fences its older attempts and answers with what it holds.
         const { request } = message;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryChannelTransport } from '../../lib/memory';
 import { controlGroup, type ControlMessage } from '../../lib/runtime/messages';
 
-const replay: ControlMessage = { type: 'replay', request: { edgeId: 'e0', consumer: 1, consumerAttempt: 2, request: 1, from: { 0: [[0, 0]] } } };
+const replay: ControlMessage = { type: 'replay', requests: [{ edgeId: 'e0', consumer: 1, consumerAttempt: 2, request: 1, from: { 0: [[0, 0]] } }] };
 
 describe('controlGroup', () => {
   it('keeps a checkpoint\'s messages in one group, and sends each replay, determinant and availability message alone', () => {
@@ -29,7 +29,7 @@ describe('controlGroup', () => {
     // The dead attempt's poll takes the first request and never deletes it.
     expect(await q.receive('ctl.fifo', { max: 10, waitSeconds: 0, visibilityTimeoutSeconds: 10 })).toHaveLength(1);
     await send({ type: 'triggerCheckpoint', checkpointId: 3, subtasks: ['a#0'] }, 't3');
-    await send({ ...replay, request: { ...(replay as { request: object }).request, request: 2 } } as ControlMessage, 'r2');
+    await send({ type: 'replay', requests: [{ edgeId: 'e0', consumer: 1, consumerAttempt: 2, request: 2, from: { 0: [[0, 0]] } }] }, 'r2');
     const next = await q.receive('ctl.fifo', { max: 10, waitSeconds: 0, visibilityTimeoutSeconds: 10 });
     expect(next.map((m) => (JSON.parse(m.body) as ControlMessage).type).sort()).toEqual(['replay', 'triggerCheckpoint']);
   });

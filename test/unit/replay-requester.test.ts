@@ -72,7 +72,7 @@ describe('ReplayRequester', () => {
     await gate.stop();
   });
 
-  it('asks again soon the first time (a request a dead producer\'s poll took is hidden 10 s), then every retryMs', async () => {
+  it('asks again soon the first time (a request a dead producer\'s poll took is hidden 10 s), then after retryMs, backing off to maxRetryMs', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);
     const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
@@ -84,7 +84,12 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, now: () => now,
     });
     await requester.begin(gate);
-    for (const [at, requests] of [[3_999, [1]], [4_000, [1, 2]], [13_999, [1, 2]], [14_000, [1, 2, 3]], [23_999, [1, 2, 3]], [24_000, [1, 2, 3, 4]]] as const) {
+    // 4 s, then 10 s, 20 s, 40 s and 40 s again (the default maxRetryMs).
+    const schedule = [
+      [3_999, [1]], [4_000, [1, 2]], [13_999, [1, 2]], [14_000, [1, 2, 3]], [33_999, [1, 2, 3]], [34_000, [1, 2, 3, 4]],
+      [73_999, [1, 2, 3, 4]], [74_000, [1, 2, 3, 4, 5]], [113_999, [1, 2, 3, 4, 5]], [114_000, [1, 2, 3, 4, 5, 6]],
+    ] as const;
+    for (const [at, requests] of schedule) {
       now = at;
       await requester.tick(gate);
       expect(sent, `at ${at} ms`).toEqual(requests);
