@@ -176,6 +176,7 @@ export async function loadUnitRestore(args: {
 }
 
 export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
+  const startedAt = Date.now();
   const log = (options.logger ?? silentLogger).child({ jobId: options.jobId, unitId: options.unitId, attempt: options.attempt });
   const stored = options.job?.jobId === options.jobId ? options.job : await options.jobs.getJob(options.jobId);
   const graph = buildExecutionGraph(options.registry.build(stored.name, stored.params).graph);
@@ -198,26 +199,36 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     const producers = producerUnitsOf(graph, new LayoutIndex(job), placement.subtasks);
     return producers.size > 0 ? options.jobs.unitAttempts(job.jobId, producers) : new Map<string, number>();
   };
-  const [restored, units, availability] = await Promise.all([
-    new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest().then((manifest) =>
-      loadUnitRestore({
-        jobId: job.jobId,
-        graph,
-        regions: job.regions,
-        subtasks: placement.subtasks,
-        manifest,
-        io,
-        unionConcurrency: options.unionRestoreConcurrency,
-      }),
+  const graphMs = Date.now() - startedAt;
+  const timed = <T>(p: Promise<T>): Promise<[T, number]> => p.then((v) => [v, Date.now() - startedAt - graphMs]);
+  const [[restored, restoreMs], [units, fenceMs], [availability, availabilityMs]] = await Promise.all([
+    timed(
+      new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest().then((manifest) =>
+        loadUnitRestore({
+          jobId: job.jobId,
+          graph,
+          regions: job.regions,
+          subtasks: placement.subtasks,
+          manifest,
+          io,
+          unionConcurrency: options.unionRestoreConcurrency,
+        }),
+      ),
     ),
     // Fencing: after a region or full restart every producer replays from the same checkpoint, so
     // what their older attempts sent is refused; under single-point recovery the producers did not
     // restart and what they sent before still counts. Only the units of this unit's producers are
     // read (their records' partitions), not every unit of the job.
-    failover === 'region' || failover === 'full' ? producerAttempts() : new Map<string, number>(),
+    timed(failover === 'region' || failover === 'full' ? producerAttempts() : Promise.resolve(new Map<string, number>())),
     // Single-point recovery: writers drop records bound for unavailable sub-partitions.
-    loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks }),
+    timed(loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks })),
   ]);
+  // Where a start's time goes (a restart's is the recovery time): logged once per start.
+  first.info(
+    `started in ${Date.now() - startedAt} ms: job and graph ${graphMs} ms, then restore of ${restored.snapshots.size} subtask(s) ${restoreMs} ms, ` +
+      `producer attempts ${fenceMs} ms, availability flags ${availabilityMs} ms (at once)`,
+    { graphMs, restoreMs, fenceMs, availabilityMs },
+  );
   const restore = restored.snapshots;
   for (const s of restore.values()) first.info(`restoring ${s.subtask} from checkpoint ${s.checkpointId}`, { subtask: s.subtask, checkpointId: s.checkpointId });
   for (const r of restored.unionReads) {
@@ -244,7 +255,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     view: availability,
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
-  if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages)`);
+  if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages) ${Date.now() - startedAt} ms after the start`);
   const event = announced.event;
   if (event?.status === 'AVAILABLE' && typeof event.recoveryMs === 'number') {
     first.info(`failure ${event.seq} recovered: available again ${event.recoveryMs} ms after the failure`, { failure: event.seq, recoveryMs: event.recoveryMs });
