@@ -120,15 +120,18 @@ interface Snapshot {
 }
 
 const sent = { messages: 0, bytes: 0 };
+/** The bench's own reads of unit records for its progress lines (checkpointProgress): left out of every count. */
+let progressReads: ObservedMetadataStore | undefined;
 
 function snapshot(): Snapshot {
   const r = requestCounts();
   const b = billedCounts();
   const cpu = process.cpuUsage();
+  const own = { reads: progressReads?.reads ?? 0, units: progressReads?.readUnits ?? 0 };
   return {
     at: performance.now(),
-    http: { sqs: r.sqs, dynamodb: r.dynamodb, s3: r.s3 },
-    billed: { sqs: b.sqsRequests, ddbRead: b.dynamodbReadUnits, ddbWrite: b.dynamodbWriteUnits, s3Write: b.s3WriteRequests, s3Read: b.s3ReadRequests },
+    http: { sqs: r.sqs, dynamodb: r.dynamodb - own.reads, s3: r.s3 },
+    billed: { sqs: b.sqsRequests, ddbRead: b.dynamodbReadUnits - own.units, ddbWrite: b.dynamodbWriteUnits, s3Write: b.s3WriteRequests, s3Read: b.s3ReadRequests },
     messages: sent.messages,
     payloadBytes: sent.bytes,
     cpuUs: cpu.user + cpu.system,
@@ -332,6 +335,46 @@ function memory(): { heapMb: number; rssMb: number } {
   return { heapMb: Math.round(m.heapUsed / 2 ** 20), rssMb: Math.round(m.rss / 2 ** 20) };
 }
 
+/**
+ * A long checkpoint's progress, every `everyMs`, from the unit records (their last reports: a
+ * subtask's checkpoint progress rides along with its next report, so it can lag up to a minute):
+ * subtasks past checkpoint N, and the units' transport (envelopes held, lapsed and received again).
+ */
+function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId: number, log: (line: string) => void, everyMs = 60_000): () => void {
+  progressReads ??= new ObservedMetadataStore(metadata);
+  const units = new JobStore(progressReads);
+  const started = Date.now();
+  let stopped = false;
+  const timer = setInterval(() => {
+    void units.getUnits(jobId).then((records) => {
+      if (stopped) return;
+      let subtasks = 0;
+      let past = 0;
+      const t = { held: 0, buffered: 0, received: 0, lapsed: 0, expired: 0 };
+      for (const u of records) {
+        for (const s of Object.values(u.stats ?? {})) {
+          subtasks++;
+          if ((s.lastCheckpoint ?? 0) >= checkpointId) past++;
+        }
+        t.held += u.transport?.envelopesHeld ?? 0;
+        t.buffered += u.transport?.bufferedBytes ?? 0;
+        t.received += u.transport?.envelopesReceived ?? 0;
+        t.lapsed += u.transport?.envelopesLapsed ?? 0;
+        t.expired += u.transport?.expiredReceipts ?? 0;
+      }
+      log(
+        `  checkpoint ${checkpointId} after ${Math.round((Date.now() - started) / 1000)} s: ${past} of ${subtasks} subtasks past it (as last reported); ` +
+          `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts; heap ${memory().heapMb} MB`,
+      );
+    }, () => undefined);
+  }, everyMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 1000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -458,7 +501,8 @@ async function runJob(
       const w = between(a, snapshot());
       return { checkpointId: null, outcome: triggered.outcome ?? 'refused', seconds: w.seconds, polls: 0, window: w, netHttp: 0, netBilled: ZERO };
     }
-    const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 });
+    const stopProgress = checkpointProgress(ports.metadata, job.jobId, triggered.checkpointId, log);
+    const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 }).finally(stopProgress);
     const w = between(a, snapshot());
     const r: CheckpointRun = {
       checkpointId: triggered.checkpointId,

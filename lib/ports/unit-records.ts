@@ -68,6 +68,28 @@ export interface SubtaskStats {
   edges?: Record<string, { missingRecords: number; unreplayedRecords: number; regeneratedRecords: number }>;
 }
 
+/**
+ * A unit's multiplexed transport (runtime/channel-mux.ts), reported with its record: what a stuck
+ * checkpoint at scale needs to tell apart (envelopes not coming, held, or lapsing and coming again).
+ */
+export interface TransportStats {
+  envelopesSent: number;
+  partsSent: number;
+  envelopesReceived: number;
+  partsReceived: number;
+  /** Parts for a sub-partition whose subtask had ended or was down: dropped (its producers give them again if needed). */
+  partsDropped: number;
+  /** Envelope deletes and extensions refused because the receipt had expired (the envelope comes again). */
+  expiredReceipts: number;
+  /** Envelopes whose receipt expired before all their parts were taken: each is received again, every part a duplicate. */
+  envelopesLapsed: number;
+  /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
+  partsLocal: number;
+  /** Now: envelopes received whose parts are not all taken yet, and the bytes the inboxes hold. */
+  envelopesHeld?: number;
+  bufferedBytes?: number;
+}
+
 export interface UnitRecord {
   unitId: string;
   subtasks: string[];
@@ -78,6 +100,8 @@ export interface UnitRecord {
   stats: { [subtaskId: string]: SubtaskStats };
   /** AWS requests this attempt made, by service. */
   requests: { [service: string]: number };
+  /** Its multiplexed transport's counters (packed units), as of its last report. */
+  transport?: TransportStats;
   error?: string;
   /** Invocation of this attempt that runs now (0 first; +1 per hand-over). */
   generation?: number;

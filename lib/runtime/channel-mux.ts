@@ -76,6 +76,7 @@
  */
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
+import type { TransportStats } from '../ports/unit-records';
 import { parseSubtaskId, producersOf, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
 import { type ChannelInbound, type ChannelMessage, compactPart, compactRun, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, readControl, type ControlFields, type ControlShape } from './messages';
 
@@ -137,18 +138,7 @@ export interface UnitChannelsOptions {
 }
 
 /** Counters of the multiplexed transport (reported with the unit's heartbeat). */
-export interface MuxStats {
-  envelopesSent: number;
-  partsSent: number;
-  envelopesReceived: number;
-  partsReceived: number;
-  /** Parts for a sub-partition whose subtask had ended or was down: dropped (its producers give them again if needed). */
-  partsDropped: number;
-  /** Envelope deletes and extensions refused because the receipt had expired (the envelope comes again). */
-  expiredReceipts: number;
-  /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
-  partsLocal: number;
-}
+export type MuxStats = Omit<TransportStats, 'envelopesHeld' | 'bufferedBytes'>;
 
 interface Route {
   edgeId: string;
@@ -237,7 +227,14 @@ interface Inbox {
 const localEnvelope = (receivedAt: number): Envelope => ({ receipt: '', receivedAt, untaken: 1, lapsed: true });
 
 export class UnitChannels implements ChannelTransport {
-  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, partsLocal: 0 };
+  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, envelopesLapsed: 0, partsLocal: 0 };
+
+  /** The counters, with what is held now (a unit's report). */
+  report(): TransportStats {
+    let held = 0;
+    for (const e of this.envelopes.values()) if (e.untaken > 0 && !e.lapsed) held++;
+    return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered };
+  }
   private readonly routes = new Map<string, Route>();
   private readonly destinations = new Map<string, Destination>();
   /** Inboxes by logical queue name, and by `<edge> <consumer>` (how parts name them). */
@@ -814,7 +811,10 @@ export class UnitChannels implements ChannelTransport {
         const result = await this.options.transport.changeVisibility(this.options.inputQueue!, receipts, seconds).catch(() => ({ expired: [] as string[] }));
         for (const r of result.expired) {
           const e = this.envelopes.get(r);
-          if (e) e.lapsed = true;
+          if (e && !e.lapsed) {
+            e.lapsed = true;
+            this.stats.envelopesLapsed++;
+          }
         }
         this.stats.expiredReceipts += result.expired.length;
       }

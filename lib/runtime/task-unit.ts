@@ -11,7 +11,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import { parseSubtaskId } from '../graph/execution-graph';
 import { silentLogger, type Logger } from '../ports/telemetry';
-import { UNIT_LIFECYCLE, type SubtaskStats, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
+import { UNIT_LIFECYCLE, type SubtaskStats, type TransportStats, type UnitRecordStore, type UnitStatus } from '../ports/unit-records';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover';
 import type { ControlMessage, ReplayRequest } from './messages';
@@ -379,7 +379,7 @@ export class TaskUnit {
     await jobs.reportUnit(jobId, unitId, attempt, this.report(), this.owner).catch(() => undefined);
   }
 
-  private report(): { heartbeatAt: number; stats: Record<string, SubtaskStats>; requests: Record<string, number> } {
+  private report(): { heartbeatAt: number; stats: Record<string, SubtaskStats>; requests: Record<string, number>; transport?: TransportStats } {
     const stats: Record<string, SubtaskStats> = {};
     for (const r of this.runners) {
       // Handed over: what the next invocation continues as (the supervisor waits for 'ended' sinks).
@@ -387,7 +387,9 @@ export class TaskUnit {
       const restarts = this.restarts.get(r.id);
       stats[r.id] = { status, ...r.counters(), ...(restarts ? { restarts } : {}) };
     }
-    return { heartbeatAt: Date.now(), stats, requests: this.requests() };
+    // The transport's counters ride along (they alone never cause a write: see reportSignature).
+    const transport = this.options.mux?.report();
+    return { heartbeatAt: Date.now(), stats, requests: this.requests(), ...(transport ? { transport } : {}) };
   }
 
   private requests(): Record<string, number> {

@@ -169,6 +169,34 @@ describe('multiplexed channels', () => {
     expect(barriers).toEqual([0, 1]);
   });
 
+  it('reports what it holds, and counts an envelope whose receipt expired before its parts were taken (it comes again)', async () => {
+    let now = 0;
+    const clock: Clock = { now: () => now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
+    const transport = new MemoryChannelTransport({ clock });
+    const inputQueue = 'q-j-u1';
+    await transport.createQueues([inputQueue]);
+    const { graph, logical } = setup();
+    const common = { transport, graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, clock };
+    const producers = new UnitChannels({ ...common, unit: 0, subtasks: ['src#0', 'src#1'] });
+    await Promise.all([
+      producers.send(logical(0), [{ groupId: '0.0', dedupId: 'x', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['a'] }) }]),
+      producers.send(logical(1), [{ groupId: '0.0', dedupId: 'y', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['b'] }) }]),
+    ]);
+    // Visibility 15 s, extended every 5 s (the defaults); the extender's round is late by 20 s.
+    const mux = new UnitChannels({ ...common, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 });
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    // Consumer 0 takes its part; consumer 1's is not taken: the envelope is held.
+    expect((await mux.receive(logical(0), { max: 10, waitSeconds: 1 })).map((m) => JSON.parse(m.body).r)).toEqual([['a']]);
+    expect(mux.report()).toMatchObject({ envelopesReceived: 1, envelopesHeld: 1, envelopesLapsed: 0 });
+    expect(mux.report().bufferedBytes).toBeGreaterThan(0);
+    now += 20_000;
+    for (let i = 0; i < 200 && mux.report().envelopesLapsed === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Lapsed: no longer held; the poller receives the envelope again (a second copy of both parts).
+    for (let i = 0; i < 200 && mux.report().envelopesReceived < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(mux.report()).toMatchObject({ envelopesLapsed: 1, envelopesReceived: 2, partsReceived: 4 });
+  });
+
   it('region and full failover: an envelope from a newer producer attempt is given back, not taken, and the superseded consumer stops receiving', async () => {
     const { transport, inputQueue, consumers, writer, gate, graph } = setup();
     await transport.createQueues([inputQueue]);
