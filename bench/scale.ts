@@ -77,6 +77,7 @@ import type { ControlMessage } from '../lib/runtime/messages';
 import type { FailoverStrategy } from '../lib/jobs/job-store';
 import type { Logger } from '../lib/ports/telemetry';
 import { killSwitch } from '../lib/memory/kill-switch';
+import { InputBudget } from '../lib/runtime/channel-mux';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
@@ -92,6 +93,7 @@ const FLAGS = defineFlags({
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
   heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
+  processBufferMb: { type: 'number', default: 0, min: 0, help: "a budget (MiB, estimated) of input buffered by all units of this process together, 0 for none: past half of it a unit receives one envelope at a time, past all of it none (channel-mux.ts InputBudget; costs extra receives)" },
   unitBufferMb: { type: 'number', default: 16, min: 1, help: "most memory (MiB, estimated) each unit's multiplexed inputs hold before its poller waits (a unit process of its own: 64; every unit shares this process: 122 units at P=4000)" },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
@@ -209,12 +211,14 @@ class BenchLauncher implements UnitLauncher {
   readonly errors: string[] = [];
   firstLaunchAt = 0;
 
-  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string; inputBufferBytes: number }) {}
+  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string; inputBufferBytes: number; inputBudget?: InputBudget }) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
     const sw = killSwitch();
     const metadata = sw.wrap(this.deps.metadata);
+    // A killed unit's inboxes are never taken again: its share leaves the process's budget with it.
+    const share = this.deps.inputBudget?.member();
     void hostUnit({
       jobId: job.jobId,
       job,
@@ -228,10 +232,18 @@ class BenchLauncher implements UnitLauncher {
       registry: jobRegistry,
       logger: problemLogger(),
       inputBufferBytes: this.deps.inputBufferBytes,
+      ...(share ? { inputBudget: share } : {}),
     }).catch((error: unknown) => {
       if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
     });
-    this.live.set(`${job.jobId}/${unit.unitId}`, { attempt, controlQueue: unit.controlQueue, kill: sw.kill });
+    this.live.set(`${job.jobId}/${unit.unitId}`, {
+      attempt,
+      controlQueue: unit.controlQueue,
+      kill: () => {
+        sw.kill();
+        share?.release();
+      },
+    });
   }
 
   async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
@@ -398,7 +410,7 @@ async function runJob(
     const b = kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
   };
-  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20 });
+  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20, ...(flags.processBufferMb > 0 ? { inputBudget: new InputBudget(flags.processBufferMb * 2 ** 20) } : {}) });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs });

@@ -33,7 +33,7 @@ import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
 import type { DeterminantSender } from '../runtime/determinant-requester';
 import { CONTROL_IDLE_WAIT_SECONDS, TaskUnit, subtaskAttempt, type SubtaskRestart, type TaskUnitOptions, type UnitOutcome } from '../runtime/task-unit';
-import { UnitChannels } from '../runtime/channel-mux';
+import { UnitChannels, type InputBudgetShare } from '../runtime/channel-mux';
 import { RecoveryMetrics } from '../recovery/recovery-metrics';
 
 export interface UnitHostOptions {
@@ -60,6 +60,8 @@ export interface UnitHostOptions {
    * many units (bench:scale: 122 at P=4000) sets less: each unit has its own allowance.
    */
   inputBufferBytes?: number;
+  /** This unit's share of a budget of input buffered by every unit of the process (channel-mux.ts `InputBudget`). */
+  inputBudget?: InputBudgetShare;
   /** Continue from the hand-over of this attempt's previous invocation instead of a checkpoint. */
   resume?: boolean;
   /** Time (ms since the epoch) to hand over to the next invocation (Lambda: before its time limit). */
@@ -419,7 +421,7 @@ function attemptsByUnitNumber(job: Pick<JobRecord, 'units'>, byId: ReadonlyMap<s
  * `clock` times the visibility extensions (tests move it; units use the system clock).
  */
 export function multiplexedChannels(
-  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt' | 'inputBufferBytes'> & { clock?: Clock },
+  options: Pick<UnitHostOptions, 'channels' | 'queuePrefix' | 'attempt' | 'inputBufferBytes' | 'inputBudget'> & { clock?: Clock },
   job: Pick<JobRecord, 'jobId' | 'units'> & { settings?: Pick<JobRecord['settings'], 'lingerMs'> },
   placement: UnitPlacement,
   graph: ExecutionGraph,
@@ -444,6 +446,7 @@ export function multiplexedChannels(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(job.settings?.lingerMs !== undefined ? { lingerMs: job.settings.lingerMs } : {}),
     ...(options.inputBufferBytes !== undefined ? { maxBufferedBytes: options.inputBufferBytes } : {}),
+    ...(options.inputBudget ? { inputBudget: options.inputBudget } : {}),
     inputQueueOf: (subtask) => {
       const queue = queueOf.get(subtask);
       if (!queue) throw new Error(`job '${job.jobId}': no unit with an input queue hosts subtask ${subtask}`);

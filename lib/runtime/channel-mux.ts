@@ -134,11 +134,75 @@ export interface UnitChannelsOptions {
   extendEveryMs?: number;
   /** The poller waits while the inboxes hold more than this (default 64 MiB): bodies and an estimate of each part's objects. */
   maxBufferedBytes?: number;
+  /**
+   * This unit's share of a budget of buffered input that the units of one process share (the
+   * bench and the in-process launcher host many units in one process): its poller also waits
+   * while the process's total is over that budget. See `InputBudget`.
+   */
+  inputBudget?: InputBudgetShare;
   clock?: Clock;
 }
 
 /** Counters of the multiplexed transport (reported with the unit's heartbeat). */
 export type MuxStats = Omit<TransportStats, 'envelopesHeld' | 'bufferedBytes'>;
+
+/**
+ * A budget of received input that the units hosted by one process share. Each unit's inboxes are
+ * bounded by `maxBufferedBytes`, which bounds how long its gates take to work through them on a
+ * core of its own (AWS runs one unit per Lambda or Fargate task). Many units in one process share
+ * its cores: at P=4000, 122 units of the join at 8 MB each buffered ~3 M barrier parts, minutes of
+ * one core's work, so an envelope's last part was taken long after its 15 s lease, the lease
+ * extensions (timers on a saturated event loop) came late, and lapsed envelopes came again, every
+ * part a duplicate (docs/scale.md). A shared budget bounds the process's backlog instead.
+ */
+export class InputBudget {
+  private used = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly maxBytes: number) {
+    if (!(maxBytes > 0)) throw new RangeError(`an input budget must be a positive number of bytes, got ${maxBytes}`);
+  }
+
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  /** One unit's share: what it buffers counts until its unit releases it (stopped, or killed in a simulation). */
+  member(): InputBudgetShare {
+    let mine = 0;
+    let released = false;
+    const change = (bytes: number) => {
+      if (released) return;
+      mine += bytes;
+      this.used += bytes;
+      if (bytes < 0 && this.used <= this.maxBytes && this.waiters.length > 0) for (const wake of this.waiters.splice(0)) wake();
+    };
+    return {
+      add: (bytes) => change(bytes),
+      remove: (bytes) => change(-bytes),
+      full: () => this.used > this.maxBytes,
+      tight: () => this.used > this.maxBytes / 2,
+      room: () => new Promise<void>((resolve) => this.waiters.push(resolve)),
+      release: () => {
+        change(-mine);
+        released = true;
+      },
+    };
+  }
+}
+
+export interface InputBudgetShare {
+  add(bytes: number): void;
+  remove(bytes: number): void;
+  /** The process's total is over the budget. */
+  full(): boolean;
+  /** Over half of it: a unit receives one envelope at a time (every waiting unit receives at once when room comes). */
+  tight(): boolean;
+  /** Resolves when some unit's parts leave the inboxes and the total is within the budget again. */
+  room(): Promise<void>;
+  /** Takes this unit's bytes off the total; later changes do not count. */
+  release(): void;
+}
 
 interface Route {
   edgeId: string;
@@ -325,6 +389,8 @@ export class UnitChannels implements ChannelTransport {
     for (const inbox of this.inboxes.values()) wakeAll(inbox);
     await Promise.allSettled([this.poller, this.extender]);
     await this.deleting;
+    // What the inboxes still hold no longer holds back the other units of the process.
+    this.options.inputBudget?.release();
     if (!release || !this.options.inputQueue) return;
     const untaken = [...this.envelopes.values()].filter((e) => e.untaken > 0 && !e.lapsed).map((e) => e.receipt);
     if (untaken.length > 0) await this.options.transport.changeVisibility(this.options.inputQueue, untaken, 0).catch(() => undefined);
@@ -468,6 +534,7 @@ export class UnitChannels implements ChannelTransport {
       }
       inbox.parts.push(part);
       this.buffered += part.bytes;
+      this.options.inputBudget?.add(part.bytes);
     }
     wakeAll(inbox);
     return this.room();
@@ -658,11 +725,21 @@ export class UnitChannels implements ChannelTransport {
         await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
+      const budget = this.options.inputBudget;
+      if (budget?.full()) {
+        // Woken by room in the process's budget, or by this unit's stop (its room waiters).
+        await new Promise<void>((resolve) => {
+          this.roomWaiters.push(resolve);
+          void budget.room().then(resolve);
+        });
+        continue;
+      }
       let messages: InboundMessage[];
       try {
         // Every producer is in this unit: only what a previous invocation handed over is in the queue.
         const waitSeconds = this.onlyLocalProducers ? 0 : wait;
-        messages = await this.options.transport.receive(queue, { max: 10, waitSeconds, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
+        const max = budget?.tight() ? 1 : 10;
+        messages = await this.options.transport.receive(queue, { max, waitSeconds, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
         wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
         if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {
@@ -733,6 +810,7 @@ export class UnitChannels implements ChannelTransport {
       }
       inbox.parts.push(part);
       this.buffered += part.bytes;
+      this.options.inputBudget?.add(part.bytes);
       woken.add(inbox);
     }
     for (const inbox of woken) wakeAll(inbox);
@@ -746,6 +824,7 @@ export class UnitChannels implements ChannelTransport {
   /** A part left its inbox: the poller may have room again. */
   private unbuffer(part: Part): void {
     this.buffered -= part.bytes;
+    this.options.inputBudget?.remove(part.bytes);
     if (this.roomWaiters.length > 0 && this.buffered <= (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES)) this.wakeRoomWaiters();
   }
 

@@ -10,7 +10,7 @@ import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions
 import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
 import { MemoryChannelTransport } from '../../lib/memory';
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
-import { UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
+import { InputBudget, UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
 import { MalformedMessageError, compactPart, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePart, readControl, type ControlFields } from '../../lib/runtime/messages';
 import { RecordWriter } from '../../lib/runtime/record-writer';
@@ -195,6 +195,46 @@ describe('multiplexed channels', () => {
     // Lapsed: no longer held; the poller receives the envelope again (a second copy of both parts).
     for (let i = 0; i < 200 && mux.report().envelopesReceived < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect(mux.report()).toMatchObject({ envelopesLapsed: 1, envelopesReceived: 2, partsReceived: 4 });
+  });
+
+  it('units sharing an input budget: past half of it a unit receives one envelope at a time, past all of it none until parts are taken elsewhere', async () => {
+    const { transport, inputQueue, producers, consumers, logical, common } = setup();
+    await transport.createQueues([inputQueue, 'q-j-u2']);
+    // Three envelopes of one part each for consumer 1, from three producer units (three FIFO groups:
+    // one group's next envelope would wait for its first to be deleted anyway).
+    for (let s = 0; s < 3; s++) {
+      const from = s === 0 ? producers : new UnitChannels({ ...common, unit: 10 + s, subtasks: ['src#0', 'src#1'] });
+      await from.send(logical(1), [{ groupId: '0.0', dedupId: `p-${s}`, body: JSON.stringify({ p: 0, a: 0, s, t: 'd', r: ['x'.repeat(400)] }) }]);
+    }
+    // A part is ~660 bytes buffered (body and overhead): the budget holds one, and is tight past half of one.
+    const budget = new InputBudget(700);
+    const other = budget.member();
+    other.add(600); // another unit of the process holds 600 bytes: tight, not full
+    const share = budget.member();
+    const mux = new UnitChannels({ ...common, transport, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, inputBudget: share });
+    const received = () => mux.report().envelopesReceived;
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    for (let i = 0; i < 1000 && received() < 1; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // One envelope (tight: max 1), then full: no more received.
+    expect([received(), budget.usedBytes > 700]).toEqual([1, true]);
+    // The other unit's parts are taken: room again, and one more envelope comes.
+    other.remove(600);
+    for (let i = 0; i < 1000 && received() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(received()).toBe(2);
+    // This unit's subtask takes its parts: the rest comes.
+    const got: string[] = [];
+    for (let i = 0; i < 1000 && got.length < 3; i++) for (const m of await mux.receive(logical(1), { max: 10, waitSeconds: 0.05 })) got.push(JSON.parse(m.body).s);
+    expect(got.sort()).toEqual([0, 1, 2]);
+    expect(budget.usedBytes).toBe(0);
+    // Released (its unit stopped or killed), a unit's bytes leave the total and no longer count.
+    share.add(500);
+    share.release();
+    share.add(500);
+    expect(budget.usedBytes).toBe(0);
+    expect(() => new InputBudget(0)).toThrow(/positive/);
   });
 
   it('region and full failover: an envelope from a newer producer attempt is given back, not taken, and the superseded consumer stops receiving', async () => {
