@@ -28,6 +28,7 @@ import {
   type ReceiptResult,
   type ReceiveOptions,
 } from '../ports/channels';
+import { chunkBySize } from '../util/chunks';
 
 const FIFO = '.fifo';
 /** SQS queue names: letters, digits, '-' and '_', at most 80 characters including '.fifo'. */
@@ -55,24 +56,14 @@ export function logicalQueueName(physical: string): string {
 
 /** Splits messages into consecutive batches within the SQS count and payload limits. */
 export function splitIntoBatches(queue: string, messages: readonly OutboundMessage[]): OutboundMessage[][] {
-  const batches: OutboundMessage[][] = [];
-  let current: OutboundMessage[] = [];
-  let bytes = 0;
+  const sizeOf = (message: OutboundMessage) => Buffer.byteLength(message.body, 'utf8');
   for (const message of messages) {
-    const size = Buffer.byteLength(message.body, 'utf8');
+    const size = sizeOf(message);
     if (size > MAX_MESSAGE_BYTES) {
       throw new Error(`a message for queue '${queue}' is ${size} bytes; the limit is ${MAX_MESSAGE_BYTES} (put fewer records in one message)`);
     }
-    if (current.length === MAX_BATCH_ENTRIES || (current.length > 0 && bytes + size > MAX_BATCH_BYTES)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(message);
-    bytes += size;
   }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return chunkBySize(messages, sizeOf, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES);
 }
 
 export function validateReceiveOptions(options: ReceiveOptions): void {

@@ -14,6 +14,7 @@
  */
 import type { ReplayRequest } from './messages';
 import { splitReplayRequest } from './replay';
+import { chunkBySize } from '../util/chunks';
 
 /** Most bytes of requests in one control message (SQS takes 256 KiB; the rest is the envelope's). */
 export const MAX_REPLAY_MESSAGE_BYTES = 200 * 1024;
@@ -98,7 +99,7 @@ export class ReplayBatcher {
       }
     }
     try {
-      await Promise.all([...byUnit].flatMap(([unitId, requests]) => chunkBySize(requests, this.options.maxMessageBytes ?? MAX_REPLAY_MESSAGE_BYTES).map((chunk) => {
+      await Promise.all([...byUnit].flatMap(([unitId, requests]) => chunkBySize(requests, (r) => Buffer.byteLength(JSON.stringify(r)) + 1, this.options.maxMessageBytes ?? MAX_REPLAY_MESSAGE_BYTES).map((chunk) => {
         this.messagesSent++;
         this.requestsSent += chunk.length;
         return this.options.deliver(unitId, chunk);
@@ -108,23 +109,4 @@ export class ReplayBatcher {
       for (const p of batch) p.reject(error);
     }
   }
-}
-
-/** Consecutive runs of `items` whose JSON stays within `maxBytes` (an item larger than that goes alone). */
-export function chunkBySize<T>(items: readonly T[], maxBytes: number): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
-    if (current.length > 0 && bytes + size > maxBytes) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }

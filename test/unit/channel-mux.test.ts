@@ -198,7 +198,7 @@ describe('multiplexed channels', () => {
   });
 
   it('units sharing an input budget: past half of it a unit receives one envelope at a time, past all of it none until parts are taken elsewhere', async () => {
-    const { transport, inputQueue, producers, consumers, logical, common } = setup();
+    const { transport, inputQueue, producers, logical, common } = setup();
     await transport.createQueues([inputQueue, 'q-j-u2']);
     // Three envelopes of one part each for consumer 1, from three producer units (three FIFO groups:
     // one group's next envelope would wait for its first to be deleted anyway).

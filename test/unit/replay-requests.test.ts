@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ReplayRequest } from '../../lib/runtime/messages';
-import { chunkBySize, ReplayBatcher, ReplayRequestFilter } from '../../lib/runtime/replay-requests';
+import { ReplayBatcher, ReplayRequestFilter } from '../../lib/runtime/replay-requests';
+import { chunkBySize } from '../../lib/util/chunks';
 
 const req = (consumer: number, request: number, producers: number[], consumerAttempt = 1, edgeId = 'e0'): ReplayRequest => ({
   edgeId,
@@ -68,7 +69,8 @@ describe('ReplayBatcher', () => {
     await expect(failing.send(req(1, 1, [0]))).rejects.toThrow('queue gone');
   });
 
-  it('chunkBySize puts an item larger than the limit alone', () => {
-    expect(chunkBySize(['a', 'bbbbbbbbbb', 'c', 'd'], 8)).toEqual([['a'], ['bbbbbbbbbb'], ['c', 'd']]);
+  it('chunkBySize puts an item larger than the limit alone, and keeps to a count', () => {
+    expect(chunkBySize(['a', 'bbbbbbbbbb', 'c', 'd'], (s) => s.length, 8)).toEqual([['a'], ['bbbbbbbbbb'], ['c', 'd']]);
+    expect(chunkBySize([1, 1, 1, 1, 1], () => 1, 100, 2)).toEqual([[1, 1], [1, 1], [1]]);
   });
 });
