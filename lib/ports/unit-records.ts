@@ -83,6 +83,8 @@ export interface TransportStats {
   expiredReceipts: number;
   /** Envelopes whose receipt expired before all their parts were taken: each is received again, every part a duplicate. */
   envelopesLapsed: number;
+  /** Envelopes whose delete call failed (not an expired receipt: an error): each is received again. */
+  deleteFailures: number;
   /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
   partsLocal: number;
   /** Now: envelopes received whose parts are not all taken yet, and the bytes the inboxes hold. */

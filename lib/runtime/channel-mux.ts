@@ -94,6 +94,8 @@ const MAX_COMPACT_RUN = 1000;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** Settled envelopes not yet deleted before the poller waits for the deletes (10 delete batches). */
+const MAX_PENDING_DELETES = 100;
 
 export interface UnitChannelsOptions {
   /** SQS (or the in-memory transport in unit tests). */
@@ -291,7 +293,7 @@ interface Inbox {
 const localEnvelope = (receivedAt: number): Envelope => ({ receipt: '', receivedAt, untaken: 1, lapsed: true });
 
 export class UnitChannels implements ChannelTransport {
-  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, envelopesLapsed: 0, partsLocal: 0 };
+  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, envelopesLapsed: 0, deleteFailures: 0, partsLocal: 0 };
 
   /** The counters, with what is held now (a unit's report). */
   report(): TransportStats {
@@ -725,6 +727,13 @@ export class UnitChannels implements ChannelTransport {
         await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
+      // Backpressure from deletes: receiving faster than the queue takes deletes only makes every
+      // delete later. At P=4000 in one process the deletes queued behind a busy connection pool
+      // until their receipts had expired, and each envelope came again, ~16 times (docs/scale.md).
+      if (this.pendingDeletes > MAX_PENDING_DELETES) {
+        await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+        continue;
+      }
       const budget = this.options.inputBudget;
       if (budget?.full()) {
         // Woken by room in the process's budget, or by this unit's stop (its room waiters).
@@ -849,12 +858,31 @@ export class UnitChannels implements ChannelTransport {
     try {
       while (this.toDelete.length > 0) {
         const receipts = this.toDelete.splice(0);
-        const { expired } = await this.options.transport.delete(this.options.inputQueue!, receipts).catch(() => ({ expired: [] as string[] }));
+        this.deletesInFlight = receipts.length;
+        const { expired } = await this.options.transport.delete(this.options.inputQueue!, receipts).catch((error: unknown) => {
+          // Not deleted: the envelope comes again after its visibility timeout, every part a
+          // duplicate. Counted, never silent (the P=4000 stall: docs/scale.md).
+          this.stats.deleteFailures += receipts.length;
+          this.lastDeleteError = error instanceof Error ? error.message : String(error);
+          return { expired: [] as string[] };
+        });
+        this.deletesInFlight = 0;
         this.stats.expiredReceipts += expired.length;
+        if (this.roomWaiters.length > 0 && this.toDelete.length <= MAX_PENDING_DELETES) this.wakeRoomWaiters();
       }
     } finally {
       this.deleting = undefined;
     }
+  }
+
+  /** Receipts being deleted now (the call in flight). */
+  private deletesInFlight = 0;
+  /** The last delete call that failed, for the unit's log. */
+  lastDeleteError: string | undefined;
+
+  /** Envelopes settled and not yet deleted: past MAX_PENDING_DELETES the poller waits (see pollLoop). */
+  private get pendingDeletes(): number {
+    return this.toDelete.length + this.deletesInFlight;
   }
 
   /** Keeps envelopes with parts not yet taken in flight (capped at SQS's 12 hours from their receive). */

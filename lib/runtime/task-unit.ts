@@ -392,6 +392,16 @@ export class TaskUnit {
     return { heartbeatAt: Date.now(), stats, requests: this.requests(), ...(transport ? { transport } : {}) };
   }
 
+  private deleteFailuresWarned = 0;
+
+  /** Envelopes the transport could not delete come again as duplicates: said once per heartbeat that saw new ones. */
+  private warnDeleteFailures(): void {
+    const mux = this.options.mux;
+    if (!mux || mux.stats.deleteFailures === this.deleteFailuresWarned) return;
+    this.log.warn(`${mux.stats.deleteFailures - this.deleteFailuresWarned} input envelope(s) could not be deleted and will come again: ${mux.lastDeleteError ?? 'unknown error'}`);
+    this.deleteFailuresWarned = mux.stats.deleteFailures;
+  }
+
   private requests(): Record<string, number> {
     const total = { ...this.options.requestsBefore };
     for (const [service, n] of Object.entries(this.options.requestCounts?.() ?? {})) total[service] = (total[service] ?? 0) + n - (this.requestsAtStart[service] ?? 0);
@@ -427,6 +437,7 @@ export class TaskUnit {
       await sleepUnless(this.options.heartbeatMs ?? 1000, () => this.stopped || this.statuses() !== this.reportedStatuses);
       if (this.stopped) return;
       this.reportedStatuses = this.statuses();
+      this.warnDeleteFailures();
       const report = this.report();
       const write = policy.next(Date.now(), `${this.reportedStatuses}|${reportSignature(report.stats)}`);
       if (write === 'none') continue;

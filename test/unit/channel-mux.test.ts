@@ -197,6 +197,35 @@ describe('multiplexed channels', () => {
     expect(mux.report()).toMatchObject({ envelopesLapsed: 1, envelopesReceived: 2, partsReceived: 4 });
   });
 
+  it('does not receive more while its deletes lag (past 100 settled envelopes not yet deleted), and counts deletes that fail', async () => {
+    const { transport, inputQueue, logical, common } = setup();
+    await transport.createQueues([inputQueue]);
+    // 150 envelopes, each from a producer unit of its own (150 FIFO groups: all receivable at once).
+    for (let u = 0; u < 150; u++) {
+      const from = new UnitChannels({ ...common, unit: 100 + u, subtasks: ['src#0', 'src#1'] });
+      await from.send(logical(0), [{ groupId: '0.0', dedupId: `d-${u}`, body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: [u] }) }]);
+    }
+    // Deletes hang until released, then fail.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const slow: ChannelTransport = { ...transport, createQueues: (n) => transport.createQueues(n), send: (q, m) => transport.send(q, m), receive: (q, o) => transport.receive(q, o), changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t), delete: async () => { await released; throw new Error('connection reset'); } };
+    const mux = new UnitChannels({ ...common, transport: slow, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 });
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    let taken = 0;
+    for (let i = 0; i < 2000 && taken <= 100; i++) taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length;
+    for (let i = 0; i < 20; i++) taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length;
+    // Taken as they come, each settling its envelope; past 100 undeleted the poller stopped.
+    expect(taken).toBeGreaterThan(100);
+    expect(taken).toBeLessThan(150);
+    expect(mux.report().deleteFailures).toBe(0);
+    release();
+    for (let i = 0; i < 400 && taken < 150; i++) taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length;
+    expect(taken).toBe(150);
+    for (let i = 0; i < 200 && mux.report().deleteFailures < 150; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect([mux.report().deleteFailures, mux.lastDeleteError]).toEqual([150, 'connection reset']);
+  });
+
   it('units sharing an input budget: past half of it a unit receives one envelope at a time, past all of it none until parts are taken elsewhere', async () => {
     const { transport, inputQueue, producers, logical, common } = setup();
     await transport.createQueues([inputQueue, 'q-j-u2']);
