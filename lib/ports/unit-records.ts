@@ -87,9 +87,10 @@ export interface TransportStats {
   deleteFailures: number;
   /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
   partsLocal: number;
-  /** Now: envelopes received whose parts are not all taken yet, and the bytes the inboxes hold. */
+  /** Now: envelopes received whose parts are not all taken yet, the bytes the inboxes hold, and the lease receives ask for (s). */
   envelopesHeld?: number;
   bufferedBytes?: number;
+  leaseSeconds?: number;
 }
 
 export interface UnitRecord {

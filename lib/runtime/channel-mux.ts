@@ -96,6 +96,8 @@ const DEFAULT_VISIBILITY_SECONDS = 15;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 /** Settled envelopes not yet deleted before the poller waits for the deletes (10 delete batches). */
 const MAX_PENDING_DELETES = 100;
+/** The longest lease an overloaded unit asks for (a dead unit's envelopes stay hidden that long). */
+const MAX_LEASE_SECONDS = 240;
 
 export interface UnitChannelsOptions {
   /** SQS (or the in-memory transport in unit tests). */
@@ -146,7 +148,7 @@ export interface UnitChannelsOptions {
 }
 
 /** Counters of the multiplexed transport (reported with the unit's heartbeat). */
-export type MuxStats = Omit<TransportStats, 'envelopesHeld' | 'bufferedBytes'>;
+export type MuxStats = Omit<TransportStats, 'envelopesHeld' | 'bufferedBytes' | 'leaseSeconds'>;
 
 /**
  * A budget of received input that the units hosted by one process share. Each unit's inboxes are
@@ -299,7 +301,7 @@ export class UnitChannels implements ChannelTransport {
   report(): TransportStats {
     let held = 0;
     for (const e of this.envelopes.values()) if (e.untaken > 0 && !e.lapsed) held++;
-    return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered };
+    return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered, leaseSeconds: this.leaseSeconds };
   }
   private readonly routes = new Map<string, Route>();
   private readonly destinations = new Map<string, Destination>();
@@ -307,7 +309,7 @@ export class UnitChannels implements ChannelTransport {
   private readonly inboxes = new Map<string, Inbox>();
   private readonly inboxByPart = new Map<string, Inbox>();
   private readonly envelopes = new Map<string, Envelope>();
-  private readonly toDelete: string[] = [];
+  private readonly toDelete: { receipt: string; receivedAt: number }[] = [];
   private deleting: Promise<void> | undefined;
   private sequence = 0;
   private buffered = 0;
@@ -332,12 +334,21 @@ export class UnitChannels implements ChannelTransport {
   private readonly control: ControlFields = { pAt: 0, pEnd: 0, aAt: 0, aEnd: 0, sAt: 0, sEnd: 0, lAt: 0, lEnd: 0, nAt: 0, nEnd: 0, tAt: 0, s: 0, n: 0 };
   private readonly clock: Clock;
   private readonly visibilitySeconds: number;
+  /**
+   * The lease a receive asks for: `visibilitySeconds`, doubled (up to MAX_LEASE_SECONDS) each time
+   * a delete comes back expired, and back toward it while deletes come quickly. A delete issued
+   * after the lease ran out fails, its envelope comes again, and a FIFO group's next envelope waits
+   * until the first is deleted: at P=4000 in one process every delete came later than 15 s and
+   * the groups' first envelopes came again and again, for good (docs/scale.md).
+   */
+  private leaseSeconds: number;
 
   constructor(private readonly options: UnitChannelsOptions) {
     this.prefix = `${options.queuePrefix}-${options.jobId}-`;
     this.group = `u${options.unit}.${options.attempt}`;
     this.clock = options.clock ?? unrefClock;
     this.visibilitySeconds = options.visibilityTimeoutSeconds ?? DEFAULT_VISIBILITY_SECONDS;
+    this.leaseSeconds = this.visibilitySeconds;
     const tasks = new Map(options.graph.tasks.map((t) => [t.id, t]));
     for (const id of options.subtasks) {
       const { taskId, index } = parseSubtaskId(id);
@@ -748,7 +759,7 @@ export class UnitChannels implements ChannelTransport {
         // Every producer is in this unit: only what a previous invocation handed over is in the queue.
         const waitSeconds = this.onlyLocalProducers ? 0 : wait;
         const max = budget?.tight() ? 1 : 10;
-        messages = await this.options.transport.receive(queue, { max, waitSeconds, visibilityTimeoutSeconds: this.visibilitySeconds, signal: this.pollAbort.signal });
+        messages = await this.options.transport.receive(queue, { max, waitSeconds, visibilityTimeoutSeconds: this.leaseSeconds, signal: this.pollAbort.signal });
         wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
         if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {
@@ -849,7 +860,7 @@ export class UnitChannels implements ChannelTransport {
   private settleEnvelope(envelope: Envelope): void {
     this.envelopes.delete(envelope.receipt);
     if (envelope.lapsed) return;
-    this.toDelete.push(envelope.receipt);
+    this.toDelete.push({ receipt: envelope.receipt, receivedAt: envelope.receivedAt });
     this.deleting ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.deleteSettled());
   }
 
@@ -857,7 +868,8 @@ export class UnitChannels implements ChannelTransport {
   private async deleteSettled(): Promise<void> {
     try {
       while (this.toDelete.length > 0) {
-        const receipts = this.toDelete.splice(0);
+        const settled = this.toDelete.splice(0);
+        const receipts = settled.map((d) => d.receipt);
         this.deletesInFlight = receipts.length;
         const { expired } = await this.options.transport.delete(this.options.inputQueue!, receipts).catch((error: unknown) => {
           // Not deleted: the envelope comes again after its visibility timeout, every part a
@@ -868,11 +880,25 @@ export class UnitChannels implements ChannelTransport {
         });
         this.deletesInFlight = 0;
         this.stats.expiredReceipts += expired.length;
+        this.adaptLease(expired.length, this.clock.now() - Math.min(...settled.map((d) => d.receivedAt)));
         if (this.roomWaiters.length > 0 && this.toDelete.length <= MAX_PENDING_DELETES) this.wakeRoomWaiters();
       }
     } finally {
       this.deleting = undefined;
     }
+  }
+
+  /** Longer leases while deletes come back expired; shorter again while they come within a third of the base. */
+  private adaptLease(expired: number, oldestAgeMs: number): void {
+    if (expired > 0) this.leaseSeconds = Math.min(MAX_LEASE_SECONDS, this.leaseSeconds * 2);
+    else if (this.leaseSeconds > this.visibilitySeconds && oldestAgeMs < (this.visibilitySeconds * 1000) / 3) {
+      this.leaseSeconds = Math.max(this.visibilitySeconds, Math.floor(this.leaseSeconds * 0.9));
+    }
+  }
+
+  /** The lease receives ask for now (see `leaseSeconds`). */
+  get lease(): number {
+    return this.leaseSeconds;
   }
 
   /** Receipts being deleted now (the call in flight). */
@@ -908,7 +934,7 @@ export class UnitChannels implements ChannelTransport {
       const bySeconds = new Map<number, string[]>();
       for (const e of this.envelopes.values()) {
         if (e.lapsed || e.untaken === 0) continue;
-        const seconds = Math.min(this.visibilitySeconds, MAX_VISIBILITY_SECONDS - Math.ceil((now - e.receivedAt) / 1000) - 60);
+        const seconds = Math.min(this.leaseSeconds, MAX_VISIBILITY_SECONDS - Math.ceil((now - e.receivedAt) / 1000) - 60);
         if (seconds <= 0) continue;
         const list = bySeconds.get(seconds);
         if (list) list.push(e.receipt);

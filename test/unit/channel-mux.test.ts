@@ -208,7 +208,18 @@ describe('multiplexed channels', () => {
     // Deletes hang until released, then fail.
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    const slow: ChannelTransport = { ...transport, createQueues: (n) => transport.createQueues(n), send: (q, m) => transport.send(q, m), receive: (q, o) => transport.receive(q, o), changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t), delete: async () => { await released; throw new Error('connection reset'); } };
+    const slow: ChannelTransport = {
+      createQueues: (n) => transport.createQueues(n),
+      deleteQueues: (n) => transport.deleteQueues(n),
+      listQueues: (p) => transport.listQueues(p),
+      send: (q, m) => transport.send(q, m),
+      receive: (q, o) => transport.receive(q, o),
+      changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t),
+      delete: async () => {
+        await released;
+        throw new Error('connection reset');
+      },
+    };
     const mux = new UnitChannels({ ...common, transport: slow, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 });
     mux.start();
     stops.push(() => mux.stopReceiving(false));
@@ -224,6 +235,62 @@ describe('multiplexed channels', () => {
     expect(taken).toBe(150);
     for (let i = 0; i < 200 && mux.report().deleteFailures < 150; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect([mux.report().deleteFailures, mux.lastDeleteError]).toEqual([150, 'connection reset']);
+  });
+
+  it('asks for longer leases while its deletes come back expired, and for the base one again once they come quickly', async () => {
+    let now = 0;
+    const clock: Clock = { now: () => now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
+    const transport = new MemoryChannelTransport({ clock });
+    const inputQueue = 'q-j-u1';
+    await transport.createQueues([inputQueue]);
+    const { graph, logical } = setup();
+    const common = { graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, clock };
+    let lateBy = 20_000;
+    const leases: number[] = [];
+    const late: ChannelTransport = {
+      createQueues: (n) => transport.createQueues(n),
+      deleteQueues: (n) => transport.deleteQueues(n),
+      listQueues: (p) => transport.listQueues(p),
+      send: (q, m) => transport.send(q, m),
+      receive: async (q, o) => {
+        const got = await transport.receive(q, o);
+        if (got.length > 0) leases.push(o.visibilityTimeoutSeconds!);
+        return got;
+      },
+      changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t),
+      // The delete reaches the queue `lateBy` ms after the envelope was taken (a busy connection pool).
+      delete: (q, r) => {
+        now += lateBy;
+        return transport.delete(q, r);
+      },
+    };
+    const producers = new UnitChannels({ ...common, transport, unit: 0, subtasks: ['src#0', 'src#1'] });
+    const mux = new UnitChannels({ ...common, transport: late, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000 });
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const oneEnvelope = async (s: number) => {
+      await producers.send(logical(0), [{ groupId: '0.0', dedupId: `e-${s}-${now}`, body: JSON.stringify({ p: 0, a: 0, s, t: 'd', r: [s] }) }]);
+      for (let i = 0; i < 400; i++) {
+        if ((await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length > 0) break;
+      }
+      const expiredBefore = mux.report().expiredReceipts;
+      for (let i = 0; i < 400 && mux.report().expiredReceipts === expiredBefore && (mux as unknown as { pendingDeletes: number }).pendingDeletes > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    };
+    // Deleted 20 s after receive with a 15 s lease: expired, so the next receive asks for 30 s.
+    await oneEnvelope(0);
+    expect(mux.report().expiredReceipts).toBe(1);
+    expect(mux.lease).toBe(30);
+    // It comes again (a duplicate, which its gate would drop); the deletes are quick from now on.
+    lateBy = 1_000;
+    for (let i = 0; i < 400 && leases.length < 2; i++) await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 });
+    // The next envelope is received under the longer lease (30 s, or 27 after one quick delete).
+    await oneEnvelope(1);
+    expect(leases.at(-1)).toBeGreaterThan(15);
+    // Deletes within a third of the base lease: back to 15 s, 10 % a delete.
+    for (let s = 2; s < 14 && mux.lease > 15; s++) await oneEnvelope(s);
+    expect(mux.lease).toBe(15);
+    expect(mux.report().leaseSeconds).toBe(15);
   });
 
   it('units sharing an input budget: past half of it a unit receives one envelope at a time, past all of it none until parts are taken elsewhere', async () => {
