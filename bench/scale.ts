@@ -362,7 +362,7 @@ function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId
       if (stopped) return;
       let subtasks = 0;
       let past = 0;
-      const t = { held: 0, buffered: 0, received: 0, lapsed: 0, expired: 0, failed: 0 };
+      const t = { held: 0, buffered: 0, received: 0, lapsed: 0, expired: 0, failed: 0, lease: 0 };
       for (const u of records) {
         for (const s of Object.values(u.stats ?? {})) {
           subtasks++;
@@ -374,10 +374,11 @@ function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId
         t.lapsed += u.transport?.envelopesLapsed ?? 0;
         t.expired += u.transport?.expiredReceipts ?? 0;
         t.failed += u.transport?.deleteFailures ?? 0;
+        t.lease = Math.max(t.lease, u.transport?.leaseSeconds ?? 0);
       }
       log(
         `  checkpoint ${checkpointId} after ${Math.round((Date.now() - started) / 1000)} s: ${past} of ${subtasks} subtasks past it (as last reported); ` +
-          `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts, ${count(t.failed)} failed deletes; heap ${memory().heapMb} MB`,
+          `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts, ${count(t.failed)} failed deletes, longest lease ${t.lease} s; heap ${memory().heapMb} MB`,
       );
     }, () => undefined);
   }, everyMs);
