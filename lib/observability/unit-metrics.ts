@@ -6,7 +6,7 @@
  *
  * No Powertools here: it writes to the MetricsSink port.
  */
-import type { ChannelTransport, InboundMessage, ReceiveOptions } from '../ports/channels';
+import { forwardingTransport, type ChannelTransport, type InboundMessage, type ReceiveOptions } from '../ports/channels';
 import type { MetricsSink } from '../ports/telemetry';
 import type { SubtaskStats, UnitRecordStore } from '../ports/unit-records';
 import { Metrics } from './metric-names';
@@ -136,13 +136,7 @@ export class UnitMetrics {
  * with the message.
  */
 export function observeInputLag(transport: ChannelTransport, taskOfQueue: ReadonlyMap<string, string>, record: (taskId: string, ageMs: number) => void, now: () => number = Date.now): ChannelTransport {
-  return {
-    createQueues: (names) => transport.createQueues(names),
-    deleteQueues: (names) => transport.deleteQueues(names),
-    listQueues: (prefix) => transport.listQueues(prefix),
-    send: (queue, messages) => transport.send(queue, messages),
-    delete: (queue, receipts) => transport.delete(queue, receipts),
-    changeVisibility: (queue, receipts, timeoutSeconds) => transport.changeVisibility(queue, receipts, timeoutSeconds),
+  return forwardingTransport(transport, {
     async receive(queue: string, options: ReceiveOptions): Promise<InboundMessage[]> {
       const messages = await transport.receive(queue, options);
       const task = taskOfQueue.get(queue);
@@ -154,7 +148,7 @@ export function observeInputLag(transport: ChannelTransport, taskOfQueue: Readon
       }
       return messages;
     },
-  };
+  });
 }
 
 /**

@@ -115,3 +115,17 @@ export const MAX_MESSAGE_BYTES = 240 * 1024;
 export const MAX_BATCH_BYTES = 250 * 1024;
 /** Most entries in one batch send call. */
 export const MAX_BATCH_ENTRIES = 10;
+
+/** A transport that forwards every call to `inner` except those `overrides` replaces (observers, test doubles). */
+export function forwardingTransport(inner: ChannelTransport, overrides: Partial<ChannelTransport>): ChannelTransport {
+  return {
+    createQueues: (names) => inner.createQueues(names),
+    deleteQueues: (names) => inner.deleteQueues(names),
+    listQueues: (prefix) => inner.listQueues(prefix),
+    send: (queue, messages) => inner.send(queue, messages),
+    receive: (queue, options) => inner.receive(queue, options),
+    delete: (queue, receipts) => inner.delete(queue, receipts),
+    changeVisibility: (queue, receipts, timeoutSeconds) => inner.changeVisibility(queue, receipts, timeoutSeconds),
+    ...overrides,
+  };
+}

@@ -28,7 +28,7 @@ import { buildExecutionGraph, subPartitionQueue, type ExecutionGraph } from '../
 import { jobLayout } from '../../lib/graph/placement';
 import { multiplexedChannels } from '../../lib/host/unit-host';
 import type { BlobStore } from '../../lib/ports/blob-store';
-import { MAX_MESSAGE_BYTES, type ChannelTransport } from '../../lib/ports/channels';
+import { forwardingTransport, MAX_MESSAGE_BYTES, type ChannelTransport } from '../../lib/ports/channels';
 import type { Clock } from '../../lib/ports/clock';
 import type { MetadataStore } from '../../lib/ports/metadata-store';
 import { MUX_OVERHEAD_BYTES, type UnitChannels } from '../../lib/runtime/channel-mux';
@@ -63,12 +63,7 @@ async function until(done: () => boolean, ms = 90_000): Promise<void> {
 
 /** Counts the visibility extensions and expired receipts the transport reports. */
 function counting(inner: ChannelTransport, counts: VisibilityCounts): ChannelTransport {
-  return {
-    createQueues: (n) => inner.createQueues(n),
-    deleteQueues: (n) => inner.deleteQueues(n),
-    listQueues: (p) => inner.listQueues(p),
-    send: (q, m) => inner.send(q, m),
-    receive: (q, o) => inner.receive(q, o),
+  return forwardingTransport(inner, {
     delete: async (q, r) => {
       const result = await inner.delete(q, r);
       counts.expired += result.expired.length;
@@ -80,7 +75,7 @@ function counting(inner: ChannelTransport, counts: VisibilityCounts): ChannelTra
       counts.expired += result.expired.length;
       return result;
     },
-  };
+  });
 }
 
 /** The subtasks' input, wired one way or the other. */

@@ -9,7 +9,7 @@ import { JobBuilder } from '../../lib/api/job';
 import type { Json, SinkFunction, SourceFunction } from '../../lib/api/functions';
 import { buildExecutionGraph, subPartitionQueue } from '../../lib/graph/execution-graph';
 import { MemoryChannelTransport } from '../../lib/memory';
-import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
+import { forwardingTransport, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
 import { InputBudget, UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
 import { MalformedMessageError, compactPart, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePart, readControl, type ControlFields } from '../../lib/runtime/messages';
@@ -31,10 +31,7 @@ function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = 
   const transport = new MemoryChannelTransport();
   const sends: { queue: string; messages: OutboundMessage[] }[] = [];
   const receives: string[] = [];
-  const counted: ChannelTransport = {
-    createQueues: (n) => transport.createQueues(n),
-    deleteQueues: (n) => transport.deleteQueues(n),
-    listQueues: (p) => transport.listQueues(p),
+  const counted = forwardingTransport(transport, {
     send: (q, m) => {
       sends.push({ queue: q, messages: [...m] });
       return transport.send(q, m);
@@ -43,9 +40,7 @@ function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = 
       receives.push(q);
       return transport.receive(q, o);
     },
-    delete: (q, r) => transport.delete(q, r),
-    changeVisibility: (q, r, s) => transport.changeVisibility(q, r, s),
-  };
+  });
   const inputQueue = 'q-j-u1';
   const common = { transport: counted, graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, ...options };
   const producers = new UnitChannels({ ...common, unit: 0, subtasks: ['src#0', 'src#1'] });
@@ -83,6 +78,18 @@ async function take(gate: InputGate, until: (records: Json[]) => boolean): Promi
     gate.release();
   }
   return records;
+}
+
+/** The topology of `setup`, on a memory transport whose clock (receipts, visibility) the test moves: `time.now`. */
+async function clockedSetup() {
+  const time = { now: 0 };
+  const clock: Clock = { now: () => time.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
+  const transport = new MemoryChannelTransport({ clock });
+  const inputQueue = 'q-j-u1';
+  await transport.createQueues([inputQueue]);
+  const { graph, logical } = setup();
+  const common = { graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, clock };
+  return { time, transport, inputQueue, logical, common };
 }
 
 describe('multiplexed channels', () => {
@@ -170,13 +177,8 @@ describe('multiplexed channels', () => {
   });
 
   it('reports what it holds, and counts an envelope whose receipt expired before its parts were taken (it comes again)', async () => {
-    let now = 0;
-    const clock: Clock = { now: () => now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
-    const transport = new MemoryChannelTransport({ clock });
-    const inputQueue = 'q-j-u1';
-    await transport.createQueues([inputQueue]);
-    const { graph, logical } = setup();
-    const common = { transport, graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, clock };
+    const { time, transport, inputQueue, logical, common: base } = await clockedSetup();
+    const common = { ...base, transport };
     const producers = new UnitChannels({ ...common, unit: 0, subtasks: ['src#0', 'src#1'] });
     await Promise.all([
       producers.send(logical(0), [{ groupId: '0.0', dedupId: 'x', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['a'] }) }]),
@@ -190,7 +192,7 @@ describe('multiplexed channels', () => {
     expect((await mux.receive(logical(0), { max: 10, waitSeconds: 1 })).map((m) => JSON.parse(m.body).r)).toEqual([['a']]);
     expect(mux.report()).toMatchObject({ envelopesReceived: 1, envelopesHeld: 1, envelopesLapsed: 0 });
     expect(mux.report().bufferedBytes).toBeGreaterThan(0);
-    now += 20_000;
+    time.now += 20_000;
     for (let i = 0; i < 200 && mux.report().envelopesLapsed === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     // Lapsed: no longer held; the poller receives the envelope again (a second copy of both parts).
     for (let i = 0; i < 200 && mux.report().envelopesReceived < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -208,18 +210,12 @@ describe('multiplexed channels', () => {
     // Deletes hang until released, then fail.
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    const slow: ChannelTransport = {
-      createQueues: (n) => transport.createQueues(n),
-      deleteQueues: (n) => transport.deleteQueues(n),
-      listQueues: (p) => transport.listQueues(p),
-      send: (q, m) => transport.send(q, m),
-      receive: (q, o) => transport.receive(q, o),
-      changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t),
+    const slow = forwardingTransport(transport, {
       delete: async () => {
         await released;
         throw new Error('connection reset');
       },
-    };
+    });
     const mux = new UnitChannels({ ...common, transport: slow, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05 });
     mux.start();
     stops.push(() => mux.stopReceiving(false));
@@ -238,38 +234,27 @@ describe('multiplexed channels', () => {
   });
 
   it('asks for longer leases while its deletes come back expired, and for the base one again once they come quickly', async () => {
-    let now = 0;
-    const clock: Clock = { now: () => now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5))) };
-    const transport = new MemoryChannelTransport({ clock });
-    const inputQueue = 'q-j-u1';
-    await transport.createQueues([inputQueue]);
-    const { graph, logical } = setup();
-    const common = { graph, queuePrefix: 'q', jobId: 'j', attempt: 0, inputQueueOf: () => inputQueue, clock };
+    const { time, transport, inputQueue, logical, common } = await clockedSetup();
     let lateBy = 20_000;
     const leases: number[] = [];
-    const late: ChannelTransport = {
-      createQueues: (n) => transport.createQueues(n),
-      deleteQueues: (n) => transport.deleteQueues(n),
-      listQueues: (p) => transport.listQueues(p),
-      send: (q, m) => transport.send(q, m),
+    const late = forwardingTransport(transport, {
       receive: async (q, o) => {
         const got = await transport.receive(q, o);
         if (got.length > 0) leases.push(o.visibilityTimeoutSeconds!);
         return got;
       },
-      changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t),
       // The delete reaches the queue `lateBy` ms after the envelope was taken (a busy connection pool).
       delete: (q, r) => {
-        now += lateBy;
+        time.now += lateBy;
         return transport.delete(q, r);
       },
-    };
+    });
     const producers = new UnitChannels({ ...common, transport, unit: 0, subtasks: ['src#0', 'src#1'] });
     const mux = new UnitChannels({ ...common, transport: late, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000 });
     mux.start();
     stops.push(() => mux.stopReceiving(false));
     const oneEnvelope = async (s: number) => {
-      await producers.send(logical(0), [{ groupId: '0.0', dedupId: `e-${s}-${now}`, body: JSON.stringify({ p: 0, a: 0, s, t: 'd', r: [s] }) }]);
+      await producers.send(logical(0), [{ groupId: '0.0', dedupId: `e-${s}-${time.now}`, body: JSON.stringify({ p: 0, a: 0, s, t: 'd', r: [s] }) }]);
       for (let i = 0; i < 400; i++) {
         if ((await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length > 0) break;
       }

@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { RecordWriter } from '../../lib/runtime/record-writer';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
 import { MemoryChannelTransport } from '../../lib/memory';
-import type { ChannelTransport, OutboundMessage } from '../../lib/ports/channels';
+import { forwardingTransport, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
 import type { ExecutionEdge } from '../../lib/graph/execution-graph';
 
 const edge: ExecutionEdge = { id: 'e0', kind: 'forward', from: 'a', to: 'b', toOperator: 'b', input: 0, pointwise: true };
@@ -24,19 +24,13 @@ const key = channelKey('e0', 0);
 
 /** A transport that a kill cuts: after `left` messages, nothing more goes out. */
 function dying(transport: MemoryChannelTransport, left: { n: number }): ChannelTransport {
-  return {
-    createQueues: (n) => transport.createQueues(n),
-    deleteQueues: (n) => transport.deleteQueues(n),
-    listQueues: (p) => transport.listQueues(p),
-    receive: (q, o) => transport.receive(q, o),
-    delete: (q, r) => transport.delete(q, r),
-    changeVisibility: (q, r, t) => transport.changeVisibility(q, r, t),
+  return forwardingTransport(transport, {
     send: async (q, messages: readonly OutboundMessage[]) => {
       const sent = messages.slice(0, Math.max(0, left.n));
       left.n -= sent.length;
       await transport.send(q, sent);
     },
-  };
+  });
 }
 
 async function take(gate: InputGate, polls = 10): Promise<string[]> {

@@ -11,7 +11,7 @@ import { buildExecutionGraph } from '../../../lib/graph/execution-graph';
 import { JobService, type UnitLauncher } from '../../../lib/jobs/job-service';
 import { JobStore, type JobRecord, type UnitPlacement } from '../../../lib/jobs/job-store';
 import { Supervisor } from '../../../lib/jobs/supervisor';
-import type { ChannelTransport, ReceiveOptions } from '../../../lib/ports/channels';
+import { forwardingTransport, type ChannelTransport, type ReceiveOptions } from '../../../lib/ports/channels';
 import { TaskUnit, type UnitOutcome } from '../../../lib/runtime/task-unit';
 import { hashPartition } from '../../../lib/runtime/record-writer';
 import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
@@ -62,15 +62,9 @@ function crashingRegistry(): { registry: JobRegistry; crashed: () => boolean } {
  * visibility timeout the input gate asks for (300 s); the test shortens it to 2 s.
  */
 function shortVisibility(inner: ChannelTransport, seconds: number): ChannelTransport {
-  return {
-    createQueues: (n) => inner.createQueues(n),
-    deleteQueues: (n) => inner.deleteQueues(n),
-    listQueues: (p) => inner.listQueues(p),
-    send: (q, m) => inner.send(q, m),
-    delete: (q, r) => inner.delete(q, r),
-    changeVisibility: (q, r, s) => inner.changeVisibility(q, r, s),
+  return forwardingTransport(inner, {
     receive: (q, o: ReceiveOptions) => inner.receive(q, { ...o, visibilityTimeoutSeconds: Math.min(o.visibilityTimeoutSeconds ?? seconds, seconds) }),
-  };
+  });
 }
 
 /** Runs units in-process with the recovery wiring; a restarted attempt takes `restartMs` to come up. */
