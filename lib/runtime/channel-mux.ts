@@ -154,10 +154,9 @@ export type MuxStats = Omit<TransportStats, 'envelopesHeld' | 'bufferedBytes' | 
  * A budget of received input that the units hosted by one process share. Each unit's inboxes are
  * bounded by `maxBufferedBytes`, which bounds how long its gates take to work through them on a
  * core of its own (AWS runs one unit per Lambda or Fargate task). Many units in one process share
- * its cores: at P=4000, 122 units of the join at 8 MB each buffered ~3 M barrier parts, minutes of
- * one core's work, so an envelope's last part was taken long after its 15 s lease, the lease
- * extensions (timers on a saturated event loop) came late, and lapsed envelopes came again, every
- * part a duplicate (docs/scale.md). A shared budget bounds the process's backlog instead.
+ * its cores and memory: at P=4000, 122 units of the join at 8 MB each may buffer ~3 M barrier
+ * parts, minutes of one core's work. A shared budget bounds the process's backlog instead. (It
+ * was not what stalled the join's checkpoint there: late deletes were, see `leaseSeconds`.)
  */
 export class InputBudget {
   private used = 0;
