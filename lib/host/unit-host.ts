@@ -334,12 +334,13 @@ function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: Execut
   if (!keepsInflightLogs(job.settings.failover)) return {};
   const layout = new LayoutIndex(job);
   // The requests of the unit's restarted consumers go out together, one message per producer unit (replay-requests.ts).
+  const producerTask = new Map(graph.edges.map((e) => [e.id, e.from]));
   const batcher = new ReplayBatcher({
-    unitOf: (edgeId, p) => layout.unitOf(subtaskId(graph.edges.find((e) => e.id === edgeId)!.from, p))?.unitId,
+    unitOf: (edgeId, p) => layout.unitOf(subtaskId(producerTask.get(edgeId)!, p))?.unitId,
     deliver: (unitId, requests) => sendControlDirect(options.channels, job.units, [unitId], { type: 'replay', requests }),
   });
   const replaySender: ReplaySender = (request) => {
-    if (!graph.edges.some((e) => e.id === request.edgeId)) return Promise.reject(new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`));
+    if (!producerTask.has(request.edgeId)) return Promise.reject(new Error(`job '${job.jobId}' has no edge '${request.edgeId}' to ask a replay of`));
     return batcher.send(request);
   };
   if (job.settings.failover !== 'single-exact') return { replaySender };
