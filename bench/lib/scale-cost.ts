@@ -70,26 +70,35 @@ export const fargatePerHour = (tasks: number, vcpu: number, gb: number): number 
 /** Lambda $/hour for functions of a memory size running all the time. */
 export const lambdaPerHour = (functions: number, gb: number): number => functions * gb * 3600 * PRICES.lambdaPerGbSecond;
 
-/** Task units of the recommendation join (3 tasks of P subtasks) with whole pipeline slices per unit. */
+/**
+ * Task units of the recommendation join (3 tasks of P subtasks): its pipelines (events, features,
+ * the join) are placed one after another (lib/graph/placement.ts), so its sources fill the first
+ * 2P / subtasksPerUnit units and its joins the rest.
+ */
 export function joinUnits(parallelism: number, subtasksPerUnit: number): number {
-  const slicesPerUnit = Math.max(1, Math.floor(subtasksPerUnit / 3));
-  return subtasksPerUnit < 3 ? Math.ceil((3 * parallelism) / subtasksPerUnit) : Math.ceil(parallelism / slicesPerUnit);
+  return Math.ceil((3 * parallelism) / subtasksPerUnit);
+}
+
+/** The join's units that send over its all-to-all edges (its sources) and that receive (its joins). */
+export function joinUnitRoles(parallelism: number, subtasksPerUnit: number): { producers: number; consumers: number } {
+  return { producers: Math.ceil((2 * parallelism) / subtasksPerUnit), consumers: Math.ceil(parallelism / subtasksPerUnit) };
 }
 
 /**
- * Data messages per second of an all-to-all job of `units` units at `recordsPerSecond`: each
- * producer unit flushes every linger; in one linger it has n = R x linger / U records, hashed
- * uniformly over U consumer units, so it sends to U x (1 - (1 - 1/U)^n) of them (one multiplexed
- * message each), and a message is split when it outgrows `maxMessageBytes`.
+ * Data messages per second of an all-to-all edge from `producers` units to `consumers` units at
+ * `recordsPerSecond`: each producer unit flushes every linger; in one linger it has
+ * n = R x linger / producers records, hashed uniformly over the consumer units, so it sends to
+ * C x (1 - (1 - 1/C)^n) of them (one multiplexed message each), and a message is split when it
+ * outgrows `maxMessageBytes`.
  */
-export function allToAllMessagesPerSecond(units: number, recordsPerSecond: number, options: { lingerMs: number; bytesPerRecord: number; maxMessageBytes: number }): number {
-  if (recordsPerSecond <= 0 || units <= 0) return 0;
+export function allToAllMessagesPerSecond(producers: number, consumers: number, recordsPerSecond: number, options: { lingerMs: number; bytesPerRecord: number; maxMessageBytes: number }): number {
+  if (recordsPerSecond <= 0 || producers <= 0 || consumers <= 0) return 0;
   const linger = options.lingerMs / 1000;
-  const n = (recordsPerSecond * linger) / units;
-  const reached = units * (1 - Math.pow(1 - 1 / units, n));
+  const n = (recordsPerSecond * linger) / producers;
+  const reached = consumers * (1 - Math.pow(1 - 1 / consumers, n));
   const perPair = n / Math.max(reached, 1e-12);
   const split = Math.max(1, Math.ceil((perPair * options.bytesPerRecord) / options.maxMessageBytes));
-  return (units * reached * split) / linger;
+  return (producers * reached * split) / linger;
 }
 
 /** What the model is fitted to (every figure measured by bench:scale). */
@@ -146,7 +155,8 @@ export interface ModelRow {
 export function modelRow(c: Coefficients, m: ModelInput): ModelRow {
   const units = joinUnits(m.parallelism, m.subtasksPerUnit);
   const subtasks = 3 * m.parallelism;
-  const messages = allToAllMessagesPerSecond(units, m.recordsPerSecond, c);
+  const { producers, consumers } = joinUnitRoles(m.parallelism, m.subtasksPerUnit);
+  const messages = allToAllMessagesPerSecond(producers, consumers, m.recordsPerSecond, c);
   // Each message is billed per 64 KiB chunk on send and on receive: chunks beyond the first.
   const payloadChunks = (m.recordsPerSecond * c.bytesPerRecord) / 65536;
   const sqsData = messages * c.sqsPerMessage + 2 * Math.max(0, payloadChunks - messages);

@@ -6,10 +6,18 @@
  *
  * The job says how many subtasks a unit hosts at most (`subtasksPerUnit`, default 1: one unit per
  * subtask, numbered task by task, as small jobs always ran). With more, subtasks are placed
- * pipeline slice by pipeline slice: slice i holds subtask i of every task (tasks in the graph's
- * order), so a source, the tasks its pointwise edges feed and their sinks share a unit, as Flink's
- * slot sharing puts one subtask of each operator into a slot. A unit takes whole slices while they
- * fit; a slice larger than the unit is split over units in order.
+ * pipeline slice by pipeline slice: slice i holds subtask i of every task of a pipeline (tasks
+ * linked by pointwise edges, in the graph's order), so a source, the tasks its pointwise edges feed
+ * and their sinks share a unit. A unit takes whole slices while they fit; a slice larger than the
+ * unit is split over units in order.
+ *
+ * Pipelines are placed one after another, not interleaved: the two ends of an all-to-all edge are
+ * in different units. Why: every producer unit of an all-to-all edge sends to every consumer unit
+ * (a checkpoint's barriers at least), so the envelopes grow with producer units x consumer units.
+ * Slices across the whole graph (Flink's slot sharing) made every unit both: the recommendation
+ * join at P=4000 in 122 units had ~15k unit pairs, ~27k barrier envelopes per checkpoint; with
+ * its sources in 80 units and its joins in 40 it has 3,200 pairs (docs/scale.md). What slot
+ * sharing gains, a channel inside a unit, is worth 1/units of an all-to-all edge.
  *
  * Queues: unit n has the control queue `c<n>` and, when any subtask of it reads an edge, the input
  * queue `u<n>` that every producer unit writes its multiplexed channels into (one message per pair
@@ -54,11 +62,32 @@ export function checkSubtasksPerUnit(value: unknown): number | undefined {
   return value;
 }
 
-/** Pipeline slices: slice i is subtask i of every task that has one, in the graph's task order. */
+/** The graph's pipelines: its tasks grouped by pointwise edges, each in the graph's task order, ordered by their first task. */
+export function pipelines(graph: ExecutionGraph): ExecutionGraph['tasks'][] {
+  const root = new Map(graph.tasks.map((t) => [t.id, t.id]));
+  const find = (id: string): string => {
+    let r = id;
+    while (root.get(r) !== r) r = root.get(r)!;
+    return r;
+  };
+  for (const e of graph.edges) if (e.pointwise) root.set(find(e.from), find(e.to));
+  const byRoot = new Map<string, ExecutionGraph['tasks']>();
+  for (const t of graph.tasks) {
+    const r = find(t.id);
+    const list = byRoot.get(r);
+    if (list) list.push(t);
+    else byRoot.set(r, [t]);
+  }
+  return [...byRoot.values()];
+}
+
+/** Pipeline slices: per pipeline (`pipelines`), slice i is subtask i of each of its tasks that has one. */
 export function pipelineSlices(graph: ExecutionGraph): string[][] {
-  const width = Math.max(0, ...graph.tasks.map((t) => t.parallelism));
   const slices: string[][] = [];
-  for (let i = 0; i < width; i++) slices.push(graph.tasks.filter((t) => i < t.parallelism).map((t) => `${t.id}#${i}`));
+  for (const tasks of pipelines(graph)) {
+    const width = Math.max(0, ...tasks.map((t) => t.parallelism));
+    for (let i = 0; i < width; i++) slices.push(tasks.filter((t) => i < t.parallelism).map((t) => `${t.id}#${i}`));
+  }
   return slices;
 }
 

@@ -55,7 +55,10 @@ describe('single-point recovery of packed units (child processes, emulator)', ()
       checkpoint: { intervalSeconds: 1, timeoutSeconds: 30 },
     });
     expect(job.units.map((u) => u.subtasks.length)).toEqual([3, 3]);
-    const victim = job.units[0]!;
+    // The unit hosting producers and consumers both (pipelines are placed one after another: the
+    // sources first, then the joins; the boundary's unit hosts some of each).
+    const victim = job.units.find((u) => u.subtasks.some((s) => s.startsWith('join#')) && u.subtasks.some((s) => !s.startsWith('join#')))!;
+    expect(victim).toBeDefined();
     const controlLog: string[] = [];
     const logger = textLogger((line, level) => {
       if (level !== 'debug') controlLog.push(`${new Date().toISOString().slice(11, 23)} ${line}`);

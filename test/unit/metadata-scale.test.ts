@@ -44,16 +44,16 @@ describe('placement', () => {
   it('packs subtasks n to a unit, pipeline slice by slice; n = 1 is one unit per subtask, named as before', () => {
     const graph = joinGraph(4000);
     const packed = placeSubtasks(graph, 100);
-    // Whole slices of one subtask per task: floor(100 / tasks) slices to a unit.
-    const perUnit = Math.floor(100 / graph.tasks.length);
-    expect(packed).toHaveLength(Math.ceil(4000 / perUnit));
-    expect(packed.slice(0, -1).every((u) => u.subtasks.length === perUnit * graph.tasks.length)).toBe(true);
+    // The join's three tasks are three pipelines (all-to-all edges between them): 100 subtasks of one task to a unit.
+    expect(packed).toHaveLength(120);
+    expect(packed.every((u) => u.subtasks.length === 100 && new Set(u.subtasks.map((id) => id.slice(0, id.indexOf('#')))).size === 1)).toBe(true);
     const placed = packed.flatMap((u) => u.subtasks);
     expect(placed).toHaveLength(graph.subtasks.length);
     expect(new Set(placed).size).toBe(graph.subtasks.length);
-    // A slice (subtask i of every task) stays in one unit.
-    const unitOf = new LayoutIndex({ units: packed.map((u) => ({ ...u, controlQueue: '' })) });
-    for (const i of [0, 1234, 3999]) expect(new Set(graph.tasks.map((t) => unitOf.unitOf(`${t.id}#${i}`)!.unitId)).size).toBe(1);
+    // A pipeline slice (subtask i of every task of the ingest pipeline) stays in one unit.
+    const ingest = buildExecutionGraph(jobRegistry.build('ingest', { parallelism: 5000, partitions: 5000 }).graph);
+    const unitOf = new LayoutIndex({ units: placeSubtasks(ingest, 100).map((u) => ({ ...u, controlQueue: '' })) });
+    for (const i of [0, 1234, 4999]) expect(new Set(ingest.tasks.map((t) => unitOf.unitOf(`${t.id}#${i}`)!.unitId)).size).toBe(1);
 
     const small = joinGraph(3);
     expect(placeSubtasks(small).map((u) => [u.unitId, u.subtasks])).toEqual(small.subtasks.map((s) => [`${s.taskId}-${s.index}`, [s.id]]));
@@ -72,11 +72,11 @@ describe('the job item at parallelism 4 and 4000', () => {
     const big = submitter(100);
     const a = await small.submit(4);
     const b = await big.submit(4000);
-    // Units of whole pipeline slices (the join's three tasks: 33 slices, 99 subtasks, to a unit);
-    // each unit reads, so each has an input queue beside its control queue: queues grow with units.
-    const units = Math.ceil(4000 / Math.floor(100 / 3));
+    // Units of 100 subtasks of one task (the join's three tasks are pipelines of their own); the
+    // join units read, so each has an input queue beside its control queue: queues grow with units.
+    const units = 120;
     expect(b.units).toHaveLength(units);
-    expect(b.queues).toHaveLength(2 * units);
+    expect(b.queues).toHaveLength(units + 40);
     const metaOf = (m: ObservedMetadataStore) => m.largest.get('JOB / META')!.bytes;
     expect(metaOf(small.metadata)).toBeLessThan(1500);
     expect(Math.abs(metaOf(big.metadata) - metaOf(small.metadata))).toBeLessThan(40);
@@ -135,15 +135,15 @@ describe('unit records and heartbeats', () => {
     const join = joinGraph(4000);
     const joined = jobLayout(join, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 });
     const joinLayout = new LayoutIndex(joined);
-    // All-to-all: every unit hosting a producer subtask (every unit: each holds whole slices).
-    expect(producerUnitsOf(join, joinLayout, joinLayout.unitOf('join#0')!.subtasks).size).toBe(joined.units.length);
+    // All-to-all: every unit hosting a producer subtask (the 80 units of the two sources).
+    expect(producerUnitsOf(join, joinLayout, joinLayout.unitOf('join#0')!.subtasks).size).toBe(80);
     expect(producerUnitsOf(join, joinLayout, ['events#0']).size).toBe(0);
   });
 
   it('a join unit of 100 subtasks at parallelism 4000 reports under 400 KB with every input channel counted and an alignment open', async () => {
     const { metadata, jobs, submit } = submitter(100);
     const job = await submit(4000);
-    const unit = job.units[60]!;
+    const unit = job.units[100]!;
     const graph = joinGraph(4000);
     const join = graph.tasks.find((t) => t.id === 'join')!;
     // One join subtask after a restart: every one of its 8000 channels has counts.
@@ -162,11 +162,11 @@ describe('unit records and heartbeats', () => {
     expect(joinStats.aligning.waitingFor).toHaveLength(STATUS_CHANNELS);
     expect(joinStats.aligning.waiting).toBe(7999);
     const stats = Object.fromEntries(unit.subtasks.map((id) => [id, id.startsWith('join#') ? joinStats : base]));
-    expect(unit.subtasks.filter((id) => id.startsWith('join#'))).toHaveLength(33);
+    expect(unit.subtasks.filter((id) => id.startsWith('join#'))).toHaveLength(100);
     await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 1);
     expect(await jobs.reportUnit(job.jobId, unit.unitId, 1, { stats, heartbeatAt: Date.now(), requests: { sqs: 1e9, dynamodb: 1e9, s3: 1e9 } })).toBe(true);
     const record = metadata.largest.get('UNITS / UNIT#')!;
-    expect(record.bytes).toBeGreaterThan(50_000); // 76 KB here
+    expect(record.bytes).toBeGreaterThan(50_000); // 178 KB here (100 join subtasks)
     expect(record.bytes).toBeLessThan(MAX_ITEM_BYTES);
     // Every channel listed, as before, would not fit: DynamoDB refuses the write.
     const uncapped = { ...joinStats, channels: gate.channelCounters() };

@@ -3,7 +3,7 @@ import { jobRegistry } from '../../examples/jobs';
 import { buildExecutionGraph } from '../../lib/graph/execution-graph';
 import { JobSpecError } from '../../lib/graph/job-graph';
 import { resolveSettings } from '../../lib/jobs/job-service';
-import { checkSubtasksPerUnit, jobLayout, pipelineSlices } from '../../lib/graph/placement';
+import { checkSubtasksPerUnit, jobLayout, pipelineSlices, pipelines } from '../../lib/graph/placement';
 import type { ExecutionGraph } from '../../lib/graph/execution-graph';
 
 const placeSubtasks = (graph: ExecutionGraph, queuePrefix: string, jobId: string, subtasksPerUnit?: number) => jobLayout(graph, { jobId, queuePrefix, ...(subtasksPerUnit ? { subtasksPerUnit } : {}) }).units;
@@ -20,19 +20,37 @@ describe('placement of subtasks into task units', () => {
     expect(units.map((u) => u.inputQueue)).toEqual([undefined, undefined, undefined, 'q-job-1-u3', 'q-job-1-u4', 'q-job-1-u5']);
   });
 
-  it('keeps a pipeline slice (subtask i of every task) in one unit and packs whole slices while they fit', () => {
+  it('keeps a pipeline slice (subtask i of every task linked by pointwise edges) in one unit and packs whole slices while they fit', () => {
     const graph = graphOf('recommendation-join', { parallelism: 4, chainSink: false });
     const slices = pipelineSlices(graph);
-    expect(slices).toHaveLength(4);
-    const width = slices[0]!.length;
-    expect(slices.every((s) => s.length === width)).toBe(true);
-    const units = placeSubtasks(graph, 'q', 'j', 2 * width + 1);
-    // Two slices fit, a third does not: units of two slices, the last of what is left.
-    expect(units.map((u) => u.subtasks)).toEqual([[...slices[0]!, ...slices[1]!], [...slices[2]!, ...slices[3]!]]);
-    expect(units.map((u) => u.unitId)).toEqual(['unit-0', 'unit-1']);
-    expect(units.every((u) => u.inputQueue !== undefined)).toBe(true);
+    // The join's pipelines: its two sources alone, the join with its sink (a pointwise edge).
+    expect(pipelines(graph).map((p) => p.map((t) => t.id))).toEqual([['events'], ['features'], ['join', 's3-sink']]);
+    expect(slices).toEqual([0, 1, 2, 3].map((i) => [`events#${i}`]).concat([0, 1, 2, 3].map((i) => [`features#${i}`]), [0, 1, 2, 3].map((i) => [`join#${i}`, `s3-sink#${i}`])));
+    const units = placeSubtasks(graph, 'q', 'j', 5);
+    // Whole slices while they fit (a join slice of two does not fit beside four single slices).
+    expect(units.map((u) => u.subtasks)).toEqual([
+      ['events#0', 'events#1', 'events#2', 'events#3', 'features#0'],
+      ['features#1', 'features#2', 'features#3', 'join#0', 's3-sink#0'],
+      ['join#1', 's3-sink#1', 'join#2', 's3-sink#2'],
+      ['join#3', 's3-sink#3'],
+    ]);
+    expect(units.map((u) => u.unitId)).toEqual(['unit-0', 'unit-1', 'unit-2', 'unit-3']);
+    // Sources only: no input queue.
+    expect(units.map((u) => u.inputQueue !== undefined)).toEqual([false, true, true, true]);
     // Every subtask is placed exactly once.
     expect(units.flatMap((u) => u.subtasks).sort()).toEqual(graph.subtasks.map((s) => s.id).sort());
+  });
+
+  it('places the ends of an all-to-all edge in different units: unit pairs grow with producer units x consumer units', () => {
+    // The seed's join at P=4000 in units of 100: sources in 80 units, joins in 40.
+    const graph = graphOf('recommendation-join', { parallelism: 4000 });
+    const units = placeSubtasks(graph, 'q', 'j', 100);
+    const taskOf = (id: string) => id.slice(0, id.lastIndexOf('#'));
+    const producers = units.filter((u) => u.subtasks.some((s) => taskOf(s) !== 'join')).length;
+    const consumers = units.filter((u) => u.inputQueue !== undefined).length;
+    expect(units).toHaveLength(120);
+    expect([producers, consumers]).toEqual([80, 40]);
+    expect(units.filter((u) => u.inputQueue !== undefined && u.subtasks.some((s) => taskOf(s) !== 'join'))).toHaveLength(0);
   });
 
   it('splits a slice larger than a unit over units in order', () => {

@@ -1,6 +1,6 @@
 /** The arithmetic of bench:scale's cost model (bench/lib/scale-cost.ts): prices, Flink, units, messages. */
 import { describe, expect, it } from 'vitest';
-import { ZERO, allToAllMessagesPerSecond, dollarsPerHour, flinkCost, joinUnits, modelRow, type Coefficients } from '../../bench/lib/scale-cost';
+import { ZERO, allToAllMessagesPerSecond, dollarsPerHour, flinkCost, joinUnitRoles, joinUnits, modelRow, type Coefficients } from '../../bench/lib/scale-cost';
 
 describe('scale cost model', () => {
   it('prices billed units at the stated list prices', () => {
@@ -17,8 +17,9 @@ describe('scale cost model', () => {
     expect(flinkCost(4000, 4).kpus).toBe(1001);
   });
 
-  it('packs the join in whole pipeline slices', () => {
-    expect(joinUnits(4000, 100)).toBe(122);
+  it('packs the join pipeline by pipeline: its sources, then its joins', () => {
+    expect(joinUnits(4000, 100)).toBe(120);
+    expect(joinUnitRoles(4000, 100)).toEqual({ producers: 80, consumers: 40 });
     expect(joinUnits(16, 100)).toBe(1);
     expect(joinUnits(16, 12)).toBe(4);
     expect(joinUnits(4000, 1)).toBe(12_000);
@@ -27,10 +28,12 @@ describe('scale cost model', () => {
   it('sends one message per reached unit pair per linger, no more than the records', () => {
     const o = { lingerMs: 200, bytesPerRecord: 100, maxMessageBytes: 256 * 1024 };
     // Few records: about one message per record.
-    expect(allToAllMessagesPerSecond(100, 10, o)).toBeCloseTo(10, 0);
+    expect(allToAllMessagesPerSecond(100, 100, 10, o)).toBeCloseTo(10, 0);
     // Many records: every pair every linger.
-    expect(allToAllMessagesPerSecond(4, 100_000, o)).toBeCloseTo(4 * 4 * 5 * Math.ceil((100_000 * 0.2 / 16) * 100 / (256 * 1024)), 0);
-    expect(allToAllMessagesPerSecond(4, 0, o)).toBe(0);
+    expect(allToAllMessagesPerSecond(4, 4, 100_000, o)).toBeCloseTo(4 * 4 * 5 * Math.ceil((100_000 * 0.2 / 16) * 100 / (256 * 1024)), 0);
+    // Producers and consumers apart: pairs are producers x consumers.
+    expect(allToAllMessagesPerSecond(8, 2, 100_000, o)).toBeCloseTo(8 * 2 * 5, 0);
+    expect(allToAllMessagesPerSecond(4, 4, 0, o)).toBe(0);
   });
 
   it('adds idle, control plane, messages and checkpoints', () => {

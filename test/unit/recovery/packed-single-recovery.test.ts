@@ -99,7 +99,10 @@ describe('single-point recovery of packed units (hostUnit, memory ports)', () =>
     const params = { parallelism: 2, events: 40_000, featureUpdates: 4_000, users: 100, partitions: 4, minutes: 60, rate: 500 };
     const job = await service.submit({ job: 'recommendation-join', params, failover: 'single', subtasksPerUnit, heartbeatTimeoutSeconds: 60, checkpoint: { timeoutSeconds: 2 } });
     expect(job.units).toHaveLength(units);
-    const victim = job.units[0]!;
+    // The unit hosting producers and consumers both (pipelines are placed one after another: the
+    // sources first, then the joins; the boundary's unit hosts some of each).
+    const victim = job.units.find((u) => u.subtasks.some((s) => s.startsWith('join#')) && u.subtasks.some((s) => !s.startsWith('join#')))!;
+    expect(victim).toBeDefined();
     const catalog = new PortCheckpointCatalog(job.jobId, ports.metadata, ports.blobs);
     const controlLog: string[] = [];
     const logger = textLogger((line, level) => {
