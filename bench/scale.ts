@@ -180,11 +180,12 @@ function countingChannels(inner: ChannelTransport): ChannelTransport {
 }
 
 /** One channel transport whose receives (long polls) go through `polls` and everything else through `rest`. */
-function receivesFrom(polls: ChannelTransport, rest: ChannelTransport): ChannelTransport {
+function receivesFrom(polls: ChannelTransport, settles: ChannelTransport, rest: ChannelTransport): ChannelTransport {
+  const sourceOf = (prop: string | symbol) => (prop === 'receive' ? polls : prop === 'delete' || prop === 'changeVisibility' ? settles : rest);
   return new Proxy(rest, {
     get(target, prop, receiver) {
-      const source = prop === 'receive' ? polls : target;
-      const value = Reflect.get(source, prop, prop === 'receive' ? source : receiver);
+      const source = sourceOf(prop);
+      const value = Reflect.get(source, prop, source === target ? receiver : source);
       return typeof value === 'function' ? value.bind(source) : value;
     },
   });
@@ -687,9 +688,14 @@ async function main(): Promise<void> {
   const pollPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
   const queued = { connectionTimeoutMs: 1_800_000, requestTimeoutMs: 1_800_000, maxAttempts: 6 };
   const sqsPorts = createAwsPorts(config, { maxSockets: 64, ...queued });
+  // Deletes and visibility changes have sockets of their own: queued behind a checkpoint's
+  // thousands of barrier sends they came after the envelope's lease, and a FIFO group whose first
+  // envelope is not deleted delivers nothing after it (the P=4000 join's stall, docs/scale.md). A
+  // real unit has its own sockets; one process's units must not starve each other's deletes.
+  const settlePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
   const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
-  const channels = receivesFrom(pollPorts.channels, sqsPorts.channels);
-  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
+  const channels = receivesFrom(pollPorts.channels, settlePorts.channels, sqsPorts.channels);
+  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const period = flags.firstRecordS;
@@ -881,7 +887,7 @@ Cost model coefficients (how each is derived):
 - load per unit (beyond messages) = (P=16 load billed/s - idle, SQS aside) / ${p16.units} units: ${fmtBilled(loadPerUnit, 3)} per s
 - bytes per record = P=16 payload bytes / records = ${coefficients.bytesPerRecord.toFixed(0)} B; CPU per record (P=16, in this process) = ${(coefficients.cpuSecondsPerRecord * 1e6).toFixed(1)} us
 - checkpoint = ${base.name}'s net billed per checkpoint: S3 and DynamoDB per subtask (${fmtBilled(coefficients.checkpointPerSubtask, 3)}), SQS per unit (${checkpointPerUnit.sqs.toFixed(1)})
-- messages per second (all-to-all join): each unit flushes every 200 ms to the units its records hash to (bench/lib/scale-cost.ts allToAllMessagesPerSecond)
+- messages per second (all-to-all join): each source unit flushes every 200 ms to the join units its records hash to (bench/lib/scale-cost.ts allToAllMessagesPerSecond)
 - compute: Fargate ${flags.unitVcpu} vCPU + ${flags.unitGb} GB per unit of ${flags.subtasksPerUnit} subtasks, more vCPU when records x CPU per record needs it; checkpoints every ${flags.checkpointIntervalS} s`);
 
     const model: ModelRow[] = [];
