@@ -83,6 +83,7 @@ import { type ChannelInbound, type ChannelMessage, compactPart, compactRun, cont
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
 export const MUX_OVERHEAD_BYTES = 256;
 const DEFAULT_LAZY_MS = 50;
+const DEFAULT_LAZY_MAX_MS = 5_000;
 /**
  * Memory a buffered part holds besides its body (its Part and message objects, its inbox slot): a
  * compact run expands into parts of ~50-byte bodies, whose memory is mostly this (measured: the
@@ -98,6 +99,8 @@ const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 const MAX_PENDING_DELETES = 100;
 /** The longest lease an overloaded unit asks for (a dead unit's envelopes stay hidden that long). */
 const MAX_LEASE_SECONDS = 240;
+/** A grown lease shrinks only after this long without an expired delete (longer than a checkpoint at P=4000 in one process). */
+const LEASE_HOLD_MS = 15 * 60_000;
 
 export interface UnitChannelsOptions {
   /** SQS (or the in-memory transport in unit tests). */
@@ -122,8 +125,13 @@ export interface UnitChannelsOptions {
   inputQueue?: string;
   /** The input queue of the unit hosting a subtask. */
   inputQueueOf(subtask: string): string;
-  /** Longest wait of a barrier for company (default 50 ms). */
+  /** Longest wait of a barrier for company once the unit's producers have all sent theirs (default 50 ms). */
   lazyMs?: number;
+  /**
+   * Longest wait of a barrier for the barriers of the same checkpoint from the unit's other
+   * producers to the same consumer unit (default 5 s; see `barrierDue`).
+   */
+  lazyMaxMs?: number;
   /**
    * The unit's send tick for `linger` messages (a writer's linger flush): they go out at the next
    * multiple of this many ms on the clock; 0 (the default) sends them at once.
@@ -246,6 +254,8 @@ interface Destination {
   /** When the parts queued (none urgent) are due: the first barrier's grace, the next send tick. */
   lazyDue: number | undefined;
   lingerDue: number | undefined;
+  /** The checkpoint whose barriers wait here for the rest of the unit's producers (`barrierDue`). */
+  awaiting: { checkpoint: string; missing: Set<string>; capAt: number } | undefined;
 }
 
 /** An envelope received and not yet deleted. */
@@ -304,6 +314,11 @@ export class UnitChannels implements ChannelTransport {
   }
   private readonly routes = new Map<string, Route>();
   private readonly destinations = new Map<string, Destination>();
+  /** `barrierPeers` by consumer unit queue, and the input queues of each task (both computed once). */
+  private readonly peersByQueue = new Map<string, ReadonlySet<string>>();
+  private readonly taskQueues = new Map<string, ReadonlySet<string>>();
+  /** `<edge>:<producer index>` of producers here whose input ended (they send no more barriers). */
+  private readonly ended = new Set<string>();
   /** Inboxes by logical queue name, and by `<edge> <consumer>` (how parts name them). */
   private readonly inboxes = new Map<string, Inbox>();
   private readonly inboxByPart = new Map<string, Inbox>();
@@ -496,6 +511,7 @@ export class UnitChannels implements ChannelTransport {
         }
       }
       const shape = controlShape(part);
+      if (shape && !lazy && shape.head.endsWith(',e')) this.producerEnded(`${route.edgeId}:${shape.head.slice(0, shape.head.indexOf(','))}`);
       const head = envelopePartHeader(part);
       const text = head + m.body;
       // A body its writer measured (records) is not measured again (a ~256 KB string, flattened
@@ -515,9 +531,78 @@ export class UnitChannels implements ChannelTransport {
     }
     const now = this.clock.now();
     if (lingers) destination.lingerDue ??= now - (now % tick) + tick;
-    else destination.lazyDue ??= now + (this.options.lazyMs ?? DEFAULT_LAZY_MS);
+    else destination.lazyDue = Math.min(destination.lazyDue ?? Infinity, this.barrierDue(destination, route.edgeId, messages, now));
     this.wake(destination, now);
     return sent;
+  }
+
+  /**
+   * When barriers just queued for a consumer unit are due. They wait for the barriers of the same
+   * checkpoint from the unit's other producers to that unit (its `barrierPeers`), then `lazyMs`
+   * more for the rest of the turn, at most `lazyMaxMs` from the first: the unit's barriers of one
+   * checkpoint go out as one envelope per consumer unit. With a fixed 50 ms grace, the sources of a
+   * saturated process emitted theirs seconds apart, and the P=4000 join sent ~27k barrier envelopes
+   * for ~15k unit pairs (docs/scale.md). Waiting costs the consumer nothing: its alignment needs
+   * every producer's barrier anyway. A record sent meanwhile takes the barriers along at once
+   * (`pump`); a producer whose input ended sends no more barriers and is not waited for.
+   */
+  private barrierDue(d: Destination, edgeId: string, messages: readonly OutboundMessage[], now: number): number {
+    const grace = now + (this.options.lazyMs ?? DEFAULT_LAZY_MS);
+    const first = messages.find((m) => m.lazy);
+    if (!first || !readControl(first.body, this.control)) return grace;
+    const checkpoint = /"c":(\d+)/.exec(first.body.slice(this.control.tAt))?.[1];
+    if (checkpoint === undefined) return grace;
+    let w = d.awaiting;
+    if (!w || w.checkpoint !== checkpoint) {
+      const missing = new Set([...this.barrierPeers(d.queue)].filter((k) => !this.ended.has(k)));
+      w = d.awaiting = { checkpoint, missing, capAt: now + (this.options.lazyMaxMs ?? DEFAULT_LAZY_MAX_MS) };
+    }
+    w.missing.delete(`${edgeId}:${first.body.slice(this.control.pAt, this.control.pEnd)}`);
+    if (w.missing.size > 0) return Math.max(grace, w.capAt);
+    d.awaiting = undefined;
+    return grace;
+  }
+
+  /** A producer here sent its end of input on an edge: no barrier waits for it from now on. */
+  private producerEnded(key: string): void {
+    if (this.ended.has(key)) return;
+    this.ended.add(key);
+    const now = this.clock.now();
+    for (const d of this.destinations.values()) {
+      if (!d.awaiting?.missing.delete(key) || d.awaiting.missing.size > 0) continue;
+      d.awaiting = undefined;
+      if (d.lazyDue !== undefined) {
+        d.lazyDue = Math.min(d.lazyDue, now + (this.options.lazyMs ?? DEFAULT_LAZY_MS));
+        this.wake(d, now);
+      }
+    }
+  }
+
+  /** `<edge>:<producer index>` of this unit's subtasks that send on an edge to a consumer in the unit of `queue`. */
+  private barrierPeers(queue: string): ReadonlySet<string> {
+    const known = this.peersByQueue.get(queue);
+    if (known) return known;
+    const peers = new Set<string>();
+    for (const id of this.options.subtasks) {
+      const { taskId, index } = parseSubtaskId(id);
+      for (const edge of this.options.graph.edges) {
+        if (edge.from !== taskId) continue;
+        const reaches = edge.pointwise ? this.options.inputQueueOf(`${edge.to}#${index}`) === queue : this.queuesOfTask(edge.to).has(queue);
+        if (reaches) peers.add(`${edge.id}:${index}`);
+      }
+    }
+    this.peersByQueue.set(queue, peers);
+    return peers;
+  }
+
+  /** The input queues of a task's units. */
+  private queuesOfTask(taskId: string): ReadonlySet<string> {
+    let queues = this.taskQueues.get(taskId);
+    if (queues) return queues;
+    const parallelism = this.options.graph.tasks.find((t) => t.id === taskId)?.parallelism ?? 0;
+    queues = new Set(Array.from({ length: parallelism }, (_, i) => this.options.inputQueueOf(`${taskId}#${i}`)));
+    this.taskQueues.set(taskId, queues);
+    return queues;
   }
 
   /**
@@ -621,7 +706,7 @@ export class UnitChannels implements ChannelTransport {
 
   private destination(queue: string): Destination {
     let d = this.destinations.get(queue);
-    if (!d) this.destinations.set(queue, (d = { queue, parts: [], inFlight: undefined, immediate: undefined, timer: undefined, timerAt: 0, lazyDue: undefined, lingerDue: undefined }));
+    if (!d) this.destinations.set(queue, (d = { queue, parts: [], inFlight: undefined, immediate: undefined, timer: undefined, timerAt: 0, lazyDue: undefined, lingerDue: undefined, awaiting: undefined }));
     return d;
   }
 
@@ -887,10 +972,18 @@ export class UnitChannels implements ChannelTransport {
     }
   }
 
-  /** Longer leases while deletes come back expired; shorter again while they come within a third of the base. */
+  /**
+   * Longer leases while deletes come back expired; shorter again while they come within a third of
+   * the base, but only once LEASE_HOLD_MS passed without an expired delete: the late deletes come
+   * with each checkpoint's surge, and a lease shrunk between two checkpoints expired again in the
+   * next (the P=4000 join's second checkpoint, docs/scale.md).
+   */
   private adaptLease(expired: number, oldestAgeMs: number): void {
-    if (expired > 0) this.leaseSeconds = Math.min(MAX_LEASE_SECONDS, this.leaseSeconds * 2);
-    else if (this.leaseSeconds > this.visibilitySeconds && oldestAgeMs < (this.visibilitySeconds * 1000) / 3) {
+    const now = this.clock.now();
+    if (expired > 0) {
+      this.leaseSeconds = Math.min(MAX_LEASE_SECONDS, this.leaseSeconds * 2);
+      this.lastExpiredAt = now;
+    } else if (this.leaseSeconds > this.visibilitySeconds && now - this.lastExpiredAt >= LEASE_HOLD_MS && oldestAgeMs < (this.visibilitySeconds * 1000) / 3) {
       this.leaseSeconds = Math.max(this.visibilitySeconds, Math.floor(this.leaseSeconds * 0.9));
     }
   }
@@ -899,6 +992,9 @@ export class UnitChannels implements ChannelTransport {
   get lease(): number {
     return this.leaseSeconds;
   }
+
+  /** When a delete last came back expired (see `adaptLease`). */
+  private lastExpiredAt = Number.NEGATIVE_INFINITY;
 
   /** Receipts being deleted now (the call in flight). */
   private deletesInFlight = 0;

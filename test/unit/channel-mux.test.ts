@@ -23,7 +23,7 @@ const source = (): SourceFunction<Json> => ({ open: async () => undefined, poll:
 const sink = (): SinkFunction<Json> => ({ open: async () => undefined, write: () => undefined, prepare: async (t) => t, commit: async () => undefined, abort: async () => undefined });
 
 /** src (2) -> rebalance -> out (2): four channels; unit 0 hosts both sources, unit 1 both sinks. */
-function setup(options: { lazyMs?: number; lingerMs?: number; clock?: Clock } = {}) {
+function setup(options: { lazyMs?: number; lazyMaxMs?: number; lingerMs?: number; clock?: Clock } = {}) {
   const builder = new JobBuilder('mux', { parallelism: 2 });
   builder.source('src', source).rebalance().sink('out', sink);
   const graph = buildExecutionGraph(builder.build());
@@ -233,7 +233,7 @@ describe('multiplexed channels', () => {
     expect([mux.report().deleteFailures, mux.lastDeleteError]).toEqual([150, 'connection reset']);
   });
 
-  it('asks for longer leases while its deletes come back expired, and for the base one again once they come quickly', async () => {
+  it('asks for longer leases while its deletes come back expired, and for the base one again once they came quickly for 15 minutes', async () => {
     const { time, transport, inputQueue, logical, common } = await clockedSetup();
     let lateBy = 20_000;
     const leases: number[] = [];
@@ -269,11 +269,15 @@ describe('multiplexed channels', () => {
     // It comes again (a duplicate, which its gate would drop); the deletes are quick from now on.
     lateBy = 1_000;
     for (let i = 0; i < 400 && leases.length < 2; i++) await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 });
-    // The next envelope is received under the longer lease (30 s, or 27 after one quick delete).
+    // The next envelope is received under the longer lease; quick deletes keep it for 15 minutes
+    // after the last expired one (the next checkpoint's surge needs it again).
     await oneEnvelope(1);
-    expect(leases.at(-1)).toBeGreaterThan(15);
-    // Deletes within a third of the base lease: back to 15 s, 10 % a delete.
-    for (let s = 2; s < 14 && mux.lease > 15; s++) await oneEnvelope(s);
+    for (let s = 2; s < 6; s++) await oneEnvelope(s);
+    expect(leases.at(-1)).toBe(30);
+    expect(mux.lease).toBe(30);
+    time.now += 15 * 60_000;
+    // Then deletes within a third of the base lease: back to 15 s, 10 % a delete.
+    for (let s = 6; s < 20 && mux.lease > 15; s++) await oneEnvelope(s);
     expect(mux.lease).toBe(15);
     expect(mux.report().leaseSeconds).toBe(15);
   });
@@ -400,6 +404,56 @@ describe('multiplexed channels', () => {
     const parts = [...(await mux.receive(logical(0), { max: 10, waitSeconds: 1 })), ...(await mux.receive(logical(1), { max: 10, waitSeconds: 1 }))];
     expect(parts.map((m) => JSON.parse(m.body).t)).toEqual(['b', 'b', 'b', 'b']);
     expect(mux.stats.envelopesReceived).toBe(1);
+  });
+
+  it("holds a unit's barriers of one checkpoint until all its producers to that consumer unit sent theirs (at most lazyMaxMs), not for one whose input ended", async () => {
+    const time = { now: 0 };
+    const clock: Clock = { now: () => time.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) };
+    const { transport, inputQueue, producers, consumers, writer, sends, logical } = setup({ lazyMs: 40, clock, lazyMaxMs: 60_000 });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const w1 = writer(1, producers);
+    // Producer 0's barrier; producer 1's comes 3 s later (a saturated process): no send meanwhile.
+    w0.emitEvent({ t: 'b', c: 1 });
+    await w0.flush();
+    await new Promise((r) => setTimeout(r, 80));
+    time.now += 3_000;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(sends).toHaveLength(0);
+    w1.emitEvent({ t: 'b', c: 1 });
+    await w1.flush();
+    // The last peer's barrier came: the grace (40 ms), then one envelope with both.
+    for (let i = 0; i < 100 && sends.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(sends).toHaveLength(1);
+    expect(sends[0]!.messages).toHaveLength(1);
+    const mux = consumers();
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const parts = [...(await mux.receive(logical(0), { max: 10, waitSeconds: 1 })), ...(await mux.receive(logical(1), { max: 10, waitSeconds: 1 }))].map((m) => JSON.parse(m.body));
+    expect(parts.map((m) => `${m.t}${m.c} from ${m.p}`).sort()).toEqual(['b1 from 0', 'b1 from 0', 'b1 from 1', 'b1 from 1']);
+    // Producer 1's input ends (its end of input goes at once); checkpoint 2: producer 0's barrier waits for nobody.
+    w1.emitEvent({ t: 'e' });
+    await w1.flush();
+    await producers.flush();
+    const before = sends.length;
+    w0.emitEvent({ t: 'b', c: 2 });
+    await w0.flush();
+    for (let i = 0; i < 100 && sends.length === before; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(sends.length).toBe(before + 1);
+  });
+
+  it('sends held barriers after lazyMaxMs when a producer never sends its own', async () => {
+    const { transport, inputQueue, producers, writer, sends } = setup({ lazyMs: 10, lazyMaxMs: 150 });
+    await transport.createQueues([inputQueue]);
+    const w0 = writer(0, producers);
+    const started = Date.now();
+    w0.emitEvent({ t: 'b', c: 3 });
+    await w0.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sends).toHaveLength(0);
+    for (let i = 0; i < 400 && sends.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(sends).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
   });
 
   it("sends a writer's barrier to every consumer of a unit as one compact part, which decodes to the channel messages it would have sent", async () => {
