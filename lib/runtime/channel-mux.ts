@@ -255,7 +255,7 @@ interface Destination {
   lazyDue: number | undefined;
   lingerDue: number | undefined;
   /** The checkpoint whose barriers wait here for the rest of the unit's producers (`barrierDue`). */
-  awaiting: { checkpoint: string; missing: Set<string>; capAt: number } | undefined;
+  awaiting: { checkpoint: string; missing: Set<string>; capAt: number; last: string } | undefined;
 }
 
 /** An envelope received and not yet deleted. */
@@ -549,18 +549,23 @@ export class UnitChannels implements ChannelTransport {
   private barrierDue(d: Destination, edgeId: string, messages: readonly OutboundMessage[], now: number): number {
     const grace = now + (this.options.lazyMs ?? DEFAULT_LAZY_MS);
     const first = messages.find((m) => m.lazy);
-    if (!first || !readControl(first.body, this.control)) return grace;
-    const checkpoint = /"c":(\d+)/.exec(first.body.slice(this.control.tAt))?.[1];
-    if (checkpoint === undefined) return grace;
+    if (!first) return grace;
+    // A writer sends its barrier to each consumer in turn (P x P sends per checkpoint): the same
+    // producer's next one is known by its group, without reading the body again.
+    const tag = `${edgeId} ${first.groupId}`;
     let w = d.awaiting;
-    if (!w || w.checkpoint !== checkpoint) {
-      const missing = new Set([...this.barrierPeers(d.queue)].filter((k) => !this.ended.has(k)));
-      w = d.awaiting = { checkpoint, missing, capAt: now + (this.options.lazyMaxMs ?? DEFAULT_LAZY_MAX_MS) };
+    if (w?.last !== tag) {
+      if (!readControl(first.body, this.control)) return grace;
+      const checkpoint = /"c":(\d+)/.exec(first.body.slice(this.control.tAt))?.[1];
+      if (checkpoint === undefined) return grace;
+      if (!w || w.checkpoint !== checkpoint) {
+        const missing = new Set([...this.barrierPeers(d.queue)].filter((k) => !this.ended.has(k)));
+        w = d.awaiting = { checkpoint, missing, capAt: now + (this.options.lazyMaxMs ?? DEFAULT_LAZY_MAX_MS), last: '' };
+      }
+      w.last = tag;
+      w.missing.delete(`${edgeId}:${first.body.slice(this.control.pAt, this.control.pEnd)}`);
     }
-    w.missing.delete(`${edgeId}:${first.body.slice(this.control.pAt, this.control.pEnd)}`);
-    if (w.missing.size > 0) return Math.max(grace, w.capAt);
-    d.awaiting = undefined;
-    return grace;
+    return w.missing.size > 0 ? Math.max(grace, w.capAt) : grace;
   }
 
   /** A producer here sent its end of input on an edge: no barrier waits for it from now on. */
@@ -570,7 +575,6 @@ export class UnitChannels implements ChannelTransport {
     const now = this.clock.now();
     for (const d of this.destinations.values()) {
       if (!d.awaiting?.missing.delete(key) || d.awaiting.missing.size > 0) continue;
-      d.awaiting = undefined;
       if (d.lazyDue !== undefined) {
         d.lazyDue = Math.min(d.lazyDue, now + (this.options.lazyMs ?? DEFAULT_LAZY_MS));
         this.wake(d, now);
