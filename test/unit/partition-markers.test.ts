@@ -1,5 +1,5 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RuntimeContext } from '../../lib/api/functions';
 import {
   PartitionMarkers,
@@ -149,7 +149,12 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
     expect(await m[0]!.committed(['dt=2026-01-01/hour=05'], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] });
     expect(await m[1]!.committed([], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] }); // subtask 2: nothing yet
     expect(await m[2]!.committed([], H(5, 59))).toEqual({ committed: H(5, 59), marked: [] }); // its own progress rules it out
-    expect(await m[0]!.committed([], H(9))).toEqual({ committed: H(9), minimum: H(5, 59), marked: [] });
+    // Subtask 0 again, nothing new (no hour, no progress): it does not even list; subtask 1 moves and looks.
+    const list = vi.spyOn(blobs, 'list');
+    expect(await m[0]!.committed([], H(9))).toEqual({ committed: H(9), marked: [] });
+    expect(list).not.toHaveBeenCalled();
+    expect(await m[1]!.committed([], H(10))).toEqual({ committed: H(10), minimum: H(5, 59), marked: [] });
+    // The slowest subtask moves past the hour: it marks it.
     expect(await m[2]!.committed([], H(6))).toEqual({ committed: H(6), minimum: H(6), marked: ['dt=2026-01-01/hour=05'] });
     expect(await blobs.head('out/j/dt=2026-01-01/hour=05/_SUCCESS')).toEqual({ key: 'out/j/dt=2026-01-01/hour=05/_SUCCESS', size: 0 });
     await expect(m[0]!.committed(['hour=5'], H(9))).rejects.toThrow(/not an hour partition/);
