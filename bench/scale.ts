@@ -57,6 +57,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createAwsPorts, ensureInfrastructure, billedCounts, requestCounts, type AwsPorts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
@@ -318,6 +319,12 @@ interface JobRun {
     /** Heap and resident set (MB) once the new attempt was seen RUNNING. */
     heapMb?: number;
     rssMb?: number;
+    /**
+     * This process's event-loop delay from the kill until the new attempt was seen RUNNING (ms):
+     * every unit, the control plane and the restart share one thread here; a long delay is time
+     * the restart waited for the others, which on AWS run elsewhere.
+     */
+    eventLoopDelayMs?: { mean: number; p99: number; max: number };
     droppedRecords: number | null;
     checkpointAfter: CheckpointRun;
   };
@@ -542,6 +549,8 @@ async function runJob(
   if (spec.kill) {
     // The middle unit (it hosts subtasks of every task).
     const victim = job.units[Math.floor(job.units.length / 2)]!;
+    const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+    loopDelay.enable();
     const failedAt = Date.now();
     const attempt = launcher.kill(job.jobId, victim.unitId);
     controller.unitExited({ jobId: job.jobId, unitId: victim.unitId, attempt, code: null, signal: 'SIGKILL', at: failedAt });
@@ -555,8 +564,10 @@ async function runJob(
       const u = (await jobs.getUnits(job.jobId)).find((x) => x.unitId === victim.unitId);
       return u && u.attempt > attempt && u.status === 'RUNNING' ? Date.now() : undefined;
     }, 250);
+    loopDelay.disable();
+    const eventLoopDelayMs = { mean: Math.round(loopDelay.mean / 1e6), p99: Math.round(loopDelay.percentile(99) / 1e6), max: Math.round(loopDelay.max / 1e6) };
     const recoveredMemory = memory();
-    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB`);
+    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB; this process's event-loop delay meanwhile: mean ${eventLoopDelayMs.mean} ms, p99 ${eventLoopDelayMs.p99} ms, max ${eventLoopDelayMs.max} ms`);
     const after = await checkpoint();
     const again = (await metrics.list(job.jobId)).find((x) => x.seq === event.seq) ?? event;
     recovery = {
@@ -567,6 +578,7 @@ async function runJob(
       runningAgainMs: back - failedAt,
       unitsRestarted: event.unitsRestarted,
       ...recoveredMemory,
+      eventLoopDelayMs,
       droppedRecords: (again as { recordsDropped?: number }).recordsDropped ?? null,
       checkpointAfter: after,
     };

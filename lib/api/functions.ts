@@ -78,6 +78,12 @@ export interface SourceFunction<O> {
    * monitoring; recovery never reads them back from there).
    */
   checkpointComplete?(checkpointId: number): void | Promise<void>;
+  /**
+   * Ends a poll that is waiting (rate-limited, nothing to read) at once; it returns what it has,
+   * possibly nothing. Called when the subtask has a checkpoint to take, is cancelled or hands over:
+   * a source whose poll may wait long implements it, so that barriers are not held by the wait.
+   */
+  interrupt?(): void;
   close?(): Promise<void>;
 }
 

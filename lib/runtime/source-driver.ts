@@ -30,9 +30,15 @@ export class SourceDriver {
     private readonly batchSize = 2000,
   ) {}
 
-  /** Take checkpoint N before the next poll. */
+  /** Take checkpoint N before the next poll (a poll that waits is ended now). */
   trigger(checkpointId: number): void {
     this.triggers.push(checkpointId);
+    this.source.interrupt?.();
+  }
+
+  /** Cancelled or handing over: a poll that waits is ended now. */
+  interrupt(): void {
+    this.source.interrupt?.();
   }
 
   /** Reads until the source is done; returns true when it stopped for a hand-over instead. */

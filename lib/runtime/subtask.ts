@@ -336,6 +336,7 @@ export class SubtaskRunner {
 
   cancel(): void {
     this.cancelled = true;
+    this.sourceDriver?.interrupt();
     this.finalCommit?.();
   }
 
@@ -437,6 +438,7 @@ export class SubtaskRunner {
    */
   requestHandover(graceMs: number): void {
     this.handover = { deadline: Date.now() + graceMs };
+    this.sourceDriver?.interrupt();
     this.finalCommit?.();
   }
 

@@ -78,6 +78,25 @@ describe('generator source', () => {
   });
 });
 
+describe('generator source pacing', () => {
+  it('a rate-limited poll waits until its next record is due (at most a second), and an interrupt ends the wait at once', async () => {
+    // One record a minute: the first is due 60 s after open.
+    const source = new GeneratorSource<number>({ partitions: 1, recordsPerPartition: 10, ratePerSecond: 1 / 60, generate: (_p, o) => o });
+    await source.open(ctx());
+    // Nothing due: the poll waits a second (not 100 ms, not a minute).
+    let started = Date.now();
+    expect((await source.poll(10)).records).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    // A checkpoint to take (or a cancel, a hand-over): the waiting poll returns now, empty.
+    started = Date.now();
+    const waiting = source.poll(10);
+    await new Promise((r) => setTimeout(r, 50));
+    source.interrupt();
+    expect((await waiting).records).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(900);
+  });
+});
+
 describe('generator source sizes', () => {
   const generate = (p: number, o: number) => `${p}:${o}`;
 
