@@ -190,8 +190,7 @@ export class PartitionMarkers {
     // become due through this subtask. An hour becomes due when the slowest subtask moves, and that
     // subtask looks then; each subtask writes its fact (index, progress) before it lists, so of two
     // racing subtasks one sees both. Saves a listing per idle sink subtask and checkpoint (the join
-    // at P=4000 with no records: 4,000 LISTs a checkpoint, which a one-process emulator serves in
-    // time that grows with the bucket, docs/scale.md).
+    // at P=4000 with no records made 4,000 LISTs a checkpoint, docs/scale.md).
     if (fresh.length === 0 && this.lookedAt === committed) return { committed, marked: [] };
     this.lookedAt = committed;
 
