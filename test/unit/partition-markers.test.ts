@@ -4,6 +4,7 @@ import type { RuntimeContext } from '../../lib/api/functions';
 import {
   PartitionMarkers,
   committedWatermarks,
+  toHour,
   hourPartitionEnd,
   minimumCommitted,
   parseProgressKey,
@@ -79,10 +80,10 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
       'output/job-m/dt=2026-01-01/hour=06/_SUCCESS',
     ]);
 
-    // Bookkeeping is outside the output prefix; one progress object per subtask; no staging left.
-    expect(await committedWatermarks(blobs, 'job-m', 'sink', 2)).toEqual([H(7, 10), H(7)]);
+    // Bookkeeping is outside the output prefix; one progress object per subtask, to the hour; no staging left.
+    expect(await committedWatermarks(blobs, 'job-m', 'sink', 2)).toEqual([H(7), H(7)]);
     expect((await blobs.list('sinks/job-m/sink/progress/')).map((b) => b.key)).toEqual([
-      `sinks/job-m/sink/progress/0/${H(7, 10)}.json`,
+      `sinks/job-m/sink/progress/0/${H(7)}.json`,
       `sinks/job-m/sink/progress/1/${H(7)}.json`,
     ]);
     expect(await blobs.list('sinks/job-m/sink/hours/')).toEqual([]); // every indexed hour was marked
@@ -148,16 +149,27 @@ describe('S3 partitioned sink with _SUCCESS markers', () => {
     const m = [0, 1, 2].map((i) => new PartitionMarkers(blobs, scope(i)));
     expect(await m[0]!.committed(['dt=2026-01-01/hour=05'], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] });
     expect(await m[1]!.committed([], H(9))).toEqual({ committed: H(9), minimum: undefined, marked: [] }); // subtask 2: nothing yet
-    expect(await m[2]!.committed([], H(5, 59))).toEqual({ committed: H(5, 59), marked: [] }); // its own progress rules it out
+    expect(await m[2]!.committed([], H(5, 59))).toEqual({ committed: H(5), marked: [] }); // its own progress rules it out
     // Subtask 0 again, nothing new (no hour, no progress): it does not even list; subtask 1 moves and looks.
     const list = vi.spyOn(blobs, 'list');
     expect(await m[0]!.committed([], H(9))).toEqual({ committed: H(9), marked: [] });
     expect(list).not.toHaveBeenCalled();
-    expect(await m[1]!.committed([], H(10))).toEqual({ committed: H(10), minimum: H(5, 59), marked: [] });
+    expect(await m[1]!.committed([], H(10))).toEqual({ committed: H(10), minimum: H(5), marked: [] });
     // The slowest subtask moves past the hour: it marks it.
     expect(await m[2]!.committed([], H(6))).toEqual({ committed: H(6), minimum: H(6), marked: ['dt=2026-01-01/hour=05'] });
     expect(await blobs.head('out/j/dt=2026-01-01/hour=05/_SUCCESS')).toEqual({ key: 'out/j/dt=2026-01-01/hour=05/_SUCCESS', size: 0 });
     await expect(m[0]!.committed(['hour=5'], H(9))).rejects.toThrow(/not an hour partition/);
+    // A watermark that moves within its hour (checkpoint after checkpoint) writes, deletes and lists nothing.
+    const put = vi.spyOn(blobs, 'put');
+    const del = vi.spyOn(blobs, 'delete');
+    list.mockClear();
+    for (const minute of [5, 20, 59]) expect(await m[1]!.committed([], H(10, minute))).toEqual({ committed: H(10), marked: [] });
+    expect([put.mock.calls.length, del.mock.calls.length, list.mock.calls.length]).toEqual([0, 0, 0]);
+    // The next hour is recorded, and a marker is still written exactly when the slowest passes an hour's end.
+    await m[1]!.committed([], H(11));
+    expect((await blobs.list('sinks/j/op/progress/1/')).map((b) => b.key)).toEqual([`sinks/j/op/progress/1/${H(11)}.json`]);
+    expect(toHour(Number.MIN_SAFE_INTEGER)).toBe(Number.MIN_SAFE_INTEGER);
+    expect(toHour(H(6, 59))).toBe(H(6));
     expect(() => new PartitionMarkers(blobs, { ...scope(0), outputPrefix: 'out/' })).toThrow(/must not end with/);
   });
 
