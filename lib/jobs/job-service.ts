@@ -179,6 +179,11 @@ export class JobService {
     return { job, units, totals };
   }
 
+  /** One unit's record (its last report), without the rest of the job's. */
+  unit(jobId: string, unitId: string): Promise<UnitRecord | undefined> {
+    return this.deps.jobs.getUnit(jobId, unitId);
+  }
+
   list() {
     return this.deps.jobs.listJobs();
   }

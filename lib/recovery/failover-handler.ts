@@ -134,7 +134,14 @@ export class FailoverHandler {
     const latest = Promise.resolve(this.options.latestManifest?.(job.jobId));
     recentFailures.catch(() => undefined); // awaited below; a failure surfaces there
     latest.catch(() => undefined);
-    const records = new Map((await jobs.getUnits(job.jobId)).map((u) => [u.unitId, u]));
+    // Single-point strategies restart the failed units alone: their records are all the plan reads
+    // (every record of a P=4000 job is 120 items of up to 41 KB). Region and full read them all.
+    const strategy = this.options.strategy?.(job) ?? job.settings.failover;
+    const alone = strategy === 'single' || strategy === 'single-buffered' || strategy === 'single-exact';
+    const read = alone
+      ? (await mapWithConcurrency([...new Set(failures.map((f) => f.unitId))], limit, (id) => jobs.getUnit(job.jobId, id))).filter((u) => u !== undefined)
+      : await jobs.getUnits(job.jobId);
+    const records = new Map(read.map((u) => [u.unitId, u]));
     const byUnit = new Map<string, UnitFailure>();
     for (const f of failures) {
       const current = records.get(f.unitId)?.attempt ?? 0;
@@ -146,7 +153,6 @@ export class FailoverHandler {
     if (live.length === 0) return { status: 'stale', steps, controlMessages: 0 };
     const [failure, ...alsoFailed] = live as [UnitFailure, ...UnitFailure[]];
 
-    const strategy = this.options.strategy?.(job) ?? job.settings.failover;
     const graph = await service.graphOf(job.jobId);
     const attempts = new Map([...records.values()].map((u) => [u.unitId, u.attempt]));
     for (const f of live) attempts.set(f.unitId, Math.max(attempts.get(f.unitId) ?? 0, f.attempt));

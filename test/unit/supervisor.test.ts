@@ -96,6 +96,88 @@ describe('Supervisor.watch', () => {
     expect(ended.job.status).toBe('FAILED');
   });
 
+  it('raises a failure from the exit and that unit\'s record while a pass is still reading every record', async () => {
+    const running = view([unit('a', 0, 'running'), unit('b', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [] } };
+    let passes = 0;
+    let release: (() => void) | undefined;
+    const unitReads: string[] = [];
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => {
+        passes++;
+        // The second pass reads as slowly as every record of a P=4000 job: until the test lets it go.
+        if (passes === 2) await new Promise<void>((resolve) => (release = resolve));
+        return current;
+      },
+      unit: async (_jobId: string, unitId: string) => {
+        unitReads.push(unitId);
+        return current.units.find((u) => u.unitId === unitId);
+      },
+      completeIfDone: async () => false,
+      fail: async () => {
+        current = { ...current, job: { ...current.job, status: 'FAILED' } };
+      },
+    } as unknown as JobService;
+    let now = 2000;
+    const clock = { now: () => now, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+    const handled: { failures: string[]; units: string[] }[] = [];
+    const s = new Supervisor({
+      service,
+      clock,
+      pollMs: 1,
+      onFailure: async (failures, v) => {
+        handled.push({ failures: failures.map((f) => `${f.unitId}#${f.attempt}@${f.detectedAt}`), units: v.units.map((u) => u.unitId) });
+      },
+    });
+    const watching = s.watch('j');
+    while (!release) await new Promise((resolve) => setImmediate(resolve));
+    now = 2100;
+    s.unitExited(exit('b', 0));
+    while (handled.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    // Handled before the pass under way returned, from one record read, with the last view's units.
+    expect(handled).toEqual([{ failures: ['b#0@2100'], units: ['a', 'b'] }]);
+    expect(unitReads).toEqual(['b']);
+    expect(passes).toBe(2);
+    // The pass that comes back does not raise it again; an exit of an attempt the record no longer has is left to the passes.
+    release!();
+    s.unitExited(exit('a', 7));
+    current = { ...current, units: [unit('a', 0, 'running'), unit('b', 1, 'running')] };
+    while (passes < 5) await new Promise((resolve) => setImmediate(resolve));
+    expect(handled).toHaveLength(1);
+    await service.fail('j', 'done');
+    await watching;
+  });
+
+  it('a failure raised from an exit whose handling fails is retried by the next pass', async () => {
+    const running = view([unit('a', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [] } };
+    let passes = 0;
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => (passes++, current),
+      unit: async () => current.units[0],
+      completeIfDone: async () => false,
+    } as unknown as JobService;
+    const clock = { now: () => 2000, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+    const calls: string[] = [];
+    const s = new Supervisor({
+      service,
+      clock,
+      pollMs: 1,
+      onFailure: async (failures) => {
+        calls.push(failures.map((f) => f.unitId).join());
+        if (calls.length === 1) throw new Error('throttled');
+        current = { ...current, job: { ...current.job, status: 'FAILED' } };
+      },
+    });
+    const watching = s.watch('j');
+    while (passes < 1) await new Promise((resolve) => setImmediate(resolve));
+    s.unitExited(exit('a', 0));
+    await watching;
+    expect(calls).toEqual(['a', 'a']);
+  });
+
   /**
    * A watch over one unit whose heartbeat stays at 1000: `read` says how the clock moves while a
    * view is read, `between` how far it moved between passes; returns the failures of the passes.
