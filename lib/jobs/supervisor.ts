@@ -286,7 +286,9 @@ export class Supervisor {
         await this.handleFailures(failures, view);
         continue; // a fresh view: the failover changed attempts and may have ended the job
       }
-      await this.releaseEndedRegions(view);
+      // Not while this view shows a failed attempt not yet replaced (its failure raised from its
+      // exit, being handled now): its subtasks' last reports may say ended, but they restart.
+      if (!view.units.some((u) => this.handled.has(`${u.unitId}#${u.attempt}`) && u.status !== 'FINISHED' && u.status !== 'CANCELLED')) await this.releaseEndedRegions(view);
       if (await this.options.service.completeIfDone(jobId)) continue;
       await this.pause(clock, pollMs);
     }

@@ -149,6 +149,40 @@ describe('Supervisor.watch', () => {
     await watching;
   });
 
+  it('does not release an ended region while a failure raised from an exit is still being handled', async () => {
+    const running = view([unit('a', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [{ id: 'r', subtasks: ['a#0'] }] } as unknown as JobView['job'] };
+    let passes = 0;
+    const sent: string[] = [];
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => (passes++, current),
+      unit: async () => current.units[0],
+      completeIfDone: async () => false,
+      sendControl: async (_job: unknown, units: string[], message: { type: string }) => void sent.push(`${message.type} ${units.join()}`),
+    } as unknown as JobService;
+    const clock = { now: () => 2000, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+    let finishFailover: (() => void) | undefined;
+    const s = new Supervisor({ service, clock, pollMs: 1, onFailure: () => new Promise<void>((resolve) => (finishFailover = resolve)) });
+    const watching = s.watch('j');
+    while (passes < 1) await new Promise((resolve) => setImmediate(resolve));
+    s.unitExited(exit('a', 0));
+    while (!finishFailover) await new Promise((resolve) => setImmediate(resolve));
+    // The dead attempt's last report said its subtasks ended (it died at its final commit); the new
+    // attempt is not recorded yet, so passes go on reading that report.
+    current = { ...current, units: [unit('a', 0, 'ended')] };
+    const before = passes;
+    while (passes < before + 5) await new Promise((resolve) => setImmediate(resolve));
+    expect(sent).toEqual([]);
+    // Replaced: once the new attempt has ended too, its region is released.
+    current = { ...current, units: [unit('a', 1, 'ended')] };
+    finishFailover();
+    while (sent.length < 1) await new Promise((resolve) => setImmediate(resolve));
+    expect(sent).toEqual(['commitFinal a']);
+    current = { ...current, job: { ...current.job, status: 'FINISHED' } };
+    await watching;
+  });
+
   it('a failure raised from an exit whose handling fails is retried by the next pass', async () => {
     const running = view([unit('a', 0, 'running')]);
     let current: JobView = { ...running, job: { ...running.job, regions: [] } };
