@@ -547,14 +547,18 @@ async function runJob(
 
   let recovery: JobRun['recovery'];
   if (spec.kill) {
-    // The middle unit (it hosts subtasks of every task).
-    const victim = job.units[Math.floor(job.units.length / 2)]!;
+    // The middle one of the units that host consumers (the join's, or the ingest job's units,
+    // which host every task): its restart restores keyed state and, under single, marks its input
+    // sub-partitions unavailable and tells every producer unit. A source unit has neither.
+    const consumerTasks = new Set((await service.graphOf(job.jobId)).tasks.filter((t) => t.inputs.length > 0).map((t) => t.id));
+    const consumerUnits = job.units.filter((u) => u.subtasks.some((s) => consumerTasks.has(s.slice(0, s.lastIndexOf('#')))));
+    const victim = consumerUnits[Math.floor(consumerUnits.length / 2)]!;
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
     const failedAt = Date.now();
     const attempt = launcher.kill(job.jobId, victim.unitId);
     controller.unitExited({ jobId: job.jobId, unitId: victim.unitId, attempt, code: null, signal: 'SIGKILL', at: failedAt });
-    log(`killed ${victim.unitId} attempt ${attempt} (${victim.subtasks.length} subtasks)`);
+    log(`killed ${victim.unitId} attempt ${attempt} (${victim.subtasks.length} subtasks of ${[...new Set(victim.subtasks.map((s) => s.slice(0, s.lastIndexOf('#'))))].join(', ')})`);
     const event = await waitFor('the failed unit available again', 10 * 60_000, async () => {
       const events = await metrics.list(job.jobId);
       const e = events.find((x) => x.unitId === victim.unitId && x.attempt === attempt);
