@@ -82,6 +82,9 @@ export interface MarkResult {
   skipped: SubPartitionRef[];
 }
 
+/** Marking this many sub-partitions or more reads their edges' flags with a query, not one GET each. */
+const PREFETCH_MIN = 8;
+
 /** The stored availability flags of one job. */
 export class AvailabilityRegistry {
   constructor(
@@ -122,23 +125,40 @@ export class AvailabilityRegistry {
   private async markAll(refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean): Promise<MarkResult> {
     if (!Number.isInteger(attempt) || attempt < 0) throw new Error(`availability attempt must be a whole number >= 0, got ${attempt}`);
     const result: MarkResult = { changed: [], unchanged: [], fenced: [], skipped: [] };
-    const outcomes = await mapWithConcurrency(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create));
+    const stored = refs.length >= PREFETCH_MIN ? await this.storedFlags(refs) : undefined;
+    const outcomes = await mapWithConcurrency(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create, stored));
     refs.forEach((ref, i) => result[outcomes[i]!].push(ref));
     return result;
   }
 
-  /** Compare-and-set of one flag on its stored version. */
-  private async mark(ref: SubPartitionRef, available: boolean, attempt: number, create: boolean): Promise<MarkOutcome> {
+  /**
+   * The stored flags of these sub-partitions' edges, one query per edge, by sort key (null: no
+   * item). A packed unit of 100 subtasks has 200 input sub-partitions: a GET each before its
+   * conditional PUT was 400 calls on one partition, 1.8 s of a failover at P=1000 on the emulator.
+   */
+  private async storedFlags(refs: readonly SubPartitionRef[]): Promise<Map<string, MetaItem | null>> {
+    const pk = jobPk(this.jobId);
+    const out = new Map<string, MetaItem | null>();
+    for (const ref of refs) out.set(subPartitionSk(ref.edgeId, ref.consumer), null);
+    const edges = [...new Set(refs.map((r) => r.edgeId))];
+    const listed = await mapWithConcurrency(edges, 4, (edgeId) => this.metadata.query(pk, `SUBPART#${edgeId}#`));
+    for (const items of listed) for (const { sk, item } of items) if (out.has(sk)) out.set(sk, item);
+    return out;
+  }
+
+  /** Compare-and-set of one flag on its stored version (first from `stored`, when given). */
+  private async mark(ref: SubPartitionRef, available: boolean, attempt: number, create: boolean, stored?: Map<string, MetaItem | null>): Promise<MarkOutcome> {
     const pk = jobPk(this.jobId);
     const sk = subPartitionSk(ref.edgeId, ref.consumer);
     const version = flagVersion(available, attempt);
     for (let tries = 0; tries < 10; tries++) {
-      const current = await this.metadata.get(pk, sk);
+      const known = tries === 0 ? stored?.get(sk) : undefined;
+      const current = known !== undefined ? (known ?? undefined) : await this.metadata.get(pk, sk);
       if (!current && !create) return 'skipped';
-      const stored = current ? Number(current.version) : -1;
-      if (stored > version) return 'fenced';
+      const storedVersion = current ? Number(current.version) : -1;
+      if (storedVersion > version) return 'fenced';
       const wasAvailable = current ? current.available === true : true;
-      if (stored === version) return 'unchanged';
+      if (storedVersion === version) return 'unchanged';
       const item: MetaItem = {
         edgeId: ref.edgeId,
         consumer: ref.consumer,
@@ -147,7 +167,7 @@ export class AvailabilityRegistry {
         version,
         updatedAt: (this.options.clock ?? systemClock).now(),
       };
-      const condition: Condition = current ? { attr: 'version', op: '=', value: stored } : { attr: 'version', op: 'notExists' };
+      const condition: Condition = current ? { attr: 'version', op: '=', value: storedVersion } : { attr: 'version', op: 'notExists' };
       if (await this.metadata.put(pk, sk, item, [condition])) return wasAvailable === available ? 'unchanged' : 'changed';
       // Someone wrote in between: read again and decide again.
     }

@@ -91,6 +91,43 @@ describe('AvailabilityRegistry (stored flags)', () => {
     );
   });
 
+  it('marks a packed unit\'s sub-partitions with one query per edge and a conditional put each, no GET each', async () => {
+    const metadata = new MemoryMetadataStore();
+    const registry = new AvailabilityRegistry(metadata, 'j');
+    const refs = [...Array.from({ length: 100 }, (_, i) => sp('e0', 100 + i)), ...Array.from({ length: 100 }, (_, i) => sp('e1', 100 + i))];
+    await registry.markUnavailable(refs.slice(0, 50), 0); // some have items already (an earlier failure)
+    const get = vi.spyOn(metadata, 'get');
+    const query = vi.spyOn(metadata, 'query');
+    const put = vi.spyOn(metadata, 'put');
+    const down = await registry.markUnavailable(refs, 1);
+    expect([down.changed.length, down.unchanged.length]).toEqual([150, 50]); // the 50 were down already
+    expect([get.mock.calls.length, query.mock.calls.length, put.mock.calls.length]).toEqual([0, 2, 200]);
+    get.mockClear();
+    query.mockClear();
+    const up = await registry.markAvailable(refs, 2);
+    expect(up.changed).toHaveLength(200);
+    expect([get.mock.calls.length, query.mock.calls.length]).toEqual([0, 2]);
+    // A newer attempt's flag written meanwhile fences the rest as before (the query result is only a first guess).
+    await registry.markUnavailable([sp('e0', 100)], 2);
+    const late = await registry.markAvailable(refs, 2);
+    expect(late.fenced).toEqual([sp('e0', 100)]);
+    expect(late.unchanged).toHaveLength(199);
+  });
+
+  it('converges under racing batch writers too (flags read by query, then compare-and-set)', async () => {
+    const refs = Array.from({ length: 10 }, (_, i) => sp('e0', i));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ available: fc.boolean(), attempt: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 8 }), async (writes) => {
+        const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+        await registry.markUnavailable(refs, 0);
+        await Promise.all(writes.map((w) => (w.available ? registry.markAvailable(refs, w.attempt) : registry.markUnavailable(refs, w.attempt))));
+        const newest = Math.max(1, ...writes.map((w) => flagVersion(w.available, w.attempt)));
+        for (const flag of await registry.list(['e0'])) expect(flag.version).toBe(newest);
+      }),
+      { numRuns: 100, seed: 11 },
+    );
+  });
+
   it('relies on the handler\'s order for a sub-partition without an item: mark unavailable before the new attempt starts', async () => {
     // markAvailable does not create items (no item = available; a full restart would otherwise
     // create one per sub-partition). So "attempt 0 failed" must be stored before attempt 1 can
