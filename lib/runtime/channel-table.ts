@@ -84,6 +84,12 @@ export interface ReplayWait {
   order: GroupOrder;
   /** Live messages received meanwhile, in arrival order. */
   held: Received[];
+  /**
+   * Earlier requests of this wait, asked from the same positions before any answer came: an answer
+   * to one of them is as good as one to `request` (it was on its way when the consumer asked
+   * again). The first answer taken decides which; the others are stale from then on.
+   */
+  earlier?: number[];
 }
 
 export interface GroupOrder {

@@ -471,7 +471,19 @@ export class InputGate {
     const at = this.locate(key);
     if (!at) throw new Error(`no input channel ${key} to wait for a replay on`);
     const channel = at.table.promote(at.slot, this.clock.now());
-    channel.replay = { consumerAttempt, request, order: { next: 0, since: this.clock.now(), early: new Map() }, held: channel.replay?.held ?? [] };
+    const old = channel.replay;
+    // Asked again before any answer came: the positions are the ones asked from before, so the
+    // answers on their way stay good. At P=2000 a restarted join unit's answers came slower than
+    // its retries, and each retry made every answer still on its way stale: 1,400 of a join's
+    // 2,000 channels of an edge asked again and again (3,800 stale messages by request 5).
+    const untouched = old !== undefined && old.consumerAttempt === consumerAttempt && old.attempt === undefined && (old.order.next ?? 0) === 0 && old.order.early.size === 0;
+    channel.replay = {
+      consumerAttempt,
+      request,
+      order: { next: 0, since: this.clock.now(), early: new Map() },
+      held: old?.held ?? [],
+      ...(untouched ? { earlier: [...(old.earlier ?? []), old.request] } : {}),
+    };
   }
 
   /**
@@ -807,10 +819,15 @@ export class InputGate {
   ): void {
     const { queue, edge, message } = received;
     const wait = channel.replay;
-    if (!wait || wait.consumerAttempt !== decoded.ra || wait.request !== decoded.rq) {
+    if (!wait || wait.consumerAttempt !== decoded.ra || (wait.request !== decoded.rq && !wait.earlier?.includes(decoded.rq!))) {
       this.staleReplays++;
       discard(queue, message.receipt);
       return;
+    }
+    // The first answer taken decides the request (an earlier one's, when it came first).
+    if (wait.earlier) {
+      wait.request = decoded.rq!;
+      delete wait.earlier;
     }
     // One answer per request, from one producer attempt. Two attempts may answer the same request:
     // a producer killed after part of its answer went out, before it deleted the request from its

@@ -136,7 +136,7 @@ export class ReplayRequester {
     }
     await Promise.all([...byEdge.values()].map((r) => this.options.send(r)));
     this.requestsSent += byEdge.size;
-    this.options.logger?.info(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}`, { request: this.request });
+    this.options.logger?.info(`asked for replays (request ${this.request}) of ${[...byEdge.values()].map((r) => `${r.edgeId} from ${Object.keys(r.from).length} producer(s)`).join(', ')}; ${gate.staleReplays} stale replay message(s) dropped so far`, { request: this.request, staleReplays: gate.staleReplays });
   }
 
   /**

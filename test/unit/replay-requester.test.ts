@@ -72,6 +72,50 @@ describe('ReplayRequester', () => {
     await gate.stop();
   });
 
+  it('takes an answer to an earlier request that was on its way when a silent channel was asked again, and then only that one', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    const sent: number[] = [];
+    let now = 0;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 2,
+      send: async (request) => void sent.push(request.request),
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, now: () => now,
+    });
+    await requester.begin(gate);
+    gate.start();
+    // Nothing came within 4 s: both channels are asked again (request 2), then again (request 3).
+    now = 4_000;
+    await requester.tick(gate);
+    now = 14_000;
+    await requester.tick(gate);
+    expect(sent).toEqual([1, 2, 3]);
+    // The producers answer request 1 only now (they were busy): the answers still count.
+    const excerpt = { lineage: 0, from: 0, messages: [{ first: 0, count: 2, fields: '"r":[0,1]' }], barriers: [], end: 2 };
+    for (const producer of [0, 1]) {
+      const bodies = replayBodies(excerpt, { producer, attempt: 0, consumerAttempt: 1, request: 1 });
+      await transport.send('in', bodies.map((body, s) => ({ groupId: `${producer}.0.r1.1`, dedupId: `r1-${producer}-${s}`, body })));
+    }
+    const records: unknown[] = [];
+    for (let i = 0; i < 20 && gate.awaitedReplays().length > 0; i++) {
+      const { events } = await gate.next(200);
+      for (const e of events) if (e.message.t === 'd') records.push(...e.message.r);
+      await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+      gate.release();
+    }
+    expect(gate.awaitedReplays()).toEqual([]);
+    expect(records).toEqual([0, 1, 0, 1]);
+    expect(gate.staleReplays).toBe(0);
+    // Their answers to request 3 come after: stale (the replay ended), nothing taken twice.
+    const again = replayBodies(excerpt, { producer: 0, attempt: 0, consumerAttempt: 1, request: 3 });
+    await transport.send('in', again.map((body, s) => ({ groupId: '0.0.r1.3', dedupId: `r3-${s}`, body })));
+    const { events } = await gate.next(200);
+    expect(events.filter((e) => e.message.t === 'd')).toEqual([]);
+    expect(gate.staleReplays).toBeGreaterThan(0);
+    await gate.stop();
+  });
+
   it('asks again soon the first time (a request a dead producer\'s poll took is hidden 10 s), then after retryMs, backing off to maxRetryMs', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);
