@@ -20,7 +20,7 @@ const unit = (unitId: string, attempt: number, status: string): UnitRecord => ({
   requests: {},
 });
 const view = (units: UnitRecord[]): JobView => ({
-  job: { jobId: 'j', status: 'RUNNING', settings: { heartbeatTimeoutMs: 10_000 } } as JobView['job'],
+  job: { jobId: 'j', status: 'RUNNING', settings: { heartbeatTimeoutMs: 10_000, failover: 'single' } } as JobView['job'],
   units,
   totals: { recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} },
 });
@@ -181,6 +181,36 @@ describe('Supervisor.watch', () => {
     expect(sent).toEqual(['commitFinal a']);
     current = { ...current, job: { ...current.job, status: 'FINISHED' } };
     await watching;
+  });
+
+  it('under region or full, an exit is left to the next pass (no read of its record)', async () => {
+    const running = view([unit('a', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [], settings: { ...running.job.settings, failover: 'region' } } as JobView['job'] };
+    let passes = 0;
+    const unitReads: string[] = [];
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      view: async () => (passes++, current),
+      unit: async (_j: string, unitId: string) => (unitReads.push(unitId), current.units[0]),
+      completeIfDone: async () => false,
+    } as unknown as JobService;
+    const clock = { now: () => 2000, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+    const detected: string[] = [];
+    const s = new Supervisor({
+      service,
+      clock,
+      pollMs: 1,
+      onFailure: async (failures) => {
+        detected.push(...failures.map((f) => f.unitId));
+        current = { ...current, job: { ...current.job, status: 'FAILED' } };
+      },
+    });
+    const watching = s.watch('j');
+    while (passes < 1) await new Promise((resolve) => setImmediate(resolve));
+    s.unitExited(exit('a', 0));
+    await watching;
+    expect(detected).toEqual(['a']);
+    expect(unitReads).toEqual([]);
   });
 
   it('a failure raised from an exit whose handling fails is retried by the next pass', async () => {
