@@ -164,9 +164,9 @@ export class Supervisor {
 
   /**
    * Under a single-point strategy, raises the failure of a unit whose process died from its exit
-   * event and that unit's record alone, without waiting for a pass: a pass reads every unit record of the job (at P=4000, 120
-   * records of up to 41 KB), and one already under way would finish first (6.3 s of a 10.1 s
-   * recovery in `bench:scale`). The handler gets the last pass's view with this unit's record in
+   * event and that unit's record alone, without waiting for a pass: a pass reads every unit record
+   * of the job (at P=4000, 120 records of up to 41 KB), and one already under way would finish
+   * first (6.3 s of a 10.1 s recovery in `bench:scale`). The handler gets the last pass's view with this unit's record in
    * it; it reads the attempts it acts on afresh anyway. When the record says otherwise (another
    * attempt, finished, stopped) or the read fails, the next pass decides, as before.
    */
