@@ -339,6 +339,8 @@ interface JobRun {
 interface Env {
   flags: Flags;
   ports: AwsPorts;
+  /** The control plane's DynamoDB client (supervisor, failover, checkpoint steps), apart from the units'. */
+  controlMetadata: MetadataStore;
   channels: ChannelTransport;
   queuePrefix: string;
   log: (line: string) => void;
@@ -413,7 +415,7 @@ async function runJob(
 ): Promise<JobRun> {
   const { flags, ports, log } = env;
   const unitsStore = new ObservedMetadataStore(ports.metadata);
-  const controlStore = new ObservedMetadataStore(ports.metadata);
+  const controlStore = new ObservedMetadataStore(env.controlMetadata);
   const blobs = new ObservedBlobStore(ports.blobs);
   const kinds = () => ({ ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind()), s3: blobs.writesByKind() });
   const kindsSince = (a: { ddb: KindCounts; s3: KindCounts }) => {
@@ -710,8 +712,12 @@ async function main(): Promise<void> {
   // real unit has its own sockets; one process's units must not starve each other's deletes.
   const settlePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
   const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
+  // The control plane's DynamoDB calls (a failover's reads and writes, the checkpoint steps) on
+  // sockets of their own: deployed, it runs in its own Lambda and Step Functions, and here it
+  // queued behind the units' heartbeats and acknowledgements (each call ~150-250 ms at P=1000).
+  const controlPorts = createAwsPorts(config, { maxSockets: 16, ...queued });
   const channels = receivesFrom(pollPorts.channels, settlePorts.channels, sqsPorts.channels);
-  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy()) } };
+  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy(), controlPorts.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const period = flags.firstRecordS;
@@ -719,7 +725,7 @@ async function main(): Promise<void> {
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   // Until the report replaces it, --out holds the runs measured so far (`--report-from` reads it).
   const save = (run: JobRun) => writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', partial: true, generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs: [...runs, measured(run)] });
-  const env: Env = { flags, ports, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
+  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
 
   try {
     if (flags.runs.includes('join')) {

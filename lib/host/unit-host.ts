@@ -27,8 +27,8 @@ import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
 import { ReplayBatcher } from '../runtime/replay-requests';
-import { loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
-import { producerAttemptFence } from '../recovery/failover-planner';
+import { AvailabilityRegistry, loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
+import { inputSubPartitions, producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
 import type { DeterminantSender } from '../runtime/determinant-requester';
@@ -203,7 +203,9 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
   };
   const graphMs = Date.now() - startedAt;
   const timed = <T>(p: Promise<T>): Promise<[T, number]> => p.then((v) => [v, Date.now() - startedAt - graphMs]);
-  const [[restored, restoreMs], [units, fenceMs], [availability, availabilityMs]] = await Promise.all([
+  // Under single, a restart's own flags are read while it restores, for the announce that follows.
+  const announcing = options.attempt > 0 && failover === 'single';
+  const [[restored, restoreMs], [units, fenceMs], [availability, availabilityMs], [storedFlags]] = await Promise.all([
     timed(
       new PortCheckpointCatalog(job.jobId, options.metadata, options.blobs).loadLatest().then((manifest) =>
         loadUnitRestore({
@@ -224,6 +226,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     timed(failover === 'region' || failover === 'full' ? producerAttempts() : Promise.resolve(new Map<string, number>())),
     // Single-point recovery: writers drop records bound for unavailable sub-partitions.
     timed(loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks })),
+    timed(announcing ? new AvailabilityRegistry(options.metadata, job.jobId).storedFlags(inputSubPartitions(graph, placement.subtasks)) : Promise.resolve(undefined)),
   ]);
   // Where a start's time goes (a restart's is the recovery time): logged once per start.
   first.info(
@@ -255,6 +258,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     // Loaded above, alongside the restore, while the flags still said unavailable: its writers to
     // its own consumers learn here that they may send again.
     view: availability,
+    ...(storedFlags ? { stored: storedFlags } : {}),
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
   if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages) ${Date.now() - startedAt} ms after the start`);

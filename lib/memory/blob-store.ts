@@ -1,7 +1,7 @@
 /** In-memory BlobStore with S3's semantics (UTF-8 key order, clamped ranges, missing keys ignored on delete). */
 import { SluiceAwsError } from '../aws/errors';
 import type { BlobInfo, BlobStore, ListOptions } from '../ports/blob-store';
-import { compareUtf8 } from './metadata-store';
+import { compareUtf8 } from '../ports/metadata-store';
 
 const encoder = new TextEncoder();
 /** Keys per page of a listing (ListObjectsV2's most). */

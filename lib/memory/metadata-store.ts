@@ -5,7 +5,7 @@
  * lengths, nesting depth, number range: lib/ports/item-size.ts). The validation helpers here are
  * shared with the DynamoDB adapter so both reject the same mistakes before any write.
  */
-import type { Condition, ItemChanges, MetadataStore, MetaItem, MetaValue, QueryOptions, StoredItem } from '../ports/metadata-store';
+import { compareUtf8, type Condition, type ItemChanges, type MetadataStore, type MetaItem, type MetaValue, type QueryOptions, type StoredItem } from '../ports/metadata-store';
 import { checkItemSize, checkKeySizes, checkValueRules } from '../ports/item-size';
 
 /** Attribute names the DynamoDB table uses for its keys. */
@@ -69,27 +69,15 @@ export function validateConditions(conditions: readonly Condition[]): void {
   }
 }
 
-export function validateQueryOptions(options: QueryOptions): void {
+export function validateQueryOptions(options: QueryOptions, skPrefix = ''): void {
   if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) {
     throw new Error(`query limit must be a whole number of at least 1, got ${options.limit}`);
   }
-}
-
-/** Compares strings by UTF-8 byte order (= code point order), as DynamoDB orders sort keys. */
-export function compareUtf8(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i);
-    let y = b.charCodeAt(i);
-    if (x === y) continue;
-    // UTF-16 puts surrogates (U+D800-DFFF, code points above U+FFFF) below U+E000-FFFF; fix that.
-    if (x >= 0xd800 && y >= 0xd800) {
-      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
-      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
-    }
-    return x - y;
+  if (options.between) {
+    const [from, to] = options.between;
+    if (!from.startsWith(skPrefix) || !to.startsWith(skPrefix)) throw new Error(`query range '${from}' to '${to}' must start with the prefix '${skPrefix}'`);
+    if (compareUtf8(from, to) > 0) throw new Error(`query range '${from}' to '${to}' is empty: its start is after its end`);
   }
-  return a.length - b.length;
 }
 
 /** DynamoDB condition semantics for one attribute value (undefined = missing). */
@@ -205,16 +193,19 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async query(pk: string, skPrefix = '', options: QueryOptions = {}): Promise<StoredItem[]> {
     validateKeys(pk);
-    validateQueryOptions(options);
+    validateQueryOptions(options, skPrefix);
     this.requests++;
     const p = this.partition(pk, false);
     if (!p) return [];
+    const [from, to] = options.between ?? [];
     p.sorted ??= [...p.items.keys()].sort(compareUtf8);
     const out: StoredItem[] = [];
     const keys = options.newestFirst ? [...p.sorted].reverse() : p.sorted;
     for (const sk of keys) {
       if (options.limit !== undefined && out.length >= options.limit) break;
-      if (sk.startsWith(skPrefix)) out.push({ pk, sk, item: copyItem(p.items.get(sk)!) });
+      if (!sk.startsWith(skPrefix)) continue;
+      if (from !== undefined && (compareUtf8(sk, from) < 0 || compareUtf8(sk, to!) > 0)) continue;
+      out.push({ pk, sk, item: copyItem(p.items.get(sk)!) });
     }
     return out;
   }

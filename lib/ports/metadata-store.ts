@@ -33,6 +33,12 @@ export interface QueryOptions {
   limit?: number;
   /** Highest sort key first (DynamoDB's ScanIndexForward = false). */
   newestFirst?: boolean;
+  /**
+   * Only sort keys from the first to the second, both included (DynamoDB's BETWEEN). Both must
+   * start with the query's prefix: the keys between them then do too. Reads what lies between
+   * alone, not the whole prefix (a restarted unit's 100 flags of an edge of 4,000).
+   */
+  between?: readonly [from: string, to: string];
 }
 
 /**
@@ -52,4 +58,21 @@ export interface MetadataStore {
   /** Items of a partition whose sort key starts with the prefix, in sort-key order (or reversed), up to `limit`. */
   query(pk: string, skPrefix?: string, options?: QueryOptions): Promise<StoredItem[]>;
   delete(pk: string, sk: string): Promise<void>;
+}
+
+/** Compares strings by UTF-8 byte order (= code point order), as DynamoDB orders sort keys. */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // UTF-16 puts surrogates (U+D800-DFFF, code points above U+FFFF) below U+E000-FFFF; fix that.
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
 }

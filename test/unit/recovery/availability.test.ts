@@ -138,6 +138,37 @@ describe('AvailabilityRegistry (stored flags)', () => {
     expect((await registry.markUnavailable([sp('e0', 0)], 0)).changed).toHaveLength(1);
     expect(await registry.get(sp('e0', 0))).toMatchObject({ available: false, attempt: 0 });
   });
+
+  it('takes flags read earlier (during the restore) as a first guess only: one that changed since is read again', async () => {
+    const refs = Array.from({ length: 12 }, (_, i) => sp('e0', i));
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    await registry.markUnavailable(refs, 0);
+    const stored = await registry.storedFlags(refs);
+    await registry.markUnavailable(refs.slice(0, 3), 1); // attempt 1 failed too, after the read
+    const up = await registry.markAvailable(refs, 1, { stored });
+    expect(up.changed).toHaveLength(9);
+    expect(up.fenced).toEqual(refs.slice(0, 3)); // "attempt 1 failed" outranks "attempt 1 is up"
+  });
+
+  it('reads a unit\'s flags of an edge by the range of sort keys they span, not the whole edge', async () => {
+    const metadata = new MemoryMetadataStore();
+    const registry = new AvailabilityRegistry(metadata, 'j');
+    // Every consumer of a 400-wide edge has a flag; the unit hosts consumers 200-209 (byte order: 200..209 span 200, 2000.., no others here).
+    await registry.markUnavailable(Array.from({ length: 400 }, (_, i) => sp('e0', i)), 0);
+    const query = vi.spyOn(metadata, 'query');
+    const mine = Array.from({ length: 10 }, (_, i) => sp('e0', 200 + i));
+    const stored = await registry.storedFlags(mine);
+    expect(query.mock.calls).toEqual([['JOB#j', 'SUBPART#e0#', { between: ['SUBPART#e0#200', 'SUBPART#e0#209'] }]]);
+    const read = (await query.mock.results[0]!.value) as unknown[];
+    expect(read).toHaveLength(10);
+    expect([...stored.keys()]).toEqual(mine.map((r) => subPartitionSk(r.edgeId, r.consumer)));
+    expect([...stored.values()].every((item) => item !== null && item.available === false)).toBe(true);
+    // Consumers whose keys are not adjacent in byte order: the range covers what lies between, and only the unit's are kept.
+    query.mockClear();
+    const scattered = await registry.storedFlags([sp('e0', 3), sp('e0', 29), sp('e0', 399)]);
+    expect(query.mock.calls[0]![2]).toEqual({ between: ['SUBPART#e0#29', 'SUBPART#e0#399'] });
+    expect([...scattered.keys()].sort()).toEqual(['SUBPART#e0#29', 'SUBPART#e0#3', 'SUBPART#e0#399']);
+  });
 });
 
 describe('AvailabilityView (producer-side gate)', () => {
