@@ -339,8 +339,9 @@ interface JobRun {
 interface Env {
   flags: Flags;
   ports: AwsPorts;
-  /** The control plane's DynamoDB client (supervisor, failover, checkpoint steps), apart from the units'. */
+  /** The control plane's DynamoDB and S3 clients (supervisor, failover, checkpoint steps), apart from the units'. */
   controlMetadata: MetadataStore;
+  controlBlobs: BlobStore;
   channels: ChannelTransport;
   queuePrefix: string;
   log: (line: string) => void;
@@ -417,7 +418,8 @@ async function runJob(
   const unitsStore = new ObservedMetadataStore(ports.metadata);
   const controlStore = new ObservedMetadataStore(env.controlMetadata);
   const blobs = new ObservedBlobStore(ports.blobs);
-  const kinds = () => ({ ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind()), s3: blobs.writesByKind() });
+  const controlBlobs = new ObservedBlobStore(env.controlBlobs);
+  const kinds = () => ({ ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind()), s3: kindsSum(blobs.writesByKind(), controlBlobs.writesByKind()) });
   const kindsSince = (a: { ddb: KindCounts; s3: KindCounts }) => {
     const b = kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
@@ -425,12 +427,12 @@ async function runJob(
   const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20, ...(flags.processBufferMb > 0 ? { inputBudget: new InputBudget(flags.processBufferMb * 2 ** 20) } : {}) });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
-  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs });
+  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: controlBlobs });
   const metrics = new RecoveryMetrics(controlStore);
   const controller = new JobController({
     service,
     metadata: controlStore,
-    blobs,
+    blobs: controlBlobs,
     metrics,
     pollMs: flags.pollMs,
     logger: problemLogger(),
@@ -439,7 +441,7 @@ async function runJob(
       service,
       launcher,
       metrics,
-      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, blobs).loadLatest(),
+      latestManifest: (jobId) => new PortCheckpointCatalog(jobId, controlStore, controlBlobs).loadLatest(),
       logger: problemLogger(),
     }),
   });
@@ -712,9 +714,9 @@ async function main(): Promise<void> {
   // real unit has its own sockets; one process's units must not starve each other's deletes.
   const settlePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
   const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
-  // The control plane's DynamoDB calls (a failover's reads and writes, the checkpoint steps) on
-  // sockets of their own: deployed, it runs in its own Lambda and Step Functions, and here it
-  // queued behind the units' heartbeats and acknowledgements (each call ~150-250 ms at P=1000).
+  // The control plane's DynamoDB and S3 calls (a failover's reads and writes, the checkpoint
+  // steps) on sockets of their own: deployed, it runs in its own Lambda and Step Functions; here a
+  // failover's manifest read queued 18 s behind the sinks' first commits at P=2000.
   const controlPorts = createAwsPorts(config, { maxSockets: 16, ...queued });
   const channels = receivesFrom(pollPorts.channels, settlePorts.channels, sqsPorts.channels);
   const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy(), controlPorts.clients.destroy()) } };
@@ -725,7 +727,7 @@ async function main(): Promise<void> {
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   // Until the report replaces it, --out holds the runs measured so far (`--report-from` reads it).
   const save = (run: JobRun) => writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', partial: true, generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs: [...runs, measured(run)] });
-  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
+  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, controlBlobs: controlPorts.blobs, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
 
   try {
     if (flags.runs.includes('join')) {

@@ -176,7 +176,11 @@ export class FailoverHandler {
       return { status: 'gave-up', event, steps, controlMessages: 0 };
     }
 
-    const manifest = await latest;
+    // Under the single-point strategies each restarted unit reads its own restore point; the
+    // manifest only names it in the failure event here, and is not waited for (at P=2000, a join
+    // unit killed right after a checkpoint waited 18 s for it while S3 served the sinks' commits).
+    // Read later, the event gets it then.
+    const manifest = alone ? await ifSettled(latest) : await latest;
     const plan = planFailover({ ...planInput, manifest });
     step('planned');
 
@@ -220,6 +224,10 @@ export class FailoverHandler {
       await this.metrics.restarted(job.jobId, event.seq);
     });
     const [notices] = await Promise.all([notified, launched]);
+    if (manifest === undefined && event.restoreFrom === null) {
+      const named = await latest.catch(() => undefined);
+      if (named) await this.metrics.restoredFrom(job.jobId, event.seq, planFailover({ ...planInput, manifest: named }), failure.unitId).catch(() => undefined);
+    }
     const failedNames = live.map((f) => `${f.unitId} attempt ${f.attempt}`).join(', ');
     log.info(
       `failover (${strategy}) of ${failedNames}: ${launching.length} unit(s) restarted, ` +
@@ -450,4 +458,11 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new RecoveryMetrics(options.metadata, { clock }));
   const event = await metrics?.unitAvailable(job.jobId, unitId, attempt, clock.now());
   return { subPartitions, changed: marked.changed, superseded: false, messages, event };
+}
+
+/** The promise's value if it has settled already, else undefined (a rejection is thrown). */
+async function ifSettled<T>(promise: Promise<T>): Promise<T | undefined> {
+  const pending = Symbol('pending');
+  const value = await Promise.race([promise, Promise.resolve(pending)]);
+  return value === pending ? undefined : (value as T);
 }

@@ -260,6 +260,13 @@ export class RecoveryMetrics {
     return event;
   }
 
+  /** The checkpoint the failed unit restores from, once the manifest was read (the event was begun without it). */
+  async restoredFrom(jobId: string, seq: number, plan: FailoverPlan, unitId: string): Promise<void> {
+    const restoreFrom = restoreCheckpoint(plan.restarts.find((r) => r.unitId === unitId)?.restore[0]);
+    if (restoreFrom === null) return;
+    await this.metadata.update(jobPk(jobId), failureSk(seq), { set: { restoreFrom } }, [{ attr: 'seq', op: '=', value: seq }]);
+  }
+
   /** Every new attempt of the event was launched. */
   async restarted(jobId: string, seq: number, at = this.clock.now()): Promise<void> {
     await this.metadata.update(jobPk(jobId), failureSk(seq), { set: { restartedAt: at } }, [{ attr: 'seq', op: '=', value: seq }]);

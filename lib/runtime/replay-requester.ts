@@ -10,8 +10,11 @@
  *   `retryMs`, each later time after twice as long as before, up to `maxRetryMs` (a request lost
  *   with a producer that died, or hidden from its restarted attempt by the dead attempt's last
  *   poll: see controlGroup), the channels whose replay has not progressed
- *   since the last look only, and fails the subtask with the channels still waiting after
- *   `giveUpMs`.
+ *   since the last look only, and fails the subtask with the channels still waiting once no
+ *   replay has progressed for `giveUpMs` (a channel answered, or a message of an answer taken).
+ *   Not a deadline from the first request: at P=2000 the producer units answered a restarted join
+ *   unit's 800,000 channels for minutes, and joins that gave up after 120 s of that restarted in
+ *   their unit and asked all over again.
  */
 import type { BlobStore } from '../ports/blob-store';
 import type { Logger } from '../ports/telemetry';
@@ -57,9 +60,12 @@ export class ReplayRequester {
   fromFinalLogs = 0;
   /** Per waiting channel: replay messages it had taken at the last look (see tick). */
   private readonly received = new Map<string, number>();
+  /** When a replay last progressed, and what it stood at then (channels waiting, messages taken). */
+  private progressAt: number;
+  private progress = { waiting: Number.POSITIVE_INFINITY, taken: 0 };
 
   constructor(private readonly options: ReplayRequesterOptions) {
-    this.started = this.lastAsked = this.now();
+    this.started = this.lastAsked = this.progressAt = this.now();
   }
 
   private now(): number {
@@ -84,10 +90,13 @@ export class ReplayRequester {
       await this.fromFinished(gate, waiting.filter((w) => w.received === 0).map((w) => w.key));
       return;
     }
-    if (now - this.started >= giveUpMs) {
+    const taken = waiting.reduce((n, w) => n + w.received, 0);
+    if (waiting.length < this.progress.waiting || taken > this.progress.taken) this.progressAt = now;
+    this.progress = { waiting: waiting.length, taken };
+    if (now - this.progressAt >= giveUpMs) {
       throw new Error(
-        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')} within ${Math.round(giveUpMs / 1000)} s ` +
-          `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s)): their units are gone and left no final log`,
+        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')}, and no replay progressed for ${Math.round(giveUpMs / 1000)} s ` +
+          `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
       );
     }
     // Backing off: producers busy answering many restarted consumers answer late, and a retry

@@ -140,4 +140,44 @@ describe('ReplayRequester', () => {
     }
     await gate.stop();
   });
+
+  it('gives up only once no replay has progressed for giveUpMs, not at a deadline from the first request', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const producers = 3;
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => producers, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    let now = 0;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => producers,
+      send: async () => undefined,
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, giveUpMs: 120_000, now: () => now,
+    });
+    await requester.begin(gate);
+    gate.start();
+    const answer = async (producer: number, request: number) => {
+      const excerpt = { lineage: 0, from: 0, messages: [{ first: 0, count: 1, fields: '"r":[0]' }], barriers: [], end: 1 };
+      const bodies = replayBodies(excerpt, { producer, attempt: 0, consumerAttempt: 1, request });
+      await transport.send('in', bodies.map((body, s) => ({ groupId: `${producer}.0.r1.${request}`, dedupId: `r-${producer}-${request}-${s}`, body })));
+      for (let i = 0; i < 20 && gate.awaitedReplays().some((w) => w.key === `e0/${producer}`); i++) {
+        const { events } = await gate.next(100);
+        await gate.acknowledge(new Map([['in', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+        gate.release();
+      }
+    };
+    // Busy producers answer one channel every 100 s: 300 s in all, past a 120 s deadline.
+    await requester.tick(gate);
+    now = 100_000;
+    await answer(0, gate.awaitedReplays().find((w) => w.key === 'e0/0')!.request);
+    await requester.tick(gate);
+    now = 200_000;
+    await answer(1, gate.awaitedReplays().find((w) => w.key === 'e0/1')!.request);
+    await requester.tick(gate);
+    now = 310_000;
+    await requester.tick(gate); // 110 s without progress: still waiting
+    expect(gate.awaitedReplays().map((w) => w.key)).toEqual(['e0/2']);
+    // Nothing for 120 s: producer 2's unit is taken to be gone.
+    now = 320_000;
+    await expect(requester.tick(gate)).rejects.toThrow(/no replay from the producers of e0\/2, and no replay progressed for 120 s .*320 s since the first/);
+    await gate.stop();
+  });
 });

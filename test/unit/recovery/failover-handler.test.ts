@@ -7,6 +7,7 @@ import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
 import type { MetaItem, Condition } from '../../../lib/ports/metadata-store';
 import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
+import type { RestoreManifest } from '../../../lib/recovery/failover-planner';
 import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverHandlerOptions, type FailoverService } from '../../../lib/recovery/failover-handler';
 import { textLogger, type MetricDef } from '../../../lib/ports/telemetry';
 import { RecoveryMetrics, failureSk } from '../../../lib/recovery/recovery-metrics';
@@ -52,7 +53,7 @@ interface Fixture {
   launcher: UnitLauncher;
   view(): Promise<JobView>;
   failure(unitId: string, attempt?: number): UnitFailure;
-  handler(options?: Pick<FailoverHandlerOptions, 'maxFailures' | 'failureWindowMs' | 'clock' | 'logger' | 'metricsSink'>): FailoverHandler;
+  handler(options?: Pick<FailoverHandlerOptions, 'maxFailures' | 'failureWindowMs' | 'clock' | 'logger' | 'metricsSink' | 'latestManifest'>): FailoverHandler;
 }
 
 async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
@@ -149,6 +150,24 @@ describe('FailoverHandler, strategy single', () => {
     // No other unit got a new attempt.
     const attempts = Object.fromEntries((await f.jobs.getUnits('job')).map((u) => [u.unitId, u.attempt]));
     expect(Object.entries(attempts).filter(([, a]) => a !== 0)).toEqual([['join-1', 1]]);
+  });
+
+  it('launches without waiting for the manifest (the unit reads its own restore point); the event names the checkpoint once it is read', async () => {
+    let release!: () => void;
+    const read = new Promise<void>((r) => (release = r));
+    const manifest: RestoreManifest = {
+      checkpointId: 7,
+      regions: f.graph.regions.map((r) => ({ regionId: r.id, restoreFrom: 7, subtasks: r.subtasks.map((subtask) => ({ subtask, state: [] })), finished: [] })),
+    };
+    const handling = f.handler({ latestManifest: () => read.then(() => manifest) }).handle(f.failure('join-1'), await f.view());
+    for (let i = 0; i < 200 && !f.log.some((c) => c[0] === 'launch'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
+    const before = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
+    expect(before.restoreFrom).toBeNull();
+    release();
+    expect((await handling).status).toBe('recovering');
+    const after = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
+    expect(after.restoreFrom).toBe(7);
   });
 
   it('records the failure event under JOB#<jobId> / FAILURE#<seq>', async () => {
