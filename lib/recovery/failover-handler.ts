@@ -224,9 +224,11 @@ export class FailoverHandler {
       await this.metrics.restarted(job.jobId, event.seq);
     });
     const [notices] = await Promise.all([notified, launched]);
+    // Not awaited: failures are handled one after another, and the next one must not wait for it.
     if (manifest === undefined && event.restoreFrom === null) {
-      const named = await latest.catch(() => undefined);
-      if (named) await this.metrics.restoredFrom(job.jobId, event.seq, planFailover({ ...planInput, manifest: named }), failure.unitId).catch(() => undefined);
+      void latest
+        .then((named) => named && this.metrics.restoredFrom(job.jobId, event.seq, planFailover({ ...planInput, manifest: named }), failure.unitId))
+        .catch(() => undefined);
     }
     const failedNames = live.map((f) => `${f.unitId} attempt ${f.attempt}`).join(', ');
     log.info(

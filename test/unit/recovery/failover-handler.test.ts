@@ -152,7 +152,7 @@ describe('FailoverHandler, strategy single', () => {
     expect(Object.entries(attempts).filter(([, a]) => a !== 0)).toEqual([['join-1', 1]]);
   });
 
-  it('launches without waiting for the manifest (the unit reads its own restore point); the event names the checkpoint once it is read', async () => {
+  it('launches without waiting for the manifest (the unit reads its own restore point); the event names the checkpoint once it is read, after the handling is over', async () => {
     let release!: () => void;
     const read = new Promise<void>((r) => (release = r));
     const manifest: RestoreManifest = {
@@ -164,9 +164,14 @@ describe('FailoverHandler, strategy single', () => {
     expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
     const before = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
     expect(before.restoreFrom).toBeNull();
-    release();
+    // The handling is over before the manifest came (a failure after it is not held up).
     expect((await handling).status).toBe('recovering');
-    const after = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
+    release();
+    let after = before;
+    for (let i = 0; i < 200 && after.restoreFrom === null; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      after = (await new RecoveryMetrics(f.metadata).list('job'))[0]!;
+    }
     expect(after.restoreFrom).toBe(7);
   });
 
