@@ -255,11 +255,18 @@ export class CheckpointCoordinator {
    * checkpoints up to `lastCheckpoint`, the last one it took. Its acknowledgement of those is on
    * its way (written before it reported finishing, and possibly read after): counting it finished
    * there would record "finished" in place of its snapshot, and a restore from that checkpoint
-   * would not rerun it, losing what it sent after the barrier.
+   * would not rerun it, losing what it sent after the barrier. With `attempt` (the unit attempt
+   * that finished), an older attempt's end is ignored and a newer one counts as its restart first.
    */
-  subtaskFinished(subtask: SubtaskId, now: number, lastCheckpoint = 0): readonly CheckpointEffect[] {
+  subtaskFinished(subtask: SubtaskId, now: number, lastCheckpoint = 0, attempt?: number): readonly CheckpointEffect[] {
     this.expire(now);
     const i = this.topology.indexOf(subtask);
+    if (i >= 0 && attempt !== undefined) {
+      // An older attempt's end says nothing of the one running now; a newer one is a restart first.
+      if (checkAttempt(subtask, attempt) < this.attempts[i]!) return this.finish();
+      this.newAttempt(i, attempt, now);
+      this.settle(now);
+    }
     if (i >= 0 && this.planner.markFinished(i)) {
       let decided = false;
       for (const p of this.pending) if (p.id > lastCheckpoint && p.finish(i) && p.decided) decided = true;
@@ -327,8 +334,13 @@ export class CheckpointCoordinator {
 
   /** Records attempt `a` of subtask `i`; fails its region in checkpoints triggered for an older one. */
   private newAttempt(i: number, a: number, now: number): void {
-    if (a <= this.attempts[i]!) return;
+    const known = this.attempts[i]!;
+    if (a <= known) return;
     this.attempts[i] = a;
+    // A restart (not the first attempt heard of) runs from a restore point: finished there or
+    // not, it says so again (`subtaskFinished`). Kept finished, later checkpoints would record
+    // "finished" for a subtask that runs again, and a restore from them would not rerun it.
+    if (known >= 0) this.planner.markRunning(i);
     const r = this.topology.regionOf[i]!;
     const subtask = this.topology.subtasks[i]!;
     for (const p of this.pending) {

@@ -86,6 +86,14 @@ export class CheckpointPlanner {
     return true;
   }
 
+  /** It runs again (restarted from a checkpoint it had not finished at). Returns false when it was not finished. */
+  markRunning(subtask: number): boolean {
+    if (this.finished[subtask] !== 1) return false;
+    this.finished[subtask] = 0;
+    this.cached = undefined;
+    return true;
+  }
+
   /** Returns false when it was already down. */
   markDown(subtask: number): boolean {
     if (this.down[subtask] === 1) return false;

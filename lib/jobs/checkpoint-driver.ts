@@ -215,8 +215,8 @@ export class CheckpointDriver {
   }
 
   /** Subtasks that finished, each with the last checkpoint it took (its acknowledgement may still be unread). */
-  async subtaskFinished(subtasks: readonly { subtask: string; lastCheckpoint: number }[]): Promise<void> {
-    for (const s of subtasks) await this.apply(this.coordinator.subtaskFinished(s.subtask, this.clock.now(), s.lastCheckpoint));
+  async subtaskFinished(subtasks: readonly { subtask: string; lastCheckpoint: number; attempt?: number }[]): Promise<void> {
+    for (const s of subtasks) await this.apply(this.coordinator.subtaskFinished(s.subtask, this.clock.now(), s.lastCheckpoint, s.attempt));
   }
 
   history(): Promise<CheckpointHistoryEntry[]> {

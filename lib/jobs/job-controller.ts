@@ -42,7 +42,7 @@ export class JobController {
   readonly supervisor: Supervisor;
   driver: CheckpointDriver | undefined;
   private stopped = false;
-  /** Subtasks reported to the coordinator as finished (end of input): not waited for. */
+  /** Subtasks reported to the coordinator as finished (end of input), as `<subtask>#<unit attempt>`: a restarted one runs again and is reported again when it finishes. */
   private readonly finished = new Set<string>();
   /** Failures being told to the checkpoint coordinator now (see `fenceRestart`). */
   private readonly failing = new Set<Promise<void>>();
@@ -88,14 +88,18 @@ export class JobController {
    * without it (they would record no state for it, and it would restart from nothing).
    */
   private noteFinished(view: JobView): void {
-    const ended: { subtask: string; lastCheckpoint: number }[] = [];
+    const ended: { subtask: string; lastCheckpoint: number; attempt: number }[] = [];
+    const keys: string[] = [];
     for (const unit of view.units) {
       for (const [id, s] of Object.entries(unit.stats ?? {})) {
-        if (s.status === 'finished' && !this.finished.has(id)) ended.push({ subtask: id, lastCheckpoint: s.lastCheckpoint ?? 0 });
+        const key = `${id}#${unit.attempt}`;
+        if (s.status !== 'finished' || this.finished.has(key)) continue;
+        ended.push({ subtask: id, lastCheckpoint: s.lastCheckpoint ?? 0, attempt: unit.attempt });
+        keys.push(key);
       }
     }
     if (ended.length === 0 || !this.driver) return;
-    for (const e of ended) this.finished.add(e.subtask);
+    for (const k of keys) this.finished.add(k);
     void this.driver.subtaskFinished(ended).catch(() => undefined);
   }
 

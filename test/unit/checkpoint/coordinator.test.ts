@@ -320,6 +320,41 @@ describe('CheckpointCoordinator — finished subtasks and edge cases', () => {
     expect(f.manifest.regions[0]).toMatchObject({ restoreFrom: 1, subtasks: [{ subtask: 't0#0' }, { subtask: 't0#1' }], finished: [] });
   });
 
+  it('waits again for a finished subtask once it restarts, and records its snapshot, not "finished"', () => {
+    // Region r0: source t0#0 feeds t0#1. Both finished; a failover restarts the region from an
+    // older checkpoint and they run again. Kept finished, the next checkpoint would record them
+    // "finished" with no snapshot, and a restore from it would not rerun them: their consumers
+    // would wait for input that never comes (chaos seed 22774, a join stuck after end of input).
+    const c = coordinator([2, 1]);
+    c.taskAttempt('t0#0', 0, 0);
+    c.taskAttempt('t0#1', 0, 0);
+    c.subtaskFinished('t0#0', 1, 0, 0);
+    c.subtaskFinished('t0#1', 1, 0, 0);
+    c.taskAttempt('t0#0', 1, 2);
+    c.taskAttempt('t0#1', 1, 2);
+    expect(ofType(c.trigger(3), 'triggerSources')[0]!.subtasks).toEqual(['t0#0', 't1#0']);
+    const f = finalized(ackAll(c, 1, 4))[0]!;
+    if (f.outcome !== 'completed') throw new Error('expected completed');
+    expect(f.manifest.regions[0]).toMatchObject({ restoreFrom: 1, subtasks: [{ subtask: 't0#0' }, { subtask: 't0#1' }], finished: [] });
+  });
+
+  it('counts the end of a restarted attempt, and ignores the end of a dead attempt read late', () => {
+    const c = coordinator([2]);
+    c.taskAttempt('t0#0', 0, 0);
+    c.taskAttempt('t0#1', 0, 0);
+    // The new attempt's end is read before its restart was heard of: the restart comes first.
+    c.subtaskFinished('t0#1', 1, 0, 0);
+    c.subtaskFinished('t0#1', 2, 0, 1);
+    // Attempt 0's end of the source, read after attempt 1 is known to run: not finished.
+    c.taskAttempt('t0#0', 1, 3);
+    c.subtaskFinished('t0#0', 4, 0, 0);
+    const t = c.trigger(5);
+    expect(ofType(t, 'triggerSources')[0]!.subtasks).toEqual(['t0#0']);
+    const f = finalized(c.acknowledge('t0#0', 1, snap('t0#0', 1), 6, 1))[0]!;
+    if (f.outcome !== 'completed') throw new Error('expected completed');
+    expect(f.manifest.regions[0]).toMatchObject({ subtasks: [{ subtask: 't0#0' }], finished: ['t0#1'] });
+  });
+
   it('completes a fully finished region at the trigger without notifying it', () => {
     const c = coordinator([1, 1], {}, ['t0#0']);
     const t = c.trigger(0);
