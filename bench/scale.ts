@@ -63,7 +63,7 @@ import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { jobRegistry } from '../examples/jobs';
 import { JobService, type UnitLauncher } from '../lib/jobs/job-service';
-import { JobStore, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
+import { isSinglePoint, JobStore, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
 import { JobController } from '../lib/jobs/job-controller';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
 import { runCheckpointWorkflow } from '../lib/api-server/checkpoint-workflow';
@@ -998,7 +998,7 @@ Cost model coefficients (how each is derived):
     // The seed's 5 s is single-point recovery's; a region restart of the whole join is reported, not judged by it.
     for (const j of joins) {
       if (!j.recovery) continue;
-      const judged = j.failover.startsWith('single');
+      const judged = isSinglePoint(j.failover);
       lines.push([`recovery <= 5 s at P=${j.parallelism} (failover '${j.failover}', ${j.recovery.unitsRestarted} unit(s) restarted; failure -> available again: ${seconds(j.recovery.recoveryMs ?? NaN)})${judged ? '' : ': the seed\'s 5 s is for single-point recovery'}`, judged ? (j.recovery.recoveryMs ?? Infinity) <= 5000 : undefined, '']);
     }
     console.log('\nIssue 12 thresholds:\n');

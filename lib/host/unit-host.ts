@@ -16,7 +16,7 @@ import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
 import { buildExecutionGraph, parseSubtaskId, producersOf, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
 import { jobLayout, LayoutIndex } from '../graph/placement';
-import type { JobRecord, JobStore, UnitPlacement } from '../jobs/job-store';
+import { isSinglePoint, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
 import type { ChannelTransport } from '../ports/channels';
 import type { Clock } from '../ports/clock';
@@ -335,7 +335,7 @@ export function producerUnitsOf(graph: ExecutionGraph, layout: LayoutIndex, subt
 
 /** How a restarted subtask asks for its replays and (single-exact) its determinants; none for strategies that keep no in-flight logs. */
 function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph): { replaySender?: ReplaySender; determinantSender?: DeterminantSender } {
-  if (!keepsInflightLogs(job.settings.failover)) return {};
+  if (!isSinglePoint(job.settings.failover)) return {};
   const layout = new LayoutIndex(job);
   // The requests of the unit's restarted consumers go out together, one message per producer unit (replay-requests.ts).
   const producerTask = new Map(graph.edges.map((e) => [e.id, e.from]));
@@ -369,7 +369,7 @@ function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: Execut
  * restores from its region's entry in the latest manifest and asks for its replays.
  */
 function subtaskRestarter(options: UnitHostOptions, job: JobRecord, graph: ExecutionGraph, io: CheckpointIO, log: Logger): TaskUnitOptions['restartSubtask'] {
-  if (!keepsInflightLogs(job.settings.failover)) return undefined;
+  if (!isSinglePoint(job.settings.failover)) return undefined;
   const recovery = new RecoveryMetrics(options.metadata);
   return async (subtask, error, restart): Promise<SubtaskRestart> => {
     const failedAt = Date.now();
@@ -471,11 +471,6 @@ function inputQueues(options: UnitHostOptions, placement: UnitPlacement, graph: 
   return out;
 }
 
-/** The strategies whose producers keep in-flight logs: a unit restarts alone and gets its input again. */
-function keepsInflightLogs(strategy: string): boolean {
-  return strategy === 'single' || strategy === 'single-buffered' || strategy === 'single-exact';
-}
-
 /** What a unit's invocations share, whether they restore from a checkpoint or resume a hand-over. */
 function unitOptions(
   options: UnitHostOptions,
@@ -507,7 +502,7 @@ function unitOptions(
     blobs: options.blobs,
     jobs: observeReports(options.jobs, metrics),
     gate: availability,
-    inflightLog: keepsInflightLogs(job.settings.failover),
+    inflightLog: isSinglePoint(job.settings.failover),
     exactOnce: job.settings.failover === 'single-exact',
     ...(job.settings.lingerMs !== undefined ? { lingerMs: job.settings.lingerMs } : {}),
     groupsStartAtZero: job.settings.failover === 'region' || job.settings.failover === 'full',

@@ -47,6 +47,11 @@ export type JobStatus = (typeof JOB_LIFECYCLE.states)[number];
 export type JobEnd = NextOf<typeof JOB_LIFECYCLE.moves, 'RUNNING'>;
 export type FailoverStrategy = 'full' | 'region' | 'single' | 'single-buffered' | 'single-exact';
 
+/** The single-point strategies: a failed unit restarts alone, its producers keep in-flight logs. */
+export function isSinglePoint(strategy: string | undefined): boolean {
+  return strategy === 'single' || strategy === 'single-buffered' || strategy === 'single-exact';
+}
+
 /** Where a job's task units run in the cloud (the local runtime runs child processes for both). */
 export type UnitRuntime = 'lambda' | 'fargate';
 

@@ -8,7 +8,7 @@ import { systemClock } from '../ports/clock';
 import { silentLogger, type Logger, type MetricsSink } from '../ports/telemetry';
 import { Metrics } from '../observability/metric-names';
 import type { JobService, JobView } from './job-service';
-import type { UnitRecord } from './job-store';
+import { isSinglePoint, type UnitRecord } from './job-store';
 import type { Region } from '../graph/execution-graph';
 import { checkProgress, DEFAULT_STALL_TIMEOUT_MS, type ProgressMark } from './progress-watch';
 
@@ -178,7 +178,7 @@ export class Supervisor {
     // queue, until it is back). A region or full restart goes on from the next pass, as it always
     // has: under load a region restart raised at once raced a final commit released in the same
     // pass (the LocalStack lane's chaos schedule 105 stuck once beside a P=4000 benchmark).
-    if (!view.job.settings.failover?.startsWith('single')) return;
+    if (!isSinglePoint(view.job.settings.failover)) return;
     const clock = this.options.clock ?? systemClock;
     let unit: UnitRecord | undefined;
     try {

@@ -24,7 +24,7 @@ import { silentLogger, type Logger, type MetricsSink } from '../ports/telemetry'
 import { Metrics } from '../observability/metric-names';
 import type { ExecutionGraph } from '../graph/execution-graph';
 import type { JobView, UnitLauncher } from '../jobs/job-service';
-import { UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
+import { isSinglePoint, UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import { fencePendingCheckpoints } from '../jobs/checkpoint-steps';
 import { controlGroup, type ControlMessage } from '../runtime/messages';
@@ -137,7 +137,7 @@ export class FailoverHandler {
     // Single-point strategies restart the failed units alone: their records are all the plan reads
     // (every record of a P=4000 job is 120 items of up to 41 KB). Region and full read them all.
     const strategy = this.options.strategy?.(job) ?? job.settings.failover;
-    const alone = strategy === 'single' || strategy === 'single-buffered' || strategy === 'single-exact';
+    const alone = isSinglePoint(strategy);
     const read = alone
       ? (await mapWithConcurrency([...new Set(failures.map((f) => f.unitId))], limit, (id) => jobs.getUnit(job.jobId, id))).filter((u) => u !== undefined)
       : await jobs.getUnits(job.jobId);
