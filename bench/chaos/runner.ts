@@ -250,6 +250,13 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
       const alive = view.units.filter((u) => roles.get(u.unitId)?.has(spec.role) && runtime.launcher.pid(job.jobId, u.unitId) !== undefined && u.status !== 'FINISHED');
       const victims: typeof alive = [];
       while (victims.length < spec.count && alive.length > 0) victims.push(...alive.splice(Math.floor(random() * alive.length), 1));
+      // CHAOS_VICTIMS="<kill index>:<unit>,<unit>;...": these units instead (when a kill lands moves
+      // which are alive, so a broken schedule's victims are not always the seed's on a rerun).
+      const forced = process.env.CHAOS_VICTIMS?.split(';').find((f) => f.startsWith(`${kills.length - 1}:`));
+      if (forced) {
+        victims.length = 0;
+        for (const id of forced.slice(forced.indexOf(':') + 1).split(',')) victims.push(...view.units.filter((u) => u.unitId === id));
+      }
       if (victims.length === 0) {
         record.note = `no ${spec.role} unit was running`;
         continue;
@@ -271,8 +278,12 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
   await killing;
   const view = outcome.view;
   // CHAOS_VIEW_DIR: the job's final view (every unit's counters per subtask and channel), to read a broken schedule by.
-  if (process.env.CHAOS_VIEW_DIR) writeFileSync(join(process.env.CHAOS_VIEW_DIR, `${schedule.seed}.json`), JSON.stringify(view, null, 1));
   const events = await metrics.list(job.jobId);
+  // With it, the checkpoint driver's log (triggers, outcomes) and the failure events in full.
+  if (process.env.CHAOS_VIEW_DIR) {
+    const debug = { view, checkpointLog: controller.driver?.log ?? [], failures: events };
+    writeFileSync(join(process.env.CHAOS_VIEW_DIR, `${schedule.seed}.json`), JSON.stringify(debug, null, 1));
+  }
   const measured = await measureOutput(runtime, schedule.job, job.jobId, request.params);
   return {
     schedule,
