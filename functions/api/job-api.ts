@@ -6,12 +6,12 @@ import { JobService, type SubmitRequest, type JobTotals } from '../../lib/jobs/j
 import { JobStore, type JobRecord, type JobSettings, type JobStatus, type UnitRecord } from '../../lib/jobs/job-store';
 import type { Region } from '../../lib/graph/execution-graph';
 import { graphView, type GraphView } from '../../lib/graph/graph-view';
-import type { MetaItem, MetadataStore } from '../../lib/ports/metadata-store';
+import type { MetadataStore } from '../../lib/ports/metadata-store';
+import { listFlags, type SubPartitionFlag } from '../../lib/recovery/availability';
 import { approximateIntervalSeconds, ScheduleError, type CheckpointSchedule } from '../../lib/schedule';
 import { JobNotRunningError } from './errors';
 import { ScheduleService, scheduleOf, type ScheduleView } from './schedule-service';
 
-const jobPk = (jobId: string) => `JOB#${jobId}`;
 
 export interface JobSummary {
   jobId: string;
@@ -59,8 +59,8 @@ export interface JobDetails {
   graph?: GraphView;
   /** Why `graph` is missing: the job's definition could not be built (say, its code changed or broke). */
   graphError?: string;
-  /** Availability flags of sub-partitions (items `SUBPART#<id>` of the job), as stored. */
-  availability: ({ subPartition: string } & MetaItem)[];
+  /** Availability flags of sub-partitions that were ever marked, named `<edge id>#<consumer>`. */
+  availability: ({ subPartition: string } & SubPartitionFlag)[];
   /** Unit failures and their recovery: detection time, time until available again, records dropped. */
   failures: FailureEvent[];
   totals: JobTotals;
@@ -134,7 +134,7 @@ export class JobApiService implements JobApi {
   async details(jobId: string): Promise<JobDetails> {
     const [view, flags, failures] = await Promise.all([
       this.deps.service.view(jobId),
-      this.deps.metadata.query(jobPk(jobId), 'SUBPART#'),
+      listFlags(this.deps.metadata, jobId),
       new RecoveryMetrics(this.deps.metadata).list(jobId),
     ]);
     // The graph is rebuilt from the job's definition; a definition that no longer builds must not
@@ -175,7 +175,7 @@ export class JobApiService implements JobApi {
       units,
       regions: job.regions,
       ...graph,
-      availability: flags.map(({ sk, item }) => ({ ...item, subPartition: sk.slice('SUBPART#'.length) })),
+      availability: flags.map((f) => ({ subPartition: `${f.edgeId}#${f.consumer}`, ...f })),
       failures,
       totals: view.totals,
     };

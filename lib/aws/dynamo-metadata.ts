@@ -190,21 +190,17 @@ export class DynamoMetadataStore implements MetadataStore {
 
   async query(pk: string, skPrefix = '', options: QueryOptions = {}): Promise<StoredItem[]> {
     validateKeys(pk);
-    validateQueryOptions(options, skPrefix);
+    validateQueryOptions(options);
     const out: StoredItem[] = [];
     let start: AttributeMap | undefined;
-    // A range implies the prefix (both bounds start with it): one key condition, BETWEEN.
-    const range = options.between;
-    const keyCondition = range ? '#pk = :pk AND #sk BETWEEN :from AND :to' : skPrefix ? '#pk = :pk AND begins_with(#sk, :prefix)' : '#pk = :pk';
-    const values: AttributeMap = range ? { ':pk': { S: pk }, ':from': { S: range[0] }, ':to': { S: range[1] } } : { ':pk': { S: pk }, ...(skPrefix ? { ':prefix': { S: skPrefix } } : {}) };
     do {
       const page = await callAws(this.context('Query'), () =>
         this.clients.dynamodb.send(
           new QueryCommand({
             TableName: this.table,
-            KeyConditionExpression: keyCondition,
-            ExpressionAttributeNames: range || skPrefix ? { '#pk': 'pk', '#sk': 'sk' } : { '#pk': 'pk' },
-            ExpressionAttributeValues: values,
+            KeyConditionExpression: skPrefix ? '#pk = :pk AND begins_with(#sk, :prefix)' : '#pk = :pk',
+            ExpressionAttributeNames: skPrefix ? { '#pk': 'pk', '#sk': 'sk' } : { '#pk': 'pk' },
+            ExpressionAttributeValues: { ':pk': { S: pk }, ...(skPrefix ? { ':prefix': { S: skPrefix } } : {}) },
             ConsistentRead: true,
             ExclusiveStartKey: start,
             ...(options.newestFirst ? { ScanIndexForward: false } : {}),

@@ -69,14 +69,9 @@ export function validateConditions(conditions: readonly Condition[]): void {
   }
 }
 
-export function validateQueryOptions(options: QueryOptions, skPrefix = ''): void {
+export function validateQueryOptions(options: QueryOptions): void {
   if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) {
     throw new Error(`query limit must be a whole number of at least 1, got ${options.limit}`);
-  }
-  if (options.between) {
-    const [from, to] = options.between;
-    if (!from.startsWith(skPrefix) || !to.startsWith(skPrefix)) throw new Error(`query range '${from}' to '${to}' must start with the prefix '${skPrefix}'`);
-    if (compareUtf8(from, to) > 0) throw new Error(`query range '${from}' to '${to}' is empty: its start is after its end`);
   }
 }
 
@@ -193,19 +188,16 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async query(pk: string, skPrefix = '', options: QueryOptions = {}): Promise<StoredItem[]> {
     validateKeys(pk);
-    validateQueryOptions(options, skPrefix);
+    validateQueryOptions(options);
     this.requests++;
     const p = this.partition(pk, false);
     if (!p) return [];
-    const [from, to] = options.between ?? [];
     p.sorted ??= [...p.items.keys()].sort(compareUtf8);
     const out: StoredItem[] = [];
     const keys = options.newestFirst ? [...p.sorted].reverse() : p.sorted;
     for (const sk of keys) {
       if (options.limit !== undefined && out.length >= options.limit) break;
-      if (!sk.startsWith(skPrefix)) continue;
-      if (from !== undefined && (compareUtf8(sk, from) < 0 || compareUtf8(sk, to!) > 0)) continue;
-      out.push({ pk, sk, item: copyItem(p.items.get(sk)!) });
+      if (sk.startsWith(skPrefix)) out.push({ pk, sk, item: copyItem(p.items.get(sk)!) });
     }
     return out;
   }

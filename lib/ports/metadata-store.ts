@@ -33,12 +33,6 @@ export interface QueryOptions {
   limit?: number;
   /** Highest sort key first (DynamoDB's ScanIndexForward = false). */
   newestFirst?: boolean;
-  /**
-   * Only sort keys from the first to the second, both included (DynamoDB's BETWEEN). Both must
-   * start with the query's prefix: the keys between them then do too. Reads what lies between
-   * alone, not the whole prefix (a restarted unit's 100 flags of an edge of 4,000).
-   */
-  between?: readonly [from: string, to: string];
 }
 
 /**

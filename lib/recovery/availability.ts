@@ -5,28 +5,36 @@
  * its consumer is down (strategy `single`), the sub-partition is UNAVAILABLE and producers drop the
  * records bound for it (RecordWriter counts them).
  *
- * Stored flags (metadata store, one item per sub-partition that was ever marked):
+ * Stored flags (metadata store): one item per edge and flag group, the group being the consumer
+ * subtasks' task unit (`flagGroupsByUnit`):
  *
- *   pk JOB#<jobId>   sk SUBPART#<edgeId>#<consumer>
- *   { edgeId, consumer, available, attempt, version, updatedAt }
+ *   pk JOB#<jobId>   sk SUBPART#<edgeId>#<group>
+ *   { edgeId, group, flags: { <consumer>: version }, rev, updatedAt }
  *
- * `attempt` is the consumer subtask's attempt and is the fencing token. The writes are ordered by
- * `version = 2 * attempt + (available ? 0 : 1)`: "attempt a failed" (unavailable, 2a+1) beats
- * "attempt a is up" (available, 2a), and "attempt a+1 is up" (2a+2) beats both. A write whose version
- * is lower than the stored one is refused, so a late write of an older attempt never undoes a newer
- * one. Writes are compare-and-set on the stored version (read, then a put conditioned on it).
+ * Each sub-partition's flag is its own: `version = 2 * attempt + (available ? 0 : 1)`, `attempt`
+ * being the consumer subtask's attempt and the fencing token. "Attempt a failed" (2a+1) beats
+ * "attempt a is up" (2a), and "attempt a+1 is up" (2a+2) beats both; a write whose version is lower
+ * than the stored one is refused, so a late write of an older attempt never undoes a newer one.
+ * A write is a compare-and-set of the whole item on `rev`: read, decide per sub-partition, put
+ * conditioned on the `rev` read.
  *
- * No item means available: items are created only when a sub-partition is first marked unavailable,
- * so a job that never failed has none, and a unit start reads only the few that exist.
+ * Why one item per unit: a unit's sub-partitions are always marked together, at its attempt (the
+ * failover handler marks a failed unit's, its restart announces its own), so their flags change
+ * together. A packed join unit of 100 subtasks at P=4000 has 200 input sub-partitions: one item
+ * each was 400 compare-and-sets per failover (13.9 s of one on the emulator under load,
+ * docs/scale.md); grouped, it is 4. Every writer of a job must use the same grouping.
+ *
+ * No flag means available: flags are written only when a sub-partition is first marked
+ * unavailable, so a job that never failed has no items, and a unit start reads only the few there.
  *
  * `AvailabilityView` is the in-memory copy a producer's record writers consult on every record.
  */
 import { mapWithConcurrency } from '../util/concurrency';
 import type { Clock } from '../ports/clock';
 import { systemClock } from '../ports/clock';
-import { compareUtf8, type Condition, type MetaItem, type MetadataStore } from '../ports/metadata-store';
+import type { Condition, MetaItem, MetaValue, MetadataStore } from '../ports/metadata-store';
 import type { ExecutionGraph } from '../graph/execution-graph';
-import { parseSubtaskId } from '../graph/execution-graph';
+import { parseSubtaskId, subtaskId } from '../graph/execution-graph';
 import type { ControlMessage } from '../runtime/messages';
 import type { SubPartitionGate } from '../runtime/record-writer';
 
@@ -56,7 +64,29 @@ export interface AvailabilityUpdate extends SubPartitionRef {
 /** Order of availability writes and messages for one sub-partition. */
 export const flagVersion = (available: boolean, attempt: number): number => attempt * 2 + (available ? 0 : 1);
 
-export const subPartitionSk = (edgeId: string, consumer: number): string => `SUBPART#${edgeId}#${consumer}`;
+/** Which flag item a sub-partition's flag lives in (see the top of this file). */
+export type FlagGroupOf = (ref: SubPartitionRef) => string;
+
+/**
+ * Flags grouped by the task unit of their consumer subtask: what a job's writers use. A job of one
+ * subtask per unit has one flag per item.
+ */
+export function flagGroupsByUnit(graph: Pick<ExecutionGraph, 'edges'>, units: readonly { unitId: string; subtasks: readonly string[] }[]): FlagGroupOf {
+  const unitOf = new Map<string, string>();
+  for (const u of units) for (const s of u.subtasks) unitOf.set(s, u.unitId);
+  const consumerTask = new Map(graph.edges.map((e) => [e.id, e.to]));
+  return (ref) => {
+    const task = consumerTask.get(ref.edgeId);
+    const unit = task === undefined ? undefined : unitOf.get(subtaskId(task, ref.consumer));
+    if (unit === undefined) throw new Error(`sub-partition ${subPartitionKey(ref)} has no consumer subtask in the job's placement`);
+    return unit;
+  };
+}
+
+/** One flag per item (group = the consumer index): jobs of one subtask per unit, and tests. */
+export const flagPerSubPartition: FlagGroupOf = (ref) => String(ref.consumer);
+
+export const flagItemSk = (edgeId: string, group: string): string => `SUBPART#${edgeId}#${group}`;
 
 /** `e3/17`: a short printable key of a sub-partition. */
 export const subPartitionKey = (ref: SubPartitionRef): string => `${ref.edgeId}/${ref.consumer}`;
@@ -64,13 +94,13 @@ export const subPartitionKey = (ref: SubPartitionRef): string => `${ref.edgeId}/
 const jobPk = (jobId: string) => `JOB#${jobId}`;
 
 export type MarkOutcome =
-  /** Written, and the effective availability changed (a missing item counts as available). */
+  /** Written, and the effective availability changed (no flag counts as available). */
   | 'changed'
   /** The stored flag already said this (or was rewritten with the same availability, newer attempt). */
   | 'unchanged'
   /** A newer attempt's flag is stored: nothing written. */
   | 'fenced'
-  /** No item and the call does not create one (markAvailable): nothing to undo. */
+  /** No flag and the call does not create one (markAvailable): nothing to undo. */
   | 'skipped';
 
 export interface MarkResult {
@@ -82,17 +112,22 @@ export interface MarkResult {
   skipped: SubPartitionRef[];
 }
 
-/** Marking this many sub-partitions or more reads their edges' flags with a query, not one GET each. */
-const PREFETCH_MIN = 8;
-
-/** Flags as read by `storedFlags`, by sort key; null: no item. */
+/** Flag items as read by `storedFlags`, by sort key; null: no item. */
 export type StoredFlags = Map<string, MetaItem | null>;
+
+/** The versions an item holds, by consumer. */
+function versionsOf(item: MetaItem | undefined): Record<string, MetaValue> {
+  const flags = item?.flags;
+  return flags && typeof flags === 'object' && !Array.isArray(flags) ? flags : {};
+}
 
 /** The stored availability flags of one job. */
 export class AvailabilityRegistry {
   constructor(
     readonly metadata: MetadataStore,
     readonly jobId: string,
+    /** The job's grouping of flags into items; every writer of the job must use the same. */
+    private readonly groupOf: FlagGroupOf,
     private readonly options: { clock?: Clock; concurrency?: number } = {},
   ) {}
 
@@ -103,8 +138,8 @@ export class AvailabilityRegistry {
 
   /**
    * The consumer's attempt `newAttempt` has restored its state: producers may send again. Only
-   * sub-partitions that have an item are written (no item already means available). `stored`:
-   * the flags as read earlier (`storedFlags`, while the state was restored); a flag that changed
+   * sub-partitions that have a flag are written (no flag already means available). `stored`: the
+   * items as read earlier (`storedFlags`, while the state was restored); an item that changed
    * since fails its compare-and-set and is read again.
    */
   markAvailable(subPartitions: readonly SubPartitionRef[], newAttempt: number, options: { stored?: StoredFlags } = {}): Promise<MarkResult> {
@@ -112,93 +147,98 @@ export class AvailabilityRegistry {
   }
 
   async get(ref: SubPartitionRef): Promise<SubPartitionFlag | undefined> {
-    const item = await this.metadata.get(jobPk(this.jobId), subPartitionSk(ref.edgeId, ref.consumer));
-    return item && toFlag(item);
+    return (await this.getAll([ref]))[0];
+  }
+
+  /** The flags of these sub-partitions, in their order (undefined: none), reading each item once. */
+  async getAll(refs: readonly SubPartitionRef[]): Promise<(SubPartitionFlag | undefined)[]> {
+    const stored = await this.storedFlags(refs);
+    return refs.map((ref) => {
+      const item = stored.get(flagItemSk(ref.edgeId, this.groupOf(ref)));
+      return item ? flagsOf(item).find((f) => f.consumer === ref.consumer) : undefined;
+    });
   }
 
   /** Every stored flag of the job, or of these edges only (one query per edge). */
   async list(edgeIds?: Iterable<string>): Promise<SubPartitionFlag[]> {
-    const pk = jobPk(this.jobId);
-    if (edgeIds === undefined) return (await this.metadata.query(pk, 'SUBPART#')).map(({ item }) => toFlag(item));
-    const out: SubPartitionFlag[] = [];
-    for (const edgeId of new Set(edgeIds)) {
-      for (const { item } of await this.metadata.query(pk, `SUBPART#${edgeId}#`)) out.push(toFlag(item));
-    }
-    return out;
+    return listFlags(this.metadata, this.jobId, edgeIds);
   }
 
   private async markAll(refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean, prefetched?: StoredFlags): Promise<MarkResult> {
     if (!Number.isInteger(attempt) || attempt < 0) throw new Error(`availability attempt must be a whole number >= 0, got ${attempt}`);
     const result: MarkResult = { changed: [], unchanged: [], fenced: [], skipped: [] };
-    const stored = prefetched ?? (refs.length >= PREFETCH_MIN ? await this.storedFlags(refs) : undefined);
-    const outcomes = await mapWithConcurrency(refs, this.options.concurrency ?? 16, (ref) => this.mark(ref, available, attempt, create, stored));
-    refs.forEach((ref, i) => result[outcomes[i]!].push(ref));
+    const items = new Map<string, SubPartitionRef[]>();
+    for (const ref of refs) {
+      const sk = flagItemSk(ref.edgeId, this.groupOf(ref));
+      const list = items.get(sk);
+      if (list) list.push(ref);
+      else items.set(sk, [ref]);
+    }
+    const outcomes = await mapWithConcurrency([...items], this.options.concurrency ?? 16, ([sk, group]) => this.mark(sk, group, available, attempt, create, prefetched));
+    for (const map of outcomes) for (const [ref, outcome] of map) result[outcome].push(ref);
     return result;
   }
 
   /**
-   * The stored flags of these sub-partitions, one query per edge over the range of sort keys they
-   * span (null: no item). A packed unit of 100 subtasks has 200 input sub-partitions: a GET each
-   * before its conditional PUT was 400 calls on one partition, 1.8 s of a failover at P=1000 on the
-   * emulator; and a query of the whole edge read 4,000 flags per edge at P=4000 for its 100.
+   * The stored flag items of these sub-partitions (null: no item): a GET per item, which is one
+   * per edge for a unit's input sub-partitions.
    */
   async storedFlags(refs: readonly SubPartitionRef[]): Promise<StoredFlags> {
     const pk = jobPk(this.jobId);
-    const out: StoredFlags = new Map();
-    const byEdge = new Map<string, string[]>();
-    for (const ref of refs) {
-      const sk = subPartitionSk(ref.edgeId, ref.consumer);
-      out.set(sk, null);
-      const list = byEdge.get(ref.edgeId);
-      if (list) list.push(sk);
-      else byEdge.set(ref.edgeId, [sk]);
-    }
-    const listed = await mapWithConcurrency([...byEdge], 4, ([edgeId, sks]) => {
-      sks.sort(compareUtf8);
-      return this.metadata.query(pk, `SUBPART#${edgeId}#`, { between: [sks[0]!, sks[sks.length - 1]!] });
-    });
-    for (const items of listed) for (const { sk, item } of items) if (out.has(sk)) out.set(sk, item);
-    return out;
+    const sks = [...new Set(refs.map((ref) => flagItemSk(ref.edgeId, this.groupOf(ref))))];
+    const items = await mapWithConcurrency(sks, 4, (sk) => this.metadata.get(pk, sk));
+    return new Map(sks.map((sk, i) => [sk, items[i] ?? null]));
   }
 
-  /** Compare-and-set of one flag on its stored version (first from `stored`, when given). */
-  private async mark(ref: SubPartitionRef, available: boolean, attempt: number, create: boolean, stored?: StoredFlags): Promise<MarkOutcome> {
+  /** Compare-and-set of one flag item for these of its sub-partitions (first from `stored`, when given). */
+  private async mark(sk: string, refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean, stored?: StoredFlags): Promise<Map<SubPartitionRef, MarkOutcome>> {
     const pk = jobPk(this.jobId);
-    const sk = subPartitionSk(ref.edgeId, ref.consumer);
     const version = flagVersion(available, attempt);
     for (let tries = 0; tries < 10; tries++) {
       const known = tries === 0 ? stored?.get(sk) : undefined;
       const current = known !== undefined ? (known ?? undefined) : await this.metadata.get(pk, sk);
-      if (!current && !create) return 'skipped';
-      const storedVersion = current ? Number(current.version) : -1;
-      if (storedVersion > version) return 'fenced';
-      const wasAvailable = current ? current.available === true : true;
-      if (storedVersion === version) return 'unchanged';
-      const item: MetaItem = {
-        edgeId: ref.edgeId,
-        consumer: ref.consumer,
-        available,
-        attempt,
-        version,
-        updatedAt: (this.options.clock ?? systemClock).now(),
-      };
-      const condition: Condition = current ? { attr: 'version', op: '=', value: storedVersion } : { attr: 'version', op: 'notExists' };
-      if (await this.metadata.put(pk, sk, item, [condition])) return wasAvailable === available ? 'unchanged' : 'changed';
+      const versions = { ...versionsOf(current) };
+      const outcomes = new Map<SubPartitionRef, MarkOutcome>();
+      let writes = 0;
+      for (const ref of refs) {
+        const storedVersion = typeof versions[ref.consumer] === 'number' ? (versions[ref.consumer] as number) : -1;
+        if (storedVersion < 0 && !create) outcomes.set(ref, 'skipped');
+        else if (storedVersion > version) outcomes.set(ref, 'fenced');
+        else if (storedVersion === version) outcomes.set(ref, 'unchanged');
+        else {
+          const wasAvailable = storedVersion < 0 || storedVersion % 2 === 0;
+          outcomes.set(ref, wasAvailable === available ? 'unchanged' : 'changed');
+          versions[ref.consumer] = version;
+          writes++;
+        }
+      }
+      if (writes === 0) return outcomes;
+      const rev = current ? Number(current.rev ?? 0) : 0;
+      const item: MetaItem = { edgeId: refs[0]!.edgeId, group: sk.slice(sk.indexOf('#', 'SUBPART#'.length) + 1), flags: versions, rev: rev + 1, updatedAt: (this.options.clock ?? systemClock).now() };
+      const condition: Condition = current ? { attr: 'rev', op: '=', value: rev } : { attr: 'rev', op: 'notExists' };
+      if (await this.metadata.put(pk, sk, item, [condition])) return outcomes;
       // Someone wrote in between: read again and decide again.
     }
-    throw new Error(`availability flag ${subPartitionKey(ref)} of job '${this.jobId}' keeps changing; gave up after 10 tries`);
+    throw new Error(`availability flags ${sk} of job '${this.jobId}' keep changing; gave up after 10 tries`);
   }
 }
 
-function toFlag(item: MetaItem): SubPartitionFlag {
-  return {
-    edgeId: String(item.edgeId),
-    consumer: Number(item.consumer),
-    available: item.available === true,
-    attempt: Number(item.attempt),
-    version: Number(item.version),
-    updatedAt: Number(item.updatedAt ?? 0),
-  };
+/** The stored flags of a job, or of these edges only (one query per edge). */
+export async function listFlags(metadata: MetadataStore, jobId: string, edgeIds?: Iterable<string>): Promise<SubPartitionFlag[]> {
+  const pk = jobPk(jobId);
+  const prefixes = edgeIds === undefined ? ['SUBPART#'] : [...new Set(edgeIds)].map((e) => `SUBPART#${e}#`);
+  const out: SubPartitionFlag[] = [];
+  for (const prefix of prefixes) for (const { item } of await metadata.query(pk, prefix)) out.push(...flagsOf(item));
+  return out;
+}
+
+function flagsOf(item: MetaItem): SubPartitionFlag[] {
+  const edgeId = String(item.edgeId);
+  const updatedAt = Number(item.updatedAt ?? 0);
+  return Object.entries(versionsOf(item)).map(([consumer, v]) => {
+    const version = Number(v);
+    return { edgeId, consumer: Number(consumer), available: version % 2 === 0, attempt: Math.floor(version / 2), version, updatedAt };
+  });
 }
 
 /**
@@ -314,7 +354,7 @@ export async function loadAvailabilityView(options: {
 }): Promise<AvailabilityView> {
   const edges = outputEdgesOf(options.graph, options.subtasks);
   const view = new AvailabilityView({ edges, onChange: options.onChange });
-  if (edges.length > 0) view.load(await new AvailabilityRegistry(options.metadata, options.jobId).list(edges));
+  if (edges.length > 0) view.load(await listFlags(options.metadata, options.jobId, edges));
   return view;
 }
 
@@ -332,7 +372,7 @@ export async function refreshAvailabilityView(
   const edges = outputEdgesOf(options.graph, options.subtasks);
   if (edges.length === 0) return 0;
   let applied = 0;
-  for (const flag of await new AvailabilityRegistry(options.metadata, options.jobId).list(edges)) if (view.apply(flag)) applied++;
+  for (const flag of await listFlags(options.metadata, options.jobId, edges)) if (view.apply(flag)) applied++;
   return applied;
 }
 

@@ -28,7 +28,7 @@ import { isSinglePoint, UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, t
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import { fencePendingCheckpoints } from '../jobs/checkpoint-steps';
 import { controlGroup, type ControlMessage } from '../runtime/messages';
-import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type StoredFlags, type SubPartitionRef } from './availability';
+import { AvailabilityRegistry, flagGroupsByUnit, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type StoredFlags, type SubPartitionRef } from './availability';
 import { mapWithConcurrency } from '../util/concurrency';
 import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
 import { RecoveryMetrics, type FailureEvent } from './recovery-metrics';
@@ -255,7 +255,7 @@ export class FailoverHandler {
     step: (s: FailoverStep) => void,
   ): Promise<{ notified: Promise<NoticeCount> }> {
     const limit = this.options.concurrency ?? 32;
-    const registry = new AvailabilityRegistry(this.options.jobs.metadata, job.jobId, { clock: this.clock });
+    const registry = new AvailabilityRegistry(this.options.jobs.metadata, job.jobId, flagGroupsByUnit(graph, job.units), { clock: this.clock });
     const failedIds = new Set(failed.map((f) => f.unitId));
     const marked = await mapWithConcurrency(failed, limit, async (f) => {
       const subPartitions = inputSubPartitions(graph, f.subtasks);
@@ -267,7 +267,7 @@ export class FailoverHandler {
     step('unavailable');
     const notified = mapWithConcurrency(marked, limit, ({ attempt, subPartitions }) => {
       const failedVersion = flagVersion(false, attempt);
-      const stillDown = async (sp: SubPartitionRef) => (await registry.get(sp))?.version === failedVersion;
+      const stillDown = async (sps: SubPartitionRef[]) => (await registry.getAll(sps)).map((flag) => flag?.version === failedVersion);
       const notices = producerNotices(graph, job.units, subPartitions, failedIds);
       return sendNotices(notices, false, attempt, (unitIds, message) => this.options.service.sendControl(job, unitIds, message), limit, {
         chunk: this.options.noticeChunk ?? 100,
@@ -325,8 +325,8 @@ const NO_NOTICES: NoticeCount = { sent: 0, skipped: 0 };
  * unit of 100 subtasks costs its producer units a message per edge each, not one per sub-partition
  * (at P=4000 that was ~8,000 SQS sends per failure and as many per announce). Units told the same
  * sub-partitions of an edge share one `send(unitIds, message)` call, or one per chunk of units when
- * `chunked` is given; then `before(sp)` is checked for each sub-partition ahead of each chunk but
- * the first, and the sub-partitions for which it is false are left out of the rest of the fan-out.
+ * `chunked` is given; then `before(sps)` is checked for the sub-partitions ahead of each chunk but
+ * the first, and those for which it is false are left out of the rest of the fan-out.
  * Counts are of (producer unit, sub-partition) notices.
  */
 async function sendNotices(
@@ -335,7 +335,7 @@ async function sendNotices(
   attempt: number,
   send: (unitIds: string[], message: AvailabilityMessage) => Promise<void>,
   limit: number,
-  chunked?: { chunk: number; before: (sp: SubPartitionRef) => Promise<boolean> },
+  chunked?: { chunk: number; before: (sps: SubPartitionRef[]) => Promise<boolean[]> },
 ): Promise<NoticeCount> {
   // Per unit and edge the consumers it is told about; units told the same ones form one group.
   const groups = new Map<string, { edgeId: string; consumers: number[]; units: string[] }>();
@@ -361,7 +361,7 @@ async function sendNotices(
     for (let i = 0; i < units.length; i += size) {
       // The first chunk goes out at once (the flags were just written), ahead of the launch.
       if (chunked && i > 0) {
-        const still = await mapWithConcurrency(down, limit, (consumer) => chunked.before({ edgeId, consumer }));
+        const still = await chunked.before(down.map((consumer) => ({ edgeId, consumer })));
         const next = down.filter((_, k) => still[k]);
         count.skipped += (down.length - next.length) * (units.length - i);
         down = next;
@@ -443,7 +443,7 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   if (attempt === 0) return { subPartitions, changed: [], superseded: false, messages: 0 };
 
   const clock = options.clock ?? systemClock;
-  const registry = new AvailabilityRegistry(options.metadata, job.jobId, { clock });
+  const registry = new AvailabilityRegistry(options.metadata, job.jobId, flagGroupsByUnit(graph, job.units), { clock });
   const marked = await registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
   if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
   // This attempt is up, for its own producers too. Without this a restarted unit hosting producers

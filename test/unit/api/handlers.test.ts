@@ -6,6 +6,7 @@ import { EmfMetrics } from '../../../lib/observability/metrics';
 import { historyToItem } from '../../../lib/checkpoint/catalog';
 import { historyEntry } from '../../../lib/checkpoint/stats';
 import { apiEvent, CloudLikeSchedulerPort, lambdaContext, memoryApi } from './helpers';
+import { AvailabilityRegistry } from '../../../lib/recovery/availability';
 
 const demo = { job: 'demo', params: { records: 2000, parallelism: 2 } };
 
@@ -54,14 +55,14 @@ describe('job API handlers on memory ports', () => {
     expect(list.body.jobs.map((j: { jobId: string }) => j.jobId).sort()).toEqual([a, b].sort());
     expect(list.body.jobs[0]).toMatchObject({ name: 'demo', status: 'RUNNING' });
 
-    await api.ports.metadata.put(`JOB#${a}`, 'SUBPART#e1-0', { status: 'UNAVAILABLE', attempt: 1 });
+    await new AvailabilityRegistry(api.ports.metadata, a, () => 'unit-x', { clock: { now: () => 5, sleep: async () => undefined } }).markUnavailable([{ edgeId: 'e1', consumer: 0 }], 1);
     const res = await api.call('GET', `/jobs/${a}`);
     expect(res.status).toBe(200);
     expect(res.body.job).toMatchObject({ jobId: a, status: 'RUNNING', params: { records: 2000, parallelism: 2 } });
     expect(res.body.units.length).toBe(api.launcher.launched.filter((l) => l.jobId === a).length);
     for (const u of res.body.units) expect(u).toMatchObject({ attempt: 0, invocation: 0, status: 'STARTING' });
     expect(res.body.regions.length).toBeGreaterThan(0);
-    expect(res.body.availability).toEqual([{ subPartition: 'e1-0', status: 'UNAVAILABLE', attempt: 1 }]);
+    expect(res.body.availability).toEqual([{ subPartition: 'e1#0', edgeId: 'e1', consumer: 0, available: false, attempt: 1, version: 3, updatedAt: 5 }]);
     expect(res.body.totals).toEqual({ recordsIn: 0, recordsOut: 0, dropped: 0, missing: 0, replayed: 0, duplicateRecords: 0, regenerated: 0, unreplayed: 0, resent: 0, requests: {} });
     expect(res.body.schedule).toEqual({ jobId: a, schedule: null, description: 'off', nextFireTimes: [] });
   });

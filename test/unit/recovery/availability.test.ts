@@ -9,7 +9,9 @@ import {
   outputEdgesOf,
   refreshAvailabilityView,
   scheduleRefreshes,
-  subPartitionSk,
+  flagGroupsByUnit,
+  flagItemSk,
+  flagPerSubPartition,
   type AvailabilityUpdate,
 } from '../../../lib/recovery/availability';
 import { RecordWriter, hashPartition } from '../../../lib/runtime/record-writer';
@@ -19,28 +21,34 @@ import { joinGraph } from './helpers';
 const sp = (edgeId: string, consumer: number) => ({ edgeId, consumer });
 
 describe('AvailabilityRegistry (stored flags)', () => {
-  it('stores one item per sub-partition under JOB#<jobId> / SUBPART#<edgeId>#<consumer>', async () => {
+  it('stores one item per edge and consumer unit: JOB#<jobId> / SUBPART#<edgeId>#<unit>, a version per consumer', async () => {
     const metadata = new MemoryMetadataStore();
-    const registry = new AvailabilityRegistry(metadata, 'job-1', { clock: { now: () => 1234, sleep: async () => undefined } });
-    const result = await registry.markUnavailable([sp('e0', 3), sp('e1', 3)], 0);
-    expect(result.changed).toEqual([sp('e0', 3), sp('e1', 3)]);
-    expect(await metadata.get('JOB#job-1', subPartitionSk('e0', 3))).toEqual({
-      edgeId: 'e0',
-      consumer: 3,
-      available: false,
-      attempt: 0,
-      version: 1,
-      updatedAt: 1234,
-    });
+    const graph = joinGraph(4);
+    const [e0, e1] = graph.edges.map((e) => e.id) as [string, string];
+    const units = [
+      { unitId: 'unit-0', subtasks: ['join#0', 'join#1'] },
+      { unitId: 'unit-1', subtasks: ['join#2', 'join#3'] },
+    ];
+    const registry = new AvailabilityRegistry(metadata, 'job-1', flagGroupsByUnit(graph, units), { clock: { now: () => 1234, sleep: async () => undefined } });
+    const result = await registry.markUnavailable([sp(e0, 2), sp(e1, 2), sp(e0, 3), sp(e1, 3)], 0);
+    expect(result.changed).toHaveLength(4);
+    expect(await metadata.get('JOB#job-1', flagItemSk(e0, 'unit-1'))).toEqual({ edgeId: e0, group: 'unit-1', flags: { 2: 1, 3: 1 }, rev: 1, updatedAt: 1234 });
+    expect(await metadata.query('JOB#job-1', 'SUBPART#')).toHaveLength(2);
     expect((await registry.list()).map((f) => [f.edgeId, f.consumer, f.available, f.attempt])).toEqual([
-      ['e0', 3, false, 0],
-      ['e1', 3, false, 0],
+      [e0, 2, false, 0],
+      [e0, 3, false, 0],
+      [e1, 2, false, 0],
+      [e1, 3, false, 0],
     ]);
-    expect(await registry.list(['e1'])).toHaveLength(1);
+    expect(await registry.list([e1])).toHaveLength(2);
+    // Join#2 comes back alone (its own attempt): join#3's flag in the same item is untouched.
+    expect((await registry.markAvailable([sp(e0, 2)], 1)).changed).toEqual([sp(e0, 2)]);
+    expect(await metadata.get('JOB#job-1', flagItemSk(e0, 'unit-1'))).toMatchObject({ flags: { 2: 2, 3: 1 }, rev: 2 });
+    expect(() => flagGroupsByUnit(graph, units)(sp(e0, 9))).toThrow(/e0\/9 has no consumer subtask/);
   });
 
   it('fences: an older attempt never overwrites a newer one, and "attempt a failed" beats "attempt a is up"', async () => {
-    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', flagPerSubPartition);
     await registry.markUnavailable([sp('e0', 1)], 0);
     expect((await registry.markAvailable([sp('e0', 1)], 1)).changed).toEqual([sp('e0', 1)]);
     // A late "attempt 0 failed" from a slow supervisor is refused.
@@ -58,14 +66,14 @@ describe('AvailabilityRegistry (stored flags)', () => {
 
   it('markAvailable creates nothing for a sub-partition that was never marked (no item = available)', async () => {
     const metadata = new MemoryMetadataStore();
-    const registry = new AvailabilityRegistry(metadata, 'j');
+    const registry = new AvailabilityRegistry(metadata, 'j', flagPerSubPartition);
     const result = await registry.markAvailable([sp('e0', 0), sp('e0', 1)], 4);
     expect(result.skipped).toHaveLength(2);
     expect(await metadata.query('JOB#j', 'SUBPART#')).toEqual([]);
   });
 
   it('refuses a negative or fractional attempt', async () => {
-    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', flagPerSubPartition);
     await expect(registry.markUnavailable([sp('e0', 0)], -1)).rejects.toThrow(/whole number/);
     await expect(registry.markAvailable([sp('e0', 0)], 1.5)).rejects.toThrow(/whole number/);
   });
@@ -75,7 +83,7 @@ describe('AvailabilityRegistry (stored flags)', () => {
       fc.asyncProperty(
         fc.array(fc.record({ available: fc.boolean(), attempt: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 12 }),
         async (writes) => {
-          const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+          const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', flagPerSubPartition);
           // The first failure creates the item (version 1); then every write races (their get and
           // conditional put steps interleave on the event loop).
           await registry.markUnavailable([sp('e0', 0)], 0);
@@ -91,34 +99,36 @@ describe('AvailabilityRegistry (stored flags)', () => {
     );
   });
 
-  it('marks a packed unit\'s sub-partitions with one query per edge and a conditional put each, no GET each', async () => {
+  it('marks a packed unit\'s 200 sub-partitions with a read and a conditional put per edge, not one per sub-partition', async () => {
     const metadata = new MemoryMetadataStore();
-    const registry = new AvailabilityRegistry(metadata, 'j');
     const refs = [...Array.from({ length: 100 }, (_, i) => sp('e0', 100 + i)), ...Array.from({ length: 100 }, (_, i) => sp('e1', 100 + i))];
-    await registry.markUnavailable(refs.slice(0, 50), 0); // some have items already (an earlier failure)
+    const unitOf = (ref: { consumer: number }) => `unit-${Math.floor(ref.consumer / 100)}`;
+    const registry = new AvailabilityRegistry(metadata, 'j', unitOf);
+    await registry.markUnavailable(refs.slice(0, 50), 0); // some are down already (an earlier failure)
     const get = vi.spyOn(metadata, 'get');
-    const query = vi.spyOn(metadata, 'query');
     const put = vi.spyOn(metadata, 'put');
     const down = await registry.markUnavailable(refs, 1);
     expect([down.changed.length, down.unchanged.length]).toEqual([150, 50]); // the 50 were down already
-    expect([get.mock.calls.length, query.mock.calls.length, put.mock.calls.length]).toEqual([0, 2, 200]);
+    expect([get.mock.calls.length, put.mock.calls.length]).toEqual([2, 2]);
     get.mockClear();
-    query.mockClear();
-    const up = await registry.markAvailable(refs, 2);
+    put.mockClear();
+    const stored = await registry.storedFlags(refs);
+    expect([...stored.keys()]).toEqual([flagItemSk('e0', 'unit-1'), flagItemSk('e1', 'unit-1')]);
+    const up = await registry.markAvailable(refs, 2, { stored });
     expect(up.changed).toHaveLength(200);
-    expect([get.mock.calls.length, query.mock.calls.length]).toEqual([0, 2]);
-    // A newer attempt's flag written meanwhile fences the rest as before (the query result is only a first guess).
+    expect([get.mock.calls.length, put.mock.calls.length]).toEqual([2, 2]); // the two reads were storedFlags'
+    // A newer attempt's flag written meanwhile fences that one as before (what was read is only a first guess).
     await registry.markUnavailable([sp('e0', 100)], 2);
-    const late = await registry.markAvailable(refs, 2);
+    const late = await registry.markAvailable(refs, 2, { stored });
     expect(late.fenced).toEqual([sp('e0', 100)]);
     expect(late.unchanged).toHaveLength(199);
   });
 
-  it('converges under racing batch writers too (flags read by query, then compare-and-set)', async () => {
+  it('converges under racing batch writers too (one item holds all their flags: read, then compare-and-set)', async () => {
     const refs = Array.from({ length: 10 }, (_, i) => sp('e0', i));
     await fc.assert(
       fc.asyncProperty(fc.array(fc.record({ available: fc.boolean(), attempt: fc.integer({ min: 0, max: 5 }) }), { minLength: 1, maxLength: 8 }), async (writes) => {
-        const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+        const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', () => 'unit-0');
         await registry.markUnavailable(refs, 0);
         await Promise.all(writes.map((w) => (w.available ? registry.markAvailable(refs, w.attempt) : registry.markUnavailable(refs, w.attempt))));
         const newest = Math.max(1, ...writes.map((w) => flagVersion(w.available, w.attempt)));
@@ -133,7 +143,7 @@ describe('AvailabilityRegistry (stored flags)', () => {
     // create one per sub-partition). So "attempt 0 failed" must be stored before attempt 1 can
     // announce itself; FailoverHandler marks only after winning the attempt bump and before it
     // launches. Written the other way round, the late write would win:
-    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', flagPerSubPartition);
     expect((await registry.markAvailable([sp('e0', 0)], 1)).skipped).toHaveLength(1);
     expect((await registry.markUnavailable([sp('e0', 0)], 0)).changed).toHaveLength(1);
     expect(await registry.get(sp('e0', 0))).toMatchObject({ available: false, attempt: 0 });
@@ -141,33 +151,13 @@ describe('AvailabilityRegistry (stored flags)', () => {
 
   it('takes flags read earlier (during the restore) as a first guess only: one that changed since is read again', async () => {
     const refs = Array.from({ length: 12 }, (_, i) => sp('e0', i));
-    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j');
+    const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', flagPerSubPartition);
     await registry.markUnavailable(refs, 0);
     const stored = await registry.storedFlags(refs);
     await registry.markUnavailable(refs.slice(0, 3), 1); // attempt 1 failed too, after the read
     const up = await registry.markAvailable(refs, 1, { stored });
     expect(up.changed).toHaveLength(9);
     expect(up.fenced).toEqual(refs.slice(0, 3)); // "attempt 1 failed" outranks "attempt 1 is up"
-  });
-
-  it('reads a unit\'s flags of an edge by the range of sort keys they span, not the whole edge', async () => {
-    const metadata = new MemoryMetadataStore();
-    const registry = new AvailabilityRegistry(metadata, 'j');
-    // Every consumer of a 400-wide edge has a flag; the unit hosts consumers 200-209 (byte order: 200..209 span 200, 2000.., no others here).
-    await registry.markUnavailable(Array.from({ length: 400 }, (_, i) => sp('e0', i)), 0);
-    const query = vi.spyOn(metadata, 'query');
-    const mine = Array.from({ length: 10 }, (_, i) => sp('e0', 200 + i));
-    const stored = await registry.storedFlags(mine);
-    expect(query.mock.calls).toEqual([['JOB#j', 'SUBPART#e0#', { between: ['SUBPART#e0#200', 'SUBPART#e0#209'] }]]);
-    const read = (await query.mock.results[0]!.value) as unknown[];
-    expect(read).toHaveLength(10);
-    expect([...stored.keys()]).toEqual(mine.map((r) => subPartitionSk(r.edgeId, r.consumer)));
-    expect([...stored.values()].every((item) => item !== null && item.available === false)).toBe(true);
-    // Consumers whose keys are not adjacent in byte order: the range covers what lies between, and only the unit's are kept.
-    query.mockClear();
-    const scattered = await registry.storedFlags([sp('e0', 3), sp('e0', 29), sp('e0', 399)]);
-    expect(query.mock.calls[0]![2]).toEqual({ between: ['SUBPART#e0#29', 'SUBPART#e0#399'] });
-    expect([...scattered.keys()].sort()).toEqual(['SUBPART#e0#29', 'SUBPART#e0#3', 'SUBPART#e0#399']);
   });
 });
 
@@ -236,7 +226,7 @@ describe('AvailabilityView (producer-side gate)', () => {
   it('loads the stored flags of a unit\'s output edges only', async () => {
     const metadata = new MemoryMetadataStore();
     const graph = joinGraph(4);
-    const registry = new AvailabilityRegistry(metadata, 'j');
+    const registry = new AvailabilityRegistry(metadata, 'j', flagPerSubPartition);
     const [e0, e1] = graph.edges.map((e) => e.id) as [string, string];
     await registry.markUnavailable([sp(e0, 2), sp(e1, 2)], 0);
     expect(outputEdgesOf(graph, ['a#1'])).toEqual([e0]);
@@ -250,7 +240,7 @@ describe('AvailabilityView (producer-side gate)', () => {
   it('a restarted unit re-reads its flags: an "available" notice its dead predecessor\'s poll took is not waited for', async () => {
     const metadata = new MemoryMetadataStore();
     const graph = joinGraph(4);
-    const registry = new AvailabilityRegistry(metadata, 'j');
+    const registry = new AvailabilityRegistry(metadata, 'j', flagPerSubPartition);
     const [e0] = graph.edges.map((e) => e.id) as [string];
     await registry.markUnavailable([sp(e0, 2)], 0);
     const view = await loadAvailabilityView({ metadata, jobId: 'j', graph, subtasks: ['a#1'] });

@@ -6,7 +6,7 @@ import type { UnitFailure } from '../../../lib/jobs/supervisor';
 import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
 import type { MetaItem, Condition } from '../../../lib/ports/metadata-store';
-import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
+import { AvailabilityRegistry, flagGroupsByUnit, loadAvailabilityView } from '../../../lib/recovery/availability';
 import type { RestoreManifest } from '../../../lib/recovery/failover-planner';
 import { FailoverHandler, announceAvailable, createFailoverHandler, type FailoverHandlerOptions, type FailoverService } from '../../../lib/recovery/failover-handler';
 import { textLogger, type MetricDef } from '../../../lib/ports/telemetry';
@@ -37,7 +37,10 @@ class LoggingMetadata extends MemoryMetadataStore {
   }
   override async put(pk: string, sk: string, item: MetaItem, conditions?: readonly Condition[]): Promise<boolean> {
     const ok = await super.put(pk, sk, item, conditions);
-    if (ok && sk.startsWith('SUBPART#')) this.log.push(['flag', sk.slice(8), item.available, item.attempt]);
+    // One item per (edge, consumer unit): each flag it holds is logged as (edge#consumer, available, attempt).
+    if (ok && sk.startsWith('SUBPART#')) {
+      for (const [consumer, version] of Object.entries(item.flags as Record<string, number>)) this.log.push(['flag', `${String(item.edgeId)}#${consumer}`, version % 2 === 0, Math.floor(version / 2)]);
+    }
     return ok;
   }
 }
@@ -335,7 +338,7 @@ describe('FailoverHandler, strategy single', () => {
     // join-2 failed before and is back at attempt 1 (its flags say "attempt 1 is up").
     await f.jobs.startUnitAttempt('job', 'join-2', ['join#2'], 1);
     await f.jobs.reportUnit('job', 'join-2', 1, { status: 'FAILED' });
-    const registry = new AvailabilityRegistry(f.metadata, 'job');
+    const registry = new AvailabilityRegistry(f.metadata, 'job', flagGroupsByUnit(f.graph, f.job.units));
     await registry.markUnavailable([{ edgeId: 'e0', consumer: 2 }, { edgeId: 'e1', consumer: 2 }], 0);
     await registry.markAvailable([{ edgeId: 'e0', consumer: 2 }, { edgeId: 'e1', consumer: 2 }], 1);
     f.log.length = 0;
@@ -366,7 +369,7 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     expect(result.superseded).toBe(false);
     expect(result.changed).toEqual([{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }]);
     expect(result.messages).toBe(6);
-    const flags = await new AvailabilityRegistry(f.metadata, 'job').list();
+    const flags = await new AvailabilityRegistry(f.metadata, 'job', flagGroupsByUnit(f.graph, f.job.units)).list();
     expect(flags.map((x) => [x.edgeId, x.consumer, x.available, x.attempt])).toEqual([
       ['e0', 1, true, 1],
       ['e1', 1, true, 1],
@@ -392,7 +395,7 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     // Pipeline slices, as placement packs them: unit u1 hosts a#1 and b#1 and the join#1 they feed.
     const units: UnitPlacement[] = [0, 1].map((i) => ({ unitId: `u${i}`, subtasks: [`a#${i}`, `b#${i}`, `join#${i}`], controlQueue: f.job.units[i]!.controlQueue }));
     const job = { ...f.job, units };
-    const registry = new AvailabilityRegistry(f.metadata, 'job');
+    const registry = new AvailabilityRegistry(f.metadata, 'job', flagGroupsByUnit(f.graph, units));
     await registry.markUnavailable([{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }], 0);
     // The restarted unit's view, loaded (as hostUnit does, alongside its restore) before it announces.
     const view = await loadAvailabilityView({ metadata: f.metadata, jobId: 'job', graph: f.graph, subtasks: units[1]!.subtasks });
@@ -420,7 +423,7 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     ];
     const job = { ...f.job, units };
     const all = [0, 1].flatMap((consumer) => ['e0', 'e1'].map((edgeId) => ({ edgeId, consumer })));
-    await new AvailabilityRegistry(f.metadata, 'job').markUnavailable(all, 0);
+    await new AvailabilityRegistry(f.metadata, 'job', flagGroupsByUnit(f.graph, units)).markUnavailable(all, 0);
     const view = await loadAvailabilityView({ metadata: f.metadata, jobId: 'job', graph: f.graph, subtasks: units[0]!.subtasks });
     expect(view.unavailableCount).toBe(4);
 
@@ -441,7 +444,7 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     expect(first).toMatchObject({ changed: [], messages: 0, superseded: false });
     expect(await f.metadata.query('JOB#job', 'SUBPART#')).toEqual([]);
     // Attempt 2 has already failed and been marked; a slow attempt 1 must stop.
-    await new AvailabilityRegistry(f.metadata, 'job').markUnavailable([{ edgeId: 'e0', consumer: 0 }], 2);
+    await new AvailabilityRegistry(f.metadata, 'job', flagGroupsByUnit(f.graph, f.job.units)).markUnavailable([{ edgeId: 'e0', consumer: 0 }], 2);
     const late = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-0', attempt: 1 });
     expect(late.superseded).toBe(true);
   });

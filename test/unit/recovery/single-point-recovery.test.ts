@@ -14,7 +14,7 @@ import { Supervisor } from '../../../lib/jobs/supervisor';
 import { forwardingTransport, type ChannelTransport, type ReceiveOptions } from '../../../lib/ports/channels';
 import { TaskUnit, type UnitOutcome } from '../../../lib/runtime/task-unit';
 import { hashPartition } from '../../../lib/runtime/record-writer';
-import { AvailabilityRegistry, loadAvailabilityView } from '../../../lib/recovery/availability';
+import { AvailabilityRegistry, flagPerSubPartition, loadAvailabilityView } from '../../../lib/recovery/availability';
 import { FailoverHandler, announceAvailable } from '../../../lib/recovery/failover-handler';
 import { RecoveryMetrics } from '../../../lib/recovery/recovery-metrics';
 import { multiplexedChannels } from '../../../lib/host/unit-host';
@@ -183,7 +183,7 @@ describe('single-point recovery of the recommendation join (in-process, memory p
     expect(event!.recordsProcessed).toBeGreaterThan(0);
 
     // The flags end available, at the new attempt.
-    const flags = await new AvailabilityRegistry(ports.metadata, job.jobId).list();
+    const flags = await new AvailabilityRegistry(ports.metadata, job.jobId, flagPerSubPartition).list();
     expect(flags.map((f) => [f.edgeId, f.consumer, f.available, f.attempt])).toEqual([
       ['e0', failedIndex, true, 1],
       ['e1', failedIndex, true, 1],
