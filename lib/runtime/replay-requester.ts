@@ -11,7 +11,8 @@
  *   with a producer that died, or hidden from its restarted attempt by the dead attempt's last
  *   poll: see controlGroup), the channels whose replay has not progressed
  *   since the last look only, and fails the subtask with the channels still waiting once no
- *   replay has progressed for `giveUpMs` (a channel answered, or a message of an answer taken).
+ *   replay has progressed for `giveUpMs` (a channel answered, or a message of an answer taken),
+ *   its own nor, given `unitProgress`, any of its unit's subtasks'.
  *   Not a deadline from the first request: at P=2000 the producer units answered a restarted join
  *   unit's 800,000 channels for minutes, and joins that gave up after 120 s of that restarted in
  *   their unit and asked all over again.
@@ -28,6 +29,20 @@ import { finalLogEdgePrefix, positionIn, replayBodies, restartEvent, segmentRead
 /** Sends a replay request to the units hosting the producers of `request.edgeId`. */
 export type ReplaySender = (request: ReplayRequest) => Promise<void>;
 
+/**
+ * When any replay of a unit's subtasks last progressed: shared by the requesters of one unit. A
+ * restarted join unit at P=4000 asks for 800,000 channels at once; its producers answer them in
+ * some order, so one join may hear nothing for minutes while its unit-mates' replays arrive. Its
+ * own channels are the wrong measure then: it gives up only when none of the unit's progressed.
+ */
+export class ReplayProgress {
+  at = Number.NEGATIVE_INFINITY;
+
+  note(now: number): void {
+    if (now > this.at) this.at = now;
+  }
+}
+
 export interface ReplayRequesterOptions {
   jobId: string;
   inputs: readonly ExecutionEdge[];
@@ -43,6 +58,8 @@ export interface ReplayRequesterOptions {
   retryMs?: number;
   maxRetryMs?: number;
   giveUpMs?: number;
+  /** The unit's replay progress (see ReplayProgress); without it, this subtask's own. */
+  unitProgress?: ReplayProgress;
   now?: () => number;
   logger?: Logger;
 }
@@ -81,7 +98,12 @@ export class ReplayRequester {
   /** Between two batches: S3 for finished producers, then requests again, then the error. */
   async tick(gate: InputGate): Promise<void> {
     const waiting = gate.awaitedReplays();
-    if (waiting.length === 0) return;
+    if (waiting.length === 0) {
+      // Its last replays came: progress, for its unit-mates still waiting (once).
+      if (this.progress.waiting > 0) this.options.unitProgress?.note(this.now());
+      this.progress = { waiting: 0, taken: 0 };
+      return;
+    }
     const now = this.now();
     const { checkAfterMs = 3_000, firstRetryMs = 4_000, retryMs = 10_000, maxRetryMs = 40_000, giveUpMs = 120_000 } = this.options;
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
@@ -91,11 +113,14 @@ export class ReplayRequester {
       return;
     }
     const taken = waiting.reduce((n, w) => n + w.received, 0);
-    if (waiting.length < this.progress.waiting || taken > this.progress.taken) this.progressAt = now;
+    if (waiting.length < this.progress.waiting || taken > this.progress.taken) {
+      this.progressAt = now;
+      this.options.unitProgress?.note(now);
+    }
     this.progress = { waiting: waiting.length, taken };
-    if (now - this.progressAt >= giveUpMs) {
+    if (now - Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY) >= giveUpMs) {
       throw new Error(
-        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')}, and no replay progressed for ${Math.round(giveUpMs / 1000)} s ` +
+        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')}, and no replay${this.options.unitProgress ? ' of its unit' : ''} progressed for ${Math.round(giveUpMs / 1000)} s ` +
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
       );
     }

@@ -37,7 +37,7 @@ import { captureState, type StatefulParts } from './state-capture';
 import type { DeterminantRequest, ReplayRequest } from './messages';
 import type { Logger } from '../ports/telemetry';
 import { finalLogKey, logSpill, type FinalLog } from './replay';
-import { ReplayRequester, type ReplaySender } from './replay-requester';
+import { ReplayRequester, type ReplayProgress, type ReplaySender } from './replay-requester';
 import { DeterminantLog, type Step } from './determinants';
 import { collectDeterminants, type DeterminantSender } from './determinant-requester';
 import { SubtaskOutput } from './subtask-output';
@@ -85,6 +85,8 @@ export interface SubtaskEnvironment {
    * attempt consumed after the checkpoint it restores from, through this, before it reads on.
    */
   replaySender?: ReplaySender;
+  /** The unit's replay progress, shared by its subtasks' requesters (see ReplayProgress). */
+  replayProgress?: ReplayProgress;
   /**
    * Exactly-once single-point recovery (single-exact): every task numbers its output in one lineage
    * continued from its checkpoint (as sources do), and an inner task records the order it takes its
@@ -594,6 +596,7 @@ export class SubtaskRunner {
         producerParallelism: (taskId) => parallelism.get(taskId)!,
         send: env.replaySender,
         blobs: env.blobs,
+        ...(env.replayProgress ? { unitProgress: env.replayProgress } : {}),
         ...(env.logger ? { logger: env.logger } : {}),
       });
       await this.replays.begin(gate);

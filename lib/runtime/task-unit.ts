@@ -17,7 +17,7 @@ import { HANDOVER_FORMAT, writeHandover, type SubtaskHandover } from './handover
 import type { ControlMessage, ReplayRequest } from './messages';
 import { ReplayRequestFilter } from './replay-requests';
 import type { SubPartitionGate } from './record-writer';
-import type { ReplaySender } from './replay-requester';
+import { ReplayProgress, type ReplaySender } from './replay-requester';
 import { determinantAnswerKey, type DeterminantSender } from './determinant-requester';
 import { MAX_MESSAGE_BYTES } from '../ports/channels';
 import { MUX_OVERHEAD_BYTES, type UnitChannels } from './channel-mux';
@@ -225,10 +225,14 @@ export class TaskUnit {
       ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
       // Multiplexed: each channel message leaves room for its envelope and part header.
       ...(mux ? { maxMessageBytes: MAX_MESSAGE_BYTES - MUX_OVERHEAD_BYTES, inputEnded: () => mux.close(id), multiplexed: true } : {}),
+      replayProgress: this.replayProgress,
       onFinished: () => this.reportFinished(),
       logger: this.log.child({ subtask: id }),
     });
   }
+
+  /** Shared by the subtasks' replay requesters: none gives up while any of them is being answered. */
+  private readonly replayProgress = new ReplayProgress();
 
   /** Runs every subtask to its end, or to a hand-over; resolves with how the unit ended. */
   async run(): Promise<UnitOutcome> {

@@ -9,7 +9,7 @@ import { MemoryBlobStore, MemoryChannelTransport } from '../../lib/memory';
 import { InputGate } from '../../lib/runtime/input-gate';
 import type { ReplayRequest } from '../../lib/runtime/messages';
 import { replayBodies } from '../../lib/runtime/replay';
-import { ReplayRequester } from '../../lib/runtime/replay-requester';
+import { ReplayProgress, ReplayRequester } from '../../lib/runtime/replay-requester';
 
 // One all-to-all edge from two producers: two channels into consumer 0.
 const edge: ExecutionEdge = { id: 'e0', kind: 'hash', from: 'a', to: 'b', toOperator: 'b', input: 0, pointwise: false };
@@ -179,5 +179,53 @@ describe('ReplayRequester', () => {
     now = 320_000;
     await expect(requester.tick(gate)).rejects.toThrow(/no replay from the producers of e0\/2, and no replay progressed for 120 s .*320 s since the first/);
     await gate.stop();
+  });
+  it('does not give up while a unit-mate\'s replay progresses (the unit\'s producers answer its subtasks in turn)', async () => {
+    // Two joins of one restarted unit: the producers answer join 0's channels, one every 100 s, and
+    // nothing of join 1's yet. Join 1 waits while its unit's replays progress, and gives up only
+    // after 120 s of nothing in the whole unit.
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in0', 'in1']);
+    const producers = 3;
+    let now = 0;
+    const unitProgress = new ReplayProgress();
+    const join = (consumer: number) => {
+      const gate = new InputGate({ inputs: [edge], consumerIndex: consumer, producerParallelism: () => producers, queueOf: () => `in${consumer}`, transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+      const requester = new ReplayRequester({
+        jobId: 'j', inputs: [edge], consumerIndex: consumer, consumerAttempt: 1, producerParallelism: () => producers,
+        send: async () => undefined, unitProgress,
+        blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, giveUpMs: 120_000, now: () => now,
+      });
+      return { gate, requester };
+    };
+    const [a, b] = [join(0), join(1)];
+    for (const j of [a, b]) {
+      await j.requester.begin(j.gate);
+      j.gate.start();
+    }
+    const answer = async (producer: number) => {
+      const request = a.gate.awaitedReplays().find((w) => w.key === `e0/${producer}`)!.request;
+      const excerpt = { lineage: 0, from: 0, messages: [{ first: 0, count: 1, fields: '"r":[0]' }], barriers: [], end: 1 };
+      const bodies = replayBodies(excerpt, { producer, attempt: 0, consumerAttempt: 1, request });
+      await transport.send('in0', bodies.map((body, s) => ({ groupId: `${producer}.0.r1.${request}`, dedupId: `r-${producer}-${request}-${s}`, body })));
+      for (let i = 0; i < 20 && a.gate.awaitedReplays().some((w) => w.key === `e0/${producer}`); i++) {
+        const { events } = await a.gate.next(100);
+        await a.gate.acknowledge(new Map([['in0', events.flatMap((e) => (e.receipt ? [e.receipt] : []))]]));
+        a.gate.release();
+      }
+    };
+    for (const t of [100_000, 200_000, 300_000]) {
+      now = t;
+      await answer(t / 100_000 - 1);
+      await a.requester.tick(a.gate);
+      await b.requester.tick(b.gate); // 300 s without an answer of its own: still waiting
+    }
+    expect(a.gate.awaitedReplays()).toEqual([]);
+    expect(b.gate.awaitedReplays()).toHaveLength(3);
+    now = 410_000;
+    await b.requester.tick(b.gate);
+    now = 420_000;
+    await expect(b.requester.tick(b.gate)).rejects.toThrow(/no replay from the producers of e0\/0, e0\/1, e0\/2, and no replay of its unit progressed for 120 s/);
+    for (const j of [a, b]) await j.gate.stop();
   });
 });
