@@ -90,6 +90,7 @@ const FLAGS = defineFlags({
   noRecords: { type: 'boolean', help: 'sources emit no record during the run: an idle window of --idle-s, no load window (checkpoint requests are net of the idle rate). At P=4000 one record per source per period is a watermark to 4000 channels each: 0.6 M channel messages/s at --first-record-s 60, more than one machine carries (docs/scale.md)' },
   idleS: { type: 'number', default: 60, min: 5, help: 'with --no-records: the idle window measured' },
   checkpoints: { type: 'number', default: 3, integer: true, min: 1, help: 'checkpoints through the Step Functions steps before the kill' },
+  killAfterS: { type: 'number', default: 0, min: 0, help: "seconds between the last checkpoint and the kill (0: right after it, this process's busiest moment: every unit finishes that checkpoint's work; later, the recovery path with less of this one process's load in it)" },
   joinFailover: { type: 'string', default: 'single-exact', choices: ['single', 'single-exact', 'region', 'full'], help: 'failover of the join (one checkpoint region: region restarts every unit; single and single-exact restart only the killed one, see docs/scale.md)' },
   ingestFailover: { type: 'string', default: 'region', choices: ['single', 'region', 'full'], help: 'failover of the ingest job (a region per pipeline, inside a unit)' },
   checkpointTimeoutS: { type: 'number', default: 240, min: 10, help: 'checkpoint timeout of the jobs (the workflow polls until it is decided)' },
@@ -412,7 +413,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 
 async function runJob(
   env: Env,
-  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; lingerMs?: number; recordsPerSecond: number; kill: boolean; checkpoints: number; idle: boolean; loadSeconds?: number; records?: boolean },
+  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; lingerMs?: number; recordsPerSecond: number; kill: boolean; killAfterS?: number; checkpoints: number; idle: boolean; loadSeconds?: number; records?: boolean },
 ): Promise<JobRun> {
   const { flags, ports, log } = env;
   const unitsStore = new ObservedMetadataStore(ports.metadata);
@@ -550,6 +551,10 @@ async function runJob(
   for (let i = 0; i < spec.checkpoints; i++) checkpoints.push(await checkpoint());
 
   let recovery: JobRun['recovery'];
+  if (spec.kill && (spec.killAfterS ?? 0) > 0) {
+    log(`waiting ${spec.killAfterS} s before the kill (--kill-after-s)`);
+    await sleep(spec.killAfterS! * 1000);
+  }
   if (spec.kill) {
     // The middle one of the units that host consumers (the join's, or the ingest job's units,
     // which host every task): its restart restores keyed state and, under single, marks its input
@@ -743,6 +748,7 @@ async function main(): Promise<void> {
           subtasksPerUnit: flags.subtasksPerUnit,
           recordsPerSecond: flags.noRecords ? 0 : (P / period) * 1.1,
           kill: true,
+          killAfterS: flags.killAfterS,
           checkpoints: flags.checkpoints,
           idle: true,
           records: !flags.noRecords,
@@ -761,6 +767,7 @@ async function main(): Promise<void> {
           subtasksPerUnit: flags.subtasksPerUnit,
           recordsPerSecond: flags.noRecords ? 0 : P / period,
           kill: true,
+          killAfterS: flags.killAfterS,
           checkpoints: flags.checkpoints,
           idle: true,
           records: !flags.noRecords,
