@@ -261,7 +261,14 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     ...(storedFlags ? { stored: storedFlags } : {}),
   });
   if (announced.superseded) throw new Error(`unit ${placement.unitId} attempt ${options.attempt} was superseded by a newer attempt`);
-  if (announced.changed.length > 0) first.info(`input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages) ${Date.now() - startedAt} ms after the start`);
+  if (announced.changed.length > 0) {
+    const st = announced.steps;
+    first.info(
+      `input sub-partitions available again (${announced.changed.length}), producers told (${announced.messages} messages) ${Date.now() - startedAt} ms after the start` +
+        (st ? ` (flags ${st.flagsMs} ms, notices ${st.noticesMs} ms, event ${st.eventMs} ms)` : ''),
+      { ...st },
+    );
+  }
   const event = announced.event;
   if (event?.status === 'AVAILABLE' && typeof event.recoveryMs === 'number') {
     first.info(`failure ${event.seq} recovered: available again ${event.recoveryMs} ms after the failure`, { failure: event.seq, recoveryMs: event.recoveryMs });

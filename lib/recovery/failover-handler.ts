@@ -74,7 +74,7 @@ export interface FailoverHandlerOptions {
   fencePending?: (jobId: string) => Promise<number[]>;
 }
 
-export type FailoverStep = 'planned' | 'stopped' | 'attempts' | 'unavailable' | 'notified' | 'launched';
+export type FailoverStep = 'planned' | 'stopped' | 'attempts' | 'fenced' | 'unavailable' | 'notified' | 'launched';
 
 export interface FailoverOutcome {
   status:
@@ -215,6 +215,7 @@ export class FailoverHandler {
     // by attempt, so an "available" of the new attempt that overtakes the "unavailable" wins anyway.
     const fence = this.options.fencePending ?? ((jobId: string) => fencePendingCheckpoints(jobs.metadata, jobId, this.options.clock ? { clock: this.options.clock } : {}));
     const stillDeciding = await fence(job.jobId);
+    step('fenced');
     if (stillDeciding.length > 0) log.warn(`checkpoint(s) ${stillDeciding.join(', ')} still being finalized after the wait: the new attempts may restore from the one before`, { checkpoints: stillDeciding });
     const { notified } = await marking;
     const event = await this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
@@ -426,6 +427,8 @@ export interface AnnounceResult {
   messages: number;
   /** The failure event this restart belongs to, when there is one. */
   event?: FailureEvent;
+  /** Where the announce's time went (ms): the flags written, the producers told, the event recorded. */
+  steps?: { flagsMs: number; noticesMs: number; eventMs: number };
 }
 
 /**
@@ -443,8 +446,10 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   if (attempt === 0) return { subPartitions, changed: [], superseded: false, messages: 0 };
 
   const clock = options.clock ?? systemClock;
+  const startedAt = clock.now();
   const registry = new AvailabilityRegistry(options.metadata, job.jobId, flagGroupsByUnit(graph, job.units), { clock });
   const marked = await registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
+  const flagsAt = clock.now();
   if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
   // This attempt is up, for its own producers too. Without this a restarted unit hosting producers
   // of its own input goes on dropping every record and barrier it sends itself: its consumers never
@@ -457,9 +462,11 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
     const notices = producerNotices(graph, job.units, marked.changed, new Set([unitId]));
     messages = (await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message), 32)).sent;
   }
+  const noticesAt = clock.now();
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new RecoveryMetrics(options.metadata, { clock }));
   const event = await metrics?.unitAvailable(job.jobId, unitId, attempt, clock.now());
-  return { subPartitions, changed: marked.changed, superseded: false, messages, event };
+  const steps = { flagsMs: flagsAt - startedAt, noticesMs: noticesAt - flagsAt, eventMs: clock.now() - noticesAt };
+  return { subPartitions, changed: marked.changed, superseded: false, messages, event, steps };
 }
 
 /** The promise's value if it has settled already, else undefined (a rejection is thrown). */

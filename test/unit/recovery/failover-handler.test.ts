@@ -149,7 +149,7 @@ describe('FailoverHandler, strategy single', () => {
     expect(outcome.controlMessages).toBe(6);
     const steps = outcome.steps.map((s) => s.step);
     expect(steps.indexOf('notified')).toBeLessThan(steps.indexOf('launched'));
-    expect(steps.filter((s) => s !== 'unavailable' && s !== 'notified')).toEqual(['planned', 'stopped', 'attempts', 'launched']);
+    expect(steps.filter((s) => s !== 'unavailable' && s !== 'notified')).toEqual(['planned', 'stopped', 'attempts', 'fenced', 'launched']);
     // No other unit got a new attempt.
     const attempts = Object.fromEntries((await f.jobs.getUnits('job')).map((u) => [u.unitId, u.attempt]));
     expect(Object.entries(attempts).filter(([, a]) => a !== 0)).toEqual([['join-1', 1]]);
