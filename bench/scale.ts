@@ -214,12 +214,29 @@ class BenchLauncher implements UnitLauncher {
   readonly errors: string[] = [];
   firstLaunchAt = 0;
 
-  constructor(private readonly deps: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore; queuePrefix: string; inputBufferBytes: number; inputBudget?: InputBudget }) {}
+  constructor(
+    private readonly deps: {
+      channels: ChannelTransport;
+      blobs: BlobStore;
+      metadata: MetadataStore;
+      /**
+       * A restarted unit's ports: clients of its own. Every first attempt shares this process's
+       * few sockets (a real unit has its own); a restart queued there behind the other units'
+       * traffic, such as 4,000 sinks committing a checkpoint's output, and its 100 snapshot reads
+       * took 25.9 s at P=2000 and 31 s at P=4000 (docs/scale.md).
+       */
+      restart?: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore };
+      queuePrefix: string;
+      inputBufferBytes: number;
+      inputBudget?: InputBudget;
+    },
+  ) {}
 
   async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
     if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
     const sw = killSwitch();
-    const metadata = sw.wrap(this.deps.metadata);
+    const own = attempt > 0 ? this.deps.restart : undefined;
+    const metadata = sw.wrap(own?.metadata ?? this.deps.metadata);
     // A killed unit's inboxes are never taken again: its share leaves the process's budget with it.
     const share = this.deps.inputBudget?.member();
     void hostUnit({
@@ -228,8 +245,8 @@ class BenchLauncher implements UnitLauncher {
       unitId: unit.unitId,
       attempt,
       queuePrefix: this.deps.queuePrefix,
-      channels: sw.wrap(this.deps.channels),
-      blobs: sw.wrap(this.deps.blobs),
+      channels: sw.wrap(own?.channels ?? this.deps.channels),
+      blobs: sw.wrap(own?.blobs ?? this.deps.blobs),
       metadata,
       jobs: new JobStore(metadata),
       registry: jobRegistry,
@@ -344,6 +361,8 @@ interface Env {
   controlMetadata: MetadataStore;
   controlBlobs: BlobStore;
   channels: ChannelTransport;
+  /** A restarted unit's clients: deployed, it is a process of its own, with sockets of its own (see `BenchLauncher`). */
+  restartPorts: { metadata: MetadataStore; blobs: BlobStore; channels: ChannelTransport };
   queuePrefix: string;
   log: (line: string) => void;
   /** Saves what a run measured so far (a run of P=5000 takes an hour: a crash at its end must not lose it). */
@@ -420,12 +439,17 @@ async function runJob(
   const controlStore = new ObservedMetadataStore(env.controlMetadata);
   const blobs = new ObservedBlobStore(ports.blobs);
   const controlBlobs = new ObservedBlobStore(env.controlBlobs);
-  const kinds = () => ({ ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind()), s3: kindsSum(blobs.writesByKind(), controlBlobs.writesByKind()) });
+  const restartStore = new ObservedMetadataStore(env.restartPorts.metadata);
+  const restartBlobs = new ObservedBlobStore(env.restartPorts.blobs);
+  const kinds = () => ({
+    ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind(), restartStore.writesByKind()),
+    s3: kindsSum(blobs.writesByKind(), controlBlobs.writesByKind(), restartBlobs.writesByKind()),
+  });
   const kindsSince = (a: { ddb: KindCounts; s3: KindCounts }) => {
     const b = kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
   };
-  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20, ...(flags.processBufferMb > 0 ? { inputBudget: new InputBudget(flags.processBufferMb * 2 ** 20) } : {}) });
+  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, restart: { channels: env.restartPorts.channels, blobs: restartBlobs, metadata: restartStore }, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20, ...(flags.processBufferMb > 0 ? { inputBudget: new InputBudget(flags.processBufferMb * 2 ** 20) } : {}) });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: controlBlobs });
@@ -723,8 +747,12 @@ async function main(): Promise<void> {
   // steps) on sockets of their own: deployed, it runs in its own Lambda and Step Functions; here a
   // failover's manifest read queued 18 s behind the sinks' first commits at P=2000.
   const controlPorts = createAwsPorts(config, { maxSockets: 16, ...queued });
+  // A restarted unit's own: its receives beside the others' (a socket per long poll), the rest its own.
+  const restartSqs = createAwsPorts(config, { maxSockets: 32, ...queued });
+  const restartData = createAwsPorts(config, { maxSockets: 32, ...queued });
+  const restartPorts = { channels: countingChannels(receivesFrom(pollPorts.channels, restartSqs.channels, restartSqs.channels)), metadata: restartData.metadata, blobs: restartData.blobs };
   const channels = receivesFrom(pollPorts.channels, settlePorts.channels, sqsPorts.channels);
-  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy(), controlPorts.clients.destroy()) } };
+  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy(), controlPorts.clients.destroy(), restartSqs.clients.destroy(), restartData.clients.destroy()) } };
   await ensureInfrastructure(config, ports.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const period = flags.firstRecordS;
@@ -732,7 +760,7 @@ async function main(): Promise<void> {
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   // Until the report replaces it, --out holds the runs measured so far (`--report-from` reads it).
   const save = (run: JobRun) => writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', partial: true, generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs: [...runs, measured(run)] });
-  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, controlBlobs: controlPorts.blobs, channels: countingChannels(ports.channels), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
+  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, controlBlobs: controlPorts.blobs, channels: countingChannels(ports.channels), restartPorts, queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
 
   try {
     if (flags.runs.includes('join')) {
