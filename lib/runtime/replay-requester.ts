@@ -120,7 +120,7 @@ export class ReplayRequester {
     this.progress = { waiting: waiting.length, taken };
     if (now - Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY) >= giveUpMs) {
       throw new Error(
-        `no replay from the producers of ${waiting.map((w) => w.key).join(', ')}, and no replay${this.options.unitProgress ? ' of its unit' : ''} progressed for ${Math.round(giveUpMs / 1000)} s ` +
+        `no replay from the producers of ${namedChannels(waiting.map((w) => w.key))}, and no replay${this.options.unitProgress ? ' of its unit' : ''} progressed for ${Math.round(giveUpMs / 1000)} s ` +
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
       );
     }
@@ -220,4 +220,9 @@ export class ReplayRequester {
       this.options.logger?.info(`replay of ${key} from the finished producer's log ${newest.key}: ${excerpt.messages.reduce((n, m) => n + m.count, 0)} record(s)`, { channel: key, log: newest.key });
     }
   }
+}
+
+/** Channels named in an error: the first ten and how many more (a join at P=4000 waits on 8,000). */
+function namedChannels(keys: readonly string[]): string {
+  return keys.length <= 10 ? keys.join(', ') : `${keys.slice(0, 10).join(', ')} and ${keys.length - 10} more`;
 }

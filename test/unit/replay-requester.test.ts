@@ -228,4 +228,21 @@ describe('ReplayRequester', () => {
     await expect(b.requester.tick(b.gate)).rejects.toThrow(/no replay from the producers of e0\/0, e0\/1, e0\/2, and no replay of its unit progressed for 120 s/);
     for (const j of [a, b]) await j.gate.stop();
   });
+  it('names the first ten channels it waited for and how many more, not all of them', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const producers = 12;
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => producers, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    let now = 0;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => producers,
+      send: async () => undefined,
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, giveUpMs: 120_000, now: () => now,
+    });
+    await requester.begin(gate);
+    await requester.tick(gate);
+    now = 120_000;
+    await expect(requester.tick(gate)).rejects.toThrow(/producers of e0\/0, e0\/1, e0\/2, e0\/3, e0\/4, e0\/5, e0\/6, e0\/7, e0\/8, e0\/9 and 2 more, and no replay progressed/);
+    await gate.stop();
+  });
 });
