@@ -27,7 +27,7 @@ import { observeInputLag, observeReports, UnitMetrics, type CounterValues } from
 import { CheckpointIO, snapshotHandleOf, type SubtaskSnapshot, type TaskUnionRead, type UnionObjectRef } from '../runtime/checkpoint-io';
 import { announceAvailable, sendControlDirect } from '../recovery/failover-handler';
 import { ReplayBatcher } from '../runtime/replay-requests';
-import { AvailabilityRegistry, flagGroupsByUnit, loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
+import { AvailabilityRegistry, loadAvailabilityView, refreshAvailabilityView, scheduleRefreshes, type AvailabilityView } from '../recovery/availability';
 import { inputSubPartitions, producerAttemptFence } from '../recovery/failover-planner';
 import { readHandover, type SubtaskHandover } from '../runtime/handover';
 import type { ReplaySender } from '../runtime/replay-requester';
@@ -226,7 +226,7 @@ export async function hostUnit(options: UnitHostOptions): Promise<UnitOutcome> {
     timed(failover === 'region' || failover === 'full' ? producerAttempts() : Promise.resolve(new Map<string, number>())),
     // Single-point recovery: writers drop records bound for unavailable sub-partitions.
     timed(loadAvailabilityView({ metadata: options.metadata, jobId: job.jobId, graph, subtasks: placement.subtasks })),
-    timed(announcing ? new AvailabilityRegistry(options.metadata, job.jobId, flagGroupsByUnit(graph, job.units)).storedFlags(inputSubPartitions(graph, placement.subtasks)) : Promise.resolve(undefined)),
+    timed(announcing ? AvailabilityRegistry.forJob(options.metadata, job, graph).storedFlags(inputSubPartitions(graph, placement.subtasks)) : Promise.resolve(undefined)),
   ]);
   // Where a start's time goes (a restart's is the recovery time): logged once per start.
   first.info(

@@ -131,6 +131,16 @@ export class AvailabilityRegistry {
     private readonly options: { clock?: Clock; concurrency?: number } = {},
   ) {}
 
+  /** A job's registry, with the grouping every writer of it uses (`flagGroupsByUnit`). */
+  static forJob(
+    metadata: MetadataStore,
+    job: { jobId: string; units: readonly { unitId: string; subtasks: readonly string[] }[] },
+    graph: Pick<ExecutionGraph, 'edges'>,
+    options: { clock?: Clock; concurrency?: number } = {},
+  ): AvailabilityRegistry {
+    return new AvailabilityRegistry(metadata, job.jobId, flagGroupsByUnit(graph, job.units), options);
+  }
+
   /** The consumer of these sub-partitions failed in `failedAttempt`: producers must drop. */
   markUnavailable(subPartitions: readonly SubPartitionRef[], failedAttempt: number): Promise<MarkResult> {
     return this.markAll(subPartitions, false, failedAttempt, true);

@@ -28,7 +28,7 @@ import { isSinglePoint, UNIT_LIFECYCLE, type FailoverStrategy, type JobRecord, t
 import type { FailureHandler, UnitFailure } from '../jobs/supervisor';
 import { fencePendingCheckpoints } from '../jobs/checkpoint-steps';
 import { controlGroup, type ControlMessage } from '../runtime/messages';
-import { AvailabilityRegistry, flagGroupsByUnit, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type StoredFlags, type SubPartitionRef } from './availability';
+import { AvailabilityRegistry, flagVersion, subPartitionKey, type AvailabilityMessage, type AvailabilityView, type StoredFlags, type SubPartitionRef } from './availability';
 import { mapWithConcurrency } from '../util/concurrency';
 import { inputSubPartitions, planFailover, producerNotices, type FailoverPlan, type ProducerNotice, type RestoreManifest } from './failover-planner';
 import { RecoveryMetrics, type FailureEvent } from './recovery-metrics';
@@ -256,7 +256,7 @@ export class FailoverHandler {
     step: (s: FailoverStep) => void,
   ): Promise<{ notified: Promise<NoticeCount> }> {
     const limit = this.options.concurrency ?? 32;
-    const registry = new AvailabilityRegistry(this.options.jobs.metadata, job.jobId, flagGroupsByUnit(graph, job.units), { clock: this.clock });
+    const registry = AvailabilityRegistry.forJob(this.options.jobs.metadata, job, graph, { clock: this.clock });
     const failedIds = new Set(failed.map((f) => f.unitId));
     const marked = await mapWithConcurrency(failed, limit, async (f) => {
       const subPartitions = inputSubPartitions(graph, f.subtasks);
@@ -447,7 +447,7 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
 
   const clock = options.clock ?? systemClock;
   const startedAt = clock.now();
-  const registry = new AvailabilityRegistry(options.metadata, job.jobId, flagGroupsByUnit(graph, job.units), { clock });
+  const registry = AvailabilityRegistry.forJob(options.metadata, job, graph, { clock });
   const marked = await registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
   const flagsAt = clock.now();
   if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
