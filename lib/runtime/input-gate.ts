@@ -1109,8 +1109,7 @@ export class InputGate {
   /** The channels that became full objects, in channel order. */
   private *fullChannels(): Iterable<FullChannel> {
     for (const table of this.tables) {
-      if (table.full.size === 0) continue;
-      yield* [...table.full.values()].sort((a, b) => a.slot - b.slot);
+      if (table.full.size > 0) yield* table.fullInOrder();
     }
   }
 

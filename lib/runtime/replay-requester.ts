@@ -64,6 +64,14 @@ export interface ReplayRequesterOptions {
   logger?: Logger;
 }
 
+/**
+ * Fewest milliseconds between two looks at the waiting channels. A look lists every channel still
+ * waiting (8,000 for a join at P=4000) and `tick` runs between any two batches of input: while a
+ * restarted join unit's replays arrived in small batches at P=2000, these looks were a tenth of the
+ * process's CPU and much of its garbage. Every decision here is counted in seconds.
+ */
+const LOOK_EVERY_MS = 1_000;
+
 export class ReplayRequester {
   private request = 1;
   private readonly started: number;
@@ -80,6 +88,9 @@ export class ReplayRequester {
   /** When a replay last progressed, and what it stood at then (channels waiting, messages taken). */
   private progressAt: number;
   private progress = { waiting: Number.POSITIVE_INFINITY, taken: 0 };
+  private lastLook = Number.NEGATIVE_INFINITY;
+  /** Every channel got its replay: nothing more to look at (only this requester waits for replays). */
+  private done = false;
 
   constructor(private readonly options: ReplayRequesterOptions) {
     this.started = this.lastAsked = this.progressAt = this.now();
@@ -97,15 +108,27 @@ export class ReplayRequester {
 
   /** Between two batches: S3 for finished producers, then requests again, then the error. */
   async tick(gate: InputGate): Promise<void> {
-    const waiting = gate.awaitedReplays();
-    if (waiting.length === 0) {
-      // Its last replays came: progress, for its unit-mates still waiting (once).
-      if (this.progress.waiting > 0) this.options.unitProgress?.note(this.now());
-      this.progress = { waiting: 0, taken: 0 };
-      return;
-    }
+    if (this.done) return;
     const now = this.now();
     const { checkAfterMs = 3_000, firstRetryMs = 4_000, retryMs = 10_000, maxRetryMs = 40_000, giveUpMs = 120_000 } = this.options;
+    // Backing off: producers busy answering many restarted consumers answer late, and a retry
+    // makes the answer on its way stale (the storm at P=1000: docs/scale.md).
+    const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
+    const due =
+      (!this.checkedFinal && now - this.started >= checkAfterMs) ||
+      now - this.lastAsked >= interval ||
+      now - Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY) >= giveUpMs;
+    // Between decisions, a look only notes progress: once a second is enough.
+    if (!due && now - this.lastLook < LOOK_EVERY_MS) return;
+    this.lastLook = now;
+    const waiting = gate.awaitedReplays();
+    if (waiting.length === 0) {
+      // Its last replays came: progress, for its unit-mates still waiting.
+      this.options.unitProgress?.note(now);
+      this.progress = { waiting: 0, taken: 0 };
+      this.done = true;
+      return;
+    }
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
       this.checkedFinal = true;
       // A replay that has begun to arrive is on its way: only silent channels look for a final log.
@@ -124,9 +147,6 @@ export class ReplayRequester {
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
       );
     }
-    // Backing off: producers busy answering many restarted consumers answer late, and a retry
-    // makes the answer on its way stale (the storm at P=1000: docs/scale.md).
-    const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
     if (now - this.lastAsked >= interval) {
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a

@@ -245,4 +245,45 @@ describe('ReplayRequester', () => {
     await expect(requester.tick(gate)).rejects.toThrow(/producers of e0\/0, e0\/1, e0\/2, e0\/3, e0\/4, e0\/5, e0\/6, e0\/7, e0\/8, e0\/9 and 2 more, and no replay progressed/);
     await gate.stop();
   });
+
+  it('looks at the waiting channels at most once a second between its decisions, and not at all once every replay came', async () => {
+    // tick runs between any two batches of input; a look lists every waiting channel (8,000 for a
+    // join at P=4000), so looking at every batch cost a restarted join unit much of its CPU.
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    let looks = 0;
+    const awaited = gate.awaitedReplays.bind(gate);
+    gate.awaitedReplays = () => (looks++, awaited());
+    let now = 0;
+    const sent: number[] = [];
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 2,
+      send: async (request) => void sent.push(request.request),
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, firstRetryMs: 4_000, now: () => now,
+    });
+    await requester.begin(gate);
+    gate.start();
+    for (; now < 3_000; now += 10) await requester.tick(gate);
+    expect(looks).toBe(3); // at 0, 1000 and 2000 ms, not 300 times
+    now = 4_000; // the retry is due: looked at on time
+    await requester.tick(gate);
+    expect([looks, sent]).toEqual([4, [1, 2]]);
+    // Both producers answer request 2: nothing waits any more.
+    for (const producer of [0, 1]) {
+      const bodies = replayBodies({ lineage: 0, from: 0, messages: [], barriers: [], end: 0 }, { producer, attempt: 0, consumerAttempt: 1, request: 2 });
+      await transport.send('in', bodies.map((body, s) => ({ groupId: `${producer}.0.r1.2`, dedupId: `r-${producer}-${s}`, body })));
+    }
+    for (let i = 0; i < 20 && awaited().length > 0; i++) {
+      await gate.next(100);
+      gate.release();
+    }
+    expect(awaited()).toEqual([]);
+    now = 5_000;
+    await requester.tick(gate); // sees that none waits
+    const after = looks;
+    for (now = 5_000; now < 300_000; now += 1_000) await requester.tick(gate);
+    expect([looks - after, sent]).toEqual([0, [1, 2]]);
+    await gate.stop();
+  });
 });
