@@ -63,7 +63,7 @@ import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { jobRegistry } from '../examples/jobs';
 import { JobService, type UnitLauncher } from '../lib/jobs/job-service';
-import { isSinglePoint, JobStore, type JobRecord, type UnitPlacement } from '../lib/jobs/job-store';
+import { isSinglePoint, JobStore, type JobRecord, type SubtaskStats, type UnitPlacement } from '../lib/jobs/job-store';
 import { JobController } from '../lib/jobs/job-controller';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
 import { runCheckpointWorkflow } from '../lib/api-server/checkpoint-workflow';
@@ -383,7 +383,7 @@ function memory(): { heapMb: number; rssMb: number } {
  * subtask's checkpoint progress rides along with its next report, so it can lag up to a minute):
  * subtasks past checkpoint N, and the units' transport (envelopes held, lapsed and received again).
  */
-function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId: number, log: (line: string) => void, everyMs = 60_000): () => void {
+function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId: number, log: (line: string) => void, watchUnit?: string, everyMs = 60_000): () => void {
   progressReads ??= new ObservedMetadataStore(metadata);
   const units = new JobStore(progressReads);
   const started = Date.now();
@@ -411,6 +411,18 @@ function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId
         `  checkpoint ${checkpointId} after ${Math.round((Date.now() - started) / 1000)} s: ${past} of ${subtasks} subtasks past it (as last reported); ` +
           `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts, ${count(t.failed)} failed deletes, longest lease ${t.lease} s; heap ${memory().heapMb} MB`,
       );
+      // The unit killed before this checkpoint: how far its restarted subtasks are, and their replays.
+      const watched = watchUnit === undefined ? undefined : records.find((u) => u.unitId === watchUnit);
+      if (watched) {
+        const stats: SubtaskStats[] = Object.values(watched.stats ?? {});
+        const replaying = stats.filter((x) => (x.replaysAwaited ?? 0) > 0);
+        const tr = watched.transport;
+        log(
+          `    ${watched.unitId} attempt ${watched.attempt} (${watched.status}): ${stats.filter((x) => (x.lastCheckpoint ?? 0) >= checkpointId).length} of ${stats.length} subtasks past it; ` +
+            `${replaying.length} subtask(s) still wait for replays of ${count(replaying.reduce((n, x) => n + (x.replaysAwaited ?? 0), 0))} channel(s); ` +
+            `transport: ${count(tr?.envelopesHeld ?? 0)} envelopes held, ${((tr?.bufferedBytes ?? 0) / 2 ** 20).toFixed(1)} MB buffered, ${count(tr?.envelopesReceived ?? 0)} received`,
+        );
+      }
     }, () => undefined);
   }, everyMs);
   timer.unref();
@@ -544,7 +556,7 @@ async function runJob(
 
   const background = perSecond(load);
   const backgroundHttp = load.http.total / load.seconds;
-  const checkpoint = async (): Promise<CheckpointRun> => {
+  const checkpoint = async (watchUnit?: string): Promise<CheckpointRun> => {
     const a = snapshot();
     const ka = kinds();
     const triggered = await steps.trigger({ jobId: job.jobId });
@@ -552,7 +564,7 @@ async function runJob(
       const w = between(a, snapshot());
       return { checkpointId: null, outcome: triggered.outcome ?? 'refused', seconds: w.seconds, polls: 0, window: w, netHttp: 0, netBilled: ZERO };
     }
-    const stopProgress = checkpointProgress(ports.metadata, job.jobId, triggered.checkpointId, log);
+    const stopProgress = checkpointProgress(ports.metadata, job.jobId, triggered.checkpointId, log, watchUnit);
     const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 }).finally(stopProgress);
     const w = between(a, snapshot());
     const r: CheckpointRun = {
@@ -605,7 +617,7 @@ async function runJob(
     const eventLoopDelayMs = { mean: Math.round(loopDelay.mean / 1e6), p99: Math.round(loopDelay.percentile(99) / 1e6), max: Math.round(loopDelay.max / 1e6) };
     const recoveredMemory = memory();
     log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB; this process's event-loop delay meanwhile: mean ${eventLoopDelayMs.mean} ms, p99 ${eventLoopDelayMs.p99} ms, max ${eventLoopDelayMs.max} ms`);
-    const after = await checkpoint();
+    const after = await checkpoint(victim.unitId);
     const again = (await metrics.list(job.jobId)).find((x) => x.seq === event.seq) ?? event;
     recovery = {
       unitId: victim.unitId,

@@ -58,13 +58,15 @@ export function checkProgress(
     if (u.status === 'FINISHED') continue;
     for (const [id, s] of Object.entries(u.stats ?? {})) {
       if (s.status === 'finished') continue;
-      const detail = s as unknown as { openChannels?: number; openDetail?: string[]; aligning?: { checkpointId: number; waitingFor: string[] } };
+      const detail = s as unknown as { openChannels?: number; openDetail?: string[]; aligning?: { checkpointId: number; waitingFor: string[] }; replaysAwaited?: number };
       const what =
         detail.aligning !== undefined
           ? `aligning checkpoint ${detail.aligning.checkpointId}, waiting for ${detail.aligning.waitingFor.slice(0, 5).join(', ')}`
           : s.status === 'ended'
             ? 'waiting for its region to commit'
-            : `${detail.openChannels ?? '?'} input channel(s) not ended` + (detail.openDetail?.length ? ` (${detail.openDetail.join('; ')})` : '');
+            : `${detail.openChannels ?? '?'} input channel(s) not ended` +
+              (detail.openDetail?.length ? ` (${detail.openDetail.join('; ')})` : '') +
+              (detail.replaysAwaited ? `, ${detail.replaysAwaited} waiting for their replay` : '');
       waiting.push(`${id} (unit ${u.unitId} attempt ${u.attempt}, ${u.status}): ${what}`);
     }
   }

@@ -56,6 +56,8 @@ export interface SubtaskStats {
   reordered?: number;
   /** Times the subtask failed and was restarted alone inside its unit (this unit attempt; single-point strategies). */
   restarts?: number;
+  /** Restarted alone: input channels whose replay has not come yet (see lib/runtime/replay.ts). */
+  replaysAwaited?: number;
   /**
    * The record counters per input channel (edge/producer), channels with any only, and of those
    * at most a few (runtime/subtask.ts CHANNELS_REPORTED: the ones with the most records counted):

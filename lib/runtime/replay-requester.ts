@@ -6,11 +6,11 @@
  *   messages until that channel's replay has ended;
  * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
  *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
- * - otherwise it asks again, with the next request number, after `firstRetryMs`, then after
- *   `retryMs`, each later time after twice as long as before, up to `maxRetryMs` (a request lost
- *   with a producer that died, or hidden from its restarted attempt by the dead attempt's last
- *   poll: see controlGroup), the channels whose replay has not progressed
- *   since the last look only, and fails the subtask with the channels still waiting once no
+ * - otherwise it asks again, with the next request number, once no replay of its own (nor, given
+ *   `unitProgress`, of its unit's) progressed for `firstRetryMs`, then for `retryMs`, each later
+ *   time twice as long as before, up to `maxRetryMs` (a request lost with a producer that died, or
+ *   hidden from its restarted attempt by the dead attempt's last poll: see controlGroup), the
+ *   channels whose replay has not progressed since the last look only, and fails the subtask with the channels still waiting once no
  *   replay has progressed for `giveUpMs` (a channel answered, or a message of an answer taken),
  *   its own nor, given `unitProgress`, any of its unit's subtasks'.
  *   Not a deadline from the first request: at P=2000 the producer units answered a restarted join
@@ -87,7 +87,7 @@ export class ReplayRequester {
   private readonly received = new Map<string, number>();
   /** When a replay last progressed, and what it stood at then (channels waiting, messages taken). */
   private progressAt: number;
-  private progress = { waiting: Number.POSITIVE_INFINITY, taken: 0 };
+  private progress = { waiting: 0, taken: 0 };
   private lastLook = Number.NEGATIVE_INFINITY;
   /** Every channel got its replay: nothing more to look at (only this requester waits for replays). */
   private done = false;
@@ -102,7 +102,12 @@ export class ReplayRequester {
 
   /** Marks every input channel as waiting for its replay and sends the requests (before the gate starts). */
   async begin(gate: InputGate): Promise<void> {
-    for (const key of this.channelKeys()) gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+    let channels = 0;
+    for (const key of this.channelKeys()) {
+      gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+      channels++;
+    }
+    this.progress = { waiting: channels, taken: 0 };
     await this.ask(gate, this.channelKeys());
   }
 
@@ -116,8 +121,8 @@ export class ReplayRequester {
     const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
     const due =
       (!this.checkedFinal && now - this.started >= checkAfterMs) ||
-      now - this.lastAsked >= interval ||
-      now - Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY) >= giveUpMs;
+      now - Math.max(this.lastAsked, this.lastProgress()) >= interval ||
+      now - this.lastProgress() >= giveUpMs;
     // Between decisions, a look only notes progress: once a second is enough.
     if (!due && now - this.lastLook < LOOK_EVERY_MS) return;
     this.lastLook = now;
@@ -127,6 +132,11 @@ export class ReplayRequester {
       this.options.unitProgress?.note(now);
       this.progress = { waiting: 0, taken: 0 };
       this.done = true;
+      this.options.logger?.info(
+        `every input channel has its replay, ${((now - this.started) / 1000).toFixed(1)} s after the first request (${this.request} request(s), ` +
+          `${this.fromFinalLogs} from finished producers' logs, ${gate.staleReplays} stale replay message(s) dropped)`,
+        { requests: this.request, seconds: (now - this.started) / 1000, fromFinalLogs: this.fromFinalLogs, staleReplays: gate.staleReplays },
+      );
       return;
     }
     if (!this.checkedFinal && now - this.started >= checkAfterMs) {
@@ -141,13 +151,17 @@ export class ReplayRequester {
       this.options.unitProgress?.note(now);
     }
     this.progress = { waiting: waiting.length, taken };
-    if (now - Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY) >= giveUpMs) {
+    if (now - this.lastProgress() >= giveUpMs) {
       throw new Error(
         `no replay from the producers of ${namedChannels(waiting.map((w) => w.key))}, and no replay${this.options.unitProgress ? ' of its unit' : ''} progressed for ${Math.round(giveUpMs / 1000)} s ` +
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
       );
     }
-    if (now - this.lastAsked >= interval) {
+    // Asked again only once no replay of the unit progressed for the interval: while answers
+    // arrive, a silent channel's answer is most likely queued behind them (at P=1000 nearly every
+    // restarted join asked all its channels again at 4 s while its answers were arriving, and
+    // dropped hundreds of stale messages each; at P=4000 each join asked all 8,000 four times).
+    if (now - Math.max(this.lastAsked, this.lastProgress()) >= interval) {
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a
       // slow transport a large replay takes longer than `retryMs`, and re-asking every channel
@@ -167,6 +181,16 @@ export class ReplayRequester {
       this.checkedFinal = false;
       await this.ask(gate, keys);
     }
+  }
+
+  /** Input channels still waiting for their replay, as of the last look. */
+  get awaiting(): number {
+    return this.done ? 0 : this.progress.waiting;
+  }
+
+  /** When a replay of this subtask, or given `unitProgress` of any of its unit's, last progressed. */
+  private lastProgress(): number {
+    return Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY);
   }
 
   private *channelKeys(): Iterable<string> {

@@ -178,6 +178,8 @@ export interface SubtaskCounters {
   openChannels?: number;
   /** When few are open (at most 4) and no input came for a while, what each waits for (InputGate.describeOpen). */
   openDetail?: string[];
+  /** Restarted alone: input channels whose replay has not come yet (see replay.ts), as of the requester's last look. */
+  replaysAwaited?: number;
 }
 
 /** No input for this long with few channels open: the counters say what those channels wait for. */
@@ -332,6 +334,7 @@ export class SubtaskRunner {
       lastCheckpoint: this.lastCheckpoint,
       ...(aligning ? { aligning } : {}),
       ...(gate ? { openChannels: gate.openCount() } : {}),
+      ...(this.replays && this.replays.awaiting > 0 ? { replaysAwaited: this.replays.awaiting } : {}),
       ...(gate && this.inputStalled(gate.openCount()) ? { openDetail: gate.describeOpen() } : {}),
     };
   }
@@ -743,7 +746,7 @@ export class SubtaskRunner {
     if (!this.finalCommitRequested) return this.keepForHandover('ended', last);
     const { blobs, jobId, attempt } = this.env;
     // Its counters go along: an attempt that finishes from the record reports what this one counted.
-    const { aligning: _a, openChannels: _o, openDetail: _d, ...counters } = this.counters();
+    const { aligning: _a, openChannels: _o, openDetail: _d, replaysAwaited: _r, ...counters } = this.counters();
     await this.ledger!.commitFinal(last, { blobs, key: finalCommitKey(jobId, this.id), attempt, counters: counters as unknown as Json });
   }
 

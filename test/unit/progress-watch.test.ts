@@ -37,6 +37,10 @@ describe('checkProgress', () => {
     const detailed = view(stats('finished', 100), stats('running', 60, { openChannels: 1, openDetail: ['e1/0: attempt 0, waits for replay 2'] }));
     const again = checkProgress(detailed, sources, undefined, 0, 1000);
     expect(checkProgress(detailed, sources, again.mark, 1000, 1000).stalled).toMatch(/1 input channel\(s\) not ended \(e1\/0: attempt 0, waits for replay 2\)/);
+    // A restarted subtask says how many of its channels still wait for their replay.
+    const replaying = view(stats('finished', 100), stats('running', 60, { openChannels: 8, replaysAwaited: 3 }));
+    const third = checkProgress(replaying, sources, undefined, 0, 1000);
+    expect(checkProgress(replaying, sources, third.mark, 1000, 1000).stalled).toMatch(/agg#0 \(unit agg-0 attempt 1, RUNNING\): 8 input channel\(s\) not ended, 3 waiting for their replay/);
   });
 
   it('any change of records, statuses or attempts restarts the clock', () => {

@@ -53,14 +53,19 @@ describe('ReplayRequester', () => {
       { key: 'e0/1', consumerAttempt: 1, request: 1, received: 0 },
     ]);
 
-    // Past retryMs: producer 1 (silent) is asked again; producer 0's replay goes on as it was.
+    // Producer 0's replay is arriving: producer 1's answer may be queued behind it, not asked again yet.
     now = 10_000;
+    await requester.tick(gate);
+    expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']]]);
+    // No replay progressed for the first retry's interval: producer 1 (silent) is asked again;
+    // producer 0's replay goes on as it was.
+    now = 14_000;
     await requester.tick(gate);
     expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']], [2, ['1']]]);
     expect(gate.awaitedReplays().map((w) => [w.key, w.request])).toEqual([['e0/0', 1], ['e0/1', 2]]);
 
     // Producer 0's replay makes no progress for another retryMs: now it is asked again too.
-    now = 20_000;
+    now = 24_000;
     await requester.tick(gate);
     expect(sent.map((r) => [r.request, Object.keys(r.from)]).at(-1)).toEqual([3, ['0', '1']]);
 
