@@ -100,7 +100,14 @@ export class ReplayRequester {
     return this.options.now?.() ?? Date.now();
   }
 
-  /** Marks every input channel as waiting for its replay and sends the requests (before the gate starts). */
+  /**
+   * Marks every input channel as waiting for its replay (before the gate starts) and sends the
+   * requests, without waiting for them to go out: the subtask's input must be taken meanwhile. A
+   * unit's channels share envelopes and FIFO groups (channel-mux.ts), so an envelope holding a
+   * part for a subtask that does not take its input stays in flight, and every answer behind it in
+   * its group waits: at P=4000 a restarted join unit's 100 joins sent their requests over minutes,
+   * each starting its input only after its own had gone out, and 97 of them got no answer at all.
+   */
   async begin(gate: InputGate): Promise<void> {
     let channels = 0;
     for (const key of this.channelKeys()) {
@@ -108,7 +115,29 @@ export class ReplayRequester {
       channels++;
     }
     this.progress = { waiting: channels, taken: 0 };
-    await this.ask(gate, this.channelKeys());
+    this.askInBackground(gate, [...this.channelKeys()]);
+  }
+
+  /** The requests being sent, if any (one send at a time). */
+  private sending: Promise<void> | undefined;
+
+  private askInBackground(gate: InputGate, keys: readonly string[]): void {
+    const request = this.request;
+    this.sending = this.ask(gate, keys)
+      .catch((error: unknown) => {
+        // Its channels stay silent and are asked again (tick).
+        this.options.logger?.warn(`replay request ${request} not sent: ${error instanceof Error ? error.message : String(error)}`, { request });
+      })
+      .finally(() => {
+        this.sending = undefined;
+        // Answers cannot come before the request is out: the retry interval counts from here.
+        this.lastAsked = this.now();
+      });
+  }
+
+  /** Resolves once no request is being sent (tests, and a subtask that stops). */
+  async sent(): Promise<void> {
+    await this.sending;
   }
 
   /** Between two batches: S3 for finished producers, then requests again, then the error. */
@@ -121,7 +150,7 @@ export class ReplayRequester {
     const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
     const due =
       (!this.checkedFinal && now - this.started >= checkAfterMs) ||
-      now - Math.max(this.lastAsked, this.lastProgress()) >= interval ||
+      (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress()) >= interval) ||
       now - this.lastProgress() >= giveUpMs;
     // Between decisions, a look only notes progress: once a second is enough.
     if (!due && now - this.lastLook < LOOK_EVERY_MS) return;
@@ -161,7 +190,7 @@ export class ReplayRequester {
     // arrive, a silent channel's answer is most likely queued behind them (at P=1000 nearly every
     // restarted join asked all its channels again at 4 s while its answers were arriving, and
     // dropped hundreds of stale messages each; at P=4000 each join asked all 8,000 four times).
-    if (now - Math.max(this.lastAsked, this.lastProgress()) >= interval) {
+    if (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress()) >= interval) {
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a
       // slow transport a large replay takes longer than `retryMs`, and re-asking every channel
@@ -179,7 +208,7 @@ export class ReplayRequester {
       }
       // A producer may have finished since the last look.
       this.checkedFinal = false;
-      await this.ask(gate, keys);
+      this.askInBackground(gate, keys);
     }
   }
 

@@ -117,7 +117,7 @@ export interface TaskUnitOptions {
  * the P=5000 ingest job's idle requests). What a restart must not wait 10 s for no longer depends
  * on the queue: a hidden message holds back its own FIFO group only (controlGroup); a restarted
  * unit reads its availability flags again while a sub-partition it writes to is unavailable
- * (scheduleRefreshes); a replay request with no answer is asked again after 4 s; a lost trigger
+ * (scheduleRefreshes); a replay request with no answer is asked again once no replay progressed for 4 s; a lost trigger
  * fails one checkpoint, not the next.
  */
 export const CONTROL_IDLE_WAIT_SECONDS = 20;

@@ -34,6 +34,7 @@ describe('ReplayRequester', () => {
       now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     gate.start();
     expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']]]);
 
@@ -56,17 +57,20 @@ describe('ReplayRequester', () => {
     // Producer 0's replay is arriving: producer 1's answer may be queued behind it, not asked again yet.
     now = 10_000;
     await requester.tick(gate);
+    await requester.sent();
     expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']]]);
     // No replay progressed for the first retry's interval: producer 1 (silent) is asked again;
     // producer 0's replay goes on as it was.
     now = 14_000;
     await requester.tick(gate);
+    await requester.sent();
     expect(sent.map((r) => [r.request, Object.keys(r.from)])).toEqual([[1, ['0', '1']], [2, ['1']]]);
     expect(gate.awaitedReplays().map((w) => [w.key, w.request])).toEqual([['e0/0', 1], ['e0/1', 2]]);
 
     // Producer 0's replay makes no progress for another retryMs: now it is asked again too.
     now = 24_000;
     await requester.tick(gate);
+    await requester.sent();
     expect(sent.map((r) => [r.request, Object.keys(r.from)]).at(-1)).toEqual([3, ['0', '1']]);
 
     // The rest of request 1 is stale now: dropped, and the channel waits for request 3.
@@ -89,12 +93,15 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     gate.start();
     // Nothing came within 4 s: both channels are asked again (request 2), then again (request 3).
     now = 4_000;
     await requester.tick(gate);
+    await requester.sent();
     now = 14_000;
     await requester.tick(gate);
+    await requester.sent();
     expect(sent).toEqual([1, 2, 3]);
     // The producers answer request 1 only now (they were busy): the answers still count.
     const excerpt = { lineage: 0, from: 0, messages: [{ first: 0, count: 2, fields: '"r":[0,1]' }], barriers: [], end: 2 };
@@ -133,6 +140,7 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     // 4 s, then 10 s, 20 s, 40 s and 40 s again (the default maxRetryMs).
     const schedule = [
       [3_999, [1]], [4_000, [1, 2]], [13_999, [1, 2]], [14_000, [1, 2, 3]], [33_999, [1, 2, 3]], [34_000, [1, 2, 3, 4]],
@@ -141,6 +149,7 @@ describe('ReplayRequester', () => {
     for (const [at, requests] of schedule) {
       now = at;
       await requester.tick(gate);
+      await requester.sent();
       expect(sent, `at ${at} ms`).toEqual(requests);
     }
     await gate.stop();
@@ -158,6 +167,7 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, retryMs: 10_000, giveUpMs: 120_000, now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     gate.start();
     const answer = async (producer: number, request: number) => {
       const excerpt = { lineage: 0, from: 0, messages: [{ first: 0, count: 1, fields: '"r":[0]' }], barriers: [], end: 1 };
@@ -171,14 +181,18 @@ describe('ReplayRequester', () => {
     };
     // Busy producers answer one channel every 100 s: 300 s in all, past a 120 s deadline.
     await requester.tick(gate);
+    await requester.sent();
     now = 100_000;
     await answer(0, gate.awaitedReplays().find((w) => w.key === 'e0/0')!.request);
     await requester.tick(gate);
+    await requester.sent();
     now = 200_000;
     await answer(1, gate.awaitedReplays().find((w) => w.key === 'e0/1')!.request);
     await requester.tick(gate);
+    await requester.sent();
     now = 310_000;
     await requester.tick(gate); // 110 s without progress: still waiting
+    await requester.sent();
     expect(gate.awaitedReplays().map((w) => w.key)).toEqual(['e0/2']);
     // Nothing for 120 s: producer 2's unit is taken to be gone.
     now = 320_000;
@@ -206,6 +220,7 @@ describe('ReplayRequester', () => {
     const [a, b] = [join(0), join(1)];
     for (const j of [a, b]) {
       await j.requester.begin(j.gate);
+      await j.requester.sent();
       j.gate.start();
     }
     const answer = async (producer: number) => {
@@ -223,12 +238,15 @@ describe('ReplayRequester', () => {
       now = t;
       await answer(t / 100_000 - 1);
       await a.requester.tick(a.gate);
+      await a.requester.sent();
       await b.requester.tick(b.gate); // 300 s without an answer of its own: still waiting
+      await b.requester.sent();
     }
     expect(a.gate.awaitedReplays()).toEqual([]);
     expect(b.gate.awaitedReplays()).toHaveLength(3);
     now = 410_000;
     await b.requester.tick(b.gate);
+    await b.requester.sent();
     now = 420_000;
     await expect(b.requester.tick(b.gate)).rejects.toThrow(/no replay from the producers of e0\/0, e0\/1, e0\/2, and no replay of its unit progressed for 120 s/);
     for (const j of [a, b]) await j.gate.stop();
@@ -245,7 +263,9 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, giveUpMs: 120_000, now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     await requester.tick(gate);
+    await requester.sent();
     now = 120_000;
     await expect(requester.tick(gate)).rejects.toThrow(/producers of e0\/0, e0\/1, e0\/2, e0\/3, e0\/4, e0\/5, e0\/6, e0\/7, e0\/8, e0\/9 and 2 more, and no replay progressed/);
     await gate.stop();
@@ -268,11 +288,13 @@ describe('ReplayRequester', () => {
       blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, firstRetryMs: 4_000, now: () => now,
     });
     await requester.begin(gate);
+    await requester.sent();
     gate.start();
     for (; now < 3_000; now += 10) await requester.tick(gate);
     expect(looks).toBe(3); // at 0, 1000 and 2000 ms, not 300 times
     now = 4_000; // the retry is due: looked at on time
     await requester.tick(gate);
+    await requester.sent();
     expect([looks, sent]).toEqual([4, [1, 2]]);
     // Both producers answer request 2: nothing waits any more.
     for (const producer of [0, 1]) {
@@ -286,9 +308,49 @@ describe('ReplayRequester', () => {
     expect(awaited()).toEqual([]);
     now = 5_000;
     await requester.tick(gate); // sees that none waits
+    await requester.sent();
     const after = looks;
     for (now = 5_000; now < 300_000; now += 1_000) await requester.tick(gate);
     expect([looks - after, sent]).toEqual([0, [1, 2]]);
+    await gate.stop();
+  });
+
+  it('does not hold the subtask while its requests go out: answers are taken meanwhile, and no retry is sent on top', async () => {
+    // A unit's channels share envelopes and FIFO groups: a subtask that takes no input while its
+    // requests go out (minutes, for a restarted join unit at P=4000) holds back its unit-mates' answers.
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    let now = 0;
+    const sent: number[] = [];
+    let release: () => void = () => undefined;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 2,
+      send: (request) => (sent.push(request.request), new Promise<void>((resolve) => (release = resolve))),
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, firstRetryMs: 4_000, now: () => now,
+    });
+    await requester.begin(gate); // resolves although the send has not
+    gate.start();
+    const bodies = replayBodies({ lineage: 0, from: 0, messages: [{ first: 0, count: 1, fields: '"r":[7]' }], barriers: [], end: 1 }, { producer: 0, attempt: 0, consumerAttempt: 1, request: 1 });
+    await transport.send('in', bodies.map((body, s) => ({ groupId: '0.0.r1.1', dedupId: `r-${s}`, body })));
+    const { events } = await gate.next(500);
+    gate.release();
+    expect(events.filter((e) => e.message.t === 'd').map((e) => e.message.t === 'd' && e.message.r)).toEqual([[7]]);
+    // Still sending at 60 s: nothing is asked again on top of it.
+    now = 60_000;
+    await requester.tick(gate);
+    expect(sent).toEqual([1]);
+    // Once out, producer 1's channel (silent) is asked again after the interval, counted from then.
+    release();
+    await requester.sent();
+    now = 63_999;
+    await requester.tick(gate);
+    expect(sent).toEqual([1]);
+    now = 64_000;
+    await requester.tick(gate);
+    expect(sent).toEqual([1, 2]);
+    release();
+    await requester.sent();
     await gate.stop();
   });
 });
