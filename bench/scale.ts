@@ -420,7 +420,8 @@ function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId
         log(
           `    ${watched.unitId} attempt ${watched.attempt} (${watched.status}): ${stats.filter((x) => (x.lastCheckpoint ?? 0) >= checkpointId).length} of ${stats.length} subtasks past it; ` +
             `${replaying.length} subtask(s) still wait for replays of ${count(replaying.reduce((n, x) => n + (x.replaysAwaited ?? 0), 0))} channel(s); ` +
-            `transport: ${count(tr?.envelopesHeld ?? 0)} envelopes held, ${((tr?.bufferedBytes ?? 0) / 2 ** 20).toFixed(1)} MB buffered, ${count(tr?.envelopesReceived ?? 0)} received`,
+            `transport: ${count(tr?.envelopesHeld ?? 0)} envelopes held, ${((tr?.bufferedBytes ?? 0) / 2 ** 20).toFixed(1)} MB buffered, ${count(tr?.envelopesReceived ?? 0)} received` +
+            (tr?.poller ? `, its poller ${tr.poller.state} for ${Math.round((Date.now() - tr.poller.since) / 1000)} s (as last reported)` : ''),
         );
       }
     }, () => undefined);

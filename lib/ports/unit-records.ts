@@ -93,7 +93,15 @@ export interface TransportStats {
   envelopesHeld?: number;
   bufferedBytes?: number;
   leaseSeconds?: number;
+  /**
+   * What the unit's input poller does now and since when (ms since the epoch): `receiving`, or what
+   * it waits for (`inboxes` full, `deletes` behind, the process's `budget` full), or why it stopped
+   * (`failed`, `superseded`, `stopped`). A unit that takes nothing in says here why.
+   */
+  poller?: { state: PollerState; since: number };
 }
+
+export type PollerState = 'receiving' | 'inboxes' | 'deletes' | 'budget' | 'failed' | 'superseded' | 'stopped';
 
 export interface UnitRecord {
   unitId: string;

@@ -76,7 +76,7 @@
  */
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
-import type { TransportStats } from '../ports/unit-records';
+import type { PollerState, TransportStats } from '../ports/unit-records';
 import { parseSubtaskId, producersOf, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
 import { type ChannelInbound, type ChannelMessage, compactPart, compactRun, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, readControl, type ControlFields, type ControlShape } from './messages';
 
@@ -310,7 +310,14 @@ export class UnitChannels implements ChannelTransport {
   report(): TransportStats {
     let held = 0;
     for (const e of this.envelopes.values()) if (e.untaken > 0 && !e.lapsed) held++;
-    return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered, leaseSeconds: this.leaseSeconds };
+    return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered, leaseSeconds: this.leaseSeconds, ...(this.pollerState ? { poller: { ...this.pollerState } } : {}) };
+  }
+
+  /** The input poller's state (see TransportStats.poller); undefined until it first polls. */
+  private pollerState: { state: PollerState; since: number } | undefined;
+
+  private pollerIs(state: PollerState): void {
+    if (this.pollerState?.state !== state) this.pollerState = { state, since: this.clock.now() };
   }
   private readonly routes = new Map<string, Route>();
   private readonly destinations = new Map<string, Destination>();
@@ -820,9 +827,19 @@ export class UnitChannels implements ChannelTransport {
     // come back to the short wait with the first message; a long poll returns as soon as one arrives.
     const busyWait = this.options.waitSeconds ?? DEFAULT_WAIT_SECONDS;
     const idleWait = Math.max(busyWait, this.options.idleWaitSeconds ?? 20);
+    try {
+      await this.pollUntilStopped(queue, maxBuffered, busyWait, idleWait);
+    } finally {
+      this.pollerIs(this.receiveFailure !== undefined ? 'failed' : this.supersededAt !== undefined ? 'superseded' : 'stopped');
+    }
+  }
+
+  private async pollUntilStopped(queue: string, maxBuffered: number, busyWait: number, idleWait: number): Promise<void> {
     let wait = busyWait;
     while (this.running) {
+      this.pollerIs('receiving');
       if (this.buffered > maxBuffered) {
+        this.pollerIs('inboxes');
         await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
@@ -830,11 +847,13 @@ export class UnitChannels implements ChannelTransport {
       // delete later. At P=4000 in one process the deletes queued behind a busy connection pool
       // until their receipts had expired, and each envelope came again, ~16 times (docs/scale.md).
       if (this.pendingDeletes > MAX_PENDING_DELETES) {
+        this.pollerIs('deletes');
         await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
         continue;
       }
       const budget = this.options.inputBudget;
       if (budget?.full()) {
+        this.pollerIs('budget');
         // Woken by room in the process's budget, or by this unit's stop (its room waiters).
         await new Promise<void>((resolve) => {
           this.roomWaiters.push(resolve);

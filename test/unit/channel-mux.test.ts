@@ -226,6 +226,7 @@ describe('multiplexed channels', () => {
     expect(taken).toBeGreaterThan(100);
     expect(taken).toBeLessThan(150);
     expect(mux.report().deleteFailures).toBe(0);
+    expect(mux.report().poller?.state).toBe('deletes');
     release();
     for (let i = 0; i < 400 && taken < 150; i++) taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length;
     expect(taken).toBe(150);
@@ -304,6 +305,8 @@ describe('multiplexed channels', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     // One envelope (tight: max 1), then full: no more received.
     expect([received(), budget.usedBytes > 700]).toEqual([1, true]);
+    // Its report says why it takes nothing in.
+    expect(mux.report().poller?.state).toBe('budget');
     // The other unit's parts are taken: room again, and one more envelope comes.
     other.remove(600);
     for (let i = 0; i < 1000 && received() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -314,6 +317,7 @@ describe('multiplexed channels', () => {
     for (let i = 0; i < 1000 && got.length < 3; i++) for (const m of await mux.receive(logical(1), { max: 10, waitSeconds: 0.05 })) got.push(JSON.parse(m.body).s);
     expect(got.sort()).toEqual([0, 1, 2]);
     expect(budget.usedBytes).toBe(0);
+    expect(mux.report().poller?.state).toBe('receiving');
     // Released (its unit stopped or killed), a unit's bytes leave the total and no longer count.
     share.add(500);
     share.release();
@@ -339,6 +343,7 @@ describe('multiplexed channels', () => {
     stops.push(() => g.stop(), () => superseded.stopReceiving(false));
     expect(await take(g, () => false)).toEqual([]);
     expect(superseded.supersededAt).toBeDefined();
+    expect(superseded.report().poller?.state).toBe('superseded');
     // The next attempt of the consumer (started with the producer's attempt 1) gets every record.
     const next = new UnitChannels({ ...common, attempt: 1, producerAttempts: new Map([[0, 1]]) });
     const g1 = gate(0, next);
