@@ -481,11 +481,20 @@ export class TaskUnit {
       }
       // Replay requests are answered together, after the rest (each goes in a group of its own, so
       // nothing orders them against the others): see replay-requests.ts.
+      // A message whose handling fails is logged and the loop goes on: an exception here used to end
+      // the loop without a word, and the unit ran on deaf to triggers, replay requests and cancels
+      // (at P=4000, ten producer units never answered a restarted join unit's replays).
       const replays: ReplayRequest[] = [];
       for (const m of messages) {
-        const message = JSON.parse(m.body) as ControlMessage;
+        let message: ControlMessage;
+        try {
+          message = JSON.parse(m.body) as ControlMessage;
+        } catch {
+          this.log.error(`control queue ${queue}: dropped a message that is not JSON: ${m.body.slice(0, 120)}`);
+          continue;
+        }
         if (message.type === 'replay') replays.push(...message.requests);
-        else await this.onControl(message);
+        else await this.onControl(message).catch((error: unknown) => this.log.error(`control message ${message.type} failed: ${describe(error)}`, { type: message.type }));
       }
       if (replays.length > 0) await this.answerReplays(replays);
       if (messages.length > 0) await channels.delete(queue, messages.map((m) => m.receipt)).catch(() => undefined);
@@ -494,6 +503,8 @@ export class TaskUnit {
 
   /** Which replay requests' channels are still to answer (the newest request of each, once). */
   private readonly replayFilter = new ReplayRequestFilter();
+  /** Replay requests whose answer could not be sent (logged; their consumers ask again). */
+  replayAnswersFailed = 0;
 
   /**
    * Every subtask of the unit that writes a requested edge and is asked answers with its own
@@ -507,7 +518,19 @@ export class TaskUnit {
         const producers = this.runners.filter(
           (r) => parseSubtaskId(r.id).index in request.from && this.options.graph.tasks.some((t) => t.id === r.taskId && t.outputs.some((e) => e.id === request.edgeId)),
         );
-        const sent = await Promise.all(producers.map((r) => r.replay(request)));
+        const sent = await Promise.all(producers.map((r) => r.replay(request))).catch((error: unknown) => {
+          // Its channels stay silent at the consumer, which asks again under a new request number
+          // (this filter takes a newer request); not answering is never silent here.
+          this.replayAnswersFailed++;
+          this.log.warn(`could not answer the replay of edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ${describe(error)}; the consumer asks again`, {
+            edgeId: request.edgeId,
+            consumer: request.consumer,
+            consumerAttempt: request.consumerAttempt,
+            request: request.request,
+          });
+          return undefined;
+        });
+        if (!sent) return;
         this.log.info(
           `replayed edge ${request.edgeId} to consumer ${request.consumer} (attempt ${request.consumerAttempt}, request ${request.request}): ` +
             `${sent.reduce((n, k) => n + k, 0)} record(s) from ${producers.map((r) => r.id).join(', ') || 'no subtask of this unit'}`,
