@@ -2,17 +2,19 @@
  * The consumer side of a replay (see replay.ts): a restarted consumer subtask asks the producers
  * of its input edges for what its dead attempt consumed after the checkpoint it restores from, and
  * makes sure every channel gets an answer:
- * - the requests go out before the input gate starts, and the gate holds each channel's live
- *   messages until that channel's replay has ended;
+ * - every channel is marked waiting before the input gate starts, and the gate holds each
+ *   channel's live messages until that channel's replay has ended; the requests go out meanwhile,
+ *   without holding the subtask's input (see `begin`);
  * - a channel without an answer after `checkAfterMs`: if its producer finished (and its unit may
  *   have exited), its final log is in S3: the consumer reads it and takes the replay from there;
  * - otherwise it asks again, with the next request number, once no replay of its own (nor, given
  *   `unitProgress`, of its unit's) progressed for `firstRetryMs`, then for `retryMs`, each later
  *   time twice as long as before, up to `maxRetryMs` (a request lost with a producer that died, or
  *   hidden from its restarted attempt by the dead attempt's last poll: see controlGroup), the
- *   channels whose replay has not progressed since the last look only, and fails the subtask with the channels still waiting once no
- *   replay has progressed for `giveUpMs` (a channel answered, or a message of an answer taken),
- *   its own nor, given `unitProgress`, any of its unit's subtasks'.
+ *   channels whose replay has not progressed since the last look only, and fails the subtask
+ *   with the channels still waiting once no replay has progressed for `giveUpMs` (a channel
+ *   answered, or a message of an answer taken), its own nor, given `unitProgress`, any of its
+ *   unit's subtasks'.
  *   Not a deadline from the first request: at P=2000 the producer units answered a restarted join
  *   unit's 800,000 channels for minutes, and joins that gave up after 120 s of that restarted in
  *   their unit and asked all over again.
@@ -135,7 +137,7 @@ export class ReplayRequester {
       });
   }
 
-  /** Resolves once no request is being sent (tests, and a subtask that stops). */
+  /** Resolves once no request is being sent (a failed send is logged, never thrown). */
   async sent(): Promise<void> {
     await this.sending;
   }
