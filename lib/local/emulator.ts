@@ -125,10 +125,11 @@ export async function ensureMotoInstalled(options: { root?: string; log?: (line:
  * - two fixes to moto's DynamoDB: a Query sorts every item of the table to find one partition's
  *   (O(table) per call; a table that gathers checkpoint history made every query of a long job
  *   slower, and the whole emulator with it). We hand it the queried partition only, which is what
- *   a Query reads on DynamoDB; queries of an index are left as they are. And its operations run one
- *   at a time: on the threaded server a conditional write's check and write were not atomic, and
- *   two concurrent writers of one item both won (the MetadataStore contract test caught it once
- *   under load); on DynamoDB exactly one does.
+ *   a Query reads on DynamoDB; queries of an index are left as they are. And its requests run one
+ *   at a time, the answer included: on the threaded server a conditional write's check and write
+ *   were not atomic, and two concurrent writers of one item both won; later, two atomic adds both
+ *   answered the later count, the stored item having changed between the write and its answer
+ *   (the MetadataStore contract test caught each once under load); on DynamoDB neither happens.
  */
 /**
  * moto's S3 key store lists from a copy of its key names and then reads each key from the live
@@ -378,6 +379,13 @@ def ddb_serialized(method):
     return run
 for name in ('put_item', 'update_item', 'delete_item', 'transact_write_items', 'batch_write_item', 'get_item', 'query', 'scan', 'batch_get_item'):
     setattr(ddb_models.DynamoDBBackend, name, ddb_serialized(getattr(ddb_models.DynamoDBBackend, name)))
+# The answer too: the handler turns the item it got back into JSON after the backend call, and that
+# item is the stored one, which the next writer may change meanwhile (two concurrent atomic adds
+# both answered 43, none 42: a clean-clone npm test under load). A request runs whole, in turn.
+from moto.dynamodb import responses as ddb_responses
+for name in ('put_item', 'update_item', 'delete_item', 'transact_write_items', 'transact_get_items', 'batch_write_item', 'get_item', 'query', 'scan', 'batch_get_item'):
+    if hasattr(ddb_responses.DynamoHandler, name):
+        setattr(ddb_responses.DynamoHandler, name, ddb_serialized(getattr(ddb_responses.DynamoHandler, name)))
 from collections import OrderedDict
 from moto.core.exceptions import JsonRESTError
 from moto.kinesis import models as kinesis_models
