@@ -111,13 +111,10 @@ export class ReplayRequester {
    * each starting its input only after its own had gone out, and 97 of them got no answer at all.
    */
   async begin(gate: InputGate): Promise<void> {
-    let channels = 0;
-    for (const key of this.channelKeys()) {
-      gate.awaitReplay(key, this.options.consumerAttempt, this.request);
-      channels++;
-    }
-    this.progress = { waiting: channels, taken: 0 };
-    this.askInBackground(gate, [...this.channelKeys()]);
+    const keys = [...this.channelKeys()];
+    for (const key of keys) gate.awaitReplay(key, this.options.consumerAttempt, this.request);
+    this.progress = { waiting: keys.length, taken: 0 };
+    this.askInBackground(gate, keys);
   }
 
   /** The requests being sent, if any (one send at a time). */
