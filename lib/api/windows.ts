@@ -254,6 +254,8 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
   private assign(t: number): Assignment {
     const period = this.options.assigner.period;
     if (!period) return assignment(this.options.assigner.assign(t));
+    // Still in the last period: no modulo (of epoch milliseconds, a double's, ~30 ns an element).
+    if (this.assigned !== undefined && t >= this.assignedFrom && t < this.assignedFrom + period.every) return this.assigned;
     const from = t - floorMod(t - period.offset, period.every);
     if (from !== this.assignedFrom || this.assigned === undefined) {
       this.assigned = assignment(this.options.assigner.assign(t));
