@@ -27,6 +27,31 @@ describe('record writer', () => {
     }
   });
 
+  it('packs text of any width, from a few bytes to 8 KB a record, into messages within their size in UTF-8 bytes', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['q-0']);
+    // 1 to 3 bytes a UTF-16 unit and 4 for a pair: messages are cut by their exact size.
+    const texts = ['a', 'ü', '€', '😀', '"\\', '\u0000\n'];
+    const records = Array.from({ length: 400 }, (_, i) => ({ i, s: texts[i % texts.length]!.repeat(1 + ((i * 7919) % (i % 50 === 0 ? 2000 : 60))) }));
+    const maxMessageBytes = 16 * 1024;
+    const writer = new RecordWriter({ edge: { ...hashEdge, kind: 'forward', pointwise: true, key: undefined }, producerIndex: 0, consumerParallelism: 1, attempt: 0, queueOf: () => 'q-0', transport, maxMessageBytes });
+    for (const r of records) writer.emit(r);
+    await writer.flush(true);
+    const bodies: string[] = [];
+    for (;;) {
+      const got = await transport.receive('q-0', { max: 10, waitSeconds: 0 });
+      if (got.length === 0) break;
+      bodies.push(...got.map((m) => m.body));
+      await transport.delete('q-0', got.map((m) => m.receipt));
+    }
+    const got = bodies.map((b) => decodeChannelMessage(b)).flatMap((m) => (m.t === 'd' ? m.r : []));
+    expect(got).toEqual(records);
+    expect(bodies.length).toBeGreaterThan(3);
+    for (const b of bodies) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(maxMessageBytes);
+    // Full messages come near their size: cut by the bytes, not by 3 bytes a unit.
+    expect(Buffer.byteLength(bodies[0]!)).toBeGreaterThan(maxMessageBytes - 8_500);
+  });
+
   it('routes by key hash, packs records into size-bounded messages with per-channel sequence numbers', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['q-0', 'q-1', 'q-2']);
