@@ -52,13 +52,6 @@ export interface ChannelState {
   barriers: Map<number, Map<number, number>>;
   /** Per lineage superseded by a producer restart: the position from which its records come again. */
   superseded: Map<number, number>;
-  /**
-   * Records taken of superseded lineages past their restart points, less the records the newest
-   * lineage (the restart's) has sent since: while positive, what it sends next was taken before
-   * (counted regenerated as it arrives); while negative, a superseded lineage's record taken late
-   * was sent already (counted at once).
-   */
-  regenerating: number;
   /** The producer's newest restart notice: it covers older lineages this consumer sees only later too. */
   restarted: RestartRule | undefined;
   /** The producer attempt, and its lineage, whose replay this consumer took last (see `InputGate.take`). */
@@ -327,7 +320,6 @@ export class FullChannel implements ChannelState, GateChannel {
   replay: ReplayWait | undefined = undefined;
   barriers = new Map<number, Map<number, number>>();
   superseded = new Map<number, number>();
-  regenerating = 0;
   restarted: RestartRule | undefined = undefined;
   replayedBy: { attempt: number; lineage: number } | undefined = undefined;
   skipped = new Map<number, Range[]>();
@@ -434,10 +426,6 @@ class SlotView extends SlotChannel implements ChannelState {
 
   get superseded(): Map<number, number> {
     return new Map();
-  }
-
-  get regenerating(): number {
-    return 0;
   }
 
   get restarted(): undefined {

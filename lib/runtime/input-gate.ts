@@ -85,8 +85,6 @@ export interface ChannelPositions {
    */
   superseded?: [lineage: number, from: number][];
   restarted?: RestartRule;
-  /** ChannelState.regenerating (absent: 0, as in older snapshots). */
-  regenerating?: number;
   /** Positions skipped (missing) per lineage, [lineage, from, to]: a source that sends them again finds them lost. */
   skipped?: [lineage: number, from: number, to: number][];
   /**
@@ -196,8 +194,6 @@ export class InputGate {
   staleReplays = 0;
   /** The determinants producers sent along (single-exact), kept until their next checkpoint completes. */
   readonly determinants = new DeterminantStore();
-  /** What taking an event did to `regenerating` and counted as regenerated: a snapshot taken while it is held undoes it. */
-  private readonly regeneratedIn = new WeakMap<ChannelMessage, { delta: number; again: number }>();
 
   constructor(private readonly options: InputGateOptions) {
     this.clock = options.clock ?? unrefClock;
@@ -403,7 +399,6 @@ export class InputGate {
       ended: c.ended,
       barriers: [...c.barriers].map(([lineage, at]) => [lineage, [...at]] as [number, [number, number][]]),
       superseded: [...c.superseded],
-      ...(c.regenerating !== 0 ? { regenerating: c.regenerating } : {}),
       ...(c.restarted ? { restarted: c.restarted } : {}),
       ...(c.replayedBy ? { replayedBy: c.replayedBy } : {}),
       ...(c.skipped.size > 0 ? { skipped: skippedState(c) } : {}),
@@ -445,7 +440,6 @@ export class InputGate {
       c.counters = { ...zeroCounters(), ...h.counters };
       c.barriers = new Map((h.barriers ?? []).map(([lineage, at]) => [lineage, new Map(at)]));
       c.superseded = new Map(h.superseded ?? []);
-      c.regenerating = h.regenerating ?? 0;
       c.restarted = h.restarted;
       c.replayedBy = h.replayedBy;
       c.skipped = skippedFrom(h.skipped);
@@ -546,7 +540,7 @@ export class InputGate {
     // channels kept in the arrays, as runs (`range`).
     const heldKeys = new Set<string>();
     for (const { channel, message } of held) if (message.t === 'd' && message.n !== undefined) heldKeys.add(channelKey(channel.edge.id, channel.producer));
-    type Entry = { key: string; positions: Map<number, number>; counters: ChannelCounters; regenerating: number; ended: boolean; range: number; channel?: FullChannel };
+    type Entry = { key: string; positions: Map<number, number>; counters: ChannelCounters; ended: boolean; range: number; channel?: FullChannel };
     const list: Entry[] = [];
     const single = new Map<string, { entry: Entry; channel: FullChannel | undefined }>();
     for (const table of this.tables) {
@@ -560,7 +554,7 @@ export class InputGate {
           const positions = c ? c.positions : slotPositions(table, slot);
           const counters = c ? c.counters : zeroCounters();
           if (positions.size === 0 && !hasCounts(counters) && !ended) continue;
-          const entry: Entry = { key, positions: new Map(positions), counters: { ...counters }, regenerating: c ? c.regenerating : 0, ended, range: 1, ...(c ? { channel: c } : {}) };
+          const entry: Entry = { key, positions: new Map(positions), counters: { ...counters }, ended, range: 1, ...(c ? { channel: c } : {}) };
           list.push(entry);
           single.set(key, { entry, channel: c });
           continue;
@@ -575,7 +569,7 @@ export class InputGate {
           run.range++;
           continue;
         }
-        run = { key, positions: slotPositions(table, slot), counters: zeroCounters(), regenerating: 0, ended, range: 1, lineage, at };
+        run = { key, positions: slotPositions(table, slot), counters: zeroCounters(), ended, range: 1, lineage, at };
         list.push(run);
       }
     }
@@ -587,21 +581,17 @@ export class InputGate {
       const at = entry?.positions.get(lineage);
       if (!entry || at === undefined) continue;
       entry.positions.set(lineage, Math.min(at, message.n));
-      // Counted when taken, and counted again when it comes after a restore from this snapshot. (A
-      // superseded lineage's records are in `regenerating` also when the notice came after them.)
+      // Counted when taken, and counted again when it comes after a restore from this snapshot.
       const regeneratedFrom = found.channel?.superseded.get(lineage);
-      const applied = this.regeneratedIn.get(message);
-      entry.regenerating -= regeneratedFrom !== undefined ? Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n)) : (applied?.delta ?? 0);
-      entry.counters.regeneratedRecords! -= applied?.again ?? 0;
+      if (regeneratedFrom !== undefined) entry.counters.regeneratedRecords! -= Math.max(0, message.n + message.r.length - Math.max(regeneratedFrom, message.n));
     }
-    return list.map(({ key, positions, counters, regenerating, ended, range, channel }) => ({
+    return list.map(({ key, positions, counters, ended, range, channel }) => ({
       key,
       positions: [...positions],
       counters,
       ...(ended ? { ended } : {}),
       ...(range > 1 ? { range } : {}),
       ...(channel && channel.superseded.size > 0 ? { superseded: [...channel.superseded] } : {}),
-      ...(regenerating !== 0 ? { regenerating } : {}),
       ...(channel?.restarted ? { restarted: channel.restarted } : {}),
       ...(channel && channel.skipped.size > 0 ? { skipped: skippedState(channel) } : {}),
     }));
@@ -614,12 +604,12 @@ export class InputGate {
    */
   restorePositions(state: readonly ChannelPositions[], checkpointId?: number): void {
     const now = this.clock.now();
-    for (const { key, positions, counters, ended, range, superseded, regenerating, restarted, skipped } of state) {
+    for (const { key, positions, counters, ended, range, superseded, restarted, skipped } of state) {
       const at = this.locate(key);
       if (!at) continue;
       const { table } = at;
       // A restart notice, superseded lineages or skipped positions need a full channel.
-      const inSlot = this.compact && !(superseded?.length || regenerating || restarted || skipped?.length);
+      const inSlot = this.compact && !(superseded?.length || restarted || skipped?.length);
       const last = Math.min(table.size, at.slot + Math.max(1, range ?? 1));
       for (let slot = at.slot; slot < last; slot++) {
         if (inSlot && !table.full.has(slot) && restoreInSlot(table, slot, positions, counters, ended, checkpointId)) continue;
@@ -627,7 +617,6 @@ export class InputGate {
         if (counters) c.counters = { ...zeroCounters(), ...counters };
         if (ended) c.ended = true;
         if (superseded) c.superseded = new Map(superseded);
-        if (regenerating) c.regenerating = regenerating;
         if (restarted) c.restarted = restarted;
         if (skipped) c.skipped = skippedFrom(skipped);
         for (const [lineage, next] of positions) {
@@ -1047,14 +1036,8 @@ export class InputGate {
     if (resentSkipped > 0) channel.counters.unreplayedRecords = (channel.counters.unreplayedRecords ?? 0) + resentSkipped;
     if (skip === m.r.length) return undefined;
     if (receiveCount > 1) channel.counters.replayedRecords += m.r.length - skip;
-    const event = skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
-    // Regenerated records are counted as they come the second time, not at the notice: a job that
-    // ended before the new lineage had sent them all reported more than came (chaos seed 26347).
-    let delta = 0;
-    if (regeneratedFrom !== undefined) delta = Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
-    else if (channel.restarted && lineage >= channel.restarted.lineage) delta = -(end - m.n - skip);
-    if (delta !== 0) this.regeneratedIn.set(event, { delta, again: regenerate(channel, delta) });
-    return event;
+    if (regeneratedFrom !== undefined) channel.counters.regeneratedRecords! += Math.max(0, end - Math.max(regeneratedFrom, m.n + skip));
+    return skip === 0 ? m : { ...m, n: m.n + skip, r: m.r.slice(skip) };
   }
 
   private skippedOf(channel: ChannelState, lineage: number): Range[] {
@@ -1073,15 +1056,10 @@ export class InputGate {
   /**
    * The producer restarted from checkpoint `from` in lineage `lineage`: what this consumer took of
    * its older lineages after the point `from` left them at comes again, and so does what it takes
-   * of them from now on, including lineages it sees only later: counted as regenerated as the
-   * newest lineage sends them (`regenerating`).
+   * of them from now on, including lineages it sees only later. Counted as regenerated.
    */
   private supersede(channel: ChannelState, rule: RestartRule): void {
-    if (!channel.restarted || rule.lineage > channel.restarted.lineage) {
-      channel.restarted = rule;
-      // What the lineage it supersedes sent beyond what was taken before is counted below, as taken.
-      channel.regenerating = Math.max(0, channel.regenerating);
-    }
+    if (!channel.restarted || rule.lineage > channel.restarted.lineage) channel.restarted = rule;
     if (rule.at && rule.at[0] < rule.lineage) {
       // Below where the producer's checkpoint left its lineage, nothing comes again. This consumer
       // holds everything up to there, unless it restored from an older checkpoint than the
@@ -1107,7 +1085,7 @@ export class InputGate {
       const skipped = channel.skipped.get(older);
       const comesAgain = skipped && position > start ? takeSkipped(skipped, start, position) : 0;
       channel.counters.missingRecords -= comesAgain;
-      regenerate(channel, Math.max(0, position - start - comesAgain));
+      channel.counters.regeneratedRecords! += Math.max(0, position - start - comesAgain);
     }
   }
 
@@ -1311,20 +1289,6 @@ function skippedFrom(state: readonly [number, number, number][] | undefined): Ma
 }
 
 /**
- * Moves the channel's `regenerating` by `delta` and counts what came twice: records taken of a
- * superseded lineage past its restart point (delta > 0) as far as the newest lineage has sent
- * more than was taken before (regenerating < 0), and records of the newest lineage (delta < 0) as
- * far as they were taken before (regenerating > 0). Returns how many it counted.
- */
-function regenerate(channel: ChannelState, delta: number): number {
-  const before = channel.regenerating;
-  const again = delta > 0 ? Math.min(delta, Math.max(0, -before)) : Math.min(-delta, Math.max(0, before));
-  channel.regenerating = before + delta;
-  channel.counters.regeneratedRecords! += again;
-  return again;
-}
-
-/**
  * From which record position lineage `older` comes again after restart `rule`; undefined: not at
  * all. The notice says where its checkpoint left the channel (`at`): that lineage from there,
  * newer ones (attempts that died after the checkpoint) whole, older ones not. Without it (a
@@ -1383,7 +1347,6 @@ function resumeInSlot(table: EdgeChannels, slot: number, h: ChannelHandover): bo
     h.positions.length <= 1 &&
     !hasCounts({ ...zeroCounters(), ...h.counters }) &&
     (h.superseded ?? []).length === 0 &&
-    !h.regenerating &&
     !h.restarted &&
     !h.replayedBy &&
     (h.skipped ?? []).length === 0 &&

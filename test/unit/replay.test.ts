@@ -275,7 +275,7 @@ describe('replay to a restarted consumer', () => {
     await gate.stop();
   });
 
-  it('counts what a restarted producer regenerates: its dead lineage after the restored barrier, taken before and after the notice, as the new lineage sends it again', async () => {
+  it('counts what a restarted producer regenerates: its dead lineage after the restored barrier, taken before and after the notice', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);
     const edgeOf = { ...edge };
@@ -292,20 +292,11 @@ describe('replay to a restarted consumer', () => {
     restarted.announceRestart(4);
     await restarted.flush();
     await take(gate);
-    // Counted as they come again, not at the notice (the job may end before they do).
-    expect(gate.counters().regeneratedRecords).toBe(0);
-    for (let i = 3; i < 6; i++) restarted.emit(`b${i}`);
-    await restarted.flush();
-    await take(gate);
-    expect(gate.counters().regeneratedRecords).toBe(3);
+    expect(gate.counters().regeneratedRecords).toBe(4);
     // A late message of the dead lineage still counts (it is regenerated too).
     old.emit('a7');
     await old.flush();
     await take(gate);
-    for (let i = 6; i < 10; i++) restarted.emit(`b${i}`);
-    await restarted.flush();
-    await take(gate);
-    // a3..a7 came again as b3..b7; b8, b9 are new.
     expect(gate.counters().regeneratedRecords).toBe(5);
     await gate.stop();
   });
