@@ -13,7 +13,8 @@
  *    their places, then an end event (`t: 'x'`): `n` the position its live messages continue
  *    from, `ls` the sequence number of its next live message (everything of the live group before
  *    it is in the replay: records, barriers; its end of input as `e`), after a watermark event
- *    with the producer's last watermark. The replay goes into the same queue as the live messages.
+ *    with the producer's last watermark (on the end itself when nothing comes before it). The replay
+ *    goes into the same queue as the live messages.
  * 3. Until the end event arrives the consumer holds the channel's live messages (received, kept
  *    in flight, not processed); then its live group goes on at `ls` (earlier messages of it are
  *    dropped), at once: no waiting to learn where the group starts. Record positions the replay
@@ -159,8 +160,11 @@ export function replayBodies(excerpt: LogExcerpt, address: ReplayAddress, tail: 
   // The producer's watermark is an event in the replay's order, after its last records and
   // barriers: the consumer may hold those back (a barrier alignment), and a watermark taken at
   // once, with the end, would fire event-time windows without them and make them late.
-  if (tail.watermark !== undefined) bodies.push(`${head()},"n":${excerpt.end},"t":"w","w":${tail.watermark}}`);
-  const extra = `${tail.nextSequence !== undefined ? `,"ls":${tail.nextSequence}` : ''}${tail.ended ? ',"e":1' : ''}${tail.unreplayable ? `,"g":${tail.unreplayable}` : ''}`;
+  // With nothing before it, the watermark rides on the end (one message, not two: at P=4000 a
+  // restarted join unit's 800,000 channels are mostly empty, and each was answered with both).
+  const alone = bodies.length === 0 && tail.watermark !== undefined;
+  if (tail.watermark !== undefined && !alone) bodies.push(`${head()},"n":${excerpt.end},"t":"w","w":${tail.watermark}}`);
+  const extra = `${tail.nextSequence !== undefined ? `,"ls":${tail.nextSequence}` : ''}${tail.ended ? ',"e":1' : ''}${tail.unreplayable ? `,"g":${tail.unreplayable}` : ''}${alone ? `,"w":${tail.watermark}` : ''}`;
   bodies.push(`${head()},"n":${excerpt.end},"t":"x"${extra}}`);
   return bodies;
 }

@@ -353,4 +353,30 @@ describe('ReplayRequester', () => {
     await requester.sent();
     await gate.stop();
   });
+
+  it('answers an empty channel with one message, its watermark on the end; a channel with records gets the watermark after them', async () => {
+    const address = { producer: 0, attempt: 0, consumerAttempt: 1, request: 1 };
+    const empty = replayBodies({ lineage: 0, from: 5, messages: [], barriers: [], end: 5 }, address, { nextSequence: 3, watermark: 700 });
+    expect(empty.map((b) => JSON.parse(b).t)).toEqual(['x']);
+    expect(JSON.parse(empty[0]!)).toMatchObject({ t: 'x', n: 5, ls: 3, w: 700 });
+    const full = replayBodies({ lineage: 0, from: 5, messages: [{ first: 5, count: 1, fields: '"r":[7]' }], barriers: [], end: 6 }, address, { nextSequence: 3, watermark: 700 });
+    expect(full.map((b) => JSON.parse(b).t)).toEqual(['d', 'w', 'x']);
+    // The consumer takes the watermark of the one message, then the channel goes on live.
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 1, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    gate.restorePositions([{ key: 'e0/0', positions: [[0, 5]], counters: { duplicateRecords: 0, missingRecords: 0, replayedRecords: 0 } }]);
+    gate.awaitReplay('e0/0', 1, 1);
+    gate.start();
+    await transport.send('in', [{ groupId: '0.0.r1.1', dedupId: 'r-0', body: empty[0]! }]);
+    const events: string[] = [];
+    for (let i = 0; i < 10 && events.length === 0; i++) {
+      const batch = await gate.next(100);
+      events.push(...batch.events.map((e) => (e.message.t === 'w' ? `w${e.message.w}` : e.message.t)));
+      gate.release();
+    }
+    expect(events).toEqual(['w700']);
+    expect(gate.awaitedReplays()).toEqual([]);
+    await gate.stop();
+  });
 });
