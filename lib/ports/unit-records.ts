@@ -89,19 +89,22 @@ export interface TransportStats {
   deleteFailures: number;
   /** Channel messages delivered within the unit (producer and consumer both here), not through SQS. */
   partsLocal: number;
+  /** Receives of the unit's input queue that failed (a timeout, throttling) and were tried again. */
+  receiveFailures?: number;
   /** Now: envelopes received whose parts are not all taken yet, the bytes the inboxes hold, and the lease receives ask for (s). */
   envelopesHeld?: number;
   bufferedBytes?: number;
   leaseSeconds?: number;
   /**
    * What the unit's input poller does now and since when (ms since the epoch): `receiving`, or what
-   * it waits for (`inboxes` full, `deletes` behind, the process's `budget` full), or why it stopped
-   * (`failed`, `superseded`, `stopped`). A unit that takes nothing in says here why.
+   * it waits for (`inboxes` full, `deletes` behind, the process's `budget` full, `retrying` after a
+   * failed receive), or why it stopped (`failed`, `superseded`, `stopped`). A unit that takes
+   * nothing in says here why.
    */
   poller?: { state: PollerState; since: number };
 }
 
-export type PollerState = 'receiving' | 'inboxes' | 'deletes' | 'budget' | 'failed' | 'superseded' | 'stopped';
+export type PollerState = 'receiving' | 'inboxes' | 'deletes' | 'budget' | 'retrying' | 'failed' | 'superseded' | 'stopped';
 
 export interface UnitRecord {
   unitId: string;

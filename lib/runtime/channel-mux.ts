@@ -74,6 +74,7 @@
  * urgent send, a barrier's grace running out) takes held records along at once, in order: per
  * group FIFO order and one send in flight per queue are unchanged.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type OutboundMessage, type ReceiptResult, type ReceiveOptions } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import type { PollerState, TransportStats } from '../ports/unit-records';
@@ -141,6 +142,13 @@ export interface UnitChannelsOptions {
   waitSeconds?: number;
   /** Longest long-poll wait of an idle input queue (default 20 s, SQS's most): an idle unit costs one receive per 20 s. */
   idleWaitSeconds?: number;
+  /**
+   * How long the input queue's receives may go on failing (timeouts, throttling), tried again after
+   * 1 s, then 2, 4 ... 20 s, before the unit's subtasks get the error (default 300 s).
+   */
+  receiveGiveUpMs?: number;
+  /** The first wait before a failed receive is tried again (default 1000 ms; doubles up to 20 s). */
+  receiveRetryMs?: number;
   visibilityTimeoutSeconds?: number;
   /** How often envelopes with parts not yet taken get their visibility extended (default a third of the timeout). */
   extendEveryMs?: number;
@@ -304,7 +312,7 @@ interface Inbox {
 const localEnvelope = (receivedAt: number): Envelope => ({ receipt: '', receivedAt, untaken: 1, lapsed: true });
 
 export class UnitChannels implements ChannelTransport {
-  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, envelopesLapsed: 0, deleteFailures: 0, partsLocal: 0 };
+  readonly stats: MuxStats = { envelopesSent: 0, partsSent: 0, envelopesReceived: 0, partsReceived: 0, partsDropped: 0, expiredReceipts: 0, envelopesLapsed: 0, deleteFailures: 0, partsLocal: 0, receiveFailures: 0 };
 
   /** The counters, with what is held now (a unit's report). */
   report(): TransportStats {
@@ -836,6 +844,9 @@ export class UnitChannels implements ChannelTransport {
 
   private async pollUntilStopped(queue: string, maxBuffered: number, busyWait: number, idleWait: number): Promise<void> {
     let wait = busyWait;
+    /** Since when receives fail, and the wait before the next try. */
+    let failingSince: number | undefined;
+    let retryMs = this.options.receiveRetryMs ?? 1000;
     while (this.running) {
       this.pollerIs('receiving');
       if (this.buffered > maxBuffered) {
@@ -871,10 +882,25 @@ export class UnitChannels implements ChannelTransport {
         if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {
         if (!this.running) return;
-        this.receiveFailure = error;
-        for (const inbox of this.inboxes.values()) wakeAll(inbox);
-        return;
+        // Tried again, a while: one timed-out receive (an overloaded endpoint) used to stop the
+        // poller for good, and every subtask of the unit failed on it, restart after restart (at
+        // P=4000 a restarted join unit, minutes into its replays: bench/results/scale-join-4000-p.log).
+        const now = this.clock.now();
+        failingSince ??= now;
+        this.stats.receiveFailures = (this.stats.receiveFailures ?? 0) + 1;
+        this.lastReceiveError = error instanceof Error ? error.message : String(error);
+        if (now - failingSince >= (this.options.receiveGiveUpMs ?? 300_000)) {
+          this.receiveFailure = error;
+          for (const inbox of this.inboxes.values()) wakeAll(inbox);
+          return;
+        }
+        this.pollerIs('retrying');
+        await sleep(retryMs, undefined, { signal: this.pollAbort.signal }).catch(() => undefined);
+        retryMs = Math.min(20_000, retryMs * 2);
+        continue;
       }
+      failingSince = undefined;
+      retryMs = this.options.receiveRetryMs ?? 1000;
       const newer = messages.filter((m) => this.fromNewerProducer(m.groupId));
       if (newer.length > 0) {
         await this.options.transport.changeVisibility(queue, newer.map((m) => m.receipt), 0).catch(() => undefined);
@@ -1023,6 +1049,8 @@ export class UnitChannels implements ChannelTransport {
   private deletesInFlight = 0;
   /** The last delete call that failed, for the unit's log. */
   lastDeleteError: string | undefined;
+  /** The last receive that failed (tried again, see `receiveGiveUpMs`), for the unit's log. */
+  lastReceiveError: string | undefined;
 
   /** Envelopes settled and not yet deleted: past MAX_PENDING_DELETES the poller waits (see pollLoop). */
   private get pendingDeletes(): number {

@@ -397,13 +397,21 @@ export class TaskUnit {
   }
 
   private deleteFailuresWarned = 0;
+  private receiveFailuresWarned = 0;
 
-  /** Envelopes the transport could not delete come again as duplicates: said once per heartbeat that saw new ones. */
-  private warnDeleteFailures(): void {
+  /** Envelopes the transport could not delete (they come again) and receives tried again: said once per heartbeat that saw new ones. */
+  private warnTransportFailures(): void {
     const mux = this.options.mux;
-    if (!mux || mux.stats.deleteFailures === this.deleteFailuresWarned) return;
-    this.log.warn(`${mux.stats.deleteFailures - this.deleteFailuresWarned} input envelope(s) could not be deleted and will come again: ${mux.lastDeleteError ?? 'unknown error'}`);
-    this.deleteFailuresWarned = mux.stats.deleteFailures;
+    if (!mux) return;
+    if (mux.stats.deleteFailures !== this.deleteFailuresWarned) {
+      this.log.warn(`${mux.stats.deleteFailures - this.deleteFailuresWarned} input envelope(s) could not be deleted and will come again: ${mux.lastDeleteError ?? 'unknown error'}`);
+      this.deleteFailuresWarned = mux.stats.deleteFailures;
+    }
+    const receiveFailures = mux.stats.receiveFailures ?? 0;
+    if (receiveFailures !== this.receiveFailuresWarned) {
+      this.log.warn(`${receiveFailures - this.receiveFailuresWarned} receive(s) of the input queue failed and were tried again: ${mux.lastReceiveError ?? 'unknown error'}`);
+      this.receiveFailuresWarned = receiveFailures;
+    }
   }
 
   private requests(): Record<string, number> {
@@ -441,7 +449,7 @@ export class TaskUnit {
       await sleepUnless(this.options.heartbeatMs ?? 1000, () => this.stopped || this.statuses() !== this.reportedStatuses);
       if (this.stopped) return;
       this.reportedStatuses = this.statuses();
-      this.warnDeleteFailures();
+      this.warnTransportFailures();
       const report = this.report();
       const write = policy.next(Date.now(), `${this.reportedStatuses}|${reportSignature(report.stats)}`);
       if (write === 'none') continue;

@@ -234,6 +234,50 @@ describe('multiplexed channels', () => {
     expect([mux.report().deleteFailures, mux.lastDeleteError]).toEqual([150, 'connection reset']);
   });
 
+  it('tries a failed receive again (1 s, then longer), and gives its subtasks the error only once receives fail for receiveGiveUpMs', async () => {
+    const { transport, inputQueue, logical, common } = setup();
+    await transport.createQueues([inputQueue]);
+    const from = new UnitChannels({ ...common, unit: 100, subtasks: ['src#0', 'src#1'] });
+    await from.send(logical(0), [{ groupId: '0.0', dedupId: 'd-1', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: [1] }) }]);
+    // Three receives time out (an overloaded endpoint), then they work again.
+    let failing = 3;
+    const flaky = forwardingTransport(transport, {
+      receive: async (q, o) => {
+        if (failing > 0) {
+          failing--;
+          throw new Error('cannot reach the AWS endpoint (sqs): timed out');
+        }
+        return transport.receive(q, o);
+      },
+    });
+    const mux = new UnitChannels({ ...common, transport: flaky, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, receiveRetryMs: 10 });
+    mux.start();
+    stops.push(() => mux.stopReceiving(false));
+    const states = new Set<string>();
+    let taken = 0;
+    for (let i = 0; i < 400 && taken === 0; i++) {
+      states.add(mux.report().poller?.state ?? '');
+      taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.01 })).length;
+    }
+    expect(taken).toBe(1);
+    expect(states.has('retrying')).toBe(true);
+    expect([mux.report().receiveFailures, mux.lastReceiveError]).toEqual([3, 'cannot reach the AWS endpoint (sqs): timed out']);
+
+    // Receives that go on failing past the give-up time: the subtasks get the error.
+    const down = forwardingTransport(transport, {
+      receive: async () => {
+        throw new Error('connection refused');
+      },
+    });
+    const gone = new UnitChannels({ ...common, transport: down, unit: 2, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, receiveRetryMs: 5, receiveGiveUpMs: 50 });
+    gone.start();
+    stops.push(() => gone.stopReceiving(false));
+    let error: unknown;
+    for (let i = 0; i < 400 && error === undefined; i++) await gone.receive(logical(0), { max: 10, waitSeconds: 0.01 }).catch((e: unknown) => (error = e));
+    expect(String(error)).toMatch(/connection refused/);
+    expect(gone.report().poller?.state).toBe('failed');
+  });
+
   it('asks for longer leases while its deletes come back expired, and for the base one again once they came quickly for 15 minutes', async () => {
     const { time, transport, inputQueue, logical, common } = await clockedSetup();
     let lateBy = 20_000;
