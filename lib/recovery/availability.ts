@@ -156,6 +156,19 @@ export class AvailabilityRegistry {
     return this.markAll(subPartitions, true, newAttempt, false, options.stored);
   }
 
+  /**
+   * The sub-partitions `markAvailable(refs, newAttempt, { stored })` would flip, decided from
+   * `stored` alone (no call): a restart tells their producers while its write is in flight.
+   */
+  predictAvailable(refs: readonly SubPartitionRef[], newAttempt: number, stored: StoredFlags): SubPartitionRef[] {
+    const out: SubPartitionRef[] = [];
+    for (const [sk, group] of this.byItem(refs)) {
+      const { outcomes } = decideMarks(versionsOf(stored.get(sk) ?? undefined), group, true, newAttempt, false);
+      for (const [ref, outcome] of outcomes) if (outcome === 'changed') out.push(ref);
+    }
+    return out;
+  }
+
   async get(ref: SubPartitionRef): Promise<SubPartitionFlag | undefined> {
     return (await this.getAll([ref]))[0];
   }
@@ -177,14 +190,7 @@ export class AvailabilityRegistry {
   private async markAll(refs: readonly SubPartitionRef[], available: boolean, attempt: number, create: boolean, prefetched?: StoredFlags): Promise<MarkResult> {
     if (!Number.isInteger(attempt) || attempt < 0) throw new Error(`availability attempt must be a whole number >= 0, got ${attempt}`);
     const result: MarkResult = { changed: [], unchanged: [], fenced: [], skipped: [] };
-    const items = new Map<string, SubPartitionRef[]>();
-    for (const ref of refs) {
-      const sk = flagItemSk(ref.edgeId, this.groupOf(ref));
-      const list = items.get(sk);
-      if (list) list.push(ref);
-      else items.set(sk, [ref]);
-    }
-    const outcomes = await mapWithConcurrency([...items], this.options.concurrency ?? 16, ([sk, group]) => this.mark(sk, group, available, attempt, create, prefetched));
+    const outcomes = await mapWithConcurrency([...this.byItem(refs)], this.options.concurrency ?? 16, ([sk, group]) => this.mark(sk, group, available, attempt, create, prefetched));
     for (const map of outcomes) for (const [ref, outcome] of map) result[outcome].push(ref);
     return result;
   }
@@ -195,9 +201,21 @@ export class AvailabilityRegistry {
    */
   async storedFlags(refs: readonly SubPartitionRef[]): Promise<StoredFlags> {
     const pk = jobPk(this.jobId);
-    const sks = [...new Set(refs.map((ref) => flagItemSk(ref.edgeId, this.groupOf(ref))))];
+    const sks = [...this.byItem(refs).keys()];
     const items = await mapWithConcurrency(sks, 4, (sk) => this.metadata.get(pk, sk));
     return new Map(sks.map((sk, i) => [sk, items[i] ?? null]));
+  }
+
+  /** These sub-partitions by the flag item (sort key) that holds them. */
+  private byItem(refs: readonly SubPartitionRef[]): Map<string, SubPartitionRef[]> {
+    const items = new Map<string, SubPartitionRef[]>();
+    for (const ref of refs) {
+      const sk = flagItemSk(ref.edgeId, this.groupOf(ref));
+      const list = items.get(sk);
+      if (list) list.push(ref);
+      else items.set(sk, [ref]);
+    }
+    return items;
   }
 
   /** Compare-and-set of one flag item for these of its sub-partitions (first from `stored`, when given). */
@@ -208,21 +226,12 @@ export class AvailabilityRegistry {
       const known = tries === 0 ? stored?.get(sk) : undefined;
       const current = known !== undefined ? (known ?? undefined) : await this.metadata.get(pk, sk);
       const versions = { ...versionsOf(current) };
-      const outcomes = new Map<SubPartitionRef, MarkOutcome>();
-      let writes = 0;
-      for (const ref of refs) {
-        const storedVersion = typeof versions[ref.consumer] === 'number' ? (versions[ref.consumer] as number) : -1;
-        if (storedVersion < 0 && !create) outcomes.set(ref, 'skipped');
-        else if (storedVersion > version) outcomes.set(ref, 'fenced');
-        else if (storedVersion === version) outcomes.set(ref, 'unchanged');
-        else {
-          const wasAvailable = storedVersion < 0 || storedVersion % 2 === 0;
-          outcomes.set(ref, wasAvailable === available ? 'unchanged' : 'changed');
-          versions[ref.consumer] = version;
-          writes++;
-        }
-      }
-      if (writes === 0) return outcomes;
+      const { outcomes, writes } = decideMarks(versions, refs, available, attempt, create);
+      // Nothing to write by what was read earlier: read again before deciding so (a flag written
+      // since must not be skipped: its sub-partition would stay unavailable).
+      if (writes.length === 0 && known !== undefined) continue;
+      if (writes.length === 0) return outcomes;
+      for (const ref of writes) versions[ref.consumer] = version;
       const rev = current ? Number(current.rev ?? 0) : 0;
       const item: MetaItem = { edgeId: refs[0]!.edgeId, group: sk.slice(sk.indexOf('#', 'SUBPART#'.length) + 1), flags: versions, rev: rev + 1, updatedAt: (this.options.clock ?? systemClock).now() };
       const condition: Condition = current ? { attr: 'rev', op: '=', value: rev } : { attr: 'rev', op: 'notExists' };
@@ -231,6 +240,35 @@ export class AvailabilityRegistry {
     }
     throw new Error(`availability flags ${sk} of job '${this.jobId}' keep changing; gave up after 10 tries`);
   }
+}
+
+/**
+ * What marking these sub-partitions of one flag item (its `versions`) at `attempt` does to each, and
+ * which of them it writes: a lower version is replaced, an equal one left, a higher one fences the
+ * writer; with `create` false a sub-partition without a flag is skipped.
+ */
+function decideMarks(
+  versions: Record<string, MetaValue>,
+  refs: readonly SubPartitionRef[],
+  available: boolean,
+  attempt: number,
+  create: boolean,
+): { outcomes: Map<SubPartitionRef, MarkOutcome>; writes: SubPartitionRef[] } {
+  const version = flagVersion(available, attempt);
+  const outcomes = new Map<SubPartitionRef, MarkOutcome>();
+  const writes: SubPartitionRef[] = [];
+  for (const ref of refs) {
+    const storedVersion = typeof versions[ref.consumer] === 'number' ? (versions[ref.consumer] as number) : -1;
+    if (storedVersion < 0 && !create) outcomes.set(ref, 'skipped');
+    else if (storedVersion > version) outcomes.set(ref, 'fenced');
+    else if (storedVersion === version) outcomes.set(ref, 'unchanged');
+    else {
+      const wasAvailable = storedVersion < 0 || storedVersion % 2 === 0;
+      outcomes.set(ref, wasAvailable === available ? 'unchanged' : 'changed');
+      writes.push(ref);
+    }
+  }
+  return { outcomes, writes };
 }
 
 /** The stored flags of a job, or of these edges only (one query per edge). */

@@ -412,8 +412,19 @@ export interface AnnounceOptions {
    * out of the notices), and its view was loaded while the flags still said unavailable.
    */
   view?: AvailabilityView;
-  /** The flags as read while the state was restored (`AvailabilityRegistry.storedFlags`). */
+  /**
+   * The flags as read at the unit's start (`AvailabilityRegistry.storedFlags`). With them the
+   * producers are told while the flags' write is in flight: a producer's view orders updates by
+   * version, so an "available" that lands before the write, or for a write that then finds a newer
+   * attempt's flag, never hides a newer state.
+   */
   stored?: StoredFlags;
+  /**
+   * The unit's restore, when it runs alongside the announce: the producers are told at once (what
+   * they send waits in the unit's queue), and "available again" is recorded only once the state is
+   * restored too. A rejected restore records nothing and rejects the announce.
+   */
+  restored?: Promise<unknown>;
 }
 
 export interface AnnounceResult {
@@ -427,16 +438,16 @@ export interface AnnounceResult {
   messages: number;
   /** The failure event this restart belongs to, when there is one. */
   event?: FailureEvent;
-  /** Where the announce's time went (ms): the flags written, the producers told, the event recorded. */
-  steps?: { flagsMs: number; noticesMs: number; eventMs: number };
+  /** When each part ended, in ms from the announce's start: the flags written, the producers told, the restore waited for, the event recorded. */
+  steps?: { flagsMs: number; noticesMs: number; restoredMs: number; eventMs: number };
 }
 
 /**
- * Called by a task unit once it has restored its state, before it reads its inputs: marks its
- * input sub-partitions AVAILABLE with its attempt, tells the units hosting their producers (only
- * for sub-partitions that were unavailable; its own producers through `view`), and records
- * "available again" in the recovery metrics. A first attempt (0) has nothing to announce and
- * returns at once.
+ * Called by a restarted task unit while it restores its state (`restored`), before it reads its
+ * inputs: marks its input sub-partitions AVAILABLE with its attempt, tells the units hosting their
+ * producers (only for sub-partitions that were unavailable; its own producers through `view`), and
+ * once the restore is done too records "available again" in the recovery metrics. A first attempt
+ * (0) has nothing to announce and returns at once.
  */
 export async function announceAvailable(options: AnnounceOptions): Promise<AnnounceResult> {
   const { job, graph, unitId, attempt } = options;
@@ -448,25 +459,47 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   const clock = options.clock ?? systemClock;
   const startedAt = clock.now();
   const registry = AvailabilityRegistry.forJob(options.metadata, job, graph, { clock });
-  const marked = await registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
-  const flagsAt = clock.now();
-  if (marked.fenced.length > 0) return { subPartitions, changed: [], superseded: true, messages: 0 };
+  const tell = async (changed: readonly SubPartitionRef[]): Promise<number> => {
+    if (changed.length === 0) return 0;
+    const notices = producerNotices(graph, job.units, changed, new Set([unitId]));
+    const count = await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message), 32);
+    return count.sent;
+  };
+  const since = () => clock.now() - startedAt;
+  const predicted = options.stored ? registry.predictAvailable(subPartitions, attempt, options.stored) : [];
+  const marking = registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
+  // Settled at once (a rejection held as a value): the flags' write is awaited first.
+  const early = tell(predicted).then(
+    (sent) => ({ sent, at: since() }),
+    (error: unknown) => ({ error }),
+  );
+  const marked = await marking.catch(async (error: unknown) => {
+    await early;
+    throw error;
+  });
+  const flagsMs = since();
+  if (marked.fenced.length > 0) {
+    await early;
+    return { subPartitions, changed: [], superseded: true, messages: 0 };
+  }
   // This attempt is up, for its own producers too. Without this a restarted unit hosting producers
   // of its own input goes on dropping every record and barrier it sends itself: its consumers never
   // align again, so no checkpoint of their region completes. Every sub-partition, not only those
   // whose flag changed here: the view holds whatever the flags said when it was loaded.
   for (const sp of subPartitions) options.view?.apply({ ...sp, available: true, attempt });
 
-  let messages = 0;
-  if (marked.changed.length > 0) {
-    const notices = producerNotices(graph, job.units, marked.changed, new Set([unitId]));
-    messages = (await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message), 32)).sent;
-  }
-  const noticesAt = clock.now();
+  // What the write flipped that the stored flags did not predict (someone wrote in between) is told now.
+  const told = new Set(predicted.map(subPartitionKey));
+  const late = await tell(marked.changed.filter((sp) => !told.has(subPartitionKey(sp))));
+  const first = await early;
+  if ('error' in first) throw first.error;
+  const noticesMs = since();
+  await options.restored;
+  const restoredMs = since();
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new RecoveryMetrics(options.metadata, { clock }));
   const event = await metrics?.unitAvailable(job.jobId, unitId, attempt, clock.now());
-  const steps = { flagsMs: flagsAt - startedAt, noticesMs: noticesAt - flagsAt, eventMs: clock.now() - noticesAt };
-  return { subPartitions, changed: marked.changed, superseded: false, messages, event, steps };
+  const steps = { flagsMs, noticesMs, restoredMs, eventMs: since() };
+  return { subPartitions, changed: marked.changed, superseded: false, messages: first.sent + late, event, steps };
 }
 
 /** The promise's value if it has settled already, else undefined (a rejection is thrown). */

@@ -161,6 +161,33 @@ describe('AvailabilityRegistry (stored flags)', () => {
   });
 });
 
+describe('AvailabilityRegistry.predictAvailable (the announce tells producers while it writes)', () => {
+  it('predicts from the flags read earlier exactly what markAvailable then flips, when nobody wrote in between', async () => {
+    const refs = Array.from({ length: 6 }, (_, i) => sp(i < 3 ? 'e0' : 'e1', i % 3));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.option(fc.record({ available: fc.boolean(), attempt: fc.integer({ min: 0, max: 3 }) }), { nil: undefined }), { minLength: 6, maxLength: 6 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (states, attempt) => {
+          const registry = new AvailabilityRegistry(new MemoryMetadataStore(), 'j', () => 'unit-0');
+          for (const [i, st] of states.entries()) {
+            if (!st) continue;
+            if (st.available) {
+              await registry.markUnavailable([refs[i]!], 0); // markAvailable creates no item
+              await registry.markAvailable([refs[i]!], st.attempt);
+            } else await registry.markUnavailable([refs[i]!], st.attempt);
+          }
+          const stored = await registry.storedFlags(refs);
+          const predicted = registry.predictAvailable(refs, attempt, stored);
+          const marked = await registry.markAvailable(refs, attempt, { stored });
+          expect(predicted).toEqual(marked.changed);
+        },
+      ),
+      { numRuns: 200, seed: 7 },
+    );
+  });
+});
+
 describe('AvailabilityView (producer-side gate)', () => {
   it('starts all-available, and applies control messages in version order only', () => {
     const changes: AvailabilityUpdate[] = [];

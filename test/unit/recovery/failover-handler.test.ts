@@ -1,4 +1,4 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryChannelTransport, MemoryMetadataStore } from '../../../lib/memory';
 import { DEFAULT_SETTINGS, type JobView, type UnitLauncher } from '../../../lib/jobs/job-service';
 import { JobStore, storedJob, type JobRecord, type FailoverStrategy, type UnitPlacement } from '../../../lib/jobs/job-store';
@@ -359,7 +359,7 @@ describe('FailoverHandler, strategy single', () => {
   });
 });
 
-describe('announceAvailable (called by the restarted unit after its restore)', () => {
+describe('announceAvailable (called by the restarted unit alongside its restore)', () => {
   it('marks the sub-partitions available with the new attempt, tells the producers, and closes the outage in the metrics', async () => {
     const f = await fixture('single');
     await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
@@ -436,6 +436,78 @@ describe('announceAvailable (called by the restarted unit after its restore)', (
     ]);
     for (const m of received) expect(view.handleControl(m)).toBe(true);
     expect(view.unavailableCount).toBe(0);
+  });
+
+  it('with the flags read at the start, tells the producers while the flags are written, and records "available again" only once the restore is done', async () => {
+    const f = await fixture('single');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    await f.handler().handle(f.failure('join-1'), await f.view());
+    const registry = AvailabilityRegistry.forJob(f.metadata, f.job, f.graph);
+    const refs = [{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }];
+    const stored = await registry.storedFlags(refs);
+    // The flags' write is held until released; so is the restore.
+    let releaseWrite!: () => void;
+    const writeHeld = new Promise<void>((resolve) => (releaseWrite = resolve));
+    const metadata = new Proxy(f.metadata, {
+      get(target, prop) {
+        if (prop === 'put') {
+          return async (pk: string, sk: string, item: MetaItem, conditions?: readonly Condition[]) => {
+            if (sk.startsWith('SUBPART#')) await writeHeld;
+            return target.put(pk, sk, item, conditions);
+          };
+        }
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    let restoreDone!: () => void;
+    const restored = new Promise<void>((resolve) => (restoreDone = resolve));
+    const announcing = announceAvailable({ metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1, stored, restored });
+
+    // The producers hear it while the write is held: a view orders updates by version, so it may.
+    const a0 = f.job.units.find((u) => u.unitId === 'a-0')!.controlQueue;
+    const told: ControlMessage[] = [];
+    await vi.waitFor(async () => {
+      told.push(...(await f.channels.receive(a0, { max: 10, waitSeconds: 0 })).map((m) => JSON.parse(m.body) as ControlMessage));
+      expect(told).toEqual([{ type: 'availability', edgeId: 'e0', consumer: 1, available: true, attempt: 1 }]);
+    });
+    expect(await registry.get(refs[0]!)).toMatchObject({ available: false, attempt: 0 });
+    releaseWrite();
+    await vi.waitFor(async () => expect(await registry.get(refs[1]!)).toMatchObject({ available: true, attempt: 1 }));
+    // Flags written and producers told, the state not yet restored: the outage is still open.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect((await new RecoveryMetrics(f.metadata).list('job'))[0]).toMatchObject({ status: 'RECOVERING' });
+    restoreDone();
+    const result = await announcing;
+    expect(result).toMatchObject({ superseded: false, changed: refs, messages: 6 });
+    expect(result.event).toMatchObject({ status: 'AVAILABLE' });
+    expect(result.steps!.restoredMs).toBeGreaterThanOrEqual(result.steps!.noticesMs);
+    // Nothing told twice: every producer unit got one message.
+    for (const u of f.job.units.filter((x) => x.unitId !== 'a-0' && !x.unitId.startsWith('join'))) {
+      expect(await f.channels.receive(u.controlQueue, { max: 10, waitSeconds: 0 })).toHaveLength(1);
+    }
+  });
+
+  it('a restore that fails alongside the announce records nothing and fails the announce', async () => {
+    const f = await fixture('single');
+    await f.jobs.reportUnit('job', 'join-1', 0, { status: 'FAILED' });
+    await f.handler().handle(f.failure('join-1'), await f.view());
+    const restored = Promise.reject(new Error('snapshot unreadable'));
+    restored.catch(() => undefined);
+    await expect(announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1, restored })).rejects.toThrow('snapshot unreadable');
+    expect((await new RecoveryMetrics(f.metadata).list('job'))[0]).toMatchObject({ status: 'RECOVERING' });
+  });
+
+  it('with stale flags read at the start, a sub-partition the write flips that they did not predict is told too', async () => {
+    const f = await fixture('single');
+    const registry = AvailabilityRegistry.forJob(f.metadata, f.job, f.graph);
+    const refs = [{ edgeId: 'e0', consumer: 1 }, { edgeId: 'e1', consumer: 1 }];
+    // Read before anything was marked: no flag, nothing predicted.
+    const stored = await registry.storedFlags(refs);
+    expect(registry.predictAvailable(refs, 1, stored)).toEqual([]);
+    await registry.markUnavailable(refs, 0);
+    const result = await announceAvailable({ metadata: f.metadata, channels: f.channels, job: f.job, graph: f.graph, unitId: 'join-1', attempt: 1, stored });
+    expect(result).toMatchObject({ superseded: false, changed: refs, messages: 6 });
   });
 
   it('is a no-op for a first attempt, and reports a superseded attempt', async () => {
