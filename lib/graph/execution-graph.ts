@@ -213,6 +213,22 @@ export function producersOf(edge: ExecutionEdge, consumerIndex: number, producer
   return edge.pointwise ? [consumerIndex] : Array.from({ length: producerParallelism }, (_, i) => i);
 }
 
+/** The inverse of `producersOf`: which consumer indexes a producer subtask writes to on one edge. */
+export function consumersOf(edge: ExecutionEdge, producerIndex: number, consumerParallelism: number): number[] {
+  if (edge.pointwise) return producerIndex < consumerParallelism ? [producerIndex] : [];
+  return Array.from({ length: consumerParallelism }, (_, j) => j);
+}
+
+/**
+ * The producer indexes writing to any of these consumers of one edge, each once. An all-to-all
+ * edge's producers are listed once, not once per consumer (at P=4000 a join unit's 100 consumers
+ * per edge were 400,000 producer entries where 4,000 are distinct).
+ */
+export function producersOfAll(edge: ExecutionEdge, consumers: Iterable<number>, producerParallelism: number): number[] {
+  if (!edge.pointwise) return producersOf(edge, 0, producerParallelism);
+  return [...new Set(consumers)];
+}
+
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const item of items) {

@@ -14,7 +14,7 @@ import type { JobRegistry } from '../api/registry';
 import { PortCheckpointCatalog } from '../checkpoint/catalog';
 import { regionRestore, type RegionRestore } from '../checkpoint/manifest';
 import type { CheckpointManifest } from '../checkpoint/types';
-import { buildExecutionGraph, parseSubtaskId, producersOf, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
+import { buildExecutionGraph, consumersOf, parseSubtaskId, producersOf, subPartitionQueue, subtaskId, type ExecutionGraph, type Region } from '../graph/execution-graph';
 import { jobLayout, LayoutIndex } from '../graph/placement';
 import { isSinglePoint, type JobRecord, type JobStore, type UnitPlacement } from '../jobs/job-store';
 import type { BlobStore } from '../ports/blob-store';
@@ -371,7 +371,7 @@ function recoverySenders(options: UnitHostOptions, job: JobRecord, graph: Execut
     const consumers = new Set<string>();
     for (const edge of task.outputs) {
       const parallelism = graph.tasks.find((t) => t.id === edge.to)!.parallelism;
-      for (let j = 0; j < parallelism; j++) if (producersOf(edge, j, task.parallelism).includes(index)) consumers.add(subtaskId(edge.to, j));
+      for (const j of consumersOf(edge, index, parallelism)) consumers.add(subtaskId(edge.to, j));
     }
     const units = job.units.filter((u) => u.subtasks.some((s) => consumers.has(s))).map((u) => u.unitId);
     await sendControlDirect(options.channels, job.units, units, { type: 'determinants', request });

@@ -23,7 +23,7 @@ import { systemClock } from '../ports/clock';
 import type { MetaItem, MetadataStore } from '../ports/metadata-store';
 import { FAILURE_TTL_SECONDS, TTL_ATTRIBUTE, expiresAt } from '../ports/metadata-keys';
 import type { ExecutionGraph } from '../graph/execution-graph';
-import { producersOf, subtaskId } from '../graph/execution-graph';
+import { producersOfAll, subtaskId } from '../graph/execution-graph';
 import type { JobView } from '../jobs/job-service';
 import type { FailoverStrategy, JobRecord } from '../jobs/job-store';
 import type { UnitFailure } from '../jobs/supervisor';
@@ -358,9 +358,15 @@ function baselineOf(plan: FailoverPlan, graph: ExecutionGraph | undefined, job: 
     if (!graph) throw new Error('recovery metrics need the execution graph to count the drops of a single-point recovery');
     const tasks = new Map(graph.tasks.map((t) => [t.id, t]));
     const edges = new Map(graph.edges.map((e) => [e.id, e]));
+    const consumers = new Map<string, number[]>();
     for (const sp of plan.unavailable) {
-      const edge = edges.get(sp.edgeId)!;
-      for (const p of producersOf(edge, sp.consumer, tasks.get(edge.from)!.parallelism)) producers.add(subtaskId(edge.from, p));
+      const list = consumers.get(sp.edgeId);
+      if (list) list.push(sp.consumer);
+      else consumers.set(sp.edgeId, [sp.consumer]);
+    }
+    for (const [edgeId, of] of consumers) {
+      const edge = edges.get(edgeId)!;
+      for (const p of producersOfAll(edge, of, tasks.get(edge.from)!.parallelism)) producers.add(subtaskId(edge.from, p));
     }
   }
   const producerUnits = new Set<string>();

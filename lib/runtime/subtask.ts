@@ -24,7 +24,7 @@ import type { ChannelTransport } from '../ports/channels';
 import type { Clock } from '../ports/clock';
 import { CARRIED_COUNTERS } from '../ports/unit-records';
 import type { ExecutionEdge, ExecutionGraph, TaskVertex } from '../graph/execution-graph';
-import { producersOf, subPartitionQueue, subPartitionQueues, subtaskId } from '../graph/execution-graph';
+import { consumersOf as consumerIndexesOf, subPartitionQueue, subPartitionQueues, subtaskId } from '../graph/execution-graph';
 import type { CheckpointIO, SubtaskSnapshot } from './checkpoint-io';
 import type { ChannelCounters, EdgeCounters, SubtaskHandover } from './handover';
 import { InputDriver } from './input-driver';
@@ -771,7 +771,7 @@ function consumersOf(graph: ExecutionGraph, task: TaskVertex, index: number): st
   const out = new Set<string>();
   for (const edge of task.outputs) {
     const consumers = parallelism.get(edge.to)!;
-    for (let j = 0; j < consumers; j++) if (producersOf(edge, j, task.parallelism).includes(index)) out.add(subtaskId(edge.to, j));
+    for (const j of consumerIndexesOf(edge, index, consumers)) out.add(subtaskId(edge.to, j));
   }
   return [...out];
 }

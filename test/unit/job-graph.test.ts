@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { JobBuilder } from '../../lib/api/job';
 import { JobRegistry, resolveParams } from '../../lib/api/registry';
-import { buildExecutionGraph, producersOf } from '../../lib/graph/execution-graph';
+import { buildExecutionGraph, consumersOf, producersOf, producersOfAll, type ExecutionEdge } from '../../lib/graph/execution-graph';
 import { JobSpecError, validateJobGraph, type JobGraph, type OperatorDef } from '../../lib/graph/job-graph';
 import { GeneratorSource } from '../../lib/connectors/generator-source';
 import { demoJob } from '../../examples/jobs/demo';
@@ -104,6 +104,24 @@ describe('execution graph', () => {
       ['src#2', 'out#2'],
     ]);
     expect(producersOf(graph.edges[0]!, 2, 3)).toEqual([2]);
+  });
+
+  it('consumersOf inverts producersOf, and producersOfAll lists each producer of a set of consumers once', () => {
+    const edges: ExecutionEdge[] = [
+      { id: 'e0', kind: 'hash', from: 'a', to: 'b', pointwise: false } as ExecutionEdge,
+      { id: 'e1', kind: 'forward', from: 'a', to: 'b', pointwise: true } as ExecutionEdge,
+    ];
+    for (const edge of edges) {
+      for (const [producers, consumers] of [[3, 3], [4, 2], [1, 5]] as const) {
+        for (let p = 0; p < producers; p++) {
+          const expected = Array.from({ length: consumers }, (_, j) => j).filter((j) => producersOf(edge, j, producers).includes(p));
+          expect(consumersOf(edge, p, consumers)).toEqual(expected);
+        }
+        const some = [0, consumers - 1, 0];
+        const expected = [...new Set(some.flatMap((c) => producersOf(edge, c, producers)))];
+        expect(producersOfAll(edge, some, producers).sort()).toEqual(expected.sort());
+      }
+    }
   });
 
   it('a connected keyed join reads two hash edges as inputs 0 and 1', () => {
