@@ -321,6 +321,11 @@ export class UnitChannels implements ChannelTransport {
     return { ...this.stats, envelopesHeld: held, bufferedBytes: this.buffered, leaseSeconds: this.leaseSeconds, ...(this.pollerState ? { poller: { ...this.pollerState } } : {}) };
   }
 
+  /** True while the input poller waits for this unit's deletes to come back before it receives more. */
+  waitsForDeletes(): boolean {
+    return this.pollerState?.state === 'deletes';
+  }
+
   /** The input poller's state (see TransportStats.poller); undefined until it first polls. */
   private pollerState: { state: PollerState; since: number } | undefined;
 

@@ -38,10 +38,25 @@ export type ReplaySender = (request: ReplayRequest) => Promise<void>;
  * own channels are the wrong measure then: it gives up only when none of the unit's progressed.
  */
 export class ReplayProgress {
-  at = Number.NEGATIVE_INFINITY;
+  private last = Number.NEGATIVE_INFINITY;
+
+  /**
+   * `held`: true while the unit holds its own input back for a reason of its own (its poller waits
+   * for its deletes): answers may be waiting in its queue then, and the silence is not its
+   * producers'. At P=4000 a restarted join unit's poller waited minutes for deletes on an overloaded
+   * emulator; its joins asked every channel again four times and then gave up, and each new request
+   * made the producers send their answers all over (bench/results/scale-join-4000-t.log).
+   */
+  constructor(private readonly held?: () => boolean) {}
 
   note(now: number): void {
-    if (now > this.at) this.at = now;
+    if (now > this.last) this.last = now;
+  }
+
+  /** When a replay of the unit last progressed, as seen at `now` (a hold counts as progress). */
+  at(now: number): number {
+    if (this.held?.()) this.note(now);
+    return this.last;
   }
 }
 
@@ -149,8 +164,8 @@ export class ReplayRequester {
     const interval = this.retries === 0 ? firstRetryMs : Math.min(maxRetryMs, retryMs * 2 ** (this.retries - 1));
     const due =
       (!this.checkedFinal && now - this.started >= checkAfterMs) ||
-      (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress()) >= interval) ||
-      now - this.lastProgress() >= giveUpMs;
+      (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress(now)) >= interval) ||
+      now - this.lastProgress(now) >= giveUpMs;
     // Between decisions, a look only notes progress: once a second is enough.
     if (!due && now - this.lastLook < LOOK_EVERY_MS) return;
     this.lastLook = now;
@@ -179,7 +194,7 @@ export class ReplayRequester {
       this.options.unitProgress?.note(now);
     }
     this.progress = { waiting: waiting.length, taken };
-    if (now - this.lastProgress() >= giveUpMs) {
+    if (now - this.lastProgress(now) >= giveUpMs) {
       throw new Error(
         `no replay from the producers of ${namedChannels(waiting.map((w) => w.key))}, and no replay${this.options.unitProgress ? ' of its unit' : ''} progressed for ${Math.round(giveUpMs / 1000)} s ` +
           `(consumer attempt ${this.options.consumerAttempt}, ${this.request} request(s), ${Math.round((now - this.started) / 1000)} s since the first): their units are gone and left no final log`,
@@ -189,7 +204,7 @@ export class ReplayRequester {
     // arrive, a silent channel's answer is most likely queued behind them (at P=1000 nearly every
     // restarted join asked all its channels again at 4 s while its answers were arriving, and
     // dropped hundreds of stale messages each; at P=4000 each join asked all 8,000 four times).
-    if (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress()) >= interval) {
+    if (this.sending === undefined && now - Math.max(this.lastAsked, this.lastProgress(now)) >= interval) {
       // A channel whose replay has been arriving since the last look is being answered: asking
       // again would make the producer send it all over (and the part already here stale). On a
       // slow transport a large replay takes longer than `retryMs`, and re-asking every channel
@@ -217,8 +232,8 @@ export class ReplayRequester {
   }
 
   /** When a replay of this subtask, or given `unitProgress` of any of its unit's, last progressed. */
-  private lastProgress(): number {
-    return Math.max(this.progressAt, this.options.unitProgress?.at ?? Number.NEGATIVE_INFINITY);
+  private lastProgress(now = this.now()): number {
+    return Math.max(this.progressAt, this.options.unitProgress?.at(now) ?? Number.NEGATIVE_INFINITY);
   }
 
   private *channelKeys(): Iterable<string> {

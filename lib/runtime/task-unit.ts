@@ -231,8 +231,11 @@ export class TaskUnit {
     });
   }
 
-  /** Shared by the subtasks' replay requesters: none gives up while any of them is being answered. */
-  private readonly replayProgress = new ReplayProgress();
+  /**
+   * Shared by the subtasks' replay requesters: none gives up (or asks again) while any of them is
+   * being answered, or while the unit's poller waits for its own deletes.
+   */
+  private readonly replayProgress = new ReplayProgress(() => this.options.mux?.waitsForDeletes() ?? false);
 
   /** Runs every subtask to its end, or to a hand-over; resolves with how the unit ended. */
   async run(): Promise<UnitOutcome> {

@@ -227,9 +227,11 @@ describe('multiplexed channels', () => {
     expect(taken).toBeLessThan(150);
     expect(mux.report().deleteFailures).toBe(0);
     expect(mux.report().poller?.state).toBe('deletes');
+    expect(mux.waitsForDeletes()).toBe(true); // the unit's replay requesters wait too (ReplayProgress)
     release();
     for (let i = 0; i < 400 && taken < 150; i++) taken += (await mux.receive(logical(0), { max: 10, waitSeconds: 0.02 })).length;
     expect(taken).toBe(150);
+    expect(mux.waitsForDeletes()).toBe(false);
     for (let i = 0; i < 200 && mux.report().deleteFailures < 150; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect([mux.report().deleteFailures, mux.lastDeleteError]).toEqual([150, 'connection reset']);
   });

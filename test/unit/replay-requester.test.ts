@@ -251,6 +251,41 @@ describe('ReplayRequester', () => {
     await expect(b.requester.tick(b.gate)).rejects.toThrow(/no replay from the producers of e0\/0, e0\/1, e0\/2, and no replay of its unit progressed for 120 s/);
     for (const j of [a, b]) await j.gate.stop();
   });
+  it('neither asks again nor gives up while its unit holds its input back (its poller waits for its deletes)', async () => {
+    const transport = new MemoryChannelTransport();
+    await transport.createQueues(['in']);
+    const gate = new InputGate({ inputs: [edge], consumerIndex: 0, producerParallelism: () => 2, queueOf: () => 'in', transport, waitSeconds: 0.05, onError: (e) => { throw e; } });
+    const sent: ReplayRequest[] = [];
+    let now = 0;
+    let held = true;
+    const requester = new ReplayRequester({
+      jobId: 'j', inputs: [edge], consumerIndex: 0, consumerAttempt: 1, producerParallelism: () => 2,
+      send: async (request) => void sent.push(request), unitProgress: new ReplayProgress(() => held),
+      blobs: new MemoryBlobStore(), checkAfterMs: 3_600_000, firstRetryMs: 4_000, retryMs: 10_000, giveUpMs: 120_000, now: () => now,
+    });
+    await requester.begin(gate);
+    await requester.sent();
+    gate.start();
+    // Five minutes of silence while held: the answers may be in its queue; nothing asked, no error.
+    for (now = 1_000; now <= 300_000; now += 1_000) {
+      await requester.tick(gate);
+      await requester.sent();
+    }
+    expect(sent.map((r) => r.request)).toEqual([1]);
+    // Held no more: the retries and the deadline count from the last moment it was held.
+    held = false;
+    now = 304_000;
+    await requester.tick(gate);
+    await requester.sent();
+    expect(sent.map((r) => r.request)).toEqual([1, 2]);
+    now = 419_000;
+    await requester.tick(gate);
+    await requester.sent();
+    now = 420_500;
+    await expect(requester.tick(gate)).rejects.toThrow(/no replay of its unit progressed for 120 s/);
+    await gate.stop();
+  });
+
   it('names the first ten channels it waited for and how many more, not all of them', async () => {
     const transport = new MemoryChannelTransport();
     await transport.createQueues(['in']);
