@@ -470,7 +470,7 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   const marking = registry.markAvailable(subPartitions, attempt, options.stored ? { stored: options.stored } : {});
   // Settled at once (a rejection held as a value): the flags' write is awaited first.
   const early = tell(predicted).then(
-    (sent) => ({ sent, at: since() }),
+    (sent) => ({ sent }),
     (error: unknown) => ({ error }),
   );
   const marked = await marking.catch(async (error: unknown) => {
