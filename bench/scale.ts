@@ -58,27 +58,25 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createAwsPorts, ensureInfrastructure, billedCounts, requestCounts, type AwsPorts } from '../lib/aws';
-import { loadConfig } from '../lib/config';
+import { createAwsPorts, ensureInfrastructure, billedCounts, requestCounts } from '../lib/aws';
+import { loadConfig, type SluiceConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { jobRegistry } from '../examples/jobs';
-import { JobService, type UnitLauncher } from '../lib/jobs/job-service';
-import { isSinglePoint, JobStore, type JobRecord, type SubtaskStats, type UnitPlacement } from '../lib/jobs/job-store';
+import { JobService } from '../lib/jobs/job-service';
+import { isSinglePoint, JobStore, type SubtaskStats } from '../lib/jobs/job-store';
 import { JobController } from '../lib/jobs/job-controller';
 import { CheckpointSteps } from '../lib/jobs/checkpoint-steps';
 import { runCheckpointWorkflow } from '../lib/api-server/checkpoint-workflow';
-import { hostUnit } from '../lib/host/unit-host';
 import { createFailoverHandler } from '../lib/recovery/failover-handler';
 import { RecoveryMetrics } from '../lib/recovery/recovery-metrics';
 import { PortCheckpointCatalog } from '../lib/checkpoint/catalog';
-import type { ChannelTransport, OutboundMessage } from '../lib/ports/channels';
+import type { ChannelTransport } from '../lib/ports/channels';
 import type { MetadataStore } from '../lib/ports/metadata-store';
 import type { BlobStore } from '../lib/ports/blob-store';
-import type { ControlMessage } from '../lib/runtime/messages';
 import type { FailoverStrategy } from '../lib/jobs/job-store';
 import type { Logger } from '../lib/ports/telemetry';
-import { killSwitch } from '../lib/memory/kill-switch';
-import { InputBudget } from '../lib/runtime/channel-mux';
+import { UnitThreads, type ThreadCounts } from './lib/unit-threads';
+import { countingChannels } from './lib/channel-counting';
 
 const FLAGS = defineFlags({
   quick: { type: 'boolean', help: 'a quick run: join P=200, ingest P=500, sources paced to one record per 30 s (the other flags still apply)' },
@@ -123,21 +121,32 @@ interface Snapshot {
   cpuUs: number;
 }
 
+/** What the main thread (control plane, job service) sent. */
 const sent = { messages: 0, bytes: 0 };
 /** The bench's own reads of unit records for its progress lines (checkpointProgress): left out of every count. */
 let progressReads: ObservedMetadataStore | undefined;
 
-function snapshot(): Snapshot {
+/** This thread's counts and the unit threads' added up. */
+async function snapshot(threads: UnitThreads): Promise<Snapshot> {
+  const t = Object.values(await threads.counts());
+  const sum = (f: (c: ThreadCounts) => number) => t.reduce((n, c) => n + f(c), 0);
   const r = requestCounts();
   const b = billedCounts();
   const cpu = process.cpuUsage();
   const own = { reads: progressReads?.reads ?? 0, units: progressReads?.readUnits ?? 0 };
   return {
     at: performance.now(),
-    http: { sqs: r.sqs, dynamodb: r.dynamodb - own.reads, s3: r.s3 },
-    billed: { sqs: b.sqsRequests, ddbRead: b.dynamodbReadUnits - own.units, ddbWrite: b.dynamodbWriteUnits, s3Write: b.s3WriteRequests, s3Read: b.s3ReadRequests },
-    messages: sent.messages,
-    payloadBytes: sent.bytes,
+    http: { sqs: r.sqs + sum((c) => c.http.sqs), dynamodb: r.dynamodb - own.reads + sum((c) => c.http.dynamodb), s3: r.s3 + sum((c) => c.http.s3) },
+    billed: {
+      sqs: b.sqsRequests + sum((c) => c.billed.sqsRequests),
+      ddbRead: b.dynamodbReadUnits - own.units + sum((c) => c.billed.dynamodbReadUnits),
+      ddbWrite: b.dynamodbWriteUnits + sum((c) => c.billed.dynamodbWriteUnits),
+      s3Write: b.s3WriteRequests + sum((c) => c.billed.s3WriteRequests),
+      s3Read: b.s3ReadRequests + sum((c) => c.billed.s3ReadRequests),
+    },
+    messages: sent.messages + sum((c) => c.sent.messages),
+    payloadBytes: sent.bytes + sum((c) => c.sent.bytes),
+    // The process's CPU: every thread's.
     cpuUs: cpu.user + cpu.system,
   };
 }
@@ -166,122 +175,19 @@ function between(a: Snapshot, b: Snapshot): Window {
 
 const perSecond = (w: Window): Billed => scale(w.billed, 1 / w.seconds);
 
-/** Counts the entries and payload of every send (data and control messages). */
-function countingChannels(inner: ChannelTransport): ChannelTransport {
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver);
-      if (prop !== 'send' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
-      return async (queue: string, messages: readonly OutboundMessage[]) => {
-        await value.call(target, queue, messages);
-        sent.messages += messages.length;
-        for (const m of messages) sent.bytes += Buffer.byteLength(m.body);
-      };
-    },
-  });
-}
+// ---- warnings and errors -----------------------------------------------------------------------
 
-/** One channel transport whose receives (long polls) go through `polls` and everything else through `rest`. */
-function receivesFrom(polls: ChannelTransport, settles: ChannelTransport, rest: ChannelTransport): ChannelTransport {
-  const sourceOf = (prop: string | symbol) => (prop === 'receive' ? polls : prop === 'delete' || prop === 'changeVisibility' ? settles : rest);
-  return new Proxy(rest, {
-    get(target, prop, receiver) {
-      const source = sourceOf(prop);
-      const value = Reflect.get(source, prop, source === target ? receiver : source);
-      return typeof value === 'function' ? value.bind(source) : value;
-    },
-  });
-}
-
-// ---- in-process units with a kill switch (lib/memory/kill-switch.ts) ------------------------------
-
-/** Keeps the units' and control plane's warnings and errors (the first 200), with their unit. */
+/** Keeps the units' and control plane's warnings and errors (the latest 200), with their unit. */
 const problems: string[] = [];
-function problemLogger(attrs: Record<string, unknown> = {}): Logger {
-  const keep = (level: string) => (message: string) => {
-    // The latest 200: what went wrong last is what a crash needs.
-    if (problems.length >= 200) problems.shift();
-    problems.push(`${new Date().toISOString().slice(11, 19)} ${level} ${attrs.unitId ?? 'control'}${attrs.attempt !== undefined ? `#${attrs.attempt}` : ''}: ${message}`);
-    if (process.env.SCALE_VERBOSE) console.error(problems.at(-1));
-  };
-  // SCALE_INFO=<unit id>[,<unit id>...]: those units' info lines too, on stderr (what a stuck unit waits for).
-  const info = process.env.SCALE_INFO && process.env.SCALE_INFO.split(',').includes(String(attrs.unitId)) ? (message: string) => console.error(`${new Date().toISOString().slice(11, 23)} INFO ${String(attrs.unitId)}${attrs.attempt !== undefined ? `#${String(attrs.attempt)}` : ''}${attrs.subtask ? ` ${String(attrs.subtask)}` : ''}: ${message}`) : () => undefined;
-  return { debug: () => undefined, info, warn: keep('WARN'), error: keep('ERROR'), child: (more) => problemLogger({ ...attrs, ...more }) };
+function keepProblem(line: string): void {
+  // The latest 200: what went wrong last is what a crash needs.
+  if (problems.length >= 200) problems.shift();
+  problems.push(line);
+  if (process.env.SCALE_VERBOSE) console.error(line);
 }
-
-class BenchLauncher implements UnitLauncher {
-  private readonly live = new Map<string, { attempt: number; controlQueue: string; kill: () => void }>();
-  readonly errors: string[] = [];
-  firstLaunchAt = 0;
-
-  constructor(
-    private readonly deps: {
-      channels: ChannelTransport;
-      blobs: BlobStore;
-      metadata: MetadataStore;
-      /**
-       * A restarted unit's ports: clients of its own. Every first attempt shares this process's
-       * few sockets (a real unit has its own); a restart queued there behind the other units'
-       * traffic, such as 4,000 sinks committing a checkpoint's output, and its 100 snapshot reads
-       * took 25.9 s at P=2000 and 31 s at P=4000 (docs/scale.md).
-       */
-      restart?: { channels: ChannelTransport; blobs: BlobStore; metadata: MetadataStore };
-      queuePrefix: string;
-      inputBufferBytes: number;
-      inputBudget?: InputBudget;
-    },
-  ) {}
-
-  async launch(job: JobRecord, unit: UnitPlacement, attempt: number): Promise<void> {
-    if (!this.firstLaunchAt) this.firstLaunchAt = Date.now();
-    const sw = killSwitch();
-    const own = attempt > 0 ? this.deps.restart : undefined;
-    const metadata = sw.wrap(own?.metadata ?? this.deps.metadata);
-    // A killed unit's inboxes are never taken again: its share leaves the process's budget with it.
-    const share = this.deps.inputBudget?.member();
-    void hostUnit({
-      jobId: job.jobId,
-      job,
-      unitId: unit.unitId,
-      attempt,
-      queuePrefix: this.deps.queuePrefix,
-      channels: sw.wrap(own?.channels ?? this.deps.channels),
-      blobs: sw.wrap(own?.blobs ?? this.deps.blobs),
-      metadata,
-      jobs: new JobStore(metadata),
-      registry: jobRegistry,
-      logger: problemLogger(),
-      inputBufferBytes: this.deps.inputBufferBytes,
-      ...(share ? { inputBudget: share } : {}),
-    }).catch((error: unknown) => {
-      if (!sw.dead) this.errors.push(`${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}`);
-    });
-    this.live.set(`${job.jobId}/${unit.unitId}`, {
-      attempt,
-      controlQueue: unit.controlQueue,
-      kill: () => {
-        sw.kill();
-        share?.release();
-      },
-    });
-  }
-
-  async stop(jobId: string, unitId: string, attempt?: number): Promise<void> {
-    const live = this.live.get(`${jobId}/${unitId}`);
-    if (!live || (attempt !== undefined && live.attempt > attempt)) return;
-    const message: ControlMessage = { type: 'cancel', attempt: live.attempt };
-    await this.deps.channels.send(live.controlQueue, [{ groupId: 'control', dedupId: `stop-${unitId}-${live.attempt}`, body: JSON.stringify(message) }]).catch(() => undefined);
-    // As a process launcher's stop ends the process: the unit's I/O is cut now, so it does not go
-    // on calling the queues a cancel deletes next (each call an error in the run's output).
-    live.kill();
-  }
-
-  /** Cuts the unit's I/O at once; returns the attempt killed. */
-  kill(jobId: string, unitId: string): number {
-    const live = this.live.get(`${jobId}/${unitId}`)!;
-    live.kill();
-    return live.attempt;
-  }
+function problemLogger(): Logger {
+  const keep = (level: string) => (message: string) => keepProblem(`${new Date().toISOString().slice(11, 19)} ${level} control: ${message}`);
+  return { debug: () => undefined, info: () => undefined, warn: keep('WARN'), error: keep('ERROR'), child: () => problemLogger() };
 }
 
 // ---- one job ------------------------------------------------------------------------------------
@@ -338,11 +244,13 @@ interface JobRun {
     heapMb?: number;
     rssMb?: number;
     /**
-     * This process's event-loop delay from the kill until the new attempt was seen RUNNING (ms):
-     * every unit, the control plane and the restart share one thread here; a long delay is time
-     * the restart waited for the others, which on AWS run elsewhere.
+     * The control plane's event-loop delay from the kill until the new attempt was seen RUNNING
+     * (ms). Before the unit threads (runs before 2026-12-07) every unit, the control plane and the
+     * restart shared this one thread.
      */
     eventLoopDelayMs?: { mean: number; p99: number; max: number };
+    /** The same for the first attempts' thread and the restarts' thread. */
+    threadLoopDelayMs?: { units: { mean: number; p99: number; max: number }; restart: { mean: number; p99: number; max: number } };
     droppedRecords: number | null;
     checkpointAfter: CheckpointRun;
   };
@@ -356,13 +264,12 @@ interface JobRun {
 
 interface Env {
   flags: Flags;
-  ports: AwsPorts;
-  /** The control plane's DynamoDB and S3 clients (supervisor, failover, checkpoint steps), apart from the units'. */
+  config: SluiceConfig;
+  /** The control plane's DynamoDB and S3 clients (supervisor, failover, checkpoint steps), apart from the units' threads. */
   controlMetadata: MetadataStore;
   controlBlobs: BlobStore;
+  /** The job service's queue calls (create, delete; a checkpoint's trigger to the sources). */
   channels: ChannelTransport;
-  /** A restarted unit's clients: deployed, it is a process of its own, with sockets of its own (see `BenchLauncher`). */
-  restartPorts: { metadata: MetadataStore; blobs: BlobStore; channels: ChannelTransport };
   queuePrefix: string;
   log: (line: string) => void;
   /** Saves what a run measured so far (a run of P=5000 takes an hour: a crash at its end must not lose it). */
@@ -372,10 +279,11 @@ interface Env {
 const fmtBilled = (b: Billed, digits = 1) =>
   `SQS ${b.sqs.toFixed(digits)}, DDB RRU ${b.ddbRead.toFixed(digits)} WRU ${b.ddbWrite.toFixed(digits)}, S3 PUT ${b.s3Write.toFixed(digits)} GET ${b.s3Read.toFixed(digits)}`;
 
-/** This process's heap and resident set now, in MB (every unit runs in it). */
-function memory(): { heapMb: number; rssMb: number } {
+/** The heaps of every thread (control plane and units) and the process's resident set, in MB. */
+async function memory(threads: UnitThreads): Promise<{ heapMb: number; rssMb: number }> {
   const m = process.memoryUsage();
-  return { heapMb: Math.round(m.heapUsed / 2 ** 20), rssMb: Math.round(m.rss / 2 ** 20) };
+  const t = Object.values(await threads.counts());
+  return { heapMb: Math.round(m.heapUsed / 2 ** 20) + t.reduce((n, c) => n + c.heapMb, 0), rssMb: Math.round(m.rss / 2 ** 20) };
 }
 
 /**
@@ -383,13 +291,13 @@ function memory(): { heapMb: number; rssMb: number } {
  * subtask's checkpoint progress rides along with its next report, so it can lag up to a minute):
  * subtasks past checkpoint N, and the units' transport (envelopes held, lapsed and received again).
  */
-function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId: number, log: (line: string) => void, watchUnit?: string, everyMs = 60_000): () => void {
+function checkpointProgress(metadata: MetadataStore, threads: UnitThreads, jobId: string, checkpointId: number, log: (line: string) => void, watchUnit?: string, everyMs = 60_000): () => void {
   progressReads ??= new ObservedMetadataStore(metadata);
   const units = new JobStore(progressReads);
   const started = Date.now();
   let stopped = false;
   const timer = setInterval(() => {
-    void units.getUnits(jobId).then((records) => {
+    void Promise.all([units.getUnits(jobId), memory(threads)]).then(([records, mem]) => {
       if (stopped) return;
       let subtasks = 0;
       let past = 0;
@@ -409,7 +317,7 @@ function checkpointProgress(metadata: MetadataStore, jobId: string, checkpointId
       }
       log(
         `  checkpoint ${checkpointId} after ${Math.round((Date.now() - started) / 1000)} s: ${past} of ${subtasks} subtasks past it (as last reported); ` +
-          `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts, ${count(t.failed)} failed deletes, longest lease ${t.lease} s; heap ${memory().heapMb} MB`,
+          `units' transport: ${count(t.held)} envelopes held, ${(t.buffered / 2 ** 20).toFixed(0)} MB buffered, ${count(t.received)} received, ${count(t.lapsed)} lapsed, ${count(t.expired)} expired receipts, ${count(t.failed)} failed deletes, longest lease ${t.lease} s; heap ${mem.heapMb} MB`,
       );
       // The unit killed before this checkpoint: how far its restarted subtasks are, and their replays.
       const watched = watchUnit === undefined ? undefined : records.find((u) => u.unitId === watchUnit);
@@ -443,26 +351,60 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
   }
 }
 
-async function runJob(
-  env: Env,
-  spec: { name: string; job: 'recommendation-join' | 'ingest'; parallelism: number; params: Record<string, number | boolean>; failover: FailoverStrategy; subtasksPerUnit: number; lingerMs?: number; recordsPerSecond: number; kill: boolean; killAfterS?: number; checkpoints: number; idle: boolean; loadSeconds?: number; records?: boolean },
-): Promise<JobRun> {
-  const { flags, ports, log } = env;
-  const unitsStore = new ObservedMetadataStore(ports.metadata);
+interface JobSpec {
+  name: string;
+  job: 'recommendation-join' | 'ingest';
+  parallelism: number;
+  params: Record<string, number | boolean>;
+  failover: FailoverStrategy;
+  subtasksPerUnit: number;
+  lingerMs?: number;
+  recordsPerSecond: number;
+  kill: boolean;
+  killAfterS?: number;
+  checkpoints: number;
+  idle: boolean;
+  loadSeconds?: number;
+  records?: boolean;
+}
+
+async function runJob(env: Env, spec: JobSpec): Promise<JobRun> {
+  const { flags } = env;
   const controlStore = new ObservedMetadataStore(env.controlMetadata);
-  const blobs = new ObservedBlobStore(ports.blobs);
   const controlBlobs = new ObservedBlobStore(env.controlBlobs);
-  const restartStore = new ObservedMetadataStore(env.restartPorts.metadata);
-  const restartBlobs = new ObservedBlobStore(env.restartPorts.blobs);
-  const kinds = () => ({
-    ddb: kindsSum(unitsStore.writesByKind(), controlStore.writesByKind(), restartStore.writesByKind()),
-    s3: kindsSum(blobs.writesByKind(), controlBlobs.writesByKind(), restartBlobs.writesByKind()),
+  // The units in threads of their own (first attempts in one, restarts in another): deployed, the
+  // control plane, which stays in this thread, runs in its own Lambda and Step Functions.
+  const launcher = new UnitThreads({
+    config: env.config,
+    queuePrefix: env.queuePrefix,
+    inputBufferBytes: flags.unitBufferMb * 2 ** 20,
+    processBufferBytes: flags.processBufferMb * 2 ** 20,
+    infoUnits: process.env.SCALE_INFO?.split(',') ?? [],
+    heapMb: 12_288,
+    onProblem: keepProblem,
   });
-  const kindsSince = (a: { ddb: KindCounts; s3: KindCounts }) => {
-    const b = kinds();
+  try {
+    await launcher.start();
+    return await runJobWith(env, spec, launcher, controlStore, controlBlobs);
+  } finally {
+    await launcher.close();
+  }
+}
+
+async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, controlStore: ObservedMetadataStore, controlBlobs: ObservedBlobStore): Promise<JobRun> {
+  const { flags, log } = env;
+  const snap = () => snapshot(launcher);
+  const kinds = async () => {
+    const t = Object.values(await launcher.counts());
+    return {
+      ddb: kindsSum(controlStore.writesByKind(), ...t.map((c) => c.ddbKinds)),
+      s3: kindsSum(controlBlobs.writesByKind(), ...t.map((c) => c.s3Kinds)),
+    };
+  };
+  const kindsSince = async (a: { ddb: KindCounts; s3: KindCounts }) => {
+    const b = await kinds();
     return { ddb: kindsBetween(a.ddb, b.ddb), s3: kindsBetween(a.s3, b.s3) };
   };
-  const launcher = new BenchLauncher({ channels: env.channels, blobs, metadata: unitsStore, restart: { channels: env.restartPorts.channels, blobs: restartBlobs, metadata: restartStore }, queuePrefix: env.queuePrefix, inputBufferBytes: flags.unitBufferMb * 2 ** 20, ...(flags.processBufferMb > 0 ? { inputBudget: new InputBudget(flags.processBufferMb * 2 ** 20) } : {}) });
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: controlBlobs });
@@ -485,7 +427,7 @@ async function runJob(
   });
 
   log(`\n== ${spec.name}: ${spec.job} at parallelism ${spec.parallelism}, ${spec.subtasksPerUnit} subtasks per unit, failover '${spec.failover}'${spec.lingerMs !== undefined ? `, linger ${spec.lingerMs} ms` : ''} ==`);
-  const s0 = snapshot();
+  const s0 = await snap();
   const job = await service.submit({
     job: spec.job,
     params: spec.params,
@@ -496,7 +438,7 @@ async function runJob(
     heartbeatTimeoutSeconds: flags.heartbeatTimeoutS,
     checkpoint: { timeoutSeconds: flags.checkpointTimeoutS },
   });
-  const s1 = snapshot();
+  const s1 = await snap();
   const submitSeconds = (s1.at - s0.at) / 1000;
   log(`submitted ${job.jobId}: ${job.shape.subtasks} subtasks in ${job.units.length} units, ${job.queues.length} queues, ${job.regions.length} regions (${submitSeconds.toFixed(1)} s)`);
   const running = controller.run(job.jobId);
@@ -508,11 +450,10 @@ async function runJob(
     if (launcher.errors.length) throw new Error(`units failed to start: ${launcher.errors.slice(0, 3).join('; ')}`);
     return up === job.units.length ? true : undefined;
   }, 2000);
-  const s2 = snapshot();
+  const s2 = await snap();
   const startSeconds = (s2.at - s1.at) / 1000;
-  const heapMb = Math.round(process.memoryUsage().heapUsed / 2 ** 20);
-  const startRss = process.memoryUsage().rss;
-  log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${((s2.cpuUs - s1.cpuUs) / 1e6).toFixed(1)} CPU s here); heap ${heapMb} MB, RSS ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`);
+  const started = await memory(launcher);
+  log(`all ${job.units.length} units RUNNING ${startSeconds.toFixed(1)} s after submit (${((s2.cpuUs - s1.cpuUs) / 1e6).toFixed(1)} CPU s here); heap ${started.heapMb} MB, RSS ${started.rssMb} MB`);
 
   // Idle: until the first record (first launch + firstRecordS, less a margin).
   let idle: Window;
@@ -521,11 +462,11 @@ async function runJob(
   const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits };
   if (spec.idle) {
     await sleep(3000);
-    const a = snapshot();
+    const a = await snap();
     const end = records ? firstRecordAt - 3000 : Date.now() + flags.idleS * 1000;
     if (end - Date.now() < 10_000) log(`WARNING: only ${((end - Date.now()) / 1000).toFixed(1)} s of idle window left (raise --first-record-s)`);
     await sleep(Math.max(5000, end - Date.now()));
-    idle = between(a, snapshot());
+    idle = between(a, await snap());
     log(`idle ${idle.seconds.toFixed(1)} s: ${fmtBilled(perSecond(idle))} billed/s; HTTP ${idle.http.total / idle.seconds >= 0 ? (idle.http.total / idle.seconds).toFixed(1) : '?'}/s`);
   } else {
     idle = between(s2, s2);
@@ -538,12 +479,12 @@ async function runJob(
   if (records) {
     const loadStart = spec.idle ? Math.max(Date.now(), firstRecordAt + 2000) : Date.now() + 10_000;
     await sleep(Math.max(0, loadStart - Date.now()));
-    const la = snapshot();
-    const ka = kinds();
+    const la = await snap();
+    const ka = await kinds();
     Object.assign(ca, { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits });
     await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
-    load = between(la, snapshot());
-    loadWritesByKind = kindsSince(ka);
+    load = between(la, await snap());
+    loadWritesByKind = await kindsSince(ka);
   }
   const controlPlane = {
     reads: controlStore.reads - ca.reads,
@@ -558,16 +499,16 @@ async function runJob(
   const background = perSecond(load);
   const backgroundHttp = load.http.total / load.seconds;
   const checkpoint = async (watchUnit?: string): Promise<CheckpointRun> => {
-    const a = snapshot();
-    const ka = kinds();
+    const a = await snap();
+    const ka = await kinds();
     const triggered = await steps.trigger({ jobId: job.jobId });
     if (triggered.checkpointId === null) {
-      const w = between(a, snapshot());
+      const w = between(a, await snap());
       return { checkpointId: null, outcome: triggered.outcome ?? 'refused', seconds: w.seconds, polls: 0, window: w, netHttp: 0, netBilled: ZERO };
     }
-    const stopProgress = checkpointProgress(ports.metadata, job.jobId, triggered.checkpointId, log, watchUnit);
+    const stopProgress = checkpointProgress(env.controlMetadata, launcher, job.jobId, triggered.checkpointId, log, watchUnit);
     const run = await runCheckpointWorkflow(steps, { jobId: job.jobId, checkpointId: triggered.checkpointId }, { defaultWaitSeconds: 1, maxPolls: flags.checkpointTimeoutS + 60 }).finally(stopProgress);
-    const w = between(a, snapshot());
+    const w = between(a, await snap());
     const r: CheckpointRun = {
       checkpointId: triggered.checkpointId,
       outcome: run.result.outcome ?? '?',
@@ -576,9 +517,9 @@ async function runJob(
       window: w,
       netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
       netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
-      writesByKind: kindsSince(ka),
+      writesByKind: await kindsSince(ka),
       ...(run.result.message ? { message: run.result.message } : {}),
-      ...memory(),
+      ...(await memory(launcher)),
     };
     if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
     log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
@@ -601,6 +542,7 @@ async function runJob(
     const victim = consumerUnits[Math.floor(consumerUnits.length / 2)]!;
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
+    await launcher.counts(true); // the unit threads' event-loop delays from here on
     const failedAt = Date.now();
     const attempt = launcher.kill(job.jobId, victim.unitId);
     controller.unitExited({ jobId: job.jobId, unitId: victim.unitId, attempt, code: null, signal: 'SIGKILL', at: failedAt });
@@ -616,8 +558,14 @@ async function runJob(
     }, 250);
     loopDelay.disable();
     const eventLoopDelayMs = { mean: Math.round(loopDelay.mean / 1e6), p99: Math.round(loopDelay.percentile(99) / 1e6), max: Math.round(loopDelay.max / 1e6) };
-    const recoveredMemory = memory();
-    log(`recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB; this process's event-loop delay meanwhile: mean ${eventLoopDelayMs.mean} ms, p99 ${eventLoopDelayMs.p99} ms, max ${eventLoopDelayMs.max} ms`);
+    const threads = await launcher.counts();
+    const threadLoopDelayMs = { units: threads.units.loopDelayMs, restart: threads.restart.loopDelayMs };
+    const recoveredMemory = await memory(launcher);
+    const fmtDelay = (d: { mean: number; p99: number; max: number }) => `mean ${d.mean} ms, p99 ${d.p99} ms, max ${d.max} ms`;
+    log(
+      `recovered: detected after ${event.detectionMs} ms; available again ${event.recoveryMs} ms after the failure; new attempt RUNNING (seen) after ${back - failedAt} ms; ${event.unitsRestarted} unit(s) restarted; heap ${recoveredMemory.heapMb} MB, RSS ${recoveredMemory.rssMb} MB; ` +
+        `event-loop delay meanwhile: control plane ${fmtDelay(eventLoopDelayMs)}; first attempts' thread ${fmtDelay(threadLoopDelayMs.units)}; restarts' thread ${fmtDelay(threadLoopDelayMs.restart)}`,
+    );
     const after = await checkpoint(victim.unitId);
     const again = (await metrics.list(job.jobId)).find((x) => x.seq === event.seq) ?? event;
     recovery = {
@@ -629,16 +577,19 @@ async function runJob(
       unitsRestarted: event.unitsRestarted,
       ...recoveredMemory,
       eventLoopDelayMs,
+      threadLoopDelayMs,
       droppedRecords: (again as { recordsDropped?: number }).recordsDropped ?? null,
       checkpointAfter: after,
     };
   }
 
   const byKind = new Map<string, ItemRecord>();
-  for (const m of [unitsStore.largest, controlStore.largest]) for (const [kind, rec] of m) if (!byKind.has(kind) || byKind.get(kind)!.bytes < rec.bytes) byKind.set(kind, rec);
+  const final = Object.values(await launcher.counts());
+  for (const m of [controlStore.largest, ...final.map((c) => new Map(c.largest))]) for (const [kind, rec] of m) if (!byKind.has(kind) || byKind.get(kind)!.bytes < rec.bytes) byKind.set(kind, rec);
   const largest = [...byKind.values()];
   largest.sort((a, b) => b.bytes - a.bytes);
-  const hottest = [unitsStore.hottest, controlStore.hottest].sort((a, b) => b.writes - a.writes)[0]!;
+  // Each thread's own hottest key (a key written from two threads is counted per thread).
+  const hottest = [controlStore.hottest, ...final.map((c) => c.hottest)].sort((a, b) => b.writes - a.writes)[0]!;
   const result: JobRun = {
     name: spec.name,
     job: spec.job,
@@ -652,8 +603,8 @@ async function runJob(
     recordsPerSecond: spec.recordsPerSecond,
     submitSeconds,
     startSeconds,
-    startHeapMb: heapMb,
-    startRssMb: Math.round(startRss / 2 ** 20),
+    startHeapMb: started.heapMb,
+    startRssMb: started.rssMb,
     submitWindow: between(s0, s1),
     idle,
     load,
@@ -733,47 +684,28 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const args = process.argv.slice(2).join(' ');
   const command = args ? `npm run bench:scale -- ${args}` : 'npm run bench:scale';
-  console.log('Sluice scale benchmark: the real AWS adapters on the emulator, units in this process');
+  console.log('Sluice scale benchmark: the real AWS adapters on the emulator; units in two worker threads (first attempts, restarts), the control plane in the main thread');
   console.log(describeMachine(machine));
   console.log(`rerun:   ${command}`);
 
   const endpoint = await resolveEndpoint();
   const config = { ...loadConfig(), table: 'sluice-scale', bucket: 'sluice-scale', queuePrefix: 'scale' };
-  // Every unit of the job shares this process's clients. SQS receives: a socket per long poll (two
-  // per unit). SQS sends, deletes and visibility changes, S3 and DynamoDB: few sockets, so a
-  // checkpoint's thousands of barrier envelopes and snapshot writes queue here, not at the
-  // emulator's one-threaded servers; each real unit would have its own sockets and SQS and S3
-  // would take them all. The SDK's connection and request timeouts run from the request's start,
-  // also while it waits here for a socket: long, or a queued call fails as unreachable (the P=1000
-  // join's barrier envelopes did, 30 s into its first checkpoint; the P=4000 join's snapshot
-  // writes after 300 s).
-  const pollPorts = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
+  // The units' clients are their threads' own (bench/lib/unit-thread.ts). The control plane's
+  // DynamoDB and S3 calls (a failover's reads and writes, the checkpoint steps) and the job service's
+  // queue calls here: deployed, they run in their own Lambda and Step Functions. The SDK's timeouts
+  // run from the request's start, also while it waits for a socket: long, as a submit's 20,000
+  // queue creations queue here.
   const queued = { connectionTimeoutMs: 1_800_000, requestTimeoutMs: 1_800_000, maxAttempts: 6 };
-  const sqsPorts = createAwsPorts(config, { maxSockets: 64, ...queued });
-  // Deletes and visibility changes have sockets of their own: queued behind a checkpoint's
-  // thousands of barrier sends they came after the envelope's lease, and a FIFO group whose first
-  // envelope is not deleted delivers nothing after it (the P=4000 join's stall, docs/scale.md). A
-  // real unit has its own sockets; one process's units must not starve each other's deletes.
-  const settlePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
-  const dataPorts = createAwsPorts(config, { maxSockets: 32, ...queued });
-  // The control plane's DynamoDB and S3 calls (a failover's reads and writes, the checkpoint
-  // steps) on sockets of their own: deployed, it runs in its own Lambda and Step Functions; here a
-  // failover's manifest read queued 18 s behind the sinks' first commits at P=2000.
   const controlPorts = createAwsPorts(config, { maxSockets: 16, ...queued });
-  // A restarted unit's own: its receives beside the others' (a socket per long poll), the rest its own.
-  const restartSqs = createAwsPorts(config, { maxSockets: 32, ...queued });
-  const restartData = createAwsPorts(config, { maxSockets: 32, ...queued });
-  const restartPorts = { channels: countingChannels(receivesFrom(pollPorts.channels, restartSqs.channels, restartSqs.channels)), metadata: restartData.metadata, blobs: restartData.blobs };
-  const channels = receivesFrom(pollPorts.channels, settlePorts.channels, sqsPorts.channels);
-  const ports: AwsPorts = { channels, metadata: dataPorts.metadata, blobs: dataPorts.blobs, clients: { ...dataPorts.clients, destroy: () => (pollPorts.clients.destroy(), settlePorts.clients.destroy(), sqsPorts.clients.destroy(), dataPorts.clients.destroy(), controlPorts.clients.destroy(), restartSqs.clients.destroy(), restartData.clients.destroy()) } };
-  await ensureInfrastructure(config, ports.clients);
+  const servicePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
+  await ensureInfrastructure(config, controlPorts.clients);
   console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const period = flags.firstRecordS;
   const runs: JobRun[] = [];
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });
   // Until the report replaces it, --out holds the runs measured so far (`--report-from` reads it).
   const save = (run: JobRun) => writeResults(resolve(dirname(fileURLToPath(import.meta.url)), '..', flags.out), { benchmark: 'scale', partial: true, generatedAt: new Date().toISOString(), command, machine, flags, prices: PRICES, runs: [...runs, measured(run)] });
-  const env: Env = { flags, ports, controlMetadata: controlPorts.metadata, controlBlobs: controlPorts.blobs, channels: countingChannels(ports.channels), restartPorts, queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
+  const env: Env = { flags, config, controlMetadata: controlPorts.metadata, controlBlobs: controlPorts.blobs, channels: countingChannels(servicePorts.channels, sent), queuePrefix: config.queuePrefix, log: (l) => console.log(l), save };
 
   try {
     if (flags.runs.includes('join')) {
@@ -840,7 +772,8 @@ async function main(): Promise<void> {
   } finally {
     // Cancelled units may still be ending: what they meet once the emulator is gone is not news.
     finished = true;
-    ports.clients.destroy();
+    controlPorts.clients.destroy();
+    servicePorts.clients.destroy();
     await endpoint.stop();
   }
 }
