@@ -185,9 +185,13 @@ function keepProblem(line: string): void {
   problems.push(line);
   if (process.env.SCALE_VERBOSE) console.error(line);
 }
-function problemLogger(): Logger {
-  const keep = (level: string) => (message: string) => keepProblem(`${new Date().toISOString().slice(11, 19)} ${level} control: ${message}`);
-  return { debug: () => undefined, info: () => undefined, warn: keep('WARN'), error: keep('ERROR'), child: () => problemLogger() };
+/** The control plane's logger (the units' is their thread's): warnings and errors kept, info lines about SCALE_INFO's units on stderr. */
+function problemLogger(attrs: Record<string, unknown> = {}): Logger {
+  const who = `control${attrs.unitId !== undefined ? ` (${String(attrs.unitId)}${attrs.attempt !== undefined ? `#${String(attrs.attempt)}` : ''})` : ''}`;
+  const keep = (level: string) => (message: string) => keepProblem(`${new Date().toISOString().slice(11, 19)} ${level} ${who}: ${message}`);
+  // SCALE_INFO=<unit id>[,<unit id>...]: the control plane's info lines about those units too (a failover's steps).
+  const info = process.env.SCALE_INFO && process.env.SCALE_INFO.split(',').includes(String(attrs.unitId)) ? (message: string) => console.error(`${new Date().toISOString().slice(11, 23)} INFO ${who}: ${message}`) : () => undefined;
+  return { debug: () => undefined, info, warn: keep('WARN'), error: keep('ERROR'), child: (more) => problemLogger({ ...attrs, ...more }) };
 }
 
 // ---- one job ------------------------------------------------------------------------------------
