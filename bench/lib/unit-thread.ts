@@ -45,7 +45,8 @@ const killed = new Int32Array(data.killFlags);
 function ports(config: SluiceConfig, many: boolean) {
   const queued = { connectionTimeoutMs: 1_800_000, requestTimeoutMs: 1_800_000, maxAttempts: 6 };
   const polls = createAwsPorts(config, { maxSockets: 1024, connectionTimeoutMs: 30_000, requestTimeoutMs: 120_000, maxAttempts: 6 });
-  const sends = createAwsPorts(config, { maxSockets: many ? 64 : 32, ...queued });
+  // A restart's sends on 128 sockets: its announce tells every producer unit at once (80 at P=4000).
+  const sends = createAwsPorts(config, { maxSockets: many ? 64 : 128, ...queued });
   const settles = many ? createAwsPorts(config, { maxSockets: 64, ...queued }) : sends;
   const rest = createAwsPorts(config, { maxSockets: 32, ...queued });
   return { channels: receivesFrom(polls.channels, settles.channels, sends.channels), metadata: rest.metadata, blobs: rest.blobs };

@@ -395,6 +395,9 @@ export async function sendControlDirect(
   await mapWithConcurrency(targets, limit, (u) => channels.send(u.controlQueue, [{ groupId: controlGroup(message, id), dedupId: id, body }]));
 }
 
+/** Notices an announce sends at once per edge (one per producer unit). */
+const ANNOUNCE_SENDS = 128;
+
 export interface AnnounceOptions {
   metadata: MetadataStore;
   channels: ChannelTransport;
@@ -462,7 +465,9 @@ export async function announceAvailable(options: AnnounceOptions): Promise<Annou
   const tell = async (changed: readonly SubPartitionRef[]): Promise<number> => {
     if (changed.length === 0) return 0;
     const notices = producerNotices(graph, job.units, changed, new Set([unitId]));
-    const count = await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message), 32);
+    // Every producer unit's notice at once: one message per unit and edge (80 at P=4000), each a
+    // call whose latency, not its work, is what the restarted unit waits for.
+    const count = await sendNotices(notices, true, attempt, (unitIds, message) => sendControlDirect(options.channels, job.units, unitIds, message, ANNOUNCE_SENDS), 32);
     return count.sent;
   };
   const since = () => clock.now() - startedAt;
