@@ -54,31 +54,6 @@ function ports(config: SluiceConfig, many: boolean) {
 
 const sent = { messages: 0, bytes: 0 };
 
-/** `target` whose calls, and results in flight, hang from when the main thread sets the unit's flag. */
-function sharedKill<T extends object>(target: T, slot: number, onKilled: () => void): T {
-  const never = () => new Promise<never>(() => undefined);
-  const dead = () => {
-    if (Atomics.load(killed, slot) === 0) return false;
-    onKilled();
-    return true;
-  };
-  return new Proxy(target, {
-    get(t, prop, receiver) {
-      const value = Reflect.get(t, prop, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (dead()) return never();
-        const out = value.apply(t, args);
-        if (!(out instanceof Promise)) return out;
-        return out.then(
-          (v) => (dead() ? never() : v),
-          (e) => (dead() ? never() : Promise.reject(e)),
-        );
-      };
-    },
-  });
-}
-
 function post(message: ThreadReply): void {
   port.postMessage(message);
 }
@@ -103,15 +78,16 @@ const loopDelay = monitorEventLoopDelay({ resolution: 20 });
 loopDelay.enable();
 
 function launch(job: JobRecord, unit: UnitPlacement, attempt: number, slot: number): void {
-  const sw = killSwitch();
-  // A killed unit's inboxes are never taken again: its share leaves the thread's budget with it.
+  // Killed by the main thread through its slot (seen at the unit's next call or result) or by a stop.
+  const sw = killSwitch({ shared: { flags: killed, slot } });
+  // A killed unit's inboxes are never taken again: its share leaves the thread's budget with it
+  // (released by the kill message that follows the flag, or by a stop).
   const share = budget?.member();
   const kill = () => {
-    if (sw.dead) return;
     sw.kill();
     share?.release();
   };
-  const wrap = <T extends object>(target: T): T => sw.wrap(sharedKill(target, slot, kill));
+  const wrap = <T extends object>(target: T): T => sw.wrap(target);
   const unitMetadata = wrap(metadata);
   void hostUnit({
     jobId: job.jobId,
@@ -128,7 +104,7 @@ function launch(job: JobRecord, unit: UnitPlacement, attempt: number, slot: numb
     inputBufferBytes: data.inputBufferBytes,
     ...(share ? { inputBudget: share } : {}),
   }).catch((error: unknown) => {
-    if (!sw.dead && Atomics.load(killed, slot) === 0) post({ type: 'error', line: `${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}` });
+    if (!sw.dead) post({ type: 'error', line: `${unit.unitId}#${attempt}: ${error instanceof Error ? error.message : String(error)}` });
   });
   live.set(`${job.jobId}/${unit.unitId}`, { attempt, controlQueue: unit.controlQueue, kill });
 }
