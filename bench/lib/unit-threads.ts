@@ -147,6 +147,8 @@ export class UnitThreads implements UnitLauncher {
     if (!live) throw new Error(`no unit ${unitId} of ${jobId} was launched`);
     Atomics.store(live.thread.killed, live.slot, 1);
     void live.thread.request({ type: 'kill', jobId, unitId }).catch(() => undefined);
+    // As a process launcher forgets a process that exited: a stop of it has nothing to end.
+    this.live.delete(`${jobId}/${unitId}`);
     return live.attempt;
   }
 
