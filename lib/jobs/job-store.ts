@@ -224,11 +224,15 @@ export class JobStore implements UnitRecordStore {
     return unitsPk(jobId, shardOf(unitId, await this.shards(jobId)));
   }
 
-  /** Registers a new attempt of a unit; fails when a newer attempt is already registered. */
-  async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
+  /**
+   * Registers a new attempt of a unit; fails when a newer attempt is already registered. `previous`:
+   * the unit's record as read by the caller, when nothing can have written it since (the attempt
+   * died, its failure was raised from its exit), so it is not read again for what it carries over.
+   */
+  async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number, previous?: UnitRecord): Promise<boolean> {
     const now = Date.now();
     const pk = await this.unitPk(jobId, unitId);
-    const previous = attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
+    previous ??= attempt > 0 ? await this.getUnit(jobId, unitId) : undefined;
     const carried = previous && previous.attempt < attempt ? carriedOf(previous) : undefined;
     const record: UnitRecord = {
       unitId,

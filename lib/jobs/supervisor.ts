@@ -35,6 +35,12 @@ export interface UnitFailure {
   failedAt: number;
   /** When the supervisor noticed it. */
   detectedAt: number;
+  /**
+   * The unit's record in the view handed over with this failure was read when the failure was
+   * raised from its exit, while no other failure was being handled or waiting: the handler need not
+   * read it again (one DynamoDB read less before the failover's first write).
+   */
+  recordFresh?: boolean;
 }
 
 export interface UnitExitEvent {
@@ -145,6 +151,9 @@ export class Supervisor {
   private lastView: JobView | undefined;
   /** Failure handling in turn: one handler call at a time, whether raised by a pass or by an exit. */
   private handling: Promise<unknown> = Promise.resolve();
+  /** Failure handler calls waiting or running, and all ever made. */
+  private failoversPending = 0;
+  private failoversMade = 0;
 
   /** Ends the current wait between two passes (set while the supervisor waits). */
   private wake: (() => void) | undefined;
@@ -180,6 +189,8 @@ export class Supervisor {
     // pass (the LocalStack lane's chaos schedule 105 stuck once beside a P=4000 benchmark).
     if (!isSinglePoint(view.job.settings.failover)) return;
     const clock = this.options.clock ?? systemClock;
+    // Read with no failover waiting or running before, during or after it: no attempt moved since.
+    const quietBefore = this.failoversPending === 0 ? this.failoversMade : undefined;
     let unit: UnitRecord | undefined;
     try {
       unit = await this.options.service.unit(event.jobId, event.unitId);
@@ -193,7 +204,8 @@ export class Supervisor {
     const reason = this.reasonFor(event.jobId, unit, now, view.job.settings.heartbeatTimeoutMs);
     if (!reason) return;
     this.handled.add(key);
-    const failure: UnitFailure = { unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason };
+    const fresh = quietBefore === this.failoversMade && this.failoversPending === 0;
+    const failure: UnitFailure = { unitId: unit.unitId, attempt: unit.attempt, subtasks: unit.subtasks, detectedAt: now, ...reason, ...(fresh ? { recordFresh: true } : {}) };
     const withUnit: JobView = { ...view, units: view.units.map((u) => (u.unitId === unit.unitId ? unit : u)) };
     try {
       await this.handleFailures([failure], withUnit);
@@ -208,12 +220,16 @@ export class Supervisor {
 
   /** Records failures and hands them to the failure handler, one call after another. */
   private handleFailures(failures: UnitFailure[], view: JobView): Promise<void> {
-    const run = this.handling.then(async () => {
-      recordFailures(view.job.jobId, failures, this.options);
-      this.options.metrics?.flush();
-      this.failures.push(...failures);
-      await (this.options.onFailure ?? this.failJob)(failures, view);
-    });
+    this.failoversPending++;
+    this.failoversMade++;
+    const run = this.handling
+      .then(async () => {
+        recordFailures(view.job.jobId, failures, this.options);
+        this.options.metrics?.flush();
+        this.failures.push(...failures);
+        await (this.options.onFailure ?? this.failJob)(failures, view);
+      })
+      .finally(() => this.failoversPending--);
     this.handling = run.catch(() => undefined);
     return run;
   }

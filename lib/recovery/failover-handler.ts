@@ -138,8 +138,10 @@ export class FailoverHandler {
     // (every record of a P=4000 job is 120 items of up to 41 KB). Region and full read them all.
     const strategy = this.options.strategy?.(job) ?? job.settings.failover;
     const alone = isSinglePoint(strategy);
+    // A record read when the failure was raised from its exit, with no other failover around it, is not read again.
+    const readAtDetection = new Map(view.units.filter((u) => failures.some((f) => f.recordFresh && f.unitId === u.unitId && f.attempt === u.attempt)).map((u) => [u.unitId, u]));
     const read = alone
-      ? (await mapWithConcurrency([...new Set(failures.map((f) => f.unitId))], limit, (id) => jobs.getUnit(job.jobId, id))).filter((u) => u !== undefined)
+      ? (await mapWithConcurrency([...new Set(failures.map((f) => f.unitId))], limit, async (id) => readAtDetection.get(id) ?? jobs.getUnit(job.jobId, id))).filter((u) => u !== undefined)
       : await jobs.getUnits(job.jobId);
     const records = new Map(read.map((u) => [u.unitId, u]));
     const byUnit = new Map<string, UnitFailure>();
@@ -199,11 +201,11 @@ export class FailoverHandler {
 
     // Bump: the failed unit first, so a second handler of the same failure stops here.
     const [first, ...others] = plan.restarts;
-    if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt))) {
+    if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt, readAtDetection.get(first!.unitId)))) {
       await marking.then((m) => m.notified).catch(() => undefined);
       return { status: 'superseded', plan, steps, controlMessages: 0 };
     }
-    const bumped = await mapWithConcurrency(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt));
+    const bumped = await mapWithConcurrency(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt, readAtDetection.get(r.unitId)));
     const launching = [first!, ...others.filter((_, i) => bumped[i])];
     step('attempts');
 

@@ -121,13 +121,13 @@ describe('Supervisor.watch', () => {
     } as unknown as JobService;
     let now = 2000;
     const clock = { now: () => now, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
-    const handled: { failures: string[]; units: string[] }[] = [];
+    const handled: { failures: string[]; units: string[]; fresh: boolean[] }[] = [];
     const s = new Supervisor({
       service,
       clock,
       pollMs: 1,
       onFailure: async (failures, v) => {
-        handled.push({ failures: failures.map((f) => `${f.unitId}#${f.attempt}@${f.detectedAt}`), units: v.units.map((u) => u.unitId) });
+        handled.push({ failures: failures.map((f) => `${f.unitId}#${f.attempt}@${f.detectedAt}`), units: v.units.map((u) => u.unitId), fresh: failures.map((f) => f.recordFresh === true) });
       },
     });
     const watching = s.watch('j');
@@ -135,8 +135,9 @@ describe('Supervisor.watch', () => {
     now = 2100;
     s.unitExited(exit('b', 0));
     while (handled.length === 0) await new Promise((resolve) => setImmediate(resolve));
-    // Handled before the pass under way returned, from one record read, with the last view's units.
-    expect(handled).toEqual([{ failures: ['b#0@2100'], units: ['a', 'b'] }]);
+    // Handled before the pass under way returned, from one record read, with the last view's units;
+    // that record, read with no other failover around, is handed over as fresh (not read again).
+    expect(handled).toEqual([{ failures: ['b#0@2100'], units: ['a', 'b'], fresh: [true] }]);
     expect(unitReads).toEqual(['b']);
     expect(passes).toBe(2);
     // The pass that comes back does not raise it again; an exit of an attempt the record no longer has is left to the passes.
@@ -146,6 +147,78 @@ describe('Supervisor.watch', () => {
     while (passes < 5) await new Promise((resolve) => setImmediate(resolve));
     expect(handled).toHaveLength(1);
     await service.fail('j', 'done');
+    await watching;
+  });
+
+  it('a record read while another failure is handled, or with one handled during the read, is not handed over as fresh', async () => {
+    const running = view([unit('a', 0, 'running'), unit('b', 0, 'running'), unit('c', 0, 'running'), unit('d', 0, 'running')]);
+    let current: JobView = { ...running, job: { ...running.job, regions: [] } };
+    let passes = 0;
+    let releasePass: (() => void) | undefined;
+    const readsOf: Record<string, () => void> = {};
+    const service = {
+      graphOf: async () => ({ tasks: [] }),
+      // The second pass reads until the test lets it go: every failure here is raised from its exit.
+      view: async () => {
+        passes++;
+        if (passes === 2) await new Promise<void>((resolve) => (releasePass = resolve));
+        return current;
+      },
+      // Each unit read waits until the test lets it go.
+      unit: async (_jobId: string, unitId: string) => {
+        await new Promise<void>((resolve) => (readsOf[unitId] = resolve));
+        return current.units.find((u) => u.unitId === unitId);
+      },
+      completeIfDone: async () => false,
+      fail: async () => {
+        current = { ...current, job: { ...current.job, status: 'FAILED' } };
+      },
+    } as unknown as JobService;
+    const clock = { now: () => 2000, sleep: () => new Promise<void>((resolve) => setImmediate(resolve)) };
+    const handled: { unitId: string; fresh: boolean }[] = [];
+    let finishA: (() => void) | undefined;
+    const s = new Supervisor({
+      service,
+      clock,
+      pollMs: 1,
+      onFailure: async (failures) => {
+        handled.push(...failures.map((f) => ({ unitId: f.unitId, fresh: f.recordFresh === true })));
+        // a's failover runs until the test ends it.
+        if (failures.some((f) => f.unitId === 'a')) await new Promise<void>((resolve) => (finishA = resolve));
+      },
+    });
+    const watching = s.watch('j');
+    const until = async (done: () => boolean) => {
+      while (!done()) await new Promise((resolve) => setImmediate(resolve));
+    };
+    await until(() => releasePass !== undefined);
+    // b's read starts before a's failover and ends after it has begun; c's starts and ends while it runs.
+    s.unitExited(exit('b', 0));
+    s.unitExited(exit('a', 0));
+    await until(() => !!readsOf.a && !!readsOf.b);
+    readsOf.a!();
+    await until(() => finishA !== undefined);
+    readsOf.b!();
+    s.unitExited(exit('c', 0));
+    await until(() => !!readsOf.c);
+    readsOf.c!();
+    await new Promise((resolve) => setImmediate(resolve));
+    finishA!();
+    await until(() => handled.length === 3);
+    // Once nothing is handled or waiting, a read is fresh again.
+    s.unitExited(exit('d', 0));
+    await until(() => !!readsOf.d);
+    readsOf.d!();
+    await until(() => handled.length === 4);
+    expect(handled).toEqual([
+      { unitId: 'a', fresh: true },
+      { unitId: 'b', fresh: false },
+      { unitId: 'c', fresh: false },
+      { unitId: 'd', fresh: true },
+    ]);
+    expect(passes).toBe(2);
+    await service.fail('j', 'done');
+    releasePass!();
     await watching;
   });
 

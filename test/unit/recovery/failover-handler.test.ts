@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryChannelTransport, MemoryMetadataStore } from '../../../lib/memory';
 import { DEFAULT_SETTINGS, type JobView, type UnitLauncher } from '../../../lib/jobs/job-service';
-import { JobStore, storedJob, type JobRecord, type FailoverStrategy, type UnitPlacement } from '../../../lib/jobs/job-store';
+import { JobStore, storedJob, type JobRecord, type FailoverStrategy, type UnitPlacement, type UnitRecord } from '../../../lib/jobs/job-store';
 import type { UnitFailure } from '../../../lib/jobs/supervisor';
 import type { ExecutionGraph } from '../../../lib/graph/execution-graph';
 import type { ControlMessage } from '../../../lib/runtime/messages';
@@ -23,8 +23,8 @@ class LoggingJobStore extends JobStore {
   ) {
     super(metadata);
   }
-  override async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number): Promise<boolean> {
-    const ok = await super.startUnitAttempt(jobId, unitId, subtasks, attempt);
+  override async startUnitAttempt(jobId: string, unitId: string, subtasks: string[], attempt: number, previous?: UnitRecord): Promise<boolean> {
+    const ok = await super.startUnitAttempt(jobId, unitId, subtasks, attempt, previous);
     this.log.push(['attempt', unitId, attempt, ok]);
     return ok;
   }
@@ -198,6 +198,32 @@ describe('FailoverHandler, strategy single', () => {
     });
     expect(typeof item!.restartedAt).toBe('number');
     expect((await new RecoveryMetrics(f.metadata).list('job')).map((e) => e.seq)).toEqual([1]);
+  });
+
+  it('does not read again a record the supervisor read at detection with no other failover around (recordFresh)', async () => {
+    const reads: string[] = [];
+    const getUnit = f.jobs.getUnit.bind(f.jobs);
+    f.jobs.getUnit = async (jobId: string, unitId: string) => {
+      reads.push(unitId);
+      return getUnit(jobId, unitId);
+    };
+    // Neither the handler nor the bump (what the new attempt carries over) reads it.
+    const fresh = await f.handler().handle({ ...f.failure('join-1'), recordFresh: true }, await f.view());
+    expect(fresh.status).toBe('recovering');
+    expect(reads).toEqual([]);
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
+    // Not fresh, or fresh but the view holds another attempt of the unit: the handler reads it too.
+    await f.jobs.reportUnit('job', 'join-2', 0, { status: 'FAILED', error: 'boom' });
+    reads.length = 0;
+    await f.handler().handle(f.failure('join-2'), await f.view());
+    expect(reads).toEqual(['join-2', 'join-2']);
+    const view = await f.view();
+    const older = { ...view, units: view.units.map((u) => (u.unitId === 'join-1' ? { ...u, attempt: 0 } : u)) };
+    reads.length = 0;
+    const stale = await f.handler().handle({ ...f.failure('join-1', 1), recordFresh: true }, older);
+    expect(reads).toEqual(['join-1', 'join-1']);
+    expect(stale.status).toBe('recovering');
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1], ['launch', 'join-2', 1], ['launch', 'join-1', 2]]);
   });
 
   it('ignores a failure of an attempt that was already replaced', async () => {
