@@ -215,12 +215,19 @@ export class FailoverHandler {
     // announce at P=1000 slower, 8.1 s against 5.5 s). The launch does not wait for the whole
     // fan-out of notices (thousands of sends at high parallelism): a producer view orders messages
     // by attempt, so an "available" of the new attempt that overtakes the "unavailable" wins anyway.
+    // The failure event is recorded while the pending checkpoints are fenced: the new attempts need
+    // both before they start, and neither depends on the other (each is a few DynamoDB calls).
     const fence = this.options.fencePending ?? ((jobId: string) => fencePendingCheckpoints(jobs.metadata, jobId, this.options.clock ? { clock: this.options.clock } : {}));
-    const stillDeciding = await fence(job.jobId);
-    step('fenced');
+    const fencing = fence(job.jobId).then((deciding) => {
+      step('fenced');
+      return deciding;
+    });
+    const beginning = this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
+    beginning.catch(() => undefined); // awaited below, after the fence; a failure surfaces there
+    const stillDeciding = await fencing;
     if (stillDeciding.length > 0) log.warn(`checkpoint(s) ${stillDeciding.join(', ')} still being finalized after the wait: the new attempts may restore from the one before`, { checkpoints: stillDeciding });
     const { notified } = await marking;
-    const event = await this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
+    const event = await beginning;
     const placements = new Map(job.units.map((u) => [u.unitId, u]));
     const launched = mapWithConcurrency(launching, limit, (r) => launcher.launch(job, placements.get(r.unitId)!, r.attempt)).then(async () => {
       step('launched');

@@ -56,7 +56,7 @@ interface Fixture {
   launcher: UnitLauncher;
   view(): Promise<JobView>;
   failure(unitId: string, attempt?: number): UnitFailure;
-  handler(options?: Pick<FailoverHandlerOptions, 'maxFailures' | 'failureWindowMs' | 'clock' | 'logger' | 'metricsSink' | 'latestManifest'>): FailoverHandler;
+  handler(options?: Pick<FailoverHandlerOptions, 'maxFailures' | 'failureWindowMs' | 'clock' | 'logger' | 'metricsSink' | 'latestManifest' | 'fencePending'>): FailoverHandler;
 }
 
 async function fixture(strategy: FailoverStrategy, p = 3): Promise<Fixture> {
@@ -224,6 +224,24 @@ describe('FailoverHandler, strategy single', () => {
     expect(reads).toEqual(['join-1', 'join-1']);
     expect(stale.status).toBe('recovering');
     expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1], ['launch', 'join-2', 1], ['launch', 'join-1', 2]]);
+  });
+
+  it('records the failure event while the pending checkpoints are fenced, and launches only once both are done', async () => {
+    let release!: () => void;
+    let fencing = false;
+    const fencePending = async () => {
+      fencing = true;
+      await new Promise<void>((r) => (release = r));
+      return [];
+    };
+    const handling = f.handler({ fencePending }).handle(f.failure('join-1'), await f.view());
+    const metrics = new RecoveryMetrics(f.metadata);
+    while (!fencing || (await metrics.list('job')).length === 0) await new Promise((r) => setImmediate(r));
+    expect((await metrics.list('job')).map((e) => [e.unitId, e.status])).toEqual([['join-1', 'RECOVERING']]);
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([]);
+    release();
+    expect((await handling).status).toBe('recovering');
+    expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
   });
 
   it('ignores a failure of an attempt that was already replaced', async () => {
