@@ -6,12 +6,14 @@
  *   npm run bench:scale -- [--quick] [--join-parallelism 4000] [--ingest-parallelism 5000] ...  (--help)
  *
  * RUN THROUGH THE PROJECT'S OWN CODE, per job:
- * - submit (JobService: queues created paced, job and unit items written), task units hosted in
- *   this process by hostUnit (the composition root the child processes, Lambda and Fargate run),
- *   each over its own view of the AWS ports (a kill switch: see `killSwitch`);
- * - the control plane: JobController (supervisor, failover handler by the job's strategy,
- *   recovery metrics); checkpoints ONLY through the Step Functions steps (CheckpointSteps: trigger,
- *   then runCheckpointWorkflow: poll, finalize, notify), none on a schedule;
+ * - submit (JobService: queues created paced, job and unit items written), task units hosted by
+ *   hostUnit (the composition root the child processes, Lambda and Fargate run) in two worker
+ *   threads, first attempts in one and restarts in the other (bench/lib/unit-thread.ts), each unit
+ *   over its own view of its thread's AWS clients (a kill switch with a slot in shared memory);
+ * - the control plane, in the main thread with clients of its own: JobController (supervisor,
+ *   failover handler by the job's strategy, recovery metrics); checkpoints ONLY through the Step
+ *   Functions steps (CheckpointSteps: trigger, then runCheckpointWorkflow: poll, finalize, notify),
+ *   none on a schedule;
  * - idle window: sources are paced to one record per `--first-record-s` per subtask, and the
  *   generator emits the first one only that long after it opened, so the job runs with no records
  *   until then; load window: exactly one such period later (every source subtask emits once in
