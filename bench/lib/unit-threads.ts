@@ -53,6 +53,9 @@ export type ThreadReply =
   | { type: 'problem'; line: string }
   | { type: 'error'; line: string };
 
+/** A request before it is numbered (Omit over each member of the union). */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+
 const SLOTS = 1 << 16;
 
 class UnitThread {
@@ -96,7 +99,7 @@ class UnitThread {
     this.ready.catch(() => undefined);
   }
 
-  request(message: ThreadRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never): Promise<ThreadReply> {
+  request(message: WithoutId<ThreadRequest>): Promise<ThreadReply> {
     if (this.failure) return Promise.reject(new Error(`${this.role} thread failed: ${this.failure.message}`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
