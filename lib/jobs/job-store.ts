@@ -251,10 +251,12 @@ export class JobStore implements UnitRecordStore {
       );
     // No heartbeat yet: until the unit beats, its record's start time is its last sign of life.
     const beat: MetaItem = { unitId, attempt };
-    // The record decides; the heartbeat item follows it (an older attempt's heartbeats are refused from here on).
-    if (!(await newer(asItem(record)))) return false;
-    await newer(beat);
-    return true;
+    // The record decides; the heartbeat item is written beside it (an older attempt's heartbeats
+    // are refused from then on). Both take only a higher attempt, so however two bumps interleave
+    // both items end at the highest; a beat item written by a bump whose record lost says what the
+    // winner's says (at P=4000 on the emulator each call took 0.2-2 s of a failover).
+    const [won] = await Promise.all([newer(asItem(record)), newer(beat)]);
+    return won;
   }
 
   /**

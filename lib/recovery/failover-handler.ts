@@ -168,15 +168,6 @@ export class FailoverHandler {
     marking.catch(() => undefined); // awaited below; a failure surfaces there
 
     const log = (this.options.logger ?? silentLogger).child({ jobId: job.jobId, unitId: failure.unitId, attempt: failure.attempt });
-    const exhausted = this.budgetExhausted(await recentFailures, live);
-    if (exhausted) {
-      await marking.then((m) => m.notified).catch(() => undefined);
-      const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP' });
-      await service.fail(job.jobId, exhausted);
-      log.error(exhausted, { strategy, failure: event.seq });
-      this.options.metricsSink?.add(Metrics.FailoverGaveUp, 1, { job: job.jobId });
-      return { status: 'gave-up', event, steps, controlMessages: 0 };
-    }
 
     // Under the single-point strategies each restarted unit reads its own restore point; the
     // manifest only names it in the failure event here, and is not waited for (at P=2000, a join
@@ -199,6 +190,13 @@ export class FailoverHandler {
     await mapWithConcurrency(toStop, limit, (r) => launcher.stop(job.jobId, r.unitId, r.previousAttempt).catch(() => undefined));
     step('stopped');
 
+    // The failure event's number is taken while the attempts are bumped and the failure budget is
+    // read: none needs another, and each is a DynamoDB call that took 0.2-2 s on the emulator at
+    // P=4000 (one after another they were most of the failover). The budget decides before
+    // anything is launched; a job that gives up is left with bumped attempts it never launches,
+    // which its failure then marks stopped with the rest.
+    const reserved = this.metrics.reserve(job.jobId, plan.restarts);
+    reserved.catch(() => undefined); // awaited below; a failure surfaces there
     // Bump: the failed unit first, so a second handler of the same failure stops here.
     const [first, ...others] = plan.restarts;
     if (!(await jobs.startUnitAttempt(job.jobId, first!.unitId, first!.subtasks, first!.attempt, readAtDetection.get(first!.unitId)))) {
@@ -208,6 +206,16 @@ export class FailoverHandler {
     const bumped = await mapWithConcurrency(others, limit, (r) => jobs.startUnitAttempt(job.jobId, r.unitId, r.subtasks, r.attempt, readAtDetection.get(r.unitId)));
     const launching = [first!, ...others.filter((_, i) => bumped[i])];
     step('attempts');
+
+    const exhausted = this.budgetExhausted(await recentFailures, live);
+    if (exhausted) {
+      await marking.then((m) => m.notified).catch(() => undefined);
+      const event = await this.metrics.begin({ job, failure, alsoFailed, status: 'GAVE_UP', reserved });
+      await service.fail(job.jobId, exhausted);
+      log.error(exhausted, { strategy, failure: event.seq });
+      this.options.metricsSink?.add(Metrics.FailoverGaveUp, 1, { job: job.jobId });
+      return { status: 'gave-up', event, steps, controlMessages: 0 };
+    }
 
     // The flags are written before the new attempts are launched: an attempt's announceAvailable
     // must find them (it does not create items), and its compare-and-set on flags read during its
@@ -222,7 +230,7 @@ export class FailoverHandler {
       step('fenced');
       return deciding;
     });
-    const beginning = this.metrics.begin({ job, failure, alsoFailed, plan, graph, view });
+    const beginning = this.metrics.begin({ job, failure, alsoFailed, plan, graph, view, reserved });
     beginning.catch(() => undefined); // awaited below, after the fence; a failure surfaces there
     const stillDeciding = await fencing;
     if (stillDeciding.length > 0) log.warn(`checkpoint(s) ${stillDeciding.join(', ')} still being finalized after the wait: the new attempts may restore from the one before`, { checkpoints: stillDeciding });

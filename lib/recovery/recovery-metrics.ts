@@ -121,6 +121,15 @@ export interface BeginInput {
   /** The supervisor's view at detection: the counters' baseline. */
   view?: JobView;
   status?: FailureEventStatus;
+  /** The event's number and the earlier events it supersedes, taken ahead (`reserve`) while the failover did other work. */
+  reserved?: Promise<Reservation>;
+}
+
+/** What an event needs from the store before it is written: its number, and the earlier events its restarts supersede. */
+export interface Reservation {
+  seq: number;
+  /** Per unit restarted, the event that launched the attempt now replaced, if that attempt has not come back. */
+  pending: ReadonlyMap<string, number>;
 }
 
 export class RecoveryMetrics {
@@ -140,17 +149,31 @@ export class RecoveryMetrics {
   }
 
   /** Records a failure event and the pointers of its restarted attempts; returns it. */
+  /**
+   * Numbers an event ahead of its writing and reads what it supersedes: restarted attempts of
+   * earlier events that are not back yet (those events are superseded, and this one carries on
+   * their outage: its recovery time counts from their first failure). A failover takes it while it
+   * bumps the attempts, so neither waits for the other; a number taken by a failover that then
+   * found itself superseded is left unused (event numbers may skip).
+   */
+  async reserve(jobId: string, restarts: FailoverPlan['restarts']): Promise<Reservation> {
+    const [counter, pointers] = await Promise.all([
+      this.metadata.update(jobPk(jobId), 'FAILURESEQ', { add: { next: 1 } }),
+      mapWithConcurrency(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined)),
+    ]);
+    const pending = new Map<string, number>();
+    restarts.forEach((r, i) => {
+      const pointer = pointers[i];
+      if (pointer !== undefined) pending.set(r.unitId, Number(pointer.seq));
+    });
+    return { seq: Number(counter!.next), pending };
+  }
+
   async begin(input: BeginInput): Promise<FailureEvent> {
     const { job, failure, plan } = input;
     const restarts = plan?.restarts ?? [];
-    // Restarted attempts of earlier events that are not back yet: those events are superseded, and
-    // this one carries on their outage (its recovery time counts from their first failure). Read
-    // with the numbering: neither waits for the other (a failover launches after this returns).
-    const [counter, pending] = await Promise.all([
-      this.metadata.update(jobPk(job.jobId), 'FAILURESEQ', { add: { next: 1 } }),
-      mapWithConcurrency(restarts, 32, async (r) => (r.previousAttempt > 0 ? this.metadata.get(jobPk(job.jobId), pointerSk(r.unitId, r.previousAttempt)) : undefined)),
-    ]);
-    const seq = Number(counter!.next);
+    const reservation = await (input.reserved ?? this.reserve(job.jobId, restarts));
+    const seq = reservation.seq;
     const failedRestart = restarts.find((r) => r.unitId === failure.unitId);
     const event: FailureEvent = {
       jobId: job.jobId,
@@ -182,7 +205,8 @@ export class RecoveryMetrics {
       status: input.status ?? (plan ? 'RECOVERING' : 'GAVE_UP'),
       closedAt: null,
     };
-    const superseded = [...new Set(pending.filter((p): p is MetaItem => p !== undefined).map((p) => Number(p.seq)))].filter((s) => s !== seq);
+    // Without a plan (a give-up) nothing restarts and nothing is superseded.
+    const superseded = [...new Set(restarts.flatMap((r) => reservation.pending.get(r.unitId) ?? []))].filter((s) => s !== seq);
     if (superseded.length > 0) {
       const earlier = await mapWithConcurrency(superseded, 32, (s) =>
         this.metadata.update(jobPk(job.jobId), failureSk(s), { set: { status: 'SUPERSEDED', supersededBy: seq } }, [{ attr: 'status', op: '=', value: 'RECOVERING' }]),

@@ -244,6 +244,73 @@ describe('FailoverHandler, strategy single', () => {
     expect(f.log.filter((c) => c[0] === 'launch')).toEqual([['launch', 'join-1', 1]]);
   });
 
+  it('takes the event\'s number, reads the failure budget and writes the new attempt\'s record and heartbeat item at once', async () => {
+    // Each of the four calls waits until all four are in flight; one that waited for another
+    // would hold the rest until the fallback releases them, and the test sees it.
+    const inFlight = new Set<string>();
+    let together = false;
+    let release!: () => void;
+    const all = new Promise<void>((r) => (release = r));
+    let timedOut = false;
+    const fallback = setTimeout(() => {
+      timedOut = true;
+      release();
+    }, 5_000);
+    const gate = async (name: string) => {
+      inFlight.add(name);
+      if (inFlight.size === 4 && !timedOut) {
+        together = true;
+        release();
+      }
+      await all;
+    };
+    const { put, update, query } = f.metadata;
+    f.metadata.put = async (pk, sk, item, conditions) => {
+      if (item.unitId === 'join-1' && item.attempt === 1) await gate(`put ${item.status === undefined ? 'heartbeat' : 'record'}`);
+      return put.call(f.metadata, pk, sk, item, conditions);
+    };
+    f.metadata.update = async (pk, sk, changes, conditions) => {
+      if (sk === 'FAILURESEQ') await gate('event number');
+      return update.call(f.metadata, pk, sk, changes, conditions);
+    };
+    f.metadata.query = async (pk, prefix, options) => {
+      if (prefix === 'FAILURE#') await gate('budget');
+      return query.call(f.metadata, pk, prefix, options);
+    };
+    const outcome = await f.handler().handle({ ...f.failure('join-1'), recordFresh: true }, await f.view());
+    clearTimeout(fallback);
+    expect(outcome.status).toBe('recovering');
+    expect([...inFlight].sort()).toEqual(['budget', 'event number', 'put heartbeat', 'put record']);
+    expect(together).toBe(true);
+    expect(outcome.event).toMatchObject({ seq: 1, unitId: 'join-1', newAttempt: 1, status: 'RECOVERING' });
+  });
+
+  it('two racing bumps, their writes interleaved every way a seeded schedule finds: the record and the heartbeat item end at the higher attempt', async () => {
+    let seed = 12345;
+    const ticks = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % 4;
+    };
+    const { put } = f.metadata;
+    f.metadata.put = async (pk, sk, item, conditions) => {
+      for (let n = ticks(); n > 0; n--) await new Promise((r) => setImmediate(r));
+      return put.call(f.metadata, pk, sk, item, conditions);
+    };
+    for (let round = 0; round < 20; round++) {
+      const base = 1 + 2 * round;
+      const [lower, higher] = await Promise.all([
+        f.jobs.startUnitAttempt('job', 'join-1', ['join#1'], base),
+        f.jobs.startUnitAttempt('job', 'join-1', ['join#1'], base + 1),
+      ]);
+      expect(higher).toBe(true);
+      expect(typeof lower).toBe('boolean');
+      expect((await f.jobs.getUnit('job', 'join-1'))!.attempt).toBe(base + 1);
+      // The heartbeat item follows: the lower attempt's beat is refused, the higher one's taken.
+      expect(await f.jobs.beat('job', 'join-1', base)).toBe(false);
+      expect(await f.jobs.beat('job', 'join-1', base + 1)).toBe(true);
+    }
+  });
+
   it('ignores a failure of an attempt that was already replaced', async () => {
     const handler = f.handler();
     await handler.handle(f.failure('join-1'), await f.view());
