@@ -62,6 +62,8 @@ export function checkProgress(
       const what =
         detail.aligning !== undefined
           ? `aligning checkpoint ${detail.aligning.checkpointId}, waiting for ${detail.aligning.waitingFor.slice(0, 5).join(', ')}`
+          : s.ending !== undefined
+            ? `input ended, ${s.ending}`
           : s.status === 'ended'
             ? 'waiting for its region to commit'
             : `${detail.openChannels ?? '?'} input channel(s) not ended` +

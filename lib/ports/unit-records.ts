@@ -58,6 +58,8 @@ export interface SubtaskStats {
   restarts?: number;
   /** Restarted alone: input channels whose replay has not come yet (see lib/runtime/replay.ts). */
   replaysAwaited?: number;
+  /** Its input ended and it is finishing: the step it is in (lib/runtime/subtask.ts `finish`). */
+  ending?: string;
   /**
    * The record counters per input channel (edge/producer), channels with any only, and of those
    * at most a few (runtime/subtask.ts CHANNELS_REPORTED: the ones with the most records counted):

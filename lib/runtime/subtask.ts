@@ -180,6 +180,8 @@ export interface SubtaskCounters {
   openDetail?: string[];
   /** Restarted alone: input channels whose replay has not come yet (see replay.ts), as of the requester's last look. */
   replaysAwaited?: number;
+  /** Its input ended and it is finishing: the step it is in (a stuck job's report names it). */
+  ending?: string;
 }
 
 /** No input for this long with few channels open: the counters say what those channels wait for. */
@@ -309,6 +311,9 @@ export class SubtaskRunner {
     return open > 0 && open <= 4 && now - this.stall.since >= STALL_DETAIL_MS;
   }
 
+  /** The step of `finish` it is in, while its status is still 'running'. */
+  private ending: string | undefined;
+
   /** Records read so far (what `counters()` reports, without going over the input channels). */
   get recordsIn(): number {
     return this.driver.recordsIn;
@@ -336,6 +341,7 @@ export class SubtaskRunner {
       ...(gate ? { openChannels: gate.openCount() } : {}),
       ...(this.replays && this.replays.awaiting > 0 ? { replaysAwaited: this.replays.awaiting } : {}),
       ...(gate && this.inputStalled(gate.openCount()) ? { openDetail: gate.describeOpen() } : {}),
+      ...(this.ending !== undefined && this.status === 'running' ? { ending: this.ending } : {}),
     };
   }
 
@@ -725,15 +731,18 @@ export class SubtaskRunner {
    * commits it (with anything still pending) once its whole region has ended.
    */
   private async finish(): Promise<void> {
+    this.ending = 'firing its timers and sending its end of input';
     this.chain.advanceWatermark(END_OF_TIME);
     this.output.emitEvent({ t: 'e' });
     await this.output.flush();
+    this.ending = 'writing its final logs';
     // A consumer restarting after this subtask's unit is gone reads its in-flight logs from S3.
     const { jobId, index, attempt, blobs } = this.env;
     await Promise.all(
       this.output.finalLogs().map(({ edgeId, log, restart }) => blobs.put(finalLogKey(jobId, edgeId, index, attempt), JSON.stringify({ producer: index, attempt, log, ...(restart ? { restart } : {}) } satisfies FinalLog))),
     );
     if (!this.ledger) return;
+    this.ending = 'staging its last output';
     const last = await this.ledger.prepareFinal();
     this.status = 'ended';
     await this.awaitFinalCommit(last);

@@ -41,6 +41,10 @@ describe('checkProgress', () => {
     const replaying = view(stats('finished', 100), stats('running', 60, { openChannels: 8, replaysAwaited: 3 }));
     const third = checkProgress(replaying, sources, undefined, 0, 1000);
     expect(checkProgress(replaying, sources, third.mark, 1000, 1000).stalled).toMatch(/agg#0 \(unit agg-0 attempt 1, RUNNING\): 8 input channel\(s\) not ended, 3 waiting for their replay/);
+    // Its input ended and it is finishing: the step it is in.
+    const ending = view(stats('finished', 100), stats('running', 60, { openChannels: 0, ending: 'staging its last output' }));
+    const fourth = checkProgress(ending, sources, undefined, 0, 1000);
+    expect(checkProgress(ending, sources, fourth.mark, 1000, 1000).stalled).toMatch(/agg#0 \(unit agg-0 attempt 1, RUNNING\): input ended, staging its last output/);
   });
 
   it('any change of records, statuses or attempts restarts the clock', () => {
