@@ -705,7 +705,7 @@ async function main(): Promise<void> {
   const controlPorts = createAwsPorts(config, { maxSockets: 16, ...queued });
   const servicePorts = createAwsPorts(config, { maxSockets: 64, ...queued });
   await ensureInfrastructure(config, controlPorts.clients);
-  console.log(`endpoint: ${endpoint.started ? `embedded emulator (moto), one process per service: ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
+  console.log(`endpoint: ${endpoint.started ? `embedded emulator, one process per service (moto, unless its AWS_ENDPOINT_URL_<SERVICE> was given): ${Object.entries(endpoint.endpoints).map(([s, u]) => `${s} ${u}`).join(', ')}` : endpoint.endpoint}`);
   const period = flags.firstRecordS;
   const runs: JobRun[] = [];
   const measured = (run: JobRun): JobRun => ({ ...run, command, machine: { ...machine, loadavg1m: machineInfo().loadavg1m } });

@@ -628,7 +628,8 @@ export interface ResolvedEndpoint {
  * by its interpreter lock, and under a job SQS alone kept one busy. Kinesis on a process of its own
  * read 1.4-1.9x faster than on the common one (npm run bench:sources, README). The DynamoDB process is
  * also the common endpoint, for everything else (Lambda, Step Functions, Scheduler).
- * SLUICE_EMULATOR_PROCESSES=1 runs one process for all.
+ * SLUICE_EMULATOR_PROCESSES=1 runs one process for all. A service whose own variable is set already
+ * is left to that endpoint.
  */
 export async function startEmulators(options: StartOptions = {}): Promise<{ endpoint: string; endpoints: Partial<Record<ServiceName, string>>; emulators: Emulator[] }> {
   if (process.env.SLUICE_EMULATOR_PROCESSES === '1') {
@@ -637,12 +638,15 @@ export async function startEmulators(options: StartOptions = {}): Promise<{ endp
   }
   // Installed once first: the three starts would otherwise queue on the install lock.
   await ensureMotoInstalled(options.root !== undefined ? { root: options.root } : {});
-  const [dynamodb, sqs, s3, kinesis] = await Promise.all([startEmulator(options), startEmulator(options), startEmulator(options), startEmulator(options)]);
-  return {
-    endpoint: dynamodb!.endpoint,
-    endpoints: { dynamodb: dynamodb!.endpoint, sqs: sqs!.endpoint, s3: s3!.endpoint, kinesis: kinesis!.endpoint },
-    emulators: [dynamodb!, sqs!, s3!, kinesis!],
-  };
+  // A service given an endpoint of its own (AWS_ENDPOINT_URL_DYNAMODB=<DynamoDB Local>, say) is not
+  // started here: its variable stands, and the others get a moto process each.
+  const services = (['dynamodb', 'sqs', 's3', 'kinesis'] as const).filter((service) => !process.env[SERVICE_ENDPOINT_VARS[service]]?.trim());
+  const started = await Promise.all(services.map(() => startEmulator(options)));
+  const endpoints: Partial<Record<ServiceName, string>> = {};
+  services.forEach((service, i) => (endpoints[service] = started[i]!.endpoint));
+  // The common endpoint (everything else: Lambda, Step Functions, Scheduler) is a moto process.
+  const common = started[0] ?? (await startEmulator(options));
+  return { endpoint: common.endpoint, endpoints, emulators: started.length > 0 ? started : [common] };
 }
 
 /**
@@ -657,9 +661,14 @@ export async function resolveEndpoint(options: StartOptions = {}): Promise<Resol
   const vars: Record<string, string> = { AWS_ENDPOINT_URL: endpoint };
   for (const [service, url] of Object.entries(endpoints) as [ServiceName, string][]) vars[SERVICE_ENDPOINT_VARS[service]] = url;
   Object.assign(process.env, vars);
+  // Services left to an endpoint of their own are named too (not unset by stop()).
+  const given: Partial<Record<ServiceName, string>> = {};
+  for (const [service, name] of Object.entries(SERVICE_ENDPOINT_VARS) as [ServiceName, string][]) {
+    if (endpoints[service] === undefined && process.env[name]?.trim()) given[service] = process.env[name]!.trim();
+  }
   return {
     endpoint,
-    endpoints,
+    endpoints: { ...endpoints, ...given },
     started: true,
     async stop() {
       for (const [name, value] of Object.entries(vars)) if (process.env[name] === value) delete process.env[name];
