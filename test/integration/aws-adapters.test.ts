@@ -15,7 +15,7 @@ import { blobStoreContract } from '../contracts/blobs.contract';
 import { channelTransportContract } from '../contracts/channels.contract';
 import { metadataStoreContract } from '../contracts/metadata.contract';
 import { uniqueName } from '../contracts/names';
-import { MOTO_VERSION, REPO_ROOT, startEmulator } from '../../lib/local/emulator';
+import { MOTO_VERSION, REPO_ROOT, startEmulator, startEmulators } from '../../lib/local/emulator';
 
 const opened: AwsClients[] = [];
 afterAll(() => opened.forEach((c) => c.destroy()));
@@ -157,6 +157,32 @@ describe('embedded emulator', () => {
     expect((await fetch(`${emulator.endpoint}/moto-api/`)).ok).toBe(true);
     await emulator.stop();
     await expect(fetch(`${emulator.endpoint}/moto-api/`)).rejects.toThrow();
+  });
+
+  it('leaves a service given an endpoint of its own to it, and starts a moto process for each of the others', async () => {
+    // The suite's own emulator set every service's variable: only Kinesis keeps one here.
+    const names = ['AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL_SQS', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL_KINESIS'];
+    const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]));
+    for (const n of names) delete process.env[n];
+    process.env.AWS_ENDPOINT_URL_KINESIS = 'http://127.0.0.1:9';
+    try {
+      const { endpoint, endpoints, emulators } = await startEmulators();
+      try {
+        expect(Object.keys(endpoints).sort()).toEqual(['dynamodb', 's3', 'sqs']);
+        expect(emulators).toHaveLength(3);
+        expect(new Set(Object.values(endpoints)).size).toBe(3);
+        // The common endpoint is one of the moto processes, never the given one.
+        expect(Object.values(endpoints)).toContain(endpoint);
+        for (const url of Object.values(endpoints)) expect((await fetch(`${url}/moto-api/`)).ok).toBe(true);
+      } finally {
+        await Promise.all(emulators.map((e) => e.stop()));
+      }
+    } finally {
+      for (const n of names) {
+        if (saved[n] === undefined) delete process.env[n];
+        else process.env[n] = saved[n];
+      }
+    }
   });
 
   it('does not spin a core while a long poll waits behind a blocked message group', async () => {
