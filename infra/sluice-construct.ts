@@ -70,7 +70,7 @@ export interface SluiceProps {
   fargate?: SluiceFargateOptions;
   /** How the API and the supervisor start units. Default 'lambda'; 'fargate' needs `fargate`. */
   launcher?: 'lambda' | 'fargate';
-  /** Seconds between polls of a pending checkpoint. Default 2. */
+  /** Seconds before the first poll of a pending checkpoint (default 2); each poll then says how long to wait (a quarter of the checkpoint's age, 1-60 s). */
   pollIntervalSeconds?: number;
   /** Longest a checkpoint may stay undecided before the workflow finalizes it anyway. Default 900. */
   maxCheckpointSeconds?: number;

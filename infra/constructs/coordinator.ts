@@ -133,12 +133,14 @@ export class CheckpointCoordinator extends Construct {
 
     const trigger = step('Trigger', f.trigger, undefined, '$.trigger');
     const prepare = new sfn.Pass(this, 'Prepare', {
-      parameters: { 'jobId.$': '$.trigger.jobId', 'checkpointId.$': '$.trigger.checkpointId', polls: 0 },
+      parameters: { 'jobId.$': '$.trigger.jobId', 'checkpointId.$': '$.trigger.checkpointId', polls: 0, waitSeconds: pollSeconds },
     });
-    const wait = new sfn.Wait(this, 'Wait', { time: sfn.WaitTime.duration(Duration.seconds(pollSeconds)) });
+    // The first wait is pollSeconds; each poll says how long to wait before the next (a quarter of
+    // the checkpoint's age, up to a minute: each poll reads every acknowledgement of it).
+    const wait = new sfn.Wait(this, 'Wait', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
     const poll = step('Poll', f.poll, ids, '$.poll');
     const count = new sfn.Pass(this, 'CountPoll', {
-      parameters: { 'jobId.$': '$.jobId', 'checkpointId.$': '$.checkpointId', 'polls.$': 'States.MathAdd($.polls, 1)', 'done.$': '$.poll.done' },
+      parameters: { 'jobId.$': '$.jobId', 'checkpointId.$': '$.checkpointId', 'polls.$': 'States.MathAdd($.polls, 1)', 'done.$': '$.poll.done', 'waitSeconds.$': '$.poll.waitSeconds' },
     });
     const maxPolls = Math.max(1, Math.ceil(maxCheckpointSeconds / pollSeconds));
     const finalize = step('Finalize', f.finalize, ids, '$.finalize');

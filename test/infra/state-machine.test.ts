@@ -75,6 +75,12 @@ describe('checkpoint state machine (synthesized definition, run locally)', () =>
     expect(() => new StateMachine(definition)).not.toThrow();
   });
 
+  it('waits as long as the last poll said before the next (the first wait: the construct\'s poll interval)', () => {
+    expect(definition.States.Wait).toMatchObject({ Type: 'Wait', SecondsPath: '$.waitSeconds' });
+    expect(definition.States.Prepare.Parameters).toMatchObject({ waitSeconds: 2 });
+    expect(definition.States.CountPoll.Parameters).toMatchObject({ 'waitSeconds.$': '$.poll.waitSeconds' });
+  });
+
   it('takes a real checkpoint of a running demo job: trigger, poll until decided, finalize, notify', async () => {
     const ports = createMemoryPorts();
     const jobs = new JobStore(ports.metadata);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { jobRegistry } from '../../../examples/jobs';
 import type { CheckpointHistoryEntry } from '../../../lib/checkpoint';
 import { CheckpointDriver } from '../../../lib/jobs/checkpoint-driver';
-import { CheckpointSteps, fencePendingCheckpoints, type StepResult } from '../../../lib/jobs/checkpoint-steps';
+import { CheckpointSteps, fencePendingCheckpoints, pollWaitSeconds, type StepResult } from '../../../lib/jobs/checkpoint-steps';
 import { JobService } from '../../../lib/jobs/job-service';
 import { JobStore } from '../../../lib/jobs/job-store';
 import { createMemoryPorts } from '../../../lib/memory';
@@ -19,7 +19,7 @@ import { FakeClock } from '../schedule/fake-clock';
 
 type Part = 'ack' | 'decline' | 'silent';
 
-async function setup(maxConsecutiveRegionFailures: number) {
+async function setup(maxConsecutiveRegionFailures: number, timeoutSeconds = 10) {
   const ports = createMemoryPorts();
   const jobs = new JobStore(ports.metadata);
   const service = new JobService({ jobs, channels: ports.channels, registry: jobRegistry, queuePrefix: 'steps', launcher: new RecordingLauncher() });
@@ -27,7 +27,7 @@ async function setup(maxConsecutiveRegionFailures: number) {
     job: 'ingest',
     params: { parallelism: 3 },
     // Ratio 1: only the consecutive limit can fail a checkpoint as a whole here.
-    checkpoint: { handle: 'regional', timeoutSeconds: 10, maxFailedRegionRatio: 1, maxConsecutiveRegionFailures },
+    checkpoint: { handle: 'regional', timeoutSeconds, maxFailedRegionRatio: 1, maxConsecutiveRegionFailures },
   });
   const clock = new FakeClock(1_767_225_600_000);
   const steps = new CheckpointSteps({ jobs, service, metadata: ports.metadata, blobs: ports.blobs, clock });
@@ -283,6 +283,23 @@ describe('CheckpointSteps: a checkpoint pending when the job ends is decided', (
 });
 
 describe('CheckpointSteps: aborts reach the units, as from the local driver', () => {
+  it('waits longer between polls as a checkpoint ages (a quarter of its age, up to a minute), never past its deadline', async () => {
+    expect([0, 3_999, 4_000, 40_000, 239_999, 240_000, 3_600_000].map((age) => pollWaitSeconds(age, 3_600_000))).toEqual([1, 1, 1, 10, 59, 60, 60]);
+    expect(pollWaitSeconds(400_000, 7_500)).toBe(8);
+    expect(pollWaitSeconds(400_000, -5_000)).toBe(1);
+    const { job, steps, clock } = await setup(3, 600);
+    const id = (await steps.trigger({ jobId: job.jobId })).checkpointId!;
+    const waits: number[] = [];
+    for (const at of [100, 40_000, 400_000, 590_000]) {
+      await clock.advance(at - (waits.length === 0 ? 0 : [100, 40_000, 400_000, 590_000][waits.length - 1]!));
+      const r = await steps.poll({ jobId: job.jobId, checkpointId: id });
+      expect(r.done).toBe(false);
+      waits.push(r.waitSeconds!);
+    }
+    // 0.1 s, 40 s, 400 s old; at 590 s, 10 s before its 600 s deadline.
+    expect(waits).toEqual([1, 10, 60, 10]);
+  });
+
   it('a region that declines N is told to stop aligning N at the next poll, once, while the others go on', async () => {
     const { job, steps, service, clock, write } = await setup(3);
     const sent: { units: string[]; type: string; checkpointId?: number; subtasks?: string[] }[] = [];
