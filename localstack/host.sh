@@ -7,6 +7,8 @@
 #                                      prints the endpoint (also in .sluice/localstack/endpoint)
 #   bash localstack/host.sh stop        SIGTERM to LocalStack, SIGKILL to what is left of it after 20 s
 #   bash localstack/host.sh status      endpoint and listening sockets, or "not running"
+#   bash localstack/host.sh dynamodb-local [port]   DynamoDB Local alone (default port 8123), in
+#                                      the foreground: for bench:scale's DynamoDB (docs/scale.md)
 # Needs Python 3.13 (LOCALSTACK_PYTHON, python3.13 on PATH or a pyenv 3.13), a JDK 17+ (java,
 # javac, jar), mvn, openssl, curl, ss. Logs: .sluice/localstack/localstack.log. See README.md here.
 set -euo pipefail
@@ -257,10 +259,23 @@ cmd_status() {
   fi
 }
 
+# DynamoDB Local alone, in the foreground, on loopback (the launcher binds 127.0.0.1): for
+# `AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:<port> npm run bench:scale ...`, where moto's one
+# DynamoDB process answered in 0.2-5 s under 12,000 subtasks (docs/scale.md).
+cmd_dynamodb_local() {
+  local port="${1:-8123}" jhome
+  install_dynamodb_local
+  jhome="$(java_home)"
+  say "DynamoDB Local $DDB_VERSION on 127.0.0.1:$port (in memory); export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$port"
+  cd "$DDB_DIR"
+  exec "$jhome/bin/java" -Djava.library.path=DynamoDBLocal_lib -jar DynamoDBLocal.jar -port "$port" -inMemory
+}
+
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) die "usage: bash localstack/host.sh install|start|stop|status" ;;
+  dynamodb-local) cmd_dynamodb_local "${2:-}" ;;
+  *) die "usage: bash localstack/host.sh install|start|stop|status|dynamodb-local [port]" ;;
 esac
