@@ -148,7 +148,6 @@ export class RecoveryMetrics {
     this.settleMs = options.settleMs ?? 1000;
   }
 
-  /** Records a failure event and the pointers of its restarted attempts; returns it. */
   /**
    * Numbers an event ahead of its writing and reads what it supersedes: restarted attempts of
    * earlier events that are not back yet (those events are superseded, and this one carries on
@@ -169,6 +168,7 @@ export class RecoveryMetrics {
     return { seq: Number(counter!.next), pending };
   }
 
+  /** Records a failure event and the pointers of its restarted attempts; returns it. */
   async begin(input: BeginInput): Promise<FailureEvent> {
     const { job, failure, plan } = input;
     const restarts = plan?.restarts ?? [];
