@@ -263,7 +263,10 @@ describe('SluiceStack (default: Lambda task units)', () => {
     expect(states.Trigger.Next).toBe('Triggered?');
     expect(states['Triggered?'].Default).toBe('Prepare');
     expect(states.Prepare.Next).toBe('Wait');
-    expect(states.Wait).toMatchObject({ Type: 'Wait', Seconds: 2, Next: 'Poll' });
+    // The first wait is the poll interval (2 s); then each poll says how long (a quarter of the checkpoint's age).
+    expect(states.Prepare.Parameters).toMatchObject({ waitSeconds: 2 });
+    expect(states.Wait).toMatchObject({ Type: 'Wait', SecondsPath: '$.waitSeconds', Next: 'Poll' });
+    expect(states.CountPoll.Parameters['waitSeconds.$']).toBe('$.poll.waitSeconds');
     expect(states.Poll.Next).toBe('CountPoll');
     expect(states.CountPoll.Parameters['polls.$']).toBe('States.MathAdd($.polls, 1)');
     const decided = states['Decided?'];
