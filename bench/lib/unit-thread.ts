@@ -80,13 +80,16 @@ const loopDelay = monitorEventLoopDelay({ resolution: 20 });
 loopDelay.enable();
 
 /**
- * SCALE_PROFILE_RESTART=<dir>: a CPU profile of this thread's first 60 s from each restart it
- * launches (`<dir>/<unit>-<attempt>.cpuprofile`, for Chrome's DevTools): where a restart's time goes
+ * SCALE_PROFILE_RESTART=<dir>: a CPU profile of this thread's first 60 s from a restart it
+ * launches (one at a time) (`<dir>/<unit>-<attempt>.cpuprofile`, for Chrome's DevTools): where a restart's time goes
  * in its own event loop (at P=4000 it stalled up to 4.7 s around its restore).
  */
+let profiling = false;
 async function profileRestart(name: string, ms = 60_000): Promise<void> {
   const dir = process.env.SCALE_PROFILE_RESTART;
-  if (!dir || data.role === 'units') return;
+  // One profile at a time: a restart within another's 60 s is in that one's profile already.
+  if (!dir || data.role === 'units' || profiling) return;
+  profiling = true;
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
@@ -97,6 +100,7 @@ async function profileRestart(name: string, ms = 60_000): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
   session.disconnect();
+  profiling = false;
   console.error(`profile of ${name}: ${dir}/${name}.cpuprofile`);
 }
 
