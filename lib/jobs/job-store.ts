@@ -369,14 +369,19 @@ export class JobStore implements UnitRecordStore {
   }
 
   /**
-   * The current attempt of these units (all when none are named), from their records: one query
-   * per partition that holds any of them.
+   * The current attempt of these units (all when none are named), from their heartbeat items: one
+   * query per partition that holds any of them. Not from their records: a record carries its unit's
+   * counters (30-40 KB at 100 subtasks a unit), a heartbeat item ~60 bytes, and every checkpoint
+   * poll and restart reads attempts (at P=4000 a poll read ~800 of its ~1,460 read units in unit
+   * records). A bump writes both items, each only to a higher attempt, and is awaited before its
+   * attempt launches or fences a checkpoint (`startUnitAttempt`), so both say the same of any
+   * attempt that runs.
    */
   async unitAttempts(jobId: string, unitIds?: Iterable<string>): Promise<Map<string, number>> {
     const shards = await this.shards(jobId);
     const wanted = unitIds === undefined ? undefined : new Set(unitIds);
     const partitions = wanted === undefined ? Array.from({ length: shards }, (_, s) => s) : [...new Set([...wanted].map((u) => shardOf(u, shards)))];
-    const parts = await mapWithConcurrency(partitions, 16, (s) => this.metadata.query(unitsPk(jobId, s), UNIT_PREFIX));
+    const parts = await mapWithConcurrency(partitions, 16, (s) => this.metadata.query(unitsPk(jobId, s), BEAT_PREFIX));
     const out = new Map<string, number>();
     for (const items of parts) {
       for (const { item } of items) {

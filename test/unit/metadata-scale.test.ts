@@ -126,6 +126,26 @@ describe('unit records and heartbeats', () => {
     expect((await jobs.unitAttempts(job.jobId)).size).toBe(job.units.length);
   });
 
+  it('reads attempts from the heartbeat items, not the records that carry the units\' counters', async () => {
+    const { metadata, jobs, submit } = submitter(100);
+    const job = await submit(4000);
+    // Counters as a running unit of 100 subtasks reports them: tens of KB a record.
+    const stats = Object.fromEntries(job.units[0]!.subtasks.map((s) => [s, { records: 123456, bytes: 9876543, watermark: 1_700_000_000_000, channels: 'x'.repeat(200) }]));
+    for (const u of job.units) await jobs.reportUnit(job.jobId, u.unitId, 0, { stats: stats as never });
+    const before = metadata.readUnits;
+    await jobs.getUnits(job.jobId);
+    expect(metadata.readUnits - before).toBeGreaterThan(500);
+    const unit = job.units[7]!;
+    await jobs.startUnitAttempt(job.jobId, unit.unitId, unit.subtasks, 3);
+    const units = metadata.readUnits;
+    const attempts = await jobs.unitAttempts(job.jobId);
+    // 120 heartbeat items of ~80 bytes: a few read units (the records: over 500).
+    expect(metadata.readUnits - units).toBeLessThanOrEqual(5);
+    expect(attempts.size).toBe(job.units.length);
+    expect(attempts.get(unit.unitId)).toBe(3);
+    expect(attempts.get(job.units[0]!.unitId)).toBe(0);
+  });
+
   it('a starting unit reads the attempts of its producers only: one pipeline under forward edges, the producer task under all-to-all', () => {
     const ingest = buildExecutionGraph(jobRegistry.build('ingest', { parallelism: 5000, partitions: 5000 }).graph);
     const layout = new LayoutIndex(jobLayout(ingest, { jobId: 'j', queuePrefix: 'q', subtasksPerUnit: 100 }));
