@@ -8,11 +8,15 @@
  *             within its alignment's few seconds, so the acks of a large job are spread over
  *             `ackShards` partitions by subtask (lib/ports/metadata-keys.ts).
  *   ack batch (a task unit's acks, `AckBatching`) the same pk, shard by the unit, sk
- *             <unitId>#a<attempt>#<writer token>#<seq>, attribute `acks`: the records of every
- *             subtask of the unit that acked (or declined) N within one linger. One write of a few
- *             KB for a unit's ~100 subtasks instead of 100 writes: DynamoDB bills each write at
- *             least one unit (docs/scale.md). Each record still carries its subtask and attempt,
- *             and the token keeps the batches of two invocations of one attempt (a hand-over) apart.
+ *             <unitId>#a<attempt>#<writer token>#<seq>, attribute `packed`: the records of every
+ *             subtask of the unit that acked (or declined) N within one linger, as JSON, deflated,
+ *             base64 (`count` says how many). One write of a few KB for a unit's ~100 subtasks
+ *             instead of 100 writes: DynamoDB bills each write at least one unit (docs/scale.md).
+ *             Packed because every poll of a pending checkpoint reads every batch, billed by size:
+ *             the records' names and snapshot keys repeat, and deflate takes them to about a fifth
+ *             (batches written as a plain `acks` list are still read). Each record still carries
+ *             its subtask and attempt, and the token keeps the batches of two invocations of one
+ *             attempt (a hand-over) apart.
  * `attempt` is the task unit's attempt: a restarted unit never rewrites another attempt's snapshot
  * or acknowledgement, and the coordinator counts only the attempt a checkpoint was triggered for.
  * The manifest records which snapshot key each subtask restores from (restore never derives it).
@@ -43,6 +47,7 @@ import {
 } from './union-state';
 import { mapWithConcurrency, type PoolStats } from '../util/concurrency';
 import { randomUUID } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
 export interface SubtaskSnapshot {
   checkpointId: number;
@@ -112,6 +117,20 @@ const SNAPSHOT_KEY = /^checkpoints\/.+\/\d+\/[^/]+\.json$/;
  */
 export function snapshotHandleOf(handles: readonly SnapshotHandle[]): SnapshotHandle | undefined {
   return handles.find((h) => SNAPSHOT_KEY.test(h.key) && !h.key.includes('/union/')) ?? handles[0];
+}
+
+/** A batch's records as its item's `packed` attribute (see the header). */
+export const packAcks = (acks: readonly AckRecord[]): string => deflateRawSync(JSON.stringify(acks)).toString('base64');
+
+/** The records of a batch's `packed` attribute; an item that does not decode is named. */
+export function unpackAcks(pk: string, sk: string, packed: string): AckRecord[] {
+  try {
+    const records = JSON.parse(inflateRawSync(Buffer.from(packed, 'base64')).toString('utf8')) as unknown;
+    if (!Array.isArray(records)) throw new Error('not a list of acknowledgements');
+    return records as AckRecord[];
+  } catch (e) {
+    throw new Error(`acknowledgement batch ${pk} / ${sk} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 /** A task unit's acknowledgements written together (see the header). */
@@ -309,7 +328,7 @@ export class CheckpointIO {
     const latest = new Map<string, AckRecord>();
     for (const i of items) {
       const { [TTL_ATTRIBUTE]: _ttl, ...item } = i.item;
-      const records = Array.isArray(item.acks) ? (item.acks as unknown as AckRecord[]) : [item as unknown as AckRecord];
+      const records = typeof item.packed === 'string' ? unpackAcks(i.pk, i.sk, item.packed) : Array.isArray(item.acks) ? (item.acks as unknown as AckRecord[]) : [item as unknown as AckRecord];
       for (const record of records) {
         const key = ackSk(record.subtask, record.attempt ?? 0);
         const known = latest.get(key);
@@ -329,7 +348,7 @@ export class CheckpointIO {
   private async putBatch(checkpointId: number, unitId: string, sk: string, acks: AckRecord[]): Promise<void> {
     const at = Math.max(...acks.map((a) => a.at));
     const shard = shardOf(unitId, this.ackShards);
-    const item = { acks, at, [TTL_ATTRIBUTE]: expiresAt(at, ACK_TTL_SECONDS) };
+    const item = { packed: packAcks(acks), count: acks.length, at, [TTL_ATTRIBUTE]: expiresAt(at, ACK_TTL_SECONDS) };
     await this.metadata.put(ackPk(this.jobId, checkpointId, shard), sk, item as unknown as Record<string, never>);
   }
 }
