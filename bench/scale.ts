@@ -63,6 +63,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createAwsPorts, ensureInfrastructure, billedCounts, requestCounts } from '../lib/aws';
 import { loadConfig, type SluiceConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
+import { startDynamoDbLocal } from './lib/dynamodb-local';
 import { jobRegistry } from '../examples/jobs';
 import { JobService } from '../lib/jobs/job-service';
 import { isSinglePoint, JobStore, type SubtaskStats } from '../lib/jobs/job-store';
@@ -97,6 +98,7 @@ const FLAGS = defineFlags({
   heartbeatTimeoutS: { type: 'number', default: 120, min: 10, help: 'heartbeat timeout of the jobs: a unit whose record is not written for this long is failed (every unit shares this process, and at P=4000 a checkpoint queues its 12,000 acknowledgements before the heartbeats)' },
   processBufferMb: { type: 'number', default: 0, min: 0, help: "a budget (MiB, estimated) of input buffered by all units of this process together, 0 for none: past half of it a unit receives one envelope at a time, past all of it none (channel-mux.ts InputBudget; costs extra receives)" },
   unitBufferMb: { type: 'number', default: 16, min: 1, help: "most memory (MiB, estimated) each unit's multiplexed inputs hold before its poller waits (a unit process of its own: 64; every unit shares this process: 122 units at P=4000)" },
+  dynamodbLocal: { type: 'boolean', help: "DynamoDB on DynamoDB Local (AWS's own emulator, as in the LocalStack lane; started here through localstack/host.sh, needs a JDK 17+ and mvn), SQS and S3 on moto: at P=4000 moto's one DynamoDB process answers each call in 0.2-5 s, and a restart waits on a few (docs/scale.md)" },
   pollMs: { type: 'number', default: 500, integer: true, min: 50, help: 'supervisor poll (the local control plane)' },
   supervisorEveryS: { type: 'number', default: 60, min: 1, help: 'MODEL: the cloud supervisor pass interval (the control plane priced per job)' },
   p16Rate: { type: 'number', default: 10_000, min: 1, help: 'records/s of the P=16 run (events + feature updates)' },
@@ -694,7 +696,15 @@ async function main(): Promise<void> {
   console.log(describeMachine(machine));
   console.log(`rerun:   ${command}`);
 
-  const endpoint = await resolveEndpoint();
+  if (flags.dynamodbLocal && (process.env.AWS_ENDPOINT_URL?.trim() || process.env.AWS_ENDPOINT_URL_DYNAMODB?.trim())) {
+    throw new Error('--dynamodb-local starts DynamoDB Local for the embedded emulator: unset AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB, or leave the flag out');
+  }
+  const ddbLocal = flags.dynamodbLocal ? await startDynamoDbLocal({ log: (line) => /install|listens|error|exception/i.test(line) && console.log(`dynamodb-local: ${line}`) }) : undefined;
+  if (ddbLocal) process.env.AWS_ENDPOINT_URL_DYNAMODB = ddbLocal.endpoint;
+  const endpoint = await resolveEndpoint().catch(async (e: unknown) => {
+    await ddbLocal?.stop();
+    throw e;
+  });
   const config = { ...loadConfig(), table: 'sluice-scale', bucket: 'sluice-scale', queuePrefix: 'scale' };
   // The units' clients are their threads' own (bench/lib/unit-thread.ts). The control plane's
   // DynamoDB and S3 calls (a failover's reads and writes, the checkpoint steps) and the job service's
@@ -781,6 +791,7 @@ async function main(): Promise<void> {
     controlPorts.clients.destroy();
     servicePorts.clients.destroy();
     await endpoint.stop();
+    await ddbLocal?.stop();
   }
 }
 
