@@ -208,7 +208,17 @@ interface CheckpointRun {
   window: Window;
   /** The window less the background (load-window) rate over its duration. */
   netHttp: number;
+  /**
+   * The same for billed units, less the local supervisor's DynamoDB reads (in the window and in the
+   * background rate): it reads every unit record each --poll-ms here, deployed a pass runs once a
+   * minute, charged in the idle cost. Measured apart since it moved with the records' sizes (idle
+   * 503-900 read units/s at P=4000), more than a checkpoint's own reads.
+   */
   netBilled: Billed;
+  /** DynamoDB read units of the checkpoint steps (trigger, polls, finalize, notify) themselves. */
+  stepReadUnits?: number;
+  /** The local supervisor's DynamoDB read units in the window (left out of netBilled). */
+  supervisorReadUnits?: number;
   /** DynamoDB writes and billed write units, and S3 PUTs, per kind of item or object within the window (gross). */
   writesByKind?: { ddb: KindCounts; s3: KindCounts };
   message?: string;
@@ -237,7 +247,7 @@ interface JobRun {
   submitWindow: Window;
   idle: Window;
   load: Window;
-  controlPlane: { reads: number; writes: number; readUnits: number; writeUnits: number; seconds: number };
+  controlPlane: { reads: number; writes: number; readUnits: number; writeUnits: number; seconds: number; supervisorReadUnits?: number };
   /** Writes per kind within the load window (the background a checkpoint's are net of). */
   loadWritesByKind?: { ddb: KindCounts; s3: KindCounts };
   checkpoints: CheckpointRun[];
@@ -415,11 +425,14 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
   };
   const jobs = new JobStore(controlStore);
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
-  const steps = new CheckpointSteps({ jobs, service, metadata: controlStore, blobs: controlBlobs });
+  // The checkpoint steps' and the supervisor's reads counted apart (CheckpointRun.netBilled).
+  const stepStore = new ObservedMetadataStore(controlStore);
+  const steps = new CheckpointSteps({ jobs: new JobStore(stepStore), service: new JobService({ jobs: new JobStore(stepStore), channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher }), metadata: stepStore, blobs: controlBlobs });
+  const supervision = new ObservedMetadataStore(controlStore);
   const metrics = new RecoveryMetrics(controlStore);
   const controller = new JobController({
-    service,
-    metadata: controlStore,
+    service: new JobService({ jobs: new JobStore(supervision), channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher }),
+    metadata: supervision,
     blobs: controlBlobs,
     metrics,
     pollMs: flags.pollMs,
@@ -467,7 +480,7 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
   let idle: Window;
   const firstRecordAt = launcher.firstLaunchAt + flags.firstRecordS * 1000;
   const records = spec.records !== false;
-  const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits };
+  const ca = { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits, supervisorReadUnits: supervision.readUnits };
   if (spec.idle) {
     await sleep(3000);
     const a = await snap();
@@ -489,7 +502,7 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
     await sleep(Math.max(0, loadStart - Date.now()));
     const la = await snap();
     const ka = await kinds();
-    Object.assign(ca, { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits });
+    Object.assign(ca, { reads: controlStore.reads, writes: controlStore.writes, readUnits: controlStore.readUnits, writeUnits: controlStore.writeUnits, supervisorReadUnits: supervision.readUnits });
     await sleep((spec.loadSeconds ?? flags.firstRecordS) * 1000);
     load = between(la, await snap());
     loadWritesByKind = await kindsSince(ka);
@@ -500,15 +513,19 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
     readUnits: controlStore.readUnits - ca.readUnits,
     writeUnits: controlStore.writeUnits - ca.writeUnits,
     seconds: load.seconds,
+    supervisorReadUnits: supervision.readUnits - ca.supervisorReadUnits,
   };
   if (records) log(`load ${load.seconds.toFixed(1)} s at ${spec.recordsPerSecond.toFixed(1)} records/s: ${fmtBilled(perSecond(load))} billed/s; ${(load.messages / load.seconds).toFixed(1)} messages/s; CPU ${(load.cpuSeconds / load.seconds).toFixed(2)} vCPU here`);
   else log('no load window (--no-records): checkpoints are measured net of the idle rate');
 
   const background = perSecond(load);
+  // The background without the local supervisor's reads: a checkpoint's figure leaves them out (CheckpointRun.netBilled).
+  const backgroundUnsupervised: Billed = { ...background, ddbRead: Math.max(0, background.ddbRead - controlPlane.supervisorReadUnits / load.seconds) };
   const backgroundHttp = load.http.total / load.seconds;
   const checkpoint = async (watchUnit?: string): Promise<CheckpointRun> => {
     const a = await snap();
     const ka = await kinds();
+    const [stepsAt, supervisedAt] = [stepStore.readUnits, supervision.readUnits];
     const triggered = await steps.trigger({ jobId: job.jobId });
     if (triggered.checkpointId === null) {
       const w = between(a, await snap());
@@ -524,13 +541,15 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
       polls: run.polls,
       window: w,
       netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
-      netBilled: clampZero(minus(w.billed, scale(background, w.seconds))),
+      netBilled: clampZero(minus(w.billed, add(scale(backgroundUnsupervised, w.seconds), { ...ZERO, ddbRead: supervision.readUnits - supervisedAt }))),
+      stepReadUnits: stepStore.readUnits - stepsAt,
+      supervisorReadUnits: supervision.readUnits - supervisedAt,
       writesByKind: await kindsSince(ka),
       ...(run.result.message ? { message: run.result.message } : {}),
       ...(await memory(launcher)),
     };
     if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
-    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net: ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
+    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls; their steps read ${count(r.stepReadUnits ?? 0)} RRU); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net of background and the local supervisor's ${count(r.supervisorReadUnits ?? 0)} RRU: ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
     return r;
   };
   const checkpoints: CheckpointRun[] = [];
@@ -803,7 +822,7 @@ process.on('unhandledRejection', (error) => {
 
 /** The local supervisor's DynamoDB reads in a run: per second here (every `pollMs`) and per supervision pass. */
 function supervisorReads(r: JobRun, flags: Flags): { perSecond: number; perPass: number } {
-  const perSecond = r.controlPlane.readUnits / r.controlPlane.seconds;
+  const perSecond = (r.controlPlane.supervisorReadUnits ?? r.controlPlane.readUnits) / r.controlPlane.seconds;
   return { perSecond, perPass: perSecond * (flags.pollMs / 1000) };
 }
 
@@ -978,7 +997,7 @@ Cost model coefficients (how each is derived):
       }
       const ck = j.checkpoints.filter((c) => c.checkpointId !== null);
       const worst = Math.max(...ck.map((c) => c.netHttp), ...ck.map((c) => { const b = c.netBilled; return b.sqs + b.ddbRead + b.ddbWrite + b.s3Read + b.s3Write; }));
-      if (ck.length > 0) lines.push([`one checkpoint at P=${j.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background)`, worst <= 50_000, '']);
+      if (ck.length > 0) lines.push([`one checkpoint at P=${j.parallelism} <= 50,000 requests (worst: ${count(worst)}, the larger of HTTP calls and billed units, net of background${ck.every((c) => c.supervisorReadUnits !== undefined) ? " and the local supervisor's reads" : ''})`, worst <= 50_000, '']);
     }
     // P=4000 from the measured coefficients, while the join at P=4000 itself is not measured.
     const idle4000 = modelRow(coefficients, { parallelism: 4000, recordsPerSecond: 0, subtasksPerUnit: flags.subtasksPerUnit, checkpointIntervalS: 0, unitVcpu: flags.unitVcpu, unitGb: flags.unitGb, parallelismPerKpu: flags.parallelismPerKpu });
