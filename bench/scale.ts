@@ -120,6 +120,8 @@ interface Snapshot {
   at: number;
   http: { sqs: number; dynamodb: number; s3: number };
   billed: Billed;
+  /** DynamoDB read units of the units' threads alone (the rest is this thread's: control plane). */
+  unitsDdbRead: number;
   messages: number;
   payloadBytes: number;
   cpuUs: number;
@@ -148,6 +150,7 @@ async function snapshot(threads: UnitThreads): Promise<Snapshot> {
       s3Write: b.s3WriteRequests + sum((c) => c.billed.s3WriteRequests),
       s3Read: b.s3ReadRequests + sum((c) => c.billed.s3ReadRequests),
     },
+    unitsDdbRead: sum((c) => c.billed.dynamodbReadUnits),
     messages: sent.messages + sum((c) => c.sent.messages),
     payloadBytes: sent.bytes + sum((c) => c.sent.bytes),
     // The process's CPU: every thread's.
@@ -159,6 +162,8 @@ interface Window {
   seconds: number;
   http: { sqs: number; dynamodb: number; s3: number; total: number };
   billed: Billed;
+  /** DynamoDB read units of the units' threads alone. */
+  unitsDdbRead?: number;
   /** Data + control messages sent (entries), and their payload bytes. */
   messages: number;
   payloadBytes: number;
@@ -171,6 +176,7 @@ function between(a: Snapshot, b: Snapshot): Window {
     seconds: (b.at - a.at) / 1000,
     http: { ...http, total: http.sqs + http.dynamodb + http.s3 },
     billed: minus(b.billed, a.billed),
+    unitsDdbRead: b.unitsDdbRead - a.unitsDdbRead,
     messages: b.messages - a.messages,
     payloadBytes: b.payloadBytes - a.payloadBytes,
     cpuSeconds: (b.cpuUs - a.cpuUs) / 1e6,
@@ -209,10 +215,11 @@ interface CheckpointRun {
   /** The window less the background (load-window) rate over its duration. */
   netHttp: number;
   /**
-   * The same for billed units, less the local supervisor's DynamoDB reads (in the window and in the
-   * background rate): it reads every unit record each --poll-ms here, deployed a pass runs once a
-   * minute, charged in the idle cost. Measured apart since it moved with the records' sizes (idle
-   * 503-900 read units/s at P=4000), more than a checkpoint's own reads.
+   * The same for billed units, but DynamoDB reads are the units' (net of their background rate)
+   * and the checkpoint steps' own: not the local supervisor's, which reads every unit record each
+   * --poll-ms here (deployed a pass runs once a minute, charged in the idle cost). Net of a
+   * background that included them, the figure moved with the records' sizes (idle 503-900 read
+   * units/s at P=4000) more than with the checkpoint's own reads.
    */
   netBilled: Billed;
   /** DynamoDB read units of the checkpoint steps (trigger, polls, finalize, notify) themselves. */
@@ -519,8 +526,8 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
   else log('no load window (--no-records): checkpoints are measured net of the idle rate');
 
   const background = perSecond(load);
-  // The background without the local supervisor's reads: a checkpoint's figure leaves them out (CheckpointRun.netBilled).
-  const backgroundUnsupervised: Billed = { ...background, ddbRead: Math.max(0, background.ddbRead - controlPlane.supervisorReadUnits / load.seconds) };
+  // The units' reads alone: a checkpoint's DynamoDB reads are theirs and the steps' (CheckpointRun.netBilled).
+  const unitsReadRate = (load.unitsDdbRead ?? 0) / load.seconds;
   const backgroundHttp = load.http.total / load.seconds;
   const checkpoint = async (watchUnit?: string): Promise<CheckpointRun> => {
     const a = await snap();
@@ -541,7 +548,7 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
       polls: run.polls,
       window: w,
       netHttp: Math.max(0, w.http.total - backgroundHttp * w.seconds),
-      netBilled: clampZero(minus(w.billed, add(scale(backgroundUnsupervised, w.seconds), { ...ZERO, ddbRead: supervision.readUnits - supervisedAt }))),
+      netBilled: { ...clampZero(minus(w.billed, scale(background, w.seconds))), ddbRead: Math.max(0, (w.unitsDdbRead ?? 0) - unitsReadRate * w.seconds) + (stepStore.readUnits - stepsAt) },
       stepReadUnits: stepStore.readUnits - stepsAt,
       supervisorReadUnits: supervision.readUnits - supervisedAt,
       writesByKind: await kindsSince(ka),
@@ -549,7 +556,7 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
       ...(await memory(launcher)),
     };
     if (r.outcome !== 'completed') for (const p of problems.splice(0, 20)) log(`  ${p}`);
-    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls; their steps read ${count(r.stepReadUnits ?? 0)} RRU); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net of background and the local supervisor's ${count(r.supervisorReadUnits ?? 0)} RRU: ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
+    log(`checkpoint ${r.checkpointId}: ${r.outcome} in ${r.seconds.toFixed(1)} s (${r.polls} polls; their steps read ${count(r.stepReadUnits ?? 0)} RRU); ${count(w.http.total)} HTTP calls (${count(r.netHttp)} net of background); billed net of background (DynamoDB reads: the units' and the steps', not the local supervisor's ${count(r.supervisorReadUnits ?? 0)}): ${fmtBilled(r.netBilled, 0)}; heap ${r.heapMb} MB, RSS ${r.rssMb} MB${r.message ? `; ${r.message.slice(0, 400)}` : ''}`);
     return r;
   };
   const checkpoints: CheckpointRun[] = [];
