@@ -434,7 +434,8 @@ async function runJobWith(env: Env, spec: JobSpec, launcher: UnitThreads, contro
   const service = new JobService({ jobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher });
   // The checkpoint steps' and the supervisor's reads counted apart (CheckpointRun.netBilled).
   const stepStore = new ObservedMetadataStore(controlStore);
-  const steps = new CheckpointSteps({ jobs: new JobStore(stepStore), service: new JobService({ jobs: new JobStore(stepStore), channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher }), metadata: stepStore, blobs: controlBlobs });
+  const stepJobs = new JobStore(stepStore);
+  const steps = new CheckpointSteps({ jobs: stepJobs, service: new JobService({ jobs: stepJobs, channels: env.channels, registry: jobRegistry, queuePrefix: env.queuePrefix, launcher }), metadata: stepStore, blobs: controlBlobs });
   const supervision = new ObservedMetadataStore(controlStore);
   const metrics = new RecoveryMetrics(controlStore);
   const controller = new JobController({
