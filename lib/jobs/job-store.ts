@@ -7,7 +7,8 @@
  *                                                      sizes of its layout (never the layout: units,
  *                                                      regions and queues are computed from the graph)
  *   pk JOB#<jobId>#UNITS#<shard>   sk UNIT#<unitId>    a task unit: subtasks, attempt, status, counters
- *                                  sk BEAT#<unitId>    its liveness: attempt, last heartbeat (small: written often)
+ *                                  sk BEAT#<unitId>    its liveness: attempt, last heartbeat (small: written often,
+ *                                                      and read for the units' attempts)
  *
  * Unit writes carry the unit's attempt as a fencing token: a unit of an older attempt cannot
  * overwrite the record of its replacement, nor keep its heartbeat alive.
@@ -371,9 +372,9 @@ export class JobStore implements UnitRecordStore {
   /**
    * The current attempt of these units (all when none are named), from their heartbeat items: one
    * query per partition that holds any of them. Not from their records: a record carries its unit's
-   * counters (30-40 KB at 100 subtasks a unit), a heartbeat item ~60 bytes, and every checkpoint
-   * poll and restart reads attempts (at P=4000 a poll read ~800 of its ~1,460 read units in unit
-   * records). A bump writes both items, each only to a higher attempt, and is awaited before its
+   * counters (30-40 KB at 100 subtasks a unit), a heartbeat item ~80 bytes, and every checkpoint
+   * poll and restart reads attempts (at P=4000 a poll read ~790 of its ~1,300 read units in unit
+   * records; docs/scale.md). A bump writes both items, each only to a higher attempt, and is awaited before its
    * attempt launches or fences a checkpoint (`startUnitAttempt`), so both say the same of any
    * attempt that runs.
    */

@@ -13,7 +13,7 @@
  *             base64 (`count` says how many). One write of a few KB for a unit's ~100 subtasks
  *             instead of 100 writes: DynamoDB bills each write at least one unit (docs/scale.md).
  *             Packed because every poll of a pending checkpoint reads every batch, billed by size:
- *             the records' names and snapshot keys repeat, and deflate takes them to about a fifth
+ *             the records' names and snapshot keys repeat, and deflate takes them to about an eighth
  *             (batches written as a plain `acks` list are still read). Each record still carries
  *             its subtask and attempt, and the token keeps the batches of two invocations of one
  *             attempt (a hand-over) apart.
