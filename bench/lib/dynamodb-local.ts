@@ -7,25 +7,14 @@
  * (docs/scale.md).
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { REPO_ROOT } from '../../lib/local/emulator';
+import { REPO_ROOT, freePort } from '../../lib/local/emulator';
 
 export interface DynamoDbLocal {
   endpoint: string;
   stop(): Promise<void>;
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 
 /** Any HTTP answer (DynamoDB Local answers a GET with 400) means it listens. */
 async function answers(endpoint: string): Promise<boolean> {

@@ -91,16 +91,19 @@ async function profileRestart(name: string, ms = 60_000): Promise<void> {
   if (!dir || data.role === 'units' || profiling) return;
   profiling = true;
   const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 1000 });
-  await session.post('Profiler.start');
-  await new Promise((r) => setTimeout(r, ms));
-  const { profile } = await session.post('Profiler.stop');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
-  session.disconnect();
-  profiling = false;
+  try {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 1000 });
+    await session.post('Profiler.start');
+    await new Promise((r) => setTimeout(r, ms));
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
+  } finally {
+    session.disconnect();
+    profiling = false;
+  }
   console.error(`profile of ${name}: ${dir}/${name}.cpuprofile`);
 }
 

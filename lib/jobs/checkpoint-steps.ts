@@ -46,9 +46,8 @@ export const MAX_POLL_WAIT_SECONDS = 60;
  * from 1 s to MAX_POLL_WAIT_SECONDS, and never past its deadline (its timeout is decided at the
  * poll after it). Each poll reads every acknowledgement of the checkpoint and the units' attempts:
  * at P=4000 about 1,300 read units then (~47 since both got small, docs/scale.md), and a poll each
- * second made a 6-minute checkpoint cost 220-270k of them. A checkpoint
- * that completes in seconds is polled each second as before; one that takes minutes is known done
- * within a quarter of its time.
+ * second made a 6-minute checkpoint cost 220-270k of them. A checkpoint that completes in seconds
+ * is polled each second as before; one that takes minutes is known done within a quarter of its time.
  */
 export function pollWaitSeconds(ageMs: number, untilDeadlineMs: number): number {
   const byAge = Math.min(MAX_POLL_WAIT_SECONDS, Math.max(1, Math.floor(ageMs / 4000)));
