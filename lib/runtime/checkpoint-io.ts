@@ -231,6 +231,7 @@ export class CheckpointIO {
     return new CheckpointIO(this.jobId, this.blobs, this.metadata, this.attempt, this.ackShards, incarnation, this.batcher);
   }
 
+  /** Serializes the snapshot before its first await: it may hold the subtask's live keyed state (state-capture.ts). */
   async writeSnapshot(snapshot: SubtaskSnapshot): Promise<SnapshotHandle> {
     const key = snapshotKey(this.jobId, snapshot.checkpointId, snapshot.subtask, this.attempt, this.incarnation);
     const body = JSON.stringify(snapshot);

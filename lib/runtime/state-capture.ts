@@ -50,7 +50,8 @@ export function captureState(p: StatefulParts, form: SnapshotForm | HandoverForm
     watermark: p.chain.currentWatermark,
     ...(p.chain.recordsProcessingTime ? { processingTime: p.chain.processingTime } : {}),
     ...(p.source ? { source: p.source.snapshotOffsets('checkpointId' in form ? form.checkpointId : undefined) } : {}),
-    ...(p.chain.keyedState ? { keyed: p.chain.keyedState.snapshot() } : {}),
+    // A checkpoint's snapshot is serialized before the subtask's next record (writeSnapshot); a hand-over's is kept.
+    ...(p.chain.keyedState ? { keyed: p.chain.keyedState.snapshot({ copy: !('checkpointId' in form) }) } : {}),
   };
   if ('checkpointId' in form) {
     return {

@@ -80,6 +80,47 @@ describe('value, list and map state', () => {
     expect(map.keys()).toEqual(['__proto__']);
   });
 
+  it('copies nested JSON (an own __proto__ key too); a value that is not JSON is still copied whole', () => {
+    const backend = new KeyedStateBackend();
+    backend.setCurrentKey('k');
+    const map = backend.getMapState(mapState<string, Json>('m'));
+    const nested = JSON.parse('{"__proto__":{"x":[1,{"y":2}]},"z":null}') as Json;
+    map.put('a', nested);
+    map.put('d', new Date(5) as unknown as Json);
+    const [[, a], [, d]] = map.entries() as [string, Record<string, Json>][];
+    expect(a).toEqual(nested);
+    expect(Object.getPrototypeOf(a)).toBe(Object.prototype);
+    ((a['__proto__'] as Record<string, Json[]>).x![1] as Record<string, number>).y = 3;
+    expect(map.get('a')).toEqual(nested);
+    expect(d).toBeInstanceOf(Date);
+    expect(d).not.toBe(map.get('d'));
+  });
+
+  it('a snapshot copies the state unless its caller serializes it at once (a checkpoint)', () => {
+    const backend = new KeyedStateBackend();
+    backend.setCurrentKey('k');
+    const list = backend.getListState(listState<number>('l'));
+    list.add(1);
+    const copied = backend.snapshot();
+    const live = backend.snapshot({ copy: false });
+    list.add(2);
+    expect(copied.values).toEqual([['k', { l: [1] }]]);
+    expect(live.values).toEqual([['k', { l: [1, 2] }]]);
+  });
+
+  it('removing the last entry of a map state drops the name, and the key with it', () => {
+    const backend = new KeyedStateBackend();
+    backend.setCurrentKey('k');
+    const map = backend.getMapState(mapState<number[], number>('m'));
+    map.put([0, 10], 1);
+    map.put([10, 20], 2);
+    map.remove([0, 10]);
+    expect(map.isEmpty()).toBe(false);
+    map.remove([10, 20]);
+    expect(map.isEmpty()).toBe(true);
+    expect(backend.keyCount).toBe(0);
+  });
+
   it('a name keeps its kind and TTL', () => {
     const backend = new KeyedStateBackend();
     backend.getState(valueState<number>('x'));

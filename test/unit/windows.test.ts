@@ -112,6 +112,26 @@ describe('windows assigned once per period', () => {
   });
 });
 
+describe('window contents at firing', () => {
+  it('a window function that changes its accumulator changes no later firing of a window kept for lateness', () => {
+    const total: AggregateFunction<Ev, { n: number }, { n: number }> = { createAccumulator: () => ({ n: 0 }), add: (e, a) => ({ n: a.n + e.n }), getResult: (a) => a };
+    const h = new KeyedHarness<Ev>(
+      (s) =>
+        s.window(tumblingWindows(10), (e) => e.t).allowedLateness(5).aggregate('op', total, (key, _w, r) => {
+          const row = { key, n: r.n };
+          r.n = -100; // changes the accumulator it was given
+          return row;
+        }),
+      (e) => e.k,
+    );
+    h.push(ev('a', 1), ev('a', 2)).watermark(9);
+    h.push(ev('a', 3)); // late: fires again, from the state's own count
+    h.push(ev('a', 4)); // and again
+    h.watermark(20);
+    expect(h.take()).toEqual([{ key: 'a', n: 2 }, { key: 'a', n: 3 }, { key: 'a', n: 4 }]);
+  });
+});
+
 describe('session windows', () => {
   it('merge windows closer than the gap, also when an element bridges two sessions', () => {
     const h = new KeyedHarness<Ev>(
