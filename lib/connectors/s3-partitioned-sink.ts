@@ -42,9 +42,18 @@ export interface StagedTransaction {
 }
 
 export function hourPartition(eventTime: number): string {
+  // Consecutive records mostly fall in the same hour: its name is made once (a Date and an ISO
+  // string per record cost ~0.5 µs).
+  const hour = Math.floor(eventTime / HOUR_MS);
+  if (hour === lastHour.hour && Number.isFinite(eventTime)) return lastHour.name;
   const iso = new Date(eventTime).toISOString();
-  return `dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}`;
+  const name = `dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}`;
+  lastHour = { hour, name };
+  return name;
 }
+
+const HOUR_MS = 3_600_000;
+let lastHour = { hour: Number.NaN, name: '' };
 
 export class S3PartitionedSink<I extends Json> implements SinkFunction<I> {
   private blobs!: BlobStore;

@@ -30,6 +30,23 @@ describe('keys', () => {
     expect(encodeKey(1)).not.toBe(encodeKey('1'));
   });
 
+  it('decodes a window\'s [start, end] without JSON.parse, exactly as JSON.parse would', () => {
+    for (const key of [[0, 0], [0, 1], [1_700_000_000_000, 1_700_003_600_000], [10, 0]]) expect(decodeKey(encodeKey(key))).toEqual(key);
+    // Texts the fast path must leave to JSON.parse: its answer (or its error) stands.
+    for (const text of ['[01,2]', '[1,02]', '[1,]', '[,1]', '[1,2,3]', '[1.5,2]', '[-1,2]', '[1e3,2]', '[99999999999999999999,1]', '[ 1,2]']) {
+      const parse = () => JSON.parse(text) as unknown;
+      const decode = () => decodeKey('\u0001' + text);
+      let expected: unknown;
+      try {
+        expected = parse();
+      } catch {
+        expect(decode).toThrow(SyntaxError);
+        continue;
+      }
+      expect(decode()).toEqual(expected);
+    }
+  });
+
   it('refuses what is not a key, naming it', () => {
     expect(() => encodeKey(Number.NaN, 'key of e')).toThrow(KeyError);
     expect(() => encodeKey([1, Number.POSITIVE_INFINITY], 'key of e')).toThrow(/key of e\[1\] is Infinity/);
