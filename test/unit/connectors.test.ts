@@ -175,7 +175,7 @@ describe('S3 partitioned sink', () => {
     expect(hourPartition(h)).toBe('dt=2026-01-01/hour=05');
     // The hour's name is kept between calls: each call still names its own hour.
     const base = Date.UTC(2026, 11, 31, 23);
-    for (const t of [base, base + 3_599_999, base + 3_600_000, base - 1, base, -1, 0]) {
+    for (const t of [base, base + 3_599_999, base + 3_600_000, base - 1, base, -1, 0, -0.5, -1, 0.5, -3_600_000.5]) {
       const iso = new Date(t).toISOString();
       expect(hourPartition(t)).toBe(`dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}`);
     }
