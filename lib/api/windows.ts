@@ -74,7 +74,9 @@ export function slidingWindows(size: number, slide: number, offset = 0): WindowA
   return {
     kind: 'sliding',
     merging: false,
-    period: { every: slide, offset },
+    // The same windows for a whole slide only when the size is whole slides: with size 10 and slide
+    // 3, time 1 is in 4 windows and time 2 in 3 (a window ends between them).
+    ...(size % slide === 0 ? { period: { every: slide, offset } } : {}),
     assign: (t) => {
       const out: TimeWindow[] = [];
       for (let start = t - floorMod(t - offset, slide); start > t - size; start -= slide) out.push({ start, end: start + size });

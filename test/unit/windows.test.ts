@@ -132,6 +132,82 @@ describe('window contents at firing', () => {
   });
 });
 
+describe('tumbling and sliding windows against a model', () => {
+  /** What the windows must emit: per key, [start, end] -> sum; fired at end - 1, again for each late element, gone after the lateness. */
+  class Model {
+    private readonly state = new Map<string, Map<string, { start: number; end: number; n: number }>>();
+    private watermark = Number.MIN_SAFE_INTEGER;
+    constructor(
+      private readonly assign: (t: number) => readonly { start: number; end: number }[],
+      private readonly lateness: number,
+    ) {}
+    push(e: Ev): string[] {
+      const out: string[] = [];
+      const windows = this.state.get(e.k) ?? new Map<string, { start: number; end: number; n: number }>();
+      this.state.set(e.k, windows);
+      for (const w of this.assign(e.t)) {
+        if (w.end - 1 + this.lateness <= this.watermark) continue;
+        const id = `${w.start},${w.end}`;
+        const slot = windows.get(id) ?? { ...w, n: 0 };
+        slot.n += e.n;
+        windows.set(id, slot);
+        if (w.end - 1 <= this.watermark) out.push(`${e.k}[${w.start},${w.end})=${slot.n}`);
+      }
+      return out;
+    }
+    advance(to: number): string[] {
+      const out: string[] = [];
+      for (const [k, windows] of this.state) {
+        for (const [id, w] of windows) {
+          if (w.end - 1 > this.watermark && w.end - 1 <= to) out.push(`${k}[${w.start},${w.end})=${w.n}`);
+          if (w.end - 1 + this.lateness <= to) windows.delete(id);
+        }
+      }
+      this.watermark = Math.max(this.watermark, to);
+      return out;
+    }
+  }
+
+  const counts: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (e, a) => a + e.n, getResult: (a) => a };
+  for (const [name, assigner] of [
+    ['tumbling(10)', tumblingWindows(10)],
+    ['sliding(10, 5)', slidingWindows(10, 5)],
+    ['sliding(10, 3, 1)', slidingWindows(10, 3, 1)],
+  ] as const) {
+    for (const lateness of [0, 3, 5, 10]) {
+      it(`${name}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
+        let seed = lateness * 7919 + name.length;
+        const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+        const h = new KeyedHarness<Ev>((st) => st.window(assigner, (e) => e.t).allowedLateness(lateness).aggregate('op', counts, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
+        const model = new Model((t) => assigner.assign(t), lateness);
+        let watermark = 0;
+        for (let step = 0; step < 400; step++) {
+          const r = random();
+          let want: string[];
+          if (r < 0.7) {
+            const e = ev('abc'[Math.floor(random() * 3)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
+            h.push(e);
+            want = model.push(e);
+          } else if (r < 0.97) {
+            watermark += Math.floor(random() * 8);
+            h.watermark(watermark);
+            want = model.advance(watermark);
+          } else {
+            h.restart();
+            want = [];
+          }
+          expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
+        }
+        h.watermark(10_000);
+        expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
+        // Every window is gone with its lateness: nothing left in state, no timer.
+        expect(h.chain.keyedState!.keyCount).toBe(0);
+        expect(h.chain.keyedState!.snapshot().timers).toEqual([]);
+      });
+    }
+  }
+});
+
 describe('session windows', () => {
   it('merge windows closer than the gap, also when an element bridges two sessions', () => {
     const h = new KeyedHarness<Ev>(
