@@ -243,7 +243,6 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
 
   onTimer(timestamp: number, ctx: KeyedProcessContext<O, K>): void {
     const windows = ctx.getMapState(WINDOWS);
-    if (!this.options.assigner.merging) return this.onTimerAssigned(timestamp, ctx, windows);
     for (const [start, end] of windows.keys()) {
       const gone = end - 1 + this.lateness <= timestamp;
       if (end - 1 === timestamp) {
@@ -254,31 +253,6 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
       }
       if (gone) windows.remove([start, end]);
     }
-  }
-
-  /**
-   * Tumbling and sliding windows: a timer at `timestamp` is the last millisecond of the windows
-   * that end just after it (among those assigned to it), and the end of the allowed lateness of
-   * those that ended `lateness` before; each window registered both when it got its first element.
-   * Found by assignment, not by listing the key's windows (with 100,000 keys, listing and decoding
-   * them was ~20 % of a firing: bench:engine -- --users 99999).
-   */
-  private onTimerAssigned(timestamp: number, ctx: KeyedProcessContext<O, K>, windows: MapState<[number, number], Json>): void {
-    const due = this.assign(timestamp);
-    for (let i = 0; i < due.windows.length; i++) {
-      const { start, end } = due.windows[i]!;
-      if (end - 1 !== timestamp) continue;
-      const contents = windows.get(due.keys[i]!);
-      if (contents === undefined) continue;
-      // The state's own contents when the window goes now (no copy: a few µs a window); a copy
-      // when it stays for late elements.
-      const gone = this.lateness === 0;
-      this.contents.fire(ctx.key, { start, end }, gone ? contents : cloneJson(contents), this.output(ctx));
-      if (gone) windows.remove(due.keys[i]!);
-    }
-    if (this.lateness === 0) return;
-    const ended = this.assign(timestamp - this.lateness);
-    for (let i = 0; i < ended.windows.length; i++) if (ended.windows[i]!.end - 1 + this.lateness === timestamp) windows.remove(ended.keys[i]!);
   }
 
   /**
