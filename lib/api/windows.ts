@@ -220,12 +220,13 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
       }
       // Sessions: this element's window absorbs every window of the key it overlaps or touches.
       contents = this.contents.empty();
+      const absorbed: TimeWindow[] = [];
       for (const [start, end] of windows.keys()) {
         if (start > window.end || end < window.start) continue;
         if (this.late({ start, end }, ctx)) continue;
         contents = this.contents.merge(contents, windows.get([start, end])!);
         windows.remove([start, end]);
-        this.deleteTimers({ start, end }, ctx);
+        absorbed.push({ start, end });
         window = { start: Math.min(start, window.start), end: Math.max(end, window.end) };
       }
       if (this.late(window, ctx)) continue;
@@ -237,6 +238,7 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
         this.contents.fire(ctx.key, window, cloneJson(contents), this.output(ctx));
       } else ctx.registerEventTimeTimer(window.end - 1);
       if (this.lateness > 0) ctx.registerEventTimeTimer(window.end - 1 + this.lateness);
+      this.deleteTimers(absorbed, windows, ctx);
     }
     if (!placed && this.options.lateData) ctx.output(this.options.lateData, element as T & Json);
   }
@@ -293,9 +295,22 @@ export class WindowOperator<T, O, K extends Key> implements KeyedProcessFunction
     return window.end - 1 + this.lateness <= ctx.watermark;
   }
 
-  private deleteTimers(window: TimeWindow, ctx: KeyedProcessContext<O, K>): void {
-    ctx.deleteEventTimeTimer(window.end - 1);
-    if (this.lateness > 0) ctx.deleteEventTimeTimer(window.end - 1 + this.lateness);
+  /**
+   * The timers of sessions merged away, but those a session of the key still has: a timer is a key
+   * and a time, and one session's end can be another's end of lateness (deleting it, that session
+   * never fired: found by the model test).
+   */
+  private deleteTimers(absorbed: readonly TimeWindow[], windows: MapState<[number, number], Json>, ctx: KeyedProcessContext<O, K>): void {
+    if (absorbed.length === 0) return;
+    const kept = new Set<number>();
+    for (const [, end] of windows.keys()) {
+      kept.add(end - 1);
+      if (this.lateness > 0) kept.add(end - 1 + this.lateness);
+    }
+    for (const { end } of absorbed) {
+      if (!kept.has(end - 1)) ctx.deleteEventTimeTimer(end - 1);
+      if (this.lateness > 0 && !kept.has(end - 1 + this.lateness)) ctx.deleteEventTimeTimer(end - 1 + this.lateness);
+    }
   }
 
   private output(ctx: KeyedProcessContext<O, K>): WindowOutput<O> {

@@ -208,6 +208,79 @@ describe('tumbling and sliding windows against a model', () => {
   }
 });
 
+describe('session windows against a model', () => {
+  /** Per key, sessions [start, end) -> sum: an element's [t, t + gap) absorbs every session it overlaps or touches, but those already gone with their lateness. */
+  class SessionModel {
+    private readonly state = new Map<string, { start: number; end: number; n: number }[]>();
+    private watermark = Number.MIN_SAFE_INTEGER;
+    constructor(
+      private readonly gap: number,
+      private readonly lateness: number,
+    ) {}
+    private late(w: { end: number }): boolean {
+      return w.end - 1 + this.lateness <= this.watermark;
+    }
+    push(e: Ev): string[] {
+      const sessions = this.state.get(e.k) ?? [];
+      this.state.set(e.k, sessions);
+      let w = { start: e.t, end: e.t + this.gap, n: 0 };
+      for (const other of [...sessions]) {
+        if (other.start > w.end || other.end < w.start || this.late(other)) continue;
+        w = { start: Math.min(w.start, other.start), end: Math.max(w.end, other.end), n: w.n + other.n };
+        sessions.splice(sessions.indexOf(other), 1);
+      }
+      if (this.late(w)) return [];
+      w.n += e.n;
+      sessions.push(w);
+      return w.end - 1 <= this.watermark ? [`${e.k}[${w.start},${w.end})=${w.n}`] : [];
+    }
+    advance(to: number): string[] {
+      const out: string[] = [];
+      for (const [k, sessions] of this.state) {
+        for (const w of [...sessions]) {
+          if (w.end - 1 > this.watermark && w.end - 1 <= to) out.push(`${k}[${w.start},${w.end})=${w.n}`);
+          if (w.end - 1 + this.lateness <= to) sessions.splice(sessions.indexOf(w), 1);
+        }
+      }
+      this.watermark = Math.max(this.watermark, to);
+      return out;
+    }
+  }
+
+  const sums: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (e, a) => a + e.n, getResult: (a) => a, merge: (a, b) => a + b };
+  for (const gap of [3, 8]) {
+    for (const lateness of [0, 4, 12]) {
+      it(`gap ${gap}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
+        let seed = gap * 31 + lateness * 7919;
+        const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+        const h = new KeyedHarness<Ev>((st) => st.window(sessionWindows(gap), (e) => e.t).allowedLateness(lateness).aggregate('op', sums, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
+        const model = new SessionModel(gap, lateness);
+        let watermark = 0;
+        for (let step = 0; step < 400; step++) {
+          const r = random();
+          let want: string[];
+          if (r < 0.7) {
+            const e = ev('ab'[Math.floor(random() * 2)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
+            h.push(e);
+            want = model.push(e);
+          } else if (r < 0.97) {
+            watermark += Math.floor(random() * 8);
+            h.watermark(watermark);
+            want = model.advance(watermark);
+          } else {
+            h.restart();
+            want = [];
+          }
+          expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
+        }
+        h.watermark(10_000);
+        expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
+        expect(h.chain.keyedState!.keyCount).toBe(0);
+      });
+    }
+  }
+});
+
 describe('session windows', () => {
   it('merge windows closer than the gap, also when an element bridges two sessions', () => {
     const h = new KeyedHarness<Ev>(
