@@ -1,7 +1,8 @@
 /**
  * Event-time windows (lib/api/windows.ts) through the real operator chain: tumbling, sliding and
  * session windows; reduce, aggregate and process window functions; allowed lateness and the
- * late-data side output; restore from a snapshot mid-window.
+ * late-data side output; restore from a snapshot mid-window; and tumbling, sliding and session
+ * windows with lateness and restarts against a model of what they must emit, over random input.
  */
 import { describe, expect, it } from 'vitest';
 import type { Json, SourceFunction } from '../../lib/api/functions';
