@@ -43,8 +43,8 @@ export interface StagedTransaction {
 
 export function hourPartition(eventTime: number): string {
   // Consecutive records mostly fall in the same hour: its name is made once (a Date and an ISO
-  // string per record cost ~0.5 µs).
-  // A Date truncates a fraction of a millisecond toward zero (-0.5 is 1970's first hour): so does this.
+  // string per record cost ~0.5 µs). The hour truncates a fraction of a millisecond toward zero,
+  // as a Date does (-0.5 is in 1970's first hour).
   const hour = Math.floor(Math.trunc(eventTime) / HOUR_MS);
   if (hour === lastHour.hour && Number.isFinite(eventTime)) return lastHour.name;
   const iso = new Date(eventTime).toISOString();
