@@ -147,6 +147,119 @@ describe('value, list and map state', () => {
   });
 });
 
+describe('state TTL against a model', () => {
+  type Entry = { v: number; x: number };
+  for (const update of ['on-create-and-write', 'on-read-and-write'] as const) {
+    it(`value, list and map state with a TTL (${update}) give what a model gives, over random operations, clock moves and restores`, () => {
+      const TTL = 10;
+      let seed = update.length * 977;
+      const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+      let now = 0;
+      const ttl = { ttl: { ms: TTL, update } };
+      const vd = valueState<number>('v', ttl);
+      const ld = listState<number>('l', ttl);
+      const md = mapState<string, number>('m', ttl);
+      let backend = new KeyedStateBackend(() => now);
+      // The model: per key, its value, list elements and map entries, each with when it expires.
+      const model = new Map<string, { v?: Entry; l: Entry[]; m: Map<string, Entry> }>();
+      const of = (k: string) => model.get(k) ?? (model.set(k, { l: [], m: new Map() }), model.get(k)!);
+      const live = (e: Entry | undefined) => e !== undefined && e.x > now;
+      const touch = (e: Entry) => {
+        if (update === 'on-read-and-write') e.x = now + TTL;
+      };
+      for (let step = 0; step < 3000; step++) {
+        const key = pick(['a', 'b', 'c']);
+        backend.setCurrentKey(key);
+        const m = of(key);
+        const [v, l, map] = [backend.getState(vd), backend.getListState(ld), backend.getMapState(md)];
+        const n = Math.floor(random() * 100);
+        const mk = pick(['x', 'y', 'z']);
+        const op = pick(['clock', 'clock', 'v.update', 'v.value', 'l.add', 'l.get', 'l.update', 'm.put', 'm.get', 'm.remove', 'm.entries', 'm.keys', 'm.values', 'm.contains', 'm.isEmpty', 'restore']);
+        let got: unknown;
+        let want: unknown;
+        switch (op) {
+          case 'clock':
+            now += Math.floor(random() * 8);
+            continue;
+          case 'v.update':
+            v.update(n);
+            m.v = { v: n, x: now + TTL };
+            continue;
+          case 'v.value':
+            got = v.value();
+            want = live(m.v) ? (touch(m.v!), m.v!.v) : undefined;
+            break;
+          case 'l.add':
+            l.add(n);
+            m.l = m.l.filter(live);
+            m.l.push({ v: n, x: now + TTL });
+            continue;
+          case 'l.get':
+            got = l.get();
+            m.l = m.l.filter(live);
+            m.l.forEach(touch);
+            want = m.l.map((e) => e.v);
+            break;
+          case 'l.update':
+            l.update([n, n + 1]);
+            m.l = [n, n + 1].map((x) => ({ v: x, x: now + TTL }));
+            continue;
+          case 'm.put':
+            map.put(mk, n);
+            m.m.set(mk, { v: n, x: now + TTL });
+            continue;
+          case 'm.get': {
+            got = map.get(mk);
+            const e = m.m.get(mk);
+            want = live(e) ? (touch(e!), e!.v) : undefined;
+            break;
+          }
+          case 'm.remove':
+            map.remove(mk);
+            m.m.delete(mk);
+            continue;
+          case 'm.entries':
+          case 'm.keys':
+          case 'm.values':
+          case 'm.contains':
+          case 'm.isEmpty': {
+            for (const [k, e] of [...m.m]) if (!live(e)) m.m.delete(k);
+            const entries = [...m.m];
+            if (op === 'm.entries' || op === 'm.values') entries.forEach(([, e]) => touch(e));
+            got = op === 'm.entries' ? map.entries() : op === 'm.keys' ? map.keys() : op === 'm.values' ? map.values() : op === 'm.contains' ? map.contains(mk) : map.isEmpty();
+            want =
+              op === 'm.entries'
+                ? entries.map(([k, e]) => [k, e.v])
+                : op === 'm.keys'
+                  ? entries.map(([k]) => k)
+                  : op === 'm.values'
+                    ? entries.map(([, e]) => e.v)
+                    : op === 'm.contains'
+                      ? m.m.has(mk)
+                      : entries.length === 0;
+            if (op !== 'm.contains' && op !== 'm.isEmpty') {
+              (got as unknown[]).sort();
+              (want as unknown[]).sort();
+            }
+            break;
+          }
+          case 'restore': {
+            const snapshot = JSON.parse(JSON.stringify(backend.snapshot())) as ReturnType<KeyedStateBackend['snapshot']>;
+            backend = new KeyedStateBackend(() => now);
+            backend.restore(snapshot);
+            // A snapshot keeps exactly the keys with something unexpired.
+            got = backend.keyCount;
+            want = [...model.values()].filter((s) => live(s.v) || s.l.some(live) || [...s.m.values()].some(live)).length;
+            break;
+          }
+        }
+        expect(got, `step ${step}: ${op} of ${key}${op.startsWith('m.') ? ` '${mk}'` : ''} at ${now}`).toEqual(want);
+      }
+    });
+  }
+});
+
 describe('state TTL', () => {
   it('hides and drops entries not written within the TTL; each list element and map entry has its own time', () => {
     let now = 0;
