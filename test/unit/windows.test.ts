@@ -249,36 +249,52 @@ describe('session windows against a model', () => {
   }
 
   const sums: AggregateFunction<Ev, number, number> = { createAccumulator: () => 0, add: (e, a) => a + e.n, getResult: (a) => a, merge: (a, b) => a + b };
-  for (const gap of [3, 8]) {
-    for (const lateness of [0, 4, 12]) {
-      it(`gap ${gap}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
-        let seed = gap * 31 + lateness * 7919;
-        const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-        const h = new KeyedHarness<Ev>((st) => st.window(sessionWindows(gap), (e) => e.t).allowedLateness(lateness).aggregate('op', sums, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
-        const model = new SessionModel(gap, lateness);
-        let watermark = 0;
-        for (let step = 0; step < 400; step++) {
-          const r = random();
-          let want: string[];
-          if (r < 0.7) {
-            const e = ev('ab'[Math.floor(random() * 2)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
-            h.push(e);
-            want = model.push(e);
-          } else if (r < 0.97) {
-            watermark += Math.floor(random() * 8);
-            h.watermark(watermark);
-            want = model.advance(watermark);
-          } else {
-            h.restart();
-            want = [];
-          }
-          expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
+  const configs = [
+    ['aggregate', 3, 0],
+    ['aggregate', 3, 4],
+    ['aggregate', 3, 12],
+    ['aggregate', 8, 0],
+    ['aggregate', 8, 4],
+    ['aggregate', 8, 12],
+    ['reduce', 3, 12],
+    ['reduce', 8, 4],
+    ['process', 3, 12],
+    ['process', 8, 4],
+  ] as const;
+  for (const [fn, gap, lateness] of configs) {
+    it(`${fn}, gap ${gap}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
+      let seed = gap * 31 + lateness * 7919 + fn.length;
+      const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      const h = new KeyedHarness<Ev>((st) => {
+        const w = st.window(sessionWindows(gap), (e) => e.t).allowedLateness(lateness);
+        const row = (k: unknown, win: { start: number; end: number }, n: number) => `${String(k)}[${win.start},${win.end})=${n}`;
+        if (fn === 'aggregate') return w.aggregate('op', sums, row);
+        if (fn === 'reduce') return w.reduce('op', sum, (k, win, r) => row(k, win, r.n));
+        return w.process<string>('op', (k, win, elements, out) => out.emit(row(k, win, elements.reduce((n, e) => n + e.n, 0))));
+      }, (e) => e.k);
+      const model = new SessionModel(gap, lateness);
+      let watermark = 0;
+      for (let step = 0; step < 400; step++) {
+        const r = random();
+        let want: string[];
+        if (r < 0.7) {
+          const e = ev('ab'[Math.floor(random() * 2)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
+          h.push(e);
+          want = model.push(e);
+        } else if (r < 0.97) {
+          watermark += Math.floor(random() * 8);
+          h.watermark(watermark);
+          want = model.advance(watermark);
+        } else {
+          h.restart();
+          want = [];
         }
-        h.watermark(10_000);
-        expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
-        expect(h.chain.keyedState!.keyCount).toBe(0);
-      });
-    }
+        expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
+      }
+      h.watermark(10_000);
+      expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
+      expect(h.chain.keyedState!.keyCount).toBe(0);
+    });
   }
 });
 
