@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Json, KeyedProcessFunction, SourceBatch, SourceFunction } from '../../lib/api/functions';
 import { JobBuilder } from '../../lib/api/job';
-import { decodeKey, encodeKey, KeyError } from '../../lib/api/keys';
+import { decodeKey, encodeKey, KeyError, type Key } from '../../lib/api/keys';
 import { OutputTag } from '../../lib/api/output-tag';
 import { defineJob, JobRegistry, typedParams } from '../../lib/api/registry';
 import { listState, mapState, StateSpecError, valueState } from '../../lib/api/state';
@@ -44,6 +44,28 @@ describe('keys', () => {
         continue;
       }
       expect(decode()).toEqual(expected);
+    }
+  });
+
+  it('round-trips random keys, and two keys share an encoding only when their JSON texts are equal', () => {
+    let seed = 4242;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const atoms: Key[] = [0, -0, 1, -1, 0.5, 1e21, 1700000000000, Number.MAX_SAFE_INTEGER, '', 'a', '\u0001', '\u0001[1,2]', '[1,2]', '01', true, false];
+    const key = (depth: number): Key => {
+      const r = random();
+      if (depth > 2 || r < 0.5) return atoms[Math.floor(random() * atoms.length)]!;
+      if (r < 0.8) return Array.from({ length: Math.floor(random() * 3) }, () => key(depth + 1));
+      return Object.fromEntries(Array.from({ length: Math.floor(random() * 3) }, (_, i) => [`k${i}`, key(depth + 1)]));
+    };
+    const byEncoding = new Map<string, string>();
+    for (let i = 0; i < 5000; i++) {
+      const k = key(0);
+      const encoded = encodeKey(k);
+      // -0 is 0 in JSON: a key's identity is its JSON text.
+      expect(JSON.stringify(decodeKey(encoded))).toBe(JSON.stringify(k));
+      const text = typeof k === 'string' ? `s:${k}` : `j:${JSON.stringify(k)}`;
+      expect(byEncoding.get(encoded) ?? text, encoded).toBe(text);
+      byEncoding.set(encoded, text);
     }
   });
 
