@@ -133,6 +133,36 @@ describe('window contents at firing', () => {
   });
 });
 
+/**
+ * Drives `h` and `model` with the same random elements (keys from `keys`, some late), watermark
+ * moves and restarts, and checks every step's output against the model's; at the end every window
+ * has fired and gone, and no key has state left.
+ */
+function againstModel(h: KeyedHarness<Ev>, model: { push(e: Ev): string[]; advance(to: number): string[] }, seed: number, keys: string): void {
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  let watermark = 0;
+  for (let step = 0; step < 400; step++) {
+    const r = random();
+    let want: string[];
+    if (r < 0.7) {
+      const e = ev(keys[Math.floor(random() * keys.length)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
+      h.push(e);
+      want = model.push(e);
+    } else if (r < 0.97) {
+      watermark += Math.floor(random() * 8);
+      h.watermark(watermark);
+      want = model.advance(watermark);
+    } else {
+      h.restart();
+      want = [];
+    }
+    expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
+  }
+  h.watermark(10_000);
+  expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
+  expect(h.chain.keyedState!.keyCount).toBe(0);
+}
+
 describe('tumbling and sliding windows against a model', () => {
   /** What the windows must emit: per key, [start, end] -> sum; fired at end - 1, again for each late element, gone after the lateness. */
   class Model {
@@ -177,32 +207,9 @@ describe('tumbling and sliding windows against a model', () => {
   ] as const) {
     for (const lateness of [0, 3, 5, 10]) {
       it(`${name}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
-        let seed = lateness * 7919 + name.length;
-        const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
         const h = new KeyedHarness<Ev>((st) => st.window(assigner, (e) => e.t).allowedLateness(lateness).aggregate('op', counts, (k, w, n) => `${k}[${w.start},${w.end})=${n}`), (e) => e.k);
-        const model = new Model((t) => assigner.assign(t), lateness);
-        let watermark = 0;
-        for (let step = 0; step < 400; step++) {
-          const r = random();
-          let want: string[];
-          if (r < 0.7) {
-            const e = ev('abc'[Math.floor(random() * 3)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
-            h.push(e);
-            want = model.push(e);
-          } else if (r < 0.97) {
-            watermark += Math.floor(random() * 8);
-            h.watermark(watermark);
-            want = model.advance(watermark);
-          } else {
-            h.restart();
-            want = [];
-          }
-          expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
-        }
-        h.watermark(10_000);
-        expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
-        // Every window is gone with its lateness: nothing left in state, no timer.
-        expect(h.chain.keyedState!.keyCount).toBe(0);
+        againstModel(h, new Model((t) => assigner.assign(t), lateness), lateness * 7919 + name.length, 'abc');
+        // No timer left either.
         expect(h.chain.keyedState!.snapshot().timers).toEqual([]);
       });
     }
@@ -263,8 +270,6 @@ describe('session windows against a model', () => {
   ] as const;
   for (const [fn, gap, lateness] of configs) {
     it(`${fn}, gap ${gap}, lateness ${lateness}: the same firings as the model, over random input with restarts`, () => {
-      let seed = gap * 31 + lateness * 7919 + fn.length;
-      const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
       const h = new KeyedHarness<Ev>((st) => {
         const w = st.window(sessionWindows(gap), (e) => e.t).allowedLateness(lateness);
         const row = (k: unknown, win: { start: number; end: number }, n: number) => `${String(k)}[${win.start},${win.end})=${n}`;
@@ -272,28 +277,7 @@ describe('session windows against a model', () => {
         if (fn === 'reduce') return w.reduce('op', sum, (k, win, r) => row(k, win, r.n));
         return w.process<string>('op', (k, win, elements, out) => out.emit(row(k, win, elements.reduce((n, e) => n + e.n, 0))));
       }, (e) => e.k);
-      const model = new SessionModel(gap, lateness);
-      let watermark = 0;
-      for (let step = 0; step < 400; step++) {
-        const r = random();
-        let want: string[];
-        if (r < 0.7) {
-          const e = ev('ab'[Math.floor(random() * 2)]!, watermark - 15 + Math.floor(random() * 40), 1 + Math.floor(random() * 3));
-          h.push(e);
-          want = model.push(e);
-        } else if (r < 0.97) {
-          watermark += Math.floor(random() * 8);
-          h.watermark(watermark);
-          want = model.advance(watermark);
-        } else {
-          h.restart();
-          want = [];
-        }
-        expect((h.take() as string[]).sort(), `step ${step}`).toEqual(want.sort());
-      }
-      h.watermark(10_000);
-      expect((h.take() as string[]).sort()).toEqual(model.advance(10_000).sort());
-      expect(h.chain.keyedState!.keyCount).toBe(0);
+      againstModel(h, new SessionModel(gap, lateness), gap * 31 + lateness * 7919 + fn.length, 'ab');
     });
   }
 });
