@@ -23,14 +23,14 @@ import type { FailoverStrategy } from '../lib/jobs/job-store';
 import { jobRegistry } from '../examples/jobs';
 import { planSchedule, runSchedule, type ChaosJob, type ChaosResult } from './chaos/runner';
 import { verdict } from './chaos/verdict';
-import { benchFlags, defineFlags } from './lib/flags';
+import { commandFlags, defineFlags } from '../lib/cli/flags';
 import { quantile } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 
 const STRATEGIES: FailoverStrategy[] = ['region', 'full', 'single', 'single-buffered', 'single-exact'];
 const JOBS: ChaosJob[] = ['demo', 'join'];
 
-const args = benchFlags(
+const args = commandFlags(
   'chaos',
   "npm run test:chaos -- [flags]\n       npm run test:chaos -- --judge bench/results/chaos.json   (print a saved run again, judged by today's verdict)",
   defineFlags({

@@ -15,7 +15,7 @@
  * during it (every 100 ms, so a short peak can be missed); wall time. `node --cpu-prof` or
  * `--heap-prof` before `--import tsx` profiles it (docs/scale.md).
  */
-import { benchFlags, commandWith, defineFlags, type FlagValues } from './lib/flags';
+import { commandFlags, commandWith, defineFlags, type FlagValues } from '../lib/cli/flags';
 import { markdownTable } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -135,7 +135,7 @@ interface CheckpointFigures {
 }
 
 async function main(): Promise<void> {
-  const flags: Flags = benchFlags('bench:checkpoint-alignment', 'npm run bench:checkpoint-alignment -- [flags]', FLAGS);
+  const flags: Flags = commandFlags('bench:checkpoint-alignment', 'npm run bench:checkpoint-alignment -- [flags]', FLAGS);
   const command = commandWith('npm run bench:checkpoint-alignment --', flags, ['parallelism', 'subtasksPerUnit', 'checkpoints', 'failover']) + (flags.liveHeap ? ' --live-heap' : '');
   const machine = machineInfo();
   const P = flags.parallelism;

@@ -31,7 +31,7 @@ import {
   type SnapshotHandle,
 } from '../lib/checkpoint';
 import { MemoryBlobStore, MemoryMetadataStore } from '../lib/memory';
-import { benchFlags, commandWith, defineFlags, type FlagValues } from './lib/flags';
+import { commandFlags, commandWith, defineFlags, type FlagValues } from '../lib/cli/flags';
 import { Xoshiro128 } from './lib/random';
 import { markdownTable, percent } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
@@ -340,7 +340,7 @@ async function runAll(o: Options): Promise<HandleResult[]> {
 }
 
 async function main(): Promise<void> {
-  const o = benchFlags('bench/checkpoints', 'npx tsx bench/checkpoints.ts [flags]   (or: npm run bench:checkpoints -- [flags])', FLAGS);
+  const o = commandFlags('bench/checkpoints', 'npx tsx bench/checkpoints.ts [flags]   (or: npm run bench:checkpoints -- [flags])', FLAGS);
   if (o.worker) {
     const r = await runHandle(o.handles[0]!, o);
     await new Promise<void>((resolve) => process.send!(r, () => resolve()));

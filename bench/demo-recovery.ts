@@ -15,7 +15,7 @@
  */
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { benchFlags, commandWith, defineFlags } from './lib/flags';
+import { commandFlags, commandWith, defineFlags } from '../lib/cli/flags';
 import { markdownTable, median, quantile, round } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 import { loadJobRegistry } from '../lib/api/jobs-module';
@@ -125,7 +125,7 @@ function row(strategy: string, kill: number, e: FailureEvent, runtime: LocalRunt
   };
 }
 
-const flags = () => benchFlags('demo-recovery', 'npm run bench:demo-recovery -- [flags]', FLAGS);
+const flags = () => commandFlags('demo-recovery', 'npm run bench:demo-recovery -- [flags]', FLAGS);
 
 async function main(): Promise<void> {
   const o = flags();

@@ -25,7 +25,7 @@
  * it. The engine's output is checked against the expected aggregates every run.
  */
 import os from 'node:os';
-import { benchFlags, commandWith, defineFlags } from './lib/flags';
+import { commandFlags, commandWith, defineFlags } from '../lib/cli/flags';
 import { markdownTable, median, round } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 import { jobRegistry } from '../examples/jobs';
@@ -150,7 +150,7 @@ async function engine(params: Record<string, number>, checkpointEveryMs: number)
 }
 
 async function main(): Promise<void> {
-  const o = benchFlags('engine', 'npm run bench:engine -- [flags]', FLAGS);
+  const o = commandFlags('engine', 'npm run bench:engine -- [flags]', FLAGS);
   const command = commandWith('npm run bench:engine --', o, Object.keys(FLAGS));
   const params = { records: o.records, parallelism: o.parallelism, users: o.users, hours: o.hours, partitions: o.partitions, rate: 0 };
   const shape = demoShape(params);

@@ -22,7 +22,7 @@
  * headroom for catch-up, the dead attempt's SQS leases; and everything outside the simulated
  * window (rates x time).
  */
-import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
+import { commandFlags, defineFlags, type FlagValues } from '../lib/cli/flags';
 import { seededRandom } from './lib/random';
 import { count, markdownTable, percent, seconds } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
@@ -634,7 +634,7 @@ const fmtN = count;
 const fmtPct = (f: number) => (f === 0 ? '0 %' : f < 0.0001 ? `${(f * 100).toExponential(1)} %` : percent(f, 4));
 
 async function main(): Promise<void> {
-  const flags = benchFlags('bench:recovery', 'npm run bench:recovery -- [flags]', FLAGS);
+  const flags = commandFlags('bench:recovery', 'npm run bench:recovery -- [flags]', FLAGS);
   const wallStart = performance.now();
   const machine = machineInfo();
   const args = process.argv.slice(2).join(' ');

@@ -31,7 +31,7 @@
  * MODELLED: dollars (the price table printed), compute sizes, and the cost model's
  * extrapolation (bench/lib/scale-cost.ts; how each coefficient is derived is printed).
  */
-import { benchFlags, defineFlags, type FlagValues } from './lib/flags';
+import { commandFlags, defineFlags, type FlagValues } from '../lib/cli/flags';
 import { count, markdownTable, seconds } from './lib/report';
 import { describeMachine, machineInfo, writeResults, type MachineInfo } from './lib/results';
 import { ObservedMetadataStore, kindsBetween, kindsSum, type ItemRecord, type KindCounts } from './lib/metadata-observer';
@@ -696,7 +696,7 @@ const NO_RECORDS_RATE = 1e-7;
 const money = (x: number) => (x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : x >= 0.01 ? `$${x.toFixed(3)}` : `$${x.toPrecision(2)}`);
 
 async function main(): Promise<void> {
-  const flags = benchFlags('bench:scale', 'npm run bench:scale -- [flags]', FLAGS);
+  const flags = commandFlags('bench:scale', 'npm run bench:scale -- [flags]', FLAGS);
   if (flags.quick) {
     if (!process.argv.includes('--join-parallelism')) flags.joinParallelism = 200;
     if (!process.argv.includes('--first-record-s')) flags.firstRecordS = 30;

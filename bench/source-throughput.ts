@@ -13,7 +13,7 @@
  */
 import { CreateStreamCommand, waitUntilStreamExists } from '@aws-sdk/client-kinesis';
 import os from 'node:os';
-import { benchFlags, commandWith, defineFlags } from './lib/flags';
+import { commandFlags, commandWith, defineFlags } from '../lib/cli/flags';
 import { markdownTable, median, round } from './lib/report';
 import { describeMachine, machineInfo, writeResults } from './lib/results';
 import type { Json, RuntimeContext, SourceFunction } from '../lib/api/functions';
@@ -75,7 +75,7 @@ async function measure(source: string, where: string, splits: number, records: n
 }
 
 async function main(): Promise<void> {
-  const o = benchFlags('source-throughput', 'npx tsx bench/source-throughput.ts [flags]   (or: npm run bench:sources -- [flags])', FLAGS);
+  const o = commandFlags('source-throughput', 'npx tsx bench/source-throughput.ts [flags]   (or: npm run bench:sources -- [flags])', FLAGS);
   const command = commandWith('npx tsx bench/source-throughput.ts', o, Object.keys(FLAGS));
   const wanted = new Set(o.sources.split(',').map((s) => s.trim()));
   const loadBefore = os.loadavg()[0]!;

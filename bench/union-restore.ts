@@ -19,7 +19,7 @@
  * wrapper around the blob store) to model that; those rows are reported separately as MODELLED.
  */
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
-import { benchFlags, commandWith, defineFlags } from './lib/flags';
+import { commandFlags, commandWith, defineFlags } from '../lib/cli/flags';
 import { markdownTable, median, round } from './lib/report';
 import { machineInfo, writeResults } from './lib/results';
 import os from 'node:os';
@@ -88,7 +88,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const o = benchFlags('union-restore', 'npx tsx bench/union-restore.ts [flags]   (or: npm run bench:union-restore -- [flags])', FLAGS);
+  const o = commandFlags('union-restore', 'npx tsx bench/union-restore.ts [flags]   (or: npm run bench:union-restore -- [flags])', FLAGS);
   const command = commandWith('npx tsx bench/union-restore.ts', o, Object.keys(FLAGS));
   const benchStarted = performance.now();
   const loadBefore = os.loadavg().map((x) => round(x, 2));

@@ -8,41 +8,35 @@
  *
  *   npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H]
  *                   [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact]
- *                   [--kill-after SECONDS] [--spares N]
- *
- * --spares: idle unit processes kept warm for restarts (default: the job's unit count under region
- * and full failover, 2 under the single modes).
+ *                   [--kill-after SECONDS] [--spares N]       (--help says what each does)
  */
-import { parseArgs } from 'node:util';
 import { requestCounts } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { resolveEndpoint } from '../lib/local/emulator';
 import { LocalRuntime } from '../lib/local/local-runtime';
-import type { JobView, SubmitRequest } from '../lib/jobs/job-service';
+import { FAILOVER_STRATEGIES, type JobView } from '../lib/jobs/job-service';
 import { loadJobRegistry } from '../lib/api/jobs-module';
 import { buildExecutionGraph } from '../lib/graph/execution-graph';
 import { RecoveryMetrics } from '../lib/recovery/recovery-metrics';
+import { commandFlags, defineFlags } from '../lib/cli/flags';
 
-const { values: args } = parseArgs({
-  options: {
-    records: { type: 'string', default: '1000000' },
-    parallelism: { type: 'string', default: '4' },
-    users: { type: 'string', default: '1000' },
-    hours: { type: 'string', default: '6' },
-    'kill-after': { type: 'string' },
-    'checkpoint-every': { type: 'string', default: '3' },
-    failover: { type: 'string', default: 'region' },
-    spares: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
+const FLAGS = defineFlags({
+  records: { type: 'number', default: 1_000_000, integer: true, min: 1, help: 'input records' },
+  parallelism: { type: 'number', default: 4, integer: true, min: 1, help: 'subtasks per operator' },
+  users: { type: 'number', default: 1000, integer: true, min: 1, help: 'distinct users (keys)' },
+  hours: { type: 'number', default: 6, integer: true, min: 1, help: 'event-time span of the input' },
+  checkpointEvery: { type: 'number', default: 3, min: 0, help: 'seconds between checkpoints (0: none)' },
+  failover: { type: 'string', default: 'region', choices: FAILOVER_STRATEGIES, help: 'failover strategy' },
+  killAfter: { type: 'number', optional: true, min: 0, help: 'kill one task unit (SIGKILL) this many seconds after the job starts' },
+  spares: { type: 'number', optional: true, integer: true, min: 0, help: 'idle unit processes kept warm for restarts (default: the job\'s unit count under region and full, 2 under the single modes)' },
 });
 
-if (args.help) {
-  console.log(
-    'usage: npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact] [--kill-after SECONDS] [--spares N]',
-  );
-  process.exit(0);
-}
+// A bad flag is named with what is wrong (exit 2) before anything starts; --help lists the flags.
+const args = commandFlags(
+  'demo',
+  'npm run demo -- [--records N] [--parallelism P] [--users U] [--hours H] [--checkpoint-every SECONDS] [--failover region|full|single|single-buffered|single-exact] [--kill-after SECONDS] [--spares N]',
+  FLAGS,
+);
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -52,16 +46,11 @@ async function main(): Promise<number> {
   console.log(endpoint.started ? `AWS emulator (moto) started at ${endpoint.endpoint}` : `using AWS endpoint ${endpoint.endpoint}`);
   const config = loadConfig();
   const registry = await loadJobRegistry();
-  const params = {
-    records: Number(args.records),
-    parallelism: Number(args.parallelism),
-    users: Number(args.users),
-    hours: Number(args.hours),
-  };
+  const params = { records: args.records, parallelism: args.parallelism, users: args.users, hours: args.hours };
   // One unit per subtask. Warm spares: enough for what one failure restarts (every unit under
   // region/full: the keyBy joins the whole job into one region; one unit under the single modes).
   const units = buildExecutionGraph(registry.build('demo', params).graph).subtasks.length;
-  const spares = args.spares !== undefined ? Number(args.spares) : args.failover === 'region' || args.failover === 'full' ? units : 2;
+  const spares = args.spares ?? (args.failover === 'region' || args.failover === 'full' ? units : 2);
   const runtime = new LocalRuntime(config, registry, { spares });
   try {
     // The job's units start as warm spares while the table and bucket are made: records flow at once.
@@ -69,8 +58,8 @@ async function main(): Promise<number> {
     const job = await runtime.service.submit({
       job: 'demo',
       params,
-      failover: args.failover as SubmitRequest['failover'],
-      checkpoint: { handle: 'regional', intervalSeconds: Number(args['checkpoint-every']) },
+      failover: args.failover,
+      checkpoint: { handle: 'regional', intervalSeconds: args.checkpointEvery },
     });
     console.log(`job ${job.jobId}: ${fmt(params.records)} records, parallelism ${params.parallelism}, ${units} task units (child processes), ${job.queues.length} queues`);
     console.log(`  table ${config.table}, bucket ${config.bucket}, logs in .sluice/logs/${job.jobId}/ (npm run sluice -- logs ${job.jobId})`);
@@ -102,12 +91,12 @@ async function main(): Promise<number> {
       },
     });
 
-    if (args['kill-after'] !== undefined) {
+    if (args.killAfter !== undefined) {
       const victim = job.units.find((u) => u.unitId.startsWith('hourly-aggregate')) ?? job.units[0]!;
       setTimeout(() => {
         const killed = runtime.launcher.kill(job.jobId, victim.unitId);
         console.log(`  killing task unit ${victim.unitId} (pid ${runtime.launcher.pid(job.jobId, victim.unitId) ?? '?'}) with SIGKILL: ${killed ? 'sent' : 'unit not running'}`);
-      }, Number(args['kill-after']) * 1000).unref();
+      }, args.killAfter * 1000).unref();
     }
 
     const view = await controller.run(job.jobId);

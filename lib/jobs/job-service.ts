@@ -47,7 +47,8 @@ export const DEFAULT_SETTINGS: JobSettings = {
   checkpoint: { handle: 'regional', intervalSeconds: 0, timeoutSeconds: 60, maxFailedRegionRatio: 0.5, maxConsecutiveRegionFailures: 3, whenBusy: 'refuse' },
 };
 
-const FAILOVER: FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered', 'single-exact'];
+/** The failover strategies a job may ask for. */
+export const FAILOVER_STRATEGIES: readonly FailoverStrategy[] = ['full', 'region', 'single', 'single-buffered', 'single-exact'];
 
 export interface JobTotals {
   /** Records read by the sources. */
@@ -243,7 +244,7 @@ export class JobService {
 
 export function resolveSettings(request: SubmitRequest): JobSettings {
   const failover = request.failover ?? DEFAULT_SETTINGS.failover;
-  if (!FAILOVER.includes(failover)) throw new JobSpecError(`failover must be one of ${FAILOVER.join(', ')}, got '${failover}'`);
+  if (!FAILOVER_STRATEGIES.includes(failover)) throw new JobSpecError(`failover must be one of ${FAILOVER_STRATEGIES.join(', ')}, got '${failover}'`);
   if (request.runOn !== undefined && !['lambda', 'fargate'].includes(request.runOn)) {
     throw new JobSpecError(`runOn must be 'lambda' or 'fargate', got '${String(request.runOn)}'`);
   }

@@ -1,6 +1,6 @@
 /**
- * Command-line flags of the benchmarks, on `node:util` parseArgs: each bench declares its flags
- * once (camelCase name, kind, default, help) and gets them back typed and checked. Flags are
+ * Command-line flags of the benchmarks and the demo, on `node:util` parseArgs: each command
+ * declares its flags once (camelCase name, kind, default, help) and gets them back typed and checked. Flags are
  * written in kebab case (`--decline-probability 1e-4` or `--decline-probability=1e-4`); a value
  * that starts with a dash needs the `=` form (`--fail-index=-1`). `--help` / `-h` lists them all.
  */
@@ -18,6 +18,8 @@ interface NumberBounds {
 export type Flag = Described &
   (
     | ({ type: 'number'; default: number; check?: (value: number) => string | undefined } & NumberBounds)
+    /** A number that may be left out (undefined then). */
+    | ({ type: 'number'; optional: true; check?: (value: number) => string | undefined } & NumberBounds)
     | ({ type: 'numbers'; default: readonly number[] } & NumberBounds)
     | { type: 'string'; default?: string; choices?: readonly string[] }
     | { type: 'list'; default: readonly string[]; choices?: readonly string[] }
@@ -25,8 +27,10 @@ export type Flag = Described &
   );
 
 /** The value a flag parses to. */
-export type FlagValue<F> = F extends { type: 'number' }
-  ? number
+export type FlagValue<F> = F extends { type: 'number'; optional: true }
+  ? number | undefined
+  : F extends { type: 'number' }
+    ? number
   : F extends { type: 'numbers' }
     ? number[]
     : F extends { type: 'string'; choices: readonly (infer C)[] }
@@ -43,7 +47,7 @@ export type FlagValue<F> = F extends { type: 'number' }
 
 export type FlagValues<S extends Record<string, Flag>> = { -readonly [K in keyof S]: FlagValue<S[K]> };
 
-/** Declares a bench's flags, keeping the literal choices for the value types. */
+/** Declares a command's flags, keeping the literal choices for the value types. */
 export const defineFlags = <const S extends Record<string, Flag>>(spec: S): S => spec;
 
 /** A bad command line: the message names the flag and what is wrong. */
@@ -82,10 +86,10 @@ export function describeFlags(spec: Record<string, Flag>): string {
 }
 
 /**
- * The flags of a bench, or the end of the process: `--help` prints `usage` and the flags (exit 0),
+ * The flags of a command, or the end of the process: `--help` prints `usage` and the flags (exit 0),
  * a bad command line prints what is wrong (exit 2).
  */
-export function benchFlags<S extends Record<string, Flag>>(bench: string, usage: string, spec: S, argv: readonly string[] = process.argv.slice(2)): FlagValues<S> {
+export function commandFlags<S extends Record<string, Flag>>(command: string, usage: string, spec: S, argv: readonly string[] = process.argv.slice(2)): FlagValues<S> {
   try {
     const { values, help } = parseFlags(spec, argv);
     if (help) {
@@ -95,7 +99,7 @@ export function benchFlags<S extends Record<string, Flag>>(bench: string, usage:
     return values;
   } catch (error) {
     if (!(error instanceof FlagError)) throw error;
-    console.error(`${bench}: ${error.message} (try --help)`);
+    console.error(`${command}: ${error.message} (try --help)`);
     process.exit(2);
   }
 }
@@ -107,6 +111,7 @@ export function commandWith(base: string, values: Record<string, unknown>, names
 
 function defaultOf(flag: Flag): unknown {
   if (flag.type === 'boolean') return false;
+  if (!('default' in flag)) return undefined;
   return Array.isArray(flag.default) ? [...flag.default] : flag.default;
 }
 

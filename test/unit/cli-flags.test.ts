@@ -1,6 +1,8 @@
-/** The benchmarks' shared flag parsing (bench/lib/flags.ts). */
+/** The flag parsing the benchmarks and the demo share (lib/cli/flags.ts). */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FlagError, commandWith, defineFlags, parseFlags } from '../../bench/lib/flags';
+import { FlagError, commandWith, defineFlags, parseFlags } from '../../lib/cli/flags';
 
 const SPEC = defineFlags({
   parallelism: { type: 'number', default: 4000, integer: true, min: 2, help: 'p' },
@@ -12,7 +14,7 @@ const SPEC = defineFlags({
   worker: { type: 'boolean', help: 'w' },
 });
 
-describe('bench flags', () => {
+describe('command flags', () => {
   it('gives the defaults, in the order declared, when nothing is passed', () => {
     const { values, help } = parseFlags(SPEC, []);
     expect(help).toBe(false);
@@ -28,6 +30,13 @@ describe('bench flags', () => {
   it('takes a negative number with an equals sign', () => {
     const spec = defineFlags({ failIndex: { type: 'number', default: -1, help: 'f' } });
     expect(parseFlags(spec, ['--fail-index=-3']).values.failIndex).toBe(-3);
+  });
+
+  it('leaves an optional number undefined when not given, and checks it when it is', () => {
+    const spec = defineFlags({ killAfter: { type: 'number', optional: true, min: 0, help: 'k' } });
+    expect(parseFlags(spec, []).values.killAfter).toBeUndefined();
+    expect(parseFlags(spec, ['--kill-after', '8']).values.killAfter).toBe(8);
+    expect(() => parseFlags(spec, ['--kill-after', 'x'])).toThrow("--kill-after needs a number >= 0, got 'x'");
   });
 
   it('says --help was asked for', () => {
@@ -54,5 +63,23 @@ describe('bench flags', () => {
   it('writes a rerun command with the flags named, lists joined by commas', () => {
     const { values } = parseFlags(SPEC, ['--sizes', '10,20']);
     expect(commandWith('npx tsx bench/x.ts', values, ['parallelism', 'sizes', 'handles'])).toBe('npx tsx bench/x.ts --parallelism 4000 --sizes 10,20 --handles global,regional');
+  });
+});
+
+describe('npm run demo', () => {
+  const root = join(__dirname, '..', '..');
+  const demo = (...args: string[]) => spawnSync(join(root, 'node_modules', '.bin', 'node'), ['--import', 'tsx', 'bin/demo.ts', ...args], { cwd: root, encoding: 'utf8' });
+
+  it.each([
+    [['--kill-after', 'x'], "demo: --kill-after needs a number >= 0, got 'x' (try --help)"],
+    [['--spares=-1'], "demo: --spares needs a whole number >= 0, got '-1' (try --help)"],
+    [['--failover', 'fast'], "demo: --failover: 'fast' is not one of full, region, single, single-buffered, single-exact (try --help)"],
+    [['--records', '1e3x'], "demo: --records needs a whole number >= 1, got '1e3x' (try --help)"],
+    [['--bogus'], "demo: Unknown option '--bogus' (try --help)"],
+  ])('refuses %j with what is wrong, before starting the emulator', (args, message) => {
+    const run = demo(...args);
+    expect(run.stderr.trim()).toBe(message);
+    expect(run.stdout).toBe('');
+    expect(run.status).toBe(2);
   });
 });
