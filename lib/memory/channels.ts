@@ -229,7 +229,13 @@ export class MemoryChannelTransport implements ChannelTransport {
     const deadline = Date.now() + options.waitSeconds * 1000;
     const { signal } = options;
     for (;;) {
-      if (signal?.aborted) throw abortedReceive();
+      if (signal?.aborted) {
+        // As SQS: a long poll whose caller went away (aborted, or its process killed) runs on until
+        // its wait ends, and takes what arrives meanwhile, hidden for the visibility it asked for;
+        // in a FIFO queue the rest of that message's group waits behind it.
+        void this.abandonedPoll(queue, options.max, deadline, visibilityMs);
+        throw abortedReceive();
+      }
       const now = this.clock.now();
       const { out, nextUnblock } = this.take(q, options.max, now, visibilityMs);
       const realNow = Date.now();
@@ -249,6 +255,30 @@ export class MemoryChannelTransport implements ChannelTransport {
         signal?.addEventListener('abort', done);
       });
       q = this.queue(queue);
+    }
+  }
+
+  /** The rest of an aborted long poll: takes what arrives before `deadline`, answers no one. */
+  private async abandonedPoll(queue: string, max: number, deadline: number, visibilityMs: number): Promise<void> {
+    for (;;) {
+      const found = this.queues.get(fifoQueueName(queue));
+      if (!found) return;
+      const q = found;
+      const now = this.clock.now();
+      const { out, nextUnblock } = this.take(q, max, now, visibilityMs);
+      const realNow = Date.now();
+      if (out.length > 0 || realNow >= deadline) return;
+      const wait = Math.min(deadline - realNow, nextUnblock - now, this.fakeClock ? 50 : Infinity);
+      await new Promise<void>((resolve) => {
+        // Unref'd: a poll no one waits for does not keep the process alive.
+        const timer = setTimeout(done, Math.max(0, wait)).unref();
+        function done() {
+          clearTimeout(timer);
+          q.waiters.delete(done);
+          resolve();
+        }
+        q.waiters.add(done);
+      });
     }
   }
 

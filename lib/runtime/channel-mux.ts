@@ -79,6 +79,7 @@ import { MAX_MESSAGE_BYTES, MAX_VISIBILITY_SECONDS, type ChannelTransport, type 
 import type { Clock } from '../ports/clock';
 import type { PollerState, TransportStats } from '../ports/unit-records';
 import { parseSubtaskId, producersOf, subPartitionQueue, type ExecutionGraph } from '../graph/execution-graph';
+import { receiveClaimed } from './claimed-receive';
 import { type ChannelInbound, type ChannelMessage, compactPart, compactRun, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePartHeader, readControl, type ControlFields, type ControlShape } from './messages';
 
 /** Bytes a channel message leaves free for the envelope's header and its part header. */
@@ -95,6 +96,8 @@ const PART_OVERHEAD_BYTES = 256;
 const MAX_COMPACT_RUN = 1000;
 const DEFAULT_WAIT_SECONDS = 2;
 const DEFAULT_VISIBILITY_SECONDS = 15;
+/** A hand-over waits for a receive in progress that ends within this, rather than abort it (see stopReceiving). */
+const GRACEFUL_RECEIVE_MS = 2500;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 /** Settled envelopes not yet deleted before the poller waits for the deletes (10 delete batches). */
 const MAX_PENDING_DELETES = 100;
@@ -349,6 +352,8 @@ export class UnitChannels implements ChannelTransport {
   private buffered = 0;
   private running = false;
   private pollAbort = new AbortController();
+  /** When the receive in progress ends at the latest (its long-poll wait), while there is one. */
+  private receiveEndsAt: number | undefined;
   private poller: Promise<void> | undefined;
   private extender: Promise<void> | undefined;
   private stopExtender: (() => void) | undefined;
@@ -428,9 +433,12 @@ export class UnitChannels implements ChannelTransport {
   async stopReceiving(release = true): Promise<void> {
     this.running = false;
     this.stopped = true;
-    // A long poll of an idle queue may have 20 s to go: ended now. (What SQS hands to the aborted
-    // request comes again after its visibility timeout; an idle queue has little to hand.)
-    this.pollAbort.abort();
+    // A long poll of an idle queue may have 20 s to go: ended now. SQS serves an aborted poll on
+    // until its wait ends: what it takes meanwhile (a producer's next message, or the envelopes
+    // released below) is hidden for its claim (claimed-receive.ts). A hand-over (`release`) lets a
+    // receive that ends soon finish instead; what it brings is released with the rest.
+    const left = this.receiveEndsAt === undefined ? undefined : this.receiveEndsAt - Date.now();
+    if (!release || left === undefined || left > GRACEFUL_RECEIVE_MS) this.pollAbort.abort();
     this.wakeRoomWaiters();
     this.stopExtender?.();
     for (const inbox of this.inboxes.values()) wakeAll(inbox);
@@ -882,7 +890,12 @@ export class UnitChannels implements ChannelTransport {
         // Every producer is in this unit: only what a previous invocation handed over is in the queue.
         const waitSeconds = this.onlyLocalProducers ? 0 : wait;
         const max = budget?.tight() ? 1 : 10;
-        messages = await this.options.transport.receive(queue, { max, waitSeconds, visibilityTimeoutSeconds: this.leaseSeconds, signal: this.pollAbort.signal });
+        this.receiveEndsAt = Date.now() + waitSeconds * 1000;
+        try {
+          messages = await receiveClaimed(this.options.transport, queue, { max, waitSeconds, visibilityTimeoutSeconds: this.leaseSeconds, signal: this.pollAbort.signal });
+        } finally {
+          this.receiveEndsAt = undefined;
+        }
         wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
         if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {

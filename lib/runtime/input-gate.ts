@@ -38,9 +38,10 @@
 import { DeterminantStore } from './determinants';
 import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
-import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
+import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type ReceiveOptions } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, EdgeCounters, InputCounters } from './handover';
+import { receiveClaimed } from './claimed-receive';
 import { decodeChannelMessage, type ChannelInbound, type ChannelMessage } from './messages';
 import { addSkipped, takeSkipped, type Range } from './skipped-ranges';
 import { ChannelTotals, EdgeChannels, FullChannel, NO_WATERMARK, zeroCounters, type ChannelState, type GateChannel, type GroupOrder, type Received, type RestartRule } from './channel-table';
@@ -1225,7 +1226,9 @@ export class InputGate {
     let wait = busyWait;
     while (this.running) {
       try {
-        const messages = await this.options.transport.receive(queue, {
+        // Through a unit's multiplexed channels (extendVisibility false) nothing is leased here.
+        const receive = this.options.extendVisibility === false ? this.options.transport.receive.bind(this.options.transport) : (q: string, o: ReceiveOptions) => receiveClaimed(this.options.transport, q, o);
+        const messages = await receive(queue, {
           max: this.options.receiveMax ?? 10,
           waitSeconds: wait,
           visibilityTimeoutSeconds: this.visibilitySeconds,

@@ -12,6 +12,7 @@ import { MemoryChannelTransport } from '../../lib/memory';
 import { forwardingTransport, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, type ChannelTransport, type OutboundMessage } from '../../lib/ports/channels';
 import { InputBudget, UnitChannels, MUX_OVERHEAD_BYTES } from '../../lib/runtime/channel-mux';
 import { InputGate, channelKey } from '../../lib/runtime/input-gate';
+import { CLAIM_SECONDS } from '../../lib/runtime/claimed-receive';
 import { MalformedMessageError, compactPart, continuesRun, controlShape, decodeEnvelope, envelopeHeader, envelopePart, readControl, type ControlFields } from '../../lib/runtime/messages';
 import { RecordWriter } from '../../lib/runtime/record-writer';
 import type { Clock } from '../../lib/ports/clock';
@@ -283,12 +284,23 @@ describe('multiplexed channels', () => {
   it('asks for longer leases while its deletes come back expired, and for the base one again once they came quickly for 15 minutes', async () => {
     const { time, transport, inputQueue, logical, common } = await clockedSetup();
     let lateBy = 20_000;
+    // The lease a received envelope is held for: the receive claims CLAIM_SECONDS (a poll nobody
+    // answers hides what it takes only that long), and the unit extends what it got to its lease.
     const leases: number[] = [];
+    let claimed = false;
     const late = forwardingTransport(transport, {
       receive: async (q, o) => {
         const got = await transport.receive(q, o);
-        if (got.length > 0) leases.push(o.visibilityTimeoutSeconds!);
+        if (got.length > 0) {
+          expect(o.visibilityTimeoutSeconds).toBe(CLAIM_SECONDS);
+          claimed = true;
+        }
         return got;
+      },
+      changeVisibility: (q, r, seconds) => {
+        if (claimed) leases.push(seconds);
+        claimed = false;
+        return transport.changeVisibility(q, r, seconds);
       },
       // The delete reaches the queue `lateBy` ms after the envelope was taken (a busy connection pool).
       delete: (q, r) => {
