@@ -857,6 +857,8 @@ export class UnitChannels implements ChannelTransport {
 
   private async pollUntilStopped(queue: string, maxBuffered: number, busyWait: number, idleWait: number): Promise<void> {
     let wait = busyWait;
+    /** The last receive came back short of full: the queue may be empty, the next one may wait (claimed-receive.ts). */
+    let drained = true;
     /** Since when receives fail, and the wait before the next try. */
     let failingSince: number | undefined;
     let retryMs = this.options.receiveRetryMs ?? 1000;
@@ -892,11 +894,12 @@ export class UnitChannels implements ChannelTransport {
         const max = budget?.tight() ? 1 : 10;
         this.receiveEndsAt = Date.now() + waitSeconds * 1000;
         try {
-          messages = await receiveClaimed(this.options.transport, queue, { max, waitSeconds, visibilityTimeoutSeconds: this.leaseSeconds, signal: this.pollAbort.signal });
+          messages = await receiveClaimed(this.options.transport, queue, { max, waitSeconds, visibilityTimeoutSeconds: this.leaseSeconds, signal: this.pollAbort.signal }, drained);
         } finally {
           this.receiveEndsAt = undefined;
         }
         wait = messages.length > 0 ? busyWait : Math.min(idleWait, wait * 2);
+        drained = messages.length < max;
         if (this.onlyLocalProducers && messages.length === 0) return;
       } catch (error) {
         if (!this.running) return;

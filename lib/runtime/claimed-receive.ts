@@ -16,15 +16,19 @@ import type { ChannelTransport, InboundMessage, ReceiveOptions } from '../ports/
 export const CLAIM_SECONDS = 4;
 
 /**
- * `transport.receive` with `options.visibilityTimeoutSeconds` held from the answer on: a receive
- * that may wait claims CLAIM_SECONDS, then extends the received messages to the timeout asked for
- * (one request per receive that returns messages). An extension that fails or comes too late
- * leaves those messages to come again, as any expired lease does; they are returned all the same
- * (dropped, a FIFO group's earlier message would arrive after its later ones).
+ * `transport.receive` with `options.visibilityTimeoutSeconds` held from the answer on. A receive
+ * that may wait (`mayWait`: the reader's last receive left the queue drained, so this one may sit
+ * at SQS for its wait) claims CLAIM_SECONDS, then extends the received messages to the timeout
+ * asked for: one more request per such receive. A reader behind a backlog (its last receive came
+ * back full) asks for the lease at once: its receives return without waiting, and the extra
+ * request on every one of them loaded the emulator enough to slow restarts (bench:demo-recovery).
+ * An extension that fails or comes too late leaves those messages to come again, as any expired
+ * lease does; they are returned all the same (dropped, a FIFO group's earlier message would arrive
+ * after its later ones).
  */
-export async function receiveClaimed(transport: ChannelTransport, queue: string, options: ReceiveOptions): Promise<InboundMessage[]> {
+export async function receiveClaimed(transport: ChannelTransport, queue: string, options: ReceiveOptions, mayWait: boolean): Promise<InboundMessage[]> {
   const lease = options.visibilityTimeoutSeconds;
-  if (options.waitSeconds <= 0 || lease === undefined || lease <= CLAIM_SECONDS) return transport.receive(queue, options);
+  if (!mayWait || options.waitSeconds <= 0 || lease === undefined || lease <= CLAIM_SECONDS) return transport.receive(queue, options);
   const messages = await transport.receive(queue, { ...options, visibilityTimeoutSeconds: CLAIM_SECONDS });
   if (messages.length > 0) {
     await transport.changeVisibility(

@@ -1224,15 +1224,15 @@ export class InputGate {
     const busyWait = this.options.waitSeconds ?? 2;
     const idleWait = Math.max(busyWait, this.options.idleWaitSeconds ?? 20);
     let wait = busyWait;
+    /** The last receive came back short of full: the next one may wait (claimed-receive.ts). */
+    let drained = true;
     while (this.running) {
       try {
         // Through a unit's multiplexed channels (extendVisibility false) nothing is leased here.
-        const receive = this.options.extendVisibility === false ? this.options.transport.receive.bind(this.options.transport) : (q: string, o: ReceiveOptions) => receiveClaimed(this.options.transport, q, o);
-        const messages = await receive(queue, {
-          max: this.options.receiveMax ?? 10,
-          waitSeconds: wait,
-          visibilityTimeoutSeconds: this.visibilitySeconds,
-        });
+        const receive = this.options.extendVisibility === false ? this.options.transport.receive.bind(this.options.transport) : (q: string, o: ReceiveOptions) => receiveClaimed(this.options.transport, q, o, drained);
+        const max = this.options.receiveMax ?? 10;
+        const messages = await receive(queue, { max, waitSeconds: wait, visibilityTimeoutSeconds: this.visibilitySeconds });
+        drained = messages.length < max;
         if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
         if (messages.length === 0) {
           wait = Math.min(idleWait, wait * 2);

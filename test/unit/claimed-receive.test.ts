@@ -47,7 +47,7 @@ describe('an abandoned long poll', () => {
 
   it('hides what it took only for the claim when the receive was claimed', async () => {
     const { transport, advance } = await setup();
-    await abandonedPoll(transport, (o) => receiveClaimed(transport, 'q', o));
+    await abandonedPoll(transport, (o) => receiveClaimed(transport, 'q', o, true));
     expect(await transport.receive('q', { max: 10, waitSeconds: 0 })).toEqual([]);
     advance(CLAIM_SECONDS + 1);
     const again = await transport.receive('q', { max: 10, waitSeconds: 0 });
@@ -67,7 +67,7 @@ describe('a claimed receive', () => {
         return transport.changeVisibility(queue, receipts, seconds);
       },
     });
-    const got = await receiveClaimed(counting, 'q', { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: LEASE });
+    const got = await receiveClaimed(counting, 'q', { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: LEASE }, true);
     expect(got.map((m) => m.body)).toEqual(['{"n":1}']);
     expect(extensions).toBe(1);
     advance(LEASE - 1);
@@ -75,7 +75,7 @@ describe('a claimed receive', () => {
     expect(await transport.delete('q', [got[0]!.receipt])).toEqual({ expired: [] });
   });
 
-  it('asks for the lease itself when it cannot wait, or when the lease is no longer than the claim', async () => {
+  it('asks for the lease itself behind a backlog, when it cannot wait, or when the lease is no longer than the claim', async () => {
     const { transport, advance } = await setup();
     const asked: (number | undefined)[] = [];
     const spying: ChannelTransport = Object.assign(Object.create(transport) as ChannelTransport, {
@@ -88,9 +88,11 @@ describe('a claimed receive', () => {
       },
     });
     await transport.send('q', [message(1)]);
-    expect(await receiveClaimed(spying, 'q', { max: 10, waitSeconds: 0, visibilityTimeoutSeconds: LEASE })).toHaveLength(1);
+    expect(await receiveClaimed(spying, 'q', { max: 10, waitSeconds: 2, visibilityTimeoutSeconds: LEASE }, false)).toHaveLength(1);
     advance(LEASE + 1);
-    expect(await receiveClaimed(spying, 'q', { max: 10, waitSeconds: 1, visibilityTimeoutSeconds: CLAIM_SECONDS })).toHaveLength(1);
-    expect(asked).toEqual([LEASE, CLAIM_SECONDS]);
+    expect(await receiveClaimed(spying, 'q', { max: 10, waitSeconds: 0, visibilityTimeoutSeconds: LEASE }, true)).toHaveLength(1);
+    advance(LEASE + 1);
+    expect(await receiveClaimed(spying, 'q', { max: 10, waitSeconds: 2, visibilityTimeoutSeconds: CLAIM_SECONDS }, true)).toHaveLength(1);
+    expect(asked).toEqual([LEASE, LEASE, CLAIM_SECONDS]);
   });
 });
