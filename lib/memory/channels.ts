@@ -243,17 +243,7 @@ export class MemoryChannelTransport implements ChannelTransport {
       // Sleep until a send/delete wakes us, a lease runs out, or the poll ends. A fake clock may
       // jump at any time: look again every 50 ms then.
       const wait = Math.min(deadline - realNow, nextUnblock - now, this.fakeClock ? 50 : Infinity);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.max(0, wait));
-        function done() {
-          clearTimeout(timer);
-          q.waiters.delete(done);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        }
-        q.waiters.add(done);
-        signal?.addEventListener('abort', done);
-      });
+      await wakeOf(q, wait, signal);
       q = this.queue(queue);
     }
   }
@@ -261,24 +251,15 @@ export class MemoryChannelTransport implements ChannelTransport {
   /** The rest of an aborted long poll: takes what arrives before `deadline`, answers no one. */
   private async abandonedPoll(queue: string, max: number, deadline: number, visibilityMs: number): Promise<void> {
     for (;;) {
-      const found = this.queues.get(fifoQueueName(queue));
-      if (!found) return;
-      const q = found;
+      const q = this.queues.get(fifoQueueName(queue));
+      if (!q) return;
       const now = this.clock.now();
       const { out, nextUnblock } = this.take(q, max, now, visibilityMs);
       const realNow = Date.now();
       if (out.length > 0 || realNow >= deadline) return;
       const wait = Math.min(deadline - realNow, nextUnblock - now, this.fakeClock ? 50 : Infinity);
-      await new Promise<void>((resolve) => {
-        // Unref'd: a poll no one waits for does not keep the process alive.
-        const timer = setTimeout(done, Math.max(0, wait)).unref();
-        function done() {
-          clearTimeout(timer);
-          q.waiters.delete(done);
-          resolve();
-        }
-        q.waiters.add(done);
-      });
+      // Unref'd: a poll no one waits for does not keep the process alive.
+      await wakeOf(q, wait, undefined, true);
     }
   }
 
@@ -386,3 +367,18 @@ export class MemoryChannelTransport implements ChannelTransport {
   }
 }
 
+/** Resolves when a send or delete wakes the queue's long polls, after `ms`, or when `signal` aborts. */
+function wakeOf(q: Queue, ms: number, signal?: AbortSignal, unref = false): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(done, Math.max(0, ms));
+    if (unref) timer.unref();
+    function done() {
+      clearTimeout(timer);
+      q.waiters.delete(done);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    q.waiters.add(done);
+    signal?.addEventListener('abort', done);
+  });
+}
