@@ -1,5 +1,5 @@
 /**
- * A receive that can wait asks SQS for a short claim and extends what it got at once.
+ * A receive that may wait asks SQS for a short claim and extends what it got at once.
  *
  * Why: a long poll whose caller went away (a unit stopped by a failover aborts it; a killed unit's
  * process is gone) runs on at SQS until its wait ends, and a message that arrives meanwhile is

@@ -38,7 +38,7 @@
 import { DeterminantStore } from './determinants';
 import { appendTo } from './multimap';
 import type { Clock } from '../ports/clock';
-import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage, type ReceiveOptions } from '../ports/channels';
+import { MAX_VISIBILITY_SECONDS, type ChannelTransport, type InboundMessage } from '../ports/channels';
 import type { ExecutionEdge } from '../graph/execution-graph';
 import type { ChannelCounters, ChannelHandover, EdgeCounters, InputCounters } from './handover';
 import { receiveClaimed } from './claimed-receive';
@@ -1228,10 +1228,10 @@ export class InputGate {
     let drained = true;
     while (this.running) {
       try {
-        // Through a unit's multiplexed channels (extendVisibility false) nothing is leased here.
-        const receive = this.options.extendVisibility === false ? this.options.transport.receive.bind(this.options.transport) : (q: string, o: ReceiveOptions) => receiveClaimed(this.options.transport, q, o, drained);
         const max = this.options.receiveMax ?? 10;
-        const messages = await receive(queue, { max, waitSeconds: wait, visibilityTimeoutSeconds: this.visibilitySeconds });
+        // Through a unit's multiplexed channels (extendVisibility false) nothing is leased here: no claim.
+        const mayWait = drained && this.options.extendVisibility !== false;
+        const messages = await receiveClaimed(this.options.transport, queue, { max, waitSeconds: wait, visibilityTimeoutSeconds: this.visibilitySeconds }, mayWait);
         drained = messages.length < max;
         if (!this.running && !this.draining) return; // stopping: leave them for the next attempt
         if (messages.length === 0) {
