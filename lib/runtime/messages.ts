@@ -14,6 +14,9 @@
  *   own (`l` = its attempt) at 0 on every start: its outputs are not regenerated identically.
  *   Records dropped for an unavailable sub-partition still take their positions. A consumer skips
  *   records below its position (duplicates) and counts a jump (missing records).
+ * - A data message's records are `r` (JSON), or, when they are objects of one shape, `k` (the keys,
+ *   once) and `c` (each record as the list of its values; one that is not a row of `k` as `{"v":…}`):
+ *   see record-rows.ts. Decoding gives `r` either way.
  * - `ra`, `rq` mark a replay (see replay.ts): messages a producer sends again from its in-flight
  *   log to consumer attempt `ra`, for its request `rq`, in a message group of their own; the
  *   replay ends with an `x` event whose `n` is where the producer's live messages go on.
@@ -21,6 +24,7 @@
 import type { Json } from '../api/functions';
 import type { InboundMessage } from '../ports/channels';
 import type { Step } from './determinants';
+import { recordsOfRows } from './record-rows';
 
 export type ChannelEvent =
   /**
@@ -87,7 +91,20 @@ export function decodeChannelMessage(body: string): ChannelMessage {
   if ((m.n !== undefined && typeof m.n !== 'number') || (m.l !== undefined && typeof m.l !== 'number')) {
     throw new MalformedMessageError(`channel message has a non-numeric lineage or record position: ${body.slice(0, 80)}`);
   }
-  if (m.t === 'd' && !Array.isArray((m as { r?: unknown }).r)) throw new MalformedMessageError(`channel data message without records: ${body.slice(0, 80)}`);
+  if (m.t === 'd') {
+    const rows = m as { r?: unknown; k?: unknown; c?: unknown };
+    if (rows.k !== undefined) {
+      // Records as rows of one shape (record-rows.ts): built into objects here, as JSON.parse would have.
+      try {
+        rows.r = recordsOfRows(rows.k, rows.c);
+      } catch (error) {
+        throw new MalformedMessageError(`channel data message with malformed rows (${error instanceof Error ? error.message : String(error)}): ${body.slice(0, 80)}`);
+      }
+      delete rows.k;
+      delete rows.c;
+    }
+    if (!Array.isArray(rows.r)) throw new MalformedMessageError(`channel data message without records: ${body.slice(0, 80)}`);
+  }
   return m as ChannelMessage;
 }
 

@@ -21,6 +21,7 @@ import type { WriterHandover, WriterPositions } from './handover';
 import type { DeterminantLog } from './determinants';
 import { DEFAULT_LOG_BYTES, InflightLog, type LoggedMessage, type LogSpill } from './inflight-log';
 import type { ChannelEvent, ChannelMessage, ReplayRequest } from './messages';
+import { rowShapeOf, rowText, type RowShape } from './record-rows';
 import { positionIn, replayBodies, replayGroupId, restartEvent, type RestartNotice } from './replay';
 
 /** Tells a writer whether a consumer sub-partition takes records now. */
@@ -76,9 +77,12 @@ interface ChannelBuffer {
   parts: string[];
   chunks: string[];
   count: number;
+  /** UTF-8 bytes of the records (each with its comma or bracket) and of the rows' keys. */
   bytes: number;
   /** Record position of the first record. */
   first: number;
+  /** The keys of the message's rows (record-rows.ts), from its first record; undefined: records as JSON. */
+  shape: RowShape | undefined;
 }
 
 /**
@@ -398,17 +402,21 @@ export class RecordWriter {
       this.log?.skipTo(consumer, this.position[consumer]!);
       return;
     }
-    const part = serialized ?? JSON.stringify(record);
-    const size = Buffer.byteLength(part) + 1;
-    if (size > this.maxBytes) {
-      throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes} bytes`);
-    }
     let buffer = this.buffers.get(consumer);
-    if (buffer && buffer.bytes + size > this.maxBytes) {
+    let part = encode(buffer ?? (buffer = this.newBuffer(consumer, record)), record, serialized);
+    let size = Buffer.byteLength(part) + 1;
+    if (buffer.count > 0 && buffer.bytes + size > this.maxBytes) {
       this.seal(consumer, true);
-      buffer = undefined;
+      // The next message's rows take their keys from this record.
+      const next = this.newBuffer(consumer, record);
+      if (next.shape?.text !== buffer.shape?.text) part = encode(next, record, serialized);
+      size = Buffer.byteLength(part) + 1;
+      buffer = next;
     }
-    if (!buffer) this.buffers.set(consumer, (buffer = { parts: [], chunks: [], count: 0, bytes: 0, first: this.position[consumer]! }));
+    if (buffer.bytes + size > this.maxBytes) {
+      throw new Error(`a record on edge ${this.edgeId} is ${size} bytes; records must be smaller than ${this.maxBytes - buffer.bytes} bytes`);
+    }
+    if (buffer.count === 0) this.buffers.set(consumer, buffer);
     this.position[consumer]!++;
     buffer.parts.push(part);
     buffer.count++;
@@ -451,13 +459,21 @@ export class RecordWriter {
     // Determinants travel with the records they caused: durable before their effects are.
     const dt = this.options.determinants?.takeFor(`${this.edgeId}/${consumer}`, DETERMINANT_BYTES);
     const determinants = dt ? JSON.stringify(dt) : '';
-    const fields = `"r":${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${determinants}` : ''}`;
+    const { shape } = buffer;
+    const head = shape ? `"k":${shape.text},"c":` : '"r":';
+    const fields = `${head}${records}${watermark === undefined ? '' : `,"w":${watermark}`}${dt ? `,"dt":${determinants}` : ''}`;
     this.log?.append(consumer, { first: buffer.first, count: buffer.count, fields });
     this.buffers.delete(consumer);
     // The records' UTF-8 size is counted already (buffer.bytes: each record's, plus one for its
     // comma or bracket, and one more bracket); the rest of the body is ASCII but the determinants.
-    const wide = buffer.bytes + 1 - records.length + (dt ? Buffer.byteLength(determinants) - determinants.length : 0);
+    const wide = buffer.bytes - headBytes(shape) + 1 - records.length + (shape ? shape.bytes - shape.text.length : 0) + (dt ? Buffer.byteLength(determinants) - determinants.length : 0);
     this.enqueueRaw(consumer, 'd', fields, buffer.first, false, wide);
+  }
+
+  /** An empty buffer for channel `consumer` whose first record is `record` (not in `buffers` until it has one). */
+  private newBuffer(consumer: number, record: Json): ChannelBuffer {
+    const shape = rowShapeOf(record);
+    return { parts: [], chunks: [], count: 0, bytes: headBytes(shape), first: this.position[consumer]!, shape };
   }
 
   /**
@@ -481,6 +497,14 @@ export class RecordWriter {
 }
 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
+
+/** A record's text in `buffer`'s message: a row of its shape, or JSON (`serialized`, when the caller has it). */
+function encode(buffer: ChannelBuffer, record: Json, serialized: string | undefined): string {
+  return buffer.shape ? rowText(record, buffer.shape) : (serialized ?? JSON.stringify(record));
+}
+
+/** Bytes a message's rows add before their records: `"k":<keys>,"c":` (beside `"r":`). */
+const headBytes = (shape: RowShape | undefined): number => (shape ? shape.bytes + 6 : 0);
 
 /**
  * `[chunk,chunk,...]` by concatenation, not join: the text stays a chain of the chunks (V8 cons
