@@ -242,29 +242,43 @@ export async function runSchedule(schedule: Schedule, options: RunOptions): Prom
         continue;
       }
       if (spec.delayMs > 0) await sleep(spec.delayMs);
-      const view = await runtime.service.view(job.jobId).catch(() => undefined);
-      if (!view || view.job.status !== 'RUNNING') {
+      const choose = async () => {
+        const view = await runtime.service.view(job.jobId).catch(() => undefined);
+        if (!view || view.job.status !== 'RUNNING') return undefined;
+        const alive = view.units.filter((u) => roles.get(u.unitId)?.has(spec.role) && runtime.launcher.pid(job.jobId, u.unitId) !== undefined && u.status !== 'FINISHED');
+        const victims: typeof alive = [];
+        while (victims.length < spec.count && alive.length > 0) victims.push(...alive.splice(Math.floor(random() * alive.length), 1));
+        // CHAOS_VICTIMS="<kill index>:<unit>,<unit>;...": these units instead (when a kill lands moves
+        // which are alive, so a broken schedule's victims are not always the seed's on a rerun).
+        const forced = process.env.CHAOS_VICTIMS?.split(';').find((f) => f.startsWith(`${kills.length - 1}:`));
+        if (forced) {
+          victims.length = 0;
+          for (const id of forced.slice(forced.indexOf(':') + 1).split(',')) victims.push(...view.units.filter((u) => u.unitId === id));
+        }
+        return victims;
+      };
+      // A failover may have stopped every unit of the role for a moment (`full` restarts them all):
+      // a kill during it tries again, while the failover lasts, rather than missing it.
+      const recovering = async () => !ended && spec.moment === 'during-failover' && (await metrics.list(job.jobId).catch(() => [])).some((e) => e.status === 'RECOVERING');
+      let victims: Awaited<ReturnType<typeof choose>>;
+      for (;;) {
+        victims = await choose();
+        const at = Date.now() - started;
+        // Same instant: all signals are sent before anything else runs.
+        for (const v of victims ?? []) if (runtime.launcher.kill(job.jobId, v.unitId)) record.units.push(`${v.unitId}#${v.attempt}`);
+        if (record.units.length > 0) record.atMs = at;
+        if (record.units.length > 0 || !victims || !(await recovering())) break;
+        await sleep(50);
+      }
+      if (!victims) {
         record.note = 'the job ended before the kill';
         continue;
       }
-      const alive = view.units.filter((u) => roles.get(u.unitId)?.has(spec.role) && runtime.launcher.pid(job.jobId, u.unitId) !== undefined && u.status !== 'FINISHED');
-      const victims: typeof alive = [];
-      while (victims.length < spec.count && alive.length > 0) victims.push(...alive.splice(Math.floor(random() * alive.length), 1));
-      // CHAOS_VICTIMS="<kill index>:<unit>,<unit>;...": these units instead (when a kill lands moves
-      // which are alive, so a broken schedule's victims are not always the seed's on a rerun).
-      const forced = process.env.CHAOS_VICTIMS?.split(';').find((f) => f.startsWith(`${kills.length - 1}:`));
-      if (forced) {
-        victims.length = 0;
-        for (const id of forced.slice(forced.indexOf(':') + 1).split(',')) victims.push(...view.units.filter((u) => u.unitId === id));
-      }
-      if (victims.length === 0) {
+      if (record.units.length === 0) {
         record.note = `no ${spec.role} unit was running`;
         continue;
       }
-      record.atMs = Date.now() - started;
-      // Same instant: all signals are sent before anything else runs.
-      for (const v of victims) if (runtime.launcher.kill(job.jobId, v.unitId)) record.units.push(`${v.unitId}#${v.attempt}`);
-      log(`  kill ${record.units.join(' + ')} at ${(record.atMs / 1000).toFixed(1)} s (${spec.moment}, ${spec.role})`);
+      log(`  kill ${record.units.join(' + ')} at ${(record.atMs! / 1000).toFixed(1)} s (${spec.moment}, ${spec.role})`);
       if (releaseAfter) holdFinal = false;
       // The next kill looks for its own moment from here on (a failover of this one, say).
       await sleep(300);
