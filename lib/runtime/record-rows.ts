@@ -10,6 +10,8 @@
  * in their order, every value one JSON keeps (a value JSON.stringify leaves out, `undefined`, a
  * function or a symbol, would turn into null in an array). A record that is not a row of the
  * message's shape travels as `{"v":<record>}` in its place, so order is kept whatever the records.
+ * A record with a toJSON method is never a row (JSON writes what toJSON returns). A value's toJSON
+ * is called with the value's index in the row for its key (Date's ignores it).
  */
 import type { Json } from '../api/functions';
 
@@ -30,7 +32,7 @@ const MAX_BUILDERS = 256;
 
 /** The shape of `record` when its messages can carry rows of it: a non-empty plain object's keys. */
 export function rowShapeOf(record: Json): RowShape | undefined {
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
+  if (!rowLike(record)) return undefined;
   const keys = Object.keys(record);
   // `__proto__` as a key of an object literal or an assignment sets the prototype instead.
   if (keys.length === 0 || keys.length > MAX_ROW_KEYS || keys.includes('__proto__')) return undefined;
@@ -45,8 +47,13 @@ export function rowText(record: Json, shape: RowShape): string {
   return row ? JSON.stringify(row) : `{"v":${JSON.stringify(record)}}`;
 }
 
+/** An object JSON writes as its own keys: not an array, and without a toJSON of its own (a Date, a class's). */
+function rowLike(record: Json): record is { [key: string]: Json } {
+  return typeof record === 'object' && record !== null && !Array.isArray(record) && typeof (record as { toJSON?: unknown }).toJSON !== 'function';
+}
+
 function rowOf(record: Json, keys: readonly string[]): Json[] | undefined {
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
+  if (!rowLike(record)) return undefined;
   const own = Object.keys(record);
   if (own.length !== keys.length) return undefined;
   const row = new Array<Json>(own.length);

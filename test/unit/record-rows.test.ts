@@ -20,6 +20,16 @@ async function roundTrip(records: readonly unknown[], maxMessageBytes = 262_144)
   return { sent, decoded };
 }
 
+class Money {
+  constructor(
+    readonly a: number,
+    readonly b: string,
+  ) {}
+  toJSON(): string {
+    return `${this.a} ${this.b}`;
+  }
+}
+
 /** What a consumer must get for `record`: what JSON would have carried, keys in the same order. */
 const asJson = (record: unknown): string => JSON.stringify(record);
 
@@ -53,6 +63,8 @@ describe('records as rows of one shape', () => {
       withProto,
       { 2: 'two', 1: 'one', z: 'zed' }, // integer-like keys come first in any object
       { a: Number.NaN, b: Infinity }, // JSON: null
+      new Money(7, 'EUR'), // own keys a and b, but JSON writes what its toJSON returns
+      Object.assign(Object.create({ inherited: 1 }) as object, { a: 6, b: 'own keys only' }),
       { a: 5, b: 'last' },
     ];
     const { decoded } = await roundTrip(records);
