@@ -4,9 +4,12 @@
  * once the previous failure is available again and a checkpoint has completed after it. Failure
  * to available again per kill, from the job's own failure records (RecoveryMetrics: failedAt is
  * the process's exit, availableAgainAt the restarted unit's announcement; under region the last
- * restarted unit's), with its steps (detected, restarted) and the machine's load at that moment.
+ * restarted unit's), with its steps (detected, restarted) and the machine's load at that moment;
+ * and "caught up": from available again to the end of the next checkpoint, which completes once the
+ * restarted units have read up to its barriers (what a dead unit's receives left in flight comes
+ * back only after their visibility timeout, and its FIFO group waits behind it).
  *
- *   npm run bench:demo-recovery -- [--strategies single,region] [--kills 10] [--records 6000000]
+ *   npm run bench:demo-recovery -- [--strategies single,region] [--kills 10] [--records 100000000]
  *     [--parallelism 4] [--pause-ms 1000] [--out bench/results/demo-recovery.json]
  *
  * The job runs at the demo's full speed (the emulator as loaded as in `npm run demo`); it is
@@ -29,7 +32,7 @@ import { RecoveryMetrics, type FailureEvent } from '../lib/recovery/recovery-met
 const FLAGS = defineFlags({
   strategies: { type: 'list', default: ['single', 'region'], choices: ['single', 'single-buffered', 'region', 'full'], help: 'failover strategies, one job each' },
   kills: { type: 'number', default: 10, integer: true, min: 1, help: 'kills per strategy (the failure budget allows 10 in 10 minutes)' },
-  records: { type: 'number', default: 24_000_000, integer: true, min: 1, help: 'input records (enough to outlast the kills at ~80,000 records/s; the job is cancelled after them)' },
+  records: { type: 'number', default: 100_000_000, integer: true, min: 1, help: 'input records (enough to outlast the kills at ~250,000 records/s; the job is cancelled after them)' },
   parallelism: { type: 'number', default: 4, integer: true, min: 1, help: 'subtasks per operator' },
   victims: { type: 'string', default: 'aggregates', choices: ['aggregates', 'sources'], help: 'which units are killed, in turn' },
   pauseMs: { type: 'number', default: 1000, integer: true, min: 0, help: 'wait after a checkpoint completed past a recovery, before the next kill' },
@@ -43,6 +46,11 @@ interface Kill {
   detectionMs: number;
   restartedMs: number | null;
   recoveryMs: number;
+  /**
+   * Available again to the end of the first checkpoint triggered after it: when the restarted
+   * units had caught up with their channels (null for the last kill, which waits for none).
+   */
+  caughtUpMs: number | null;
   unitsRestarted: number;
   recordsDropped: number;
   /** Units started into a warm spare / cold, over the whole job so far. */
@@ -77,28 +85,37 @@ async function runStrategy(strategy: FailoverStrategy, o: ReturnType<typeof flag
     running.catch(() => undefined);
     const metrics = new RecoveryMetrics(runtime.ports.metadata);
     const victims = job.units.filter((u) => u.unitId.startsWith(o.victims === 'sources' ? 'generator' : 'hourly-aggregate'));
-    const completedSince = async (at: number) => (await controller.driver?.history())?.some((h) => h.outcome.status === 'completed' && h.triggerTime > at);
+    const completedSince = async (at: number) => (await controller.driver?.history())?.find((h) => h.outcome.status === 'completed' && h.triggerTime > at);
+    const stillRunning = async () => {
+      const view = await runtime.service.view(job.jobId);
+      if (view.job.status !== 'RUNNING') throw new Error(`job ${job.jobId} is ${view.job.status} after ${kills.length} kill(s) (${view.job.error ?? 'raise --records'})`);
+    };
 
     // First kill once records flow and a checkpoint has completed (there is state to restore).
     await until('the first completed checkpoint', async () => ((await completedSince(0)) ? true : undefined));
     for (let k = 1; k <= o.kills; k++) {
       const victim = victims[(k - 1) % victims.length]!;
-      const view = await runtime.service.view(job.jobId);
-      if (view.job.status !== 'RUNNING') throw new Error(`job ${job.jobId} is ${view.job.status} before kill ${k} (${view.job.error ?? 'raise --records'})`);
+      await stillRunning();
       if (!runtime.launcher.kill(job.jobId, victim.unitId)) throw new Error(`unit ${victim.unitId} is not running at kill ${k}`);
       const event = await until(`failure ${k} to be available again`, async () => {
         const e = (await metrics.list(job.jobId)).find((x) => x.seq === k);
         return e && e.recoveryMs !== null ? e : undefined;
       });
       const loadavg1m = round(os.loadavg()[0]!, 2);
-      kills.push(row(strategy, k, event, runtime, loadavg1m));
-      const r = kills.at(-1)!;
+      const r = row(strategy, k, event, runtime, loadavg1m);
+      kills.push(r);
+      const recoveredAt = event.availableAgainAt!;
+      if (k < o.kills) {
+        const after = await until(`a checkpoint after failure ${k}`, async () => {
+          await stillRunning();
+          return completedSince(recoveredAt);
+        });
+        r.caughtUpMs = after.endTime - recoveredAt;
+      }
       console.log(
-        `  ${strategy} kill ${k} (${victim.unitId}): failure to available again ${r.recoveryMs} ms (detected ${r.detectionMs} ms, restarted ${r.restartedMs ?? '-'} ms; ${r.unitsRestarted} unit(s) restarted; starts warm ${r.warmStarts}, cold ${r.coldStarts}); load ${loadavg1m}`,
+        `  ${strategy} kill ${k} (${victim.unitId}): failure to available again ${r.recoveryMs} ms (detected ${r.detectionMs} ms, restarted ${r.restartedMs ?? '-'} ms; ${r.unitsRestarted} unit(s) restarted; starts warm ${r.warmStarts}, cold ${r.coldStarts}); caught up ${r.caughtUpMs ?? '-'} ms; load ${loadavg1m}`,
       );
       if (k === o.kills) break;
-      const recoveredAt = event.availableAgainAt!;
-      await until(`a checkpoint after failure ${k}`, async () => ((await completedSince(recoveredAt)) ? true : undefined));
       await sleep(o.pauseMs);
     }
     await runtime.service.cancel(job.jobId);
@@ -117,6 +134,7 @@ function row(strategy: string, kill: number, e: FailureEvent, runtime: LocalRunt
     detectionMs: e.detectionMs,
     restartedMs: e.restartedAt === null ? null : e.restartedAt - e.failedAt,
     recoveryMs: e.recoveryMs!,
+    caughtUpMs: null,
     unitsRestarted: e.unitsRestarted,
     recordsDropped: e.recordsDropped,
     warmStarts: runtime.launcher.launches.warm,
@@ -157,13 +175,15 @@ async function main(): Promise<void> {
       recoveryMaxMs: sorted.at(-1)!,
       detectionMedianMs: median(rows.map((k) => k.detectionMs)),
       restartedMedianMs: median(rows.map((k) => k.restartedMs ?? NaN).filter((x) => !Number.isNaN(x))),
+      caughtUpMedianMs: median(rows.flatMap((k) => (k.caughtUpMs === null ? [] : [k.caughtUpMs]))),
+      caughtUpMaxMs: Math.max(...rows.flatMap((k) => (k.caughtUpMs === null ? [] : [k.caughtUpMs]))),
       loadavg1m: { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) },
     };
   });
   console.log('');
   console.log(
     markdownTable(
-      ['strategy', 'kills', 'failure → available again: median', 'p90', 'max', 'detected (median)', 'restarted (median)', 'load (1 min) min / median / max'],
+      ['strategy', 'kills', 'failure → available again: median', 'p90', 'max', 'detected (median)', 'restarted (median)', 'caught up (next checkpoint done): median / max', 'load (1 min) min / median / max'],
       summary.map((s) => [
         s.strategy,
         String(s.kills),
@@ -172,9 +192,10 @@ async function main(): Promise<void> {
         `${s.recoveryMaxMs} ms`,
         `${Math.round(s.detectionMedianMs)} ms`,
         `${Math.round(s.restartedMedianMs)} ms`,
+        `${Math.round(s.caughtUpMedianMs)} / ${s.caughtUpMaxMs} ms`,
         `${s.loadavg1m.min} / ${s.loadavg1m.median} / ${s.loadavg1m.max}`,
       ]),
-      ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+      ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     ),
   );
   console.log(`${describeMachine(machineInfo())} (${os.cpus().length} cores: a load above that means the run shared the CPU)`);
