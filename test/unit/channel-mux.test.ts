@@ -309,7 +309,8 @@ describe('multiplexed channels', () => {
       },
     });
     const producers = new UnitChannels({ ...common, transport, unit: 0, subtasks: ['src#0', 'src#1'] });
-    const mux = new UnitChannels({ ...common, transport: late, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000 });
+    // A base lease of 15 s here (the default is 5): the numbers below are this test's.
+    const mux = new UnitChannels({ ...common, transport: late, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000, visibilityTimeoutSeconds: 15 });
     mux.start();
     stops.push(() => mux.stopReceiving(false));
     const oneEnvelope = async (s: number) => {
@@ -339,6 +340,33 @@ describe('multiplexed channels', () => {
     for (let s = 6; s < 20 && mux.lease > 15; s++) await oneEnvelope(s);
     expect(mux.lease).toBe(15);
     expect(mux.report().leaseSeconds).toBe(15);
+  });
+
+  it('what a dead attempt had received comes back to its restarted attempt after the default 5 s lease, not 15 s', async () => {
+    const { time, transport, inputQueue, logical, common } = await clockedSetup();
+    const producers = new UnitChannels({ ...common, transport, unit: 0, subtasks: ['src#0', 'src#1'] });
+    const dead = new UnitChannels({ ...common, transport, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000 });
+    dead.start();
+    await producers.send(logical(0), [{ groupId: '0.0', dedupId: 'e-0', body: JSON.stringify({ p: 0, a: 0, s: 0, t: 'd', r: ['held'] }) }]);
+    // Its poller received the envelope; no subtask took the part yet (a unit's inbox runs ahead of
+    // its subtasks). The unit dies holding it: nothing deletes or extends it.
+    for (let i = 0; i < 400 && dead.report().envelopesReceived === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(dead.report().envelopesHeld).toBe(1);
+    await dead.stopReceiving(false);
+    const restarted = new UnitChannels({ ...common, attempt: 1, transport, unit: 1, subtasks: ['out#0', 'out#1'], inputQueue, waitSeconds: 0.05, extendEveryMs: 3_600_000 });
+    restarted.start();
+    stops.push(() => restarted.stopReceiving(false));
+    const poll = async () => {
+      for (let i = 0; i < 20; i++) {
+        const m = await restarted.receive(logical(0), { max: 10, waitSeconds: 0.02 });
+        if (m.length > 0) return m;
+      }
+      return [];
+    };
+    time.now += 4_500;
+    expect(await poll()).toHaveLength(0);
+    time.now += 1_000;
+    expect((await poll()).map((m) => JSON.parse(m.body).r)).toEqual([['held']]);
   });
 
   it('units sharing an input budget: past half of it a unit receives one envelope at a time, past all of it none until parts are taken elsewhere', async () => {
