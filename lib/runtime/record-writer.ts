@@ -465,7 +465,8 @@ export class RecordWriter {
     this.log?.append(consumer, { first: buffer.first, count: buffer.count, fields });
     this.buffers.delete(consumer);
     // The records' UTF-8 size is counted already (buffer.bytes: each record's, plus one for its
-    // comma or bracket, and one more bracket); the rest of the body is ASCII but the determinants.
+    // comma or bracket, and one more bracket, and the rows' keys); the rest of the body is ASCII
+    // but the keys (counted in their shape) and the determinants.
     const wide = buffer.bytes - headBytes(shape) + 1 - records.length + (shape ? shape.bytes - shape.text.length : 0) + (dt ? Buffer.byteLength(determinants) - determinants.length : 0);
     this.enqueueRaw(consumer, 'd', fields, buffer.first, false, wide);
   }
@@ -503,7 +504,7 @@ function encode(buffer: ChannelBuffer, record: Json, serialized: string | undefi
   return buffer.shape ? rowText(record, buffer.shape) : (serialized ?? JSON.stringify(record));
 }
 
-/** Bytes a message's rows add before their records: `"k":<keys>,"c":` (beside `"r":`). */
+/** Bytes counted for a message's rows before their records: `"k":<keys>,"c":` is 5 more than `"r":`, one spare. */
 const headBytes = (shape: RowShape | undefined): number => (shape ? shape.bytes + 6 : 0);
 
 /**
