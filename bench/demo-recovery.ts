@@ -167,6 +167,7 @@ async function main(): Promise<void> {
     const rows = all.filter((k) => k.strategy === strategy);
     const sorted = rows.map((k) => k.recoveryMs).sort((a, b) => a - b);
     const loads = rows.map((k) => k.loadavg1m);
+    const caughtUp = rows.flatMap((k) => (k.caughtUpMs === null ? [] : [k.caughtUpMs]));
     return {
       strategy,
       kills: rows.length,
@@ -175,8 +176,9 @@ async function main(): Promise<void> {
       recoveryMaxMs: sorted.at(-1)!,
       detectionMedianMs: median(rows.map((k) => k.detectionMs)),
       restartedMedianMs: median(rows.map((k) => k.restartedMs ?? NaN).filter((x) => !Number.isNaN(x))),
-      caughtUpMedianMs: median(rows.flatMap((k) => (k.caughtUpMs === null ? [] : [k.caughtUpMs]))),
-      caughtUpMaxMs: Math.max(...rows.flatMap((k) => (k.caughtUpMs === null ? [] : [k.caughtUpMs]))),
+      // The last kill waits for no checkpoint: with --kills 1 there is no caught-up figure (null).
+      caughtUpMedianMs: caughtUp.length > 0 ? median(caughtUp) : null,
+      caughtUpMaxMs: caughtUp.length > 0 ? Math.max(...caughtUp) : null,
       loadavg1m: { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) },
     };
   });
@@ -192,7 +194,7 @@ async function main(): Promise<void> {
         `${s.recoveryMaxMs} ms`,
         `${Math.round(s.detectionMedianMs)} ms`,
         `${Math.round(s.restartedMedianMs)} ms`,
-        `${Math.round(s.caughtUpMedianMs)} / ${s.caughtUpMaxMs} ms`,
+        s.caughtUpMedianMs === null ? '-' : `${Math.round(s.caughtUpMedianMs)} / ${s.caughtUpMaxMs} ms`,
         `${s.loadavg1m.min} / ${s.loadavg1m.median} / ${s.loadavg1m.max}`,
       ]),
       ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
